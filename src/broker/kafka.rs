@@ -1,0 +1,164 @@
+//! The Kafka [`JobsProducer`] and topic administration, on `rdkafka`.
+//!
+//! The producer is idempotent with `acks=all`, so a retry inside librdkafka
+//! never duplicates or reorders an event; the message key is the job id, so
+//! the events of one job stay in order on one partition.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::{
+    ClientConfig,
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    error::{KafkaError, RDKafkaErrorCode},
+    message::{Header, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord, Producer},
+    util::Timeout,
+};
+
+use super::{BrokerError, EventKind, JobEvent, JobsProducer};
+use crate::{
+    config::{KafkaSettings, TopicSettings, TopicSpec},
+    domain::Job,
+};
+
+/// The base client configuration shared by producer, consumer and admin.
+pub fn client_config(kafka: &KafkaSettings) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &kafka.brokers)
+        .set("client.id", "scheduler-service");
+    config
+}
+
+/// Publishes job events to the three event topics.
+pub struct KafkaJobsProducer {
+    producer: FutureProducer,
+    topics: TopicSettings,
+    message_timeout: Duration,
+}
+
+impl KafkaJobsProducer {
+    /// Creates the producer. Connecting is lazy: this succeeds while the
+    /// broker is down, and publishes fail after `message_timeout` until it is up.
+    pub fn new(kafka: &KafkaSettings, topics: TopicSettings) -> Result<Self, BrokerError> {
+        let producer = client_config(kafka)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", &kafka.compression)
+            .set("linger.ms", "2")
+            .set(
+                "message.timeout.ms",
+                kafka.message_timeout.as_millis().to_string(),
+            )
+            .create()
+            .map_err(|e| BrokerError::Other(format!("cannot create Kafka producer: {e}")))?;
+        Ok(KafkaJobsProducer {
+            producer,
+            topics,
+            message_timeout: kafka.message_timeout,
+        })
+    }
+
+    fn topic(&self, kind: EventKind) -> &str {
+        match kind {
+            EventKind::Create => &self.topics.job_create.name,
+            EventKind::Update => &self.topics.job_update.name,
+            EventKind::Run => &self.topics.job_run.name,
+        }
+    }
+}
+
+fn map_err(err: &KafkaError) -> BrokerError {
+    match err.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessage) => {
+            BrokerError::Other(err.to_string())
+        }
+        _ => BrokerError::Unavailable(err.to_string()),
+    }
+}
+
+#[async_trait]
+impl JobsProducer for KafkaJobsProducer {
+    async fn publish(&self, kind: EventKind, job: &Job) -> Result<(), BrokerError> {
+        let payload = serde_json::to_vec(&JobEvent::from(job))
+            .map_err(|e| BrokerError::Other(format!("cannot encode event: {e}")))?;
+        let key = job.id.to_hex();
+        let firing_key = format!("{key}:{}", job.scheduled_key);
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "event-kind",
+                value: Some(kind.as_str()),
+            })
+            .insert(Header {
+                key: "firing-key",
+                value: Some(&firing_key),
+            });
+        let record = FutureRecord::to(self.topic(kind))
+            .key(&key)
+            .payload(&payload)
+            .headers(headers);
+        self.producer
+            .send(record, Timeout::After(self.message_timeout))
+            .await
+            .map(|_| ())
+            .map_err(|(err, _)| map_err(&err))
+    }
+
+    async fn flush(&self, timeout: Duration) -> Result<(), BrokerError> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || producer.flush(Timeout::After(timeout)))
+            .await
+            .map_err(|e| BrokerError::Other(e.to_string()))?
+            .map_err(|e| map_err(&e))
+    }
+}
+
+/// Creates the topics the service produces to (and the run-result topic it
+/// consumes, so that a fresh cluster works); a topic that exists is fine.
+pub async fn ensure_topics(
+    kafka: &KafkaSettings,
+    topics: &TopicSettings,
+    timeout: Duration,
+) -> Result<(), BrokerError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(kafka)
+        .create()
+        .map_err(|e| BrokerError::Other(format!("cannot create Kafka admin client: {e}")))?;
+    let run_result = TopicSpec {
+        name: topics.job_run_result.clone(),
+        partitions: 1,
+        replicas: topics.job_run.replicas,
+    };
+    let specs = [
+        &topics.job_create,
+        &topics.job_update,
+        &topics.job_run,
+        &run_result,
+    ];
+    let new_topics: Vec<NewTopic<'_>> = specs
+        .iter()
+        .map(|t| NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(t.replicas)))
+        .collect();
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Timeout::After(timeout)))
+        .request_timeout(Some(Timeout::After(timeout)));
+    let results = admin
+        .create_topics(&new_topics, &options)
+        .await
+        .map_err(|e| map_err(&e))?;
+    for result in results {
+        match result {
+            Ok(name) => tracing::info!(topic = %name, "created topic"),
+            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                tracing::debug!(topic = %name, "topic exists")
+            }
+            Err((name, code)) => {
+                return Err(BrokerError::Unavailable(format!(
+                    "cannot create topic {name}: {code}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}

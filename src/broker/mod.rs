@@ -1,0 +1,61 @@
+//! The message broker: the [`JobsProducer`] trait the service publishes job
+//! events through, the JSON formats on the wire, and the Kafka implementation
+//! of both directions (events out, run results in).
+
+pub mod consumer;
+mod event;
+pub mod kafka;
+
+use async_trait::async_trait;
+
+use crate::domain::{self, Job};
+
+pub use event::{EventKind, JobEvent, RunResult, RunResultError, parse_run_result};
+
+/// A failure to hand an event to the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The broker could not be reached or did not acknowledge in time.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The broker refused the request for another reason.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<BrokerError> for domain::Error {
+    fn from(err: BrokerError) -> Self {
+        match err {
+            BrokerError::Unavailable(msg) | BrokerError::Other(msg) => {
+                domain::Error::BrokerUnavailable(msg)
+            }
+        }
+    }
+}
+
+/// Publishes job events. `publish` returns once the broker has acknowledged
+/// the event.
+#[async_trait]
+pub trait JobsProducer: Send + Sync + 'static {
+    /// Publishes `job` as an event of `kind` (to that kind's topic).
+    async fn publish(&self, kind: EventKind, job: &Job) -> Result<(), BrokerError>;
+
+    /// Waits until every event handed over so far is delivered, or `timeout`.
+    async fn flush(&self, timeout: std::time::Duration) -> Result<(), BrokerError>;
+}
+
+/// A producer that drops every event: for benchmarks of the scheduling core
+/// and for unit tests that do not look at events.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NullProducer;
+
+#[async_trait]
+impl JobsProducer for NullProducer {
+    async fn publish(&self, _kind: EventKind, _job: &Job) -> Result<(), BrokerError> {
+        Ok(())
+    }
+
+    async fn flush(&self, _timeout: std::time::Duration) -> Result<(), BrokerError> {
+        Ok(())
+    }
+}

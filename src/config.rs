@@ -1,0 +1,697 @@
+//! Configuration, parsed once at start-up into typed settings.
+//!
+//! Sources, highest priority first: the process environment; `config/.env`
+//! (or the file `CONFIG_ENV_FILE` names); the topics file (`TOPICS_FILE`,
+//! default `config/.env.topics`). Secrets come from files named by `*_FILE`
+//! variables (Docker secrets), trimmed of surrounding whitespace. A missing
+//! or invalid setting is one [`ConfigError`] naming the variable.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    net::IpAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+
+/// The names of every environment variable the service reads.
+pub mod vars {
+    /// File of extra variables, loaded if present (default `config/.env`).
+    pub const CONFIG_ENV_FILE: &str = "CONFIG_ENV_FILE";
+    /// `development` (default), `staging` or `production`.
+    pub const ENVIRONMENT: &str = "ENVIRONMENT";
+    /// Version string reported at start-up.
+    pub const APP_VERSION: &str = "APP_VERSION";
+    /// Log filter (`tracing` env-filter syntax); default `info`.
+    pub const RUST_LOG: &str = "RUST_LOG";
+    /// Address the gRPC server binds (default `0.0.0.0`).
+    pub const SERVER_HOST: &str = "SERVER_HOST";
+    /// Port of the gRPC server (default 9001; 0 picks a free port).
+    pub const SERVER_PORT: &str = "SERVER_PORT";
+    /// A whole database URI; overrides the parts below.
+    pub const DATABASE_URI: &str = "DATABASE_URI";
+    /// File holding the database user (Docker secret).
+    pub const DATABASE_USER_FILE: &str = "DATABASE_USER_FILE";
+    /// The database user, when not read from a file.
+    pub const DATABASE_USER: &str = "DATABASE_USER";
+    /// File holding the database password (Docker secret).
+    pub const DATABASE_PASS_FILE: &str = "DATABASE_PASS_FILE";
+    /// The database password, when not read from a file.
+    pub const DATABASE_PASS: &str = "DATABASE_PASS";
+    /// File holding the database name (Docker secret).
+    pub const DATABASE_DB_NAME_FILE: &str = "DATABASE_DB_NAME_FILE";
+    /// The database name, when not read from a file (default `jobs_db`).
+    pub const DATABASE_DB_NAME: &str = "DATABASE_DB_NAME";
+    /// URI scheme: `mongodb` (default) or `mongodb+srv`.
+    pub const DATABASE_SCHEMA: &str = "DATABASE_SCHEMA";
+    /// Alias of [`DATABASE_SCHEMA`].
+    pub const DATABASE_SCHEME: &str = "DATABASE_SCHEME";
+    /// Database host (default `127.0.0.1`).
+    pub const DATABASE_HOST_NAME: &str = "DATABASE_HOST_NAME";
+    /// Alias of [`DATABASE_HOST_NAME`].
+    pub const DATABASE_DOMAIN: &str = "DATABASE_DOMAIN";
+    /// Database port (default 27017).
+    pub const DATABASE_PORT: &str = "DATABASE_PORT";
+    /// Bound on every database call and on connecting, in ms (default 5000).
+    pub const DATABASE_TIMEOUT_MS: &str = "DATABASE_TIMEOUT_MS";
+    /// Comma-separated Kafka bootstrap servers (default `127.0.0.1:9092`).
+    pub const KAFKA_BROKERS: &str = "KAFKA_BROKERS";
+    /// Compression of produced batches: none, gzip, lz4 (default), zstd, snappy.
+    pub const KAFKA_COMPRESSION: &str = "KAFKA_COMPRESSION";
+    /// How long a publish may wait for the broker's acknowledgement, in ms (default 10000).
+    pub const KAFKA_MESSAGE_TIMEOUT_MS: &str = "KAFKA_MESSAGE_TIMEOUT_MS";
+    /// Longest time the broker holds a fetch waiting for data, in ms (default 100).
+    pub const KAFKA_FETCH_WAIT_MAX_MS: &str = "KAFKA_FETCH_WAIT_MAX_MS";
+    /// The topics file (default `config/.env.topics`).
+    pub const TOPICS_FILE: &str = "TOPICS_FILE";
+    /// Topic of create events.
+    pub const TOPIC_JOB_CREATE: &str = "TOPIC_JOB_CREATE";
+    /// Partitions of the create topic.
+    pub const TOPIC_JOB_CREATE_PARTITIONS: &str = "TOPIC_JOB_CREATE_PARTITIONS";
+    /// Replicas of the create topic.
+    pub const TOPIC_JOB_CREATE_REPLICAS: &str = "TOPIC_JOB_CREATE_REPLICAS";
+    /// Topic of update events.
+    pub const TOPIC_JOB_UPDATE: &str = "TOPIC_JOB_UPDATE";
+    /// Partitions of the update topic.
+    pub const TOPIC_JOB_UPDATE_PARTITIONS: &str = "TOPIC_JOB_UPDATE_PARTITIONS";
+    /// Replicas of the update topic.
+    pub const TOPIC_JOB_UPDATE_REPLICAS: &str = "TOPIC_JOB_UPDATE_REPLICAS";
+    /// Topic of run events.
+    pub const TOPIC_JOB_RUN: &str = "TOPIC_JOB_RUN";
+    /// Partitions of the run topic.
+    pub const TOPIC_JOB_RUN_PARTITIONS: &str = "TOPIC_JOB_RUN_PARTITIONS";
+    /// Replicas of the run topic.
+    pub const TOPIC_JOB_RUN_REPLICAS: &str = "TOPIC_JOB_RUN_REPLICAS";
+    /// Topic of run results (consumed).
+    pub const TOPIC_JOB_RUN_RESULT: &str = "TOPIC_JOB_RUN_RESULT";
+    /// Consumer group of the run-result consumer.
+    pub const TOPIC_JOB_RUN_RESULT_CONSUMER_GROUP_ID: &str =
+        "TOPIC_JOB_RUN_RESULT_CONSUMER_GROUP_ID";
+    /// Number of run-result consumers in the group (default 1).
+    pub const TOPIC_JOB_RUN_RESULT_CONSUMER_WORKER_COUNT: &str =
+        "TOPIC_JOB_RUN_RESULT_CONSUMER_WORKER_COUNT";
+    /// Largest ListJobs page size (default 100).
+    pub const LIST_MAX_PAGE_SIZE: &str = "LIST_MAX_PAGE_SIZE";
+    /// How far ahead the timer holds jobs in memory, in seconds (default 60).
+    pub const SCHEDULER_LOOK_AHEAD_SECS: &str = "SCHEDULER_LOOK_AHEAD_SECS";
+    /// How many firings run at once (default 256).
+    pub const SCHEDULER_FIRE_CONCURRENCY: &str = "SCHEDULER_FIRE_CONCURRENCY";
+    /// How long shutdown waits for in-flight work, in seconds (default 10).
+    pub const SHUTDOWN_GRACE_SECS: &str = "SHUTDOWN_GRACE_SECS";
+
+    /// Every variable above, for checks that compare other files with the code.
+    pub const ALL: &[&str] = &[
+        CONFIG_ENV_FILE,
+        ENVIRONMENT,
+        APP_VERSION,
+        RUST_LOG,
+        SERVER_HOST,
+        SERVER_PORT,
+        DATABASE_URI,
+        DATABASE_USER_FILE,
+        DATABASE_USER,
+        DATABASE_PASS_FILE,
+        DATABASE_PASS,
+        DATABASE_DB_NAME_FILE,
+        DATABASE_DB_NAME,
+        DATABASE_SCHEMA,
+        DATABASE_SCHEME,
+        DATABASE_HOST_NAME,
+        DATABASE_DOMAIN,
+        DATABASE_PORT,
+        DATABASE_TIMEOUT_MS,
+        KAFKA_BROKERS,
+        KAFKA_COMPRESSION,
+        KAFKA_MESSAGE_TIMEOUT_MS,
+        KAFKA_FETCH_WAIT_MAX_MS,
+        TOPICS_FILE,
+        TOPIC_JOB_CREATE,
+        TOPIC_JOB_CREATE_PARTITIONS,
+        TOPIC_JOB_CREATE_REPLICAS,
+        TOPIC_JOB_UPDATE,
+        TOPIC_JOB_UPDATE_PARTITIONS,
+        TOPIC_JOB_UPDATE_REPLICAS,
+        TOPIC_JOB_RUN,
+        TOPIC_JOB_RUN_PARTITIONS,
+        TOPIC_JOB_RUN_REPLICAS,
+        TOPIC_JOB_RUN_RESULT,
+        TOPIC_JOB_RUN_RESULT_CONSUMER_GROUP_ID,
+        TOPIC_JOB_RUN_RESULT_CONSUMER_WORKER_COUNT,
+        LIST_MAX_PAGE_SIZE,
+        SCHEDULER_LOOK_AHEAD_SECS,
+        SCHEDULER_FIRE_CONCURRENCY,
+        SHUTDOWN_GRACE_SECS,
+    ];
+}
+
+/// A setting that is missing, unreadable or invalid.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error in {name}: {reason}")]
+pub struct ConfigError {
+    /// The variable (or file) at fault.
+    pub name: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(name: &str, reason: impl Into<String>) -> Self {
+        ConfigError {
+            name: name.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The deployment environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    /// A developer's machine: human-readable logs.
+    Development,
+    /// A shared test deployment.
+    Staging,
+    /// Production: JSON logs, strict checks.
+    Production,
+}
+
+/// All settings of the service.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where the service runs.
+    pub environment: Environment,
+    /// Version reported at start-up.
+    pub app_version: String,
+    /// The gRPC server.
+    pub server: ServerSettings,
+    /// The job store.
+    pub database: DatabaseSettings,
+    /// The Kafka client.
+    pub kafka: KafkaSettings,
+    /// Topic names and shapes.
+    pub topics: TopicSettings,
+    /// The scheduling core.
+    pub scheduler: SchedulerSettings,
+    /// How long shutdown waits for in-flight work.
+    pub shutdown_grace: Duration,
+}
+
+/// The gRPC server's address.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Bind address.
+    pub host: IpAddr,
+    /// Bind port; 0 picks a free one (tests).
+    pub port: u16,
+}
+
+/// Where the jobs live.
+#[derive(Clone)]
+pub struct DatabaseSettings {
+    /// Connection URI, credentials included.
+    pub uri: String,
+    /// Database name.
+    pub db_name: String,
+    /// Bound on every call and on connecting.
+    pub timeout: Duration,
+}
+
+impl fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("uri", &redact_uri(&self.uri))
+            .field("db_name", &self.db_name)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// The URI with any `user:password@` replaced, for logs.
+pub fn redact_uri(uri: &str) -> String {
+    match (uri.find("://"), uri.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://***{}", &uri[..scheme_end], &uri[at..])
+        }
+        _ => uri.to_owned(),
+    }
+}
+
+/// The Kafka client.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// Bootstrap servers, comma-separated.
+    pub brokers: String,
+    /// Compression codec of produced batches.
+    pub compression: String,
+    /// How long a publish may wait for the acknowledgement.
+    pub message_timeout: Duration,
+    /// Longest time a fetch waits for data on the broker.
+    pub fetch_wait_max: Duration,
+}
+
+/// A topic the service creates and produces to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    /// Topic name.
+    pub name: String,
+    /// Partition count.
+    pub partitions: i32,
+    /// Replication factor.
+    pub replicas: i32,
+}
+
+/// Topic names and shapes, from the topics file.
+#[derive(Debug, Clone)]
+pub struct TopicSettings {
+    /// Create events.
+    pub job_create: TopicSpec,
+    /// Update events.
+    pub job_update: TopicSpec,
+    /// Run events.
+    pub job_run: TopicSpec,
+    /// Run results (consumed).
+    pub job_run_result: String,
+    /// Consumer group of the run-result consumer.
+    pub consumer_group_id: String,
+    /// Consumers in that group.
+    pub consumer_workers: usize,
+}
+
+/// The scheduling core.
+#[derive(Debug, Clone)]
+pub struct SchedulerSettings {
+    /// Largest ListJobs page.
+    pub max_page_size: u64,
+    /// How far ahead jobs are held in the in-memory timer.
+    pub look_ahead: Duration,
+    /// How many firings run at once.
+    pub fire_concurrency: usize,
+}
+
+impl Default for SchedulerSettings {
+    fn default() -> Self {
+        SchedulerSettings {
+            max_page_size: 100,
+            look_ahead: Duration::from_secs(60),
+            fire_concurrency: 256,
+        }
+    }
+}
+
+/// Reads variables from the environment, then the `.env` file, then the
+/// topics file.
+struct Sources {
+    dotenv: HashMap<String, String>,
+    topics: HashMap<String, String>,
+}
+
+impl Sources {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name)
+            .ok()
+            .or_else(|| self.dotenv.get(name).cloned())
+            .or_else(|| self.topics.get(name).cloned())
+            .filter(|v| !v.trim().is_empty())
+    }
+}
+
+fn read_env_file(
+    path: &Path,
+    name: &str,
+    required: bool,
+) -> Result<HashMap<String, String>, ConfigError> {
+    match dotenvy::from_path_iter(path) {
+        Ok(iter) => iter
+            .map(|item| {
+                item.map_err(|e| ConfigError::new(name, format!("{}: {e}", path.display())))
+            })
+            .collect(),
+        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            Ok(HashMap::new())
+        }
+        Err(e) => Err(ConfigError::new(name, format!("{}: {e}", path.display()))),
+    }
+}
+
+impl Settings {
+    /// Reads the settings from the process environment and the files it names.
+    pub fn from_env() -> Result<Settings, ConfigError> {
+        let env_file = std::env::var(vars::CONFIG_ENV_FILE).ok();
+        let dotenv = read_env_file(
+            Path::new(env_file.as_deref().unwrap_or("config/.env")),
+            vars::CONFIG_ENV_FILE,
+            env_file.is_some(),
+        )?;
+        let mut sources = Sources {
+            dotenv,
+            topics: HashMap::new(),
+        };
+        let topics_file = sources.get(vars::TOPICS_FILE);
+        sources.topics = read_env_file(
+            &PathBuf::from(topics_file.as_deref().unwrap_or("config/.env.topics")),
+            vars::TOPICS_FILE,
+            topics_file.is_some(),
+        )?;
+        Settings::from_lookup(|name| sources.get(name))
+    }
+
+    /// Builds the settings from a lookup of variable values (tests use a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        let var = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let parsed = |name: &str, default: u64| -> Result<u64, ConfigError> {
+            var(name).map_or(Ok(default), |v| {
+                v.parse().map_err(|_| {
+                    ConfigError::new(name, format!("expected a whole number, got {v:?}"))
+                })
+            })
+        };
+        let positive = |name: &str, default: u64| -> Result<u64, ConfigError> {
+            match parsed(name, default)? {
+                0 => Err(ConfigError::new(name, "must be at least 1")),
+                n => Ok(n),
+            }
+        };
+        let secret = |file_var: &str, plain_var: &str| -> Result<Option<String>, ConfigError> {
+            match var(file_var) {
+                Some(path) => std::fs::read_to_string(&path)
+                    .map(|s| Some(s.trim().to_owned()))
+                    .map_err(|e| ConfigError::new(file_var, format!("cannot read {path}: {e}"))),
+                None => Ok(var(plain_var)),
+            }
+        };
+        let topic = |name_var: &str, partitions_var: &str, replicas_var: &str, default: &str| {
+            let count = |v: &str| {
+                i32::try_from(positive(v, 1)?).map_err(|_| ConfigError::new(v, "is too large"))
+            };
+            Ok::<_, ConfigError>(TopicSpec {
+                name: var(name_var).unwrap_or_else(|| default.to_owned()),
+                partitions: count(partitions_var)?,
+                replicas: count(replicas_var)?,
+            })
+        };
+
+        let environment = match var(vars::ENVIRONMENT)
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("development" | "dev") => Environment::Development,
+            Some("staging" | "test") => Environment::Staging,
+            Some("production" | "prod") => Environment::Production,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    vars::ENVIRONMENT,
+                    format!("expected development, staging or production, got {other:?}"),
+                ));
+            }
+        };
+
+        let port = |name: &str, default: u16| -> Result<u16, ConfigError> {
+            u16::try_from(parsed(name, u64::from(default))?)
+                .map_err(|_| ConfigError::new(name, "must be a port number (0-65535)"))
+        };
+        let host = match var(vars::SERVER_HOST) {
+            None => IpAddr::from([0, 0, 0, 0]),
+            Some(v) => v.parse().map_err(|_| {
+                ConfigError::new(vars::SERVER_HOST, format!("not an IP address: {v:?}"))
+            })?,
+        };
+
+        let db_name = secret(vars::DATABASE_DB_NAME_FILE, vars::DATABASE_DB_NAME)?
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "jobs_db".to_owned());
+        let uri = match var(vars::DATABASE_URI) {
+            Some(uri) => uri,
+            None => {
+                let scheme = var(vars::DATABASE_SCHEMA)
+                    .or_else(|| var(vars::DATABASE_SCHEME))
+                    .unwrap_or_else(|| "mongodb".to_owned());
+                if !matches!(scheme.as_str(), "mongodb" | "mongodb+srv") {
+                    return Err(ConfigError::new(
+                        vars::DATABASE_SCHEMA,
+                        format!("expected mongodb or mongodb+srv, got {scheme:?}"),
+                    ));
+                }
+                let host = var(vars::DATABASE_HOST_NAME)
+                    .or_else(|| var(vars::DATABASE_DOMAIN))
+                    .unwrap_or_else(|| "127.0.0.1".to_owned());
+                let address = if scheme == "mongodb+srv" {
+                    host
+                } else {
+                    format!("{host}:{}", port(vars::DATABASE_PORT, 27017)?)
+                };
+                let user = secret(vars::DATABASE_USER_FILE, vars::DATABASE_USER)?;
+                let pass = secret(vars::DATABASE_PASS_FILE, vars::DATABASE_PASS)?;
+                match (user, pass) {
+                    (Some(user), Some(pass)) => format!(
+                        "{scheme}://{}:{}@{address}/?authSource=admin",
+                        utf8_percent_encode(&user, NON_ALPHANUMERIC),
+                        utf8_percent_encode(&pass, NON_ALPHANUMERIC)
+                    ),
+                    (None, None) => format!("{scheme}://{address}/"),
+                    (Some(_), None) => {
+                        return Err(ConfigError::new(
+                            vars::DATABASE_PASS_FILE,
+                            "a user is set but no password",
+                        ));
+                    }
+                    (None, Some(_)) => {
+                        return Err(ConfigError::new(
+                            vars::DATABASE_USER_FILE,
+                            "a password is set but no user",
+                        ));
+                    }
+                }
+            }
+        };
+
+        let compression = var(vars::KAFKA_COMPRESSION)
+            .unwrap_or_else(|| "lz4".to_owned())
+            .to_ascii_lowercase();
+        if !matches!(
+            compression.as_str(),
+            "none" | "gzip" | "lz4" | "zstd" | "snappy"
+        ) {
+            return Err(ConfigError::new(
+                vars::KAFKA_COMPRESSION,
+                format!("expected none, gzip, lz4, zstd or snappy, got {compression:?}"),
+            ));
+        }
+        let brokers = var(vars::KAFKA_BROKERS).unwrap_or_else(|| "127.0.0.1:9092".to_owned());
+        if brokers.split(',').any(|b| b.trim().is_empty()) {
+            return Err(ConfigError::new(
+                vars::KAFKA_BROKERS,
+                format!("empty entry in {brokers:?}"),
+            ));
+        }
+
+        let consumer_workers = positive(vars::TOPIC_JOB_RUN_RESULT_CONSUMER_WORKER_COUNT, 1)?;
+        if consumer_workers > 64 {
+            return Err(ConfigError::new(
+                vars::TOPIC_JOB_RUN_RESULT_CONSUMER_WORKER_COUNT,
+                "must be at most 64",
+            ));
+        }
+
+        Ok(Settings {
+            environment,
+            app_version: var(vars::APP_VERSION)
+                .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
+            server: ServerSettings {
+                host,
+                port: port(vars::SERVER_PORT, 9001)?,
+            },
+            database: DatabaseSettings {
+                uri,
+                db_name,
+                timeout: Duration::from_millis(positive(vars::DATABASE_TIMEOUT_MS, 5000)?),
+            },
+            kafka: KafkaSettings {
+                brokers,
+                compression,
+                message_timeout: Duration::from_millis(positive(
+                    vars::KAFKA_MESSAGE_TIMEOUT_MS,
+                    10_000,
+                )?),
+                fetch_wait_max: Duration::from_millis(positive(
+                    vars::KAFKA_FETCH_WAIT_MAX_MS,
+                    100,
+                )?),
+            },
+            topics: TopicSettings {
+                job_create: topic(
+                    vars::TOPIC_JOB_CREATE,
+                    vars::TOPIC_JOB_CREATE_PARTITIONS,
+                    vars::TOPIC_JOB_CREATE_REPLICAS,
+                    "topic-job-create",
+                )?,
+                job_update: topic(
+                    vars::TOPIC_JOB_UPDATE,
+                    vars::TOPIC_JOB_UPDATE_PARTITIONS,
+                    vars::TOPIC_JOB_UPDATE_REPLICAS,
+                    "topic-job-update",
+                )?,
+                job_run: topic(
+                    vars::TOPIC_JOB_RUN,
+                    vars::TOPIC_JOB_RUN_PARTITIONS,
+                    vars::TOPIC_JOB_RUN_REPLICAS,
+                    "topic-job-run",
+                )?,
+                job_run_result: var(vars::TOPIC_JOB_RUN_RESULT)
+                    .unwrap_or_else(|| "topic-job-run-result".to_owned()),
+                consumer_group_id: var(vars::TOPIC_JOB_RUN_RESULT_CONSUMER_GROUP_ID)
+                    .unwrap_or_else(|| "job-run-result-consumer-scheduler".to_owned()),
+                consumer_workers: usize::try_from(consumer_workers).unwrap_or(1),
+            },
+            scheduler: SchedulerSettings {
+                max_page_size: positive(vars::LIST_MAX_PAGE_SIZE, 100)?,
+                look_ahead: Duration::from_secs(positive(vars::SCHEDULER_LOOK_AHEAD_SECS, 60)?),
+                fire_concurrency: usize::try_from(positive(vars::SCHEDULER_FIRE_CONCURRENCY, 256)?)
+                    .unwrap_or(256),
+            },
+            shutdown_grace: Duration::from_secs(parsed(vars::SHUTDOWN_GRACE_SECS, 10)?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_article() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.environment, Environment::Development);
+        assert_eq!(s.server.port, 9001);
+        assert_eq!(s.database.uri, "mongodb://127.0.0.1:27017/");
+        assert_eq!(s.database.db_name, "jobs_db");
+        assert_eq!(s.topics.job_create.name, "topic-job-create");
+        assert_eq!(s.topics.job_update.name, "topic-job-update");
+        assert_eq!(s.topics.job_run.name, "topic-job-run");
+        assert_eq!(s.topics.job_run_result, "topic-job-run-result");
+        assert_eq!(
+            s.topics.consumer_group_id,
+            "job-run-result-consumer-scheduler"
+        );
+        assert_eq!(s.topics.consumer_workers, 1);
+    }
+
+    #[test]
+    fn database_uri_is_built_from_docker_secrets_with_encoding() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, content: &str| {
+            let path = dir.path().join(name);
+            std::fs::File::create(&path)
+                .unwrap()
+                .write_all(content.as_bytes())
+                .unwrap();
+            path.to_string_lossy().into_owned()
+        };
+        let (user, pass, db) = (
+            write("user", "admin\n"),
+            write("pass", "p@ss:w/rd\n"),
+            write("db", "jobs_db\n"),
+        );
+        let s = settings(&[
+            (vars::DATABASE_USER_FILE, &user),
+            (vars::DATABASE_PASS_FILE, &pass),
+            (vars::DATABASE_DB_NAME_FILE, &db),
+            (vars::DATABASE_SCHEME, "mongodb"),
+            (vars::DATABASE_DOMAIN, "scheduler-db-service"),
+            (vars::DATABASE_PORT, "27018"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.database.uri,
+            "mongodb://admin:p%40ss%3Aw%2Frd@scheduler-db-service:27018/?authSource=admin"
+        );
+        assert_eq!(s.database.db_name, "jobs_db");
+        let shown = format!("{:?}", s.database);
+        assert!(
+            !shown.contains("p%40ss"),
+            "password leaked into Debug: {shown}"
+        );
+    }
+
+    #[test]
+    fn a_whole_uri_wins_over_the_parts() {
+        let s = settings(&[
+            (vars::DATABASE_URI, "mongodb://db:1/"),
+            (vars::DATABASE_HOST_NAME, "x"),
+        ])
+        .unwrap();
+        assert_eq!(s.database.uri, "mongodb://db:1/");
+    }
+
+    #[test]
+    fn invalid_settings_name_the_variable() {
+        let cases: &[(&str, &str)] = &[
+            (vars::SERVER_PORT, "70000"),
+            (vars::SERVER_PORT, "abc"),
+            (vars::ENVIRONMENT, "moon"),
+            (vars::DATABASE_SCHEMA, "postgres"),
+            (vars::DATABASE_USER_FILE, "/nonexistent/user.txt"),
+            (vars::KAFKA_COMPRESSION, "brotli"),
+            (vars::KAFKA_BROKERS, "a:1,,b:2"),
+            (vars::TOPIC_JOB_RUN_PARTITIONS, "0"),
+            (vars::TOPIC_JOB_RUN_RESULT_CONSUMER_WORKER_COUNT, "1000"),
+            (vars::LIST_MAX_PAGE_SIZE, "-1"),
+        ];
+        for (name, value) in cases {
+            let err = settings(&[(name, value)]).expect_err(name);
+            assert_eq!(err.name, *name, "{err}");
+        }
+        let user_only = settings(&[(vars::DATABASE_USER, "u")]).unwrap_err();
+        assert_eq!(user_only.name, vars::DATABASE_PASS_FILE);
+    }
+
+    #[test]
+    fn topics_come_from_the_lookup() {
+        let s = settings(&[
+            (vars::TOPIC_JOB_RUN, "runs"),
+            (vars::TOPIC_JOB_RUN_PARTITIONS, "6"),
+            (vars::TOPIC_JOB_RUN_REPLICAS, "3"),
+            (vars::TOPIC_JOB_RUN_RESULT_CONSUMER_WORKER_COUNT, "4"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.topics.job_run,
+            TopicSpec {
+                name: "runs".into(),
+                partitions: 6,
+                replicas: 3
+            }
+        );
+        assert_eq!(s.topics.consumer_workers, 4);
+    }
+
+    #[test]
+    fn every_variable_is_listed_once() {
+        let mut names = vars::ALL.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), vars::ALL.len());
+    }
+
+    #[test]
+    fn redaction_hides_credentials_only() {
+        assert_eq!(
+            redact_uri("mongodb://u:p@h:1/?x=y"),
+            "mongodb://***@h:1/?x=y"
+        );
+        assert_eq!(redact_uri("mongodb://h:1/"), "mongodb://h:1/");
+    }
+}

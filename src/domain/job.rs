@@ -1,0 +1,391 @@
+//! The job model and its validation rules.
+
+use chrono::{DateTime, SubsecRound, Utc};
+
+use super::{Error, Field};
+
+/// The current time at the precision the store keeps (milliseconds), so that a
+/// job read back equals the job written.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(3)
+}
+
+/// A job's identity: a MongoDB ObjectId, shown to clients as 24 hex digits.
+pub type JobId = bson::oid::ObjectId;
+
+/// Longest accepted job name, in bytes.
+pub const NAME_MAX_BYTES: usize = 256;
+/// Longest accepted description, in bytes.
+pub const DESCRIPTION_MAX_BYTES: usize = 4 * 1024;
+/// Largest accepted job data (the executor's payload), in bytes.
+pub const JOB_DATA_MAX_BYTES: usize = 64 * 1024;
+
+/// Where a job is in its life. The numbers are the wire contract's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobStatus {
+    /// Not set; never stored by this service.
+    Unknown = 0,
+    /// Accepted but not yet scheduled; kept for wire compatibility.
+    Pending = 1,
+    /// Waiting for its schedule time.
+    Scheduled = 2,
+    /// Fired: the run event was (or is being) published; waiting for a result.
+    Running = 3,
+    /// An executor reported success.
+    Succeeded = 4,
+    /// An executor reported failure.
+    Failed = 5,
+}
+
+impl JobStatus {
+    /// The wire and storage number of this status.
+    pub fn as_i32(self) -> i32 {
+        self as i32
+    }
+
+    /// The status with this number, if any.
+    pub fn from_i32(value: i32) -> Option<Self> {
+        Some(match value {
+            0 => JobStatus::Unknown,
+            1 => JobStatus::Pending,
+            2 => JobStatus::Scheduled,
+            3 => JobStatus::Running,
+            4 => JobStatus::Succeeded,
+            5 => JobStatus::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// The outcome an executor reports for a run: the two final statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultStatus {
+    /// The run succeeded.
+    Succeeded,
+    /// The run failed.
+    Failed,
+}
+
+impl ResultStatus {
+    /// The status a job takes when this result is stored.
+    pub fn job_status(self) -> JobStatus {
+        match self {
+            ResultStatus::Succeeded => JobStatus::Succeeded,
+            ResultStatus::Failed => JobStatus::Failed,
+        }
+    }
+
+    /// The result with this status number; only 4 and 5 are results.
+    pub fn from_i32(value: i32) -> Option<Self> {
+        match JobStatus::from_i32(value)? {
+            JobStatus::Succeeded => Some(ResultStatus::Succeeded),
+            JobStatus::Failed => Some(ResultStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// What kind of executor runs the job. The numbers are the wire contract's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobType {
+    /// Sent by the email executor.
+    Email = 0,
+    /// Sent by the SMS executor.
+    Sms = 1,
+}
+
+impl JobType {
+    /// The wire and storage number of this type.
+    pub fn as_i32(self) -> i32 {
+        self as i32
+    }
+
+    /// The type with this number, if any.
+    pub fn from_i32(value: i32) -> Option<Self> {
+        match value {
+            0 => Some(JobType::Email),
+            1 => Some(JobType::Sms),
+            _ => None,
+        }
+    }
+}
+
+/// The fields a client chooses, validated: what CreateJob and UpdateJob carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSpec {
+    /// Human-readable name; not empty.
+    pub name: String,
+    /// Free text; may be empty.
+    pub description: String,
+    /// When the job is due. A time in the past means "now".
+    pub schedule_time: DateTime<Utc>,
+    /// Which executor runs it.
+    pub job_type: JobType,
+    /// The executor's payload (for email, a JSON document); not empty.
+    pub job_data: String,
+}
+
+impl JobSpec {
+    /// Checks the rules every stored job obeys and returns the spec unchanged
+    /// when they hold, or an error naming the first field that breaks one.
+    pub fn validated(self) -> Result<Self, Error> {
+        if self.name.trim().is_empty() {
+            return Err(Error::invalid(Field::Name, "must not be empty"));
+        }
+        check_len(Field::Name, &self.name, NAME_MAX_BYTES)?;
+        check_len(Field::Description, &self.description, DESCRIPTION_MAX_BYTES)?;
+        if self.job_data.trim().is_empty() {
+            return Err(Error::invalid(Field::JobData, "must not be empty"));
+        }
+        check_len(Field::JobData, &self.job_data, JOB_DATA_MAX_BYTES)?;
+        Ok(self)
+    }
+}
+
+fn check_len(field: Field, value: &str, max: usize) -> Result<(), Error> {
+    if value.len() > max {
+        return Err(Error::invalid(
+            field,
+            format!("is {} bytes, at most {max} are accepted", value.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// A stored job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// Its identity.
+    pub id: JobId,
+    /// The fields the client chose.
+    pub spec: JobSpec,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed (fields or status).
+    pub updated_at: DateTime<Utc>,
+    /// Where it is in its life.
+    pub status: JobStatus,
+    /// The fire token: a fresh random number each time the job is (re)scheduled.
+    /// A timer entry carries the key it was armed with, and a firing only claims
+    /// the job if the key still matches, so a stale timer can never fire a job
+    /// that was updated since. Consumers use (id, key) to drop duplicate runs.
+    pub scheduled_key: i64,
+}
+
+impl Job {
+    /// A new job, SCHEDULED, created now.
+    pub fn new_scheduled(spec: JobSpec, now: DateTime<Utc>) -> Self {
+        Job {
+            id: JobId::new(),
+            spec,
+            created_at: now,
+            updated_at: now,
+            status: JobStatus::Scheduled,
+            scheduled_key: new_scheduled_key(),
+        }
+    }
+
+    /// This job with its client fields replaced and scheduled again.
+    pub fn rescheduled(&self, spec: JobSpec, now: DateTime<Utc>) -> Self {
+        Job {
+            id: self.id,
+            spec,
+            created_at: self.created_at,
+            updated_at: now,
+            status: JobStatus::Scheduled,
+            scheduled_key: new_scheduled_key(),
+        }
+    }
+}
+
+/// A fresh fire token: random, positive, so that it reads well in JSON and logs.
+pub fn new_scheduled_key() -> i64 {
+    rand::random::<i64>() & i64::MAX
+}
+
+/// A validated request for one page of the job list (pages are 1-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    /// The page number, from 1.
+    pub page: u64,
+    /// Jobs per page, from 1 to the configured maximum.
+    pub size: u64,
+}
+
+impl PageRequest {
+    /// Validates a page request. `page` and `size` must be at least 1; `size`
+    /// must not exceed `max_size`.
+    pub fn new(page: i64, size: i64, max_size: u64) -> Result<Self, Error> {
+        let page = u64::try_from(page)
+            .ok()
+            .filter(|p| *p >= 1)
+            .ok_or_else(|| {
+                Error::invalid(Field::Page, format!("must be at least 1, got {page}"))
+            })?;
+        let size = u64::try_from(size)
+            .ok()
+            .filter(|s| *s >= 1)
+            .ok_or_else(|| {
+                Error::invalid(Field::Size, format!("must be at least 1, got {size}"))
+            })?;
+        if size > max_size {
+            return Err(Error::invalid(
+                Field::Size,
+                format!("must be at most {max_size}, got {size}"),
+            ));
+        }
+        Ok(PageRequest { page, size })
+    }
+
+    /// How many jobs come before this page.
+    pub fn offset(&self) -> u64 {
+        (self.page - 1).saturating_mul(self.size)
+    }
+
+    /// Number of pages needed for `total` jobs.
+    pub fn total_pages(&self, total: u64) -> u64 {
+        total.div_ceil(self.size)
+    }
+
+    /// Whether jobs remain after this page.
+    pub fn has_more(&self, total: u64) -> bool {
+        self.page.saturating_mul(self.size) < total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> JobSpec {
+        JobSpec {
+            name: "job".into(),
+            description: String::new(),
+            schedule_time: Utc::now(),
+            job_type: JobType::Email,
+            job_data: "{}".into(),
+        }
+    }
+
+    fn field_of(err: Error) -> Field {
+        match err {
+            Error::InvalidArgument { field, .. } => field,
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn valid_spec_passes() {
+        let spec = spec();
+        assert_eq!(spec.clone().validated().unwrap(), spec);
+    }
+
+    #[test]
+    fn blank_name_and_job_data_are_rejected() {
+        let blank_name = JobSpec {
+            name: "  ".into(),
+            ..spec()
+        };
+        assert_eq!(field_of(blank_name.validated().unwrap_err()), Field::Name);
+        let empty_data = JobSpec {
+            job_data: String::new(),
+            ..spec()
+        };
+        assert_eq!(
+            field_of(empty_data.validated().unwrap_err()),
+            Field::JobData
+        );
+    }
+
+    #[test]
+    fn oversize_fields_are_rejected_at_the_limit_plus_one() {
+        let ok = JobSpec {
+            job_data: "x".repeat(JOB_DATA_MAX_BYTES),
+            ..spec()
+        };
+        assert!(ok.validated().is_ok());
+        let big = JobSpec {
+            job_data: "x".repeat(JOB_DATA_MAX_BYTES + 1),
+            ..spec()
+        };
+        assert_eq!(field_of(big.validated().unwrap_err()), Field::JobData);
+        let long_name = JobSpec {
+            name: "n".repeat(NAME_MAX_BYTES + 1),
+            ..spec()
+        };
+        assert_eq!(field_of(long_name.validated().unwrap_err()), Field::Name);
+        let long_desc = JobSpec {
+            description: "d".repeat(DESCRIPTION_MAX_BYTES + 1),
+            ..spec()
+        };
+        assert_eq!(
+            field_of(long_desc.validated().unwrap_err()),
+            Field::Description
+        );
+    }
+
+    #[test]
+    fn status_and_type_numbers_round_trip() {
+        for n in 0..=5 {
+            assert_eq!(JobStatus::from_i32(n).unwrap().as_i32(), n);
+        }
+        assert_eq!(JobStatus::from_i32(6), None);
+        assert_eq!(JobType::from_i32(1), Some(JobType::Sms));
+        assert_eq!(JobType::from_i32(2), None);
+        assert_eq!(ResultStatus::from_i32(4), Some(ResultStatus::Succeeded));
+        assert_eq!(ResultStatus::from_i32(5), Some(ResultStatus::Failed));
+        assert_eq!(ResultStatus::from_i32(3), None);
+    }
+
+    #[test]
+    fn rescheduling_keeps_identity_and_changes_the_fire_token() {
+        let now = Utc::now();
+        let job = Job {
+            status: JobStatus::Succeeded,
+            ..Job::new_scheduled(spec(), now)
+        };
+        let later = now + chrono::Duration::seconds(5);
+        let moved = job.rescheduled(
+            JobSpec {
+                name: "renamed".into(),
+                ..spec()
+            },
+            later,
+        );
+        assert_eq!(moved.id, job.id);
+        assert_eq!(moved.created_at, job.created_at);
+        assert_eq!(moved.updated_at, later);
+        assert_eq!(moved.status, JobStatus::Scheduled);
+        assert_ne!(moved.scheduled_key, job.scheduled_key);
+        assert!(moved.scheduled_key >= 0);
+    }
+
+    #[test]
+    fn pagination_is_one_based_and_bounded() {
+        assert_eq!(
+            field_of(PageRequest::new(0, 10, 100).unwrap_err()),
+            Field::Page
+        );
+        assert_eq!(
+            field_of(PageRequest::new(1, 0, 100).unwrap_err()),
+            Field::Size
+        );
+        assert_eq!(
+            field_of(PageRequest::new(1, -3, 100).unwrap_err()),
+            Field::Size
+        );
+        assert_eq!(
+            field_of(PageRequest::new(1, 101, 100).unwrap_err()),
+            Field::Size
+        );
+        let p = PageRequest::new(3, 10, 100).unwrap();
+        assert_eq!(p.offset(), 20);
+        assert_eq!(p.total_pages(25), 3);
+        assert_eq!(p.total_pages(30), 3);
+        assert_eq!(p.total_pages(0), 0);
+        assert!(!p.has_more(30));
+        assert!(p.has_more(31));
+        let huge = PageRequest::new(i64::MAX, 100, 100).unwrap();
+        assert!(!huge.has_more(10));
+    }
+}

@@ -1,0 +1,11 @@
+//! The domain: what a job is, the rules its fields obey, and the errors the
+//! service speaks in. Nothing here knows about gRPC, MongoDB or Kafka.
+
+mod error;
+mod job;
+
+pub use error::{Error, Field};
+pub use job::{
+    DESCRIPTION_MAX_BYTES, JOB_DATA_MAX_BYTES, Job, JobId, JobSpec, JobStatus, JobType,
+    NAME_MAX_BYTES, PageRequest, ResultStatus, new_scheduled_key, now,
+};

@@ -1,0 +1,229 @@
+//! Conversions between proto messages and the domain. Requests become
+//! domain values with `TryFrom`, failing with an error that names the field.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use prost_types::Timestamp;
+
+use super::proto;
+use crate::domain::{Error, Field, Job, JobId, JobSpec, JobStatus, JobType};
+
+/// Parses a job id (24 hex digits).
+pub fn parse_id(id: &str) -> Result<JobId, Error> {
+    if id.is_empty() {
+        return Err(Error::invalid(Field::Id, "must not be empty"));
+    }
+    JobId::parse_str(id).map_err(|_| {
+        Error::invalid(
+            Field::Id,
+            format!("{id:?} is not a 24-character hex ObjectId"),
+        )
+    })
+}
+
+/// A required timestamp as UTC, at the store's millisecond precision.
+fn schedule_time(ts: Option<Timestamp>) -> Result<DateTime<Utc>, Error> {
+    let ts = ts.ok_or_else(|| Error::invalid(Field::ScheduleTime, "is required"))?;
+    let nanos = u32::try_from(ts.nanos)
+        .ok()
+        .filter(|n| *n < 1_000_000_000)
+        .ok_or_else(|| {
+            Error::invalid(
+                Field::ScheduleTime,
+                format!("nanos {} out of range", ts.nanos),
+            )
+        })?;
+    // Keep to the years any store represents exactly (0001-9999).
+    DateTime::from_timestamp(ts.seconds, nanos)
+        .filter(|t| (-62_135_596_800..=253_402_300_799).contains(&t.timestamp()))
+        .map(|t| t.trunc_subsecs(3))
+        .ok_or_else(|| {
+            Error::invalid(
+                Field::ScheduleTime,
+                format!("{}s is out of range", ts.seconds),
+            )
+        })
+}
+
+fn job_type(value: i32) -> Result<JobType, Error> {
+    JobType::from_i32(value)
+        .ok_or_else(|| Error::invalid(Field::JobType, format!("unknown job type {value}")))
+}
+
+fn timestamp(time: DateTime<Utc>) -> Timestamp {
+    Timestamp {
+        seconds: time.timestamp(),
+        nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+impl TryFrom<proto::CreateJobRequest> for JobSpec {
+    type Error = Error;
+
+    fn try_from(req: proto::CreateJobRequest) -> Result<Self, Error> {
+        JobSpec {
+            schedule_time: schedule_time(req.schedule_time)?,
+            job_type: job_type(req.job_type)?,
+            name: req.name,
+            description: req.description,
+            job_data: req.job_data,
+        }
+        .validated()
+    }
+}
+
+impl TryFrom<proto::UpdateJobRequest> for (JobId, JobSpec) {
+    type Error = Error;
+
+    fn try_from(req: proto::UpdateJobRequest) -> Result<Self, Error> {
+        let id = parse_id(&req.id)?;
+        let spec = JobSpec {
+            schedule_time: schedule_time(req.schedule_time)?,
+            job_type: job_type(req.job_type)?,
+            name: req.name,
+            description: req.description,
+            job_data: req.job_data,
+        }
+        .validated()?;
+        Ok((id, spec))
+    }
+}
+
+fn status(status: JobStatus) -> proto::JobStatus {
+    match status {
+        JobStatus::Unknown => proto::JobStatus::Unknown,
+        JobStatus::Pending => proto::JobStatus::Pending,
+        JobStatus::Scheduled => proto::JobStatus::Scheduled,
+        JobStatus::Running => proto::JobStatus::Running,
+        JobStatus::Succeeded => proto::JobStatus::Succeeded,
+        JobStatus::Failed => proto::JobStatus::Failed,
+    }
+}
+
+impl From<Job> for proto::Job {
+    fn from(job: Job) -> Self {
+        proto::Job {
+            id: job.id.to_hex(),
+            name: job.spec.name,
+            description: job.spec.description,
+            schedule_time: Some(timestamp(job.spec.schedule_time)),
+            created_time: Some(timestamp(job.created_at)),
+            updated_time: Some(timestamp(job.updated_at)),
+            status: status(job.status).into(),
+            job_type: match job.spec.job_type {
+                JobType::Email => proto::JobType::Email,
+                JobType::Sms => proto::JobType::Sms,
+            }
+            .into(),
+            job_data: job.spec.job_data,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::now;
+
+    fn create_request() -> proto::CreateJobRequest {
+        proto::CreateJobRequest {
+            name: "mail".into(),
+            description: "d".into(),
+            schedule_time: Some(Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 123_456_789,
+            }),
+            job_type: proto::JobType::Sms.into(),
+            job_data: "{}".into(),
+        }
+    }
+
+    fn field_of(err: Error) -> Field {
+        match err {
+            Error::InvalidArgument { field, .. } => field,
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn create_request_becomes_a_spec_at_millisecond_precision() {
+        let spec = JobSpec::try_from(create_request()).unwrap();
+        assert_eq!(spec.schedule_time.timestamp(), 1_700_000_000);
+        assert_eq!(spec.schedule_time.timestamp_subsec_nanos(), 123_000_000);
+        assert_eq!(spec.job_type, JobType::Sms);
+    }
+
+    #[test]
+    fn bad_requests_name_the_field() {
+        let missing_time = proto::CreateJobRequest {
+            schedule_time: None,
+            ..create_request()
+        };
+        assert_eq!(
+            field_of(JobSpec::try_from(missing_time).unwrap_err()),
+            Field::ScheduleTime
+        );
+        let bad_nanos = proto::CreateJobRequest {
+            schedule_time: Some(Timestamp {
+                seconds: 0,
+                nanos: -1,
+            }),
+            ..create_request()
+        };
+        assert_eq!(
+            field_of(JobSpec::try_from(bad_nanos).unwrap_err()),
+            Field::ScheduleTime
+        );
+        let far = proto::CreateJobRequest {
+            schedule_time: Some(Timestamp {
+                seconds: i64::MAX,
+                nanos: 0,
+            }),
+            ..create_request()
+        };
+        assert_eq!(
+            field_of(JobSpec::try_from(far).unwrap_err()),
+            Field::ScheduleTime
+        );
+        let bad_type = proto::CreateJobRequest {
+            job_type: 7,
+            ..create_request()
+        };
+        assert_eq!(
+            field_of(JobSpec::try_from(bad_type).unwrap_err()),
+            Field::JobType
+        );
+        let no_name = proto::CreateJobRequest {
+            name: String::new(),
+            ..create_request()
+        };
+        assert_eq!(
+            field_of(JobSpec::try_from(no_name).unwrap_err()),
+            Field::Name
+        );
+        let update = proto::UpdateJobRequest {
+            id: "nope".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            field_of(<(JobId, JobSpec)>::try_from(update).unwrap_err()),
+            Field::Id
+        );
+        assert_eq!(field_of(parse_id("").unwrap_err()), Field::Id);
+    }
+
+    #[test]
+    fn job_converts_to_proto_with_every_field() {
+        let spec = JobSpec::try_from(create_request()).unwrap();
+        let job = Job::new_scheduled(spec, now());
+        let wire = proto::Job::from(job.clone());
+        assert_eq!(wire.id, job.id.to_hex());
+        assert_eq!(wire.status, proto::JobStatus::Scheduled as i32);
+        assert_eq!(wire.job_type, proto::JobType::Sms as i32);
+        assert_eq!(wire.schedule_time.unwrap().nanos, 123_000_000);
+        assert_eq!(
+            wire.created_time.unwrap().seconds,
+            job.created_at.timestamp()
+        );
+        assert_eq!(wire.job_data, "{}");
+    }
+}

@@ -1,0 +1,59 @@
+//! The one table from domain errors to gRPC status codes.
+
+use tonic::{Code, Status};
+
+use crate::domain::Error;
+
+/// Maps a domain error to the status the client sees. A client's mistake is
+/// never INTERNAL; internal details are logged, not sent.
+pub fn error_to_status(err: Error) -> Status {
+    let code = match &err {
+        Error::InvalidArgument { .. } => Code::InvalidArgument,
+        Error::NotFound(_) => Code::NotFound,
+        Error::FailedPrecondition(_) => Code::FailedPrecondition,
+        Error::Aborted(_) => Code::Aborted,
+        Error::StoreUnavailable(_) | Error::BrokerUnavailable(_) => Code::Unavailable,
+        Error::Internal(_) => Code::Internal,
+    };
+    if code == Code::Internal {
+        tracing::error!(error = %err, "internal error");
+        return Status::internal("internal error; see the service log");
+    }
+    if code == Code::Unavailable {
+        tracing::warn!(error = %err, "dependency unavailable");
+    }
+    Status::new(code, err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Field, JobId};
+
+    #[test]
+    fn each_error_has_its_code() {
+        let id = JobId::new();
+        let cases = [
+            (
+                Error::invalid(Field::Name, "must not be empty"),
+                Code::InvalidArgument,
+            ),
+            (Error::NotFound(id), Code::NotFound),
+            (
+                Error::FailedPrecondition("running".into()),
+                Code::FailedPrecondition,
+            ),
+            (Error::Aborted(id), Code::Aborted),
+            (Error::StoreUnavailable("down".into()), Code::Unavailable),
+            (Error::BrokerUnavailable("down".into()), Code::Unavailable),
+            (Error::Internal("secret detail".into()), Code::Internal),
+        ];
+        for (err, code) in cases {
+            assert_eq!(error_to_status(err).code(), code);
+        }
+        let invalid = error_to_status(Error::invalid(Field::JobData, "must not be empty"));
+        assert_eq!(invalid.message(), "invalid job_data: must not be empty");
+        let internal = error_to_status(Error::Internal("secret detail".into()));
+        assert!(!internal.message().contains("secret"));
+    }
+}

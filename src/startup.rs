@@ -1,0 +1,224 @@
+//! Builds the whole service from its settings: used by `main` and by the
+//! integration tests alike, so that tests run exactly what ships.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    broker::{
+        BrokerError, JobsProducer,
+        consumer::spawn_result_consumers,
+        kafka::{KafkaJobsProducer, ensure_topics},
+    },
+    config::{Settings, redact_uri},
+    grpc::{JobsGrpc, proto},
+    service::{JobService, spawn_firing_loop, spawn_window_loader},
+    store::{JobDB, StoreError, mongo::MongoJobDB},
+    timer::Timer,
+};
+
+/// Why the service could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The job store could not be set up.
+    #[error("job store: {0}")]
+    Store(#[from] StoreError),
+    /// The broker client could not be set up.
+    #[error("message broker: {0}")]
+    Broker(#[from] BrokerError),
+    /// The listening socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why binding failed.
+        source: std::io::Error,
+    },
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Server(String),
+}
+
+/// A built service, listening, with its background tasks running.
+pub struct Application {
+    listener: TcpListener,
+    port: u16,
+    service: JobService,
+    producer: Arc<dyn JobsProducer>,
+    shutdown: CancellationToken,
+    firings: TaskTracker,
+    background: Vec<JoinHandle<()>>,
+    grace: Duration,
+}
+
+impl Application {
+    /// Connects to the store and broker, creates indexes and topics, arms the
+    /// jobs due within the look-ahead window, starts the timer and consumers,
+    /// and binds the gRPC port. Unreachable servers do not stop start-up:
+    /// calls fail with UNAVAILABLE until they are back.
+    pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        let shutdown = CancellationToken::new();
+        tracing::info!(
+            version = %settings.app_version,
+            environment = ?settings.environment,
+            database = %redact_uri(&settings.database.uri),
+            db_name = %settings.database.db_name,
+            brokers = %settings.kafka.brokers,
+            "starting scheduler-service"
+        );
+
+        let db = MongoJobDB::connect(
+            &settings.database.uri,
+            &settings.database.db_name,
+            settings.database.timeout,
+        )
+        .await?;
+        if let Err(err) = db.ensure_indexes().await {
+            tracing::warn!(error = %err, "cannot create indexes; queries will scan the collection");
+        }
+        let db: Arc<dyn JobDB> = Arc::new(db);
+
+        let producer: Arc<dyn JobsProducer> = Arc::new(KafkaJobsProducer::new(
+            &settings.kafka,
+            settings.topics.clone(),
+        )?);
+        let mut background = vec![spawn_topic_creation(&settings, shutdown.clone())];
+
+        let (timer, firing_rx) = Timer::start(shutdown.clone());
+        let service = JobService::new(db, producer.clone(), timer, settings.scheduler.clone());
+        match service.load_window().await {
+            Ok(count) => tracing::info!(count, "armed scheduled jobs from the store"),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot load scheduled jobs yet; retrying in the background")
+            }
+        }
+        let firings = TaskTracker::new();
+        background.push(spawn_firing_loop(
+            service.clone(),
+            firing_rx,
+            firings.clone(),
+            shutdown.clone(),
+        ));
+        background.push(spawn_window_loader(service.clone(), shutdown.clone()));
+        background.extend(spawn_result_consumers(
+            &settings.kafka,
+            &settings.topics,
+            service.clone(),
+            shutdown.clone(),
+        )?);
+
+        let addr = SocketAddr::new(settings.server.host, settings.server.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind { addr, source })?
+            .port();
+        Ok(Application {
+            listener,
+            port,
+            service,
+            producer,
+            shutdown,
+            firings,
+            background,
+            grace: settings.shutdown_grace,
+        })
+    }
+
+    /// The port the gRPC server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The service behind the gRPC layer.
+    pub fn service(&self) -> &JobService {
+        &self.service
+    }
+
+    /// Cancelling this token stops the service gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then stops accepting
+    /// calls, finishes in-flight ones and firings (within the grace period),
+    /// flushes the producer and leaves the consumer group.
+    pub async fn run_until_stopped(self) -> Result<(), StartupError> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<proto::jobs_service_server::JobsServiceServer<JobsGrpc>>()
+            .await;
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection()
+            .build_v1()
+            .map_err(|e| StartupError::Server(e.to_string()))?;
+        let reflection_v1alpha = reflection()
+            .build_v1alpha()
+            .map_err(|e| StartupError::Server(e.to_string()))?;
+
+        tracing::info!(port = self.port, "gRPC server listening");
+        let shutdown = self.shutdown.clone();
+        let served = tonic::transport::Server::builder()
+            .add_service(proto::jobs_service_server::JobsServiceServer::new(
+                JobsGrpc::new(self.service.clone()),
+            ))
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async move {
+                shutdown.cancelled().await;
+                tracing::info!("shutting down: no new calls accepted");
+            })
+            .await;
+        // Whatever ended the server, stop everything else too.
+        self.shutdown.cancel();
+
+        self.firings.close();
+        if tokio::time::timeout(self.grace, self.firings.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "firings still in flight after the grace period; the store keeps them RUNNING"
+            );
+        }
+        for task in self.background {
+            if tokio::time::timeout(self.grace, task).await.is_err() {
+                tracing::warn!("a background task did not stop within the grace period");
+            }
+        }
+        if let Err(err) = self.producer.flush(self.grace).await {
+            tracing::warn!(error = %err, "producer not fully flushed");
+        }
+        tracing::info!("stopped");
+        served.map_err(|e| StartupError::Server(e.to_string()))
+    }
+}
+
+/// Creates the topics, retrying in the background while the broker is down.
+fn spawn_topic_creation(settings: &Settings, shutdown: CancellationToken) -> JoinHandle<()> {
+    let (kafka, topics) = (settings.kafka.clone(), settings.topics.clone());
+    tokio::spawn(async move {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            match ensure_topics(&kafka, &topics, Duration::from_secs(10)).await {
+                Ok(()) => return,
+                Err(err) => tracing::warn!(error = %err, retry_in = ?delay, "cannot create topics"),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(30));
+        }
+    })
+}

@@ -1,0 +1,122 @@
+//! An in-memory [`JobDB`]: the reference implementation of the store's rules,
+//! used by unit tests and benchmarks. Not durable.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::RwLock;
+
+use super::{DueJob, JobDB, JobsPage, ResultOutcome, StoreError, result_outcome};
+use crate::domain::{Job, JobId, JobStatus, PageRequest, ResultStatus};
+
+/// Jobs in a hash map behind one lock; every method is atomic.
+#[derive(Debug, Default)]
+pub struct MemoryJobDB {
+    jobs: RwLock<HashMap<JobId, Job>>,
+}
+
+impl MemoryJobDB {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl JobDB for MemoryJobDB {
+    async fn ensure_indexes(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn insert(&self, job: &Job) -> Result<(), StoreError> {
+        let mut jobs = self.jobs.write().await;
+        if jobs.contains_key(&job.id) {
+            return Err(StoreError::Other(format!("duplicate id {}", job.id)));
+        }
+        jobs.insert(job.id, job.clone());
+        Ok(())
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        Ok(self.jobs.read().await.get(&id).cloned())
+    }
+
+    async fn list(&self, page: PageRequest) -> Result<JobsPage, StoreError> {
+        let jobs = self.jobs.read().await;
+        let mut all: Vec<&Job> = jobs.values().collect();
+        all.sort_by_key(|j| (j.spec.schedule_time, j.id));
+        let offset = usize::try_from(page.offset()).unwrap_or(usize::MAX);
+        let size = usize::try_from(page.size).unwrap_or(usize::MAX);
+        Ok(JobsPage {
+            jobs: all.into_iter().skip(offset).take(size).cloned().collect(),
+            total: jobs.len() as u64,
+        })
+    }
+
+    async fn replace_if(&self, job: &Job, expected: &Job) -> Result<bool, StoreError> {
+        let mut jobs = self.jobs.write().await;
+        match jobs.get_mut(&job.id) {
+            Some(current)
+                if current.status == expected.status
+                    && current.scheduled_key == expected.scheduled_key =>
+            {
+                *current = job.clone();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
+        Ok(self.jobs.write().await.remove(&id).is_some())
+    }
+
+    async fn claim(
+        &self,
+        id: JobId,
+        scheduled_key: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Job>, StoreError> {
+        let mut jobs = self.jobs.write().await;
+        match jobs.get_mut(&id) {
+            Some(job)
+                if job.status == JobStatus::Scheduled && job.scheduled_key == scheduled_key =>
+            {
+                job.status = JobStatus::Running;
+                job.updated_at = now;
+                Ok(Some(job.clone()))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn store_result(
+        &self,
+        id: JobId,
+        result: ResultStatus,
+        now: DateTime<Utc>,
+    ) -> Result<ResultOutcome, StoreError> {
+        let mut jobs = self.jobs.write().await;
+        let Some(job) = jobs.get_mut(&id) else {
+            return Ok(ResultOutcome::UnknownJob);
+        };
+        if job.status != JobStatus::Running {
+            return Ok(result_outcome(job.status, result));
+        }
+        job.status = result.job_status();
+        job.updated_at = now;
+        Ok(ResultOutcome::Stored)
+    }
+
+    async fn scheduled_before(&self, until: DateTime<Utc>) -> Result<Vec<DueJob>, StoreError> {
+        let jobs = self.jobs.read().await;
+        let mut due: Vec<DueJob> = jobs
+            .values()
+            .filter(|j| j.status == JobStatus::Scheduled && j.spec.schedule_time < until)
+            .map(DueJob::from)
+            .collect();
+        due.sort_by_key(|d| (d.schedule_time, d.id));
+        Ok(due)
+    }
+}

@@ -1,0 +1,303 @@
+//! The in-memory timer: a cache of which scheduled jobs fire when.
+//!
+//! One driver task owns the clock. Armed jobs sit in a B-tree ordered by due
+//! time (plus a map from job to its due time, so that re-arming or cancelling
+//! is O(log n)); the driver sleeps until the earliest one is due, hands every
+//! due job to the firing channel, and is woken early only when a new earliest
+//! job is armed. A job is armed at most once: arming it again moves it, so an
+//! updated job never fires at its old time.
+//!
+//! The timer does not decide whether a job *may* fire: each [`Firing`] carries
+//! the fire token it was armed with, and the store's atomic claim rejects a
+//! token that is no longer current.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::JobId;
+
+/// A job whose time has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Firing {
+    /// The job to fire.
+    pub id: JobId,
+    /// The fire token the job was armed with.
+    pub scheduled_key: i64,
+    /// When it was due, in Unix milliseconds.
+    pub due_ms: i64,
+}
+
+impl Firing {
+    /// When it was due.
+    pub fn due(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(self.due_ms).unwrap_or_default()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    /// Armed jobs by (due time in Unix ms, id) → fire token.
+    queue: BTreeMap<(i64, JobId), i64>,
+    /// Due time of each armed job, to find its queue entry.
+    due_of: HashMap<JobId, i64>,
+}
+
+impl State {
+    fn remove(&mut self, id: &JobId) -> bool {
+        match self.due_of.remove(id) {
+            Some(due) => self.queue.remove(&(due, *id)).is_some(),
+            None => false,
+        }
+    }
+
+    /// Arms `id`, replacing any earlier arming; returns whether it became the
+    /// earliest entry (the driver must then wake up to re-plan its sleep).
+    fn arm(&mut self, id: JobId, due_ms: i64, scheduled_key: i64) -> bool {
+        if let Some(old_due) = self.due_of.insert(id, due_ms) {
+            self.queue.remove(&(old_due, id));
+        }
+        self.queue.insert((due_ms, id), scheduled_key);
+        self.queue.first_key_value().is_some_and(|(k, _)| k.1 == id)
+    }
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: Notify,
+}
+
+/// A handle to the timer; cheap to clone.
+#[derive(Clone)]
+pub struct Timer {
+    shared: Arc<Shared>,
+}
+
+impl Timer {
+    /// Starts the driver task. Due jobs arrive on the returned channel; the
+    /// driver stops when `shutdown` is cancelled or the receiver is dropped.
+    pub fn start(shutdown: CancellationToken) -> (Timer, mpsc::UnboundedReceiver<Firing>) {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(drive(shared.clone(), tx, shutdown));
+        (Timer { shared }, rx)
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the maps half-updated in
+        // a way that matters (each method is a few map operations), so a
+        // poisoned lock is still usable.
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Arms `id` to fire at `due` with fire token `scheduled_key`, replacing
+    /// any earlier arming of the same job. A time in the past fires at once.
+    pub fn arm(&self, id: JobId, due: DateTime<Utc>, scheduled_key: i64) {
+        let earliest = self.state().arm(id, due.timestamp_millis(), scheduled_key);
+        if earliest {
+            self.shared.wake.notify_one();
+        }
+    }
+
+    /// Arms many jobs under one lock (start-up and look-ahead loads).
+    pub fn arm_many(&self, jobs: impl IntoIterator<Item = (JobId, DateTime<Utc>, i64)>) {
+        let mut earliest = false;
+        {
+            let mut state = self.state();
+            for (id, due, key) in jobs {
+                earliest |= state.arm(id, due.timestamp_millis(), key);
+            }
+        }
+        if earliest {
+            self.shared.wake.notify_one();
+        }
+    }
+
+    /// Arms `id` only if it is not armed already: for retries, which must not
+    /// override a newer arming made meanwhile.
+    pub fn arm_if_vacant(&self, id: JobId, due: DateTime<Utc>, scheduled_key: i64) {
+        let earliest = {
+            let mut state = self.state();
+            if state.due_of.contains_key(&id) {
+                return;
+            }
+            state.arm(id, due.timestamp_millis(), scheduled_key)
+        };
+        if earliest {
+            self.shared.wake.notify_one();
+        }
+    }
+
+    /// Disarms `id`. Returns whether it was armed.
+    pub fn cancel(&self, id: &JobId) -> bool {
+        // Cancelling the earliest entry needs no wake-up: the driver finds the
+        // entry gone when it wakes and simply plans again.
+        self.state().remove(id)
+    }
+
+    /// Whether `id` is armed.
+    pub fn is_armed(&self, id: &JobId) -> bool {
+        self.state().due_of.contains_key(id)
+    }
+
+    /// How many jobs are armed.
+    pub fn len(&self) -> usize {
+        self.state().due_of.len()
+    }
+
+    /// Whether no job is armed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Pops every entry due by `now_ms` into `out`; returns the next due time.
+fn pop_due(state: &mut State, now_ms: i64, out: &mut Vec<Firing>) -> Option<i64> {
+    while let Some(entry) = state.queue.first_entry() {
+        let (due_ms, id) = *entry.key();
+        if due_ms > now_ms {
+            return Some(due_ms);
+        }
+        let scheduled_key = entry.remove();
+        state.due_of.remove(&id);
+        out.push(Firing {
+            id,
+            scheduled_key,
+            due_ms,
+        });
+    }
+    None
+}
+
+async fn drive(
+    shared: Arc<Shared>,
+    fired: mpsc::UnboundedSender<Firing>,
+    shutdown: CancellationToken,
+) {
+    let mut batch = Vec::new();
+    loop {
+        let next_due = {
+            let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            pop_due(&mut state, Utc::now().timestamp_millis(), &mut batch)
+        };
+        for firing in batch.drain(..) {
+            if fired.send(firing).is_err() {
+                return;
+            }
+        }
+        let sleep = next_due.map(|due_ms| {
+            let wait_ms = due_ms.saturating_sub(Utc::now().timestamp_millis()).max(0);
+            Duration::from_millis(wait_ms.unsigned_abs())
+        });
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = shared.wake.notified() => {}
+            () = tokio::time::sleep(sleep.unwrap_or(Duration::MAX)), if sleep.is_some() => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration as ChronoDuration;
+
+    fn in_ms(ms: i64) -> DateTime<Utc> {
+        Utc::now() + ChronoDuration::milliseconds(ms)
+    }
+
+    async fn next(rx: &mut mpsc::UnboundedReceiver<Firing>) -> Firing {
+        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("a firing within 5 s")
+            .expect("timer running")
+    }
+
+    #[tokio::test]
+    async fn fires_in_due_order_and_past_times_at_once() {
+        let (timer, mut rx) = Timer::start(CancellationToken::new());
+        let (a, b, c) = (JobId::new(), JobId::new(), JobId::new());
+        timer.arm(a, in_ms(120), 1);
+        timer.arm(b, in_ms(40), 2);
+        timer.arm(c, in_ms(-10_000), 3);
+        assert_eq!(timer.len(), 3);
+        let order: Vec<(JobId, i64)> = [
+            next(&mut rx).await,
+            next(&mut rx).await,
+            next(&mut rx).await,
+        ]
+        .iter()
+        .map(|f| (f.id, f.scheduled_key))
+        .collect();
+        assert_eq!(order, vec![(c, 3), (b, 2), (a, 1)]);
+        assert!(timer.is_empty());
+    }
+
+    #[tokio::test]
+    async fn rearming_moves_the_job_and_the_old_time_never_fires() {
+        let (timer, mut rx) = Timer::start(CancellationToken::new());
+        let id = JobId::new();
+        let marker = JobId::new();
+        timer.arm(id, in_ms(30), 1);
+        timer.arm(id, in_ms(300), 2);
+        timer.arm(marker, in_ms(150), 9);
+        assert_eq!(timer.len(), 2);
+        // The marker (due at 150 ms) must come before the moved job (300 ms);
+        // had the old arming (30 ms) survived, `id` would come first.
+        assert_eq!(next(&mut rx).await.id, marker);
+        let moved = next(&mut rx).await;
+        assert_eq!((moved.id, moved.scheduled_key), (id, 2));
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_job_never_fires() {
+        let (timer, mut rx) = Timer::start(CancellationToken::new());
+        let (gone, kept) = (JobId::new(), JobId::new());
+        timer.arm(gone, in_ms(20), 1);
+        timer.arm(kept, in_ms(80), 2);
+        assert!(timer.cancel(&gone));
+        assert!(!timer.cancel(&gone));
+        assert_eq!(next(&mut rx).await.id, kept);
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn an_earlier_job_armed_during_a_long_sleep_wakes_the_driver() {
+        let (timer, mut rx) = Timer::start(CancellationToken::new());
+        timer.arm(JobId::new(), in_ms(60_000), 1);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let soon = JobId::new();
+        timer.arm(soon, in_ms(10), 2);
+        assert_eq!(next(&mut rx).await.id, soon);
+    }
+
+    #[tokio::test]
+    async fn arm_if_vacant_keeps_a_newer_arming() {
+        let (timer, mut rx) = Timer::start(CancellationToken::new());
+        let id = JobId::new();
+        timer.arm(id, in_ms(50), 7);
+        timer.arm_if_vacant(id, in_ms(10), 1);
+        assert_eq!(next(&mut rx).await.scheduled_key, 7);
+        timer.arm_if_vacant(id, in_ms(10), 8);
+        assert_eq!(next(&mut rx).await.scheduled_key, 8);
+    }
+
+    #[tokio::test]
+    async fn shutdown_stops_the_driver() {
+        let shutdown = CancellationToken::new();
+        let (timer, mut rx) = Timer::start(shutdown.clone());
+        timer.arm(JobId::new(), in_ms(60_000), 1);
+        shutdown.cancel();
+        let closed = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        assert_eq!(closed.expect("driver stops"), None);
+    }
+}
