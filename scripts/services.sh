@@ -52,7 +52,7 @@ cargo_install() { # name version [features]
 }
 
 install() {
-  apt_install libclang-dev
+  apt_install libclang-dev docker-compose
   cargo_install tansu "$TANSU_VERSION" dynostore,libsql
   cargo_install polodb "$POLODB_VERSION"
 }

@@ -98,6 +98,15 @@ pub mod vars {
     pub const SCHEDULER_LOOK_AHEAD_SECS: &str = "SCHEDULER_LOOK_AHEAD_SECS";
     /// How many firings run at once (default 256).
     pub const SCHEDULER_FIRE_CONCURRENCY: &str = "SCHEDULER_FIRE_CONCURRENCY";
+    /// What to do with a job whose time passed while no replica ran:
+    /// `fire-now` (default) or `skip-if-late:<seconds>`.
+    pub const SCHEDULER_MISFIRE_POLICY: &str = "SCHEDULER_MISFIRE_POLICY";
+    /// How long a job may stay RUNNING without a result, in seconds (default 600).
+    pub const SCHEDULER_RUN_TIMEOUT_SECS: &str = "SCHEDULER_RUN_TIMEOUT_SECS";
+    /// What happens to a job past its run timeout: `fail` (default) or `retry`.
+    pub const SCHEDULER_RUN_TIMEOUT_POLICY: &str = "SCHEDULER_RUN_TIMEOUT_POLICY";
+    /// How often the outbox relay looks for unpublished events, in ms (default 1000).
+    pub const OUTBOX_POLL_MS: &str = "OUTBOX_POLL_MS";
     /// How long shutdown waits for in-flight work, in seconds (default 10).
     pub const SHUTDOWN_GRACE_SECS: &str = "SHUTDOWN_GRACE_SECS";
 
@@ -142,6 +151,10 @@ pub mod vars {
         LIST_MAX_PAGE_SIZE,
         SCHEDULER_LOOK_AHEAD_SECS,
         SCHEDULER_FIRE_CONCURRENCY,
+        SCHEDULER_MISFIRE_POLICY,
+        SCHEDULER_RUN_TIMEOUT_SECS,
+        SCHEDULER_RUN_TIMEOUT_POLICY,
+        OUTBOX_POLL_MS,
         SHUTDOWN_GRACE_SECS,
     ];
 }
@@ -278,6 +291,25 @@ pub struct TopicSettings {
     pub consumer_workers: usize,
 }
 
+/// What to do with a job found due long after its time (the service was down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MisfirePolicy {
+    /// Fire it at once, however late.
+    FireNow,
+    /// Fire it if it is at most this late; otherwise mark it FAILED (with an
+    /// update event) without running it.
+    SkipIfLaterThan(Duration),
+}
+
+/// What to do with a job RUNNING longer than the run timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunTimeoutPolicy {
+    /// Mark it FAILED, with an update event.
+    Fail,
+    /// Schedule it again at once (a new fire token), with an update event.
+    Retry,
+}
+
 /// The scheduling core.
 #[derive(Debug, Clone)]
 pub struct SchedulerSettings {
@@ -287,6 +319,14 @@ pub struct SchedulerSettings {
     pub look_ahead: Duration,
     /// How many firings run at once.
     pub fire_concurrency: usize,
+    /// Late jobs after downtime.
+    pub misfire: MisfirePolicy,
+    /// How long a job may run without a result.
+    pub run_timeout: Duration,
+    /// What happens after that.
+    pub run_timeout_policy: RunTimeoutPolicy,
+    /// How often the outbox relay looks for unpublished events.
+    pub outbox_poll: Duration,
 }
 
 impl Default for SchedulerSettings {
@@ -295,6 +335,10 @@ impl Default for SchedulerSettings {
             max_page_size: 100,
             look_ahead: Duration::from_secs(60),
             fire_concurrency: 256,
+            misfire: MisfirePolicy::FireNow,
+            run_timeout: Duration::from_secs(600),
+            run_timeout_policy: RunTimeoutPolicy::Fail,
+            outbox_poll: Duration::from_secs(1),
         }
     }
 }
@@ -497,6 +541,29 @@ impl Settings {
             ));
         }
 
+        let misfire = match var(vars::SCHEDULER_MISFIRE_POLICY).as_deref() {
+            None | Some("fire-now") => MisfirePolicy::FireNow,
+            Some(other) => match other.strip_prefix("skip-if-late:").map(str::parse::<u64>) {
+                Some(Ok(secs)) => MisfirePolicy::SkipIfLaterThan(Duration::from_secs(secs)),
+                _ => {
+                    return Err(ConfigError::new(
+                        vars::SCHEDULER_MISFIRE_POLICY,
+                        format!("expected fire-now or skip-if-late:<seconds>, got {other:?}"),
+                    ));
+                }
+            },
+        };
+        let run_timeout_policy = match var(vars::SCHEDULER_RUN_TIMEOUT_POLICY).as_deref() {
+            None | Some("fail") => RunTimeoutPolicy::Fail,
+            Some("retry") => RunTimeoutPolicy::Retry,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    vars::SCHEDULER_RUN_TIMEOUT_POLICY,
+                    format!("expected fail or retry, got {other:?}"),
+                ));
+            }
+        };
+
         Ok(Settings {
             environment,
             app_version: var(vars::APP_VERSION)
@@ -552,6 +619,10 @@ impl Settings {
                 look_ahead: Duration::from_secs(positive(vars::SCHEDULER_LOOK_AHEAD_SECS, 60)?),
                 fire_concurrency: usize::try_from(positive(vars::SCHEDULER_FIRE_CONCURRENCY, 256)?)
                     .unwrap_or(256),
+                misfire,
+                run_timeout: Duration::from_secs(positive(vars::SCHEDULER_RUN_TIMEOUT_SECS, 600)?),
+                run_timeout_policy,
+                outbox_poll: Duration::from_millis(positive(vars::OUTBOX_POLL_MS, 1000)?),
             },
             shutdown_grace: Duration::from_secs(parsed(vars::SHUTDOWN_GRACE_SECS, 10)?),
         })
@@ -649,6 +720,8 @@ mod tests {
             (vars::TOPIC_JOB_RUN_PARTITIONS, "0"),
             (vars::TOPIC_JOB_RUN_RESULT_CONSUMER_WORKER_COUNT, "1000"),
             (vars::LIST_MAX_PAGE_SIZE, "-1"),
+            (vars::SCHEDULER_MISFIRE_POLICY, "skip-if-late:soon"),
+            (vars::SCHEDULER_RUN_TIMEOUT_POLICY, "ignore"),
         ];
         for (name, value) in cases {
             let err = settings(&[(name, value)]).expect_err(name);
@@ -676,6 +749,23 @@ mod tests {
             }
         );
         assert_eq!(s.topics.consumer_workers, 4);
+    }
+
+    #[test]
+    fn policies_parse() {
+        let s = settings(&[
+            (vars::SCHEDULER_MISFIRE_POLICY, "skip-if-late:30"),
+            (vars::SCHEDULER_RUN_TIMEOUT_POLICY, "retry"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.scheduler.misfire,
+            MisfirePolicy::SkipIfLaterThan(Duration::from_secs(30))
+        );
+        assert_eq!(s.scheduler.run_timeout_policy, RunTimeoutPolicy::Retry);
+        let defaults = settings(&[]).unwrap().scheduler;
+        assert_eq!(defaults.misfire, MisfirePolicy::FireNow);
+        assert_eq!(defaults.run_timeout_policy, RunTimeoutPolicy::Fail);
     }
 
     #[test]

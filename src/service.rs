@@ -1,32 +1,41 @@
-//! The scheduler's logic: job CRUD, firing, and run results, written against
-//! the [`JobDB`] and [`JobsProducer`] traits and the [`Timer`]. The gRPC layer
-//! and the Kafka consumer are thin adapters onto [`JobService`].
+//! The scheduler's logic: job CRUD, firing, run results and event delivery,
+//! written against the [`JobDB`] and [`JobsProducer`] traits and the
+//! [`Timer`]. The gRPC layer and the Kafka consumer are thin adapters onto
+//! [`JobService`]; [`crate::background`] runs its periodic duties.
 //!
-//! The store is the source of truth and the timer a cache of it: the timer
-//! holds only the jobs due within the look-ahead window, a loader refills it
-//! from the store as time advances, and a firing claims its job in the store
-//! (one conditional update) before publishing, so that a stale timer entry,
-//! a deleted job or another replica's firing can never publish twice.
+//! Three rules make it safe to run several replicas and to crash anywhere:
+//! - The store is the source of truth and the timer a cache of it. A firing
+//!   claims its job in the store (one conditional update on status and fire
+//!   token) before anything is published, so a stale timer entry, a deleted
+//!   job or another replica's firing never publishes twice.
+//! - Every change records the event it owes in the same atomic write (the
+//!   outbox inside the job). Delivery publishes owed events in order and then
+//!   clears them only if the job did not change meanwhile, so an event is
+//!   never lost; after a crash or broker outage the relay publishes it (at
+//!   least once; the firing key lets consumers drop duplicates).
+//! - Every write that depends on a read is conditional on the version read.
 
 use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
-use tokio::{sync::Semaphore, task::JoinHandle};
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     broker::{EventKind, JobsProducer},
-    config::SchedulerSettings,
-    domain::{Error, Job, JobId, JobSpec, JobStatus, PageRequest, ResultStatus, now},
+    config::{MisfirePolicy, RunTimeoutPolicy, SchedulerSettings},
+    domain::{
+        Error, Job, JobId, JobSpec, JobStatus, PageRequest, PendingEvents, ResultStatus, now,
+    },
     store::{DueJob, JobDB, JobsPage, ResultOutcome},
     timer::{Firing, Timer},
 };
 
 /// How many times an update is retried when the job changes under it.
 const UPDATE_ATTEMPTS: usize = 3;
-/// First and largest delay between retries of a firing or a publish.
-const RETRY_FIRST: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(10);
+/// First and largest delay between retries of a claim.
+pub(crate) const RETRY_FIRST: Duration = Duration::from_millis(100);
+pub(crate) const RETRY_MAX: Duration = Duration::from_secs(10);
 
 /// The scheduler service; cheap to clone.
 #[derive(Clone)]
@@ -39,6 +48,20 @@ struct Inner {
     producer: Arc<dyn JobsProducer>,
     timer: Timer,
     settings: SchedulerSettings,
+    /// Wakes the outbox relay when a delivery failed.
+    relay_wake: Notify,
+}
+
+/// The result of trying to publish a job's owed events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Every owed event was published and the outbox entry cleared.
+    Delivered,
+    /// Published, but the job changed meanwhile; the relay will publish its
+    /// newer state (consumers may see a duplicate).
+    Superseded,
+    /// The broker or store failed; the events stay owed for the relay.
+    Deferred,
 }
 
 impl JobService {
@@ -55,6 +78,7 @@ impl JobService {
                 producer,
                 timer,
                 settings,
+                relay_wake: Notify::new(),
             }),
         }
     }
@@ -67,6 +91,16 @@ impl JobService {
     /// The timer (for metrics and tests).
     pub fn timer(&self) -> &Timer {
         &self.inner.timer
+    }
+
+    /// The store.
+    pub(crate) fn db(&self) -> &dyn JobDB {
+        self.inner.db.as_ref()
+    }
+
+    /// Resolves when a delivery failed and the relay should try at once.
+    pub(crate) async fn relay_woken(&self) {
+        self.inner.relay_wake.notified().await;
     }
 
     /// The end of the look-ahead window: jobs due before it are armed.
@@ -89,14 +123,16 @@ impl JobService {
     }
 
     /// Stores a new SCHEDULED job, arms it and publishes its create event.
+    /// The job is stored once this returns, even if the broker is down: its
+    /// event is then published by the relay when the broker is back.
     #[tracing::instrument(skip_all, fields(job_id))]
     pub async fn create(&self, spec: JobSpec) -> Result<Job, Error> {
         let job = Job::new_scheduled(spec.validated()?, now());
         tracing::Span::current().record("job_id", tracing::field::display(job.id));
         self.inner.db.insert(&job).await?;
         self.arm(&job);
-        self.inner.producer.publish(EventKind::Create, &job).await?;
         tracing::info!(schedule_time = %job.spec.schedule_time, "job created");
+        self.deliver(&job).await;
         Ok(job)
     }
 
@@ -123,13 +159,10 @@ impl JobService {
                 )));
             }
             let updated = current.rescheduled(spec.clone(), now());
-            if self.inner.db.replace_if(&updated, &current).await? {
+            if self.inner.db.replace_if(&updated, current.version).await? {
                 self.arm(&updated);
-                self.inner
-                    .producer
-                    .publish(EventKind::Update, &updated)
-                    .await?;
                 tracing::info!(schedule_time = %updated.spec.schedule_time, "job updated");
+                self.deliver(&updated).await;
                 return Ok(updated);
             }
             // The job changed between our read and our write (fired, updated
@@ -169,11 +202,17 @@ impl JobService {
         Ok(outcome)
     }
 
-    /// Fires one due job: claims it in the store, then publishes its run
-    /// event. Unavailability of the store or broker is retried with backoff
-    /// until it succeeds, the job is re-armed by someone else, or shutdown.
+    /// Fires one due job: claims it in the store (retrying with backoff while
+    /// the store is unreachable, until it succeeds, the job is armed again,
+    /// or shutdown), then delivers its run event.
     #[tracing::instrument(skip_all, fields(job_id = %firing.id, due = %firing.due()))]
     pub async fn fire(&self, firing: Firing, shutdown: &CancellationToken) {
+        if let MisfirePolicy::SkipIfLaterThan(limit) = self.inner.settings.misfire {
+            let late = (Utc::now() - firing.due()).to_std().unwrap_or_default();
+            if late > limit {
+                return self.skip_misfire(firing, late, shutdown).await;
+            }
+        }
         let mut delay = RETRY_FIRST;
         let claimed = loop {
             match self
@@ -195,24 +234,40 @@ impl JobService {
             self.rearm_if_stale(firing).await;
             return;
         };
+        let lateness_ms = Utc::now().timestamp_millis() - firing.due_ms;
+        tracing::info!(lateness_ms, "job fired");
+        self.deliver(&job).await;
+    }
+
+    /// Marks a job that is too late under the misfire policy as FAILED
+    /// instead of running it (only if it is still SCHEDULED under this token).
+    async fn skip_misfire(&self, firing: Firing, late: Duration, shutdown: &CancellationToken) {
         let mut delay = RETRY_FIRST;
         loop {
-            match self.inner.producer.publish(EventKind::Run, &job).await {
-                Ok(()) => {
-                    let lateness_ms = Utc::now().timestamp_millis() - firing.due_ms;
-                    tracing::info!(lateness_ms, "job fired");
+            let outcome = async {
+                let Some(job) = self.inner.db.get(firing.id).await? else {
+                    return Ok(None);
+                };
+                if job.status != JobStatus::Scheduled || job.scheduled_key != firing.scheduled_key {
+                    return Ok(None);
+                }
+                let failed = job.with_status(JobStatus::Failed, now());
+                let written = self.inner.db.replace_if(&failed, job.version).await?;
+                Ok::<_, crate::store::StoreError>(written.then_some(failed))
+            }
+            .await;
+            match outcome {
+                Ok(Some(failed)) => {
+                    tracing::warn!(late = ?late, "misfire: job too late, marked FAILED");
+                    self.deliver(&failed).await;
                     return;
                 }
+                Ok(None) => return,
                 Err(err) => {
-                    tracing::warn!(error = %err, retry_in = ?delay, "run event not published, retrying");
-                    if shutdown.is_cancelled() {
+                    tracing::warn!(error = %err, retry_in = ?delay, "misfire handling failed, retrying");
+                    if !self.backoff(&mut delay, &firing, shutdown).await {
                         return;
                     }
-                    tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        () = tokio::time::sleep(delay) => {}
-                    }
-                    delay = (delay * 2).min(RETRY_MAX);
                 }
             }
         }
@@ -248,6 +303,38 @@ impl JobService {
         }
     }
 
+    /// Publishes the events `job` owes, in the order create, update, run,
+    /// then clears them in the store if the job is still at this version.
+    /// Never fails: what cannot be published now stays owed for the relay.
+    pub async fn deliver(&self, job: &Job) -> Delivery {
+        let owed = [
+            (job.pending.create, EventKind::Create),
+            (job.pending.update, EventKind::Update),
+            (job.pending.run, EventKind::Run),
+        ];
+        for kind in owed.iter().filter(|(owed, _)| *owed).map(|(_, kind)| *kind) {
+            if let Err(err) = self.inner.producer.publish(kind, job).await {
+                tracing::warn!(job_id = %job.id, kind = kind.as_str(), error = %err,
+                    "event not published; it stays in the outbox");
+                self.inner.relay_wake.notify_one();
+                return Delivery::Deferred;
+            }
+        }
+        match self
+            .inner
+            .db
+            .set_pending_if(job.id, job.version, PendingEvents::NONE)
+            .await
+        {
+            Ok(true) => Delivery::Delivered,
+            Ok(false) => Delivery::Superseded,
+            Err(err) => {
+                tracing::warn!(job_id = %job.id, error = %err, "published, but the outbox entry stays; it will be published again");
+                Delivery::Deferred
+            }
+        }
+    }
+
     /// Arms every SCHEDULED job due within the look-ahead window that the
     /// timer does not hold yet. Returns how many the store listed.
     pub async fn load_window(&self) -> Result<usize, Error> {
@@ -262,65 +349,63 @@ impl JobService {
         }
         Ok(count)
     }
-}
 
-/// Runs firings as the timer emits them, at most `fire_concurrency` at once.
-/// Returns when the timer stops; in-flight firings are tracked by `tasks`.
-pub fn spawn_firing_loop(
-    service: JobService,
-    mut firings: tokio::sync::mpsc::UnboundedReceiver<Firing>,
-    tasks: TaskTracker,
-    shutdown: CancellationToken,
-) -> JoinHandle<()> {
-    let permits = Arc::new(Semaphore::new(service.settings().fire_concurrency));
-    tokio::spawn(async move {
-        while let Some(firing) = firings.recv().await {
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                return;
+    /// Applies the run-timeout policy to jobs RUNNING for longer than the run
+    /// timeout. Returns how many jobs it changed.
+    pub async fn expire_stuck_runs(&self) -> Result<usize, Error> {
+        let timeout = chrono::Duration::from_std(self.inner.settings.run_timeout)
+            .unwrap_or(chrono::Duration::MAX);
+        let stuck = self.inner.db.running_before(now() - timeout).await?;
+        let mut changed = 0;
+        for job in stuck {
+            let next = match self.inner.settings.run_timeout_policy {
+                RunTimeoutPolicy::Fail => job.with_status(JobStatus::Failed, now()),
+                RunTimeoutPolicy::Retry => job.retried(now()),
             };
-            let service = service.clone();
-            let shutdown = shutdown.clone();
-            tasks.spawn(async move {
-                service.fire(firing, &shutdown).await;
-                drop(permit);
-            });
-        }
-    })
-}
-
-/// Refills the timer from the store every half window (sooner after a
-/// failure), so that jobs beyond the window, jobs of a restarted service and
-/// jobs another replica created are armed in time.
-pub fn spawn_window_loader(service: JobService, shutdown: CancellationToken) -> JoinHandle<()> {
-    let period = (service.settings().look_ahead / 2).max(Duration::from_millis(100));
-    tokio::spawn(async move {
-        let mut retry = RETRY_FIRST;
-        loop {
-            let wait = match service.load_window().await {
-                Ok(count) => {
-                    tracing::debug!(count, armed = service.timer().len(), "window loaded");
-                    retry = RETRY_FIRST;
-                    period
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, retry_in = ?retry, "cannot load due jobs");
-                    let wait = retry.min(period);
-                    retry = (retry * 2).min(RETRY_MAX);
-                    wait
-                }
-            };
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(wait) => {}
+            // Conditional on the version: a result that arrived meanwhile wins.
+            if self.inner.db.replace_if(&next, job.version).await? {
+                tracing::warn!(job_id = %job.id, status = ?next.status, "run timed out");
+                self.arm(&next);
+                self.deliver(&next).await;
+                changed += 1;
             }
         }
-    })
+        Ok(changed)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{broker::NullProducer, domain::JobType, store::memory::MemoryJobDB};
+    use crate::{
+        broker::{BrokerError, NullProducer},
+        domain::JobType,
+        store::memory::MemoryJobDB,
+    };
+    use async_trait::async_trait;
+    use std::sync::Mutex;
+
+    /// A producer that records events and can be switched off (broker down).
+    #[derive(Default)]
+    struct RecordingProducer {
+        events: Mutex<Vec<(EventKind, JobId, JobStatus)>>,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl JobsProducer for RecordingProducer {
+        async fn publish(&self, kind: EventKind, job: &Job) -> Result<(), BrokerError> {
+            if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(BrokerError::Unavailable("down".into()));
+            }
+            self.events.lock().unwrap().push((kind, job.id, job.status));
+            Ok(())
+        }
+
+        async fn flush(&self, _timeout: Duration) -> Result<(), BrokerError> {
+            Ok(())
+        }
+    }
 
     fn spec(in_ms: i64) -> JobSpec {
         JobSpec {
@@ -332,21 +417,23 @@ mod tests {
         }
     }
 
-    fn service(look_ahead: Duration) -> (JobService, tokio::sync::mpsc::UnboundedReceiver<Firing>) {
+    fn service_with(
+        settings: SchedulerSettings,
+        producer: Arc<dyn JobsProducer>,
+    ) -> (JobService, tokio::sync::mpsc::UnboundedReceiver<Firing>) {
         let (timer, rx) = Timer::start(CancellationToken::new());
+        (
+            JobService::new(Arc::new(MemoryJobDB::new()), producer, timer, settings),
+            rx,
+        )
+    }
+
+    fn service(look_ahead: Duration) -> (JobService, tokio::sync::mpsc::UnboundedReceiver<Firing>) {
         let settings = SchedulerSettings {
             look_ahead,
             ..SchedulerSettings::default()
         };
-        (
-            JobService::new(
-                Arc::new(MemoryJobDB::new()),
-                Arc::new(NullProducer),
-                timer,
-                settings,
-            ),
-            rx,
-        )
+        service_with(settings, Arc::new(NullProducer))
     }
 
     #[tokio::test]
@@ -410,5 +497,115 @@ mod tests {
         assert!(!svc.timer().is_armed(&job.id));
         assert!(matches!(svc.delete(job.id).await, Err(Error::NotFound(_))));
         assert!(matches!(svc.get(job.id).await, Err(Error::NotFound(_))));
+    }
+
+    #[tokio::test]
+    async fn events_owed_while_the_broker_is_down_stay_in_the_outbox_in_order() {
+        let producer = Arc::new(RecordingProducer::default());
+        let (svc, mut rx) = service_with(SchedulerSettings::default(), producer.clone());
+        producer
+            .down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let job = svc.create(spec(-1)).await.unwrap();
+        svc.fire(rx.recv().await.unwrap(), &CancellationToken::new())
+            .await;
+        let stored = svc.get(job.id).await.unwrap();
+        assert_eq!(stored.status, JobStatus::Running);
+        assert!(stored.pending.create && stored.pending.run, "{stored:?}");
+        assert!(producer.events.lock().unwrap().is_empty());
+
+        producer
+            .down
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let owing = svc.db().with_pending_events(10).await.unwrap();
+        assert_eq!(owing.len(), 1);
+        assert_eq!(svc.deliver(&owing[0]).await, Delivery::Delivered);
+        let kinds: Vec<EventKind> = producer
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.0)
+            .collect();
+        assert_eq!(kinds, [EventKind::Create, EventKind::Run]);
+        assert!(!svc.get(job.id).await.unwrap().pending.any());
+    }
+
+    #[tokio::test]
+    async fn a_delivery_superseded_by_a_change_leaves_the_newer_events_owed() {
+        let producer = Arc::new(RecordingProducer::default());
+        let (svc, _rx) = service_with(SchedulerSettings::default(), producer.clone());
+        producer
+            .down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let created = svc.create(spec(60_000)).await.unwrap();
+        svc.update(created.id, spec(70_000)).await.unwrap();
+        producer
+            .down
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        // Delivering the stale snapshot publishes it but must not clear the
+        // update owed by the newer version.
+        assert_eq!(svc.deliver(&created).await, Delivery::Superseded);
+        let stored = svc.get(created.id).await.unwrap();
+        assert!(stored.pending.create && stored.pending.update);
+        assert_eq!(svc.deliver(&stored).await, Delivery::Delivered);
+    }
+
+    #[tokio::test]
+    async fn a_too_late_job_is_skipped_under_skip_if_late() {
+        let producer = Arc::new(RecordingProducer::default());
+        let settings = SchedulerSettings {
+            misfire: MisfirePolicy::SkipIfLaterThan(Duration::from_secs(5)),
+            ..SchedulerSettings::default()
+        };
+        let (svc, mut rx) = service_with(settings, producer.clone());
+        let late = svc.create(spec(-60_000)).await.unwrap();
+        let recent = svc.create(spec(-1_000)).await.unwrap();
+        for _ in 0..2 {
+            svc.fire(rx.recv().await.unwrap(), &CancellationToken::new())
+                .await;
+        }
+        assert_eq!(svc.get(late.id).await.unwrap().status, JobStatus::Failed);
+        assert_eq!(svc.get(recent.id).await.unwrap().status, JobStatus::Running);
+        let events = producer.events.lock().unwrap().clone();
+        assert!(events.contains(&(EventKind::Update, late.id, JobStatus::Failed)));
+        assert!(
+            !events
+                .iter()
+                .any(|e| e.0 == EventKind::Run && e.1 == late.id)
+        );
+    }
+
+    #[tokio::test]
+    async fn stuck_runs_fail_or_retry_by_policy() {
+        for (policy, expected) in [
+            (RunTimeoutPolicy::Fail, JobStatus::Failed),
+            (RunTimeoutPolicy::Retry, JobStatus::Scheduled),
+        ] {
+            let producer = Arc::new(RecordingProducer::default());
+            let settings = SchedulerSettings {
+                run_timeout: Duration::from_millis(50),
+                run_timeout_policy: policy,
+                ..SchedulerSettings::default()
+            };
+            let (svc, mut rx) = service_with(settings, producer.clone());
+            let job = svc.create(spec(-1)).await.unwrap();
+            let firing = rx.recv().await.unwrap();
+            svc.fire(firing, &CancellationToken::new()).await;
+            assert_eq!(svc.expire_stuck_runs().await.unwrap(), 0, "not yet stuck");
+            tokio::time::sleep(Duration::from_millis(80)).await;
+            assert_eq!(svc.expire_stuck_runs().await.unwrap(), 1);
+            let after = svc.get(job.id).await.unwrap();
+            assert_eq!(after.status, expected);
+            assert!(producer.events.lock().unwrap().contains(&(
+                EventKind::Update,
+                job.id,
+                expected
+            )));
+            if policy == RunTimeoutPolicy::Retry {
+                assert_ne!(after.scheduled_key, firing.scheduled_key);
+                assert!(svc.timer().is_armed(&job.id), "retried job is armed again");
+            }
+        }
     }
 }

@@ -8,6 +8,9 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
+    background::{
+        spawn_firing_loop, spawn_outbox_relay, spawn_stuck_run_sweeper, spawn_window_loader,
+    },
     broker::{
         BrokerError, JobsProducer,
         consumer::spawn_result_consumers,
@@ -15,7 +18,7 @@ use crate::{
     },
     config::{Settings, redact_uri},
     grpc::{JobsGrpc, proto},
-    service::{JobService, spawn_firing_loop, spawn_window_loader},
+    service::JobService,
     store::{JobDB, StoreError, mongo::MongoJobDB},
     timer::Timer,
 };
@@ -85,7 +88,19 @@ impl Application {
             &settings.kafka,
             settings.topics.clone(),
         )?);
-        let mut background = vec![spawn_topic_creation(&settings, shutdown.clone())];
+        // Create the topics before serving, so that the first events have
+        // somewhere to go; if the broker is down, keep trying in the background.
+        let mut background = Vec::new();
+        if let Err(err) = ensure_topics(
+            &settings.kafka,
+            &settings.topics,
+            settings.kafka.message_timeout,
+        )
+        .await
+        {
+            tracing::warn!(error = %err, "cannot create topics yet; retrying in the background");
+            background.push(spawn_topic_creation(&settings, shutdown.clone()));
+        }
 
         let (timer, firing_rx) = Timer::start(shutdown.clone());
         let service = JobService::new(db, producer.clone(), timer, settings.scheduler.clone());
@@ -103,6 +118,8 @@ impl Application {
             shutdown.clone(),
         ));
         background.push(spawn_window_loader(service.clone(), shutdown.clone()));
+        background.push(spawn_outbox_relay(service.clone(), shutdown.clone()));
+        background.push(spawn_stuck_run_sweeper(service.clone(), shutdown.clone()));
         background.extend(spawn_result_consumers(
             &settings.kafka,
             &settings.topics,
@@ -210,13 +227,13 @@ fn spawn_topic_creation(settings: &Settings, shutdown: CancellationToken) -> Joi
     tokio::spawn(async move {
         let mut delay = Duration::from_millis(200);
         loop {
-            match ensure_topics(&kafka, &topics, Duration::from_secs(10)).await {
-                Ok(()) => return,
-                Err(err) => tracing::warn!(error = %err, retry_in = ?delay, "cannot create topics"),
-            }
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(delay) => {}
+            }
+            match ensure_topics(&kafka, &topics, kafka.message_timeout).await {
+                Ok(()) => return tracing::info!("topics created"),
+                Err(err) => tracing::warn!(error = %err, retry_in = ?delay, "cannot create topics"),
             }
             delay = (delay * 2).min(Duration::from_secs(30));
         }

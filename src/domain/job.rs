@@ -170,10 +170,42 @@ pub struct Job {
     /// the job if the key still matches, so a stale timer can never fire a job
     /// that was updated since. Consumers use (id, key) to drop duplicate runs.
     pub scheduled_key: i64,
+    /// Incremented by every change, so that a conditional write ("only if
+    /// still at version v") detects any change made since the read.
+    pub version: i64,
+    /// Events decided but not yet acknowledged by the broker: the outbox,
+    /// stored in the job itself so that it changes atomically with the job.
+    pub pending: PendingEvents,
+}
+
+/// Which of a job's events still have to be published. They are published in
+/// the order create, update, run, which is the order of a job's life.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct PendingEvents {
+    /// A create event is owed.
+    pub create: bool,
+    /// An update event is owed.
+    pub update: bool,
+    /// A run event is owed.
+    pub run: bool,
+}
+
+impl PendingEvents {
+    /// Nothing owed.
+    pub const NONE: PendingEvents = PendingEvents {
+        create: false,
+        update: false,
+        run: false,
+    };
+
+    /// Whether any event is owed.
+    pub fn any(self) -> bool {
+        self.create || self.update || self.run
+    }
 }
 
 impl Job {
-    /// A new job, SCHEDULED, created now.
+    /// A new job, SCHEDULED, created now, owing its create event.
     pub fn new_scheduled(spec: JobSpec, now: DateTime<Utc>) -> Self {
         Job {
             id: JobId::new(),
@@ -182,18 +214,52 @@ impl Job {
             updated_at: now,
             status: JobStatus::Scheduled,
             scheduled_key: new_scheduled_key(),
+            version: 0,
+            pending: PendingEvents {
+                create: true,
+                ..PendingEvents::NONE
+            },
         }
     }
 
-    /// This job with its client fields replaced and scheduled again.
+    /// This job with its client fields replaced and scheduled again (a new
+    /// fire token, the next version), owing an update event.
     pub fn rescheduled(&self, spec: JobSpec, now: DateTime<Utc>) -> Self {
         Job {
-            id: self.id,
             spec,
-            created_at: self.created_at,
             updated_at: now,
             status: JobStatus::Scheduled,
             scheduled_key: new_scheduled_key(),
+            version: self.version + 1,
+            pending: PendingEvents {
+                update: true,
+                ..self.pending
+            },
+            ..self.clone()
+        }
+    }
+
+    /// This job scheduled again under a new fire token, keeping its fields
+    /// (a timed-out run retried), owing an update event.
+    pub fn retried(&self, now: DateTime<Utc>) -> Self {
+        Job {
+            scheduled_key: new_scheduled_key(),
+            ..self.with_status(JobStatus::Scheduled, now)
+        }
+    }
+
+    /// This job moved to `status` by the service itself (a misfire skipped, a
+    /// run timed out), owing an update event that says so.
+    pub fn with_status(&self, status: JobStatus, now: DateTime<Utc>) -> Self {
+        Job {
+            status,
+            updated_at: now,
+            version: self.version + 1,
+            pending: PendingEvents {
+                update: true,
+                ..self.pending
+            },
+            ..self.clone()
         }
     }
 }
@@ -358,6 +424,8 @@ mod tests {
         assert_eq!(moved.status, JobStatus::Scheduled);
         assert_ne!(moved.scheduled_key, job.scheduled_key);
         assert!(moved.scheduled_key >= 0);
+        assert_eq!(moved.version, job.version + 1);
+        assert!(moved.pending.create && moved.pending.update && !moved.pending.run);
     }
 
     #[test]

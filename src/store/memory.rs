@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::RwLock;
 
 use super::{DueJob, JobDB, JobsPage, ResultOutcome, StoreError, result_outcome};
-use crate::domain::{Job, JobId, JobStatus, PageRequest, ResultStatus};
+use crate::domain::{Job, JobId, JobStatus, PageRequest, PendingEvents, ResultStatus};
 
 /// Jobs in a hash map behind one lock; every method is atomic.
 #[derive(Debug, Default)]
@@ -54,13 +54,10 @@ impl JobDB for MemoryJobDB {
         })
     }
 
-    async fn replace_if(&self, job: &Job, expected: &Job) -> Result<bool, StoreError> {
+    async fn replace_if(&self, job: &Job, expected_version: i64) -> Result<bool, StoreError> {
         let mut jobs = self.jobs.write().await;
         match jobs.get_mut(&job.id) {
-            Some(current)
-                if current.status == expected.status
-                    && current.scheduled_key == expected.scheduled_key =>
-            {
+            Some(current) if current.version == expected_version => {
                 *current = job.clone();
                 Ok(true)
             }
@@ -85,6 +82,8 @@ impl JobDB for MemoryJobDB {
             {
                 job.status = JobStatus::Running;
                 job.updated_at = now;
+                job.version += 1;
+                job.pending.run = true;
                 Ok(Some(job.clone()))
             }
             _ => Ok(None),
@@ -106,6 +105,7 @@ impl JobDB for MemoryJobDB {
         }
         job.status = result.job_status();
         job.updated_at = now;
+        job.version += 1;
         Ok(ResultOutcome::Stored)
     }
 
@@ -118,5 +118,38 @@ impl JobDB for MemoryJobDB {
             .collect();
         due.sort_by_key(|d| (d.schedule_time, d.id));
         Ok(due)
+    }
+
+    async fn with_pending_events(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
+        let jobs = self.jobs.read().await;
+        let mut owing: Vec<Job> = jobs.values().filter(|j| j.pending.any()).cloned().collect();
+        owing.sort_by_key(|j| (j.updated_at, j.id));
+        owing.truncate(limit);
+        Ok(owing)
+    }
+
+    async fn set_pending_if(
+        &self,
+        id: JobId,
+        version: i64,
+        remaining: PendingEvents,
+    ) -> Result<bool, StoreError> {
+        let mut jobs = self.jobs.write().await;
+        match jobs.get_mut(&id) {
+            Some(job) if job.version == version => {
+                job.pending = remaining;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
+        let jobs = self.jobs.read().await;
+        Ok(jobs
+            .values()
+            .filter(|j| j.status == JobStatus::Running && j.updated_at < cutoff)
+            .cloned()
+            .collect())
     }
 }

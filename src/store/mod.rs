@@ -7,11 +7,12 @@
 
 pub mod memory;
 pub mod mongo;
+pub mod postgres;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::{self, Job, JobId, JobStatus, PageRequest, ResultStatus};
+use crate::domain::{self, Job, JobId, JobStatus, PageRequest, PendingEvents, ResultStatus};
 
 /// A failure of the store.
 #[derive(Debug, thiserror::Error)]
@@ -80,12 +81,15 @@ pub enum ResultOutcome {
 }
 
 /// Storage of jobs. Implementations must make each method one atomic step on
-/// one job; the `*_if` methods change a job only when it still matches what
-/// the caller last read.
+/// one job. Every change but [`JobDB::set_pending_if`] increments the job's
+/// `version`; the `*_if` methods change a job only while it is still at the
+/// version the caller read, so that racing writers (threads or replicas)
+/// cannot both win.
 #[async_trait]
 pub trait JobDB: Send + Sync + 'static {
-    /// Creates the indexes the queries need. A server that refuses is reported
-    /// as an error; the caller decides whether that is fatal.
+    /// Creates the indexes (and, for SQL stores, the tables) the queries need.
+    /// A server that refuses an optional index is reported as an error; the
+    /// caller decides whether that is fatal.
     async fn ensure_indexes(&self) -> Result<(), StoreError>;
 
     /// Stores a new job.
@@ -97,16 +101,19 @@ pub trait JobDB: Send + Sync + 'static {
     /// One page of all jobs, ordered by schedule time then id, and the total.
     async fn list(&self, page: PageRequest) -> Result<JobsPage, StoreError>;
 
-    /// Replaces `job` (same id) only if the stored job still has `expected`'s
-    /// status and fire token. Returns whether it was replaced.
-    async fn replace_if(&self, job: &Job, expected: &Job) -> Result<bool, StoreError>;
+    /// Writes every field of `job` (same id) only if the stored job is still
+    /// at `expected_version`. Returns whether it was written. The caller sets
+    /// `job.version` (normally `expected_version + 1`).
+    async fn replace_if(&self, job: &Job, expected_version: i64) -> Result<bool, StoreError>;
 
     /// Deletes the job. Returns whether it existed.
     async fn delete(&self, id: JobId) -> Result<bool, StoreError>;
 
-    /// Claims a due job for firing: SCHEDULED with this fire token becomes
-    /// RUNNING, in one conditional update. Returns the claimed job, or `None`
-    /// when the job was deleted, rescheduled or claimed by someone else.
+    /// Claims a due job for firing, in one conditional update: a SCHEDULED
+    /// job with this fire token becomes RUNNING, owes its run event
+    /// (`pending.run`), and moves to the next version. Returns the claimed
+    /// job, or `None` when the job was deleted, rescheduled or claimed by
+    /// someone else.
     async fn claim(
         &self,
         id: JobId,
@@ -114,7 +121,7 @@ pub trait JobDB: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Option<Job>, StoreError>;
 
-    /// Stores an executor's result on a RUNNING job.
+    /// Stores an executor's result on a RUNNING job (next version).
     async fn store_result(
         &self,
         id: JobId,
@@ -124,6 +131,22 @@ pub trait JobDB: Send + Sync + 'static {
 
     /// SCHEDULED jobs due before `until`, earliest first: what the timer arms.
     async fn scheduled_before(&self, until: DateTime<Utc>) -> Result<Vec<DueJob>, StoreError>;
+
+    /// Jobs that owe events (the outbox), least recently changed first, at
+    /// most `limit`.
+    async fn with_pending_events(&self, limit: usize) -> Result<Vec<Job>, StoreError>;
+
+    /// Sets the job's owed events to `remaining` if it is still at `version`;
+    /// the version is left as it is. Returns whether it was set.
+    async fn set_pending_if(
+        &self,
+        id: JobId,
+        version: i64,
+        remaining: PendingEvents,
+    ) -> Result<bool, StoreError>;
+
+    /// RUNNING jobs whose last change is before `cutoff`: runs that may be stuck.
+    async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Vec<Job>, StoreError>;
 }
 
 /// Decides a result's outcome from the job's current status; shared by the

@@ -1,10 +1,13 @@
 //! The MongoDB [`JobDB`]: collection `jobs`, one document per job.
 //!
 //! Correctness on a real MongoDB rests on one guarantee: an update of a single
-//! document is atomic, so a conditional `update_one` (filter on status and
-//! fire token) is a compare-and-set. Only `insert`, `find`, `count`,
-//! `update_one` and `delete_one` are used, so that MongoDB-protocol servers
-//! without `findAndModify` work too. Every operation has a bounded timeout.
+//! document is atomic, so a conditional `update_one` (filter on version, or
+//! on status and fire token) is a compare-and-set. The outbox lives in the
+//! job document itself (`pendingCreate`, `pendingUpdate`, `pendingRun`,
+//! `outbox`), so it changes in the same atomic update as the job, with no
+//! multi-document transaction. Only `insert`, `find`, `count`, `update_one`
+//! and `delete_one` are used, so that MongoDB-protocol servers without
+//! `findAndModify` work too. Every operation has a bounded timeout.
 
 use std::{future::Future, time::Duration};
 
@@ -19,7 +22,9 @@ use mongodb::{
 };
 
 use super::{DueJob, JobDB, JobsPage, ResultOutcome, StoreError, result_outcome};
-use crate::domain::{Job, JobId, JobSpec, JobStatus, JobType, PageRequest, ResultStatus};
+use crate::domain::{
+    Job, JobId, JobSpec, JobStatus, JobType, PageRequest, PendingEvents, ResultStatus,
+};
 
 /// Name of the collection that holds the jobs.
 pub const COLLECTION: &str = "jobs";
@@ -62,16 +67,31 @@ impl MongoJobDB {
         }
     }
 
-    /// Runs a conditional `$set` and tells whether a document matched.
-    async fn update_where(&self, filter: Document, set: Document) -> Result<bool, StoreError> {
+    /// Runs a conditional update and tells whether a document matched.
+    async fn update_where(&self, filter: Document, update: Document) -> Result<bool, StoreError> {
         let result = self
-            .bounded(
-                self.jobs
-                    .update_one(filter, doc! { "$set": set })
-                    .into_future(),
-            )
+            .bounded(self.jobs.update_one(filter, update).into_future())
             .await?;
         Ok(result.matched_count == 1)
+    }
+
+    /// All documents matching `filter`, in `sort` order, at most `limit`.
+    async fn find_jobs(
+        &self,
+        filter: Document,
+        sort: Document,
+        limit: Option<i64>,
+    ) -> Result<Vec<Job>, StoreError> {
+        let documents: Vec<Document> = self
+            .bounded(async {
+                let mut find = self.jobs.find(filter).sort(sort);
+                if let Some(limit) = limit {
+                    find = find.limit(limit);
+                }
+                find.await?.try_collect().await
+            })
+            .await?;
+        documents.iter().map(job_from_document).collect()
     }
 }
 
@@ -89,9 +109,20 @@ fn bson_time(time: DateTime<Utc>) -> bson::DateTime {
     bson::DateTime::from_chrono(time)
 }
 
+/// The outbox fields: one flag per owed event, and `outbox` (1 when any is
+/// owed) for an index-friendly equality query.
+fn pending_fields(pending: PendingEvents) -> Document {
+    doc! {
+        "pendingCreate": pending.create,
+        "pendingUpdate": pending.update,
+        "pendingRun": pending.run,
+        "outbox": i32::from(pending.any()),
+    }
+}
+
 /// The fields of a job that a replace writes: all but `_id` and `createdAt`.
 fn mutable_fields(job: &Job) -> Document {
-    doc! {
+    let mut fields = doc! {
         "name": &job.spec.name,
         "description": &job.spec.description,
         "scheduleTime": bson_time(job.spec.schedule_time),
@@ -100,7 +131,10 @@ fn mutable_fields(job: &Job) -> Document {
         "jobType": job.spec.job_type.as_i32(),
         "jobData": &job.spec.job_data,
         "scheduledKey": job.scheduled_key,
-    }
+        "version": job.version,
+    };
+    fields.extend(pending_fields(job.pending));
+    fields
 }
 
 /// The stored form of a job.
@@ -137,6 +171,7 @@ pub fn job_from_document(document: &Document) -> Result<Job, StoreError> {
         _ => Err(corrupt(key)),
     };
     let small_int = |key: &str| int(key).and_then(|v| i32::try_from(v).map_err(|_| corrupt(key)));
+    let flag = |key: &str| document.get_bool(key).unwrap_or(false);
     Ok(Job {
         id: document.get_object_id("_id").map_err(|_| corrupt("_id"))?,
         spec: JobSpec {
@@ -153,29 +188,37 @@ pub fn job_from_document(document: &Document) -> Result<Job, StoreError> {
         updated_at: time("updatedAt")?,
         status: JobStatus::from_i32(small_int("status")?).ok_or_else(|| corrupt("status"))?,
         scheduled_key: int("scheduledKey")?,
+        version: int("version")?,
+        pending: PendingEvents {
+            create: flag("pendingCreate"),
+            update: flag("pendingUpdate"),
+            run: flag("pendingRun"),
+        },
     })
+}
+
+fn index(name: &str, keys: Document) -> IndexModel {
+    IndexModel::builder()
+        .keys(keys)
+        .options(IndexOptions::builder().name(name.to_owned()).build())
+        .build()
 }
 
 #[async_trait]
 impl JobDB for MongoJobDB {
     async fn ensure_indexes(&self) -> Result<(), StoreError> {
-        let due = IndexModel::builder()
-            .keys(doc! { "status": 1, "scheduleTime": 1 })
-            .options(
-                IndexOptions::builder()
-                    .name("status_scheduleTime".to_owned())
-                    .build(),
-            )
-            .build();
-        let listing = IndexModel::builder()
-            .keys(doc! { "scheduleTime": 1, "_id": 1 })
-            .options(
-                IndexOptions::builder()
-                    .name("scheduleTime_id".to_owned())
-                    .build(),
-            )
-            .build();
-        self.bounded(self.jobs.create_indexes([due, listing]).into_future())
+        let indexes = [
+            // The timer's window query: SCHEDULED jobs by due time; also stuck runs.
+            index(
+                "status_scheduleTime",
+                doc! { "status": 1, "scheduleTime": 1 },
+            ),
+            // ListJobs order.
+            index("scheduleTime_id", doc! { "scheduleTime": 1, "_id": 1 }),
+            // The outbox relay's query.
+            index("outbox_updatedAt", doc! { "outbox": 1, "updatedAt": 1 }),
+        ];
+        self.bounded(self.jobs.create_indexes(indexes).into_future())
             .await
             .map(|_| ())
     }
@@ -198,38 +241,33 @@ impl JobDB for MongoJobDB {
             .bounded(self.jobs.count_documents(doc! {}).into_future())
             .await?;
         let skip = page.offset();
-        let limit = i64::try_from(page.size).unwrap_or(i64::MAX);
-        let documents: Vec<Document> = if skip >= total {
+        let jobs = if skip >= total {
             Vec::new()
         } else {
-            self.bounded(async {
-                self.jobs
-                    .find(doc! {})
-                    .sort(doc! { "scheduleTime": 1, "_id": 1 })
-                    .skip(skip)
-                    .limit(limit)
-                    .await?
-                    .try_collect()
-                    .await
-            })
-            .await?
-        };
-        Ok(JobsPage {
-            jobs: documents
+            let documents: Vec<Document> = self
+                .bounded(async {
+                    self.jobs
+                        .find(doc! {})
+                        .sort(doc! { "scheduleTime": 1, "_id": 1 })
+                        .skip(skip)
+                        .limit(i64::try_from(page.size).unwrap_or(i64::MAX))
+                        .await?
+                        .try_collect()
+                        .await
+                })
+                .await?;
+            documents
                 .iter()
                 .map(job_from_document)
-                .collect::<Result<_, _>>()?,
-            total,
-        })
+                .collect::<Result<_, _>>()?
+        };
+        Ok(JobsPage { jobs, total })
     }
 
-    async fn replace_if(&self, job: &Job, expected: &Job) -> Result<bool, StoreError> {
-        let filter = doc! {
-            "_id": job.id,
-            "status": expected.status.as_i32(),
-            "scheduledKey": expected.scheduled_key,
-        };
-        self.update_where(filter, mutable_fields(job)).await
+    async fn replace_if(&self, job: &Job, expected_version: i64) -> Result<bool, StoreError> {
+        let filter = doc! { "_id": job.id, "version": expected_version };
+        self.update_where(filter, doc! { "$set": mutable_fields(job) })
+            .await
     }
 
     async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
@@ -250,8 +288,16 @@ impl JobDB for MongoJobDB {
             "status": JobStatus::Scheduled.as_i32(),
             "scheduledKey": scheduled_key,
         };
-        let set = doc! { "status": JobStatus::Running.as_i32(), "updatedAt": bson_time(now) };
-        if !self.update_where(filter, set).await? {
+        let update = doc! {
+            "$set": {
+                "status": JobStatus::Running.as_i32(),
+                "updatedAt": bson_time(now),
+                "pendingRun": true,
+                "outbox": 1,
+            },
+            "$inc": { "version": 1_i64 },
+        };
+        if !self.update_where(filter, update).await? {
             return Ok(None);
         }
         // Read back the job we now own. Its fields cannot change while it is
@@ -266,8 +312,11 @@ impl JobDB for MongoJobDB {
         now: DateTime<Utc>,
     ) -> Result<ResultOutcome, StoreError> {
         let filter = doc! { "_id": id, "status": JobStatus::Running.as_i32() };
-        let set = doc! { "status": result.job_status().as_i32(), "updatedAt": bson_time(now) };
-        if self.update_where(filter, set).await? {
+        let update = doc! {
+            "$set": { "status": result.job_status().as_i32(), "updatedAt": bson_time(now) },
+            "$inc": { "version": 1_i64 },
+        };
+        if self.update_where(filter, update).await? {
             return Ok(ResultOutcome::Stored);
         }
         Ok(match self.get(id).await? {
@@ -281,20 +330,40 @@ impl JobDB for MongoJobDB {
             "status": JobStatus::Scheduled.as_i32(),
             "scheduleTime": { "$lt": bson_time(until) },
         };
-        let documents: Vec<Document> = self
-            .bounded(async {
-                self.jobs
-                    .find(filter)
-                    .sort(doc! { "scheduleTime": 1, "_id": 1 })
-                    .await?
-                    .try_collect()
-                    .await
-            })
+        let jobs = self
+            .find_jobs(filter, doc! { "scheduleTime": 1, "_id": 1 }, None)
             .await?;
-        documents
-            .iter()
-            .map(|d| job_from_document(d).map(|job| DueJob::from(&job)))
-            .collect()
+        Ok(jobs.iter().map(DueJob::from).collect())
+    }
+
+    async fn with_pending_events(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.find_jobs(
+            doc! { "outbox": 1 },
+            doc! { "updatedAt": 1, "_id": 1 },
+            Some(limit),
+        )
+        .await
+    }
+
+    async fn set_pending_if(
+        &self,
+        id: JobId,
+        version: i64,
+        remaining: PendingEvents,
+    ) -> Result<bool, StoreError> {
+        let filter = doc! { "_id": id, "version": version };
+        self.update_where(filter, doc! { "$set": pending_fields(remaining) })
+            .await
+    }
+
+    async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
+        let filter = doc! {
+            "status": JobStatus::Running.as_i32(),
+            "updatedAt": { "$lt": bson_time(cutoff) },
+        };
+        self.find_jobs(filter, doc! { "updatedAt": 1, "_id": 1 }, None)
+            .await
     }
 }
 
@@ -303,20 +372,30 @@ mod tests {
     use super::*;
     use crate::domain::now;
 
+    fn job() -> Job {
+        Job::new_scheduled(
+            JobSpec {
+                name: "mail".into(),
+                description: "weekly".into(),
+                schedule_time: now(),
+                job_type: JobType::Sms,
+                job_data: r#"{"to":"x"}"#.into(),
+            },
+            now(),
+        )
+    }
+
     #[test]
     fn document_round_trip_keeps_every_field() {
         let job = Job {
             status: JobStatus::Failed,
-            ..Job::new_scheduled(
-                JobSpec {
-                    name: "mail".into(),
-                    description: "weekly".into(),
-                    schedule_time: now(),
-                    job_type: JobType::Sms,
-                    job_data: r#"{"to":"x"}"#.into(),
-                },
-                now(),
-            )
+            version: 7,
+            pending: PendingEvents {
+                create: false,
+                update: true,
+                run: true,
+            },
+            ..job()
         };
         let document = job_to_document(&job);
         for key in [
@@ -330,26 +409,22 @@ mod tests {
             "jobType",
             "jobData",
             "scheduledKey",
+            "version",
+            "pendingCreate",
+            "pendingUpdate",
+            "pendingRun",
         ] {
             assert!(document.contains_key(key), "missing {key}");
         }
         assert_eq!(document.get_i32("status").unwrap(), 5);
         assert_eq!(document.get_i32("jobType").unwrap(), 1);
+        assert_eq!(document.get_i32("outbox").unwrap(), 1);
         assert_eq!(job_from_document(&document).unwrap(), job);
     }
 
     #[test]
     fn a_document_with_a_bad_field_is_reported_as_corrupt() {
-        let mut document = job_to_document(&Job::new_scheduled(
-            JobSpec {
-                name: "n".into(),
-                description: String::new(),
-                schedule_time: now(),
-                job_type: JobType::Email,
-                job_data: "d".into(),
-            },
-            now(),
-        ));
+        let mut document = job_to_document(&job());
         document.insert("status", 42);
         let err = job_from_document(&document).unwrap_err();
         assert!(

@@ -1,0 +1,188 @@
+//! The service's periodic duties, each a task that stops on shutdown:
+//! running firings as the timer emits them, refilling the timer from the
+//! store (the look-ahead window), relaying owed events (the outbox), and
+//! expiring runs that never reported a result.
+
+use std::{sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use tokio::{sync::Semaphore, task::JoinHandle};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    domain::now,
+    service::{Delivery, JobService, RETRY_FIRST, RETRY_MAX},
+    timer::Firing,
+};
+
+/// Jobs read from the outbox per relay pass.
+const RELAY_BATCH: usize = 500;
+/// Jobs delivered at once by the relay (each job's own events stay in order).
+const RELAY_CONCURRENCY: usize = 32;
+/// The relay leaves alone jobs changed more recently than this, so that it
+/// does not race the request that changed them and is publishing already.
+const RELAY_GRACE: chrono::Duration = chrono::Duration::seconds(2);
+
+/// Runs firings as the timer emits them, at most `fire_concurrency` at once.
+/// Returns when the timer stops; in-flight firings are tracked by `tasks`.
+pub fn spawn_firing_loop(
+    service: JobService,
+    mut firings: tokio::sync::mpsc::UnboundedReceiver<Firing>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    let permits = Arc::new(Semaphore::new(service.settings().fire_concurrency));
+    tokio::spawn(async move {
+        while let Some(firing) = firings.recv().await {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
+            let service = service.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                service.fire(firing, &shutdown).await;
+                drop(permit);
+            });
+        }
+    })
+}
+
+/// Runs `duty` every `period` until shutdown; after a failure, retries
+/// sooner with exponential backoff (never later than `period`).
+fn spawn_periodic<F, Fut>(
+    name: &'static str,
+    period: Duration,
+    shutdown: CancellationToken,
+    mut duty: F,
+) -> JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    tokio::spawn(async move {
+        let mut retry = RETRY_FIRST;
+        loop {
+            let wait = match duty().await {
+                Ok(()) => {
+                    retry = RETRY_FIRST;
+                    period
+                }
+                Err(err) => {
+                    tracing::warn!(duty = name, error = %err, retry_in = ?retry.min(period), "background duty failed");
+                    let wait = retry.min(period);
+                    retry = (retry * 2).min(RETRY_MAX);
+                    wait
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    })
+}
+
+/// Refills the timer from the store every half window, so that jobs beyond
+/// the window, jobs of a restarted service and jobs another replica created
+/// are armed in time.
+pub fn spawn_window_loader(service: JobService, shutdown: CancellationToken) -> JoinHandle<()> {
+    let period = (service.settings().look_ahead / 2).max(Duration::from_millis(100));
+    spawn_periodic("window loader", period, shutdown, move || {
+        let service = service.clone();
+        async move {
+            let count = service.load_window().await.map_err(|e| e.to_string())?;
+            tracing::debug!(count, armed = service.timer().len(), "window loaded");
+            Ok(())
+        }
+    })
+}
+
+/// Expires runs older than the run timeout, checking a few times per timeout.
+pub fn spawn_stuck_run_sweeper(service: JobService, shutdown: CancellationToken) -> JoinHandle<()> {
+    let period = (service.settings().run_timeout / 4)
+        .clamp(Duration::from_millis(100), Duration::from_secs(30));
+    spawn_periodic("stuck-run sweeper", period, shutdown, move || {
+        let service = service.clone();
+        async move {
+            service
+                .expire_stuck_runs()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        }
+    })
+}
+
+/// Publishes the events the outbox holds: every `outbox_poll`, and at once
+/// when a delivery failed. A pass stops at the first failure (the broker is
+/// likely down) and the next one backs off.
+pub fn spawn_outbox_relay(service: JobService, shutdown: CancellationToken) -> JoinHandle<()> {
+    let poll = service.settings().outbox_poll;
+    tokio::spawn(async move {
+        let mut wait = Duration::ZERO;
+        let mut backoff = RETRY_FIRST;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+                () = service.relay_woken() => {
+                    // A request just failed to publish: give the broker the
+                    // current backoff before trying again.
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                }
+            }
+            wait = match relay_pass(&service).await {
+                Ok(()) => {
+                    backoff = RETRY_FIRST;
+                    poll
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, retry_in = ?backoff, "outbox relay pass failed");
+                    let wait = backoff;
+                    backoff = (backoff * 2).min(RETRY_MAX);
+                    wait
+                }
+            };
+        }
+    })
+}
+
+async fn relay_pass(service: &JobService) -> Result<(), String> {
+    let owing = service
+        .db()
+        .with_pending_events(RELAY_BATCH)
+        .await
+        .map_err(|e| e.to_string())?;
+    let settled = now() - RELAY_GRACE;
+    let ready: Vec<_> = owing
+        .into_iter()
+        .filter(|j| j.updated_at <= settled)
+        .collect();
+    if ready.is_empty() {
+        return Ok(());
+    }
+    let deliveries: Vec<Delivery> = futures::stream::iter(ready)
+        .map(|job| {
+            let service = service.clone();
+            async move { service.deliver(&job).await }
+        })
+        .buffer_unordered(RELAY_CONCURRENCY)
+        .collect()
+        .await;
+    let deferred = deliveries
+        .iter()
+        .filter(|d| **d == Delivery::Deferred)
+        .count();
+    tracing::info!(
+        relayed = deliveries.len() - deferred,
+        deferred,
+        "outbox relay pass"
+    );
+    if deferred > 0 {
+        return Err(format!("{deferred} jobs' events still owed"));
+    }
+    Ok(())
+}

@@ -1,0 +1,751 @@
+//! The PostgreSQL [`JobDB`]: table `jobs` in a schema of its own, one row per
+//! job, reached through a pool of `tokio-postgres` connections.
+//!
+//! Correctness across replicas rests on one guarantee: an `UPDATE ... WHERE`
+//! on one row is atomic. Under READ COMMITTED (the default), a writer that
+//! finds the row locked by another waits for that transaction to end and then
+//! checks its `WHERE` clause again against the row as committed, skipping the
+//! row if it no longer matches. A conditional `UPDATE` is therefore a
+//! compare-and-set: of any number of replicas claiming the same SCHEDULED job
+//! with the same fire token, exactly one gets the row back from `RETURNING`,
+//! and the status, the owed run event (`pending_run`) and the version change
+//! in that one statement. This is how the job queues people trust on
+//! PostgreSQL claim work. Every method is one such statement on one row, but
+//! [`JobDB::list`], whose two reads share one snapshot, and
+//! [`JobDB::ensure_indexes`], whose DDL runs under an advisory lock.
+//!
+//! Every call is bounded by the timeout given to [`PgJobDB::connect`]: waiting
+//! for a pooled connection, opening one and each statement (also on the
+//! server, through `statement_timeout`). A call that times out reports
+//! [`StoreError::Unavailable`]; its statement may still have been applied, as
+//! with any database, which the outbox (`pending_*`, written in the same
+//! statement as the change) makes safe.
+//!
+//! Times are kept at millisecond precision (`timestamptz(3)`, and truncated
+//! before they are sent), the precision of [`crate::domain::now`], so that a
+//! job read back equals the job written. PostgreSQL `text` cannot hold the NUL
+//! character; a job whose strings contain one is refused with
+//! [`StoreError::Other`].
+
+use std::{error::Error as _, future::Future, time::Duration};
+
+use async_trait::async_trait;
+use chrono::{DateTime, SubsecRound, Utc};
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
+use tokio_postgres::{
+    IsolationLevel, NoTls, Row, Socket,
+    error::SqlState,
+    tls::{MakeTlsConnect, TlsConnect},
+    types::{FromSql, ToSql},
+};
+
+use super::{DueJob, JobDB, JobsPage, ResultOutcome, StoreError, result_outcome};
+use crate::domain::{
+    Job, JobId, JobSpec, JobStatus, JobType, PageRequest, PendingEvents, ResultStatus,
+};
+
+/// Name of the table that holds the jobs, inside the store's schema.
+pub const TABLE: &str = "jobs";
+
+/// Connections each [`PgJobDB`] made by [`PgJobDB::connect`] keeps at most.
+pub const DEFAULT_POOL_SIZE: usize = 8;
+
+/// Longest schema name PostgreSQL keeps without truncating it (NAMEDATALEN - 1).
+const SCHEMA_MAX_BYTES: usize = 63;
+
+/// First key of the advisory lock that serialises [`JobDB::ensure_indexes`]
+/// across replicas; the second is a hash of the schema name.
+const DDL_LOCK_CLASS: i32 = 0x4a_6f_62_73; // "Jobs"
+
+/// The columns of a job, in the order [`JobParams::as_params`] binds them.
+const COLUMNS: &str = "id, name, description, schedule_time, created_at, updated_at, status, \
+                       job_type, job_data, scheduled_key, version, pending_create, \
+                       pending_update, pending_run";
+
+/// Jobs in a PostgreSQL table; cheap to clone (the pool is shared).
+#[derive(Clone)]
+pub struct PgJobDB {
+    pool: Pool,
+    sql: std::sync::Arc<Sql>,
+    timeout: Duration,
+}
+
+impl PgJobDB {
+    /// Uses the PostgreSQL server at `uri` (`postgres://user:pass@host:port/db`)
+    /// and keeps the jobs in schema `schema` (letters, digits and `_`), without
+    /// TLS and with [`DEFAULT_POOL_SIZE`] connections at most.
+    ///
+    /// Connecting is lazy: this only parses the URI and builds the pool, so it
+    /// succeeds while the server is down and calls fail within `timeout` with
+    /// [`StoreError::Unavailable`] until it is back. An invalid URI or schema
+    /// name is [`StoreError::Other`].
+    pub async fn connect(uri: &str, schema: &str, timeout: Duration) -> Result<Self, StoreError> {
+        Self::connect_with(uri, schema, timeout, DEFAULT_POOL_SIZE, NoTls).await
+    }
+
+    /// Like [`PgJobDB::connect`], with the pool size and the TLS connector
+    /// (`NoTls`, or for instance a `postgres-native-tls` or
+    /// `tokio-postgres-rustls` connector) chosen by the caller.
+    pub async fn connect_with<T>(
+        uri: &str,
+        schema: &str,
+        timeout: Duration,
+        pool_size: usize,
+        tls: T,
+    ) -> Result<Self, StoreError>
+    where
+        T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
+        T::Stream: Sync + Send,
+        T::TlsConnect: Sync + Send,
+        <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+    {
+        validate_schema(schema)?;
+        let mut config: tokio_postgres::Config = uri
+            .parse()
+            .map_err(|e| StoreError::Other(format!("invalid database URI: {e}")))?;
+        if config.get_application_name().is_none() {
+            config.application_name("scheduler-service");
+        }
+        config.connect_timeout(timeout);
+        // The server gives up on a statement (or a lock wait) the client has
+        // stopped waiting for, so that a timed-out call does not linger.
+        let statement_timeout = format!(
+            "-c statement_timeout={}",
+            timeout.as_millis().clamp(1, i32::MAX as u128)
+        );
+        let options = match config.get_options() {
+            Some(given) if !given.trim().is_empty() => format!("{given} {statement_timeout}"),
+            _ => statement_timeout,
+        };
+        config.options(options);
+        let manager = Manager::from_config(
+            config,
+            tls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(timeout))
+            .create_timeout(Some(timeout))
+            .recycle_timeout(Some(timeout))
+            .build()
+            .map_err(|e| StoreError::Other(format!("database pool: {e}")))?;
+        Ok(PgJobDB {
+            pool,
+            sql: std::sync::Arc::new(Sql::new(schema)),
+            timeout,
+        })
+    }
+
+    /// The schema the jobs live in.
+    pub fn schema(&self) -> &str {
+        &self.sql.schema
+    }
+
+    /// Runs `op` within the timeout.
+    async fn bounded<T>(
+        &self,
+        op: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, op).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "database did not answer within {:?}",
+                self.timeout
+            ))),
+        }
+    }
+
+    async fn client(&self) -> Result<Object, StoreError> {
+        self.pool.get().await.map_err(map_pool_err)
+    }
+
+    /// Runs one statement and returns the number of rows it changed.
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
+        self.bounded(async {
+            let client = self.client().await?;
+            let statement = client.prepare_cached(sql).await.map_err(map_err)?;
+            client.execute(&statement, params).await.map_err(map_err)
+        })
+        .await
+    }
+
+    /// Runs one query and returns its rows.
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        self.bounded(async {
+            let client = self.client().await?;
+            let statement = client.prepare_cached(sql).await.map_err(map_err)?;
+            client.query(&statement, params).await.map_err(map_err)
+        })
+        .await
+    }
+
+    /// Runs one query that returns at most one row.
+    async fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, StoreError> {
+        self.bounded(async {
+            let client = self.client().await?;
+            let statement = client.prepare_cached(sql).await.map_err(map_err)?;
+            client.query_opt(&statement, params).await.map_err(map_err)
+        })
+        .await
+    }
+}
+
+/// Checks that `schema` can be used as an identifier as it is: 1 to 63
+/// letters, digits or `_`, not starting with `pg_` (reserved by PostgreSQL).
+fn validate_schema(schema: &str) -> Result<(), StoreError> {
+    let valid = !schema.is_empty()
+        && schema.len() <= SCHEMA_MAX_BYTES
+        && schema
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !schema.to_ascii_lowercase().starts_with("pg_");
+    if valid {
+        Ok(())
+    } else {
+        Err(StoreError::Other(format!(
+            "invalid schema name {schema:?}: use 1 to {SCHEMA_MAX_BYTES} letters, digits or '_', \
+             not starting with 'pg_'"
+        )))
+    }
+}
+
+/// The statements, written once for the store's schema.
+struct Sql {
+    schema: String,
+    create: String,
+    insert: String,
+    get: String,
+    count: String,
+    page: String,
+    replace_if: String,
+    delete: String,
+    claim: String,
+    store_result: String,
+    status_of: String,
+    scheduled_before: String,
+    with_pending_events: String,
+    set_pending_if: String,
+    running_before: String,
+}
+
+impl Sql {
+    /// The statements for `schema`, which [`validate_schema`] accepted; it is
+    /// quoted all the same, so that its case is kept.
+    fn new(schema: &str) -> Self {
+        let quoted = format!("\"{schema}\"");
+        let t = format!("{quoted}.{TABLE}");
+        let scheduled = JobStatus::Scheduled as i16;
+        let running = JobStatus::Running as i16;
+        let owing = "(pending_create OR pending_update OR pending_run)";
+        Sql {
+            schema: schema.to_owned(),
+            create: format!(
+                "CREATE TABLE IF NOT EXISTS {t} (
+                    id             bytea          PRIMARY KEY CHECK (octet_length(id) = 12),
+                    name           text           NOT NULL,
+                    description    text           NOT NULL,
+                    schedule_time  timestamptz(3) NOT NULL,
+                    created_at     timestamptz(3) NOT NULL,
+                    updated_at     timestamptz(3) NOT NULL,
+                    status         smallint       NOT NULL,
+                    job_type       smallint       NOT NULL,
+                    job_data       text           NOT NULL,
+                    scheduled_key  bigint         NOT NULL,
+                    version        bigint         NOT NULL,
+                    pending_create boolean        NOT NULL,
+                    pending_update boolean        NOT NULL,
+                    pending_run    boolean        NOT NULL
+                 );
+                 CREATE INDEX IF NOT EXISTS jobs_status_schedule_time
+                     ON {t} (status, schedule_time, id);
+                 CREATE INDEX IF NOT EXISTS jobs_schedule_time_id
+                     ON {t} (schedule_time, id);
+                 CREATE INDEX IF NOT EXISTS jobs_pending_updated_at
+                     ON {t} (updated_at, id) WHERE {owing};
+                 CREATE INDEX IF NOT EXISTS jobs_running_updated_at
+                     ON {t} (updated_at, id) WHERE status = {running};"
+            ),
+            insert: format!(
+                "INSERT INTO {t} ({COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            ),
+            get: format!("SELECT {COLUMNS} FROM {t} WHERE id = $1"),
+            count: format!("SELECT count(*) FROM {t}"),
+            page: format!(
+                "SELECT {COLUMNS} FROM {t} ORDER BY schedule_time, id OFFSET $1 LIMIT $2"
+            ),
+            replace_if: format!(
+                "UPDATE {t} SET name = $2, description = $3, schedule_time = $4, \
+                 created_at = $5, updated_at = $6, status = $7, job_type = $8, job_data = $9, \
+                 scheduled_key = $10, version = $11, pending_create = $12, \
+                 pending_update = $13, pending_run = $14 \
+                 WHERE id = $1 AND version = $15"
+            ),
+            delete: format!("DELETE FROM {t} WHERE id = $1"),
+            claim: format!(
+                "UPDATE {t} SET status = {running}, pending_run = true, \
+                 version = version + 1, updated_at = $3 \
+                 WHERE id = $1 AND status = {scheduled} AND scheduled_key = $2 \
+                 RETURNING {COLUMNS}"
+            ),
+            store_result: format!(
+                "UPDATE {t} SET status = $2, version = version + 1, updated_at = $3 \
+                 WHERE id = $1 AND status = {running}"
+            ),
+            status_of: format!("SELECT status FROM {t} WHERE id = $1"),
+            scheduled_before: format!(
+                "SELECT id, schedule_time, scheduled_key FROM {t} \
+                 WHERE status = {scheduled} AND schedule_time < $1 \
+                 ORDER BY schedule_time, id"
+            ),
+            with_pending_events: format!(
+                "SELECT {COLUMNS} FROM {t} WHERE {owing} ORDER BY updated_at, id LIMIT $1"
+            ),
+            set_pending_if: format!(
+                "UPDATE {t} SET pending_create = $3, pending_update = $4, pending_run = $5 \
+                 WHERE id = $1 AND version = $2"
+            ),
+            running_before: format!(
+                "SELECT {COLUMNS} FROM {t} WHERE status = {running} AND updated_at < $1 \
+                 ORDER BY updated_at, id"
+            ),
+        }
+    }
+}
+
+/// Whether a server error means the server cannot serve now (rather than that
+/// it refused this request).
+fn unavailable_state(code: &SqlState) -> bool {
+    let code = code.code();
+    code.starts_with("08") // connection exception
+        || code.starts_with("53") // insufficient resources (too many connections, ...)
+        || code.starts_with("57P") // shutting down, crashed, cannot connect now
+        || code == SqlState::QUERY_CANCELED.code() // statement_timeout
+        || code == SqlState::LOCK_NOT_AVAILABLE.code()
+        || code == SqlState::READ_ONLY_SQL_TRANSACTION.code() // a standby
+}
+
+fn map_err(err: tokio_postgres::Error) -> StoreError {
+    if let Some(db) = err.as_db_error() {
+        let message = format!("{db} (SQLSTATE {})", db.code().code());
+        return if unavailable_state(db.code()) {
+            StoreError::Unavailable(message)
+        } else {
+            StoreError::Other(message)
+        };
+    }
+    let message = match err.source() {
+        Some(cause) => format!("{err}: {cause}"),
+        None => err.to_string(),
+    };
+    // Without a server error, a closed connection or an I/O error anywhere in
+    // the chain (refused, reset, connect timeout) means the server is out of reach.
+    let mut cause = err.source();
+    let mut io = false;
+    while let Some(e) = cause {
+        io |= e.is::<std::io::Error>();
+        cause = e.source();
+    }
+    if err.is_closed() || io {
+        StoreError::Unavailable(message)
+    } else {
+        StoreError::Other(message)
+    }
+}
+
+fn map_pool_err(err: PoolError) -> StoreError {
+    match err {
+        PoolError::Backend(e) => map_err(e),
+        PoolError::Timeout(_) | PoolError::Closed => {
+            StoreError::Unavailable(format!("database connection pool: {err}"))
+        }
+        other => StoreError::Other(format!("database connection pool: {other}")),
+    }
+}
+
+/// A time at the precision the store keeps.
+fn ms(time: DateTime<Utc>) -> DateTime<Utc> {
+    time.trunc_subsecs(3)
+}
+
+/// A job's column values, owned so that they can be bound by reference.
+struct JobParams<'a> {
+    id: Vec<u8>,
+    job: &'a Job,
+    schedule_time: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    status: i16,
+    job_type: i16,
+}
+
+impl<'a> JobParams<'a> {
+    fn new(job: &'a Job) -> Self {
+        JobParams {
+            id: job.id.bytes().to_vec(),
+            job,
+            schedule_time: ms(job.spec.schedule_time),
+            created_at: ms(job.created_at),
+            updated_at: ms(job.updated_at),
+            status: job.status as i16,
+            job_type: job.spec.job_type as i16,
+        }
+    }
+
+    /// The values in the order of [`COLUMNS`] ($1 to $14).
+    fn as_params(&self) -> [&(dyn ToSql + Sync); 14] {
+        [
+            &self.id,
+            &self.job.spec.name,
+            &self.job.spec.description,
+            &self.schedule_time,
+            &self.created_at,
+            &self.updated_at,
+            &self.status,
+            &self.job_type,
+            &self.job.spec.job_data,
+            &self.job.scheduled_key,
+            &self.job.version,
+            &self.job.pending.create,
+            &self.job.pending.update,
+            &self.job.pending.run,
+        ]
+    }
+}
+
+fn id_from_row(row: &Row) -> Result<JobId, StoreError> {
+    let bytes: &[u8] = row
+        .try_get("id")
+        .map_err(|e| StoreError::Corrupt(format!("row without a readable id: {e}")))?;
+    let bytes = <[u8; 12]>::try_from(bytes)
+        .map_err(|_| StoreError::Corrupt(format!("id of {} bytes, not 12", bytes.len())))?;
+    Ok(JobId::from_bytes(bytes))
+}
+
+/// One column of the row of job `id`, or [`StoreError::Corrupt`].
+fn column<'r, T: FromSql<'r>>(row: &'r Row, id: JobId, name: &str) -> Result<T, StoreError> {
+    row.try_get(name)
+        .map_err(|e| StoreError::Corrupt(format!("job {id}: {name}: {e}")))
+}
+
+/// Reads a row of [`COLUMNS`] back as a job.
+fn job_from_row(row: &Row) -> Result<Job, StoreError> {
+    let id = id_from_row(row)?;
+    let corrupt = |what: String| StoreError::Corrupt(format!("job {id}: {what}"));
+    let status: i16 = column(row, id, "status")?;
+    let job_type: i16 = column(row, id, "job_type")?;
+    Ok(Job {
+        id,
+        spec: JobSpec {
+            name: column(row, id, "name")?,
+            description: column(row, id, "description")?,
+            schedule_time: column(row, id, "schedule_time")?,
+            job_type: JobType::from_i32(job_type.into())
+                .ok_or_else(|| corrupt(format!("job_type {job_type}")))?,
+            job_data: column(row, id, "job_data")?,
+        },
+        created_at: column(row, id, "created_at")?,
+        updated_at: column(row, id, "updated_at")?,
+        status: JobStatus::from_i32(status.into())
+            .ok_or_else(|| corrupt(format!("status {status}")))?,
+        scheduled_key: column(row, id, "scheduled_key")?,
+        version: column(row, id, "version")?,
+        pending: PendingEvents {
+            create: column(row, id, "pending_create")?,
+            update: column(row, id, "pending_update")?,
+            run: column(row, id, "pending_run")?,
+        },
+    })
+}
+
+fn jobs_from_rows(rows: &[Row]) -> Result<Vec<Job>, StoreError> {
+    rows.iter().map(job_from_row).collect()
+}
+
+#[async_trait]
+impl JobDB for PgJobDB {
+    async fn ensure_indexes(&self) -> Result<(), StoreError> {
+        self.bounded(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(map_err)?;
+            // Two replicas starting together would otherwise race on the
+            // catalogs, and one of them could fail a CREATE ... IF NOT EXISTS.
+            tx.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                &[&DDL_LOCK_CLASS, &self.sql.schema],
+            )
+            .await
+            .map_err(map_err)?;
+            // Checked first, so that a user without CREATE on the database can
+            // use a schema an administrator made.
+            let exists: bool = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+                    &[&self.sql.schema],
+                )
+                .await
+                .map_err(map_err)?
+                .try_get(0)
+                .map_err(map_err)?;
+            if !exists {
+                tx.batch_execute(&format!(
+                    "CREATE SCHEMA IF NOT EXISTS \"{}\"",
+                    self.sql.schema
+                ))
+                .await
+                .map_err(map_err)?;
+            }
+            tx.batch_execute(&self.sql.create).await.map_err(map_err)?;
+            tx.commit().await.map_err(map_err)
+        })
+        .await
+    }
+
+    async fn insert(&self, job: &Job) -> Result<(), StoreError> {
+        let values = JobParams::new(job);
+        self.bounded(async {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached(&self.sql.insert)
+                .await
+                .map_err(map_err)?;
+            match client.execute(&statement, &values.as_params()).await {
+                Ok(_) => Ok(()),
+                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                    Err(StoreError::Other(format!("duplicate id {}", job.id)))
+                }
+                Err(e) => Err(map_err(e)),
+            }
+        })
+        .await
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        let row = self
+            .query_opt(&self.sql.get, &[&id.bytes().as_slice()])
+            .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    async fn list(&self, page: PageRequest) -> Result<JobsPage, StoreError> {
+        let offset = i64::try_from(page.offset()).unwrap_or(i64::MAX);
+        let limit = i64::try_from(page.size).unwrap_or(i64::MAX);
+        let (total, rows) = self
+            .bounded(async {
+                let mut client = self.client().await?;
+                // One snapshot for both reads, so that the total and the page agree.
+                let tx = client
+                    .build_transaction()
+                    .isolation_level(IsolationLevel::RepeatableRead)
+                    .read_only(true)
+                    .start()
+                    .await
+                    .map_err(map_err)?;
+                let count = tx.prepare_cached(&self.sql.count).await.map_err(map_err)?;
+                let total: i64 = tx
+                    .query_one(&count, &[])
+                    .await
+                    .map_err(map_err)?
+                    .try_get(0)
+                    .map_err(map_err)?;
+                let rows = if offset >= total {
+                    Vec::new()
+                } else {
+                    let page = tx.prepare_cached(&self.sql.page).await.map_err(map_err)?;
+                    tx.query(&page, &[&offset, &limit]).await.map_err(map_err)?
+                };
+                tx.commit().await.map_err(map_err)?;
+                Ok((total, rows))
+            })
+            .await?;
+        Ok(JobsPage {
+            jobs: jobs_from_rows(&rows)?,
+            total: u64::try_from(total)
+                .map_err(|_| StoreError::Corrupt(format!("negative count {total}")))?,
+        })
+    }
+
+    async fn replace_if(&self, job: &Job, expected_version: i64) -> Result<bool, StoreError> {
+        let values = JobParams::new(job);
+        let mut params: Vec<&(dyn ToSql + Sync)> = values.as_params().to_vec();
+        params.push(&expected_version);
+        Ok(self.execute(&self.sql.replace_if, &params).await? == 1)
+    }
+
+    async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
+        let deleted = self
+            .execute(&self.sql.delete, &[&id.bytes().as_slice()])
+            .await?;
+        Ok(deleted == 1)
+    }
+
+    async fn claim(
+        &self,
+        id: JobId,
+        scheduled_key: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Job>, StoreError> {
+        let row = self
+            .query_opt(
+                &self.sql.claim,
+                &[&id.bytes().as_slice(), &scheduled_key, &ms(now)],
+            )
+            .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    async fn store_result(
+        &self,
+        id: JobId,
+        result: ResultStatus,
+        now: DateTime<Utc>,
+    ) -> Result<ResultOutcome, StoreError> {
+        let bytes = id.bytes();
+        let status = result.job_status() as i16;
+        let stored = self
+            .execute(
+                &self.sql.store_result,
+                &[&bytes.as_slice(), &status, &ms(now)],
+            )
+            .await?;
+        if stored == 1 {
+            return Ok(ResultOutcome::Stored);
+        }
+        // Nothing changed; read the job only to tell why.
+        let Some(row) = self
+            .query_opt(&self.sql.status_of, &[&bytes.as_slice()])
+            .await?
+        else {
+            return Ok(ResultOutcome::UnknownJob);
+        };
+        let current: i16 = row.try_get(0).map_err(map_err)?;
+        let current = JobStatus::from_i32(current.into())
+            .ok_or_else(|| StoreError::Corrupt(format!("job {id}: status {current}")))?;
+        Ok(result_outcome(current, result))
+    }
+
+    async fn scheduled_before(&self, until: DateTime<Utc>) -> Result<Vec<DueJob>, StoreError> {
+        let rows = self.query(&self.sql.scheduled_before, &[&until]).await?;
+        rows.iter()
+            .map(|row| {
+                let id = id_from_row(row)?;
+                Ok(DueJob {
+                    id,
+                    schedule_time: column(row, id, "schedule_time")?,
+                    scheduled_key: column(row, id, "scheduled_key")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn with_pending_events(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.query(&self.sql.with_pending_events, &[&limit]).await?;
+        jobs_from_rows(&rows)
+    }
+
+    async fn set_pending_if(
+        &self,
+        id: JobId,
+        version: i64,
+        remaining: PendingEvents,
+    ) -> Result<bool, StoreError> {
+        let set = self
+            .execute(
+                &self.sql.set_pending_if,
+                &[
+                    &id.bytes().as_slice(),
+                    &version,
+                    &remaining.create,
+                    &remaining.update,
+                    &remaining.run,
+                ],
+            )
+            .await?;
+        Ok(set == 1)
+    }
+
+    async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
+        let rows = self.query(&self.sql.running_before, &[&cutoff]).await?;
+        jobs_from_rows(&rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_are_plain_identifiers() {
+        for good in [
+            "jobs_db",
+            "test_0123456789abcdef01234567",
+            "A1",
+            &"s".repeat(63),
+        ] {
+            assert!(validate_schema(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "jobs-db",
+            "jobs db",
+            "a\"b",
+            "x;DROP",
+            "pg_catalog",
+            "PG_x",
+            "é",
+            &"s".repeat(64),
+        ] {
+            assert!(
+                matches!(validate_schema(bad), Err(StoreError::Other(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn statements_name_the_quoted_schema() {
+        let sql = Sql::new("Jobs_1");
+        assert!(sql.claim.contains("\"Jobs_1\".jobs"));
+        assert!(sql.claim.contains("status = 3"));
+        assert!(sql.claim.contains("status = 2 AND scheduled_key = $2"));
+        assert!(sql.create.contains("WHERE status = 3"));
+    }
+
+    #[test]
+    fn times_are_kept_to_the_millisecond() {
+        let t = DateTime::from_timestamp(1_700_000_000, 123_456_789).unwrap();
+        assert_eq!(ms(t).timestamp_subsec_nanos(), 123_000_000);
+    }
+
+    #[tokio::test]
+    async fn connecting_checks_the_uri_and_schema_but_not_the_server() {
+        let timeout = Duration::from_millis(200);
+        assert!(matches!(
+            PgJobDB::connect("postgres://127.0.0.1:1/x", "ok", timeout).await,
+            Ok(_)
+        ));
+        assert!(matches!(
+            PgJobDB::connect("postgres://127.0.0.1:1/x", "not-ok", timeout).await,
+            Err(StoreError::Other(_))
+        ));
+        assert!(matches!(
+            PgJobDB::connect("postgres://127.0.0.1:notaport/x", "ok", timeout).await,
+            Err(StoreError::Other(_))
+        ));
+    }
+}

@@ -1,0 +1,299 @@
+//! Test harness: spawns the real service (port 0, a fresh database and fresh
+//! topic names per test) against the Kafka-protocol broker and the
+//! MongoDB-protocol server that `scripts/services.sh up` starts, and gives
+//! tests a gRPC client, a reader of produced events and a result producer.
+//!
+//! Server addresses: `TEST_MONGODB_URI` (default `mongodb://127.0.0.1:27017/`)
+//! and `TEST_KAFKA_BROKERS` (default `127.0.0.1:9092`).
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::{collections::HashMap, time::Duration};
+
+use rdkafka::{
+    ClientConfig, Message, Offset, TopicPartitionList,
+    consumer::{Consumer, StreamConsumer},
+    message::Headers,
+    producer::{FutureProducer, FutureRecord},
+    util::Timeout,
+};
+use scheduler_service::{
+    broker::JobEvent,
+    config::{Settings, vars},
+    grpc::proto::{self, jobs_service_client::JobsServiceClient},
+    startup::Application,
+    telemetry::init_tracing,
+};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+/// URI of the MongoDB-protocol test server.
+pub fn mongodb_uri() -> String {
+    std::env::var("TEST_MONGODB_URI").unwrap_or_else(|_| "mongodb://127.0.0.1:27017/".to_owned())
+}
+
+/// Bootstrap servers of the Kafka-protocol test broker.
+pub fn kafka_brokers() -> String {
+    std::env::var("TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
+}
+
+/// A short unique suffix for database, topic and group names.
+pub fn unique() -> String {
+    bson::oid::ObjectId::new().to_hex()
+}
+
+/// The settings of a test instance: fresh database and topics, port 0.
+pub fn test_settings(overrides: &[(&str, &str)]) -> Settings {
+    let suffix = unique();
+    let mut vars: HashMap<String, String> = [
+        (vars::SERVER_HOST, "127.0.0.1".to_owned()),
+        (vars::SERVER_PORT, "0".to_owned()),
+        (vars::DATABASE_URI, mongodb_uri()),
+        (vars::DATABASE_DB_NAME, format!("test_{suffix}")),
+        (vars::DATABASE_TIMEOUT_MS, "3000".to_owned()),
+        (vars::KAFKA_BROKERS, kafka_brokers()),
+        (vars::KAFKA_FETCH_WAIT_MAX_MS, "20".to_owned()),
+        (vars::TOPIC_JOB_CREATE, format!("test-job-create-{suffix}")),
+        (vars::TOPIC_JOB_UPDATE, format!("test-job-update-{suffix}")),
+        (vars::TOPIC_JOB_RUN, format!("test-job-run-{suffix}")),
+        (
+            vars::TOPIC_JOB_RUN_RESULT,
+            format!("test-job-run-result-{suffix}"),
+        ),
+        (
+            vars::TOPIC_JOB_RUN_RESULT_CONSUMER_GROUP_ID,
+            format!("test-group-{suffix}"),
+        ),
+        (vars::SHUTDOWN_GRACE_SECS, "5".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    for (k, v) in overrides {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    Settings::from_lookup(|name| vars.get(name).cloned()).expect("valid test settings")
+}
+
+/// A running service instance.
+pub struct TestApp {
+    /// Its settings (topic names, database name).
+    pub settings: Settings,
+    /// A connected gRPC client.
+    pub client: JobsServiceClient<Channel>,
+    /// A channel to the server, for reflection and health clients.
+    pub channel: Channel,
+    shutdown: CancellationToken,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl TestApp {
+    /// Stops the service gracefully and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(handle) = self.handle.take() {
+            handle.await.expect("service task");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Builds and starts the service with `test_settings(overrides)`.
+pub async fn spawn_app(overrides: &[(&str, &str)]) -> TestApp {
+    spawn_app_with(test_settings(overrides)).await
+}
+
+/// Builds and starts the service with these settings.
+pub async fn spawn_app_with(settings: Settings) -> TestApp {
+    init_tracing(settings.environment);
+    let app = Application::build(settings.clone())
+        .await
+        .expect("service builds");
+    let port = app.port();
+    let shutdown = app.shutdown_token();
+    let handle = tokio::spawn(async move {
+        app.run_until_stopped().await.expect("service runs");
+    });
+    let channel = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .expect("valid URI")
+        .connect()
+        .await
+        .expect("connects to the service");
+    TestApp {
+        settings,
+        client: JobsServiceClient::new(channel.clone()),
+        channel,
+        shutdown,
+        handle: Some(handle),
+    }
+}
+
+/// A CreateJobRequest due `in_ms` milliseconds from now.
+pub fn create_request(name: &str, in_ms: i64) -> proto::CreateJobRequest {
+    proto::CreateJobRequest {
+        name: name.to_owned(),
+        description: format!("{name} description"),
+        schedule_time: Some(timestamp_in(in_ms)),
+        job_type: proto::JobType::Email.into(),
+        job_data: r#"{"SourceAddress":"a@example.com","DestinationAddress":"b@example.com","Subject":"s","Message":"m"}"#.to_owned(),
+    }
+}
+
+/// A protobuf timestamp `in_ms` milliseconds from now.
+pub fn timestamp_in(in_ms: i64) -> prost_types::Timestamp {
+    let t = chrono::Utc::now() + chrono::Duration::milliseconds(in_ms);
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// One event read from a topic.
+#[derive(Debug, Clone)]
+pub struct ReceivedEvent {
+    /// The message key (the job id).
+    pub key: String,
+    /// The decoded payload.
+    pub event: JobEvent,
+    /// The message headers.
+    pub headers: HashMap<String, String>,
+    /// When the test received it.
+    pub received_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Reads a topic from its beginning, partition 0, without a consumer group.
+pub struct EventReader {
+    consumer: StreamConsumer,
+}
+
+impl EventReader {
+    /// Starts reading `topic` from offset 0.
+    pub fn new(topic: &str) -> Self {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", kafka_brokers())
+            .set("group.id", format!("test-reader-{}", unique()))
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", "20")
+            .create()
+            .expect("consumer");
+        let mut partitions = TopicPartitionList::new();
+        partitions
+            .add_partition_offset(topic, 0, Offset::Beginning)
+            .expect("partition");
+        consumer.assign(&partitions).expect("assign");
+        EventReader { consumer }
+    }
+
+    /// The next event, or `None` after `timeout`.
+    pub async fn next(&self, timeout: Duration) -> Option<ReceivedEvent> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let message = match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Err(_) => return None,
+                Ok(Err(err)) => {
+                    // The topic may still be propagating; try again.
+                    eprintln!("event reader: {err}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                Ok(Ok(message)) => message,
+            };
+            let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
+            let event: JobEvent =
+                serde_json::from_slice(message.payload().unwrap_or_default()).expect("event JSON");
+            let headers = message
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|header| {
+                            let value = String::from_utf8_lossy(header.value.unwrap_or_default());
+                            (header.key.to_owned(), value.into_owned())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            return Some(ReceivedEvent {
+                key,
+                event,
+                headers,
+                received_at: chrono::Utc::now(),
+            });
+        }
+    }
+
+    /// Reads events until one for `job_id` arrives (or `timeout`); returns it
+    /// and the events for other jobs read on the way.
+    pub async fn next_for(
+        &self,
+        job_id: &str,
+        timeout: Duration,
+    ) -> (Option<ReceivedEvent>, Vec<ReceivedEvent>) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut others = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(left).await {
+                None => return (None, others),
+                Some(received) if received.key == job_id => return (Some(received), others),
+                Some(received) => others.push(received),
+            }
+        }
+    }
+}
+
+/// Produces raw messages to a topic (run results in tests).
+pub struct RawProducer {
+    producer: FutureProducer,
+}
+
+impl RawProducer {
+    /// A producer to the test broker.
+    pub fn new() -> Self {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", kafka_brokers())
+            .set("message.timeout.ms", "10000")
+            .create()
+            .expect("producer");
+        RawProducer { producer }
+    }
+
+    /// Sends `payload` to `topic` and waits for the acknowledgement.
+    pub async fn send(&self, topic: &str, key: &str, payload: &[u8]) {
+        self.producer
+            .send(
+                FutureRecord::to(topic).key(key).payload(payload),
+                Timeout::After(Duration::from_secs(10)),
+            )
+            .await
+            .map_err(|(err, _)| err)
+            .expect("message delivered");
+    }
+}
+
+/// Polls `GetJob` until the job has `status` or `timeout` passes; returns the
+/// last status seen.
+pub async fn wait_for_status(
+    client: &mut JobsServiceClient<Channel>,
+    id: &str,
+    status: proto::JobStatus,
+    timeout: Duration,
+) -> proto::JobStatus {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let job = client
+            .get_job(proto::GetJobRequest { id: id.to_owned() })
+            .await
+            .expect("GetJob")
+            .into_inner();
+        if job.status() == status || tokio::time::Instant::now() >= deadline {
+            return job.status();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
