@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Installs (if missing) and runs the servers the service and its tests need,
-# on loopback: a Kafka-protocol broker (tansu) and a MongoDB-protocol server
-# (polodb). Versions are pinned; cargo caches the binaries in ~/.cargo/bin.
+# on loopback: a Kafka-protocol broker (tansu), a MongoDB-protocol server
+# (polodb) and PostgreSQL (Debian's package, the multi-replica store).
+# Versions are pinned; cargo caches the binaries in ~/.cargo/bin.
 #
 #   scripts/services.sh up       install if needed, start, wait until they answer
 #   scripts/services.sh down     stop them
 #   scripts/services.sh status   show what runs
 #
 # Settings (environment): SERVICES_DIR (state and logs, default .services),
-# KAFKA_PORT (9092), MONGO_PORT (27017),
+# KAFKA_PORT (9092), MONGO_PORT (27017); PostgreSQL listens on its cluster's
+# port (5432) with user postgres, password postgres;
 # KAFKA_STORAGE (default memory://tansu/; sqlite://DIR/tansu.db survives restarts).
 set -euo pipefail
 
@@ -52,7 +54,7 @@ cargo_install() { # name version [features]
 }
 
 install() {
-  apt_install libclang-dev docker-compose
+  apt_install libclang-dev docker-compose postgresql
   cargo_install tansu "$TANSU_VERSION" dynostore,libsql
   cargo_install polodb "$POLODB_VERSION"
 }
@@ -107,11 +109,32 @@ up() {
     --storage-engine "$KAFKA_STORAGE"
   start mongodb "$MONGO_PORT" "$CARGO_BIN/polodb" serve \
     --host 127.0.0.1 --port "$MONGO_PORT" --path "$SERVICES_DIR/polodb"
+  postgres_up
+}
+
+pg_version() { ls /usr/lib/postgresql | sort -V | tail -n 1; }
+
+postgres_up() {
+  local version; version=$(pg_version)
+  pg_lsclusters -h | awk '{print $1" "$2}' | grep -qx "$version main" || pg_createcluster "$version" main >&2
+  pg_lsclusters -h | awk '$1=="'"$version"'" && $2=="main" {print $4}' | grep -qx online \
+    || pg_ctlcluster "$version" main start
+  for _ in $(seq 1 100); do port_open 5432 && break; sleep 0.2; done
+  port_open 5432 || { log "PostgreSQL did not start"; return 1; }
+  # Tests and local runs connect over TCP with a password.
+  su postgres -c "psql -qc \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
+  log "postgresql answers on 127.0.0.1:5432"
+}
+
+postgres_down() {
+  local version; version=$(pg_version)
+  [ -n "$version" ] && pg_ctlcluster "$version" main stop 2>/dev/null && log "stopped postgresql" || true
 }
 
 down() {
   stop kafka
   stop mongodb
+  postgres_down
 }
 
 status() {
@@ -123,6 +146,7 @@ status() {
       echo "$name: stopped"
     fi
   done
+  pg_lsclusters 2>/dev/null | sed 1d | sed 's/^/postgresql: /'
 }
 
 mkdir -p "$SERVICES_DIR"

@@ -19,9 +19,6 @@ use crate::{
 const RELAY_BATCH: usize = 500;
 /// Jobs delivered at once by the relay (each job's own events stay in order).
 const RELAY_CONCURRENCY: usize = 32;
-/// The relay leaves alone jobs changed more recently than this, so that it
-/// does not race the request that changed them and is publishing already.
-const RELAY_GRACE: chrono::Duration = chrono::Duration::seconds(2);
 
 /// Runs firings as the timer emits them, at most `fire_concurrency` at once.
 /// Returns when the timer stops; in-flight firings are tracked by `tasks`.
@@ -156,7 +153,11 @@ async fn relay_pass(service: &JobService) -> Result<(), String> {
         .with_pending_events(RELAY_BATCH)
         .await
         .map_err(|e| e.to_string())?;
-    let settled = now() - RELAY_GRACE;
+    // Leave alone jobs changed so recently that the request which changed
+    // them may still be publishing: relaying them too would duplicate events.
+    let grace =
+        chrono::Duration::from_std(service.settings().relay_grace).unwrap_or(chrono::Duration::MAX);
+    let settled = now() - grace;
     let ready: Vec<_> = owing
         .into_iter()
         .filter(|j| j.updated_at <= settled)

@@ -219,12 +219,24 @@ pub struct ServerSettings {
     pub port: u16,
 }
 
+/// Which store implementation a URI selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    /// `mongodb://` or `mongodb+srv://`.
+    MongoDb,
+    /// `postgres://` or `postgresql://`.
+    Postgres,
+}
+
 /// Where the jobs live.
 #[derive(Clone)]
 pub struct DatabaseSettings {
+    /// The store implementation, from the URI's scheme.
+    pub kind: DatabaseKind,
     /// Connection URI, credentials included.
     pub uri: String,
-    /// Database name.
+    /// The namespace of the jobs: the MongoDB database, or the PostgreSQL
+    /// schema (inside the database the URI names).
     pub db_name: String,
     /// Bound on every call and on connecting.
     pub timeout: Duration,
@@ -233,6 +245,7 @@ pub struct DatabaseSettings {
 impl fmt::Debug for DatabaseSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DatabaseSettings")
+            .field("kind", &self.kind)
             .field("uri", &redact_uri(&self.uri))
             .field("db_name", &self.db_name)
             .field("timeout", &self.timeout)
@@ -327,6 +340,10 @@ pub struct SchedulerSettings {
     pub run_timeout_policy: RunTimeoutPolicy,
     /// How often the outbox relay looks for unpublished events.
     pub outbox_poll: Duration,
+    /// How long the relay leaves a just-changed job to the request that
+    /// changed it (whose publish may still be in flight): the broker's
+    /// acknowledgement timeout plus a second.
+    pub relay_grace: Duration,
 }
 
 impl Default for SchedulerSettings {
@@ -339,6 +356,7 @@ impl Default for SchedulerSettings {
             run_timeout: Duration::from_secs(600),
             run_timeout_policy: RunTimeoutPolicy::Fail,
             outbox_poll: Duration::from_secs(1),
+            relay_grace: Duration::from_secs(11),
         }
     }
 }
@@ -474,28 +492,44 @@ impl Settings {
                 let scheme = var(vars::DATABASE_SCHEMA)
                     .or_else(|| var(vars::DATABASE_SCHEME))
                     .unwrap_or_else(|| "mongodb".to_owned());
-                if !matches!(scheme.as_str(), "mongodb" | "mongodb+srv") {
-                    return Err(ConfigError::new(
-                        vars::DATABASE_SCHEMA,
-                        format!("expected mongodb or mongodb+srv, got {scheme:?}"),
-                    ));
-                }
+                let default_port = match scheme.as_str() {
+                    "mongodb" | "mongodb+srv" => 27017,
+                    "postgres" | "postgresql" => 5432,
+                    _ => {
+                        return Err(ConfigError::new(
+                            vars::DATABASE_SCHEMA,
+                            format!(
+                                "expected mongodb, mongodb+srv, postgres or postgresql, got {scheme:?}"
+                            ),
+                        ));
+                    }
+                };
                 let host = var(vars::DATABASE_HOST_NAME)
                     .or_else(|| var(vars::DATABASE_DOMAIN))
                     .unwrap_or_else(|| "127.0.0.1".to_owned());
                 let address = if scheme == "mongodb+srv" {
                     host
                 } else {
-                    format!("{host}:{}", port(vars::DATABASE_PORT, 27017)?)
+                    format!("{host}:{}", port(vars::DATABASE_PORT, default_port)?)
                 };
                 let user = secret(vars::DATABASE_USER_FILE, vars::DATABASE_USER)?;
                 let pass = secret(vars::DATABASE_PASS_FILE, vars::DATABASE_PASS)?;
                 match (user, pass) {
-                    (Some(user), Some(pass)) => format!(
-                        "{scheme}://{}:{}@{address}/?authSource=admin",
-                        utf8_percent_encode(&user, NON_ALPHANUMERIC),
-                        utf8_percent_encode(&pass, NON_ALPHANUMERIC)
-                    ),
+                    (Some(user), Some(pass)) => {
+                        let credentials = format!(
+                            "{}:{}",
+                            utf8_percent_encode(&user, NON_ALPHANUMERIC),
+                            utf8_percent_encode(&pass, NON_ALPHANUMERIC)
+                        );
+                        if default_port == 5432 {
+                            format!("{scheme}://{credentials}@{address}/postgres")
+                        } else {
+                            format!("{scheme}://{credentials}@{address}/?authSource=admin")
+                        }
+                    }
+                    (None, None) if default_port == 5432 => {
+                        format!("{scheme}://{address}/postgres")
+                    }
                     (None, None) => format!("{scheme}://{address}/"),
                     (Some(_), None) => {
                         return Err(ConfigError::new(
@@ -512,6 +546,27 @@ impl Settings {
                 }
             }
         };
+
+        let kind = match uri.split_once("://").map(|(scheme, _)| scheme) {
+            Some("mongodb" | "mongodb+srv") => DatabaseKind::MongoDb,
+            Some("postgres" | "postgresql") => DatabaseKind::Postgres,
+            _ => {
+                return Err(ConfigError::new(
+                    vars::DATABASE_URI,
+                    "expected a mongodb://, mongodb+srv://, postgres:// or postgresql:// URI",
+                ));
+            }
+        };
+        if kind == DatabaseKind::Postgres
+            && !db_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(ConfigError::new(
+                vars::DATABASE_DB_NAME,
+                format!("a PostgreSQL schema name must be letters, digits and _, got {db_name:?}"),
+            ));
+        }
 
         let compression = var(vars::KAFKA_COMPRESSION)
             .unwrap_or_else(|| "lz4".to_owned())
@@ -564,6 +619,8 @@ impl Settings {
             }
         };
 
+        let message_timeout =
+            Duration::from_millis(positive(vars::KAFKA_MESSAGE_TIMEOUT_MS, 10_000)?);
         Ok(Settings {
             environment,
             app_version: var(vars::APP_VERSION)
@@ -573,6 +630,7 @@ impl Settings {
                 port: port(vars::SERVER_PORT, 9001)?,
             },
             database: DatabaseSettings {
+                kind,
                 uri,
                 db_name,
                 timeout: Duration::from_millis(positive(vars::DATABASE_TIMEOUT_MS, 5000)?),
@@ -580,10 +638,7 @@ impl Settings {
             kafka: KafkaSettings {
                 brokers,
                 compression,
-                message_timeout: Duration::from_millis(positive(
-                    vars::KAFKA_MESSAGE_TIMEOUT_MS,
-                    10_000,
-                )?),
+                message_timeout,
                 fetch_wait_max: Duration::from_millis(positive(
                     vars::KAFKA_FETCH_WAIT_MAX_MS,
                     100,
@@ -623,6 +678,7 @@ impl Settings {
                 run_timeout: Duration::from_secs(positive(vars::SCHEDULER_RUN_TIMEOUT_SECS, 600)?),
                 run_timeout_policy,
                 outbox_poll: Duration::from_millis(positive(vars::OUTBOX_POLL_MS, 1000)?),
+                relay_grace: message_timeout + Duration::from_secs(1),
             },
             shutdown_grace: Duration::from_secs(parsed(vars::SHUTDOWN_GRACE_SECS, 10)?),
         })
@@ -698,6 +754,30 @@ mod tests {
     }
 
     #[test]
+    fn the_uri_scheme_selects_the_store() {
+        let mongo = settings(&[]).unwrap();
+        assert_eq!(mongo.database.kind, DatabaseKind::MongoDb);
+        let pg = settings(&[(vars::DATABASE_URI, "postgres://u:p@db:5432/jobs")]).unwrap();
+        assert_eq!(pg.database.kind, DatabaseKind::Postgres);
+        let parts = settings(&[
+            (vars::DATABASE_SCHEMA, "postgresql"),
+            (vars::DATABASE_USER, "u"),
+            (vars::DATABASE_PASS, "p"),
+        ])
+        .unwrap();
+        assert_eq!(parts.database.kind, DatabaseKind::Postgres);
+        assert_eq!(
+            parts.database.uri,
+            "postgresql://u:p@127.0.0.1:5432/postgres"
+        );
+        let bad_schema = settings(&[
+            (vars::DATABASE_URI, "postgres://db/x"),
+            (vars::DATABASE_DB_NAME, "jobs-db"),
+        ]);
+        assert_eq!(bad_schema.unwrap_err().name, vars::DATABASE_DB_NAME);
+    }
+
+    #[test]
     fn a_whole_uri_wins_over_the_parts() {
         let s = settings(&[
             (vars::DATABASE_URI, "mongodb://db:1/"),
@@ -713,7 +793,8 @@ mod tests {
             (vars::SERVER_PORT, "70000"),
             (vars::SERVER_PORT, "abc"),
             (vars::ENVIRONMENT, "moon"),
-            (vars::DATABASE_SCHEMA, "postgres"),
+            (vars::DATABASE_SCHEMA, "mysql"),
+            (vars::DATABASE_URI, "http://db/"),
             (vars::DATABASE_USER_FILE, "/nonexistent/user.txt"),
             (vars::KAFKA_COMPRESSION, "brotli"),
             (vars::KAFKA_BROKERS, "a:1,,b:2"),

@@ -16,10 +16,10 @@ use crate::{
         consumer::spawn_result_consumers,
         kafka::{KafkaJobsProducer, ensure_topics},
     },
-    config::{Settings, redact_uri},
+    config::{DatabaseKind, DatabaseSettings, Settings, redact_uri},
     grpc::{JobsGrpc, proto},
     service::JobService,
-    store::{JobDB, StoreError, mongo::MongoJobDB},
+    store::{JobDB, StoreError, mongo::MongoJobDB, postgres::PgJobDB},
     timer::Timer,
 };
 
@@ -73,16 +73,10 @@ impl Application {
             "starting scheduler-service"
         );
 
-        let db = MongoJobDB::connect(
-            &settings.database.uri,
-            &settings.database.db_name,
-            settings.database.timeout,
-        )
-        .await?;
+        let db = connect_store(&settings.database).await?;
         if let Err(err) = db.ensure_indexes().await {
-            tracing::warn!(error = %err, "cannot create indexes; queries will scan the collection");
+            tracing::warn!(error = %err, "cannot create indexes; queries may scan every job");
         }
-        let db: Arc<dyn JobDB> = Arc::new(db);
 
         let producer: Arc<dyn JobsProducer> = Arc::new(KafkaJobsProducer::new(
             &settings.kafka,
@@ -219,6 +213,15 @@ impl Application {
         tracing::info!("stopped");
         served.map_err(|e| StartupError::Server(e.to_string()))
     }
+}
+
+/// Connects the store the URI's scheme selects.
+async fn connect_store(database: &DatabaseSettings) -> Result<Arc<dyn JobDB>, StoreError> {
+    let (uri, name, timeout) = (&database.uri, &database.db_name, database.timeout);
+    Ok(match database.kind {
+        DatabaseKind::MongoDb => Arc::new(MongoJobDB::connect(uri, name, timeout).await?),
+        DatabaseKind::Postgres => Arc::new(PgJobDB::connect(uri, name, timeout).await?),
+    })
 }
 
 /// Creates the topics, retrying in the background while the broker is down.

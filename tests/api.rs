@@ -653,45 +653,123 @@ async fn results_from_kafka_finish_jobs_and_poison_messages_are_skipped() {
 }
 
 #[tokio::test]
-async fn unreachable_store_or_broker_answers_unavailable() {
+async fn an_unreachable_store_answers_unavailable_quickly() {
     // Nothing listens on port 1: the store is unreachable.
-    let mut no_store = spawn_app(&[
+    let mut app = spawn_app(&[
         (vars::DATABASE_URI, "mongodb://127.0.0.1:1/"),
         (vars::DATABASE_TIMEOUT_MS, "300"),
     ])
     .await;
     let started = std::time::Instant::now();
-    let status = no_store
+    let status = app
         .client
         .create_job(create_request("x", 1000))
         .await
         .expect_err("store down");
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    let status = no_store
-        .client
-        .get_job(proto::GetJobRequest {
-            id: bson::oid::ObjectId::new().to_hex(),
-        })
-        .await
-        .expect_err("store down");
-    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    let id = bson::oid::ObjectId::new().to_hex();
+    for status in [
+        app.client
+            .get_job(proto::GetJobRequest { id: id.clone() })
+            .await
+            .expect_err("down"),
+        app.client
+            .list_jobs(proto::ListJobsRequest { page: 1, size: 10 })
+            .await
+            .expect_err("down"),
+        app.client
+            .delete_job(proto::DeleteJobRequest { id })
+            .await
+            .expect_err("down"),
+    ] {
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    }
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "answered in {:?}",
         started.elapsed()
     );
-    no_store.stop().await;
+    app.stop().await;
+}
 
-    let mut no_broker = spawn_app(&[
+#[tokio::test]
+async fn an_unreachable_broker_does_not_lose_the_job() {
+    // With the broker down, the job is stored and its event kept in the
+    // outbox (the durability tests show it published once the broker is back).
+    let mut app = spawn_app(&[
         (vars::KAFKA_BROKERS, "127.0.0.1:1"),
         (vars::KAFKA_MESSAGE_TIMEOUT_MS, "300"),
     ])
     .await;
-    let status = no_broker
+    let id = app
         .client
-        .create_job(create_request("x", 3_600_000))
+        .create_job(create_request("kept", 3_600_000))
         .await
-        .expect_err("broker down");
-    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    no_broker.stop().await;
+        .expect("CreateJob succeeds while the broker is down")
+        .into_inner()
+        .id;
+    let job = app
+        .client
+        .get_job(proto::GetJobRequest { id })
+        .await
+        .expect("GetJob")
+        .into_inner();
+    assert_eq!(job.status(), proto::JobStatus::Scheduled);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_beyond_the_look_ahead_window_is_loaded_and_fires_on_time() {
+    // A 1 s window: the job (due in 3 s) is not armed at creation; the
+    // loader (every half window) must arm it in time.
+    let mut app = spawn_app(&[(vars::SCHEDULER_LOOK_AHEAD_SECS, "1")]).await;
+    let runs = EventReader::new(&app.settings.topics.job_run.name);
+    let request = create_request("far", 3_000);
+    let due = request.schedule_time.expect("set");
+    let id = app
+        .client
+        .create_job(request)
+        .await
+        .expect("CreateJob")
+        .into_inner()
+        .id;
+    let (fired, _) = runs.next_for(&id, EVENT_TIMEOUT).await;
+    let fired = fired.expect("run event");
+    let due = chrono::DateTime::from_timestamp(due.seconds, u32::try_from(due.nanos).unwrap_or(0))
+        .expect("time");
+    let lateness = fired.received_at - due;
+    assert!(
+        lateness >= chrono::Duration::zero() && lateness < chrono::Duration::seconds(1),
+        "lateness {lateness}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_run_without_a_result_times_out_as_failed_with_an_event() {
+    let mut app = spawn_app(&[(vars::SCHEDULER_RUN_TIMEOUT_SECS, "1")]).await;
+    let updates = EventReader::new(&app.settings.topics.job_update.name);
+    let id = app
+        .client
+        .create_job(create_request("stuck", 0))
+        .await
+        .expect("CreateJob")
+        .into_inner()
+        .id;
+    assert_eq!(
+        wait_for_status(
+            &mut app.client,
+            &id,
+            proto::JobStatus::Failed,
+            Duration::from_secs(20)
+        )
+        .await,
+        proto::JobStatus::Failed
+    );
+    let (event, _) = updates.next_for(&id, EVENT_TIMEOUT).await;
+    assert_eq!(
+        event.expect("update event").event.status,
+        proto::JobStatus::Failed as i32
+    );
+    app.stop().await;
 }

@@ -3,23 +3,28 @@
 //!
 //! Correctness across replicas rests on one guarantee: an `UPDATE ... WHERE`
 //! on one row is atomic. Under READ COMMITTED (the default), a writer that
-//! finds the row locked by another waits for that transaction to end and then
-//! checks its `WHERE` clause again against the row as committed, skipping the
+//! finds the row locked by another waits for that transaction to end, then
+//! checks its `WHERE` clause again against the row as committed and skips the
 //! row if it no longer matches. A conditional `UPDATE` is therefore a
 //! compare-and-set: of any number of replicas claiming the same SCHEDULED job
-//! with the same fire token, exactly one gets the row back from `RETURNING`,
-//! and the status, the owed run event (`pending_run`) and the version change
-//! in that one statement. This is how the job queues people trust on
-//! PostgreSQL claim work. Every method is one such statement on one row, but
-//! [`JobDB::list`], whose two reads share one snapshot, and
-//! [`JobDB::ensure_indexes`], whose DDL runs under an advisory lock.
+//! with the same fire token, exactly one gets the row back from `RETURNING`;
+//! the status, the owed run event (`pending_run`) and the version change in
+//! that one statement. This is how the job queues trusted on PostgreSQL claim
+//! work (they add `FOR UPDATE SKIP LOCKED` only to pick among many rows, which
+//! a claim by id does not need).
+//!
+//! Every change is one such statement on one row. Besides it, `store_result`
+//! reads the row only to tell why an update matched nothing; `list` reads the
+//! count and the page in one snapshot; `ensure_indexes` runs its DDL under an
+//! advisory lock, so that replicas starting together do not race on it.
 //!
 //! Every call is bounded by the timeout given to [`PgJobDB::connect`]: waiting
-//! for a pooled connection, opening one and each statement (also on the
-//! server, through `statement_timeout`). A call that times out reports
-//! [`StoreError::Unavailable`]; its statement may still have been applied, as
-//! with any database, which the outbox (`pending_*`, written in the same
-//! statement as the change) makes safe.
+//! for a pooled connection, opening one, and its statements (on the server
+//! too, through `statement_timeout`, which also bounds lock waits). A call
+//! that times out reports [`StoreError::Unavailable`] and its connection is
+//! closed, not reused. Its statement may still have been applied, as with any
+//! database; the outbox (`pending_*`, written by the same statement as the
+//! change) makes that safe.
 //!
 //! Times are kept at millisecond precision (`timestamptz(3)`, and truncated
 //! before they are sent), the precision of [`crate::domain::now`], so that a
@@ -27,13 +32,14 @@
 //! character; a job whose strings contain one is refused with
 //! [`StoreError::Other`].
 
-use std::{error::Error as _, future::Future, time::Duration};
+use std::{error::Error as _, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
+use tokio::time::{Instant, error::Elapsed, timeout_at};
 use tokio_postgres::{
     IsolationLevel, NoTls, Row, Socket,
     error::SqlState,
@@ -68,7 +74,7 @@ const COLUMNS: &str = "id, name, description, schedule_time, created_at, updated
 #[derive(Clone)]
 pub struct PgJobDB {
     pool: Pool,
-    sql: std::sync::Arc<Sql>,
+    sql: Arc<Sql>,
     timeout: Duration,
 }
 
@@ -109,11 +115,12 @@ impl PgJobDB {
             config.application_name("scheduler-service");
         }
         config.connect_timeout(timeout);
-        // The server gives up on a statement (or a lock wait) the client has
-        // stopped waiting for, so that a timed-out call does not linger.
+        // The server gives up on a statement (or a lock wait) a little before
+        // the client stops waiting for it, so that a call that times out has
+        // most likely changed nothing, and its connection is not left busy.
         let statement_timeout = format!(
             "-c statement_timeout={}",
-            timeout.as_millis().clamp(1, i32::MAX as u128)
+            (timeout.as_millis() * 9 / 10).clamp(1, i32::MAX as u128)
         );
         let options = match config.get_options() {
             Some(given) if !given.trim().is_empty() => format!("{given} {statement_timeout}"),
@@ -137,7 +144,7 @@ impl PgJobDB {
             .map_err(|e| StoreError::Other(format!("database pool: {e}")))?;
         Ok(PgJobDB {
             pool,
-            sql: std::sync::Arc::new(Sql::new(schema)),
+            sql: Arc::new(Sql::new(schema)),
             timeout,
         })
     }
@@ -147,32 +154,48 @@ impl PgJobDB {
         &self.sql.schema
     }
 
-    /// Runs `op` within the timeout.
-    async fn bounded<T>(
-        &self,
-        op: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, op).await {
-            Ok(result) => result,
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "database did not answer within {:?}",
-                self.timeout
-            ))),
+    /// A pooled connection for one call, and the time the call must be done by.
+    async fn begin(&self) -> Result<(Object, Instant), StoreError> {
+        let now = Instant::now();
+        let deadline = now
+            .checked_add(self.timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 60 * 60));
+        match timeout_at(deadline, self.pool.get()).await {
+            Ok(client) => Ok((client.map_err(map_pool_err)?, deadline)),
+            Err(_) => Err(self.timed_out()),
         }
     }
 
-    async fn client(&self) -> Result<Object, StoreError> {
-        self.pool.get().await.map_err(map_pool_err)
+    /// The result of a call's work on `client`. A connection whose work did
+    /// not finish in time is closed rather than put back in the pool: it may
+    /// be stuck on a server that stopped answering.
+    fn finish<T>(
+        &self,
+        client: Object,
+        outcome: Result<Result<T, StoreError>, Elapsed>,
+    ) -> Result<T, StoreError> {
+        match outcome {
+            Ok(result) => result,
+            Err(_) => {
+                drop(Object::take(client));
+                Err(self.timed_out())
+            }
+        }
+    }
+
+    fn timed_out(&self) -> StoreError {
+        StoreError::Unavailable(format!("database did not answer within {:?}", self.timeout))
     }
 
     /// Runs one statement and returns the number of rows it changed.
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
-        self.bounded(async {
-            let client = self.client().await?;
+        let (client, deadline) = self.begin().await?;
+        let outcome = timeout_at(deadline, async {
             let statement = client.prepare_cached(sql).await.map_err(map_err)?;
             client.execute(&statement, params).await.map_err(map_err)
         })
-        .await
+        .await;
+        self.finish(client, outcome)
     }
 
     /// Runs one query and returns its rows.
@@ -181,12 +204,13 @@ impl PgJobDB {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
-        self.bounded(async {
-            let client = self.client().await?;
+        let (client, deadline) = self.begin().await?;
+        let outcome = timeout_at(deadline, async {
             let statement = client.prepare_cached(sql).await.map_err(map_err)?;
             client.query(&statement, params).await.map_err(map_err)
         })
-        .await
+        .await;
+        self.finish(client, outcome)
     }
 
     /// Runs one query that returns at most one row.
@@ -195,12 +219,13 @@ impl PgJobDB {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, StoreError> {
-        self.bounded(async {
-            let client = self.client().await?;
+        let (client, deadline) = self.begin().await?;
+        let outcome = timeout_at(deadline, async {
             let statement = client.prepare_cached(sql).await.map_err(map_err)?;
             client.query_opt(&statement, params).await.map_err(map_err)
         })
-        .await
+        .await;
+        self.finish(client, outcome)
     }
 }
 
@@ -479,8 +504,8 @@ fn jobs_from_rows(rows: &[Row]) -> Result<Vec<Job>, StoreError> {
 #[async_trait]
 impl JobDB for PgJobDB {
     async fn ensure_indexes(&self) -> Result<(), StoreError> {
-        self.bounded(async {
-            let mut client = self.client().await?;
+        let (mut client, deadline) = self.begin().await?;
+        let outcome = timeout_at(deadline, async {
             let tx = client.transaction().await.map_err(map_err)?;
             // Two replicas starting together would otherwise race on the
             // catalogs, and one of them could fail a CREATE ... IF NOT EXISTS.
@@ -512,13 +537,14 @@ impl JobDB for PgJobDB {
             tx.batch_execute(&self.sql.create).await.map_err(map_err)?;
             tx.commit().await.map_err(map_err)
         })
-        .await
+        .await;
+        self.finish(client, outcome)
     }
 
     async fn insert(&self, job: &Job) -> Result<(), StoreError> {
         let values = JobParams::new(job);
-        self.bounded(async {
-            let client = self.client().await?;
+        let (client, deadline) = self.begin().await?;
+        let outcome = timeout_at(deadline, async {
             let statement = client
                 .prepare_cached(&self.sql.insert)
                 .await
@@ -531,7 +557,8 @@ impl JobDB for PgJobDB {
                 Err(e) => Err(map_err(e)),
             }
         })
-        .await
+        .await;
+        self.finish(client, outcome)
     }
 
     async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
@@ -544,34 +571,34 @@ impl JobDB for PgJobDB {
     async fn list(&self, page: PageRequest) -> Result<JobsPage, StoreError> {
         let offset = i64::try_from(page.offset()).unwrap_or(i64::MAX);
         let limit = i64::try_from(page.size).unwrap_or(i64::MAX);
-        let (total, rows) = self
-            .bounded(async {
-                let mut client = self.client().await?;
-                // One snapshot for both reads, so that the total and the page agree.
-                let tx = client
-                    .build_transaction()
-                    .isolation_level(IsolationLevel::RepeatableRead)
-                    .read_only(true)
-                    .start()
-                    .await
-                    .map_err(map_err)?;
-                let count = tx.prepare_cached(&self.sql.count).await.map_err(map_err)?;
-                let total: i64 = tx
-                    .query_one(&count, &[])
-                    .await
-                    .map_err(map_err)?
-                    .try_get(0)
-                    .map_err(map_err)?;
-                let rows = if offset >= total {
-                    Vec::new()
-                } else {
-                    let page = tx.prepare_cached(&self.sql.page).await.map_err(map_err)?;
-                    tx.query(&page, &[&offset, &limit]).await.map_err(map_err)?
-                };
-                tx.commit().await.map_err(map_err)?;
-                Ok((total, rows))
-            })
-            .await?;
+        let (mut client, deadline) = self.begin().await?;
+        let outcome = timeout_at(deadline, async {
+            // One snapshot for both reads, so that the total and the page agree.
+            let tx = client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await
+                .map_err(map_err)?;
+            let count = tx.prepare_cached(&self.sql.count).await.map_err(map_err)?;
+            let total: i64 = tx
+                .query_one(&count, &[])
+                .await
+                .map_err(map_err)?
+                .try_get(0)
+                .map_err(map_err)?;
+            let rows = if offset >= total {
+                Vec::new()
+            } else {
+                let page = tx.prepare_cached(&self.sql.page).await.map_err(map_err)?;
+                tx.query(&page, &[&offset, &limit]).await.map_err(map_err)?
+            };
+            tx.commit().await.map_err(map_err)?;
+            Ok((total, rows))
+        })
+        .await;
+        let (total, rows) = self.finish(client, outcome)?;
         Ok(JobsPage {
             jobs: jobs_from_rows(&rows)?,
             total: u64::try_from(total)
@@ -735,10 +762,11 @@ mod tests {
     #[tokio::test]
     async fn connecting_checks_the_uri_and_schema_but_not_the_server() {
         let timeout = Duration::from_millis(200);
-        assert!(matches!(
-            PgJobDB::connect("postgres://127.0.0.1:1/x", "ok", timeout).await,
-            Ok(_)
-        ));
+        assert!(
+            PgJobDB::connect("postgres://127.0.0.1:1/x", "ok", timeout)
+                .await
+                .is_ok()
+        );
         assert!(matches!(
             PgJobDB::connect("postgres://127.0.0.1:1/x", "not-ok", timeout).await,
             Err(StoreError::Other(_))

@@ -8,6 +8,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod processes;
+
 use std::{collections::HashMap, time::Duration};
 
 use rdkafka::{
@@ -33,6 +35,12 @@ pub fn mongodb_uri() -> String {
     std::env::var("TEST_MONGODB_URI").unwrap_or_else(|_| "mongodb://127.0.0.1:27017/".to_owned())
 }
 
+/// URI of the PostgreSQL test server.
+pub fn postgres_uri() -> String {
+    std::env::var("TEST_POSTGRES_URI")
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
 /// Bootstrap servers of the Kafka-protocol test broker.
 pub fn kafka_brokers() -> String {
     std::env::var("TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
@@ -43,8 +51,9 @@ pub fn unique() -> String {
     bson::oid::ObjectId::new().to_hex()
 }
 
-/// The settings of a test instance: fresh database and topics, port 0.
-pub fn test_settings(overrides: &[(&str, &str)]) -> Settings {
+/// The variables of a test instance: fresh database and topics, port 0,
+/// with `overrides` applied.
+pub fn test_vars(overrides: &[(&str, &str)]) -> Vec<(String, String)> {
     let suffix = unique();
     let mut vars: HashMap<String, String> = [
         (vars::SERVER_HOST, "127.0.0.1".to_owned()),
@@ -73,7 +82,21 @@ pub fn test_settings(overrides: &[(&str, &str)]) -> Settings {
     for (k, v) in overrides {
         vars.insert((*k).to_owned(), (*v).to_owned());
     }
+    vars.into_iter().collect()
+}
+
+/// The settings of a test instance: fresh database and topics, port 0.
+pub fn test_settings(overrides: &[(&str, &str)]) -> Settings {
+    let vars: HashMap<String, String> = test_vars(overrides).into_iter().collect();
     Settings::from_lookup(|name| vars.get(name).cloned()).expect("valid test settings")
+}
+
+/// The value of `name` in a list of variables.
+pub fn var_of<'a>(vars: &'a [(String, String)], name: &str) -> &'a str {
+    vars.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default()
 }
 
 /// A running service instance.
@@ -173,20 +196,32 @@ pub struct EventReader {
 }
 
 impl EventReader {
-    /// Starts reading `topic` from offset 0.
+    /// Starts reading `topic` of the shared test broker from offset 0.
     pub fn new(topic: &str) -> Self {
+        Self::on(&kafka_brokers(), topic)
+    }
+
+    /// Starts reading `topic` of the broker at `brokers` from offset 0.
+    pub fn on(brokers: &str, topic: &str) -> Self {
+        Self::on_partitions(brokers, topic, 1)
+    }
+
+    /// Starts reading partitions `0..partitions` of `topic` from offset 0.
+    pub fn on_partitions(brokers: &str, topic: &str, partitions: i32) -> Self {
         let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", kafka_brokers())
+            .set("bootstrap.servers", brokers)
             .set("group.id", format!("test-reader-{}", unique()))
             .set("enable.auto.commit", "false")
             .set("fetch.wait.max.ms", "20")
             .create()
             .expect("consumer");
-        let mut partitions = TopicPartitionList::new();
-        partitions
-            .add_partition_offset(topic, 0, Offset::Beginning)
-            .expect("partition");
-        consumer.assign(&partitions).expect("assign");
+        let mut assignment = TopicPartitionList::new();
+        for partition in 0..partitions {
+            assignment
+                .add_partition_offset(topic, partition, Offset::Beginning)
+                .expect("partition");
+        }
+        consumer.assign(&assignment).expect("assign");
         EventReader { consumer }
     }
 
@@ -227,6 +262,30 @@ impl EventReader {
         }
     }
 
+    /// Reads events until `expected` distinct jobs were seen or `timeout`
+    /// passes, then `settle` longer to catch late duplicates. Returns every
+    /// event read, grouped by job id.
+    pub async fn collect(
+        &self,
+        expected: usize,
+        timeout: Duration,
+        settle: Duration,
+    ) -> HashMap<String, Vec<ReceivedEvent>> {
+        let mut by_job: HashMap<String, Vec<ReceivedEvent>> = HashMap::new();
+        let deadline = tokio::time::Instant::now() + timeout;
+        while by_job.len() < expected {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(left).await {
+                Some(event) => by_job.entry(event.key.clone()).or_default().push(event),
+                None => break,
+            }
+        }
+        while let Some(event) = self.next(settle).await {
+            by_job.entry(event.key.clone()).or_default().push(event);
+        }
+        by_job
+    }
+
     /// Reads events until one for `job_id` arrives (or `timeout`); returns it
     /// and the events for other jobs read on the way.
     pub async fn next_for(
@@ -253,10 +312,15 @@ pub struct RawProducer {
 }
 
 impl RawProducer {
-    /// A producer to the test broker.
+    /// A producer to the shared test broker.
     pub fn new() -> Self {
+        Self::on(&kafka_brokers())
+    }
+
+    /// A producer to the broker at `brokers`.
+    pub fn on(brokers: &str) -> Self {
         let producer = ClientConfig::new()
-            .set("bootstrap.servers", kafka_brokers())
+            .set("bootstrap.servers", brokers)
             .set("message.timeout.ms", "10000")
             .create()
             .expect("producer");
