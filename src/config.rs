@@ -54,6 +54,8 @@ pub mod vars {
     pub const DATABASE_DOMAIN: &str = "DATABASE_DOMAIN";
     /// Database port (default 27017).
     pub const DATABASE_PORT: &str = "DATABASE_PORT";
+    /// MongoDB collection of the jobs (default `jobs`).
+    pub const DATABASE_COLLECTION: &str = "DATABASE_COLLECTION";
     /// Bound on every database call and on connecting, in ms (default 5000).
     pub const DATABASE_TIMEOUT_MS: &str = "DATABASE_TIMEOUT_MS";
     /// Comma-separated Kafka bootstrap servers (default `127.0.0.1:9092`).
@@ -130,6 +132,7 @@ pub mod vars {
         DATABASE_HOST_NAME,
         DATABASE_DOMAIN,
         DATABASE_PORT,
+        DATABASE_COLLECTION,
         DATABASE_TIMEOUT_MS,
         KAFKA_BROKERS,
         KAFKA_COMPRESSION,
@@ -238,6 +241,8 @@ pub struct DatabaseSettings {
     /// The namespace of the jobs: the MongoDB database, or the PostgreSQL
     /// schema (inside the database the URI names).
     pub db_name: String,
+    /// The MongoDB collection of the jobs.
+    pub collection: String,
     /// Bound on every call and on connecting.
     pub timeout: Duration,
 }
@@ -248,6 +253,7 @@ impl fmt::Debug for DatabaseSettings {
             .field("kind", &self.kind)
             .field("uri", &redact_uri(&self.uri))
             .field("db_name", &self.db_name)
+            .field("collection", &self.collection)
             .field("timeout", &self.timeout)
             .finish()
     }
@@ -633,6 +639,8 @@ impl Settings {
                 kind,
                 uri,
                 db_name,
+                collection: var(vars::DATABASE_COLLECTION)
+                    .unwrap_or_else(|| crate::store::mongo::COLLECTION.to_owned()),
                 timeout: Duration::from_millis(positive(vars::DATABASE_TIMEOUT_MS, 5000)?),
             },
             kafka: KafkaSettings {

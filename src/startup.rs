@@ -219,7 +219,9 @@ impl Application {
 async fn connect_store(database: &DatabaseSettings) -> Result<Arc<dyn JobDB>, StoreError> {
     let (uri, name, timeout) = (&database.uri, &database.db_name, database.timeout);
     Ok(match database.kind {
-        DatabaseKind::MongoDb => Arc::new(MongoJobDB::connect(uri, name, timeout).await?),
+        DatabaseKind::MongoDb => {
+            Arc::new(MongoJobDB::connect(uri, name, &database.collection, timeout).await?)
+        }
         DatabaseKind::Postgres => Arc::new(PgJobDB::connect(uri, name, timeout).await?),
     })
 }

@@ -1,4 +1,5 @@
-//! The MongoDB [`JobDB`]: collection `jobs`, one document per job.
+//! The MongoDB [`JobDB`]: one document per job in collection `jobs` (the
+//! name is configurable).
 //!
 //! Correctness on a real MongoDB rests on one guarantee: an update of a single
 //! document is atomic, so a conditional `update_one` (filter on version, or
@@ -26,8 +27,12 @@ use crate::domain::{
     Job, JobId, JobSpec, JobStatus, JobType, PageRequest, PendingEvents, ResultStatus,
 };
 
-/// Name of the collection that holds the jobs.
+/// The default name of the collection that holds the jobs.
 pub const COLLECTION: &str = "jobs";
+
+/// Documents asked for in the first batch of a query (MongoDB still caps a
+/// batch at 16 MiB and fetches the rest with `getMore`).
+const FIRST_BATCH: u32 = 100_000;
 
 /// Jobs in a MongoDB collection.
 #[derive(Clone)]
@@ -37,10 +42,16 @@ pub struct MongoJobDB {
 }
 
 impl MongoJobDB {
-    /// Connects to `uri` and uses database `db_name`. Connecting is lazy in the
+    /// Connects to `uri` and keeps the jobs in `db_name`.`collection`.
+    /// Connecting is lazy in the
     /// driver; this only parses the URI and sets the timeouts, so it succeeds
     /// while the server is down and calls fail fast until it is back.
-    pub async fn connect(uri: &str, db_name: &str, timeout: Duration) -> Result<Self, StoreError> {
+    pub async fn connect(
+        uri: &str,
+        db_name: &str,
+        collection: &str,
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
         let mut options = ClientOptions::parse(uri)
             .await
             .map_err(|e| StoreError::Other(format!("invalid database URI: {e}")))?;
@@ -49,7 +60,7 @@ impl MongoJobDB {
         options.connect_timeout = Some(timeout);
         let client = Client::with_options(options).map_err(map_err)?;
         Ok(MongoJobDB {
-            jobs: client.database(db_name).collection(COLLECTION),
+            jobs: client.database(db_name).collection(collection),
             timeout,
         })
     }
@@ -72,10 +83,14 @@ impl MongoJobDB {
         let result = self
             .bounded(self.jobs.update_one(filter, update).into_future())
             .await?;
-        Ok(result.matched_count == 1)
+        // MongoDB reports the match in `matched_count` (and 0 modified for a
+        // no-op); some MongoDB-protocol servers report only `modified_count`.
+        Ok(result.matched_count == 1 || result.modified_count == 1)
     }
 
-    /// All documents matching `filter`, in `sort` order, at most `limit`.
+    /// The jobs matching `filter`, in `sort` order, at most `limit`, for the
+    /// background scans: a document that is not a valid job is logged and
+    /// skipped, so that one bad document cannot stop the timer or the outbox.
     async fn find_jobs(
         &self,
         filter: Document,
@@ -84,14 +99,26 @@ impl MongoJobDB {
     ) -> Result<Vec<Job>, StoreError> {
         let documents: Vec<Document> = self
             .bounded(async {
-                let mut find = self.jobs.find(filter).sort(sort);
+                // Ask for everything in the first batch: servers that keep
+                // cursors per connection lose them when the pool sends the
+                // follow-up `getMore` on another connection.
+                let mut find = self.jobs.find(filter).sort(sort).batch_size(FIRST_BATCH);
                 if let Some(limit) = limit {
                     find = find.limit(limit);
                 }
                 find.await?.try_collect().await
             })
             .await?;
-        documents.iter().map(job_from_document).collect()
+        Ok(documents
+            .iter()
+            .filter_map(|document| {
+                job_from_document(document)
+                    .inspect_err(
+                        |err| tracing::error!(error = %err, "skipping a corrupt job document"),
+                    )
+                    .ok()
+            })
+            .collect())
     }
 }
 
@@ -251,6 +278,7 @@ impl JobDB for MongoJobDB {
                         .sort(doc! { "scheduleTime": 1, "_id": 1 })
                         .skip(skip)
                         .limit(i64::try_from(page.size).unwrap_or(i64::MAX))
+                        .batch_size(u32::try_from(page.size).unwrap_or(FIRST_BATCH))
                         .await?
                         .try_collect()
                         .await

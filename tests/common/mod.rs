@@ -60,6 +60,9 @@ pub fn test_vars(overrides: &[(&str, &str)]) -> Vec<(String, String)> {
         (vars::SERVER_PORT, "0".to_owned()),
         (vars::DATABASE_URI, mongodb_uri()),
         (vars::DATABASE_DB_NAME, format!("test_{suffix}")),
+        // The MongoDB-protocol test server ignores database names: a fresh
+        // collection isolates each test.
+        (vars::DATABASE_COLLECTION, format!("jobs_{suffix}")),
         (vars::DATABASE_TIMEOUT_MS, "3000".to_owned()),
         (vars::KAFKA_BROKERS, kafka_brokers()),
         (vars::KAFKA_FETCH_WAIT_MAX_MS, "20".to_owned()),
