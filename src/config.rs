@@ -62,6 +62,9 @@ pub mod vars {
     pub const KAFKA_BROKERS: &str = "KAFKA_BROKERS";
     /// Compression of produced batches: none, gzip, lz4 (default), zstd, snappy.
     pub const KAFKA_COMPRESSION: &str = "KAFKA_COMPRESSION";
+    /// Idempotent producer (default true); when false, one request in flight
+    /// per connection keeps each partition in order.
+    pub const KAFKA_ENABLE_IDEMPOTENCE: &str = "KAFKA_ENABLE_IDEMPOTENCE";
     /// How long a publish may wait for the broker's acknowledgement, in ms (default 10000).
     pub const KAFKA_MESSAGE_TIMEOUT_MS: &str = "KAFKA_MESSAGE_TIMEOUT_MS";
     /// Longest time the broker holds a fetch waiting for data, in ms (default 100).
@@ -136,6 +139,7 @@ pub mod vars {
         DATABASE_TIMEOUT_MS,
         KAFKA_BROKERS,
         KAFKA_COMPRESSION,
+        KAFKA_ENABLE_IDEMPOTENCE,
         KAFKA_MESSAGE_TIMEOUT_MS,
         KAFKA_FETCH_WAIT_MAX_MS,
         TOPICS_FILE,
@@ -276,6 +280,8 @@ pub struct KafkaSettings {
     pub brokers: String,
     /// Compression codec of produced batches.
     pub compression: String,
+    /// Whether the producer is idempotent.
+    pub idempotence: bool,
     /// How long a publish may wait for the acknowledgement.
     pub message_timeout: Duration,
     /// Longest time a fetch waits for data on the broker.
@@ -625,6 +631,19 @@ impl Settings {
             }
         };
 
+        let idempotence = match var(vars::KAFKA_ENABLE_IDEMPOTENCE)
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("true" | "1" | "yes") => true,
+            Some("false" | "0" | "no") => false,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    vars::KAFKA_ENABLE_IDEMPOTENCE,
+                    format!("expected true or false, got {other:?}"),
+                ));
+            }
+        };
         let message_timeout =
             Duration::from_millis(positive(vars::KAFKA_MESSAGE_TIMEOUT_MS, 10_000)?);
         Ok(Settings {
@@ -646,6 +665,7 @@ impl Settings {
             kafka: KafkaSettings {
                 brokers,
                 compression,
+                idempotence,
                 message_timeout,
                 fetch_wait_max: Duration::from_millis(positive(
                     vars::KAFKA_FETCH_WAIT_MAX_MS,
@@ -805,6 +825,7 @@ mod tests {
             (vars::DATABASE_URI, "http://db/"),
             (vars::DATABASE_USER_FILE, "/nonexistent/user.txt"),
             (vars::KAFKA_COMPRESSION, "brotli"),
+            (vars::KAFKA_ENABLE_IDEMPOTENCE, "maybe"),
             (vars::KAFKA_BROKERS, "a:1,,b:2"),
             (vars::TOPIC_JOB_RUN_PARTITIONS, "0"),
             (vars::TOPIC_JOB_RUN_RESULT_CONSUMER_WORKER_COUNT, "1000"),

@@ -178,18 +178,35 @@ impl Application {
 
         tracing::info!(port = self.port, "gRPC server listening");
         let shutdown = self.shutdown.clone();
-        let served = tonic::transport::Server::builder()
-            .add_service(proto::jobs_service_server::JobsServiceServer::new(
-                JobsGrpc::new(self.service.clone()),
-            ))
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async move {
-                shutdown.cancelled().await;
-                tracing::info!("shutting down: no new calls accepted");
-            })
-            .await;
+        let mut server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(proto::jobs_service_server::JobsServiceServer::new(
+                    JobsGrpc::new(self.service.clone()),
+                ))
+                .add_service(health_service)
+                .add_service(reflection_v1)
+                .add_service(reflection_v1alpha)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async move {
+                    shutdown.cancelled().await;
+                    tracing::info!("shutting down: no new calls accepted");
+                }),
+        );
+        let served = tokio::select! {
+            served = &mut server => served,
+            () = self.shutdown.cancelled() => {
+                // In-flight calls get the grace period to finish; a client
+                // that keeps an idle connection open must not hold us up.
+                match tokio::time::timeout(self.grace, &mut server).await {
+                    Ok(served) => served,
+                    Err(_) => {
+                        tracing::warn!("connections still open after the grace period; closing them");
+                        server.abort();
+                        Ok(Ok(()))
+                    }
+                }
+            }
+        };
+        let served = served.map_err(|e| StartupError::Server(e.to_string()))?;
         // Whatever ended the server, stop everything else too.
         self.shutdown.cancel();
 

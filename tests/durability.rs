@@ -93,6 +93,10 @@ async fn events_owed_while_the_broker_is_down_arrive_when_it_is_back() {
     let brokers = format!("127.0.0.1:{}", kafka.port);
     let env = test_vars(&[
         (vars::KAFKA_BROKERS, &brokers),
+        // tansu 0.6's SQLite engine panics on the first idempotent produce
+        // after a restart ("more or less than one row" in its producer
+        // table) and then serves nothing; a real Kafka cluster does not.
+        (vars::KAFKA_ENABLE_IDEMPOTENCE, "false"),
         (vars::KAFKA_MESSAGE_TIMEOUT_MS, "2000"),
         (vars::OUTBOX_POLL_MS, "200"),
     ]);

@@ -1,7 +1,7 @@
 //! The Kafka [`JobsProducer`] and topic administration, on `rdkafka`.
 //!
-//! The producer is idempotent with `acks=all`, so a retry inside librdkafka
-//! never duplicates or reorders an event; the message key is the job id, so
+//! The producer is idempotent with `acks=all` (unless configured otherwise),
+//! so a retry inside librdkafka never duplicates or reorders an event; the message key is the job id, so
 //! the events of one job stay in order on one partition.
 
 use std::time::Duration;
@@ -43,8 +43,15 @@ impl KafkaJobsProducer {
     /// Creates the producer. Connecting is lazy: this succeeds while the
     /// broker is down, and publishes fail after `message_timeout` until it is up.
     pub fn new(kafka: &KafkaSettings, topics: TopicSettings) -> Result<Self, BrokerError> {
-        let producer = client_config(kafka)
-            .set("enable.idempotence", "true")
+        let mut config = client_config(kafka);
+        if kafka.idempotence {
+            config.set("enable.idempotence", "true");
+        } else {
+            // Without idempotence a retried batch could overtake the next
+            // one; a single request in flight keeps each partition in order.
+            config.set("max.in.flight.requests.per.connection", "1");
+        }
+        let producer = config
             .set("acks", "all")
             .set("compression.type", &kafka.compression)
             .set("linger.ms", "2")

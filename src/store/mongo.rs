@@ -127,7 +127,10 @@ fn map_err(err: MongoError) -> StoreError {
         ErrorKind::ServerSelection { .. }
         | ErrorKind::Io(_)
         | ErrorKind::ConnectionPoolCleared { .. }
-        | ErrorKind::DnsResolve { .. } => StoreError::Unavailable(err.to_string()),
+        | ErrorKind::DnsResolve { .. }
+        // Wrong credentials make the store unusable until an operator fixes
+        // them: a dependency failure, not a fault of the request.
+        | ErrorKind::Authentication { .. } => StoreError::Unavailable(err.to_string()),
         _ => StoreError::Other(err.to_string()),
     }
 }
