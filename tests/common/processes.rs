@@ -33,6 +33,18 @@ async fn wait_for_port(port: u16, what: &str, child: &mut Child) {
     panic!("{what} did not listen on port {port} within 30 s");
 }
 
+/// Where `scripts/services.sh` installs `program` (cargo's bin folder), or
+/// the bare name, to be found on PATH.
+fn installed(program: &str) -> PathBuf {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")));
+    cargo_home
+        .map(|home| home.join("bin").join(program))
+        .filter(|path| path.is_file())
+        .unwrap_or_else(|| PathBuf::from(program))
+}
+
 fn log_file(dir: &Path, name: &str) -> Stdio {
     std::fs::OpenOptions::new()
         .create(true)
@@ -122,7 +134,7 @@ impl ServerProcess {
     /// Starts the server (again) and waits until it listens.
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "{} already running", self.name);
-        let mut child = Command::new(self.program)
+        let mut child = Command::new(installed(self.program))
             .args(&self.args)
             .current_dir(&self.dir)
             .stdout(log_file(&self.dir, self.name))
