@@ -5,6 +5,7 @@
 //! Every state change is a single conditional update on one job, so that two
 //! callers (or two replicas) racing on the same job cannot both win.
 
+pub mod embedded;
 pub mod memory;
 pub mod mongo;
 pub mod postgres;

@@ -1,0 +1,594 @@
+//! The embedded [`JobDB`]: a crash-safe file in the data directory, for a
+//! scheduler that runs with no database server.
+//!
+//! Built on `redb`, an embedded key-value store with ACID transactions,
+//! copy-on-write B-trees and a checksummed commit that survives `kill -9`
+//! and power loss (each commit is made durable before it returns). Every
+//! operation is one write transaction that updates the job and its index
+//! tables together, so a claim, an outbox change or a result is atomic, and
+//! the single writer of redb serialises claimers. The file is for one process:
+//! replicas need a shared store (PostgreSQL or MongoDB).
+
+use std::{path::Path, sync::Arc};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use super::{DueJob, JobDB, JobsPage, ResultOutcome, StoreError, result_outcome};
+use crate::domain::{
+    Job, JobId, JobSpec, JobStatus, JobType, PageRequest, PendingEvents, ResultStatus,
+};
+
+/// Job id (12 bytes) → the job, as JSON.
+const JOBS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("jobs");
+/// (schedule time in ms, id) of every job: the listing order.
+const LISTING: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("listing");
+/// (schedule time in ms, id) of SCHEDULED jobs: what the timer arms.
+const DUE: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("due");
+/// (last change in ms, id) of jobs that owe events: the outbox.
+const OUTBOX: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("outbox");
+/// (last change in ms, id) of RUNNING jobs: candidates for the run timeout.
+const RUNNING: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("running");
+
+/// Jobs in a `redb` file.
+#[derive(Clone)]
+pub struct EmbeddedJobDB {
+    db: Arc<Database>,
+}
+
+/// The stored form of a job (the id is the key).
+#[derive(Serialize, Deserialize)]
+struct StoredJob {
+    name: String,
+    description: String,
+    schedule_ms: i64,
+    created_ms: i64,
+    updated_ms: i64,
+    status: i32,
+    job_type: i32,
+    job_data: String,
+    scheduled_key: i64,
+    version: i64,
+    pending_create: bool,
+    pending_update: bool,
+    pending_run: bool,
+}
+
+fn other(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Other(format!("embedded store: {err}"))
+}
+
+fn time(ms: i64, id: &JobId) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| StoreError::Corrupt(format!("job {id}: time {ms} out of range")))
+}
+
+fn encode(job: &Job) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(&StoredJob {
+        name: job.spec.name.clone(),
+        description: job.spec.description.clone(),
+        schedule_ms: job.spec.schedule_time.timestamp_millis(),
+        created_ms: job.created_at.timestamp_millis(),
+        updated_ms: job.updated_at.timestamp_millis(),
+        status: job.status.as_i32(),
+        job_type: job.spec.job_type.as_i32(),
+        job_data: job.spec.job_data.clone(),
+        scheduled_key: job.scheduled_key,
+        version: job.version,
+        pending_create: job.pending.create,
+        pending_update: job.pending.update,
+        pending_run: job.pending.run,
+    })
+    .map_err(other)
+}
+
+fn decode(id: JobId, bytes: &[u8]) -> Result<Job, StoreError> {
+    let stored: StoredJob =
+        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("job {id}: {e}")))?;
+    let corrupt = |what: &str| StoreError::Corrupt(format!("job {id}: invalid {what}"));
+    Ok(Job {
+        id,
+        spec: JobSpec {
+            name: stored.name,
+            description: stored.description,
+            schedule_time: time(stored.schedule_ms, &id)?,
+            job_type: JobType::from_i32(stored.job_type).ok_or_else(|| corrupt("job type"))?,
+            job_data: stored.job_data,
+        },
+        created_at: time(stored.created_ms, &id)?,
+        updated_at: time(stored.updated_ms, &id)?,
+        status: JobStatus::from_i32(stored.status).ok_or_else(|| corrupt("status"))?,
+        scheduled_key: stored.scheduled_key,
+        version: stored.version,
+        pending: PendingEvents {
+            create: stored.pending_create,
+            update: stored.pending_update,
+            run: stored.pending_run,
+        },
+    })
+}
+
+fn id_of(bytes: &[u8]) -> Result<JobId, StoreError> {
+    <[u8; 12]>::try_from(bytes)
+        .map(JobId::from_bytes)
+        .map_err(|_| StoreError::Corrupt(format!("job key of {} bytes", bytes.len())))
+}
+
+/// The index entries a job has: (table, key time in ms).
+fn index_entries(job: &Job) -> Vec<(TableDefinition<'static, (i64, &'static [u8]), ()>, i64)> {
+    let schedule_ms = job.spec.schedule_time.timestamp_millis();
+    let updated_ms = job.updated_at.timestamp_millis();
+    let mut entries = vec![(LISTING, schedule_ms)];
+    if job.status == JobStatus::Scheduled {
+        entries.push((DUE, schedule_ms));
+    }
+    if job.status == JobStatus::Running {
+        entries.push((RUNNING, updated_ms));
+    }
+    if job.pending.any() {
+        entries.push((OUTBOX, updated_ms));
+    }
+    entries
+}
+
+/// Reads one job inside a transaction.
+fn read_job(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    id: JobId,
+) -> Result<Option<Job>, StoreError> {
+    match table.get(id.bytes().as_slice()).map_err(other)? {
+        Some(bytes) => decode(id, bytes.value()).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Writes `new` (or deletes the job when `None`) replacing `old`, keeping the
+/// index tables in step, inside `txn`.
+fn write_job(
+    txn: &redb::WriteTransaction,
+    id: JobId,
+    old: Option<&Job>,
+    new: Option<&Job>,
+) -> Result<(), StoreError> {
+    let key = id.bytes();
+    if let Some(job) = old {
+        for (table, ms) in index_entries(job) {
+            txn.open_table(table)
+                .map_err(other)?
+                .remove((ms, key.as_slice()))
+                .map_err(other)?;
+        }
+    }
+    let mut jobs = txn.open_table(JOBS).map_err(other)?;
+    match new {
+        Some(job) => {
+            jobs.insert(key.as_slice(), encode(job)?.as_slice())
+                .map_err(other)?;
+            for (table, ms) in index_entries(job) {
+                txn.open_table(table)
+                    .map_err(other)?
+                    .insert((ms, key.as_slice()), ())
+                    .map_err(other)?;
+            }
+        }
+        None => {
+            jobs.remove(key.as_slice()).map_err(other)?;
+        }
+    }
+    Ok(())
+}
+
+impl EmbeddedJobDB {
+    /// Opens (or creates) the store file `jobs.redb` in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| other(format!("cannot create {}: {e}", dir.display())))?;
+        let db = Database::create(dir.join("jobs.redb")).map_err(other)?;
+        let txn = db.begin_write().map_err(other)?;
+        // Create every table, so that reads never meet a missing one.
+        txn.open_table(JOBS).map_err(other)?;
+        for table in [LISTING, DUE, OUTBOX, RUNNING] {
+            txn.open_table(table).map_err(other)?;
+        }
+        txn.commit().map_err(other)?;
+        Ok(EmbeddedJobDB { db: Arc::new(db) })
+    }
+
+    /// Runs `op` on a blocking thread (redb is synchronous and its writer
+    /// waits for the previous one).
+    async fn blocking<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || op(&db))
+            .await
+            .map_err(other)?
+    }
+
+    /// Runs `op` in one write transaction and commits it.
+    async fn write<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(other)?;
+            let result = op(&txn)?;
+            txn.commit().map_err(other)?;
+            Ok(result)
+        })
+        .await
+    }
+
+    /// The jobs whose keys in `index` come before `until_ms`, in key order,
+    /// at most `limit`.
+    async fn indexed(
+        &self,
+        index: TableDefinition<'static, (i64, &'static [u8]), ()>,
+        until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(other)?;
+            let keys = txn.open_table(index).map_err(other)?;
+            let jobs = txn.open_table(JOBS).map_err(other)?;
+            let mut found = Vec::new();
+            for entry in keys.range(..(until_ms, &[][..])).map_err(other)? {
+                if found.len() >= limit {
+                    break;
+                }
+                let (key, _) = entry.map_err(other)?;
+                let id = id_of(key.value().1)?;
+                match read_job(&jobs, id) {
+                    Ok(Some(job)) => found.push(job),
+                    Ok(None) => {}
+                    Err(err) => tracing::error!(error = %err, "skipping a corrupt job"),
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl JobDB for EmbeddedJobDB {
+    async fn ensure_indexes(&self) -> Result<(), StoreError> {
+        // The index tables are created by `open` and kept by every write.
+        Ok(())
+    }
+
+    async fn insert(&self, job: &Job) -> Result<(), StoreError> {
+        let job = job.clone();
+        self.write(move |txn| {
+            let existing = read_job(&txn.open_table(JOBS).map_err(other)?, job.id)?;
+            if existing.is_some() {
+                return Err(StoreError::Other(format!("duplicate id {}", job.id)));
+            }
+            write_job(txn, job.id, None, Some(&job))
+        })
+        .await
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(other)?;
+            read_job(&txn.open_table(JOBS).map_err(other)?, id)
+        })
+        .await
+    }
+
+    async fn list(&self, page: PageRequest) -> Result<JobsPage, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(other)?;
+            let jobs = txn.open_table(JOBS).map_err(other)?;
+            let listing = txn.open_table(LISTING).map_err(other)?;
+            let total = jobs.len().map_err(other)?;
+            let skip = usize::try_from(page.offset()).unwrap_or(usize::MAX);
+            let take = usize::try_from(page.size).unwrap_or(usize::MAX);
+            let mut found = Vec::new();
+            for entry in listing.iter().map_err(other)?.skip(skip).take(take) {
+                let (key, _) = entry.map_err(other)?;
+                if let Some(job) = read_job(&jobs, id_of(key.value().1)?)? {
+                    found.push(job);
+                }
+            }
+            Ok(JobsPage { jobs: found, total })
+        })
+        .await
+    }
+
+    async fn replace_if(&self, job: &Job, expected_version: i64) -> Result<bool, StoreError> {
+        let job = job.clone();
+        self.write(move |txn| {
+            let current = read_job(&txn.open_table(JOBS).map_err(other)?, job.id)?;
+            match current {
+                Some(current) if current.version == expected_version => {
+                    write_job(txn, job.id, Some(&current), Some(&job))?;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        })
+        .await
+    }
+
+    async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
+        self.write(move |txn| {
+            let current = read_job(&txn.open_table(JOBS).map_err(other)?, id)?;
+            match current {
+                Some(current) => write_job(txn, id, Some(&current), None).map(|()| true),
+                None => Ok(false),
+            }
+        })
+        .await
+    }
+
+    async fn claim(
+        &self,
+        id: JobId,
+        scheduled_key: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Job>, StoreError> {
+        self.write(move |txn| {
+            let current = read_job(&txn.open_table(JOBS).map_err(other)?, id)?;
+            let Some(current) = current
+                .filter(|j| j.status == JobStatus::Scheduled && j.scheduled_key == scheduled_key)
+            else {
+                return Ok(None);
+            };
+            let claimed = Job {
+                status: JobStatus::Running,
+                updated_at: now,
+                version: current.version + 1,
+                pending: PendingEvents {
+                    run: true,
+                    ..current.pending
+                },
+                ..current.clone()
+            };
+            write_job(txn, id, Some(&current), Some(&claimed))?;
+            Ok(Some(claimed))
+        })
+        .await
+    }
+
+    async fn store_result(
+        &self,
+        id: JobId,
+        result: ResultStatus,
+        now: DateTime<Utc>,
+    ) -> Result<ResultOutcome, StoreError> {
+        self.write(move |txn| {
+            let current = read_job(&txn.open_table(JOBS).map_err(other)?, id)?;
+            let Some(current) = current else {
+                return Ok(ResultOutcome::UnknownJob);
+            };
+            if current.status != JobStatus::Running {
+                return Ok(result_outcome(current.status, result));
+            }
+            let finished = Job {
+                status: result.job_status(),
+                updated_at: now,
+                version: current.version + 1,
+                ..current.clone()
+            };
+            write_job(txn, id, Some(&current), Some(&finished))?;
+            Ok(ResultOutcome::Stored)
+        })
+        .await
+    }
+
+    async fn scheduled_before(&self, until: DateTime<Utc>) -> Result<Vec<DueJob>, StoreError> {
+        let jobs = self
+            .indexed(DUE, until.timestamp_millis(), usize::MAX)
+            .await?;
+        Ok(jobs.iter().map(DueJob::from).collect())
+    }
+
+    async fn with_pending_events(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
+        self.indexed(OUTBOX, i64::MAX, limit).await
+    }
+
+    async fn set_pending_if(
+        &self,
+        id: JobId,
+        version: i64,
+        remaining: PendingEvents,
+    ) -> Result<bool, StoreError> {
+        self.write(move |txn| {
+            let current = read_job(&txn.open_table(JOBS).map_err(other)?, id)?;
+            match current {
+                Some(current) if current.version == version => {
+                    let updated = Job {
+                        pending: remaining,
+                        ..current.clone()
+                    };
+                    write_job(txn, id, Some(&current), Some(&updated))?;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        })
+        .await
+    }
+
+    async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
+        self.indexed(RUNNING, cutoff.timestamp_millis(), usize::MAX)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::now;
+
+    fn job(in_ms: i64) -> Job {
+        Job::new_scheduled(
+            JobSpec {
+                name: format!("job in {in_ms}"),
+                description: "d".into(),
+                schedule_time: now() + chrono::Duration::milliseconds(in_ms),
+                job_type: JobType::Sms,
+                job_data: "{}".into(),
+            },
+            now(),
+        )
+    }
+
+    #[tokio::test]
+    async fn every_operation_keeps_the_indexes_in_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = EmbeddedJobDB::open(dir.path()).unwrap();
+        let (late, early) = (job(5_000), job(1_000));
+        db.insert(&late).await.unwrap();
+        db.insert(&early).await.unwrap();
+        assert!(db.insert(&early).await.is_err(), "duplicate id");
+        assert_eq!(db.get(late.id).await.unwrap(), Some(late.clone()));
+
+        let page = db.list(PageRequest::new(1, 10, 10).unwrap()).await.unwrap();
+        assert_eq!(page.total, 2);
+        assert_eq!(
+            page.jobs,
+            [early.clone(), late.clone()],
+            "ordered by schedule time"
+        );
+        let due = db
+            .scheduled_before(now() + chrono::Duration::seconds(2))
+            .await
+            .unwrap();
+        assert_eq!(due, [DueJob::from(&early)]);
+        assert_eq!(db.with_pending_events(10).await.unwrap().len(), 2);
+
+        // Claim: only with the current token, only once; the job leaves the
+        // due index and enters the running one, owing its run event.
+        assert_eq!(
+            db.claim(early.id, early.scheduled_key + 1, now())
+                .await
+                .unwrap(),
+            None
+        );
+        let claimed = db
+            .claim(early.id, early.scheduled_key, now())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((claimed.status, claimed.version), (JobStatus::Running, 1));
+        assert!(claimed.pending.run && claimed.pending.create);
+        assert_eq!(
+            db.claim(early.id, early.scheduled_key, now())
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(
+            db.scheduled_before(now() + chrono::Duration::seconds(2))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let later = now() + chrono::Duration::seconds(1);
+        assert_eq!(db.running_before(later).await.unwrap(), [claimed.clone()]);
+
+        // The outbox entry clears only at the version it was read at.
+        assert!(
+            !db.set_pending_if(early.id, 0, PendingEvents::NONE)
+                .await
+                .unwrap()
+        );
+        assert!(
+            db.set_pending_if(early.id, 1, PendingEvents::NONE)
+                .await
+                .unwrap()
+        );
+        assert_eq!(db.with_pending_events(10).await.unwrap(), [late.clone()]);
+
+        assert_eq!(
+            db.store_result(early.id, ResultStatus::Failed, now())
+                .await
+                .unwrap(),
+            ResultOutcome::Stored
+        );
+        assert_eq!(
+            db.store_result(early.id, ResultStatus::Failed, now())
+                .await
+                .unwrap(),
+            ResultOutcome::Duplicate
+        );
+        assert_eq!(
+            db.store_result(early.id, ResultStatus::Succeeded, now())
+                .await
+                .unwrap(),
+            ResultOutcome::Ignored(JobStatus::Failed)
+        );
+        assert_eq!(
+            db.store_result(JobId::new(), ResultStatus::Failed, now())
+                .await
+                .unwrap(),
+            ResultOutcome::UnknownJob
+        );
+        assert!(db.running_before(later).await.unwrap().is_empty());
+
+        // replace_if only at the expected version; delete removes every trace.
+        let moved = late.rescheduled(late.spec.clone(), now());
+        assert!(!db.replace_if(&moved, 7).await.unwrap());
+        assert!(db.replace_if(&moved, 0).await.unwrap());
+        assert!(db.delete(late.id).await.unwrap());
+        assert!(!db.delete(late.id).await.unwrap());
+        assert_eq!(
+            db.list(PageRequest::new(1, 10, 10).unwrap())
+                .await
+                .unwrap()
+                .jobs
+                .len(),
+            1
+        );
+        assert!(db.with_pending_events(10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn jobs_survive_reopening_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let kept = job(60_000);
+        {
+            let db = EmbeddedJobDB::open(dir.path()).unwrap();
+            db.insert(&kept).await.unwrap();
+        }
+        let db = EmbeddedJobDB::open(dir.path()).unwrap();
+        assert_eq!(db.get(kept.id).await.unwrap(), Some(kept));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_claimers_win_each_job_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = EmbeddedJobDB::open(dir.path()).unwrap();
+        let jobs: Vec<Job> = (0..50).map(|_| job(0)).collect();
+        for job in &jobs {
+            db.insert(job).await.unwrap();
+        }
+        let claimers = (0..8).map(|_| {
+            let (db, jobs) = (db.clone(), jobs.clone());
+            tokio::spawn(async move {
+                let mut won = 0;
+                for job in &jobs {
+                    won += usize::from(
+                        db.claim(job.id, job.scheduled_key, now())
+                            .await
+                            .unwrap()
+                            .is_some(),
+                    );
+                }
+                won
+            })
+        });
+        let won: usize = futures::future::join_all(claimers)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .sum();
+        assert_eq!(won, jobs.len());
+    }
+}
