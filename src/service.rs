@@ -604,7 +604,14 @@ mod tests {
             )));
             if policy == RunTimeoutPolicy::Retry {
                 assert_ne!(after.scheduled_key, firing.scheduled_key);
-                assert!(svc.timer().is_armed(&job.id), "retried job is armed again");
+                let refired = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                    .await
+                    .expect("the retried job fires again")
+                    .expect("timer running");
+                assert_eq!(
+                    (refired.id, refired.scheduled_key),
+                    (job.id, after.scheduled_key)
+                );
             }
         }
     }

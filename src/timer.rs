@@ -1,11 +1,14 @@
 //! The in-memory timer: a cache of which scheduled jobs fire when.
 //!
-//! One driver task owns the clock. Armed jobs sit in a B-tree ordered by due
-//! time (plus a map from job to its due time, so that re-arming or cancelling
-//! is O(log n)); the driver sleeps until the earliest one is due, hands every
-//! due job to the firing channel, and is woken early only when a new earliest
-//! job is armed. A job is armed at most once: arming it again moves it, so an
-//! updated job never fires at its old time.
+//! Armed jobs sit in a B-tree ordered by due time (plus a map from job to
+//! its due time, so that re-arming or cancelling is O(log n)). One driver
+//! thread owns the clock: it waits on a condition variable until the
+//! earliest job is due, to the microsecond (tokio's timer rounds sleeps up
+//! to whole milliseconds, which would make every firing about a millisecond
+//! late), hands due jobs to the firing channel in batches without holding
+//! the lock, and is woken early only when a new earliest job is armed. A job
+//! is armed at most once: arming it again moves it, so an updated job never
+//! fires at its old time.
 //!
 //! The timer does not decide whether a job *may* fire: each [`Firing`] carries
 //! the fire token it was armed with, and the store's atomic claim rejects a
@@ -13,15 +16,21 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Condvar, Mutex, MutexGuard},
     time::Duration,
 };
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::JobId;
+
+/// Most firings handed over per lock hold, so that a large backlog coming due
+/// at once does not hold up arming and cancelling.
+const BATCH: usize = 1024;
+/// Longest uninterrupted wait, so that a change of the wall clock is noticed.
+const MAX_WAIT: Duration = Duration::from_secs(1);
 
 /// A job whose time has come.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,8 +54,11 @@ impl Firing {
 struct State {
     /// Armed jobs by (due time in Unix ms, id) → fire token.
     queue: BTreeMap<(i64, JobId), i64>,
-    /// Due time of each armed job, to find its queue entry.
-    due_of: HashMap<JobId, i64>,
+    /// Due time of each armed job, to find its queue entry. Ids are made by
+    /// the service, so a fast non-keyed hash is safe here.
+    due_of: HashMap<JobId, i64, foldhash::fast::RandomState>,
+    /// Set at shutdown: the driver thread exits.
+    stopped: bool,
 }
 
 impl State {
@@ -58,7 +70,7 @@ impl State {
     }
 
     /// Arms `id`, replacing any earlier arming; returns whether it became the
-    /// earliest entry (the driver must then wake up to re-plan its sleep).
+    /// earliest entry (the driver must then wake up to re-plan its wait).
     fn arm(&mut self, id: JobId, due_ms: i64, scheduled_key: i64) -> bool {
         if let Some(old_due) = self.due_of.insert(id, due_ms) {
             self.queue.remove(&(old_due, id));
@@ -70,7 +82,16 @@ impl State {
 
 struct Shared {
     state: Mutex<State>,
-    wake: Notify,
+    wake: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the maps half-updated in
+        // a way that matters (each method is a few map operations), so a
+        // poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// A handle to the timer; cheap to clone.
@@ -80,23 +101,35 @@ pub struct Timer {
 }
 
 impl Timer {
-    /// Starts the driver task. Due jobs arrive on the returned channel; the
+    /// Starts the driver thread. Due jobs arrive on the returned channel; the
     /// driver stops when `shutdown` is cancelled or the receiver is dropped.
+    /// Must be called inside a tokio runtime.
     pub fn start(shutdown: CancellationToken) -> (Timer, mpsc::UnboundedReceiver<Firing>) {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
-            wake: Notify::new(),
+            wake: Condvar::new(),
         });
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(drive(shared.clone(), tx, shutdown));
+        let driver = shared.clone();
+        if let Err(err) = std::thread::Builder::new()
+            .name("scheduler-timer".to_owned())
+            .spawn(move || drive(&driver, &tx))
+        {
+            // Without a thread nothing would ever fire: that is a bug-level
+            // failure of the host, not something to limp on with.
+            panic!("cannot start the timer thread: {err}");
+        }
+        let stopper = shared.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            stopper.lock().stopped = true;
+            stopper.wake.notify_one();
+        });
         (Timer { shared }, rx)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        // A panic while holding this lock cannot leave the maps half-updated in
-        // a way that matters (each method is a few map operations), so a
-        // poisoned lock is still usable.
-        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.shared.lock()
     }
 
     /// Arms `id` to fire at `due` with fire token `scheduled_key`, replacing
@@ -160,12 +193,14 @@ impl Timer {
     }
 }
 
-/// Pops every entry due by `now_ms` into `out`; returns the next due time.
-fn pop_due(state: &mut State, now_ms: i64, out: &mut Vec<Firing>) -> Option<i64> {
+/// Pops at most [`BATCH`] entries due by `now_us` into `out`; returns when
+/// the next entry is due (Unix µs), if any is left.
+fn pop_due(state: &mut State, now_us: i64, out: &mut Vec<Firing>) -> Option<i64> {
     while let Some(entry) = state.queue.first_entry() {
         let (due_ms, id) = *entry.key();
-        if due_ms > now_ms {
-            return Some(due_ms);
+        let due_us = due_ms.saturating_mul(1000);
+        if due_us > now_us || out.len() >= BATCH {
+            return Some(due_us);
         }
         let scheduled_key = entry.remove();
         state.due_of.remove(&id);
@@ -178,31 +213,36 @@ fn pop_due(state: &mut State, now_ms: i64, out: &mut Vec<Firing>) -> Option<i64>
     None
 }
 
-async fn drive(
-    shared: Arc<Shared>,
-    fired: mpsc::UnboundedSender<Firing>,
-    shutdown: CancellationToken,
-) {
-    let mut batch = Vec::new();
+/// The driver thread: waits for the earliest due time, hands due jobs over.
+fn drive(shared: &Shared, fired: &mpsc::UnboundedSender<Firing>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut state = shared.lock();
     loop {
-        let next_due = {
-            let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
-            pop_due(&mut state, Utc::now().timestamp_millis(), &mut batch)
-        };
-        for firing in batch.drain(..) {
-            if fired.send(firing).is_err() {
-                return;
+        if state.stopped {
+            return;
+        }
+        let next_due_us = pop_due(&mut state, Utc::now().timestamp_micros(), &mut batch);
+        if !batch.is_empty() {
+            // Hand over without the lock, then look again at once: more may
+            // be due (a backlog larger than one batch).
+            drop(state);
+            for firing in batch.drain(..) {
+                if fired.send(firing).is_err() {
+                    return;
+                }
             }
+            state = shared.lock();
+            continue;
         }
-        let sleep = next_due.map(|due_ms| {
-            let wait_ms = due_ms.saturating_sub(Utc::now().timestamp_millis()).max(0);
-            Duration::from_millis(wait_ms.unsigned_abs())
+        let wait = next_due_us.map_or(MAX_WAIT, |due_us| {
+            let wait_us = due_us.saturating_sub(Utc::now().timestamp_micros()).max(0);
+            Duration::from_micros(wait_us.unsigned_abs()).min(MAX_WAIT)
         });
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = shared.wake.notified() => {}
-            () = tokio::time::sleep(sleep.unwrap_or(Duration::MAX)), if sleep.is_some() => {}
-        }
+        state = shared
+            .wake
+            .wait_timeout(state, wait)
+            .map(|(guard, _)| guard)
+            .unwrap_or_else(|p| p.into_inner().0);
     }
 }
 

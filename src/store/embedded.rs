@@ -116,8 +116,11 @@ fn id_of(bytes: &[u8]) -> Result<JobId, StoreError> {
         .map_err(|_| StoreError::Corrupt(format!("job key of {} bytes", bytes.len())))
 }
 
+/// An index table: (time in ms, job id) → nothing.
+type Index = TableDefinition<'static, (i64, &'static [u8]), ()>;
+
 /// The index entries a job has: (table, key time in ms).
-fn index_entries(job: &Job) -> Vec<(TableDefinition<'static, (i64, &'static [u8]), ()>, i64)> {
+fn index_entries(job: &Job) -> Vec<(Index, i64)> {
     let schedule_ms = job.spec.schedule_time.timestamp_millis();
     let updated_ms = job.updated_at.timestamp_millis();
     let mut entries = vec![(LISTING, schedule_ms)];
@@ -226,7 +229,7 @@ impl EmbeddedJobDB {
     /// at most `limit`.
     async fn indexed(
         &self,
-        index: TableDefinition<'static, (i64, &'static [u8]), ()>,
+        index: Index,
         until_ms: i64,
         limit: usize,
     ) -> Result<Vec<Job>, StoreError> {
@@ -491,7 +494,10 @@ mod tests {
                 .is_empty()
         );
         let later = now() + chrono::Duration::seconds(1);
-        assert_eq!(db.running_before(later).await.unwrap(), [claimed.clone()]);
+        assert_eq!(
+            db.running_before(later).await.unwrap(),
+            std::slice::from_ref(&claimed)
+        );
 
         // The outbox entry clears only at the version it was read at.
         assert!(
@@ -504,7 +510,10 @@ mod tests {
                 .await
                 .unwrap()
         );
-        assert_eq!(db.with_pending_events(10).await.unwrap(), [late.clone()]);
+        assert_eq!(
+            db.with_pending_events(10).await.unwrap(),
+            std::slice::from_ref(&late)
+        );
 
         assert_eq!(
             db.store_result(early.id, ResultStatus::Failed, now())
