@@ -16,6 +16,8 @@ use std::{
 
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
+pub use crate::grpc::auth::AuthPublicKey;
+
 /// The names of every environment variable the service reads.
 pub mod vars {
     /// File of extra variables, loaded if present (default `config/.env`).
@@ -114,6 +116,20 @@ pub mod vars {
     pub const OUTBOX_POLL_MS: &str = "OUTBOX_POLL_MS";
     /// How long shutdown waits for in-flight work, in seconds (default 10).
     pub const SHUTDOWN_GRACE_SECS: &str = "SHUTDOWN_GRACE_SECS";
+    /// PEM file of the auth service's RSA public key: JobsService calls then
+    /// need an RS256 JWT with `role: admin`. Required in production; without
+    /// it elsewhere, calls are not authenticated.
+    pub const AUTH_PUBLIC_KEY_FILE: &str = "AUTH_PUBLIC_KEY_FILE";
+    /// Largest request message, in bytes (default 262144 = 256 KiB).
+    pub const GRPC_MAX_MESSAGE_BYTES: &str = "GRPC_MAX_MESSAGE_BYTES";
+    /// Longest a call may take, in ms (default 30000).
+    pub const GRPC_REQUEST_TIMEOUT_MS: &str = "GRPC_REQUEST_TIMEOUT_MS";
+    /// Most JobsService calls in flight at once (default 512).
+    pub const GRPC_MAX_CONCURRENT_CALLS: &str = "GRPC_MAX_CONCURRENT_CALLS";
+    /// PEM certificate chain of the gRPC server: TLS when set (with the key).
+    pub const GRPC_TLS_CERT_FILE: &str = "GRPC_TLS_CERT_FILE";
+    /// PEM private key of that certificate.
+    pub const GRPC_TLS_KEY_FILE: &str = "GRPC_TLS_KEY_FILE";
 
     /// Every variable above, for checks that compare other files with the code.
     pub const ALL: &[&str] = &[
@@ -163,6 +179,12 @@ pub mod vars {
         SCHEDULER_RUN_TIMEOUT_POLICY,
         OUTBOX_POLL_MS,
         SHUTDOWN_GRACE_SECS,
+        AUTH_PUBLIC_KEY_FILE,
+        GRPC_MAX_MESSAGE_BYTES,
+        GRPC_REQUEST_TIMEOUT_MS,
+        GRPC_MAX_CONCURRENT_CALLS,
+        GRPC_TLS_CERT_FILE,
+        GRPC_TLS_KEY_FILE,
     ];
 }
 
@@ -215,6 +237,75 @@ pub struct Settings {
     pub scheduler: SchedulerSettings,
     /// How long shutdown waits for in-flight work.
     pub shutdown_grace: Duration,
+    /// Authentication, request limits and TLS of the gRPC server.
+    pub security: SecuritySettings,
+}
+
+/// Authentication, request limits and TLS of the gRPC server.
+#[derive(Debug, Clone)]
+pub struct SecuritySettings {
+    /// The auth service's public key; `None` turns authentication off
+    /// (refused in production).
+    pub auth_public_key: Option<AuthPublicKey>,
+    /// Largest request message, in bytes.
+    pub max_message_bytes: usize,
+    /// Longest a call may take.
+    pub request_timeout: Duration,
+    /// Most JobsService calls in flight at once.
+    pub max_concurrent_calls: usize,
+    /// The server's certificate and key; `None` serves plaintext.
+    pub tls: Option<TlsSettings>,
+}
+
+impl SecuritySettings {
+    /// Default largest request message: 256 KiB, room for the largest valid
+    /// job (64 KiB job data, 4 KiB description) several times over.
+    pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 * 1024;
+    /// Smallest accepted largest message: 72 KiB, so that every valid job fits.
+    pub const MIN_MAX_MESSAGE_BYTES: usize = 72 * 1024;
+    /// Largest accepted largest message: 16 MiB (tonic reserves a message's
+    /// announced size before reading it).
+    pub const MAX_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+}
+
+impl Default for SecuritySettings {
+    fn default() -> Self {
+        SecuritySettings {
+            auth_public_key: None,
+            max_message_bytes: Self::DEFAULT_MAX_MESSAGE_BYTES,
+            request_timeout: Duration::from_secs(30),
+            max_concurrent_calls: 512,
+            tls: None,
+        }
+    }
+}
+
+/// The gRPC server's TLS identity, read from its PEM files.
+#[derive(Clone)]
+pub struct TlsSettings {
+    /// The certificate chain (PEM).
+    pub cert_pem: Vec<u8>,
+    /// Its private key (PEM).
+    pub key_pem: Vec<u8>,
+}
+
+impl TlsSettings {
+    /// The tonic server TLS configuration of this identity.
+    pub fn server_config(&self) -> tonic::transport::ServerTlsConfig {
+        tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(
+            &self.cert_pem,
+            &self.key_pem,
+        ))
+    }
+}
+
+impl fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field("cert_pem", &format_args!("{} bytes", self.cert_pem.len()))
+            .field("key_pem", &"***")
+            .finish()
+    }
 }
 
 /// The gRPC server's address.
@@ -646,6 +737,82 @@ impl Settings {
         };
         let message_timeout =
             Duration::from_millis(positive(vars::KAFKA_MESSAGE_TIMEOUT_MS, 10_000)?);
+
+        let read_file = |file_var: &str| -> Result<Option<Vec<u8>>, ConfigError> {
+            var(file_var)
+                .map(|path| {
+                    std::fs::read(&path)
+                        .map_err(|e| ConfigError::new(file_var, format!("cannot read {path}: {e}")))
+                })
+                .transpose()
+        };
+        let auth_public_key = match read_file(vars::AUTH_PUBLIC_KEY_FILE)? {
+            Some(pem) => {
+                let pem = String::from_utf8(pem).map_err(|_| {
+                    ConfigError::new(vars::AUTH_PUBLIC_KEY_FILE, "the key file is not PEM text")
+                })?;
+                Some(
+                    AuthPublicKey::from_pem(&pem)
+                        .map_err(|reason| ConfigError::new(vars::AUTH_PUBLIC_KEY_FILE, reason))?,
+                )
+            }
+            None if environment == Environment::Production => {
+                return Err(ConfigError::new(
+                    vars::AUTH_PUBLIC_KEY_FILE,
+                    "required when ENVIRONMENT=production: the PEM file of the auth \
+                     service's RSA public key (without it JobsService calls are not authenticated)",
+                ));
+            }
+            None => None,
+        };
+        let max_message_bytes = usize::try_from(parsed(
+            vars::GRPC_MAX_MESSAGE_BYTES,
+            SecuritySettings::DEFAULT_MAX_MESSAGE_BYTES as u64,
+        )?)
+        .unwrap_or(usize::MAX);
+        if !(SecuritySettings::MIN_MAX_MESSAGE_BYTES..=SecuritySettings::MAX_MAX_MESSAGE_BYTES)
+            .contains(&max_message_bytes)
+        {
+            return Err(ConfigError::new(
+                vars::GRPC_MAX_MESSAGE_BYTES,
+                format!(
+                    "must be {} to {} bytes, got {max_message_bytes}",
+                    SecuritySettings::MIN_MAX_MESSAGE_BYTES,
+                    SecuritySettings::MAX_MAX_MESSAGE_BYTES
+                ),
+            ));
+        }
+        let max_concurrent_calls =
+            usize::try_from(positive(vars::GRPC_MAX_CONCURRENT_CALLS, 512)?).unwrap_or(usize::MAX);
+        if max_concurrent_calls > tokio::sync::Semaphore::MAX_PERMITS {
+            return Err(ConfigError::new(
+                vars::GRPC_MAX_CONCURRENT_CALLS,
+                "is too large",
+            ));
+        }
+        let tls = match (
+            read_file(vars::GRPC_TLS_CERT_FILE)?,
+            read_file(vars::GRPC_TLS_KEY_FILE)?,
+        ) {
+            (None, None) => None,
+            (Some(cert_pem), Some(key_pem)) => {
+                let tls = TlsSettings { cert_pem, key_pem };
+                check_tls(&tls)?;
+                Some(tls)
+            }
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    vars::GRPC_TLS_KEY_FILE,
+                    "GRPC_TLS_CERT_FILE is set but not the key file: set both or neither",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    vars::GRPC_TLS_CERT_FILE,
+                    "GRPC_TLS_KEY_FILE is set but not the certificate file: set both or neither",
+                ));
+            }
+        };
         Ok(Settings {
             environment,
             app_version: var(vars::APP_VERSION)
@@ -709,8 +876,45 @@ impl Settings {
                 relay_grace: message_timeout + Duration::from_secs(1),
             },
             shutdown_grace: Duration::from_secs(parsed(vars::SHUTDOWN_GRACE_SECS, 10)?),
+            security: SecuritySettings {
+                auth_public_key,
+                max_message_bytes,
+                request_timeout: Duration::from_millis(positive(
+                    vars::GRPC_REQUEST_TIMEOUT_MS,
+                    30_000,
+                )?),
+                max_concurrent_calls,
+                tls,
+            },
         })
     }
+}
+
+/// Checks that the certificate and key make a TLS identity, naming the file
+/// at fault when it can tell.
+fn check_tls(tls: &TlsSettings) -> Result<(), ConfigError> {
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    if !text(&tls.cert_pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(ConfigError::new(
+            vars::GRPC_TLS_CERT_FILE,
+            "no PEM certificate (-----BEGIN CERTIFICATE-----) in the file",
+        ));
+    }
+    if !text(&tls.key_pem).contains("PRIVATE KEY-----") {
+        return Err(ConfigError::new(
+            vars::GRPC_TLS_KEY_FILE,
+            "no PEM private key (-----BEGIN ... PRIVATE KEY-----) in the file",
+        ));
+    }
+    tonic::transport::Server::builder()
+        .tls_config(tls.server_config())
+        .map(|_| ())
+        .map_err(|e| {
+            ConfigError::new(
+                vars::GRPC_TLS_CERT_FILE,
+                format!("the certificate and GRPC_TLS_KEY_FILE do not make a TLS identity: {e}"),
+            )
+        })
 }
 
 #[cfg(test)]
@@ -876,6 +1080,171 @@ mod tests {
         let defaults = settings(&[]).unwrap().scheduler;
         assert_eq!(defaults.misfire, MisfirePolicy::FireNow);
         assert_eq!(defaults.run_timeout_policy, RunTimeoutPolicy::Fail);
+    }
+
+    /// Writes `content` to a fresh file; returns the directory (keep it) and path.
+    fn file(content: &[u8]) -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("file.pem");
+        std::fs::write(&path, content).unwrap();
+        (dir, path.to_string_lossy().into_owned())
+    }
+
+    /// A CA-signed certificate for localhost and its key, both PEM.
+    pub(crate) fn localhost_cert() -> (String, String) {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn security_defaults_are_open_and_bounded() {
+        let s = settings(&[]).unwrap().security;
+        assert!(s.auth_public_key.is_none());
+        assert_eq!(s.max_message_bytes, 256 * 1024);
+        assert_eq!(s.request_timeout, Duration::from_secs(30));
+        assert_eq!(s.max_concurrent_calls, 512);
+        assert!(s.tls.is_none());
+        let d = SecuritySettings::default();
+        assert_eq!(
+            (
+                d.max_message_bytes,
+                d.request_timeout,
+                d.max_concurrent_calls
+            ),
+            (
+                s.max_message_bytes,
+                s.request_timeout,
+                s.max_concurrent_calls
+            )
+        );
+    }
+
+    #[test]
+    fn production_refuses_to_start_without_an_auth_key() {
+        let err = settings(&[(vars::ENVIRONMENT, "production")]).unwrap_err();
+        assert_eq!(err.name, vars::AUTH_PUBLIC_KEY_FILE);
+        assert!(err.reason.contains("production"), "{err}");
+        // Elsewhere, no key means no authentication.
+        for env in ["development", "staging"] {
+            let s = settings(&[(vars::ENVIRONMENT, env)]).unwrap();
+            assert!(s.security.auth_public_key.is_none());
+        }
+        let (_dir, key) = file(crate::grpc::auth::tests::pair().public_pem.as_bytes());
+        let s = settings(&[
+            (vars::ENVIRONMENT, "production"),
+            (vars::AUTH_PUBLIC_KEY_FILE, &key),
+        ])
+        .unwrap();
+        assert_eq!(s.security.auth_public_key.unwrap().bits(), 2048);
+    }
+
+    #[test]
+    fn a_bad_auth_key_file_names_the_variable() {
+        let pair = crate::grpc::auth::tests::pair();
+        let (_d1, private) = file(pair.private_pem.as_bytes());
+        let (_d2, garbage) = file(b"not a key");
+        let (_d3, binary) = file(&[0xff, 0xfe, 0x00]);
+        for (path, needle) in [
+            ("/nonexistent/auth.pem", "cannot read"),
+            (private.as_str(), "private key"),
+            (garbage.as_str(), "not a PEM"),
+            (binary.as_str(), "not PEM text"),
+        ] {
+            let err = settings(&[(vars::AUTH_PUBLIC_KEY_FILE, path)]).unwrap_err();
+            assert_eq!(err.name, vars::AUTH_PUBLIC_KEY_FILE, "{err}");
+            assert!(err.reason.contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn request_limits_parse_and_are_bounded() {
+        let s = settings(&[
+            (vars::GRPC_MAX_MESSAGE_BYTES, "1048576"),
+            (vars::GRPC_REQUEST_TIMEOUT_MS, "2500"),
+            (vars::GRPC_MAX_CONCURRENT_CALLS, "8"),
+        ])
+        .unwrap()
+        .security;
+        assert_eq!(s.max_message_bytes, 1 << 20);
+        assert_eq!(s.request_timeout, Duration::from_millis(2500));
+        assert_eq!(s.max_concurrent_calls, 8);
+        for (name, value) in [
+            (vars::GRPC_MAX_MESSAGE_BYTES, "1024"),
+            (vars::GRPC_MAX_MESSAGE_BYTES, "1000000000"),
+            (vars::GRPC_MAX_MESSAGE_BYTES, "big"),
+            (vars::GRPC_REQUEST_TIMEOUT_MS, "0"),
+            (vars::GRPC_MAX_CONCURRENT_CALLS, "0"),
+            (vars::GRPC_MAX_CONCURRENT_CALLS, "-3"),
+        ] {
+            let err = settings(&[(name, value)]).expect_err(value);
+            assert_eq!(err.name, name, "{err}");
+        }
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_a_matching_pair() {
+        let (cert, key) = localhost_cert();
+        let (_d1, cert_file) = file(cert.as_bytes());
+        let (_d2, key_file) = file(key.as_bytes());
+        let s = settings(&[
+            (vars::GRPC_TLS_CERT_FILE, &cert_file),
+            (vars::GRPC_TLS_KEY_FILE, &key_file),
+        ])
+        .unwrap();
+        let tls = s.security.tls.expect("TLS on");
+        assert_eq!(tls.cert_pem, cert.as_bytes());
+        assert!(!format!("{tls:?}").contains("PRIVATE"), "{tls:?}");
+
+        let only_cert = settings(&[(vars::GRPC_TLS_CERT_FILE, &cert_file)]).unwrap_err();
+        assert_eq!(only_cert.name, vars::GRPC_TLS_KEY_FILE);
+        let only_key = settings(&[(vars::GRPC_TLS_KEY_FILE, &key_file)]).unwrap_err();
+        assert_eq!(only_key.name, vars::GRPC_TLS_CERT_FILE);
+
+        let (_d3, other_key) = file(localhost_cert().1.as_bytes());
+        let (_d4, garbage) = file(b"garbage");
+        let cases = [
+            (
+                cert_file.as_str(),
+                "/nonexistent/key.pem",
+                vars::GRPC_TLS_KEY_FILE,
+            ),
+            (
+                garbage.as_str(),
+                key_file.as_str(),
+                vars::GRPC_TLS_CERT_FILE,
+            ),
+            (
+                cert_file.as_str(),
+                garbage.as_str(),
+                vars::GRPC_TLS_KEY_FILE,
+            ),
+            (
+                key_file.as_str(),
+                cert_file.as_str(),
+                vars::GRPC_TLS_CERT_FILE,
+            ),
+            (
+                cert_file.as_str(),
+                other_key.as_str(),
+                vars::GRPC_TLS_CERT_FILE,
+            ),
+        ];
+        for (cert, key, name) in cases {
+            let err = settings(&[
+                (vars::GRPC_TLS_CERT_FILE, cert),
+                (vars::GRPC_TLS_KEY_FILE, key),
+            ])
+            .expect_err(name);
+            assert_eq!(err.name, name, "{err}");
+        }
     }
 
     #[test]

@@ -16,8 +16,8 @@ use crate::{
         consumer::spawn_result_consumers,
         kafka::{KafkaJobsProducer, ensure_topics},
     },
-    config::{DatabaseKind, DatabaseSettings, Settings, redact_uri},
-    grpc::{JobsGrpc, proto},
+    config::{DatabaseKind, DatabaseSettings, SecuritySettings, Settings, redact_uri},
+    grpc::{CallLimits, JobsGrpc, auth::Authenticator, proto},
     service::JobService,
     store::{JobDB, StoreError, mongo::MongoJobDB, postgres::PgJobDB},
     timer::Timer,
@@ -55,6 +55,7 @@ pub struct Application {
     firings: TaskTracker,
     background: Vec<JoinHandle<()>>,
     grace: Duration,
+    security: SecuritySettings,
 }
 
 impl Application {
@@ -72,6 +73,16 @@ impl Application {
             brokers = %settings.kafka.brokers,
             "starting scheduler-service"
         );
+        match &settings.security.auth_public_key {
+            Some(key) => tracing::info!(
+                key_bits = key.bits(),
+                "JobsService calls need an RS256 admin token"
+            ),
+            None => tracing::warn!(
+                "AUTH_PUBLIC_KEY_FILE is not set: JobsService calls are NOT authenticated \
+                 (refused in production; set it to the auth service's public key)"
+            ),
+        }
 
         let db = connect_store(&settings.database).await?;
         if let Err(err) = db.ensure_indexes().await {
@@ -138,6 +149,7 @@ impl Application {
             firings,
             background,
             grace: settings.shutdown_grace,
+            security: settings.security,
         })
     }
 
@@ -159,7 +171,15 @@ impl Application {
     /// Serves until the shutdown token is cancelled, then stops accepting
     /// calls, finishes in-flight ones and firings (within the grace period),
     /// flushes the producer and leaves the consumer group.
+    ///
+    /// JobsService calls pass the admin token check (when a key is set) and
+    /// at most `GRPC_MAX_CONCURRENT_CALLS` run at once; reflection and health
+    /// are open. Every service refuses request messages over
+    /// `GRPC_MAX_MESSAGE_BYTES` (RESOURCE_EXHAUSTED), and every call is
+    /// cancelled after `GRPC_REQUEST_TIMEOUT_MS` (tonic answers CANCELLED).
     pub async fn run_until_stopped(self) -> Result<(), StartupError> {
+        let security = &self.security;
+        let max_message = security.max_message_bytes;
         let (health, health_service) = tonic_health::server::health_reporter();
         health
             .set_serving::<proto::jobs_service_server::JobsServiceServer<JobsGrpc>>()
@@ -171,21 +191,44 @@ impl Application {
         };
         let reflection_v1 = reflection()
             .build_v1()
-            .map_err(|e| StartupError::Server(e.to_string()))?;
+            .map_err(|e| StartupError::Server(e.to_string()))?
+            .max_decoding_message_size(max_message);
         let reflection_v1alpha = reflection()
             .build_v1alpha()
-            .map_err(|e| StartupError::Server(e.to_string()))?;
+            .map_err(|e| StartupError::Server(e.to_string()))?
+            .max_decoding_message_size(max_message);
+        let health_service = health_service.max_decoding_message_size(max_message);
+        let jobs = tonic::service::interceptor::InterceptedService::new(
+            proto::jobs_service_server::JobsServiceServer::new(JobsGrpc::new(self.service.clone()))
+                .max_decoding_message_size(max_message),
+            Authenticator::from_key(security.auth_public_key.as_ref()),
+        );
 
-        tracing::info!(port = self.port, "gRPC server listening");
+        let builder = match &security.tls {
+            Some(tls) => tonic::transport::Server::builder()
+                .tls_config(tls.server_config())
+                .map_err(|e| StartupError::Server(format!("TLS: {e}")))?,
+            None => tonic::transport::Server::builder(),
+        };
+        tracing::info!(
+            port = self.port,
+            tls = security.tls.is_some(),
+            max_message_bytes = max_message,
+            request_timeout = ?security.request_timeout,
+            max_concurrent_calls = security.max_concurrent_calls,
+            "gRPC server listening"
+        );
         let shutdown = self.shutdown.clone();
         let mut server = tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(proto::jobs_service_server::JobsServiceServer::new(
-                    JobsGrpc::new(self.service.clone()),
+            builder
+                .timeout(security.request_timeout)
+                .add_service(CallLimits::with_max_concurrent_calls(
+                    jobs,
+                    security.max_concurrent_calls,
                 ))
-                .add_service(health_service)
-                .add_service(reflection_v1)
-                .add_service(reflection_v1alpha)
+                .add_service(CallLimits::new(health_service))
+                .add_service(CallLimits::new(reflection_v1))
+                .add_service(CallLimits::new(reflection_v1alpha))
                 .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async move {
                     shutdown.cancelled().await;
                     tracing::info!("shutting down: no new calls accepted");

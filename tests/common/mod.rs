@@ -5,6 +5,11 @@
 //!
 //! Server addresses: `TEST_MONGODB_URI` (default `mongodb://127.0.0.1:27017/`)
 //! and `TEST_KAFKA_BROKERS` (default `127.0.0.1:9092`).
+//!
+//! `spawn_app` configures no auth key, so JobsService calls need no token.
+//! [`TestAuth`] is a test auth service (an RSA key pair made at test time);
+//! [`spawn_app_with_auth`] starts the service with its public key, and
+//! [`TestApp::client_with`] makes clients that send a given `authorization`.
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
@@ -28,7 +33,11 @@ use scheduler_service::{
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
+use tonic::{
+    metadata::{Ascii, MetadataValue},
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::Channel,
+};
 
 /// URI of the MongoDB-protocol test server.
 pub fn mongodb_uri() -> String {
@@ -130,9 +139,119 @@ impl Drop for TestApp {
     }
 }
 
+impl TestApp {
+    /// A client of this instance that sends `authorization` (a token, bare
+    /// or `Bearer <token>`) with every call, or nothing with `None`.
+    pub fn client_with(&self, authorization: Option<&str>) -> AuthClient {
+        JobsServiceClient::with_interceptor(
+            self.channel.clone(),
+            Authorization(authorization.map(|value| value.parse().expect("ASCII metadata"))),
+        )
+    }
+}
+
+/// A JobsService client that sends an `authorization` entry.
+pub type AuthClient = JobsServiceClient<InterceptedService<Channel, Authorization>>;
+
+/// Adds its `authorization` value, if any, to every call.
+#[derive(Clone)]
+pub struct Authorization(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Authorization {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A test auth service: an RSA key pair made at test time (no key is
+/// committed), its public key in a temporary PEM file, and RS256 signing.
+pub struct TestAuth {
+    private_pem: String,
+    public_pem: String,
+    dir: tempfile::TempDir,
+}
+
+impl TestAuth {
+    /// A fresh 2048-bit key pair (a few seconds in a debug build).
+    pub fn new() -> Self {
+        use rsa::{
+            RsaPrivateKey,
+            pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding},
+            rand_core::OsRng,
+        };
+        let key = RsaPrivateKey::new(&mut OsRng, 2048).expect("RSA key");
+        let private_pem = key
+            .to_pkcs8_pem(LineEnding::LF)
+            .expect("private PEM")
+            .to_string();
+        let public_pem = key
+            .to_public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .expect("public PEM");
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("auth-public.pem"), &public_pem).expect("key file");
+        TestAuth {
+            private_pem,
+            public_pem,
+            dir,
+        }
+    }
+
+    /// The PEM file of the public key, for `AUTH_PUBLIC_KEY_FILE`.
+    pub fn public_key_file(&self) -> String {
+        self.dir
+            .path()
+            .join("auth-public.pem")
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// The public key, PEM.
+    pub fn public_pem(&self) -> &str {
+        &self.public_pem
+    }
+
+    /// `claims` signed with RS256.
+    pub fn sign(&self, claims: &serde_json::Value) -> String {
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(self.private_pem.as_bytes())
+            .expect("encoding key");
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+            claims,
+            &key,
+        )
+        .expect("signed token")
+    }
+
+    /// A token with this `role`, valid for ten minutes.
+    pub fn token(&self, role: &str) -> String {
+        self.sign(&serde_json::json!({
+            "sub": "tester",
+            "role": role,
+            "exp": chrono::Utc::now().timestamp() + 600,
+        }))
+    }
+}
+
 /// Builds and starts the service with `test_settings(overrides)`.
 pub async fn spawn_app(overrides: &[(&str, &str)]) -> TestApp {
     spawn_app_with(test_settings(overrides)).await
+}
+
+/// Builds and starts the service checking tokens against `auth`'s key.
+pub async fn spawn_app_with_auth(auth: &TestAuth, overrides: &[(&str, &str)]) -> TestApp {
+    let key_file = auth.public_key_file();
+    let mut all = vec![(vars::AUTH_PUBLIC_KEY_FILE, key_file.as_str())];
+    all.extend_from_slice(overrides);
+    spawn_app(&all).await
 }
 
 /// Builds and starts the service with these settings.
