@@ -10,7 +10,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("job_descriptor.bin"))
-        .compile_protos(&["proto/job.proto"], &["proto"])?;
+        .compile_protos(&["proto/job.proto", "proto/events.proto"], &["proto"])?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }
