@@ -56,6 +56,9 @@ pub mod vars {
     pub const DATABASE_DOMAIN: &str = "DATABASE_DOMAIN";
     /// Database port (default 27017).
     pub const DATABASE_PORT: &str = "DATABASE_PORT";
+    /// Folder of the embedded store, used when no database is configured
+    /// (default `./data`).
+    pub const DATA_DIR: &str = "DATA_DIR";
     /// MongoDB collection of the jobs (default `jobs`).
     pub const DATABASE_COLLECTION: &str = "DATABASE_COLLECTION";
     /// Bound on every database call and on connecting, in ms (default 5000).
@@ -152,6 +155,7 @@ pub mod vars {
         DATABASE_DOMAIN,
         DATABASE_PORT,
         DATABASE_COLLECTION,
+        DATA_DIR,
         DATABASE_TIMEOUT_MS,
         KAFKA_BROKERS,
         KAFKA_COMPRESSION,
@@ -229,8 +233,8 @@ pub struct Settings {
     pub server: ServerSettings,
     /// The job store.
     pub database: DatabaseSettings,
-    /// The Kafka client.
-    pub kafka: KafkaSettings,
+    /// The Kafka client; none: events go to the in-process hub only.
+    pub kafka: Option<KafkaSettings>,
     /// Topic names and shapes.
     pub topics: TopicSettings,
     /// The scheduling core.
@@ -317,9 +321,11 @@ pub struct ServerSettings {
     pub port: u16,
 }
 
-/// Which store implementation a URI selects.
+/// Which store implementation the settings select.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DatabaseKind {
+    /// No database configured: the embedded store in `data_dir`.
+    Embedded,
     /// `mongodb://` or `mongodb+srv://`.
     MongoDb,
     /// `postgres://` or `postgresql://`.
@@ -329,10 +335,13 @@ pub enum DatabaseKind {
 /// Where the jobs live.
 #[derive(Clone)]
 pub struct DatabaseSettings {
-    /// The store implementation, from the URI's scheme.
+    /// The store implementation: from the URI's scheme, or embedded when no
+    /// database is configured.
     pub kind: DatabaseKind,
-    /// Connection URI, credentials included.
+    /// Connection URI, credentials included (empty when embedded).
     pub uri: String,
+    /// Folder of the embedded store.
+    pub data_dir: PathBuf,
     /// The namespace of the jobs: the MongoDB database, or the PostgreSQL
     /// schema (inside the database the URI names).
     pub db_name: String,
@@ -346,6 +355,7 @@ impl fmt::Debug for DatabaseSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DatabaseSettings")
             .field("kind", &self.kind)
+            .field("data_dir", &self.data_dir)
             .field("uri", &redact_uri(&self.uri))
             .field("db_name", &self.db_name)
             .field("collection", &self.collection)
@@ -589,8 +599,25 @@ impl Settings {
         let db_name = secret(vars::DATABASE_DB_NAME_FILE, vars::DATABASE_DB_NAME)?
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| "jobs_db".to_owned());
+        // A database is configured by a URI or by any of its connection
+        // parts; with none, the jobs live in the embedded store.
+        let database_configured = [
+            vars::DATABASE_URI,
+            vars::DATABASE_SCHEMA,
+            vars::DATABASE_SCHEME,
+            vars::DATABASE_HOST_NAME,
+            vars::DATABASE_DOMAIN,
+            vars::DATABASE_PORT,
+            vars::DATABASE_USER,
+            vars::DATABASE_USER_FILE,
+            vars::DATABASE_PASS,
+            vars::DATABASE_PASS_FILE,
+        ]
+        .iter()
+        .any(|name| var(name).is_some());
         let uri = match var(vars::DATABASE_URI) {
             Some(uri) => uri,
+            None if !database_configured => String::new(),
             None => {
                 let scheme = var(vars::DATABASE_SCHEMA)
                     .or_else(|| var(vars::DATABASE_SCHEME))
@@ -651,6 +678,7 @@ impl Settings {
         };
 
         let kind = match uri.split_once("://").map(|(scheme, _)| scheme) {
+            _ if !database_configured => DatabaseKind::Embedded,
             Some("mongodb" | "mongodb+srv") => DatabaseKind::MongoDb,
             Some("postgres" | "postgresql") => DatabaseKind::Postgres,
             _ => {
@@ -683,8 +711,11 @@ impl Settings {
                 format!("expected none, gzip, lz4, zstd or snappy, got {compression:?}"),
             ));
         }
-        let brokers = var(vars::KAFKA_BROKERS).unwrap_or_else(|| "127.0.0.1:9092".to_owned());
-        if brokers.split(',').any(|b| b.trim().is_empty()) {
+        // No brokers configured: events go to the in-process hub only.
+        let brokers = var(vars::KAFKA_BROKERS);
+        if let Some(brokers) = &brokers
+            && brokers.split(',').any(|b| b.trim().is_empty())
+        {
             return Err(ConfigError::new(
                 vars::KAFKA_BROKERS,
                 format!("empty entry in {brokers:?}"),
@@ -735,6 +766,7 @@ impl Settings {
                 ));
             }
         };
+        let fetch_wait_max = Duration::from_millis(positive(vars::KAFKA_FETCH_WAIT_MAX_MS, 100)?);
         let message_timeout =
             Duration::from_millis(positive(vars::KAFKA_MESSAGE_TIMEOUT_MS, 10_000)?);
 
@@ -824,21 +856,19 @@ impl Settings {
             database: DatabaseSettings {
                 kind,
                 uri,
+                data_dir: PathBuf::from(var(vars::DATA_DIR).unwrap_or_else(|| "data".to_owned())),
                 db_name,
                 collection: var(vars::DATABASE_COLLECTION)
                     .unwrap_or_else(|| crate::store::mongo::COLLECTION.to_owned()),
                 timeout: Duration::from_millis(positive(vars::DATABASE_TIMEOUT_MS, 5000)?),
             },
-            kafka: KafkaSettings {
+            kafka: brokers.map(|brokers| KafkaSettings {
                 brokers,
                 compression,
                 idempotence,
                 message_timeout,
-                fetch_wait_max: Duration::from_millis(positive(
-                    vars::KAFKA_FETCH_WAIT_MAX_MS,
-                    100,
-                )?),
-            },
+                fetch_wait_max,
+            }),
             topics: TopicSettings {
                 job_create: topic(
                     vars::TOPIC_JOB_CREATE,
@@ -935,8 +965,9 @@ mod tests {
         let s = settings(&[]).unwrap();
         assert_eq!(s.environment, Environment::Development);
         assert_eq!(s.server.port, 9001);
-        assert_eq!(s.database.uri, "mongodb://127.0.0.1:27017/");
         assert_eq!(s.database.db_name, "jobs_db");
+        let parts = settings(&[(vars::DATABASE_HOST_NAME, "127.0.0.1")]).unwrap();
+        assert_eq!(parts.database.uri, "mongodb://127.0.0.1:27017/");
         assert_eq!(s.topics.job_create.name, "topic-job-create");
         assert_eq!(s.topics.job_update.name, "topic-job-update");
         assert_eq!(s.topics.job_run.name, "topic-job-run");
@@ -986,8 +1017,18 @@ mod tests {
     }
 
     #[test]
+    fn with_no_database_or_broker_configured_everything_is_embedded() {
+        let s = settings(&[(vars::DATA_DIR, "/var/lib/scheduler")]).unwrap();
+        assert_eq!(s.database.kind, DatabaseKind::Embedded);
+        assert_eq!(s.database.data_dir, PathBuf::from("/var/lib/scheduler"));
+        assert!(s.kafka.is_none());
+        let s = settings(&[(vars::KAFKA_BROKERS, "k:9092")]).unwrap();
+        assert_eq!(s.kafka.map(|k| k.brokers).as_deref(), Some("k:9092"));
+    }
+
+    #[test]
     fn the_uri_scheme_selects_the_store() {
-        let mongo = settings(&[]).unwrap();
+        let mongo = settings(&[(vars::DATABASE_SCHEMA, "mongodb")]).unwrap();
         assert_eq!(mongo.database.kind, DatabaseKind::MongoDb);
         let pg = settings(&[(vars::DATABASE_URI, "postgres://u:p@db:5432/jobs")]).unwrap();
         assert_eq!(pg.database.kind, DatabaseKind::Postgres);

@@ -14,12 +14,16 @@ use crate::{
     broker::{
         BrokerError, JobsProducer,
         consumer::spawn_result_consumers,
+        hub::{EventHub, FanOutProducer, HUB_CAPACITY},
         kafka::{KafkaJobsProducer, ensure_topics},
     },
-    config::{DatabaseKind, DatabaseSettings, SecuritySettings, Settings, redact_uri},
-    grpc::{CallLimits, JobsGrpc, auth::Authenticator, proto},
+    config::{
+        DatabaseKind, DatabaseSettings, KafkaSettings, SecuritySettings, Settings, TopicSettings,
+        redact_uri,
+    },
+    grpc::{CallLimits, JobEventsGrpc, JobsGrpc, auth::Authenticator, proto, scheduler},
     service::JobService,
-    store::{JobDB, StoreError, mongo::MongoJobDB, postgres::PgJobDB},
+    store::{JobDB, StoreError, embedded::EmbeddedJobDB, mongo::MongoJobDB, postgres::PgJobDB},
     timer::Timer,
 };
 
@@ -51,6 +55,7 @@ pub struct Application {
     port: u16,
     service: JobService,
     producer: Arc<dyn JobsProducer>,
+    hub: EventHub,
     shutdown: CancellationToken,
     firings: TaskTracker,
     background: Vec<JoinHandle<()>>,
@@ -68,11 +73,29 @@ impl Application {
         tracing::info!(
             version = %settings.app_version,
             environment = ?settings.environment,
-            database = %redact_uri(&settings.database.uri),
-            db_name = %settings.database.db_name,
-            brokers = %settings.kafka.brokers,
             "starting scheduler-service"
         );
+        let store = match settings.database.kind {
+            DatabaseKind::Embedded => {
+                format!("embedded in {}", settings.database.data_dir.display())
+            }
+            DatabaseKind::MongoDb => format!(
+                "MongoDB {} (database {}, collection {})",
+                redact_uri(&settings.database.uri),
+                settings.database.db_name,
+                settings.database.collection
+            ),
+            DatabaseKind::Postgres => format!(
+                "PostgreSQL {} (schema {})",
+                redact_uri(&settings.database.uri),
+                settings.database.db_name
+            ),
+        };
+        let broker = match &settings.kafka {
+            Some(kafka) => format!("Kafka {} and gRPC subscribers", kafka.brokers),
+            None => "in-process, to gRPC subscribers (no Kafka)".to_owned(),
+        };
+        tracing::info!(%store, %broker, "job store and event broker");
         match &settings.security.auth_public_key {
             Some(key) => tracing::info!(
                 key_bits = key.bits(),
@@ -89,23 +112,30 @@ impl Application {
             tracing::warn!(error = %err, "cannot create indexes; queries may scan every job");
         }
 
-        let producer: Arc<dyn JobsProducer> = Arc::new(KafkaJobsProducer::new(
-            &settings.kafka,
-            settings.topics.clone(),
-        )?);
-        // Create the topics before serving, so that the first events have
-        // somewhere to go; if the broker is down, keep trying in the background.
         let mut background = Vec::new();
-        if let Err(err) = ensure_topics(
-            &settings.kafka,
-            &settings.topics,
-            settings.kafka.message_timeout,
-        )
-        .await
-        {
-            tracing::warn!(error = %err, "cannot create topics yet; retrying in the background");
-            background.push(spawn_topic_creation(&settings, shutdown.clone()));
-        }
+        let kafka_producer: Option<Arc<dyn JobsProducer>> = match &settings.kafka {
+            Some(kafka) => {
+                let producer = KafkaJobsProducer::new(kafka, settings.topics.clone())?;
+                // Create the topics before serving, so that the first events
+                // have somewhere to go; if the broker is down, keep trying in
+                // the background.
+                if let Err(err) =
+                    ensure_topics(kafka, &settings.topics, kafka.message_timeout).await
+                {
+                    tracing::warn!(error = %err, "cannot create topics yet; retrying in the background");
+                    background.push(spawn_topic_creation(
+                        kafka.clone(),
+                        settings.topics.clone(),
+                        shutdown.clone(),
+                    ));
+                }
+                Some(Arc::new(producer))
+            }
+            None => None,
+        };
+        let hub = EventHub::new(HUB_CAPACITY);
+        let producer: Arc<dyn JobsProducer> =
+            Arc::new(FanOutProducer::new(kafka_producer, hub.clone()));
 
         let (timer, firing_rx) = Timer::start(shutdown.clone());
         let service = JobService::new(db, producer.clone(), timer, settings.scheduler.clone());
@@ -125,12 +155,14 @@ impl Application {
         background.push(spawn_window_loader(service.clone(), shutdown.clone()));
         background.push(spawn_outbox_relay(service.clone(), shutdown.clone()));
         background.push(spawn_stuck_run_sweeper(service.clone(), shutdown.clone()));
-        background.extend(spawn_result_consumers(
-            &settings.kafka,
-            &settings.topics,
-            service.clone(),
-            shutdown.clone(),
-        )?);
+        if let Some(kafka) = &settings.kafka {
+            background.extend(spawn_result_consumers(
+                kafka,
+                &settings.topics,
+                service.clone(),
+                shutdown.clone(),
+            )?);
+        }
 
         let addr = SocketAddr::new(settings.server.host, settings.server.port);
         let listener = TcpListener::bind(addr)
@@ -145,6 +177,7 @@ impl Application {
             port,
             service,
             producer,
+            hub,
             shutdown,
             firings,
             background,
@@ -203,6 +236,16 @@ impl Application {
                 .max_decoding_message_size(max_message),
             Authenticator::from_key(security.auth_public_key.as_ref()),
         );
+        // Executors change job state through ReportResult: same token check.
+        let events = tonic::service::interceptor::InterceptedService::new(
+            scheduler::v1::job_events_server::JobEventsServer::new(JobEventsGrpc::new(
+                self.service.clone(),
+                self.hub.clone(),
+                self.shutdown.clone(),
+            ))
+            .max_decoding_message_size(max_message),
+            Authenticator::from_key(security.auth_public_key.as_ref()),
+        );
 
         let builder = match &security.tls {
             Some(tls) => tonic::transport::Server::builder()
@@ -224,6 +267,10 @@ impl Application {
                 .timeout(security.request_timeout)
                 .add_service(CallLimits::with_max_concurrent_calls(
                     jobs,
+                    security.max_concurrent_calls,
+                ))
+                .add_service(CallLimits::with_max_concurrent_calls(
+                    events,
                     security.max_concurrent_calls,
                 ))
                 .add_service(CallLimits::new(health_service))
@@ -275,10 +322,11 @@ impl Application {
     }
 }
 
-/// Connects the store the URI's scheme selects.
+/// Opens the store the settings select.
 async fn connect_store(database: &DatabaseSettings) -> Result<Arc<dyn JobDB>, StoreError> {
     let (uri, name, timeout) = (&database.uri, &database.db_name, database.timeout);
     Ok(match database.kind {
+        DatabaseKind::Embedded => Arc::new(EmbeddedJobDB::open(&database.data_dir)?),
         DatabaseKind::MongoDb => {
             Arc::new(MongoJobDB::connect(uri, name, &database.collection, timeout).await?)
         }
@@ -287,8 +335,11 @@ async fn connect_store(database: &DatabaseSettings) -> Result<Arc<dyn JobDB>, St
 }
 
 /// Creates the topics, retrying in the background while the broker is down.
-fn spawn_topic_creation(settings: &Settings, shutdown: CancellationToken) -> JoinHandle<()> {
-    let (kafka, topics) = (settings.kafka.clone(), settings.topics.clone());
+fn spawn_topic_creation(
+    kafka: KafkaSettings,
+    topics: TopicSettings,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut delay = Duration::from_millis(200);
         loop {

@@ -1,13 +1,15 @@
-//! The gRPC layer: the generated `proto` code, the `JobsService` handlers,
-//! conversions between proto messages and the domain, the one table that
-//! maps domain errors to gRPC status codes, admin authentication
+//! The gRPC layer: the generated code, the `JobsService` and `JobEvents`
+//! handlers, conversions between proto messages and the domain, the one
+//! table that maps domain errors to gRPC status codes, admin authentication
 //! ([`auth`]) and the per-service call limits ([`CallLimits`]).
 
 pub mod auth;
 mod convert;
+mod events;
 mod handlers;
 mod status;
 
+pub use events::JobEventsGrpc;
 pub use handlers::JobsGrpc;
 pub use limits::CallLimits;
 pub use status::error_to_status;
@@ -17,8 +19,18 @@ pub mod proto {
     #![allow(missing_docs, clippy::all, clippy::pedantic)]
     tonic::include_proto!("proto");
 
-    /// The encoded file descriptor set, served by reflection.
+    /// The encoded file descriptor set of both proto files (`proto` and
+    /// `scheduler.v1`), served by reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("job_descriptor");
+}
+
+/// Code generated from `proto/events.proto` (package `scheduler.v1`).
+pub mod scheduler {
+    /// Version 1 of the executor-facing API: `JobEvents`.
+    pub mod v1 {
+        #![allow(missing_docs, clippy::all, clippy::pedantic)]
+        tonic::include_proto!("scheduler.v1");
+    }
 }
 
 mod limits {

@@ -1,0 +1,228 @@
+//! The service with no external server: the embedded store in a data
+//! directory, the in-process event bus, and executors over gRPC
+//! (`scheduler.v1.JobEvents`). Nothing here talks to the broker or database
+//! servers the other tests use.
+
+mod common;
+
+use std::{collections::HashMap, time::Duration};
+
+use common::{create_request, processes::ServiceProcess};
+use scheduler_service::{
+    config::{Settings, vars},
+    grpc::{
+        proto::{self, jobs_service_client::JobsServiceClient},
+        scheduler::v1::{
+            EventKind, ReportResultRequest, SubscribeRequest, job_events_client::JobEventsClient,
+            subscribe_response::Item,
+        },
+    },
+};
+use tonic::{Code, Streaming, transport::Channel};
+
+/// Settings with no database and no broker: embedded mode in `dir`.
+fn embedded_vars(dir: &std::path::Path) -> Vec<(String, String)> {
+    vec![
+        (
+            vars::DATA_DIR.to_owned(),
+            dir.to_string_lossy().into_owned(),
+        ),
+        (vars::SHUTDOWN_GRACE_SECS.to_owned(), "2".to_owned()),
+    ]
+}
+
+async fn spawn_embedded(dir: &std::path::Path) -> common::TestApp {
+    let map: HashMap<String, String> = embedded_vars(dir).into_iter().collect();
+    let mut settings = Settings::from_lookup(|name| map.get(name).cloned()).expect("settings");
+    settings.server.host = [127, 0, 0, 1].into();
+    settings.server.port = 0;
+    common::spawn_app_with(settings).await
+}
+
+async fn subscribe(
+    channel: &Channel,
+    kinds: &[EventKind],
+) -> Streaming<scheduler_service::grpc::scheduler::v1::SubscribeResponse> {
+    JobEventsClient::new(channel.clone())
+        .subscribe(SubscribeRequest {
+            kinds: kinds.iter().map(|k| *k as i32).collect(),
+            job_types: vec![],
+        })
+        .await
+        .expect("Subscribe")
+        .into_inner()
+}
+
+/// The next run event's (job id, scheduled key) from a stream.
+async fn next_run(
+    stream: &mut Streaming<scheduler_service::grpc::scheduler::v1::SubscribeResponse>,
+) -> (String, i64) {
+    let message = tokio::time::timeout(Duration::from_secs(20), stream.message())
+        .await
+        .expect("an event within 20 s")
+        .expect("stream")
+        .expect("stream open");
+    match message.item {
+        Some(Item::Event(event)) => {
+            assert_eq!(
+                event.kind,
+                EventKind::Run as i32,
+                "only run events were asked for"
+            );
+            (event.job.expect("job").id, event.scheduled_key)
+        }
+        other => panic!("unexpected item {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_whole_cycle_runs_with_no_external_server() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut app = spawn_embedded(dir.path()).await;
+    let mut runs = subscribe(&app.channel, &[EventKind::Run]).await;
+    let id = app
+        .client
+        .create_job(create_request("embedded", 300))
+        .await
+        .expect("CreateJob")
+        .into_inner()
+        .id;
+    let (fired, _) = next_run(&mut runs).await;
+    assert_eq!(fired, id);
+
+    let mut executor = JobEventsClient::new(app.channel.clone());
+    let report = |status: proto::JobStatus| ReportResultRequest {
+        id: id.clone(),
+        status: status as i32,
+    };
+    let stored = executor
+        .report_result(report(proto::JobStatus::Succeeded))
+        .await
+        .expect("ReportResult");
+    assert_eq!(stored.into_inner().outcome, "stored");
+    let again = executor
+        .report_result(report(proto::JobStatus::Succeeded))
+        .await
+        .expect("duplicate");
+    assert_eq!(again.into_inner().outcome, "duplicate");
+    let job = app
+        .client
+        .get_job(proto::GetJobRequest { id: id.clone() })
+        .await
+        .expect("GetJob")
+        .into_inner();
+    assert_eq!(job.status(), proto::JobStatus::Succeeded);
+
+    let bad = executor
+        .report_result(report(proto::JobStatus::Running))
+        .await
+        .expect_err("not a result");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    let unknown = ReportResultRequest {
+        id: bson::oid::ObjectId::new().to_hex(),
+        status: proto::JobStatus::Failed as i32,
+    };
+    assert_eq!(
+        executor
+            .report_result(unknown)
+            .await
+            .expect_err("unknown")
+            .code(),
+        Code::NotFound
+    );
+    let conflicting = executor
+        .report_result(report(proto::JobStatus::Failed))
+        .await
+        .expect_err("already succeeded");
+    assert_eq!(conflicting.code(), Code::FailedPrecondition);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn two_subscribers_both_receive_every_run_event() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut app = spawn_embedded(dir.path()).await;
+    let mut first = subscribe(&app.channel, &[EventKind::Run]).await;
+    let mut second = subscribe(&app.channel, &[]).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(
+            app.client
+                .create_job(create_request(&format!("fan-{i}"), 300))
+                .await
+                .expect("CreateJob")
+                .into_inner()
+                .id,
+        );
+    }
+    let mut seen_first = Vec::new();
+    for _ in 0..5 {
+        seen_first.push(next_run(&mut first).await.0);
+    }
+    // The second stream asked for every kind: it sees the creates and the runs.
+    let mut seen_second = Vec::new();
+    while seen_second.len() < 5 {
+        let message = tokio::time::timeout(Duration::from_secs(20), second.message())
+            .await
+            .expect("an event")
+            .expect("stream")
+            .expect("open");
+        if let Some(Item::Event(event)) = message.item
+            && event.kind == EventKind::Run as i32
+        {
+            seen_second.push(event.job.expect("job").id);
+        }
+    }
+    seen_first.sort();
+    seen_second.sort();
+    ids.sort();
+    assert_eq!(seen_first, ids);
+    assert_eq!(seen_second, ids);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn kill_9_and_restart_keep_and_fire_every_job() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env = embedded_vars(&dir.path().join("data"));
+    let mut service = ServiceProcess::start(&env, dir.path()).await;
+    let mut client: JobsServiceClient<Channel> = service.client().await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let request = create_request(&format!("kept-{i}"), 4_000 + i * 100);
+        ids.push(
+            client
+                .create_job(request)
+                .await
+                .expect("CreateJob")
+                .into_inner()
+                .id,
+        );
+    }
+    service.kill_9();
+    service.restart().await;
+    let channel = Channel::from_shared(format!("http://127.0.0.1:{}", service.port))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut runs = subscribe(&channel, &[EventKind::Run]).await;
+    let mut client = JobsServiceClient::new(channel);
+    let listed = client
+        .list_jobs(proto::ListJobsRequest { page: 1, size: 100 })
+        .await
+        .expect("ListJobs")
+        .into_inner();
+    assert_eq!(listed.total_count, 10, "every job kept");
+    let mut fired: HashMap<String, usize> = HashMap::new();
+    for _ in 0..10 {
+        *fired.entry(next_run(&mut runs).await.0).or_default() += 1;
+    }
+    let mut fired_ids: Vec<&String> = fired.keys().collect();
+    fired_ids.sort();
+    let mut expected: Vec<&String> = ids.iter().collect();
+    expected.sort();
+    assert_eq!(fired_ids, expected, "every job fired");
+    assert!(fired.values().all(|n| *n == 1), "each once: {fired:?}");
+    assert!(service.terminate().success(), "graceful exit");
+}
