@@ -239,6 +239,33 @@ impl Job {
         }
     }
 
+    /// This job claimed for firing, if it is SCHEDULED under `scheduled_key`:
+    /// RUNNING, at the next version, owing its run event. The stores that
+    /// compute claims in memory (in-memory, embedded) apply this.
+    pub fn claimed(&self, scheduled_key: i64, now: DateTime<Utc>) -> Option<Self> {
+        (self.status == JobStatus::Scheduled && self.scheduled_key == scheduled_key).then(|| Job {
+            status: JobStatus::Running,
+            updated_at: now,
+            version: self.version + 1,
+            pending: PendingEvents {
+                run: true,
+                ..self.pending
+            },
+            ..self.clone()
+        })
+    }
+
+    /// This job holding an executor's result, at the next version (the
+    /// caller checks that it was RUNNING).
+    pub fn finished(&self, result: ResultStatus, now: DateTime<Utc>) -> Self {
+        Job {
+            status: result.job_status(),
+            updated_at: now,
+            version: self.version + 1,
+            ..self.clone()
+        }
+    }
+
     /// This job scheduled again under a new fire token, keeping its fields
     /// (a timed-out run retried), owing an update event.
     pub fn retried(&self, now: DateTime<Utc>) -> Self {

@@ -337,23 +337,14 @@ impl JobDB for EmbeddedJobDB {
     ) -> Result<Option<Job>, StoreError> {
         self.write(move |txn| {
             let current = read_job(&txn.open_table(JOBS).map_err(other)?, id)?;
-            let Some(current) = current
-                .filter(|j| j.status == JobStatus::Scheduled && j.scheduled_key == scheduled_key)
-            else {
+            let Some(current) = current else {
                 return Ok(None);
             };
-            let claimed = Job {
-                status: JobStatus::Running,
-                updated_at: now,
-                version: current.version + 1,
-                pending: PendingEvents {
-                    run: true,
-                    ..current.pending
-                },
-                ..current.clone()
-            };
-            write_job(txn, id, Some(&current), Some(&claimed))?;
-            Ok(Some(claimed))
+            let claimed = current.claimed(scheduled_key, now);
+            if let Some(claimed) = &claimed {
+                write_job(txn, id, Some(&current), Some(claimed))?;
+            }
+            Ok(claimed)
         })
         .await
     }
@@ -372,12 +363,7 @@ impl JobDB for EmbeddedJobDB {
             if current.status != JobStatus::Running {
                 return Ok(result_outcome(current.status, result));
             }
-            let finished = Job {
-                status: result.job_status(),
-                updated_at: now,
-                version: current.version + 1,
-                ..current.clone()
-            };
+            let finished = current.finished(result, now);
             write_job(txn, id, Some(&current), Some(&finished))?;
             Ok(ResultOutcome::Stored)
         })

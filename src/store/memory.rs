@@ -76,18 +76,14 @@ impl JobDB for MemoryJobDB {
         now: DateTime<Utc>,
     ) -> Result<Option<Job>, StoreError> {
         let mut jobs = self.jobs.write().await;
-        match jobs.get_mut(&id) {
-            Some(job)
-                if job.status == JobStatus::Scheduled && job.scheduled_key == scheduled_key =>
-            {
-                job.status = JobStatus::Running;
-                job.updated_at = now;
-                job.version += 1;
-                job.pending.run = true;
-                Ok(Some(job.clone()))
-            }
-            _ => Ok(None),
+        let Some(job) = jobs.get_mut(&id) else {
+            return Ok(None);
+        };
+        let claimed = job.claimed(scheduled_key, now);
+        if let Some(claimed) = &claimed {
+            *job = claimed.clone();
         }
+        Ok(claimed)
     }
 
     async fn store_result(
@@ -103,9 +99,7 @@ impl JobDB for MemoryJobDB {
         if job.status != JobStatus::Running {
             return Ok(result_outcome(job.status, result));
         }
-        job.status = result.job_status();
-        job.updated_at = now;
-        job.version += 1;
+        *job = job.finished(result, now);
         Ok(ResultOutcome::Stored)
     }
 
