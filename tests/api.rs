@@ -13,33 +13,10 @@ const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[tokio::test]
 async fn reflection_lists_the_service_and_health_reports_serving() {
-    use tonic_reflection::pb::{v1, v1alpha};
+    use tonic_reflection::pb::v1alpha;
     let app = spawn_app(&[]).await;
 
-    let mut v1_client =
-        v1::server_reflection_client::ServerReflectionClient::new(app.channel.clone());
-    let request = v1::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
-            String::new(),
-        )),
-    };
-    let mut responses = v1_client
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .expect("reflection v1")
-        .into_inner();
-    let response = responses
-        .message()
-        .await
-        .expect("stream")
-        .expect("a response");
-    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
-        response.message_response
-    else {
-        panic!("unexpected reflection response {response:?}");
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    let names = common::reflected_services(&app.channel).await;
     assert!(names.contains(&"proto.JobsService".to_owned()), "{names:?}");
     assert!(
         names.contains(&"grpc.health.v1.Health".to_owned()),
@@ -76,16 +53,8 @@ async fn reflection_lists_the_service_and_health_reports_serving() {
         "{response:?}"
     );
 
-    let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel.clone());
-    let status = health
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: "proto.JobsService".to_owned(),
-        })
-        .await
-        .expect("health check")
-        .into_inner();
     assert_eq!(
-        status.status(),
+        common::jobs_service_health(&app.channel).await,
         tonic_health::pb::health_check_response::ServingStatus::Serving
     );
     app.stop().await;

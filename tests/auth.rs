@@ -164,48 +164,14 @@ async fn an_admin_token_is_accepted_as_bearer_or_bare() {
 
 #[tokio::test]
 async fn reflection_and_health_need_no_token() {
-    use tonic_reflection::pb::v1;
     let app = spawn_app_with_auth(auth(), &[]).await;
 
-    let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel.clone());
-    let status = health
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: "proto.JobsService".to_owned(),
-        })
-        .await
-        .expect("health check without a token")
-        .into_inner();
     assert_eq!(
-        status.status(),
+        common::jobs_service_health(&app.channel).await,
         tonic_health::pb::health_check_response::ServingStatus::Serving
     );
-
-    let mut reflection =
-        v1::server_reflection_client::ServerReflectionClient::new(app.channel.clone());
-    let request = v1::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
-            String::new(),
-        )),
-    };
-    let response = reflection
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .expect("reflection without a token")
-        .into_inner()
-        .message()
-        .await
-        .expect("stream")
-        .expect("a response");
-    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
-        response.message_response
-    else {
-        panic!("unexpected reflection response {response:?}");
-    };
-    assert!(
-        list.service.iter().any(|s| s.name == "proto.JobsService"),
-        "{list:?}"
-    );
+    let names = common::reflected_services(&app.channel).await;
+    assert!(names.iter().any(|n| n == "proto.JobsService"), "{names:?}");
     app.stop().await;
 }
 

@@ -462,6 +462,46 @@ impl RawProducer {
     }
 }
 
+/// The services that reflection v1 lists on `channel` (no token sent).
+pub async fn reflected_services(channel: &Channel) -> Vec<String> {
+    use tonic_reflection::pb::v1;
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let response = v1::server_reflection_client::ServerReflectionClient::new(channel.clone())
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("reflection v1")
+        .into_inner()
+        .message()
+        .await
+        .expect("stream")
+        .expect("a response");
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        response.message_response
+    else {
+        panic!("unexpected reflection response {response:?}");
+    };
+    list.service.into_iter().map(|s| s.name).collect()
+}
+
+/// The health status of `proto.JobsService` on `channel` (no token sent).
+pub async fn jobs_service_health(
+    channel: &Channel,
+) -> tonic_health::pb::health_check_response::ServingStatus {
+    tonic_health::pb::health_client::HealthClient::new(channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "proto.JobsService".to_owned(),
+        })
+        .await
+        .expect("health check")
+        .into_inner()
+        .status()
+}
+
 /// Polls `GetJob` until the job has `status` or `timeout` passes; returns the
 /// last status seen.
 pub async fn wait_for_status(
