@@ -7,7 +7,7 @@ mod common;
 use std::{collections::HashSet, time::Duration};
 
 use common::{
-    EventReader, RawProducer, create_request, kafka_brokers,
+    EventReader, RawProducer, create_jobs, create_request, kafka_brokers,
     processes::{ServerProcess, ServiceProcess},
     test_vars, var_of, wait_for_status,
 };
@@ -51,18 +51,7 @@ async fn a_killed_service_restarts_and_fires_every_job_once() {
     let runs = EventReader::new(var_of(&env, vars::TOPIC_JOB_RUN));
 
     // 30 jobs due over 6 s; the process dies in the middle of them.
-    let mut ids = Vec::new();
-    for i in 0..30 {
-        let request = create_request(&format!("job-{i}"), 1_000 + i * 200);
-        ids.push(
-            client
-                .create_job(request)
-                .await
-                .expect("CreateJob")
-                .into_inner()
-                .id,
-        );
-    }
+    let ids = create_jobs(&mut client, "job", 30, 1_000, 200).await;
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     service.kill_9();
     // Stay down past the last due time: those jobs misfire and must fire at
@@ -113,18 +102,8 @@ async fn events_owed_while_the_broker_is_down_arrive_when_it_is_back() {
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     kafka.kill();
-    let mut during = Vec::new();
-    for i in 0..5 {
-        let reply = client
-            .create_job(create_request(&format!("during-{i}"), 500))
-            .await;
-        during.push(
-            reply
-                .expect("CreateJob succeeds while the broker is down")
-                .into_inner()
-                .id,
-        );
-    }
+    // CreateJob succeeds while the broker is down: the events are owed.
+    let during = create_jobs(&mut client, "during", 5, 500, 0).await;
     // Let them fire while the broker is down: their run events are owed.
     for id in &during {
         assert_eq!(
@@ -201,17 +180,7 @@ async fn a_database_outage_is_survived_without_a_restart() {
         proto::JobStatus::Running
     );
     // Jobs due during the outage: armed in the timer, they must fire after it.
-    let mut due = Vec::new();
-    for i in 0..3 {
-        due.push(
-            client
-                .create_job(create_request(&format!("due-{i}"), 2_500))
-                .await
-                .expect("CreateJob")
-                .into_inner()
-                .id,
-        );
-    }
+    let due = create_jobs(&mut client, "due", 3, 2_500, 0).await;
 
     mongodb.kill();
     let started = std::time::Instant::now();

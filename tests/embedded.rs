@@ -7,7 +7,7 @@ mod common;
 
 use std::{collections::HashMap, time::Duration};
 
-use common::{create_request, processes::ServiceProcess};
+use common::{create_jobs, create_request, processes::ServiceProcess};
 use scheduler_service::{
     config::{Settings, vars},
     grpc::{
@@ -144,17 +144,7 @@ async fn two_subscribers_both_receive_every_run_event() {
     let mut app = spawn_embedded(dir.path()).await;
     let mut first = subscribe(&app.channel, &[EventKind::Run]).await;
     let mut second = subscribe(&app.channel, &[]).await;
-    let mut ids = Vec::new();
-    for i in 0..5 {
-        ids.push(
-            app.client
-                .create_job(create_request(&format!("fan-{i}"), 300))
-                .await
-                .expect("CreateJob")
-                .into_inner()
-                .id,
-        );
-    }
+    let mut ids = create_jobs(&mut app.client, "fan", 5, 300, 0).await;
     let mut seen_first = Vec::new();
     for _ in 0..5 {
         seen_first.push(next_run(&mut first).await.0);
@@ -187,18 +177,7 @@ async fn kill_9_and_restart_keep_and_fire_every_job() {
     let env = embedded_vars(&dir.path().join("data"));
     let mut service = ServiceProcess::start(&env, dir.path()).await;
     let mut client: JobsServiceClient<Channel> = service.client().await;
-    let mut ids = Vec::new();
-    for i in 0..10 {
-        let request = create_request(&format!("kept-{i}"), 4_000 + i * 100);
-        ids.push(
-            client
-                .create_job(request)
-                .await
-                .expect("CreateJob")
-                .into_inner()
-                .id,
-        );
-    }
+    let ids = create_jobs(&mut client, "kept", 10, 4_000, 100).await;
     service.kill_9();
     service.restart().await;
     let channel = Channel::from_shared(format!("http://127.0.0.1:{}", service.port))

@@ -290,6 +290,30 @@ pub fn create_request(name: &str, in_ms: i64) -> proto::CreateJobRequest {
     }
 }
 
+/// Creates `count` jobs named `<prefix>-<i>`, job `i` due
+/// `first_in_ms + i × step_ms` milliseconds from now; returns their ids in
+/// that order. Any failed call fails the test.
+pub async fn create_jobs(
+    client: &mut JobsServiceClient<Channel>,
+    prefix: &str,
+    count: i64,
+    first_in_ms: i64,
+    step_ms: i64,
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..count {
+        let request = create_request(&format!("{prefix}-{i}"), first_in_ms + i * step_ms);
+        let reply = client.create_job(request).await;
+        ids.push(
+            reply
+                .unwrap_or_else(|status| panic!("CreateJob {prefix}-{i}: {status:?}"))
+                .into_inner()
+                .id,
+        );
+    }
+    ids
+}
+
 /// A protobuf timestamp `in_ms` milliseconds from now.
 pub fn timestamp_in(in_ms: i64) -> prost_types::Timestamp {
     let t = chrono::Utc::now() + chrono::Duration::milliseconds(in_ms);
