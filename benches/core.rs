@@ -53,6 +53,12 @@ use serde::{Deserialize, Serialize};
 use tokio_cron_scheduler::{Job as PeerJob, JobScheduler};
 use tokio_util::{sync::CancellationToken, task::TaskTracker, time::DelayQueue};
 
+mod support;
+
+use support::{
+    bench_args, cpu_seconds, load_average, machine, now_us, number, numbers, status_kib,
+};
+
 /// What is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Subject {
@@ -218,14 +224,7 @@ enum Mode {
 }
 
 fn parse(args: &[String]) -> Result<Mode, String> {
-    // `cargo bench` appends `--bench`; `cargo test` passes nothing, and then
-    // this runs the smoke configuration.
-    let smoke = args.is_empty() || args.iter().any(|a| a == "--smoke");
-    let args: Vec<&str> = args
-        .iter()
-        .map(String::as_str)
-        .filter(|a| *a != "--bench")
-        .collect();
+    let (smoke, args) = bench_args(args);
     let mut jobs: Vec<usize> = if smoke {
         vec![1_000]
     } else {
@@ -311,16 +310,6 @@ fn parse(args: &[String]) -> Result<Mode, String> {
         runs,
         smoke,
     })
-}
-
-fn number<T: std::str::FromStr>(s: &str) -> Result<T, String> {
-    s.replace('_', "")
-        .parse()
-        .map_err(|_| format!("not a number: {s}"))
-}
-
-fn numbers(s: &str) -> Result<Vec<usize>, String> {
-    s.split(',').map(number).collect()
 }
 
 fn subjects(s: &str, core: bool) -> Result<Vec<Subject>, String> {
@@ -422,20 +411,6 @@ fn matrix(configs: &[Config], runs: usize, smoke: bool) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{cores} CPUs ({cpu})")
 }
 
 /// The median of each figure independently.
@@ -635,54 +610,12 @@ fn run_one(config: Config) -> Outcome {
     outcome
 }
 
-/// Wall-clock now, in Unix microseconds (the timer keeps wall-clock times).
-fn now_us() -> i64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970");
-    i64::try_from(since.as_micros()).expect("µs fit i64")
-}
-
 fn now_ms() -> i64 {
     now_us() / 1000
 }
 
 fn at_ms(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).expect("valid time")
-}
-
-/// A field of /proc/self/status, in KiB.
-fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// User + system CPU time of this process.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
-    // Fields 14 and 15 of stat (utime, stime) are 11 and 12 after the name;
-    // clock ticks are 100 per second on Linux.
-    ticks(11)
-        .zip(ticks(12))
-        .map_or(0.0, |(u, s)| (u + s) as f64 / 100.0)
-}
-
-/// The 1-minute load average.
-fn load_average() -> f64 {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
-        .unwrap_or(0.0)
 }
 
 /// Per-firing lateness (µs) in a preallocated, pre-touched array, so that
@@ -801,9 +734,9 @@ async fn measure(config: Config) -> Outcome {
         requested_p50_ms: rp50,
         requested_p99_ms: rp99,
         requested_early: rearly,
-        peak_rss_mb: status_kib("VmHWM:") as f64 / 1024.0,
+        peak_rss_mb: status_kib("self", "VmHWM:") as f64 / 1024.0,
         bytes_per_pending: (grown * 1024) as f64 / n.max(1) as f64,
-        cpu_s: cpu_seconds(),
+        cpu_s: cpu_seconds("self"),
         load,
     }
 }
@@ -817,7 +750,7 @@ async fn add_timer(offsets: &[i64], lateness: Arc<Recorder>, many: bool) -> Adde
             lateness.record(now_us() - firing.due_ms * 1000);
         }
     });
-    let rss_before_kib = status_kib("VmRSS:");
+    let rss_before_kib = status_kib("self", "VmRSS:");
     let t0_ms = now_ms();
     let start = Instant::now();
     if many {
@@ -840,7 +773,7 @@ async fn add_timer(offsets: &[i64], lateness: Arc<Recorder>, many: bool) -> Adde
         t0_ms,
         add,
         rss_before_kib,
-        rss_after_kib: status_kib("VmRSS:"),
+        rss_after_kib: status_kib("self", "VmRSS:"),
         _keep: Box::new((timer, shutdown)),
     }
 }
@@ -891,7 +824,7 @@ async fn add_service(
     let tasks = TaskTracker::new();
     let firing_loop = spawn_firing_loop(service.clone(), firings, tasks, shutdown.clone());
 
-    let rss_before_kib = status_kib("VmRSS:");
+    let rss_before_kib = status_kib("self", "VmRSS:");
     let t0_ms = now_ms();
     let start = Instant::now();
     for off in offsets {
@@ -921,7 +854,7 @@ async fn add_service(
         t0_ms,
         add,
         rss_before_kib,
-        rss_after_kib: status_kib("VmRSS:"),
+        rss_after_kib: status_kib("self", "VmRSS:"),
         _keep: Box::new((service, firing_loop, shutdown)),
     }
 }
@@ -930,7 +863,7 @@ async fn add_service(
 async fn add_peer(offsets: &[i64], lateness: Arc<Recorder>, requested: Arc<Recorder>) -> Added {
     let scheduler = JobScheduler::new().await.expect("peer scheduler");
     scheduler.start().await.expect("peer start");
-    let rss_before_kib = status_kib("VmRSS:");
+    let rss_before_kib = status_kib("self", "VmRSS:");
     let t0_ms = now_ms();
     let start = Instant::now();
     for off in offsets {
@@ -960,7 +893,7 @@ async fn add_peer(offsets: &[i64], lateness: Arc<Recorder>, requested: Arc<Recor
         t0_ms,
         add,
         rss_before_kib,
-        rss_after_kib: status_kib("VmRSS:"),
+        rss_after_kib: status_kib("self", "VmRSS:"),
         _keep: Box::new(scheduler),
     }
 }
@@ -970,7 +903,7 @@ async fn add_delay_queue(offsets: Arc<[i64]>, lateness: Arc<Recorder>) -> Added 
     let (report, added) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let mut queue: DelayQueue<i64> = DelayQueue::with_capacity(offsets.len());
-        let rss_before_kib = status_kib("VmRSS:");
+        let rss_before_kib = status_kib("self", "VmRSS:");
         let base = tokio::time::Instant::now();
         let base_us = now_us();
         let t0_ms = base_us / 1000;
@@ -985,7 +918,7 @@ async fn add_delay_queue(offsets: Arc<[i64]>, lateness: Arc<Recorder>) -> Added 
             t0_ms,
             add,
             rss_before_kib,
-            rss_after_kib: status_kib("VmRSS:"),
+            rss_after_kib: status_kib("self", "VmRSS:"),
             _keep: Box::new(()),
         });
         while let Some(expired) = std::future::poll_fn(|cx| queue.poll_expired(cx)).await {
@@ -1080,7 +1013,7 @@ fn add_proto_thread_timer(offsets: &[i64], lateness: Arc<Recorder>) -> Added {
             lateness.record(now_us() - due_us);
         }
     });
-    let rss_before_kib = status_kib("VmRSS:");
+    let rss_before_kib = status_kib("self", "VmRSS:");
     let t0_ms = now_ms();
     let start = Instant::now();
     for (i, off) in offsets.iter().enumerate() {
@@ -1091,7 +1024,7 @@ fn add_proto_thread_timer(offsets: &[i64], lateness: Arc<Recorder>) -> Added {
         t0_ms,
         add,
         rss_before_kib,
-        rss_after_kib: status_kib("VmRSS:"),
+        rss_after_kib: status_kib("self", "VmRSS:"),
         _keep: Box::new(timer),
     }
 }

@@ -64,7 +64,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use chrono::{DateTime, Utc};
@@ -85,6 +85,13 @@ use scheduler_service::{
 };
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
+
+mod support;
+
+use support::{
+    bench_args, cpu_seconds, load_average, machine, now_us, number, numbers, stat_cpu_seconds,
+    status_kib,
+};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -176,14 +183,7 @@ struct Options {
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
-    // `cargo bench` appends `--bench`; `cargo test` passes nothing, and then
-    // this runs the smoke configuration.
-    let smoke = args.is_empty() || args.iter().any(|a| a == "--smoke");
-    let args: Vec<&str> = args
-        .iter()
-        .map(String::as_str)
-        .filter(|a| *a != "--bench")
-        .collect();
+    let (smoke, args) = bench_args(args);
     let mut o = Options {
         smoke,
         runs: if smoke { 1 } else { 3 },
@@ -257,16 +257,6 @@ fn parse(args: &[String]) -> Result<Options, String> {
     Ok(o)
 }
 
-fn number<T: std::str::FromStr>(s: &str) -> Result<T, String> {
-    s.replace('_', "")
-        .parse()
-        .map_err(|_| format!("not a number: {s}"))
-}
-
-fn numbers<T: std::str::FromStr>(s: &str) -> Result<Vec<T>, String> {
-    s.split(',').map(number).collect()
-}
-
 fn stores(s: &str) -> Result<Vec<Store>, String> {
     s.split(',')
         .map(|name| Store::parse(name).ok_or_else(|| format!("unknown store {name}")))
@@ -322,62 +312,10 @@ fn log_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e")
 }
 
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{cores} CPUs ({cpu})")
-}
-
 fn load_averages() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
-}
-
-/// The 1-minute load average.
-fn load_average() -> f64 {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
-        .unwrap_or(0.0)
-}
-
-/// A field of /proc/<pid>/status, in KiB.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// User + system CPU time of a process, in seconds.
-fn cpu_seconds(pid: &str) -> f64 {
-    stat_cpu_seconds(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default())
-}
-
-/// User + system CPU time in the text of a /proc/<pid>/stat, in seconds.
-fn stat_cpu_seconds(stat: &str) -> f64 {
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
-    // utime and stime (fields 14 and 15 of stat) are 11 and 12 after the
-    // name; 100 clock ticks per second on Linux.
-    ticks(11)
-        .zip(ticks(12))
-        .map_or(0.0, |(u, s)| (u + s) as f64 / 100.0)
 }
 
 /// CPU time (user + system, s) of every live process, summed by group:
@@ -449,13 +387,6 @@ fn cpu_row(label: &str, run: usize, c: &CpuUse) -> String {
     }
     let _ = write!(row, " {:.2} |", (available - used).max(0.0));
     row
-}
-
-fn now_us() -> i64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970");
-    i64::try_from(since.as_micros()).expect("µs fit i64")
 }
 
 fn timestamp_ms(ms: i64) -> prost_types::Timestamp {
@@ -606,11 +537,11 @@ impl Service {
     }
 
     fn peak_rss_mb(&self) -> f64 {
-        status_kib(self.pid, "VmHWM:") as f64 / 1024.0
+        status_kib(&self.pid.to_string(), "VmHWM:") as f64 / 1024.0
     }
 
     fn rss_mb(&self) -> f64 {
-        status_kib(self.pid, "VmRSS:") as f64 / 1024.0
+        status_kib(&self.pid.to_string(), "VmRSS:") as f64 / 1024.0
     }
 
     /// SIGTERM, and waits for the exit (SIGKILL after 15 s).
