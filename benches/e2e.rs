@@ -468,6 +468,7 @@ impl Service {
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env(vars::SERVER_HOST, "127.0.0.1")
             .env(vars::SERVER_PORT, port.to_string())
+            .env(vars::METRICS_PORT, "0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -133,6 +133,14 @@ pub mod vars {
     pub const GRPC_TLS_CERT_FILE: &str = "GRPC_TLS_CERT_FILE";
     /// PEM private key of that certificate.
     pub const GRPC_TLS_KEY_FILE: &str = "GRPC_TLS_KEY_FILE";
+    /// Port of the Prometheus endpoint `/metrics` (default 9464; 0 picks a
+    /// free one).
+    pub const METRICS_PORT: &str = "METRICS_PORT";
+    /// OTLP/gRPC collector of the traces (e.g. `http://jaeger:4317`); unset:
+    /// spans are not exported.
+    pub const OTEL_EXPORTER_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+    /// Service name on exported spans (default `scheduler-service`).
+    pub const OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
 
     /// Every variable above, for checks that compare other files with the code.
     pub const ALL: &[&str] = &[
@@ -189,6 +197,9 @@ pub mod vars {
         GRPC_MAX_CONCURRENT_CALLS,
         GRPC_TLS_CERT_FILE,
         GRPC_TLS_KEY_FILE,
+        METRICS_PORT,
+        OTEL_EXPORTER_OTLP_ENDPOINT,
+        OTEL_SERVICE_NAME,
     ];
 }
 
@@ -243,6 +254,29 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Authentication, request limits and TLS of the gRPC server.
     pub security: SecuritySettings,
+    /// Metrics endpoint and trace export.
+    pub observability: ObservabilitySettings,
+}
+
+/// The Prometheus endpoint and the OpenTelemetry trace export.
+#[derive(Debug, Clone)]
+pub struct ObservabilitySettings {
+    /// Bind port of `/metrics` (on the gRPC server's host); 0 picks a free one.
+    pub metrics_port: u16,
+    /// OTLP/gRPC endpoint the spans go to; `None`: not exported.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+}
+
+impl Default for ObservabilitySettings {
+    fn default() -> Self {
+        ObservabilitySettings {
+            metrics_port: 9464,
+            otlp_endpoint: None,
+            service_name: "scheduler-service".to_owned(),
+        }
+    }
 }
 
 /// Authentication, request limits and TLS of the gRPC server.
@@ -845,6 +879,15 @@ impl Settings {
                 ));
             }
         };
+        let otlp_endpoint = var(vars::OTEL_EXPORTER_OTLP_ENDPOINT)
+            .map(|endpoint| match endpoint.parse::<tonic::transport::Uri>() {
+                Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) => Ok(endpoint),
+                _ => Err(ConfigError::new(
+                    vars::OTEL_EXPORTER_OTLP_ENDPOINT,
+                    format!("expected an http:// or https:// URL, got {endpoint:?}"),
+                )),
+            })
+            .transpose()?;
         Ok(Settings {
             environment,
             app_version: var(vars::APP_VERSION)
@@ -915,6 +958,12 @@ impl Settings {
                 )?),
                 max_concurrent_calls,
                 tls,
+            },
+            observability: ObservabilitySettings {
+                metrics_port: port(vars::METRICS_PORT, 9464)?,
+                otlp_endpoint,
+                service_name: var(vars::OTEL_SERVICE_NAME)
+                    .unwrap_or_else(|| "scheduler-service".to_owned()),
             },
         })
     }

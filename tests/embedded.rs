@@ -36,6 +36,7 @@ async fn spawn_embedded(dir: &std::path::Path) -> common::TestApp {
     let mut settings = Settings::from_lookup(|name| map.get(name).cloned()).expect("settings");
     settings.server.host = [127, 0, 0, 1].into();
     settings.server.port = 0;
+    settings.observability.metrics_port = 0;
     common::spawn_app_with(settings).await
 }
 

@@ -67,6 +67,7 @@ pub fn test_vars(overrides: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut vars: HashMap<String, String> = [
         (vars::SERVER_HOST, "127.0.0.1".to_owned()),
         (vars::SERVER_PORT, "0".to_owned()),
+        (vars::METRICS_PORT, "0".to_owned()),
         (vars::DATABASE_URI, mongodb_uri()),
         (vars::DATABASE_DB_NAME, format!("test_{suffix}")),
         // The MongoDB-protocol test server ignores database names: a fresh

@@ -176,7 +176,7 @@ pub struct ServiceProcess {
 
 impl ServiceProcess {
     /// Starts `scheduler-service` with these variables (plus a free
-    /// SERVER_PORT) and waits until it listens.
+    /// SERVER_PORT, and METRICS_PORT 0 unless given) and waits until it listens.
     pub async fn start(env: &[(String, String)], log_dir: &Path) -> Self {
         let mut process = ServiceProcess {
             env: env.to_vec(),
@@ -193,6 +193,8 @@ impl ServiceProcess {
         assert!(self.child.is_none(), "service already running");
         self.port = free_port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_scheduler-service"))
+            // A free metrics port unless the test picks one: children run side by side.
+            .env("METRICS_PORT", "0")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("SERVER_HOST", "127.0.0.1")
             .env("SERVER_PORT", self.port.to_string())
