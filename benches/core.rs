@@ -47,6 +47,7 @@ use scheduler_service::{
     domain::{Job, JobId, JobSpec, JobType, PendingEvents, now},
     service::JobService,
     store::{JobDB, memory::MemoryJobDB},
+    telemetry::metrics::Metrics,
     timer::Timer,
 };
 use serde::{Deserialize, Serialize};
@@ -820,7 +821,13 @@ async fn add_service(
         look_ahead,
         ..SchedulerSettings::default()
     };
-    let service = JobService::new(db.clone(), producer, timer.clone(), settings);
+    let service = JobService::new(
+        db.clone(),
+        producer,
+        timer.clone(),
+        settings,
+        Metrics::new(),
+    );
     let tasks = TaskTracker::new();
     let firing_loop = spawn_firing_loop(service.clone(), firings, tasks, shutdown.clone());
 

@@ -168,7 +168,7 @@ async fn relay_pass(service: &JobService) -> Result<(), String> {
     let deliveries: Vec<Delivery> = futures::stream::iter(ready)
         .map(|job| {
             let service = service.clone();
-            async move { service.deliver(&job).await }
+            async move { service.relay(&job).await }
         })
         .buffer_unordered(RELAY_CONCURRENCY)
         .collect()

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use scheduler_service::{config::Settings, startup::Application, telemetry::init_tracing};
+use scheduler_service::{config::Settings, startup::Application, telemetry::init_telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -14,11 +14,18 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(settings.environment);
+    let telemetry = match init_telemetry(settings.environment, &settings.observability) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("scheduler-service: {err}");
+            return ExitCode::from(2);
+        }
+    };
     let app = match Application::build(settings).await {
         Ok(app) => app,
         Err(err) => {
             tracing::error!(error = %err, "cannot start");
+            telemetry.shutdown().await;
             return ExitCode::FAILURE;
         }
     };
@@ -27,12 +34,15 @@ async fn main() -> ExitCode {
         wait_for_signal().await;
         shutdown.cancel();
     });
-    match app.run_until_stopped().await {
+    let stopped = app.run_until_stopped().await;
+    if let Err(err) = &stopped {
+        tracing::error!(error = %err, "stopped with an error");
+    }
+    // Export the last spans before exiting.
+    telemetry.shutdown().await;
+    match stopped {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!(error = %err, "stopped with an error");
-            ExitCode::FAILURE
-        }
+        Err(_) => ExitCode::FAILURE,
     }
 }
 

@@ -20,6 +20,7 @@ use std::{sync::Arc, time::Duration};
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::{
     broker::{EventKind, JobsProducer},
@@ -28,6 +29,10 @@ use crate::{
         Error, Job, JobId, JobSpec, JobStatus, PageRequest, PendingEvents, ResultStatus, now,
     },
     store::{DueJob, JobDB, JobsPage, ResultOutcome},
+    telemetry::{
+        metrics::{FailReason, Metrics},
+        propagation::{current_traceparent, set_parent_from_traceparent},
+    },
     timer::{Firing, Timer},
 };
 
@@ -48,6 +53,7 @@ struct Inner {
     producer: Arc<dyn JobsProducer>,
     timer: Timer,
     settings: SchedulerSettings,
+    metrics: Arc<Metrics>,
     /// Wakes the outbox relay when a delivery failed.
     relay_wake: Notify,
 }
@@ -65,12 +71,13 @@ pub enum Delivery {
 }
 
 impl JobService {
-    /// A service over these components.
+    /// A service over these components, counting into `metrics`.
     pub fn new(
         db: Arc<dyn JobDB>,
         producer: Arc<dyn JobsProducer>,
         timer: Timer,
         settings: SchedulerSettings,
+        metrics: Arc<Metrics>,
     ) -> Self {
         JobService {
             inner: Arc::new(Inner {
@@ -78,6 +85,7 @@ impl JobService {
                 producer,
                 timer,
                 settings,
+                metrics,
                 relay_wake: Notify::new(),
             }),
         }
@@ -91,6 +99,11 @@ impl JobService {
     /// The timer (for metrics and tests).
     pub fn timer(&self) -> &Timer {
         &self.inner.timer
+    }
+
+    /// The instruments this service counts into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
     }
 
     /// The store.
@@ -127,10 +140,15 @@ impl JobService {
     /// event is then published by the relay when the broker is back.
     #[tracing::instrument(skip_all, fields(job_id))]
     pub async fn create(&self, spec: JobSpec) -> Result<Job, Error> {
-        let job = Job::new_scheduled(spec.validated()?, now());
+        let job = Job {
+            // The job's firing, run and result join the trace of this call.
+            trace_parent: current_traceparent(),
+            ..Job::new_scheduled(spec.validated()?, now())
+        };
         tracing::Span::current().record("job_id", tracing::field::display(job.id));
         self.inner.db.insert(&job).await?;
         self.arm(&job);
+        self.inner.metrics.job_created();
         tracing::info!(schedule_time = %job.spec.schedule_time, "job created");
         self.deliver(&job).await;
         Ok(job)
@@ -158,7 +176,11 @@ impl JobService {
                     "job {id} is running; it can be updated once its result is in"
                 )));
             }
-            let updated = current.rescheduled(spec.clone(), now());
+            let mut updated = current.rescheduled(spec.clone(), now());
+            // What happens next to the job follows from this call.
+            if let Some(trace_parent) = current_traceparent() {
+                updated.trace_parent = Some(trace_parent);
+            }
             if self.inner.db.replace_if(&updated, current.version).await? {
                 self.arm(&updated);
                 tracing::info!(schedule_time = %updated.spec.schedule_time, "job updated");
@@ -192,12 +214,26 @@ impl JobService {
     ) -> Result<ResultOutcome, Error> {
         let outcome = self.inner.db.store_result(id, result, now()).await?;
         match outcome {
-            ResultOutcome::Stored => tracing::info!("run result stored"),
-            ResultOutcome::Duplicate => tracing::debug!("duplicate run result ignored"),
-            ResultOutcome::Ignored(status) => {
-                tracing::warn!(?status, "run result for a job that is not running ignored")
+            ResultOutcome::Stored => {
+                match result {
+                    ResultStatus::Succeeded => self.inner.metrics.job_succeeded(),
+                    ResultStatus::Failed => self.inner.metrics.job_failed(FailReason::Result),
+                }
+                self.inner.metrics.result_consumed();
+                tracing::info!("run result stored");
             }
-            ResultOutcome::UnknownJob => tracing::warn!("run result for an unknown job ignored"),
+            ResultOutcome::Duplicate => {
+                self.inner.metrics.result_consumed();
+                tracing::debug!("duplicate run result ignored");
+            }
+            ResultOutcome::Ignored(status) => {
+                self.inner.metrics.result_skipped("not_running");
+                tracing::warn!(?status, "run result for a job that is not running ignored");
+            }
+            ResultOutcome::UnknownJob => {
+                self.inner.metrics.result_skipped("unknown_job");
+                tracing::warn!("run result for an unknown job ignored");
+            }
         }
         Ok(outcome)
     }
@@ -234,9 +270,28 @@ impl JobService {
             self.rearm_if_stale(firing).await;
             return;
         };
-        let lateness_ms = Utc::now().timestamp_millis() - firing.due_ms;
-        tracing::info!(lateness_ms, "job fired");
-        self.deliver(&job).await;
+        self.run_claimed(&job, firing.due_ms).await;
+    }
+
+    /// After a claim: counts the firing and publishes the run event, in a
+    /// span that joins the trace of the call that scheduled the job.
+    async fn run_claimed(&self, job: &Job, due_ms: i64) {
+        let lateness_ms = Utc::now().timestamp_millis() - due_ms;
+        self.inner.metrics.job_fired(lateness_ms);
+        async {
+            tracing::info!(lateness_ms, "job fired");
+            self.deliver(job).await;
+        }
+        .instrument(job_span("fire job", job))
+        .await;
+    }
+
+    /// Publishes what `job` still owes on behalf of the outbox relay, in the
+    /// job's trace.
+    pub async fn relay(&self, job: &Job) -> Delivery {
+        self.deliver(job)
+            .instrument(job_span("relay events", job))
+            .await
     }
 
     /// Marks a job that is too late under the misfire policy as FAILED
@@ -258,8 +313,12 @@ impl JobService {
             .await;
             match outcome {
                 Ok(Some(failed)) => {
-                    tracing::warn!(late = ?late, "misfire: job too late, marked FAILED");
-                    self.deliver(&failed).await;
+                    self.inner.metrics.job_failed(FailReason::Misfire);
+                    let span = job_span("misfire", &failed);
+                    span.in_scope(|| {
+                        tracing::warn!(late = ?late, "misfire: job too late, marked FAILED");
+                    });
+                    self.deliver(&failed).instrument(span).await;
                     return;
                 }
                 Ok(None) => return,
@@ -364,14 +423,26 @@ impl JobService {
             };
             // Conditional on the version: a result that arrived meanwhile wins.
             if self.inner.db.replace_if(&next, job.version).await? {
-                tracing::warn!(job_id = %job.id, status = ?next.status, "run timed out");
+                if next.status == JobStatus::Failed {
+                    self.inner.metrics.job_failed(FailReason::RunTimeout);
+                }
+                let span = job_span("run timed out", &next);
+                span.in_scope(|| tracing::warn!(status = ?next.status, "run timed out"));
                 self.arm(&next);
-                self.deliver(&next).await;
+                self.deliver(&next).instrument(span).await;
                 changed += 1;
             }
         }
         Ok(changed)
     }
+}
+
+/// A span for work on `job` outside any call (a firing, the relay, the
+/// sweeper), joined to the trace of the call that last scheduled the job.
+fn job_span(name: &'static str, job: &Job) -> tracing::Span {
+    let span = tracing::info_span!("job", otel.name = name, job_id = %job.id);
+    set_parent_from_traceparent(&span, job.trace_parent.as_deref());
+    span
 }
 
 #[cfg(test)]
@@ -423,7 +494,13 @@ mod tests {
     ) -> (JobService, tokio::sync::mpsc::UnboundedReceiver<Firing>) {
         let (timer, rx) = Timer::start(CancellationToken::new());
         (
-            JobService::new(Arc::new(MemoryJobDB::new()), producer, timer, settings),
+            JobService::new(
+                Arc::new(MemoryJobDB::new()),
+                producer,
+                timer,
+                settings,
+                Metrics::new(),
+            ),
             rx,
         )
     }

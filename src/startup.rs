@@ -21,9 +21,13 @@ use crate::{
         DatabaseKind, DatabaseSettings, KafkaSettings, SecuritySettings, Settings, TopicSettings,
         redact_uri,
     },
-    grpc::{CallLimits, JobEventsGrpc, JobsGrpc, auth::Authenticator, proto, scheduler},
+    grpc::{CallLimits, JobEventsGrpc, JobsGrpc, Observed, auth::Authenticator, proto, scheduler},
     service::JobService,
-    store::{JobDB, StoreError, embedded::EmbeddedJobDB, mongo::MongoJobDB, postgres::PgJobDB},
+    store::{
+        JobDB, StoreError, embedded::EmbeddedJobDB, mongo::MongoJobDB, postgres::PgJobDB,
+        traced::TracedJobDB,
+    },
+    telemetry::metrics::{Metrics, MetricsEndpoint},
     timer::Timer,
 };
 
@@ -36,7 +40,7 @@ pub enum StartupError {
     /// The broker client could not be set up.
     #[error("message broker: {0}")]
     Broker(#[from] BrokerError),
-    /// The listening socket could not be bound.
+    /// A listening socket (gRPC or metrics) could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         /// The address asked for.
@@ -53,6 +57,7 @@ pub enum StartupError {
 pub struct Application {
     listener: TcpListener,
     port: u16,
+    metrics_port: u16,
     service: JobService,
     producer: Arc<dyn JobsProducer>,
     hub: EventHub,
@@ -107,6 +112,7 @@ impl Application {
             ),
         }
 
+        let metrics = Metrics::new();
         let db = connect_store(&settings.database).await?;
         if let Err(err) = db.ensure_indexes().await {
             tracing::warn!(error = %err, "cannot create indexes; queries may scan every job");
@@ -115,7 +121,8 @@ impl Application {
         let mut background = Vec::new();
         let kafka_producer: Option<Arc<dyn JobsProducer>> = match &settings.kafka {
             Some(kafka) => {
-                let producer = KafkaJobsProducer::new(kafka, settings.topics.clone())?;
+                let producer =
+                    KafkaJobsProducer::new(kafka, settings.topics.clone(), metrics.clone())?;
                 // Create the topics before serving, so that the first events
                 // have somewhere to go; if the broker is down, keep trying in
                 // the background.
@@ -138,7 +145,13 @@ impl Application {
             Arc::new(FanOutProducer::new(kafka_producer, hub.clone()));
 
         let (timer, firing_rx) = Timer::start(shutdown.clone());
-        let service = JobService::new(db, producer.clone(), timer, settings.scheduler.clone());
+        let service = JobService::new(
+            db,
+            producer.clone(),
+            timer,
+            settings.scheduler.clone(),
+            metrics.clone(),
+        );
         match service.load_window().await {
             Ok(count) => tracing::info!(count, "armed scheduled jobs from the store"),
             Err(err) => {
@@ -172,9 +185,22 @@ impl Application {
             .local_addr()
             .map_err(|source| StartupError::Bind { addr, source })?
             .port();
+        let metrics_addr =
+            SocketAddr::new(settings.server.host, settings.observability.metrics_port);
+        let endpoint = MetricsEndpoint::bind(metrics_addr)
+            .await
+            .map_err(|source| StartupError::Bind {
+                addr: metrics_addr,
+                source,
+            })?;
+        let metrics_port = endpoint.port();
+        let timer = service.timer().clone();
+        background.push(endpoint.serve(metrics, move || timer.len(), shutdown.clone()));
+        tracing::info!(port = metrics_port, "metrics served at /metrics");
         Ok(Application {
             listener,
             port,
+            metrics_port,
             service,
             producer,
             hub,
@@ -189,6 +215,11 @@ impl Application {
     /// The port the gRPC server listens on.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of the Prometheus endpoint `/metrics`.
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_port
     }
 
     /// The service behind the gRPC layer.
@@ -213,6 +244,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> Result<(), StartupError> {
         let security = &self.security;
         let max_message = security.max_message_bytes;
+        let metrics = self.service.metrics().clone();
         let (health, health_service) = tonic_health::server::health_reporter();
         health
             .set_serving::<proto::jobs_service_server::JobsServiceServer<JobsGrpc>>()
@@ -265,13 +297,13 @@ impl Application {
         let mut server = tokio::spawn(
             builder
                 .timeout(security.request_timeout)
-                .add_service(CallLimits::with_max_concurrent_calls(
-                    jobs,
-                    security.max_concurrent_calls,
+                .add_service(Observed::new(
+                    CallLimits::with_max_concurrent_calls(jobs, security.max_concurrent_calls),
+                    metrics.clone(),
                 ))
-                .add_service(CallLimits::with_max_concurrent_calls(
-                    events,
-                    security.max_concurrent_calls,
+                .add_service(Observed::new(
+                    CallLimits::with_max_concurrent_calls(events, security.max_concurrent_calls),
+                    metrics,
                 ))
                 .add_service(CallLimits::new(health_service))
                 .add_service(CallLimits::new(reflection_v1))
@@ -326,11 +358,18 @@ impl Application {
 async fn connect_store(database: &DatabaseSettings) -> Result<Arc<dyn JobDB>, StoreError> {
     let (uri, name, timeout) = (&database.uri, &database.db_name, database.timeout);
     Ok(match database.kind {
-        DatabaseKind::Embedded => Arc::new(EmbeddedJobDB::open(&database.data_dir)?),
-        DatabaseKind::MongoDb => {
-            Arc::new(MongoJobDB::connect(uri, name, &database.collection, timeout).await?)
-        }
-        DatabaseKind::Postgres => Arc::new(PgJobDB::connect(uri, name, timeout).await?),
+        DatabaseKind::Embedded => Arc::new(TracedJobDB::new(
+            EmbeddedJobDB::open(&database.data_dir)?,
+            "redb",
+        )),
+        DatabaseKind::MongoDb => Arc::new(TracedJobDB::new(
+            MongoJobDB::connect(uri, name, &database.collection, timeout).await?,
+            "mongodb",
+        )),
+        DatabaseKind::Postgres => Arc::new(TracedJobDB::new(
+            PgJobDB::connect(uri, name, timeout).await?,
+            "postgresql",
+        )),
     })
 }
 

@@ -7,23 +7,57 @@
 //! JSON, unknown job, wrong status) is logged and skipped; a store outage is
 //! retried on the same message until it succeeds, so consumption never
 //! commits past a valid message that was not stored.
+//!
+//! Each message is handled in a span that continues the trace in its
+//! `traceparent` header (the run event's, copied by the executor), and the
+//! consumer's lag per partition is read from librdkafka's statistics.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
+use opentelemetry::propagation::Extractor;
 use rdkafka::{
-    Message,
-    consumer::{CommitMode, Consumer, StreamConsumer},
-    message::BorrowedMessage,
+    ClientContext, Message, Statistics,
+    consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer},
+    message::{BorrowedMessage, Headers},
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{BrokerError, kafka::client_config, parse_run_result};
 use crate::{
     config::{KafkaSettings, TopicSettings},
     domain::Error,
     service::JobService,
+    telemetry::{metrics::Metrics, propagation::set_parent_from},
 };
+
+/// How often librdkafka reports statistics (the consumer lag).
+const STATISTICS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The consumer's context: turns librdkafka's statistics into the lag gauge.
+struct LagReporter {
+    metrics: Arc<Metrics>,
+}
+
+impl ClientContext for LagReporter {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, stats) in &statistics.topics {
+            for (partition, stats) in &stats.partitions {
+                // Partition -1 is librdkafka's internal "unassigned" entry, and
+                // a lag of -1 means not known yet.
+                if *partition >= 0 && stats.consumer_lag >= 0 {
+                    self.metrics
+                        .set_consumer_lag(topic, *partition, stats.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for LagReporter {}
+
+type ResultConsumer = StreamConsumer<LagReporter>;
 
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
@@ -37,7 +71,7 @@ pub fn spawn_result_consumers(
 ) -> Result<Vec<JoinHandle<()>>, BrokerError> {
     (0..topics.consumer_workers)
         .map(|worker| {
-            let consumer: StreamConsumer = client_config(kafka)
+            let consumer: ResultConsumer = client_config(kafka)
                 .set("group.id", &topics.consumer_group_id)
                 .set("client.id", format!("scheduler-service-results-{worker}"))
                 .set("enable.auto.commit", "true")
@@ -48,7 +82,13 @@ pub fn spawn_result_consumers(
                     "fetch.wait.max.ms",
                     kafka.fetch_wait_max.as_millis().to_string(),
                 )
-                .create()
+                .set(
+                    "statistics.interval.ms",
+                    STATISTICS_INTERVAL.as_millis().to_string(),
+                )
+                .create_with_context(LagReporter {
+                    metrics: service.metrics().clone(),
+                })
                 .map_err(|e| BrokerError::Other(format!("cannot create Kafka consumer: {e}")))?;
             consumer
                 .subscribe(&[&topics.job_run_result])
@@ -62,7 +102,7 @@ pub fn spawn_result_consumers(
         .collect()
 }
 
-async fn consume(consumer: StreamConsumer, service: JobService, shutdown: CancellationToken) {
+async fn consume(consumer: ResultConsumer, service: JobService, shutdown: CancellationToken) {
     let mut delay = RETRY_FIRST;
     loop {
         let received = tokio::select! {
@@ -72,7 +112,17 @@ async fn consume(consumer: StreamConsumer, service: JobService, shutdown: Cancel
         match received {
             Ok(message) => {
                 delay = RETRY_FIRST;
-                if !handle(&service, &message, &shutdown).await {
+                let span = tracing::info_span!(
+                    "consume",
+                    otel.name = format_args!("{} process", message.topic()),
+                    otel.kind = "consumer",
+                    messaging.system = "kafka",
+                    messaging.destination.name = %message.topic(),
+                    messaging.kafka.partition = message.partition(),
+                    messaging.kafka.offset = message.offset(),
+                );
+                set_parent_from(&span, &HeaderExtractor(&message));
+                if !handle(&service, &message, &shutdown).instrument(span).await {
                     break;
                 }
                 if let Err(err) = consumer.store_offset_from_message(&message) {
@@ -111,6 +161,7 @@ async fn handle(
     let result = match parse_run_result(message.payload().unwrap_or_default()) {
         Ok(result) => result,
         Err(err) => {
+            service.metrics().result_skipped("malformed");
             tracing::warn!(error = %err, ?position, "skipping malformed run result");
             return true;
         }
@@ -132,5 +183,25 @@ async fn handle(
                 return true;
             }
         }
+    }
+}
+
+/// A message's headers as a trace-context carrier.
+struct HeaderExtractor<'a, 'm>(&'a BorrowedMessage<'m>);
+
+impl Extractor for HeaderExtractor<'_, '_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        let headers = self.0.headers()?;
+        headers
+            .iter()
+            .find(|header| header.key.eq_ignore_ascii_case(key))
+            .and_then(|header| std::str::from_utf8(header.value?).ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0
+            .headers()
+            .map(|headers| headers.iter().map(|header| header.key).collect())
+            .unwrap_or_default()
     }
 }

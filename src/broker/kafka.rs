@@ -4,7 +4,7 @@
 //! so a retry inside librdkafka never duplicates or reorders an event; the message key is the job id, so
 //! the events of one job stay in order on one partition.
 
-use std::time::Duration;
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use rdkafka::{
@@ -17,10 +17,13 @@ use rdkafka::{
     util::Timeout,
 };
 
+use tracing::Instrument;
+
 use super::{BrokerError, EventKind, JobEvent, JobsProducer};
 use crate::{
     config::{KafkaSettings, TopicSettings, TopicSpec},
     domain::Job,
+    telemetry::{metrics::Metrics, propagation::inject_current},
 };
 
 /// The base client configuration shared by producer, consumer and admin.
@@ -32,17 +35,23 @@ pub fn client_config(kafka: &KafkaSettings) -> ClientConfig {
     config
 }
 
-/// Publishes job events to the three event topics.
+/// Publishes job events to the three event topics, each with the W3C trace
+/// context of the publishing span in its headers.
 pub struct KafkaJobsProducer {
     producer: FutureProducer,
     topics: TopicSettings,
     message_timeout: Duration,
+    metrics: Arc<Metrics>,
 }
 
 impl KafkaJobsProducer {
     /// Creates the producer. Connecting is lazy: this succeeds while the
     /// broker is down, and publishes fail after `message_timeout` until it is up.
-    pub fn new(kafka: &KafkaSettings, topics: TopicSettings) -> Result<Self, BrokerError> {
+    pub fn new(
+        kafka: &KafkaSettings,
+        topics: TopicSettings,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, BrokerError> {
         let mut config = client_config(kafka);
         if kafka.idempotence {
             config.set("enable.idempotence", "true");
@@ -65,6 +74,7 @@ impl KafkaJobsProducer {
             producer,
             topics,
             message_timeout: kafka.message_timeout,
+            metrics,
         })
     }
 
@@ -74,6 +84,41 @@ impl KafkaJobsProducer {
             EventKind::Update => &self.topics.job_update.name,
             EventKind::Run => &self.topics.job_run.name,
         }
+    }
+
+    /// Sends one event and waits for the broker's acknowledgement; the
+    /// current span's trace context goes into the headers.
+    async fn send(&self, topic: &str, kind: EventKind, job: &Job) -> Result<(), BrokerError> {
+        let payload = serde_json::to_vec(&JobEvent::from(job))
+            .map_err(|e| BrokerError::Other(format!("cannot encode event: {e}")))?;
+        let key = job.id.to_hex();
+        let firing_key = format!("{key}:{}", job.scheduled_key);
+        let mut headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "event-kind",
+                value: Some(kind.as_str()),
+            })
+            .insert(Header {
+                key: "firing-key",
+                value: Some(&firing_key),
+            });
+        let mut trace_context = HashMap::new();
+        inject_current(&mut trace_context);
+        for (name, value) in &trace_context {
+            headers = headers.insert(Header {
+                key: name,
+                value: Some(value),
+            });
+        }
+        let record = FutureRecord::to(topic)
+            .key(&key)
+            .payload(&payload)
+            .headers(headers);
+        self.producer
+            .send(record, Timeout::After(self.message_timeout))
+            .await
+            .map(|_| ())
+            .map_err(|(err, _)| map_err(&err))
     }
 }
 
@@ -89,28 +134,26 @@ fn map_err(err: &KafkaError) -> BrokerError {
 #[async_trait]
 impl JobsProducer for KafkaJobsProducer {
     async fn publish(&self, kind: EventKind, job: &Job) -> Result<(), BrokerError> {
-        let payload = serde_json::to_vec(&JobEvent::from(job))
-            .map_err(|e| BrokerError::Other(format!("cannot encode event: {e}")))?;
-        let key = job.id.to_hex();
-        let firing_key = format!("{key}:{}", job.scheduled_key);
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "event-kind",
-                value: Some(kind.as_str()),
-            })
-            .insert(Header {
-                key: "firing-key",
-                value: Some(&firing_key),
-            });
-        let record = FutureRecord::to(self.topic(kind))
-            .key(&key)
-            .payload(&payload)
-            .headers(headers);
-        self.producer
-            .send(record, Timeout::After(self.message_timeout))
-            .await
-            .map(|_| ())
-            .map_err(|(err, _)| map_err(&err))
+        let topic = self.topic(kind);
+        let span = tracing::info_span!(
+            "publish",
+            otel.name = format_args!("{topic} publish"),
+            otel.kind = "producer",
+            otel.status_code = tracing::field::Empty,
+            messaging.system = "kafka",
+            messaging.destination.name = %topic,
+            job_id = %job.id,
+            event_kind = kind.as_str(),
+        );
+        let published = self.send(topic, kind, job).instrument(span.clone()).await;
+        match &published {
+            Ok(()) => self.metrics.event_published(topic),
+            Err(_) => {
+                span.record("otel.status_code", "ERROR");
+                self.metrics.event_failed(topic);
+            }
+        }
+        published
     }
 
     async fn flush(&self, timeout: Duration) -> Result<(), BrokerError> {

@@ -176,6 +176,9 @@ pub struct Job {
     /// Events decided but not yet acknowledged by the broker: the outbox,
     /// stored in the job itself so that it changes atomically with the job.
     pub pending: PendingEvents,
+    /// The W3C `traceparent` of the call that last scheduled it (when traces
+    /// are exported), so that its firing, run and result join that trace.
+    pub trace_parent: Option<String>,
 }
 
 /// Which of a job's events still have to be published. They are published in
@@ -219,6 +222,7 @@ impl Job {
                 create: true,
                 ..PendingEvents::NONE
             },
+            trace_parent: None,
         }
     }
 

@@ -1,17 +1,20 @@
 //! The gRPC layer: the generated code, the `JobsService` and `JobEvents`
 //! handlers, conversions between proto messages and the domain, the one
 //! table that maps domain errors to gRPC status codes, admin authentication
-//! ([`auth`]) and the per-service call limits ([`CallLimits`]).
+//! ([`auth`]), the per-service call limits ([`CallLimits`]) and the span and
+//! metrics of every call ([`Observed`]).
 
 pub mod auth;
 mod convert;
 mod events;
 mod handlers;
+mod observe;
 mod status;
 
 pub use events::JobEventsGrpc;
 pub use handlers::JobsGrpc;
 pub use limits::CallLimits;
+pub use observe::Observed;
 pub use status::error_to_status;
 
 /// Code generated from `proto/job.proto` (package `proto`).

@@ -54,6 +54,9 @@ struct StoredJob {
     pending_create: bool,
     pending_update: bool,
     pending_run: bool,
+    /// Absent in files written before traces were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    trace_parent: Option<String>,
 }
 
 fn other(err: impl std::fmt::Display) -> StoreError {
@@ -80,6 +83,7 @@ fn encode(job: &Job) -> Result<Vec<u8>, StoreError> {
         pending_create: job.pending.create,
         pending_update: job.pending.update,
         pending_run: job.pending.run,
+        trace_parent: job.trace_parent.clone(),
     })
     .map_err(other)
 }
@@ -107,6 +111,7 @@ fn decode(id: JobId, bytes: &[u8]) -> Result<Job, StoreError> {
             update: stored.pending_update,
             run: stored.pending_run,
         },
+        trace_parent: stored.trace_parent,
     })
 }
 

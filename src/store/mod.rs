@@ -9,6 +9,7 @@ pub mod embedded;
 pub mod memory;
 pub mod mongo;
 pub mod postgres;
+pub mod traced;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

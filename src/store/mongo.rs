@@ -162,6 +162,7 @@ fn mutable_fields(job: &Job) -> Document {
         "jobData": &job.spec.job_data,
         "scheduledKey": job.scheduled_key,
         "version": job.version,
+        "traceParent": job.trace_parent.as_deref(),
     };
     fields.extend(pending_fields(job.pending));
     fields
@@ -224,6 +225,7 @@ pub fn job_from_document(document: &Document) -> Result<Job, StoreError> {
             update: flag("pendingUpdate"),
             run: flag("pendingRun"),
         },
+        trace_parent: document.get_str("traceParent").ok().map(str::to_owned),
     })
 }
 

@@ -68,7 +68,7 @@ const DDL_LOCK_CLASS: i32 = 0x4a_6f_62_73; // "Jobs"
 /// The columns of a job, in the order [`JobParams::as_params`] binds them.
 const COLUMNS: &str = "id, name, description, schedule_time, created_at, updated_at, status, \
                        job_type, job_data, scheduled_key, version, pending_create, \
-                       pending_update, pending_run";
+                       pending_update, pending_run, trace_parent";
 
 /// Jobs in a PostgreSQL table; cheap to clone (the pool is shared).
 #[derive(Clone)]
@@ -293,8 +293,10 @@ impl Sql {
                     version        bigint         NOT NULL,
                     pending_create boolean        NOT NULL,
                     pending_update boolean        NOT NULL,
-                    pending_run    boolean        NOT NULL
+                    pending_run    boolean        NOT NULL,
+                    trace_parent   text
                  );
+                 ALTER TABLE {t} ADD COLUMN IF NOT EXISTS trace_parent text;
                  CREATE INDEX IF NOT EXISTS jobs_status_schedule_time
                      ON {t} (status, schedule_time, id);
                  CREATE INDEX IF NOT EXISTS jobs_schedule_time_id
@@ -306,7 +308,7 @@ impl Sql {
             ),
             insert: format!(
                 "INSERT INTO {t} ({COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
             ),
             get: format!("SELECT {COLUMNS} FROM {t} WHERE id = $1"),
             count: format!("SELECT count(*) FROM {t}"),
@@ -317,8 +319,8 @@ impl Sql {
                 "UPDATE {t} SET name = $2, description = $3, schedule_time = $4, \
                  created_at = $5, updated_at = $6, status = $7, job_type = $8, job_data = $9, \
                  scheduled_key = $10, version = $11, pending_create = $12, \
-                 pending_update = $13, pending_run = $14 \
-                 WHERE id = $1 AND version = $15"
+                 pending_update = $13, pending_run = $14, trace_parent = $15 \
+                 WHERE id = $1 AND version = $16"
             ),
             delete: format!("DELETE FROM {t} WHERE id = $1"),
             claim: format!(
@@ -431,8 +433,8 @@ impl<'a> JobParams<'a> {
         }
     }
 
-    /// The values in the order of [`COLUMNS`] ($1 to $14).
-    fn as_params(&self) -> [&(dyn ToSql + Sync); 14] {
+    /// The values in the order of [`COLUMNS`] ($1 to $15).
+    fn as_params(&self) -> [&(dyn ToSql + Sync); 15] {
         [
             &self.id,
             &self.job.spec.name,
@@ -448,6 +450,7 @@ impl<'a> JobParams<'a> {
             &self.job.pending.create,
             &self.job.pending.update,
             &self.job.pending.run,
+            &self.job.trace_parent,
         ]
     }
 }
@@ -494,6 +497,7 @@ fn job_from_row(row: &Row) -> Result<Job, StoreError> {
             update: column(row, id, "pending_update")?,
             run: column(row, id, "pending_run")?,
         },
+        trace_parent: column(row, id, "trace_parent")?,
     })
 }
 

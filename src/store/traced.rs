@@ -1,0 +1,184 @@
+//! A [`JobDB`] decorator that puts every store call in its own span, so that
+//! traces show each database round trip, whichever store is behind it.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tracing::{Instrument, Span};
+
+use super::{DueJob, JobDB, JobsPage, ResultOutcome, StoreError};
+use crate::domain::{Job, JobId, PageRequest, PendingEvents, ResultStatus};
+
+/// Wraps a store; every call is a span named `db <operation>`.
+pub struct TracedJobDB<D> {
+    inner: D,
+    system: &'static str,
+}
+
+impl<D: JobDB> TracedJobDB<D> {
+    /// Traces the calls to `inner`, a store of kind `system` (`mongodb`,
+    /// `postgresql`, `redb`), as OpenTelemetry's `db.system` names them.
+    pub fn new(inner: D, system: &'static str) -> Self {
+        TracedJobDB { inner, system }
+    }
+
+    fn span(&self, operation: &'static str, job_id: Option<JobId>) -> Span {
+        let span = tracing::info_span!(
+            "db",
+            otel.name = format_args!("db {operation}"),
+            otel.kind = "client",
+            db.system = self.system,
+            db.operation = operation,
+            job_id = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        if let Some(id) = job_id {
+            span.record("job_id", tracing::field::display(id));
+        }
+        span
+    }
+
+    /// The span of a call made outside any request (the window loader, the
+    /// outbox relay, the stuck-run sweeper, a firing's claim): at debug
+    /// level, so that a one-span trace per poll or firing is not exported
+    /// under the default `info` filter.
+    fn poll_span(&self, operation: &'static str) -> Span {
+        tracing::debug_span!(
+            "db",
+            otel.name = format_args!("db {operation}"),
+            otel.kind = "client",
+            db.system = self.system,
+            db.operation = operation,
+            otel.status_code = tracing::field::Empty,
+        )
+    }
+}
+
+/// Marks the span of a failed call as an error.
+fn traced<T>(span: &Span, result: Result<T, StoreError>) -> Result<T, StoreError> {
+    if let Err(err) = &result {
+        span.record("otel.status_code", "ERROR");
+        tracing::debug!(parent: span, error = %err, "store call failed");
+    }
+    result
+}
+
+#[async_trait]
+impl<D: JobDB> JobDB for TracedJobDB<D> {
+    async fn ensure_indexes(&self) -> Result<(), StoreError> {
+        let span = self.span("ensure_indexes", None);
+        let result = self.inner.ensure_indexes().instrument(span.clone()).await;
+        traced(&span, result)
+    }
+
+    async fn insert(&self, job: &Job) -> Result<(), StoreError> {
+        let span = self.span("insert", Some(job.id));
+        let result = self.inner.insert(job).instrument(span.clone()).await;
+        traced(&span, result)
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        let span = self.span("get", Some(id));
+        let result = self.inner.get(id).instrument(span.clone()).await;
+        traced(&span, result)
+    }
+
+    async fn list(&self, page: PageRequest) -> Result<JobsPage, StoreError> {
+        let span = self.span("list", None);
+        let result = self.inner.list(page).instrument(span.clone()).await;
+        traced(&span, result)
+    }
+
+    async fn replace_if(&self, job: &Job, expected_version: i64) -> Result<bool, StoreError> {
+        let span = self.span("replace_if", Some(job.id));
+        let result = self
+            .inner
+            .replace_if(job, expected_version)
+            .instrument(span.clone())
+            .await;
+        traced(&span, result)
+    }
+
+    async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
+        let span = self.span("delete", Some(id));
+        let result = self.inner.delete(id).instrument(span.clone()).await;
+        traced(&span, result)
+    }
+
+    async fn claim(
+        &self,
+        id: JobId,
+        scheduled_key: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Job>, StoreError> {
+        // A firing's claim runs before the job (and so its trace) is known: a
+        // root span per firing would flood the exporter, so it is at debug
+        // level like the polls; the firing's own span follows the claim.
+        let span = self.poll_span("claim");
+        let result = self
+            .inner
+            .claim(id, scheduled_key, now)
+            .instrument(span.clone())
+            .await;
+        traced(&span, result)
+    }
+
+    async fn store_result(
+        &self,
+        id: JobId,
+        result: ResultStatus,
+        now: DateTime<Utc>,
+    ) -> Result<ResultOutcome, StoreError> {
+        let span = self.span("store_result", Some(id));
+        let stored = self
+            .inner
+            .store_result(id, result, now)
+            .instrument(span.clone())
+            .await;
+        traced(&span, stored)
+    }
+
+    async fn scheduled_before(&self, until: DateTime<Utc>) -> Result<Vec<DueJob>, StoreError> {
+        let span = self.poll_span("scheduled_before");
+        let result = self
+            .inner
+            .scheduled_before(until)
+            .instrument(span.clone())
+            .await;
+        traced(&span, result)
+    }
+
+    async fn with_pending_events(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
+        let span = self.poll_span("with_pending_events");
+        let result = self
+            .inner
+            .with_pending_events(limit)
+            .instrument(span.clone())
+            .await;
+        traced(&span, result)
+    }
+
+    async fn set_pending_if(
+        &self,
+        id: JobId,
+        version: i64,
+        remaining: PendingEvents,
+    ) -> Result<bool, StoreError> {
+        let span = self.span("set_pending_if", Some(id));
+        let result = self
+            .inner
+            .set_pending_if(id, version, remaining)
+            .instrument(span.clone())
+            .await;
+        traced(&span, result)
+    }
+
+    async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
+        let span = self.poll_span("running_before");
+        let result = self
+            .inner
+            .running_before(cutoff)
+            .instrument(span.clone())
+            .await;
+        traced(&span, result)
+    }
+}

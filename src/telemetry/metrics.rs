@@ -1,0 +1,445 @@
+//! Prometheus metrics: one [`Metrics`] per service instance (its own
+//! registry, so that instances side by side in one process — the tests —
+//! count apart), and the HTTP endpoint `/metrics` that serves them.
+//!
+//! Every name is listed in [`NAMES`]; the Grafana dashboard and the docs use
+//! exactly these.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+/// gRPC calls handled, by `method` (e.g. `CreateJob`) and `code` (e.g. `OK`).
+pub const RPC_REQUESTS: &str = "scheduler_rpc_requests_total";
+/// gRPC call latency in seconds, by `method` and `code`.
+pub const RPC_DURATION: &str = "scheduler_rpc_duration_seconds";
+/// Jobs created.
+pub const JOBS_CREATED: &str = "scheduler_jobs_created_total";
+/// Jobs fired (claimed and made RUNNING).
+pub const JOBS_FIRED: &str = "scheduler_jobs_fired_total";
+/// Runs that ended SUCCEEDED.
+pub const JOBS_SUCCEEDED: &str = "scheduler_jobs_succeeded_total";
+/// Jobs that ended FAILED, by `reason`: `result` (the executor said so),
+/// `misfire` (too late under `skip-if-late`), `run_timeout` (no result in time).
+pub const JOBS_FAILED: &str = "scheduler_jobs_failed_total";
+/// Firing time minus schedule time, in seconds.
+pub const FIRE_LATENESS: &str = "scheduler_fire_lateness_seconds";
+/// Jobs armed in the in-memory timer now.
+pub const ARMED_TIMERS: &str = "scheduler_armed_timers";
+/// Events the broker acknowledged, by `topic`.
+pub const EVENTS_PUBLISHED: &str = "scheduler_events_published_total";
+/// Events the broker did not take (they stay owed in the outbox), by `topic`.
+pub const EVENTS_FAILED: &str = "scheduler_events_failed_total";
+/// Run results read and applied (stored or recognised as a duplicate).
+pub const RESULTS_CONSUMED: &str = "scheduler_results_consumed_total";
+/// Run results skipped, by `reason`: `malformed`, `unknown_job`, `not_running`.
+pub const RESULTS_SKIPPED: &str = "scheduler_results_skipped_total";
+/// Run results waiting in the topic, by `partition` (from the consumer's
+/// statistics; Kafka only).
+pub const CONSUMER_LAG: &str = "scheduler_consumer_lag";
+
+/// Every metric name the service exports (besides the `process_*` ones).
+pub const NAMES: &[&str] = &[
+    RPC_REQUESTS,
+    RPC_DURATION,
+    JOBS_CREATED,
+    JOBS_FIRED,
+    JOBS_SUCCEEDED,
+    JOBS_FAILED,
+    FIRE_LATENESS,
+    ARMED_TIMERS,
+    EVENTS_PUBLISHED,
+    EVENTS_FAILED,
+    RESULTS_CONSUMED,
+    RESULTS_SKIPPED,
+    CONSUMER_LAG,
+];
+
+/// Why a job ended FAILED without an executor saying so, or because it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailReason {
+    /// The executor reported FAILED.
+    Result,
+    /// Too late to run under the misfire policy.
+    Misfire,
+    /// No result within the run timeout (policy `fail`).
+    RunTimeout,
+}
+
+impl FailReason {
+    fn label(self) -> &'static str {
+        match self {
+            FailReason::Result => "result",
+            FailReason::Misfire => "misfire",
+            FailReason::RunTimeout => "run_timeout",
+        }
+    }
+}
+
+/// The service's instruments and the registry that holds them.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    rpc_requests: IntCounterVec,
+    rpc_duration: HistogramVec,
+    jobs_created: IntCounter,
+    jobs_fired: IntCounter,
+    jobs_succeeded: IntCounter,
+    jobs_failed: IntCounterVec,
+    fire_lateness: Histogram,
+    armed_timers: IntGauge,
+    events_published: IntCounterVec,
+    events_failed: IntCounterVec,
+    results_consumed: IntCounter,
+    results_skipped: IntCounterVec,
+    consumer_lag: IntGaugeVec,
+}
+
+/// Buckets of the latency histograms, in seconds: 250 µs to 60 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    30.0, 60.0,
+];
+
+impl Metrics {
+    /// Fresh instruments in a fresh registry (with the process collector on
+    /// Linux).
+    pub fn new() -> Arc<Metrics> {
+        let registry = Registry::new();
+        let metrics = Metrics {
+            rpc_requests: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(RPC_REQUESTS, "gRPC calls handled"),
+                    &["method", "code"],
+                ),
+            ),
+            rpc_duration: register(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new(RPC_DURATION, "gRPC call latency in seconds")
+                        .buckets(LATENCY_BUCKETS.to_vec()),
+                    &["method", "code"],
+                ),
+            ),
+            jobs_created: register(&registry, IntCounter::new(JOBS_CREATED, "Jobs created")),
+            jobs_fired: register(
+                &registry,
+                IntCounter::new(JOBS_FIRED, "Jobs fired (claimed and made RUNNING)"),
+            ),
+            jobs_succeeded: register(
+                &registry,
+                IntCounter::new(JOBS_SUCCEEDED, "Runs that ended SUCCEEDED"),
+            ),
+            jobs_failed: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(JOBS_FAILED, "Jobs that ended FAILED, by reason"),
+                    &["reason"],
+                ),
+            ),
+            fire_lateness: register(
+                &registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        FIRE_LATENESS,
+                        "Firing time minus schedule time, in seconds",
+                    )
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                ),
+            ),
+            armed_timers: register(
+                &registry,
+                IntGauge::new(ARMED_TIMERS, "Jobs armed in the in-memory timer"),
+            ),
+            events_published: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(EVENTS_PUBLISHED, "Events the broker acknowledged"),
+                    &["topic"],
+                ),
+            ),
+            events_failed: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        EVENTS_FAILED,
+                        "Events the broker did not take (they stay in the outbox)",
+                    ),
+                    &["topic"],
+                ),
+            ),
+            results_consumed: register(
+                &registry,
+                IntCounter::new(RESULTS_CONSUMED, "Run results read and applied"),
+            ),
+            results_skipped: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(RESULTS_SKIPPED, "Run results skipped, by reason"),
+                    &["reason"],
+                ),
+            ),
+            consumer_lag: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(CONSUMER_LAG, "Run results waiting in the topic"),
+                    &["topic", "partition"],
+                ),
+            ),
+            registry,
+        };
+        #[cfg(target_os = "linux")]
+        if let Err(err) = metrics.registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        )) {
+            tracing::warn!(error = %err, "process metrics unavailable");
+        }
+        Arc::new(metrics)
+    }
+
+    /// One gRPC call ended with `code` after `elapsed`.
+    pub fn rpc_handled(&self, method: &str, code: tonic::Code, elapsed: Duration) {
+        let code = code_label(code);
+        self.rpc_requests.with_label_values(&[method, code]).inc();
+        self.rpc_duration
+            .with_label_values(&[method, code])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// A job was created.
+    pub fn job_created(&self) {
+        self.jobs_created.inc();
+    }
+
+    /// A job fired `lateness_ms` after its schedule time (negative: early).
+    pub fn job_fired(&self, lateness_ms: i64) {
+        self.jobs_fired.inc();
+        // Lateness is never negative in practice; an early firing counts as 0.
+        #[allow(clippy::cast_precision_loss)]
+        let seconds = lateness_ms.max(0) as f64 / 1000.0;
+        self.fire_lateness.observe(seconds);
+    }
+
+    /// A run ended SUCCEEDED.
+    pub fn job_succeeded(&self) {
+        self.jobs_succeeded.inc();
+    }
+
+    /// A job ended FAILED.
+    pub fn job_failed(&self, reason: FailReason) {
+        self.jobs_failed.with_label_values(&[reason.label()]).inc();
+    }
+
+    /// The broker acknowledged an event on `topic`.
+    pub fn event_published(&self, topic: &str) {
+        self.events_published.with_label_values(&[topic]).inc();
+    }
+
+    /// The broker did not take an event for `topic`.
+    pub fn event_failed(&self, topic: &str) {
+        self.events_failed.with_label_values(&[topic]).inc();
+    }
+
+    /// A run result was applied.
+    pub fn result_consumed(&self) {
+        self.results_consumed.inc();
+    }
+
+    /// A run result was skipped for `reason`.
+    pub fn result_skipped(&self, reason: &'static str) {
+        self.results_skipped.with_label_values(&[reason]).inc();
+    }
+
+    /// The run-result consumer's lag on one partition.
+    pub fn set_consumer_lag(&self, topic: &str, partition: i32, lag: i64) {
+        self.consumer_lag
+            .with_label_values(&[topic, &partition.to_string()])
+            .set(lag);
+    }
+
+    /// The metrics in the Prometheus text format, with the armed-timer gauge
+    /// set to `armed` (read at scrape time, as it changes all the time).
+    pub fn render(&self, armed: usize) -> String {
+        self.armed_timers
+            .set(i64::try_from(armed).unwrap_or(i64::MAX));
+        let mut text = Vec::new();
+        if let Err(err) = TextEncoder::new().encode(&self.registry.gather(), &mut text) {
+            tracing::warn!(error = %err, "cannot encode metrics");
+        }
+        String::from_utf8_lossy(&text).into_owned()
+    }
+}
+
+/// Registers `collector` (built from constant, valid options) in `registry`.
+fn register<C: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    collector: prometheus::Result<C>,
+) -> C {
+    // Names and label sets are constants of this module, distinct and valid:
+    // a failure here is a programming error caught by the first test.
+    let collector = collector.expect("valid metric options");
+    registry
+        .register(Box::new(collector.clone()))
+        .expect("distinct metric names");
+    collector
+}
+
+/// The canonical upper-case name of a gRPC code, as gRPC's own metrics use.
+fn code_label(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// What the endpoint reads at each scrape.
+#[derive(Clone)]
+struct Scrape {
+    metrics: Arc<Metrics>,
+    armed: Arc<dyn Fn() -> usize + Send + Sync>,
+}
+
+/// The bound `/metrics` endpoint, not yet serving.
+pub struct MetricsEndpoint {
+    listener: TcpListener,
+    port: u16,
+}
+
+impl MetricsEndpoint {
+    /// Binds `addr` (port 0 picks a free one).
+    pub async fn bind(addr: SocketAddr) -> std::io::Result<MetricsEndpoint> {
+        let listener = TcpListener::bind(addr).await?;
+        let port = listener.local_addr()?.port();
+        Ok(MetricsEndpoint { listener, port })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves `GET /metrics` until `shutdown`; `armed` reads the timer's size.
+    pub fn serve(
+        self,
+        metrics: Arc<Metrics>,
+        armed: impl Fn() -> usize + Send + Sync + 'static,
+        shutdown: CancellationToken,
+    ) -> JoinHandle<()> {
+        let state = Scrape {
+            metrics,
+            armed: Arc::new(armed),
+        };
+        let app = Router::new()
+            .route("/metrics", get(scrape))
+            .with_state(state);
+        tokio::spawn(async move {
+            let served = axum::serve(self.listener, app)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await;
+            if let Err(err) = served {
+                tracing::error!(error = %err, "metrics endpoint failed");
+            }
+        })
+    }
+}
+
+async fn scrape(State(state): State<Scrape>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+        state.metrics.render((state.armed)()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value_of(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+    }
+
+    #[test]
+    fn counters_and_histograms_render_with_their_labels() {
+        let metrics = Metrics::new();
+        metrics.job_created();
+        metrics.job_created();
+        metrics.job_fired(1500);
+        metrics.job_failed(FailReason::Misfire);
+        metrics.rpc_handled("CreateJob", tonic::Code::Ok, Duration::from_millis(3));
+        metrics.event_published("topic-job-run");
+        metrics.set_consumer_lag("topic-job-run-result", 0, 7);
+        let text = metrics.render(42);
+        assert_eq!(value_of(&text, JOBS_CREATED), Some(2.0));
+        assert_eq!(value_of(&text, ARMED_TIMERS), Some(42.0));
+        assert_eq!(value_of(&text, &format!("{FIRE_LATENESS}_sum")), Some(1.5));
+        assert_eq!(
+            value_of(&text, &format!("{JOBS_FAILED}{{reason=\"misfire\"}}")),
+            Some(1.0)
+        );
+        assert_eq!(
+            value_of(
+                &text,
+                &format!("{RPC_REQUESTS}{{code=\"OK\",method=\"CreateJob\"}}")
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value_of(
+                &text,
+                &format!("{CONSUMER_LAG}{{partition=\"0\",topic=\"topic-job-run-result\"}}")
+            ),
+            Some(7.0)
+        );
+    }
+
+    #[test]
+    fn two_instances_count_apart() {
+        let first = Metrics::new();
+        let second = Metrics::new();
+        first.job_created();
+        assert_eq!(value_of(&second.render(0), JOBS_CREATED), Some(0.0));
+    }
+
+    #[test]
+    fn every_name_is_exported() {
+        let metrics = Metrics::new();
+        // Label-less series show at once; labelled ones once a label set is used.
+        metrics.rpc_handled("GetJob", tonic::Code::NotFound, Duration::ZERO);
+        metrics.job_failed(FailReason::Result);
+        metrics.event_published("t");
+        metrics.event_failed("t");
+        metrics.result_skipped("malformed");
+        metrics.set_consumer_lag("t", 0, 0);
+        let text = metrics.render(0);
+        for name in NAMES {
+            assert!(
+                text.contains(&format!("# TYPE {name} ")),
+                "{name} missing from:\n{text}"
+            );
+        }
+    }
+}

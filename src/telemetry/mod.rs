@@ -1,0 +1,123 @@
+//! Logs, traces and metrics.
+//!
+//! - Logs: `tracing` with the level from `RUST_LOG` (default `info`), as
+//!   JSON lines outside development and human-readable on a developer's
+//!   machine.
+//! - Traces: when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, every span is also
+//!   exported over OTLP/gRPC, and the W3C trace context travels in gRPC
+//!   metadata and Kafka headers ([`propagation`]).
+//! - Metrics: Prometheus instruments and their `/metrics` endpoint
+//!   ([`metrics`]).
+
+pub mod metrics;
+pub mod propagation;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use tracing_subscriber::{EnvFilter, Layer, fmt, layer::SubscriberExt, util::SubscriberInitExt};
+
+use crate::config::{Environment, ObservabilitySettings};
+
+/// Why trace export could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up trace export to {endpoint}: {reason}")]
+pub struct TelemetryError {
+    endpoint: String,
+    reason: String,
+}
+
+/// Keeps the trace exporter alive; [`TelemetryGuard::shutdown`] flushes the
+/// spans still buffered.
+#[must_use = "dropping the guard without shutdown may lose the last spans"]
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl TelemetryGuard {
+    /// Exports what is buffered and stops the exporter (blocking work is
+    /// moved off the async runtime).
+    pub async fn shutdown(self) {
+        let Some(provider) = self.provider else {
+            return;
+        };
+        let done = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "trace exporter did not shut down cleanly")
+            }
+            Err(err) => tracing::warn!(error = %err, "trace exporter shutdown panicked"),
+        }
+    }
+}
+
+/// Installs the global subscriber: logs, plus span export when an OTLP
+/// endpoint is configured. Must run inside the tokio runtime (the exporter
+/// is a tonic client). A second call (as in tests) keeps the first
+/// subscriber.
+pub fn init_telemetry(
+    environment: Environment,
+    observability: &ObservabilitySettings,
+) -> Result<TelemetryGuard, TelemetryError> {
+    let provider = match &observability.otlp_endpoint {
+        Some(endpoint) => Some(tracer_provider(endpoint, &observability.service_name)?),
+        None => None,
+    };
+    let otel_layer = provider.as_ref().map(|provider| {
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        tracing_opentelemetry::layer().with_tracer(provider.tracer("scheduler-service"))
+    });
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = fmt::layer().with_writer(std::io::stderr);
+    let logs = match environment {
+        Environment::Development => logs.boxed(),
+        Environment::Staging | Environment::Production => logs.json().flatten_event(true).boxed(),
+    };
+    let installed = tracing_subscriber::registry()
+        .with(filter)
+        .with(logs)
+        .with(otel_layer)
+        .try_init();
+    // Already installed (a second call in one process): keep the first.
+    drop(installed);
+    if let Some(endpoint) = &observability.otlp_endpoint {
+        tracing::info!(%endpoint, service_name = %observability.service_name, "exporting traces over OTLP");
+    }
+    Ok(TelemetryGuard { provider })
+}
+
+/// Logs only (no trace export): for tests and tools.
+pub fn init_tracing(environment: Environment) {
+    let no_export = ObservabilitySettings {
+        otlp_endpoint: None,
+        ..ObservabilitySettings::default()
+    };
+    // Without an endpoint nothing can fail.
+    if let Ok(guard) = init_telemetry(environment, &no_export) {
+        drop(guard);
+    }
+}
+
+/// A tracer provider that batches spans to the OTLP/gRPC `endpoint`.
+fn tracer_provider(
+    endpoint: &str,
+    service_name: &str,
+) -> Result<SdkTracerProvider, TelemetryError> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .build()
+        .map_err(|err| TelemetryError {
+            endpoint: endpoint.to_owned(),
+            reason: err.to_string(),
+        })?;
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            Resource::builder()
+                .with_service_name(service_name.to_owned())
+                .build(),
+        )
+        .build())
+}
