@@ -20,7 +20,7 @@ use std::{collections::HashMap, time::Duration};
 use rdkafka::{
     ClientConfig, Message, Offset, TopicPartitionList,
     consumer::{Consumer, StreamConsumer},
-    message::Headers,
+    message::{Header, Headers, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
     util::Timeout,
 };
@@ -120,6 +120,8 @@ pub struct TestApp {
     pub client: JobsServiceClient<Channel>,
     /// A channel to the server, for reflection and health clients.
     pub channel: Channel,
+    /// The port of its Prometheus endpoint.
+    pub metrics_port: u16,
     shutdown: CancellationToken,
     handle: Option<JoinHandle<()>>,
 }
@@ -262,6 +264,7 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
         .await
         .expect("service builds");
     let port = app.port();
+    let metrics_port = app.metrics_port();
     let shutdown = app.shutdown_token();
     let handle = tokio::spawn(async move {
         app.run_until_stopped().await.expect("service runs");
@@ -275,6 +278,7 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
         settings,
         client: JobsServiceClient::new(channel.clone()),
         channel,
+        metrics_port,
         shutdown,
         handle: Some(handle),
     }
@@ -476,9 +480,31 @@ impl RawProducer {
 
     /// Sends `payload` to `topic` and waits for the acknowledgement.
     pub async fn send(&self, topic: &str, key: &str, payload: &[u8]) {
+        self.send_with_headers(topic, key, payload, &[]).await;
+    }
+
+    /// Sends `payload` with these headers and waits for the acknowledgement.
+    pub async fn send_with_headers(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        headers: &[(&str, &str)],
+    ) {
+        let headers = headers
+            .iter()
+            .fold(OwnedHeaders::new(), |all, (key, value)| {
+                all.insert(Header {
+                    key,
+                    value: Some(*value),
+                })
+            });
         self.producer
             .send(
-                FutureRecord::to(topic).key(key).payload(payload),
+                FutureRecord::to(topic)
+                    .key(key)
+                    .payload(payload)
+                    .headers(headers),
                 Timeout::After(Duration::from_secs(10)),
             )
             .await
@@ -547,4 +573,55 @@ pub async fn wait_for_status(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The body of `GET /metrics` on `port` (plain HTTP/1.0, so the server
+/// closes the connection after answering).
+pub async fn scrape_metrics(port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to the metrics endpoint");
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .expect("send the request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .expect("read the response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.0 200"), "metrics answer: {head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain"),
+        "metrics content type: {head}"
+    );
+    body.to_owned()
+}
+
+/// The value of the series `name{labels}` (labels in any order, all of
+/// them) in a Prometheus text exposition; 0 when the series is absent (a
+/// counter that never moved).
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let mut wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    wanted.sort();
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (series_name, series_labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let mut got: Vec<String> = series_labels
+                .split(',')
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect();
+            got.sort();
+            (series_name == name && got == wanted).then(|| value.parse().ok())?
+        })
+        .unwrap_or(0.0)
 }
