@@ -1255,6 +1255,33 @@ mod tests {
     }
 
     #[test]
+    fn observability_settings_parse_and_a_bad_endpoint_names_the_variable() {
+        let defaults = settings(&[]).unwrap().observability;
+        assert_eq!(defaults.metrics_port, 9464);
+        assert_eq!(defaults.otlp_endpoint, None);
+        assert_eq!(defaults.service_name, "scheduler-service");
+        let s = settings(&[
+            (vars::METRICS_PORT, "0"),
+            (vars::OTEL_EXPORTER_OTLP_ENDPOINT, "http://jaeger:4317"),
+            (vars::OTEL_SERVICE_NAME, "scheduler-eu"),
+        ])
+        .unwrap()
+        .observability;
+        assert_eq!(s.metrics_port, 0);
+        assert_eq!(s.otlp_endpoint.as_deref(), Some("http://jaeger:4317"));
+        assert_eq!(s.service_name, "scheduler-eu");
+        for (name, value) in [
+            (vars::OTEL_EXPORTER_OTLP_ENDPOINT, "jaeger:4317"),
+            (vars::OTEL_EXPORTER_OTLP_ENDPOINT, "ftp://jaeger:4317"),
+            (vars::OTEL_EXPORTER_OTLP_ENDPOINT, "http://"),
+            (vars::METRICS_PORT, "70000"),
+        ] {
+            let err = settings(&[(name, value)]).unwrap_err();
+            assert_eq!(err.name, name, "{value}: {err}");
+        }
+    }
+
+    #[test]
     fn request_limits_parse_and_are_bounded() {
         let s = settings(&[
             (vars::GRPC_MAX_MESSAGE_BYTES, "1048576"),

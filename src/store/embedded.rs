@@ -552,7 +552,10 @@ mod tests {
     #[tokio::test]
     async fn jobs_survive_reopening_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let kept = job(60_000);
+        let kept = Job {
+            trace_parent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+            ..job(60_000)
+        };
         {
             let db = EmbeddedJobDB::open(dir.path()).unwrap();
             db.insert(&kept).await.unwrap();

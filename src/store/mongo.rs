@@ -428,6 +428,7 @@ mod tests {
                 update: true,
                 run: true,
             },
+            trace_parent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
             ..job()
         };
         let document = job_to_document(&job);
@@ -446,6 +447,7 @@ mod tests {
             "pendingCreate",
             "pendingUpdate",
             "pendingRun",
+            "traceParent",
         ] {
             assert!(document.contains_key(key), "missing {key}");
         }
