@@ -1,7 +1,8 @@
 //! The docker-compose development environment, checked without a Docker
 //! engine: `docker-compose.yml` (the scheduler, MongoDB, ZooKeeper, Kafka),
 //! `docker-compose.override.yml` (mongo-express, zoonavigator, kafka-ui,
-//! grpcui), `.env`, one folder per service and the root `Dockerfile`.
+//! grpcui, and the observability stack: Jaeger, Prometheus, Grafana), `.env`,
+//! one folder per service and the root `Dockerfile`.
 //!
 //! `docker-compose` (Debian's package, v1.29) must be on PATH: the tests fail
 //! without it. The last test also needs the servers that
@@ -22,6 +23,7 @@ use scheduler_service::{
     config::vars,
     grpc::proto::{self, jobs_service_client::JobsServiceClient},
     store::mongo::COLLECTION,
+    telemetry::metrics::{self, Metrics},
 };
 use serde_yaml::{Mapping, Value};
 
@@ -40,6 +42,11 @@ const PORTS: &[(&str, u16)] = &[
     ("KAFKAUI_PORT", 8080),
     ("SCHEDULER_PORT", 9001),
     ("GRPCUI_PORT", 5000),
+    ("SCHEDULER_METRICS_PORT", 9464),
+    ("PROMETHEUS_PORT", 9090),
+    ("GRAFANA_PORT", 3000),
+    ("JAEGER_UI_PORT", 16686),
+    ("JAEGER_OTLP_GRPC_PORT", 4317),
 ];
 
 /// The services of `docker-compose.yml` and the host ports they publish.
@@ -47,7 +54,7 @@ const CORE: &[(&str, &[u16])] = &[
     ("scheduler-db-service", &[27017]),
     ("zk1", &[2181, 8078]),
     ("kafka1", &[9092]),
-    ("scheduler-service", &[9001]),
+    ("scheduler-service", &[9001, 9464]),
 ];
 
 /// The debugging tools of `docker-compose.override.yml` and their host ports.
@@ -56,6 +63,9 @@ const DEV_TOOLS: &[(&str, &[u16])] = &[
     ("zoo-navigator", &[9000]),
     ("kafka-ui", &[8080]),
     ("grpcui-service", &[5000]),
+    ("jaeger", &[4317, 16686]),
+    ("prometheus", &[9090]),
+    ("grafana", &[3000]),
 ];
 
 /// Each service folder and the image its Dockerfile starts from: repository
@@ -68,6 +78,9 @@ const IMAGES: &[(&str, &str, &str)] = &[
     ("kafka-service", "kafka", "3.4."),
     ("kafkaui-service", "kafka-ui", "v"),
     ("grpcui-service", "grpcui", "v"),
+    ("prometheus-service", "prometheus", "v2."),
+    ("grafana-service", "grafana", "11."),
+    ("jaeger-service", "all-in-one", "1."),
 ];
 
 /// The scheduler's settings that the article's compose file sets.
@@ -83,6 +96,23 @@ const ARTICLE_SETTINGS: &[&str] = &[
     vars::KAFKA_BROKERS,
     vars::TOPICS_FILE,
 ];
+
+/// The scheduler's settings for the observability stack: `/metrics` in
+/// `docker-compose.yml` (it is part of the service), the OTLP endpoint in the
+/// override (Jaeger only exists there).
+const BASE_OBSERVABILITY_SETTINGS: &[&str] = &[vars::METRICS_PORT];
+const OVERRIDE_SCHEDULER_SETTINGS: &[&str] = &[vars::OTEL_EXPORTER_OTLP_ENDPOINT];
+
+/// The compose services of the observability stack (override only).
+const PROMETHEUS: &str = "prometheus";
+const GRAFANA: &str = "grafana";
+const JAEGER: &str = "jaeger";
+/// Where the Dockerfiles of `prometheus-service/` and `grafana-service/`
+/// put the configuration (the images' default paths).
+const PROMETHEUS_CONFIG: &str = "/etc/prometheus/prometheus.yml";
+const GRAFANA_PROVISIONING: &str = "/etc/grafana/provisioning";
+/// The Prometheus job that scrapes the scheduler.
+const SCRAPE_JOB: &str = "scheduler-service";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -361,13 +391,20 @@ fn assert_pinned(path: &Path) -> Vec<FromLine> {
 }
 
 /// The service folders that docker-compose builds, with their Dockerfiles.
+/// A service without a build section must be one of `docker-compose.yml`
+/// that the override only adds settings to.
 fn build_dockerfiles(raw: &Value) -> Vec<(String, PathBuf)> {
+    let base = services(&yaml_file(BASE));
     services(raw)
         .into_iter()
-        .map(|(name, service)| {
-            let build = service
-                .get("build")
-                .unwrap_or_else(|| panic!("service {name} has no build section"));
+        .filter_map(|(name, service)| {
+            let Some(build) = service.get("build") else {
+                assert!(
+                    base.get(&name).is_some_and(|s| s.get("build").is_some()),
+                    "service {name} has no build section"
+                );
+                return None;
+            };
             let (context, dockerfile) = match build {
                 Value::String(context) => (context.clone(), "Dockerfile".to_owned()),
                 build => (
@@ -389,7 +426,7 @@ fn build_dockerfiles(raw: &Value) -> Vec<(String, PathBuf)> {
                 "service {name}: {} does not exist",
                 dockerfile.display()
             );
-            (name, dockerfile)
+            Some((name, dockerfile))
         })
         .collect()
 }
@@ -564,7 +601,21 @@ fn the_scheduler_is_configured_only_through_settings_the_code_reads() {
             "scheduler-service sets {name}, which is not in scheduler_service::config::vars::ALL"
         );
     }
-    assert_eq!(sorted(env.keys()), sorted(ARTICLE_SETTINGS));
+    assert_eq!(
+        sorted(env.keys()),
+        sorted(ARTICLE_SETTINGS.iter().chain(BASE_OBSERVABILITY_SETTINGS))
+    );
+    // What the override adds to the scheduler: the same rule.
+    let raw_override = yaml_file(OVERRIDE);
+    let added = environment(&services(&raw_override)["scheduler-service"]);
+    for name in added.keys() {
+        assert!(
+            known.contains(name.as_str()),
+            "{OVERRIDE}: scheduler-service sets {name}, which is not in \
+             scheduler_service::config::vars::ALL"
+        );
+    }
+    assert_eq!(sorted(added.keys()), sorted(OVERRIDE_SCHEDULER_SETTINGS));
     // The credentials, the database name and the topics are Docker secrets.
     for (var, secret) in [
         (vars::DATABASE_USER_FILE, "scheduler-db-user"),
@@ -687,6 +738,582 @@ fn images_are_pinned_and_the_service_image_runs_as_a_non_root_user() {
     }
 }
 
+/// (published, target) of each port a resolved service publishes.
+fn port_pairs(service: &Value) -> Vec<(u16, u16)> {
+    let number = |v: &Value| -> u16 {
+        let text = scalar(v);
+        text.parse()
+            .unwrap_or_else(|_| panic!("port {text:?} is not a number"))
+    };
+    service
+        .get("ports")
+        .and_then(Value::as_sequence)
+        .map(|items| {
+            items
+                .iter()
+                .map(|p| {
+                    let target = p
+                        .get("target")
+                        .unwrap_or_else(|| panic!("port without a target: {p:?}"));
+                    let published = p
+                        .get("published")
+                        .unwrap_or_else(|| panic!("port without a published port: {p:?}"));
+                    (number(published), number(target))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// (scheme, host, port) of an `http://host:port[/path]` URL; the port is
+/// required.
+fn url_parts(url: &str) -> (String, String, u16) {
+    let (scheme, rest) = url
+        .split_once("://")
+        .unwrap_or_else(|| panic!("{url:?} is not a URL"));
+    let authority = rest.split('/').next().unwrap_or_default();
+    let (host, port) = authority
+        .rsplit_once(':')
+        .unwrap_or_else(|| panic!("{url:?} names no port"));
+    let port = port
+        .parse()
+        .unwrap_or_else(|_| panic!("{url:?}: port {port:?} is not a number"));
+    (scheme.to_owned(), host.to_owned(), port)
+}
+
+/// The file or folder of `folder`'s build context that its Dockerfile
+/// copies to `dest` in the image (a `COPY SRC DEST` line), checked to exist.
+fn copied_to(folder: &str, dest: &str) -> PathBuf {
+    let dockerfile = root().join(folder).join("Dockerfile");
+    let source = instructions(&read(&dockerfile))
+        .into_iter()
+        .filter(|(k, _)| k == "COPY")
+        .find_map(|(_, args)| {
+            let words: Vec<&str> = args
+                .split_whitespace()
+                .filter(|w| !w.starts_with("--"))
+                .collect();
+            match words.as_slice() {
+                [src, dst] if dst.trim_end_matches('/') == dest => Some((*src).to_owned()),
+                _ => None,
+            }
+        })
+        .unwrap_or_else(|| panic!("{}: nothing is copied to {dest}", dockerfile.display()));
+    let path = root().join(folder).join(source);
+    assert!(
+        path.exists(),
+        "{}: copies {} to {dest}, which does not exist",
+        dockerfile.display(),
+        path.display()
+    );
+    path
+}
+
+/// The files of a folder whose names end in one of `extensions`, sorted.
+fn files_in(folder: &Path, extensions: &[&str]) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(folder)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", folder.display()))
+        .map(|entry| entry.expect("a folder entry").path())
+        .filter(|path| {
+            path.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| extensions.contains(&e))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Grafana's provisioned datasources (`provisioning/datasources/*.yml`):
+/// uid → (type, url).
+fn grafana_datasources() -> BTreeMap<String, (String, String)> {
+    let provisioning = copied_to("grafana-service", GRAFANA_PROVISIONING);
+    let files = files_in(&provisioning.join("datasources"), &["yml", "yaml"]);
+    assert!(!files.is_empty(), "Grafana provisions no datasource");
+    let mut out = BTreeMap::new();
+    for file in files {
+        let doc: Value = serde_yaml::from_str(&read(&file))
+            .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", file.display()));
+        let list = doc["datasources"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{}: no datasources list", file.display()));
+        for ds in list {
+            let field = |key: &str| -> String {
+                ds.get(key)
+                    .map(scalar)
+                    .unwrap_or_else(|| panic!("{}: a datasource has no {key}", file.display()))
+            };
+            let uid = field("uid");
+            assert!(!uid.is_empty(), "{}: empty datasource uid", file.display());
+            let previous = out.insert(uid.clone(), (field("type"), field("url")));
+            assert!(
+                previous.is_none(),
+                "datasource uid {uid} is provisioned twice"
+            );
+        }
+    }
+    out
+}
+
+/// The folder the dashboard provider loads, as the image path and as the
+/// repository folder copied there.
+fn grafana_dashboard_folder() -> (String, PathBuf) {
+    let provisioning = copied_to("grafana-service", GRAFANA_PROVISIONING);
+    let files = files_in(&provisioning.join("dashboards"), &["yml", "yaml"]);
+    assert_eq!(files.len(), 1, "expected one dashboard provider file");
+    let doc: Value = serde_yaml::from_str(&read(&files[0]))
+        .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", files[0].display()));
+    let providers = doc["providers"].as_sequence().expect("a providers list");
+    assert_eq!(providers.len(), 1, "expected one dashboard provider");
+    let provider = &providers[0];
+    assert_eq!(provider["type"].as_str(), Some("file"));
+    let path = scalar(&provider["options"]["path"]);
+    let folder = copied_to("grafana-service", &path);
+    assert!(folder.is_dir(), "{} is not a folder", folder.display());
+    (path, folder)
+}
+
+/// The dashboards Grafana loads: file name → JSON.
+fn grafana_dashboards() -> BTreeMap<String, serde_json::Value> {
+    let (_, folder) = grafana_dashboard_folder();
+    let files = files_in(&folder, &["json"]);
+    assert!(!files.is_empty(), "{}: no dashboard JSON", folder.display());
+    files
+        .into_iter()
+        .map(|file| {
+            let json = serde_json::from_str(&read(&file))
+                .unwrap_or_else(|e| panic!("{} is not valid JSON: {e}", file.display()));
+            let name = file
+                .file_name()
+                .expect("a file name")
+                .to_string_lossy()
+                .into_owned();
+            (name, json)
+        })
+        .collect()
+}
+
+/// Every panel of a dashboard, those inside rows included.
+fn panels(dashboard: &serde_json::Value) -> Vec<&serde_json::Value> {
+    fn walk<'a>(list: &'a serde_json::Value, out: &mut Vec<&'a serde_json::Value>) {
+        for panel in list.as_array().map(Vec::as_slice).unwrap_or_default() {
+            out.push(panel);
+            if let Some(nested) = panel.get("panels") {
+                walk(nested, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&dashboard["panels"], &mut out);
+    out
+}
+
+/// The metric names a PromQL expression selects: identifiers outside string
+/// literals, label matchers and durations that name a `scheduler_*` or
+/// `process_*` series. Also checks that brackets balance.
+fn promql_metric_names(expr: &str) -> Vec<String> {
+    let chars: Vec<char> = expr.chars().collect();
+    let mut names = Vec::new();
+    let mut stack = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '"' | '\'' | '`' => {
+                i += 1;
+                while i < chars.len() && chars[i] != c {
+                    if chars[i] == '\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                assert!(i < chars.len(), "unterminated string in {expr:?}");
+            }
+            '(' | '[' | '{' => stack.push(c),
+            ')' | ']' | '}' => {
+                let open = stack.pop();
+                let expected = match c {
+                    ')' => '(',
+                    ']' => '[',
+                    _ => '{',
+                };
+                assert_eq!(open, Some(expected), "unbalanced {c:?} in {expr:?}");
+            }
+            c if c.is_ascii_digit() => {
+                // a number or a duration (1m, 0.99)
+                while i + 1 < chars.len()
+                    && (chars[i + 1].is_ascii_alphanumeric() || chars[i + 1] == '.')
+                {
+                    i += 1;
+                }
+            }
+            c if c.is_ascii_alphabetic() || c == '_' || c == ':' => {
+                let start = i;
+                while i + 1 < chars.len()
+                    && (chars[i + 1].is_ascii_alphanumeric() || matches!(chars[i + 1], '_' | ':'))
+                {
+                    i += 1;
+                }
+                let word: String = chars[start..=i].iter().collect();
+                // inside {...}: a label name, not a metric
+                if stack.last() != Some(&'{')
+                    && (word.starts_with("scheduler_") || word.starts_with("process_"))
+                {
+                    names.push(word);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    assert!(stack.is_empty(), "unclosed {stack:?} in {expr:?}");
+    names
+}
+
+/// The values of `label="..."` matchers in a PromQL expression.
+fn label_values(expr: &str, label: &str) -> Vec<String> {
+    let needle = format!("{label}=\"");
+    expr.match_indices(&needle)
+        .filter(|(at, _)| {
+            // a whole label name, not the end of a longer one
+            !expr[..*at]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+        .map(|(at, _)| {
+            let rest = &expr[at + needle.len()..];
+            rest[..rest.find('"').expect("a closing quote")].to_owned()
+        })
+        .collect()
+}
+
+/// Whether an aggregation of the expression keeps the `le` label
+/// (`by (..., le)`), as `histogram_quantile` needs.
+fn groups_by_le(expr: &str) -> bool {
+    expr.match_indices("by (").any(|(at, m)| {
+        let rest = &expr[at + m.len()..];
+        rest[..rest.find(')').unwrap_or(rest.len())]
+            .split(',')
+            .any(|label| label.trim() == "le")
+    })
+}
+
+/// The job names of `prometheus.yml`, and the file parsed.
+fn prometheus_config() -> (Vec<String>, Value) {
+    let path = copied_to("prometheus-service", PROMETHEUS_CONFIG);
+    let config: Value = serde_yaml::from_str(&read(&path))
+        .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()));
+    let jobs = config["scrape_configs"]
+        .as_sequence()
+        .expect("prometheus.yml: a scrape_configs list")
+        .iter()
+        .map(|job| scalar(&job["job_name"]))
+        .collect();
+    (jobs, config)
+}
+
+#[test]
+fn prometheus_scrapes_the_scheduler_and_jaeger_receives_its_spans() {
+    let base = services(&resolved_config(&[BASE]));
+    let s = services(&resolved_config(&[BASE, OVERRIDE]));
+    let env = |name: &str| environment(&s[name]);
+
+    // Development tools: in the override only, each with a healthcheck.
+    for tool in [PROMETHEUS, GRAFANA, JAEGER] {
+        assert!(s.contains_key(tool), "{OVERRIDE} defines no {tool}");
+        assert!(!base.contains_key(tool), "{tool} belongs in {OVERRIDE}");
+        assert!(
+            s[tool].get("healthcheck").is_some(),
+            "{tool} has no healthcheck"
+        );
+        assert_eq!(s[tool]["restart"].as_str(), Some("unless-stopped"));
+    }
+    // Without the override there is no Jaeger to export to.
+    assert!(
+        !environment(&base["scheduler-service"]).contains_key(vars::OTEL_EXPORTER_OTLP_ENDPOINT),
+        "{BASE} points the scheduler at an OTLP collector that only {OVERRIDE} defines"
+    );
+
+    // /metrics: listening on all interfaces, published to the host.
+    let scheduler = env("scheduler-service");
+    if let Some(host) = scheduler.get(vars::SERVER_HOST) {
+        assert_eq!(host, "0.0.0.0", "other containers cannot reach /metrics");
+    }
+    let metrics_port: u16 = scheduler[vars::METRICS_PORT]
+        .parse()
+        .expect("METRICS_PORT is a number");
+    assert!(
+        port_pairs(&s["scheduler-service"]).contains(&(9464, metrics_port)),
+        "the host does not reach /metrics on 9464"
+    );
+
+    // Prometheus scrapes that port of that service every 5 s.
+    let (jobs, config) = prometheus_config();
+    assert!(jobs.contains(&SCRAPE_JOB.to_owned()), "no job {SCRAPE_JOB}");
+    let job = config["scrape_configs"]
+        .as_sequence()
+        .expect("scrape_configs")
+        .iter()
+        .find(|job| scalar(&job["job_name"]) == SCRAPE_JOB)
+        .expect("the scheduler's job");
+    let interval = job
+        .get("scrape_interval")
+        .or_else(|| config["global"].get("scrape_interval"))
+        .map(scalar);
+    assert_eq!(interval.as_deref(), Some("5s"));
+    assert_eq!(
+        job.get("metrics_path")
+            .map_or_else(|| "/metrics".to_owned(), scalar),
+        "/metrics"
+    );
+    let targets: Vec<String> = job["static_configs"]
+        .as_sequence()
+        .expect("static_configs")
+        .iter()
+        .flat_map(|c| c["targets"].as_sequence().cloned().unwrap_or_default())
+        .map(|t| scalar(&t))
+        .collect();
+    assert_eq!(targets.len(), 1, "one scheduler target: {targets:?}");
+    let (host, port) = targets[0]
+        .rsplit_once(':')
+        .unwrap_or_else(|| panic!("target {} names no port", targets[0]));
+    assert!(
+        s.contains_key(host),
+        "target host {host} is not a compose service"
+    );
+    assert_eq!(
+        environment(&s[host])
+            .get(vars::METRICS_PORT)
+            .map(String::as_str),
+        Some(port),
+        "prometheus.yml scrapes {host}:{port}, but {host} serves /metrics on another port"
+    );
+    assert_eq!(host, "scheduler-service");
+    assert_eq!(
+        s[PROMETHEUS]["depends_on"]["scheduler-service"]["condition"].as_str(),
+        Some("service_started")
+    );
+
+    // Spans go over OTLP/gRPC to the port Jaeger receives them on.
+    let endpoint = &scheduler[vars::OTEL_EXPORTER_OTLP_ENDPOINT];
+    let (scheme, host, port) = url_parts(endpoint);
+    assert_eq!(scheme, "http", "{endpoint}: Jaeger's receiver is plaintext");
+    assert_eq!(host, JAEGER, "{endpoint} is not the Jaeger service");
+    let jaeger = env(JAEGER);
+    assert_eq!(
+        jaeger.get("COLLECTOR_OTLP_ENABLED").map(String::as_str),
+        Some("true")
+    );
+    let otlp_grpc: u16 = jaeger
+        .get("COLLECTOR_OTLP_GRPC_HOST_PORT")
+        .map_or("4317", |hp| hp.rsplit(':').next().unwrap_or_default())
+        .parse()
+        .expect("COLLECTOR_OTLP_GRPC_HOST_PORT ends in a port");
+    assert_eq!(
+        port, otlp_grpc,
+        "{endpoint}: Jaeger takes OTLP/gRPC on {otlp_grpc}"
+    );
+    let jaeger_ports = port_pairs(&s[JAEGER]);
+    assert!(
+        jaeger_ports.contains(&(4317, otlp_grpc)),
+        "a scheduler on the host cannot send spans to 127.0.0.1:4317: {jaeger_ports:?}"
+    );
+    assert!(
+        jaeger_ports.contains(&(16686, 16686)),
+        "Jaeger's UI is not on the host's port 16686: {jaeger_ports:?}"
+    );
+    // The scheduler waits for the receiver, so its first spans are kept.
+    assert_eq!(
+        s["scheduler-service"]["depends_on"][JAEGER]["condition"].as_str(),
+        Some("service_healthy")
+    );
+    for dependency in ["scheduler-db-service", "kafka1"] {
+        assert_eq!(
+            s["scheduler-service"]["depends_on"][dependency]["condition"].as_str(),
+            Some("service_healthy"),
+            "the override dropped the scheduler's dependency on {dependency}"
+        );
+    }
+
+    // Grafana reads both through the compose network, on the ports the
+    // servers listen on there.
+    let datasources = grafana_datasources();
+    let by_type = |kind: &str| -> (String, String) {
+        let found: Vec<_> = datasources
+            .iter()
+            .filter(|(_, (t, _))| t == kind)
+            .map(|(uid, (_, url))| (uid.clone(), url.clone()))
+            .collect();
+        assert_eq!(found.len(), 1, "expected one {kind} datasource: {found:?}");
+        found[0].clone()
+    };
+    for (kind, service, port) in [("prometheus", PROMETHEUS, 9090), ("jaeger", JAEGER, 16686)] {
+        let (uid, url) = by_type(kind);
+        let (scheme, host, url_port) = url_parts(&url);
+        assert_eq!(
+            (scheme.as_str(), host.as_str(), url_port),
+            ("http", service, port),
+            "datasource {uid}: {url}"
+        );
+        assert!(
+            port_pairs(&s[service])
+                .iter()
+                .any(|(_, target)| *target == port),
+            "{service} does not publish its port {port}"
+        );
+        assert_eq!(
+            s[GRAFANA]["depends_on"][service]["condition"].as_str(),
+            Some("service_healthy"),
+            "grafana must wait until {service} is healthy"
+        );
+    }
+    assert!(
+        port_pairs(&s[GRAFANA]).contains(&(3000, 3000)),
+        "Grafana is not on the host's port 3000"
+    );
+
+    // The home dashboard is one the provider loads.
+    let (path, folder) = grafana_dashboard_folder();
+    let home = env(GRAFANA)
+        .get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
+        .cloned()
+        .expect("Grafana opens on the scheduler's dashboard");
+    let file = home
+        .strip_prefix(&format!("{path}/"))
+        .unwrap_or_else(|| panic!("home dashboard {home} is not under {path}"));
+    assert!(
+        folder.join(file).is_file(),
+        "home dashboard {home}: {} does not exist",
+        folder.join(file).display()
+    );
+    assert!(grafana_dashboards().contains_key(file));
+}
+
+#[test]
+fn the_dashboard_shows_every_metric_the_service_exports() {
+    let datasources = grafana_datasources();
+    let (jobs, _) = prometheus_config();
+    // What the service renders with nothing recorded yet: the metrics
+    // without labels, and the process collector's.
+    let rendered = Metrics::new().render(0);
+    let rendered_type = |name: &str| -> Option<String> {
+        rendered.lines().find_map(|line| {
+            let rest = line.strip_prefix("# TYPE ")?;
+            let (n, kind) = rest.split_once(' ')?;
+            (n == name).then(|| kind.trim().to_owned())
+        })
+    };
+    let exported: BTreeSet<&str> = metrics::NAMES.iter().copied().collect();
+    assert!(!exported.is_empty());
+
+    let dashboards = grafana_dashboards();
+    let mut shown = BTreeSet::new();
+    for (file, dashboard) in &dashboards {
+        assert!(
+            dashboard["uid"].as_str().is_some_and(|u| !u.is_empty()),
+            "{file}: no uid"
+        );
+        let mut ids = BTreeSet::new();
+        let all = panels(dashboard);
+        assert!(!all.is_empty(), "{file}: no panels");
+        for panel in all {
+            let title = panel["title"].as_str().unwrap_or_default();
+            let id = panel["id"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{file}: {title}: no id"));
+            assert!(ids.insert(id), "{file}: panel id {id} twice");
+            let grid = &panel["gridPos"];
+            let (x, w) = (grid["x"].as_u64(), grid["w"].as_u64());
+            assert!(
+                matches!((x, w), (Some(x), Some(w)) if w > 0 && x + w <= 24),
+                "{file}: {title}: gridPos {grid} is outside the 24 columns"
+            );
+            if panel["type"] == "row" {
+                continue;
+            }
+            let targets = panel["targets"].as_array().cloned().unwrap_or_default();
+            assert!(!targets.is_empty(), "{file}: {title}: no query");
+            let sources = std::iter::once(&panel["datasource"])
+                .chain(targets.iter().map(|t| &t["datasource"]))
+                .filter(|d| !d.is_null());
+            for source in sources {
+                let uid = source["uid"].as_str().unwrap_or_default();
+                let (kind, _) = datasources.get(uid).unwrap_or_else(|| {
+                    panic!("{file}: {title}: datasource uid {uid:?} is not provisioned")
+                });
+                assert_eq!(
+                    source["type"].as_str(),
+                    Some(kind.as_str()),
+                    "{file}: {title}: datasource {uid} is a {kind}"
+                );
+            }
+            for target in &targets {
+                let expr = target["expr"].as_str().unwrap_or_default();
+                assert!(!expr.trim().is_empty(), "{file}: {title}: empty query");
+                for job in label_values(expr, "job") {
+                    assert!(
+                        jobs.contains(&job),
+                        "{file}: {title}: job {job:?} is not scraped by prometheus.yml"
+                    );
+                }
+                let names = promql_metric_names(expr);
+                assert!(
+                    !names.is_empty(),
+                    "{file}: {title}: {expr} selects no metric"
+                );
+                for name in names {
+                    if name.starts_with("process_") {
+                        assert!(
+                            rendered_type(&name).is_some(),
+                            "{file}: {title}: {name} is not a process metric the service exports"
+                        );
+                        continue;
+                    }
+                    if exported.contains(name.as_str()) {
+                        assert_ne!(
+                            rendered_type(&name).as_deref(),
+                            Some("histogram"),
+                            "{file}: {title}: {name} is a histogram: select _bucket, _sum or _count"
+                        );
+                        shown.insert(name);
+                        continue;
+                    }
+                    // A histogram's series: NAME_bucket, NAME_sum, NAME_count.
+                    let base = ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .find_map(|suffix| name.strip_suffix(suffix))
+                        .filter(|base| exported.contains(base))
+                        .unwrap_or_else(|| {
+                            panic!(
+                                "{file}: {title}: {name} is not in \
+                                 scheduler_service::telemetry::metrics::NAMES"
+                            )
+                        });
+                    assert!(
+                        !base.ends_with("_total")
+                            && rendered_type(base).is_none_or(|t| t == "histogram"),
+                        "{file}: {title}: {name}: {base} is not a histogram"
+                    );
+                    if name.ends_with("_bucket") {
+                        assert!(
+                            expr.contains("histogram_quantile(") && groups_by_le(expr),
+                            "{file}: {title}: {name} outside histogram_quantile by le"
+                        );
+                    }
+                    shown.insert(base.to_owned());
+                }
+            }
+        }
+    }
+    let missing: Vec<&str> = exported
+        .iter()
+        .copied()
+        .filter(|name| !shown.contains(*name))
+        .collect();
+    assert!(missing.is_empty(), "no panel shows {missing:?}");
+}
+
 /// A child process that is killed if the test ends early.
 struct Running(Child);
 
@@ -745,6 +1372,8 @@ async fn the_service_runs_with_the_environment_docker_compose_gives_it() {
     for (name, value) in &compose_env {
         let value = match name.as_str() {
             n if n == vars::SERVER_PORT => port.to_string(),
+            // Any free port: tests running side by side do not collide.
+            n if n == vars::METRICS_PORT => "0".to_owned(),
             n if n == vars::DATABASE_HOST_NAME => {
                 assert!(
                     s.contains_key(value),
@@ -785,6 +1414,7 @@ async fn the_service_runs_with_the_environment_docker_compose_gives_it() {
         env.insert(name.clone(), value);
     }
     assert_eq!(env[vars::DATABASE_PORT], "27017");
+    assert_eq!(env[vars::METRICS_PORT], "0", "compose sets no METRICS_PORT");
 
     let log_path = dir.path().join("service.log");
     let log = fs::File::create(&log_path).expect("log file");
