@@ -13,7 +13,7 @@ pub mod metrics;
 pub mod propagation;
 
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
 use tracing_subscriber::{EnvFilter, Layer, fmt, layer::SubscriberExt, util::SubscriberInitExt};
 
@@ -104,9 +104,17 @@ fn tracer_provider(
     endpoint: &str,
     service_name: &str,
 ) -> Result<SdkTracerProvider, TelemetryError> {
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
+    let mut builder = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
-        .with_endpoint(endpoint)
+        .with_endpoint(endpoint);
+    if endpoint.starts_with("https://") {
+        // Public CAs (the Mozilla roots); a private CA needs a local
+        // collector in between.
+        builder = builder.with_tls_config(
+            tonic::transport::ClientTlsConfig::new().with_webpki_roots(),
+        );
+    }
+    let exporter = builder
         .build()
         .map_err(|err| TelemetryError {
             endpoint: endpoint.to_owned(),
