@@ -204,7 +204,7 @@ async fn ensure_indexes_is_idempotent_and_safe_when_replicas_race() {
             "jobs_pkey",
             "jobs_running_updated_at",
             "jobs_schedule_time_id",
-            "jobs_scheduled_schedule_time",
+            "jobs_status_schedule_time",
         ]
     );
     f.drop_schema().await;

@@ -280,16 +280,6 @@ impl Sql {
         let owing = "(pending_create OR pending_update OR pending_run)";
         Sql {
             schema: schema.to_owned(),
-            // Index writes are most of what a firing costs the server: the
-            // claim and the outbox clear each change an indexed column (the
-            // status; the owed events in the outbox index's predicate), so
-            // neither is a HOT update, and each new row version gets an entry
-            // in every index whose predicate it meets. So the index of due
-            // jobs is partial (SCHEDULED only): the two RUNNING versions a
-            // firing writes skip it. It replaces the full (status,
-            // schedule_time, id) index of earlier versions, dropped once the
-            // new one exists (on a large table, the first start after the
-            // upgrade builds it, holding off writes meanwhile).
             create: format!(
                 "CREATE TABLE IF NOT EXISTS {t} (
                     id             bytea          PRIMARY KEY CHECK (octet_length(id) = 12),
@@ -307,9 +297,8 @@ impl Sql {
                     pending_update boolean        NOT NULL,
                     pending_run    boolean        NOT NULL
                  );
-                 CREATE INDEX IF NOT EXISTS jobs_scheduled_schedule_time
-                     ON {t} (schedule_time, id) WHERE status = {scheduled};
-                 DROP INDEX IF EXISTS {quoted}.jobs_status_schedule_time;
+                 CREATE INDEX IF NOT EXISTS jobs_status_schedule_time
+                     ON {t} (status, schedule_time, id);
                  CREATE INDEX IF NOT EXISTS jobs_schedule_time_id
                      ON {t} (schedule_time, id);
                  CREATE INDEX IF NOT EXISTS jobs_pending_updated_at
