@@ -135,17 +135,24 @@ pub trait JobDB: Send + Sync + 'static {
     /// a single claim whose answer was lost: those jobs are RUNNING and owe
     /// their run event, which the outbox relay publishes.
     ///
-    /// The default claims one job after the other with [`JobDB::claim`].
+    /// The default runs one [`JobDB::claim`] per job, all at once: a store
+    /// without a batch statement (MongoDB) then still has as many claims in
+    /// flight as firings, as before batching. Every claim is awaited even if
+    /// one fails, so that none is abandoned half-way.
     async fn claim_many(
         &self,
         firings: &[(JobId, i64)],
         now: DateTime<Utc>,
     ) -> Result<Vec<Job>, StoreError> {
-        let mut claimed = Vec::with_capacity(firings.len());
-        for &(id, scheduled_key) in firings {
-            if let Some(job) = self.claim(id, scheduled_key, now).await? {
-                claimed.push(job);
-            }
+        let claims = futures::future::join_all(
+            firings
+                .iter()
+                .map(|&(id, scheduled_key)| self.claim(id, scheduled_key, now)),
+        )
+        .await;
+        let mut claimed = Vec::with_capacity(claims.len());
+        for claim in claims {
+            claimed.extend(claim?);
         }
         Ok(claimed)
     }
@@ -183,17 +190,20 @@ pub trait JobDB: Send + Sync + 'static {
     /// As with [`JobDB::claim_many`], a store may apply the whole batch in
     /// one step, and on an error some jobs may have been cleared all the same.
     ///
-    /// The default clears one job after the other with
-    /// [`JobDB::set_pending_if`].
+    /// The default runs one [`JobDB::set_pending_if`] per job, all at once,
+    /// as [`JobDB::claim_many`] does.
     async fn clear_pending_many(&self, jobs: &[(JobId, i64)]) -> Result<Vec<JobId>, StoreError> {
-        let mut cleared = Vec::with_capacity(jobs.len());
-        for &(id, version) in jobs {
-            if self
-                .set_pending_if(id, version, PendingEvents::NONE)
-                .await?
-            {
-                cleared.push(id);
-            }
+        let clears = futures::future::join_all(jobs.iter().map(|&(id, version)| async move {
+            Ok::<_, StoreError>(
+                self.set_pending_if(id, version, PendingEvents::NONE)
+                    .await?
+                    .then_some(id),
+            )
+        }))
+        .await;
+        let mut cleared = Vec::with_capacity(clears.len());
+        for clear in clears {
+            cleared.extend(clear?);
         }
         Ok(cleared)
     }
