@@ -68,8 +68,8 @@ enum Subject {
     /// The bare timer armed through `Timer::arm_many`, 1,024 jobs per call.
     TimerMany,
     /// The firing path: `MemoryJobDB::insert` + `Timer::arm` per job, firings
-    /// run by `spawn_firing_loop` → `JobService::fire` (claim, publish of
-    /// the run event, clearing of the outbox entry).
+    /// run in batches by `spawn_firing_loop` → `JobService::fire_batch`
+    /// (claim, publish of the run event, clearing of the outbox entry).
     Service,
     /// As `Service`, but jobs are added through `JobService::create`
     /// (validation, insert, arm, publish of the create event, outbox cleared).
@@ -802,8 +802,8 @@ impl JobsProducer for RecordingProducer {
 }
 
 /// (b) The firing path: jobs in `MemoryJobDB`, armed in the timer, fired by
-/// `spawn_firing_loop` → `JobService::fire` (claim, publish of the run event
-/// through `NullProducer`, then the outbox entry cleared in the store).
+/// `spawn_firing_loop` → `JobService::fire_batch` (claim, publish of the run
+/// event through `NullProducer`, then the outbox entry cleared in the store).
 async fn add_service(
     offsets: &[i64],
     lateness: Arc<Recorder>,

@@ -61,7 +61,7 @@ use std::{
     path::PathBuf,
     process::{Child, Command, ExitCode, Stdio},
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, OnceLock,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
@@ -124,6 +124,8 @@ const USAGE: &str = "usage: e2e [--smoke] [--runs K] [--parts create,fire,recove
             experiments: e.g. \"-c synchronous_commit=off\")]
             [--perf FILE (`perf record -a -g` of the whole machine while firing, to FILE-<run>)]
   recovery: [--recovery-jobs N]
+  [--service-bin PATH (the service binary to run instead of this build's, e.g. an
+            older build kept aside, to compare before and after in one session)]
 Without any argument (as `cargo test --all-targets` runs it) it runs --smoke.";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,6 +250,16 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--pg-options" => o.pg_options = Some(value()?.to_owned()),
             "--perf" => o.perf = Some(value()?.to_owned()),
             "--recovery-jobs" => o.recovery_jobs = number(value()?)?,
+            "--service-bin" => {
+                let path = PathBuf::from(value()?);
+                if !path.is_file() {
+                    return Err(format!("--service-bin {}: no such file", path.display()));
+                }
+                // Set once per process; a second --service-bin is refused.
+                SERVICE_BIN
+                    .set(path)
+                    .map_err(|_| "--service-bin given twice".to_owned())?;
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -453,6 +465,18 @@ struct Service {
     listening: Instant,
 }
 
+/// The binary `--service-bin` names, if given.
+static SERVICE_BIN: OnceLock<PathBuf> = OnceLock::new();
+
+/// The service binary to run: `--service-bin`, else the one built with this
+/// benchmark.
+fn service_bin() -> PathBuf {
+    SERVICE_BIN
+        .get()
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_scheduler-service")))
+}
+
 impl Service {
     /// Starts the binary with these variables and waits until it listens.
     async fn start(env: &[(String, String)], name: &str) -> Result<(Service, Instant), String> {
@@ -464,7 +488,7 @@ impl Service {
         let log_path = log_dir().join(format!("{name}-{}.log", unique()));
         let mut file = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
         let spawned = Instant::now();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_scheduler-service"))
+        let mut child = Command::new(service_bin())
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env(vars::SERVER_HOST, "127.0.0.1")
             .env(vars::SERVER_PORT, port.to_string())

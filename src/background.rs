@@ -20,25 +20,55 @@ const RELAY_BATCH: usize = 500;
 /// Jobs delivered at once by the relay (each job's own events stay in order).
 const RELAY_CONCURRENCY: usize = 32;
 
-/// Runs firings as the timer emits them, at most `fire_concurrency` at once.
-/// Returns when the timer stops; in-flight firings are tracked by `tasks`.
+/// Firing batches in flight at once. Several, so that one batch's publishes
+/// overlap the next one's claim, but fewer than the PostgreSQL store's
+/// connections (8), so that API calls and the relay still get one.
+const FIRE_BATCHES_IN_FLIGHT: usize = 4;
+/// The most firings claimed by one store call.
+const FIRE_BATCH_MAX: usize = 512;
+
+/// Runs firings as the timer emits them, in batches: each batch is every
+/// firing queued when it starts (no waiting to fill it, so a lone job fires
+/// at once), up to `fire_concurrency / FIRE_BATCHES_IN_FLIGHT` (at most
+/// [`FIRE_BATCH_MAX`]), and at most [`FIRE_BATCHES_IN_FLIGHT`] batches run at
+/// once. So at most `fire_concurrency` firings are in flight, and while the
+/// store is busy, the firings due meanwhile wait in the channel and go into
+/// the next batch together. Returns when the timer stops; in-flight batches
+/// are tracked by `tasks`.
 pub fn spawn_firing_loop(
     service: JobService,
     mut firings: tokio::sync::mpsc::UnboundedReceiver<Firing>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    let permits = Arc::new(Semaphore::new(service.settings().fire_concurrency));
+    let concurrency = service.settings().fire_concurrency;
+    let batch_max = (concurrency / FIRE_BATCHES_IN_FLIGHT).clamp(1, FIRE_BATCH_MAX);
+    let slots = Arc::new(Semaphore::new(
+        FIRE_BATCHES_IN_FLIGHT.min(concurrency).max(1),
+    ));
     tokio::spawn(async move {
-        while let Some(firing) = firings.recv().await {
-            let Ok(permit) = permits.clone().acquire_owned().await else {
+        loop {
+            // Take a slot before reading: while every slot is busy, firings
+            // accumulate in the channel for the next batch.
+            let Ok(slot) = slots.clone().acquire_owned().await else {
                 return;
             };
+            let Some(first) = firings.recv().await else {
+                return;
+            };
+            let mut batch = Vec::with_capacity(batch_max.min(firings.len() + 1));
+            batch.push(first);
+            while batch.len() < batch_max {
+                match firings.try_recv() {
+                    Ok(firing) => batch.push(firing),
+                    Err(_) => break,
+                }
+            }
             let service = service.clone();
             let shutdown = shutdown.clone();
             tasks.spawn(async move {
-                service.fire(firing, &shutdown).await;
-                drop(permit);
+                service.fire_batch(batch, &shutdown).await;
+                drop(slot);
             });
         }
     })

@@ -477,7 +477,8 @@ pub struct SchedulerSettings {
     pub max_page_size: u64,
     /// How far ahead jobs are held in the in-memory timer.
     pub look_ahead: Duration,
-    /// How many firings run at once.
+    /// How many firings run at once: up to 4 batches of a quarter of it
+    /// each (at most 512 per batch), see `background::spawn_firing_loop`.
     pub fire_concurrency: usize,
     /// Late jobs after downtime.
     pub misfire: MisfirePolicy,

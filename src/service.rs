@@ -15,7 +15,11 @@
 //!   least once; the firing key lets consumers drop duplicates).
 //! - Every write that depends on a read is conditional on the version read.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
@@ -238,52 +242,95 @@ impl JobService {
         Ok(outcome)
     }
 
-    /// Fires one due job: claims it in the store (retrying with backoff while
-    /// the store is unreachable, until it succeeds, the job is armed again,
-    /// or shutdown), then delivers its run event.
-    #[tracing::instrument(skip_all, fields(job_id = %firing.id, due = %firing.due()))]
-    pub async fn fire(&self, firing: Firing, shutdown: &CancellationToken) {
-        if let MisfirePolicy::SkipIfLaterThan(limit) = self.inner.settings.misfire {
-            let late = (Utc::now() - firing.due()).to_std().unwrap_or_default();
-            if late > limit {
-                return self.skip_misfire(firing, late, shutdown).await;
+    /// Fires a batch of due jobs. Each job too late under the misfire policy
+    /// is handled on its own; the others are claimed in the store in one call
+    /// (retried with backoff while the store is unreachable, until it
+    /// succeeds or shutdown, leaving out jobs armed again meanwhile: their
+    /// new arming fires them). The claimed jobs' events are then published,
+    /// jobs concurrently and each job's in order, and the outbox entries of
+    /// those published are cleared in one call.
+    ///
+    /// Batching is what lets a store keep up when many jobs fall due
+    /// together: one statement (one commit) claims the batch, and one more
+    /// clears it, instead of two per job.
+    #[tracing::instrument(skip_all, fields(jobs = firings.len()))]
+    pub async fn fire_batch(&self, firings: Vec<Firing>, shutdown: &CancellationToken) {
+        let mut to_claim = Vec::with_capacity(firings.len());
+        let mut misfired = Vec::new();
+        for firing in firings {
+            match self.too_late(&firing) {
+                Some(late) => misfired.push(self.skip_misfire(firing, late, shutdown)),
+                None => to_claim.push(firing),
             }
         }
+        // Misfires are rare (after downtime) and each is a read and a
+        // conditional write; they proceed alongside the batch's claim.
+        let ((), ()) = futures::join!(
+            async {
+                futures::future::join_all(misfired).await;
+            },
+            self.claim_and_deliver(to_claim, shutdown)
+        );
+    }
+
+    /// How late `firing` is, if the misfire policy says it must not run.
+    fn too_late(&self, firing: &Firing) -> Option<Duration> {
+        let MisfirePolicy::SkipIfLaterThan(limit) = self.inner.settings.misfire else {
+            return None;
+        };
+        let late = (Utc::now() - firing.due()).to_std().unwrap_or_default();
+        (late > limit).then_some(late)
+    }
+
+    /// The claim and delivery of [`JobService::fire_batch`].
+    async fn claim_and_deliver(&self, mut firings: Vec<Firing>, shutdown: &CancellationToken) {
         let mut delay = RETRY_FIRST;
         let claimed = loop {
-            match self
-                .inner
-                .db
-                .claim(firing.id, firing.scheduled_key, now())
-                .await
-            {
+            if firings.is_empty() {
+                return;
+            }
+            let keys: Vec<(JobId, i64)> = firings.iter().map(|f| (f.id, f.scheduled_key)).collect();
+            match self.inner.db.claim_many(&keys, now()).await {
                 Ok(claimed) => break claimed,
                 Err(err) => {
-                    tracing::warn!(error = %err, retry_in = ?delay, "claim failed, retrying");
-                    if !self.backoff(&mut delay, &firing, shutdown).await {
+                    tracing::warn!(error = %err, jobs = firings.len(), retry_in = ?delay, "claim failed, retrying");
+                    if !self.backoff(&mut delay, shutdown).await {
                         return;
                     }
+                    // A job armed again meanwhile (updated, or re-armed by the
+                    // loader) fires from its new arming; claiming it here too
+                    // would only race that firing.
+                    firings.retain(|f| !self.inner.timer.is_armed(&f.id));
                 }
             }
         };
-        let Some(job) = claimed else {
-            self.rearm_if_stale(firing).await;
-            return;
-        };
-        self.run_claimed(&job, firing.due_ms).await;
-    }
-
-    /// After a claim: counts the firing and publishes the run event, in a
-    /// span that joins the trace of the call that scheduled the job.
-    async fn run_claimed(&self, job: &Job, due_ms: i64) {
-        let lateness_ms = Utc::now().timestamp_millis() - due_ms;
-        self.inner.metrics.job_fired(lateness_ms);
-        async {
-            tracing::info!(lateness_ms, "job fired");
-            self.deliver(job).await;
-        }
-        .instrument(job_span("fire job", job))
-        .await;
+        let due_ms: HashMap<(JobId, i64), i64> = firings
+            .iter()
+            .map(|f| ((f.id, f.scheduled_key), f.due_ms))
+            .collect();
+        let won: HashSet<(JobId, i64)> = claimed.iter().map(|j| (j.id, j.scheduled_key)).collect();
+        let lost: Vec<_> = firings
+            .into_iter()
+            .filter(|f| !won.contains(&(f.id, f.scheduled_key)))
+            .map(|f| self.rearm_if_stale(f))
+            .collect();
+        let now_ms = Utc::now().timestamp_millis();
+        let fired: Vec<(Job, i64)> = claimed
+            .into_iter()
+            .map(|job| {
+                let due = due_ms
+                    .get(&(job.id, job.scheduled_key))
+                    .copied()
+                    .unwrap_or(now_ms);
+                (job, now_ms - due)
+            })
+            .collect();
+        let ((), ()) = futures::join!(
+            async {
+                futures::future::join_all(lost).await;
+            },
+            self.deliver_fired(fired)
+        );
     }
 
     /// Publishes what `job` still owes on behalf of the outbox relay, in the
@@ -292,6 +339,17 @@ impl JobService {
         self.deliver(job)
             .instrument(job_span("relay events", job))
             .await
+    }
+
+    /// Sleeps `delay` before a retry and doubles it; false on shutdown (the
+    /// retry must not happen).
+    async fn backoff(&self, delay: &mut Duration, shutdown: &CancellationToken) -> bool {
+        tokio::select! {
+            () = shutdown.cancelled() => return false,
+            () = tokio::time::sleep(*delay) => {}
+        }
+        *delay = (*delay * 2).min(RETRY_MAX);
+        true
     }
 
     /// Marks a job that is too late under the misfire policy as FAILED
@@ -323,29 +381,15 @@ impl JobService {
                 }
                 Ok(None) => return,
                 Err(err) => {
-                    tracing::warn!(error = %err, retry_in = ?delay, "misfire handling failed, retrying");
-                    if !self.backoff(&mut delay, &firing, shutdown).await {
+                    tracing::warn!(job_id = %firing.id, error = %err, retry_in = ?delay, "misfire handling failed, retrying");
+                    if !self.backoff(&mut delay, shutdown).await
+                        || self.inner.timer.is_armed(&firing.id)
+                    {
                         return;
                     }
                 }
             }
         }
-    }
-
-    /// Sleeps before a retry of `firing`; false when the retry must not
-    /// happen (shutdown, or the job was armed again meanwhile).
-    async fn backoff(
-        &self,
-        delay: &mut Duration,
-        firing: &Firing,
-        shutdown: &CancellationToken,
-    ) -> bool {
-        tokio::select! {
-            () = shutdown.cancelled() => return false,
-            () = tokio::time::sleep(*delay) => {}
-        }
-        *delay = (*delay * 2).min(RETRY_MAX);
-        !self.inner.timer.is_armed(&firing.id)
     }
 
     /// After a lost claim: if the job is still SCHEDULED under a newer fire
@@ -366,18 +410,8 @@ impl JobService {
     /// then clears them in the store if the job is still at this version.
     /// Never fails: what cannot be published now stays owed for the relay.
     pub async fn deliver(&self, job: &Job) -> Delivery {
-        let owed = [
-            (job.pending.create, EventKind::Create),
-            (job.pending.update, EventKind::Update),
-            (job.pending.run, EventKind::Run),
-        ];
-        for kind in owed.iter().filter(|(owed, _)| *owed).map(|(_, kind)| *kind) {
-            if let Err(err) = self.inner.producer.publish(kind, job).await {
-                tracing::warn!(job_id = %job.id, kind = kind.as_str(), error = %err,
-                    "event not published; it stays in the outbox");
-                self.inner.relay_wake.notify_one();
-                return Delivery::Deferred;
-            }
+        if !self.publish_owed(job).await {
+            return Delivery::Deferred;
         }
         match self
             .inner
@@ -392,6 +426,66 @@ impl JobService {
                 Delivery::Deferred
             }
         }
+    }
+
+    /// Delivers just-fired jobs (each with its lateness in ms) as
+    /// [`JobService::deliver`] does each: counts each firing and publishes
+    /// its owed events in a span that joins the job's trace (jobs
+    /// concurrently, each job's events in order), then clears the outbox
+    /// entries of those published in one call, each only if its job is still
+    /// at the version published.
+    async fn deliver_fired(&self, fired: Vec<(Job, i64)>) {
+        let published: Vec<(JobId, i64)> =
+            futures::future::join_all(fired.iter().map(|(job, lateness_ms)| {
+                self.inner.metrics.job_fired(*lateness_ms);
+                async move {
+                    tracing::info!(lateness_ms, "job fired");
+                    self.publish_owed(job)
+                        .await
+                        .then_some((job.id, job.version))
+                }
+                .instrument(job_span("fire job", job))
+            }))
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        if published.is_empty() {
+            return;
+        }
+        match self.inner.db.clear_pending_many(&published).await {
+            // A job not cleared changed after its claim (a result, a run
+            // timeout): its newer state owes its own events, which stay.
+            Ok(cleared) => tracing::debug!(
+                published = published.len(),
+                cleared = cleared.len(),
+                "outbox entries cleared"
+            ),
+            Err(err) => {
+                tracing::warn!(jobs = published.len(), error = %err,
+                    "published, but the outbox entries stay; they will be published again");
+            }
+        }
+    }
+
+    /// Publishes the events `job` owes, in the order create, update, run.
+    /// False if one could not be published: it and those after it stay owed,
+    /// and the relay is woken to retry.
+    async fn publish_owed(&self, job: &Job) -> bool {
+        let owed = [
+            (job.pending.create, EventKind::Create),
+            (job.pending.update, EventKind::Update),
+            (job.pending.run, EventKind::Run),
+        ];
+        for kind in owed.iter().filter(|(owed, _)| *owed).map(|(_, kind)| *kind) {
+            if let Err(err) = self.inner.producer.publish(kind, job).await {
+                tracing::warn!(job_id = %job.id, kind = kind.as_str(), error = %err,
+                    "event not published; it stays in the outbox");
+                self.inner.relay_wake.notify_one();
+                return false;
+            }
+        }
+        true
     }
 
     /// Arms every SCHEDULED job due within the look-ahead window that the
@@ -542,7 +636,7 @@ mod tests {
         let job = svc.create(spec(-1)).await.unwrap();
         let firing = rx.recv().await.unwrap();
         let shutdown = CancellationToken::new();
-        svc.fire(firing, &shutdown).await;
+        svc.fire_batch(vec![firing], &shutdown).await;
         assert_eq!(svc.get(job.id).await.unwrap().status, JobStatus::Running);
         let err = svc.update(job.id, spec(1_000)).await.unwrap_err();
         assert!(matches!(err, Error::FailedPrecondition(_)), "{err:?}");
@@ -562,8 +656,168 @@ mod tests {
         // firing no longer claims it.
         let again = svc.update(job.id, spec(60_000)).await.unwrap();
         assert_eq!(again.status, JobStatus::Scheduled);
-        svc.fire(firing, &shutdown).await;
+        svc.fire_batch(vec![firing], &shutdown).await;
         assert_eq!(svc.get(job.id).await.unwrap().status, JobStatus::Scheduled);
+    }
+
+    /// The next `n` firings the timer emits.
+    async fn firings(
+        rx: &mut tokio::sync::mpsc::UnboundedReceiver<Firing>,
+        n: usize,
+    ) -> Vec<Firing> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(rx.recv().await.unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_batch_claims_what_it_can_and_delivers_each_job_in_order() {
+        let producer = Arc::new(RecordingProducer::default());
+        let (svc, mut rx) = service_with(SchedulerSettings::default(), producer.clone());
+        // Created while the broker is down: each job owes create, then run.
+        producer
+            .down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut jobs = Vec::new();
+        for _ in 0..5 {
+            jobs.push(svc.create(spec(-1)).await.unwrap());
+        }
+        producer
+            .down
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let mut batch = firings(&mut rx, 5).await;
+        // One job deleted and one claimed already (another replica): the
+        // batch claims the other three.
+        svc.delete(jobs[3].id).await.unwrap();
+        let other = svc
+            .db()
+            .claim(jobs[4].id, jobs[4].scheduled_key, now())
+            .await
+            .unwrap()
+            .unwrap();
+        // A stale firing of a job already in the batch claims nothing more.
+        batch.push(Firing {
+            scheduled_key: jobs[0].scheduled_key ^ 1,
+            ..batch[0]
+        });
+        svc.fire_batch(batch, &CancellationToken::new()).await;
+
+        let events = producer.events.lock().unwrap().clone();
+        for job in &jobs[..3] {
+            let stored = svc.get(job.id).await.unwrap();
+            assert_eq!(stored.status, JobStatus::Running);
+            assert!(!stored.pending.any(), "outbox cleared: {stored:?}");
+            let own: Vec<(EventKind, JobStatus)> = events
+                .iter()
+                .filter(|e| e.1 == job.id)
+                .map(|e| (e.0, e.2))
+                .collect();
+            assert_eq!(
+                own,
+                [
+                    (EventKind::Create, JobStatus::Running),
+                    (EventKind::Run, JobStatus::Running)
+                ]
+            );
+        }
+        assert!(
+            !events
+                .iter()
+                .any(|e| e.1 == jobs[3].id || e.1 == jobs[4].id)
+        );
+        // The other claimer's job still owes its events: its claimer (or the
+        // relay) publishes them, not this batch.
+        assert_eq!(svc.get(jobs[4].id).await.unwrap(), other);
+    }
+
+    #[tokio::test]
+    async fn a_batch_published_while_the_broker_is_down_stays_owed() {
+        let producer = Arc::new(RecordingProducer::default());
+        let (svc, mut rx) = service_with(SchedulerSettings::default(), producer.clone());
+        let a = svc.create(spec(-1)).await.unwrap();
+        let b = svc.create(spec(-1)).await.unwrap();
+        producer
+            .down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        svc.fire_batch(firings(&mut rx, 2).await, &CancellationToken::new())
+            .await;
+        for id in [a.id, b.id] {
+            let stored = svc.get(id).await.unwrap();
+            assert_eq!(stored.status, JobStatus::Running);
+            assert!(stored.pending.run && !stored.pending.create, "{stored:?}");
+        }
+        assert_eq!(svc.db().with_pending_events(10).await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_batch_skips_the_too_late_and_fires_the_rest() {
+        let producer = Arc::new(RecordingProducer::default());
+        let settings = SchedulerSettings {
+            misfire: MisfirePolicy::SkipIfLaterThan(Duration::from_secs(5)),
+            ..SchedulerSettings::default()
+        };
+        let (svc, mut rx) = service_with(settings, producer.clone());
+        let late = svc.create(spec(-60_000)).await.unwrap();
+        let recent = svc.create(spec(-1_000)).await.unwrap();
+        svc.fire_batch(firings(&mut rx, 2).await, &CancellationToken::new())
+            .await;
+        assert_eq!(svc.get(late.id).await.unwrap().status, JobStatus::Failed);
+        assert_eq!(svc.get(recent.id).await.unwrap().status, JobStatus::Running);
+        let events = producer.events.lock().unwrap().clone();
+        assert!(events.contains(&(EventKind::Update, late.id, JobStatus::Failed)));
+        assert!(events.contains(&(EventKind::Run, recent.id, JobStatus::Running)));
+        assert!(
+            !events
+                .iter()
+                .any(|e| e.0 == EventKind::Run && e.1 == late.id)
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_firing_loop_fires_every_job_once_in_batches() {
+        const JOBS: usize = 2_000;
+        let producer = Arc::new(RecordingProducer::default());
+        let settings = SchedulerSettings {
+            fire_concurrency: 64,
+            ..SchedulerSettings::default()
+        };
+        let (svc, rx) = service_with(settings, producer.clone());
+        let shutdown = CancellationToken::new();
+        let tasks = tokio_util::task::TaskTracker::new();
+        let firing_loop =
+            crate::background::spawn_firing_loop(svc.clone(), rx, tasks.clone(), shutdown.clone());
+        let mut ids = HashSet::new();
+        for _ in 0..JOBS {
+            ids.insert(svc.create(spec(20)).await.unwrap().id);
+        }
+        let runs = || {
+            producer
+                .events
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|e| e.0 == EventKind::Run)
+                .map(|e| e.1)
+                .collect::<Vec<JobId>>()
+        };
+        // A liveness bound, not a timing assertion: the jobs are due at once.
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while runs().len() < JOBS {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("every job fires");
+        let fired = runs();
+        assert_eq!(fired.len(), JOBS, "each once");
+        assert_eq!(fired.into_iter().collect::<HashSet<_>>(), ids);
+        assert!(svc.db().with_pending_events(10).await.unwrap().is_empty());
+        shutdown.cancel();
+        firing_loop.abort();
+        tasks.close();
+        tasks.wait().await;
     }
 
     #[tokio::test]
@@ -584,7 +838,7 @@ mod tests {
             .down
             .store(true, std::sync::atomic::Ordering::SeqCst);
         let job = svc.create(spec(-1)).await.unwrap();
-        svc.fire(rx.recv().await.unwrap(), &CancellationToken::new())
+        svc.fire_batch(vec![rx.recv().await.unwrap()], &CancellationToken::new())
             .await;
         let stored = svc.get(job.id).await.unwrap();
         assert_eq!(stored.status, JobStatus::Running);
@@ -639,7 +893,7 @@ mod tests {
         let late = svc.create(spec(-60_000)).await.unwrap();
         let recent = svc.create(spec(-1_000)).await.unwrap();
         for _ in 0..2 {
-            svc.fire(rx.recv().await.unwrap(), &CancellationToken::new())
+            svc.fire_batch(vec![rx.recv().await.unwrap()], &CancellationToken::new())
                 .await;
         }
         assert_eq!(svc.get(late.id).await.unwrap().status, JobStatus::Failed);
@@ -668,7 +922,8 @@ mod tests {
             let (svc, mut rx) = service_with(settings, producer.clone());
             let job = svc.create(spec(-1)).await.unwrap();
             let firing = rx.recv().await.unwrap();
-            svc.fire(firing, &CancellationToken::new()).await;
+            svc.fire_batch(vec![firing], &CancellationToken::new())
+                .await;
             assert_eq!(svc.expire_stuck_runs().await.unwrap(), 0, "not yet stuck");
             tokio::time::sleep(Duration::from_millis(80)).await;
             assert_eq!(svc.expire_stuck_runs().await.unwrap(), 1);

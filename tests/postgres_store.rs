@@ -790,6 +790,178 @@ async fn many_concurrent_claimers_claim_each_job_exactly_once() {
     f.drop_schema().await;
 }
 
+/// The ids of `jobs`, sorted (batch calls answer in no particular order).
+fn sorted_ids<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> Vec<JobId> {
+    let mut ids: Vec<JobId> = jobs.into_iter().map(|j| j.id).collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn claim_many_claims_only_scheduled_jobs_with_their_fire_token() {
+    let f = Fixture::new().await;
+    let past = now() - TimeDelta::seconds(1);
+    let due: Vec<Job> = (0..5).map(|i| job(&format!("due {i}"), past)).collect();
+    let stale = job("stale key", past);
+    let finished: Vec<Job> = [JobStatus::Running, JobStatus::Succeeded, JobStatus::Failed]
+        .into_iter()
+        .map(|status| Job {
+            status,
+            ..job("not scheduled", past)
+        })
+        .collect();
+    insert_all(&f.db, &due).await;
+    insert_all(&f.db, std::slice::from_ref(&stale)).await;
+    insert_all(&f.db, &finished).await;
+    let at = now() + TimeDelta::milliseconds(3);
+
+    assert!(f.db.claim_many(&[], at).await.expect("empty").is_empty());
+    let mut batch: Vec<(JobId, i64)> = due.iter().map(|j| (j.id, j.scheduled_key)).collect();
+    batch.push((stale.id, stale.scheduled_key ^ 1));
+    batch.extend(finished.iter().map(|j| (j.id, j.scheduled_key)));
+    batch.push((JobId::new(), 1));
+    // Listed twice: claimed once.
+    batch.push((due[0].id, due[0].scheduled_key));
+
+    let claimed = f.db.claim_many(&batch, at).await.expect("claim_many");
+    assert_eq!(sorted_ids(&claimed), sorted_ids(&due));
+    for job in &claimed {
+        let before = due.iter().find(|d| d.id == job.id).expect("a due job");
+        let expected = Job {
+            status: JobStatus::Running,
+            updated_at: at,
+            version: before.version + 1,
+            pending: PendingEvents {
+                run: true,
+                ..before.pending
+            },
+            ..before.clone()
+        };
+        assert_eq!(job, &expected);
+        assert_eq!(f.db.get(job.id).await.expect("get"), Some(expected));
+    }
+    // Left as they were.
+    for other in finished.iter().chain([&stale]) {
+        assert_eq!(f.db.get(other.id).await.expect("get").as_ref(), Some(other));
+    }
+    // Claimed already: a second batch claims nothing.
+    assert!(f.db.claim_many(&batch, at).await.expect("again").is_empty());
+    f.drop_schema().await;
+}
+
+#[tokio::test]
+async fn clear_pending_many_clears_only_jobs_still_at_their_version() {
+    let f = Fixture::new().await;
+    let owing = PendingEvents {
+        create: true,
+        update: true,
+        run: true,
+    };
+    let jobs: Vec<Job> = (0..4)
+        .map(|i| Job {
+            pending: owing,
+            ..job(&format!("owing {i}"), now())
+        })
+        .collect();
+    insert_all(&f.db, &jobs).await;
+
+    assert!(
+        f.db.clear_pending_many(&[])
+            .await
+            .expect("empty")
+            .is_empty()
+    );
+    let mut batch: Vec<(JobId, i64)> = jobs[..3].iter().map(|j| (j.id, j.version)).collect();
+    batch[2].1 += 1; // changed since the read
+    batch.push((JobId::new(), 0));
+    let mut cleared = f.db.clear_pending_many(&batch).await.expect("clear");
+    cleared.sort();
+    assert_eq!(cleared, sorted_ids(&jobs[..2]));
+    for (i, job) in jobs.iter().enumerate() {
+        let expected = if i < 2 {
+            Job {
+                pending: PendingEvents::NONE,
+                ..job.clone()
+            }
+        } else {
+            job.clone()
+        };
+        assert_eq!(
+            f.db.get(job.id).await.expect("get"),
+            Some(expected),
+            "only the owed events change, not the version"
+        );
+    }
+    f.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_batch_claims_claim_each_job_exactly_once() {
+    const JOBS: usize = 300;
+    const BATCH: usize = 50;
+    const REPLICAS: usize = 2;
+    const ROUNDS: usize = 5;
+
+    for round in 0..ROUNDS {
+        let f = Fixture::new().await;
+        let past = now() - TimeDelta::seconds(1);
+        let jobs: Vec<Job> = (0..JOBS)
+            .map(|i| job(&format!("due {round}.{i}"), past))
+            .collect();
+        insert_all(&f.db, &jobs).await;
+        let due: Arc<Vec<(JobId, i64)>> =
+            Arc::new(jobs.iter().map(|j| (j.id, j.scheduled_key)).collect());
+
+        let start = Arc::new(Barrier::new(REPLICAS));
+        let mut replicas = Vec::new();
+        for replica in 0..REPLICAS {
+            // Its own pool: another replica's connections.
+            let db = f.replica(2).await;
+            let due = Arc::clone(&due);
+            let start = Arc::clone(&start);
+            replicas.push(tokio::spawn(async move {
+                db.get(JobId::new()).await?;
+                start.wait().await;
+                // The replicas cut the jobs into batches at different points
+                // and in opposite orders, so that their batches overlap
+                // partly and meet on the same rows from both sides.
+                let order: Vec<(JobId, i64)> = if replica == 0 {
+                    due.iter().copied().collect()
+                } else {
+                    due.iter().rev().copied().collect()
+                };
+                let offset = replica * BATCH / 2;
+                let mut batches = vec![order[..offset].to_vec()];
+                batches.extend(order[offset..].chunks(BATCH).map(<[_]>::to_vec));
+                let db = &db;
+                let claims: Vec<Vec<Job>> = stream::iter(batches)
+                    .map(|batch| async move { db.claim_many(&batch, now()).await })
+                    .buffer_unordered(2)
+                    .try_collect()
+                    .await?;
+                Ok::<_, StoreError>(claims.into_iter().flatten().collect::<Vec<Job>>())
+            }));
+        }
+
+        let mut claimed_by: HashMap<JobId, usize> = HashMap::new();
+        for handle in replicas {
+            let won = handle.await.expect("join").expect("claims");
+            for job in won {
+                assert_eq!(job.status, JobStatus::Running);
+                assert!(job.pending.run);
+                assert_eq!(job.version, 1);
+                *claimed_by.entry(job.id).or_default() += 1;
+            }
+        }
+        for job in &jobs {
+            assert_eq!(claimed_by.get(&job.id), Some(&1), "{}", job.spec.name);
+        }
+        assert_eq!(claimed_by.len(), JOBS);
+        assert!(f.db.scheduled_before(now()).await.expect("due").is_empty());
+        f.drop_schema().await;
+    }
+}
+
 fn assert_unavailable<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
     assert!(
         matches!(result, Err(StoreError::Unavailable(_))),

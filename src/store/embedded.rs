@@ -354,6 +354,32 @@ impl JobDB for EmbeddedJobDB {
         .await
     }
 
+    /// One write transaction for the whole batch: one commit (and fsync)
+    /// instead of one per job; redb's single writer makes it atomic.
+    async fn claim_many(
+        &self,
+        firings: &[(JobId, i64)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Job>, StoreError> {
+        let firings = firings.to_vec();
+        self.write(move |txn| {
+            let mut claimed = Vec::with_capacity(firings.len());
+            for (id, scheduled_key) in firings {
+                // Read inside the loop: a job listed twice is claimed once.
+                let current = read_job(&txn.open_table(JOBS).map_err(other)?, id)?;
+                let Some(current) = current else {
+                    continue;
+                };
+                if let Some(job) = current.claimed(scheduled_key, now) {
+                    write_job(txn, id, Some(&current), Some(&job))?;
+                    claimed.push(job);
+                }
+            }
+            Ok(claimed)
+        })
+        .await
+    }
+
     async fn store_result(
         &self,
         id: JobId,
@@ -405,6 +431,27 @@ impl JobDB for EmbeddedJobDB {
                 }
                 _ => Ok(false),
             }
+        })
+        .await
+    }
+
+    /// One write transaction for the whole batch, as for `claim_many`.
+    async fn clear_pending_many(&self, jobs: &[(JobId, i64)]) -> Result<Vec<JobId>, StoreError> {
+        let jobs = jobs.to_vec();
+        self.write(move |txn| {
+            let mut cleared = Vec::with_capacity(jobs.len());
+            for (id, version) in jobs {
+                let current = read_job(&txn.open_table(JOBS).map_err(other)?, id)?;
+                if let Some(current) = current.filter(|c| c.version == version) {
+                    let updated = Job {
+                        pending: PendingEvents::NONE,
+                        ..current.clone()
+                    };
+                    write_job(txn, id, Some(&current), Some(&updated))?;
+                    cleared.push(id);
+                }
+            }
+            Ok(cleared)
         })
         .await
     }
@@ -562,6 +609,18 @@ mod tests {
         }
         let db = EmbeddedJobDB::open(dir.path()).unwrap();
         assert_eq!(db.get(kept.id).await.unwrap(), Some(kept));
+    }
+
+    #[tokio::test]
+    async fn batch_claims_and_outbox_clears_follow_the_single_job_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = EmbeddedJobDB::open(dir.path()).unwrap();
+        crate::store::batch_tests::check(&db).await;
+        // The index tables moved with the jobs: only the job whose fire
+        // token was stale is still due.
+        let due = db.scheduled_before(now()).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(db.get(due[0].id).await.unwrap().unwrap().spec.name, "stale");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

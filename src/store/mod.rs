@@ -83,10 +83,11 @@ pub enum ResultOutcome {
 }
 
 /// Storage of jobs. Implementations must make each method one atomic step on
-/// one job. Every change but [`JobDB::set_pending_if`] increments the job's
-/// `version`; the `*_if` methods change a job only while it is still at the
-/// version the caller read, so that racing writers (threads or replicas)
-/// cannot both win.
+/// one job (the batch methods: one atomic step on each of their jobs). Every
+/// change but [`JobDB::set_pending_if`] and [`JobDB::clear_pending_many`]
+/// increments the job's `version`; the `*_if` methods change a job only while
+/// it is still at the version the caller read, so that racing writers
+/// (threads or replicas) cannot both win.
 #[async_trait]
 pub trait JobDB: Send + Sync + 'static {
     /// Creates the indexes (and, for SQL stores, the tables) the queries need.
@@ -123,6 +124,40 @@ pub trait JobDB: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Option<Job>, StoreError>;
 
+    /// Claims many due jobs at once: each `(id, fire token)` is claimed as by
+    /// [`JobDB::claim`]. Returns the jobs claimed (in no particular order);
+    /// the others were deleted, rescheduled or claimed by someone else.
+    ///
+    /// Each job's claim is atomic on its own, so that racing claimers (other
+    /// replicas' batches, single claims) still win each job exactly once. A
+    /// store may apply the whole batch in one step (one statement or
+    /// transaction): that is what makes it cheaper than one claim per job.
+    /// On an error some claims may have been applied all the same, exactly as
+    /// a single claim whose answer was lost: those jobs are RUNNING and owe
+    /// their run event, which the outbox relay publishes.
+    ///
+    /// The default runs one [`JobDB::claim`] per job, all at once: a store
+    /// without a batch statement (MongoDB) then still has as many claims in
+    /// flight as firings, as before batching. Every claim is awaited even if
+    /// one fails, so that none is abandoned half-way.
+    async fn claim_many(
+        &self,
+        firings: &[(JobId, i64)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Job>, StoreError> {
+        let claims = futures::future::join_all(
+            firings
+                .iter()
+                .map(|&(id, scheduled_key)| self.claim(id, scheduled_key, now)),
+        )
+        .await;
+        let mut claimed = Vec::with_capacity(claims.len());
+        for claim in claims {
+            claimed.extend(claim?);
+        }
+        Ok(claimed)
+    }
+
     /// Stores an executor's result on a RUNNING job (next version).
     async fn store_result(
         &self,
@@ -147,6 +182,33 @@ pub trait JobDB: Send + Sync + 'static {
         remaining: PendingEvents,
     ) -> Result<bool, StoreError>;
 
+    /// Clears every owed event of each `(id, version)` job that is still at
+    /// that version, as [`JobDB::set_pending_if`] with
+    /// [`PendingEvents::NONE`] does for one job. Returns the ids of the jobs
+    /// cleared (in no particular order); a job that changed meanwhile keeps
+    /// what it owes.
+    ///
+    /// As with [`JobDB::claim_many`], a store may apply the whole batch in
+    /// one step, and on an error some jobs may have been cleared all the same.
+    ///
+    /// The default runs one [`JobDB::set_pending_if`] per job, all at once,
+    /// as [`JobDB::claim_many`] does.
+    async fn clear_pending_many(&self, jobs: &[(JobId, i64)]) -> Result<Vec<JobId>, StoreError> {
+        let clears = futures::future::join_all(jobs.iter().map(|&(id, version)| async move {
+            Ok::<_, StoreError>(
+                self.set_pending_if(id, version, PendingEvents::NONE)
+                    .await?
+                    .then_some(id),
+            )
+        }))
+        .await;
+        let mut cleared = Vec::with_capacity(clears.len());
+        for clear in clears {
+            cleared.extend(clear?);
+        }
+        Ok(cleared)
+    }
+
     /// RUNNING jobs whose last change is before `cutoff`: runs that may be stuck.
     async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Vec<Job>, StoreError>;
 }
@@ -158,5 +220,92 @@ pub(crate) fn result_outcome(current: JobStatus, result: ResultStatus) -> Result
         ResultOutcome::Duplicate
     } else {
         ResultOutcome::Ignored(current)
+    }
+}
+
+/// Checks the batch methods of a store against the rules of their single-job
+/// counterparts; run by each store's unit tests.
+#[cfg(test)]
+pub(crate) mod batch_tests {
+    use super::*;
+    use crate::domain::{JobSpec, JobType, now};
+
+    fn job(name: &str, status: JobStatus, pending: PendingEvents) -> Job {
+        let spec = JobSpec {
+            name: name.into(),
+            description: String::new(),
+            schedule_time: now() - chrono::Duration::seconds(1),
+            job_type: JobType::Email,
+            job_data: "{}".into(),
+        };
+        Job {
+            status,
+            pending,
+            ..Job::new_scheduled(spec, now())
+        }
+    }
+
+    fn sorted(mut ids: Vec<JobId>) -> Vec<JobId> {
+        ids.sort();
+        ids
+    }
+
+    /// `claim_many` claims exactly the SCHEDULED jobs listed with their
+    /// current fire token, each once; `clear_pending_many` clears exactly
+    /// the jobs still at the version given, and leaves their version.
+    pub(crate) async fn check(db: &dyn JobDB) {
+        let created = PendingEvents {
+            create: true,
+            ..PendingEvents::NONE
+        };
+        let due: Vec<Job> = (0..3)
+            .map(|i| job(&format!("due {i}"), JobStatus::Scheduled, created))
+            .collect();
+        let stale = job("stale", JobStatus::Scheduled, PendingEvents::NONE);
+        let running = job("running", JobStatus::Running, PendingEvents::NONE);
+        for j in due.iter().chain([&stale, &running]) {
+            db.insert(j).await.unwrap();
+        }
+        let at = now();
+        let mut batch: Vec<(JobId, i64)> = due.iter().map(|j| (j.id, j.scheduled_key)).collect();
+        batch.extend([
+            (stale.id, stale.scheduled_key ^ 1),
+            (running.id, running.scheduled_key),
+            (JobId::new(), 7),
+            (due[0].id, due[0].scheduled_key),
+        ]);
+        assert!(db.claim_many(&[], at).await.unwrap().is_empty());
+        let claimed = db.claim_many(&batch, at).await.unwrap();
+        assert_eq!(
+            sorted(claimed.iter().map(|j| j.id).collect()),
+            sorted(due.iter().map(|j| j.id).collect())
+        );
+        for j in &claimed {
+            let before = due.iter().find(|d| d.id == j.id).unwrap();
+            assert_eq!(Some(j.clone()), before.claimed(before.scheduled_key, at));
+            assert_eq!(db.get(j.id).await.unwrap().as_ref(), Some(j));
+        }
+        assert_eq!(db.get(stale.id).await.unwrap(), Some(stale.clone()));
+        assert_eq!(db.get(running.id).await.unwrap(), Some(running.clone()));
+        assert!(db.claim_many(&batch, at).await.unwrap().is_empty());
+
+        // The first two at their claimed version, the third at a stale one.
+        let mut clear: Vec<(JobId, i64)> = claimed.iter().map(|j| (j.id, j.version)).collect();
+        clear.sort();
+        clear[2].1 -= 1;
+        clear.push((JobId::new(), 1));
+        assert!(db.clear_pending_many(&[]).await.unwrap().is_empty());
+        let cleared = db.clear_pending_many(&clear).await.unwrap();
+        assert_eq!(sorted(cleared), sorted(vec![clear[0].0, clear[1].0]));
+        for (i, (id, _)) in clear[..3].iter().enumerate() {
+            let stored = db.get(*id).await.unwrap().unwrap();
+            let claimed = claimed.iter().find(|j| j.id == *id).unwrap();
+            assert_eq!(stored.version, claimed.version);
+            if i < 2 {
+                assert!(!stored.pending.any(), "{stored:?}");
+            } else {
+                assert_eq!(stored.pending, claimed.pending);
+            }
+        }
     }
 }

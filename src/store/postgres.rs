@@ -259,11 +259,13 @@ struct Sql {
     replace_if: String,
     delete: String,
     claim: String,
+    claim_many: String,
     store_result: String,
     status_of: String,
     scheduled_before: String,
     with_pending_events: String,
     set_pending_if: String,
+    clear_pending_many: String,
     running_before: String,
 }
 
@@ -329,6 +331,27 @@ impl Sql {
                  WHERE id = $1 AND status = {scheduled} AND scheduled_key = $2 \
                  RETURNING {COLUMNS}"
             ),
+            // One statement for the whole batch: one commit instead of one
+            // per job. The rows are locked in id order first, so that two
+            // replicas claiming overlapping batches cannot deadlock (an
+            // UPDATE ... FROM locks in whatever order its plan meets the
+            // rows). Under READ COMMITTED a row locked by another claimer is
+            // waited for and its WHERE clause checked again against the
+            // committed row, exactly as for the single claim, so each job is
+            // still claimed once; a job listed twice is claimed once.
+            claim_many: format!(
+                "WITH due AS MATERIALIZED ( \
+                     SELECT j.id AS due_id FROM {t} AS j \
+                     JOIN unnest($1::bytea[], $2::bigint[]) AS f(id, key) \
+                       ON j.id = f.id AND j.scheduled_key = f.key \
+                     WHERE j.status = {scheduled} \
+                     ORDER BY j.id FOR UPDATE OF j) \
+                 UPDATE {t} AS j SET status = {running}, pending_run = true, \
+                 version = j.version + 1, updated_at = $3 \
+                 FROM due WHERE j.id = due.due_id \
+                 RETURNING {returning}",
+                returning = qualified("j")
+            ),
             store_result: format!(
                 "UPDATE {t} SET status = $2, version = version + 1, updated_at = $3 \
                  WHERE id = $1 AND status = {running}"
@@ -346,12 +369,33 @@ impl Sql {
                 "UPDATE {t} SET pending_create = $3, pending_update = $4, pending_run = $5 \
                  WHERE id = $1 AND version = $2"
             ),
+            // No lock-ordering step here, unlike claim_many: the service
+            // clears only jobs it has just claimed, which no other batch
+            // statement touches, and single-row statements hold one row lock
+            // at a time, so no lock cycle can form.
+            clear_pending_many: format!(
+                "UPDATE {t} AS j SET pending_create = false, pending_update = false, \
+                 pending_run = false \
+                 FROM unnest($1::bytea[], $2::bigint[]) AS f(id, version) \
+                 WHERE j.id = f.id AND j.version = f.version \
+                 RETURNING j.id"
+            ),
             running_before: format!(
                 "SELECT {COLUMNS} FROM {t} WHERE status = {running} AND updated_at < $1 \
                  ORDER BY updated_at, id"
             ),
         }
     }
+}
+
+/// [`COLUMNS`], each qualified by the table alias `alias` (for statements
+/// that join the table with another relation that has an `id` too).
+fn qualified(alias: &str) -> String {
+    COLUMNS
+        .split(',')
+        .map(|column| format!("{alias}.{}", column.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Whether a server error means the server cannot serve now (rather than that
@@ -639,6 +683,23 @@ impl JobDB for PgJobDB {
         row.as_ref().map(job_from_row).transpose()
     }
 
+    async fn claim_many(
+        &self,
+        firings: &[(JobId, i64)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Job>, StoreError> {
+        if firings.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (bytes, keys): (Vec<[u8; 12]>, Vec<i64>) =
+            firings.iter().map(|(id, key)| (id.bytes(), *key)).unzip();
+        let ids: Vec<&[u8]> = bytes.iter().map(|b| b.as_slice()).collect();
+        let rows = self
+            .query(&self.sql.claim_many, &[&ids, &keys, &ms(now)])
+            .await?;
+        jobs_from_rows(&rows)
+    }
+
     async fn store_result(
         &self,
         id: JobId,
@@ -708,6 +769,21 @@ impl JobDB for PgJobDB {
             )
             .await?;
         Ok(set == 1)
+    }
+
+    async fn clear_pending_many(&self, jobs: &[(JobId, i64)]) -> Result<Vec<JobId>, StoreError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (bytes, versions): (Vec<[u8; 12]>, Vec<i64>) = jobs
+            .iter()
+            .map(|(id, version)| (id.bytes(), *version))
+            .unzip();
+        let ids: Vec<&[u8]> = bytes.iter().map(|b| b.as_slice()).collect();
+        let rows = self
+            .query(&self.sql.clear_pending_many, &[&ids, &versions])
+            .await?;
+        rows.iter().map(id_from_row).collect()
     }
 
     async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {

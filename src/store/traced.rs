@@ -38,7 +38,8 @@ impl<D: JobDB> TracedJobDB<D> {
     }
 
     /// The span of a call made outside any request (the window loader, the
-    /// outbox relay, the stuck-run sweeper, a firing's claim): at debug
+    /// outbox relay, the stuck-run sweeper, the firings' claims and outbox
+    /// clears, each for a batch of jobs): at debug
     /// level, so that a one-span trace per poll or firing is not exported
     /// under the default `info` filter.
     fn poll_span(&self, operation: &'static str) -> Span {
@@ -122,6 +123,21 @@ impl<D: JobDB> JobDB for TracedJobDB<D> {
         traced(&span, result)
     }
 
+    async fn claim_many(
+        &self,
+        firings: &[(JobId, i64)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Job>, StoreError> {
+        // A batch of many jobs' firings: no one trace to join (see `claim`).
+        let span = self.poll_span("claim_many");
+        let result = self
+            .inner
+            .claim_many(firings, now)
+            .instrument(span.clone())
+            .await;
+        traced(&span, result)
+    }
+
     async fn store_result(
         &self,
         id: JobId,
@@ -167,6 +183,16 @@ impl<D: JobDB> JobDB for TracedJobDB<D> {
         let result = self
             .inner
             .set_pending_if(id, version, remaining)
+            .instrument(span.clone())
+            .await;
+        traced(&span, result)
+    }
+
+    async fn clear_pending_many(&self, jobs: &[(JobId, i64)]) -> Result<Vec<JobId>, StoreError> {
+        let span = self.poll_span("clear_pending_many");
+        let result = self
+            .inner
+            .clear_pending_many(jobs)
             .instrument(span.clone())
             .await;
         traced(&span, result)

@@ -110,16 +110,13 @@ fn tracer_provider(
     if endpoint.starts_with("https://") {
         // Public CAs (the Mozilla roots); a private CA needs a local
         // collector in between.
-        builder = builder.with_tls_config(
-            tonic::transport::ClientTlsConfig::new().with_webpki_roots(),
-        );
+        builder =
+            builder.with_tls_config(tonic::transport::ClientTlsConfig::new().with_webpki_roots());
     }
-    let exporter = builder
-        .build()
-        .map_err(|err| TelemetryError {
-            endpoint: endpoint.to_owned(),
-            reason: err.to_string(),
-        })?;
+    let exporter = builder.build().map_err(|err| TelemetryError {
+        endpoint: endpoint.to_owned(),
+        reason: err.to_string(),
+    })?;
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(
