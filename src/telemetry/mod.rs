@@ -66,6 +66,7 @@ pub fn init_telemetry(
     };
     let otel_layer = provider.as_ref().map(|provider| {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        propagation::enable();
         tracing_opentelemetry::layer().with_tracer(provider.tracer("scheduler-service"))
     });
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));

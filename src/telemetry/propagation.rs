@@ -6,21 +6,34 @@
 //! Without trace export (no OTLP endpoint) nothing is propagated: spans
 //! carry no OpenTelemetry context then, and these functions do nothing.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
 use opentelemetry::propagation::{Extractor, Injector};
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+/// Whether spans are exported; until then propagation is skipped, which
+/// spares the firing path a map and a propagator lookup per event.
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Turns propagation on (trace export was set up).
+pub(crate) fn enable() {
+    EXPORTING.store(true, Ordering::Relaxed);
+}
+
 /// The header that carries the trace and parent span ids.
 pub const TRACEPARENT: &str = "traceparent";
-/// The header that carries vendor trace state.
-pub const TRACESTATE: &str = "tracestate";
 
 /// Makes the context in `carrier` the parent of `span` (a span just
 /// created, not yet entered). No context in the carrier: `span` stays where
 /// it is (a new trace for a root span).
 pub fn set_parent_from(span: &Span, carrier: &dyn Extractor) {
+    if !EXPORTING.load(Ordering::Relaxed) {
+        return;
+    }
     let context =
         opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(carrier));
     // Fails only without the OpenTelemetry layer (no export): nothing to do.
@@ -29,6 +42,9 @@ pub fn set_parent_from(span: &Span, carrier: &dyn Extractor) {
 
 /// Writes the current span's context into `carrier`.
 pub fn inject_current(carrier: &mut dyn Injector) {
+    if !EXPORTING.load(Ordering::Relaxed) {
+        return;
+    }
     let context = Span::current().context();
     opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.inject_context(&context, carrier);
@@ -37,6 +53,9 @@ pub fn inject_current(carrier: &mut dyn Injector) {
 
 /// The current span's context as a `traceparent` value, if it has one.
 pub fn current_traceparent() -> Option<String> {
+    if !EXPORTING.load(Ordering::Relaxed) {
+        return None;
+    }
     let mut carrier = HashMap::new();
     inject_current(&mut carrier);
     carrier.remove(TRACEPARENT)
@@ -45,7 +64,7 @@ pub fn current_traceparent() -> Option<String> {
 /// Makes `traceparent` (as [`current_traceparent`] gave it) the parent of
 /// `span`.
 pub fn set_parent_from_traceparent(span: &Span, traceparent: Option<&str>) {
-    if let Some(traceparent) = traceparent {
+    if let Some(traceparent) = traceparent.filter(|_| EXPORTING.load(Ordering::Relaxed)) {
         let carrier = HashMap::from([(TRACEPARENT.to_owned(), traceparent.to_owned())]);
         set_parent_from(span, &carrier);
     }
