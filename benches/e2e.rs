@@ -9,7 +9,7 @@
 //! - `create`: CreateJob load. `--concurrency` calls in flight over
 //!   `--connections` HTTP/2 connections, `--requests` calls (after a warm-up
 //!   of a tenth, at most 100, not counted), jobs due a day later so that
-//!   nothing fires; per store (`--stores mongodb,postgres`). A run stops
+//!   nothing fires; per store (`--stores mongodb,postgres,embedded`). A run stops
 //!   issuing calls after `--max-secs` (the MongoDB-protocol server is slow).
 //!   Reports calls per second, latency p50/p99/max, the service's CPU time
 //!   and peak RSS, and the create events on the topic.
@@ -116,7 +116,7 @@ fn main() -> ExitCode {
 
 const USAGE: &str = "usage: e2e [--smoke] [--runs K] [--parts create,fire,recovery] [--seed X]
   [--service-log FILTER (RUST_LOG of the service, default info)]
-  create:   [--stores mongodb,postgres] [--requests N] [--concurrency C] [--connections K] [--max-secs S]
+  create:   [--stores mongodb,postgres,embedded] [--requests N] [--concurrency C] [--connections K] [--max-secs S]
   fire:     [--fire-stores postgres[,mongodb]] [--jobs N] [--fire-concurrency C[,C..]] [--partitions P[,P..]]
             [--window-ms MS] [--lead-secs S] [--fetch-wait-ms MS] [--grace-secs S]
             [--pg-waits (sample the service's PostgreSQL sessions while firing)]
@@ -139,6 +139,8 @@ enum Part {
 enum Store {
     MongoDb,
     Postgres,
+    /// The embedded redb store (no database server), in a fresh folder.
+    Embedded,
 }
 
 impl Store {
@@ -146,6 +148,7 @@ impl Store {
         match self {
             Store::MongoDb => "mongodb",
             Store::Postgres => "postgres",
+            Store::Embedded => "embedded",
         }
     }
 
@@ -153,9 +156,17 @@ impl Store {
         match name {
             "mongodb" | "mongo" | "polodb" => Some(Store::MongoDb),
             "postgres" | "postgresql" | "pg" => Some(Store::Postgres),
+            "embedded" | "redb" => Some(Store::Embedded),
             _ => None,
         }
     }
+}
+
+/// The data folder of an embedded-store run.
+fn embedded_dir(namespace: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("e2e-data")
+        .join(namespace)
 }
 
 #[derive(Debug, Clone)]
@@ -192,7 +203,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         parts: vec![Part::Create, Part::Fire, Part::Recovery],
         seed: 7,
         service_log: "info".into(),
-        stores: vec![Store::MongoDb, Store::Postgres],
+        stores: vec![Store::MongoDb, Store::Postgres, Store::Embedded],
         requests: if smoke { 200 } else { 20_000 },
         concurrency: 64,
         connections: 4,
@@ -703,6 +714,13 @@ fn service_env(o: &Options, store: Store, namespace: &str) -> Vec<(String, Strin
             }
             env.push((vars::DATABASE_URI, uri));
         }
+        Store::Embedded => {
+            // No database URI or connection part selects the embedded store.
+            env.push((
+                vars::DATA_DIR,
+                embedded_dir(namespace).to_string_lossy().into_owned(),
+            ));
+        }
     }
     env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
@@ -742,6 +760,9 @@ async fn drop_namespace(store: Store, namespace: &str) {
                 )
                 .await;
             }
+        }
+        Store::Embedded => {
+            let _ = std::fs::remove_dir_all(embedded_dir(namespace));
         }
     }
 }
