@@ -4,12 +4,22 @@
 //! Built on `redb`, an embedded key-value store with ACID transactions,
 //! copy-on-write B-trees and a checksummed commit that survives `kill -9`
 //! and power loss (each commit is made durable before it returns). Every
-//! operation is one write transaction that updates the job and its index
-//! tables together, so a claim, an outbox change or a result is atomic, and
-//! the single writer of redb serialises claimers. The file is for one process:
-//! replicas need a shared store (PostgreSQL or MongoDB).
+//! operation updates the job and its index tables in one write transaction,
+//! so a claim, an outbox change or a result is atomic, and the single writer
+//! of redb serialises claimers. The file is for one process: replicas need a
+//! shared store (PostgreSQL or MongoDB).
+//!
+//! Writes are group-committed: one writer thread applies every write queued
+//! while the previous commit ran, in order, in one transaction, and answers
+//! each only once that transaction is durable. Under concurrent load one
+//! commit (one fsync) then serves many calls instead of one each; a lone
+//! write is committed at once.
 
-use std::{path::Path, sync::Arc};
+use std::{
+    path::Path,
+    sync::{Arc, mpsc},
+    thread::JoinHandle,
+};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -35,7 +45,124 @@ const RUNNING: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("running
 /// Jobs in a `redb` file.
 #[derive(Clone)]
 pub struct EmbeddedJobDB {
+    inner: Arc<Inner>,
+}
+
+/// The database and its group-commit writer; dropping the last handle stops
+/// the writer and closes the file before returning (so that it can be
+/// opened again at once).
+struct Inner {
     db: Arc<Database>,
+    writes: Option<mpsc::Sender<Box<dyn QueuedWrite>>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer once it has drained it.
+        self.writes.take();
+        if let Some(writer) = self.writer.take()
+            && writer.join().is_err()
+        {
+            tracing::error!("embedded store writer panicked");
+        }
+    }
+}
+
+/// Most writes committed together.
+const MAX_GROUP: usize = 256;
+
+/// A write waiting for the writer thread.
+trait QueuedWrite: Send {
+    /// Applies the write to `txn`. On an error the write must be dropped
+    /// with the whole transaction (so it may be applied again, alone).
+    fn apply(&mut self, txn: &redb::WriteTransaction) -> Result<(), StoreError>;
+
+    /// Answers the caller: the applied result if the commit succeeded.
+    fn finish(self: Box<Self>, committed: Result<(), String>);
+}
+
+/// A write and the caller waiting for its result.
+struct Write<T, F> {
+    op: F,
+    result: Option<Result<T, StoreError>>,
+    reply: tokio::sync::oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> QueuedWrite for Write<T, F>
+where
+    T: Send,
+    F: FnMut(&redb::WriteTransaction) -> Result<T, StoreError> + Send,
+{
+    fn apply(&mut self, txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+        match (self.op)(txn) {
+            Ok(value) => {
+                self.result = Some(Ok(value));
+                Ok(())
+            }
+            Err(err) => {
+                let failed = StoreError::Other(err.to_string());
+                self.result = Some(Err(err));
+                Err(failed)
+            }
+        }
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), String>) {
+        let answer = match (committed, self.result) {
+            (Ok(()), Some(result)) => result,
+            (Ok(()), None) => Err(StoreError::Other("write never applied".into())),
+            (Err(err), _) => Err(StoreError::Other(format!("commit failed: {err}"))),
+        };
+        // The caller may have gone (a cancelled call): nothing to tell.
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// The writer thread: takes the writes queued, commits them as one group.
+fn run_writer(db: &Database, queue: &mpsc::Receiver<Box<dyn QueuedWrite>>) {
+    while let Ok(first) = queue.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(write) => group.push(write),
+                Err(_) => break,
+            }
+        }
+        commit_group(db, group);
+    }
+}
+
+/// Commits `group` in one transaction; if one write fails, the transaction
+/// is dropped and each write is committed alone, so that one failure never
+/// fails or half-applies the others.
+fn commit_group(db: &Database, mut group: Vec<Box<dyn QueuedWrite>>) {
+    if group.len() > 1 {
+        let txn = match db.begin_write() {
+            Ok(txn) => txn,
+            Err(err) => {
+                let err = err.to_string();
+                return group.into_iter().for_each(|w| w.finish(Err(err.clone())));
+            }
+        };
+        if group.iter_mut().all(|write| write.apply(&txn).is_ok()) {
+            let committed = txn.commit().map_err(|e| e.to_string());
+            return group.into_iter().for_each(|w| w.finish(committed.clone()));
+        }
+        if let Err(err) = txn.abort() {
+            tracing::warn!(error = %err, "cannot abort a failed write group");
+        }
+    }
+    for mut write in group {
+        let committed = db.begin_write().map_err(|e| e.to_string()).and_then(|txn| {
+            match write.apply(&txn) {
+                Ok(()) => txn.commit().map_err(|e| e.to_string()),
+                // The write's own error is its answer; nothing is kept.
+                Err(_) => txn.abort().map_err(|e| e.to_string()),
+            }
+        });
+        write.finish(committed);
+    }
 }
 
 /// The stored form of a job (the id is the key).
@@ -201,7 +328,20 @@ impl EmbeddedJobDB {
             txn.open_table(table).map_err(other)?;
         }
         txn.commit().map_err(other)?;
-        Ok(EmbeddedJobDB { db: Arc::new(db) })
+        let db = Arc::new(db);
+        let (writes, queue) = mpsc::channel();
+        let writer_db = db.clone();
+        let writer = std::thread::Builder::new()
+            .name("embedded-store-writer".to_owned())
+            .spawn(move || run_writer(&writer_db, &queue))
+            .map_err(|e| other(format!("cannot start the writer thread: {e}")))?;
+        Ok(EmbeddedJobDB {
+            inner: Arc::new(Inner {
+                db,
+                writes: Some(writes),
+                writer: Some(writer),
+            }),
+        })
     }
 
     /// Runs `op` on a blocking thread (redb is synchronous and its writer
@@ -210,24 +350,38 @@ impl EmbeddedJobDB {
         &self,
         op: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let db = self.db.clone();
+        let db = self.inner.db.clone();
         tokio::task::spawn_blocking(move || op(&db))
             .await
             .map_err(other)?
     }
 
-    /// Runs `op` in one write transaction and commits it.
+    /// Runs `op` in a write transaction (the writer's current group) and
+    /// returns its result once that transaction is committed. `op` may run
+    /// twice (alone again if its group is rolled back), so it reads what it
+    /// decides on inside the transaction and writes nothing before it
+    /// errs.
     async fn write<T: Send + 'static>(
         &self,
-        op: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+        op: impl FnMut(&redb::WriteTransaction) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(other)?;
-            let result = op(&txn)?;
-            txn.commit().map_err(other)?;
-            Ok(result)
-        })
-        .await
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let write = Box::new(Write {
+            op,
+            result: None,
+            reply,
+        });
+        let queued = self
+            .inner
+            .writes
+            .as_ref()
+            .is_some_and(|writes| writes.send(write).is_ok());
+        if !queued {
+            return Err(other("the embedded store's writer has stopped"));
+        }
+        answer
+            .await
+            .map_err(|_| other("the embedded store's writer has stopped"))?
     }
 
     /// The jobs whose keys in `index` come before `until_ms`, in key order,
@@ -364,7 +518,7 @@ impl JobDB for EmbeddedJobDB {
         let firings = firings.to_vec();
         self.write(move |txn| {
             let mut claimed = Vec::with_capacity(firings.len());
-            for (id, scheduled_key) in firings {
+            for &(id, scheduled_key) in &firings {
                 // Read inside the loop: a job listed twice is claimed once.
                 let current = read_job(&txn.open_table(JOBS).map_err(other)?, id)?;
                 let Some(current) = current else {
@@ -440,7 +594,7 @@ impl JobDB for EmbeddedJobDB {
         let jobs = jobs.to_vec();
         self.write(move |txn| {
             let mut cleared = Vec::with_capacity(jobs.len());
-            for (id, version) in jobs {
+            for &(id, version) in &jobs {
                 let current = read_job(&txn.open_table(JOBS).map_err(other)?, id)?;
                 if let Some(current) = current.filter(|c| c.version == version) {
                     let updated = Job {
@@ -478,6 +632,78 @@ mod tests {
             },
             now(),
         )
+    }
+
+    /// A queued insert of `job` and the receiver of its answer.
+    fn queued_insert(
+        job: Job,
+    ) -> (
+        Box<dyn QueuedWrite>,
+        tokio::sync::oneshot::Receiver<Result<(), StoreError>>,
+    ) {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let op = move |txn: &redb::WriteTransaction| {
+            if read_job(&txn.open_table(JOBS).map_err(other)?, job.id)?.is_some() {
+                return Err(StoreError::Other("duplicate".into()));
+            }
+            write_job(txn, job.id, None, Some(&job))
+        };
+        let write = Write {
+            op,
+            result: None,
+            reply,
+        };
+        (Box::new(write), answer)
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_in_a_group_fails_alone_and_the_others_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = EmbeddedJobDB::open(dir.path()).unwrap();
+        let existing = job(1_000);
+        db.insert(&existing).await.unwrap();
+        let fresh: Vec<Job> = (0..3).map(|i| job(2_000 + i)).collect();
+        // The duplicate sits mid-group: the writes before it were applied
+        // when it failed, and must be rolled back and committed alone.
+        let (mut group, mut answers) = (Vec::new(), Vec::new());
+        for job in [&fresh[0], &existing, &fresh[1], &fresh[2]] {
+            let (write, answer) = queued_insert(job.clone());
+            group.push(write);
+            answers.push(answer);
+        }
+        commit_group(&db.inner.db, group);
+        let mut results = Vec::new();
+        for answer in answers {
+            results.push(answer.await.unwrap());
+        }
+        assert!(results[0].is_ok() && results[2].is_ok() && results[3].is_ok());
+        assert!(results[1].is_err(), "the duplicate is refused");
+        for job in &fresh {
+            assert_eq!(db.get(job.id).await.unwrap().as_ref(), Some(job));
+        }
+        assert_eq!(db.get(existing.id).await.unwrap(), Some(existing));
+        let listed = db.list(PageRequest::new(1, 10, 10).unwrap()).await.unwrap();
+        assert_eq!(listed.total, 4, "each job stored once");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writes_are_all_committed_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs: Vec<Job> = (0..200).map(job).collect();
+        {
+            let db = EmbeddedJobDB::open(dir.path()).unwrap();
+            let inserts = jobs.iter().cloned().map(|job| {
+                let db = db.clone();
+                tokio::spawn(async move { db.insert(&job).await })
+            });
+            for insert in futures::future::join_all(inserts).await {
+                insert.unwrap().unwrap();
+            }
+        }
+        let db = EmbeddedJobDB::open(dir.path()).unwrap();
+        for job in &jobs {
+            assert_eq!(db.get(job.id).await.unwrap().as_ref(), Some(job));
+        }
     }
 
     #[tokio::test]
