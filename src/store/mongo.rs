@@ -78,6 +78,34 @@ impl MongoJobDB {
         }
     }
 
+    /// Runs a read (a `find` and its cursor), bounded like every call, again
+    /// if the server lost the cursor between the batches: a read is
+    /// idempotent, and a cursor can be lost under load (a timeout on
+    /// MongoDB, a follow-up on another connection on some MongoDB-protocol
+    /// servers).
+    async fn read<T, F, Fut>(&self, read: F) -> Result<T, StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, MongoError>>,
+    {
+        let mut attempts = 1;
+        loop {
+            match tokio::time::timeout(self.timeout, read()).await {
+                Ok(Err(err)) if attempts < READ_ATTEMPTS && cursor_lost(&err) => {
+                    tracing::debug!(error = %err, "cursor lost; reading again");
+                    attempts += 1;
+                }
+                Ok(result) => return result.map_err(map_err),
+                Err(_) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "database did not answer within {:?}",
+                        self.timeout
+                    )));
+                }
+            }
+        }
+    }
+
     /// Runs a conditional update and tells whether a document matched.
     async fn update_where(&self, filter: Document, update: Document) -> Result<bool, StoreError> {
         let result = self
@@ -98,11 +126,15 @@ impl MongoJobDB {
         limit: Option<i64>,
     ) -> Result<Vec<Job>, StoreError> {
         let documents: Vec<Document> = self
-            .bounded(async {
+            .read(|| async {
                 // Ask for everything in the first batch: servers that keep
                 // cursors per connection lose them when the pool sends the
                 // follow-up `getMore` on another connection.
-                let mut find = self.jobs.find(filter).sort(sort).batch_size(FIRST_BATCH);
+                let mut find = self
+                    .jobs
+                    .find(filter.clone())
+                    .sort(sort.clone())
+                    .batch_size(FIRST_BATCH);
                 if let Some(limit) = limit {
                     find = find.limit(limit);
                 }
@@ -120,6 +152,16 @@ impl MongoJobDB {
             })
             .collect())
     }
+}
+
+/// How many times a read is tried when the server loses its cursor.
+const READ_ATTEMPTS: u32 = 3;
+
+/// Whether the server lost the cursor of a read (MongoDB's CursorNotFound,
+/// code 43, or the same said in words by MongoDB-protocol servers).
+fn cursor_lost(err: &MongoError) -> bool {
+    matches!(&*err.kind, ErrorKind::Command(command) if command.code == 43)
+        || err.to_string().to_lowercase().contains("cursor not found")
 }
 
 fn map_err(err: MongoError) -> StoreError {
@@ -277,7 +319,7 @@ impl JobDB for MongoJobDB {
             Vec::new()
         } else {
             let documents: Vec<Document> = self
-                .bounded(async {
+                .read(|| async {
                     self.jobs
                         .find(doc! {})
                         .sort(doc! { "scheduleTime": 1, "_id": 1 })
