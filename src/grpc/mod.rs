@@ -10,6 +10,8 @@ mod events;
 mod handlers;
 mod observe;
 mod status;
+#[cfg(test)]
+mod stub;
 
 pub use events::JobEventsGrpc;
 pub use handlers::JobsGrpc;
@@ -162,31 +164,7 @@ mod limits {
         use tokio::sync::Notify;
 
         use super::*;
-
-        /// A service that answers `status` once `release` is notified.
-        #[derive(Clone)]
-        struct Slow {
-            release: Arc<Notify>,
-            status: Code,
-        }
-
-        impl Service<http::Request<Body>> for Slow {
-            type Response = http::Response<Body>;
-            type Error = Infallible;
-            type Future = BoxFuture<Self::Response, Infallible>;
-
-            fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-                Poll::Ready(Ok(()))
-            }
-
-            fn call(&mut self, _request: http::Request<Body>) -> Self::Future {
-                let (release, code) = (self.release.clone(), self.status);
-                Box::pin(async move {
-                    release.notified().await;
-                    Ok(Status::new(code, "done").into_http())
-                })
-            }
-        }
+        use crate::grpc::stub::Stub;
 
         fn code(response: &http::Response<Body>) -> Code {
             let value = response.headers().get(Status::GRPC_STATUS).unwrap();
@@ -196,8 +174,8 @@ mod limits {
         #[tokio::test]
         async fn calls_beyond_the_cap_are_resource_exhausted_and_permits_come_back() {
             let release = Arc::new(Notify::new());
-            let slow = Slow {
-                release: release.clone(),
+            let slow = Stub {
+                gate: Some(release.clone()),
                 status: Code::Ok,
             };
             let mut limited = CallLimits::with_max_concurrent_calls(slow, 2);
@@ -227,12 +205,7 @@ mod limits {
                 (Code::InvalidArgument, Code::InvalidArgument),
                 (Code::Ok, Code::Ok),
             ] {
-                let release = Arc::new(Notify::new());
-                release.notify_one();
-                let mut limited = CallLimits::new(Slow {
-                    release,
-                    status: from,
-                });
+                let mut limited = CallLimits::new(Stub::answering(from));
                 let response = limited
                     .call(http::Request::new(Body::empty()))
                     .await

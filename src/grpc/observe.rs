@@ -123,30 +123,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Answers every call with `code`.
-    #[derive(Clone)]
-    struct Answer(Code);
-
-    impl Service<http::Request<Body>> for Answer {
-        type Response = http::Response<Body>;
-        type Error = Infallible;
-        type Future = BoxFuture<Self::Response, Infallible>;
-
-        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-            Poll::Ready(Ok(()))
-        }
-
-        fn call(&mut self, _request: http::Request<Body>) -> Self::Future {
-            let code = self.0;
-            Box::pin(async move {
-                Ok(match code {
-                    Code::Ok => http::Response::new(Body::empty()),
-                    code => Status::new(code, "answer").into_http(),
-                })
-            })
-        }
-    }
+    use crate::grpc::stub::Stub;
 
     fn call_to(path: &str) -> http::Request<Body> {
         http::Request::builder()
@@ -158,8 +135,8 @@ mod tests {
     #[tokio::test]
     async fn calls_are_counted_by_method_and_code() {
         let metrics = Metrics::new();
-        let mut ok = Observed::new(Answer(Code::Ok), metrics.clone());
-        let mut denied = Observed::new(Answer(Code::PermissionDenied), metrics.clone());
+        let mut ok = Observed::new(Stub::answering(Code::Ok), metrics.clone());
+        let mut denied = Observed::new(Stub::answering(Code::PermissionDenied), metrics.clone());
         for _ in 0..2 {
             ok.call(call_to("/proto.JobsService/GetJob")).await.unwrap();
         }
@@ -176,21 +153,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_call_dropped_before_its_answer_counts_as_cancelled() {
-        #[derive(Clone)]
-        struct Never;
-        impl Service<http::Request<Body>> for Never {
-            type Response = http::Response<Body>;
-            type Error = Infallible;
-            type Future = BoxFuture<Self::Response, Infallible>;
-            fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-                Poll::Ready(Ok(()))
-            }
-            fn call(&mut self, _request: http::Request<Body>) -> Self::Future {
-                Box::pin(std::future::pending())
-            }
-        }
         let metrics = Metrics::new();
-        let mut observed = Observed::new(Never, metrics.clone());
+        // Its gate never opens: the call never answers.
+        let never = Stub {
+            gate: Some(Arc::new(tokio::sync::Notify::new())),
+            status: Code::Ok,
+        };
+        let mut observed = Observed::new(never, metrics.clone());
         let call = observed.call(call_to("/proto.JobsService/ListJobs"));
         let timed_out = tokio::time::timeout(std::time::Duration::from_millis(10), call).await;
         assert!(timed_out.is_err());
