@@ -752,27 +752,37 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_batch_skips_the_too_late_and_fires_the_rest() {
-        let producer = Arc::new(RecordingProducer::default());
-        let settings = SchedulerSettings {
-            misfire: MisfirePolicy::SkipIfLaterThan(Duration::from_secs(5)),
-            ..SchedulerSettings::default()
-        };
-        let (svc, mut rx) = service_with(settings, producer.clone());
-        let late = svc.create(spec(-60_000)).await.unwrap();
-        let recent = svc.create(spec(-1_000)).await.unwrap();
-        svc.fire_batch(firings(&mut rx, 2).await, &CancellationToken::new())
-            .await;
-        assert_eq!(svc.get(late.id).await.unwrap().status, JobStatus::Failed);
-        assert_eq!(svc.get(recent.id).await.unwrap().status, JobStatus::Running);
-        let events = producer.events.lock().unwrap().clone();
-        assert!(events.contains(&(EventKind::Update, late.id, JobStatus::Failed)));
-        assert!(events.contains(&(EventKind::Run, recent.id, JobStatus::Running)));
-        assert!(
-            !events
-                .iter()
-                .any(|e| e.0 == EventKind::Run && e.1 == late.id)
-        );
+    async fn too_late_jobs_are_skipped_and_the_rest_fire_alone_or_batched() {
+        for batched in [false, true] {
+            let producer = Arc::new(RecordingProducer::default());
+            let settings = SchedulerSettings {
+                misfire: MisfirePolicy::SkipIfLaterThan(Duration::from_secs(5)),
+                ..SchedulerSettings::default()
+            };
+            let (svc, mut rx) = service_with(settings, producer.clone());
+            let late = svc.create(spec(-60_000)).await.unwrap();
+            let recent = svc.create(spec(-1_000)).await.unwrap();
+            let due = firings(&mut rx, 2).await;
+            if batched {
+                svc.fire_batch(due, &CancellationToken::new()).await;
+            } else {
+                for firing in due {
+                    svc.fire_batch(vec![firing], &CancellationToken::new())
+                        .await;
+                }
+            }
+            assert_eq!(svc.get(late.id).await.unwrap().status, JobStatus::Failed);
+            assert_eq!(svc.get(recent.id).await.unwrap().status, JobStatus::Running);
+            let events = producer.events.lock().unwrap().clone();
+            assert!(events.contains(&(EventKind::Update, late.id, JobStatus::Failed)));
+            assert!(events.contains(&(EventKind::Run, recent.id, JobStatus::Running)));
+            assert!(
+                !events
+                    .iter()
+                    .any(|e| e.0 == EventKind::Run && e.1 == late.id),
+                "batched: {batched}"
+            );
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -880,31 +890,6 @@ mod tests {
         let stored = svc.get(created.id).await.unwrap();
         assert!(stored.pending.create && stored.pending.update);
         assert_eq!(svc.deliver(&stored).await, Delivery::Delivered);
-    }
-
-    #[tokio::test]
-    async fn a_too_late_job_is_skipped_under_skip_if_late() {
-        let producer = Arc::new(RecordingProducer::default());
-        let settings = SchedulerSettings {
-            misfire: MisfirePolicy::SkipIfLaterThan(Duration::from_secs(5)),
-            ..SchedulerSettings::default()
-        };
-        let (svc, mut rx) = service_with(settings, producer.clone());
-        let late = svc.create(spec(-60_000)).await.unwrap();
-        let recent = svc.create(spec(-1_000)).await.unwrap();
-        for _ in 0..2 {
-            svc.fire_batch(vec![rx.recv().await.unwrap()], &CancellationToken::new())
-                .await;
-        }
-        assert_eq!(svc.get(late.id).await.unwrap().status, JobStatus::Failed);
-        assert_eq!(svc.get(recent.id).await.unwrap().status, JobStatus::Running);
-        let events = producer.events.lock().unwrap().clone();
-        assert!(events.contains(&(EventKind::Update, late.id, JobStatus::Failed)));
-        assert!(
-            !events
-                .iter()
-                .any(|e| e.0 == EventKind::Run && e.1 == late.id)
-        );
     }
 
     #[tokio::test]
