@@ -54,11 +54,15 @@ impl<D: JobDB> TracedJobDB<D> {
     }
 }
 
-/// Marks the span of a failed call as an error.
-fn traced<T>(span: &Span, result: Result<T, StoreError>) -> Result<T, StoreError> {
+/// Runs `call` inside `span`, and marks the span as an error if it fails.
+async fn traced<T>(
+    span: Span,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    let result = call.instrument(span.clone()).await;
     if let Err(err) = &result {
         span.record("otel.status_code", "ERROR");
-        tracing::debug!(parent: span, error = %err, "store call failed");
+        tracing::debug!(parent: &span, error = %err, "store call failed");
     }
     result
 }
@@ -66,43 +70,35 @@ fn traced<T>(span: &Span, result: Result<T, StoreError>) -> Result<T, StoreError
 #[async_trait]
 impl<D: JobDB> JobDB for TracedJobDB<D> {
     async fn ensure_indexes(&self) -> Result<(), StoreError> {
-        let span = self.span("ensure_indexes", None);
-        let result = self.inner.ensure_indexes().instrument(span.clone()).await;
-        traced(&span, result)
+        traced(
+            self.span("ensure_indexes", None),
+            self.inner.ensure_indexes(),
+        )
+        .await
     }
 
     async fn insert(&self, job: &Job) -> Result<(), StoreError> {
-        let span = self.span("insert", Some(job.id));
-        let result = self.inner.insert(job).instrument(span.clone()).await;
-        traced(&span, result)
+        traced(self.span("insert", Some(job.id)), self.inner.insert(job)).await
     }
 
     async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        let span = self.span("get", Some(id));
-        let result = self.inner.get(id).instrument(span.clone()).await;
-        traced(&span, result)
+        traced(self.span("get", Some(id)), self.inner.get(id)).await
     }
 
     async fn list(&self, page: PageRequest) -> Result<JobsPage, StoreError> {
-        let span = self.span("list", None);
-        let result = self.inner.list(page).instrument(span.clone()).await;
-        traced(&span, result)
+        traced(self.span("list", None), self.inner.list(page)).await
     }
 
     async fn replace_if(&self, job: &Job, expected_version: i64) -> Result<bool, StoreError> {
-        let span = self.span("replace_if", Some(job.id));
-        let result = self
-            .inner
-            .replace_if(job, expected_version)
-            .instrument(span.clone())
-            .await;
-        traced(&span, result)
+        traced(
+            self.span("replace_if", Some(job.id)),
+            self.inner.replace_if(job, expected_version),
+        )
+        .await
     }
 
     async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
-        let span = self.span("delete", Some(id));
-        let result = self.inner.delete(id).instrument(span.clone()).await;
-        traced(&span, result)
+        traced(self.span("delete", Some(id)), self.inner.delete(id)).await
     }
 
     async fn claim(
@@ -114,13 +110,11 @@ impl<D: JobDB> JobDB for TracedJobDB<D> {
         // A firing's claim runs before the job (and so its trace) is known: a
         // root span per firing would flood the exporter, so it is at debug
         // level like the polls; the firing's own span follows the claim.
-        let span = self.poll_span("claim");
-        let result = self
-            .inner
-            .claim(id, scheduled_key, now)
-            .instrument(span.clone())
-            .await;
-        traced(&span, result)
+        traced(
+            self.poll_span("claim"),
+            self.inner.claim(id, scheduled_key, now),
+        )
+        .await
     }
 
     async fn claim_many(
@@ -129,13 +123,11 @@ impl<D: JobDB> JobDB for TracedJobDB<D> {
         now: DateTime<Utc>,
     ) -> Result<Vec<Job>, StoreError> {
         // A batch of many jobs' firings: no one trace to join (see `claim`).
-        let span = self.poll_span("claim_many");
-        let result = self
-            .inner
-            .claim_many(firings, now)
-            .instrument(span.clone())
-            .await;
-        traced(&span, result)
+        traced(
+            self.poll_span("claim_many"),
+            self.inner.claim_many(firings, now),
+        )
+        .await
     }
 
     async fn store_result(
@@ -144,33 +136,27 @@ impl<D: JobDB> JobDB for TracedJobDB<D> {
         result: ResultStatus,
         now: DateTime<Utc>,
     ) -> Result<ResultOutcome, StoreError> {
-        let span = self.span("store_result", Some(id));
-        let stored = self
-            .inner
-            .store_result(id, result, now)
-            .instrument(span.clone())
-            .await;
-        traced(&span, stored)
+        traced(
+            self.span("store_result", Some(id)),
+            self.inner.store_result(id, result, now),
+        )
+        .await
     }
 
     async fn scheduled_before(&self, until: DateTime<Utc>) -> Result<Vec<DueJob>, StoreError> {
-        let span = self.poll_span("scheduled_before");
-        let result = self
-            .inner
-            .scheduled_before(until)
-            .instrument(span.clone())
-            .await;
-        traced(&span, result)
+        traced(
+            self.poll_span("scheduled_before"),
+            self.inner.scheduled_before(until),
+        )
+        .await
     }
 
     async fn with_pending_events(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
-        let span = self.poll_span("with_pending_events");
-        let result = self
-            .inner
-            .with_pending_events(limit)
-            .instrument(span.clone())
-            .await;
-        traced(&span, result)
+        traced(
+            self.poll_span("with_pending_events"),
+            self.inner.with_pending_events(limit),
+        )
+        .await
     }
 
     async fn set_pending_if(
@@ -179,32 +165,26 @@ impl<D: JobDB> JobDB for TracedJobDB<D> {
         version: i64,
         remaining: PendingEvents,
     ) -> Result<bool, StoreError> {
-        let span = self.span("set_pending_if", Some(id));
-        let result = self
-            .inner
-            .set_pending_if(id, version, remaining)
-            .instrument(span.clone())
-            .await;
-        traced(&span, result)
+        traced(
+            self.span("set_pending_if", Some(id)),
+            self.inner.set_pending_if(id, version, remaining),
+        )
+        .await
     }
 
     async fn clear_pending_many(&self, jobs: &[(JobId, i64)]) -> Result<Vec<JobId>, StoreError> {
-        let span = self.poll_span("clear_pending_many");
-        let result = self
-            .inner
-            .clear_pending_many(jobs)
-            .instrument(span.clone())
-            .await;
-        traced(&span, result)
+        traced(
+            self.poll_span("clear_pending_many"),
+            self.inner.clear_pending_many(jobs),
+        )
+        .await
     }
 
     async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
-        let span = self.poll_span("running_before");
-        let result = self
-            .inner
-            .running_before(cutoff)
-            .instrument(span.clone())
-            .await;
-        traced(&span, result)
+        traced(
+            self.poll_span("running_before"),
+            self.inner.running_before(cutoff),
+        )
+        .await
     }
 }
