@@ -264,28 +264,10 @@ fn names(value: Option<&Value>) -> Vec<String> {
 
 /// Host ports published by a resolved service (`published:` of each port).
 fn published_ports(service: &Value) -> Vec<u16> {
-    service
-        .get("ports")
-        .and_then(Value::as_sequence)
-        .map(|items| {
-            items
-                .iter()
-                .map(|p| {
-                    let published = match p.get("published") {
-                        Some(v) => scalar(v),
-                        None => {
-                            let short = scalar(p);
-                            let parts: Vec<&str> = short.split(':').collect();
-                            parts[parts.len() - 2].to_owned()
-                        }
-                    };
-                    published
-                        .parse()
-                        .unwrap_or_else(|_| panic!("published port {published:?} is not a number"))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    port_pairs(service)
+        .into_iter()
+        .map(|(published, _)| published)
+        .collect()
 }
 
 fn sorted(names: impl IntoIterator<Item = impl ToString>) -> Vec<String> {
