@@ -187,99 +187,68 @@ async fn bad_requests_get_precise_error_codes() {
     let mut app = spawn_app(&[(vars::LIST_MAX_PAGE_SIZE, "50")]).await;
     let client = &mut app.client;
 
-    expect_code(
-        client
-            .create_job(proto::CreateJobRequest {
+    let valid = create_request("x", 0);
+    for (request, needle) in [
+        (
+            proto::CreateJobRequest {
                 name: String::new(),
-                ..create_request("x", 0)
-            })
-            .await,
-        Code::InvalidArgument,
-        "name",
-    );
-    expect_code(
-        client
-            .create_job(proto::CreateJobRequest {
+                ..valid.clone()
+            },
+            "name",
+        ),
+        (
+            proto::CreateJobRequest {
                 job_data: String::new(),
-                ..create_request("x", 0)
-            })
-            .await,
-        Code::InvalidArgument,
-        "job_data",
-    );
-    expect_code(
-        client
-            .create_job(proto::CreateJobRequest {
+                ..valid.clone()
+            },
+            "job_data",
+        ),
+        (
+            proto::CreateJobRequest {
                 schedule_time: None,
-                ..create_request("x", 0)
-            })
-            .await,
-        Code::InvalidArgument,
-        "schedule_time",
-    );
-    expect_code(
-        client
-            .create_job(proto::CreateJobRequest {
+                ..valid.clone()
+            },
+            "schedule_time",
+        ),
+        (
+            proto::CreateJobRequest {
                 job_type: 9,
-                ..create_request("x", 0)
-            })
-            .await,
-        Code::InvalidArgument,
-        "job_type",
-    );
-    expect_code(
-        client
-            .create_job(proto::CreateJobRequest {
+                ..valid.clone()
+            },
+            "job_type",
+        ),
+        (
+            proto::CreateJobRequest {
                 job_data: "x".repeat(64 * 1024 + 1),
-                ..create_request("x", 0)
-            })
-            .await,
-        Code::InvalidArgument,
-        "job_data",
-    );
+                ..valid.clone()
+            },
+            "job_data",
+        ),
+    ] {
+        expect_code(
+            client.create_job(request).await,
+            Code::InvalidArgument,
+            needle,
+        );
+    }
 
-    expect_code(
-        client
-            .get_job(proto::GetJobRequest {
-                id: "not-an-id".into(),
-            })
-            .await,
-        Code::InvalidArgument,
-        "id",
-    );
-    expect_code(
-        client
-            .get_job(proto::GetJobRequest { id: String::new() })
-            .await,
-        Code::InvalidArgument,
-        "id",
-    );
     let unknown = bson::oid::ObjectId::new().to_hex();
-    expect_code(
-        client
-            .get_job(proto::GetJobRequest {
-                id: unknown.clone(),
-            })
-            .await,
-        Code::NotFound,
-        &unknown,
-    );
-    expect_code(
-        client
-            .delete_job(proto::DeleteJobRequest {
-                id: unknown.clone(),
-            })
-            .await,
-        Code::NotFound,
-        &unknown,
-    );
-    expect_code(
-        client
-            .delete_job(proto::DeleteJobRequest { id: "zz".into() })
-            .await,
-        Code::InvalidArgument,
-        "id",
-    );
+    for (id, code, needle) in [
+        ("not-an-id", Code::InvalidArgument, "id"),
+        ("", Code::InvalidArgument, "id"),
+        (unknown.as_str(), Code::NotFound, unknown.as_str()),
+    ] {
+        let request = proto::GetJobRequest { id: id.to_owned() };
+        expect_code(client.get_job(request).await, code, needle);
+    }
+    for (id, code, needle) in [
+        (unknown.as_str(), Code::NotFound, unknown.as_str()),
+        ("zz", Code::InvalidArgument, "id"),
+    ] {
+        let request = proto::DeleteJobRequest { id: id.to_owned() };
+        expect_code(client.delete_job(request).await, code, needle);
+    }
+
     let update = proto::UpdateJobRequest {
         id: unknown.clone(),
         name: "n".into(),
@@ -288,63 +257,44 @@ async fn bad_requests_get_precise_error_codes() {
         job_type: 0,
         job_data: "d".into(),
     };
-    expect_code(
-        client.update_job(update.clone()).await,
-        Code::NotFound,
-        &unknown,
-    );
-    expect_code(
-        client
-            .update_job(proto::UpdateJobRequest {
+    for (request, code, needle) in [
+        (update.clone(), Code::NotFound, unknown.as_str()),
+        (
+            proto::UpdateJobRequest {
                 id: "bad".into(),
                 ..update.clone()
-            })
-            .await,
-        Code::InvalidArgument,
-        "id",
-    );
-    expect_code(
-        client
-            .update_job(proto::UpdateJobRequest {
+            },
+            Code::InvalidArgument,
+            "id",
+        ),
+        (
+            proto::UpdateJobRequest {
                 name: " ".into(),
                 ..update.clone()
-            })
-            .await,
-        Code::InvalidArgument,
-        "name",
-    );
-    expect_code(
-        client
-            .update_job(proto::UpdateJobRequest {
+            },
+            Code::InvalidArgument,
+            "name",
+        ),
+        (
+            proto::UpdateJobRequest {
                 schedule_time: None,
-                ..update
-            })
-            .await,
-        Code::InvalidArgument,
-        "schedule_time",
-    );
+                ..update.clone()
+            },
+            Code::InvalidArgument,
+            "schedule_time",
+        ),
+    ] {
+        expect_code(client.update_job(request).await, code, needle);
+    }
 
-    expect_code(
-        client
-            .list_jobs(proto::ListJobsRequest { page: 0, size: 10 })
-            .await,
-        Code::InvalidArgument,
-        "page",
-    );
-    expect_code(
-        client
-            .list_jobs(proto::ListJobsRequest { page: 1, size: 0 })
-            .await,
-        Code::InvalidArgument,
-        "size",
-    );
-    expect_code(
-        client
-            .list_jobs(proto::ListJobsRequest { page: 1, size: 51 })
-            .await,
-        Code::InvalidArgument,
-        "at most 50",
-    );
+    for (page, size, needle) in [(0, 10, "page"), (1, 0, "size"), (1, 51, "at most 50")] {
+        let request = proto::ListJobsRequest { page, size };
+        expect_code(
+            client.list_jobs(request).await,
+            Code::InvalidArgument,
+            needle,
+        );
+    }
     app.stop().await;
 }
 
