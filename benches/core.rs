@@ -679,6 +679,37 @@ struct Added {
     _keep: Box<dyn Any + Send>,
 }
 
+/// An add phase being timed: when it began, and the RSS before it.
+struct AddPhase {
+    t0_ms: i64,
+    start: Instant,
+    rss_before_kib: u64,
+}
+
+impl AddPhase {
+    /// Reads the RSS, then starts the clocks.
+    fn begin() -> Self {
+        let rss_before_kib = status_kib("self", "VmRSS:");
+        AddPhase {
+            t0_ms: now_ms(),
+            start: Instant::now(),
+            rss_before_kib,
+        }
+    }
+
+    /// Stops the clock, reads the RSS; `keep` lives until the run ends.
+    fn end(self, keep: impl Any + Send) -> Added {
+        let add = self.start.elapsed();
+        Added {
+            t0_ms: self.t0_ms,
+            add,
+            rss_before_kib: self.rss_before_kib,
+            rss_after_kib: status_kib("self", "VmRSS:"),
+            _keep: Box::new(keep),
+        }
+    }
+}
+
 async fn measure(config: Config) -> Outcome {
     let load = load_average();
     let n = config.jobs;
@@ -751,9 +782,8 @@ async fn add_timer(offsets: &[i64], lateness: Arc<Recorder>, many: bool) -> Adde
             lateness.record(now_us() - firing.due_ms * 1000);
         }
     });
-    let rss_before_kib = status_kib("self", "VmRSS:");
-    let t0_ms = now_ms();
-    let start = Instant::now();
+    let phase = AddPhase::begin();
+    let t0_ms = phase.t0_ms;
     if many {
         const CHUNK: usize = 1024;
         for (c, chunk) in offsets.chunks(CHUNK).enumerate() {
@@ -769,14 +799,7 @@ async fn add_timer(offsets: &[i64], lateness: Arc<Recorder>, many: bool) -> Adde
             timer.arm(JobId::new(), at_ms(t0_ms + off), i as i64);
         }
     }
-    let add = start.elapsed();
-    Added {
-        t0_ms,
-        add,
-        rss_before_kib,
-        rss_after_kib: status_kib("self", "VmRSS:"),
-        _keep: Box::new((timer, shutdown)),
-    }
+    phase.end((timer, shutdown))
 }
 
 /// `NullProducer`, plus the lateness of each run event it is handed.
@@ -831,9 +854,8 @@ async fn add_service(
     let tasks = TaskTracker::new();
     let firing_loop = spawn_firing_loop(service.clone(), firings, tasks, shutdown.clone());
 
-    let rss_before_kib = status_kib("self", "VmRSS:");
-    let t0_ms = now_ms();
-    let start = Instant::now();
+    let phase = AddPhase::begin();
+    let t0_ms = phase.t0_ms;
     for off in offsets {
         let due = at_ms(t0_ms + off);
         let spec = JobSpec {
@@ -856,23 +878,15 @@ async fn add_service(
             timer.arm(job.id, due, job.scheduled_key);
         }
     }
-    let add = start.elapsed();
-    Added {
-        t0_ms,
-        add,
-        rss_before_kib,
-        rss_after_kib: status_kib("self", "VmRSS:"),
-        _keep: Box::new((service, firing_loop, shutdown)),
-    }
+    phase.end((service, firing_loop, shutdown))
 }
 
 /// The peer: tokio-cron-scheduler one-shot jobs, scheduler started first.
 async fn add_peer(offsets: &[i64], lateness: Arc<Recorder>, requested: Arc<Recorder>) -> Added {
     let scheduler = JobScheduler::new().await.expect("peer scheduler");
     scheduler.start().await.expect("peer start");
-    let rss_before_kib = status_kib("self", "VmRSS:");
-    let t0_ms = now_ms();
-    let start = Instant::now();
+    let phase = AddPhase::begin();
+    let t0_ms = phase.t0_ms;
     for off in offsets {
         let due_ms = t0_ms + off;
         let now = SystemTime::now()
@@ -895,14 +909,7 @@ async fn add_peer(offsets: &[i64], lateness: Arc<Recorder>, requested: Arc<Recor
         .expect("peer job");
         scheduler.add(job).await.expect("peer add");
     }
-    let add = start.elapsed();
-    Added {
-        t0_ms,
-        add,
-        rss_before_kib,
-        rss_after_kib: status_kib("self", "VmRSS:"),
-        _keep: Box::new(scheduler),
-    }
+    phase.end(scheduler)
 }
 
 /// The baseline: one task owns a `DelayQueue`, adds every entry, then polls.
@@ -914,20 +921,17 @@ async fn add_delay_queue(offsets: Arc<[i64]>, lateness: Arc<Recorder>) -> Added 
         let base = tokio::time::Instant::now();
         let base_us = now_us();
         let t0_ms = base_us / 1000;
-        let start = Instant::now();
+        let phase = AddPhase {
+            t0_ms,
+            start: Instant::now(),
+            rss_before_kib,
+        };
         for off in offsets.iter() {
             let due_ms = t0_ms + off;
             let from_base = u64::try_from(due_ms * 1000 - base_us).unwrap_or_default();
             queue.insert_at(due_ms, base + Duration::from_micros(from_base));
         }
-        let add = start.elapsed();
-        let _ = report.send(Added {
-            t0_ms,
-            add,
-            rss_before_kib,
-            rss_after_kib: status_kib("self", "VmRSS:"),
-            _keep: Box::new(()),
-        });
+        let _ = report.send(phase.end(()));
         while let Some(expired) = std::future::poll_fn(|cx| queue.poll_expired(cx)).await {
             lateness.record(now_us() - expired.into_inner() * 1000);
         }
@@ -1020,18 +1024,10 @@ fn add_proto_thread_timer(offsets: &[i64], lateness: Arc<Recorder>) -> Added {
             lateness.record(now_us() - due_us);
         }
     });
-    let rss_before_kib = status_kib("self", "VmRSS:");
-    let t0_ms = now_ms();
-    let start = Instant::now();
+    let phase = AddPhase::begin();
+    let t0_ms = phase.t0_ms;
     for (i, off) in offsets.iter().enumerate() {
         timer.arm(JobId::new(), (t0_ms + off) * 1000, i as i64);
     }
-    let add = start.elapsed();
-    Added {
-        t0_ms,
-        add,
-        rss_before_kib,
-        rss_after_kib: status_kib("self", "VmRSS:"),
-        _keep: Box::new(timer),
-    }
+    phase.end(timer)
 }
