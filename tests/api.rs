@@ -5,7 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{EventReader, RawProducer, create_request, spawn_app, timestamp_in, wait_for_status};
+use common::{
+    EventReader, RawProducer, create_job, create_request, spawn_app, timestamp_in, wait_for_status,
+};
 use scheduler_service::{config::vars, grpc::proto};
 use tonic::Code;
 
@@ -83,13 +85,7 @@ async fn create_get_and_list(overrides: &[(&str, &str)], check_order: bool) {
     // Three jobs far in the future, created out of schedule order.
     let mut ids = Vec::new();
     for (name, in_ms) in [("b", 3_600_000), ("a", 1_800_000), ("c", 7_200_000)] {
-        let id = app
-            .client
-            .create_job(create_request(name, in_ms))
-            .await
-            .expect("CreateJob")
-            .into_inner()
-            .id;
+        let id = create_job(&mut app.client, create_request(name, in_ms)).await;
         assert_eq!(id.len(), 24, "ObjectId hex: {id}");
         ids.push(id);
     }
@@ -305,20 +301,8 @@ async fn a_job_fires_on_time_and_its_run_event_is_published_once() {
     let due_in_ms = 1_500;
     let request = create_request("on-time", due_in_ms);
     let due = request.schedule_time.expect("set");
-    let id = app
-        .client
-        .create_job(request)
-        .await
-        .expect("CreateJob")
-        .into_inner()
-        .id;
-    let past = app
-        .client
-        .create_job(create_request("in-the-past", -60_000))
-        .await
-        .expect("CreateJob")
-        .into_inner()
-        .id;
+    let id = create_job(&mut app.client, request).await;
+    let past = create_job(&mut app.client, create_request("in-the-past", -60_000)).await;
 
     let (fired, _) = runs.next_for(&id, EVENT_TIMEOUT).await;
     let fired = fired.expect("run event");
@@ -375,27 +359,9 @@ async fn update_reschedules_and_delete_cancels() {
     let runs = EventReader::new(&app.settings.topics.job_run.name);
     let updates = EventReader::new(&app.settings.topics.job_update.name);
 
-    let moved = app
-        .client
-        .create_job(create_request("moved", 800))
-        .await
-        .expect("CreateJob")
-        .into_inner()
-        .id;
-    let deleted = app
-        .client
-        .create_job(create_request("deleted", 800))
-        .await
-        .expect("CreateJob")
-        .into_inner()
-        .id;
-    let marker = app
-        .client
-        .create_job(create_request("marker", 1_600))
-        .await
-        .expect("CreateJob")
-        .into_inner()
-        .id;
+    let moved = create_job(&mut app.client, create_request("moved", 800)).await;
+    let deleted = create_job(&mut app.client, create_request("deleted", 800)).await;
+    let marker = create_job(&mut app.client, create_request("marker", 1_600)).await;
 
     let new_time = timestamp_in(3_000);
     app.client
@@ -462,20 +428,8 @@ async fn results_from_kafka_finish_jobs_and_poison_messages_are_skipped() {
     let results_topic = app.settings.topics.job_run_result.clone();
     let producer = RawProducer::new();
 
-    let ok_job = app
-        .client
-        .create_job(create_request("ok", 0))
-        .await
-        .expect("CreateJob")
-        .into_inner()
-        .id;
-    let failed_job = app
-        .client
-        .create_job(create_request("fails", 0))
-        .await
-        .expect("CreateJob")
-        .into_inner()
-        .id;
+    let ok_job = create_job(&mut app.client, create_request("ok", 0)).await;
+    let failed_job = create_job(&mut app.client, create_request("fails", 0)).await;
     for id in [&ok_job, &failed_job] {
         assert!(
             runs.next_for(id, EVENT_TIMEOUT).await.0.is_some(),
@@ -662,13 +616,7 @@ async fn a_job_beyond_the_look_ahead_window_is_loaded_and_fires_on_time() {
     let runs = EventReader::new(&app.settings.topics.job_run.name);
     let request = create_request("far", 3_000);
     let due = request.schedule_time.expect("set");
-    let id = app
-        .client
-        .create_job(request)
-        .await
-        .expect("CreateJob")
-        .into_inner()
-        .id;
+    let id = create_job(&mut app.client, request).await;
     let (fired, _) = runs.next_for(&id, EVENT_TIMEOUT).await;
     let fired = fired.expect("run event");
     let due = chrono::DateTime::from_timestamp(due.seconds, u32::try_from(due.nanos).unwrap_or(0))
@@ -685,13 +633,7 @@ async fn a_job_beyond_the_look_ahead_window_is_loaded_and_fires_on_time() {
 async fn a_run_without_a_result_times_out_as_failed_with_an_event() {
     let mut app = spawn_app(&[(vars::SCHEDULER_RUN_TIMEOUT_SECS, "1")]).await;
     let updates = EventReader::new(&app.settings.topics.job_update.name);
-    let id = app
-        .client
-        .create_job(create_request("stuck", 0))
-        .await
-        .expect("CreateJob")
-        .into_inner()
-        .id;
+    let id = create_job(&mut app.client, create_request("stuck", 0)).await;
     assert_eq!(
         wait_for_status(
             &mut app.client,

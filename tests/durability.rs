@@ -7,7 +7,7 @@ mod common;
 use std::{collections::HashSet, time::Duration};
 
 use common::{
-    EventReader, RawProducer, create_jobs, create_request, kafka_brokers,
+    EventReader, RawProducer, create_job, create_jobs, create_request, kafka_brokers,
     processes::{ServerProcess, ServiceProcess},
     test_vars, var_of, wait_for_status,
 };
@@ -93,12 +93,7 @@ async fn events_owed_while_the_broker_is_down_arrive_when_it_is_back() {
     let mut client = service.client().await;
 
     // One job before the outage, so the topics hold data from both sides.
-    let before = client
-        .create_job(create_request("before", 0))
-        .await
-        .expect("CreateJob")
-        .into_inner()
-        .id;
+    let before = create_job(&mut client, create_request("before", 0)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     kafka.kill();
@@ -163,12 +158,7 @@ async fn a_database_outage_is_survived_without_a_restart() {
     let runs = EventReader::new(var_of(&env, vars::TOPIC_JOB_RUN));
 
     // A job that is RUNNING before the outage, to get its result during it.
-    let running = client
-        .create_job(create_request("running", 0))
-        .await
-        .expect("CreateJob")
-        .into_inner()
-        .id;
+    let running = create_job(&mut client, create_request("running", 0)).await;
     assert_eq!(
         wait_for_status(
             &mut client,

@@ -7,7 +7,7 @@ mod common;
 
 use std::{collections::HashMap, time::Duration};
 
-use common::{create_jobs, create_request, processes::ServiceProcess};
+use common::{create_job, create_jobs, create_request, processes::ServiceProcess};
 use scheduler_service::{
     config::{Settings, vars},
     grpc::{
@@ -81,13 +81,7 @@ async fn the_whole_cycle_runs_with_no_external_server() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut app = spawn_embedded(dir.path()).await;
     let mut runs = subscribe(&app.channel, &[EventKind::Run]).await;
-    let id = app
-        .client
-        .create_job(create_request("embedded", 300))
-        .await
-        .expect("CreateJob")
-        .into_inner()
-        .id;
+    let id = create_job(&mut app.client, create_request("embedded", 300)).await;
     let (fired, _) = next_run(&mut runs).await;
     assert_eq!(fired, id);
 

@@ -12,7 +12,7 @@ use std::{
 };
 
 use common::{
-    EventReader, RawProducer, create_request, metric_value, processes::ServiceProcess,
+    EventReader, RawProducer, create_job, create_request, metric_value, processes::ServiceProcess,
     scrape_metrics, spawn_app, test_vars, wait_for_status,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
@@ -34,12 +34,7 @@ async fn metrics_count_a_create_fire_result_cycle() {
 
     let mut ids = Vec::new();
     for name in ["succeeds", "fails"] {
-        let reply = app
-            .client
-            .create_job(create_request(name, 300))
-            .await
-            .expect("CreateJob");
-        ids.push(reply.into_inner().id);
+        ids.push(create_job(&mut app.client, create_request(name, 300)).await);
     }
     let refused = app
         .client
@@ -234,12 +229,7 @@ async fn one_job_life_is_one_trace_from_create_to_result() {
             .parse()
             .expect("ASCII metadata"),
     );
-    let id = client
-        .create_job(request)
-        .await
-        .expect("CreateJob")
-        .into_inner()
-        .id;
+    let id = create_job(&mut client, request).await;
 
     let (created, _) = creates.next_for(&id, EVENT_TIMEOUT).await;
     let created = created.expect("create event");

@@ -295,6 +295,20 @@ pub fn create_request(name: &str, in_ms: i64) -> proto::CreateJobRequest {
     }
 }
 
+/// Creates the job `request` describes; returns its id. A failed call
+/// fails the test.
+pub async fn create_job(
+    client: &mut JobsServiceClient<Channel>,
+    request: impl tonic::IntoRequest<proto::CreateJobRequest>,
+) -> String {
+    client
+        .create_job(request)
+        .await
+        .expect("CreateJob")
+        .into_inner()
+        .id
+}
+
 /// Creates `count` jobs named `<prefix>-<i>`, job `i` due
 /// `first_in_ms + i × step_ms` milliseconds from now; returns their ids in
 /// that order. Any failed call fails the test.
