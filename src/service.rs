@@ -15,11 +15,7 @@
 //!   least once; the firing key lets consumers drop duplicates).
 //! - Every write that depends on a read is conditional on the version read.
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
@@ -304,26 +300,26 @@ impl JobService {
                 }
             }
         };
-        let due_ms: HashMap<(JobId, i64), i64> = firings
-            .iter()
-            .map(|f| ((f.id, f.scheduled_key), f.due_ms))
-            .collect();
-        let won: HashSet<(JobId, i64)> = claimed.iter().map(|j| (j.id, j.scheduled_key)).collect();
-        let lost: Vec<_> = firings
+        // What the store did not claim was lost (deleted, updated, fired
+        // by another replica); what it claimed was asked for, under the
+        // same fire token.
+        let mut asked: HashMap<(JobId, i64), Firing> = firings
             .into_iter()
-            .filter(|f| !won.contains(&(f.id, f.scheduled_key)))
-            .map(|f| self.rearm_if_stale(f))
+            .map(|f| ((f.id, f.scheduled_key), f))
             .collect();
         let now_ms = Utc::now().timestamp_millis();
         let fired: Vec<(Job, i64)> = claimed
             .into_iter()
             .map(|job| {
-                let due = due_ms
-                    .get(&(job.id, job.scheduled_key))
-                    .copied()
-                    .unwrap_or(now_ms);
-                (job, now_ms - due)
+                let due_ms = asked
+                    .remove(&(job.id, job.scheduled_key))
+                    .map_or(now_ms, |f| f.due_ms);
+                (job, now_ms - due_ms)
             })
+            .collect();
+        let lost: Vec<_> = asked
+            .into_values()
+            .map(|f| self.rearm_if_stale(f))
             .collect();
         let ((), ()) = futures::join!(
             async {
@@ -548,7 +544,7 @@ mod tests {
         store::memory::MemoryJobDB,
     };
     use async_trait::async_trait;
-    use std::sync::Mutex;
+    use std::{collections::HashSet, sync::Mutex};
 
     /// A producer that records events and can be switched off (broker down).
     #[derive(Default)]
