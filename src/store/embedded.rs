@@ -74,9 +74,10 @@ const MAX_GROUP: usize = 256;
 
 /// A write waiting for the writer thread.
 trait QueuedWrite: Send {
-    /// Applies the write to `txn`. On an error the write must be dropped
-    /// with the whole transaction (so it may be applied again, alone).
-    fn apply(&mut self, txn: &redb::WriteTransaction) -> Result<(), StoreError>;
+    /// Applies the write to `txn`; false if it failed, and then the write
+    /// must be dropped with the whole transaction (so it may be applied
+    /// again, alone). Its error is kept for its answer.
+    fn apply(&mut self, txn: &redb::WriteTransaction) -> bool;
 
     /// Answers the caller: the applied result if the commit succeeded.
     fn finish(self: Box<Self>, committed: Result<(), String>);
@@ -94,18 +95,11 @@ where
     T: Send,
     F: FnMut(&redb::WriteTransaction) -> Result<T, StoreError> + Send,
 {
-    fn apply(&mut self, txn: &redb::WriteTransaction) -> Result<(), StoreError> {
-        match (self.op)(txn) {
-            Ok(value) => {
-                self.result = Some(Ok(value));
-                Ok(())
-            }
-            Err(err) => {
-                let failed = StoreError::Other(err.to_string());
-                self.result = Some(Err(err));
-                Err(failed)
-            }
-        }
+    fn apply(&mut self, txn: &redb::WriteTransaction) -> bool {
+        let result = (self.op)(txn);
+        let applied = result.is_ok();
+        self.result = Some(result);
+        applied
     }
 
     fn finish(self: Box<Self>, committed: Result<(), String>) {
@@ -145,7 +139,7 @@ fn commit_group(db: &Database, mut group: Vec<Box<dyn QueuedWrite>>) {
                 return group.into_iter().for_each(|w| w.finish(Err(err.clone())));
             }
         };
-        if group.iter_mut().all(|write| write.apply(&txn).is_ok()) {
+        if group.iter_mut().all(|write| write.apply(&txn)) {
             let committed = txn.commit().map_err(|e| e.to_string());
             return group.into_iter().for_each(|w| w.finish(committed.clone()));
         }
@@ -155,10 +149,11 @@ fn commit_group(db: &Database, mut group: Vec<Box<dyn QueuedWrite>>) {
     }
     for mut write in group {
         let committed = db.begin_write().map_err(|e| e.to_string()).and_then(|txn| {
-            match write.apply(&txn) {
-                Ok(()) => txn.commit().map_err(|e| e.to_string()),
+            if write.apply(&txn) {
+                txn.commit().map_err(|e| e.to_string())
+            } else {
                 // The write's own error is its answer; nothing is kept.
-                Err(_) => txn.abort().map_err(|e| e.to_string()),
+                txn.abort().map_err(|e| e.to_string())
             }
         });
         write.finish(committed);
