@@ -177,6 +177,10 @@ struct Outcome {
     requested_early: usize,
     /// VmHWM at the end.
     peak_rss_mb: f64,
+    /// VmHWM at the end − VmRSS just before the subject was started: the
+    /// peak memory the scheduler itself added, without the process and the
+    /// bench's own arrays.
+    peak_added_mb: f64,
     /// (VmRSS after the add phase − VmRSS before) / jobs.
     bytes_per_pending: f64,
     /// User + system CPU time of the whole process.
@@ -441,14 +445,15 @@ fn median(runs: &[Outcome]) -> Outcome {
         requested_p99_ms: o(|r| r.requested_p99_ms),
         requested_early: u(|r| r.requested_early),
         peak_rss_mb: f(|r| r.peak_rss_mb),
+        peak_added_mb: f(|r| r.peak_added_mb),
         bytes_per_pending: f(|r| r.bytes_per_pending),
         cpu_s: f(|r| r.cpu_s),
         load: f(|r| r.load),
     }
 }
 
-const HEADER: &str = "| subject | jobs | add all (ms) | added per s | fired | p50 (ms) | p99 (ms) | max (ms) | peak RSS (MB) | bytes per pending job | CPU (s) | load | note |\n\
-|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|";
+const HEADER: &str = "| subject | jobs | add all (ms) | added per s | fired | p50 (ms) | p99 (ms) | max (ms) | peak RSS (MB) | peak added (MB) | bytes per pending job | CPU (s) | load | note |\n\
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|";
 
 fn ms(v: Option<f64>) -> String {
     v.map_or_else(|| "–".into(), |v| format!("{v:.2}"))
@@ -471,7 +476,7 @@ fn row(o: &Outcome, note: Option<String>) -> String {
         ));
     }
     format!(
-        "| {} | {} | {:.1} | {:.0} | {} ({:.1} %) | {} | {} | {} | {:.1} | {:.0} | {:.2} | {:.1} | {} |",
+        "| {} | {} | {:.1} | {:.0} | {} ({:.1} %) | {} | {} | {} | {:.1} | {:.1} | {:.0} | {:.2} | {:.1} | {} |",
         o.subject,
         o.jobs,
         o.add_ms,
@@ -482,6 +487,7 @@ fn row(o: &Outcome, note: Option<String>) -> String {
         ms(o.p99_ms),
         ms(o.max_ms),
         o.peak_rss_mb,
+        o.peak_added_mb,
         o.bytes_per_pending,
         o.cpu_s,
         o.load,
@@ -493,8 +499,8 @@ fn row(o: &Outcome, note: Option<String>) -> String {
 fn ratios(medians: &BTreeMap<(usize, Subject), Outcome>) -> String {
     let mut out = String::from(
         "\n## Against tokio-cron-scheduler (peer ÷ core; > 1 means the core is better)\n\n\
-         | core subject | jobs | add time | fired share (core ÷ peer) | p50 | p99 | max | peak RSS |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+         | core subject | jobs | add time | fired share (core ÷ peer) | p50 | p99 | max | peak RSS | peak added |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let ratio = |peer: Option<f64>, core: Option<f64>| match (peer, core) {
         (Some(p), Some(c)) if c > 0.0 => format!("{:.1}×", p / c),
@@ -509,7 +515,7 @@ fn ratios(medians: &BTreeMap<(usize, Subject), Outcome>) -> String {
         }
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             subject.name(),
             n,
             ratio(Some(peer.add_ms), Some(core.add_ms)),
@@ -518,6 +524,7 @@ fn ratios(medians: &BTreeMap<(usize, Subject), Outcome>) -> String {
             ratio(peer.p99_ms, core.p99_ms),
             ratio(peer.max_ms, core.max_ms),
             ratio(Some(peer.peak_rss_mb), Some(core.peak_rss_mb)),
+            ratio(Some(peer.peak_added_mb), Some(core.peak_added_mb)),
         );
     }
     out
@@ -579,6 +586,10 @@ fn targets(medians: &BTreeMap<(usize, Subject), Outcome>) -> String {
                     ),
                     ("p99", x(peer.p99_ms, m.p99_ms)),
                     ("peak RSS", x(Some(peer.peak_rss_mb), Some(m.peak_rss_mb))),
+                    (
+                        "peak RSS added",
+                        x(Some(peer.peak_added_mb), Some(m.peak_added_mb)),
+                    ),
                 ];
                 for (what, r) in figures {
                     let _ = writeln!(
@@ -587,6 +598,15 @@ fn targets(medians: &BTreeMap<(usize, Subject), Outcome>) -> String {
                         mark(r >= 10.0)
                     );
                 }
+                // A fired-share ratio is capped at 1 ÷ the peer's share, so
+                // also say how many jobs each lost outright.
+                let _ = writeln!(
+                    out,
+                    "- {name} @ 100k: jobs that never fired: {} against tokio-cron-scheduler's {} ({:.1} %)",
+                    m.jobs - m.fired,
+                    peer.jobs - peer.fired,
+                    100.0 * (peer.jobs - peer.fired) as f64 / peer.jobs as f64
+                );
             }
         }
     }
@@ -731,6 +751,7 @@ async fn measure(config: Config) -> Outcome {
 
     // Let the runtime settle (workers up, first allocations made).
     tokio::time::sleep(Duration::from_millis(50)).await;
+    let rss_start_kib = status_kib("self", "VmRSS:");
 
     let look_ahead = config.margin + config.window + config.grace + Duration::from_secs(60);
     let added = match config.subject {
@@ -767,6 +788,7 @@ async fn measure(config: Config) -> Outcome {
         requested_p99_ms: rp99,
         requested_early: rearly,
         peak_rss_mb: status_kib("self", "VmHWM:") as f64 / 1024.0,
+        peak_added_mb: status_kib("self", "VmHWM:").saturating_sub(rss_start_kib) as f64 / 1024.0,
         bytes_per_pending: (grown * 1024) as f64 / n.max(1) as f64,
         cpu_s: cpu_seconds("self"),
         load,

@@ -1,7 +1,7 @@
 //! The in-memory timer: a cache of which scheduled jobs fire when.
 //!
-//! Armed jobs sit in a B-tree ordered by due time (plus a map from job to
-//! its due time, so that re-arming or cancelling is O(log n)). One driver
+//! Armed jobs sit in [`queue::ArmedJobs`], ordered by due time and found by
+//! id, so that arming, re-arming and cancelling are O(log n). One driver
 //! thread owns the clock: it waits on a condition variable until the
 //! earliest job is due, to the microsecond (tokio's timer rounds sleeps up
 //! to whole milliseconds, which would make every firing about a millisecond
@@ -14,8 +14,9 @@
 //! the fire token it was armed with, and the store's atomic claim rejects a
 //! token that is no longer current.
 
+mod queue;
+
 use std::{
-    collections::{BTreeMap, HashMap},
     sync::{Arc, Condvar, Mutex, MutexGuard},
     time::Duration,
 };
@@ -25,10 +26,15 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::JobId;
+use queue::ArmedJobs;
 
 /// Most firings handed over per lock hold, so that a large backlog coming due
 /// at once does not hold up arming and cancelling.
 const BATCH: usize = 1024;
+/// Shortest idle time in which the driver gives back memory after a burst:
+/// shrinking is O(armed jobs), a few ms for a million, so it must never
+/// delay a firing.
+const SHRINK_WHEN_IDLE_FOR: Duration = Duration::from_millis(100);
 /// Longest uninterrupted wait, so that a change of the wall clock is noticed.
 const MAX_WAIT: Duration = Duration::from_secs(1);
 
@@ -52,32 +58,10 @@ impl Firing {
 
 #[derive(Default)]
 struct State {
-    /// Armed jobs by (due time in Unix ms, id) → fire token.
-    queue: BTreeMap<(i64, JobId), i64>,
-    /// Due time of each armed job, to find its queue entry. Ids are made by
-    /// the service, so a fast non-keyed hash is safe here.
-    due_of: HashMap<JobId, i64, foldhash::fast::RandomState>,
+    /// The armed jobs.
+    armed: ArmedJobs,
     /// Set at shutdown: the driver thread exits.
     stopped: bool,
-}
-
-impl State {
-    fn remove(&mut self, id: &JobId) -> bool {
-        match self.due_of.remove(id) {
-            Some(due) => self.queue.remove(&(due, *id)).is_some(),
-            None => false,
-        }
-    }
-
-    /// Arms `id`, replacing any earlier arming; returns whether it became the
-    /// earliest entry (the driver must then wake up to re-plan its wait).
-    fn arm(&mut self, id: JobId, due_ms: i64, scheduled_key: i64) -> bool {
-        if let Some(old_due) = self.due_of.insert(id, due_ms) {
-            self.queue.remove(&(old_due, id));
-        }
-        self.queue.insert((due_ms, id), scheduled_key);
-        self.queue.first_key_value().is_some_and(|(k, _)| k.1 == id)
-    }
 }
 
 struct Shared {
@@ -135,7 +119,10 @@ impl Timer {
     /// Arms `id` to fire at `due` with fire token `scheduled_key`, replacing
     /// any earlier arming of the same job. A time in the past fires at once.
     pub fn arm(&self, id: JobId, due: DateTime<Utc>, scheduled_key: i64) {
-        let earliest = self.state().arm(id, due.timestamp_millis(), scheduled_key);
+        let earliest = self
+            .state()
+            .armed
+            .arm(id, due.timestamp_millis(), scheduled_key);
         if earliest {
             self.shared.wake.notify_one();
         }
@@ -147,7 +134,7 @@ impl Timer {
         {
             let mut state = self.state();
             for (id, due, key) in jobs {
-                earliest |= state.arm(id, due.timestamp_millis(), key);
+                earliest |= state.armed.arm(id, due.timestamp_millis(), key);
             }
         }
         if earliest {
@@ -160,10 +147,10 @@ impl Timer {
     pub fn arm_if_vacant(&self, id: JobId, due: DateTime<Utc>, scheduled_key: i64) {
         let earliest = {
             let mut state = self.state();
-            if state.due_of.contains_key(&id) {
+            if state.armed.contains(&id) {
                 return;
             }
-            state.arm(id, due.timestamp_millis(), scheduled_key)
+            state.armed.arm(id, due.timestamp_millis(), scheduled_key)
         };
         if earliest {
             self.shared.wake.notify_one();
@@ -174,17 +161,17 @@ impl Timer {
     pub fn cancel(&self, id: &JobId) -> bool {
         // Cancelling the earliest entry needs no wake-up: the driver finds the
         // entry gone when it wakes and simply plans again.
-        self.state().remove(id)
+        self.state().armed.remove(id)
     }
 
     /// Whether `id` is armed.
     pub fn is_armed(&self, id: &JobId) -> bool {
-        self.state().due_of.contains_key(id)
+        self.state().armed.contains(id)
     }
 
     /// How many jobs are armed.
     pub fn len(&self) -> usize {
-        self.state().due_of.len()
+        self.state().armed.len()
     }
 
     /// Whether no job is armed.
@@ -193,22 +180,21 @@ impl Timer {
     }
 }
 
-/// Pops at most [`BATCH`] entries due by `now_us` into `out`; returns when
-/// the next entry is due (Unix µs), if any is left.
-fn pop_due(state: &mut State, now_us: i64, out: &mut Vec<Firing>) -> Option<i64> {
-    while let Some(entry) = state.queue.first_entry() {
-        let (due_ms, id) = *entry.key();
+/// Pops at most [`BATCH`] jobs due by `now_us` into `out`; returns when
+/// the next job is due (Unix µs), if any is left.
+fn pop_due(armed: &mut ArmedJobs, now_us: i64, out: &mut Vec<Firing>) -> Option<i64> {
+    while let Some(due_ms) = armed.next_due_ms() {
         let due_us = due_ms.saturating_mul(1000);
         if due_us > now_us || out.len() >= BATCH {
             return Some(due_us);
         }
-        let scheduled_key = entry.remove();
-        state.due_of.remove(&id);
-        out.push(Firing {
-            id,
-            scheduled_key,
-            due_ms,
-        });
+        if let Some(job) = armed.pop_first() {
+            out.push(Firing {
+                id: job.id,
+                scheduled_key: job.scheduled_key,
+                due_ms: job.due_ms,
+            });
+        }
     }
     None
 }
@@ -221,7 +207,7 @@ fn drive(shared: &Shared, fired: &mpsc::UnboundedSender<Firing>) {
         if state.stopped {
             return;
         }
-        let next_due_us = pop_due(&mut state, Utc::now().timestamp_micros(), &mut batch);
+        let next_due_us = pop_due(&mut state.armed, Utc::now().timestamp_micros(), &mut batch);
         if !batch.is_empty() {
             // Hand over without the lock, then look again at once: more may
             // be due (a backlog larger than one batch).
@@ -238,6 +224,9 @@ fn drive(shared: &Shared, fired: &mpsc::UnboundedSender<Firing>) {
             let wait_us = due_us.saturating_sub(Utc::now().timestamp_micros()).max(0);
             Duration::from_micros(wait_us.unsigned_abs()).min(MAX_WAIT)
         });
+        if wait >= SHRINK_WHEN_IDLE_FOR {
+            state.armed.shrink_if_sparse();
+        }
         state = shared
             .wake
             .wait_timeout(state, wait)
