@@ -63,6 +63,9 @@ pub mod vars {
     pub const DATABASE_COLLECTION: &str = "DATABASE_COLLECTION";
     /// Bound on every database call and on connecting, in ms (default 5000).
     pub const DATABASE_TIMEOUT_MS: &str = "DATABASE_TIMEOUT_MS";
+    /// Most connections to MongoDB or PostgreSQL open at once (default 10; a
+    /// MongoDB URI's `maxPoolSize` is kept when this is not set).
+    pub const DATABASE_POOL_SIZE: &str = "DATABASE_POOL_SIZE";
     /// Comma-separated Kafka bootstrap servers (default `127.0.0.1:9092`).
     pub const KAFKA_BROKERS: &str = "KAFKA_BROKERS";
     /// Compression of produced batches: none, gzip, lz4 (default), zstd, snappy.
@@ -165,6 +168,7 @@ pub mod vars {
         DATABASE_COLLECTION,
         DATA_DIR,
         DATABASE_TIMEOUT_MS,
+        DATABASE_POOL_SIZE,
         KAFKA_BROKERS,
         KAFKA_COMPRESSION,
         KAFKA_ENABLE_IDEMPOTENCE,
@@ -383,6 +387,9 @@ pub struct DatabaseSettings {
     pub collection: String,
     /// Bound on every call and on connecting.
     pub timeout: Duration,
+    /// Most connections open at once (MongoDB and PostgreSQL); `None`: the
+    /// store's default.
+    pub pool_size: Option<u32>,
 }
 
 impl fmt::Debug for DatabaseSettings {
@@ -394,6 +401,7 @@ impl fmt::Debug for DatabaseSettings {
             .field("db_name", &self.db_name)
             .field("collection", &self.collection)
             .field("timeout", &self.timeout)
+            .field("pool_size", &self.pool_size)
             .finish()
     }
 }
@@ -905,6 +913,14 @@ impl Settings {
                 collection: var(vars::DATABASE_COLLECTION)
                     .unwrap_or_else(|| crate::store::mongo::COLLECTION.to_owned()),
                 timeout: Duration::from_millis(positive(vars::DATABASE_TIMEOUT_MS, 5000)?),
+                pool_size: var(vars::DATABASE_POOL_SIZE)
+                    .map(|_| {
+                        let size = positive(vars::DATABASE_POOL_SIZE, 0)?;
+                        u32::try_from(size).map_err(|_| {
+                            ConfigError::new(vars::DATABASE_POOL_SIZE, "must be at most 4294967295")
+                        })
+                    })
+                    .transpose()?,
             },
             kafka: brokers.map(|brokers| KafkaSettings {
                 brokers,
@@ -1304,6 +1320,17 @@ mod tests {
         ] {
             let err = settings(&[(name, value)]).expect_err(value);
             assert_eq!(err.name, name, "{err}");
+        }
+    }
+
+    #[test]
+    fn pool_size_is_optional_and_positive() {
+        assert_eq!(settings(&[]).unwrap().database.pool_size, None);
+        let set = settings(&[(vars::DATABASE_POOL_SIZE, "32")]).unwrap();
+        assert_eq!(set.database.pool_size, Some(32));
+        for value in ["0", "-1", "many", "4294967296"] {
+            let err = settings(&[(vars::DATABASE_POOL_SIZE, value)]).expect_err(value);
+            assert_eq!(err.name, vars::DATABASE_POOL_SIZE, "{err}");
         }
     }
 

@@ -4,6 +4,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_postgres::NoTls;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -24,7 +25,10 @@ use crate::{
     grpc::{CallLimits, JobEventsGrpc, JobsGrpc, Observed, auth::Authenticator, proto, scheduler},
     service::JobService,
     store::{
-        JobDB, StoreError, embedded::EmbeddedJobDB, mongo::MongoJobDB, postgres::PgJobDB,
+        JobDB, StoreError,
+        embedded::EmbeddedJobDB,
+        mongo::MongoJobDB,
+        postgres::{self, PgJobDB},
         traced::TracedJobDB,
     },
     telemetry::metrics::{Metrics, MetricsEndpoint},
@@ -357,17 +361,25 @@ impl Application {
 /// Opens the store the settings select.
 async fn connect_store(database: &DatabaseSettings) -> Result<Arc<dyn JobDB>, StoreError> {
     let (uri, name, timeout) = (&database.uri, &database.db_name, database.timeout);
+    let pool_size = database.pool_size;
     Ok(match database.kind {
         DatabaseKind::Embedded => Arc::new(TracedJobDB::new(
             EmbeddedJobDB::open(&database.data_dir)?,
             "redb",
         )),
         DatabaseKind::MongoDb => Arc::new(TracedJobDB::new(
-            MongoJobDB::connect(uri, name, &database.collection, timeout).await?,
+            MongoJobDB::connect(uri, name, &database.collection, timeout, pool_size).await?,
             "mongodb",
         )),
         DatabaseKind::Postgres => Arc::new(TracedJobDB::new(
-            PgJobDB::connect(uri, name, timeout).await?,
+            PgJobDB::connect_with(
+                uri,
+                name,
+                timeout,
+                pool_size.map_or(postgres::DEFAULT_POOL_SIZE, |size| size as usize),
+                NoTls,
+            )
+            .await?,
             "postgresql",
         )),
     })

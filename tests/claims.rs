@@ -90,6 +90,7 @@ async fn a_real_mongodb_lets_one_claimer_win_each_job() {
             "scheduler_claims_test",
             &collection,
             Duration::from_secs(5),
+            None,
         )
         .await
         .expect("connect");

@@ -42,7 +42,9 @@ pub struct MongoJobDB {
 }
 
 impl MongoJobDB {
-    /// Connects to `uri` and keeps the jobs in `db_name`.`collection`.
+    /// Connects to `uri` and keeps the jobs in `db_name`.`collection`, with at
+    /// most `max_pool_size` connections (`None`: the URI's `maxPoolSize`, or
+    /// the driver's default of 10).
     /// Connecting is lazy in the
     /// driver; this only parses the URI and sets the timeouts, so it succeeds
     /// while the server is down and calls fail fast until it is back.
@@ -51,6 +53,7 @@ impl MongoJobDB {
         db_name: &str,
         collection: &str,
         timeout: Duration,
+        max_pool_size: Option<u32>,
     ) -> Result<Self, StoreError> {
         let mut options = ClientOptions::parse(uri)
             .await
@@ -58,6 +61,9 @@ impl MongoJobDB {
         options.app_name = Some("scheduler-service".to_owned());
         options.server_selection_timeout = Some(timeout);
         options.connect_timeout = Some(timeout);
+        if max_pool_size.is_some() {
+            options.max_pool_size = max_pool_size;
+        }
         let client = Client::with_options(options).map_err(map_err)?;
         Ok(MongoJobDB {
             jobs: client.database(db_name).collection(collection),

@@ -56,7 +56,7 @@ use crate::domain::{
 pub const TABLE: &str = "jobs";
 
 /// Connections each [`PgJobDB`] made by [`PgJobDB::connect`] keeps at most.
-pub const DEFAULT_POOL_SIZE: usize = 8;
+pub const DEFAULT_POOL_SIZE: usize = 10;
 
 /// Longest schema name PostgreSQL keeps without truncating it (NAMEDATALEN - 1).
 const SCHEMA_MAX_BYTES: usize = 63;
