@@ -15,7 +15,11 @@
 //!   least once; the firing key lets consumers drop duplicates).
 //! - Every write that depends on a read is conditional on the version read.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
@@ -278,32 +282,41 @@ impl JobService {
         (late > limit).then_some(late)
     }
 
-    /// The claim and delivery of [`JobService::fire_batch`].
+    /// The claim and delivery of [`JobService::fire_batch`]. Claims that
+    /// fail are retried with backoff; the jobs claimed meanwhile (a store
+    /// that claims job by job can fail part of a batch) are delivered at once.
     async fn claim_and_deliver(&self, mut firings: Vec<Firing>, shutdown: &CancellationToken) {
         let mut delay = RETRY_FIRST;
-        let claimed = loop {
-            if firings.is_empty() {
+        while !firings.is_empty() {
+            let keys: Vec<(JobId, i64)> = firings.iter().map(|f| (f.id, f.scheduled_key)).collect();
+            let (claimed, failed) = match self.inner.db.claim_many(&keys, now()).await {
+                Ok(claimed) => (claimed, Vec::new()),
+                Err(err) => {
+                    tracing::warn!(error = %err.error, failed = err.failed.len(), jobs = firings.len(), retry_in = ?delay, "claims failed, retrying them");
+                    (err.claimed, err.failed)
+                }
+            };
+            let failed: HashSet<(JobId, i64)> = failed.into_iter().collect();
+            let (retry, answered): (Vec<Firing>, Vec<Firing>) = firings
+                .into_iter()
+                .partition(|f| failed.contains(&(f.id, f.scheduled_key)));
+            self.deliver_claimed(answered, claimed).await;
+            firings = retry;
+            if firings.is_empty() || !self.backoff(&mut delay, shutdown).await {
                 return;
             }
-            let keys: Vec<(JobId, i64)> = firings.iter().map(|f| (f.id, f.scheduled_key)).collect();
-            match self.inner.db.claim_many(&keys, now()).await {
-                Ok(claimed) => break claimed,
-                Err(err) => {
-                    tracing::warn!(error = %err, jobs = firings.len(), retry_in = ?delay, "claim failed, retrying");
-                    if !self.backoff(&mut delay, shutdown).await {
-                        return;
-                    }
-                    // A job armed again meanwhile (updated, or re-armed by the
-                    // loader) fires from its new arming; claiming it here too
-                    // would only race that firing.
-                    firings.retain(|f| !self.inner.timer.is_armed(&f.id));
-                }
-            }
-        };
-        // What the store did not claim was lost (deleted, updated, fired
-        // by another replica); what it claimed was asked for, under the
-        // same fire token.
-        let mut asked: HashMap<(JobId, i64), Firing> = firings
+            // A job armed again meanwhile (updated, or re-armed by the
+            // loader) fires from its new arming; claiming it here too would
+            // only race that firing.
+            firings.retain(|f| !self.inner.timer.is_armed(&f.id));
+        }
+    }
+
+    /// Delivers the jobs a claim of `answered` returned. What the store did
+    /// not claim was lost (deleted, updated, fired by another replica); what
+    /// it claimed was asked for, under the same fire token.
+    async fn deliver_claimed(&self, answered: Vec<Firing>, claimed: Vec<Job>) {
+        let mut asked: HashMap<(JobId, i64), Firing> = answered
             .into_iter()
             .map(|f| ((f.id, f.scheduled_key), f))
             .collect();
@@ -544,7 +557,7 @@ mod tests {
         store::memory::MemoryJobDB,
     };
     use async_trait::async_trait;
-    use std::{collections::HashSet, sync::Mutex};
+    use std::sync::Mutex;
 
     /// A producer that records events and can be switched off (broker down).
     #[derive(Default)]
@@ -582,15 +595,17 @@ mod tests {
         settings: SchedulerSettings,
         producer: Arc<dyn JobsProducer>,
     ) -> (JobService, tokio::sync::mpsc::UnboundedReceiver<Firing>) {
+        service_on(Arc::new(MemoryJobDB::new()), settings, producer)
+    }
+
+    fn service_on(
+        db: Arc<MemoryJobDB>,
+        settings: SchedulerSettings,
+        producer: Arc<dyn JobsProducer>,
+    ) -> (JobService, tokio::sync::mpsc::UnboundedReceiver<Firing>) {
         let (timer, rx) = Timer::start(CancellationToken::new());
         (
-            JobService::new(
-                Arc::new(MemoryJobDB::new()),
-                producer,
-                timer,
-                settings,
-                Metrics::new(),
-            ),
+            JobService::new(db, producer, timer, settings, Metrics::new()),
             rx,
         )
     }
@@ -666,6 +681,39 @@ mod tests {
             out.push(rx.recv().await.unwrap());
         }
         out
+    }
+
+    #[tokio::test]
+    async fn a_partly_failed_batch_delivers_its_claims_at_once_and_retries_the_rest() {
+        let producer = Arc::new(RecordingProducer::default());
+        let db = Arc::new(MemoryJobDB::new());
+        let (svc, mut rx) = service_on(db.clone(), SchedulerSettings::default(), producer.clone());
+        let mut jobs = Vec::new();
+        for _ in 0..3 {
+            jobs.push(svc.create(spec(-1)).await.unwrap());
+        }
+        let batch = firings(&mut rx, 3).await;
+        // The middle job's claim fails twice (say, a connection dropped).
+        db.fail_next_claims(jobs[1].id, 2);
+        svc.fire_batch(batch, &CancellationToken::new()).await;
+
+        let runs: Vec<JobId> = producer
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.0 == EventKind::Run)
+            .map(|e| e.1)
+            .collect();
+        // Each job ran once; the two claimed at the first try were published
+        // before the retried one, not left for the relay.
+        assert_eq!(runs.len(), 3, "{runs:?}");
+        assert_eq!(runs[2], jobs[1].id, "{runs:?}");
+        for job in &jobs {
+            let stored = svc.get(job.id).await.unwrap();
+            assert_eq!(stored.status, JobStatus::Running);
+            assert!(!stored.pending.any(), "outbox cleared: {stored:?}");
+        }
     }
 
     #[tokio::test]

@@ -938,7 +938,8 @@ async fn concurrent_batch_claims_claim_each_job_exactly_once() {
                     .map(|batch| async move { db.claim_many(&batch, now()).await })
                     .buffer_unordered(2)
                     .try_collect()
-                    .await?;
+                    .await
+                    .map_err(|err| err.error)?;
                 Ok::<_, StoreError>(claims.into_iter().flatten().collect::<Vec<Job>>())
             }));
         }

@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::{DueJob, JobDB, JobsPage, ResultOutcome, StoreError, result_outcome};
+use super::{ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, StoreError, result_outcome};
 use crate::domain::{
     Job, JobId, JobSpec, JobStatus, JobType, PageRequest, PendingEvents, ResultStatus,
 };
@@ -509,11 +509,11 @@ impl JobDB for EmbeddedJobDB {
         &self,
         firings: &[(JobId, i64)],
         now: DateTime<Utc>,
-    ) -> Result<Vec<Job>, StoreError> {
-        let firings = firings.to_vec();
+    ) -> Result<Vec<Job>, ClaimManyError> {
+        let batch = firings.to_vec();
         self.write(move |txn| {
-            let mut claimed = Vec::with_capacity(firings.len());
-            for &(id, scheduled_key) in &firings {
+            let mut claimed = Vec::with_capacity(batch.len());
+            for &(id, scheduled_key) in &batch {
                 // Read inside the loop: a job listed twice is claimed once.
                 let current = read_job(&txn.open_table(JOBS).map_err(other)?, id)?;
                 let Some(current) = current else {
@@ -527,6 +527,8 @@ impl JobDB for EmbeddedJobDB {
             Ok(claimed)
         })
         .await
+        // One transaction: it claims all of the batch or none of it.
+        .map_err(|err| ClaimManyError::whole(firings, err))
     }
 
     async fn store_result(

@@ -14,12 +14,39 @@ use crate::domain::{Job, JobId, JobStatus, PageRequest, PendingEvents, ResultSta
 #[derive(Debug, Default)]
 pub struct MemoryJobDB {
     jobs: RwLock<HashMap<JobId, Job>>,
+    /// Unit tests of failure handling: how many more claims of a job fail.
+    #[cfg(test)]
+    failing_claims: std::sync::Mutex<HashMap<JobId, usize>>,
 }
 
 impl MemoryJobDB {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Makes the next `times` claims of `id` fail as if the database were
+    /// unreachable.
+    #[cfg(test)]
+    pub fn fail_next_claims(&self, id: JobId, times: usize) {
+        if let Ok(mut failing) = self.failing_claims.lock() {
+            failing.insert(id, times);
+        }
+    }
+
+    /// Whether this claim of `id` is one set to fail (and counts it).
+    #[cfg(test)]
+    fn claim_fails(&self, id: JobId) -> bool {
+        let Ok(mut failing) = self.failing_claims.lock() else {
+            return false;
+        };
+        match failing.get_mut(&id) {
+            Some(left) if *left > 0 => {
+                *left -= 1;
+                true
+            }
+            _ => false,
+        }
     }
 }
 
@@ -75,6 +102,10 @@ impl JobDB for MemoryJobDB {
         scheduled_key: i64,
         now: DateTime<Utc>,
     ) -> Result<Option<Job>, StoreError> {
+        #[cfg(test)]
+        if self.claim_fails(id) {
+            return Err(StoreError::Unavailable("claim set to fail".into()));
+        }
         let mut jobs = self.jobs.write().await;
         let Some(job) = jobs.get_mut(&id) else {
             return Ok(None);

@@ -39,6 +39,31 @@ impl From<StoreError> for domain::Error {
     }
 }
 
+/// A [`JobDB::claim_many`] that failed for some or all of its firings.
+#[derive(Debug, thiserror::Error)]
+#[error("{} of the batch's claims failed: {error}", failed.len())]
+pub struct ClaimManyError {
+    /// Jobs claimed all the same: a store that claims job by job can fail
+    /// part of a batch, and these must still be delivered.
+    pub claimed: Vec<Job>,
+    /// The `(id, fire token)` firings whose claim failed, to be retried.
+    pub failed: Vec<(JobId, i64)>,
+    /// The first failure.
+    #[source]
+    pub error: StoreError,
+}
+
+impl ClaimManyError {
+    /// The whole batch failed (a store that applies it in one step).
+    pub fn whole(firings: &[(JobId, i64)], error: StoreError) -> Self {
+        ClaimManyError {
+            claimed: Vec::new(),
+            failed: firings.to_vec(),
+            error,
+        }
+    }
+}
+
 /// One page of jobs and the total number of jobs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobsPage {
@@ -132,19 +157,23 @@ pub trait JobDB: Send + Sync + 'static {
     /// replicas' batches, single claims) still win each job exactly once. A
     /// store may apply the whole batch in one step (one statement or
     /// transaction): that is what makes it cheaper than one claim per job.
-    /// On an error some claims may have been applied all the same, exactly as
-    /// a single claim whose answer was lost: those jobs are RUNNING and owe
-    /// their run event, which the outbox relay publishes.
+    /// On an error the [`ClaimManyError`] lists the firings whose claim
+    /// failed, and the jobs claimed all the same. A failed claim may have
+    /// been applied all the same, exactly as a single claim whose answer was
+    /// lost: that job is RUNNING and owes its run event, which the outbox
+    /// relay publishes.
     ///
     /// The default runs one [`JobDB::claim`] per job, all at once: a store
     /// without a batch statement (MongoDB) then still has as many claims in
     /// flight as firings, as before batching. Every claim is awaited even if
-    /// one fails, so that none is abandoned half-way.
+    /// one fails, so that none is abandoned half-way, and the jobs that were
+    /// claimed are returned with the error so that they fire now rather
+    /// than when the relay next runs.
     async fn claim_many(
         &self,
         firings: &[(JobId, i64)],
         now: DateTime<Utc>,
-    ) -> Result<Vec<Job>, StoreError> {
+    ) -> Result<Vec<Job>, ClaimManyError> {
         let claims = futures::future::join_all(
             firings
                 .iter()
@@ -152,10 +181,25 @@ pub trait JobDB: Send + Sync + 'static {
         )
         .await;
         let mut claimed = Vec::with_capacity(claims.len());
-        for claim in claims {
-            claimed.extend(claim?);
+        let mut failed = Vec::new();
+        let mut first_error = None;
+        for (&firing, claim) in firings.iter().zip(claims) {
+            match claim {
+                Ok(job) => claimed.extend(job),
+                Err(err) => {
+                    failed.push(firing);
+                    first_error.get_or_insert(err);
+                }
+            }
         }
-        Ok(claimed)
+        match first_error {
+            None => Ok(claimed),
+            Some(error) => Err(ClaimManyError {
+                claimed,
+                failed,
+                error,
+            }),
+        }
     }
 
     /// Stores an executor's result on a RUNNING job (next version).

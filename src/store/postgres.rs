@@ -47,7 +47,7 @@ use tokio_postgres::{
     types::{FromSql, ToSql},
 };
 
-use super::{DueJob, JobDB, JobsPage, ResultOutcome, StoreError, result_outcome};
+use super::{ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, StoreError, result_outcome};
 use crate::domain::{
     Job, JobId, JobSpec, JobStatus, JobType, PageRequest, PendingEvents, ResultStatus,
 };
@@ -687,17 +687,18 @@ impl JobDB for PgJobDB {
         &self,
         firings: &[(JobId, i64)],
         now: DateTime<Utc>,
-    ) -> Result<Vec<Job>, StoreError> {
+    ) -> Result<Vec<Job>, ClaimManyError> {
         if firings.is_empty() {
             return Ok(Vec::new());
         }
         let (bytes, keys): (Vec<[u8; 12]>, Vec<i64>) =
             firings.iter().map(|(id, key)| (id.bytes(), *key)).unzip();
         let ids: Vec<&[u8]> = bytes.iter().map(|b| b.as_slice()).collect();
-        let rows = self
-            .query(&self.sql.claim_many, &[&ids, &keys, &ms(now)])
-            .await?;
-        jobs_from_rows(&rows)
+        // One statement: it claims all of the batch or none of it.
+        self.query(&self.sql.claim_many, &[&ids, &keys, &ms(now)])
+            .await
+            .and_then(|rows| jobs_from_rows(&rows))
+            .map_err(|err| ClaimManyError::whole(firings, err))
     }
 
     async fn store_result(

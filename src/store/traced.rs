@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tracing::{Instrument, Span};
 
-use super::{DueJob, JobDB, JobsPage, ResultOutcome, StoreError};
+use super::{ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, StoreError};
 use crate::domain::{Job, JobId, PageRequest, PendingEvents, ResultStatus};
 
 /// Wraps a store; every call is a span named `db <operation>`.
@@ -55,10 +55,10 @@ impl<D: JobDB> TracedJobDB<D> {
 }
 
 /// Runs `call` inside `span`, and marks the span as an error if it fails.
-async fn traced<T>(
+async fn traced<T, E: std::fmt::Display>(
     span: Span,
-    call: impl Future<Output = Result<T, StoreError>>,
-) -> Result<T, StoreError> {
+    call: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
     let result = call.instrument(span.clone()).await;
     if let Err(err) = &result {
         span.record("otel.status_code", "ERROR");
@@ -121,7 +121,7 @@ impl<D: JobDB> JobDB for TracedJobDB<D> {
         &self,
         firings: &[(JobId, i64)],
         now: DateTime<Utc>,
-    ) -> Result<Vec<Job>, StoreError> {
+    ) -> Result<Vec<Job>, ClaimManyError> {
         // A batch of many jobs' firings: no one trace to join (see `claim`).
         traced(
             self.poll_span("claim_many"),
