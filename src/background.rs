@@ -21,8 +21,9 @@ const RELAY_BATCH: usize = 500;
 const RELAY_CONCURRENCY: usize = 32;
 
 /// Firing batches in flight at once. Several, so that one batch's publishes
-/// overlap the next one's claim, but fewer than the PostgreSQL store's
-/// connections (8), so that API calls and the relay still get one.
+/// overlap the next one's claim, but fewer than the store's default pool of
+/// 10 connections (`DATABASE_POOL_SIZE`), so that API calls and the relay
+/// still get one.
 const FIRE_BATCHES_IN_FLIGHT: usize = 4;
 /// The most firings claimed by one store call.
 const FIRE_BATCH_MAX: usize = 512;
