@@ -1,12 +1,16 @@
 //! The service's periodic duties, each a task that stops on shutdown:
 //! running firings as the timer emits them, refilling the timer from the
 //! store (the look-ahead window), relaying owed events (the outbox), and
-//! expiring runs that never reported a result.
+//! expiring runs that never reported a result; and [`Duties`], which
+//! watches that none of them stops before shutdown.
 
 use std::{sync::Arc, time::Duration};
 
-use futures::StreamExt;
-use tokio::{sync::Semaphore, task::JoinHandle};
+use futures::{FutureExt, StreamExt, future::BoxFuture, stream::FuturesUnordered};
+use tokio::{
+    sync::Semaphore,
+    task::{JoinError, JoinHandle},
+};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
@@ -14,6 +18,50 @@ use crate::{
     service::{Delivery, JobService, RETRY_FIRST, RETRY_MAX},
     timer::Firing,
 };
+
+/// The running duties of a service, each named. A duty runs until shutdown;
+/// one that ends before (it panicked, or what feeds it is gone, such as the
+/// timer's thread) would leave the service answering calls but no longer
+/// firing, relaying or reading results, with nothing to show for it. So the
+/// service waits on [`Duties::first_stopped`] beside its server, and stops
+/// with an error when a duty ends, for its supervisor to restart it.
+#[derive(Default)]
+pub struct Duties {
+    running: FuturesUnordered<BoxFuture<'static, (&'static str, Result<(), JoinError>)>>,
+}
+
+impl Duties {
+    /// Watches the task `handle` as the duty `name`.
+    pub fn add(&mut self, name: &'static str, handle: JoinHandle<()>) {
+        self.running
+            .push(handle.map(move |ended| (name, ended)).boxed());
+    }
+
+    /// Resolves when a duty ends, with its name and whether it panicked
+    /// (`Err`); never, while none does.
+    pub async fn first_stopped(&mut self) -> (&'static str, Result<(), JoinError>) {
+        match self.running.next().await {
+            Some(stopped) => stopped,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Waits, at most `grace`, for every duty to end (after shutdown).
+    /// Returns how many are still running.
+    pub async fn join_all(mut self, grace: Duration) -> usize {
+        let all_ended = async {
+            while let Some((name, ended)) = self.running.next().await {
+                if let Err(err) = ended {
+                    tracing::error!(duty = name, error = %err, "background duty failed");
+                }
+            }
+        };
+        match tokio::time::timeout(grace, all_ended).await {
+            Ok(()) => 0,
+            Err(_) => self.running.len(),
+        }
+    }
+}
 
 /// Jobs read from the outbox per relay pass.
 const RELAY_BATCH: usize = 500;
@@ -217,4 +265,48 @@ async fn relay_pass(service: &JobService) -> Result<(), String> {
         return Err(format!("{deferred} jobs' events still owed"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_duty_that_panics_is_reported_by_name() {
+        let mut duties = Duties::default();
+        let shutdown = CancellationToken::new();
+        let waiting = shutdown.clone();
+        duties.add(
+            "steady",
+            tokio::spawn(async move { waiting.cancelled().await }),
+        );
+        duties.add(
+            "broken",
+            tokio::spawn(async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                panic!("duty failed");
+            }),
+        );
+        let (name, ended) = duties.first_stopped().await;
+        assert_eq!(name, "broken");
+        assert!(ended.is_err_and(|err| err.is_panic()));
+        // The steady duty stops at shutdown, within the grace period.
+        shutdown.cancel();
+        assert_eq!(duties.join_all(Duration::from_secs(5)).await, 0);
+    }
+
+    #[tokio::test]
+    async fn duties_that_ignore_shutdown_are_counted_after_the_grace_period() {
+        let mut duties = Duties::default();
+        duties.add("stuck", tokio::spawn(std::future::pending()));
+        duties.add("quick", tokio::spawn(async {}));
+        assert_eq!(duties.join_all(Duration::from_millis(50)).await, 1);
+    }
+
+    #[tokio::test]
+    async fn no_duty_means_none_ever_stops() {
+        let mut none = Duties::default();
+        let waited = tokio::time::timeout(Duration::from_millis(50), none.first_stopped()).await;
+        assert!(waited.is_err());
+    }
 }

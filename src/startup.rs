@@ -3,14 +3,17 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use tokio::{net::TcpListener, task::JoinHandle};
+use tokio::{
+    net::TcpListener,
+    task::{JoinError, JoinHandle},
+};
 use tokio_postgres::NoTls;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     background::{
-        spawn_firing_loop, spawn_outbox_relay, spawn_stuck_run_sweeper, spawn_window_loader,
+        Duties, spawn_firing_loop, spawn_outbox_relay, spawn_stuck_run_sweeper, spawn_window_loader,
     },
     broker::{
         BrokerError, JobsProducer,
@@ -55,6 +58,9 @@ pub enum StartupError {
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Server(String),
+    /// A background duty stopped before shutdown, so the service stopped.
+    #[error("background duty {0:?} stopped before shutdown")]
+    DutyStopped(&'static str),
 }
 
 /// A built service, listening, with its background tasks running.
@@ -67,7 +73,10 @@ pub struct Application {
     hub: EventHub,
     shutdown: CancellationToken,
     firings: TaskTracker,
-    background: Vec<JoinHandle<()>>,
+    duties: Duties,
+    /// Start-up work that finishes by itself (creating topics the broker
+    /// was not ready for), awaited at shutdown.
+    helpers: Vec<JoinHandle<()>>,
     grace: Duration,
     security: SecuritySettings,
 }
@@ -122,7 +131,7 @@ impl Application {
             tracing::warn!(error = %err, "cannot create indexes; queries may scan every job");
         }
 
-        let mut background = Vec::new();
+        let mut helpers = Vec::new();
         let kafka_producer: Option<Arc<dyn JobsProducer>> = match &settings.kafka {
             Some(kafka) => {
                 let producer =
@@ -134,7 +143,7 @@ impl Application {
                     ensure_topics(kafka, &settings.topics, kafka.message_timeout).await
                 {
                     tracing::warn!(error = %err, "cannot create topics yet; retrying in the background");
-                    background.push(spawn_topic_creation(
+                    helpers.push(spawn_topic_creation(
                         kafka.clone(),
                         settings.topics.clone(),
                         shutdown.clone(),
@@ -163,22 +172,34 @@ impl Application {
             }
         }
         let firings = TaskTracker::new();
-        background.push(spawn_firing_loop(
-            service.clone(),
-            firing_rx,
-            firings.clone(),
-            shutdown.clone(),
-        ));
-        background.push(spawn_window_loader(service.clone(), shutdown.clone()));
-        background.push(spawn_outbox_relay(service.clone(), shutdown.clone()));
-        background.push(spawn_stuck_run_sweeper(service.clone(), shutdown.clone()));
-        if let Some(kafka) = &settings.kafka {
-            background.extend(spawn_result_consumers(
-                kafka,
-                &settings.topics,
+        let mut duties = Duties::default();
+        duties.add(
+            "firing loop",
+            spawn_firing_loop(
                 service.clone(),
+                firing_rx,
+                firings.clone(),
                 shutdown.clone(),
-            )?);
+            ),
+        );
+        duties.add(
+            "window loader",
+            spawn_window_loader(service.clone(), shutdown.clone()),
+        );
+        duties.add(
+            "outbox relay",
+            spawn_outbox_relay(service.clone(), shutdown.clone()),
+        );
+        duties.add(
+            "stuck-run sweeper",
+            spawn_stuck_run_sweeper(service.clone(), shutdown.clone()),
+        );
+        if let Some(kafka) = &settings.kafka {
+            for consumer in
+                spawn_result_consumers(kafka, &settings.topics, service.clone(), shutdown.clone())?
+            {
+                duties.add("run-result consumer", consumer);
+            }
         }
 
         let addr = SocketAddr::new(settings.server.host, settings.server.port);
@@ -199,7 +220,10 @@ impl Application {
             })?;
         let metrics_port = endpoint.port();
         let timer = service.timer().clone();
-        background.push(endpoint.serve(metrics, move || timer.len(), shutdown.clone()));
+        duties.add(
+            "metrics endpoint",
+            endpoint.serve(metrics, move || timer.len(), shutdown.clone()),
+        );
         tracing::info!(port = metrics_port, "metrics served at /metrics");
         Ok(Application {
             listener,
@@ -210,7 +234,8 @@ impl Application {
             hub,
             shutdown,
             firings,
-            background,
+            duties,
+            helpers,
             grace: settings.shutdown_grace,
             security: settings.security,
         })
@@ -317,19 +342,20 @@ impl Application {
                     tracing::info!("shutting down: no new calls accepted");
                 }),
         );
+        let mut duties = self.duties;
+        let mut stopped_duty = None;
         let served = tokio::select! {
             served = &mut server => served,
-            () = self.shutdown.cancelled() => {
-                // In-flight calls get the grace period to finish; a client
-                // that keeps an idle connection open must not hold us up.
-                match tokio::time::timeout(self.grace, &mut server).await {
-                    Ok(served) => served,
-                    Err(_) => {
-                        tracing::warn!("connections still open after the grace period; closing them");
-                        server.abort();
-                        Ok(Ok(()))
-                    }
-                }
+            () = self.shutdown.cancelled() => drain(&mut server, self.grace).await,
+            (duty, ended) = duties.first_stopped() => {
+                tracing::error!(
+                    duty,
+                    panic = ended.err().map(|err| err.to_string()),
+                    "a background duty stopped before shutdown; stopping the service so that it is restarted"
+                );
+                stopped_duty = Some(duty);
+                self.shutdown.cancel();
+                drain(&mut server, self.grace).await
             }
         };
         let served = served.map_err(|e| StartupError::Server(e.to_string()))?;
@@ -345,16 +371,43 @@ impl Application {
                 "firings still in flight after the grace period; the store keeps them RUNNING"
             );
         }
-        for task in self.background {
-            if tokio::time::timeout(self.grace, task).await.is_err() {
-                tracing::warn!("a background task did not stop within the grace period");
+        let still_running = duties.join_all(self.grace).await;
+        if still_running > 0 {
+            tracing::warn!(
+                still_running,
+                "background duties did not stop within the grace period"
+            );
+        }
+        for helper in self.helpers {
+            if tokio::time::timeout(self.grace, helper).await.is_err() {
+                tracing::warn!("a start-up task did not stop within the grace period");
             }
         }
         if let Err(err) = self.producer.flush(self.grace).await {
             tracing::warn!(error = %err, "producer not fully flushed");
         }
         tracing::info!("stopped");
-        served.map_err(|e| StartupError::Server(e.to_string()))
+        served.map_err(|e| StartupError::Server(e.to_string()))?;
+        match stopped_duty {
+            Some(duty) => Err(StartupError::DutyStopped(duty)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Waits for the server to finish its in-flight calls after shutdown, at most
+/// `grace`: a client that keeps an idle connection open must not hold us up.
+async fn drain(
+    server: &mut JoinHandle<Result<(), tonic::transport::Error>>,
+    grace: Duration,
+) -> Result<Result<(), tonic::transport::Error>, JoinError> {
+    match tokio::time::timeout(grace, &mut *server).await {
+        Ok(served) => served,
+        Err(_) => {
+            tracing::warn!("connections still open after the grace period; closing them");
+            server.abort();
+            Ok(Ok(()))
+        }
     }
 }
 
