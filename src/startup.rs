@@ -345,16 +345,22 @@ impl Application {
         let mut duties = self.duties;
         let mut stopped_duty = None;
         let served = tokio::select! {
-            served = &mut server => served,
+            // Shutdown first: at shutdown the duties end too, and that is
+            // no failure.
+            biased;
             () = self.shutdown.cancelled() => drain(&mut server, self.grace).await,
+            served = &mut server => served,
             (duty, ended) = duties.first_stopped() => {
-                tracing::error!(
-                    duty,
-                    panic = ended.err().map(|err| err.to_string()),
-                    "a background duty stopped before shutdown; stopping the service so that it is restarted"
-                );
-                stopped_duty = Some(duty);
-                self.shutdown.cancel();
+                // (Shutdown may have come between the duty's end and this.)
+                if !self.shutdown.is_cancelled() {
+                    tracing::error!(
+                        duty,
+                        panic = ended.err().map(|err| err.to_string()),
+                        "a background duty stopped before shutdown; stopping the service so that it is restarted"
+                    );
+                    stopped_duty = Some(duty);
+                    self.shutdown.cancel();
+                }
                 drain(&mut server, self.grace).await
             }
         };
