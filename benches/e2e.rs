@@ -28,13 +28,14 @@
 //!   (TOPIC_JOB_RUN_PARTITIONS); the service's KAFKA_FETCH_WAIT_MAX_MS is set
 //!   to `--fetch-wait-ms` too (it only paces the run-result consumer).
 //! - `recovery`: restart recovery with `--recovery-jobs` SCHEDULED jobs in
-//!   PostgreSQL, inserted once through the store API (`PgJobDB::insert`,
-//!   owing no event), due 10 to 50 minutes ahead within a one-hour look-ahead
-//!   window. Each run starts the binary on that schema and measures the time
+//!   each of `--recovery-stores` (PostgreSQL and the embedded store),
+//!   inserted once through the store API (`JobDB::insert`, owing no event),
+//!   due 10 to 50 minutes ahead within a one-hour look-ahead window. Each
+//!   run starts the binary on that schema or folder and measures the time
 //!   from spawning it to its log line "armed scheduled jobs from the store"
 //!   (and the part of it between its first and that log line), and its peak
 //!   RSS (VmHWM) once it listens; then stops it (SIGTERM). A baseline run on an
-//!   empty schema gives the fixed start-up cost and memory. Beside it, the
+//!   empty store gives the fixed start-up cost and memory. Beside it, the
 //!   store query (`scheduled_before`) and the arming (`Timer::arm_if_vacant`
 //!   per job) are timed alone in this process.
 //!
@@ -43,7 +44,7 @@
 //! cargo bench --bench e2e -- --smoke           # tiny, well under a minute, for CI
 //! cargo bench --bench e2e -- --parts create --stores postgres --concurrency 64 --requests 20000
 //! cargo bench --bench e2e -- --parts fire --jobs 10000 --fire-concurrency 64,256 --partitions 1,4
-//! cargo bench --bench e2e -- --parts recovery --recovery-jobs 100000
+//! cargo bench --bench e2e -- --parts recovery --recovery-stores embedded,postgres --recovery-jobs 100000
 //! ```
 //!
 //! Without any argument (as `cargo test --all-targets` runs it) it runs
@@ -80,7 +81,7 @@ use scheduler_service::{
     config::vars,
     domain::{Job, JobSpec, JobType, PendingEvents, now},
     grpc::proto::{self, jobs_service_client::JobsServiceClient},
-    store::{JobDB, postgres::PgJobDB},
+    store::{JobDB, embedded::EmbeddedJobDB, postgres::PgJobDB},
     timer::Timer,
 };
 use tokio_util::sync::CancellationToken;
@@ -123,7 +124,7 @@ const USAGE: &str = "usage: e2e [--smoke] [--runs K] [--parts create,fire,recove
   [--pg-options OPTS (server options of the service's PostgreSQL sessions, for
             experiments: e.g. \"-c synchronous_commit=off\")]
             [--perf FILE (`perf record -a -g` of the whole machine while firing, to FILE-<run>)]
-  recovery: [--recovery-jobs N]
+  recovery: [--recovery-stores postgres,embedded] [--recovery-jobs N]
   [--service-bin PATH (the service binary to run instead of this build's, e.g. an
             older build kept aside, to compare before and after in one session)]
 Without any argument (as `cargo test --all-targets` runs it) it runs --smoke.";
@@ -192,6 +193,7 @@ struct Options {
     pg_waits: bool,
     pg_options: Option<String>,
     perf: Option<String>,
+    recovery_stores: Vec<Store>,
     recovery_jobs: usize,
 }
 
@@ -219,6 +221,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         pg_waits: false,
         pg_options: None,
         perf: None,
+        recovery_stores: vec![Store::Postgres, Store::Embedded],
         recovery_jobs: if smoke { 1_000 } else { 100_000 },
     };
     let mut it = args.iter();
@@ -261,6 +264,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--pg-options" => o.pg_options = Some(value()?.to_owned()),
             "--perf" => o.perf = Some(value()?.to_owned()),
             "--recovery-jobs" => o.recovery_jobs = number(value()?)?,
+            "--recovery-stores" => o.recovery_stores = stores(value()?)?,
             "--service-bin" => {
                 let path = PathBuf::from(value()?);
                 if !path.is_file() {
@@ -1653,36 +1657,45 @@ fn recovery_row(r: &RecoveryOutcome, note: &str) -> String {
 }
 
 async fn recovery_part(o: &Options) -> bool {
-    let n = o.recovery_jobs;
-    let schema = format!("e2e_recovery_{}", unique());
-    let empty = format!("e2e_empty_{}", unique());
-    let db = match PgJobDB::connect_with(
-        &postgres_uri(),
-        &schema,
-        Duration::from_secs(30),
-        16,
-        tokio_postgres::NoTls,
-    )
-    .await
-    {
-        Ok(db) => db,
-        Err(err) => {
-            println!("\n## Restart recovery: cannot use PostgreSQL: {err}");
-            return false;
-        }
-    };
-    if let Err(err) = db.ensure_indexes().await {
-        println!("\n## Restart recovery: cannot create the table: {err}");
-        return false;
+    let mut ok = true;
+    for &store in &o.recovery_stores {
+        ok &= recovery_of(o, store).await;
     }
-    let start = Instant::now();
+    ok
+}
+
+/// Opens the jobs of `namespace` in `store` from this process (PostgreSQL or
+/// the embedded store; MongoDB-protocol inserts are too slow here for
+/// 100,000 jobs).
+async fn open_store(store: Store, namespace: &str) -> Result<Arc<dyn JobDB>, String> {
+    match store {
+        Store::Postgres => PgJobDB::connect_with(
+            &postgres_uri(),
+            namespace,
+            Duration::from_secs(30),
+            16,
+            tokio_postgres::NoTls,
+        )
+        .await
+        .map(|db| Arc::new(db) as Arc<dyn JobDB>)
+        .map_err(|e| e.to_string()),
+        Store::Embedded => EmbeddedJobDB::open(&embedded_dir(namespace))
+            .map(|db| Arc::new(db) as Arc<dyn JobDB>)
+            .map_err(|e| e.to_string()),
+        Store::MongoDb => Err("restart recovery is measured on PostgreSQL and embedded".into()),
+    }
+}
+
+/// Inserts `n` SCHEDULED jobs due 10 to 50 minutes ahead; returns how many
+/// were stored.
+async fn insert_due_jobs(db: &Arc<dyn JobDB>, n: usize) -> usize {
     let base_ms = now_us() / 1000;
     let failures = Arc::new(AtomicUsize::new(0));
     futures::stream::iter(0..n)
         .map(|i| {
             let (db, failures) = (db.clone(), failures.clone());
             async move {
-                // Due 10 to 50 minutes ahead, spread evenly.
+                // Spread evenly over the 40 minutes.
                 let due_ms = base_ms + 600_000 + (i as i64 * 2_400_000) / n.max(1) as i64;
                 let spec = JobSpec {
                     name: format!("e2e-recovery-{i}"),
@@ -1704,31 +1717,64 @@ async fn recovery_part(o: &Options) -> bool {
         .buffer_unordered(64)
         .collect::<()>()
         .await;
-    let inserted = n - failures.load(Ordering::Relaxed);
+    n - failures.load(Ordering::Relaxed)
+}
+
+async fn recovery_of(o: &Options, store: Store) -> bool {
+    let n = o.recovery_jobs;
+    let schema = format!("e2e_recovery_{}", unique());
+    let empty = format!("e2e_empty_{}", unique());
+    let title = match store {
+        Store::Embedded => "embedded store",
+        _ => "PostgreSQL",
+    };
+    let db = match open_store(store, &schema).await {
+        Ok(db) => db,
+        Err(err) => {
+            println!("\n## Restart recovery: cannot use the {title}: {err}");
+            return false;
+        }
+    };
+    if let Err(err) = db.ensure_indexes().await {
+        println!("\n## Restart recovery: cannot set up the {title}: {err}");
+        return false;
+    }
+    let start = Instant::now();
+    let inserted = insert_due_jobs(&db, n).await;
+    // The embedded store is a file only one process may open: close it
+    // before the service opens it.
+    drop(db);
     eprintln!(
-        "recovery: inserted {inserted} of {n} jobs in {:.1} s",
+        "recovery ({title}): inserted {inserted} of {n} jobs in {:.1} s",
         start.elapsed().as_secs_f64()
     );
 
     println!(
-        "\n## Restart recovery (PostgreSQL, {inserted} SCHEDULED jobs due within the one-hour look-ahead window)\n\n{RECOVERY_HEADER}"
+        "\n## Restart recovery ({title}, {inserted} SCHEDULED jobs due within the one-hour look-ahead window)\n\n{RECOVERY_HEADER}"
     );
-    let mut env = service_env(o, Store::Postgres, &empty);
+    let mut env = service_env(o, store, &empty);
     set(&mut env, vars::SCHEDULER_LOOK_AHEAD_SECS, 3600);
     let mut ok = true;
-    // Baseline on an empty schema; it also creates the topics that the
+    // Baseline on an empty namespace; it also creates the topics that the
     // restarts then find, as a restarted service does.
-    match recovery_run(&env, 0, &db, false).await {
-        Ok(r) => println!("{}", recovery_row(&r, "baseline: empty schema")),
+    match recovery_run(&env, 0, None).await {
+        Ok(r) => println!("{}", recovery_row(&r, "baseline: empty store")),
         Err(err) => {
             ok = false;
             println!("| 0 | (baseline failed: {err}) |");
         }
     }
     set(&mut env, vars::DATABASE_DB_NAME, &schema);
+    if store == Store::Embedded {
+        set(
+            &mut env,
+            vars::DATA_DIR,
+            embedded_dir(&schema).to_string_lossy(),
+        );
+    }
     let mut results = Vec::new();
     for run in 0..o.runs {
-        match recovery_run(&env, inserted, &db, true).await {
+        match recovery_run(&env, inserted, Some((store, &schema))).await {
             Ok(r) => {
                 println!("{}", recovery_row(&r, &format!("run {}", run + 1)));
                 if r.armed != inserted {
@@ -1742,8 +1788,8 @@ async fn recovery_part(o: &Options) -> bool {
             }
         }
     }
-    drop_namespace(Store::Postgres, &schema).await;
-    drop_namespace(Store::Postgres, &empty).await;
+    drop_namespace(store, &schema).await;
+    drop_namespace(store, &empty).await;
     if inserted < n {
         ok = false;
     }
@@ -1770,11 +1816,13 @@ async fn recovery_part(o: &Options) -> bool {
     ok
 }
 
+/// Starts the service on `env` and times its start-up load. With `alone`
+/// (the store and namespace the service used), then times the load's two
+/// steps alone in this process once the service has stopped.
 async fn recovery_run(
     env: &[(String, String)],
     jobs: usize,
-    db: &PgJobDB,
-    alone: bool,
+    alone: Option<(Store, &str)>,
 ) -> Result<RecoveryOutcome, String> {
     let load = load_average();
     let (service, spawned) = Service::start(env, "recovery").await?;
@@ -1798,7 +1846,8 @@ async fn recovery_run(
 
     // The two steps of the load, alone in this process.
     let (mut query_ms, mut arm_ms) = (0.0, 0.0);
-    if alone {
+    if let Some((store, namespace)) = alone {
+        let db = open_store(store, namespace).await?;
         let horizon = Utc::now() + chrono::Duration::hours(1);
         let t = Instant::now();
         let due = db
