@@ -59,6 +59,9 @@ pub mod vars {
     /// Folder of the embedded store, used when no database is configured
     /// (default `./data`).
     pub const DATA_DIR: &str = "DATA_DIR";
+    /// Memory the embedded store may keep as its page cache, in MiB (default
+    /// 64); the operating system's file cache serves the rest.
+    pub const DATA_CACHE_MB: &str = "DATA_CACHE_MB";
     /// MongoDB collection of the jobs (default `jobs`).
     pub const DATABASE_COLLECTION: &str = "DATABASE_COLLECTION";
     /// Bound on every database call and on connecting, in ms (default 5000).
@@ -167,6 +170,7 @@ pub mod vars {
         DATABASE_PORT,
         DATABASE_COLLECTION,
         DATA_DIR,
+        DATA_CACHE_MB,
         DATABASE_TIMEOUT_MS,
         DATABASE_POOL_SIZE,
         KAFKA_BROKERS,
@@ -380,6 +384,8 @@ pub struct DatabaseSettings {
     pub uri: String,
     /// Folder of the embedded store.
     pub data_dir: PathBuf,
+    /// Bound on the embedded store's page cache, in bytes.
+    pub data_cache_bytes: usize,
     /// The namespace of the jobs: the MongoDB database, or the PostgreSQL
     /// schema (inside the database the URI names).
     pub db_name: String,
@@ -397,6 +403,7 @@ impl fmt::Debug for DatabaseSettings {
         f.debug_struct("DatabaseSettings")
             .field("kind", &self.kind)
             .field("data_dir", &self.data_dir)
+            .field("data_cache_bytes", &self.data_cache_bytes)
             .field("uri", &redact_uri(&self.uri))
             .field("db_name", &self.db_name)
             .field("collection", &self.collection)
@@ -909,6 +916,10 @@ impl Settings {
                 kind,
                 uri,
                 data_dir: PathBuf::from(var(vars::DATA_DIR).unwrap_or_else(|| "data".to_owned())),
+                data_cache_bytes: usize::try_from(positive(vars::DATA_CACHE_MB, 64)?)
+                    .ok()
+                    .and_then(|mb| mb.checked_mul(1 << 20))
+                    .ok_or_else(|| ConfigError::new(vars::DATA_CACHE_MB, "is too large"))?,
                 db_name,
                 collection: var(vars::DATABASE_COLLECTION)
                     .unwrap_or_else(|| crate::store::mongo::COLLECTION.to_owned()),
@@ -1320,6 +1331,18 @@ mod tests {
         ] {
             let err = settings(&[(name, value)]).expect_err(value);
             assert_eq!(err.name, name, "{err}");
+        }
+    }
+
+    #[test]
+    fn the_embedded_cache_is_in_mib_and_positive() {
+        let default = settings(&[]).unwrap().database.data_cache_bytes;
+        assert_eq!(default, 64 << 20);
+        let set = settings(&[(vars::DATA_CACHE_MB, "8")]).unwrap();
+        assert_eq!(set.database.data_cache_bytes, 8 << 20);
+        for value in ["0", "lots", "18446744073709551615"] {
+            let err = settings(&[(vars::DATA_CACHE_MB, value)]).expect_err(value);
+            assert_eq!(err.name, vars::DATA_CACHE_MB, "{err}");
         }
     }
 

@@ -423,7 +423,7 @@ async fn connect_store(database: &DatabaseSettings) -> Result<Arc<dyn JobDB>, St
     let pool_size = database.pool_size;
     Ok(match database.kind {
         DatabaseKind::Embedded => Arc::new(TracedJobDB::new(
-            EmbeddedJobDB::open(&database.data_dir)?,
+            EmbeddedJobDB::open_with_cache(&database.data_dir, database.data_cache_bytes)?,
             "redb",
         )),
         DatabaseKind::MongoDb => Arc::new(TracedJobDB::new(

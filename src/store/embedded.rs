@@ -310,12 +310,26 @@ fn write_job(
     Ok(())
 }
 
+/// The default bound on the store's page cache in memory, in bytes. (redb's
+/// own default is 1 GiB, which a store of many jobs would slowly fill; past
+/// this the operating system's file cache still serves reads.)
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+
 impl EmbeddedJobDB {
-    /// Opens (or creates) the store file `jobs.redb` in `dir`.
+    /// Opens (or creates) the store file `jobs.redb` in `dir`, with a page
+    /// cache of [`DEFAULT_CACHE_BYTES`].
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Like [`EmbeddedJobDB::open`], with a page cache of `cache_bytes`.
+    pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| other(format!("cannot create {}: {e}", dir.display())))?;
-        let db = Database::create(dir.join("jobs.redb")).map_err(other)?;
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(dir.join("jobs.redb"))
+            .map_err(other)?;
         let txn = db.begin_write().map_err(other)?;
         // Create every table, so that reads never meet a missing one.
         txn.open_table(JOBS).map_err(other)?;
