@@ -118,7 +118,7 @@ fn main() -> ExitCode {
 const USAGE: &str = "usage: e2e [--smoke] [--runs K] [--parts create,fire,recovery] [--seed X]
   [--service-log FILTER (RUST_LOG of the service, default info)]
   create:   [--stores mongodb,postgres,embedded] [--requests N] [--concurrency C] [--connections K] [--max-secs S]
-  fire:     [--fire-stores postgres[,mongodb]] [--jobs N] [--fire-concurrency C[,C..]] [--partitions P[,P..]]
+  fire:     [--fire-stores postgres[,mongodb,embedded]] [--jobs N] [--fire-concurrency C[,C..]] [--partitions P[,P..]]
             [--window-ms MS] [--lead-secs S] [--fetch-wait-ms MS] [--grace-secs S]
             [--pg-waits (sample the service's PostgreSQL sessions while firing)]
   [--pg-options OPTS (server options of the service's PostgreSQL sessions, for
