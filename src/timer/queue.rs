@@ -46,8 +46,11 @@ const _: () = assert!(size_of::<Slot>() == 24 && size_of::<HeapEntry>() == 12);
 /// An armed job taken off the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Armed {
+    /// The job.
     pub id: JobId,
+    /// When it was due, in Unix ms.
     pub due_ms: i64,
+    /// The fire token it was armed with.
     pub scheduled_key: i64,
 }
 
