@@ -555,6 +555,11 @@ impl JobDB for PgJobDB {
         let (mut client, deadline) = self.begin().await?;
         let outcome = timeout_at(deadline, async {
             let tx = client.transaction().await.map_err(map_err)?;
+            // Every start meets the table and indexes already made; the
+            // server's "already exists, skipping" notices are no news.
+            tx.batch_execute("SET LOCAL client_min_messages = warning")
+                .await
+                .map_err(map_err)?;
             // Two replicas starting together would otherwise race on the
             // catalogs, and one of them could fail a CREATE ... IF NOT EXISTS.
             tx.execute(
