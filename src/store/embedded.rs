@@ -315,6 +315,24 @@ fn write_job(
 /// this the operating system's file cache still serves reads.)
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 
+/// Claims `id` inside `txn` (see [`JobDB::claim`]): the claimed job, or
+/// `None` when it is gone or no longer SCHEDULED under `scheduled_key`.
+fn claim_in(
+    txn: &redb::WriteTransaction,
+    id: JobId,
+    scheduled_key: i64,
+    now: DateTime<Utc>,
+) -> Result<Option<Job>, StoreError> {
+    let Some(current) = read_job(&txn.open_table(JOBS).map_err(other)?, id)? else {
+        return Ok(None);
+    };
+    let claimed = current.claimed(scheduled_key, now);
+    if let Some(claimed) = &claimed {
+        write_job(txn, id, Some(&current), Some(claimed))?;
+    }
+    Ok(claimed)
+}
+
 impl EmbeddedJobDB {
     /// Opens (or creates) the store file `jobs.redb` in `dir`, with a page
     /// cache of [`DEFAULT_CACHE_BYTES`].
@@ -503,18 +521,8 @@ impl JobDB for EmbeddedJobDB {
         scheduled_key: i64,
         now: DateTime<Utc>,
     ) -> Result<Option<Job>, StoreError> {
-        self.write(move |txn| {
-            let current = read_job(&txn.open_table(JOBS).map_err(other)?, id)?;
-            let Some(current) = current else {
-                return Ok(None);
-            };
-            let claimed = current.claimed(scheduled_key, now);
-            if let Some(claimed) = &claimed {
-                write_job(txn, id, Some(&current), Some(claimed))?;
-            }
-            Ok(claimed)
-        })
-        .await
+        self.write(move |txn| claim_in(txn, id, scheduled_key, now))
+            .await
     }
 
     /// One write transaction for the whole batch: one commit (and fsync)
@@ -528,15 +536,8 @@ impl JobDB for EmbeddedJobDB {
         self.write(move |txn| {
             let mut claimed = Vec::with_capacity(batch.len());
             for &(id, scheduled_key) in &batch {
-                // Read inside the loop: a job listed twice is claimed once.
-                let current = read_job(&txn.open_table(JOBS).map_err(other)?, id)?;
-                let Some(current) = current else {
-                    continue;
-                };
-                if let Some(job) = current.claimed(scheduled_key, now) {
-                    write_job(txn, id, Some(&current), Some(&job))?;
-                    claimed.push(job);
-                }
+                // Each claim reads the job again: one listed twice is claimed once.
+                claimed.extend(claim_in(txn, id, scheduled_key, now)?);
             }
             Ok(claimed)
         })
