@@ -566,6 +566,13 @@ mod tests {
         down: std::sync::atomic::AtomicBool,
     }
 
+    impl RecordingProducer {
+        /// Makes every publish fail (broker down) or succeed again.
+        fn set_down(&self, down: bool) {
+            self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
     #[async_trait]
     impl JobsProducer for RecordingProducer {
         async fn publish(&self, kind: EventKind, job: &Job) -> Result<(), BrokerError> {
@@ -721,16 +728,12 @@ mod tests {
         let producer = Arc::new(RecordingProducer::default());
         let (svc, mut rx) = service_with(SchedulerSettings::default(), producer.clone());
         // Created while the broker is down: each job owes create, then run.
-        producer
-            .down
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        producer.set_down(true);
         let mut jobs = Vec::new();
         for _ in 0..5 {
             jobs.push(svc.create(spec(-1)).await.unwrap());
         }
-        producer
-            .down
-            .store(false, std::sync::atomic::Ordering::SeqCst);
+        producer.set_down(false);
         let mut batch = firings(&mut rx, 5).await;
         // One job deleted and one claimed already (another replica): the
         // batch claims the other three.
@@ -782,9 +785,7 @@ mod tests {
         let (svc, mut rx) = service_with(SchedulerSettings::default(), producer.clone());
         let a = svc.create(spec(-1)).await.unwrap();
         let b = svc.create(spec(-1)).await.unwrap();
-        producer
-            .down
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        producer.set_down(true);
         svc.fire_batch(firings(&mut rx, 2).await, &CancellationToken::new())
             .await;
         for id in [a.id, b.id] {
@@ -888,9 +889,7 @@ mod tests {
     async fn events_owed_while_the_broker_is_down_stay_in_the_outbox_in_order() {
         let producer = Arc::new(RecordingProducer::default());
         let (svc, mut rx) = service_with(SchedulerSettings::default(), producer.clone());
-        producer
-            .down
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        producer.set_down(true);
         let job = svc.create(spec(-1)).await.unwrap();
         svc.fire_batch(vec![rx.recv().await.unwrap()], &CancellationToken::new())
             .await;
@@ -899,9 +898,7 @@ mod tests {
         assert!(stored.pending.create && stored.pending.run, "{stored:?}");
         assert!(producer.events.lock().unwrap().is_empty());
 
-        producer
-            .down
-            .store(false, std::sync::atomic::Ordering::SeqCst);
+        producer.set_down(false);
         let owing = svc.db().with_pending_events(10).await.unwrap();
         assert_eq!(owing.len(), 1);
         assert_eq!(svc.deliver(&owing[0]).await, Delivery::Delivered);
@@ -920,14 +917,10 @@ mod tests {
     async fn a_delivery_superseded_by_a_change_leaves_the_newer_events_owed() {
         let producer = Arc::new(RecordingProducer::default());
         let (svc, _rx) = service_with(SchedulerSettings::default(), producer.clone());
-        producer
-            .down
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        producer.set_down(true);
         let created = svc.create(spec(60_000)).await.unwrap();
         svc.update(created.id, spec(70_000)).await.unwrap();
-        producer
-            .down
-            .store(false, std::sync::atomic::Ordering::SeqCst);
+        producer.set_down(false);
         // Delivering the stale snapshot publishes it but must not clear the
         // update owed by the newer version.
         assert_eq!(svc.deliver(&created).await, Delivery::Superseded);
