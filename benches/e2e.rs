@@ -931,13 +931,17 @@ fn create_row(c: &CreateOutcome, concurrency: usize, note: &str) -> String {
         c.cpu_s,
         c.peak_rss_mb,
         c.load,
-        [note, &c.note]
-            .iter()
-            .filter(|s| !s.is_empty())
-            .copied()
-            .collect::<Vec<_>>()
-            .join("; ")
+        joined_notes([note, &c.note])
     )
+}
+
+/// The non-empty notes, joined for a table cell.
+fn joined_notes<'a>(notes: impl IntoIterator<Item = &'a str>) -> String {
+    notes
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 async fn create_part(o: &Options) -> bool {
@@ -1647,12 +1651,7 @@ fn recovery_row(r: &RecoveryOutcome, note: &str) -> String {
         r.peak_rss_mb,
         r.rss_mb,
         r.load,
-        [note, &r.note]
-            .iter()
-            .filter(|s| !s.is_empty())
-            .copied()
-            .collect::<Vec<_>>()
-            .join("; ")
+        joined_notes([note, &r.note])
     )
 }
 
