@@ -897,7 +897,7 @@ async fn add_service(
                 ..Job::new_scheduled(spec, now())
             };
             db.insert(&job).await.expect("insert");
-            timer.arm(job.id, due, job.scheduled_key);
+            timer.arm(job.id, due, job.fire_token);
         }
     }
     phase.end((service, firing_loop, shutdown))

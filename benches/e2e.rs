@@ -1858,7 +1858,7 @@ async fn recovery_run(
         let (timer, _firings) = Timer::start(shutdown.clone());
         let t = Instant::now();
         for job in &due {
-            timer.arm_if_vacant(job.id, job.schedule_time, job.scheduled_key);
+            timer.arm_if_vacant(job.id, job.schedule_time, job.fire_token);
         }
         arm_ms = t.elapsed().as_secs_f64() * 1000.0;
         shutdown.cancel();

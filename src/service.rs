@@ -133,7 +133,7 @@ impl JobService {
         if job.status == JobStatus::Scheduled && job.spec.schedule_time < self.horizon() {
             self.inner
                 .timer
-                .arm(job.id, job.spec.schedule_time, job.scheduled_key);
+                .arm(job.id, job.spec.schedule_time, job.fire_token);
         } else {
             self.inner.timer.cancel(&job.id);
         }
@@ -288,7 +288,7 @@ impl JobService {
     async fn claim_and_deliver(&self, mut firings: Vec<Firing>, shutdown: &CancellationToken) {
         let mut delay = RETRY_FIRST;
         while !firings.is_empty() {
-            let keys: Vec<(JobId, i64)> = firings.iter().map(|f| (f.id, f.scheduled_key)).collect();
+            let keys: Vec<(JobId, i64)> = firings.iter().map(|f| (f.id, f.fire_token)).collect();
             let (claimed, failed) = match self.inner.db.claim_many(&keys, now()).await {
                 Ok(claimed) => (claimed, Vec::new()),
                 Err(err) => {
@@ -299,7 +299,7 @@ impl JobService {
             let failed: HashSet<(JobId, i64)> = failed.into_iter().collect();
             let (retry, answered): (Vec<Firing>, Vec<Firing>) = firings
                 .into_iter()
-                .partition(|f| failed.contains(&(f.id, f.scheduled_key)));
+                .partition(|f| failed.contains(&(f.id, f.fire_token)));
             self.deliver_claimed(answered, claimed).await;
             firings = retry;
             if firings.is_empty() || !self.backoff(&mut delay, shutdown).await {
@@ -318,14 +318,14 @@ impl JobService {
     async fn deliver_claimed(&self, answered: Vec<Firing>, claimed: Vec<Job>) {
         let mut asked: HashMap<(JobId, i64), Firing> = answered
             .into_iter()
-            .map(|f| ((f.id, f.scheduled_key), f))
+            .map(|f| ((f.id, f.fire_token), f))
             .collect();
         let now_ms = Utc::now().timestamp_millis();
         let fired: Vec<(Job, i64)> = claimed
             .into_iter()
             .map(|job| {
                 let due_ms = asked
-                    .remove(&(job.id, job.scheduled_key))
+                    .remove(&(job.id, job.fire_token))
                     .map_or(now_ms, |f| f.due_ms);
                 (job, now_ms - due_ms)
             })
@@ -370,7 +370,7 @@ impl JobService {
                 let Some(job) = self.inner.db.get(firing.id).await? else {
                     return Ok(None);
                 };
-                if job.status != JobStatus::Scheduled || job.scheduled_key != firing.scheduled_key {
+                if job.status != JobStatus::Scheduled || job.fire_token != firing.fire_token {
                     return Ok(None);
                 }
                 let failed = job.with_status(JobStatus::Failed, now());
@@ -407,11 +407,11 @@ impl JobService {
     async fn rearm_if_stale(&self, firing: Firing) {
         if let Ok(Some(job)) = self.inner.db.get(firing.id).await
             && job.status == JobStatus::Scheduled
-            && job.scheduled_key != firing.scheduled_key
+            && job.fire_token != firing.fire_token
         {
             self.inner
                 .timer
-                .arm_if_vacant(job.id, job.spec.schedule_time, job.scheduled_key);
+                .arm_if_vacant(job.id, job.spec.schedule_time, job.fire_token);
         }
     }
 
@@ -507,7 +507,7 @@ impl JobService {
             // at least as new as this snapshot.
             self.inner
                 .timer
-                .arm_if_vacant(job.id, job.schedule_time, job.scheduled_key);
+                .arm_if_vacant(job.id, job.schedule_time, job.fire_token);
         }
         Ok(count)
     }
@@ -740,13 +740,13 @@ mod tests {
         svc.delete(jobs[3].id).await.unwrap();
         let other = svc
             .db()
-            .claim(jobs[4].id, jobs[4].scheduled_key, now())
+            .claim(jobs[4].id, jobs[4].fire_token, now())
             .await
             .unwrap()
             .unwrap();
         // A stale firing of a job already in the batch claims nothing more.
         batch.push(Firing {
-            scheduled_key: jobs[0].scheduled_key ^ 1,
+            fire_token: jobs[0].fire_token ^ 1,
             ..batch[0]
         });
         svc.fire_batch(batch, &CancellationToken::new()).await;
@@ -957,15 +957,12 @@ mod tests {
                 expected
             )));
             if policy == RunTimeoutPolicy::Retry {
-                assert_ne!(after.scheduled_key, firing.scheduled_key);
+                assert_ne!(after.fire_token, firing.fire_token);
                 let refired = tokio::time::timeout(Duration::from_secs(5), rx.recv())
                     .await
                     .expect("the retried job fires again")
                     .expect("timer running");
-                assert_eq!(
-                    (refired.id, refired.scheduled_key),
-                    (job.id, after.scheduled_key)
-                );
+                assert_eq!((refired.id, refired.fire_token), (job.id, after.fire_token));
             }
         }
     }

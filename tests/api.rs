@@ -324,7 +324,7 @@ async fn a_job_fires_on_time_and_its_run_event_is_published_once() {
     );
     assert_eq!(
         fired.headers.get("firing-key"),
-        Some(&format!("{id}:{}", fired.event.scheduled_key))
+        Some(&format!("{id}:{}", fired.event.fire_token))
     );
     assert_eq!(
         wait_for_status(

@@ -49,7 +49,7 @@ async fn exactly_one_claim_per_job(stores: Vec<Arc<dyn JobDB>>) {
             let mut won = Vec::new();
             for job in order {
                 if let Some(claimed) = store
-                    .claim(job.id, job.scheduled_key, now())
+                    .claim(job.id, job.fire_token, now())
                     .await
                     .expect("claim")
                 {

@@ -108,7 +108,7 @@ async fn a_job_reads_back_equal_in_every_field() {
         created_at: t - TimeDelta::days(3),
         updated_at: t - TimeDelta::milliseconds(7),
         status: JobStatus::Failed,
-        scheduled_key: i64::MAX,
+        fire_token: i64::MAX,
         version: 41,
         pending: PendingEvents {
             create: false,
@@ -135,7 +135,7 @@ async fn a_job_reads_back_equal_in_every_field() {
             id: JobId::new(),
             status,
             pending,
-            scheduled_key: 0,
+            fire_token: 0,
             ..job.clone()
         };
         f.db.insert(&other).await.expect("insert");
@@ -331,13 +331,13 @@ async fn claim_needs_a_scheduled_job_with_the_fire_token() {
     let at = now() + TimeDelta::milliseconds(3);
 
     assert_eq!(
-        f.db.claim(due.id, due.scheduled_key ^ 1, at)
+        f.db.claim(due.id, due.fire_token ^ 1, at)
             .await
             .expect("wrong key"),
         None
     );
     assert_eq!(
-        f.db.claim(JobId::new(), due.scheduled_key, at)
+        f.db.claim(JobId::new(), due.fire_token, at)
             .await
             .expect("unknown"),
         None
@@ -345,7 +345,7 @@ async fn claim_needs_a_scheduled_job_with_the_fire_token() {
     assert_eq!(f.db.get(due.id).await.expect("get"), Some(due.clone()));
 
     let claimed =
-        f.db.claim(due.id, due.scheduled_key, at)
+        f.db.claim(due.id, due.fire_token, at)
             .await
             .expect("claim")
             .expect("claimed");
@@ -364,9 +364,7 @@ async fn claim_needs_a_scheduled_job_with_the_fire_token() {
 
     // RUNNING now: a second claim with the same token finds nothing to claim.
     assert_eq!(
-        f.db.claim(due.id, due.scheduled_key, at)
-            .await
-            .expect("again"),
+        f.db.claim(due.id, due.fire_token, at).await.expect("again"),
         None
     );
 
@@ -378,7 +376,7 @@ async fn claim_needs_a_scheduled_job_with_the_fire_token() {
         };
         f.db.insert(&other).await.expect("insert");
         assert_eq!(
-            f.db.claim(other.id, other.scheduled_key, at)
+            f.db.claim(other.id, other.fire_token, at)
                 .await
                 .expect("claim"),
             None,
@@ -413,7 +411,7 @@ async fn store_result_outcomes() {
     );
 
     let claimed =
-        f.db.claim(scheduled.id, scheduled.scheduled_key, at)
+        f.db.claim(scheduled.id, scheduled.fire_token, at)
             .await
             .expect("claim")
             .expect("claimed");
@@ -682,7 +680,7 @@ async fn a_call_stuck_on_a_row_lock_gives_up_in_time_and_the_store_recovers() {
     .await
     .expect("lock");
     let started = Instant::now();
-    assert_unavailable(db.claim(due.id, due.scheduled_key, now()).await, "claim");
+    assert_unavailable(db.claim(due.id, due.fire_token, now()).await, "claim");
     let elapsed = started.elapsed();
     assert!(elapsed < timeout + Duration::from_secs(1), "{elapsed:?}");
     tx.rollback().await.expect("release");
@@ -696,7 +694,7 @@ async fn a_call_stuck_on_a_row_lock_gives_up_in_time_and_the_store_recovers() {
     let timed_out_claim_applied =
         f.db.get(due.id).await.expect("get").expect("found").status == JobStatus::Running;
     let claimed = db
-        .claim(due.id, due.scheduled_key, now())
+        .claim(due.id, due.fire_token, now())
         .await
         .expect("claim after the lock is gone");
     assert_eq!(claimed.is_some(), !timed_out_claim_applied);
@@ -754,7 +752,7 @@ async fn many_concurrent_claimers_claim_each_job_exactly_once() {
             };
             let db = &db;
             let claims: Vec<Option<Job>> = stream::iter(order)
-                .map(|d| async move { db.claim(d.id, d.scheduled_key, now()).await })
+                .map(|d| async move { db.claim(d.id, d.fire_token, now()).await })
                 .buffer_unordered(IN_FLIGHT)
                 .try_collect()
                 .await?;
@@ -816,12 +814,12 @@ async fn claim_many_claims_only_scheduled_jobs_with_their_fire_token() {
     let at = now() + TimeDelta::milliseconds(3);
 
     assert!(f.db.claim_many(&[], at).await.expect("empty").is_empty());
-    let mut batch: Vec<(JobId, i64)> = due.iter().map(|j| (j.id, j.scheduled_key)).collect();
-    batch.push((stale.id, stale.scheduled_key ^ 1));
-    batch.extend(finished.iter().map(|j| (j.id, j.scheduled_key)));
+    let mut batch: Vec<(JobId, i64)> = due.iter().map(|j| (j.id, j.fire_token)).collect();
+    batch.push((stale.id, stale.fire_token ^ 1));
+    batch.extend(finished.iter().map(|j| (j.id, j.fire_token)));
     batch.push((JobId::new(), 1));
     // Listed twice: claimed once.
-    batch.push((due[0].id, due[0].scheduled_key));
+    batch.push((due[0].id, due[0].fire_token));
 
     let claimed = f.db.claim_many(&batch, at).await.expect("claim_many");
     assert_eq!(sorted_ids(&claimed), sorted_ids(&due));
@@ -910,7 +908,7 @@ async fn concurrent_batch_claims_claim_each_job_exactly_once() {
             .collect();
         insert_all(&f.db, &jobs).await;
         let due: Arc<Vec<(JobId, i64)>> =
-            Arc::new(jobs.iter().map(|j| (j.id, j.scheduled_key)).collect());
+            Arc::new(jobs.iter().map(|j| (j.id, j.fire_token)).collect());
 
         let start = Arc::new(Barrier::new(REPLICAS));
         let mut replicas = Vec::new();

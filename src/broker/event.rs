@@ -51,8 +51,10 @@ pub struct JobEvent {
     pub job_type: i32,
     /// The executor's payload.
     pub job_data: String,
-    /// The fire token: (Id, ScheduledKey) names one firing, for deduplication.
-    pub scheduled_key: i64,
+    /// The fire token, on the wire as `ScheduledKey`: (Id, ScheduledKey)
+    /// names one firing, for deduplication.
+    #[serde(rename = "ScheduledKey")]
+    pub fire_token: i64,
 }
 
 fn rfc3339(time: DateTime<Utc>) -> String {
@@ -71,7 +73,7 @@ impl From<&Job> for JobEvent {
             status: job.status.as_i32(),
             job_type: job.spec.job_type.as_i32(),
             job_data: job.spec.job_data.clone(),
-            scheduled_key: job.scheduled_key,
+            fire_token: job.fire_token,
         }
     }
 }
@@ -155,7 +157,7 @@ mod tests {
             },
             time,
         );
-        job.scheduled_key = 42;
+        job.fire_token = 42;
         let value = serde_json::to_value(JobEvent::from(&job)).unwrap();
         let object = value.as_object().unwrap();
         let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();

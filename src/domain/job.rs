@@ -169,7 +169,7 @@ pub struct Job {
     /// A timer entry carries the key it was armed with, and a firing only claims
     /// the job if the key still matches, so a stale timer can never fire a job
     /// that was updated since. Consumers use (id, key) to drop duplicate runs.
-    pub scheduled_key: i64,
+    pub fire_token: i64,
     /// Incremented by every change, so that a conditional write ("only if
     /// still at version v") detects any change made since the read.
     pub version: i64,
@@ -216,7 +216,7 @@ impl Job {
             created_at: now,
             updated_at: now,
             status: JobStatus::Scheduled,
-            scheduled_key: new_scheduled_key(),
+            fire_token: new_fire_token(),
             version: 0,
             pending: PendingEvents {
                 create: true,
@@ -233,7 +233,7 @@ impl Job {
             spec,
             updated_at: now,
             status: JobStatus::Scheduled,
-            scheduled_key: new_scheduled_key(),
+            fire_token: new_fire_token(),
             version: self.version + 1,
             pending: PendingEvents {
                 update: true,
@@ -243,11 +243,11 @@ impl Job {
         }
     }
 
-    /// This job claimed for firing, if it is SCHEDULED under `scheduled_key`:
+    /// This job claimed for firing, if it is SCHEDULED under `fire_token`:
     /// RUNNING, at the next version, owing its run event. The stores that
     /// compute claims in memory (in-memory, embedded) apply this.
-    pub fn claimed(&self, scheduled_key: i64, now: DateTime<Utc>) -> Option<Self> {
-        (self.status == JobStatus::Scheduled && self.scheduled_key == scheduled_key).then(|| Job {
+    pub fn claimed(&self, fire_token: i64, now: DateTime<Utc>) -> Option<Self> {
+        (self.status == JobStatus::Scheduled && self.fire_token == fire_token).then(|| Job {
             status: JobStatus::Running,
             updated_at: now,
             version: self.version + 1,
@@ -274,7 +274,7 @@ impl Job {
     /// (a timed-out run retried), owing an update event.
     pub fn retried(&self, now: DateTime<Utc>) -> Self {
         Job {
-            scheduled_key: new_scheduled_key(),
+            fire_token: new_fire_token(),
             ..self.with_status(JobStatus::Scheduled, now)
         }
     }
@@ -296,7 +296,7 @@ impl Job {
 }
 
 /// A fresh fire token: random, positive, so that it reads well in JSON and logs.
-pub fn new_scheduled_key() -> i64 {
+pub fn new_fire_token() -> i64 {
     rand::random::<i64>() & i64::MAX
 }
 
@@ -453,8 +453,8 @@ mod tests {
         assert_eq!(moved.created_at, job.created_at);
         assert_eq!(moved.updated_at, later);
         assert_eq!(moved.status, JobStatus::Scheduled);
-        assert_ne!(moved.scheduled_key, job.scheduled_key);
-        assert!(moved.scheduled_key >= 0);
+        assert_ne!(moved.fire_token, job.fire_token);
+        assert!(moved.fire_token >= 0);
         assert_eq!(moved.version, job.version + 1);
         assert!(moved.pending.create && moved.pending.update && !moved.pending.run);
     }

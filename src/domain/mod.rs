@@ -7,5 +7,5 @@ mod job;
 pub use error::{Error, Field};
 pub use job::{
     DESCRIPTION_MAX_BYTES, JOB_DATA_MAX_BYTES, Job, JobId, JobSpec, JobStatus, JobType,
-    NAME_MAX_BYTES, PageRequest, PendingEvents, ResultStatus, new_scheduled_key, now,
+    NAME_MAX_BYTES, PageRequest, PendingEvents, ResultStatus, new_fire_token, now,
 };

@@ -109,7 +109,7 @@ impl events::job_events_server::JobEvents for JobEventsGrpc {
                         Ok(event) if filter.admits(event.kind, event.job.spec.job_type) => {
                             events::subscribe_response::Item::Event(events::JobEvent {
                                 kind: wire_kind(event.kind).into(),
-                                scheduled_key: event.job.scheduled_key,
+                                scheduled_key: event.job.fire_token,
                                 job: Some(proto::Job::from(event.job.clone())),
                             })
                         }

@@ -171,7 +171,7 @@ struct StoredJob {
     status: i32,
     job_type: i32,
     job_data: String,
-    scheduled_key: i64,
+    fire_token: i64,
     version: i64,
     pending_create: bool,
     pending_update: bool,
@@ -200,7 +200,7 @@ fn encode(job: &Job) -> Result<Vec<u8>, StoreError> {
         status: job.status.as_i32(),
         job_type: job.spec.job_type.as_i32(),
         job_data: job.spec.job_data.clone(),
-        scheduled_key: job.scheduled_key,
+        fire_token: job.fire_token,
         version: job.version,
         pending_create: job.pending.create,
         pending_update: job.pending.update,
@@ -226,7 +226,7 @@ fn decode(id: JobId, bytes: &[u8]) -> Result<Job, StoreError> {
         created_at: time(stored.created_ms, &id)?,
         updated_at: time(stored.updated_ms, &id)?,
         status: JobStatus::from_i32(stored.status).ok_or_else(|| corrupt("status"))?,
-        scheduled_key: stored.scheduled_key,
+        fire_token: stored.fire_token,
         version: stored.version,
         pending: PendingEvents {
             create: stored.pending_create,
@@ -316,17 +316,17 @@ fn write_job(
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 
 /// Claims `id` inside `txn` (see [`JobDB::claim`]): the claimed job, or
-/// `None` when it is gone or no longer SCHEDULED under `scheduled_key`.
+/// `None` when it is gone or no longer SCHEDULED under `fire_token`.
 fn claim_in(
     txn: &redb::WriteTransaction,
     id: JobId,
-    scheduled_key: i64,
+    fire_token: i64,
     now: DateTime<Utc>,
 ) -> Result<Option<Job>, StoreError> {
     let Some(current) = read_job(&txn.open_table(JOBS).map_err(other)?, id)? else {
         return Ok(None);
     };
-    let claimed = current.claimed(scheduled_key, now);
+    let claimed = current.claimed(fire_token, now);
     if let Some(claimed) = &claimed {
         write_job(txn, id, Some(&current), Some(claimed))?;
     }
@@ -518,10 +518,10 @@ impl JobDB for EmbeddedJobDB {
     async fn claim(
         &self,
         id: JobId,
-        scheduled_key: i64,
+        fire_token: i64,
         now: DateTime<Utc>,
     ) -> Result<Option<Job>, StoreError> {
-        self.write(move |txn| claim_in(txn, id, scheduled_key, now))
+        self.write(move |txn| claim_in(txn, id, fire_token, now))
             .await
     }
 
@@ -535,9 +535,9 @@ impl JobDB for EmbeddedJobDB {
         let batch = firings.to_vec();
         self.write(move |txn| {
             let mut claimed = Vec::with_capacity(batch.len());
-            for &(id, scheduled_key) in &batch {
+            for &(id, fire_token) in &batch {
                 // Each claim reads the job again: one listed twice is claimed once.
-                claimed.extend(claim_in(txn, id, scheduled_key, now)?);
+                claimed.extend(claim_in(txn, id, fire_token, now)?);
             }
             Ok(claimed)
         })
@@ -745,22 +745,20 @@ mod tests {
         // Claim: only with the current token, only once; the job leaves the
         // due index and enters the running one, owing its run event.
         assert_eq!(
-            db.claim(early.id, early.scheduled_key + 1, now())
+            db.claim(early.id, early.fire_token + 1, now())
                 .await
                 .unwrap(),
             None
         );
         let claimed = db
-            .claim(early.id, early.scheduled_key, now())
+            .claim(early.id, early.fire_token, now())
             .await
             .unwrap()
             .unwrap();
         assert_eq!((claimed.status, claimed.version), (JobStatus::Running, 1));
         assert!(claimed.pending.run && claimed.pending.create);
         assert_eq!(
-            db.claim(early.id, early.scheduled_key, now())
-                .await
-                .unwrap(),
+            db.claim(early.id, early.fire_token, now()).await.unwrap(),
             None
         );
         assert!(
@@ -875,7 +873,7 @@ mod tests {
                 let mut won = 0;
                 for job in &jobs {
                     won += usize::from(
-                        db.claim(job.id, job.scheduled_key, now())
+                        db.claim(job.id, job.fire_token, now())
                             .await
                             .unwrap()
                             .is_some(),

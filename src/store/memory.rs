@@ -99,7 +99,7 @@ impl JobDB for MemoryJobDB {
     async fn claim(
         &self,
         id: JobId,
-        scheduled_key: i64,
+        fire_token: i64,
         now: DateTime<Utc>,
     ) -> Result<Option<Job>, StoreError> {
         #[cfg(test)]
@@ -110,7 +110,7 @@ impl JobDB for MemoryJobDB {
         let Some(job) = jobs.get_mut(&id) else {
             return Ok(None);
         };
-        let claimed = job.claimed(scheduled_key, now);
+        let claimed = job.claimed(fire_token, now);
         if let Some(claimed) = &claimed {
             *job = claimed.clone();
         }

@@ -81,7 +81,7 @@ pub struct DueJob {
     /// When it is due.
     pub schedule_time: DateTime<Utc>,
     /// The fire token it must still carry to be claimed.
-    pub scheduled_key: i64,
+    pub fire_token: i64,
 }
 
 impl From<&Job> for DueJob {
@@ -89,7 +89,7 @@ impl From<&Job> for DueJob {
         DueJob {
             id: job.id,
             schedule_time: job.spec.schedule_time,
-            scheduled_key: job.scheduled_key,
+            fire_token: job.fire_token,
         }
     }
 }
@@ -145,7 +145,7 @@ pub trait JobDB: Send + Sync + 'static {
     async fn claim(
         &self,
         id: JobId,
-        scheduled_key: i64,
+        fire_token: i64,
         now: DateTime<Utc>,
     ) -> Result<Option<Job>, StoreError>;
 
@@ -177,7 +177,7 @@ pub trait JobDB: Send + Sync + 'static {
         let claims = futures::future::join_all(
             firings
                 .iter()
-                .map(|&(id, scheduled_key)| self.claim(id, scheduled_key, now)),
+                .map(|&(id, fire_token)| self.claim(id, fire_token, now)),
         )
         .await;
         let mut claimed = Vec::with_capacity(claims.len());
@@ -311,12 +311,12 @@ pub(crate) mod batch_tests {
             db.insert(j).await.unwrap();
         }
         let at = now();
-        let mut batch: Vec<(JobId, i64)> = due.iter().map(|j| (j.id, j.scheduled_key)).collect();
+        let mut batch: Vec<(JobId, i64)> = due.iter().map(|j| (j.id, j.fire_token)).collect();
         batch.extend([
-            (stale.id, stale.scheduled_key ^ 1),
-            (running.id, running.scheduled_key),
+            (stale.id, stale.fire_token ^ 1),
+            (running.id, running.fire_token),
             (JobId::new(), 7),
-            (due[0].id, due[0].scheduled_key),
+            (due[0].id, due[0].fire_token),
         ]);
         assert!(db.claim_many(&[], at).await.unwrap().is_empty());
         let claimed = db.claim_many(&batch, at).await.unwrap();
@@ -326,7 +326,7 @@ pub(crate) mod batch_tests {
         );
         for j in &claimed {
             let before = due.iter().find(|d| d.id == j.id).unwrap();
-            assert_eq!(Some(j.clone()), before.claimed(before.scheduled_key, at));
+            assert_eq!(Some(j.clone()), before.claimed(before.fire_token, at));
             assert_eq!(db.get(j.id).await.unwrap().as_ref(), Some(j));
         }
         assert_eq!(db.get(stale.id).await.unwrap(), Some(stale.clone()));

@@ -208,7 +208,7 @@ fn mutable_fields(job: &Job) -> Document {
         "status": job.status.as_i32(),
         "jobType": job.spec.job_type.as_i32(),
         "jobData": &job.spec.job_data,
-        "scheduledKey": job.scheduled_key,
+        "scheduledKey": job.fire_token,
         "version": job.version,
         "traceParent": job.trace_parent.as_deref(),
     };
@@ -266,7 +266,7 @@ pub fn job_from_document(document: &Document) -> Result<Job, StoreError> {
         created_at: time("createdAt")?,
         updated_at: time("updatedAt")?,
         status: JobStatus::from_i32(small_int("status")?).ok_or_else(|| corrupt("status"))?,
-        scheduled_key: int("scheduledKey")?,
+        fire_token: int("scheduledKey")?,
         version: int("version")?,
         pending: PendingEvents {
             create: flag("pendingCreate"),
@@ -361,13 +361,13 @@ impl JobDB for MongoJobDB {
     async fn claim(
         &self,
         id: JobId,
-        scheduled_key: i64,
+        fire_token: i64,
         now: DateTime<Utc>,
     ) -> Result<Option<Job>, StoreError> {
         let filter = doc! {
             "_id": id,
             "status": JobStatus::Scheduled.as_i32(),
-            "scheduledKey": scheduled_key,
+            "scheduledKey": fire_token,
         };
         let update = doc! {
             "$set": {

@@ -489,7 +489,7 @@ impl<'a> JobParams<'a> {
             &self.status,
             &self.job_type,
             &self.job.spec.job_data,
-            &self.job.scheduled_key,
+            &self.job.fire_token,
             &self.job.version,
             &self.job.pending.create,
             &self.job.pending.update,
@@ -534,7 +534,7 @@ fn job_from_row(row: &Row) -> Result<Job, StoreError> {
         updated_at: column(row, id, "updated_at")?,
         status: JobStatus::from_i32(status.into())
             .ok_or_else(|| corrupt(format!("status {status}")))?,
-        scheduled_key: column(row, id, "scheduled_key")?,
+        fire_token: column(row, id, "scheduled_key")?,
         version: column(row, id, "version")?,
         pending: PendingEvents {
             create: column(row, id, "pending_create")?,
@@ -676,13 +676,13 @@ impl JobDB for PgJobDB {
     async fn claim(
         &self,
         id: JobId,
-        scheduled_key: i64,
+        fire_token: i64,
         now: DateTime<Utc>,
     ) -> Result<Option<Job>, StoreError> {
         let row = self
             .query_opt(
                 &self.sql.claim,
-                &[&id.bytes().as_slice(), &scheduled_key, &ms(now)],
+                &[&id.bytes().as_slice(), &fire_token, &ms(now)],
             )
             .await?;
         row.as_ref().map(job_from_row).transpose()
@@ -744,7 +744,7 @@ impl JobDB for PgJobDB {
                 Ok(DueJob {
                     id,
                     schedule_time: column(row, id, "schedule_time")?,
-                    scheduled_key: column(row, id, "scheduled_key")?,
+                    fire_token: column(row, id, "scheduled_key")?,
                 })
             })
             .collect()

@@ -104,7 +104,7 @@ impl<D: JobDB> JobDB for TracedJobDB<D> {
     async fn claim(
         &self,
         id: JobId,
-        scheduled_key: i64,
+        fire_token: i64,
         now: DateTime<Utc>,
     ) -> Result<Option<Job>, StoreError> {
         // A firing's claim runs before the job (and so its trace) is known: a
@@ -112,7 +112,7 @@ impl<D: JobDB> JobDB for TracedJobDB<D> {
         // level like the polls; the firing's own span follows the claim.
         traced(
             self.poll_span("claim"),
-            self.inner.claim(id, scheduled_key, now),
+            self.inner.claim(id, fire_token, now),
         )
         .await
     }

@@ -44,7 +44,7 @@ pub struct Firing {
     /// The job to fire.
     pub id: JobId,
     /// The fire token the job was armed with.
-    pub scheduled_key: i64,
+    pub fire_token: i64,
     /// When it was due, in Unix milliseconds.
     pub due_ms: i64,
 }
@@ -116,13 +116,13 @@ impl Timer {
         self.shared.lock()
     }
 
-    /// Arms `id` to fire at `due` with fire token `scheduled_key`, replacing
+    /// Arms `id` to fire at `due` with fire token `fire_token`, replacing
     /// any earlier arming of the same job. A time in the past fires at once.
-    pub fn arm(&self, id: JobId, due: DateTime<Utc>, scheduled_key: i64) {
+    pub fn arm(&self, id: JobId, due: DateTime<Utc>, fire_token: i64) {
         let earliest = self
             .state()
             .armed
-            .arm(id, due.timestamp_millis(), scheduled_key);
+            .arm(id, due.timestamp_millis(), fire_token);
         if earliest {
             self.shared.wake.notify_one();
         }
@@ -144,13 +144,13 @@ impl Timer {
 
     /// Arms `id` only if it is not armed already: for retries, which must not
     /// override a newer arming made meanwhile.
-    pub fn arm_if_vacant(&self, id: JobId, due: DateTime<Utc>, scheduled_key: i64) {
+    pub fn arm_if_vacant(&self, id: JobId, due: DateTime<Utc>, fire_token: i64) {
         let earliest = {
             let mut state = self.state();
             if state.armed.contains(&id) {
                 return;
             }
-            state.armed.arm(id, due.timestamp_millis(), scheduled_key)
+            state.armed.arm(id, due.timestamp_millis(), fire_token)
         };
         if earliest {
             self.shared.wake.notify_one();
@@ -191,7 +191,7 @@ fn pop_due(armed: &mut ArmedJobs, now_us: i64, out: &mut Vec<Firing>) -> Option<
         if let Some(job) = armed.pop_first() {
             out.push(Firing {
                 id: job.id,
-                scheduled_key: job.scheduled_key,
+                fire_token: job.fire_token,
                 due_ms: job.due_ms,
             });
         }
@@ -265,7 +265,7 @@ mod tests {
             next(&mut rx).await,
         ]
         .iter()
-        .map(|f| (f.id, f.scheduled_key))
+        .map(|f| (f.id, f.fire_token))
         .collect();
         assert_eq!(order, vec![(c, 3), (b, 2), (a, 1)]);
         assert!(timer.is_empty());
@@ -284,7 +284,7 @@ mod tests {
         // had the old arming (30 ms) survived, `id` would come first.
         assert_eq!(next(&mut rx).await.id, marker);
         let moved = next(&mut rx).await;
-        assert_eq!((moved.id, moved.scheduled_key), (id, 2));
+        assert_eq!((moved.id, moved.fire_token), (id, 2));
     }
 
     #[tokio::test]
@@ -315,9 +315,9 @@ mod tests {
         let id = JobId::new();
         timer.arm(id, in_ms(50), 7);
         timer.arm_if_vacant(id, in_ms(10), 1);
-        assert_eq!(next(&mut rx).await.scheduled_key, 7);
+        assert_eq!(next(&mut rx).await.fire_token, 7);
         timer.arm_if_vacant(id, in_ms(10), 8);
-        assert_eq!(next(&mut rx).await.scheduled_key, 8);
+        assert_eq!(next(&mut rx).await.fire_token, 8);
     }
 
     #[tokio::test]

@@ -27,7 +27,7 @@ struct Slot {
     id: JobId,
     /// Where this job's entry is in `ArmedJobs::heap`.
     heap_pos: u32,
-    scheduled_key: i64,
+    fire_token: i64,
 }
 
 /// A heap entry: the due time lives here, so that sifting compares without
@@ -51,7 +51,7 @@ pub(super) struct Armed {
     /// When it was due, in Unix ms.
     pub due_ms: i64,
     /// The fire token it was armed with.
-    pub scheduled_key: i64,
+    pub fire_token: i64,
 }
 
 /// Armed jobs, ordered by due time and found by id. Not thread-safe: the
@@ -89,11 +89,11 @@ impl ArmedJobs {
 
     /// Arms `id`, or moves it if it is armed already. Returns whether it is
     /// now the earliest job.
-    pub fn arm(&mut self, id: JobId, due_ms: i64, scheduled_key: i64) -> bool {
+    pub fn arm(&mut self, id: JobId, due_ms: i64, fire_token: i64) -> bool {
         let slot = match self.find(&id) {
             Some(slot) => {
                 let armed = &mut self.slots[slot as usize];
-                armed.scheduled_key = scheduled_key;
+                armed.fire_token = fire_token;
                 let pos = armed.heap_pos as usize;
                 self.heap[pos].due_ms = due_ms;
                 self.resift(pos);
@@ -105,7 +105,7 @@ impl ArmedJobs {
                 self.slots.push(Slot {
                     id,
                     heap_pos: slot_number(pos),
-                    scheduled_key,
+                    fire_token,
                 });
                 self.heap.push(HeapEntry { due_ms, slot });
                 self.sift_up(pos);
@@ -175,7 +175,7 @@ impl ArmedJobs {
         let Slot {
             id,
             heap_pos,
-            scheduled_key,
+            fire_token,
         } = self.slots[slot as usize];
         let due_ms = self.heap[heap_pos as usize].due_ms;
         if let Ok(entry) = self
@@ -189,7 +189,7 @@ impl ArmedJobs {
         Armed {
             id,
             due_ms,
-            scheduled_key,
+            fire_token,
         }
     }
 
@@ -314,7 +314,7 @@ mod tests {
         assert_eq!(jobs.len(), 3);
         assert_eq!(jobs.next_due_ms(), Some(5));
         let popped: Vec<(JobId, i64, i64)> = std::iter::from_fn(|| jobs.pop_first())
-            .map(|armed| (armed.id, armed.due_ms, armed.scheduled_key))
+            .map(|armed| (armed.id, armed.due_ms, armed.fire_token))
             .collect();
         assert_eq!(popped, vec![(b, 5, 4), (c, 10, 3), (a, 30, 1)]);
         assert_eq!(jobs.len(), 0);
@@ -353,7 +353,7 @@ mod tests {
                     if let Some(armed) = jobs.pop_first() {
                         assert_eq!(Some(armed.due_ms), earliest);
                         let expected = model.remove(&armed.id);
-                        assert_eq!(expected, Some((armed.due_ms, armed.scheduled_key)));
+                        assert_eq!(expected, Some((armed.due_ms, armed.fire_token)));
                     }
                 }
                 _ => jobs.shrink_if_sparse(),
