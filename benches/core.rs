@@ -41,7 +41,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use scheduler_service::{
-    background::spawn_firing_loop,
     broker::{BrokerError, EventKind, JobsProducer, NullProducer},
     config::SchedulerSettings,
     domain::{Job, JobId, JobSpec, JobType, PendingEvents, now},
@@ -68,7 +67,7 @@ enum Subject {
     /// The bare timer armed through `Timer::arm_many`, 1,024 jobs per call.
     TimerMany,
     /// The firing path: `MemoryJobDB::insert` + `Timer::arm` per job, firings
-    /// run in batches by `spawn_firing_loop` → `JobService::fire_batch`
+    /// run in batches by `JobService::run_firing` (the firing loop, in batches)
     /// (claim, publish of the run event, clearing of the outbox entry).
     Service,
     /// As `Service`, but jobs are added through `JobService::create`
@@ -847,7 +846,7 @@ impl JobsProducer for RecordingProducer {
 }
 
 /// (b) The firing path: jobs in `MemoryJobDB`, armed in the timer, fired by
-/// `spawn_firing_loop` → `JobService::fire_batch` (claim, publish of the run
+/// `JobService::run_firing` (the firing loop, in batches) (claim, publish of the run
 /// event through `NullProducer`, then the outbox entry cleared in the store).
 async fn add_service(
     offsets: &[i64],
@@ -874,7 +873,7 @@ async fn add_service(
         Metrics::new(),
     );
     let tasks = TaskTracker::new();
-    let firing_loop = spawn_firing_loop(service.clone(), firings, tasks, shutdown.clone());
+    let firing_loop = tokio::spawn(service.clone().run_firing(firings, tasks, shutdown.clone()));
 
     let phase = AddPhase::begin();
     let t0_ms = phase.t0_ms;

@@ -1,19 +1,29 @@
 //! scheduler-service: a job scheduler microservice.
 //!
-//! Clients create jobs over gRPC ([`grpc`]); the [`service`] stores them
-//! through the [`store::JobDB`] trait, arms the in-memory [`timer`], and at
-//! each job's time claims it and publishes a run event through the
-//! [`broker::JobsProducer`] trait. Executors report results on a topic that
-//! [`broker::consumer`] reads back into the store; [`background`] runs the
-//! periodic duties (window loads, outbox relay, stuck runs). [`startup`]
-//! wires it all from [`config`].
+//! The layers, each depending only on those below it:
+//! - adapters that drive the service from outside: [`grpc`] (the
+//!   `JobsService` and `JobEvents` handlers) and [`consumer`] (run results
+//!   from Kafka);
+//! - [`service`]: job CRUD, arming, firing, delivery of owed events, run
+//!   timeouts;
+//! - ports the service drives: [`store`] (the [`store::JobDB`] trait and its
+//!   stores), [`broker`] (the [`broker::JobsProducer`] trait, Kafka and the
+//!   in-process hub), [`timer`] (the in-memory timer);
+//! - [`domain`]: what a job is and the errors the service speaks in.
+//!
+//! Beside them: [`config`] (the settings, read once at start-up),
+//! [`telemetry`] (logs, traces, metrics), [`backoff`] (the one retry delay)
+//! and [`duties`] (background tasks watched until shutdown). [`startup`]
+//! builds it all from the settings, for `main` and the tests alike.
 
 #![warn(missing_docs)]
 
-pub mod background;
+pub mod backoff;
 pub mod broker;
 pub mod config;
+pub mod consumer;
 pub mod domain;
+pub mod duties;
 pub mod grpc;
 pub mod service;
 pub mod startup;

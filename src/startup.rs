@@ -12,12 +12,9 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    background::{
-        Duties, spawn_firing_loop, spawn_outbox_relay, spawn_stuck_run_sweeper, spawn_window_loader,
-    },
+    backoff::Backoff,
     broker::{
         BrokerError, JobsProducer,
-        consumer::spawn_result_consumers,
         hub::{EventHub, FanOutProducer, HUB_CAPACITY},
         kafka::{KafkaJobsProducer, ensure_topics},
     },
@@ -25,6 +22,8 @@ use crate::{
         DatabaseKind, DatabaseSettings, KafkaSettings, SecuritySettings, Settings, TopicSettings,
         redact_uri,
     },
+    consumer::result_consumers,
+    duties::Duties,
     grpc::{CallLimits, JobEventsGrpc, JobsGrpc, Observed, auth::Authenticator, proto, scheduler},
     service::JobService,
     store::{
@@ -173,32 +172,26 @@ impl Application {
         }
         let firings = TaskTracker::new();
         let mut duties = Duties::default();
-        duties.add(
+        duties.spawn(
             "firing loop",
-            spawn_firing_loop(
-                service.clone(),
-                firing_rx,
-                firings.clone(),
-                shutdown.clone(),
-            ),
+            service
+                .clone()
+                .run_firing(firing_rx, firings.clone(), shutdown.clone()),
         );
-        duties.add(
+        duties.spawn(
             "window loader",
-            spawn_window_loader(service.clone(), shutdown.clone()),
+            service.clone().run_window_loader(shutdown.clone()),
         );
-        duties.add(
-            "outbox relay",
-            spawn_outbox_relay(service.clone(), shutdown.clone()),
-        );
-        duties.add(
-            "stuck-run sweeper",
-            spawn_stuck_run_sweeper(service.clone(), shutdown.clone()),
+        duties.spawn("outbox relay", service.clone().run_relay(shutdown.clone()));
+        duties.spawn(
+            "run-timeout sweeper",
+            service.clone().run_timeout_sweeper(shutdown.clone()),
         );
         if let Some(kafka) = &settings.kafka {
             for consumer in
-                spawn_result_consumers(kafka, &settings.topics, service.clone(), shutdown.clone())?
+                result_consumers(kafka, &settings.topics, service.clone(), shutdown.clone())?
             {
-                duties.add("run-result consumer", consumer);
+                duties.spawn("run-result consumer", consumer);
             }
         }
 
@@ -220,7 +213,7 @@ impl Application {
             })?;
         let metrics_port = endpoint.port();
         let timer = service.timer().clone();
-        duties.add(
+        duties.spawn(
             "metrics endpoint",
             endpoint.serve(metrics, move || timer.len(), shutdown.clone()),
         );
@@ -451,17 +444,14 @@ fn spawn_topic_creation(
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut delay = Duration::from_millis(200);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(delay) => {}
-            }
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+        while backoff.wait(&shutdown).await {
             match ensure_topics(&kafka, &topics, kafka.message_timeout).await {
                 Ok(()) => return tracing::info!("topics created"),
-                Err(err) => tracing::warn!(error = %err, retry_in = ?delay, "cannot create topics"),
+                Err(err) => {
+                    tracing::warn!(error = %err, retry_in = ?backoff.current(), "cannot create topics")
+                }
             }
-            delay = (delay * 2).min(Duration::from_secs(30));
         }
     })
 }

@@ -1,9 +1,9 @@
 //! The message broker: the [`JobsProducer`] trait the service publishes job
-//! events through, the JSON formats on the wire, the Kafka implementation of
-//! both directions (events out, run results in), and the in-process hub that
-//! feeds gRPC subscribers (and is the only bus when Kafka is not configured).
+//! events through, the JSON formats on the topics (job events out, run
+//! results in, read by the [`crate::consumer`] adapter), the Kafka producer
+//! and topic administration, and the in-process hub that feeds gRPC
+//! subscribers (and is the only bus when Kafka is not configured).
 
-pub mod consumer;
 mod event;
 pub mod hub;
 pub mod kafka;

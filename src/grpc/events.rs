@@ -9,7 +9,7 @@ use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use super::{convert::parse_id, error_to_status, proto, scheduler::v1 as events};
+use super::{convert::parse_id, proto, scheduler::v1 as events};
 use crate::{
     broker::{EventKind, hub::EventHub},
     domain::{Error, Field, JobType, ResultStatus},
@@ -67,10 +67,9 @@ impl TryFrom<events::SubscribeRequest> for Filter {
         }
         for job_type in &request.job_types {
             if JobType::from_i32(*job_type).is_none() {
-                return Err(error_to_status(Error::invalid(
-                    Field::JobType,
-                    format!("unknown job type {job_type}"),
-                )));
+                return Err(
+                    Error::invalid(Field::JobType, format!("unknown job type {job_type}")).into(),
+                );
             }
         }
         Ok(Filter {
@@ -135,18 +134,13 @@ impl events::job_events_server::JobEvents for JobEventsGrpc {
         request: Request<events::ReportResultRequest>,
     ) -> Result<Response<events::ReportResultResponse>, Status> {
         let request = request.into_inner();
-        let id = parse_id(&request.id).map_err(error_to_status)?;
+        let id = parse_id(&request.id)?;
         let result = ResultStatus::from_i32(request.status).ok_or_else(|| {
             Status::invalid_argument(
                 "invalid status: must be JOB_STATUS_SUCCEEDED or JOB_STATUS_FAILED",
             )
         })?;
-        let outcome = match self
-            .service
-            .record_result(id, result)
-            .await
-            .map_err(error_to_status)?
-        {
+        let outcome = match self.service.record_result(id, result).await? {
             ResultOutcome::Stored => "stored",
             ResultOutcome::Duplicate => "duplicate",
             ResultOutcome::Ignored(status) => {
@@ -154,7 +148,7 @@ impl events::job_events_server::JobEvents for JobEventsGrpc {
                     "job {id} is {status:?}, not running"
                 )));
             }
-            ResultOutcome::UnknownJob => return Err(error_to_status(Error::NotFound(id))),
+            ResultOutcome::UnknownJob => return Err(Error::NotFound(id).into()),
         };
         Ok(Response::new(events::ReportResultResponse {
             outcome: outcome.to_owned(),

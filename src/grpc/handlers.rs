@@ -3,7 +3,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{convert::parse_id, error_to_status, proto};
+use super::{convert::parse_id, proto};
 use crate::{
     domain::{JobSpec, PageRequest},
     service::JobService,
@@ -28,8 +28,8 @@ impl proto::jobs_service_server::JobsService for JobsGrpc {
         &self,
         request: Request<proto::CreateJobRequest>,
     ) -> Result<Response<proto::CreateJobResponse>, Status> {
-        let spec = JobSpec::try_from(request.into_inner()).map_err(error_to_status)?;
-        let job = self.service.create(spec).await.map_err(error_to_status)?;
+        let spec = JobSpec::try_from(request.into_inner())?;
+        let job = self.service.create(spec).await?;
         Ok(Response::new(proto::CreateJobResponse {
             id: job.id.to_hex(),
         }))
@@ -39,8 +39,8 @@ impl proto::jobs_service_server::JobsService for JobsGrpc {
         &self,
         request: Request<proto::GetJobRequest>,
     ) -> Result<Response<proto::Job>, Status> {
-        let id = parse_id(&request.into_inner().id).map_err(error_to_status)?;
-        let job = self.service.get(id).await.map_err(error_to_status)?;
+        let id = parse_id(&request.into_inner().id)?;
+        let job = self.service.get(id).await?;
         Ok(Response::new(job.into()))
     }
 
@@ -49,9 +49,8 @@ impl proto::jobs_service_server::JobsService for JobsGrpc {
         request: Request<proto::ListJobsRequest>,
     ) -> Result<Response<proto::ListJobsResponse>, Status> {
         let req = request.into_inner();
-        let page = PageRequest::new(req.page, req.size, self.service.settings().max_page_size)
-            .map_err(error_to_status)?;
-        let listed = self.service.list(page).await.map_err(error_to_status)?;
+        let page = PageRequest::new(req.page, req.size, self.service.settings().max_page_size)?;
+        let listed = self.service.list(page).await?;
         let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         Ok(Response::new(proto::ListJobsResponse {
             total_count: count(listed.total),
@@ -67,11 +66,8 @@ impl proto::jobs_service_server::JobsService for JobsGrpc {
         &self,
         request: Request<proto::UpdateJobRequest>,
     ) -> Result<Response<proto::UpdateJobResponse>, Status> {
-        let (id, spec) = <(_, JobSpec)>::try_from(request.into_inner()).map_err(error_to_status)?;
-        self.service
-            .update(id, spec)
-            .await
-            .map_err(error_to_status)?;
+        let (id, spec) = <(_, JobSpec)>::try_from(request.into_inner())?;
+        self.service.update(id, spec).await?;
         Ok(Response::new(proto::UpdateJobResponse {
             message: format!("job {id} updated"),
         }))
@@ -81,8 +77,8 @@ impl proto::jobs_service_server::JobsService for JobsGrpc {
         &self,
         request: Request<proto::DeleteJobRequest>,
     ) -> Result<Response<proto::DeleteJobResponse>, Status> {
-        let id = parse_id(&request.into_inner().id).map_err(error_to_status)?;
-        self.service.delete(id).await.map_err(error_to_status)?;
+        let id = parse_id(&request.into_inner().id)?;
+        self.service.delete(id).await?;
         Ok(Response::new(proto::DeleteJobResponse {
             message: format!("job {id} deleted"),
         }))

@@ -4,9 +4,16 @@ use tonic::{Code, Status};
 
 use crate::domain::Error;
 
-/// Maps a domain error to the status the client sees. A client's mistake is
-/// never INTERNAL; internal details are logged, not sent.
-pub fn error_to_status(err: Error) -> Status {
+/// Maps a domain error to the status the client sees, so that handlers
+/// answer any error with `?`. A client's mistake is never INTERNAL; internal
+/// details are logged, not sent.
+impl From<Error> for Status {
+    fn from(err: Error) -> Status {
+        to_status(err)
+    }
+}
+
+fn to_status(err: Error) -> Status {
     let code = match &err {
         Error::InvalidArgument { .. } => Code::InvalidArgument,
         Error::NotFound(_) => Code::NotFound,
@@ -49,11 +56,11 @@ mod tests {
             (Error::Internal("secret detail".into()), Code::Internal),
         ];
         for (err, code) in cases {
-            assert_eq!(error_to_status(err).code(), code);
+            assert_eq!(Status::from(err).code(), code);
         }
-        let invalid = error_to_status(Error::invalid(Field::JobData, "must not be empty"));
+        let invalid = Status::from(Error::invalid(Field::JobData, "must not be empty"));
         assert_eq!(invalid.message(), "invalid job_data: must not be empty");
-        let internal = error_to_status(Error::Internal("secret detail".into()));
+        let internal = Status::from(Error::Internal("secret detail".into()));
         assert!(!internal.message().contains("secret"));
     }
 }

@@ -12,7 +12,7 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
-use tokio::{net::TcpListener, task::JoinHandle};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// gRPC calls handled, by `method` (e.g. `CreateJob`) and `code` (e.g. `OK`).
@@ -341,13 +341,14 @@ impl MetricsEndpoint {
         self.port
     }
 
-    /// Serves `GET /metrics` until `shutdown`; `armed` reads the timer's size.
+    /// Serves `GET /metrics` until `shutdown` (the returned future); `armed`
+    /// reads the timer's size.
     pub fn serve(
         self,
         metrics: Arc<Metrics>,
         armed: impl Fn() -> usize + Send + Sync + 'static,
         shutdown: CancellationToken,
-    ) -> JoinHandle<()> {
+    ) -> impl Future<Output = ()> + Send + 'static {
         let state = Scrape {
             metrics,
             armed: Arc::new(armed),
@@ -355,14 +356,14 @@ impl MetricsEndpoint {
         let app = Router::new()
             .route("/metrics", get(scrape))
             .with_state(state);
-        tokio::spawn(async move {
+        async move {
             let served = axum::serve(self.listener, app)
                 .with_graceful_shutdown(async move { shutdown.cancelled().await })
                 .await;
             if let Err(err) = served {
                 tracing::error!(error = %err, "metrics endpoint failed");
             }
-        })
+        }
     }
 }
 

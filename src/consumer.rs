@@ -1,5 +1,7 @@
-//! The run-result consumer: reads `topic-job-run-result` in a consumer group
-//! and stores each result through the [`JobService`].
+//! The run-result consumer: the adapter that drives the service from
+//! `topic-job-run-result`, as the gRPC handlers drive it from calls. It
+//! reads the topic in a consumer group and stores each result through the
+//! [`JobService`].
 //!
 //! Offsets are stored only after a message is dealt with (stored, or skipped
 //! as poison), and committed in the background from those stored offsets, so
@@ -20,12 +22,12 @@ use rdkafka::{
     consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer},
     message::{BorrowedMessage, Headers},
 };
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{BrokerError, kafka::client_config, parse_run_result};
 use crate::{
+    backoff::Backoff,
+    broker::{BrokerError, kafka::client_config, parse_run_result},
     config::{KafkaSettings, TopicSettings},
     domain::Error,
     service::JobService,
@@ -59,16 +61,18 @@ impl ConsumerContext for LagReporter {}
 
 type ResultConsumer = StreamConsumer<LagReporter>;
 
+/// First and largest delay between retries of a store or broker failure.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
-/// Starts `topics.consumer_workers` consumers in the run-result group.
-pub fn spawn_result_consumers(
+/// The `topics.consumer_workers` consumers of the run-result group, each a
+/// future that consumes until shutdown (the caller runs them as duties).
+pub fn result_consumers(
     kafka: &KafkaSettings,
     topics: &TopicSettings,
     service: JobService,
     shutdown: CancellationToken,
-) -> Result<Vec<JoinHandle<()>>, BrokerError> {
+) -> Result<Vec<impl Future<Output = ()> + Send + 'static>, BrokerError> {
     (0..topics.consumer_workers)
         .map(|worker| {
             let consumer: ResultConsumer = client_config(kafka)
@@ -93,17 +97,13 @@ pub fn spawn_result_consumers(
             consumer
                 .subscribe(&[&topics.job_run_result])
                 .map_err(|e| BrokerError::Other(format!("cannot subscribe: {e}")))?;
-            Ok(tokio::spawn(consume(
-                consumer,
-                service.clone(),
-                shutdown.clone(),
-            )))
+            Ok(consume(consumer, service.clone(), shutdown.clone()))
         })
         .collect()
 }
 
 async fn consume(consumer: ResultConsumer, service: JobService, shutdown: CancellationToken) {
-    let mut delay = RETRY_FIRST;
+    let mut backoff = Backoff::new(RETRY_FIRST, RETRY_MAX);
     loop {
         let received = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -111,7 +111,7 @@ async fn consume(consumer: ResultConsumer, service: JobService, shutdown: Cancel
         };
         match received {
             Ok(message) => {
-                delay = RETRY_FIRST;
+                backoff.reset();
                 let span = tracing::info_span!(
                     "consume",
                     otel.name = format_args!("{} process", message.topic()),
@@ -132,12 +132,10 @@ async fn consume(consumer: ResultConsumer, service: JobService, shutdown: Cancel
             Err(err) => {
                 // Broker unreachable or a transient fetch error: librdkafka
                 // reconnects by itself; wait a little so as not to spin.
-                tracing::warn!(error = %err, "run-result consumer error");
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(delay) => {}
+                tracing::warn!(error = %err, retry_in = ?backoff.current(), "run-result consumer error");
+                if !backoff.wait(&shutdown).await {
+                    break;
                 }
-                delay = (delay * 2).min(RETRY_MAX);
             }
         }
     }
@@ -166,17 +164,15 @@ async fn handle(
             return true;
         }
     };
-    let mut delay = RETRY_FIRST;
+    let mut backoff = Backoff::new(RETRY_FIRST, RETRY_MAX);
     loop {
         match service.record_result(result.id, result.status).await {
             Ok(_) => return true,
             Err(err @ Error::StoreUnavailable(_)) => {
-                tracing::warn!(error = %err, ?position, retry_in = ?delay, "cannot store run result, retrying");
-                tokio::select! {
-                    () = shutdown.cancelled() => return false,
-                    () = tokio::time::sleep(delay) => {}
+                tracing::warn!(error = %err, ?position, retry_in = ?backoff.current(), "cannot store run result, retrying");
+                if !backoff.wait(shutdown).await {
+                    return false;
                 }
-                delay = (delay * 2).min(RETRY_MAX);
             }
             Err(err) => {
                 tracing::warn!(error = %err, ?position, "skipping run result");

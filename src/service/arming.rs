@@ -1,0 +1,98 @@
+//! Arming: which jobs the in-memory timer holds. The store is the source of
+//! truth and the timer a cache of the SCHEDULED jobs due within the
+//! look-ahead window (`SCHEDULER_LOOK_AHEAD_SECS`): each change arms or
+//! disarms its job at once ([`JobService::arm`]), and the window loader
+//! ([`JobService::run_window_loader`]) refills the timer from the store
+//! every half window, so that jobs beyond the window, the jobs of a
+//! restarted service and the jobs another replica created are armed in time.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use super::JobService;
+use crate::{
+    domain::{Error, Job, JobStatus},
+    duties::every,
+    store::DueJob,
+};
+
+impl JobService {
+    /// The end of the look-ahead window: jobs due before it are armed.
+    fn horizon(&self) -> DateTime<Utc> {
+        Utc::now()
+            + chrono::Duration::from_std(self.settings().look_ahead)
+                .unwrap_or(chrono::Duration::MAX)
+    }
+
+    /// Arms a SCHEDULED job if it is due within the window, else disarms it
+    /// (the loader arms it when the window reaches it).
+    pub(super) fn arm(&self, job: &Job) {
+        if job.status == JobStatus::Scheduled && job.spec.schedule_time < self.horizon() {
+            self.inner
+                .timer
+                .arm(job.id, job.spec.schedule_time, job.fire_token);
+        } else {
+            self.inner.timer.cancel(&job.id);
+        }
+    }
+
+    /// Arms every SCHEDULED job due within the look-ahead window that the
+    /// timer does not hold yet. Returns how many the store listed.
+    pub async fn load_window(&self) -> Result<usize, Error> {
+        let due: Vec<DueJob> = self.inner.db.scheduled_before(self.horizon()).await?;
+        let count = due.len();
+        for job in due {
+            // Never override an arming made by create/update meanwhile: it is
+            // at least as new as this snapshot.
+            self.inner
+                .timer
+                .arm_if_vacant(job.id, job.schedule_time, job.fire_token);
+        }
+        Ok(count)
+    }
+
+    /// Loads the window every half window until shutdown.
+    pub async fn run_window_loader(self, shutdown: CancellationToken) {
+        let period = (self.settings().look_ahead / 2).max(Duration::from_millis(100));
+        every("window loader", period, shutdown, move || {
+            let service = self.clone();
+            async move {
+                let count = service.load_window().await.map_err(|e| e.to_string())?;
+                tracing::debug!(count, armed = service.timer().len(), "window loaded");
+                Ok(())
+            }
+        })
+        .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::testing::{service, spec};
+
+    #[tokio::test]
+    async fn jobs_beyond_the_window_are_armed_only_when_it_reaches_them() {
+        let (svc, _rx) = service(Duration::from_secs(10));
+        let near = svc.create(spec(1_000)).await.unwrap();
+        let far = svc.create(spec(60_000)).await.unwrap();
+        assert!(svc.timer().is_armed(&near.id));
+        assert!(!svc.timer().is_armed(&far.id));
+        // Moving the far job into the window arms it; moving it out disarms it.
+        svc.update(far.id, spec(2_000)).await.unwrap();
+        assert!(svc.timer().is_armed(&far.id));
+        svc.update(far.id, spec(60_000)).await.unwrap();
+        assert!(!svc.timer().is_armed(&far.id));
+    }
+
+    #[tokio::test]
+    async fn the_loader_arms_what_the_timer_lost() {
+        let (svc, _rx) = service(Duration::from_secs(10));
+        let job = svc.create(spec(5_000)).await.unwrap();
+        svc.timer().cancel(&job.id);
+        assert_eq!(svc.load_window().await.unwrap(), 1);
+        assert!(svc.timer().is_armed(&job.id));
+    }
+}

@@ -1,0 +1,301 @@
+//! Delivery: publishing the events the outbox holds. Every change to a job
+//! records the events it owes in the job itself, in the same atomic write
+//! (the outbox: [`PendingEvents`]). Delivering a job publishes what it owes,
+//! in the order create, update, run, and then clears the outbox entry only
+//! if the job did not change meanwhile, so that an event is never lost.
+//!
+//! Two entry points: [`JobService::deliver`], called right after each change
+//! (create, update, firing, misfire, run timeout), and
+//! [`JobService::run_relay`], the background duty that delivers what is
+//! still owed after a crash or a broker outage (at least once: the firing
+//! key lets consumers drop duplicates).
+//!
+//! [`PendingEvents`]: crate::domain::PendingEvents
+
+use std::{borrow::Borrow, collections::HashSet};
+
+use chrono::Duration as ChronoDuration;
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, Span};
+
+use super::{JobService, job_span};
+use crate::{
+    backoff::Backoff,
+    broker::EventKind,
+    domain::{Job, JobId, now},
+};
+
+/// Jobs read from the outbox per relay pass.
+const RELAY_BATCH: usize = 500;
+/// Jobs published at once by one delivery (each job's own events stay in
+/// order). A firing batch is at most 512 jobs.
+const PUBLISH_CONCURRENCY: usize = 512;
+
+/// What became of a job's owed events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Every owed event was published and the outbox entry cleared.
+    Delivered,
+    /// Published, but the job changed meanwhile; the relay will publish its
+    /// newer state (consumers may see a duplicate).
+    Superseded,
+    /// The broker or store failed; the events stay owed for the relay.
+    Deferred,
+}
+
+impl JobService {
+    /// Delivers what each job owes, each job's publishing in its span (jobs
+    /// concurrently, each job's events in order), then clears the outbox
+    /// entries of those published in one store call, each only if its job is
+    /// still at the version published. Never fails: what cannot be published
+    /// now stays owed for the relay. Returns each job's delivery, in order.
+    pub async fn deliver<J: Borrow<Job>>(&self, jobs: &[(J, Span)]) -> Vec<Delivery> {
+        // (The futures are made before they are streamed: a closure over
+        // borrowed jobs inside the stream would not be `Send`.)
+        let publishes: Vec<_> = jobs
+            .iter()
+            .map(|(job, span)| self.publish_owed(job.borrow()).instrument(span.clone()))
+            .collect();
+        let published: Vec<bool> = futures::stream::iter(publishes)
+            .buffered(PUBLISH_CONCURRENCY)
+            .collect()
+            .await;
+        let to_clear: Vec<(JobId, i64)> = jobs
+            .iter()
+            .zip(&published)
+            .filter(|(_, published)| **published)
+            .map(|((job, _), _)| (job.borrow().id, job.borrow().version))
+            .collect();
+        let cleared: HashSet<JobId> = match self.clear(&to_clear).await {
+            Some(cleared) => cleared.into_iter().collect(),
+            None => return vec![Delivery::Deferred; jobs.len()],
+        };
+        jobs.iter()
+            .zip(published)
+            .map(
+                |((job, _), published)| match (published, cleared.contains(&job.borrow().id)) {
+                    (false, _) => Delivery::Deferred,
+                    (true, true) => Delivery::Delivered,
+                    (true, false) => Delivery::Superseded,
+                },
+            )
+            .collect()
+    }
+
+    /// Clears the outbox entries of `published` jobs still at their
+    /// version; the ids cleared, or `None` if the store failed (the events
+    /// stay owed and will be published again).
+    async fn clear(&self, published: &[(JobId, i64)]) -> Option<Vec<JobId>> {
+        if published.is_empty() {
+            return Some(Vec::new());
+        }
+        match self.inner.db.clear_pending_many(published).await {
+            // A job not cleared changed after it was read (a result, a run
+            // timeout): its newer state owes its own events, which stay.
+            Ok(cleared) => {
+                tracing::debug!(
+                    published = published.len(),
+                    cleared = cleared.len(),
+                    "outbox entries cleared"
+                );
+                Some(cleared)
+            }
+            Err(err) => {
+                tracing::warn!(jobs = published.len(), error = %err,
+                    "published, but the outbox entries stay; they will be published again");
+                None
+            }
+        }
+    }
+
+    /// Publishes the events `job` owes, in the order create, update, run.
+    /// False if one could not be published: it and those after it stay owed,
+    /// and the relay is woken to retry.
+    async fn publish_owed(&self, job: &Job) -> bool {
+        let owed = [
+            (job.pending.create, EventKind::Create),
+            (job.pending.update, EventKind::Update),
+            (job.pending.run, EventKind::Run),
+        ];
+        for kind in owed.iter().filter(|(owed, _)| *owed).map(|(_, kind)| *kind) {
+            if let Err(err) = self.inner.producer.publish(kind, job).await {
+                tracing::warn!(job_id = %job.id, kind = kind.as_str(), error = %err,
+                    "event not published; it stays in the outbox");
+                self.inner.relay_wake.notify_one();
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Delivers what the outbox holds until shutdown: every `outbox_poll`,
+    /// and soon after a delivery failed (after the current backoff, which
+    /// grows while passes keep failing).
+    pub async fn run_relay(self, shutdown: CancellationToken) {
+        let poll = self.settings().outbox_poll;
+        let mut wait = std::time::Duration::ZERO;
+        let mut backoff = Backoff::default();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+                () = self.inner.relay_wake.notified() => {
+                    // A call just failed to publish: give the broker the
+                    // current backoff before trying again.
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(backoff.current()) => {}
+                    }
+                }
+            }
+            wait = match self.relay_pass().await {
+                Ok(()) => {
+                    backoff.reset();
+                    poll
+                }
+                Err(err) => {
+                    let wait = backoff.next_delay();
+                    tracing::warn!(error = %err, retry_in = ?wait, "outbox relay pass failed");
+                    wait
+                }
+            };
+        }
+    }
+
+    /// Delivers the jobs that owe events and changed long enough ago. A job
+    /// changed so recently that the call which changed it may still be
+    /// publishing is left to that call: relaying it too would duplicate its
+    /// events.
+    pub(crate) async fn relay_pass(&self) -> Result<(), String> {
+        let owing = self
+            .inner
+            .db
+            .with_pending_events(RELAY_BATCH)
+            .await
+            .map_err(|e| e.to_string())?;
+        let grace =
+            ChronoDuration::from_std(self.settings().relay_grace).unwrap_or(ChronoDuration::MAX);
+        let settled = now() - grace;
+        let ready: Vec<(Job, Span)> = owing
+            .into_iter()
+            .filter(|job| job.updated_at <= settled)
+            .map(|job| {
+                let span = job_span("relay events", &job);
+                (job, span)
+            })
+            .collect();
+        if ready.is_empty() {
+            return Ok(());
+        }
+        let deliveries = self.deliver(&ready).await;
+        let deferred = deliveries
+            .iter()
+            .filter(|d| **d == Delivery::Deferred)
+            .count();
+        tracing::info!(
+            relayed = deliveries.len() - deferred,
+            deferred,
+            "outbox relay pass"
+        );
+        if deferred > 0 {
+            return Err(format!("{deferred} jobs' events still owed"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::Arc, time::Duration};
+
+    use super::*;
+    use crate::{
+        config::SchedulerSettings,
+        domain::JobStatus,
+        service::testing::{RecordingProducer, service_with, spec},
+    };
+
+    fn now_span(job: Job) -> [(Job, Span); 1] {
+        [(job, Span::current())]
+    }
+
+    #[tokio::test]
+    async fn events_owed_while_the_broker_is_down_stay_in_the_outbox_in_order() {
+        let producer = Arc::new(RecordingProducer::default());
+        let (svc, mut rx) = service_with(SchedulerSettings::default(), producer.clone());
+        producer.set_down(true);
+        let job = svc.create(spec(-1)).await.unwrap();
+        svc.fire_batch(vec![rx.recv().await.unwrap()], &CancellationToken::new())
+            .await;
+        let stored = svc.get(job.id).await.unwrap();
+        assert_eq!(stored.status, JobStatus::Running);
+        assert!(stored.pending.create && stored.pending.run, "{stored:?}");
+        assert!(producer.events().is_empty());
+
+        producer.set_down(false);
+        let owing = svc.inner.db.with_pending_events(10).await.unwrap();
+        assert_eq!(owing.len(), 1);
+        assert_eq!(
+            svc.deliver(&now_span(owing[0].clone())).await,
+            [Delivery::Delivered]
+        );
+        let kinds: Vec<EventKind> = producer.events().iter().map(|e| e.0).collect();
+        assert_eq!(kinds, [EventKind::Create, EventKind::Run]);
+        assert!(!svc.get(job.id).await.unwrap().pending.any());
+    }
+
+    #[tokio::test]
+    async fn a_delivery_superseded_by_a_change_leaves_the_newer_events_owed() {
+        let producer = Arc::new(RecordingProducer::default());
+        let (svc, _rx) = service_with(SchedulerSettings::default(), producer.clone());
+        producer.set_down(true);
+        let created = svc.create(spec(60_000)).await.unwrap();
+        svc.update(created.id, spec(70_000)).await.unwrap();
+        producer.set_down(false);
+        // Delivering the stale snapshot publishes it but must not clear the
+        // update owed by the newer version.
+        assert_eq!(
+            svc.deliver(&now_span(created.clone())).await,
+            [Delivery::Superseded]
+        );
+        let stored = svc.get(created.id).await.unwrap();
+        assert!(stored.pending.create && stored.pending.update);
+        assert_eq!(svc.deliver(&now_span(stored)).await, [Delivery::Delivered]);
+    }
+
+    #[tokio::test]
+    async fn the_relay_leaves_just_changed_jobs_to_their_call_and_delivers_the_rest() {
+        let producer = Arc::new(RecordingProducer::default());
+        let settings = SchedulerSettings {
+            relay_grace: Duration::from_secs(3600),
+            ..SchedulerSettings::default()
+        };
+        let (svc, _rx) = service_with(settings, producer.clone());
+        producer.set_down(true);
+        let job = svc.create(spec(60_000)).await.unwrap();
+        producer.set_down(false);
+        // Within the grace period the relay leaves the job alone.
+        svc.relay_pass().await.unwrap();
+        assert!(producer.events().is_empty());
+        assert!(svc.get(job.id).await.unwrap().pending.create);
+
+        let (svc, _rx) = service_with(
+            SchedulerSettings {
+                relay_grace: Duration::ZERO,
+                ..SchedulerSettings::default()
+            },
+            producer.clone(),
+        );
+        producer.set_down(true);
+        let job = svc.create(spec(60_000)).await.unwrap();
+        assert!(svc.relay_pass().await.is_err(), "the broker is down");
+        producer.set_down(false);
+        svc.relay_pass().await.unwrap();
+        assert_eq!(
+            producer.events(),
+            [(EventKind::Create, job.id, JobStatus::Scheduled)]
+        );
+        assert!(!svc.get(job.id).await.unwrap().pending.any());
+    }
+}

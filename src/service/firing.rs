@@ -1,0 +1,462 @@
+//! Firing: from a due timer entry to a claimed job whose run event is
+//! delivered. The one entry point is [`JobService::run_firing`], the loop
+//! that takes the timer's firings in batches.
+//!
+//! A firing claims its job in the store (one conditional update on status
+//! and fire token) before anything is published, so a stale timer entry, a
+//! deleted job or another replica's firing never publishes twice. The claim
+//! records the owed run event in the job (the outbox), and [`delivery`]
+//! publishes it.
+//!
+//! Batching is what lets a store keep up when many jobs fall due together:
+//! one statement (one commit) claims a batch, and one more clears its
+//! outbox entries, instead of two per job. Each batch is every firing queued
+//! when it starts (no waiting to fill it, so a lone job fires at once), up to
+//! `fire_concurrency / BATCHES_IN_FLIGHT` (at most [`BATCH_MAX`]), and at
+//! most [`BATCHES_IN_FLIGHT`] batches run at once. So at most
+//! `fire_concurrency` firings are in flight, and while the store is busy,
+//! the firings due meanwhile wait in the channel and go into the next batch
+//! together.
+//!
+//! [`delivery`]: super::delivery
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use chrono::Utc;
+use tokio::sync::{Semaphore, mpsc::UnboundedReceiver};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use super::{JobService, job_span};
+use crate::{
+    backoff::Backoff,
+    config::MisfirePolicy,
+    domain::{Job, JobId, JobStatus, now},
+    store::StoreError,
+    telemetry::metrics::FailReason,
+    timer::Firing,
+};
+
+/// Firing batches in flight at once. Several, so that one batch's publishes
+/// overlap the next one's claim, but fewer than the store's default pool of
+/// 10 connections (`DATABASE_POOL_SIZE`), so that API calls and the relay
+/// still get one.
+const BATCHES_IN_FLIGHT: usize = 4;
+/// The most firings claimed by one store call.
+const BATCH_MAX: usize = 512;
+
+impl JobService {
+    /// Fires the timer's firings in batches until the timer stops. In-flight
+    /// batches are tracked by `in_flight`, for shutdown to wait on them.
+    pub async fn run_firing(
+        self,
+        mut firings: UnboundedReceiver<Firing>,
+        in_flight: TaskTracker,
+        shutdown: CancellationToken,
+    ) {
+        let concurrency = self.settings().fire_concurrency;
+        let batch_max = (concurrency / BATCHES_IN_FLIGHT).clamp(1, BATCH_MAX);
+        let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT.min(concurrency).max(1)));
+        loop {
+            // Take a slot before reading: while every slot is busy, firings
+            // accumulate in the channel for the next batch.
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let Some(first) = firings.recv().await else {
+                return;
+            };
+            let mut batch = Vec::with_capacity(batch_max.min(firings.len() + 1));
+            batch.push(first);
+            while batch.len() < batch_max {
+                match firings.try_recv() {
+                    Ok(firing) => batch.push(firing),
+                    Err(_) => break,
+                }
+            }
+            let service = self.clone();
+            let shutdown = shutdown.clone();
+            in_flight.spawn(async move {
+                service.fire_batch(batch, &shutdown).await;
+                drop(slot);
+            });
+        }
+    }
+
+    /// Fires a batch of due jobs. Each job too late under the misfire policy
+    /// is skipped on its own; the others are claimed in the store in one call
+    /// and their events delivered.
+    #[tracing::instrument(skip_all, fields(jobs = firings.len()))]
+    pub(crate) async fn fire_batch(&self, firings: Vec<Firing>, shutdown: &CancellationToken) {
+        let mut to_claim = Vec::with_capacity(firings.len());
+        let mut misfired = Vec::new();
+        for firing in firings {
+            match self.too_late(&firing) {
+                Some(late) => misfired.push(self.skip_misfire(firing, late, shutdown)),
+                None => to_claim.push(firing),
+            }
+        }
+        // Misfires are rare (after downtime) and each is a read and a
+        // conditional write; they proceed alongside the batch's claim.
+        let ((), ()) = futures::join!(
+            async {
+                futures::future::join_all(misfired).await;
+            },
+            self.claim(to_claim, shutdown)
+        );
+    }
+
+    /// How late `firing` is, if the misfire policy says it must not run.
+    fn too_late(&self, firing: &Firing) -> Option<Duration> {
+        let MisfirePolicy::SkipIfLaterThan(limit) = self.settings().misfire else {
+            return None;
+        };
+        let late = (Utc::now() - firing.due()).to_std().unwrap_or_default();
+        (late > limit).then_some(late)
+    }
+
+    /// Claims the jobs of `firings` in one store call and delivers those
+    /// claimed. Claims that fail are retried with backoff until they succeed
+    /// or shutdown, leaving out jobs armed again meanwhile (updated, or
+    /// re-armed by the loader: their new arming fires them); the jobs claimed
+    /// meanwhile (a store that claims job by job can fail part of a batch)
+    /// are delivered at once.
+    async fn claim(&self, mut firings: Vec<Firing>, shutdown: &CancellationToken) {
+        let mut backoff = Backoff::default();
+        while !firings.is_empty() {
+            let tokens: Vec<(JobId, i64)> = firings.iter().map(|f| (f.id, f.fire_token)).collect();
+            let (claimed, failed) = match self.inner.db.claim_many(&tokens, now()).await {
+                Ok(claimed) => (claimed, Vec::new()),
+                Err(err) => {
+                    tracing::warn!(error = %err.error, failed = err.failed.len(), jobs = firings.len(), retry_in = ?backoff.current(), "claims failed, retrying them");
+                    (err.claimed, err.failed)
+                }
+            };
+            let failed: HashSet<(JobId, i64)> = failed.into_iter().collect();
+            let (retry, answered): (Vec<Firing>, Vec<Firing>) = firings
+                .into_iter()
+                .partition(|f| failed.contains(&(f.id, f.fire_token)));
+            self.after_claim(answered, claimed).await;
+            firings = retry;
+            if firings.is_empty() || !backoff.wait(shutdown).await {
+                return;
+            }
+            firings.retain(|f| !self.inner.timer.is_armed(&f.id));
+        }
+    }
+
+    /// Counts and delivers the jobs a claim of `answered` returned. What the
+    /// store did not claim was lost (deleted, updated, fired by another
+    /// replica); what it claimed was asked for, under the same fire token.
+    async fn after_claim(&self, answered: Vec<Firing>, claimed: Vec<Job>) {
+        let mut asked: HashMap<(JobId, i64), Firing> = answered
+            .into_iter()
+            .map(|f| ((f.id, f.fire_token), f))
+            .collect();
+        let now_ms = Utc::now().timestamp_millis();
+        let fired: Vec<(Job, tracing::Span)> = claimed
+            .into_iter()
+            .map(|job| {
+                let due_ms = asked
+                    .remove(&(job.id, job.fire_token))
+                    .map_or(now_ms, |f| f.due_ms);
+                let lateness_ms = now_ms - due_ms;
+                self.inner.metrics.job_fired(lateness_ms);
+                let span = job_span("fire job", &job);
+                span.in_scope(|| tracing::info!(lateness_ms, "job fired"));
+                (job, span)
+            })
+            .collect();
+        let lost: Vec<_> = asked
+            .into_values()
+            .map(|f| self.rearm_if_stale(f))
+            .collect();
+        let ((), _) = futures::join!(
+            async {
+                futures::future::join_all(lost).await;
+            },
+            self.deliver(&fired)
+        );
+    }
+
+    /// Marks a job that is too late under the misfire policy as FAILED
+    /// instead of running it (only if it is still SCHEDULED under this
+    /// token), retrying with backoff while the store fails.
+    async fn skip_misfire(&self, firing: Firing, late: Duration, shutdown: &CancellationToken) {
+        let mut backoff = Backoff::default();
+        loop {
+            match self.fail_misfired(firing).await {
+                Ok(Some(failed)) => {
+                    self.inner.metrics.job_failed(FailReason::Misfire);
+                    let span = job_span("misfire", &failed);
+                    span.in_scope(|| {
+                        tracing::warn!(late = ?late, "misfire: job too late, marked FAILED");
+                    });
+                    self.deliver(&[(failed, span)]).await;
+                    return;
+                }
+                Ok(None) => return,
+                Err(err) => {
+                    tracing::warn!(job_id = %firing.id, error = %err, retry_in = ?backoff.current(), "misfire handling failed, retrying");
+                    if !backoff.wait(shutdown).await || self.inner.timer.is_armed(&firing.id) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The job of `firing` moved to FAILED, if it is still SCHEDULED under
+    /// the firing's token and nothing changed it meanwhile.
+    async fn fail_misfired(&self, firing: Firing) -> Result<Option<Job>, StoreError> {
+        let Some(job) = self.inner.db.get(firing.id).await? else {
+            return Ok(None);
+        };
+        if job.status != JobStatus::Scheduled || job.fire_token != firing.fire_token {
+            return Ok(None);
+        }
+        let failed = job.with_status(JobStatus::Failed, now());
+        let written = self.inner.db.replace_if(&failed, job.version).await?;
+        Ok(written.then_some(failed))
+    }
+
+    /// After a lost claim: if the job is still SCHEDULED under a newer fire
+    /// token that the timer does not hold (two updates raced to arm it), arm
+    /// the current token so that the job is not left unarmed.
+    async fn rearm_if_stale(&self, firing: Firing) {
+        if let Ok(Some(job)) = self.inner.db.get(firing.id).await
+            && job.status == JobStatus::Scheduled
+            && job.fire_token != firing.fire_token
+        {
+            self.inner
+                .timer
+                .arm_if_vacant(job.id, job.spec.schedule_time, job.fire_token);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::{
+        broker::EventKind,
+        config::SchedulerSettings,
+        domain::{Error, ResultStatus},
+        service::testing::{RecordingProducer, firings, service, service_on, service_with, spec},
+        store::{ResultOutcome, memory::MemoryJobDB},
+    };
+
+    #[tokio::test]
+    async fn a_firing_claims_once_and_a_stale_token_claims_nothing() {
+        let (svc, mut rx) = service(Duration::from_secs(10));
+        let job = svc.create(spec(-1)).await.unwrap();
+        let firing = rx.recv().await.unwrap();
+        let shutdown = CancellationToken::new();
+        svc.fire_batch(vec![firing], &shutdown).await;
+        assert_eq!(svc.get(job.id).await.unwrap().status, JobStatus::Running);
+        let err = svc.update(job.id, spec(1_000)).await.unwrap_err();
+        assert!(matches!(err, Error::FailedPrecondition(_)), "{err:?}");
+        assert_eq!(
+            svc.record_result(job.id, ResultStatus::Succeeded)
+                .await
+                .unwrap(),
+            ResultOutcome::Stored
+        );
+        assert_eq!(
+            svc.record_result(job.id, ResultStatus::Succeeded)
+                .await
+                .unwrap(),
+            ResultOutcome::Duplicate
+        );
+        // A finished job updated is scheduled again with a new token; the old
+        // firing no longer claims it.
+        let again = svc.update(job.id, spec(60_000)).await.unwrap();
+        assert_eq!(again.status, JobStatus::Scheduled);
+        svc.fire_batch(vec![firing], &shutdown).await;
+        assert_eq!(svc.get(job.id).await.unwrap().status, JobStatus::Scheduled);
+    }
+
+    #[tokio::test]
+    async fn a_partly_failed_batch_delivers_its_claims_at_once_and_retries_the_rest() {
+        let producer = Arc::new(RecordingProducer::default());
+        let db = Arc::new(MemoryJobDB::new());
+        let (svc, mut rx) = service_on(db.clone(), SchedulerSettings::default(), producer.clone());
+        let mut jobs = Vec::new();
+        for _ in 0..3 {
+            jobs.push(svc.create(spec(-1)).await.unwrap());
+        }
+        let batch = firings(&mut rx, 3).await;
+        // The middle job's claim fails twice (say, a connection dropped).
+        db.fail_next_claims(jobs[1].id, 2);
+        svc.fire_batch(batch, &CancellationToken::new()).await;
+
+        let runs = producer.runs();
+        // Each job ran once; the two claimed at the first try were published
+        // before the retried one, not left for the relay.
+        assert_eq!(runs.len(), 3, "{runs:?}");
+        assert_eq!(runs[2], jobs[1].id, "{runs:?}");
+        for job in &jobs {
+            let stored = svc.get(job.id).await.unwrap();
+            assert_eq!(stored.status, JobStatus::Running);
+            assert!(!stored.pending.any(), "outbox cleared: {stored:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_claims_what_it_can_and_delivers_each_job_in_order() {
+        let producer = Arc::new(RecordingProducer::default());
+        let (svc, mut rx) = service_with(SchedulerSettings::default(), producer.clone());
+        // Created while the broker is down: each job owes create, then run.
+        producer.set_down(true);
+        let mut jobs = Vec::new();
+        for _ in 0..5 {
+            jobs.push(svc.create(spec(-1)).await.unwrap());
+        }
+        producer.set_down(false);
+        let mut batch = firings(&mut rx, 5).await;
+        // One job deleted and one claimed already (another replica): the
+        // batch claims the other three.
+        svc.delete(jobs[3].id).await.unwrap();
+        let other = svc
+            .inner
+            .db
+            .claim(jobs[4].id, jobs[4].fire_token, now())
+            .await
+            .unwrap()
+            .unwrap();
+        // A stale firing of a job already in the batch claims nothing more.
+        batch.push(Firing {
+            fire_token: jobs[0].fire_token ^ 1,
+            ..batch[0]
+        });
+        svc.fire_batch(batch, &CancellationToken::new()).await;
+
+        let events = producer.events();
+        for job in &jobs[..3] {
+            let stored = svc.get(job.id).await.unwrap();
+            assert_eq!(stored.status, JobStatus::Running);
+            assert!(!stored.pending.any(), "outbox cleared: {stored:?}");
+            let own: Vec<(EventKind, JobStatus)> = events
+                .iter()
+                .filter(|e| e.1 == job.id)
+                .map(|e| (e.0, e.2))
+                .collect();
+            assert_eq!(
+                own,
+                [
+                    (EventKind::Create, JobStatus::Running),
+                    (EventKind::Run, JobStatus::Running)
+                ]
+            );
+        }
+        assert!(
+            !events
+                .iter()
+                .any(|e| e.1 == jobs[3].id || e.1 == jobs[4].id)
+        );
+        // The other claimer's job still owes its events: its claimer (or the
+        // relay) publishes them, not this batch.
+        assert_eq!(svc.get(jobs[4].id).await.unwrap(), other);
+    }
+
+    #[tokio::test]
+    async fn a_batch_published_while_the_broker_is_down_stays_owed() {
+        let producer = Arc::new(RecordingProducer::default());
+        let (svc, mut rx) = service_with(SchedulerSettings::default(), producer.clone());
+        let a = svc.create(spec(-1)).await.unwrap();
+        let b = svc.create(spec(-1)).await.unwrap();
+        producer.set_down(true);
+        svc.fire_batch(firings(&mut rx, 2).await, &CancellationToken::new())
+            .await;
+        for id in [a.id, b.id] {
+            let stored = svc.get(id).await.unwrap();
+            assert_eq!(stored.status, JobStatus::Running);
+            assert!(stored.pending.run && !stored.pending.create, "{stored:?}");
+        }
+        assert_eq!(svc.inner.db.with_pending_events(10).await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn too_late_jobs_are_skipped_and_the_rest_fire_alone_or_batched() {
+        for batched in [false, true] {
+            let producer = Arc::new(RecordingProducer::default());
+            let settings = SchedulerSettings {
+                misfire: MisfirePolicy::SkipIfLaterThan(Duration::from_secs(5)),
+                ..SchedulerSettings::default()
+            };
+            let (svc, mut rx) = service_with(settings, producer.clone());
+            let late = svc.create(spec(-60_000)).await.unwrap();
+            let recent = svc.create(spec(-1_000)).await.unwrap();
+            let due = firings(&mut rx, 2).await;
+            if batched {
+                svc.fire_batch(due, &CancellationToken::new()).await;
+            } else {
+                for firing in due {
+                    svc.fire_batch(vec![firing], &CancellationToken::new())
+                        .await;
+                }
+            }
+            assert_eq!(svc.get(late.id).await.unwrap().status, JobStatus::Failed);
+            assert_eq!(svc.get(recent.id).await.unwrap().status, JobStatus::Running);
+            let events = producer.events();
+            assert!(events.contains(&(EventKind::Update, late.id, JobStatus::Failed)));
+            assert!(events.contains(&(EventKind::Run, recent.id, JobStatus::Running)));
+            assert!(
+                !events
+                    .iter()
+                    .any(|e| e.0 == EventKind::Run && e.1 == late.id),
+                "batched: {batched}"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_firing_loop_fires_every_job_once_in_batches() {
+        const JOBS: usize = 2_000;
+        let producer = Arc::new(RecordingProducer::default());
+        let settings = SchedulerSettings {
+            fire_concurrency: 64,
+            ..SchedulerSettings::default()
+        };
+        let (svc, rx) = service_with(settings, producer.clone());
+        let shutdown = CancellationToken::new();
+        let in_flight = TaskTracker::new();
+        let firing_loop = tokio::spawn(svc.clone().run_firing(
+            rx,
+            in_flight.clone(),
+            shutdown.clone(),
+        ));
+        let mut ids = HashSet::new();
+        for _ in 0..JOBS {
+            ids.insert(svc.create(spec(20)).await.unwrap().id);
+        }
+        // A liveness bound, not a timing assertion: the jobs are due at once.
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while producer.runs().len() < JOBS {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("every job fires");
+        let fired = producer.runs();
+        assert_eq!(fired.len(), JOBS, "each once");
+        assert_eq!(fired.into_iter().collect::<HashSet<_>>(), ids);
+        assert!(
+            svc.inner
+                .db
+                .with_pending_events(10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        shutdown.cancel();
+        firing_loop.abort();
+        in_flight.close();
+        in_flight.wait().await;
+    }
+}

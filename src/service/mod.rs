@@ -1,0 +1,236 @@
+//! The scheduler's logic, written against the [`JobDB`] and [`JobsProducer`]
+//! traits and the [`Timer`]: job CRUD and run results here, and one module
+//! for each thing that happens to a job after the call that changed it:
+//! - [`arming`]: which jobs the in-memory timer holds (the look-ahead window);
+//! - [`firing`]: due timer entries claimed in the store, in batches;
+//! - [`delivery`]: the events each change owes, published from the outbox;
+//! - [`run_timeout`]: runs that never reported a result.
+//!
+//! The adapters (the gRPC handlers in [`crate::grpc`], the run-result
+//! consumer in [`crate::consumer`]) call [`JobService`]; start-up runs its
+//! background duties ([`JobService::run_firing`],
+//! [`JobService::run_window_loader`], [`JobService::run_relay`],
+//! [`JobService::run_timeout_sweeper`]).
+//!
+//! Three rules make it safe to run several replicas and to crash anywhere:
+//! - The store is the source of truth and the timer a cache of it. A firing
+//!   claims its job in the store (one conditional update on status and fire
+//!   token) before anything is published, so a stale timer entry, a deleted
+//!   job or another replica's firing never publishes twice.
+//! - Every change records the event it owes in the same atomic write (the
+//!   outbox inside the job). Delivery publishes owed events in order and then
+//!   clears them only if the job did not change meanwhile, so an event is
+//!   never lost; after a crash or broker outage the relay delivers it (at
+//!   least once; the firing key lets consumers drop duplicates).
+//! - Every write that depends on a read is conditional on the version read.
+
+mod arming;
+mod delivery;
+mod firing;
+mod run_timeout;
+#[cfg(test)]
+mod testing;
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+use tracing::Span;
+
+pub use delivery::Delivery;
+
+use crate::{
+    broker::JobsProducer,
+    config::SchedulerSettings,
+    domain::{Error, Job, JobId, JobSpec, JobStatus, PageRequest, ResultStatus, now},
+    store::{JobDB, JobsPage, ResultOutcome},
+    telemetry::{
+        metrics::{FailReason, Metrics},
+        propagation::{current_traceparent, set_parent_from_traceparent},
+    },
+    timer::Timer,
+};
+
+/// How many times an update is retried when the job changes under it.
+const UPDATE_ATTEMPTS: usize = 3;
+
+/// The scheduler service; cheap to clone.
+#[derive(Clone)]
+pub struct JobService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Arc<dyn JobDB>,
+    producer: Arc<dyn JobsProducer>,
+    timer: Timer,
+    settings: SchedulerSettings,
+    metrics: Arc<Metrics>,
+    /// Wakes the outbox relay when a delivery failed.
+    relay_wake: Notify,
+}
+
+impl JobService {
+    /// A service over these components, counting into `metrics`.
+    pub fn new(
+        db: Arc<dyn JobDB>,
+        producer: Arc<dyn JobsProducer>,
+        timer: Timer,
+        settings: SchedulerSettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        JobService {
+            inner: Arc::new(Inner {
+                db,
+                producer,
+                timer,
+                settings,
+                metrics,
+                relay_wake: Notify::new(),
+            }),
+        }
+    }
+
+    /// The settings of the scheduling core.
+    pub fn settings(&self) -> &SchedulerSettings {
+        &self.inner.settings
+    }
+
+    /// The timer (for metrics and tests).
+    pub fn timer(&self) -> &Timer {
+        &self.inner.timer
+    }
+
+    /// The instruments this service counts into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// Stores a new SCHEDULED job, arms it and publishes its create event.
+    /// The job is stored once this returns, even if the broker is down: its
+    /// event is then published by the relay when the broker is back.
+    #[tracing::instrument(skip_all, fields(job_id))]
+    pub async fn create(&self, spec: JobSpec) -> Result<Job, Error> {
+        let job = Job {
+            // The job's firing, run and result join the trace of this call.
+            trace_parent: current_traceparent(),
+            ..Job::new_scheduled(spec.validated()?, now())
+        };
+        Span::current().record("job_id", tracing::field::display(job.id));
+        self.inner.db.insert(&job).await?;
+        self.arm(&job);
+        self.inner.metrics.job_created();
+        tracing::info!(schedule_time = %job.spec.schedule_time, "job created");
+        self.deliver(&[(&job, Span::current())]).await;
+        Ok(job)
+    }
+
+    /// The job with this id.
+    pub async fn get(&self, id: JobId) -> Result<Job, Error> {
+        self.inner.db.get(id).await?.ok_or(Error::NotFound(id))
+    }
+
+    /// One page of jobs, ordered by schedule time then id.
+    pub async fn list(&self, page: PageRequest) -> Result<JobsPage, Error> {
+        Ok(self.inner.db.list(page).await?)
+    }
+
+    /// Replaces the client fields of a job and schedules it again. A RUNNING
+    /// job is refused; a finished one is scheduled anew.
+    #[tracing::instrument(skip_all, fields(job_id = %id))]
+    pub async fn update(&self, id: JobId, spec: JobSpec) -> Result<Job, Error> {
+        let spec = spec.validated()?;
+        for _ in 0..UPDATE_ATTEMPTS {
+            let current = self.get(id).await?;
+            if current.status == JobStatus::Running {
+                return Err(Error::FailedPrecondition(format!(
+                    "job {id} is running; it can be updated once its result is in"
+                )));
+            }
+            let mut updated = current.rescheduled(spec.clone(), now());
+            // What happens next to the job follows from this call.
+            if let Some(trace_parent) = current_traceparent() {
+                updated.trace_parent = Some(trace_parent);
+            }
+            if self.inner.db.replace_if(&updated, current.version).await? {
+                self.arm(&updated);
+                tracing::info!(schedule_time = %updated.spec.schedule_time, "job updated");
+                self.deliver(&[(&updated, Span::current())]).await;
+                return Ok(updated);
+            }
+            // The job changed between our read and our write (fired, updated
+            // or deleted meanwhile): read it again and decide afresh.
+        }
+        Err(Error::Aborted(id))
+    }
+
+    /// Deletes a job and disarms it; a deleted job never fires (its claim
+    /// finds no document).
+    #[tracing::instrument(skip_all, fields(job_id = %id))]
+    pub async fn delete(&self, id: JobId) -> Result<(), Error> {
+        if !self.inner.db.delete(id).await? {
+            return Err(Error::NotFound(id));
+        }
+        self.inner.timer.cancel(&id);
+        tracing::info!("job deleted");
+        Ok(())
+    }
+
+    /// Stores an executor's result on a RUNNING job.
+    #[tracing::instrument(skip_all, fields(job_id = %id, result = ?result))]
+    pub async fn record_result(
+        &self,
+        id: JobId,
+        result: ResultStatus,
+    ) -> Result<ResultOutcome, Error> {
+        let outcome = self.inner.db.store_result(id, result, now()).await?;
+        match outcome {
+            ResultOutcome::Stored => {
+                match result {
+                    ResultStatus::Succeeded => self.inner.metrics.job_succeeded(),
+                    ResultStatus::Failed => self.inner.metrics.job_failed(FailReason::Result),
+                }
+                self.inner.metrics.result_consumed();
+                tracing::info!("run result stored");
+            }
+            ResultOutcome::Duplicate => {
+                self.inner.metrics.result_consumed();
+                tracing::debug!("duplicate run result ignored");
+            }
+            ResultOutcome::Ignored(status) => {
+                self.inner.metrics.result_skipped("not_running");
+                tracing::warn!(?status, "run result for a job that is not running ignored");
+            }
+            ResultOutcome::UnknownJob => {
+                self.inner.metrics.result_skipped("unknown_job");
+                tracing::warn!("run result for an unknown job ignored");
+            }
+        }
+        Ok(outcome)
+    }
+}
+
+/// A span for work on `job` outside any call (a firing, the relay, the
+/// sweeper), joined to the trace of the call that last scheduled the job.
+fn job_span(name: &'static str, job: &Job) -> Span {
+    let span = tracing::info_span!("job", otel.name = name, job_id = %job.id);
+    set_parent_from_traceparent(&span, job.trace_parent.as_deref());
+    span
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::service::testing::{service, spec};
+
+    #[tokio::test]
+    async fn a_deleted_job_is_disarmed_and_gone() {
+        let (svc, _rx) = service(Duration::from_secs(10));
+        let job = svc.create(spec(1_000)).await.unwrap();
+        svc.delete(job.id).await.unwrap();
+        assert!(!svc.timer().is_armed(&job.id));
+        assert!(matches!(svc.delete(job.id).await, Err(Error::NotFound(_))));
+        assert!(matches!(svc.get(job.id).await, Err(Error::NotFound(_))));
+    }
+}
