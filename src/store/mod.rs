@@ -1,6 +1,10 @@
-//! Job persistence. The service talks to the [`JobDB`] trait only; MongoDB is
-//! the production implementation and [`memory::MemoryJobDB`] serves unit tests
-//! and benchmarks.
+//! Job persistence: the [`JobDB`] port the service talks to, and its stores.
+//! [`mongo::MongoJobDB`] is the article's store; [`postgres::PgJobDB`] the
+//! store for several replicas (its claims are atomic across connections);
+//! [`embedded::EmbeddedJobDB`] the crash-safe file store used when no
+//! database is configured; [`memory::MemoryJobDB`] the reference of the
+//! rules, for unit tests and benchmarks. [`traced::TracedJobDB`] wraps any of
+//! them in spans. `tests/store_contract` holds every store to the same rules.
 //!
 //! Every state change is a single conditional update on one job, so that two
 //! callers (or two replicas) racing on the same job cannot both win.

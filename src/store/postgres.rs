@@ -248,6 +248,9 @@ fn validate_schema(schema: &str) -> Result<(), StoreError> {
     }
 }
 
+/// The condition of a job that owes events (the outbox).
+const OWING: &str = "(pending_create OR pending_update OR pending_run)";
+
 /// The statements, written once for the store's schema.
 struct Sql {
     schema: String,
@@ -277,37 +280,10 @@ impl Sql {
         let t = format!("{quoted}.{TABLE}");
         let scheduled = JobStatus::Scheduled as i16;
         let running = JobStatus::Running as i16;
-        let owing = "(pending_create OR pending_update OR pending_run)";
+        let owing = OWING;
         Sql {
             schema: schema.to_owned(),
-            create: format!(
-                "CREATE TABLE IF NOT EXISTS {t} (
-                    id             bytea          PRIMARY KEY CHECK (octet_length(id) = 12),
-                    name           text           NOT NULL,
-                    description    text           NOT NULL,
-                    schedule_time  timestamptz(3) NOT NULL,
-                    created_at     timestamptz(3) NOT NULL,
-                    updated_at     timestamptz(3) NOT NULL,
-                    status         smallint       NOT NULL,
-                    job_type       smallint       NOT NULL,
-                    job_data       text           NOT NULL,
-                    scheduled_key  bigint         NOT NULL,
-                    version        bigint         NOT NULL,
-                    pending_create boolean        NOT NULL,
-                    pending_update boolean        NOT NULL,
-                    pending_run    boolean        NOT NULL,
-                    trace_parent   text
-                 );
-                 ALTER TABLE {t} ADD COLUMN IF NOT EXISTS trace_parent text;
-                 CREATE INDEX IF NOT EXISTS jobs_status_schedule_time
-                     ON {t} (status, schedule_time, id);
-                 CREATE INDEX IF NOT EXISTS jobs_schedule_time_id
-                     ON {t} (schedule_time, id);
-                 CREATE INDEX IF NOT EXISTS jobs_pending_updated_at
-                     ON {t} (updated_at, id) WHERE {owing};
-                 CREATE INDEX IF NOT EXISTS jobs_running_updated_at
-                     ON {t} (updated_at, id) WHERE status = {running};"
-            ),
+            create: create_statements(&t),
             insert: format!(
                 "INSERT INTO {t} ({COLUMNS}) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
@@ -331,27 +307,7 @@ impl Sql {
                  WHERE id = $1 AND status = {scheduled} AND scheduled_key = $2 \
                  RETURNING {COLUMNS}"
             ),
-            // One statement for the whole batch: one commit instead of one
-            // per job. The rows are locked in id order first, so that two
-            // replicas claiming overlapping batches cannot deadlock (an
-            // UPDATE ... FROM locks in whatever order its plan meets the
-            // rows). Under READ COMMITTED a row locked by another claimer is
-            // waited for and its WHERE clause checked again against the
-            // committed row, exactly as for the single claim, so each job is
-            // still claimed once; a job listed twice is claimed once.
-            claim_many: format!(
-                "WITH due AS MATERIALIZED ( \
-                     SELECT j.id AS due_id FROM {t} AS j \
-                     JOIN unnest($1::bytea[], $2::bigint[]) AS f(id, key) \
-                       ON j.id = f.id AND j.scheduled_key = f.key \
-                     WHERE j.status = {scheduled} \
-                     ORDER BY j.id FOR UPDATE OF j) \
-                 UPDATE {t} AS j SET status = {running}, pending_run = true, \
-                 version = j.version + 1, updated_at = $3 \
-                 FROM due WHERE j.id = due.due_id \
-                 RETURNING {returning}",
-                returning = qualified("j")
-            ),
+            claim_many: claim_many_statement(&t),
             store_result: format!(
                 "UPDATE {t} SET status = $2, version = version + 1, updated_at = $3 \
                  WHERE id = $1 AND status = {running}"
@@ -386,6 +342,67 @@ impl Sql {
             ),
         }
     }
+}
+
+/// The table and its indexes (each statement idempotent, so that every
+/// start and every replica may run them).
+fn create_statements(t: &str) -> String {
+    let running = JobStatus::Running as i16;
+    let owing = OWING;
+    format!(
+        "CREATE TABLE IF NOT EXISTS {t} (
+            id             bytea          PRIMARY KEY CHECK (octet_length(id) = 12),
+            name           text           NOT NULL,
+            description    text           NOT NULL,
+            schedule_time  timestamptz(3) NOT NULL,
+            created_at     timestamptz(3) NOT NULL,
+            updated_at     timestamptz(3) NOT NULL,
+            status         smallint       NOT NULL,
+            job_type       smallint       NOT NULL,
+            job_data       text           NOT NULL,
+            scheduled_key  bigint         NOT NULL,
+            version        bigint         NOT NULL,
+            pending_create boolean        NOT NULL,
+            pending_update boolean        NOT NULL,
+            pending_run    boolean        NOT NULL,
+            trace_parent   text
+         );
+         ALTER TABLE {t} ADD COLUMN IF NOT EXISTS trace_parent text;
+         CREATE INDEX IF NOT EXISTS jobs_status_schedule_time
+             ON {t} (status, schedule_time, id);
+         CREATE INDEX IF NOT EXISTS jobs_schedule_time_id
+             ON {t} (schedule_time, id);
+         CREATE INDEX IF NOT EXISTS jobs_pending_updated_at
+             ON {t} (updated_at, id) WHERE {owing};
+         CREATE INDEX IF NOT EXISTS jobs_running_updated_at
+             ON {t} (updated_at, id) WHERE status = {running};"
+    )
+}
+
+/// The batch claim, one statement for the whole batch: one commit instead of one
+/// per job. The rows are locked in id order first, so that two
+/// replicas claiming overlapping batches cannot deadlock (an
+/// UPDATE ... FROM locks in whatever order its plan meets the
+/// rows). Under READ COMMITTED a row locked by another claimer is
+/// waited for and its WHERE clause checked again against the
+/// committed row, exactly as for the single claim, so each job is
+/// still claimed once; a job listed twice is claimed once.
+fn claim_many_statement(t: &str) -> String {
+    let scheduled = JobStatus::Scheduled as i16;
+    let running = JobStatus::Running as i16;
+    format!(
+        "WITH due AS MATERIALIZED ( \
+             SELECT j.id AS due_id FROM {t} AS j \
+             JOIN unnest($1::bytea[], $2::bigint[]) AS f(id, key) \
+               ON j.id = f.id AND j.scheduled_key = f.key \
+             WHERE j.status = {scheduled} \
+             ORDER BY j.id FOR UPDATE OF j) \
+         UPDATE {t} AS j SET status = {running}, pending_run = true, \
+         version = j.version + 1, updated_at = $3 \
+         FROM due WHERE j.id = due.due_id \
+         RETURNING {returning}",
+        returning = qualified("j")
+    )
 }
 
 /// [`COLUMNS`], each qualified by the table alias `alias` (for statements

@@ -111,89 +111,63 @@ impl Metrics {
     /// Fresh instruments in a fresh registry (with the process collector on
     /// Linux).
     pub fn new() -> Arc<Metrics> {
-        let registry = Registry::new();
+        let r = Registry::new();
         let metrics = Metrics {
-            rpc_requests: register(
-                &registry,
-                IntCounterVec::new(
-                    Opts::new(RPC_REQUESTS, "gRPC calls handled"),
-                    &["method", "code"],
-                ),
-            ),
+            rpc_requests: counters(&r, RPC_REQUESTS, "gRPC calls handled", &["method", "code"]),
             rpc_duration: register(
-                &registry,
+                &r,
                 HistogramVec::new(
-                    HistogramOpts::new(RPC_DURATION, "gRPC call latency in seconds")
-                        .buckets(LATENCY_BUCKETS.to_vec()),
+                    latency(RPC_DURATION, "gRPC call latency in seconds"),
                     &["method", "code"],
                 ),
             ),
-            jobs_created: register(&registry, IntCounter::new(JOBS_CREATED, "Jobs created")),
-            jobs_fired: register(
-                &registry,
-                IntCounter::new(JOBS_FIRED, "Jobs fired (claimed and made RUNNING)"),
-            ),
-            jobs_succeeded: register(
-                &registry,
-                IntCounter::new(JOBS_SUCCEEDED, "Runs that ended SUCCEEDED"),
-            ),
-            jobs_failed: register(
-                &registry,
-                IntCounterVec::new(
-                    Opts::new(JOBS_FAILED, "Jobs that ended FAILED, by reason"),
-                    &["reason"],
-                ),
+            jobs_created: counter(&r, JOBS_CREATED, "Jobs created"),
+            jobs_fired: counter(&r, JOBS_FIRED, "Jobs fired (claimed and made RUNNING)"),
+            jobs_succeeded: counter(&r, JOBS_SUCCEEDED, "Runs that ended SUCCEEDED"),
+            jobs_failed: counters(
+                &r,
+                JOBS_FAILED,
+                "Jobs that ended FAILED, by reason",
+                &["reason"],
             ),
             fire_lateness: register(
-                &registry,
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        FIRE_LATENESS,
-                        "Firing time minus schedule time, in seconds",
-                    )
-                    .buckets(LATENCY_BUCKETS.to_vec()),
-                ),
+                &r,
+                Histogram::with_opts(latency(
+                    FIRE_LATENESS,
+                    "Firing time minus schedule time, in seconds",
+                )),
             ),
             armed_timers: register(
-                &registry,
+                &r,
                 IntGauge::new(ARMED_TIMERS, "Jobs armed in the in-memory timer"),
             ),
-            events_published: register(
-                &registry,
-                IntCounterVec::new(
-                    Opts::new(EVENTS_PUBLISHED, "Events the broker acknowledged"),
-                    &["topic"],
-                ),
+            events_published: counters(
+                &r,
+                EVENTS_PUBLISHED,
+                "Events the broker acknowledged",
+                &["topic"],
             ),
-            events_failed: register(
-                &registry,
-                IntCounterVec::new(
-                    Opts::new(
-                        EVENTS_FAILED,
-                        "Events the broker did not take (they stay in the outbox)",
-                    ),
-                    &["topic"],
-                ),
+            events_failed: counters(
+                &r,
+                EVENTS_FAILED,
+                "Events the broker did not take (they stay in the outbox)",
+                &["topic"],
             ),
-            results_consumed: register(
-                &registry,
-                IntCounter::new(RESULTS_CONSUMED, "Run results read and applied"),
-            ),
-            results_skipped: register(
-                &registry,
-                IntCounterVec::new(
-                    Opts::new(RESULTS_SKIPPED, "Run results skipped, by reason"),
-                    &["reason"],
-                ),
+            results_consumed: counter(&r, RESULTS_CONSUMED, "Run results read and applied"),
+            results_skipped: counters(
+                &r,
+                RESULTS_SKIPPED,
+                "Run results skipped, by reason",
+                &["reason"],
             ),
             consumer_lag: register(
-                &registry,
+                &r,
                 IntGaugeVec::new(
                     Opts::new(CONSUMER_LAG, "Run results waiting in the topic"),
                     &["topic", "partition"],
                 ),
             ),
-            registry,
+            registry: r,
         };
         #[cfg(target_os = "linux")]
         if let Err(err) = metrics.registry.register(Box::new(
@@ -278,6 +252,21 @@ impl Metrics {
 }
 
 /// Registers `collector` (built from constant, valid options) in `registry`.
+/// A registered counter.
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    register(registry, IntCounter::new(name, help))
+}
+
+/// A registered family of counters with these labels.
+fn counters(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(registry, IntCounterVec::new(Opts::new(name, help), labels))
+}
+
+/// The options of a latency histogram, in seconds.
+fn latency(name: &str, help: &str) -> HistogramOpts {
+    HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec())
+}
+
 fn register<C: prometheus::core::Collector + Clone + 'static>(
     registry: &Registry,
     collector: prometheus::Result<C>,

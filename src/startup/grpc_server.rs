@@ -1,0 +1,86 @@
+//! The gRPC server of the service: `JobsService` and `JobEvents` behind the
+//! admin token check and the call limits, health and reflection open, the
+//! message size limit and request timeout on everything, and TLS when
+//! configured.
+
+use tokio_util::sync::CancellationToken;
+use tonic::{service::interceptor::InterceptedService, transport::server::Router};
+
+use super::StartupError;
+use crate::{
+    broker::hub::EventHub,
+    config::SecuritySettings,
+    grpc::{CallLimits, JobEventsGrpc, JobsGrpc, Observed, auth::Authenticator, proto, scheduler},
+    service::JobService,
+};
+
+/// The server with every service added, ready to serve.
+///
+/// JobsService calls pass the admin token check (when a key is set) and at
+/// most `GRPC_MAX_CONCURRENT_CALLS` run at once; reflection and health are
+/// open. Every service refuses request messages over
+/// `GRPC_MAX_MESSAGE_BYTES` (RESOURCE_EXHAUSTED), and every call is
+/// cancelled after `GRPC_REQUEST_TIMEOUT_MS` (tonic answers CANCELLED).
+pub(super) async fn router(
+    service: &JobService,
+    hub: &EventHub,
+    security: &SecuritySettings,
+    shutdown: &CancellationToken,
+) -> Result<Router, StartupError> {
+    let max_message = security.max_message_bytes;
+    let metrics = service.metrics().clone();
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<proto::jobs_service_server::JobsServiceServer<JobsGrpc>>()
+        .await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
+        .build_v1()
+        .map_err(|e| StartupError::Server(e.to_string()))?
+        .max_decoding_message_size(max_message);
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|e| StartupError::Server(e.to_string()))?
+        .max_decoding_message_size(max_message);
+    let health_service = health_service.max_decoding_message_size(max_message);
+    let authenticator = || Authenticator::from_key(security.auth_public_key.as_ref());
+    let jobs = InterceptedService::new(
+        proto::jobs_service_server::JobsServiceServer::new(JobsGrpc::new(service.clone()))
+            .max_decoding_message_size(max_message),
+        authenticator(),
+    );
+    // Executors change job state through ReportResult: same token check.
+    let events = InterceptedService::new(
+        scheduler::v1::job_events_server::JobEventsServer::new(JobEventsGrpc::new(
+            service.clone(),
+            hub.clone(),
+            shutdown.clone(),
+        ))
+        .max_decoding_message_size(max_message),
+        authenticator(),
+    );
+    let builder = match &security.tls {
+        Some(tls) => tonic::transport::Server::builder()
+            .tls_config(tls.server_config())
+            .map_err(|e| StartupError::Server(format!("TLS: {e}")))?,
+        None => tonic::transport::Server::builder(),
+    };
+    let max_calls = security.max_concurrent_calls;
+    Ok(builder
+        .timeout(security.request_timeout)
+        .add_service(Observed::new(
+            CallLimits::with_max_concurrent_calls(jobs, max_calls),
+            metrics.clone(),
+        ))
+        .add_service(Observed::new(
+            CallLimits::with_max_concurrent_calls(events, max_calls),
+            metrics,
+        ))
+        .add_service(CallLimits::new(health_service))
+        .add_service(CallLimits::new(reflection_v1))
+        .add_service(CallLimits::new(reflection_v1alpha)))
+}

@@ -1,0 +1,441 @@
+//! Builds the whole service from its settings: used by `main` and by the
+//! integration tests alike, so that tests run exactly what ships. The one
+//! place that knows every layer: it opens the store and the broker, makes
+//! the service, starts its background duties and serves gRPC
+//! ([`grpc_server`]) until shutdown.
+
+mod grpc_server;
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+
+use tokio::{
+    net::TcpListener,
+    sync::mpsc::UnboundedReceiver,
+    task::{JoinError, JoinHandle},
+};
+use tokio_postgres::NoTls;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    backoff::Backoff,
+    broker::{
+        BrokerError, JobsProducer,
+        hub::{EventHub, FanOutProducer, HUB_CAPACITY},
+        kafka::{KafkaJobsProducer, ensure_topics},
+    },
+    config::{
+        DatabaseKind, DatabaseSettings, KafkaSettings, SecuritySettings, Settings, TopicSettings,
+        redact_uri,
+    },
+    consumer::result_consumers,
+    duties::Duties,
+    service::JobService,
+    store::{
+        JobDB, StoreError,
+        embedded::EmbeddedJobDB,
+        mongo::MongoJobDB,
+        postgres::{self, PgJobDB},
+        traced::TracedJobDB,
+    },
+    telemetry::metrics::{Metrics, MetricsEndpoint},
+    timer::{Firing, Timer},
+};
+
+/// Why the service could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The job store could not be set up.
+    #[error("job store: {0}")]
+    Store(#[from] StoreError),
+    /// The broker client could not be set up.
+    #[error("message broker: {0}")]
+    Broker(#[from] BrokerError),
+    /// A listening socket (gRPC or metrics) could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why binding failed.
+        source: std::io::Error,
+    },
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Server(String),
+    /// A background duty stopped before shutdown, so the service stopped.
+    #[error("background duty {0:?} stopped before shutdown")]
+    DutyStopped(&'static str),
+}
+
+/// A built service, listening, with its background tasks running.
+pub struct Application {
+    listener: TcpListener,
+    port: u16,
+    metrics_port: u16,
+    service: JobService,
+    producer: Arc<dyn JobsProducer>,
+    hub: EventHub,
+    shutdown: CancellationToken,
+    firings: TaskTracker,
+    duties: Duties,
+    /// Start-up work that finishes by itself (creating topics the broker
+    /// was not ready for), awaited at shutdown.
+    helpers: Vec<JoinHandle<()>>,
+    grace: Duration,
+    security: SecuritySettings,
+}
+
+impl Application {
+    /// Connects to the store and broker, creates indexes and topics, arms the
+    /// jobs due within the look-ahead window, starts the timer and consumers,
+    /// and binds the gRPC port. Unreachable servers do not stop start-up:
+    /// calls fail with UNAVAILABLE until they are back.
+    pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        let shutdown = CancellationToken::new();
+        log_start(&settings);
+        let metrics = Metrics::new();
+        let db = open_store(&settings.database).await?;
+        let mut helpers = Vec::new();
+        let hub = EventHub::new(HUB_CAPACITY);
+        let kafka = open_kafka(&settings, &metrics, &shutdown, &mut helpers).await?;
+        let producer: Arc<dyn JobsProducer> = Arc::new(FanOutProducer::new(kafka, hub.clone()));
+        let (timer, firing_rx) = Timer::start(shutdown.clone());
+        let service = JobService::new(
+            db,
+            producer.clone(),
+            timer,
+            settings.scheduler.clone(),
+            metrics.clone(),
+        );
+        match service.load_window().await {
+            Ok(count) => tracing::info!(count, "armed scheduled jobs from the store"),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot load scheduled jobs yet; retrying in the background")
+            }
+        }
+        let firings = TaskTracker::new();
+        let mut duties = start_duties(&service, firing_rx, &firings, &settings, &shutdown)?;
+        let (listener, port) = bind(settings.server.host, settings.server.port).await?;
+        let metrics_addr =
+            SocketAddr::new(settings.server.host, settings.observability.metrics_port);
+        let endpoint = MetricsEndpoint::bind(metrics_addr)
+            .await
+            .map_err(|source| StartupError::Bind {
+                addr: metrics_addr,
+                source,
+            })?;
+        let metrics_port = endpoint.port();
+        let timer = service.timer().clone();
+        duties.spawn(
+            "metrics endpoint",
+            endpoint.serve(metrics, move || timer.len(), shutdown.clone()),
+        );
+        tracing::info!(port = metrics_port, "metrics served at /metrics");
+        Ok(Application {
+            listener,
+            port,
+            metrics_port,
+            service,
+            producer,
+            hub,
+            shutdown,
+            firings,
+            duties,
+            helpers,
+            grace: settings.shutdown_grace,
+            security: settings.security,
+        })
+    }
+
+    /// The port the gRPC server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The port of the Prometheus endpoint `/metrics`.
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_port
+    }
+
+    /// The service behind the gRPC layer.
+    pub fn service(&self) -> &JobService {
+        &self.service
+    }
+
+    /// Cancelling this token stops the service gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves gRPC (see [`grpc_server::router`]) until the shutdown token is
+    /// cancelled or a background duty stops, then stops accepting calls,
+    /// finishes in-flight ones and firings (within the grace period),
+    /// flushes the producer and leaves the consumer group.
+    pub async fn run_until_stopped(mut self) -> Result<(), StartupError> {
+        let router =
+            grpc_server::router(&self.service, &self.hub, &self.security, &self.shutdown).await?;
+        tracing::info!(
+            port = self.port,
+            tls = self.security.tls.is_some(),
+            max_message_bytes = self.security.max_message_bytes,
+            request_timeout = ?self.security.request_timeout,
+            max_concurrent_calls = self.security.max_concurrent_calls,
+            "gRPC server listening"
+        );
+        let shutdown = self.shutdown.clone();
+        let listener = TcpListenerStream::new(self.listener);
+        let mut server = tokio::spawn(router.serve_with_incoming_shutdown(listener, async move {
+            shutdown.cancelled().await;
+            tracing::info!("shutting down: no new calls accepted");
+        }));
+        let mut stopped_duty = None;
+        let served = tokio::select! {
+            // Shutdown first: at shutdown the duties end too, and that is
+            // no failure.
+            biased;
+            () = self.shutdown.cancelled() => drain(&mut server, self.grace).await,
+            served = &mut server => served,
+            (duty, ended) = self.duties.first_stopped() => {
+                // (Shutdown may have come between the duty's end and this.)
+                if !self.shutdown.is_cancelled() {
+                    tracing::error!(
+                        duty,
+                        panic = ended.err().map(|err| err.to_string()),
+                        "a background duty stopped before shutdown; stopping the service so that it is restarted"
+                    );
+                    stopped_duty = Some(duty);
+                    self.shutdown.cancel();
+                }
+                drain(&mut server, self.grace).await
+            }
+        };
+        let served = served.map_err(|e| StartupError::Server(e.to_string()))?;
+        // Whatever ended the server, stop everything else too.
+        self.shutdown.cancel();
+        stop_background(self.firings, self.duties, self.helpers, self.grace).await;
+        if let Err(err) = self.producer.flush(self.grace).await {
+            tracing::warn!(error = %err, "producer not fully flushed");
+        }
+        tracing::info!("stopped");
+        served.map_err(|e| StartupError::Server(e.to_string()))?;
+        match stopped_duty {
+            Some(duty) => Err(StartupError::DutyStopped(duty)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Logs what the service starts with: version, store, broker, auth.
+fn log_start(settings: &Settings) {
+    tracing::info!(
+        version = %settings.app_version,
+        environment = ?settings.environment,
+        "starting scheduler-service"
+    );
+    let database = &settings.database;
+    let store = match database.kind {
+        DatabaseKind::Embedded => format!("embedded in {}", database.data_dir.display()),
+        DatabaseKind::MongoDb => format!(
+            "MongoDB {} (database {}, collection {})",
+            redact_uri(&database.uri),
+            database.db_name,
+            database.collection
+        ),
+        DatabaseKind::Postgres => format!(
+            "PostgreSQL {} (schema {})",
+            redact_uri(&database.uri),
+            database.db_name
+        ),
+    };
+    let broker = match &settings.kafka {
+        Some(kafka) => format!("Kafka {} and gRPC subscribers", kafka.brokers),
+        None => "in-process, to gRPC subscribers (no Kafka)".to_owned(),
+    };
+    tracing::info!(%store, %broker, "job store and event broker");
+    match &settings.security.auth_public_key {
+        Some(key) => tracing::info!(
+            key_bits = key.bits(),
+            "JobsService calls need an RS256 admin token"
+        ),
+        None => tracing::warn!(
+            "AUTH_PUBLIC_KEY_FILE is not set: JobsService calls are NOT authenticated \
+             (refused in production; set it to the auth service's public key)"
+        ),
+    }
+}
+
+/// The Kafka producer, if Kafka is configured. The topics are created
+/// before serving, so that the first events have somewhere to go; if the
+/// broker is down, a helper keeps trying in the background.
+async fn open_kafka(
+    settings: &Settings,
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+    helpers: &mut Vec<JoinHandle<()>>,
+) -> Result<Option<Arc<dyn JobsProducer>>, StartupError> {
+    let Some(kafka) = &settings.kafka else {
+        return Ok(None);
+    };
+    let producer = KafkaJobsProducer::new(kafka, settings.topics.clone(), metrics.clone())?;
+    if let Err(err) = ensure_topics(kafka, &settings.topics, kafka.message_timeout).await {
+        tracing::warn!(error = %err, "cannot create topics yet; retrying in the background");
+        helpers.push(spawn_topic_creation(
+            kafka.clone(),
+            settings.topics.clone(),
+            shutdown.clone(),
+        ));
+    }
+    Ok(Some(Arc::new(producer)))
+}
+
+/// Starts the service's background duties (the metrics endpoint joins them
+/// once bound).
+fn start_duties(
+    service: &JobService,
+    firing_rx: UnboundedReceiver<Firing>,
+    firings: &TaskTracker,
+    settings: &Settings,
+    shutdown: &CancellationToken,
+) -> Result<Duties, StartupError> {
+    let mut duties = Duties::default();
+    duties.spawn(
+        "firing loop",
+        service
+            .clone()
+            .run_firing(firing_rx, firings.clone(), shutdown.clone()),
+    );
+    duties.spawn(
+        "window loader",
+        service.clone().run_window_loader(shutdown.clone()),
+    );
+    duties.spawn("outbox relay", service.clone().run_relay(shutdown.clone()));
+    duties.spawn(
+        "run-timeout sweeper",
+        service.clone().run_timeout_sweeper(shutdown.clone()),
+    );
+    if let Some(kafka) = &settings.kafka {
+        for consumer in
+            result_consumers(kafka, &settings.topics, service.clone(), shutdown.clone())?
+        {
+            duties.spawn("run-result consumer", consumer);
+        }
+    }
+    Ok(duties)
+}
+
+/// Binds the gRPC port (0 picks a free one); the listener and its port.
+async fn bind(host: IpAddr, port: u16) -> Result<(TcpListener, u16), StartupError> {
+    let addr = SocketAddr::new(host, port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::Bind { addr, source })?;
+    let port = listener
+        .local_addr()
+        .map_err(|source| StartupError::Bind { addr, source })?
+        .port();
+    Ok((listener, port))
+}
+
+/// After shutdown: waits, each within `grace`, for in-flight firings, the
+/// duties and the start-up helpers to end.
+async fn stop_background(
+    firings: TaskTracker,
+    duties: Duties,
+    helpers: Vec<JoinHandle<()>>,
+    grace: Duration,
+) {
+    firings.close();
+    if tokio::time::timeout(grace, firings.wait()).await.is_err() {
+        tracing::warn!(
+            "firings still in flight after the grace period; the store keeps them RUNNING"
+        );
+    }
+    let still_running = duties.join_all(grace).await;
+    if still_running > 0 {
+        tracing::warn!(
+            still_running,
+            "background duties did not stop within the grace period"
+        );
+    }
+    for helper in helpers {
+        if tokio::time::timeout(grace, helper).await.is_err() {
+            tracing::warn!("a start-up task did not stop within the grace period");
+        }
+    }
+}
+
+/// Waits for the server to finish its in-flight calls after shutdown, at most
+/// `grace`: a client that keeps an idle connection open must not hold us up.
+async fn drain(
+    server: &mut JoinHandle<Result<(), tonic::transport::Error>>,
+    grace: Duration,
+) -> Result<Result<(), tonic::transport::Error>, JoinError> {
+    match tokio::time::timeout(grace, &mut *server).await {
+        Ok(served) => served,
+        Err(_) => {
+            tracing::warn!("connections still open after the grace period; closing them");
+            server.abort();
+            Ok(Ok(()))
+        }
+    }
+}
+
+/// Opens the store the settings select and creates its indexes (a refusal
+/// is logged, not fatal: queries then scan).
+async fn open_store(database: &DatabaseSettings) -> Result<Arc<dyn JobDB>, StoreError> {
+    let db = connect_store(database).await?;
+    if let Err(err) = db.ensure_indexes().await {
+        tracing::warn!(error = %err, "cannot create indexes; queries may scan every job");
+    }
+    Ok(db)
+}
+
+/// Connects to the store the settings select.
+async fn connect_store(database: &DatabaseSettings) -> Result<Arc<dyn JobDB>, StoreError> {
+    let (uri, name, timeout) = (&database.uri, &database.db_name, database.timeout);
+    let pool_size = database.pool_size;
+    Ok(match database.kind {
+        DatabaseKind::Embedded => Arc::new(TracedJobDB::new(
+            EmbeddedJobDB::open_with_cache(&database.data_dir, database.data_cache_bytes)?,
+            "redb",
+        )),
+        DatabaseKind::MongoDb => Arc::new(TracedJobDB::new(
+            MongoJobDB::connect(uri, name, &database.collection, timeout, pool_size).await?,
+            "mongodb",
+        )),
+        DatabaseKind::Postgres => Arc::new(TracedJobDB::new(
+            PgJobDB::connect_with(
+                uri,
+                name,
+                timeout,
+                pool_size.map_or(postgres::DEFAULT_POOL_SIZE, |size| size as usize),
+                NoTls,
+            )
+            .await?,
+            "postgresql",
+        )),
+    })
+}
+
+/// Creates the topics, retrying in the background while the broker is down.
+fn spawn_topic_creation(
+    kafka: KafkaSettings,
+    topics: TopicSettings,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+        while backoff.wait(&shutdown).await {
+            match ensure_topics(&kafka, &topics, kafka.message_timeout).await {
+                Ok(()) => return tracing::info!("topics created"),
+                Err(err) => {
+                    tracing::warn!(error = %err, retry_in = ?backoff.current(), "cannot create topics")
+                }
+            }
+        }
+    })
+}
