@@ -8,7 +8,8 @@
 //!   timeouts;
 //! - ports the service drives: [`store`] (the [`store::JobDB`] trait and its
 //!   stores), [`broker`] (the [`broker::JobsProducer`] trait, Kafka and the
-//!   in-process hub), [`timer`] (the in-memory timer);
+//!   in-process hub), [`timer`] (the in-memory timer), [`clock`] (the one
+//!   source of the time, injectable);
 //! - [`domain`]: what a job is and the errors the service speaks in.
 //!
 //! Beside them: [`config`] (the settings, read once at start-up),
@@ -20,6 +21,7 @@
 
 pub mod backoff;
 pub mod broker;
+pub mod clock;
 pub mod config;
 pub mod consumer;
 pub mod domain;

@@ -21,7 +21,7 @@ use crate::{
 impl JobService {
     /// The end of the look-ahead window: jobs due before it are armed.
     fn horizon(&self) -> DateTime<Utc> {
-        Utc::now()
+        self.clock().now()
             + chrono::Duration::from_std(self.settings().look_ahead)
                 .unwrap_or(chrono::Duration::MAX)
     }
@@ -71,26 +71,34 @@ impl JobService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::testing::{service, spec};
+    use crate::service::testing::TestService;
 
     #[tokio::test]
     async fn jobs_beyond_the_window_are_armed_only_when_it_reaches_them() {
-        let (svc, _rx) = service(Duration::from_secs(10));
-        let near = svc.create(spec(1_000)).await.unwrap();
-        let far = svc.create(spec(60_000)).await.unwrap();
+        let t = TestService::with_look_ahead(Duration::from_secs(10));
+        let svc = &t.svc;
+        let near = svc.create(t.spec(1_000)).await.unwrap();
+        let far = svc.create(t.spec(60_000)).await.unwrap();
         assert!(svc.timer().is_armed(&near.id));
         assert!(!svc.timer().is_armed(&far.id));
         // Moving the far job into the window arms it; moving it out disarms it.
-        svc.update(far.id, spec(2_000)).await.unwrap();
+        svc.update(far.id, t.spec(2_000)).await.unwrap();
         assert!(svc.timer().is_armed(&far.id));
-        svc.update(far.id, spec(60_000)).await.unwrap();
+        svc.update(far.id, t.spec(60_000)).await.unwrap();
         assert!(!svc.timer().is_armed(&far.id));
+        // The window moves with the clock: 55 s later the loader arms it.
+        assert_eq!(svc.load_window().await.unwrap(), 1, "the near job");
+        assert!(!svc.timer().is_armed(&far.id));
+        t.advance_ms(55_000);
+        assert_eq!(svc.load_window().await.unwrap(), 2);
+        assert!(svc.timer().is_armed(&far.id));
     }
 
     #[tokio::test]
     async fn the_loader_arms_what_the_timer_lost() {
-        let (svc, _rx) = service(Duration::from_secs(10));
-        let job = svc.create(spec(5_000)).await.unwrap();
+        let t = TestService::with_look_ahead(Duration::from_secs(10));
+        let svc = &t.svc;
+        let job = svc.create(t.spec(5_000)).await.unwrap();
         svc.timer().cancel(&job.id);
         assert_eq!(svc.load_window().await.unwrap(), 1);
         assert!(svc.timer().is_armed(&job.id));

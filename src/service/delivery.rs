@@ -23,7 +23,7 @@ use super::{JobService, job_span};
 use crate::{
     backoff::Backoff,
     broker::EventKind,
-    domain::{Job, JobId, now},
+    domain::{Job, JobId},
 };
 
 /// Jobs read from the outbox per relay pass.
@@ -176,7 +176,7 @@ impl JobService {
             .map_err(|e| e.to_string())?;
         let grace =
             ChronoDuration::from_std(self.settings().relay_grace).unwrap_or(ChronoDuration::MAX);
-        let settled = now() - grace;
+        let settled = self.clock().now_ms() - grace;
         let ready: Vec<(Job, Span)> = owing
             .into_iter()
             .filter(|job| job.updated_at <= settled)
@@ -213,21 +213,30 @@ mod tests {
     use crate::{
         config::SchedulerSettings,
         domain::JobStatus,
-        service::testing::{RecordingProducer, service_with, spec},
+        service::testing::{RecordingProducer, TestService},
     };
 
     fn now_span(job: Job) -> [(Job, Span); 1] {
         [(job, Span::current())]
     }
 
+    fn recording(relay_grace: Duration) -> (TestService, Arc<RecordingProducer>) {
+        let producer = Arc::new(RecordingProducer::default());
+        let settings = SchedulerSettings {
+            relay_grace,
+            ..SchedulerSettings::default()
+        };
+        (TestService::new(settings, producer.clone()), producer)
+    }
+
     #[tokio::test]
     async fn events_owed_while_the_broker_is_down_stay_in_the_outbox_in_order() {
-        let producer = Arc::new(RecordingProducer::default());
-        let (svc, mut rx) = service_with(SchedulerSettings::default(), producer.clone());
+        let (mut t, producer) = recording(Duration::from_secs(11));
+        let svc = t.svc.clone();
         producer.set_down(true);
-        let job = svc.create(spec(-1)).await.unwrap();
-        svc.fire_batch(vec![rx.recv().await.unwrap()], &CancellationToken::new())
-            .await;
+        let job = svc.create(t.spec(-1)).await.unwrap();
+        let due = t.next_firings(1).await;
+        svc.fire_batch(due, &CancellationToken::new()).await;
         let stored = svc.get(job.id).await.unwrap();
         assert_eq!(stored.status, JobStatus::Running);
         assert!(stored.pending.create && stored.pending.run, "{stored:?}");
@@ -247,11 +256,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_delivery_superseded_by_a_change_leaves_the_newer_events_owed() {
-        let producer = Arc::new(RecordingProducer::default());
-        let (svc, _rx) = service_with(SchedulerSettings::default(), producer.clone());
+        let (t, producer) = recording(Duration::from_secs(11));
+        let svc = &t.svc;
         producer.set_down(true);
-        let created = svc.create(spec(60_000)).await.unwrap();
-        svc.update(created.id, spec(70_000)).await.unwrap();
+        let created = svc.create(t.spec(60_000)).await.unwrap();
+        svc.update(created.id, t.spec(70_000)).await.unwrap();
         producer.set_down(false);
         // Delivering the stale snapshot publishes it but must not clear the
         // update owed by the newer version.
@@ -266,29 +275,20 @@ mod tests {
 
     #[tokio::test]
     async fn the_relay_leaves_just_changed_jobs_to_their_call_and_delivers_the_rest() {
-        let producer = Arc::new(RecordingProducer::default());
-        let settings = SchedulerSettings {
-            relay_grace: Duration::from_secs(3600),
-            ..SchedulerSettings::default()
-        };
-        let (svc, _rx) = service_with(settings, producer.clone());
+        let (t, producer) = recording(Duration::from_secs(11));
+        let svc = &t.svc;
         producer.set_down(true);
-        let job = svc.create(spec(60_000)).await.unwrap();
+        let job = svc.create(t.spec(60_000)).await.unwrap();
+        assert!(svc.relay_pass().await.is_ok(), "nothing settled to relay");
         producer.set_down(false);
-        // Within the grace period the relay leaves the job alone.
+        // Within the grace period the relay leaves the job to its call.
+        t.advance_ms(11_000 - 1);
         svc.relay_pass().await.unwrap();
         assert!(producer.events().is_empty());
         assert!(svc.get(job.id).await.unwrap().pending.create);
-
-        let (svc, _rx) = service_with(
-            SchedulerSettings {
-                relay_grace: Duration::ZERO,
-                ..SchedulerSettings::default()
-            },
-            producer.clone(),
-        );
+        // Past it, the relay delivers; while the broker is down it fails.
+        t.advance_ms(1);
         producer.set_down(true);
-        let job = svc.create(spec(60_000)).await.unwrap();
         assert!(svc.relay_pass().await.is_err(), "the broker is down");
         producer.set_down(false);
         svc.relay_pass().await.unwrap();

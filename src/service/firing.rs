@@ -26,7 +26,6 @@ use std::{
     time::Duration,
 };
 
-use chrono::Utc;
 use tokio::sync::{Semaphore, mpsc::UnboundedReceiver};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -34,7 +33,7 @@ use super::{JobService, job_span};
 use crate::{
     backoff::Backoff,
     config::MisfirePolicy,
-    domain::{Job, JobId, JobStatus, now},
+    domain::{Job, JobId, JobStatus},
     store::StoreError,
     telemetry::metrics::FailReason,
     timer::Firing,
@@ -114,7 +113,9 @@ impl JobService {
         let MisfirePolicy::SkipIfLaterThan(limit) = self.settings().misfire else {
             return None;
         };
-        let late = (Utc::now() - firing.due()).to_std().unwrap_or_default();
+        let late = (self.clock().now() - firing.due())
+            .to_std()
+            .unwrap_or_default();
         (late > limit).then_some(late)
     }
 
@@ -128,7 +129,12 @@ impl JobService {
         let mut backoff = Backoff::default();
         while !firings.is_empty() {
             let tokens: Vec<(JobId, i64)> = firings.iter().map(|f| (f.id, f.fire_token)).collect();
-            let (claimed, failed) = match self.inner.db.claim_many(&tokens, now()).await {
+            let (claimed, failed) = match self
+                .inner
+                .db
+                .claim_many(&tokens, self.clock().now_ms())
+                .await
+            {
                 Ok(claimed) => (claimed, Vec::new()),
                 Err(err) => {
                     tracing::warn!(error = %err.error, failed = err.failed.len(), jobs = firings.len(), retry_in = ?backoff.current(), "claims failed, retrying them");
@@ -156,7 +162,7 @@ impl JobService {
             .into_iter()
             .map(|f| ((f.id, f.fire_token), f))
             .collect();
-        let now_ms = Utc::now().timestamp_millis();
+        let now_ms = self.clock().now().timestamp_millis();
         let fired: Vec<(Job, tracing::Span)> = claimed
             .into_iter()
             .map(|job| {
@@ -218,7 +224,7 @@ impl JobService {
         if job.status != JobStatus::Scheduled || job.fire_token != firing.fire_token {
             return Ok(None);
         }
-        let failed = job.with_status(JobStatus::Failed, now());
+        let failed = job.with_status(JobStatus::Failed, self.clock().now_ms());
         let written = self.inner.db.replace_if(&failed, job.version).await?;
         Ok(written.then_some(failed))
     }
@@ -245,21 +251,29 @@ mod tests {
     use super::*;
     use crate::{
         broker::EventKind,
+        clock::Clock,
         config::SchedulerSettings,
         domain::{Error, ResultStatus},
-        service::testing::{RecordingProducer, firings, service, service_on, service_with, spec},
+        service::testing::{RecordingProducer, TestService},
         store::{ResultOutcome, memory::MemoryJobDB},
     };
 
+    fn recording() -> (TestService, Arc<RecordingProducer>) {
+        let producer = Arc::new(RecordingProducer::default());
+        let t = TestService::new(SchedulerSettings::default(), producer.clone());
+        (t, producer)
+    }
+
     #[tokio::test]
     async fn a_firing_claims_once_and_a_stale_token_claims_nothing() {
-        let (svc, mut rx) = service(Duration::from_secs(10));
-        let job = svc.create(spec(-1)).await.unwrap();
-        let firing = rx.recv().await.unwrap();
+        let mut t = TestService::with_look_ahead(Duration::from_secs(10));
+        let svc = t.svc.clone();
+        let job = svc.create(t.spec(-1)).await.unwrap();
+        let firing = t.next_firings(1).await[0];
         let shutdown = CancellationToken::new();
         svc.fire_batch(vec![firing], &shutdown).await;
         assert_eq!(svc.get(job.id).await.unwrap().status, JobStatus::Running);
-        let err = svc.update(job.id, spec(1_000)).await.unwrap_err();
+        let err = svc.update(job.id, t.spec(1_000)).await.unwrap_err();
         assert!(matches!(err, Error::FailedPrecondition(_)), "{err:?}");
         assert_eq!(
             svc.record_result(job.id, ResultStatus::Succeeded)
@@ -275,7 +289,7 @@ mod tests {
         );
         // A finished job updated is scheduled again with a new token; the old
         // firing no longer claims it.
-        let again = svc.update(job.id, spec(60_000)).await.unwrap();
+        let again = svc.update(job.id, t.spec(60_000)).await.unwrap();
         assert_eq!(again.status, JobStatus::Scheduled);
         svc.fire_batch(vec![firing], &shutdown).await;
         assert_eq!(svc.get(job.id).await.unwrap().status, JobStatus::Scheduled);
@@ -285,15 +299,15 @@ mod tests {
     async fn a_partly_failed_batch_delivers_its_claims_at_once_and_retries_the_rest() {
         let producer = Arc::new(RecordingProducer::default());
         let db = Arc::new(MemoryJobDB::new());
-        let (svc, mut rx) = service_on(db.clone(), SchedulerSettings::default(), producer.clone());
+        let mut t = TestService::on(db.clone(), SchedulerSettings::default(), producer.clone());
         let mut jobs = Vec::new();
         for _ in 0..3 {
-            jobs.push(svc.create(spec(-1)).await.unwrap());
+            jobs.push(t.svc.create(t.spec(-1)).await.unwrap());
         }
-        let batch = firings(&mut rx, 3).await;
+        let batch = t.next_firings(3).await;
         // The middle job's claim fails twice (say, a connection dropped).
         db.fail_next_claims(jobs[1].id, 2);
-        svc.fire_batch(batch, &CancellationToken::new()).await;
+        t.svc.fire_batch(batch, &CancellationToken::new()).await;
 
         let runs = producer.runs();
         // Each job ran once; the two claimed at the first try were published
@@ -301,7 +315,7 @@ mod tests {
         assert_eq!(runs.len(), 3, "{runs:?}");
         assert_eq!(runs[2], jobs[1].id, "{runs:?}");
         for job in &jobs {
-            let stored = svc.get(job.id).await.unwrap();
+            let stored = t.svc.get(job.id).await.unwrap();
             assert_eq!(stored.status, JobStatus::Running);
             assert!(!stored.pending.any(), "outbox cleared: {stored:?}");
         }
@@ -309,23 +323,23 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_claims_what_it_can_and_delivers_each_job_in_order() {
-        let producer = Arc::new(RecordingProducer::default());
-        let (svc, mut rx) = service_with(SchedulerSettings::default(), producer.clone());
+        let (mut t, producer) = recording();
+        let svc = t.svc.clone();
         // Created while the broker is down: each job owes create, then run.
         producer.set_down(true);
         let mut jobs = Vec::new();
         for _ in 0..5 {
-            jobs.push(svc.create(spec(-1)).await.unwrap());
+            jobs.push(svc.create(t.spec(-1)).await.unwrap());
         }
         producer.set_down(false);
-        let mut batch = firings(&mut rx, 5).await;
+        let mut batch = t.next_firings(5).await;
         // One job deleted and one claimed already (another replica): the
         // batch claims the other three.
         svc.delete(jobs[3].id).await.unwrap();
         let other = svc
             .inner
             .db
-            .claim(jobs[4].id, jobs[4].fire_token, now())
+            .claim(jobs[4].id, jobs[4].fire_token, t.clock.now_ms())
             .await
             .unwrap()
             .unwrap();
@@ -366,19 +380,21 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_published_while_the_broker_is_down_stays_owed() {
-        let producer = Arc::new(RecordingProducer::default());
-        let (svc, mut rx) = service_with(SchedulerSettings::default(), producer.clone());
-        let a = svc.create(spec(-1)).await.unwrap();
-        let b = svc.create(spec(-1)).await.unwrap();
+        let (mut t, producer) = recording();
+        let a = t.svc.create(t.spec(-1)).await.unwrap();
+        let b = t.svc.create(t.spec(-1)).await.unwrap();
         producer.set_down(true);
-        svc.fire_batch(firings(&mut rx, 2).await, &CancellationToken::new())
-            .await;
+        let due = t.next_firings(2).await;
+        t.svc.fire_batch(due, &CancellationToken::new()).await;
         for id in [a.id, b.id] {
-            let stored = svc.get(id).await.unwrap();
+            let stored = t.svc.get(id).await.unwrap();
             assert_eq!(stored.status, JobStatus::Running);
             assert!(stored.pending.run && !stored.pending.create, "{stored:?}");
         }
-        assert_eq!(svc.inner.db.with_pending_events(10).await.unwrap().len(), 2);
+        assert_eq!(
+            t.svc.inner.db.with_pending_events(10).await.unwrap().len(),
+            2
+        );
     }
 
     #[tokio::test]
@@ -389,10 +405,13 @@ mod tests {
                 misfire: MisfirePolicy::SkipIfLaterThan(Duration::from_secs(5)),
                 ..SchedulerSettings::default()
             };
-            let (svc, mut rx) = service_with(settings, producer.clone());
-            let late = svc.create(spec(-60_000)).await.unwrap();
-            let recent = svc.create(spec(-1_000)).await.unwrap();
-            let due = firings(&mut rx, 2).await;
+            let mut t = TestService::new(settings, producer.clone());
+            let svc = t.svc.clone();
+            let late = svc.create(t.spec(-60_000)).await.unwrap();
+            let recent = svc.create(t.spec(-1_000)).await.unwrap();
+            // Exactly at the limit is not too late.
+            let edge = svc.create(t.spec(-5_000)).await.unwrap();
+            let due = t.next_firings(3).await;
             if batched {
                 svc.fire_batch(due, &CancellationToken::new()).await;
             } else {
@@ -403,6 +422,7 @@ mod tests {
             }
             assert_eq!(svc.get(late.id).await.unwrap().status, JobStatus::Failed);
             assert_eq!(svc.get(recent.id).await.unwrap().status, JobStatus::Running);
+            assert_eq!(svc.get(edge.id).await.unwrap().status, JobStatus::Running);
             let events = producer.events();
             assert!(events.contains(&(EventKind::Update, late.id, JobStatus::Failed)));
             assert!(events.contains(&(EventKind::Run, recent.id, JobStatus::Running)));
@@ -415,6 +435,27 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_firing_that_waited_past_the_misfire_limit_is_skipped() {
+        let producer = Arc::new(RecordingProducer::default());
+        let settings = SchedulerSettings {
+            misfire: MisfirePolicy::SkipIfLaterThan(Duration::from_secs(5)),
+            ..SchedulerSettings::default()
+        };
+        let mut t = TestService::new(settings, producer.clone());
+        let job = t.svc.create(t.spec(1_000)).await.unwrap();
+        t.advance_ms(1_000);
+        let firing = t.next_firings(1).await[0];
+        // The firing is handed over on time, but runs only after the clock
+        // jumped a minute (a paused VM): too late by then.
+        t.advance_ms(60_000);
+        t.svc
+            .fire_batch(vec![firing], &CancellationToken::new())
+            .await;
+        assert_eq!(t.svc.get(job.id).await.unwrap().status, JobStatus::Failed);
+        assert!(producer.runs().is_empty());
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_firing_loop_fires_every_job_once_in_batches() {
         const JOBS: usize = 2_000;
@@ -423,19 +464,25 @@ mod tests {
             fire_concurrency: 64,
             ..SchedulerSettings::default()
         };
-        let (svc, rx) = service_with(settings, producer.clone());
+        let t = TestService::new(settings, producer.clone());
+        let svc = t.svc.clone();
+        // Every job due at the same moment, 20 ms from now.
+        let spec = t.spec(20);
         let shutdown = CancellationToken::new();
         let in_flight = TaskTracker::new();
         let firing_loop = tokio::spawn(svc.clone().run_firing(
-            rx,
+            t.firings,
             in_flight.clone(),
             shutdown.clone(),
         ));
         let mut ids = HashSet::new();
         for _ in 0..JOBS {
-            ids.insert(svc.create(spec(20)).await.unwrap().id);
+            ids.insert(svc.create(spec.clone()).await.unwrap().id);
         }
-        // A liveness bound, not a timing assertion: the jobs are due at once.
+        assert!(producer.runs().is_empty(), "nothing is due yet");
+        // All fall due together.
+        t.clock.advance(chrono::Duration::milliseconds(20));
+        // A liveness bound, not a timing assertion.
         tokio::time::timeout(Duration::from_secs(60), async {
             while producer.runs().len() < JOBS {
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -446,6 +493,8 @@ mod tests {
         let fired = producer.runs();
         assert_eq!(fired.len(), JOBS, "each once");
         assert_eq!(fired.into_iter().collect::<HashSet<_>>(), ids);
+        in_flight.close();
+        in_flight.wait().await;
         assert!(
             svc.inner
                 .db
@@ -456,7 +505,5 @@ mod tests {
         );
         shutdown.cancel();
         firing_loop.abort();
-        in_flight.close();
-        in_flight.wait().await;
     }
 }

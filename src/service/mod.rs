@@ -40,8 +40,9 @@ pub use delivery::Delivery;
 
 use crate::{
     broker::JobsProducer,
+    clock::Clock,
     config::SchedulerSettings,
-    domain::{Error, Job, JobId, JobSpec, JobStatus, PageRequest, ResultStatus, now},
+    domain::{Error, Job, JobId, JobSpec, JobStatus, PageRequest, ResultStatus},
     store::{JobDB, JobsPage, ResultOutcome},
     telemetry::{
         metrics::{FailReason, Metrics},
@@ -100,6 +101,11 @@ impl JobService {
         &self.inner.timer
     }
 
+    /// The clock the service and its timer read.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        self.inner.timer.clock()
+    }
+
     /// The instruments this service counts into.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
@@ -113,7 +119,7 @@ impl JobService {
         let job = Job {
             // The job's firing, run and result join the trace of this call.
             trace_parent: current_traceparent(),
-            ..Job::new_scheduled(spec.validated()?, now())
+            ..Job::new_scheduled(spec.validated()?, self.clock().now_ms())
         };
         Span::current().record("job_id", tracing::field::display(job.id));
         self.inner.db.insert(&job).await?;
@@ -146,7 +152,7 @@ impl JobService {
                     "job {id} is running; it can be updated once its result is in"
                 )));
             }
-            let mut updated = current.rescheduled(spec.clone(), now());
+            let mut updated = current.rescheduled(spec.clone(), self.clock().now_ms());
             // What happens next to the job follows from this call.
             if let Some(trace_parent) = current_traceparent() {
                 updated.trace_parent = Some(trace_parent);
@@ -182,7 +188,11 @@ impl JobService {
         id: JobId,
         result: ResultStatus,
     ) -> Result<ResultOutcome, Error> {
-        let outcome = self.inner.db.store_result(id, result, now()).await?;
+        let outcome = self
+            .inner
+            .db
+            .store_result(id, result, self.clock().now_ms())
+            .await?;
         match outcome {
             ResultOutcome::Stored => {
                 match result {
@@ -222,12 +232,13 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::service::testing::{service, spec};
+    use crate::service::testing::TestService;
 
     #[tokio::test]
     async fn a_deleted_job_is_disarmed_and_gone() {
-        let (svc, _rx) = service(Duration::from_secs(10));
-        let job = svc.create(spec(1_000)).await.unwrap();
+        let t = TestService::with_look_ahead(Duration::from_secs(10));
+        let svc = &t.svc;
+        let job = svc.create(t.spec(1_000)).await.unwrap();
         svc.delete(job.id).await.unwrap();
         assert!(!svc.timer().is_armed(&job.id));
         assert!(matches!(svc.delete(job.id).await, Err(Error::NotFound(_))));

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::{JobService, job_span};
 use crate::{
     config::RunTimeoutPolicy,
-    domain::{Error, JobStatus, now},
+    domain::{Error, JobStatus},
     duties::every,
     telemetry::metrics::FailReason,
 };
@@ -22,12 +22,13 @@ impl JobService {
     pub async fn expire_stuck_runs(&self) -> Result<usize, Error> {
         let timeout = chrono::Duration::from_std(self.settings().run_timeout)
             .unwrap_or(chrono::Duration::MAX);
-        let stuck = self.inner.db.running_before(now() - timeout).await?;
+        let now = self.clock().now_ms();
+        let stuck = self.inner.db.running_before(now - timeout).await?;
         let mut changed = 0;
         for job in stuck {
             let next = match self.settings().run_timeout_policy {
-                RunTimeoutPolicy::Fail => job.with_status(JobStatus::Failed, now()),
-                RunTimeoutPolicy::Retry => job.retried(now()),
+                RunTimeoutPolicy::Fail => job.with_status(JobStatus::Failed, now),
+                RunTimeoutPolicy::Retry => job.retried(now),
             };
             // Conditional on the version: a result that arrived meanwhile wins.
             if !self.inner.db.replace_if(&next, job.version).await? {
@@ -71,7 +72,7 @@ mod tests {
     use crate::{
         broker::EventKind,
         config::SchedulerSettings,
-        service::testing::{RecordingProducer, service_with, spec},
+        service::testing::{RecordingProducer, TestService},
     };
 
     #[tokio::test]
@@ -82,17 +83,22 @@ mod tests {
         ] {
             let producer = Arc::new(RecordingProducer::default());
             let settings = SchedulerSettings {
-                run_timeout: Duration::from_millis(50),
+                run_timeout: Duration::from_secs(600),
                 run_timeout_policy: policy,
                 ..SchedulerSettings::default()
             };
-            let (svc, mut rx) = service_with(settings, producer.clone());
-            let job = svc.create(spec(-1)).await.unwrap();
-            let firing = rx.recv().await.unwrap();
+            let mut t = TestService::new(settings, producer.clone());
+            let svc = t.svc.clone();
+            let job = svc.create(t.spec(-1)).await.unwrap();
+            let firing = t.next_firings(1).await[0];
             svc.fire_batch(vec![firing], &CancellationToken::new())
                 .await;
+            t.advance_ms(600_000);
             assert_eq!(svc.expire_stuck_runs().await.unwrap(), 0, "not yet stuck");
-            tokio::time::sleep(Duration::from_millis(80)).await;
+            // The clock going back never makes a run stuck either.
+            t.advance_ms(-3_600_000);
+            assert_eq!(svc.expire_stuck_runs().await.unwrap(), 0);
+            t.advance_ms(3_600_000 + 1);
             assert_eq!(svc.expire_stuck_runs().await.unwrap(), 1);
             let after = svc.get(job.id).await.unwrap();
             assert_eq!(after.status, expected);
@@ -103,12 +109,31 @@ mod tests {
             );
             if policy == RunTimeoutPolicy::Retry {
                 assert_ne!(after.fire_token, firing.fire_token);
-                let refired = tokio::time::timeout(Duration::from_secs(5), rx.recv())
-                    .await
-                    .expect("the retried job fires again")
-                    .expect("timer running");
+                let refired = t.next_firings(1).await[0];
                 assert_eq!((refired.id, refired.fire_token), (job.id, after.fire_token));
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_result_that_arrives_first_wins_over_the_timeout() {
+        let settings = SchedulerSettings {
+            run_timeout: Duration::from_secs(600),
+            ..SchedulerSettings::default()
+        };
+        let mut t = TestService::new(settings, Arc::new(RecordingProducer::default()));
+        let job = t.svc.create(t.spec(-1)).await.unwrap();
+        let due = t.next_firings(1).await;
+        t.svc.fire_batch(due, &CancellationToken::new()).await;
+        t.advance_ms(600_001);
+        t.svc
+            .record_result(job.id, crate::domain::ResultStatus::Succeeded)
+            .await
+            .unwrap();
+        assert_eq!(t.svc.expire_stuck_runs().await.unwrap(), 0);
+        assert_eq!(
+            t.svc.get(job.id).await.unwrap().status,
+            JobStatus::Succeeded
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! What the service's unit tests share: a producer that records events and
 //! can be switched off (the broker down), and services over the in-memory
-//! store.
+//! store on a clock that moves only when a test moves it, so that no test
+//! depends on how fast the machine runs.
 
 use std::{
     sync::{
@@ -17,8 +18,9 @@ use tokio_util::sync::CancellationToken;
 use super::JobService;
 use crate::{
     broker::{BrokerError, EventKind, JobsProducer, NullProducer},
+    clock::{Clock, ManualClock},
     config::SchedulerSettings,
-    domain::{Job, JobId, JobSpec, JobStatus, JobType, now},
+    domain::{Job, JobId, JobSpec, JobStatus, JobType},
     store::memory::MemoryJobDB,
     telemetry::metrics::Metrics,
     timer::{Firing, Timer},
@@ -70,52 +72,69 @@ impl JobsProducer for RecordingProducer {
     }
 }
 
-/// A job spec due `in_ms` milliseconds from now.
-pub(crate) fn spec(in_ms: i64) -> JobSpec {
-    JobSpec {
-        name: "n".into(),
-        description: String::new(),
-        schedule_time: now() + chrono::Duration::milliseconds(in_ms),
-        job_type: JobType::Email,
-        job_data: "{}".into(),
+/// A service over an in-memory store, on a clock that moves only when told.
+pub(crate) struct TestService {
+    /// The service.
+    pub svc: JobService,
+    /// Its timer's firings, which the test runs (or a firing loop does).
+    pub firings: UnboundedReceiver<Firing>,
+    /// The clock of the service and its timer.
+    pub clock: ManualClock,
+}
+
+impl TestService {
+    /// A service over a fresh in-memory store, publishing to `producer`.
+    pub(crate) fn new(settings: SchedulerSettings, producer: Arc<dyn JobsProducer>) -> Self {
+        TestService::on(Arc::new(MemoryJobDB::new()), settings, producer)
     }
-}
 
-/// A service over a fresh in-memory store, and its timer's firings.
-pub(crate) fn service_with(
-    settings: SchedulerSettings,
-    producer: Arc<dyn JobsProducer>,
-) -> (JobService, UnboundedReceiver<Firing>) {
-    service_on(Arc::new(MemoryJobDB::new()), settings, producer)
-}
-
-/// A service over `db`, and its timer's firings.
-pub(crate) fn service_on(
-    db: Arc<MemoryJobDB>,
-    settings: SchedulerSettings,
-    producer: Arc<dyn JobsProducer>,
-) -> (JobService, UnboundedReceiver<Firing>) {
-    let (timer, rx) = Timer::start(CancellationToken::new());
-    (
-        JobService::new(db, producer, timer, settings, Metrics::new()),
-        rx,
-    )
-}
-
-/// A service with this look-ahead window that publishes nowhere.
-pub(crate) fn service(look_ahead: Duration) -> (JobService, UnboundedReceiver<Firing>) {
-    let settings = SchedulerSettings {
-        look_ahead,
-        ..SchedulerSettings::default()
-    };
-    service_with(settings, Arc::new(NullProducer))
-}
-
-/// The next `n` firings the timer emits.
-pub(crate) async fn firings(rx: &mut UnboundedReceiver<Firing>, n: usize) -> Vec<Firing> {
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        out.push(rx.recv().await.expect("the timer runs"));
+    /// A service over `db`.
+    pub(crate) fn on(
+        db: Arc<MemoryJobDB>,
+        settings: SchedulerSettings,
+        producer: Arc<dyn JobsProducer>,
+    ) -> Self {
+        let clock = ManualClock::at_wall_time();
+        let (timer, firings) = Timer::start_with(Arc::new(clock.clone()), CancellationToken::new());
+        let svc = JobService::new(db, producer, timer, settings, Metrics::new());
+        TestService {
+            svc,
+            firings,
+            clock,
+        }
     }
-    out
+
+    /// A service with this look-ahead window that publishes nowhere.
+    pub(crate) fn with_look_ahead(look_ahead: Duration) -> Self {
+        let settings = SchedulerSettings {
+            look_ahead,
+            ..SchedulerSettings::default()
+        };
+        TestService::new(settings, Arc::new(NullProducer))
+    }
+
+    /// A job spec due `in_ms` milliseconds from the clock's now.
+    pub(crate) fn spec(&self, in_ms: i64) -> JobSpec {
+        JobSpec {
+            name: "n".into(),
+            description: String::new(),
+            schedule_time: self.clock.now_ms() + chrono::Duration::milliseconds(in_ms),
+            job_type: JobType::Email,
+            job_data: "{}".into(),
+        }
+    }
+
+    /// Moves the clock by `ms` milliseconds.
+    pub(crate) fn advance_ms(&self, ms: i64) {
+        self.clock.advance(chrono::Duration::milliseconds(ms));
+    }
+
+    /// The next `n` firings the timer emits.
+    pub(crate) async fn next_firings(&mut self, n: usize) -> Vec<Firing> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(self.firings.recv().await.expect("the timer runs"));
+        }
+        out
+    }
 }

@@ -17,7 +17,7 @@
 mod queue;
 
 use std::{
-    sync::{Arc, Condvar, Mutex, MutexGuard},
+    sync::{Arc, Condvar, Mutex, MutexGuard, Weak},
     time::Duration,
 };
 
@@ -25,7 +25,10 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::JobId;
+use crate::{
+    clock::{Clock, SystemClock},
+    domain::JobId,
+};
 use queue::ArmedJobs;
 
 /// Most firings handed over per lock hold, so that a large backlog coming due
@@ -35,7 +38,8 @@ const BATCH: usize = 1024;
 /// shrinking is O(armed jobs), a few ms for a million, so it must never
 /// delay a firing.
 const SHRINK_WHEN_IDLE_FOR: Duration = Duration::from_millis(100);
-/// Longest uninterrupted wait, so that a change of the wall clock is noticed.
+/// Longest uninterrupted wait, so that a jump of the system clock (which
+/// does not say when it jumps) is noticed within it.
 const MAX_WAIT: Duration = Duration::from_secs(1);
 
 /// A job whose time has come.
@@ -67,6 +71,7 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     wake: Condvar,
+    clock: Arc<dyn Clock>,
 }
 
 impl Shared {
@@ -85,14 +90,34 @@ pub struct Timer {
 }
 
 impl Timer {
-    /// Starts the driver thread. Due jobs arrive on the returned channel; the
-    /// driver stops when `shutdown` is cancelled or the receiver is dropped.
-    /// Must be called inside a tokio runtime.
+    /// Starts the driver thread on the system clock. Due jobs arrive on the
+    /// returned channel; the driver stops when `shutdown` is cancelled or the
+    /// receiver is dropped. Must be called inside a tokio runtime.
     pub fn start(shutdown: CancellationToken) -> (Timer, mpsc::UnboundedReceiver<Firing>) {
+        Timer::start_with(Arc::new(SystemClock), shutdown)
+    }
+
+    /// Starts the driver thread on `clock`; as [`Timer::start`] otherwise.
+    pub fn start_with(
+        clock: Arc<dyn Clock>,
+        shutdown: CancellationToken,
+    ) -> (Timer, mpsc::UnboundedReceiver<Firing>) {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
+            clock: clock.clone(),
         });
+        // A jump of the clock may make jobs due: the driver looks again. (A
+        // weak reference: the clock must not keep a stopped timer alive.)
+        let watched: Weak<Shared> = Arc::downgrade(&shared);
+        clock.on_jump(Arc::new(move || {
+            if let Some(shared) = watched.upgrade() {
+                // Under the lock, so that the wake-up cannot fall between
+                // the driver's reading of the clock and its wait.
+                let _state = shared.lock();
+                shared.wake.notify_one();
+            }
+        }));
         let (tx, rx) = mpsc::unbounded_channel();
         let driver = shared.clone();
         if let Err(err) = std::thread::Builder::new()
@@ -114,6 +139,11 @@ impl Timer {
 
     fn state(&self) -> MutexGuard<'_, State> {
         self.shared.lock()
+    }
+
+    /// The clock the timer runs on (and the service reads).
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.shared.clock
     }
 
     /// Arms `id` to fire at `due` with fire token `fire_token`, replacing
@@ -207,7 +237,11 @@ fn drive(shared: &Shared, fired: &mpsc::UnboundedSender<Firing>) {
         if state.stopped {
             return;
         }
-        let next_due_us = pop_due(&mut state.armed, Utc::now().timestamp_micros(), &mut batch);
+        let next_due_us = pop_due(
+            &mut state.armed,
+            shared.clock.now().timestamp_micros(),
+            &mut batch,
+        );
         if !batch.is_empty() {
             // Hand over without the lock, then look again at once: more may
             // be due (a backlog larger than one batch).
@@ -221,7 +255,9 @@ fn drive(shared: &Shared, fired: &mpsc::UnboundedSender<Firing>) {
             continue;
         }
         let wait = next_due_us.map_or(MAX_WAIT, |due_us| {
-            let wait_us = due_us.saturating_sub(Utc::now().timestamp_micros()).max(0);
+            let wait_us = due_us
+                .saturating_sub(shared.clock.now().timestamp_micros())
+                .max(0);
             Duration::from_micros(wait_us.unsigned_abs()).min(MAX_WAIT)
         });
         if wait >= SHRINK_WHEN_IDLE_FOR {
@@ -238,95 +274,160 @@ fn drive(shared: &Shared, fired: &mpsc::UnboundedSender<Firing>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
     use chrono::Duration as ChronoDuration;
 
-    fn in_ms(ms: i64) -> DateTime<Utc> {
-        Utc::now() + ChronoDuration::milliseconds(ms)
+    /// A timer on a clock that moves only when the test moves it: what is
+    /// due is decided by the clock, never by how fast the test runs.
+    fn start() -> (Timer, mpsc::UnboundedReceiver<Firing>, ManualClock) {
+        let clock = ManualClock::at_wall_time();
+        let (timer, rx) = Timer::start_with(Arc::new(clock.clone()), CancellationToken::new());
+        (timer, rx, clock)
+    }
+
+    fn at(clock: &ManualClock, ms: i64) -> DateTime<Utc> {
+        clock.now() + ChronoDuration::milliseconds(ms)
+    }
+
+    fn advance(clock: &ManualClock, ms: i64) {
+        clock.advance(ChronoDuration::milliseconds(ms));
     }
 
     async fn next(rx: &mut mpsc::UnboundedReceiver<Firing>) -> Firing {
-        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        // A bound on a hang, not a timing assertion.
+        tokio::time::timeout(Duration::from_secs(30), rx.recv())
             .await
-            .expect("a firing within 5 s")
+            .expect("a firing")
             .expect("timer running")
     }
 
     #[tokio::test]
     async fn fires_in_due_order_and_past_times_at_once() {
-        let (timer, mut rx) = Timer::start(CancellationToken::new());
+        let (timer, mut rx, clock) = start();
         let (a, b, c) = (JobId::new(), JobId::new(), JobId::new());
-        timer.arm(a, in_ms(120), 1);
-        timer.arm(b, in_ms(40), 2);
-        timer.arm(c, in_ms(-10_000), 3);
+        timer.arm(a, at(&clock, 120), 1);
+        timer.arm(b, at(&clock, 40), 2);
+        timer.arm(c, at(&clock, -10_000), 3);
         assert_eq!(timer.len(), 3);
-        let order: Vec<(JobId, i64)> = [
-            next(&mut rx).await,
-            next(&mut rx).await,
-            next(&mut rx).await,
-        ]
-        .iter()
-        .map(|f| (f.id, f.fire_token))
-        .collect();
-        assert_eq!(order, vec![(c, 3), (b, 2), (a, 1)]);
+        let first = next(&mut rx).await;
+        assert_eq!((first.id, first.fire_token), (c, 3));
+        assert!(timer.is_armed(&a) && timer.is_armed(&b));
+        advance(&clock, 40);
+        let second = next(&mut rx).await;
+        assert_eq!((second.id, second.fire_token), (b, 2));
+        assert!(timer.is_armed(&a), "not due yet");
+        advance(&clock, 80);
+        let third = next(&mut rx).await;
+        assert_eq!((third.id, third.fire_token), (a, 1));
+        assert_eq!(third.due_ms, first.due_ms + 10_120);
         assert!(timer.is_empty());
     }
 
     #[tokio::test]
     async fn rearming_moves_the_job_and_the_old_time_never_fires() {
-        let (timer, mut rx) = Timer::start(CancellationToken::new());
+        let (timer, mut rx, clock) = start();
         let id = JobId::new();
         let marker = JobId::new();
-        timer.arm(id, in_ms(30), 1);
-        timer.arm(id, in_ms(300), 2);
-        timer.arm(marker, in_ms(150), 9);
+        timer.arm(id, at(&clock, 30), 1);
+        timer.arm(id, at(&clock, 300), 2);
+        timer.arm(marker, at(&clock, 150), 9);
         assert_eq!(timer.len(), 2);
-        // The marker (due at 150 ms) must come before the moved job (300 ms);
-        // had the old arming (30 ms) survived, `id` would come first.
+        // Past the old time and the marker's: only the marker is due; had
+        // the old arming survived, `id` would come first.
+        advance(&clock, 150);
         assert_eq!(next(&mut rx).await.id, marker);
+        assert!(timer.is_armed(&id));
+        advance(&clock, 150);
         let moved = next(&mut rx).await;
         assert_eq!((moved.id, moved.fire_token), (id, 2));
     }
 
     #[tokio::test]
     async fn a_cancelled_job_never_fires() {
-        let (timer, mut rx) = Timer::start(CancellationToken::new());
+        let (timer, mut rx, clock) = start();
         let (gone, kept) = (JobId::new(), JobId::new());
-        timer.arm(gone, in_ms(20), 1);
-        timer.arm(kept, in_ms(80), 2);
+        timer.arm(gone, at(&clock, 20), 1);
+        timer.arm(kept, at(&clock, 80), 2);
         assert!(timer.cancel(&gone));
         assert!(!timer.cancel(&gone));
+        advance(&clock, 80);
+        // `gone` was due first: it would have come before `kept`.
         assert_eq!(next(&mut rx).await.id, kept);
-        assert!(rx.try_recv().is_err());
+        assert!(timer.is_empty());
     }
 
     #[tokio::test]
-    async fn an_earlier_job_armed_during_a_long_sleep_wakes_the_driver() {
-        let (timer, mut rx) = Timer::start(CancellationToken::new());
-        timer.arm(JobId::new(), in_ms(60_000), 1);
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    async fn an_earlier_job_armed_while_the_driver_waits_fires_first() {
+        let (timer, mut rx, clock) = start();
+        let later = JobId::new();
+        timer.arm(later, at(&clock, 60_000), 1);
+        // Let the driver start waiting for the later job.
+        tokio::task::yield_now().await;
         let soon = JobId::new();
-        timer.arm(soon, in_ms(10), 2);
+        timer.arm(soon, at(&clock, 10), 2);
+        advance(&clock, 60_000);
         assert_eq!(next(&mut rx).await.id, soon);
+        assert_eq!(next(&mut rx).await.id, later);
     }
 
     #[tokio::test]
     async fn arm_if_vacant_keeps_a_newer_arming() {
-        let (timer, mut rx) = Timer::start(CancellationToken::new());
+        let (timer, mut rx, clock) = start();
         let id = JobId::new();
-        timer.arm(id, in_ms(50), 7);
-        timer.arm_if_vacant(id, in_ms(10), 1);
+        timer.arm(id, at(&clock, 50), 7);
+        timer.arm_if_vacant(id, at(&clock, 10), 1);
+        advance(&clock, 50);
         assert_eq!(next(&mut rx).await.fire_token, 7);
-        timer.arm_if_vacant(id, in_ms(10), 8);
+        timer.arm_if_vacant(id, at(&clock, 10), 8);
+        advance(&clock, 10);
         assert_eq!(next(&mut rx).await.fire_token, 8);
+    }
+
+    #[tokio::test]
+    async fn a_clock_that_jumps_forward_fires_what_became_due_in_order() {
+        let (timer, mut rx, clock) = start();
+        let ids: Vec<JobId> = (0..5).map(|_| JobId::new()).collect();
+        for (i, id) in ids.iter().enumerate() {
+            timer.arm(*id, at(&clock, 3_600_000 * (i as i64 + 1)), 0);
+        }
+        // Five hours pass at once (a suspended VM, an NTP step): all fire,
+        // earliest first.
+        advance(&clock, 5 * 3_600_000);
+        for id in &ids {
+            assert_eq!(next(&mut rx).await.id, *id);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_clock_that_jumps_back_fires_nothing_early() {
+        let (timer, mut rx, clock) = start();
+        let id = JobId::new();
+        let due = at(&clock, 10_000);
+        timer.arm(id, due, 1);
+        advance(&clock, -3_600_000);
+        // An hour back: still armed, and it fires when the clock reaches
+        // its time again, not before.
+        let marker = JobId::new();
+        timer.arm(marker, at(&clock, 0), 2);
+        assert_eq!(next(&mut rx).await.id, marker);
+        assert!(timer.is_armed(&id));
+        clock.set(due - ChronoDuration::milliseconds(1));
+        let early = JobId::new();
+        timer.arm(early, at(&clock, 0), 3);
+        assert_eq!(next(&mut rx).await.id, early);
+        assert!(timer.is_armed(&id));
+        clock.set(due);
+        let fired = next(&mut rx).await;
+        assert_eq!((fired.id, fired.due_ms), (id, due.timestamp_millis()));
     }
 
     #[tokio::test]
     async fn shutdown_stops_the_driver() {
         let shutdown = CancellationToken::new();
         let (timer, mut rx) = Timer::start(shutdown.clone());
-        timer.arm(JobId::new(), in_ms(60_000), 1);
+        timer.arm(JobId::new(), Utc::now() + ChronoDuration::seconds(60), 1);
         shutdown.cancel();
-        let closed = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        let closed = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await;
         assert_eq!(closed.expect("driver stops"), None);
     }
 }
