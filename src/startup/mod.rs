@@ -28,6 +28,7 @@ use crate::{
         hub::{EventHub, FanOutProducer, HUB_CAPACITY},
         kafka::{KafkaJobsProducer, ensure_topics},
     },
+    clock::{Clock, SystemClock},
     config::{
         DatabaseKind, DatabaseSettings, KafkaSettings, SecuritySettings, Settings, TopicSettings,
         redact_uri,
@@ -95,6 +96,15 @@ impl Application {
     /// and binds the gRPC port. Unreachable servers do not stop start-up:
     /// calls fail with UNAVAILABLE until they are back.
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        Application::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// As [`Application::build`], on `clock` (tests and simulations drive a
+    /// [`crate::clock::ManualClock`]).
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Application, StartupError> {
         let shutdown = CancellationToken::new();
         log_start(&settings);
         let metrics = Metrics::new();
@@ -103,7 +113,7 @@ impl Application {
         let hub = EventHub::new(HUB_CAPACITY);
         let kafka = open_kafka(&settings, &metrics, &shutdown, &mut helpers).await?;
         let producer: Arc<dyn JobsProducer> = Arc::new(FanOutProducer::new(kafka, hub.clone()));
-        let (timer, firing_rx) = Timer::start(shutdown.clone());
+        let (timer, firing_rx) = Timer::start_with(clock, shutdown.clone());
         let service = JobService::new(
             db,
             producer.clone(),
