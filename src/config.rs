@@ -15,8 +15,9 @@ use std::{
 };
 
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-
-pub use crate::grpc::auth::AuthPublicKey;
+use rsa::{
+    RsaPublicKey, pkcs1::DecodeRsaPublicKey, pkcs8::DecodePublicKey, traits::PublicKeyParts,
+};
 
 /// The names of every environment variable the service reads.
 pub mod vars {
@@ -284,6 +285,67 @@ impl Default for ObservabilitySettings {
             otlp_endpoint: None,
             service_name: "scheduler-service".to_owned(),
         }
+    }
+}
+
+/// The smallest RSA key accepted, in bits (the largest is 4096).
+pub const MIN_KEY_BITS: usize = 2048;
+
+/// The auth service's RSA public key, parsed and checked.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthPublicKey {
+    key: RsaPublicKey,
+}
+
+impl AuthPublicKey {
+    /// Parses a PEM public key: `BEGIN PUBLIC KEY` (SubjectPublicKeyInfo, what
+    /// `openssl rsa -pubout` writes) or `BEGIN RSA PUBLIC KEY` (PKCS#1), of
+    /// 2048 to 4096 bits. The error says what is wrong, for a `ConfigError`.
+    pub fn from_pem(pem: &str) -> Result<AuthPublicKey, String> {
+        let pem = pem.trim();
+        if pem.contains("PRIVATE KEY-----") {
+            return Err("holds a private key; give the auth service's public key \
+                        (`openssl rsa -in private.pem -pubout`)"
+                .to_owned());
+        }
+        if pem.contains("BEGIN CERTIFICATE-----") {
+            return Err("holds a certificate; give the public key it contains \
+                        (`openssl x509 -in cert.pem -pubkey -noout`)"
+                .to_owned());
+        }
+        let key = if pem.starts_with("-----BEGIN RSA PUBLIC KEY-----") {
+            RsaPublicKey::from_pkcs1_pem(pem).map_err(|e| format!("not a PKCS#1 RSA key: {e}"))?
+        } else if pem.starts_with("-----BEGIN PUBLIC KEY-----") {
+            RsaPublicKey::from_public_key_pem(pem)
+                .map_err(|e| format!("not an RSA public key: {e}"))?
+        } else {
+            return Err("not a PEM public key (expected -----BEGIN PUBLIC KEY----- \
+                 or -----BEGIN RSA PUBLIC KEY-----)"
+                .to_owned());
+        };
+        let bits = key.n().bits();
+        if bits < MIN_KEY_BITS {
+            return Err(format!(
+                "the RSA key has {bits} bits; at least {MIN_KEY_BITS} are required"
+            ));
+        }
+        Ok(AuthPublicKey { key })
+    }
+
+    /// The modulus size in bits.
+    pub fn bits(&self) -> usize {
+        self.key.n().bits()
+    }
+
+    /// The RSA key itself, for the token verifier.
+    pub fn rsa_key(&self) -> &RsaPublicKey {
+        &self.key
+    }
+}
+
+impl fmt::Debug for AuthPublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AuthPublicKey(RSA, {} bits)", self.bits())
     }
 }
 
@@ -1025,9 +1087,42 @@ fn check_tls(tls: &TlsSettings) -> Result<(), ConfigError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use std::{io::Write, sync::OnceLock};
+
+    use rsa::{
+        RsaPrivateKey,
+        pkcs1::EncodeRsaPublicKey,
+        pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding},
+        rand_core::OsRng,
+    };
+
     use super::*;
-    use std::io::Write;
+
+    /// A key pair made once per test process: its private key (PKCS#8 PEM)
+    /// and public key (SubjectPublicKeyInfo PEM).
+    pub(crate) struct Pair {
+        pub(crate) private_pem: String,
+        pub(crate) public_pem: String,
+        pub(crate) key: RsaPrivateKey,
+    }
+
+    pub(crate) fn make_pair() -> Pair {
+        let key = RsaPrivateKey::new(&mut OsRng, 2048).expect("RSA key");
+        Pair {
+            private_pem: key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string(),
+            public_pem: key
+                .to_public_key()
+                .to_public_key_pem(LineEnding::LF)
+                .unwrap(),
+            key,
+        }
+    }
+
+    pub(crate) fn pair() -> &'static Pair {
+        static PAIR: OnceLock<Pair> = OnceLock::new();
+        PAIR.get_or_init(make_pair)
+    }
 
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let map: HashMap<String, String> = pairs
@@ -1255,7 +1350,7 @@ mod tests {
             let s = settings(&[(vars::ENVIRONMENT, env)]).unwrap();
             assert!(s.security.auth_public_key.is_none());
         }
-        let (_dir, key) = file(crate::grpc::auth::tests::pair().public_pem.as_bytes());
+        let (_dir, key) = file(pair().public_pem.as_bytes());
         let s = settings(&[
             (vars::ENVIRONMENT, "production"),
             (vars::AUTH_PUBLIC_KEY_FILE, &key),
@@ -1266,7 +1361,7 @@ mod tests {
 
     #[test]
     fn a_bad_auth_key_file_names_the_variable() {
-        let pair = crate::grpc::auth::tests::pair();
+        let pair = pair();
         let (_d1, private) = file(pair.private_pem.as_bytes());
         let (_d2, garbage) = file(b"not a key");
         let (_d3, binary) = file(&[0xff, 0xfe, 0x00]);
@@ -1430,5 +1525,39 @@ mod tests {
             "mongodb://***@h:1/?x=y"
         );
         assert_eq!(redact_uri("mongodb://h:1/"), "mongodb://h:1/");
+    }
+
+    #[test]
+    fn public_keys_parse_in_both_pem_forms_and_bad_ones_say_why() {
+        let pair = pair();
+        let spki = AuthPublicKey::from_pem(&format!("\n{}\n\n", pair.public_pem)).unwrap();
+        assert_eq!(spki.bits(), 2048);
+        let pkcs1 = pair
+            .key
+            .to_public_key()
+            .to_pkcs1_pem(LineEnding::LF)
+            .unwrap();
+        assert_eq!(AuthPublicKey::from_pem(&pkcs1).unwrap(), spki);
+        assert!(format!("{spki:?}").contains("2048 bits"));
+
+        let err = AuthPublicKey::from_pem(&pair.private_pem).unwrap_err();
+        assert!(err.contains("private key"), "{err}");
+        let err = AuthPublicKey::from_pem("hello").unwrap_err();
+        assert!(err.contains("not a PEM"), "{err}");
+        let err =
+            AuthPublicKey::from_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
+                .unwrap_err();
+        assert!(err.contains("not an RSA public key"), "{err}");
+        let err =
+            AuthPublicKey::from_pem("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----")
+                .unwrap_err();
+        assert!(err.contains("certificate"), "{err}");
+        let small = RsaPrivateKey::new(&mut OsRng, 1024).unwrap();
+        let small = small
+            .to_public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap();
+        let err = AuthPublicKey::from_pem(&small).unwrap_err();
+        assert!(err.contains("1024 bits"), "{err}");
     }
 }
