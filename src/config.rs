@@ -425,6 +425,9 @@ pub struct ServerSettings {
     pub port: u16,
 }
 
+/// The MongoDB collection of the jobs when `DATABASE_COLLECTION` is not set.
+pub const DEFAULT_COLLECTION: &str = "jobs";
+
 /// Which store implementation the settings select.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DatabaseKind {
@@ -984,7 +987,7 @@ impl Settings {
                     .ok_or_else(|| ConfigError::new(vars::DATA_CACHE_MB, "is too large"))?,
                 db_name,
                 collection: var(vars::DATABASE_COLLECTION)
-                    .unwrap_or_else(|| crate::store::mongo::COLLECTION.to_owned()),
+                    .unwrap_or_else(|| DEFAULT_COLLECTION.to_owned()),
                 timeout: Duration::from_millis(positive(vars::DATABASE_TIMEOUT_MS, 5000)?),
                 pool_size: var(vars::DATABASE_POOL_SIZE)
                     .map(|_| {
