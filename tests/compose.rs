@@ -20,7 +20,7 @@ use std::{
 };
 
 use scheduler_service::{
-    config::{DEFAULT_COLLECTION, vars},
+    config::{database::DEFAULT_COLLECTION, vars},
     grpc::proto::{self, jobs_service_client::JobsServiceClient},
     telemetry::metrics::{self, Metrics},
 };

@@ -214,7 +214,7 @@ mod tests {
     use tonic::{Code, metadata::MetadataValue};
 
     use super::*;
-    use crate::config::tests::{Pair, make_pair, pair};
+    use crate::config::security::tests::{Pair, make_pair, pair};
 
     fn other_pair() -> &'static Pair {
         static PAIR: OnceLock<Pair> = OnceLock::new();

@@ -1,6 +1,6 @@
 //! The MongoDB [`JobDB`]: one document per job in the collection
 //! `DATABASE_COLLECTION` names (default
-//! [`DEFAULT_COLLECTION`](crate::config::DEFAULT_COLLECTION), `jobs`).
+//! [`DEFAULT_COLLECTION`](crate::config::database::DEFAULT_COLLECTION), `jobs`).
 //!
 //! Correctness on a real MongoDB rests on one guarantee: an update of a single
 //! document is atomic, so a conditional `update_one` (filter on version, or
