@@ -20,9 +20,8 @@ use std::{
 };
 
 use scheduler_service::{
-    config::vars,
+    config::{database::DEFAULT_COLLECTION, vars},
     grpc::proto::{self, jobs_service_client::JobsServiceClient},
-    store::mongo::COLLECTION,
     telemetry::metrics::{self, Metrics},
 };
 use serde_yaml::{Mapping, Value};
@@ -1491,7 +1490,7 @@ async fn the_service_runs_with_the_environment_docker_compose_gives_it() {
         .expect("connects to the MongoDB-protocol server");
     let stored = mongo
         .database(&db_name)
-        .collection::<bson::Document>(COLLECTION)
+        .collection::<bson::Document>(DEFAULT_COLLECTION)
         .find_one(bson::doc! { "_id": oid })
         .await
         .expect("reads the job")

@@ -21,11 +21,11 @@
 use std::{collections::HashSet, fmt, sync::Arc};
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
-use rsa::{
-    RsaPublicKey, pkcs1::DecodeRsaPublicKey, pkcs8::DecodePublicKey, traits::PublicKeyParts,
-};
+use rsa::traits::PublicKeyParts;
 use serde::Deserialize;
 use tonic::{Request, Status, metadata::MetadataMap, service::Interceptor};
+
+use crate::config::AuthPublicKey;
 
 /// Tolerance, in seconds, on `exp` and `nbf` for clock skew between the auth
 /// service and this one: a token is accepted up to 30 s after its `exp` and
@@ -35,68 +35,12 @@ pub const LEEWAY_SECS: u64 = 30;
 /// The value the `role` claim must have (compared without regard to case).
 pub const ADMIN_ROLE: &str = "admin";
 
-/// The smallest RSA key accepted, in bits (the largest is 4096).
-pub const MIN_KEY_BITS: usize = 2048;
-
 /// Longest `authorization` value looked at, in bytes; longer ones are
 /// refused without being decoded.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 /// The metadata entry that carries the token.
 pub const AUTHORIZATION: &str = "authorization";
-
-/// The auth service's RSA public key, parsed and checked.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AuthPublicKey {
-    key: RsaPublicKey,
-}
-
-impl AuthPublicKey {
-    /// Parses a PEM public key: `BEGIN PUBLIC KEY` (SubjectPublicKeyInfo, what
-    /// `openssl rsa -pubout` writes) or `BEGIN RSA PUBLIC KEY` (PKCS#1), of
-    /// 2048 to 4096 bits. The error says what is wrong, for a `ConfigError`.
-    pub fn from_pem(pem: &str) -> Result<AuthPublicKey, String> {
-        let pem = pem.trim();
-        if pem.contains("PRIVATE KEY-----") {
-            return Err("holds a private key; give the auth service's public key \
-                        (`openssl rsa -in private.pem -pubout`)"
-                .to_owned());
-        }
-        if pem.contains("BEGIN CERTIFICATE-----") {
-            return Err("holds a certificate; give the public key it contains \
-                        (`openssl x509 -in cert.pem -pubkey -noout`)"
-                .to_owned());
-        }
-        let key = if pem.starts_with("-----BEGIN RSA PUBLIC KEY-----") {
-            RsaPublicKey::from_pkcs1_pem(pem).map_err(|e| format!("not a PKCS#1 RSA key: {e}"))?
-        } else if pem.starts_with("-----BEGIN PUBLIC KEY-----") {
-            RsaPublicKey::from_public_key_pem(pem)
-                .map_err(|e| format!("not an RSA public key: {e}"))?
-        } else {
-            return Err("not a PEM public key (expected -----BEGIN PUBLIC KEY----- \
-                 or -----BEGIN RSA PUBLIC KEY-----)"
-                .to_owned());
-        };
-        let bits = key.n().bits();
-        if bits < MIN_KEY_BITS {
-            return Err(format!(
-                "the RSA key has {bits} bits; at least {MIN_KEY_BITS} are required"
-            ));
-        }
-        Ok(AuthPublicKey { key })
-    }
-
-    /// The modulus size in bits.
-    pub fn bits(&self) -> usize {
-        self.key.n().bits()
-    }
-}
-
-impl fmt::Debug for AuthPublicKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "AuthPublicKey(RSA, {} bits)", self.bits())
-    }
-}
 
 /// Who made an authenticated call; handlers find it in the request's
 /// extensions.
@@ -141,8 +85,8 @@ impl Authenticator {
     /// Accepts RS256 admin tokens signed with the private half of `key`.
     pub fn new(key: &AuthPublicKey) -> Authenticator {
         let key = DecodingKey::from_rsa_raw_components(
-            &key.key.n().to_bytes_be(),
-            &key.key.e().to_bytes_be(),
+            &key.rsa_key().n().to_bytes_be(),
+            &key.rsa_key().e().to_bytes_be(),
         );
         let mut validation = Validation::new(Algorithm::RS256);
         validation.algorithms = vec![Algorithm::RS256];
@@ -262,45 +206,15 @@ fn token_error(kind: &ErrorKind) -> &'static str {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use std::sync::OnceLock;
 
     use jsonwebtoken::{EncodingKey, Header};
-    use rsa::{
-        RsaPrivateKey,
-        pkcs1::EncodeRsaPublicKey,
-        pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding},
-        rand_core::OsRng,
-    };
     use serde_json::json;
     use tonic::{Code, metadata::MetadataValue};
 
     use super::*;
-
-    /// A key pair made once per test process: its private key (PKCS#8 PEM)
-    /// and public key (SubjectPublicKeyInfo PEM).
-    pub(crate) struct Pair {
-        pub(crate) private_pem: String,
-        pub(crate) public_pem: String,
-        pub(crate) key: RsaPrivateKey,
-    }
-
-    fn make_pair() -> Pair {
-        let key = RsaPrivateKey::new(&mut OsRng, 2048).expect("RSA key");
-        Pair {
-            private_pem: key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string(),
-            public_pem: key
-                .to_public_key()
-                .to_public_key_pem(LineEnding::LF)
-                .unwrap(),
-            key,
-        }
-    }
-
-    pub(crate) fn pair() -> &'static Pair {
-        static PAIR: OnceLock<Pair> = OnceLock::new();
-        PAIR.get_or_init(make_pair)
-    }
+    use crate::config::security::tests::{Pair, make_pair, pair};
 
     fn other_pair() -> &'static Pair {
         static PAIR: OnceLock<Pair> = OnceLock::new();
@@ -510,39 +424,5 @@ pub(crate) mod tests {
         let mut disabled = Authenticator::from_key(None);
         assert!(!disabled.is_enabled());
         assert!(disabled.call(Request::new(())).is_ok());
-    }
-
-    #[test]
-    fn public_keys_parse_in_both_pem_forms_and_bad_ones_say_why() {
-        let pair = pair();
-        let spki = AuthPublicKey::from_pem(&format!("\n{}\n\n", pair.public_pem)).unwrap();
-        assert_eq!(spki.bits(), 2048);
-        let pkcs1 = pair
-            .key
-            .to_public_key()
-            .to_pkcs1_pem(LineEnding::LF)
-            .unwrap();
-        assert_eq!(AuthPublicKey::from_pem(&pkcs1).unwrap(), spki);
-        assert!(format!("{spki:?}").contains("2048 bits"));
-
-        let err = AuthPublicKey::from_pem(&pair.private_pem).unwrap_err();
-        assert!(err.contains("private key"), "{err}");
-        let err = AuthPublicKey::from_pem("hello").unwrap_err();
-        assert!(err.contains("not a PEM"), "{err}");
-        let err =
-            AuthPublicKey::from_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
-                .unwrap_err();
-        assert!(err.contains("not an RSA public key"), "{err}");
-        let err =
-            AuthPublicKey::from_pem("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----")
-                .unwrap_err();
-        assert!(err.contains("certificate"), "{err}");
-        let small = RsaPrivateKey::new(&mut OsRng, 1024).unwrap();
-        let small = small
-            .to_public_key()
-            .to_public_key_pem(LineEnding::LF)
-            .unwrap();
-        let err = AuthPublicKey::from_pem(&small).unwrap_err();
-        assert!(err.contains("1024 bits"), "{err}");
     }
 }

@@ -1,5 +1,6 @@
-//! The MongoDB [`JobDB`]: one document per job in collection `jobs` (the
-//! name is configurable).
+//! The MongoDB [`JobDB`]: one document per job in the collection
+//! `DATABASE_COLLECTION` names (default
+//! [`DEFAULT_COLLECTION`](crate::config::database::DEFAULT_COLLECTION), `jobs`).
 //!
 //! Correctness on a real MongoDB rests on one guarantee: an update of a single
 //! document is atomic, so a conditional `update_one` (filter on version, or
@@ -26,9 +27,6 @@ use super::{DueJob, JobDB, JobsPage, ResultOutcome, StoreError, result_outcome};
 use crate::domain::{
     Job, JobId, JobSpec, JobStatus, JobType, PageRequest, PendingEvents, ResultStatus,
 };
-
-/// The default name of the collection that holds the jobs.
-pub const COLLECTION: &str = "jobs";
 
 /// Documents asked for in the first batch of a query (MongoDB still caps a
 /// batch at 16 MiB and fetches the rest with `getMore`).

@@ -1,0 +1,522 @@
+//! Security of the gRPC server: the auth service's public key (parsed and
+//! checked here), the request limits, and TLS.
+
+use std::{fmt, time::Duration};
+
+use rsa::{
+    RsaPublicKey, pkcs1::DecodeRsaPublicKey, pkcs8::DecodePublicKey, traits::PublicKeyParts,
+};
+use serde::Deserialize;
+
+use super::{ConfigError, Environment, value, vars};
+
+/// The smallest RSA key accepted, in bits (the largest is 4096).
+pub const MIN_KEY_BITS: usize = 2048;
+
+/// The auth service's RSA public key, parsed and checked.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthPublicKey {
+    key: RsaPublicKey,
+}
+
+impl AuthPublicKey {
+    /// Parses a PEM public key: `BEGIN PUBLIC KEY` (SubjectPublicKeyInfo, what
+    /// `openssl rsa -pubout` writes) or `BEGIN RSA PUBLIC KEY` (PKCS#1), of
+    /// 2048 to 4096 bits. The error says what is wrong, for a `ConfigError`.
+    pub fn from_pem(pem: &str) -> Result<AuthPublicKey, String> {
+        let pem = pem.trim();
+        if pem.contains("PRIVATE KEY-----") {
+            return Err("holds a private key; give the auth service's public key \
+                        (`openssl rsa -in private.pem -pubout`)"
+                .to_owned());
+        }
+        if pem.contains("BEGIN CERTIFICATE-----") {
+            return Err("holds a certificate; give the public key it contains \
+                        (`openssl x509 -in cert.pem -pubkey -noout`)"
+                .to_owned());
+        }
+        let key = if pem.starts_with("-----BEGIN RSA PUBLIC KEY-----") {
+            RsaPublicKey::from_pkcs1_pem(pem).map_err(|e| format!("not a PKCS#1 RSA key: {e}"))?
+        } else if pem.starts_with("-----BEGIN PUBLIC KEY-----") {
+            RsaPublicKey::from_public_key_pem(pem)
+                .map_err(|e| format!("not an RSA public key: {e}"))?
+        } else {
+            return Err("not a PEM public key (expected -----BEGIN PUBLIC KEY----- \
+                 or -----BEGIN RSA PUBLIC KEY-----)"
+                .to_owned());
+        };
+        let bits = key.n().bits();
+        if bits < MIN_KEY_BITS {
+            return Err(format!(
+                "the RSA key has {bits} bits; at least {MIN_KEY_BITS} are required"
+            ));
+        }
+        Ok(AuthPublicKey { key })
+    }
+
+    /// The modulus size in bits.
+    pub fn bits(&self) -> usize {
+        self.key.n().bits()
+    }
+
+    /// The RSA key itself, for the token verifier.
+    pub fn rsa_key(&self) -> &RsaPublicKey {
+        &self.key
+    }
+}
+
+impl fmt::Debug for AuthPublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AuthPublicKey(RSA, {} bits)", self.bits())
+    }
+}
+
+/// Authentication, request limits and TLS of the gRPC server.
+#[derive(Debug, Clone)]
+pub struct SecuritySettings {
+    /// The auth service's public key; `None` turns authentication off
+    /// (refused in production).
+    pub auth_public_key: Option<AuthPublicKey>,
+    /// Largest request message, in bytes.
+    pub max_message_bytes: usize,
+    /// Longest a call may take.
+    pub request_timeout: Duration,
+    /// Most JobsService calls in flight at once.
+    pub max_concurrent_calls: usize,
+    /// The server's certificate and key; `None` serves plaintext.
+    pub tls: Option<TlsSettings>,
+}
+
+impl SecuritySettings {
+    /// Default largest request message: 256 KiB, room for the largest valid
+    /// job (64 KiB job data, 4 KiB description) several times over.
+    pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 * 1024;
+    /// Smallest accepted largest message: 72 KiB, so that every valid job fits.
+    pub const MIN_MAX_MESSAGE_BYTES: usize = 72 * 1024;
+    /// Largest accepted largest message: 16 MiB (tonic reserves a message's
+    /// announced size before reading it).
+    pub const MAX_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+}
+
+impl Default for SecuritySettings {
+    fn default() -> Self {
+        SecuritySettings {
+            auth_public_key: None,
+            max_message_bytes: Self::DEFAULT_MAX_MESSAGE_BYTES,
+            request_timeout: Duration::from_secs(30),
+            max_concurrent_calls: 512,
+            tls: None,
+        }
+    }
+}
+
+/// The gRPC server's TLS identity, read from its PEM files.
+#[derive(Clone)]
+pub struct TlsSettings {
+    /// The certificate chain (PEM).
+    pub cert_pem: Vec<u8>,
+    /// Its private key (PEM).
+    pub key_pem: Vec<u8>,
+}
+
+impl TlsSettings {
+    /// The tonic server TLS configuration of this identity.
+    pub fn server_config(&self) -> tonic::transport::ServerTlsConfig {
+        tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(
+            &self.cert_pem,
+            &self.key_pem,
+        ))
+    }
+}
+
+impl fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field("cert_pem", &format_args!("{} bytes", self.cert_pem.len()))
+            .field("key_pem", &"***")
+            .finish()
+    }
+}
+
+/// The security variables.
+#[derive(Deserialize)]
+#[serde(default)]
+pub(super) struct SecurityVars {
+    auth_public_key_file: Option<String>,
+    #[serde(deserialize_with = "value::whole")]
+    grpc_max_message_bytes: usize,
+    #[serde(deserialize_with = "value::millis")]
+    grpc_request_timeout_ms: Duration,
+    #[serde(deserialize_with = "value::positive")]
+    grpc_max_concurrent_calls: usize,
+    grpc_tls_cert_file: Option<String>,
+    grpc_tls_key_file: Option<String>,
+}
+
+impl Default for SecurityVars {
+    fn default() -> Self {
+        let defaults = SecuritySettings::default();
+        SecurityVars {
+            auth_public_key_file: None,
+            grpc_max_message_bytes: defaults.max_message_bytes,
+            grpc_request_timeout_ms: defaults.request_timeout,
+            grpc_max_concurrent_calls: defaults.max_concurrent_calls,
+            grpc_tls_cert_file: None,
+            grpc_tls_key_file: None,
+        }
+    }
+}
+
+impl SecurityVars {
+    /// The security settings: the key (required in production), the bounds
+    /// of the limits, and the TLS pair.
+    pub(super) fn into_settings(
+        self,
+        environment: Environment,
+    ) -> Result<SecuritySettings, ConfigError> {
+        let auth_public_key = match self.auth_public_key_file.as_deref() {
+            Some(path) => Some(auth_public_key(path)?),
+            None if environment == Environment::Production => {
+                return Err(ConfigError::new(
+                    vars::AUTH_PUBLIC_KEY_FILE,
+                    "required when ENVIRONMENT=production: the PEM file of the auth \
+                     service's RSA public key (without it JobsService calls are not authenticated)",
+                ));
+            }
+            None => None,
+        };
+        let max_message_bytes = self.grpc_max_message_bytes;
+        if !(SecuritySettings::MIN_MAX_MESSAGE_BYTES..=SecuritySettings::MAX_MAX_MESSAGE_BYTES)
+            .contains(&max_message_bytes)
+        {
+            return Err(ConfigError::new(
+                vars::GRPC_MAX_MESSAGE_BYTES,
+                format!(
+                    "must be {} to {} bytes, got {max_message_bytes}",
+                    SecuritySettings::MIN_MAX_MESSAGE_BYTES,
+                    SecuritySettings::MAX_MAX_MESSAGE_BYTES
+                ),
+            ));
+        }
+        if self.grpc_max_concurrent_calls > tokio::sync::Semaphore::MAX_PERMITS {
+            return Err(ConfigError::new(
+                vars::GRPC_MAX_CONCURRENT_CALLS,
+                "is too large",
+            ));
+        }
+        Ok(SecuritySettings {
+            auth_public_key,
+            max_message_bytes,
+            request_timeout: self.grpc_request_timeout_ms,
+            max_concurrent_calls: self.grpc_max_concurrent_calls,
+            tls: tls(
+                self.grpc_tls_cert_file.as_deref(),
+                self.grpc_tls_key_file.as_deref(),
+            )?,
+        })
+    }
+}
+
+/// The auth service's public key from the PEM file at `path`.
+fn auth_public_key(path: &str) -> Result<AuthPublicKey, ConfigError> {
+    let pem =
+        String::from_utf8(value::read_file(vars::AUTH_PUBLIC_KEY_FILE, path)?).map_err(|_| {
+            ConfigError::new(vars::AUTH_PUBLIC_KEY_FILE, "the key file is not PEM text")
+        })?;
+    AuthPublicKey::from_pem(&pem)
+        .map_err(|reason| ConfigError::new(vars::AUTH_PUBLIC_KEY_FILE, reason))
+}
+
+/// The TLS identity from the certificate and key files, both or neither.
+fn tls(
+    cert_file: Option<&str>,
+    key_file: Option<&str>,
+) -> Result<Option<TlsSettings>, ConfigError> {
+    let read =
+        |name: &str, path: Option<&str>| path.map(|path| value::read_file(name, path)).transpose();
+    match (
+        read(vars::GRPC_TLS_CERT_FILE, cert_file)?,
+        read(vars::GRPC_TLS_KEY_FILE, key_file)?,
+    ) {
+        (None, None) => Ok(None),
+        (Some(cert_pem), Some(key_pem)) => {
+            let tls = TlsSettings { cert_pem, key_pem };
+            check_tls(&tls)?;
+            Ok(Some(tls))
+        }
+        (Some(_), None) => Err(ConfigError::new(
+            vars::GRPC_TLS_KEY_FILE,
+            "GRPC_TLS_CERT_FILE is set but not the key file: set both or neither",
+        )),
+        (None, Some(_)) => Err(ConfigError::new(
+            vars::GRPC_TLS_CERT_FILE,
+            "GRPC_TLS_KEY_FILE is set but not the certificate file: set both or neither",
+        )),
+    }
+}
+
+/// Checks that the certificate and key make a TLS identity, naming the file
+/// at fault when it can tell.
+fn check_tls(tls: &TlsSettings) -> Result<(), ConfigError> {
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    if !text(&tls.cert_pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(ConfigError::new(
+            vars::GRPC_TLS_CERT_FILE,
+            "no PEM certificate (-----BEGIN CERTIFICATE-----) in the file",
+        ));
+    }
+    if !text(&tls.key_pem).contains("PRIVATE KEY-----") {
+        return Err(ConfigError::new(
+            vars::GRPC_TLS_KEY_FILE,
+            "no PEM private key (-----BEGIN ... PRIVATE KEY-----) in the file",
+        ));
+    }
+    tonic::transport::Server::builder()
+        .tls_config(tls.server_config())
+        .map(|_| ())
+        .map_err(|e| {
+            ConfigError::new(
+                vars::GRPC_TLS_CERT_FILE,
+                format!("the certificate and GRPC_TLS_KEY_FILE do not make a TLS identity: {e}"),
+            )
+        })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::OnceLock;
+
+    use rsa::{
+        RsaPrivateKey,
+        pkcs1::EncodeRsaPublicKey,
+        pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding},
+        rand_core::OsRng,
+    };
+
+    use super::super::tests::settings;
+    use super::*;
+
+    /// A key pair made once per test process: its private key (PKCS#8 PEM)
+    /// and public key (SubjectPublicKeyInfo PEM).
+    pub(crate) struct Pair {
+        pub(crate) private_pem: String,
+        pub(crate) public_pem: String,
+        pub(crate) key: RsaPrivateKey,
+    }
+
+    pub(crate) fn make_pair() -> Pair {
+        let key = RsaPrivateKey::new(&mut OsRng, 2048).expect("RSA key");
+        Pair {
+            private_pem: key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string(),
+            public_pem: key
+                .to_public_key()
+                .to_public_key_pem(LineEnding::LF)
+                .unwrap(),
+            key,
+        }
+    }
+
+    pub(crate) fn pair() -> &'static Pair {
+        static PAIR: OnceLock<Pair> = OnceLock::new();
+        PAIR.get_or_init(make_pair)
+    }
+
+    /// Writes `content` to a fresh file; returns the directory (keep it) and path.
+    fn file(content: &[u8]) -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("file.pem");
+        std::fs::write(&path, content).unwrap();
+        (dir, path.to_string_lossy().into_owned())
+    }
+
+    /// A CA-signed certificate for localhost and its key, both PEM.
+    fn localhost_cert() -> (String, String) {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn security_defaults_are_open_and_bounded() {
+        let s = settings(&[]).unwrap().security;
+        assert!(s.auth_public_key.is_none());
+        assert_eq!(s.max_message_bytes, 256 * 1024);
+        assert_eq!(s.request_timeout, Duration::from_secs(30));
+        assert_eq!(s.max_concurrent_calls, 512);
+        assert!(s.tls.is_none());
+        let d = SecuritySettings::default();
+        assert_eq!(
+            (
+                d.max_message_bytes,
+                d.request_timeout,
+                d.max_concurrent_calls
+            ),
+            (
+                s.max_message_bytes,
+                s.request_timeout,
+                s.max_concurrent_calls
+            )
+        );
+    }
+
+    #[test]
+    fn production_refuses_to_start_without_an_auth_key() {
+        let err = settings(&[(vars::ENVIRONMENT, "production")]).unwrap_err();
+        assert_eq!(err.name, vars::AUTH_PUBLIC_KEY_FILE);
+        assert!(err.reason.contains("production"), "{err}");
+        // Elsewhere, no key means no authentication.
+        for env in ["development", "staging"] {
+            let s = settings(&[(vars::ENVIRONMENT, env)]).unwrap();
+            assert!(s.security.auth_public_key.is_none());
+        }
+        let (_dir, key) = file(pair().public_pem.as_bytes());
+        let s = settings(&[
+            (vars::ENVIRONMENT, "production"),
+            (vars::AUTH_PUBLIC_KEY_FILE, &key),
+        ])
+        .unwrap();
+        assert_eq!(s.security.auth_public_key.unwrap().bits(), 2048);
+    }
+
+    #[test]
+    fn a_bad_auth_key_file_names_the_variable() {
+        let pair = pair();
+        let (_d1, private) = file(pair.private_pem.as_bytes());
+        let (_d2, garbage) = file(b"not a key");
+        let (_d3, binary) = file(&[0xff, 0xfe, 0x00]);
+        for (path, needle) in [
+            ("/nonexistent/auth.pem", "cannot read"),
+            (private.as_str(), "private key"),
+            (garbage.as_str(), "not a PEM"),
+            (binary.as_str(), "not PEM text"),
+        ] {
+            let err = settings(&[(vars::AUTH_PUBLIC_KEY_FILE, path)]).unwrap_err();
+            assert_eq!(err.name, vars::AUTH_PUBLIC_KEY_FILE, "{err}");
+            assert!(err.reason.contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn request_limits_parse_and_are_bounded() {
+        let s = settings(&[
+            (vars::GRPC_MAX_MESSAGE_BYTES, "1048576"),
+            (vars::GRPC_REQUEST_TIMEOUT_MS, "2500"),
+            (vars::GRPC_MAX_CONCURRENT_CALLS, "8"),
+        ])
+        .unwrap()
+        .security;
+        assert_eq!(s.max_message_bytes, 1 << 20);
+        assert_eq!(s.request_timeout, Duration::from_millis(2500));
+        assert_eq!(s.max_concurrent_calls, 8);
+        for (name, value) in [
+            (vars::GRPC_MAX_MESSAGE_BYTES, "1024"),
+            (vars::GRPC_MAX_MESSAGE_BYTES, "1000000000"),
+            (vars::GRPC_MAX_MESSAGE_BYTES, "big"),
+            (vars::GRPC_REQUEST_TIMEOUT_MS, "0"),
+            (vars::GRPC_MAX_CONCURRENT_CALLS, "0"),
+            (vars::GRPC_MAX_CONCURRENT_CALLS, "-3"),
+        ] {
+            let err = settings(&[(name, value)]).expect_err(value);
+            assert_eq!(err.name, name, "{err}");
+        }
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_a_matching_pair() {
+        let (cert, key) = localhost_cert();
+        let (_d1, cert_file) = file(cert.as_bytes());
+        let (_d2, key_file) = file(key.as_bytes());
+        let s = settings(&[
+            (vars::GRPC_TLS_CERT_FILE, &cert_file),
+            (vars::GRPC_TLS_KEY_FILE, &key_file),
+        ])
+        .unwrap();
+        let tls = s.security.tls.expect("TLS on");
+        assert_eq!(tls.cert_pem, cert.as_bytes());
+        assert!(!format!("{tls:?}").contains("PRIVATE"), "{tls:?}");
+
+        let only_cert = settings(&[(vars::GRPC_TLS_CERT_FILE, &cert_file)]).unwrap_err();
+        assert_eq!(only_cert.name, vars::GRPC_TLS_KEY_FILE);
+        let only_key = settings(&[(vars::GRPC_TLS_KEY_FILE, &key_file)]).unwrap_err();
+        assert_eq!(only_key.name, vars::GRPC_TLS_CERT_FILE);
+
+        let (_d3, other_key) = file(localhost_cert().1.as_bytes());
+        let (_d4, garbage) = file(b"garbage");
+        let cases = [
+            (
+                cert_file.as_str(),
+                "/nonexistent/key.pem",
+                vars::GRPC_TLS_KEY_FILE,
+            ),
+            (
+                garbage.as_str(),
+                key_file.as_str(),
+                vars::GRPC_TLS_CERT_FILE,
+            ),
+            (
+                cert_file.as_str(),
+                garbage.as_str(),
+                vars::GRPC_TLS_KEY_FILE,
+            ),
+            (
+                key_file.as_str(),
+                cert_file.as_str(),
+                vars::GRPC_TLS_CERT_FILE,
+            ),
+            (
+                cert_file.as_str(),
+                other_key.as_str(),
+                vars::GRPC_TLS_CERT_FILE,
+            ),
+        ];
+        for (cert, key, name) in cases {
+            let err = settings(&[
+                (vars::GRPC_TLS_CERT_FILE, cert),
+                (vars::GRPC_TLS_KEY_FILE, key),
+            ])
+            .expect_err(name);
+            assert_eq!(err.name, name, "{err}");
+        }
+    }
+
+    #[test]
+    fn public_keys_parse_in_both_pem_forms_and_bad_ones_say_why() {
+        let pair = pair();
+        let spki = AuthPublicKey::from_pem(&format!("\n{}\n\n", pair.public_pem)).unwrap();
+        assert_eq!(spki.bits(), 2048);
+        let pkcs1 = pair
+            .key
+            .to_public_key()
+            .to_pkcs1_pem(LineEnding::LF)
+            .unwrap();
+        assert_eq!(AuthPublicKey::from_pem(&pkcs1).unwrap(), spki);
+        assert!(format!("{spki:?}").contains("2048 bits"));
+
+        let err = AuthPublicKey::from_pem(&pair.private_pem).unwrap_err();
+        assert!(err.contains("private key"), "{err}");
+        let err = AuthPublicKey::from_pem("hello").unwrap_err();
+        assert!(err.contains("not a PEM"), "{err}");
+        let err =
+            AuthPublicKey::from_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
+                .unwrap_err();
+        assert!(err.contains("not an RSA public key"), "{err}");
+        let err =
+            AuthPublicKey::from_pem("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----")
+                .unwrap_err();
+        assert!(err.contains("certificate"), "{err}");
+        let small = RsaPrivateKey::new(&mut OsRng, 1024).unwrap();
+        let small = small
+            .to_public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap();
+        let err = AuthPublicKey::from_pem(&small).unwrap_err();
+        assert!(err.contains("1024 bits"), "{err}");
+    }
+}

@@ -1,0 +1,221 @@
+//! The names of every environment variable the service reads.
+//!
+//! Configuration reads these and no others: a variable of another name, in
+//! the environment or in a `.env` file, is ignored.
+
+/// File of extra variables, loaded if present (default `config/.env`).
+pub const CONFIG_ENV_FILE: &str = "CONFIG_ENV_FILE";
+/// `development` (default), `staging` or `production`.
+pub const ENVIRONMENT: &str = "ENVIRONMENT";
+/// Version string reported at start-up.
+pub const APP_VERSION: &str = "APP_VERSION";
+/// Log filter (`tracing` env-filter syntax); default `info`.
+pub const RUST_LOG: &str = "RUST_LOG";
+/// Address the gRPC server binds (default `0.0.0.0`).
+pub const SERVER_HOST: &str = "SERVER_HOST";
+/// Port of the gRPC server (default 9001; 0 picks a free port).
+pub const SERVER_PORT: &str = "SERVER_PORT";
+/// A whole database URI; overrides the parts below.
+pub const DATABASE_URI: &str = "DATABASE_URI";
+/// File holding the database user (Docker secret).
+pub const DATABASE_USER_FILE: &str = "DATABASE_USER_FILE";
+/// The database user, when not read from a file.
+pub const DATABASE_USER: &str = "DATABASE_USER";
+/// File holding the database password (Docker secret).
+pub const DATABASE_PASS_FILE: &str = "DATABASE_PASS_FILE";
+/// The database password, when not read from a file.
+pub const DATABASE_PASS: &str = "DATABASE_PASS";
+/// File holding the database name (Docker secret).
+pub const DATABASE_DB_NAME_FILE: &str = "DATABASE_DB_NAME_FILE";
+/// The database name, when not read from a file (default `jobs_db`).
+pub const DATABASE_DB_NAME: &str = "DATABASE_DB_NAME";
+/// URI scheme: `mongodb` (default) or `mongodb+srv`.
+pub const DATABASE_SCHEMA: &str = "DATABASE_SCHEMA";
+/// Alias of [`DATABASE_SCHEMA`].
+pub const DATABASE_SCHEME: &str = "DATABASE_SCHEME";
+/// Database host (default `127.0.0.1`).
+pub const DATABASE_HOST_NAME: &str = "DATABASE_HOST_NAME";
+/// Alias of [`DATABASE_HOST_NAME`].
+pub const DATABASE_DOMAIN: &str = "DATABASE_DOMAIN";
+/// Database port (default 27017).
+pub const DATABASE_PORT: &str = "DATABASE_PORT";
+/// Folder of the embedded store, used when no database is configured
+/// (default `./data`).
+pub const DATA_DIR: &str = "DATA_DIR";
+/// Memory the embedded store may keep as its page cache, in MiB (default
+/// 64); the operating system's file cache serves the rest.
+pub const DATA_CACHE_MB: &str = "DATA_CACHE_MB";
+/// MongoDB collection of the jobs (default `jobs`).
+pub const DATABASE_COLLECTION: &str = "DATABASE_COLLECTION";
+/// Bound on every database call and on connecting, in ms (default 5000).
+pub const DATABASE_TIMEOUT_MS: &str = "DATABASE_TIMEOUT_MS";
+/// Most connections to MongoDB or PostgreSQL open at once (default 10; a
+/// MongoDB URI's `maxPoolSize` is kept when this is not set).
+pub const DATABASE_POOL_SIZE: &str = "DATABASE_POOL_SIZE";
+/// Comma-separated Kafka bootstrap servers (default `127.0.0.1:9092`).
+pub const KAFKA_BROKERS: &str = "KAFKA_BROKERS";
+/// Compression of produced batches: none, gzip, lz4 (default), zstd, snappy.
+pub const KAFKA_COMPRESSION: &str = "KAFKA_COMPRESSION";
+/// Idempotent producer (default true); when false, one request in flight
+/// per connection keeps each partition in order.
+pub const KAFKA_ENABLE_IDEMPOTENCE: &str = "KAFKA_ENABLE_IDEMPOTENCE";
+/// How long a publish may wait for the broker's acknowledgement, in ms (default 10000).
+pub const KAFKA_MESSAGE_TIMEOUT_MS: &str = "KAFKA_MESSAGE_TIMEOUT_MS";
+/// Longest time the broker holds a fetch waiting for data, in ms (default 100).
+pub const KAFKA_FETCH_WAIT_MAX_MS: &str = "KAFKA_FETCH_WAIT_MAX_MS";
+/// The topics file (default `config/.env.topics`).
+pub const TOPICS_FILE: &str = "TOPICS_FILE";
+/// Topic of create events.
+pub const TOPIC_JOB_CREATE: &str = "TOPIC_JOB_CREATE";
+/// Partitions of the create topic.
+pub const TOPIC_JOB_CREATE_PARTITIONS: &str = "TOPIC_JOB_CREATE_PARTITIONS";
+/// Replicas of the create topic.
+pub const TOPIC_JOB_CREATE_REPLICAS: &str = "TOPIC_JOB_CREATE_REPLICAS";
+/// Topic of update events.
+pub const TOPIC_JOB_UPDATE: &str = "TOPIC_JOB_UPDATE";
+/// Partitions of the update topic.
+pub const TOPIC_JOB_UPDATE_PARTITIONS: &str = "TOPIC_JOB_UPDATE_PARTITIONS";
+/// Replicas of the update topic.
+pub const TOPIC_JOB_UPDATE_REPLICAS: &str = "TOPIC_JOB_UPDATE_REPLICAS";
+/// Topic of run events.
+pub const TOPIC_JOB_RUN: &str = "TOPIC_JOB_RUN";
+/// Partitions of the run topic.
+pub const TOPIC_JOB_RUN_PARTITIONS: &str = "TOPIC_JOB_RUN_PARTITIONS";
+/// Replicas of the run topic.
+pub const TOPIC_JOB_RUN_REPLICAS: &str = "TOPIC_JOB_RUN_REPLICAS";
+/// Topic of run results (consumed).
+pub const TOPIC_JOB_RUN_RESULT: &str = "TOPIC_JOB_RUN_RESULT";
+/// Consumer group of the run-result consumer.
+pub const TOPIC_JOB_RUN_RESULT_CONSUMER_GROUP_ID: &str = "TOPIC_JOB_RUN_RESULT_CONSUMER_GROUP_ID";
+/// Number of run-result consumers in the group (default 1).
+pub const TOPIC_JOB_RUN_RESULT_CONSUMER_WORKER_COUNT: &str =
+    "TOPIC_JOB_RUN_RESULT_CONSUMER_WORKER_COUNT";
+/// Largest ListJobs page size (default 100).
+pub const LIST_MAX_PAGE_SIZE: &str = "LIST_MAX_PAGE_SIZE";
+/// How far ahead the timer holds jobs in memory, in seconds (default 60).
+pub const SCHEDULER_LOOK_AHEAD_SECS: &str = "SCHEDULER_LOOK_AHEAD_SECS";
+/// How many firings run at once (default 256).
+pub const SCHEDULER_FIRE_CONCURRENCY: &str = "SCHEDULER_FIRE_CONCURRENCY";
+/// What to do with a job whose time passed while no replica ran:
+/// `fire-now` (default) or `skip-if-late:<seconds>`.
+pub const SCHEDULER_MISFIRE_POLICY: &str = "SCHEDULER_MISFIRE_POLICY";
+/// How long a job may stay RUNNING without a result, in seconds (default 600).
+pub const SCHEDULER_RUN_TIMEOUT_SECS: &str = "SCHEDULER_RUN_TIMEOUT_SECS";
+/// What happens to a job past its run timeout: `fail` (default) or `retry`.
+pub const SCHEDULER_RUN_TIMEOUT_POLICY: &str = "SCHEDULER_RUN_TIMEOUT_POLICY";
+/// How often the outbox relay looks for unpublished events, in ms (default 1000).
+pub const OUTBOX_POLL_MS: &str = "OUTBOX_POLL_MS";
+/// How long shutdown waits for in-flight work, in seconds (default 10).
+pub const SHUTDOWN_GRACE_SECS: &str = "SHUTDOWN_GRACE_SECS";
+/// PEM file of the auth service's RSA public key: JobsService calls then
+/// need an RS256 JWT with `role: admin`. Required in production; without
+/// it elsewhere, calls are not authenticated.
+pub const AUTH_PUBLIC_KEY_FILE: &str = "AUTH_PUBLIC_KEY_FILE";
+/// Largest request message, in bytes (default 262144 = 256 KiB).
+pub const GRPC_MAX_MESSAGE_BYTES: &str = "GRPC_MAX_MESSAGE_BYTES";
+/// Longest a call may take, in ms (default 30000).
+pub const GRPC_REQUEST_TIMEOUT_MS: &str = "GRPC_REQUEST_TIMEOUT_MS";
+/// Most JobsService calls in flight at once (default 512).
+pub const GRPC_MAX_CONCURRENT_CALLS: &str = "GRPC_MAX_CONCURRENT_CALLS";
+/// PEM certificate chain of the gRPC server: TLS when set (with the key).
+pub const GRPC_TLS_CERT_FILE: &str = "GRPC_TLS_CERT_FILE";
+/// PEM private key of that certificate.
+pub const GRPC_TLS_KEY_FILE: &str = "GRPC_TLS_KEY_FILE";
+/// Port of the Prometheus endpoint `/metrics` (default 9464; 0 picks a
+/// free one).
+pub const METRICS_PORT: &str = "METRICS_PORT";
+/// OTLP/gRPC collector of the traces (e.g. `http://jaeger:4317`); unset:
+/// spans are not exported.
+pub const OTEL_EXPORTER_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+/// Service name on exported spans (default `scheduler-service`).
+pub const OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
+
+/// Every variable above: the only ones configuration reads, and the list
+/// that checks compare other files with.
+pub const ALL: &[&str] = &[
+    CONFIG_ENV_FILE,
+    ENVIRONMENT,
+    APP_VERSION,
+    RUST_LOG,
+    SERVER_HOST,
+    SERVER_PORT,
+    DATABASE_URI,
+    DATABASE_USER_FILE,
+    DATABASE_USER,
+    DATABASE_PASS_FILE,
+    DATABASE_PASS,
+    DATABASE_DB_NAME_FILE,
+    DATABASE_DB_NAME,
+    DATABASE_SCHEMA,
+    DATABASE_SCHEME,
+    DATABASE_HOST_NAME,
+    DATABASE_DOMAIN,
+    DATABASE_PORT,
+    DATABASE_COLLECTION,
+    DATA_DIR,
+    DATA_CACHE_MB,
+    DATABASE_TIMEOUT_MS,
+    DATABASE_POOL_SIZE,
+    KAFKA_BROKERS,
+    KAFKA_COMPRESSION,
+    KAFKA_ENABLE_IDEMPOTENCE,
+    KAFKA_MESSAGE_TIMEOUT_MS,
+    KAFKA_FETCH_WAIT_MAX_MS,
+    TOPICS_FILE,
+    TOPIC_JOB_CREATE,
+    TOPIC_JOB_CREATE_PARTITIONS,
+    TOPIC_JOB_CREATE_REPLICAS,
+    TOPIC_JOB_UPDATE,
+    TOPIC_JOB_UPDATE_PARTITIONS,
+    TOPIC_JOB_UPDATE_REPLICAS,
+    TOPIC_JOB_RUN,
+    TOPIC_JOB_RUN_PARTITIONS,
+    TOPIC_JOB_RUN_REPLICAS,
+    TOPIC_JOB_RUN_RESULT,
+    TOPIC_JOB_RUN_RESULT_CONSUMER_GROUP_ID,
+    TOPIC_JOB_RUN_RESULT_CONSUMER_WORKER_COUNT,
+    LIST_MAX_PAGE_SIZE,
+    SCHEDULER_LOOK_AHEAD_SECS,
+    SCHEDULER_FIRE_CONCURRENCY,
+    SCHEDULER_MISFIRE_POLICY,
+    SCHEDULER_RUN_TIMEOUT_SECS,
+    SCHEDULER_RUN_TIMEOUT_POLICY,
+    OUTBOX_POLL_MS,
+    SHUTDOWN_GRACE_SECS,
+    AUTH_PUBLIC_KEY_FILE,
+    GRPC_MAX_MESSAGE_BYTES,
+    GRPC_REQUEST_TIMEOUT_MS,
+    GRPC_MAX_CONCURRENT_CALLS,
+    GRPC_TLS_CERT_FILE,
+    GRPC_TLS_KEY_FILE,
+    METRICS_PORT,
+    OTEL_EXPORTER_OTLP_ENDPOINT,
+    OTEL_SERVICE_NAME,
+];
+
+/// Each alias with the name it stands for: `(name, alias)`. When both are
+/// set, in any of the sources, the name wins.
+pub const ALIASES: &[(&str, &str)] = &[
+    (DATABASE_SCHEMA, DATABASE_SCHEME),
+    (DATABASE_HOST_NAME, DATABASE_DOMAIN),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variable_is_listed_once() {
+        let mut names = ALL.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len());
+    }
+
+    #[test]
+    fn aliases_are_listed_variables() {
+        for (name, alias) in ALIASES {
+            assert!(ALL.contains(name) && ALL.contains(alias), "{name} {alias}");
+        }
+    }
+}
