@@ -3,8 +3,9 @@
 //! MongoDB-protocol server that `scripts/services.sh up` starts, and gives
 //! tests a gRPC client, a reader of produced events and a result producer.
 //!
-//! Server addresses: `TEST_MONGODB_URI` (default `mongodb://127.0.0.1:27017/`)
-//! and `TEST_KAFKA_BROKERS` (default `127.0.0.1:9092`).
+//! Server addresses: `TEST_MONGODB_URI` (default `mongodb://127.0.0.1:27017/`),
+//! `TEST_POSTGRES_URI` and `TEST_KAFKA_BROKERS` (default `127.0.0.1:9092`),
+//! read by test-support, which the benchmarks share.
 //!
 //! `spawn_app` configures no auth key, so JobsService calls need no token.
 //! [`TestAuth`] is a test auth service (an RSA key pair made at test time);
@@ -14,6 +15,11 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod processes;
+
+// The test servers and fresh names, shared with the benchmarks; each test
+// binary uses some of them.
+#[allow(unused_imports)]
+pub use test_support::{kafka_brokers, mongodb_uri, postgres_uri, unique};
 
 use std::{collections::HashMap, time::Duration};
 
@@ -31,6 +37,7 @@ use scheduler_service::{
     startup::Application,
     telemetry::init_tracing,
 };
+use test_support::topic_vars;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::{
@@ -38,27 +45,6 @@ use tonic::{
     service::{Interceptor, interceptor::InterceptedService},
     transport::Channel,
 };
-
-/// URI of the MongoDB-protocol test server.
-pub fn mongodb_uri() -> String {
-    std::env::var("TEST_MONGODB_URI").unwrap_or_else(|_| "mongodb://127.0.0.1:27017/".to_owned())
-}
-
-/// URI of the PostgreSQL test server.
-pub fn postgres_uri() -> String {
-    std::env::var("TEST_POSTGRES_URI")
-        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// Bootstrap servers of the Kafka-protocol test broker.
-pub fn kafka_brokers() -> String {
-    std::env::var("TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
-}
-
-/// A short unique suffix for database, topic and group names.
-pub fn unique() -> String {
-    bson::oid::ObjectId::new().to_hex()
-}
 
 /// The variables of a test instance: fresh database and topics, port 0,
 /// with `overrides` applied.
@@ -76,20 +62,10 @@ pub fn test_vars(overrides: &[(&str, &str)]) -> Vec<(String, String)> {
         (vars::DATABASE_TIMEOUT_MS, "3000".to_owned()),
         (vars::KAFKA_BROKERS, kafka_brokers()),
         (vars::KAFKA_FETCH_WAIT_MAX_MS, "20".to_owned()),
-        (vars::TOPIC_JOB_CREATE, format!("test-job-create-{suffix}")),
-        (vars::TOPIC_JOB_UPDATE, format!("test-job-update-{suffix}")),
-        (vars::TOPIC_JOB_RUN, format!("test-job-run-{suffix}")),
-        (
-            vars::TOPIC_JOB_RUN_RESULT,
-            format!("test-job-run-result-{suffix}"),
-        ),
-        (
-            vars::TOPIC_JOB_RUN_RESULT_CONSUMER_GROUP_ID,
-            format!("test-group-{suffix}"),
-        ),
         (vars::SHUTDOWN_GRACE_SECS, "5".to_owned()),
     ]
     .into_iter()
+    .chain(topic_vars("test", &suffix))
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     for (k, v) in overrides {

@@ -1,0 +1,222 @@
+//! The child process: one configuration measured in this process. The due
+//! times are drawn, the subject's scheduler is started and every job added
+//! (timed, with the RSS before and after), then the firings are awaited and
+//! their lateness summarised. The subjects themselves are in `subjects` and
+//! `proto_timer`.
+
+use std::{
+    any::Any,
+    sync::{
+        Arc,
+        atomic::{AtomicI64, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use chrono::{DateTime, Utc};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+use crate::{
+    config::{Config, Subject},
+    proto_timer::add_proto_thread_timer,
+    report::Outcome,
+    subjects::{add_delay_queue, add_peer, add_service, add_timer},
+    support::{
+        now_us,
+        proc::{cpu_seconds, load_average, status_kib},
+        stats::Percentiles,
+    },
+};
+
+/// Measures `config` on a runtime of two workers, the add loop included.
+pub fn run_one(config: Config) -> Outcome {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // Everything, the add loop included, runs on the two workers.
+    let outcome = runtime
+        .block_on(async move { tokio::spawn(measure(config)).await })
+        .expect("benchmark task");
+    // The process exits next: skip dropping millions of entries.
+    std::mem::forget(runtime);
+    outcome
+}
+
+pub fn now_ms() -> i64 {
+    now_us() / 1000
+}
+
+pub fn at_ms(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).expect("valid time")
+}
+
+/// Per-firing lateness (µs) in a preallocated, pre-touched array, so that
+/// recording allocates nothing and the array is already in the "before" RSS.
+pub struct Recorder {
+    slots: Box<[AtomicI64]>,
+    count: AtomicUsize,
+}
+
+const EMPTY: i64 = i64::MIN;
+
+impl Recorder {
+    fn new(n: usize) -> Arc<Self> {
+        Arc::new(Recorder {
+            slots: (0..n).map(|_| AtomicI64::new(EMPTY)).collect(),
+            count: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn record(&self, lateness_us: i64) {
+        let i = self.count.fetch_add(1, Ordering::Relaxed);
+        if let Some(slot) = self.slots.get(i) {
+            slot.store(lateness_us, Ordering::Relaxed);
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// The percentiles of what was recorded, and how many were early
+    /// (negative).
+    fn summary(&self) -> (Option<Percentiles>, usize) {
+        let recorded = self
+            .slots
+            .iter()
+            .map(|s| s.load(Ordering::Relaxed))
+            .filter(|&l| l != EMPTY);
+        let early = recorded.clone().filter(|&l| l < 0).count();
+        (Percentiles::of_us(recorded), early)
+    }
+}
+
+/// What an add phase reports.
+pub struct Added {
+    /// Wall-clock start of the add phase (Unix ms); due times are relative.
+    pub t0_ms: i64,
+    add: Duration,
+    rss_before_kib: u64,
+    rss_after_kib: u64,
+    /// Whatever must live until the end of the run.
+    _keep: Box<dyn Any + Send>,
+}
+
+/// An add phase being timed: when it began, and the RSS before it.
+pub struct AddPhase {
+    pub t0_ms: i64,
+    start: Instant,
+    rss_before_kib: u64,
+}
+
+impl AddPhase {
+    /// Reads the RSS, then starts the clocks.
+    pub fn begin() -> Self {
+        let rss_before_kib = status_kib("self", "VmRSS:");
+        Self::starting(now_ms(), rss_before_kib)
+    }
+
+    /// Starts the clock of a phase that began at `t0_ms` (Unix ms), the RSS
+    /// read just before.
+    pub fn starting(t0_ms: i64, rss_before_kib: u64) -> Self {
+        AddPhase {
+            t0_ms,
+            start: Instant::now(),
+            rss_before_kib,
+        }
+    }
+
+    /// Stops the clock, reads the RSS; `keep` lives until the run ends.
+    pub fn end(self, keep: impl Any + Send) -> Added {
+        let add = self.start.elapsed();
+        Added {
+            t0_ms: self.t0_ms,
+            add,
+            rss_before_kib: self.rss_before_kib,
+            rss_after_kib: status_kib("self", "VmRSS:"),
+            _keep: Box::new(keep),
+        }
+    }
+}
+
+/// Adds every job of `offsets` to the subject's scheduler, started first.
+async fn add_all(
+    config: &Config,
+    offsets: &Arc<[i64]>,
+    lateness: &Arc<Recorder>,
+    requested: &Arc<Recorder>,
+) -> Added {
+    let look_ahead = config.margin + config.window + config.grace + Duration::from_secs(60);
+    let lateness = lateness.clone();
+    match config.subject {
+        Subject::Timer => add_timer(offsets, lateness, false).await,
+        Subject::TimerMany => add_timer(offsets, lateness, true).await,
+        Subject::Service => add_service(offsets, lateness, false, look_ahead).await,
+        Subject::ServiceCreate => add_service(offsets, lateness, true, look_ahead).await,
+        Subject::Peer => add_peer(offsets, lateness, requested.clone()).await,
+        Subject::DelayQueue => add_delay_queue(offsets.clone(), lateness).await,
+        Subject::ProtoThreadTimer => add_proto_thread_timer(offsets, lateness),
+    }
+}
+
+async fn measure(config: Config) -> Outcome {
+    let load = load_average();
+    let n = config.jobs;
+    let window_ms = (config.window.as_millis() as i64).max(1);
+    let margin_ms = config.margin.as_millis() as i64;
+    let mut rng = StdRng::seed_from_u64(config.seed);
+    // Due times as offsets from the start of the add phase, whole ms (the
+    // store's precision), in random order.
+    let offsets: Arc<[i64]> = (0..n)
+        .map(|_| margin_ms + rng.random_range(0..window_ms))
+        .collect();
+    let first_due = offsets.iter().copied().min().unwrap_or(margin_ms);
+    let lateness = Recorder::new(n);
+    let requested = Recorder::new(if config.subject == Subject::Peer {
+        n
+    } else {
+        0
+    });
+
+    // Let the runtime settle (workers up, first allocations made).
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let rss_start_kib = status_kib("self", "VmRSS:");
+
+    let added = add_all(&config, &offsets, &lateness, &requested).await;
+    let add_end_ms = added.t0_ms + added.add.as_millis() as i64;
+    let add_overran = add_end_ms >= added.t0_ms + first_due;
+
+    let deadline_ms = added.t0_ms + margin_ms + window_ms + config.grace.as_millis() as i64;
+    while lateness.count() < n && now_ms() < deadline_ms {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let fired = lateness.count().min(n);
+    // Memory and CPU are read before the summary, which is the bench's own
+    // work and not part of the run.
+    let peak_kib = status_kib("self", "VmHWM:");
+    let cpu_s = cpu_seconds("self");
+    let (percentiles, early) = lateness.summary();
+    let (requested_percentiles, requested_early) = requested.summary();
+    let grown = added.rss_after_kib.saturating_sub(added.rss_before_kib);
+    Outcome {
+        subject: config.subject.name().into(),
+        jobs: n,
+        add_ms: added.add.as_secs_f64() * 1000.0,
+        add_overran,
+        fired,
+        p50_ms: percentiles.map(|p| p.p50_ms),
+        p99_ms: percentiles.map(|p| p.p99_ms),
+        max_ms: percentiles.map(|p| p.max_ms),
+        early,
+        requested_p50_ms: requested_percentiles.map(|p| p.p50_ms),
+        requested_p99_ms: requested_percentiles.map(|p| p.p99_ms),
+        requested_early,
+        peak_rss_mb: peak_kib as f64 / 1024.0,
+        peak_added_mb: peak_kib.saturating_sub(rss_start_kib) as f64 / 1024.0,
+        bytes_per_pending: (grown * 1024) as f64 / n.max(1) as f64,
+        cpu_s,
+        load,
+    }
+}

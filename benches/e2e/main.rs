@@ -1,0 +1,119 @@
+//! End-to-end benchmark of the service as it ships: the `scheduler-service`
+//! binary runs as a child process (a fresh one per run, JSON logs piped back
+//! here) against the servers of `scripts/services.sh up`: the Kafka-protocol
+//! broker, the MongoDB-protocol server and PostgreSQL. Each run uses a fresh
+//! collection or schema and fresh topics.
+//!
+//! Three parts, a module each:
+//!
+//! - `create`: CreateJob load. `--concurrency` calls in flight over
+//!   `--connections` HTTP/2 connections, `--requests` calls (after a warm-up
+//!   of a tenth, at most 100, not counted), jobs due a day later so that
+//!   nothing fires; per store (`--stores mongodb,postgres,embedded`). A run stops
+//!   issuing calls after `--max-secs` (the MongoDB-protocol server is slow).
+//!   Reports calls per second, latency p50/p99/max, the service's CPU time
+//!   and peak RSS, and the create events on the topic.
+//! - `fire`: fire-to-consume latency. `--jobs` jobs are created ahead (after
+//!   a pilot of 100 that measures the create rate) with due times uniform
+//!   within one `--window-ms` window that opens `--lead-secs` after the
+//!   expected end of the creation; a consumer assigned directly to every
+//!   partition of the run topic (`fetch.wait.max.ms` = `--fetch-wait-ms`)
+//!   records, per job, its arrival time minus the event's `ScheduleTime`.
+//!   Reports p50/p99/max lateness and the drain time (last arrival − first
+//!   due). Where the time goes: the event's `UpdatedAt` is the time the claim
+//!   started (claim-start lateness), and the service's "job fired" log line
+//!   gives the lateness when the claim returned (claimed lateness); arrival
+//!   minus that is publish plus consume. Configurations: `--fire-stores`,
+//!   `--fire-concurrency` (SCHEDULER_FIRE_CONCURRENCY) × `--partitions`
+//!   (TOPIC_JOB_RUN_PARTITIONS); the service's KAFKA_FETCH_WAIT_MAX_MS is set
+//!   to `--fetch-wait-ms` too (it only paces the run-result consumer).
+//! - `recovery`: restart recovery with `--recovery-jobs` SCHEDULED jobs in
+//!   each of `--recovery-stores` (PostgreSQL and the embedded store),
+//!   inserted once through the store API (`JobDB::insert`, owing no event),
+//!   due 10 to 50 minutes ahead within a one-hour look-ahead window. Each
+//!   run starts the binary on that schema or folder and measures the time
+//!   from spawning it to its log line "armed scheduled jobs from the store"
+//!   (and the part of it between its first and that log line), and its peak
+//!   RSS (VmHWM) once it listens; then stops it (SIGTERM). A baseline run on an
+//!   empty store gives the fixed start-up cost and memory. Beside it, the
+//!   store query (`scheduled_before`) and the arming (`Timer::arm_if_vacant`
+//!   per job) are timed alone in this process.
+//!
+//! ```text
+//! cargo bench --bench e2e                      # every part, 3 runs each
+//! cargo bench --bench e2e -- --smoke           # tiny, well under a minute, for CI
+//! cargo bench --bench e2e -- --parts create --stores postgres --concurrency 64 --requests 20000
+//! cargo bench --bench e2e -- --parts fire --jobs 10000 --fire-concurrency 64,256 --partitions 1,4
+//! cargo bench --bench e2e -- --parts recovery --recovery-stores embedded,postgres --recovery-jobs 100000
+//! ```
+//!
+//! Without any argument (as `cargo test --all-targets` runs it) it runs
+//! `--smoke`. It exits with failure when a call fails, a fired job does not
+//! arrive, or a recovery does not arm every job.
+//!
+//! Server addresses as in the tests (test-support reads them):
+//! `TEST_MONGODB_URI`, `TEST_POSTGRES_URI`, `TEST_KAFKA_BROKERS`. Service
+//! logs are kept under `target/tmp/e2e/` (one file per run).
+//!
+//! The other modules: `args` (the command line), `service` (the binary as a
+//! child and its log), `load` (the CreateJob load generator), `accounting`
+//! (CPU by process) and `report` (what the tables share).
+
+mod accounting;
+mod args;
+mod create;
+mod fire;
+mod load;
+mod recovery;
+mod report;
+mod service;
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::process::ExitCode;
+
+use args::{Options, Part};
+
+fn main() -> ExitCode {
+    let options = args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("e2e: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if runtime.block_on(run(options)) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+async fn run(o: Options) -> bool {
+    eprintln!(
+        "e2e: {} run(s) per configuration; {}; load average {}",
+        o.runs,
+        support::proc::machine(),
+        accounting::load_averages()
+    );
+    eprintln!(
+        "e2e: {}service logs in {}",
+        if o.smoke { "smoke configuration; " } else { "" },
+        service::log_dir().display()
+    );
+    let mut ok = true;
+    if o.parts.contains(&Part::Create) {
+        ok &= create::create_part(&o).await;
+    }
+    if o.parts.contains(&Part::Fire) {
+        ok &= fire::fire_part(&o).await;
+    }
+    if o.parts.contains(&Part::Recovery) {
+        ok &= recovery::recovery_part(&o).await;
+    }
+    ok
+}

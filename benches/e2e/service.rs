@@ -1,0 +1,285 @@
+//! The service under test: the `scheduler-service` binary as a child process
+//! (test-support's [`ServiceChild`]), its JSON log on stderr read by a
+//! thread that copies it to a file and picks out the lines the benchmarks
+//! time (start-up, arming, firings, warnings); the variables of a fresh
+//! instance; and the cleanup of a run's schema, collection or folder.
+
+use std::{
+    fs::File,
+    io::{BufRead, BufReader, Write as _},
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use chrono::{DateTime, Utc};
+use scheduler_service::{config::vars, grpc::proto::jobs_service_client::JobsServiceClient};
+use test_support::{ServiceChild, kafka_brokers, mongodb_uri, postgres_uri, topic_vars, unique};
+use tonic::transport::Channel;
+
+use crate::{
+    args::{Options, Store},
+    support::proc::{cpu_seconds, status_kib},
+};
+
+/// Where the service logs go: one file per run.
+pub fn log_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e")
+}
+
+/// The data folder of an embedded-store run.
+pub fn embedded_dir(namespace: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("e2e-data")
+        .join(namespace)
+}
+
+/// What the log reader thread picked out of the service's JSON log lines.
+#[derive(Default)]
+pub struct LogState {
+    /// When the first log line arrived, and its own timestamp.
+    pub first: Option<(Instant, DateTime<Utc>)>,
+    /// When "armed scheduled jobs from the store" arrived, its timestamp and count.
+    pub armed: Option<(Instant, DateTime<Utc>, usize)>,
+    /// `lateness_ms` of each "job fired" line.
+    pub fired_lateness_ms: Vec<i64>,
+    /// WARN and ERROR lines (the first 1,000): when they arrived, and what.
+    warnings: Vec<(Instant, String)>,
+}
+
+/// The service binary as a child process, its stderr read by a thread that
+/// copies it to a log file and picks out the lines the benchmark needs.
+/// Dropping it kills the process.
+pub struct Service {
+    child: ServiceChild,
+    pub log: Arc<Mutex<LogState>>,
+    /// When it was first seen listening.
+    listening: Instant,
+}
+
+impl Service {
+    /// Starts `bin` with these variables and waits until it listens; returns
+    /// it and when it was spawned.
+    pub async fn start(
+        bin: &Path,
+        env: &[(String, String)],
+        name: &str,
+    ) -> Result<(Service, Instant), String> {
+        std::fs::create_dir_all(log_dir()).map_err(|e| e.to_string())?;
+        let log_path = log_dir().join(format!("{name}-{}.log", unique()));
+        let file = File::create(&log_path).map_err(|e| e.to_string())?;
+        let mut child = ServiceChild::spawn(bin, env, Stdio::null(), Stdio::piped())
+            .map_err(|e| format!("cannot start the service binary: {e}"))?;
+        let log = Arc::new(Mutex::new(LogState::default()));
+        if let Some(stderr) = child.take_stderr() {
+            let state = log.clone();
+            std::thread::spawn(move || read_log(stderr, file, &state));
+        }
+        child
+            .wait_listening(Duration::from_secs(120))
+            .await
+            .map_err(|e| format!("{e}; see {}", log_path.display()))?;
+        let spawned = child.spawned_at;
+        let service = Service {
+            child,
+            log,
+            listening: Instant::now(),
+        };
+        Ok((service, spawned))
+    }
+
+    /// `connections` clients, each on its own HTTP/2 connection.
+    pub async fn clients(&self, connections: usize) -> Vec<JobsServiceClient<Channel>> {
+        let mut clients = Vec::new();
+        for _ in 0..connections {
+            let channel = Channel::from_shared(format!("http://127.0.0.1:{}", self.child.port))
+                .expect("valid URI")
+                .connect()
+                .await
+                .expect("connects to the service");
+            clients.push(JobsServiceClient::new(channel));
+        }
+        clients
+    }
+
+    /// Its CPU time so far (user + system, s).
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(&self.child.id().to_string())
+    }
+
+    /// Its peak RSS (VmHWM) so far.
+    pub fn peak_rss_mb(&self) -> f64 {
+        status_kib(&self.child.id().to_string(), "VmHWM:") as f64 / 1024.0
+    }
+
+    /// Its RSS now.
+    pub fn rss_mb(&self) -> f64 {
+        status_kib(&self.child.id().to_string(), "VmRSS:") as f64 / 1024.0
+    }
+
+    /// SIGTERM, and waits for the exit (SIGKILL after 15 s).
+    pub async fn stop(self) {
+        let child = self.child;
+        let _ = tokio::task::spawn_blocking(move || child.terminate(Duration::from_secs(15))).await;
+    }
+
+    /// Warnings logged since it listens (start-up ones, such as running
+    /// without authentication, are expected): how many, and the first three.
+    pub fn warnings(&self) -> (usize, Vec<String>) {
+        let log = self.log.lock().expect("log state");
+        let since: Vec<&String> = log
+            .warnings
+            .iter()
+            .filter(|(at, _)| *at >= self.listening)
+            .map(|(_, m)| m)
+            .collect();
+        (since.len(), since.into_iter().take(3).cloned().collect())
+    }
+}
+
+/// Copies each line of the service's stderr to `file` and scans it, until
+/// the pipe closes (the process exited).
+fn read_log(stderr: impl std::io::Read, mut file: File, state: &Mutex<LogState>) {
+    for line in BufReader::new(stderr).lines() {
+        let Ok(line) = line else { break };
+        let at = Instant::now();
+        let _ = writeln!(file, "{line}");
+        scan_line(&line, at, state);
+    }
+}
+
+fn scan_line(line: &str, at: Instant, state: &Mutex<LogState>) {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+        return;
+    };
+    let message = value.get("message").and_then(|m| m.as_str()).unwrap_or("");
+    let level = value.get("level").and_then(|m| m.as_str()).unwrap_or("");
+    let timestamp = value
+        .get("timestamp")
+        .and_then(|t| t.as_str())
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc));
+    let mut s = state.lock().expect("log state");
+    if s.first.is_none()
+        && let Some(ts) = timestamp
+    {
+        s.first = Some((at, ts));
+    }
+    match message {
+        "job fired" => {
+            if let Some(l) = value.get("lateness_ms").and_then(serde_json::Value::as_i64) {
+                s.fired_lateness_ms.push(l);
+            }
+        }
+        "armed scheduled jobs from the store" => {
+            let count = value
+                .get("count")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            s.armed = Some((
+                at,
+                timestamp.unwrap_or_default(),
+                usize::try_from(count).unwrap_or(0),
+            ));
+        }
+        _ => {}
+    }
+    if (level == "WARN" || level == "ERROR") && s.warnings.len() < 1000 {
+        let error = value.get("error").and_then(|e| e.as_str()).unwrap_or("");
+        s.warnings
+            .push((at, format!("{message} {error}").trim().to_owned()));
+    }
+}
+
+/// The variables of one service instance: the given store namespace, fresh
+/// topics and group, JSON logs, no config files.
+pub fn service_env(o: &Options, store: Store, namespace: &str) -> Vec<(String, String)> {
+    let mut env: Vec<(&str, String)> = vec![
+        (vars::CONFIG_ENV_FILE, "/dev/null".into()),
+        (vars::TOPICS_FILE, "/dev/null".into()),
+        // JSON logs (production would also insist on an auth key).
+        (vars::ENVIRONMENT, "staging".into()),
+        (vars::RUST_LOG, o.service_log.clone()),
+        (vars::DATABASE_DB_NAME, namespace.to_owned()),
+        (vars::DATABASE_TIMEOUT_MS, "5000".into()),
+        (vars::KAFKA_BROKERS, kafka_brokers()),
+        (vars::KAFKA_FETCH_WAIT_MAX_MS, o.fetch_wait_ms.to_string()),
+        (vars::SHUTDOWN_GRACE_SECS, "5".into()),
+    ];
+    env.extend(topic_vars("e2e", &unique()));
+    env.extend(store_vars(o, store, namespace));
+    env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// The variables that select `store` and its namespace.
+fn store_vars(o: &Options, store: Store, namespace: &str) -> Vec<(&'static str, String)> {
+    match store {
+        Store::MongoDb => vec![
+            (vars::DATABASE_URI, mongodb_uri()),
+            // The MongoDB-protocol server ignores database names.
+            (vars::DATABASE_COLLECTION, namespace.to_owned()),
+        ],
+        Store::Postgres => {
+            let mut uri = postgres_uri();
+            if let Some(options) = &o.pg_options {
+                let encoded = percent_encoding::utf8_percent_encode(
+                    options,
+                    percent_encoding::NON_ALPHANUMERIC,
+                );
+                let sep = if uri.contains('?') { '&' } else { '?' };
+                uri = format!("{uri}{sep}options={encoded}");
+            }
+            vec![(vars::DATABASE_URI, uri)]
+        }
+        // No database URI or connection part selects the embedded store.
+        Store::Embedded => vec![(
+            vars::DATA_DIR,
+            embedded_dir(namespace).to_string_lossy().into_owned(),
+        )],
+    }
+}
+
+/// Sets `name` to `value` in a list of variables.
+pub fn set(env: &mut Vec<(String, String)>, name: &str, value: impl ToString) {
+    env.retain(|(k, _)| k != name);
+    env.push((name.to_owned(), value.to_string()));
+}
+
+/// The value of `name` in a list of variables.
+pub fn var<'a>(env: &'a [(String, String)], name: &str) -> &'a str {
+    env.iter()
+        .find(|(k, _)| k == name)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+/// Drops the schema or collection of a finished run (best effort).
+pub async fn drop_namespace(store: Store, namespace: &str) {
+    match store {
+        Store::Postgres => {
+            if let Ok((client, connection)) =
+                tokio_postgres::connect(&postgres_uri(), tokio_postgres::NoTls).await
+            {
+                tokio::spawn(connection);
+                let _ = client
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{namespace}\" CASCADE"))
+                    .await;
+            }
+        }
+        Store::MongoDb => {
+            if let Ok(client) = mongodb::Client::with_uri_str(mongodb_uri()).await {
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    client
+                        .database(namespace)
+                        .collection::<bson::Document>(namespace)
+                        .drop(),
+                )
+                .await;
+            }
+        }
+        Store::Embedded => {
+            let _ = std::fs::remove_dir_all(embedded_dir(namespace));
+        }
+    }
+}
