@@ -8,11 +8,17 @@
 //! Server: `TEST_POSTGRES_URI`, default
 //! `postgres://postgres:postgres@127.0.0.1:5432/postgres`.
 
+// The store contract's test jobs; this file uses a few of them.
+#[allow(dead_code)]
+#[path = "store_contract/jobs.rs"]
+mod jobs;
+
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Duration as TimeDelta, Utc};
+use chrono::Duration as TimeDelta;
+use jobs::{job, now, page};
 use scheduler_service::{
-    domain::{Job, JobId, JobSpec, JobStatus, JobType, PageRequest, PendingEvents, ResultStatus},
+    domain::{Job, JobId, JobStatus, PendingEvents, ResultStatus},
     store::{JobDB, StoreError, postgres::PgJobDB},
 };
 use tokio_postgres::NoTls;
@@ -56,31 +62,6 @@ async fn raw_client() -> tokio_postgres::Client {
         .expect("raw connect");
     tokio::spawn(connection);
     client
-}
-
-/// The current time at the store's precision.
-fn now() -> DateTime<Utc> {
-    scheduler_service::domain::now()
-}
-
-fn spec(name: &str, schedule_time: DateTime<Utc>) -> JobSpec {
-    JobSpec {
-        name: name.to_owned(),
-        description: format!("description of {name}"),
-        schedule_time,
-        job_type: JobType::Email,
-        job_data: r#"{"to":"someone@example.com"}"#.to_owned(),
-    }
-}
-
-fn job(name: &str, schedule_time: DateTime<Utc>) -> Job {
-    Job::new_scheduled(spec(name, schedule_time), now())
-}
-
-async fn insert_all(db: &PgJobDB, jobs: &[Job]) {
-    for job in jobs {
-        db.insert(job).await.expect("insert");
-    }
 }
 
 #[tokio::test]
@@ -140,7 +121,8 @@ async fn running_before_answers_the_longest_stuck_first() {
     };
     let stuck = running("stuck", -30);
     let stuck_long = running("stuck long", -60);
-    insert_all(&f.db, &[stuck.clone(), stuck_long.clone()]).await;
+    f.db.insert(&stuck).await.expect("insert");
+    f.db.insert(&stuck_long).await.expect("insert");
     assert_eq!(
         f.db.running_before(t).await.expect("stuck"),
         [stuck_long, stuck]
@@ -244,10 +226,7 @@ async fn every_call_is_unavailable(db: &PgJobDB, timeout: Duration) {
     assert_unavailable(db.ensure_indexes().await, "ensure_indexes");
     assert_unavailable(db.insert(&job).await, "insert");
     assert_unavailable(db.get(id).await, "get");
-    assert_unavailable(
-        db.list(PageRequest::new(1, 10, 100).expect("page")).await,
-        "list",
-    );
+    assert_unavailable(db.list(page(1, 10)).await, "list");
     assert_unavailable(db.replace_if(&job, 0).await, "replace_if");
     assert_unavailable(db.delete(id).await, "delete");
     assert_unavailable(db.claim(id, 1, t).await, "claim");

@@ -6,12 +6,10 @@
 
 use super::support::*;
 
-pub async fn check(kind: Kind) {
-    cases!(kind;
-        claim_needs_a_scheduled_job_with_the_fire_token,
-        claim_many_claims_only_scheduled_jobs_with_their_fire_token,
-    );
-}
+cases!(
+    claim_needs_a_scheduled_job_with_the_fire_token,
+    claim_many_claims_only_scheduled_jobs_with_their_fire_token,
+);
 
 /// `job` as a claim at `at` must leave it.
 fn claimed(job: &Job, at: DateTime<Utc>) -> Job {
@@ -27,8 +25,7 @@ fn claimed(job: &Job, at: DateTime<Utc>) -> Job {
     }
 }
 
-async fn claim_needs_a_scheduled_job_with_the_fire_token(store: &Store) {
-    let db = &*store.db;
+async fn claim_needs_a_scheduled_job_with_the_fire_token(db: &Store) {
     let due = Job {
         pending: PendingEvents {
             create: true,
@@ -85,8 +82,7 @@ async fn claim_needs_a_scheduled_job_with_the_fire_token(store: &Store) {
     }
 }
 
-async fn claim_many_claims_only_scheduled_jobs_with_their_fire_token(store: &Store) {
-    let db = &*store.db;
+async fn claim_many_claims_only_scheduled_jobs_with_their_fire_token(db: &Store) {
     let past = now() - TimeDelta::seconds(1);
     let due: Vec<Job> = (0..5).map(|i| job(&format!("due {i}"), past)).collect();
     let stale = Job {
@@ -97,9 +93,9 @@ async fn claim_many_claims_only_scheduled_jobs_with_their_fire_token(store: &Sto
         .into_iter()
         .map(|status| job_in("not scheduled", status, past))
         .collect();
-    insert_all(db, &due).await;
-    insert_all(db, std::slice::from_ref(&stale)).await;
-    insert_all(db, &not_scheduled).await;
+    db.insert_all(&due).await;
+    db.insert_all(std::slice::from_ref(&stale)).await;
+    db.insert_all(&not_scheduled).await;
     let at = now() + TimeDelta::milliseconds(3);
 
     assert!(db.claim_many(&[], at).await.expect("empty").is_empty());

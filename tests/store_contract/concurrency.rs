@@ -4,22 +4,28 @@
 //! job is claimed exactly once, and nothing is left due.
 
 use futures::{StreamExt, TryStreamExt, stream};
-use tokio::sync::Barrier;
+use tokio::{sync::Barrier, task::JoinHandle};
 
 use super::support::*;
 
-pub async fn check(kind: Kind) {
-    cases!(kind;
-        many_concurrent_claimers_claim_each_job_exactly_once,
-        concurrent_batch_claims_claim_each_job_exactly_once,
-    );
-}
+/// A replica's task in a race: the jobs it claimed.
+type Claimer = JoinHandle<Result<Vec<Job>, StoreError>>;
 
-/// Checks that the claims `won` by all replicas claimed each of `jobs`
-/// exactly once, each as a claim must leave it.
-fn each_claimed_once(jobs: &[Job], won: &[Job]) {
+cases!(
+    many_concurrent_claimers_claim_each_job_exactly_once,
+    concurrent_batch_claims_claim_each_job_exactly_once,
+);
+
+/// Waits for the `replicas` racing to claim `jobs` and checks that they
+/// claimed each exactly once, each as a claim must leave it, and left
+/// nothing due.
+async fn each_claimed_once(store: &Store, jobs: &[Job], replicas: Vec<Claimer>) {
+    let mut won = Vec::new();
+    for handle in replicas {
+        won.extend(handle.await.expect("join").expect("claims"));
+    }
     let mut claimed_by: HashMap<JobId, usize> = HashMap::new();
-    for job in won {
+    for job in &won {
         assert_eq!(job.status, JobStatus::Running);
         assert!(job.pending.run);
         assert_eq!(job.version, 1);
@@ -30,6 +36,8 @@ fn each_claimed_once(jobs: &[Job], won: &[Job]) {
     for job in jobs {
         assert_eq!(claimed_by.get(&job.id), Some(&1), "{}", job.spec.name);
     }
+    let due = store.scheduled_before(now()).await.expect("due");
+    assert!(due.is_empty(), "{due:?}");
 }
 
 /// The requirement: several replicas race to claim every due job
@@ -42,8 +50,8 @@ async fn many_concurrent_claimers_claim_each_job_exactly_once(store: &Store) {
 
     let past = now() - TimeDelta::seconds(1);
     let jobs: Vec<Job> = (0..JOBS).map(|i| job(&format!("due {i}"), past)).collect();
-    insert_all(&*store.db, &jobs).await;
-    let due = Arc::new(store.db.scheduled_before(now()).await.expect("due"));
+    store.insert_all(&jobs).await;
+    let due = Arc::new(store.scheduled_before(now()).await.expect("due"));
     assert_eq!(due.len(), JOBS);
 
     let start = Arc::new(Barrier::new(REPLICAS));
@@ -75,22 +83,8 @@ async fn many_concurrent_claimers_claim_each_job_exactly_once(store: &Store) {
             Ok::<_, StoreError>(claims.into_iter().flatten().collect::<Vec<Job>>())
         }));
     }
-    let mut won = Vec::new();
-    for handle in replicas {
-        won.extend(handle.await.expect("join").expect("claims"));
-    }
-    each_claimed_once(&jobs, &won);
-
-    assert!(
-        store
-            .db
-            .scheduled_before(now())
-            .await
-            .expect("due")
-            .is_empty()
-    );
+    each_claimed_once(store, &jobs, replicas).await;
     let running = store
-        .db
         .running_before(now() + TimeDelta::seconds(1))
         .await
         .expect("running");
@@ -114,7 +108,7 @@ async fn concurrent_batch_claims_claim_each_job_exactly_once(store: &Store) {
         let jobs: Vec<Job> = (0..JOBS)
             .map(|i| job(&format!("due {round}.{i}"), past))
             .collect();
-        insert_all(&*store.db, &jobs).await;
+        store.insert_all(&jobs).await;
         let due: Arc<Vec<(JobId, i64)>> =
             Arc::new(jobs.iter().map(|j| (j.id, j.fire_token)).collect());
 
@@ -145,18 +139,6 @@ async fn concurrent_batch_claims_claim_each_job_exactly_once(store: &Store) {
                 Ok::<_, StoreError>(claims.into_iter().flatten().collect::<Vec<Job>>())
             }));
         }
-        let mut won = Vec::new();
-        for handle in replicas {
-            won.extend(handle.await.expect("join").expect("claims"));
-        }
-        each_claimed_once(&jobs, &won);
-        assert!(
-            store
-                .db
-                .scheduled_before(now())
-                .await
-                .expect("due")
-                .is_empty()
-        );
+        each_claimed_once(store, &jobs, replicas).await;
     }
 }

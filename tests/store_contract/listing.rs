@@ -6,16 +6,13 @@
 
 use super::support::*;
 
-pub async fn check(kind: Kind) {
-    cases!(kind;
-        list_orders_by_schedule_time_then_id_and_pages,
-        scheduled_before_answers_earliest_first,
-        the_outbox_answers_least_recently_changed_first_up_to_the_limit,
-    );
-}
+cases!(
+    list_orders_by_schedule_time_then_id_and_pages,
+    scheduled_before_answers_earliest_first,
+    the_outbox_answers_least_recently_changed_first_up_to_the_limit,
+);
 
-async fn list_orders_by_schedule_time_then_id_and_pages(store: &Store) {
-    let db = &*store.db;
+async fn list_orders_by_schedule_time_then_id_and_pages(db: &Store) {
     let t = now();
     let empty = db.list(page(1, 10)).await.expect("list");
     assert_eq!((empty.jobs.len(), empty.total), (0, 0));
@@ -25,7 +22,7 @@ async fn list_orders_by_schedule_time_then_id_and_pages(store: &Store) {
     for (i, offset) in [5, 1, 3, 3, 0, 3, 9].into_iter().enumerate() {
         jobs.push(job(&format!("job {i}"), t + TimeDelta::seconds(offset)));
     }
-    insert_all(db, &jobs).await;
+    db.insert_all(&jobs).await;
     let mut expected = jobs.clone();
     expected.sort_by_key(|j| (j.spec.schedule_time, j.id));
 
@@ -50,22 +47,20 @@ async fn list_orders_by_schedule_time_then_id_and_pages(store: &Store) {
     assert_eq!(db.list(page(1, 100)).await.expect("list").jobs, expected);
 }
 
-async fn scheduled_before_answers_earliest_first(store: &Store) {
-    let db = &*store.db;
+async fn scheduled_before_answers_earliest_first(db: &Store) {
     let t = now();
     let jobs: Vec<Job> = [4, -3, 2, -10, 0, 7, -1]
         .into_iter()
         .map(|offset| job(&format!("in {offset}"), t + TimeDelta::seconds(offset)))
         .collect();
-    insert_all(db, &jobs).await;
+    db.insert_all(&jobs).await;
     let mut expected: Vec<DueJob> = jobs.iter().map(DueJob::from).collect();
     expected.sort_by_key(|d| d.schedule_time);
     let until = t + TimeDelta::seconds(60);
     assert_eq!(db.scheduled_before(until).await.expect("due"), expected);
 }
 
-async fn the_outbox_answers_least_recently_changed_first_up_to_the_limit(store: &Store) {
-    let db = &*store.db;
+async fn the_outbox_answers_least_recently_changed_first_up_to_the_limit(db: &Store) {
     let t = now();
     let owing = |name: &str, updated: i64| Job {
         updated_at: t + TimeDelta::seconds(updated),
@@ -75,7 +70,7 @@ async fn the_outbox_answers_least_recently_changed_first_up_to_the_limit(store: 
         .into_iter()
         .map(|updated| owing(&format!("changed at {updated}"), updated))
         .collect();
-    insert_all(db, &jobs).await;
+    db.insert_all(&jobs).await;
     let mut expected = jobs.clone();
     expected.sort_by_key(|j| j.updated_at);
     assert_eq!(db.with_pending_events(10).await.expect("outbox"), expected);

@@ -49,13 +49,18 @@
 //!
 //! [`JobDB`]: scheduler_service::store::JobDB
 
-/// Runs each named case of an area, a fresh store each, on stores of `$kind`.
+/// An area's `check`: runs each case named, a fresh store each, on stores
+/// of the kind given.
 macro_rules! cases {
-    ($kind:expr; $($case:ident),+ $(,)?) => {
-        $( $kind.run(stringify!($case), $case).await; )+
+    ($($case:ident),+ $(,)?) => {
+        /// Runs each case of this area on a fresh store of `kind`.
+        pub async fn check(kind: Kind) {
+            $( kind.run(stringify!($case), $case).await; )+
+        }
     };
 }
 
+mod jobs;
 mod stores;
 mod support;
 

@@ -6,15 +6,12 @@
 
 use super::support::*;
 
-pub async fn check(kind: Kind) {
-    cases!(kind;
-        the_outbox_lists_owing_jobs_and_clears_them_at_the_read_version,
-        clear_pending_many_clears_only_jobs_still_at_their_version,
-    );
-}
+cases!(
+    the_outbox_lists_owing_jobs_and_clears_them_at_the_read_version,
+    clear_pending_many_clears_only_jobs_still_at_their_version,
+);
 
-async fn the_outbox_lists_owing_jobs_and_clears_them_at_the_read_version(store: &Store) {
-    let db = &*store.db;
+async fn the_outbox_lists_owing_jobs_and_clears_them_at_the_read_version(db: &Store) {
     let t = now();
     let owing = |name: &str, updated: i64, pending: PendingEvents| Job {
         updated_at: t + TimeDelta::seconds(updated),
@@ -25,7 +22,8 @@ async fn the_outbox_lists_owing_jobs_and_clears_them_at_the_read_version(store: 
     let first = owing("first", 1, CREATE);
     let none = owing("none", 0, PendingEvents::NONE);
     let second = owing("second", 2, UPDATE);
-    insert_all(db, &[third.clone(), first.clone(), none, second.clone()]).await;
+    db.insert_all(&[third.clone(), first.clone(), none, second.clone()])
+        .await;
 
     let id = |j: &Job| j.id;
     let outbox = db.with_pending_events(10).await.expect("outbox");
@@ -76,8 +74,7 @@ async fn the_outbox_lists_owing_jobs_and_clears_them_at_the_read_version(store: 
     assert_eq!(by_id(&outbox, id), by_id(&[second, third], id));
 }
 
-async fn clear_pending_many_clears_only_jobs_still_at_their_version(store: &Store) {
-    let db = &*store.db;
+async fn clear_pending_many_clears_only_jobs_still_at_their_version(db: &Store) {
     // Claimed first, as the service clears them: at version 1, owing every event.
     let jobs: Vec<Job> = (0..5)
         .map(|i| Job {
@@ -85,7 +82,7 @@ async fn clear_pending_many_clears_only_jobs_still_at_their_version(store: &Stor
             ..job(&format!("owing {i}"), now() - TimeDelta::seconds(1))
         })
         .collect();
-    insert_all(db, &jobs).await;
+    db.insert_all(&jobs).await;
     let firings: Vec<(JobId, i64)> = jobs.iter().map(|j| (j.id, j.fire_token)).collect();
     let mut claimed = db.claim_many(&firings, now()).await.expect("claim");
     claimed.sort_by_key(|j| j.id);

@@ -6,12 +6,9 @@
 
 use super::support::*;
 
-pub async fn check(kind: Kind) {
-    cases!(kind; replace_if_writes_every_field_only_at_the_expected_version);
-}
+cases!(replace_if_writes_every_field_only_at_the_expected_version);
 
-async fn replace_if_writes_every_field_only_at_the_expected_version(store: &Store) {
-    let db = &*store.db;
+async fn replace_if_writes_every_field_only_at_the_expected_version(db: &Store) {
     let original = job("original", now());
     db.insert(&original).await.expect("insert");
 

@@ -5,15 +5,9 @@
 
 use super::support::*;
 
-pub async fn check(kind: Kind) {
-    cases!(kind;
-        store_result_outcomes,
-        each_result_is_stored_on_its_own_job,
-    );
-}
+cases!(store_result_outcomes, each_result_is_stored_on_its_own_job,);
 
-async fn store_result_outcomes(store: &Store) {
-    let db = &*store.db;
+async fn store_result_outcomes(db: &Store) {
     let at = now();
     assert_eq!(
         db.store_result(JobId::new(), ResultStatus::Succeeded, at)
@@ -78,11 +72,10 @@ async fn store_result_outcomes(store: &Store) {
 
 /// Success and failure, each on its own job among others: a result changes
 /// its job and no other.
-async fn each_result_is_stored_on_its_own_job(store: &Store) {
-    let db = &*store.db;
+async fn each_result_is_stored_on_its_own_job(db: &Store) {
     let at = now();
     let jobs: Vec<Job> = (0..3).map(|i| job(&format!("run {i}"), at)).collect();
-    insert_all(db, &jobs).await;
+    db.insert_all(&jobs).await;
     let mut running = Vec::new();
     for job in &jobs {
         running.push(

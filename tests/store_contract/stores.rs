@@ -20,7 +20,7 @@ use scheduler_service::store::{
 };
 use tokio_postgres::NoTls;
 
-use super::support::{JobDB, JobId};
+use super::support::{Job, JobDB, JobId};
 
 /// How long a store waits for its server: it bounds a hang, nothing more.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,7 +46,7 @@ pub enum Kind {
 /// One case's store, fresh, and where it lives.
 pub struct Store {
     /// The store under test.
-    pub db: Arc<dyn JobDB>,
+    db: Arc<dyn JobDB>,
     kind: Kind,
     place: Place,
 }
@@ -63,17 +63,16 @@ enum Place {
     Collection { uri: String, name: String },
 }
 
+/// The value of the environment variable `name`, or `default`.
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
 fn postgres_uri() -> String {
-    std::env::var("TEST_POSTGRES_URI")
-        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-fn polodb_uri() -> String {
-    std::env::var("TEST_MONGODB_URI").unwrap_or_else(|_| "mongodb://127.0.0.1:27017/".to_owned())
-}
-
-fn mongodb_uri() -> String {
-    std::env::var("MONGODB_URI").expect("MONGODB_URI names the real MongoDB these cases run on")
+    env_or(
+        "TEST_POSTGRES_URI",
+        "postgres://postgres:postgres@127.0.0.1:5432/postgres",
+    )
 }
 
 impl Kind {
@@ -103,9 +102,10 @@ impl Kind {
             }
             Kind::Polodb | Kind::Mongodb => {
                 let uri = if self == Kind::Polodb {
-                    polodb_uri()
+                    env_or("TEST_MONGODB_URI", "mongodb://127.0.0.1:27017/")
                 } else {
-                    mongodb_uri()
+                    std::env::var("MONGODB_URI")
+                        .expect("MONGODB_URI names the real MongoDB these cases run on")
                 };
                 let name = format!("contract_{}", JobId::new().to_hex());
                 Place::Collection { uri, name }.connected().await
@@ -163,7 +163,23 @@ impl Place {
     }
 }
 
+/// A store is used as the [`JobDB`] it holds.
+impl std::ops::Deref for Store {
+    type Target = dyn JobDB;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.db
+    }
+}
+
 impl Store {
+    /// Stores each of `jobs`.
+    pub async fn insert_all(&self, jobs: &[Job]) {
+        for job in jobs {
+            self.insert(job).await.expect("insert");
+        }
+    }
+
     /// The store as another replica of the service would have it: on a
     /// server, its own client with at most `connections` connections; in
     /// one process (memory, embedded), the same store.

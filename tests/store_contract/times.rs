@@ -5,12 +5,9 @@
 
 use super::support::*;
 
-pub async fn check(kind: Kind) {
-    cases!(kind; every_time_written_is_kept_to_the_millisecond);
-}
+cases!(every_time_written_is_kept_to_the_millisecond);
 
-async fn every_time_written_is_kept_to_the_millisecond(store: &Store) {
-    let db = &*store.db;
+async fn every_time_written_is_kept_to_the_millisecond(db: &Store) {
     let precise = DateTime::from_timestamp(1_800_000_000, 987_654_321).expect("valid time");
     let ms = precise.trunc_subsecs(3);
     let job = Job {

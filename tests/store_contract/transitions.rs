@@ -9,24 +9,18 @@
 
 use super::support::*;
 
-pub async fn check(kind: Kind) {
-    cases!(kind;
-        a_misfire_fails_the_job_only_if_nothing_changed_it_since_the_read,
-        a_stuck_run_fails_or_is_retried_unless_its_result_came_first,
-    );
-}
+cases!(
+    a_misfire_fails_the_job_only_if_nothing_changed_it_since_the_read,
+    a_stuck_run_fails_or_is_retried_unless_its_result_came_first,
+);
 
-async fn a_misfire_fails_the_job_only_if_nothing_changed_it_since_the_read(store: &Store) {
-    let db = &*store.db;
+async fn a_misfire_fails_the_job_only_if_nothing_changed_it_since_the_read(db: &Store) {
     let past = now() - TimeDelta::minutes(5);
     let late = job("late", past);
     let claimed_first = job("claimed first", past);
     let updated_first = job("updated first", past);
-    insert_all(
-        db,
-        &[late.clone(), claimed_first.clone(), updated_first.clone()],
-    )
-    .await;
+    db.insert_all(&[late.clone(), claimed_first.clone(), updated_first.clone()])
+        .await;
     let at = now();
 
     let read = db.get(late.id).await.expect("get").expect("found");
@@ -91,15 +85,14 @@ async fn a_misfire_fails_the_job_only_if_nothing_changed_it_since_the_read(store
     assert_eq!(db.get(updated_first.id).await.expect("get"), Some(moved));
 }
 
-async fn a_stuck_run_fails_or_is_retried_unless_its_result_came_first(store: &Store) {
-    let db = &*store.db;
+async fn a_stuck_run_fails_or_is_retried_unless_its_result_came_first(db: &Store) {
     let t = now();
     let long_ago = t - TimeDelta::minutes(1);
     let jobs: Vec<Job> = ["failed", "retried", "reported"]
         .into_iter()
         .map(|name| job(name, long_ago))
         .collect();
-    insert_all(db, &jobs).await;
+    db.insert_all(&jobs).await;
     for job in &jobs {
         db.claim(job.id, job.fire_token, long_ago)
             .await

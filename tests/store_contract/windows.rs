@@ -7,15 +7,12 @@
 
 use super::support::*;
 
-pub async fn check(kind: Kind) {
-    cases!(kind;
-        scheduled_before_answers_scheduled_jobs_due_before_the_bound,
-        running_before_answers_running_jobs_changed_before_the_cutoff,
-    );
-}
+cases!(
+    scheduled_before_answers_scheduled_jobs_due_before_the_bound,
+    running_before_answers_running_jobs_changed_before_the_cutoff,
+);
 
-async fn scheduled_before_answers_scheduled_jobs_due_before_the_bound(store: &Store) {
-    let db = &*store.db;
+async fn scheduled_before_answers_scheduled_jobs_due_before_the_bound(db: &Store) {
     let t = now();
     let late = job("late", t + TimeDelta::seconds(10));
     let early = job("early", t - TimeDelta::seconds(10));
@@ -30,17 +27,14 @@ async fn scheduled_before_answers_scheduled_jobs_due_before_the_bound(store: &St
     .into_iter()
     .map(|status| job_in("not scheduled", status, t - TimeDelta::seconds(20)))
     .collect();
-    insert_all(
-        db,
-        &[
-            late.clone(),
-            early.clone(),
-            at_until.clone(),
-            middle.clone(),
-        ],
-    )
+    db.insert_all(&[
+        late.clone(),
+        early.clone(),
+        at_until.clone(),
+        middle.clone(),
+    ])
     .await;
-    insert_all(db, &not_scheduled).await;
+    db.insert_all(&not_scheduled).await;
 
     let id = |d: &DueJob| d.id;
     let until = t + TimeDelta::seconds(5);
@@ -82,8 +76,7 @@ async fn scheduled_before_answers_scheduled_jobs_due_before_the_bound(store: &St
     );
 }
 
-async fn running_before_answers_running_jobs_changed_before_the_cutoff(store: &Store) {
-    let db = &*store.db;
+async fn running_before_answers_running_jobs_changed_before_the_cutoff(db: &Store) {
     let t = now();
     let with = |name: &str, status: JobStatus, updated: i64| Job {
         status,
@@ -96,17 +89,14 @@ async fn running_before_answers_running_jobs_changed_before_the_cutoff(store: &S
     let old_done = with("old done", JobStatus::Succeeded, -90);
     let old_failed = with("old failed", JobStatus::Failed, -90);
     let old_scheduled = with("old scheduled", JobStatus::Scheduled, -90);
-    insert_all(
-        db,
-        &[
-            stuck.clone(),
-            fresh.clone(),
-            old_done,
-            stuck_long.clone(),
-            old_scheduled,
-            old_failed,
-        ],
-    )
+    db.insert_all(&[
+        stuck.clone(),
+        fresh.clone(),
+        old_done,
+        stuck_long.clone(),
+        old_scheduled,
+        old_failed,
+    ])
     .await;
     let id = |j: &Job| j.id;
     let running = db
