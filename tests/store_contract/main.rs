@@ -21,9 +21,9 @@
 //!   does not make a conditional update atomic across connections, so
 //!   racing claimers win the same job more than once (214 claims for 200
 //!   jobs in one run). polodb also has no createIndexes (the fixture checks
-//!   that the store reports the refusal), cannot drop a collection (the
-//!   cases' collections stay), and ignores database names (each case has a
-//!   collection of its own).
+//!   that the store reports the refusal), cannot drop a collection (each
+//!   case's collection is emptied and stays), and ignores database names
+//!   (each case has a collection of its own).
 //! - a real MongoDB: every area, when `MONGODB_URI` names one:
 //!   `MONGODB_URI=mongodb://… cargo test --test store_contract -- --ignored mongodb::`.
 //!   Without it those tests are marked ignored, so that the summary shows

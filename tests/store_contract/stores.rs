@@ -207,18 +207,21 @@ impl Store {
                     .await
                     .expect("drop schema");
             }
-            // polodb cannot drop a collection; its collections are as many
-            // as the cases run on it, and empty or nearly.
-            Place::Collection { .. } if kind == Kind::Polodb => {}
             Place::Collection { uri, name } => {
-                mongodb::Client::with_uri_str(&uri)
+                let collection = mongodb::Client::with_uri_str(&uri)
                     .await
                     .expect("connect to MongoDB")
                     .database(MONGO_DATABASE)
-                    .collection::<Document>(&name)
-                    .drop()
-                    .await
-                    .expect("drop collection");
+                    .collection::<Document>(&name);
+                if kind == Kind::Polodb {
+                    // polodb cannot drop a collection: it is emptied instead.
+                    collection
+                        .delete_many(bson::doc! {})
+                        .await
+                        .expect("empty collection");
+                } else {
+                    collection.drop().await.expect("drop collection");
+                }
             }
         }
     }
