@@ -11,7 +11,8 @@
 //! `results` (outcomes and duplicates), `outbox` (owed events and their
 //! version check), `windows` (the due window and stuck runs),
 //! `transitions` (misfires and run timeouts as the service makes them),
-//! `concurrency` (replicas racing to claim).
+//! `concurrency` (replicas racing to claim). `ensure_indexes` runs twice
+//! on every fresh store before its case (a restart runs it again).
 //!
 //! Where they run:
 //! - memory, embedded, PostgreSQL: every area.

@@ -55,7 +55,7 @@ pub struct Store {
 enum Place {
     /// In the store itself (memory), gone with it.
     Process,
-    /// The embedded store's directory, removed when dropped.
+    /// The embedded store's temporary directory.
     Dir(tempfile::TempDir),
     /// A PostgreSQL schema of its own.
     Schema(String),
