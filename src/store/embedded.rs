@@ -847,18 +847,6 @@ mod tests {
         assert_eq!(db.get(kept.id).await.unwrap(), Some(kept));
     }
 
-    #[tokio::test]
-    async fn batch_claims_and_outbox_clears_follow_the_single_job_rules() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = EmbeddedJobDB::open(dir.path()).unwrap();
-        crate::store::batch_tests::check(&db).await;
-        // The index tables moved with the jobs: only the job whose fire
-        // token was stale is still due.
-        let due = db.scheduled_before(now()).await.unwrap();
-        assert_eq!(due.len(), 1);
-        assert_eq!(db.get(due[0].id).await.unwrap().unwrap().spec.name, "stale");
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_claimers_win_each_job_once() {
         let dir = tempfile::tempdir().unwrap();

@@ -178,15 +178,3 @@ impl JobDB for MemoryJobDB {
             .collect())
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The memory store keeps the trait's default batch methods, so this
-    /// checks those defaults.
-    #[tokio::test]
-    async fn batch_claims_and_outbox_clears_follow_the_single_job_rules() {
-        super::super::batch_tests::check(&MemoryJobDB::new()).await;
-    }
-}

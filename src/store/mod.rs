@@ -8,6 +8,9 @@
 //!
 //! Every state change is a single conditional update on one job, so that two
 //! callers (or two replicas) racing on the same job cannot both win.
+//!
+//! The store contract (`tests/store_contract`) holds every implementation
+//! to the rules documented on [`JobDB`].
 
 pub mod embedded;
 pub mod memory;
@@ -268,92 +271,5 @@ pub(crate) fn result_outcome(current: JobStatus, result: ResultStatus) -> Result
         ResultOutcome::Duplicate
     } else {
         ResultOutcome::Ignored(current)
-    }
-}
-
-/// Checks the batch methods of a store against the rules of their single-job
-/// counterparts; run by each store's unit tests.
-#[cfg(test)]
-pub(crate) mod batch_tests {
-    use super::*;
-    use crate::domain::{JobSpec, JobType, now};
-
-    fn job(name: &str, status: JobStatus, pending: PendingEvents) -> Job {
-        let spec = JobSpec {
-            name: name.into(),
-            description: String::new(),
-            schedule_time: now() - chrono::Duration::seconds(1),
-            job_type: JobType::Email,
-            job_data: "{}".into(),
-        };
-        Job {
-            status,
-            pending,
-            ..Job::new_scheduled(spec, now())
-        }
-    }
-
-    fn sorted(mut ids: Vec<JobId>) -> Vec<JobId> {
-        ids.sort();
-        ids
-    }
-
-    /// `claim_many` claims exactly the SCHEDULED jobs listed with their
-    /// current fire token, each once; `clear_pending_many` clears exactly
-    /// the jobs still at the version given, and leaves their version.
-    pub(crate) async fn check(db: &dyn JobDB) {
-        let created = PendingEvents {
-            create: true,
-            ..PendingEvents::NONE
-        };
-        let due: Vec<Job> = (0..3)
-            .map(|i| job(&format!("due {i}"), JobStatus::Scheduled, created))
-            .collect();
-        let stale = job("stale", JobStatus::Scheduled, PendingEvents::NONE);
-        let running = job("running", JobStatus::Running, PendingEvents::NONE);
-        for j in due.iter().chain([&stale, &running]) {
-            db.insert(j).await.unwrap();
-        }
-        let at = now();
-        let mut batch: Vec<(JobId, i64)> = due.iter().map(|j| (j.id, j.fire_token)).collect();
-        batch.extend([
-            (stale.id, stale.fire_token ^ 1),
-            (running.id, running.fire_token),
-            (JobId::new(), 7),
-            (due[0].id, due[0].fire_token),
-        ]);
-        assert!(db.claim_many(&[], at).await.unwrap().is_empty());
-        let claimed = db.claim_many(&batch, at).await.unwrap();
-        assert_eq!(
-            sorted(claimed.iter().map(|j| j.id).collect()),
-            sorted(due.iter().map(|j| j.id).collect())
-        );
-        for j in &claimed {
-            let before = due.iter().find(|d| d.id == j.id).unwrap();
-            assert_eq!(Some(j.clone()), before.claimed(before.fire_token, at));
-            assert_eq!(db.get(j.id).await.unwrap().as_ref(), Some(j));
-        }
-        assert_eq!(db.get(stale.id).await.unwrap(), Some(stale.clone()));
-        assert_eq!(db.get(running.id).await.unwrap(), Some(running.clone()));
-        assert!(db.claim_many(&batch, at).await.unwrap().is_empty());
-
-        // The first two at their claimed version, the third at a stale one.
-        let mut clear: Vec<(JobId, i64)> = claimed.iter().map(|j| (j.id, j.version)).collect();
-        clear.sort();
-        clear[2].1 -= 1;
-        clear.push((JobId::new(), 1));
-        assert!(db.clear_pending_many(&[]).await.unwrap().is_empty());
-        let cleared = db.clear_pending_many(&clear).await.unwrap();
-        assert_eq!(sorted(cleared), sorted(vec![clear[0].0, clear[1].0]));
-        for (i, (id, _)) in clear[..3].iter().enumerate() {
-            let stored = db.get(*id).await.unwrap().unwrap();
-            let claimed = claimed.iter().find(|j| j.id == *id).unwrap();
-            assert_eq!(stored.version, claimed.version);
-            if i < 2 {
-                assert!(!stored.pending.any(), "{stored:?}");
-            } else {
-                assert_eq!(stored.pending, claimed.pending);
-            }
-        }
     }
 }
