@@ -26,7 +26,9 @@ use chrono::{DateTime, Utc};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::{ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, StoreError, result_outcome};
+use super::{
+    ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, StoreError, result_outcome, stored_time,
+};
 use crate::domain::{
     Job, JobId, JobSpec, JobStatus, JobType, PageRequest, PendingEvents, ResultStatus,
 };
@@ -326,7 +328,7 @@ fn claim_in(
     let Some(current) = read_job(&txn.open_table(JOBS).map_err(other)?, id)? else {
         return Ok(None);
     };
-    let claimed = current.claimed(fire_token, now);
+    let claimed = current.claimed(fire_token, stored_time(now));
     if let Some(claimed) = &claimed {
         write_job(txn, id, Some(&current), Some(claimed))?;
     }
@@ -560,7 +562,7 @@ impl JobDB for EmbeddedJobDB {
             if current.status != JobStatus::Running {
                 return Ok(result_outcome(current.status, result));
             }
-            let finished = current.finished(result, now);
+            let finished = current.finished(result, stored_time(now));
             write_job(txn, id, Some(&current), Some(&finished))?;
             Ok(ResultOutcome::Stored)
         })

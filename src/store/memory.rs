@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::RwLock;
 
-use super::{DueJob, JobDB, JobsPage, ResultOutcome, StoreError, result_outcome};
+use super::{
+    DueJob, JobDB, JobsPage, ResultOutcome, StoreError, result_outcome, stored_job, stored_time,
+};
 use crate::domain::{Job, JobId, JobStatus, PageRequest, PendingEvents, ResultStatus};
 
 /// Jobs in a hash map behind one lock; every method is atomic.
@@ -61,7 +63,7 @@ impl JobDB for MemoryJobDB {
         if jobs.contains_key(&job.id) {
             return Err(StoreError::Other(format!("duplicate id {}", job.id)));
         }
-        jobs.insert(job.id, job.clone());
+        jobs.insert(job.id, stored_job(job));
         Ok(())
     }
 
@@ -85,7 +87,7 @@ impl JobDB for MemoryJobDB {
         let mut jobs = self.jobs.write().await;
         match jobs.get_mut(&job.id) {
             Some(current) if current.version == expected_version => {
-                *current = job.clone();
+                *current = stored_job(job);
                 Ok(true)
             }
             _ => Ok(false),
@@ -110,7 +112,7 @@ impl JobDB for MemoryJobDB {
         let Some(job) = jobs.get_mut(&id) else {
             return Ok(None);
         };
-        let claimed = job.claimed(fire_token, now);
+        let claimed = job.claimed(fire_token, stored_time(now));
         if let Some(claimed) = &claimed {
             *job = claimed.clone();
         }
@@ -130,7 +132,7 @@ impl JobDB for MemoryJobDB {
         if job.status != JobStatus::Running {
             return Ok(result_outcome(job.status, result));
         }
-        *job = job.finished(result, now);
+        *job = job.finished(result, stored_time(now));
         Ok(ResultOutcome::Stored)
     }
 
@@ -171,10 +173,12 @@ impl JobDB for MemoryJobDB {
 
     async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
         let jobs = self.jobs.read().await;
-        Ok(jobs
+        let mut stuck: Vec<Job> = jobs
             .values()
             .filter(|j| j.status == JobStatus::Running && j.updated_at < cutoff)
             .cloned()
-            .collect())
+            .collect();
+        stuck.sort_by_key(|j| (j.updated_at, j.id));
+        Ok(stuck)
     }
 }

@@ -19,7 +19,7 @@ pub mod postgres;
 pub mod traced;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 
 use crate::domain::{self, Job, JobId, JobStatus, PageRequest, PendingEvents, ResultStatus};
 
@@ -260,8 +260,28 @@ pub trait JobDB: Send + Sync + 'static {
         Ok(cleared)
     }
 
-    /// RUNNING jobs whose last change is before `cutoff`: runs that may be stuck.
+    /// RUNNING jobs whose last change is before `cutoff`, least recently
+    /// changed first: runs that may be stuck.
     async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Vec<Job>, StoreError>;
+}
+
+/// `time` at the precision every store keeps: the millisecond.
+pub(crate) fn stored_time(time: DateTime<Utc>) -> DateTime<Utc> {
+    time.trunc_subsecs(3)
+}
+
+/// `job` as a store keeps it: its times cut to the millisecond, so that a
+/// store that keeps jobs as values (memory) answers what a database would.
+pub(crate) fn stored_job(job: &Job) -> Job {
+    Job {
+        spec: domain::JobSpec {
+            schedule_time: stored_time(job.spec.schedule_time),
+            ..job.spec.clone()
+        },
+        created_at: stored_time(job.created_at),
+        updated_at: stored_time(job.updated_at),
+        ..job.clone()
+    }
 }
 
 /// Decides a result's outcome from the job's current status; shared by the

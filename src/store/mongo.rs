@@ -196,9 +196,10 @@ fn pending_fields(pending: PendingEvents) -> Document {
     }
 }
 
-/// The fields of a job that a replace writes: all but `_id` and `createdAt`.
+/// The fields of a job that a replace writes: all but `_id`.
 fn mutable_fields(job: &Job) -> Document {
     let mut fields = doc! {
+        "createdAt": bson_time(job.created_at),
         "name": &job.spec.name,
         "description": &job.spec.description,
         "scheduleTime": bson_time(job.spec.schedule_time),
@@ -216,7 +217,7 @@ fn mutable_fields(job: &Job) -> Document {
 
 /// The stored form of a job.
 pub fn job_to_document(job: &Job) -> Document {
-    let mut document = doc! { "_id": job.id, "createdAt": bson_time(job.created_at) };
+    let mut document = doc! { "_id": job.id };
     document.extend(mutable_fields(job));
     document
 }
@@ -416,6 +417,10 @@ impl JobDB for MongoJobDB {
     }
 
     async fn with_pending_events(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
+        if limit == 0 {
+            // MongoDB reads a limit of 0 as no limit at all.
+            return Ok(Vec::new());
+        }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.find_jobs(
             doc! { "outbox": 1 },

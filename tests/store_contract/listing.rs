@@ -1,6 +1,7 @@
 //! Every order the trait promises: `list` by schedule time then id, in
 //! pages, with the total; `scheduled_before` earliest first;
-//! `with_pending_events` least recently changed first, cut at `limit`.
+//! `with_pending_events` least recently changed first, cut at `limit`;
+//! `running_before` longest stuck first.
 //! Which jobs the queries answer, in whatever order, is checked by the areas
 //! of those queries (windows, outbox).
 
@@ -10,7 +11,27 @@ cases!(
     list_orders_by_schedule_time_then_id_and_pages,
     scheduled_before_answers_earliest_first,
     the_outbox_answers_least_recently_changed_first_up_to_the_limit,
+    running_before_answers_the_longest_stuck_first,
 );
+
+async fn running_before_answers_the_longest_stuck_first(db: &Store) {
+    let t = now();
+    let running = |name: &str, updated: i64| Job {
+        status: JobStatus::Running,
+        updated_at: t + TimeDelta::seconds(updated),
+        ..job(name, t)
+    };
+    let jobs = [
+        running("stuck", -30),
+        running("stuck longest", -90),
+        running("stuck long", -60),
+    ];
+    db.insert_all(&jobs).await;
+    assert_eq!(
+        db.running_before(t).await.expect("stuck"),
+        [jobs[1].clone(), jobs[2].clone(), jobs[0].clone()]
+    );
+}
 
 async fn list_orders_by_schedule_time_then_id_and_pages(db: &Store) {
     let t = now();

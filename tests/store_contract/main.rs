@@ -30,19 +30,6 @@
 //!   Without it those tests are marked ignored, so that the summary shows
 //!   them as not run rather than passed.
 //!
-//! Known deviations, each ignored with its reason until the store (or the
-//! rule) changes; `-- --ignored` runs them and shows the failure:
-//! - `memory::times`: `MemoryJobDB` keeps the times it is given to the
-//!   nanosecond, not cut to the millisecond.
-//! - `embedded::times`: `EmbeddedJobDB::claim` answers the job with the
-//!   `now` it was given, finer than the millisecond it keeps, so the answer
-//!   differs from the job read back.
-//! - `polodb::replace` (and `mongodb::replace`): `MongoJobDB::replace_if`
-//!   does not write `created_at` (`mutable_fields` leaves it out).
-//!
-//! None of them shows in the service, which only writes times from
-//! `domain::now()` and never changes `created_at`.
-//!
 //! Every new store feature gets its case in the area it belongs to, or a
 //! new area listed for every store below. What is specific to one store
 //! (PostgreSQL's row locks and timeouts, the embedded store's files and
@@ -96,21 +83,12 @@ macro_rules! contract {
 }
 
 contract!(memory = Memory []:
-    crud, replace,
-    #[ignore = "MemoryJobDB keeps times finer than the millisecond"]
-    times,
-    listing, claims, results, outbox, windows, transitions, concurrency);
+    crud, replace, times, listing, claims, results, outbox, windows, transitions, concurrency);
 contract!(embedded = Embedded []:
-    crud, replace,
-    #[ignore = "EmbeddedJobDB::claim answers a time finer than it keeps"]
-    times,
-    listing, claims, results, outbox, windows, transitions, concurrency);
+    crud, replace, times, listing, claims, results, outbox, windows, transitions, concurrency);
 contract!(postgres = Postgres []:
     crud, replace, times, listing, claims, results, outbox, windows, transitions, concurrency);
 contract!(polodb = Polodb []:
-    crud,
-    #[ignore = "MongoJobDB::replace_if keeps the stored created_at"]
-    replace,
-    times, claims, results, outbox, windows, transitions);
+    crud, replace, times, claims, results, outbox, windows, transitions);
 contract!(mongodb = Mongodb [#[ignore = "needs a real MongoDB: set MONGODB_URI"]]:
     crud, replace, times, listing, claims, results, outbox, windows, transitions, concurrency);
