@@ -13,7 +13,10 @@
 
 use std::{collections::HashMap, future::Future, time::Duration};
 
-use tokio::task::{self, JoinError, JoinSet};
+use tokio::{
+    sync::watch,
+    task::{self, JoinError, JoinSet},
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
@@ -64,12 +67,14 @@ impl Duties {
     }
 }
 
-/// Runs `pass` every `period` until shutdown; after a failure, tries again
-/// sooner, backing off (never later than `period`).
+/// Runs `pass` every `period` until shutdown, and at once when `jumps`
+/// changes (the clock jumped: what is due may have changed); after a
+/// failure, tries again sooner, backing off (never later than `period`).
 pub async fn every<F, Fut>(
     name: &'static str,
     period: Duration,
     shutdown: CancellationToken,
+    mut jumps: watch::Receiver<u64>,
     mut pass: F,
 ) where
     F: FnMut() -> Fut,
@@ -91,6 +96,8 @@ pub async fn every<F, Fut>(
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(wait) => {}
+            // (An error means nobody can jump the clock any more.)
+            Ok(()) = jumps.changed() => {}
         }
     }
 }
@@ -138,14 +145,16 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_periodic_duty_retries_a_failed_pass_sooner_than_its_period() {
+    async fn a_periodic_duty_retries_a_failed_pass_sooner_and_runs_when_the_clock_jumps() {
         let passes = Arc::new(AtomicUsize::new(0));
         let shutdown = CancellationToken::new();
         let counted = passes.clone();
+        let (jumps, jumped) = watch::channel(0);
         let duty = tokio::spawn(every(
             "test",
             Duration::from_secs(60),
             shutdown.clone(),
+            jumped,
             move || {
                 let n = counted.fetch_add(1, Ordering::SeqCst);
                 async move {
@@ -164,6 +173,10 @@ mod tests {
         assert_eq!(passes.load(Ordering::SeqCst), 4);
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(passes.load(Ordering::SeqCst), 5);
+        // A jump of the clock runs a pass at once.
+        jumps.send_modify(|n| *n += 1);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(passes.load(Ordering::SeqCst), 6);
         shutdown.cancel();
         duty.await.expect("the duty stops at shutdown");
     }

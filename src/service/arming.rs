@@ -56,7 +56,8 @@ impl JobService {
     /// Loads the window every half window until shutdown.
     pub async fn run_window_loader(self, shutdown: CancellationToken) {
         let period = (self.settings().look_ahead / 2).max(Duration::from_millis(100));
-        every("window loader", period, shutdown, move || {
+        let jumps = self.clock_jumps();
+        every("window loader", period, shutdown, jumps, move || {
             let service = self.clone();
             async move {
                 let count = service.load_window().await.map_err(|e| e.to_string())?;

@@ -33,7 +33,7 @@ mod testing;
 
 use std::sync::Arc;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tracing::Span;
 
 pub use delivery::Delivery;
@@ -68,6 +68,9 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// Wakes the outbox relay when a delivery failed.
     relay_wake: Notify,
+    /// Counts the jumps of the clock, so that the periodic duties look again
+    /// at once (the window loader, the run-timeout sweeper).
+    clock_jumps: Arc<watch::Sender<u64>>,
 }
 
 impl JobService {
@@ -79,6 +82,14 @@ impl JobService {
         settings: SchedulerSettings,
         metrics: Arc<Metrics>,
     ) -> Self {
+        // (A weak reference: the clock must not keep a dropped service alive.)
+        let clock_jumps = Arc::new(watch::Sender::new(0u64));
+        let jumps = Arc::downgrade(&clock_jumps);
+        timer.clock().on_jump(Arc::new(move || {
+            if let Some(jumps) = jumps.upgrade() {
+                jumps.send_modify(|n| *n = n.wrapping_add(1));
+            }
+        }));
         JobService {
             inner: Arc::new(Inner {
                 db,
@@ -87,8 +98,14 @@ impl JobService {
                 settings,
                 metrics,
                 relay_wake: Notify::new(),
+                clock_jumps,
             }),
         }
+    }
+
+    /// Changes each time the clock jumps.
+    fn clock_jumps(&self) -> watch::Receiver<u64> {
+        self.inner.clock_jumps.subscribe()
     }
 
     /// The settings of the scheduling core.

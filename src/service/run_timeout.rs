@@ -50,7 +50,8 @@ impl JobService {
     pub async fn run_timeout_sweeper(self, shutdown: CancellationToken) {
         let period = (self.settings().run_timeout / 4)
             .clamp(Duration::from_millis(100), Duration::from_secs(30));
-        every("run-timeout sweeper", period, shutdown, move || {
+        let jumps = self.clock_jumps();
+        every("run-timeout sweeper", period, shutdown, jumps, move || {
             let service = self.clone();
             async move {
                 service

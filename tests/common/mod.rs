@@ -21,7 +21,7 @@ pub mod processes;
 #[allow(unused_imports)]
 pub use test_support::{kafka_brokers, mongodb_uri, postgres_uri, unique};
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use rdkafka::{
     ClientConfig, Message, Offset, TopicPartitionList,
@@ -32,6 +32,7 @@ use rdkafka::{
 };
 use scheduler_service::{
     broker::JobEvent,
+    clock::{Clock, ManualClock},
     config::{Settings, vars},
     grpc::proto::{self, jobs_service_client::JobsServiceClient},
     startup::Application,
@@ -239,6 +240,23 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
     let app = Application::build(settings.clone())
         .await
         .expect("service builds");
+    run(app, settings).await
+}
+
+/// Builds and starts the service with `test_settings(overrides)` on
+/// `clock`: nothing falls due until the test moves the clock, so that what
+/// fires, and in which order, never depends on how fast the machine runs.
+pub async fn spawn_app_on_clock(overrides: &[(&str, &str)], clock: &ManualClock) -> TestApp {
+    let settings = test_settings(overrides);
+    init_tracing(settings.environment);
+    let app = Application::build_with_clock(settings.clone(), Arc::new(clock.clone()))
+        .await
+        .expect("service builds");
+    run(app, settings).await
+}
+
+/// Runs a built service and connects a client to it.
+async fn run(app: Application, settings: Settings) -> TestApp {
     let port = app.port();
     let metrics_port = app.metrics_port();
     let shutdown = app.shutdown_token();
@@ -311,7 +329,26 @@ pub async fn create_jobs(
 
 /// A protobuf timestamp `in_ms` milliseconds from now.
 pub fn timestamp_in(in_ms: i64) -> prost_types::Timestamp {
-    let t = chrono::Utc::now() + chrono::Duration::milliseconds(in_ms);
+    timestamp(chrono::Utc::now() + chrono::Duration::milliseconds(in_ms))
+}
+
+/// A CreateJobRequest due `in_ms` milliseconds from `clock`'s now.
+pub fn create_request_on(clock: &ManualClock, name: &str, in_ms: i64) -> proto::CreateJobRequest {
+    proto::CreateJobRequest {
+        schedule_time: Some(timestamp(
+            clock.now() + chrono::Duration::milliseconds(in_ms),
+        )),
+        ..create_request(name, 0)
+    }
+}
+
+/// Moves `clock` by `ms` milliseconds.
+pub fn advance(clock: &ManualClock, ms: i64) {
+    clock.advance(chrono::Duration::milliseconds(ms));
+}
+
+/// `t` as a protobuf timestamp.
+pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: t.timestamp(),
         nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
@@ -330,6 +367,10 @@ pub struct ReceivedEvent {
     /// When the test received it.
     pub received_at: chrono::DateTime<chrono::Utc>,
 }
+
+/// Longest wait for an event that must come (a bound on a hang, not a
+/// timing assertion).
+const EVENT_HANG: Duration = Duration::from_secs(30);
 
 /// Reads a topic from its beginning, partition 0, without a consumer group.
 pub struct EventReader {
@@ -425,6 +466,42 @@ impl EventReader {
             by_job.entry(event.key.clone()).or_default().push(event);
         }
         by_job
+    }
+
+    /// Every event from where the reader is to the end of its partitions as
+    /// they are now (their high watermarks). After the service stopped (its
+    /// firings finished, its producer flushed), this is everything it
+    /// published that was not read yet: a check that nothing else was
+    /// published needs no waiting window.
+    pub async fn rest(&self) -> Vec<ReceivedEvent> {
+        let mut rest = Vec::new();
+        while !self.at_end() {
+            let event = self
+                .next(EVENT_HANG)
+                .await
+                .expect("the events before the high watermark are readable");
+            rest.push(event);
+        }
+        rest
+    }
+
+    /// Whether every assigned partition has been read to its high watermark.
+    fn at_end(&self) -> bool {
+        let assignment = self.consumer.assignment().expect("assignment");
+        let positions = self.consumer.position().expect("positions");
+        assignment.elements().iter().all(|element| {
+            let (topic, partition) = (element.topic(), element.partition());
+            let (_, high) = self
+                .consumer
+                .fetch_watermarks(topic, partition, Timeout::After(EVENT_HANG))
+                .expect("watermarks");
+            let position = positions
+                .find_partition(topic, partition)
+                .and_then(|p| p.offset().to_raw())
+                .filter(|offset| *offset >= 0)
+                .unwrap_or(0);
+            position >= high
+        })
     }
 
     /// Reads events until one for `job_id` arrives (or `timeout`); returns it
