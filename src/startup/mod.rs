@@ -108,7 +108,7 @@ impl Application {
         let shutdown = CancellationToken::new();
         log_start(&settings);
         let metrics = Metrics::new();
-        let db = open_store(&settings.database).await?;
+        let db = open_store(&settings.database, &metrics).await?;
         let mut helpers = Vec::new();
         let hub = EventHub::new(HUB_CAPACITY);
         let kafka = open_kafka(&settings, &metrics, &shutdown, &mut helpers).await?;
@@ -396,8 +396,11 @@ async fn drain(
 
 /// Opens the store the settings select and creates its indexes (a refusal
 /// is logged, not fatal: queries then scan).
-async fn open_store(database: &DatabaseSettings) -> Result<Arc<dyn JobDB>, StoreError> {
-    let db = connect_store(database).await?;
+async fn open_store(
+    database: &DatabaseSettings,
+    metrics: &Arc<Metrics>,
+) -> Result<Arc<dyn JobDB>, StoreError> {
+    let db = connect_store(database, metrics).await?;
     if let Err(err) = db.ensure_indexes().await {
         tracing::warn!(error = %err, "cannot create indexes; queries may scan every job");
     }
@@ -405,17 +408,23 @@ async fn open_store(database: &DatabaseSettings) -> Result<Arc<dyn JobDB>, Store
 }
 
 /// Connects to the store the settings select.
-async fn connect_store(database: &DatabaseSettings) -> Result<Arc<dyn JobDB>, StoreError> {
+async fn connect_store(
+    database: &DatabaseSettings,
+    metrics: &Arc<Metrics>,
+) -> Result<Arc<dyn JobDB>, StoreError> {
+    let metrics = metrics.clone();
     let (uri, name, timeout) = (&database.uri, &database.db_name, database.timeout);
     let pool_size = database.pool_size;
     Ok(match database.kind {
         DatabaseKind::Embedded => Arc::new(TracedJobDB::new(
             EmbeddedJobDB::open_with_cache(&database.data_dir, database.data_cache_bytes)?,
             "redb",
+            metrics,
         )),
         DatabaseKind::MongoDb => Arc::new(TracedJobDB::new(
             MongoJobDB::connect(uri, name, &database.collection, timeout, pool_size).await?,
             "mongodb",
+            metrics,
         )),
         DatabaseKind::Postgres => Arc::new(TracedJobDB::new(
             PgJobDB::connect_with(
@@ -427,6 +436,7 @@ async fn connect_store(database: &DatabaseSettings) -> Result<Arc<dyn JobDB>, St
             )
             .await?,
             "postgresql",
+            metrics,
         )),
     })
 }

@@ -1,27 +1,48 @@
 //! A [`JobDB`] decorator that puts every store call in its own span, so that
-//! traces show each database round trip, whichever store is behind it.
+//! traces show each database round trip, whichever store is behind it, and
+//! counts the calls that fail (`scheduler_store_errors_total`), so that an
+//! operator sees a database outage, and a test can prove that work met one.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
+
 use tracing::{Instrument, Span};
 
 use super::{ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, StoreError};
-use crate::domain::{Job, JobId, PageRequest, PendingEvents, ResultStatus};
+use crate::{
+    domain::{Job, JobId, PageRequest, PendingEvents, ResultStatus},
+    telemetry::metrics::Metrics,
+};
 
-/// Wraps a store; every call is a span named `db <operation>`.
+/// Wraps a store; every call is a span named `db <operation>`, and every
+/// failed call is counted by operation and kind.
 pub struct TracedJobDB<D> {
     inner: D,
     system: &'static str,
+    metrics: Arc<Metrics>,
 }
 
 impl<D: JobDB> TracedJobDB<D> {
     /// Traces the calls to `inner`, a store of kind `system` (`mongodb`,
-    /// `postgresql`, `redb`), as OpenTelemetry's `db.system` names them.
-    pub fn new(inner: D, system: &'static str) -> Self {
-        TracedJobDB { inner, system }
+    /// `postgresql`, `redb`), as OpenTelemetry's `db.system` names them,
+    /// counting failures into `metrics`.
+    pub fn new(inner: D, system: &'static str, metrics: Arc<Metrics>) -> Self {
+        TracedJobDB {
+            inner,
+            system,
+            metrics,
+        }
     }
 
-    fn span(&self, operation: &'static str, job_id: Option<JobId>) -> Span {
+    /// A call made on behalf of a request about one job (or none): a span at
+    /// info level, joined to the request's trace.
+    async fn request<T, E: Failure>(
+        &self,
+        operation: &'static str,
+        job_id: Option<JobId>,
+        call: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
         let span = tracing::info_span!(
             "db",
             otel.name = format_args!("db {operation}"),
@@ -34,71 +55,102 @@ impl<D: JobDB> TracedJobDB<D> {
         if let Some(id) = job_id {
             span.record("job_id", tracing::field::display(id));
         }
-        span
+        self.observed(operation, span, call).await
     }
 
-    /// The span of a call made outside any request (the window loader, the
-    /// outbox relay, the stuck-run sweeper, the firings' claims and outbox
-    /// clears, each for a batch of jobs): at debug
-    /// level, so that a one-span trace per poll or firing is not exported
-    /// under the default `info` filter.
-    fn poll_span(&self, operation: &'static str) -> Span {
-        tracing::debug_span!(
+    /// A call made outside any request (the window loader, the outbox
+    /// relay, the stuck-run sweeper, the firings' claims and outbox clears,
+    /// each for a batch of jobs): its span is at debug level, so that a
+    /// one-span trace per poll or firing is not exported under the default
+    /// `info` filter.
+    async fn poll<T, E: Failure>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let span = tracing::debug_span!(
             "db",
             otel.name = format_args!("db {operation}"),
             otel.kind = "client",
             db.system = self.system,
             db.operation = operation,
             otel.status_code = tracing::field::Empty,
-        )
+        );
+        self.observed(operation, span, call).await
+    }
+
+    /// Runs `call` inside `span`; if it fails, marks the span as an error and
+    /// counts the failure.
+    async fn observed<T, E: Failure>(
+        &self,
+        operation: &'static str,
+        span: Span,
+        call: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let result = call.instrument(span.clone()).await;
+        if let Err(err) = &result {
+            span.record("otel.status_code", "ERROR");
+            tracing::debug!(parent: &span, error = %err, "store call failed");
+            self.metrics.store_failed(operation, err.kind());
+        }
+        result
     }
 }
 
-/// Runs `call` inside `span`, and marks the span as an error if it fails.
-async fn traced<T, E: std::fmt::Display>(
-    span: Span,
-    call: impl Future<Output = Result<T, E>>,
-) -> Result<T, E> {
-    let result = call.instrument(span.clone()).await;
-    if let Err(err) = &result {
-        span.record("otel.status_code", "ERROR");
-        tracing::debug!(parent: &span, error = %err, "store call failed");
+/// A store call's error, classified for the failure count.
+trait Failure: std::fmt::Display {
+    /// `unavailable`, `corrupt` or `other`.
+    fn kind(&self) -> &'static str;
+}
+
+impl Failure for StoreError {
+    fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Corrupt(_) => "corrupt",
+            StoreError::Other(_) => "other",
+        }
     }
-    result
+}
+
+impl Failure for ClaimManyError {
+    fn kind(&self) -> &'static str {
+        self.error.kind()
+    }
 }
 
 #[async_trait]
 impl<D: JobDB> JobDB for TracedJobDB<D> {
     async fn ensure_indexes(&self) -> Result<(), StoreError> {
-        traced(
-            self.span("ensure_indexes", None),
-            self.inner.ensure_indexes(),
-        )
-        .await
+        self.request("ensure_indexes", None, self.inner.ensure_indexes())
+            .await
     }
 
     async fn insert(&self, job: &Job) -> Result<(), StoreError> {
-        traced(self.span("insert", Some(job.id)), self.inner.insert(job)).await
+        self.request("insert", Some(job.id), self.inner.insert(job))
+            .await
     }
 
     async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        traced(self.span("get", Some(id)), self.inner.get(id)).await
+        self.request("get", Some(id), self.inner.get(id)).await
     }
 
     async fn list(&self, page: PageRequest) -> Result<JobsPage, StoreError> {
-        traced(self.span("list", None), self.inner.list(page)).await
+        self.request("list", None, self.inner.list(page)).await
     }
 
     async fn replace_if(&self, job: &Job, expected_version: i64) -> Result<bool, StoreError> {
-        traced(
-            self.span("replace_if", Some(job.id)),
+        self.request(
+            "replace_if",
+            Some(job.id),
             self.inner.replace_if(job, expected_version),
         )
         .await
     }
 
     async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
-        traced(self.span("delete", Some(id)), self.inner.delete(id)).await
+        self.request("delete", Some(id), self.inner.delete(id))
+            .await
     }
 
     async fn claim(
@@ -110,11 +162,8 @@ impl<D: JobDB> JobDB for TracedJobDB<D> {
         // A firing's claim runs before the job (and so its trace) is known: a
         // root span per firing would flood the exporter, so it is at debug
         // level like the polls; the firing's own span follows the claim.
-        traced(
-            self.poll_span("claim"),
-            self.inner.claim(id, fire_token, now),
-        )
-        .await
+        self.poll("claim", self.inner.claim(id, fire_token, now))
+            .await
     }
 
     async fn claim_many(
@@ -123,11 +172,8 @@ impl<D: JobDB> JobDB for TracedJobDB<D> {
         now: DateTime<Utc>,
     ) -> Result<Vec<Job>, ClaimManyError> {
         // A batch of many jobs' firings: no one trace to join (see `claim`).
-        traced(
-            self.poll_span("claim_many"),
-            self.inner.claim_many(firings, now),
-        )
-        .await
+        self.poll("claim_many", self.inner.claim_many(firings, now))
+            .await
     }
 
     async fn store_result(
@@ -136,27 +182,22 @@ impl<D: JobDB> JobDB for TracedJobDB<D> {
         result: ResultStatus,
         now: DateTime<Utc>,
     ) -> Result<ResultOutcome, StoreError> {
-        traced(
-            self.span("store_result", Some(id)),
+        self.request(
+            "store_result",
+            Some(id),
             self.inner.store_result(id, result, now),
         )
         .await
     }
 
     async fn scheduled_before(&self, until: DateTime<Utc>) -> Result<Vec<DueJob>, StoreError> {
-        traced(
-            self.poll_span("scheduled_before"),
-            self.inner.scheduled_before(until),
-        )
-        .await
+        self.poll("scheduled_before", self.inner.scheduled_before(until))
+            .await
     }
 
     async fn with_pending_events(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
-        traced(
-            self.poll_span("with_pending_events"),
-            self.inner.with_pending_events(limit),
-        )
-        .await
+        self.poll("with_pending_events", self.inner.with_pending_events(limit))
+            .await
     }
 
     async fn set_pending_if(
@@ -165,26 +206,21 @@ impl<D: JobDB> JobDB for TracedJobDB<D> {
         version: i64,
         remaining: PendingEvents,
     ) -> Result<bool, StoreError> {
-        traced(
-            self.span("set_pending_if", Some(id)),
+        self.request(
+            "set_pending_if",
+            Some(id),
             self.inner.set_pending_if(id, version, remaining),
         )
         .await
     }
 
     async fn clear_pending_many(&self, jobs: &[(JobId, i64)]) -> Result<Vec<JobId>, StoreError> {
-        traced(
-            self.poll_span("clear_pending_many"),
-            self.inner.clear_pending_many(jobs),
-        )
-        .await
+        self.poll("clear_pending_many", self.inner.clear_pending_many(jobs))
+            .await
     }
 
     async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
-        traced(
-            self.poll_span("running_before"),
-            self.inner.running_before(cutoff),
-        )
-        .await
+        self.poll("running_before", self.inner.running_before(cutoff))
+            .await
     }
 }

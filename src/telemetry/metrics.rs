@@ -40,6 +40,9 @@ pub const EVENTS_FAILED: &str = "scheduler_events_failed_total";
 pub const RESULTS_CONSUMED: &str = "scheduler_results_consumed_total";
 /// Run results skipped, by `reason`: `malformed`, `unknown_job`, `not_running`.
 pub const RESULTS_SKIPPED: &str = "scheduler_results_skipped_total";
+/// Store calls that failed, by `operation` (the `JobDB` method) and `kind`
+/// (`unavailable`, `corrupt`, `other`).
+pub const STORE_ERRORS: &str = "scheduler_store_errors_total";
 /// Run results waiting in the topic, by `partition` (from the consumer's
 /// statistics; Kafka only).
 pub const CONSUMER_LAG: &str = "scheduler_consumer_lag";
@@ -58,6 +61,7 @@ pub const NAMES: &[&str] = &[
     EVENTS_FAILED,
     RESULTS_CONSUMED,
     RESULTS_SKIPPED,
+    STORE_ERRORS,
     CONSUMER_LAG,
 ];
 
@@ -98,6 +102,7 @@ pub struct Metrics {
     events_failed: IntCounterVec,
     results_consumed: IntCounter,
     results_skipped: IntCounterVec,
+    store_errors: IntCounterVec,
     consumer_lag: IntGaugeVec,
 }
 
@@ -159,6 +164,12 @@ impl Metrics {
                 RESULTS_SKIPPED,
                 "Run results skipped, by reason",
                 &["reason"],
+            ),
+            store_errors: counters(
+                &r,
+                STORE_ERRORS,
+                "Store calls that failed, by operation and kind",
+                &["operation", "kind"],
             ),
             consumer_lag: register(
                 &r,
@@ -229,6 +240,13 @@ impl Metrics {
     /// A run result was skipped for `reason`.
     pub fn result_skipped(&self, reason: &'static str) {
         self.results_skipped.with_label_values(&[reason]).inc();
+    }
+
+    /// A store call `operation` failed with an error of `kind`.
+    pub fn store_failed(&self, operation: &'static str, kind: &'static str) {
+        self.store_errors
+            .with_label_values(&[operation, kind])
+            .inc();
     }
 
     /// The run-result consumer's lag on one partition.
