@@ -61,6 +61,29 @@ impl ServerProcess {
         .await
     }
 
+    /// A Kafka-protocol broker (tansu) on `port`, keeping its data in
+    /// memory, which tells its clients to reach it at `advertised` (a
+    /// [`crate::Link`] in front of it, so that cutting the link cuts every
+    /// client off).
+    pub async fn kafka_behind(dir: &Path, port: u16, advertised: u16) -> Self {
+        Self::start(
+            "kafka",
+            "tansu",
+            vec![
+                "broker".into(),
+                "--listener-url".into(),
+                format!("tcp://127.0.0.1:{port}"),
+                "--advertised-listener-url".into(),
+                format!("tcp://127.0.0.1:{advertised}"),
+                "--storage-engine".into(),
+                "memory://tansu/".into(),
+            ],
+            dir,
+            port,
+        )
+        .await
+    }
+
     /// A MongoDB-protocol server (polodb) storing under `dir`.
     pub async fn mongodb(dir: &Path) -> Self {
         let port = free_port().expect("a free port");

@@ -370,11 +370,31 @@ pub struct ReceivedEvent {
 
 /// Longest wait for an event that must come (a bound on a hang, not a
 /// timing assertion).
-const EVENT_HANG: Duration = Duration::from_secs(30);
+const EVENT_HANG: Duration = Duration::from_secs(90);
 
 /// Reads a topic from its beginning, partition 0, without a consumer group.
 pub struct EventReader {
     consumer: StreamConsumer,
+    brokers: String,
+    topic: String,
+    partitions: i32,
+}
+
+/// The payload of an end marker: an event of a job that does not exist.
+fn end_marker(key: &str) -> Vec<u8> {
+    serde_json::to_vec(&JobEvent {
+        id: key.to_owned(),
+        name: String::new(),
+        description: String::new(),
+        schedule_time: String::new(),
+        created_at: String::new(),
+        updated_at: String::new(),
+        status: 0,
+        job_type: 0,
+        job_data: String::new(),
+        fire_token: 0,
+    })
+    .expect("JSON")
 }
 
 impl EventReader {
@@ -404,7 +424,12 @@ impl EventReader {
                 .expect("partition");
         }
         consumer.assign(&assignment).expect("assign");
-        EventReader { consumer }
+        EventReader {
+            consumer,
+            brokers: brokers.to_owned(),
+            topic: topic.to_owned(),
+            partitions,
+        }
     }
 
     /// The next event, or `None` after `timeout`.
@@ -468,40 +493,34 @@ impl EventReader {
         by_job
     }
 
-    /// Every event from where the reader is to the end of its partitions as
-    /// they are now (their high watermarks). After the service stopped (its
+    /// Every event from where the reader is to the end of its partitions:
+    /// it writes an end marker to each partition and reads up to the
+    /// markers (a partition keeps its order). After the service stopped (its
     /// firings finished, its producer flushed), this is everything it
     /// published that was not read yet: a check that nothing else was
     /// published needs no waiting window.
     pub async fn rest(&self) -> Vec<ReceivedEvent> {
+        let marker = format!("end-{}", unique());
+        let producer = RawProducer::on(&self.brokers);
+        for partition in 0..self.partitions {
+            producer
+                .send_to_partition(&self.topic, partition, &marker, &end_marker(&marker))
+                .await;
+        }
         let mut rest = Vec::new();
-        while !self.at_end() {
+        let mut markers = 0;
+        while markers < self.partitions {
             let event = self
                 .next(EVENT_HANG)
                 .await
-                .expect("the events before the high watermark are readable");
-            rest.push(event);
+                .expect("the end markers are read");
+            if event.key == marker {
+                markers += 1;
+            } else {
+                rest.push(event);
+            }
         }
         rest
-    }
-
-    /// Whether every assigned partition has been read to its high watermark.
-    fn at_end(&self) -> bool {
-        let assignment = self.consumer.assignment().expect("assignment");
-        let positions = self.consumer.position().expect("positions");
-        assignment.elements().iter().all(|element| {
-            let (topic, partition) = (element.topic(), element.partition());
-            let (_, high) = self
-                .consumer
-                .fetch_watermarks(topic, partition, Timeout::After(EVENT_HANG))
-                .expect("watermarks");
-            let position = positions
-                .find_partition(topic, partition)
-                .and_then(|p| p.offset().to_raw())
-                .filter(|offset| *offset >= 0)
-                .unwrap_or(0);
-            position >= high
-        })
     }
 
     /// Reads events until one for `job_id` arrives (or `timeout`); returns it
@@ -548,6 +567,22 @@ impl RawProducer {
     /// Sends `payload` to `topic` and waits for the acknowledgement.
     pub async fn send(&self, topic: &str, key: &str, payload: &[u8]) {
         self.send_with_headers(topic, key, payload, &[]).await;
+    }
+
+    /// Sends `payload` to one partition of `topic` and waits for the
+    /// acknowledgement.
+    pub async fn send_to_partition(&self, topic: &str, partition: i32, key: &str, payload: &[u8]) {
+        self.producer
+            .send(
+                FutureRecord::to(topic)
+                    .partition(partition)
+                    .key(key)
+                    .payload(payload),
+                Timeout::After(Duration::from_secs(10)),
+            )
+            .await
+            .map_err(|(err, _)| err)
+            .expect("message delivered");
     }
 
     /// Sends `payload` with these headers and waits for the acknowledgement.

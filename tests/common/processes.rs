@@ -7,8 +7,8 @@
 
 use std::{path::Path, path::PathBuf, process::ExitStatus, time::Duration};
 
-use scheduler_service::grpc::proto::jobs_service_client::JobsServiceClient;
-use test_support::{ServiceChild, log_file};
+use scheduler_service::{config::vars, grpc::proto::jobs_service_client::JobsServiceClient};
+use test_support::{ServiceChild, free_port, log_file};
 use tonic::transport::Channel;
 
 #[allow(unused_imports)] // only the durability tests use private servers
@@ -20,17 +20,23 @@ pub struct ServiceProcess {
     log_dir: PathBuf,
     /// Its gRPC port.
     pub port: u16,
+    /// The port of its `/metrics` (the same after a restart).
+    pub metrics_port: u16,
     child: Option<ServiceChild>,
 }
 
 impl ServiceProcess {
     /// Starts `scheduler-service` with these variables (plus a free
-    /// SERVER_PORT, and METRICS_PORT 0 unless given) and waits until it listens.
+    /// SERVER_PORT and METRICS_PORT) and waits until it listens.
     pub async fn start(env: &[(String, String)], log_dir: &Path) -> Self {
+        let metrics_port = free_port().expect("a free port");
+        let mut env = env.to_vec();
+        env.push((vars::METRICS_PORT.to_owned(), metrics_port.to_string()));
         let mut process = ServiceProcess {
-            env: env.to_vec(),
+            env,
             log_dir: log_dir.to_owned(),
             port: 0,
+            metrics_port,
             child: None,
         };
         process.restart().await;
@@ -62,6 +68,32 @@ impl ServiceProcess {
         JobsServiceClient::connect(format!("http://127.0.0.1:{}", self.port))
             .await
             .expect("connect to the service")
+    }
+
+    /// The value of the series `name{labels}` on its `/metrics`.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        super::metric_value(
+            &super::scrape_metrics(self.metrics_port).await,
+            name,
+            labels,
+        )
+    }
+
+    /// Waits until the series `name{labels}` is at least `least` (a bound
+    /// of a minute on a hang).
+    pub async fn wait_for_metric(&self, name: &str, labels: &[(&str, &str)], least: f64) -> f64 {
+        let waited = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                let value = self.metric(name, labels).await;
+                if value >= least {
+                    return value;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        waited
+            .await
+            .unwrap_or_else(|_| panic!("{name}{labels:?} never reached {least}"))
     }
 
     /// SIGKILL: the process dies at once, mid-whatever.
