@@ -33,7 +33,7 @@ pub mod vars;
 pub use broker::{KafkaSettings, TopicSettings, TopicSpec};
 pub use database::{DatabaseKind, DatabaseSettings, redact_uri};
 pub use scheduler::{MisfirePolicy, RunTimeoutPolicy, SchedulerSettings};
-pub use security::{AuthPublicKey, SecuritySettings, TlsSettings};
+pub use security::{AuthPublicKey, SecuritySettings, StreamSettings, TlsSettings};
 pub use server::ServerSettings;
 pub use telemetry::ObservabilitySettings;
 

@@ -1,5 +1,7 @@
 //! Security of the gRPC server: the auth service's public key (parsed and
-//! checked here), the request limits, and TLS.
+//! checked here), the request limits, the bounds on streams and connections
+//! (so that subscribers and idle or dead clients cannot exhaust the server),
+//! and TLS.
 
 use std::{fmt, time::Duration};
 
@@ -83,8 +85,43 @@ pub struct SecuritySettings {
     pub request_timeout: Duration,
     /// Most JobsService calls in flight at once.
     pub max_concurrent_calls: usize,
+    /// Event subscribers, HTTP/2 streams and connection keepalive.
+    pub streams: StreamSettings,
     /// The server's certificate and key; `None` serves plaintext.
     pub tls: Option<TlsSettings>,
+}
+
+/// The bounds on long-lived streams and connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSettings {
+    /// Most `JobEvents.Subscribe` streams open at once; one more is refused
+    /// with RESOURCE_EXHAUSTED.
+    pub max_subscribers: usize,
+    /// How long a subscriber may take no event while events wait for it;
+    /// then its stream ends (ABORTED) and its place is freed.
+    pub subscriber_stall: Duration,
+    /// Most HTTP/2 streams (calls) open at once on one connection
+    /// (`SETTINGS_MAX_CONCURRENT_STREAMS`).
+    pub max_streams_per_connection: u32,
+    /// How often the server pings each connection.
+    pub keepalive_interval: Duration,
+    /// How long a ping may go unanswered before the connection is closed.
+    pub keepalive_timeout: Duration,
+}
+
+impl Default for StreamSettings {
+    /// 256 subscribers, each dropped after 30 s without reading; 200
+    /// streams a connection (hyper's own default, which tonic turns off);
+    /// a ping every 60 s, answered within 20 s (tonic's default timeout).
+    fn default() -> Self {
+        StreamSettings {
+            max_subscribers: 256,
+            subscriber_stall: Duration::from_secs(30),
+            max_streams_per_connection: 200,
+            keepalive_interval: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(20),
+        }
+    }
 }
 
 impl SecuritySettings {
@@ -105,6 +142,7 @@ impl Default for SecuritySettings {
             max_message_bytes: Self::DEFAULT_MAX_MESSAGE_BYTES,
             request_timeout: Duration::from_secs(30),
             max_concurrent_calls: 512,
+            streams: StreamSettings::default(),
             tls: None,
         }
     }
@@ -149,6 +187,16 @@ pub(super) struct SecurityVars {
     grpc_request_timeout_ms: Duration,
     #[serde(deserialize_with = "value::positive")]
     grpc_max_concurrent_calls: usize,
+    #[serde(deserialize_with = "value::positive")]
+    grpc_max_subscribers: usize,
+    #[serde(deserialize_with = "value::seconds")]
+    grpc_subscriber_stall_secs: Duration,
+    #[serde(deserialize_with = "value::positive")]
+    grpc_max_streams_per_connection: u32,
+    #[serde(deserialize_with = "value::seconds")]
+    grpc_keepalive_interval_secs: Duration,
+    #[serde(deserialize_with = "value::seconds")]
+    grpc_keepalive_timeout_secs: Duration,
     grpc_tls_cert_file: Option<String>,
     grpc_tls_key_file: Option<String>,
 }
@@ -156,11 +204,17 @@ pub(super) struct SecurityVars {
 impl Default for SecurityVars {
     fn default() -> Self {
         let defaults = SecuritySettings::default();
+        let streams = defaults.streams;
         SecurityVars {
             auth_public_key_file: None,
             grpc_max_message_bytes: defaults.max_message_bytes,
             grpc_request_timeout_ms: defaults.request_timeout,
             grpc_max_concurrent_calls: defaults.max_concurrent_calls,
+            grpc_max_subscribers: streams.max_subscribers,
+            grpc_subscriber_stall_secs: streams.subscriber_stall,
+            grpc_max_streams_per_connection: streams.max_streams_per_connection,
+            grpc_keepalive_interval_secs: streams.keepalive_interval,
+            grpc_keepalive_timeout_secs: streams.keepalive_timeout,
             grpc_tls_cert_file: None,
             grpc_tls_key_file: None,
         }
@@ -198,17 +252,29 @@ impl SecurityVars {
                 ),
             ));
         }
-        if self.grpc_max_concurrent_calls > tokio::sync::Semaphore::MAX_PERMITS {
-            return Err(ConfigError::new(
+        for (name, permits) in [
+            (
                 vars::GRPC_MAX_CONCURRENT_CALLS,
-                "is too large",
-            ));
+                self.grpc_max_concurrent_calls,
+            ),
+            (vars::GRPC_MAX_SUBSCRIBERS, self.grpc_max_subscribers),
+        ] {
+            if permits > tokio::sync::Semaphore::MAX_PERMITS {
+                return Err(ConfigError::new(name, "is too large"));
+            }
         }
         Ok(SecuritySettings {
             auth_public_key,
             max_message_bytes,
             request_timeout: self.grpc_request_timeout_ms,
             max_concurrent_calls: self.grpc_max_concurrent_calls,
+            streams: StreamSettings {
+                max_subscribers: self.grpc_max_subscribers,
+                subscriber_stall: self.grpc_subscriber_stall_secs,
+                max_streams_per_connection: self.grpc_max_streams_per_connection,
+                keepalive_interval: self.grpc_keepalive_interval_secs,
+                keepalive_timeout: self.grpc_keepalive_timeout_secs,
+            },
             tls: tls(
                 self.grpc_tls_cert_file.as_deref(),
                 self.grpc_tls_key_file.as_deref(),
@@ -422,6 +488,51 @@ pub(crate) mod tests {
             (vars::GRPC_REQUEST_TIMEOUT_MS, "0"),
             (vars::GRPC_MAX_CONCURRENT_CALLS, "0"),
             (vars::GRPC_MAX_CONCURRENT_CALLS, "-3"),
+        ] {
+            let err = settings(&[(name, value)]).expect_err(value);
+            assert_eq!(err.name, name, "{err}");
+        }
+    }
+
+    #[test]
+    fn stream_limits_default_safely_parse_and_name_the_variable() {
+        let defaults = settings(&[]).unwrap().security.streams;
+        assert_eq!(defaults, StreamSettings::default());
+        assert_eq!(defaults.max_subscribers, 256);
+        assert_eq!(defaults.subscriber_stall, Duration::from_secs(30));
+        assert_eq!(defaults.max_streams_per_connection, 200);
+        assert_eq!(defaults.keepalive_interval, Duration::from_secs(60));
+        assert_eq!(defaults.keepalive_timeout, Duration::from_secs(20));
+        let s = settings(&[
+            (vars::GRPC_MAX_SUBSCRIBERS, "1000"),
+            (vars::GRPC_SUBSCRIBER_STALL_SECS, "2"),
+            (vars::GRPC_MAX_STREAMS_PER_CONNECTION, "50"),
+            (vars::GRPC_KEEPALIVE_INTERVAL_SECS, "5"),
+            (vars::GRPC_KEEPALIVE_TIMEOUT_SECS, "3"),
+        ])
+        .unwrap()
+        .security
+        .streams;
+        assert_eq!(
+            s,
+            StreamSettings {
+                max_subscribers: 1000,
+                subscriber_stall: Duration::from_secs(2),
+                max_streams_per_connection: 50,
+                keepalive_interval: Duration::from_secs(5),
+                keepalive_timeout: Duration::from_secs(3),
+            }
+        );
+        for (name, value) in [
+            (vars::GRPC_MAX_SUBSCRIBERS, "0"),
+            (vars::GRPC_MAX_SUBSCRIBERS, "many"),
+            (vars::GRPC_MAX_SUBSCRIBERS, "18446744073709551615"),
+            (vars::GRPC_SUBSCRIBER_STALL_SECS, "0"),
+            (vars::GRPC_SUBSCRIBER_STALL_SECS, "1.5"),
+            (vars::GRPC_MAX_STREAMS_PER_CONNECTION, "0"),
+            (vars::GRPC_MAX_STREAMS_PER_CONNECTION, "4294967296"),
+            (vars::GRPC_KEEPALIVE_INTERVAL_SECS, "0"),
+            (vars::GRPC_KEEPALIVE_TIMEOUT_SECS, "-1"),
         ] {
             let err = settings(&[(name, value)]).expect_err(value);
             assert_eq!(err.name, name, "{err}");

@@ -117,6 +117,18 @@ pub const GRPC_MAX_MESSAGE_BYTES: &str = "GRPC_MAX_MESSAGE_BYTES";
 pub const GRPC_REQUEST_TIMEOUT_MS: &str = "GRPC_REQUEST_TIMEOUT_MS";
 /// Most JobsService calls in flight at once (default 512).
 pub const GRPC_MAX_CONCURRENT_CALLS: &str = "GRPC_MAX_CONCURRENT_CALLS";
+/// Most `JobEvents.Subscribe` streams open at once (default 256).
+pub const GRPC_MAX_SUBSCRIBERS: &str = "GRPC_MAX_SUBSCRIBERS";
+/// How long a subscriber may take no event while events wait for it before
+/// its stream is ended, in seconds (default 30).
+pub const GRPC_SUBSCRIBER_STALL_SECS: &str = "GRPC_SUBSCRIBER_STALL_SECS";
+/// Most HTTP/2 streams (calls) open at once on one connection (default 200).
+pub const GRPC_MAX_STREAMS_PER_CONNECTION: &str = "GRPC_MAX_STREAMS_PER_CONNECTION";
+/// How often the server pings each HTTP/2 connection, in seconds (default 60).
+pub const GRPC_KEEPALIVE_INTERVAL_SECS: &str = "GRPC_KEEPALIVE_INTERVAL_SECS";
+/// How long the server waits for a ping's answer before it closes the
+/// connection, in seconds (default 20).
+pub const GRPC_KEEPALIVE_TIMEOUT_SECS: &str = "GRPC_KEEPALIVE_TIMEOUT_SECS";
 /// PEM certificate chain of the gRPC server: TLS when set (with the key).
 pub const GRPC_TLS_CERT_FILE: &str = "GRPC_TLS_CERT_FILE";
 /// PEM private key of that certificate.
@@ -186,6 +198,11 @@ pub const ALL: &[&str] = &[
     GRPC_MAX_MESSAGE_BYTES,
     GRPC_REQUEST_TIMEOUT_MS,
     GRPC_MAX_CONCURRENT_CALLS,
+    GRPC_MAX_SUBSCRIBERS,
+    GRPC_SUBSCRIBER_STALL_SECS,
+    GRPC_MAX_STREAMS_PER_CONNECTION,
+    GRPC_KEEPALIVE_INTERVAL_SECS,
+    GRPC_KEEPALIVE_TIMEOUT_SECS,
     GRPC_TLS_CERT_FILE,
     GRPC_TLS_KEY_FILE,
     METRICS_PORT,

@@ -5,6 +5,12 @@
 //! continues the caller's trace when the call carries W3C `traceparent`
 //! metadata; the metric counts calls and their latency by method and gRPC
 //! status code.
+//!
+//! The method is read from the request path before anything checks the
+//! call, so a client could name any method it likes. Only the methods the
+//! service has ([`super::methods_of`], read from the compiled proto files)
+//! are labelled by name; any other path is [`UNKNOWN_METHOD`], so that
+//! made-up paths cannot create unbounded metric series or span names.
 
 use std::{
     convert::Infallible,
@@ -26,17 +32,40 @@ use crate::telemetry::{
     propagation::{HeaderExtractor, set_parent_from},
 };
 
+/// The method label of a call to a method the service does not have.
+pub const UNKNOWN_METHOD: &str = "unknown";
+
 /// Wraps one gRPC service with a span and metrics per call.
 #[derive(Clone)]
 pub struct Observed<S> {
     inner: S,
     metrics: Arc<Metrics>,
+    /// The methods `inner` has: the only method labels besides
+    /// [`UNKNOWN_METHOD`].
+    methods: Arc<[&'static str]>,
+}
+
+impl<S: NamedService> Observed<S> {
+    /// Observes the calls of `inner` into `metrics`.
+    pub fn new(inner: S, metrics: Arc<Metrics>) -> Self {
+        Observed {
+            inner,
+            metrics,
+            methods: super::methods_of(S::NAME).into(),
+        }
+    }
 }
 
 impl<S> Observed<S> {
-    /// Observes the calls of `inner` into `metrics`.
-    pub fn new(inner: S, metrics: Arc<Metrics>) -> Self {
-        Observed { inner, metrics }
+    /// The label of the method a request `path` names: the method, if the
+    /// service has it, else [`UNKNOWN_METHOD`].
+    fn method_label(&self, path: &str) -> &'static str {
+        let method = path.rsplit_once('/').map_or("", |(_, method)| method);
+        self.methods
+            .iter()
+            .find(|known| **known == method)
+            .copied()
+            .unwrap_or(UNKNOWN_METHOD)
     }
 }
 
@@ -48,7 +77,7 @@ impl<S: NamedService> NamedService for Observed<S> {
 /// per-call timeout, or the client went away) counts as CANCELLED.
 struct CallRecord {
     metrics: Arc<Metrics>,
-    method: String,
+    method: &'static str,
     started: Instant,
     code: Option<Code>,
 }
@@ -57,13 +86,14 @@ impl Drop for CallRecord {
     fn drop(&mut self) {
         let code = self.code.unwrap_or(Code::Cancelled);
         self.metrics
-            .rpc_handled(&self.method, code, self.started.elapsed());
+            .rpc_handled(self.method, code, self.started.elapsed());
     }
 }
 
 impl<S> Service<http::Request<Body>> for Observed<S>
 where
     S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + NamedService
         + Clone
         + Send
         + 'static,
@@ -78,21 +108,21 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let path = request.uri().path().trim_start_matches('/').to_owned();
-        let (service, method) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
+        let method = self.method_label(request.uri().path());
+        let name = format!("{}/{method}", S::NAME);
         let span = tracing::info_span!(
             "rpc",
-            otel.name = %path,
+            otel.name = %name,
             otel.kind = "server",
             rpc.system = "grpc",
-            rpc.service = %service,
-            rpc.method = %method,
+            rpc.service = S::NAME,
+            rpc.method = method,
             rpc.grpc.status_code = tracing::field::Empty,
         );
         set_parent_from(&span, &HeaderExtractor(request.headers()));
         let mut record = CallRecord {
             metrics: self.metrics.clone(),
-            method: method.to_owned(),
+            method,
             started: Instant::now(),
             code: None,
         };
@@ -149,6 +179,30 @@ mod tests {
         assert!(text.contains(
             "scheduler_rpc_requests_total{code=\"PERMISSION_DENIED\",method=\"DeleteJob\"} 1"
         ));
+    }
+
+    #[tokio::test]
+    async fn a_method_the_service_does_not_have_is_labelled_unknown() {
+        let metrics = Metrics::new();
+        let mut observed = Observed::new(Stub::answering(Code::Unimplemented), metrics.clone());
+        for path in [
+            "/proto.JobsService/Made1",
+            "/proto.JobsService/Made2",
+            "/proto.JobsService/",
+            "/proto.JobsService/GetJob/x",
+            "/proto.JobsService",
+        ] {
+            observed.call(call_to(path)).await.unwrap();
+        }
+        let text = metrics.render(0);
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|line| line.starts_with("scheduler_rpc_requests_total{"))
+            .collect();
+        assert_eq!(
+            series,
+            ["scheduler_rpc_requests_total{code=\"UNIMPLEMENTED\",method=\"unknown\"} 5"]
+        );
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ use tonic::{
     Code, Status,
     body::Body,
     codegen::{BoxFuture, Service, http},
+    server::NamedService,
 };
 
 /// Answers every call with `status`: at once without a `gate`, else once
@@ -27,6 +28,11 @@ impl Stub {
     pub fn answering(status: Code) -> Self {
         Stub { gate: None, status }
     }
+}
+
+/// Stands in for the JobsService server, whose methods it takes as known.
+impl NamedService for Stub {
+    const NAME: &'static str = "proto.JobsService";
 }
 
 impl Service<http::Request<Body>> for Stub {

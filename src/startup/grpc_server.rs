@@ -1,7 +1,8 @@
 //! The gRPC server of the service: `JobsService` and `JobEvents` behind the
 //! admin token check and the call limits, health and reflection open, the
-//! message size limit and request timeout on everything, and TLS when
-//! configured.
+//! message size limit and request timeout on everything, the bounds on
+//! streams and connections (HTTP/2 keepalive, streams per connection), and
+//! TLS when configured.
 
 use tokio_util::sync::CancellationToken;
 use tonic::{service::interceptor::InterceptedService, transport::server::Router};
@@ -21,6 +22,10 @@ use crate::{
 /// open. Every service refuses request messages over
 /// `GRPC_MAX_MESSAGE_BYTES` (RESOURCE_EXHAUSTED), and every call is
 /// cancelled after `GRPC_REQUEST_TIMEOUT_MS` (tonic answers CANCELLED).
+/// Each connection carries at most `GRPC_MAX_STREAMS_PER_CONNECTION`
+/// streams and is pinged every `GRPC_KEEPALIVE_INTERVAL_SECS`; one that
+/// does not answer within `GRPC_KEEPALIVE_TIMEOUT_SECS` is closed, with its
+/// calls and subscriber streams.
 pub(super) async fn router(
     service: &JobService,
     hub: &EventHub,
@@ -59,6 +64,7 @@ pub(super) async fn router(
             service.clone(),
             hub.clone(),
             shutdown.clone(),
+            &security.streams,
         ))
         .max_decoding_message_size(max_message),
         authenticator(),
@@ -70,8 +76,12 @@ pub(super) async fn router(
         None => tonic::transport::Server::builder(),
     };
     let max_calls = security.max_concurrent_calls;
+    let streams = &security.streams;
     Ok(builder
         .timeout(security.request_timeout)
+        .max_concurrent_streams(streams.max_streams_per_connection)
+        .http2_keepalive_interval(Some(streams.keepalive_interval))
+        .http2_keepalive_timeout(Some(streams.keepalive_timeout))
         .add_service(Observed::new(
             CallLimits::with_max_concurrent_calls(jobs, max_calls),
             metrics.clone(),

@@ -194,6 +194,7 @@ impl Application {
             max_message_bytes = self.security.max_message_bytes,
             request_timeout = ?self.security.request_timeout,
             max_concurrent_calls = self.security.max_concurrent_calls,
+            max_subscribers = self.security.streams.max_subscribers,
             "gRPC server listening"
         );
         let shutdown = self.shutdown.clone();

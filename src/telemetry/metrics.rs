@@ -15,7 +15,8 @@ use prometheus::{
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// gRPC calls handled, by `method` (e.g. `CreateJob`) and `code` (e.g. `OK`).
+/// gRPC calls handled, by `method` (e.g. `CreateJob`; a method the service
+/// does not have is `unknown`) and `code` (e.g. `OK`).
 pub const RPC_REQUESTS: &str = "scheduler_rpc_requests_total";
 /// gRPC call latency in seconds, by `method` and `code`.
 pub const RPC_DURATION: &str = "scheduler_rpc_duration_seconds";
@@ -46,6 +47,13 @@ pub const STORE_ERRORS: &str = "scheduler_store_errors_total";
 /// Run results waiting in the topic, by `partition` (from the consumer's
 /// statistics; Kafka only).
 pub const CONSUMER_LAG: &str = "scheduler_consumer_lag";
+/// `JobEvents.Subscribe` streams open now.
+pub const SUBSCRIBERS: &str = "scheduler_subscribers";
+/// Subscriber streams the service ended, by `reason`: `stalled` (took no
+/// event for `GRPC_SUBSCRIBER_STALL_SECS`), `shutdown`.
+pub const SUBSCRIBERS_DROPPED: &str = "scheduler_subscribers_dropped_total";
+/// Events subscribers missed because they fell behind the hub.
+pub const SUBSCRIBER_EVENTS_MISSED: &str = "scheduler_subscriber_events_missed_total";
 
 /// Every metric name the service exports (besides the `process_*` ones).
 pub const NAMES: &[&str] = &[
@@ -63,6 +71,9 @@ pub const NAMES: &[&str] = &[
     RESULTS_SKIPPED,
     STORE_ERRORS,
     CONSUMER_LAG,
+    SUBSCRIBERS,
+    SUBSCRIBERS_DROPPED,
+    SUBSCRIBER_EVENTS_MISSED,
 ];
 
 /// Why a job ended FAILED without an executor saying so, or because it did.
@@ -86,6 +97,24 @@ impl FailReason {
     }
 }
 
+/// Why the service ended a subscriber's stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriberDrop {
+    /// It took no event for the stall limit while events waited for it.
+    Stalled,
+    /// The service is stopping.
+    Shutdown,
+}
+
+impl SubscriberDrop {
+    fn label(self) -> &'static str {
+        match self {
+            SubscriberDrop::Stalled => "stalled",
+            SubscriberDrop::Shutdown => "shutdown",
+        }
+    }
+}
+
 /// The service's instruments and the registry that holds them.
 #[derive(Debug)]
 pub struct Metrics {
@@ -104,6 +133,9 @@ pub struct Metrics {
     results_skipped: IntCounterVec,
     store_errors: IntCounterVec,
     consumer_lag: IntGaugeVec,
+    subscribers: IntGauge,
+    subscribers_dropped: IntCounterVec,
+    subscriber_events_missed: IntCounter,
 }
 
 /// Buckets of the latency histograms, in seconds: 250 µs to 60 s.
@@ -177,6 +209,21 @@ impl Metrics {
                     Opts::new(CONSUMER_LAG, "Run results waiting in the topic"),
                     &["topic", "partition"],
                 ),
+            ),
+            subscribers: register(
+                &r,
+                IntGauge::new(SUBSCRIBERS, "JobEvents.Subscribe streams open"),
+            ),
+            subscribers_dropped: counters(
+                &r,
+                SUBSCRIBERS_DROPPED,
+                "Subscriber streams the service ended, by reason",
+                &["reason"],
+            ),
+            subscriber_events_missed: counter(
+                &r,
+                SUBSCRIBER_EVENTS_MISSED,
+                "Events subscribers missed because they fell behind",
             ),
             registry: r,
         };
@@ -254,6 +301,28 @@ impl Metrics {
         self.consumer_lag
             .with_label_values(&[topic, &partition.to_string()])
             .set(lag);
+    }
+
+    /// A subscriber's stream opened.
+    pub fn subscriber_opened(&self) {
+        self.subscribers.inc();
+    }
+
+    /// A subscriber's stream ended.
+    pub fn subscriber_closed(&self) {
+        self.subscribers.dec();
+    }
+
+    /// The service ended a subscriber's stream for `reason`.
+    pub fn subscriber_dropped(&self, reason: SubscriberDrop) {
+        self.subscribers_dropped
+            .with_label_values(&[reason.label()])
+            .inc();
+    }
+
+    /// A subscriber fell behind and missed `missed` events.
+    pub fn subscriber_missed(&self, missed: u64) {
+        self.subscriber_events_missed.inc_by(missed);
     }
 
     /// The metrics in the Prometheus text format, with the armed-timer gauge
@@ -425,6 +494,30 @@ mod tests {
     }
 
     #[test]
+    fn subscribers_are_counted_open_dropped_and_missing_events() {
+        let metrics = Metrics::new();
+        metrics.subscriber_opened();
+        metrics.subscriber_opened();
+        metrics.subscriber_closed();
+        metrics.subscriber_dropped(SubscriberDrop::Stalled);
+        metrics.subscriber_dropped(SubscriberDrop::Shutdown);
+        metrics.subscriber_dropped(SubscriberDrop::Shutdown);
+        metrics.subscriber_missed(7);
+        let text = metrics.render(0);
+        assert_eq!(value_of(&text, SUBSCRIBERS), Some(1.0));
+        assert_eq!(value_of(&text, SUBSCRIBER_EVENTS_MISSED), Some(7.0));
+        for (reason, count) in [("stalled", 1.0), ("shutdown", 2.0)] {
+            assert_eq!(
+                value_of(
+                    &text,
+                    &format!("{SUBSCRIBERS_DROPPED}{{reason=\"{reason}\"}}")
+                ),
+                Some(count)
+            );
+        }
+    }
+
+    #[test]
     fn two_instances_count_apart() {
         let first = Metrics::new();
         let second = Metrics::new();
@@ -442,6 +535,8 @@ mod tests {
         metrics.event_failed("t");
         metrics.result_skipped("malformed");
         metrics.set_consumer_lag("t", 0, 0);
+        metrics.store_failed("get", "unavailable");
+        metrics.subscriber_dropped(SubscriberDrop::Stalled);
         let text = metrics.render(0);
         for name in NAMES {
             assert!(

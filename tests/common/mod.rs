@@ -36,7 +36,7 @@ use scheduler_service::{
     config::{Settings, vars},
     grpc::proto::{self, jobs_service_client::JobsServiceClient},
     startup::Application,
-    telemetry::init_tracing,
+    telemetry::{init_tracing, metrics::Metrics},
 };
 use test_support::topic_vars;
 use tokio::task::JoinHandle;
@@ -97,8 +97,12 @@ pub struct TestApp {
     pub client: JobsServiceClient<Channel>,
     /// A channel to the server, for reflection and health clients.
     pub channel: Channel,
+    /// The port of its gRPC server, for connections of a test's own.
+    pub port: u16,
     /// The port of its Prometheus endpoint.
     pub metrics_port: u16,
+    /// Its metrics, readable after it stopped too.
+    pub metrics: std::sync::Arc<Metrics>,
     shutdown: CancellationToken,
     handle: Option<JoinHandle<()>>,
 }
@@ -259,6 +263,7 @@ pub async fn spawn_app_on_clock(overrides: &[(&str, &str)], clock: &ManualClock)
 async fn run(app: Application, settings: Settings) -> TestApp {
     let port = app.port();
     let metrics_port = app.metrics_port();
+    let metrics = app.service().metrics().clone();
     let shutdown = app.shutdown_token();
     let handle = tokio::spawn(async move {
         app.run_until_stopped().await.expect("service runs");
@@ -272,7 +277,9 @@ async fn run(app: Application, settings: Settings) -> TestApp {
         settings,
         client: JobsServiceClient::new(channel.clone()),
         channel,
+        port,
         metrics_port,
+        metrics,
         shutdown,
         handle: Some(handle),
     }
