@@ -11,7 +11,8 @@
 //! `results` (outcomes and duplicates), `outbox` (owed events and their
 //! version check), `windows` (the due window and stuck runs),
 //! `transitions` (misfires and run timeouts as the service makes them),
-//! `concurrency` (replicas racing to claim). `ensure_indexes` runs twice
+//! `concurrency` (replicas racing to claim), `races` (an update or a delete
+//! racing a firing, forced into each interleaving, through the service). `ensure_indexes` runs twice
 //! on every fresh store before its case (a restart runs it again).
 //!
 //! Where they run:
@@ -48,6 +49,7 @@ macro_rules! cases {
     };
 }
 
+mod interleave;
 mod jobs;
 mod stores;
 mod support;
@@ -57,6 +59,7 @@ mod concurrency;
 mod crud;
 mod listing;
 mod outbox;
+mod races;
 mod replace;
 mod results;
 mod times;
@@ -83,12 +86,12 @@ macro_rules! contract {
 }
 
 contract!(memory = Memory []:
-    crud, replace, times, listing, claims, results, outbox, windows, transitions, concurrency);
+    crud, replace, times, listing, claims, results, outbox, windows, transitions, concurrency, races);
 contract!(embedded = Embedded []:
-    crud, replace, times, listing, claims, results, outbox, windows, transitions, concurrency);
+    crud, replace, times, listing, claims, results, outbox, windows, transitions, concurrency, races);
 contract!(postgres = Postgres []:
-    crud, replace, times, listing, claims, results, outbox, windows, transitions, concurrency);
+    crud, replace, times, listing, claims, results, outbox, windows, transitions, concurrency, races);
 contract!(polodb = Polodb []:
-    crud, replace, times, claims, results, outbox, windows, transitions);
+    crud, replace, times, claims, results, outbox, windows, transitions, races);
 contract!(mongodb = Mongodb [#[ignore = "needs a real MongoDB: set MONGODB_URI"]]:
-    crud, replace, times, listing, claims, results, outbox, windows, transitions, concurrency);
+    crud, replace, times, listing, claims, results, outbox, windows, transitions, concurrency, races);
