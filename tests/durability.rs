@@ -118,11 +118,11 @@ async fn a_killed_service_restarts_and_fires_every_job_once() {
     assert!(service.metric(metrics::JOBS_FIRED, &[]).await >= 1.0);
     // Everything published is on the topic once the service has stopped.
     assert!(service.terminate().success(), "graceful exit");
-    assert_fired_once(&by_job(runs.rest().await), &ids);
+    assert_fired_once(&by_job_of(runs.rest().await), &ids);
 }
 
 /// Groups events by job id.
-fn by_job(events: Vec<common::ReceivedEvent>) -> HashMap<String, Vec<common::ReceivedEvent>> {
+fn by_job_of(events: Vec<common::ReceivedEvent>) -> HashMap<String, Vec<common::ReceivedEvent>> {
     let mut by_job: HashMap<String, Vec<common::ReceivedEvent>> = HashMap::new();
     for event in events {
         by_job.entry(event.key.clone()).or_default().push(event);
@@ -224,7 +224,7 @@ async fn events_owed_during_an_outage_arrive_after_it(outage: Outage) {
         .collect(during.len(), Duration::from_secs(60), Duration::ZERO)
         .await;
     assert!(service.terminate().success(), "graceful exit");
-    for (id, events) in by_job(runs.rest().await) {
+    for (id, events) in by_job_of(runs.rest().await) {
         ran.entry(id).or_default().extend(events);
     }
     ran.entry(before).or_default().push(first_run);
@@ -298,7 +298,7 @@ async fn a_database_outage_is_survived_without_a_restart() {
     let expected: Vec<String> = std::iter::once(running.clone())
         .chain(due.iter().cloned())
         .collect();
-    assert_fired_once(&by_job(runs.rest().await), &expected);
+    assert_fired_once(&by_job_of(runs.rest().await), &expected);
 }
 
 /// Three replicas against one store: `uri` and a fresh namespace.
@@ -344,7 +344,7 @@ async fn three_replicas_fire_each_job_once(uri: &str) {
     for mut replica in replicas {
         assert!(replica.terminate().success(), "graceful exit");
     }
-    for (id, events) in self::by_job(runs.rest().await) {
+    for (id, events) in by_job_of(runs.rest().await) {
         by_job.entry(id).or_default().extend(events);
     }
     assert!(
@@ -375,4 +375,51 @@ async fn three_replicas_on_postgres_publish_each_run_exactly_once() {
 async fn three_replicas_on_real_mongodb_publish_each_run_exactly_once() {
     let uri = std::env::var("MONGODB_URI").expect("MONGODB_URI names a real MongoDB");
     three_replicas_fire_each_job_once(&uri).await;
+}
+
+#[tokio::test]
+async fn a_shutdown_while_jobs_fire_and_events_are_owed_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker_port = free_port().expect("a free port");
+    let link = Link::to(broker_port).await.expect("link");
+    let _kafka = ServerProcess::kafka_behind(dir.path(), broker_port, link.port).await;
+    let brokers = format!("127.0.0.1:{}", link.port);
+    let env = test_vars(&[
+        (vars::KAFKA_BROKERS, &brokers),
+        (vars::KAFKA_MESSAGE_TIMEOUT_MS, "2000"),
+        (vars::OUTBOX_POLL_MS, "200"),
+        (vars::SHUTDOWN_GRACE_SECS, "2"),
+    ]);
+    let mut service = ServiceProcess::start(&env, dir.path()).await;
+    let mut client = service.client().await;
+
+    // A burst due in a second, fired while the broker is cut off: every job
+    // is claimed and owes its events when the service is told to stop.
+    link.cut();
+    let ids = create_jobs(&mut client, "burst", 200, 1_000, 0).await;
+    wait_all(&mut client, &ids, proto::JobStatus::Running).await;
+    let create_topic = var_of(&env, vars::TOPIC_JOB_CREATE);
+    service
+        .wait_for_metric(metrics::EVENTS_FAILED, &[("topic", create_topic)], 1.0)
+        .await;
+    assert!(service.terminate().success(), "graceful exit");
+
+    // Back with the broker reachable: the outbox delivers what was owed.
+    link.restore();
+    service.restart().await;
+    let runs = EventReader::on(&brokers, var_of(&env, vars::TOPIC_JOB_RUN));
+    let mut by_job = runs
+        .collect(ids.len(), Duration::from_secs(90), Duration::ZERO)
+        .await;
+    let mut client = service.client().await;
+    assert_eq!(
+        statuses(&mut client, &ids).await,
+        vec![proto::JobStatus::Running; ids.len()]
+    );
+    assert!(service.terminate().success(), "graceful exit");
+    for (id, events) in by_job_of(runs.rest().await) {
+        by_job.entry(id).or_default().extend(events);
+    }
+    // Every job's run event arrived, each for its one firing.
+    assert_fired_once(&by_job, &ids);
 }

@@ -10,9 +10,17 @@
 //! still owed after a crash or a broker outage (at least once: the firing
 //! key lets consumers drop duplicates).
 //!
+//! While the broker is unreachable, a publish waits out the broker's
+//! acknowledgement timeout (`KAFKA_MESSAGE_TIMEOUT_MS`, 10 s) before it
+//! fails: every call and every firing batch would wait that long, and
+//! CreateJob would slow to a crawl. So the first publish that finds the
+//! broker unreachable marks it down, and from then on calls and firings
+//! leave their events owed at once; the relay alone keeps trying, and its
+//! first publish that succeeds marks the broker up again.
+//!
 //! [`PendingEvents`]: crate::domain::PendingEvents
 
-use std::{borrow::Borrow, collections::HashSet};
+use std::{borrow::Borrow, collections::HashSet, sync::atomic::Ordering};
 
 use chrono::Duration as ChronoDuration;
 use futures::StreamExt;
@@ -22,7 +30,7 @@ use tracing::{Instrument, Span};
 use super::{JobService, job_span};
 use crate::{
     backoff::Backoff,
-    broker::EventKind,
+    broker::{BrokerError, EventKind},
     domain::{Job, JobId},
 };
 
@@ -51,6 +59,16 @@ impl JobService {
     /// still at the version published. Never fails: what cannot be published
     /// now stays owed for the relay. Returns each job's delivery, in order.
     pub async fn deliver<J: Borrow<Job>>(&self, jobs: &[(J, Span)]) -> Vec<Delivery> {
+        if self.inner.broker_down.load(Ordering::Relaxed) {
+            // The relay delivers them when the broker is back.
+            return vec![Delivery::Deferred; jobs.len()];
+        }
+        self.deliver_now(jobs).await
+    }
+
+    /// Delivers as [`JobService::deliver`] does, even while the broker is
+    /// marked down (the relay's probe).
+    async fn deliver_now<J: Borrow<Job>>(&self, jobs: &[(J, Span)]) -> Vec<Delivery> {
         // (The futures are made before they are streamed: a closure over
         // borrowed jobs inside the stream would not be `Send`.)
         let publishes: Vec<_> = jobs
@@ -119,11 +137,25 @@ impl JobService {
             (job.pending.run, EventKind::Run),
         ];
         for kind in owed.iter().filter(|(owed, _)| *owed).map(|(_, kind)| *kind) {
-            if let Err(err) = self.inner.producer.publish(kind, job).await {
-                tracing::warn!(job_id = %job.id, kind = kind.as_str(), error = %err,
-                    "event not published; it stays in the outbox");
-                self.inner.relay_wake.notify_one();
-                return false;
+            match self.inner.producer.publish(kind, job).await {
+                Ok(()) => {
+                    if self.inner.broker_down.swap(false, Ordering::Relaxed) {
+                        tracing::info!("the broker is back: calls and firings publish again");
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(job_id = %job.id, kind = kind.as_str(), error = %err,
+                        "event not published; it stays in the outbox");
+                    if matches!(err, BrokerError::Unavailable(_))
+                        && !self.inner.broker_down.swap(true, Ordering::Relaxed)
+                    {
+                        tracing::warn!(
+                            "the broker is unreachable: events are left to the relay until it is back"
+                        );
+                    }
+                    self.inner.relay_wake.notify_one();
+                    return false;
+                }
             }
         }
         true
@@ -188,7 +220,7 @@ impl JobService {
         if ready.is_empty() {
             return Ok(());
         }
-        let deliveries = self.deliver(&ready).await;
+        let deliveries = self.deliver_now(&ready).await;
         let deferred = deliveries
             .iter()
             .filter(|d| **d == Delivery::Deferred)
@@ -231,7 +263,7 @@ mod tests {
 
     #[tokio::test]
     async fn events_owed_while_the_broker_is_down_stay_in_the_outbox_in_order() {
-        let (mut t, producer) = recording(Duration::from_secs(11));
+        let (mut t, producer) = recording(Duration::ZERO);
         let svc = t.svc.clone();
         producer.set_down(true);
         let job = svc.create(t.spec(-1)).await.unwrap();
@@ -243,12 +275,8 @@ mod tests {
         assert!(producer.events().is_empty());
 
         producer.set_down(false);
-        let owing = svc.inner.db.with_pending_events(10).await.unwrap();
-        assert_eq!(owing.len(), 1);
-        assert_eq!(
-            svc.deliver(&now_span(owing[0].clone())).await,
-            [Delivery::Delivered]
-        );
+        assert_eq!(svc.inner.db.with_pending_events(10).await.unwrap().len(), 1);
+        svc.relay_pass().await.unwrap();
         let kinds: Vec<EventKind> = producer.events().iter().map(|e| e.0).collect();
         assert_eq!(kinds, [EventKind::Create, EventKind::Run]);
         assert!(!svc.get(job.id).await.unwrap().pending.any());
@@ -265,12 +293,38 @@ mod tests {
         // Delivering the stale snapshot publishes it but must not clear the
         // update owed by the newer version.
         assert_eq!(
-            svc.deliver(&now_span(created.clone())).await,
+            svc.deliver_now(&now_span(created.clone())).await,
             [Delivery::Superseded]
         );
         let stored = svc.get(created.id).await.unwrap();
         assert!(stored.pending.create && stored.pending.update);
         assert_eq!(svc.deliver(&now_span(stored)).await, [Delivery::Delivered]);
+    }
+
+    #[tokio::test]
+    async fn while_the_broker_is_down_calls_leave_their_events_to_the_relay() {
+        let (t, producer) = recording(Duration::ZERO);
+        let svc = &t.svc;
+        producer.set_down(true);
+        let first = svc.create(t.spec(60_000)).await.unwrap();
+        assert_eq!(
+            producer.attempts(),
+            1,
+            "the first call finds the broker down"
+        );
+        let second = svc.create(t.spec(60_000)).await.unwrap();
+        assert_eq!(producer.attempts(), 1, "the next one does not wait for it");
+        // The relay keeps trying; its first success marks the broker up.
+        assert!(svc.relay_pass().await.is_err());
+        producer.set_down(false);
+        svc.relay_pass().await.unwrap();
+        let third = svc.create(t.spec(60_000)).await.unwrap();
+        let created: Vec<JobId> = producer.events().iter().map(|e| e.1).collect();
+        assert_eq!(created.len(), 3);
+        assert_eq!(created[2], third.id, "published by its call");
+        for job in [first, second, third] {
+            assert!(!svc.get(job.id).await.unwrap().pending.any());
+        }
     }
 
     #[tokio::test]

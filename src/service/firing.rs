@@ -332,6 +332,10 @@ mod tests {
             jobs.push(svc.create(t.spec(-1)).await.unwrap());
         }
         producer.set_down(false);
+        // The broker is back (as the relay's next success would tell).
+        svc.inner
+            .broker_down
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         let mut batch = t.next_firings(5).await;
         // One job deleted and one claimed already (another replica): the
         // batch claims the other three.

@@ -31,7 +31,7 @@ mod run_timeout;
 #[cfg(test)]
 mod testing;
 
-use std::sync::Arc;
+use std::sync::{Arc, atomic::AtomicBool};
 
 use tokio::sync::{Notify, watch};
 use tracing::Span;
@@ -68,6 +68,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// Wakes the outbox relay when a delivery failed.
     relay_wake: Notify,
+    /// Set while the broker is unreachable: see [`delivery`].
+    broker_down: AtomicBool,
     /// Counts the jumps of the clock, so that the periodic duties look again
     /// at once (the window loader, the run-timeout sweeper).
     clock_jumps: Arc<watch::Sender<u64>>,
@@ -98,6 +100,7 @@ impl JobService {
                 settings,
                 metrics,
                 relay_wake: Notify::new(),
+                broker_down: AtomicBool::new(false),
                 clock_jumps,
             }),
         }

@@ -6,7 +6,7 @@
 use std::{
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -31,6 +31,7 @@ use crate::{
 pub(crate) struct RecordingProducer {
     events: Mutex<Vec<(EventKind, JobId, JobStatus)>>,
     down: AtomicBool,
+    attempts: AtomicUsize,
 }
 
 impl RecordingProducer {
@@ -42,6 +43,11 @@ impl RecordingProducer {
     /// Every event published so far: its kind, job and the job's status.
     pub(crate) fn events(&self) -> Vec<(EventKind, JobId, JobStatus)> {
         self.events.lock().expect("events lock").clone()
+    }
+
+    /// How many publishes were tried, successful or not.
+    pub(crate) fn attempts(&self) -> usize {
+        self.attempts.load(Ordering::SeqCst)
     }
 
     /// The jobs of the run events published so far, in order.
@@ -57,6 +63,7 @@ impl RecordingProducer {
 #[async_trait]
 impl JobsProducer for RecordingProducer {
     async fn publish(&self, kind: EventKind, job: &Job) -> Result<(), BrokerError> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
         if self.down.load(Ordering::SeqCst) {
             return Err(BrokerError::Unavailable("down".into()));
         }

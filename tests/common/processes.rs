@@ -56,7 +56,7 @@ impl ServiceProcess {
         )
         .expect("start the service binary");
         child
-            .wait_listening(Duration::from_secs(30))
+            .wait_listening(Duration::from_secs(90))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         self.port = child.port;
