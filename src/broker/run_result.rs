@@ -20,12 +20,16 @@
 //! - A value of the wrong type spoils the whole message, even when a later
 //!   duplicate is good (Go reports the error after decoding the rest, and
 //!   the Go consumer skips the message).
+//! - Bytes that are not UTF-8, and lone surrogate escapes, in the other
+//!   keys and their values do not spoil the message (Go reads them as
+//!   U+FFFD).
 //!
 //! Beyond Go: `jobId` (same folding) is accepted for the id, as the
 //! article's sample message spells it; it is read only when no `Id` key is
-//! present, so any message Go accepts means here what it means there. A
-//! status other than 4 (SUCCEEDED) or 5 (FAILED) is refused, where Go would
-//! store it. Other keys are ignored.
+//! present, so that a message with `Id` means here what it means to Go
+//! (but for a `jobId` value that is not UTF-8, which spoils the message
+//! here and is ignored there). A status other than 4 (SUCCEEDED) or 5
+//! (FAILED) is refused, where Go would store it. Other keys are ignored.
 //!
 //! The object is read in one pass, with a serde visitor that sees the keys
 //! in document order.
@@ -259,8 +263,8 @@ impl<'de> Visitor<'de> for FieldsVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
         let mut fields = Fields::default();
-        while let Some(name) = map.next_key::<String>()? {
-            match Tag::of(&name) {
+        while let Some(KeyTag(tag)) = map.next_key()? {
+            match tag {
                 Some(tag) => fields.take(tag, &map.next_value::<Value>()?),
                 None => {
                     map.next_value::<IgnoredAny>()?;
@@ -268,6 +272,35 @@ impl<'de> Visitor<'de> for FieldsVisitor {
             }
         }
         Ok(fields)
+    }
+}
+
+/// An object key, as the tag it names, if any. Read as bytes: a key that is
+/// not UTF-8 names no tag and is ignored, as in Go (which reads a bad byte
+/// as U+FFFD, and U+FFFD folds to no tag), instead of spoiling the message.
+struct KeyTag(Option<Tag>);
+
+impl<'de> Deserialize<'de> for KeyTag {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_bytes(KeyTagVisitor)
+    }
+}
+
+struct KeyTagVisitor;
+
+impl Visitor<'_> for KeyTagVisitor {
+    type Value = KeyTag;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_bytes<E: de::Error>(self, key: &[u8]) -> Result<KeyTag, E> {
+        Ok(KeyTag(std::str::from_utf8(key).ok().and_then(Tag::of)))
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<KeyTag, E> {
+        Ok(KeyTag(Tag::of(key)))
     }
 }
 
@@ -547,6 +580,45 @@ mod tests {
             parse_run_result(&huge),
             Err(RunResultError::TooLarge(RUN_RESULT_MAX_BYTES + 1))
         );
+    }
+
+    /// Found by the fuzz target `run_result` (its input is kept as
+    /// fuzz/seeds/run_result/not-utf8-in-an-ignored-value.json): a byte that
+    /// is not UTF-8 in the value of an ignored key. Go reads it as U+FFFD,
+    /// and so the message is a result; here too, as ignored values are not
+    /// read. A key that is not UTF-8, or a lone surrogate, is ignored too.
+    #[test]
+    fn bytes_that_are_not_utf8_outside_the_keys_read_do_not_spoil_the_message() {
+        let id = JobId::new();
+        let expected = Ok(RunResult {
+            id,
+            status: ResultStatus::Succeeded,
+            fire_token: None,
+        });
+        let tail = format!(r#","Id":"{id}","Status":4}}"#);
+        for head in [
+            &b"{\"ScheduleTime\":\"\xff030-01-01T09:00:00Z\""[..],
+            &b"{\"Na\xffme\":\"x\""[..],
+            &br#"{"Name":"\ud800""#[..],
+            &br#"{"\udc00":1"#[..],
+        ] {
+            let payload = [head, tail.as_bytes()].concat();
+            assert_eq!(
+                parse_run_result(&payload),
+                expected,
+                "{}",
+                String::from_utf8_lossy(&payload)
+            );
+        }
+        let bad_status = [
+            format!(r#"{{"Id":"{id}","Status":""#).as_bytes(),
+            b"\xff\"}",
+        ]
+        .concat();
+        assert!(matches!(
+            parse_run_result(&bad_status),
+            Err(RunResultError::Malformed(_))
+        ));
     }
 
     #[test]
