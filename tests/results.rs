@@ -100,32 +100,50 @@ fn python_dumps(fields: &[(&str, Value)]) -> String {
     format!("{{{}}}", pairs.join(", "))
 }
 
-/// Creates a job due now and returns its run event.
-async fn fired(
-    app: &mut common::TestApp,
-    runs: &EventReader,
-    request: proto::CreateJobRequest,
-) -> JobEvent {
-    let id = create_job(&mut app.client, request).await;
-    let (run, _) = runs.next_for(&id, TIMEOUT).await;
-    run.unwrap_or_else(|| panic!("job {id} fired")).event
+/// A service instance, a reader of its run events and a snappy producer of
+/// its results.
+struct Setup {
+    app: common::TestApp,
+    runs: EventReader,
+    producer: SnappyProducer,
 }
 
-async fn status_of(app: &mut common::TestApp, id: &str, wanted: proto::JobStatus) {
-    assert_eq!(
-        wait_for_status(&mut app.client, id, wanted, TIMEOUT).await,
-        wanted,
-        "job {id}"
-    );
+impl Setup {
+    async fn new() -> Self {
+        let app = spawn_app(&[]).await;
+        let runs = EventReader::new(&app.settings.topics.job_run.name);
+        Setup {
+            app,
+            runs,
+            producer: SnappyProducer::new(),
+        }
+    }
+
+    /// Creates a job due now and returns its run event.
+    async fn fired(&mut self, request: proto::CreateJobRequest) -> JobEvent {
+        let id = create_job(&mut self.app.client, request).await;
+        let (run, _) = self.runs.next_for(&id, TIMEOUT).await;
+        run.unwrap_or_else(|| panic!("job {id} fired")).event
+    }
+
+    /// Sends `message` as the result of job `id`.
+    async fn report(&self, id: &str, message: &str) {
+        let topic = &self.app.settings.topics.job_run_result;
+        self.producer.send(topic, id, message).await;
+    }
+
+    async fn assert_status(&mut self, id: &str, wanted: proto::JobStatus) {
+        assert_eq!(
+            wait_for_status(&mut self.app.client, id, wanted, TIMEOUT).await,
+            wanted,
+            "job {id}"
+        );
+    }
 }
 
 #[tokio::test]
 async fn the_email_executors_snappy_echo_with_a_lower_case_status_succeeds_the_job() {
-    let mut app = spawn_app(&[]).await;
-    let runs = EventReader::new(&app.settings.topics.job_run.name);
-    let results = app.settings.topics.job_run_result.clone();
-    let producer = SnappyProducer::new();
-
+    let mut setup = Setup::new().await;
     // A long, repetitive message body, so that snappy shrinks the batch and
     // librdkafka sends it compressed (it sends a batch that would not shrink
     // as it is).
@@ -140,7 +158,7 @@ async fn the_email_executors_snappy_echo_with_a_lower_case_status_succeeds_the_j
         .to_string(),
         ..create_request("welcome", 0)
     };
-    let run = fired(&mut app, &runs, request).await;
+    let run = setup.fired(request).await;
     assert_eq!(run.status, proto::JobStatus::Running as i32);
 
     // The executor sets `status` on the event it received and sends the
@@ -156,67 +174,56 @@ async fn the_email_executors_snappy_echo_with_a_lower_case_status_succeeds_the_j
         run.id
     )));
     assert!(message.ends_with(r#"}", "status": 4}"#));
-    producer.send(&results, &run.id, &message).await;
-    let sent = producer.sent.settled().await;
+    setup.report(&run.id, &message).await;
+    let sent = setup.producer.sent.settled().await;
     assert!(
         sent < message.len() as u64 / 4,
         "{sent} bytes sent for a {}-byte message: not compressed",
         message.len()
     );
 
-    status_of(&mut app, &run.id, proto::JobStatus::Succeeded).await;
-    app.stop().await;
+    setup
+        .assert_status(&run.id, proto::JobStatus::Succeeded)
+        .await;
+    setup.app.stop().await;
 }
 
 #[tokio::test]
 async fn result_keys_in_any_case_finish_jobs_and_the_later_duplicate_wins() {
-    let mut app = spawn_app(&[]).await;
-    let runs = EventReader::new(&app.settings.topics.job_run.name);
-    let results = app.settings.topics.job_run_result.clone();
-    let producer = SnappyProducer::new();
+    let mut setup = Setup::new().await;
+    let shouted = setup.fired(create_request("shouted", 0)).await;
+    let echoed = setup.fired(create_request("echoed", 0)).await;
+    let twice = setup.fired(create_request("twice", 0)).await;
 
-    let shouted = fired(&mut app, &runs, create_request("shouted", 0)).await;
-    let echoed = fired(&mut app, &runs, create_request("echoed", 0)).await;
-    let twice = fired(&mut app, &runs, create_request("twice", 0)).await;
-
-    producer
-        .send(
-            &results,
-            &shouted.id,
-            &python_dumps(&[("id", json!(shouted.id)), ("STATUS", json!(5))]),
-        )
-        .await;
+    let message = python_dumps(&[("id", json!(shouted.id)), ("STATUS", json!(5))]);
+    setup.report(&shouted.id, &message).await;
     // The whole run event sent back (its ScheduledKey too), `status` added.
     let whole = serde_json::to_string(&echoed).expect("event JSON");
     let whole = format!(
         "{}, \"status\": 4}}",
         whole.strip_suffix('}').expect("an object")
     );
-    producer.send(&results, &echoed.id, &whole).await;
+    setup.report(&echoed.id, &whole).await;
     // 4 then 3: the later 3 is not a result and the message is skipped;
     // had the first value won, the job would be SUCCEEDED and the next
     // result refused.
-    producer
-        .send(
-            &results,
-            &twice.id,
-            &python_dumps(&[
-                ("Id", json!(twice.id)),
-                ("Status", json!(4)),
-                ("status", json!(3)),
-            ]),
-        )
-        .await;
-    producer
-        .send(
-            &results,
-            &twice.id,
-            &python_dumps(&[("iD", json!(twice.id)), ("sTaTuS", json!(5))]),
-        )
-        .await;
+    for message in [
+        python_dumps(&[
+            ("Id", json!(twice.id)),
+            ("Status", json!(4)),
+            ("status", json!(3)),
+        ]),
+        python_dumps(&[("iD", json!(twice.id)), ("sTaTuS", json!(5))]),
+    ] {
+        setup.report(&twice.id, &message).await;
+    }
 
-    status_of(&mut app, &shouted.id, proto::JobStatus::Failed).await;
-    status_of(&mut app, &echoed.id, proto::JobStatus::Succeeded).await;
-    status_of(&mut app, &twice.id, proto::JobStatus::Failed).await;
-    app.stop().await;
+    for (job, status) in [
+        (&shouted, proto::JobStatus::Failed),
+        (&echoed, proto::JobStatus::Succeeded),
+        (&twice, proto::JobStatus::Failed),
+    ] {
+        setup.assert_status(&job.id, status).await;
+    }
+    setup.app.stop().await;
 }
