@@ -8,7 +8,8 @@
 //! kept here:
 //!
 //! - A key names a field when it equals the tag, or else when it equals it
-//!   under Unicode simple case folding (`foldName` in `encoding/json`): ASCII
+//!   under Unicode simple case folding (`foldName` in `encoding/json`; the
+//!   article's Go 1.19 `equalFoldRight` matches the same keys): ASCII
 //!   letters in either case, and the two non-ASCII runes that fold to ASCII
 //!   letters, U+212A KELVIN SIGN (`k`) and U+017F LATIN SMALL LETTER LONG S
 //!   (`s`). So `Status`, `status` and `STATUS` are one key.
@@ -20,9 +21,10 @@
 //! - A value of the wrong type spoils the whole message, even when a later
 //!   duplicate is good (Go reports the error after decoding the rest, and
 //!   the Go consumer skips the message).
-//! - Bytes that are not UTF-8, and lone surrogate escapes, in the other
-//!   keys and their values do not spoil the message (Go reads them as
-//!   U+FFFD).
+//! - Bytes that are not UTF-8, and lone surrogate escapes, in a key or in
+//!   the value of a key not read here do not spoil the message (Go reads
+//!   them as U+FFFD); in a value read here they do (as in Go, whose id and
+//!   numbers cannot hold them).
 //!
 //! Beyond Go: `jobId` (same folding) is accepted for the id, as the
 //! article's sample message spells it; it is read only when no `Id` key is
