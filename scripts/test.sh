@@ -4,6 +4,8 @@
 # and stops the servers. `cargo test --all-targets` also builds and runs each
 # benchmark binary (benches/core, benches/e2e) with no arguments, which is its
 # smoke run. Formatting and lints cover the whole workspace (test-support too).
+# Before the tests, scripts/fuzz.sh runs each fuzz target (fuzz/, a workspace
+# of its own, its formatting checked here too) for a short bounded time.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -11,5 +13,7 @@ scripts/services.sh up
 trap 'scripts/services.sh down' EXIT
 
 cargo fmt --all --check
+cargo fmt --manifest-path fuzz/Cargo.toml --check
 cargo clippy --workspace --all-targets -- -D warnings
+scripts/fuzz.sh
 cargo test --all-targets

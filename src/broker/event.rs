@@ -1,11 +1,11 @@
-//! The JSON carried on the topics. Field names follow the other services of
-//! this system (`Id`, `Status`, ...); run results also accept the article's
-//! lower-case form.
+//! The job events published on the topics, as JSON. Field names follow the
+//! other services of this system (`Id`, `Status`, ...); the run results read
+//! back are in `run_result`.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Job, JobId, ResultStatus};
+use crate::domain::Job;
 
 /// Which topic an event goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -78,65 +78,6 @@ impl From<&Job> for JobEvent {
     }
 }
 
-/// Largest run-result message that is parsed; anything bigger is poison.
-pub const RUN_RESULT_MAX_BYTES: usize = 64 * 1024;
-
-/// An executor's report on a run, from `topic-job-run-result`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RunResult {
-    /// The job that ran.
-    pub id: JobId,
-    /// How it went.
-    pub status: ResultStatus,
-}
-
-/// Why a run-result message was skipped.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum RunResultError {
-    /// The message has no payload.
-    #[error("empty message")]
-    Empty,
-    /// The payload is larger than [`RUN_RESULT_MAX_BYTES`].
-    #[error("message of {0} bytes exceeds the {RUN_RESULT_MAX_BYTES}-byte limit")]
-    TooLarge(usize),
-    /// The payload is not the expected JSON.
-    #[error("malformed JSON: {0}")]
-    Malformed(String),
-    /// The id is not 24 hex digits.
-    #[error("invalid job id {0:?}")]
-    InvalidId(String),
-    /// The status is not SUCCEEDED (4) or FAILED (5).
-    #[error("status {0} is not a result (expected 4 or 5)")]
-    NotAResult(i64),
-}
-
-#[derive(Deserialize)]
-struct RunResultWire {
-    #[serde(rename = "Id", alias = "jobId")]
-    id: String,
-    #[serde(rename = "Status", alias = "status")]
-    status: i64,
-}
-
-/// Parses a run-result message: `{"Id": "...", "Status": 4}` or
-/// `{"jobId": "...", "status": 4}`; other fields are ignored.
-pub fn parse_run_result(payload: &[u8]) -> Result<RunResult, RunResultError> {
-    if payload.is_empty() {
-        return Err(RunResultError::Empty);
-    }
-    if payload.len() > RUN_RESULT_MAX_BYTES {
-        return Err(RunResultError::TooLarge(payload.len()));
-    }
-    let wire: RunResultWire =
-        serde_json::from_slice(payload).map_err(|e| RunResultError::Malformed(e.to_string()))?;
-    let id = JobId::parse_str(&wire.id).map_err(|_| RunResultError::InvalidId(wire.id.clone()))?;
-    let status = i32::try_from(wire.status)
-        .ok()
-        .and_then(ResultStatus::from_i32)
-        .ok_or(RunResultError::NotAResult(wire.status))?;
-    Ok(RunResult { id, status })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,54 +123,5 @@ mod tests {
         assert_eq!(object["Status"], 2);
         assert_eq!(object["JobType"], 1);
         assert_eq!(object["ScheduledKey"], 42);
-    }
-
-    #[test]
-    fn both_result_spellings_are_accepted() {
-        let id = JobId::new();
-        let upper = format!(r#"{{"Id":"{id}","Status":4}}"#);
-        let lower = format!(r#"{{"jobId":"{id}","status":5,"name":"job1","scheduledKey":1}}"#);
-        assert_eq!(
-            parse_run_result(upper.as_bytes()),
-            Ok(RunResult {
-                id,
-                status: ResultStatus::Succeeded
-            })
-        );
-        assert_eq!(
-            parse_run_result(lower.as_bytes()),
-            Ok(RunResult {
-                id,
-                status: ResultStatus::Failed
-            })
-        );
-    }
-
-    #[test]
-    fn poison_results_are_rejected_with_a_reason() {
-        let id = JobId::new();
-        assert_eq!(parse_run_result(b""), Err(RunResultError::Empty));
-        assert!(matches!(
-            parse_run_result(b"not json"),
-            Err(RunResultError::Malformed(_))
-        ));
-        assert!(matches!(
-            parse_run_result(br#"{"Status":4}"#),
-            Err(RunResultError::Malformed(_))
-        ));
-        assert_eq!(
-            parse_run_result(br#"{"Id":"xyz","Status":4}"#),
-            Err(RunResultError::InvalidId("xyz".into()))
-        );
-        let running = format!(r#"{{"Id":"{id}","Status":3}}"#);
-        assert_eq!(
-            parse_run_result(running.as_bytes()),
-            Err(RunResultError::NotAResult(3))
-        );
-        let huge = vec![b' '; RUN_RESULT_MAX_BYTES + 1];
-        assert_eq!(
-            parse_run_result(&huge),
-            Err(RunResultError::TooLarge(RUN_RESULT_MAX_BYTES + 1))
-        );
     }
 }

@@ -7,12 +7,14 @@
 mod event;
 pub mod hub;
 pub mod kafka;
+mod run_result;
 
 use async_trait::async_trait;
 
 use crate::domain::{self, Job};
 
-pub use event::{EventKind, JobEvent, RunResult, RunResultError, parse_run_result};
+pub use event::{EventKind, JobEvent};
+pub use run_result::{RunResult, RunResultError, parse_run_result};
 
 /// A failure to hand an event to the broker.
 #[derive(Debug, thiserror::Error)]

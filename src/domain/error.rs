@@ -1,5 +1,9 @@
 //! The service's error type. Every layer converts its own failures into this
-//! enum, and the gRPC layer maps each variant to one status code.
+//! enum, and the gRPC layer maps each variant to one status code. Also
+//! [`Excerpt`], the one way an error repeats a value it was sent, so that no
+//! message grows with its input.
+
+use std::fmt::{self, Write as _};
 
 use super::JobId;
 
@@ -85,5 +89,92 @@ impl Error {
             field,
             reason: reason.into(),
         }
+    }
+}
+
+/// Most characters of an input value an error message repeats (the `…`
+/// that marks a cut included).
+pub const EXCERPT_MAX_CHARS: usize = 64;
+
+/// An input value as an error message shows it: quoted, escaped as `{:?}`
+/// escapes it (so control characters are visible), and at most
+/// [`EXCERPT_MAX_CHARS`] characters between the quotes. A longer value is
+/// cut, `…` marks the cut, and its full length follows:
+/// `"xxxxxxxx…" (10240 bytes)`. A client that sends 10 KB of garbage gets a
+/// short answer, and the log line stays short too.
+#[derive(Debug, Clone, Copy)]
+pub struct Excerpt<'a>(pub &'a str);
+
+impl fmt::Display for Excerpt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown = String::with_capacity(EXCERPT_MAX_CHARS);
+        let mut width = 0;
+        // Where `shown` ends while one character is still left for `…`.
+        let mut cut_at = 0;
+        for c in self.0.chars() {
+            let escaped = c.escape_debug();
+            width += escaped.len();
+            if width > EXCERPT_MAX_CHARS {
+                shown.truncate(cut_at);
+                return write!(f, "\"{shown}…\" ({} bytes)", self.0.len());
+            }
+            shown.extend(escaped);
+            if width < EXCERPT_MAX_CHARS {
+                cut_at = shown.len();
+            }
+        }
+        f.write_char('"')?;
+        f.write_str(&shown)?;
+        f.write_char('"')
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chars_between_quotes(shown: &str) -> usize {
+        let inner = &shown[1..shown.rfind('"').unwrap()];
+        inner.chars().count()
+    }
+
+    #[test]
+    fn a_short_value_is_shown_whole_and_quoted() {
+        assert_eq!(Excerpt("abc").to_string(), r#""abc""#);
+        assert_eq!(Excerpt("").to_string(), r#""""#);
+        let exact = "x".repeat(EXCERPT_MAX_CHARS);
+        assert_eq!(Excerpt(&exact).to_string(), format!("\"{exact}\""));
+    }
+
+    #[test]
+    fn a_long_value_is_cut_to_the_limit_with_a_mark_and_its_length() {
+        let long = "x".repeat(10 * 1024);
+        let shown = Excerpt(&long).to_string();
+        assert_eq!(chars_between_quotes(&shown), EXCERPT_MAX_CHARS);
+        assert!(shown.ends_with("…\" (10240 bytes)"), "{shown}");
+        assert!(shown.starts_with(&format!("\"{}", "x".repeat(EXCERPT_MAX_CHARS - 1))));
+        let one_over = "y".repeat(EXCERPT_MAX_CHARS + 1);
+        assert_eq!(
+            chars_between_quotes(&Excerpt(&one_over).to_string()),
+            EXCERPT_MAX_CHARS
+        );
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_count_as_their_escapes() {
+        assert_eq!(Excerpt("a\0b\n").to_string(), r#""a\0b\n""#);
+        // Escapes are never cut in the middle: 31 NULs are 62 characters of
+        // `\0`, and a 32nd would leave no room for the `…`.
+        let nuls = "\0".repeat(40);
+        let shown = Excerpt(&nuls).to_string();
+        assert!(chars_between_quotes(&shown) <= EXCERPT_MAX_CHARS, "{shown}");
+        assert!(
+            shown.starts_with(&format!("\"{}…", r"\0".repeat(31))),
+            "{shown}"
+        );
+        let wide = "\u{1b}".repeat(40);
+        let shown = Excerpt(&wide).to_string();
+        assert!(chars_between_quotes(&shown) <= EXCERPT_MAX_CHARS, "{shown}");
+        assert!(shown.contains(r"\u{1b}…"), "{shown}");
     }
 }

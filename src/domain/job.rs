@@ -113,15 +113,15 @@ impl JobType {
 /// The fields a client chooses, validated: what CreateJob and UpdateJob carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobSpec {
-    /// Human-readable name; not empty.
+    /// Human-readable name; not empty, no control character.
     pub name: String,
-    /// Free text; may be empty.
+    /// Free text; may be empty; no control character but tab and line breaks.
     pub description: String,
     /// When the job is due. A time in the past means "now".
     pub schedule_time: DateTime<Utc>,
     /// Which executor runs it.
     pub job_type: JobType,
-    /// The executor's payload (for email, a JSON document); not empty.
+    /// The executor's payload (for email, a JSON document); not empty, no NUL.
     pub job_data: String,
 }
 
@@ -133,12 +133,73 @@ impl JobSpec {
             return Err(Error::invalid(Field::Name, "must not be empty"));
         }
         check_len(Field::Name, &self.name, NAME_MAX_BYTES)?;
+        check_chars(Field::Name, &self.name, Refused::Controls)?;
         check_len(Field::Description, &self.description, DESCRIPTION_MAX_BYTES)?;
+        check_chars(
+            Field::Description,
+            &self.description,
+            Refused::ControlsButTabsAndLineBreaks,
+        )?;
         if self.job_data.trim().is_empty() {
             return Err(Error::invalid(Field::JobData, "must not be empty"));
         }
         check_len(Field::JobData, &self.job_data, JOB_DATA_MAX_BYTES)?;
+        check_chars(Field::JobData, &self.job_data, Refused::Nul)?;
         Ok(self)
+    }
+}
+
+/// Which characters a text field refuses. Control characters are Unicode
+/// category Cc (U+0000-U+001F and U+007F-U+009F): invisible in listings and
+/// logs, and NUL cannot be stored at all in PostgreSQL's `text`, so that a
+/// job one store keeps is a job every store keeps.
+#[derive(Debug, Clone, Copy)]
+enum Refused {
+    /// Every control character (`name`).
+    Controls,
+    /// Every control character but tab, line feed and carriage return
+    /// (`description`: a description may run over several lines).
+    ControlsButTabsAndLineBreaks,
+    /// NUL only (`job_data`: the executor's payload is passed on as it is,
+    /// except for what no store can keep).
+    Nul,
+}
+
+impl Refused {
+    fn refuses(self, c: char) -> bool {
+        match self {
+            Refused::Controls => c.is_control(),
+            Refused::ControlsButTabsAndLineBreaks => {
+                c.is_control() && !matches!(c, '\t' | '\n' | '\r')
+            }
+            Refused::Nul => c == '\0',
+        }
+    }
+
+    fn reason(self) -> &'static str {
+        match self {
+            Refused::Controls => "control characters are not accepted",
+            Refused::ControlsButTabsAndLineBreaks => {
+                "control characters other than tab, line feed and carriage return are not accepted"
+            }
+            Refused::Nul => "NUL cannot be stored",
+        }
+    }
+}
+
+/// The first character of `value` that `rule` refuses, named by its code
+/// point and byte offset (the value itself is not repeated).
+fn check_chars(field: Field, value: &str, rule: Refused) -> Result<(), Error> {
+    match value.char_indices().find(|(_, c)| rule.refuses(*c)) {
+        Some((at, c)) => Err(Error::invalid(
+            field,
+            format!(
+                "contains U+{:04X} at byte {at}: {}",
+                u32::from(c),
+                rule.reason()
+            ),
+        )),
+        None => Ok(()),
     }
 }
 
@@ -418,6 +479,94 @@ mod tests {
         assert_eq!(
             field_of(long_desc.validated().unwrap_err()),
             Field::Description
+        );
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_the_name() {
+        for bad in [
+            "a\0b",
+            "tab\there",
+            "line\nbreak",
+            "cr\r",
+            "esc\u{1b}[31m",
+            "del\u{7f}",
+            "c1\u{85}",
+        ] {
+            let spec = JobSpec {
+                name: bad.into(),
+                ..spec()
+            };
+            let message = spec.validated().unwrap_err().to_string();
+            assert!(
+                message.starts_with("invalid name: contains U+"),
+                "{message}"
+            );
+            assert!(
+                message.ends_with("control characters are not accepted"),
+                "{message}"
+            );
+        }
+        let err = JobSpec {
+            name: "ab\0".into(),
+            ..spec()
+        }
+        .validated()
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid name: contains U+0000 at byte 2: control characters are not accepted"
+        );
+        // Other characters, however unusual, are names.
+        let unicode = JobSpec {
+            name: "Grüße ✉ \u{200b}\u{a0}名前".into(),
+            ..spec()
+        };
+        assert!(unicode.validated().is_ok());
+    }
+
+    #[test]
+    fn a_description_may_have_line_breaks_and_tabs_but_no_other_control() {
+        let multi_line = JobSpec {
+            description: "first line\r\nsecond\tline\n".into(),
+            ..spec()
+        };
+        assert!(multi_line.validated().is_ok());
+        for bad in [
+            "\0",
+            "bell\u{7}",
+            "vt\u{b}",
+            "ff\u{c}",
+            "esc\u{1b}",
+            "\u{9f}",
+        ] {
+            let spec = JobSpec {
+                description: bad.into(),
+                ..spec()
+            };
+            assert_eq!(
+                field_of(spec.validated().unwrap_err()),
+                Field::Description,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn job_data_refuses_only_nul() {
+        let controls = JobSpec {
+            job_data: "{\"m\":\"a\u{1b}b\u{7}\tc\n\"}".into(),
+            ..spec()
+        };
+        assert!(controls.validated().is_ok());
+        let nul = JobSpec {
+            job_data: "{\"m\":\"a\0\"}".into(),
+            ..spec()
+        };
+        let err = nul.validated().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid job_data: contains U+0000 at byte 7: NUL cannot be stored"
         );
     }
 

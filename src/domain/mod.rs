@@ -4,7 +4,7 @@
 mod error;
 mod job;
 
-pub use error::{Error, Field};
+pub use error::{EXCERPT_MAX_CHARS, Error, Excerpt, Field};
 pub use job::{
     DESCRIPTION_MAX_BYTES, JOB_DATA_MAX_BYTES, Job, JobId, JobSpec, JobStatus, JobType,
     NAME_MAX_BYTES, PageRequest, PendingEvents, ResultStatus, new_fire_token, now,

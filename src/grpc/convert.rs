@@ -5,9 +5,10 @@ use chrono::{DateTime, SubsecRound, Utc};
 use prost_types::Timestamp;
 
 use super::proto;
-use crate::domain::{Error, Field, Job, JobId, JobSpec, JobStatus, JobType};
+use crate::domain::{Error, Excerpt, Field, Job, JobId, JobSpec, JobStatus, JobType};
 
-/// Parses a job id (24 hex digits).
+/// Parses a job id (24 hex digits). A bad id is repeated in the error only
+/// as an [`Excerpt`].
 pub fn parse_id(id: &str) -> Result<JobId, Error> {
     if id.is_empty() {
         return Err(Error::invalid(Field::Id, "must not be empty"));
@@ -15,7 +16,7 @@ pub fn parse_id(id: &str) -> Result<JobId, Error> {
     JobId::parse_str(id).map_err(|_| {
         Error::invalid(
             Field::Id,
-            format!("{id:?} is not a 24-character hex ObjectId"),
+            format!("{} is not a 24-character hex ObjectId", Excerpt(id)),
         )
     })
 }
@@ -209,6 +210,43 @@ mod tests {
             Field::Id
         );
         assert_eq!(field_of(parse_id("").unwrap_err()), Field::Id);
+    }
+
+    #[test]
+    fn a_long_bad_id_is_repeated_only_in_part() {
+        let bogus = "z".repeat(10 * 1024);
+        let message = parse_id(&bogus).unwrap_err().to_string();
+        assert!(message.len() < 200, "{message}");
+        assert!(message.starts_with("invalid id: \"zzz"), "{message}");
+        assert!(message.contains("…\" (10240 bytes) is not"), "{message}");
+        assert_eq!(
+            parse_id("nope").unwrap_err().to_string(),
+            "invalid id: \"nope\" is not a 24-character hex ObjectId"
+        );
+    }
+
+    #[test]
+    fn control_characters_in_a_request_are_invalid_arguments() {
+        let nul_name = proto::CreateJobRequest {
+            name: "mail\0".into(),
+            ..create_request()
+        };
+        assert_eq!(
+            field_of(JobSpec::try_from(nul_name).unwrap_err()),
+            Field::Name
+        );
+        let update = proto::UpdateJobRequest {
+            id: JobId::new().to_hex(),
+            name: "mail".into(),
+            description: "two\nlines".into(),
+            schedule_time: create_request().schedule_time,
+            job_type: 0,
+            job_data: "{\"x\":\"\0\"}".into(),
+        };
+        assert_eq!(
+            field_of(<(JobId, JobSpec)>::try_from(update).unwrap_err()),
+            Field::JobData
+        );
     }
 
     #[test]
