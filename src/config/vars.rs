@@ -63,6 +63,34 @@ pub const KAFKA_ENABLE_IDEMPOTENCE: &str = "KAFKA_ENABLE_IDEMPOTENCE";
 pub const KAFKA_MESSAGE_TIMEOUT_MS: &str = "KAFKA_MESSAGE_TIMEOUT_MS";
 /// Longest time the broker holds a fetch waiting for data, in ms (default 100).
 pub const KAFKA_FETCH_WAIT_MAX_MS: &str = "KAFKA_FETCH_WAIT_MAX_MS";
+/// How the Kafka client talks to the brokers: `plaintext` (default), `ssl`,
+/// `sasl_plaintext` or `sasl_ssl`.
+pub const KAFKA_SECURITY_PROTOCOL: &str = "KAFKA_SECURITY_PROTOCOL";
+/// SASL mechanism (with `sasl_*`): `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+pub const KAFKA_SASL_MECHANISM: &str = "KAFKA_SASL_MECHANISM";
+/// File holding the SASL user name (Docker secret).
+pub const KAFKA_SASL_USERNAME_FILE: &str = "KAFKA_SASL_USERNAME_FILE";
+/// The SASL user name, when not read from a file.
+pub const KAFKA_SASL_USERNAME: &str = "KAFKA_SASL_USERNAME";
+/// File holding the SASL password (Docker secret).
+pub const KAFKA_SASL_PASSWORD_FILE: &str = "KAFKA_SASL_PASSWORD_FILE";
+/// The SASL password, when not read from a file.
+pub const KAFKA_SASL_PASSWORD: &str = "KAFKA_SASL_PASSWORD";
+/// PEM file (or folder) of the CAs that the brokers' certificates must chain
+/// to (with `ssl` or `sasl_ssl`); unset: the system's.
+pub const KAFKA_SSL_CA_LOCATION: &str = "KAFKA_SSL_CA_LOCATION";
+/// PEM client certificate, for brokers that ask for one (with the key).
+pub const KAFKA_SSL_CERTIFICATE_LOCATION: &str = "KAFKA_SSL_CERTIFICATE_LOCATION";
+/// PEM private key of that certificate.
+pub const KAFKA_SSL_KEY_LOCATION: &str = "KAFKA_SSL_KEY_LOCATION";
+/// File holding the password of an encrypted key (Docker secret).
+pub const KAFKA_SSL_KEY_PASSWORD_FILE: &str = "KAFKA_SSL_KEY_PASSWORD_FILE";
+/// The password of an encrypted key, when not read from a file.
+pub const KAFKA_SSL_KEY_PASSWORD: &str = "KAFKA_SSL_KEY_PASSWORD";
+/// Whether the broker's host name is checked against its certificate:
+/// `https` (default) or `none`.
+pub const KAFKA_SSL_ENDPOINT_IDENTIFICATION_ALGORITHM: &str =
+    "KAFKA_SSL_ENDPOINT_IDENTIFICATION_ALGORITHM";
 /// The topics file (default `config/.env.topics`).
 pub const TOPICS_FILE: &str = "TOPICS_FILE";
 /// Topic of create events.
@@ -161,6 +189,18 @@ pub const ALL: &[&str] = &[
     KAFKA_ENABLE_IDEMPOTENCE,
     KAFKA_MESSAGE_TIMEOUT_MS,
     KAFKA_FETCH_WAIT_MAX_MS,
+    KAFKA_SECURITY_PROTOCOL,
+    KAFKA_SASL_MECHANISM,
+    KAFKA_SASL_USERNAME_FILE,
+    KAFKA_SASL_USERNAME,
+    KAFKA_SASL_PASSWORD_FILE,
+    KAFKA_SASL_PASSWORD,
+    KAFKA_SSL_CA_LOCATION,
+    KAFKA_SSL_CERTIFICATE_LOCATION,
+    KAFKA_SSL_KEY_LOCATION,
+    KAFKA_SSL_KEY_PASSWORD_FILE,
+    KAFKA_SSL_KEY_PASSWORD,
+    KAFKA_SSL_ENDPOINT_IDENTIFICATION_ALGORITHM,
     TOPICS_FILE,
     TOPIC_JOB_CREATE,
     TOPIC_JOB_CREATE_PARTITIONS,

@@ -262,7 +262,11 @@ fn log_start(settings: &Settings) {
         ),
     };
     let broker = match &settings.kafka {
-        Some(kafka) => format!("Kafka {} and gRPC subscribers", kafka.brokers),
+        Some(kafka) => format!(
+            "Kafka {} ({}) and gRPC subscribers",
+            kafka.brokers,
+            kafka.security.protocol.as_str()
+        ),
         None => "in-process, to gRPC subscribers (no Kafka)".to_owned(),
     };
     tracing::info!(%store, %broker, "job store and event broker");
