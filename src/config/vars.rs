@@ -49,6 +49,10 @@ pub const DATA_CACHE_MB: &str = "DATA_CACHE_MB";
 pub const DATABASE_COLLECTION: &str = "DATABASE_COLLECTION";
 /// Bound on every database call and on connecting, in ms (default 5000).
 pub const DATABASE_TIMEOUT_MS: &str = "DATABASE_TIMEOUT_MS";
+/// PEM file of the certificate authorities that PostgreSQL's server
+/// certificate must chain to (with `sslmode=require`, `verify-ca` or
+/// `verify-full` in the URI); unset: Mozilla's roots.
+pub const DATABASE_TLS_CA_FILE: &str = "DATABASE_TLS_CA_FILE";
 /// Most connections to MongoDB or PostgreSQL open at once (default 10; a
 /// MongoDB URI's `maxPoolSize` is kept when this is not set).
 pub const DATABASE_POOL_SIZE: &str = "DATABASE_POOL_SIZE";
@@ -183,6 +187,7 @@ pub const ALL: &[&str] = &[
     DATA_DIR,
     DATA_CACHE_MB,
     DATABASE_TIMEOUT_MS,
+    DATABASE_TLS_CA_FILE,
     DATABASE_POOL_SIZE,
     KAFKA_BROKERS,
     KAFKA_COMPRESSION,

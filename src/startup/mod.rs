@@ -17,7 +17,6 @@ use tokio::{
     sync::mpsc::UnboundedReceiver,
     task::{JoinError, JoinHandle},
 };
-use tokio_postgres::NoTls;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -422,12 +421,12 @@ async fn connect_store(database: &DatabaseSettings) -> Result<Arc<dyn JobDB>, St
             "mongodb",
         )),
         DatabaseKind::Postgres => Arc::new(TracedJobDB::new(
-            PgJobDB::connect_with(
+            PgJobDB::connect_tls(
                 uri,
                 name,
                 timeout,
                 pool_size.map_or(postgres::DEFAULT_POOL_SIZE, |size| size as usize),
-                NoTls,
+                database.tls_ca.as_deref(),
             )
             .await?,
             "postgresql",
