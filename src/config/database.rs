@@ -72,14 +72,47 @@ impl fmt::Debug for DatabaseSettings {
     }
 }
 
-/// The URI with any `user:password@` replaced, for logs.
+/// Query-string options whose values are secrets, in lower case (the
+/// drivers read option names in any case): libpq's and MongoDB's password
+/// options, and MongoDB's mechanism properties (AWS session tokens, ...).
+const SECRET_OPTIONS: [&str; 4] = [
+    "password",
+    "sslpassword",
+    "authmechanismproperties",
+    "tlscertificatekeyfilepassword",
+];
+
+/// The URI with any `user:password@` replaced, and the values of the
+/// secret query options ([`SECRET_OPTIONS`]), for logs.
 pub fn redact_uri(uri: &str) -> String {
-    match (uri.find("://"), uri.rfind('@')) {
+    // The last `@` ends the credentials even when an unencoded `?` or `/`
+    // is in the password; options come after it.
+    let (head, rest) = match (uri.find("://"), uri.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
-            format!("{}://***{}", &uri[..scheme_end], &uri[at..])
+            (format!("{}://***", &uri[..scheme_end]), &uri[at..])
         }
-        _ => uri.to_owned(),
+        _ => (String::new(), uri),
+    };
+    let Some((address, options)) = rest.split_once('?') else {
+        return format!("{head}{rest}");
+    };
+    let mut redacted = format!("{head}{address}?");
+    let mut position = 0;
+    for option in options.split(['&', ';']) {
+        if position > 0 {
+            // The separator before this option, `&` or `;`.
+            redacted.push_str(&options[position - 1..position]);
+        }
+        position += option.len() + 1;
+        match option.split_once('=') {
+            Some((name, _)) if SECRET_OPTIONS.contains(&name.to_ascii_lowercase().as_str()) => {
+                redacted.push_str(name);
+                redacted.push_str("=***");
+            }
+            _ => redacted.push_str(option),
+        }
     }
+    redacted
 }
 
 /// The database's variables. `DATABASE_SCHEME` and `DATABASE_DOMAIN` are
@@ -434,6 +467,40 @@ mod tests {
             "mongodb://***@h:1/?x=y"
         );
         assert_eq!(redact_uri("mongodb://h:1/"), "mongodb://h:1/");
+        // An unencoded `?` or `/` in the password does not expose it.
+        assert_eq!(
+            redact_uri("postgres://u:p?a/ss@h/db?sslmode=require"),
+            "postgres://***@h/db?sslmode=require"
+        );
+    }
+
+    #[test]
+    fn redaction_hides_secret_query_options_in_any_case() {
+        assert_eq!(
+            redact_uri("postgres://h/db?user=u&password=s3cret&sslmode=require"),
+            "postgres://h/db?user=u&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact_uri("postgres://u:p@h/db?sslpassword=k3y;application_name=x"),
+            "postgres://***@h/db?sslpassword=***;application_name=x"
+        );
+        let mongo = redact_uri(
+            "mongodb://h/?authMechanism=MONGODB-AWS&authMechanismProperties=\
+             AWS_SESSION_TOKEN:t0ken&tls=true&TLSCertificateKeyFilePassword=pw&tlsCAFile=/ca.pem",
+        );
+        assert_eq!(
+            mongo,
+            "mongodb://h/?authMechanism=MONGODB-AWS&authMechanismProperties=***&tls=true\
+             &TLSCertificateKeyFilePassword=***&tlsCAFile=/ca.pem"
+        );
+        for secret in ["t0ken", "=pw"] {
+            assert!(!mongo.contains(secret), "{mongo}");
+        }
+        // Options without a value, or empty, are kept as they are.
+        assert_eq!(
+            redact_uri("postgres://h/db?&password"),
+            "postgres://h/db?&password"
+        );
     }
 
     #[test]
