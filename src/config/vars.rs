@@ -139,9 +139,10 @@ pub const SCHEDULER_RUN_TIMEOUT_POLICY: &str = "SCHEDULER_RUN_TIMEOUT_POLICY";
 pub const OUTBOX_POLL_MS: &str = "OUTBOX_POLL_MS";
 /// How long shutdown waits for in-flight work, in seconds (default 10).
 pub const SHUTDOWN_GRACE_SECS: &str = "SHUTDOWN_GRACE_SECS";
-/// PEM file of the auth service's RSA public key: JobsService calls then
-/// need an RS256 JWT with `role: admin`. Required in production; without
-/// it elsewhere, calls are not authenticated.
+/// PEM file of the auth service's RSA public key: gRPC calls then need an
+/// RS256 JWT with `role: admin` (or `executor`, for JobEvents' Subscribe and
+/// ReportResult). Required in production; without it elsewhere, calls are
+/// not authenticated.
 pub const AUTH_PUBLIC_KEY_FILE: &str = "AUTH_PUBLIC_KEY_FILE";
 /// Largest request message, in bytes (default 262144 = 256 KiB).
 pub const GRPC_MAX_MESSAGE_BYTES: &str = "GRPC_MAX_MESSAGE_BYTES";
