@@ -117,12 +117,14 @@ pub fn connector(
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(tls_error)?;
+    let algorithms = provider.signature_verification_algorithms;
     let config = if !mode.checks_certificates(cas.is_some()) {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoCheck(
-                provider.signature_verification_algorithms,
-            )))
+            .with_custom_certificate_verifier(Arc::new(Lenient {
+                chain: None,
+                algorithms,
+            }))
             .with_no_client_auth()
     } else {
         let mut roots = RootCertStore::empty();
@@ -142,7 +144,10 @@ pub fn connector(
         } else {
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki)))
+                .with_custom_certificate_verifier(Arc::new(Lenient {
+                    chain: Some(webpki),
+                    algorithms,
+                }))
                 .with_no_client_auth()
         }
     };
@@ -153,54 +158,20 @@ fn tls_error(err: impl fmt::Display) -> StoreError {
     StoreError::Other(format!("database TLS: {err}"))
 }
 
-/// `prefer`, and `require` without CAs: encrypted, but any certificate is
-/// accepted (libpq's behaviour); the handshake's signatures are still
-/// checked, so the server must hold the key of the certificate it shows.
+/// The checks below `verify-full`. Without `chain` (`prefer`, and `require`
+/// without CAs) any certificate is accepted, as libpq does; with it
+/// (`verify-ca`, and `require` with CAs) the chain is checked as by
+/// `verify-full` but not the name: webpki checks the name last, after the
+/// chain, so a name error alone means that the chain is good. Either way the
+/// handshake's signatures are checked, so the server must hold the key of
+/// the certificate it shows.
 #[derive(Debug)]
-struct NoCheck(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for NoCheck {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
-    }
+struct Lenient {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    algorithms: WebPkiSupportedAlgorithms,
 }
 
-/// `verify-ca` (and `require` with CAs): the chain is checked as by
-/// `verify-full`, but not the name. webpki checks the name last, after the
-/// chain, so a name error alone means that the chain is good.
-#[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -209,10 +180,10 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::NotValidForName
                 | rustls::CertificateError::NotValidForNameContext { .. },
@@ -227,7 +198,7 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -236,11 +207,11 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.algorithms.supported_schemes()
     }
 }
 

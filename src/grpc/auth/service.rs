@@ -44,15 +44,14 @@ impl<S: NamedService> NamedService for Authenticated<S> {
     const NAME: &'static str = S::NAME;
 }
 
-impl<S, B> Service<http::Request<Body>> for Authenticated<S>
+/// (A generated server answers with tonic's [`Body`] already.)
+impl<S> Service<http::Request<Body>> for Authenticated<S>
 where
-    S: Service<http::Request<Body>, Response = http::Response<B>, Error = Infallible>
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
         + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
-    B: HttpBody<Data = Bytes> + Send + 'static,
-    B::Error: Into<tonic::codegen::StdError>,
 {
     type Response = http::Response<Body>;
     type Error = Infallible;
@@ -80,7 +79,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
-            let response = inner.call(request).await?.map(Body::new);
+            let response = inner.call(request).await?;
             Ok(match expires {
                 Some(expires) => response.map(|body| Body::new(UntilExpiry::new(body, expires))),
                 None => response,
