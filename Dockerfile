@@ -15,10 +15,11 @@ RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS build
 # rdkafka builds librdkafka from source with its configure script and make and
-# links the system zlib; protoc is vendored (build.rs). The base image already
-# has these tools: they are listed so that the requirement is visible.
+# links the system zlib and OpenSSL (TLS and SASL SCRAM to the brokers);
+# protoc is vendored (build.rs). The base image already has these tools:
+# they are listed so that the requirement is visible.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends make gcc g++ pkg-config zlib1g-dev \
+    && apt-get install -y --no-install-recommends make gcc g++ pkg-config zlib1g-dev libssl-dev \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked --recipe-path recipe.json --bin scheduler-service
@@ -31,7 +32,12 @@ RUN groupadd --system --gid 10001 scheduler \
     && useradd --system --uid 10001 --gid scheduler --no-create-home \
         --home-dir /app --shell /usr/sbin/nologin scheduler
 WORKDIR /app
-# The binary needs only libc, libgcc_s, libm and zlib, all in the base image.
+# The binary needs libc, libgcc_s, libm and zlib, in the base image, and
+# OpenSSL's libssl3 (librdkafka's TLS), with the system CAs that librdkafka
+# trusts when KAFKA_SSL_CA_LOCATION is not set.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libssl3 ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
 COPY --from=build /usr/local/bin/scheduler-service /app/scheduler-service
 # Default topics (config/.env.topics is read relative to the working
 # directory); docker-compose passes the same file as a secret via TOPICS_FILE.

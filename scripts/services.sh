@@ -54,7 +54,9 @@ cargo_install() { # name version [features]
 }
 
 install() {
-  apt_install libclang-dev docker-compose postgresql
+  # libssl-dev: the OpenSSL that librdkafka links for TLS and SASL SCRAM
+  # (in Debian's Rust images already; listed so that a bare machine builds).
+  apt_install libclang-dev libssl-dev docker-compose postgresql
   cargo_install tansu "$TANSU_VERSION" dynostore,libsql
   cargo_install polodb "$POLODB_VERSION"
 }

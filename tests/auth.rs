@@ -1,4 +1,4 @@
-//! Admin authentication and request limits of the real service (start the
+//! Authentication, roles and request limits of the real service (start the
 //! servers with `scripts/services.sh up`): tokens are made with RSA key
 //! pairs generated at test time.
 
@@ -12,11 +12,18 @@ use common::{
 };
 use scheduler_service::{
     config::{Settings, vars},
-    grpc::proto,
+    grpc::{
+        auth::LEEWAY_SECS,
+        proto,
+        scheduler::v1::{
+            ReportResultRequest, SubscribeRequest, SubscribeResponse,
+            job_events_client::JobEventsClient, subscribe_response::Item,
+        },
+    },
     startup::Application,
 };
 use serde_json::json;
-use tonic::{Code, Status};
+use tonic::{Code, Request, Status, Streaming, service::Interceptor, transport::Channel};
 
 /// The auth service of these tests (one key pair per test process).
 fn auth() -> &'static TestAuth {
@@ -384,4 +391,132 @@ async fn tls_serves_authenticated_calls() {
 
     shutdown.cancel();
     server.await.unwrap().expect("stops cleanly");
+}
+
+/// A JobEvents client that sends `Bearer <token>` with every call.
+fn events_client(
+    channel: &Channel,
+    token: &str,
+) -> JobEventsClient<
+    tonic::service::interceptor::InterceptedService<Channel, impl Interceptor + use<>>,
+> {
+    let value: tonic::metadata::MetadataValue<_> =
+        format!("Bearer {token}").parse().expect("ASCII metadata");
+    JobEventsClient::with_interceptor(channel.clone(), move |mut request: Request<()>| {
+        request
+            .metadata_mut()
+            .insert("authorization", value.clone());
+        Ok(request)
+    })
+}
+
+/// The next message of an event stream, bounding only the hang.
+async fn next_message(stream: &mut Streaming<SubscribeResponse>) -> Result<Item, Status> {
+    tokio::time::timeout(Duration::from_secs(20), stream.message())
+        .await
+        .expect("the stream answers within 20 s")?
+        .and_then(|response| response.item)
+        .ok_or_else(|| Status::internal("the stream ended without a status"))
+}
+
+/// Whether `result` is a refusal by the role rule.
+fn denied<T: std::fmt::Debug>(result: &Result<T, Status>) -> bool {
+    matches!(result, Err(status) if status.code() == Code::PermissionDenied)
+}
+
+#[tokio::test]
+async fn each_role_calls_only_its_methods() {
+    let app = spawn_app_with_auth(auth(), &[]).await;
+    let admin = auth().token("admin");
+    for (role, may_manage_jobs, may_execute) in [
+        ("admin", true, true),
+        ("Executor", false, true),
+        ("executor", false, true),
+        ("user", false, false),
+        ("auditor", false, false),
+    ] {
+        let token = auth().token(role);
+        let mut jobs = app.client_with(Some(&token));
+        let listed = list(&mut jobs).await;
+        let created = jobs.create_job(create_request(role, 60_000)).await;
+        let mut events = events_client(&app.channel, &token);
+        let subscribed = events.subscribe(SubscribeRequest::default()).await;
+        // An unknown job: a caller let through reaches the handler (NOT_FOUND).
+        let reported = events
+            .report_result(ReportResultRequest {
+                id: bson::oid::ObjectId::new().to_hex(),
+                status: proto::JobStatus::Succeeded as i32,
+            })
+            .await;
+        assert_eq!(
+            listed.is_ok(),
+            may_manage_jobs,
+            "{role} ListJobs: {listed:?}"
+        );
+        assert_eq!(
+            created.is_ok(),
+            may_manage_jobs,
+            "{role} CreateJob: {created:?}"
+        );
+        assert_eq!(denied(&listed), !may_manage_jobs, "{role}: {listed:?}");
+        assert_eq!(denied(&created), !may_manage_jobs, "{role}: {created:?}");
+        assert_eq!(denied(&subscribed), !may_execute, "{role}: {subscribed:?}");
+        assert_eq!(denied(&reported), !may_execute, "{role}: {reported:?}");
+        if !may_execute {
+            continue;
+        }
+        assert_eq!(
+            reported.expect_err("unknown job").code(),
+            Code::NotFound,
+            "{role}"
+        );
+        // The stream is live: a job created now arrives on it.
+        let mut stream = subscribed.expect("subscribed").into_inner();
+        let name = format!("seen by {role}");
+        app.client_with(Some(&admin))
+            .create_job(create_request(&name, 60_000))
+            .await
+            .expect("admin creates");
+        loop {
+            match next_message(&mut stream).await.expect("an event") {
+                Item::Event(event) if event.job.as_ref().is_some_and(|j| j.name == name) => break,
+                _ => continue,
+            }
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_subscribe_stream_ends_when_its_token_expires() {
+    let app = spawn_app_with_auth(auth(), &[]).await;
+    // Accepted within the leeway, and past it a few seconds from now.
+    let leeway = i64::try_from(LEEWAY_SECS).unwrap();
+    let token = auth().sign(&json!({"role": "executor", "exp": now() - leeway + 4}));
+    let mut stream = events_client(&app.channel, &token)
+        .subscribe(SubscribeRequest::default())
+        .await
+        .expect("accepted while valid")
+        .into_inner();
+    app.client_with(Some(&auth().token("admin")))
+        .create_job(create_request("before expiry", 60_000))
+        .await
+        .expect("admin creates");
+    let first = next_message(&mut stream).await.expect("an event first");
+    assert!(matches!(first, Item::Event(_)), "{first:?}");
+    let ended = loop {
+        match next_message(&mut stream).await {
+            Ok(_) => continue,
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
+    assert_eq!(ended.message(), "token expired");
+    // A new stream needs a new token.
+    let again = events_client(&app.channel, &token)
+        .subscribe(SubscribeRequest::default())
+        .await
+        .expect_err("expired");
+    assert_eq!(again.code(), Code::Unauthenticated, "{again:?}");
+    app.stop().await;
 }

@@ -30,12 +30,16 @@ use crate::{
     telemetry::{metrics::Metrics, propagation::inject_current},
 };
 
-/// The base client configuration shared by producer, consumer and admin.
+/// The base client configuration shared by producer, consumer and admin:
+/// the brokers and the transport security (TLS, SASL).
 pub fn client_config(kafka: &KafkaSettings) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &kafka.brokers)
         .set("client.id", "scheduler-service");
+    for property in kafka.security.properties() {
+        config.set(property.name, property.value);
+    }
     config
 }
 

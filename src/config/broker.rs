@@ -1,11 +1,12 @@
-//! Kafka: the client (brokers, compression, idempotence, timeouts) and the
-//! topics the service produces to and consumes, with their shapes.
+//! Kafka: the client (brokers, compression, idempotence, timeouts, and its
+//! transport security from [`super::kafka_security`]) and the topics the
+//! service produces to and consumes, with their shapes.
 
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{ConfigError, value, vars};
+use super::{ConfigError, kafka_security::KafkaSecurity, value, vars};
 
 /// The Kafka client.
 #[derive(Debug, Clone)]
@@ -20,6 +21,8 @@ pub struct KafkaSettings {
     pub message_timeout: Duration,
     /// Longest time a fetch waits for data on the broker.
     pub fetch_wait_max: Duration,
+    /// TLS and SASL of the connections to the brokers.
+    pub security: KafkaSecurity,
 }
 
 /// A topic the service creates and produces to.
@@ -82,10 +85,14 @@ impl KafkaVars {
         self.kafka_message_timeout_ms
     }
 
-    /// The client's settings; `None` when no brokers are set (events then
-    /// go to the in-process hub only). The other variables are checked
-    /// either way.
-    pub(super) fn into_settings(self) -> Result<Option<KafkaSettings>, ConfigError> {
+    /// The client's settings, with `security`; `None` when no brokers are
+    /// set (events then go to the in-process hub only). The other variables
+    /// are checked either way; librdkafka checks the security settings only
+    /// when there are brokers to use them with.
+    pub(super) fn into_settings(
+        self,
+        security: KafkaSecurity,
+    ) -> Result<Option<KafkaSettings>, ConfigError> {
         let compression = self.kafka_compression.to_ascii_lowercase();
         if !matches!(
             compression.as_str(),
@@ -104,12 +111,17 @@ impl KafkaVars {
                 format!("empty entry in {brokers:?}"),
             ));
         }
-        Ok(self.kafka_brokers.map(|brokers| KafkaSettings {
+        let Some(brokers) = self.kafka_brokers else {
+            return Ok(None);
+        };
+        security.check_with_librdkafka()?;
+        Ok(Some(KafkaSettings {
             brokers,
             compression,
             idempotence: self.kafka_enable_idempotence,
             message_timeout: self.kafka_message_timeout_ms,
             fetch_wait_max: self.kafka_fetch_wait_max_ms,
+            security,
         }))
     }
 }

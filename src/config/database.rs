@@ -1,13 +1,16 @@
 //! Where the jobs live: the store the settings select (embedded, MongoDB or
 //! PostgreSQL), its URI (whole, or built from parts and Docker secrets),
-//! names, bounds and pool.
+//! names, bounds and pool, and the CAs of PostgreSQL's TLS (its `sslmode`
+//! is the URI's, checked here; MongoDB's TLS options are all in its URI).
 
 use std::{fmt, path::PathBuf, time::Duration};
 
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use rustls::pki_types::{CertificateDer, pem::PemObject};
 use serde::Deserialize;
 
 use super::{ConfigError, value, vars};
+use crate::store::pg_tls::SslMode;
 
 /// The MongoDB collection of the jobs when `DATABASE_COLLECTION` is not set.
 pub const DEFAULT_COLLECTION: &str = "jobs";
@@ -48,6 +51,9 @@ pub struct DatabaseSettings {
     /// Most connections open at once (MongoDB and PostgreSQL); `None`: the
     /// store's default.
     pub pool_size: Option<u32>,
+    /// The CAs that PostgreSQL's certificate must chain to, when the URI's
+    /// `sslmode` checks it; `None`: Mozilla's roots.
+    pub tls_ca: Option<Vec<CertificateDer<'static>>>,
 }
 
 impl fmt::Debug for DatabaseSettings {
@@ -61,18 +67,52 @@ impl fmt::Debug for DatabaseSettings {
             .field("collection", &self.collection)
             .field("timeout", &self.timeout)
             .field("pool_size", &self.pool_size)
+            .field("tls_ca_certificates", &self.tls_ca.as_ref().map(Vec::len))
             .finish()
     }
 }
 
-/// The URI with any `user:password@` replaced, for logs.
+/// Query-string options whose values are secrets, in lower case (the
+/// drivers read option names in any case): libpq's and MongoDB's password
+/// options, and MongoDB's mechanism properties (AWS session tokens, ...).
+const SECRET_OPTIONS: [&str; 4] = [
+    "password",
+    "sslpassword",
+    "authmechanismproperties",
+    "tlscertificatekeyfilepassword",
+];
+
+/// The URI with any `user:password@` replaced, and the values of the
+/// secret query options ([`SECRET_OPTIONS`]), for logs.
 pub fn redact_uri(uri: &str) -> String {
-    match (uri.find("://"), uri.rfind('@')) {
+    // The last `@` ends the credentials even when an unencoded `?` or `/`
+    // is in the password; options come after it.
+    let (head, rest) = match (uri.find("://"), uri.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
-            format!("{}://***{}", &uri[..scheme_end], &uri[at..])
+            (format!("{}://***", &uri[..scheme_end]), &uri[at..])
         }
-        _ => uri.to_owned(),
+        _ => (String::new(), uri),
+    };
+    let Some((address, options)) = rest.split_once('?') else {
+        return format!("{head}{rest}");
+    };
+    let mut redacted = format!("{head}{address}?");
+    let mut position = 0;
+    for option in options.split(['&', ';']) {
+        if position > 0 {
+            // The separator before this option, `&` or `;`.
+            redacted.push_str(&options[position - 1..position]);
+        }
+        position += option.len() + 1;
+        match option.split_once('=') {
+            Some((name, _)) if SECRET_OPTIONS.contains(&name.to_ascii_lowercase().as_str()) => {
+                redacted.push_str(name);
+                redacted.push_str("=***");
+            }
+            _ => redacted.push_str(option),
+        }
     }
+    redacted
 }
 
 /// The database's variables. `DATABASE_SCHEME` and `DATABASE_DOMAIN` are
@@ -102,6 +142,7 @@ pub(super) struct DatabaseVars {
     database_timeout_ms: Duration,
     #[serde(deserialize_with = "value::some_positive")]
     database_pool_size: Option<u32>,
+    database_tls_ca_file: Option<String>,
 }
 
 impl Default for DatabaseVars {
@@ -122,6 +163,7 @@ impl Default for DatabaseVars {
             database_collection: DEFAULT_COLLECTION.to_owned(),
             database_timeout_ms: Duration::from_millis(5000),
             database_pool_size: None,
+            database_tls_ca_file: None,
         }
     }
 }
@@ -155,6 +197,7 @@ impl DatabaseVars {
                 format!("a PostgreSQL schema name must be letters, digits and _, got {db_name:?}"),
             ));
         }
+        let tls_ca = self.tls_ca(kind, &uri)?;
         let data_cache_bytes = usize::try_from(self.data_cache_mb)
             .ok()
             .and_then(|mb| mb.checked_mul(1 << 20))
@@ -168,7 +211,44 @@ impl DatabaseVars {
             collection: self.database_collection,
             timeout: self.database_timeout_ms,
             pool_size: self.database_pool_size,
+            tls_ca,
         })
+    }
+
+    /// Checks a PostgreSQL URI's `sslmode`, and reads the CAs of
+    /// `DATABASE_TLS_CA_FILE`, which only a mode that checks certificates uses.
+    fn tls_ca(
+        &self,
+        kind: DatabaseKind,
+        uri: &str,
+    ) -> Result<Option<Vec<CertificateDer<'static>>>, ConfigError> {
+        let mode = match kind {
+            DatabaseKind::Postgres => SslMode::of_uri(uri)
+                .map_err(|reason| ConfigError::new(vars::DATABASE_URI, reason))?,
+            DatabaseKind::Embedded | DatabaseKind::MongoDb => None,
+        };
+        let Some(path) = &self.database_tls_ca_file else {
+            return Ok(None);
+        };
+        let name = vars::DATABASE_TLS_CA_FILE;
+        if !mode.is_some_and(|mode| mode.checks_certificates(true)) {
+            return Err(ConfigError::new(
+                name,
+                "needs a postgres:// DATABASE_URI with sslmode=require, verify-ca or \
+                 verify-full (MongoDB takes tlsCAFile in its URI)",
+            ));
+        }
+        let pem = value::read_file(name, path)?;
+        let cas = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ConfigError::new(name, format!("{path} is not PEM: {e}")))?;
+        if cas.is_empty() {
+            return Err(ConfigError::new(
+                name,
+                format!("{path} holds no PEM certificate"),
+            ));
+        }
+        Ok(Some(cas))
     }
 
     /// Whether a database is configured, by a URI or by any of its
@@ -387,5 +467,80 @@ mod tests {
             "mongodb://***@h:1/?x=y"
         );
         assert_eq!(redact_uri("mongodb://h:1/"), "mongodb://h:1/");
+        // An unencoded `?` or `/` in the password does not expose it.
+        assert_eq!(
+            redact_uri("postgres://u:p?a/ss@h/db?sslmode=require"),
+            "postgres://***@h/db?sslmode=require"
+        );
+    }
+
+    #[test]
+    fn redaction_hides_secret_query_options_in_any_case() {
+        assert_eq!(
+            redact_uri("postgres://h/db?user=u&password=s3cret&sslmode=require"),
+            "postgres://h/db?user=u&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact_uri("postgres://u:p@h/db?sslpassword=k3y;application_name=x"),
+            "postgres://***@h/db?sslpassword=***;application_name=x"
+        );
+        let mongo = redact_uri(
+            "mongodb://h/?authMechanism=MONGODB-AWS&authMechanismProperties=\
+             AWS_SESSION_TOKEN:t0ken&tls=true&TLSCertificateKeyFilePassword=pw&tlsCAFile=/ca.pem",
+        );
+        assert_eq!(
+            mongo,
+            "mongodb://h/?authMechanism=MONGODB-AWS&authMechanismProperties=***&tls=true\
+             &TLSCertificateKeyFilePassword=***&tlsCAFile=/ca.pem"
+        );
+        for secret in ["t0ken", "=pw"] {
+            assert!(!mongo.contains(secret), "{mongo}");
+        }
+        // Options without a value, or empty, are kept as they are.
+        assert_eq!(
+            redact_uri("postgres://h/db?&password"),
+            "postgres://h/db?&password"
+        );
+    }
+
+    #[test]
+    fn postgres_tls_settings_are_checked_here() {
+        let err = settings(&[(vars::DATABASE_URI, "postgres://h/db?sslmode=verify")]).unwrap_err();
+        assert_eq!(err.name, vars::DATABASE_URI, "{err}");
+        assert!(err.reason.contains("verify-full"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let ca_pem = rcgen::generate_simple_self_signed(vec!["db".to_owned()])
+            .unwrap()
+            .cert
+            .pem();
+        std::fs::write(&ca, format!("{ca_pem}{ca_pem}")).unwrap();
+        let ca = ca.to_string_lossy().into_owned();
+        let verified = settings(&[
+            (vars::DATABASE_URI, "postgres://h/db?sslmode=verify-full"),
+            (vars::DATABASE_TLS_CA_FILE, &ca),
+        ])
+        .unwrap();
+        assert_eq!(verified.database.tls_ca.map(|cas| cas.len()), Some(2));
+        // A CA file that nothing would use is refused, not ignored.
+        for uri in [
+            "postgres://h/db",
+            "postgres://h/db?sslmode=prefer",
+            "mongodb://h/?tls=true",
+        ] {
+            let err = settings(&[(vars::DATABASE_URI, uri), (vars::DATABASE_TLS_CA_FILE, &ca)])
+                .expect_err(uri);
+            assert_eq!(err.name, vars::DATABASE_TLS_CA_FILE, "{err}");
+        }
+        let not_pem = dir.path().join("not.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        for file in [not_pem.to_string_lossy().as_ref(), "/nonexistent/ca.pem"] {
+            let err = settings(&[
+                (vars::DATABASE_URI, "postgres://h/db?sslmode=require"),
+                (vars::DATABASE_TLS_CA_FILE, file),
+            ])
+            .expect_err(file);
+            assert_eq!(err.name, vars::DATABASE_TLS_CA_FILE, "{err}");
+        }
     }
 }

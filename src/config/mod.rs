@@ -13,7 +13,8 @@
 //! Each concern deserializes its variables into a serde struct whose fields
 //! are the variables (lower-cased, as config-rs keys them) with their
 //! defaults, then checks the rules across fields: [`server`], [`database`],
-//! [`broker`], [`scheduler`], [`security`], [`telemetry`]. A missing or
+//! [`broker`] and [`kafka_security`], [`scheduler`], [`security`],
+//! [`telemetry`]. A missing or
 //! invalid setting is one [`ConfigError`] naming the variable.
 
 use std::{collections::HashMap, path::Path, time::Duration};
@@ -23,6 +24,7 @@ use serde::{Deserialize, de::DeserializeOwned};
 
 pub mod broker;
 pub mod database;
+pub mod kafka_security;
 pub mod scheduler;
 pub mod security;
 pub mod server;
@@ -208,7 +210,11 @@ impl Settings {
             app_version: app.app_version,
             server: merged.parse::<server::ServerVars>()?.into_settings(),
             database: merged.parse::<database::DatabaseVars>()?.into_settings()?,
-            kafka: kafka.into_settings()?,
+            kafka: kafka.into_settings(
+                merged
+                    .parse::<kafka_security::KafkaSecurityVars>()?
+                    .into_settings()?,
+            )?,
             topics: merged.parse::<broker::TopicVars>()?.into_settings()?,
             scheduler: merged
                 .parse::<scheduler::SchedulerVars>()?

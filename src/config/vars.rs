@@ -49,6 +49,10 @@ pub const DATA_CACHE_MB: &str = "DATA_CACHE_MB";
 pub const DATABASE_COLLECTION: &str = "DATABASE_COLLECTION";
 /// Bound on every database call and on connecting, in ms (default 5000).
 pub const DATABASE_TIMEOUT_MS: &str = "DATABASE_TIMEOUT_MS";
+/// PEM file of the certificate authorities that PostgreSQL's server
+/// certificate must chain to (with `sslmode=require`, `verify-ca` or
+/// `verify-full` in the URI); unset: Mozilla's roots.
+pub const DATABASE_TLS_CA_FILE: &str = "DATABASE_TLS_CA_FILE";
 /// Most connections to MongoDB or PostgreSQL open at once (default 10; a
 /// MongoDB URI's `maxPoolSize` is kept when this is not set).
 pub const DATABASE_POOL_SIZE: &str = "DATABASE_POOL_SIZE";
@@ -63,6 +67,34 @@ pub const KAFKA_ENABLE_IDEMPOTENCE: &str = "KAFKA_ENABLE_IDEMPOTENCE";
 pub const KAFKA_MESSAGE_TIMEOUT_MS: &str = "KAFKA_MESSAGE_TIMEOUT_MS";
 /// Longest time the broker holds a fetch waiting for data, in ms (default 100).
 pub const KAFKA_FETCH_WAIT_MAX_MS: &str = "KAFKA_FETCH_WAIT_MAX_MS";
+/// How the Kafka client talks to the brokers: `plaintext` (default), `ssl`,
+/// `sasl_plaintext` or `sasl_ssl`.
+pub const KAFKA_SECURITY_PROTOCOL: &str = "KAFKA_SECURITY_PROTOCOL";
+/// SASL mechanism (with `sasl_*`): `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+pub const KAFKA_SASL_MECHANISM: &str = "KAFKA_SASL_MECHANISM";
+/// File holding the SASL user name (Docker secret).
+pub const KAFKA_SASL_USERNAME_FILE: &str = "KAFKA_SASL_USERNAME_FILE";
+/// The SASL user name, when not read from a file.
+pub const KAFKA_SASL_USERNAME: &str = "KAFKA_SASL_USERNAME";
+/// File holding the SASL password (Docker secret).
+pub const KAFKA_SASL_PASSWORD_FILE: &str = "KAFKA_SASL_PASSWORD_FILE";
+/// The SASL password, when not read from a file.
+pub const KAFKA_SASL_PASSWORD: &str = "KAFKA_SASL_PASSWORD";
+/// PEM file (or folder) of the CAs that the brokers' certificates must chain
+/// to (with `ssl` or `sasl_ssl`); unset: the system's.
+pub const KAFKA_SSL_CA_LOCATION: &str = "KAFKA_SSL_CA_LOCATION";
+/// PEM client certificate, for brokers that ask for one (with the key).
+pub const KAFKA_SSL_CERTIFICATE_LOCATION: &str = "KAFKA_SSL_CERTIFICATE_LOCATION";
+/// PEM private key of that certificate.
+pub const KAFKA_SSL_KEY_LOCATION: &str = "KAFKA_SSL_KEY_LOCATION";
+/// File holding the password of an encrypted key (Docker secret).
+pub const KAFKA_SSL_KEY_PASSWORD_FILE: &str = "KAFKA_SSL_KEY_PASSWORD_FILE";
+/// The password of an encrypted key, when not read from a file.
+pub const KAFKA_SSL_KEY_PASSWORD: &str = "KAFKA_SSL_KEY_PASSWORD";
+/// Whether the broker's host name is checked against its certificate:
+/// `https` (default) or `none`.
+pub const KAFKA_SSL_ENDPOINT_IDENTIFICATION_ALGORITHM: &str =
+    "KAFKA_SSL_ENDPOINT_IDENTIFICATION_ALGORITHM";
 /// The topics file (default `config/.env.topics`).
 pub const TOPICS_FILE: &str = "TOPICS_FILE";
 /// Topic of create events.
@@ -107,9 +139,10 @@ pub const SCHEDULER_RUN_TIMEOUT_POLICY: &str = "SCHEDULER_RUN_TIMEOUT_POLICY";
 pub const OUTBOX_POLL_MS: &str = "OUTBOX_POLL_MS";
 /// How long shutdown waits for in-flight work, in seconds (default 10).
 pub const SHUTDOWN_GRACE_SECS: &str = "SHUTDOWN_GRACE_SECS";
-/// PEM file of the auth service's RSA public key: JobsService calls then
-/// need an RS256 JWT with `role: admin`. Required in production; without
-/// it elsewhere, calls are not authenticated.
+/// PEM file of the auth service's RSA public key: gRPC calls then need an
+/// RS256 JWT with `role: admin` (or `executor`, for JobEvents' Subscribe and
+/// ReportResult). Required in production; without it elsewhere, calls are
+/// not authenticated.
 pub const AUTH_PUBLIC_KEY_FILE: &str = "AUTH_PUBLIC_KEY_FILE";
 /// Largest request message, in bytes (default 262144 = 256 KiB).
 pub const GRPC_MAX_MESSAGE_BYTES: &str = "GRPC_MAX_MESSAGE_BYTES";
@@ -167,12 +200,25 @@ pub const ALL: &[&str] = &[
     DATA_DIR,
     DATA_CACHE_MB,
     DATABASE_TIMEOUT_MS,
+    DATABASE_TLS_CA_FILE,
     DATABASE_POOL_SIZE,
     KAFKA_BROKERS,
     KAFKA_COMPRESSION,
     KAFKA_ENABLE_IDEMPOTENCE,
     KAFKA_MESSAGE_TIMEOUT_MS,
     KAFKA_FETCH_WAIT_MAX_MS,
+    KAFKA_SECURITY_PROTOCOL,
+    KAFKA_SASL_MECHANISM,
+    KAFKA_SASL_USERNAME_FILE,
+    KAFKA_SASL_USERNAME,
+    KAFKA_SASL_PASSWORD_FILE,
+    KAFKA_SASL_PASSWORD,
+    KAFKA_SSL_CA_LOCATION,
+    KAFKA_SSL_CERTIFICATE_LOCATION,
+    KAFKA_SSL_KEY_LOCATION,
+    KAFKA_SSL_KEY_PASSWORD_FILE,
+    KAFKA_SSL_KEY_PASSWORD,
+    KAFKA_SSL_ENDPOINT_IDENTIFICATION_ALGORITHM,
     TOPICS_FILE,
     TOPIC_JOB_CREATE,
     TOPIC_JOB_CREATE_PARTITIONS,

@@ -1,24 +1,29 @@
 //! The gRPC server of the service: `JobsService` and `JobEvents` behind the
-//! admin token check and the call limits, health and reflection open, the
-//! message size limit and request timeout on everything, the bounds on
+//! token and role check and the call limits, health and reflection open,
+//! the message size limit and request timeout on everything, the bounds on
 //! streams and connections (HTTP/2 keepalive, streams per connection), and
 //! TLS when configured.
 
 use tokio_util::sync::CancellationToken;
-use tonic::{service::interceptor::InterceptedService, transport::server::Router};
+use tonic::transport::server::Router;
 
 use super::StartupError;
 use crate::{
     broker::hub::EventHub,
     config::SecuritySettings,
-    grpc::{CallLimits, JobEventsGrpc, JobsGrpc, Observed, auth::Authenticator, proto, scheduler},
+    grpc::{
+        CallLimits, JobEventsGrpc, JobsGrpc, Observed,
+        auth::{Authenticated, Authenticator},
+        proto, scheduler,
+    },
     service::JobService,
 };
 
 /// The server with every service added, ready to serve.
 ///
-/// JobsService calls pass the admin token check (when a key is set) and at
-/// most `GRPC_MAX_CONCURRENT_CALLS` run at once; reflection and health are
+/// JobsService and JobEvents calls pass the token check (when a key is set:
+/// admin tokens everywhere, executor tokens on JobEvents' Subscribe and
+/// ReportResult) and at most `GRPC_MAX_CONCURRENT_CALLS` of each run at once; reflection and health are
 /// open. Every service refuses request messages over
 /// `GRPC_MAX_MESSAGE_BYTES` (RESOURCE_EXHAUSTED), and every call is
 /// cancelled after `GRPC_REQUEST_TIMEOUT_MS` (tonic answers CANCELLED).
@@ -53,13 +58,13 @@ pub(super) async fn router(
         .max_decoding_message_size(max_message);
     let health_service = health_service.max_decoding_message_size(max_message);
     let authenticator = || Authenticator::from_key(security.auth_public_key.as_ref());
-    let jobs = InterceptedService::new(
+    let jobs = Authenticated::new(
         proto::jobs_service_server::JobsServiceServer::new(JobsGrpc::new(service.clone()))
             .max_decoding_message_size(max_message),
         authenticator(),
     );
     // Executors change job state through ReportResult: same token check.
-    let events = InterceptedService::new(
+    let events = Authenticated::new(
         scheduler::v1::job_events_server::JobEventsServer::new(JobEventsGrpc::new(
             service.clone(),
             hub.clone(),

@@ -17,7 +17,6 @@ use tokio::{
     sync::mpsc::UnboundedReceiver,
     task::{JoinError, JoinHandle},
 };
-use tokio_postgres::NoTls;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -263,7 +262,11 @@ fn log_start(settings: &Settings) {
         ),
     };
     let broker = match &settings.kafka {
-        Some(kafka) => format!("Kafka {} and gRPC subscribers", kafka.brokers),
+        Some(kafka) => format!(
+            "Kafka {} ({}) and gRPC subscribers",
+            kafka.brokers,
+            kafka.security.protocol.as_str()
+        ),
         None => "in-process, to gRPC subscribers (no Kafka)".to_owned(),
     };
     tracing::info!(%store, %broker, "job store and event broker");
@@ -428,12 +431,12 @@ async fn connect_store(
             metrics,
         )),
         DatabaseKind::Postgres => Arc::new(TracedJobDB::new(
-            PgJobDB::connect_with(
+            PgJobDB::connect_tls(
                 uri,
                 name,
                 timeout,
                 pool_size.map_or(postgres::DEFAULT_POOL_SIZE, |size| size as usize),
-                NoTls,
+                database.tls_ca.as_deref(),
             )
             .await?,
             "postgresql",

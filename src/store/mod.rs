@@ -1,7 +1,7 @@
 //! Job persistence: the [`JobDB`] port the service talks to, and its stores.
 //! [`mongo::MongoJobDB`] is the article's store; [`postgres::PgJobDB`] the
 //! store for several replicas (its claims are atomic across connections);
-//! [`embedded::EmbeddedJobDB`] the crash-safe file store used when no
+//! [`pg_tls`] its TLS; [`embedded::EmbeddedJobDB`] the crash-safe file store used when no
 //! database is configured; [`memory::MemoryJobDB`] the reference of the
 //! rules, for unit tests and benchmarks. [`traced::TracedJobDB`] wraps any of
 //! them in spans. `tests/store_contract` holds every store to the same rules.
@@ -15,6 +15,7 @@
 pub mod embedded;
 pub mod memory;
 pub mod mongo;
+pub mod pg_tls;
 pub mod postgres;
 pub mod traced;
 

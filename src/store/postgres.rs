@@ -39,6 +39,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
+use rustls::pki_types::CertificateDer;
 use tokio::time::{Instant, error::Elapsed, timeout_at};
 use tokio_postgres::{
     IsolationLevel, NoTls, Row, Socket,
@@ -47,7 +48,11 @@ use tokio_postgres::{
     types::{FromSql, ToSql},
 };
 
-use super::{ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, StoreError, result_outcome};
+use super::{
+    ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, StoreError,
+    pg_tls::{self, SslMode},
+    result_outcome,
+};
 use crate::domain::{
     Job, JobId, JobSpec, JobStatus, JobType, PageRequest, PendingEvents, ResultStatus,
 };
@@ -89,6 +94,30 @@ impl PgJobDB {
     /// name is [`StoreError::Other`].
     pub async fn connect(uri: &str, schema: &str, timeout: Duration) -> Result<Self, StoreError> {
         Self::connect_with(uri, schema, timeout, DEFAULT_POOL_SIZE, NoTls).await
+    }
+
+    /// Like [`PgJobDB::connect_with`], with TLS as the URI's `sslmode` asks
+    /// (libpq's five modes, see [`super::pg_tls`]; no TLS without one),
+    /// checking certificates against `cas`, or Mozilla's roots when `None`.
+    pub async fn connect_tls(
+        uri: &str,
+        schema: &str,
+        timeout: Duration,
+        pool_size: usize,
+        cas: Option<&[CertificateDer<'static>]>,
+    ) -> Result<Self, StoreError> {
+        let mode = SslMode::of_uri(uri)
+            .map_err(|e| StoreError::Other(format!("invalid database URI: {e}")))?
+            .unwrap_or(SslMode::Disable);
+        let tls = pg_tls::connector(mode, cas)?;
+        Self::connect_with(
+            &pg_tls::driver_uri(uri, mode),
+            schema,
+            timeout,
+            pool_size,
+            tls,
+        )
+        .await
     }
 
     /// Like [`PgJobDB::connect`], with the pool size and the TLS connector

@@ -1,8 +1,8 @@
-//! Private broker and database servers for the durability tests: tansu (a
-//! Kafka-protocol broker) and polodb (a MongoDB-protocol server) on free
-//! ports, storing under a test's folder, so that a test can kill one and
-//! start it again on the same port and data without disturbing any other
-//! test. `scripts/services.sh install` puts both binaries in cargo's bin
+//! Private broker and database servers for the durability and transport
+//! tests: tansu (a Kafka-protocol broker, also one that requires SASL SCRAM) and
+//! polodb (a MongoDB-protocol server) on free ports, storing under a test's
+//! folder, so that a test can kill one and start it again on the same port
+//! and data without disturbing any other test. `scripts/services.sh install` puts both binaries in cargo's bin
 //! folder.
 
 use std::{
@@ -82,6 +82,33 @@ impl ServerProcess {
             port,
         )
         .await
+    }
+
+    /// A Kafka-protocol broker (tansu) that answers only clients that
+    /// authenticated with SASL SCRAM-SHA-512 as one of `users` (name,
+    /// password), storing in SQLite under `dir`. tansu 0.6 offers SCRAM (and
+    /// OAUTHBEARER, which it cannot check), not PLAIN, and takes new SCRAM
+    /// credentials only from a client that is already authenticated: so the
+    /// broker first runs without authentication while `tansu user create`
+    /// stores the users, then again on the same data with `--authentication`.
+    pub async fn kafka_requiring_sasl(dir: &Path, users: &[(&str, &str)]) -> Self {
+        let mut server = Self::kafka(dir).await;
+        let broker = format!("tcp://127.0.0.1:{}", server.port);
+        for (user, password) in users {
+            let created = Command::new(installed("tansu"))
+                .args(["user", "create", user, password, "--broker", &broker])
+                .args(["--mechanism", "scram512"])
+                .current_dir(dir)
+                .stdout(log_file(dir, "kafka-users"))
+                .stderr(log_file(dir, "kafka-users"))
+                .status()
+                .expect("tansu user create runs");
+            assert!(created.success(), "tansu user create {user}: {created}");
+        }
+        server.kill();
+        server.args.push("--authentication".into());
+        server.restart().await;
+        server
     }
 
     /// A MongoDB-protocol server (polodb) storing under `dir`.

@@ -1,29 +1,43 @@
-//! Admin authentication of `proto.JobsService` calls.
+//! Authentication and roles of the gRPC calls.
 //!
-//! Every call carries a JWT in the `authorization` metadata entry, bare or as
-//! `Bearer <token>`. The token must be signed with RS256 by the auth service
-//! whose RSA public key `AUTH_PUBLIC_KEY_FILE` names: any other algorithm
-//! (`none`, HS256, even HS256 keyed with the public key's bytes, RS384, ...)
-//! is refused before the signature is looked at. `exp` is required; `exp`
-//! and `nbf` are checked with [`LEEWAY_SECS`] of tolerance for clock skew
-//! between the auth service and this one. The claim `role` must be the
-//! string `admin`, in any case. `iss` and `aud` are not checked: the key
-//! alone says who issued the token.
+//! Every `proto.JobsService` and `scheduler.v1.JobEvents` call carries a JWT
+//! in the `authorization` metadata entry, bare or as `Bearer <token>`. The
+//! token must be signed with RS256 by the auth service whose RSA public key
+//! `AUTH_PUBLIC_KEY_FILE` names: any other algorithm (`none`, HS256, even
+//! HS256 keyed with the public key's bytes, RS384, ...) is refused before the
+//! signature is looked at. `exp` is required; `exp` and `nbf` are checked
+//! with [`LEEWAY_SECS`] of tolerance for clock skew between the auth service
+//! and this one. `iss` and `aud` are not checked: the key alone says who
+//! issued the token.
 //!
+//! The claim `role` (a string, in any case) says what the caller may call:
+//! `admin` everything, `executor` only [`EXECUTOR_METHODS`] (the events
+//! stream and run results: what an executor needs, and no job management).
 //! A missing, malformed, forged, expired or not-yet-valid token is
-//! UNAUTHENTICATED; a valid token without the admin role is
+//! UNAUTHENTICATED; a valid token whose role may not call the method is
 //! PERMISSION_DENIED. Status messages say what is wrong in fixed words and
 //! never repeat the token or its claims; the logs do not either.
 //!
-//! Reflection and health are not behind this check (see `startup`): the
-//! [`Authenticator`] wraps only the `JobsService` server.
+//! A token is checked when the call starts; a stream outlives that check,
+//! so [`Authenticated`] ends a server stream ([`STREAMING_METHODS`]) with
+//! UNAUTHENTICATED `token expired` once the token's `exp` and the leeway
+//! have passed: a revoked executor is cut off by its token's lifetime at
+//! the latest.
+//!
+//! Reflection and health are not behind this check (see `startup`):
+//! [`Authenticated`] wraps only the `JobsService` and `JobEvents` servers.
 
-use std::{collections::HashSet, fmt, sync::Arc};
+mod service;
+
+use std::{collections::HashSet, fmt, sync::Arc, time::Duration};
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 use rsa::traits::PublicKeyParts;
 use serde::Deserialize;
-use tonic::{Request, Status, metadata::MetadataMap, service::Interceptor};
+use tokio::time::Instant;
+use tonic::{Status, codegen::http::HeaderMap};
+
+pub use service::Authenticated;
 
 use crate::config::AuthPublicKey;
 
@@ -32,8 +46,23 @@ use crate::config::AuthPublicKey;
 /// from 30 s before its `nbf`.
 pub const LEEWAY_SECS: u64 = 30;
 
-/// The value the `role` claim must have (compared without regard to case).
+/// The `role` claim of a caller that may call everything (compared without
+/// regard to case).
 pub const ADMIN_ROLE: &str = "admin";
+
+/// The `role` claim of an executor (compared without regard to case).
+pub const EXECUTOR_ROLE: &str = "executor";
+
+/// The gRPC methods (request paths) an executor may call.
+pub const EXECUTOR_METHODS: [&str; 2] = [
+    "/scheduler.v1.JobEvents/Subscribe",
+    "/scheduler.v1.JobEvents/ReportResult",
+];
+
+/// The server-streaming methods: their streams end when the token expires.
+/// (A unary call is answered within the request timeout; cutting its answer
+/// off would hide whether it took effect.)
+pub const STREAMING_METHODS: [&str; 1] = ["/scheduler.v1.JobEvents/Subscribe"];
 
 /// Longest `authorization` value looked at, in bytes; longer ones are
 /// refused without being decoded.
@@ -42,23 +71,64 @@ pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// The metadata entry that carries the token.
 pub const AUTHORIZATION: &str = "authorization";
 
+/// What a token's `role` claim lets its holder call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// [`EXECUTOR_METHODS`] only.
+    Executor,
+}
+
+impl Role {
+    /// The role a `role` claim names, if any.
+    fn of_claim(claim: Option<&serde_json::Value>) -> Option<Role> {
+        match claim {
+            Some(serde_json::Value::String(role)) if role.eq_ignore_ascii_case(ADMIN_ROLE) => {
+                Some(Role::Admin)
+            }
+            Some(serde_json::Value::String(role)) if role.eq_ignore_ascii_case(EXECUTOR_ROLE) => {
+                Some(Role::Executor)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether this role may call the method at `path`
+    /// (`/package.Service/Method`).
+    pub fn may_call(self, path: &str) -> bool {
+        match self {
+            Role::Admin => true,
+            Role::Executor => EXECUTOR_METHODS.contains(&path),
+        }
+    }
+}
+
 /// Who made an authenticated call; handlers find it in the request's
 /// extensions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     /// The token's `sub` claim, when it is a string.
     pub subject: Option<String>,
+    /// What the token's `role` claim lets the caller call.
+    pub role: Role,
+    /// When the token stops being accepted: its `exp` and the leeway (to
+    /// the end of that second), on tokio's clock.
+    pub expires: Instant,
 }
 
-/// The claims looked at beyond `exp` and `nbf` (which `jsonwebtoken` checks).
-/// Any JSON value is accepted here so that an odd type is a refusal by the
-/// role rule, not a parse error.
+/// The claims looked at beyond `nbf` (which `jsonwebtoken` checks, as it
+/// checks `exp`). Any JSON value is accepted here so that an odd type is a
+/// refusal by the role rule, not a parse error.
 #[derive(Deserialize)]
 struct Claims {
     #[serde(default)]
     role: Option<serde_json::Value>,
     #[serde(default)]
     sub: Option<serde_json::Value>,
+    /// A number once `jsonwebtoken` accepted the token (it requires `exp`).
+    #[serde(default)]
+    exp: Option<serde_json::Value>,
 }
 
 struct Verifier {
@@ -66,8 +136,8 @@ struct Verifier {
     validation: Validation,
 }
 
-/// Checks the admin JWT of each `JobsService` call, as a tonic
-/// [`Interceptor`]. Cheap to clone.
+/// Checks the JWT of each call and its role against the method; see
+/// [`Authenticated`], which applies it. Cheap to clone.
 #[derive(Clone)]
 pub struct Authenticator {
     verifier: Option<Arc<Verifier>>,
@@ -82,7 +152,7 @@ impl fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// Accepts RS256 admin tokens signed with the private half of `key`.
+    /// Accepts RS256 tokens signed with the private half of `key`.
     pub fn new(key: &AuthPublicKey) -> Authenticator {
         let key = DecodingKey::from_rsa_raw_components(
             &key.rsa_key().n().to_bytes_be(),
@@ -115,43 +185,62 @@ impl Authenticator {
         self.verifier.is_some()
     }
 
-    /// Checks the call's `authorization` metadata. `Ok(None)` when checks are
-    /// disabled.
-    pub fn check(&self, metadata: &MetadataMap) -> Result<Option<Caller>, Status> {
+    /// Checks the `authorization` metadata of a call of the method at
+    /// `path`. `Ok(None)` when checks are disabled.
+    pub fn check(&self, headers: &HeaderMap, path: &str) -> Result<Option<Caller>, Status> {
         let Some(verifier) = &self.verifier else {
             return Ok(None);
         };
-        let token = bearer_token(metadata).map_err(unauthenticated)?;
+        let token = bearer_token(headers).map_err(unauthenticated)?;
         let data = jsonwebtoken::decode::<Claims>(token, &verifier.key, &verifier.validation)
             .map_err(|err| unauthenticated(token_error(err.kind())))?;
         let subject = match data.claims.sub {
             Some(serde_json::Value::String(sub)) => Some(sub),
             _ => None,
         };
-        let is_admin = matches!(
-            &data.claims.role,
-            Some(serde_json::Value::String(role)) if role.eq_ignore_ascii_case(ADMIN_ROLE)
-        );
-        if !is_admin {
+        let refused = |message: &'static str| {
             tracing::info!(
                 subject = subject.as_deref().unwrap_or("-"),
-                "call refused: not an admin"
+                path,
+                "call refused: {message}"
             );
-            return Err(Status::permission_denied(
-                "the token's role claim must be admin",
-            ));
+            Err(Status::permission_denied(message))
+        };
+        let Some(role) = Role::of_claim(data.claims.role.as_ref()) else {
+            return refused("the token's role claim must be admin or executor");
+        };
+        if !role.may_call(path) {
+            return refused("an executor token may call only JobEvents Subscribe and ReportResult");
         }
-        Ok(Some(Caller { subject }))
+        Ok(Some(Caller {
+            subject,
+            role,
+            expires: expiry(
+                data.claims
+                    .exp
+                    .as_ref()
+                    .and_then(serde_json::Value::as_f64)
+                    .unwrap_or(0.0),
+            ),
+        }))
     }
 }
 
-impl Interceptor for Authenticator {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(caller) = self.check(request.metadata())? {
-            request.extensions_mut().insert(caller);
-        }
-        Ok(request)
-    }
+/// The instant, on tokio's clock, at which a token with this `exp` (Unix
+/// seconds) stops being accepted: the end of the second `exp` plus the
+/// leeway (jsonwebtoken compares whole seconds, and refuses a token only
+/// once `now - leeway > exp`), so that a stream ends when a new call with
+/// its token would be refused.
+fn expiry(exp: f64) -> Instant {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    // (Never negative: an expired token was refused, and an `exp` that is
+    // not a number, which jsonwebtoken refuses too, is no time left. A far
+    // `exp` is capped at a year, which no stream lasts.)
+    let left = (exp + (LEEWAY_SECS + 1) as f64 - now).clamp(0.0, 365.0 * 24.0 * 3600.0);
+    Instant::now() + Duration::from_secs_f64(left)
 }
 
 fn unauthenticated(reason: &'static str) -> Status {
@@ -161,8 +250,8 @@ fn unauthenticated(reason: &'static str) -> Status {
 
 /// The token of the one `authorization` entry: `Bearer <token>` (scheme in
 /// any case) or a bare token.
-fn bearer_token(metadata: &MetadataMap) -> Result<&str, &'static str> {
-    let mut values = metadata.get_all(AUTHORIZATION).iter();
+fn bearer_token(headers: &HeaderMap) -> Result<&str, &'static str> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
     let value = values
         .next()
         .ok_or("missing authorization metadata: send `authorization: Bearer <JWT>`")?;
@@ -211,7 +300,7 @@ mod tests {
 
     use jsonwebtoken::{EncodingKey, Header};
     use serde_json::json;
-    use tonic::{Code, metadata::MetadataValue};
+    use tonic::{Code, codegen::http::HeaderValue};
 
     use super::*;
     use crate::config::security::tests::{Pair, make_pair, pair};
@@ -238,17 +327,17 @@ mod tests {
         Authenticator::new(&AuthPublicKey::from_pem(&pair().public_pem).unwrap())
     }
 
-    fn metadata(authorization: &str) -> MetadataMap {
-        let mut map = MetadataMap::new();
-        map.insert(
-            AUTHORIZATION,
-            MetadataValue::try_from(authorization).unwrap(),
-        );
+    /// Any JobsService method: admin only.
+    const JOBS_METHOD: &str = "/proto.JobsService/ListJobs";
+
+    fn metadata(authorization: &str) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        map.insert(AUTHORIZATION, HeaderValue::try_from(authorization).unwrap());
         map
     }
 
     fn check(authorization: &str) -> Result<Option<Caller>, Status> {
-        authenticator().check(&metadata(authorization))
+        authenticator().check(&metadata(authorization), JOBS_METHOD)
     }
 
     fn assert_refused(authorization: &str, code: Code, needle: &str) {
@@ -291,15 +380,15 @@ mod tests {
         assert!(check(&format!("Bearer {token}")).unwrap().is_some());
         assert!(check(&format!("bearer  {token} ")).unwrap().is_some());
         let upper = sign(pair(), &json!({"role": "ADMIN", "exp": now() + 60}));
-        assert_eq!(
-            check(&format!("Bearer {upper}")).unwrap(),
-            Some(Caller { subject: None })
-        );
+        let caller = check(&format!("Bearer {upper}")).unwrap().unwrap();
+        assert_eq!((caller.subject, caller.role), (None, Role::Admin));
     }
 
     #[test]
     fn a_missing_or_empty_token_is_unauthenticated() {
-        let status = authenticator().check(&MetadataMap::new()).unwrap_err();
+        let status = authenticator()
+            .check(&HeaderMap::new(), JOBS_METHOD)
+            .unwrap_err();
         assert_eq!(status.code(), Code::Unauthenticated);
         assert!(status.message().contains("missing"), "{status:?}");
         assert_refused("Bearer ", Code::Unauthenticated, "empty");
@@ -309,8 +398,8 @@ mod tests {
         let long = "x".repeat(MAX_TOKEN_BYTES + 1);
         assert_refused(&long, Code::Unauthenticated, "too long");
         let mut two = metadata(&sign(pair(), &admin_claims()));
-        two.append(AUTHORIZATION, MetadataValue::from_static("x"));
-        let status = authenticator().check(&two).unwrap_err();
+        two.append(AUTHORIZATION, HeaderValue::from_static("x"));
+        let status = authenticator().check(&two, JOBS_METHOD).unwrap_err();
         assert_eq!(status.code(), Code::Unauthenticated);
     }
 
@@ -401,28 +490,64 @@ mod tests {
     }
 
     #[test]
-    fn the_interceptor_records_the_caller_and_disabled_lets_all_through() {
-        let token = sign(pair(), &admin_claims());
-        let mut request = Request::new(());
-        request
-            .metadata_mut()
-            .insert(AUTHORIZATION, MetadataValue::try_from(token).unwrap());
-        let request = authenticator().call(request).unwrap();
-        assert_eq!(
-            request
-                .extensions()
-                .get::<Caller>()
-                .unwrap()
-                .subject
-                .as_deref(),
-            Some("ops@example.com")
+    fn an_executor_may_call_only_the_executor_methods_and_admin_everything() {
+        let methods = [
+            JOBS_METHOD,
+            "/proto.JobsService/CreateJob",
+            "/scheduler.v1.JobEvents/Subscribe",
+            "/scheduler.v1.JobEvents/ReportResult",
+            "/scheduler.v1.JobEvents/SomethingNew",
+        ];
+        for role in ["executor", "Executor", "admin"] {
+            let token = sign(pair(), &json!({"role": role, "exp": now() + 600}));
+            for path in methods {
+                let checked = authenticator().check(&metadata(&token), path);
+                let allowed = role == "admin" || EXECUTOR_METHODS.contains(&path);
+                match checked {
+                    Ok(caller) if allowed => {
+                        let expected = if role == "admin" {
+                            Role::Admin
+                        } else {
+                            Role::Executor
+                        };
+                        assert_eq!(caller.map(|c| c.role), Some(expected), "{role} {path}");
+                    }
+                    Err(status) if !allowed => {
+                        assert_eq!(status.code(), Code::PermissionDenied, "{role} {path}");
+                        assert!(status.message().contains("executor"), "{status:?}");
+                    }
+                    other => panic!("{role} {path}: {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_expires_with_the_token_and_the_leeway() {
+        let token = sign(pair(), &json!({"role": "executor", "exp": now() + 10}));
+        let started = Instant::now();
+        let caller = authenticator()
+            .check(&metadata(&token), EXECUTOR_METHODS[0])
+            .unwrap()
+            .unwrap();
+        let left = caller.expires - started;
+        // exp is whole seconds, 9 to 10 s away; then the leeway, and the
+        // rest of that second.
+        let leeway = Duration::from_secs(LEEWAY_SECS);
+        assert!(
+            left > leeway + Duration::from_secs(9) && left <= leeway + Duration::from_secs(11),
+            "{left:?}"
         );
-        assert_eq!(
-            authenticator().call(Request::new(())).unwrap_err().code(),
-            Code::Unauthenticated
-        );
-        let mut disabled = Authenticator::from_key(None);
+    }
+
+    #[test]
+    fn disabled_lets_all_through() {
+        let disabled = Authenticator::from_key(None);
         assert!(!disabled.is_enabled());
-        assert!(disabled.call(Request::new(())).is_ok());
+        assert_eq!(
+            disabled.check(&HeaderMap::new(), JOBS_METHOD).unwrap(),
+            None
+        );
+        assert!(authenticator().is_enabled());
     }
 }
