@@ -122,7 +122,7 @@ async fn a_row_that_is_not_a_job_is_reported_as_corrupt() {
         .expect("tamper");
     let err = f.db.get(job.id).await.expect_err("corrupt");
     assert!(
-        matches!(err, StoreError::Corrupt(ref m) if m.contains("status")),
+        matches!(err, StoreError::Corrupt(ref m) if m.reason.contains("status")),
         "{err:?}"
     );
     f.drop_schema().await;

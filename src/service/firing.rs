@@ -392,7 +392,14 @@ mod tests {
             assert!(stored.pending.run && !stored.pending.create, "{stored:?}");
         }
         assert_eq!(
-            t.svc.inner.db.with_pending_events(10).await.unwrap().len(),
+            t.svc
+                .inner
+                .db
+                .with_pending_events(10)
+                .await
+                .unwrap()
+                .found
+                .len(),
             2
         );
     }
@@ -501,6 +508,7 @@ mod tests {
                 .with_pending_events(10)
                 .await
                 .unwrap()
+                .found
                 .is_empty()
         );
         shutdown.cancel();
