@@ -11,11 +11,15 @@
 //! `results` (outcomes and duplicates), `outbox` (owed events and their
 //! version check), `windows` (the due window and stuck runs),
 //! `transitions` (misfires and run timeouts as the service makes them),
-//! `concurrency` (replicas racing to claim). `ensure_indexes` runs twice
-//! on every fresh store before its case (a restart runs it again).
+//! `concurrency` (replicas racing to claim), `corrupt` (a job corrupted
+//! from outside the store's API: every scan answers the others and reports
+//! it; `get` of it is `Corrupt`). `ensure_indexes` runs twice on every
+//! fresh store before its case (a restart runs it again).
 //!
 //! Where they run:
-//! - memory, embedded, PostgreSQL: every area.
+//! - memory: every area but `corrupt`: it keeps jobs as values, so it
+//!   cannot hold a corrupt one (its scans always report none).
+//! - embedded, PostgreSQL: every area.
 //! - polodb, the MongoDB-protocol test server: every area but two, which
 //!   polodb cannot pass whatever the store does. `listing`: polodb ignores
 //!   `sort`, so a query answers in storage order. `concurrency`: polodb
@@ -43,7 +47,12 @@ macro_rules! cases {
     ($($case:ident),+ $(,)?) => {
         /// Runs each case of this area on a fresh store of `kind`.
         pub async fn check(kind: Kind) {
-            $( kind.run(stringify!($case), $case).await; )+
+            $(
+                kind.run(stringify!($case), async |store: &mut crate::stores::Store| {
+                    $case(store).await
+                })
+                .await;
+            )+
         }
     };
 }
@@ -54,6 +63,7 @@ mod support;
 
 mod claims;
 mod concurrency;
+mod corrupt;
 mod crud;
 mod listing;
 mod outbox;
@@ -85,10 +95,13 @@ macro_rules! contract {
 contract!(memory = Memory []:
     crud, replace, times, listing, claims, results, outbox, windows, transitions, concurrency);
 contract!(embedded = Embedded []:
-    crud, replace, times, listing, claims, results, outbox, windows, transitions, concurrency);
+    crud, replace, times, listing, claims, results, outbox, windows, transitions, concurrency,
+    corrupt);
 contract!(postgres = Postgres []:
-    crud, replace, times, listing, claims, results, outbox, windows, transitions, concurrency);
+    crud, replace, times, listing, claims, results, outbox, windows, transitions, concurrency,
+    corrupt);
 contract!(polodb = Polodb []:
-    crud, replace, times, claims, results, outbox, windows, transitions);
+    crud, replace, times, claims, results, outbox, windows, transitions, corrupt);
 contract!(mongodb = Mongodb [#[ignore = "needs a real MongoDB: set MONGODB_URI"]]:
-    crud, replace, times, listing, claims, results, outbox, windows, transitions, concurrency);
+    crud, replace, times, listing, claims, results, outbox, windows, transitions, concurrency,
+    corrupt);

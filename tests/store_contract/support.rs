@@ -8,7 +8,7 @@ pub use std::{collections::HashMap, sync::Arc};
 pub use chrono::{DateTime, Duration as TimeDelta, SubsecRound, Utc};
 pub use scheduler_service::{
     domain::{Job, JobId, JobSpec, JobStatus, JobType, PendingEvents, ResultStatus},
-    store::{DueJob, JobDB, ResultOutcome, Scan, StoreError},
+    store::{DueJob, JobDB, ResultOutcome, Scan, StoreError, Unreadable},
 };
 
 pub use super::{
