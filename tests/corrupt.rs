@@ -12,15 +12,20 @@
 //! plain connection. The service runs on a clock the test moves.
 
 mod common;
+// The store contract's test jobs; this file uses their spec.
+#[allow(dead_code)]
+#[path = "store_contract/jobs.rs"]
+mod jobs;
 
 use std::{collections::HashSet, time::Duration};
 
 use chrono::{DateTime, Utc};
 use common::{EventReader, advance, metric_value, scrape_metrics, spawn_app_on_clock};
+use jobs::spec;
 use scheduler_service::{
     clock::{Clock, ManualClock},
     config::vars,
-    domain::{Job, JobId, JobSpec, JobStatus, JobType, PendingEvents},
+    domain::{Job, JobId, JobStatus, PendingEvents},
     grpc::proto,
     store::{JobDB, postgres::PgJobDB},
     telemetry::metrics,
@@ -93,17 +98,6 @@ impl Seeded {
         let mut all = self.readable();
         all.extend(&self.corrupt);
         all
-    }
-}
-
-/// The fields a client chooses, named `name`, due at `schedule_time`.
-fn spec(name: &str, schedule_time: DateTime<Utc>) -> JobSpec {
-    JobSpec {
-        name: name.to_owned(),
-        description: format!("{name} description"),
-        schedule_time,
-        job_type: JobType::Email,
-        job_data: r#"{"to":"someone@example.com"}"#.to_owned(),
     }
 }
 
