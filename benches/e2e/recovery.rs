@@ -309,7 +309,8 @@ async fn load_alone(store: Store, namespace: &str) -> Result<(f64, f64), String>
     let due = db
         .scheduled_before(horizon)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .found;
     let query_ms = t.elapsed().as_secs_f64() * 1000.0;
     let shutdown = CancellationToken::new();
     let (timer, _firings) = Timer::start(shutdown.clone());

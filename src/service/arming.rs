@@ -11,11 +11,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use super::JobService;
+use super::{JobService, log_unreadable};
 use crate::{
     domain::{Error, Job, JobStatus},
     duties::every,
-    store::DueJob,
 };
 
 impl JobService {
@@ -39,11 +38,13 @@ impl JobService {
     }
 
     /// Arms every SCHEDULED job due within the look-ahead window that the
-    /// timer does not hold yet. Returns how many the store listed.
+    /// timer does not hold yet. Returns how many the store listed. A stored
+    /// job that cannot be read is logged and not armed; the others are.
     pub async fn load_window(&self) -> Result<usize, Error> {
-        let due: Vec<DueJob> = self.inner.db.scheduled_before(self.horizon()).await?;
-        let count = due.len();
-        for job in due {
+        let due = self.inner.db.scheduled_before(self.horizon()).await?;
+        log_unreadable("window loader", &due.unreadable);
+        let count = due.found.len();
+        for job in due.found {
             // Never override an arming made by create/update meanwhile: it is
             // at least as new as this snapshot.
             self.inner

@@ -27,7 +27,7 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 
-use super::{JobService, job_span};
+use super::{JobService, job_span, log_unreadable};
 use crate::{
     backoff::Backoff,
     broker::{BrokerError, EventKind},
@@ -198,7 +198,8 @@ impl JobService {
     /// Delivers the jobs that owe events and changed long enough ago. A job
     /// changed so recently that the call which changed it may still be
     /// publishing is left to that call: relaying it too would duplicate its
-    /// events.
+    /// events. A stored job that cannot be read is logged and left owing;
+    /// the pass goes on with the others (and does not count as failed).
     pub(crate) async fn relay_pass(&self) -> Result<(), String> {
         let owing = self
             .inner
@@ -206,10 +207,12 @@ impl JobService {
             .with_pending_events(RELAY_BATCH)
             .await
             .map_err(|e| e.to_string())?;
+        log_unreadable("outbox relay", &owing.unreadable);
         let grace =
             ChronoDuration::from_std(self.settings().relay_grace).unwrap_or(ChronoDuration::MAX);
         let settled = self.clock().now_ms() - grace;
         let ready: Vec<(Job, Span)> = owing
+            .found
             .into_iter()
             .filter(|job| job.updated_at <= settled)
             .map(|job| {
@@ -275,7 +278,16 @@ mod tests {
         assert!(producer.events().is_empty());
 
         producer.set_down(false);
-        assert_eq!(svc.inner.db.with_pending_events(10).await.unwrap().len(), 1);
+        assert_eq!(
+            svc.inner
+                .db
+                .with_pending_events(10)
+                .await
+                .unwrap()
+                .found
+                .len(),
+            1
+        );
         svc.relay_pass().await.unwrap();
         let kinds: Vec<EventKind> = producer.events().iter().map(|e| e.0).collect();
         assert_eq!(kinds, [EventKind::Create, EventKind::Run]);

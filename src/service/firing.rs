@@ -396,7 +396,14 @@ mod tests {
             assert!(stored.pending.run && !stored.pending.create, "{stored:?}");
         }
         assert_eq!(
-            t.svc.inner.db.with_pending_events(10).await.unwrap().len(),
+            t.svc
+                .inner
+                .db
+                .with_pending_events(10)
+                .await
+                .unwrap()
+                .found
+                .len(),
             2
         );
     }
@@ -505,6 +512,7 @@ mod tests {
                 .with_pending_events(10)
                 .await
                 .unwrap()
+                .found
                 .is_empty()
         );
         shutdown.cancel();

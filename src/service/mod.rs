@@ -43,7 +43,7 @@ use crate::{
     clock::Clock,
     config::SchedulerSettings,
     domain::{Error, Job, JobId, JobSpec, JobStatus, PageRequest, ResultStatus},
-    store::{JobDB, JobsPage, ResultOutcome},
+    store::{JobDB, JobsPage, ResultOutcome, Unreadable},
     telemetry::{
         metrics::{FailReason, Metrics},
         propagation::{current_traceparent, set_parent_from_traceparent},
@@ -155,9 +155,13 @@ impl JobService {
         self.inner.db.get(id).await?.ok_or(Error::NotFound(id))
     }
 
-    /// One page of jobs, ordered by schedule time then id.
+    /// One page of jobs, ordered by schedule time then id. A stored job
+    /// that cannot be read is logged and left out of the page (which then
+    /// holds fewer jobs), rather than failing the whole listing.
     pub async fn list(&self, page: PageRequest) -> Result<JobsPage, Error> {
-        Ok(self.inner.db.list(page).await?)
+        let listed = self.inner.db.list(page).await?;
+        log_unreadable("list", &listed.unreadable);
+        Ok(listed)
     }
 
     /// Replaces the client fields of a job and schedules it again. A RUNNING
@@ -236,6 +240,22 @@ impl JobService {
             }
         }
         Ok(outcome)
+    }
+}
+
+/// Logs each document that a scan of the store (`scan`: the duty or call
+/// that made it) could not read as a job, once per scan, at error level with
+/// the job's id when that could be read. The scan went on with every other
+/// job; the document stays as it is, and is met again by the next scan,
+/// until someone repairs or removes it.
+fn log_unreadable(scan: &'static str, unreadable: &[Unreadable]) {
+    for document in unreadable {
+        tracing::error!(
+            scan,
+            job_id = document.id.map(tracing::field::display),
+            reason = %document.reason,
+            "a stored job cannot be read; the scan went on without it"
+        );
     }
 }
 

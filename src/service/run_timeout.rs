@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{JobService, job_span};
+use super::{JobService, job_span, log_unreadable};
 use crate::{
     config::RunTimeoutPolicy,
     domain::{Error, JobStatus},
@@ -18,14 +18,16 @@ use crate::{
 
 impl JobService {
     /// Applies the run-timeout policy to jobs RUNNING for longer than the run
-    /// timeout. Returns how many jobs it changed.
+    /// timeout. Returns how many jobs it changed. A stored job that cannot be
+    /// read is logged and left as it is; the others time out.
     pub async fn expire_stuck_runs(&self) -> Result<usize, Error> {
         let timeout = chrono::Duration::from_std(self.settings().run_timeout)
             .unwrap_or(chrono::Duration::MAX);
         let now = self.clock().now_ms();
         let stuck = self.inner.db.running_before(now - timeout).await?;
+        log_unreadable("run-timeout sweeper", &stuck.unreadable);
         let mut changed = 0;
-        for job in stuck {
+        for job in stuck.found {
             let next = match self.settings().run_timeout_policy {
                 RunTimeoutPolicy::Fail => job.with_status(JobStatus::Failed, now),
                 RunTimeoutPolicy::Retry => job.retried(now),

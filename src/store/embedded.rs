@@ -27,7 +27,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, StoreError, result_outcome, stored_time,
+    ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, Scan, StoreError, Unreadable,
+    result_outcome, stored_time,
 };
 use crate::domain::{
     Job, JobId, JobSpec, JobStatus, JobType, PageRequest, PendingEvents, ResultStatus,
@@ -187,9 +188,9 @@ fn other(err: impl std::fmt::Display) -> StoreError {
     StoreError::Other(format!("embedded store: {err}"))
 }
 
-fn time(ms: i64, id: &JobId) -> Result<DateTime<Utc>, StoreError> {
+fn time(ms: i64, id: JobId) -> Result<DateTime<Utc>, Unreadable> {
     DateTime::from_timestamp_millis(ms)
-        .ok_or_else(|| StoreError::Corrupt(format!("job {id}: time {ms} out of range")))
+        .ok_or_else(|| Unreadable::job(id, format!("time {ms} out of range")))
 }
 
 fn encode(job: &Job) -> Result<Vec<u8>, StoreError> {
@@ -212,21 +213,21 @@ fn encode(job: &Job) -> Result<Vec<u8>, StoreError> {
     .map_err(other)
 }
 
-fn decode(id: JobId, bytes: &[u8]) -> Result<Job, StoreError> {
+fn decode(id: JobId, bytes: &[u8]) -> Result<Job, Unreadable> {
     let stored: StoredJob =
-        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("job {id}: {e}")))?;
-    let corrupt = |what: &str| StoreError::Corrupt(format!("job {id}: invalid {what}"));
+        serde_json::from_slice(bytes).map_err(|e| Unreadable::job(id, e.to_string()))?;
+    let corrupt = |what: &str| Unreadable::job(id, format!("invalid {what}"));
     Ok(Job {
         id,
         spec: JobSpec {
             name: stored.name,
             description: stored.description,
-            schedule_time: time(stored.schedule_ms, &id)?,
+            schedule_time: time(stored.schedule_ms, id)?,
             job_type: JobType::from_i32(stored.job_type).ok_or_else(|| corrupt("job type"))?,
             job_data: stored.job_data,
         },
-        created_at: time(stored.created_ms, &id)?,
-        updated_at: time(stored.updated_ms, &id)?,
+        created_at: time(stored.created_ms, id)?,
+        updated_at: time(stored.updated_ms, id)?,
         status: JobStatus::from_i32(stored.status).ok_or_else(|| corrupt("status"))?,
         fire_token: stored.fire_token,
         version: stored.version,
@@ -239,10 +240,10 @@ fn decode(id: JobId, bytes: &[u8]) -> Result<Job, StoreError> {
     })
 }
 
-fn id_of(bytes: &[u8]) -> Result<JobId, StoreError> {
+fn id_of(bytes: &[u8]) -> Result<JobId, Unreadable> {
     <[u8; 12]>::try_from(bytes)
         .map(JobId::from_bytes)
-        .map_err(|_| StoreError::Corrupt(format!("job key of {} bytes", bytes.len())))
+        .map_err(|_| Unreadable::without_id(format!("job key of {} bytes", bytes.len())))
 }
 
 /// An index table: (time in ms, job id) → nothing.
@@ -271,9 +272,24 @@ fn read_job(
     id: JobId,
 ) -> Result<Option<Job>, StoreError> {
     match table.get(id.bytes().as_slice()).map_err(other)? {
-        Some(bytes) => decode(id, bytes.value()).map(Some),
+        Some(bytes) => Ok(Some(decode(id, bytes.value())?)),
         None => Ok(None),
     }
+}
+
+/// Reads, for a scan, the job whose id `key` an index entry holds: `None`
+/// if there is none, the reason if the entry or the record is not a job.
+/// Only a failure of the file itself is an error.
+fn scanned_job(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    key: &[u8],
+) -> Result<Option<Result<Job, Unreadable>>, StoreError> {
+    let id = match id_of(key) {
+        Ok(id) => id,
+        Err(unreadable) => return Ok(Some(Err(unreadable))),
+    };
+    let record = table.get(id.bytes().as_slice()).map_err(other)?;
+    Ok(record.map(|bytes| decode(id, bytes.value())))
 }
 
 /// Writes `new` (or deletes the job when `None`) replacing `old`, keeping the
@@ -414,31 +430,26 @@ impl EmbeddedJobDB {
     }
 
     /// The jobs whose keys in `index` come before `until_ms`, in key order,
-    /// at most `limit`.
+    /// at most `limit` of them readable or not; the unreadable are reported.
     async fn indexed(
         &self,
         index: Index,
         until_ms: i64,
         limit: usize,
-    ) -> Result<Vec<Job>, StoreError> {
+    ) -> Result<Scan<Job>, StoreError> {
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(other)?;
             let keys = txn.open_table(index).map_err(other)?;
             let jobs = txn.open_table(JOBS).map_err(other)?;
-            let mut found = Vec::new();
+            let mut reads = Vec::new();
             for entry in keys.range(..(until_ms, &[][..])).map_err(other)? {
-                if found.len() >= limit {
+                if reads.len() >= limit {
                     break;
                 }
                 let (key, _) = entry.map_err(other)?;
-                let id = id_of(key.value().1)?;
-                match read_job(&jobs, id) {
-                    Ok(Some(job)) => found.push(job),
-                    Ok(None) => {}
-                    Err(err) => tracing::error!(error = %err, "skipping a corrupt job"),
-                }
+                reads.extend(scanned_job(&jobs, key.value().1)?);
             }
-            Ok(found)
+            Ok(reads.into_iter().collect())
         })
         .await
     }
@@ -479,14 +490,17 @@ impl JobDB for EmbeddedJobDB {
             let total = jobs.len().map_err(other)?;
             let skip = usize::try_from(page.offset()).unwrap_or(usize::MAX);
             let take = usize::try_from(page.size).unwrap_or(usize::MAX);
-            let mut found = Vec::new();
+            let mut reads = Vec::new();
             for entry in listing.iter().map_err(other)?.skip(skip).take(take) {
                 let (key, _) = entry.map_err(other)?;
-                if let Some(job) = read_job(&jobs, id_of(key.value().1)?)? {
-                    found.push(job);
-                }
+                reads.extend(scanned_job(&jobs, key.value().1)?);
             }
-            Ok(JobsPage { jobs: found, total })
+            let page: Scan<Job> = reads.into_iter().collect();
+            Ok(JobsPage {
+                jobs: page.found,
+                unreadable: page.unreadable,
+                total,
+            })
         })
         .await
     }
@@ -569,14 +583,14 @@ impl JobDB for EmbeddedJobDB {
         .await
     }
 
-    async fn scheduled_before(&self, until: DateTime<Utc>) -> Result<Vec<DueJob>, StoreError> {
+    async fn scheduled_before(&self, until: DateTime<Utc>) -> Result<Scan<DueJob>, StoreError> {
         let jobs = self
             .indexed(DUE, until.timestamp_millis(), usize::MAX)
             .await?;
-        Ok(jobs.iter().map(DueJob::from).collect())
+        Ok(jobs.map(|job| DueJob::from(&job)))
     }
 
-    async fn with_pending_events(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
+    async fn with_pending_events(&self, limit: usize) -> Result<Scan<Job>, StoreError> {
         self.indexed(OUTBOX, i64::MAX, limit).await
     }
 
@@ -624,7 +638,7 @@ impl JobDB for EmbeddedJobDB {
         .await
     }
 
-    async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
+    async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Scan<Job>, StoreError> {
         self.indexed(RUNNING, cutoff.timestamp_millis(), usize::MAX)
             .await
     }
@@ -741,8 +755,8 @@ mod tests {
             .scheduled_before(now() + chrono::Duration::seconds(2))
             .await
             .unwrap();
-        assert_eq!(due, [DueJob::from(&early)]);
-        assert_eq!(db.with_pending_events(10).await.unwrap().len(), 2);
+        assert_eq!(due, Scan::readable(vec![DueJob::from(&early)]));
+        assert_eq!(db.with_pending_events(10).await.unwrap().found.len(), 2);
 
         // Claim: only with the current token, only once; the job leaves the
         // due index and enters the running one, owing its run event.
@@ -767,12 +781,13 @@ mod tests {
             db.scheduled_before(now() + chrono::Duration::seconds(2))
                 .await
                 .unwrap()
+                .found
                 .is_empty()
         );
         let later = now() + chrono::Duration::seconds(1);
         assert_eq!(
             db.running_before(later).await.unwrap(),
-            std::slice::from_ref(&claimed)
+            Scan::readable(vec![claimed.clone()])
         );
 
         // The outbox entry clears only at the version it was read at.
@@ -788,7 +803,7 @@ mod tests {
         );
         assert_eq!(
             db.with_pending_events(10).await.unwrap(),
-            std::slice::from_ref(&late)
+            Scan::readable(vec![late.clone()])
         );
 
         assert_eq!(
@@ -815,7 +830,7 @@ mod tests {
                 .unwrap(),
             ResultOutcome::UnknownJob
         );
-        assert!(db.running_before(later).await.unwrap().is_empty());
+        assert!(db.running_before(later).await.unwrap().found.is_empty());
 
         // replace_if only at the expected version; delete removes every trace.
         let moved = late.rescheduled(late.spec.clone(), now());
@@ -831,7 +846,7 @@ mod tests {
                 .len(),
             1
         );
-        assert!(db.with_pending_events(10).await.unwrap().is_empty());
+        assert!(db.with_pending_events(10).await.unwrap().found.is_empty());
     }
 
     #[tokio::test]

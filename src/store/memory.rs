@@ -1,5 +1,6 @@
 //! An in-memory [`JobDB`]: the reference implementation of the store's rules,
-//! used by unit tests and benchmarks. Not durable.
+//! used by unit tests and benchmarks. Not durable. It keeps jobs as values,
+//! so it never holds an unreadable document and its scans report none.
 
 use std::collections::HashMap;
 
@@ -8,7 +9,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::RwLock;
 
 use super::{
-    DueJob, JobDB, JobsPage, ResultOutcome, StoreError, result_outcome, stored_job, stored_time,
+    DueJob, JobDB, JobsPage, ResultOutcome, Scan, StoreError, result_outcome, stored_job,
+    stored_time,
 };
 use crate::domain::{Job, JobId, JobStatus, PageRequest, PendingEvents, ResultStatus};
 
@@ -79,6 +81,7 @@ impl JobDB for MemoryJobDB {
         let size = usize::try_from(page.size).unwrap_or(usize::MAX);
         Ok(JobsPage {
             jobs: all.into_iter().skip(offset).take(size).cloned().collect(),
+            unreadable: Vec::new(),
             total: jobs.len() as u64,
         })
     }
@@ -136,7 +139,7 @@ impl JobDB for MemoryJobDB {
         Ok(ResultOutcome::Stored)
     }
 
-    async fn scheduled_before(&self, until: DateTime<Utc>) -> Result<Vec<DueJob>, StoreError> {
+    async fn scheduled_before(&self, until: DateTime<Utc>) -> Result<Scan<DueJob>, StoreError> {
         let jobs = self.jobs.read().await;
         let mut due: Vec<DueJob> = jobs
             .values()
@@ -144,15 +147,15 @@ impl JobDB for MemoryJobDB {
             .map(DueJob::from)
             .collect();
         due.sort_by_key(|d| (d.schedule_time, d.id));
-        Ok(due)
+        Ok(Scan::readable(due))
     }
 
-    async fn with_pending_events(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
+    async fn with_pending_events(&self, limit: usize) -> Result<Scan<Job>, StoreError> {
         let jobs = self.jobs.read().await;
         let mut owing: Vec<Job> = jobs.values().filter(|j| j.pending.any()).cloned().collect();
         owing.sort_by_key(|j| (j.updated_at, j.id));
         owing.truncate(limit);
-        Ok(owing)
+        Ok(Scan::readable(owing))
     }
 
     async fn set_pending_if(
@@ -171,7 +174,7 @@ impl JobDB for MemoryJobDB {
         }
     }
 
-    async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
+    async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Scan<Job>, StoreError> {
         let jobs = self.jobs.read().await;
         let mut stuck: Vec<Job> = jobs
             .values()
@@ -179,6 +182,6 @@ impl JobDB for MemoryJobDB {
             .cloned()
             .collect();
         stuck.sort_by_key(|j| (j.updated_at, j.id));
-        Ok(stuck)
+        Ok(Scan::readable(stuck))
     }
 }

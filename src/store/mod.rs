@@ -11,6 +11,11 @@
 //!
 //! The store contract (`tests/store_contract`) holds every implementation
 //! to the rules documented on [`JobDB`].
+//!
+//! One rule concerns documents a store cannot read back as jobs: a scan
+//! answers the jobs it can read and reports the others ([`Scan`]), so that
+//! one bad document never stops the timer, the outbox relay or the run
+//! timeouts for every other job (see [`JobDB`]).
 
 pub mod embedded;
 pub mod memory;
@@ -32,7 +37,7 @@ pub enum StoreError {
     Unavailable(String),
     /// A stored document could not be read back as a job.
     #[error("corrupt job document: {0}")]
-    Corrupt(String),
+    Corrupt(Unreadable),
     /// Any other refusal by the database.
     #[error("{0}")]
     Other(String),
@@ -42,8 +47,99 @@ impl From<StoreError> for domain::Error {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Unavailable(msg) => domain::Error::StoreUnavailable(msg),
-            StoreError::Corrupt(msg) | StoreError::Other(msg) => domain::Error::Internal(msg),
+            StoreError::Corrupt(unreadable) => domain::Error::Internal(unreadable.to_string()),
+            StoreError::Other(msg) => domain::Error::Internal(msg),
         }
+    }
+}
+
+/// A stored document that cannot be read back as a job: which one, when
+/// its id can be read, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    /// The job's id, unless the id itself cannot be read.
+    pub id: Option<JobId>,
+    /// What cannot be read (the field and its value, or the decoder's error).
+    pub reason: String,
+}
+
+impl Unreadable {
+    /// The document of job `id`, unreadable for `reason`.
+    pub fn job(id: JobId, reason: impl Into<String>) -> Self {
+        Unreadable {
+            id: Some(id),
+            reason: reason.into(),
+        }
+    }
+
+    /// A document whose id cannot be read either.
+    pub fn without_id(reason: impl Into<String>) -> Self {
+        Unreadable {
+            id: None,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.id {
+            Some(id) => write!(f, "job {id}: {}", self.reason),
+            None => write!(f, "a document without a readable id: {}", self.reason),
+        }
+    }
+}
+
+impl std::error::Error for Unreadable {}
+
+impl From<Unreadable> for StoreError {
+    fn from(unreadable: Unreadable) -> Self {
+        StoreError::Corrupt(unreadable)
+    }
+}
+
+/// What a scan met: every job it could read, in the scan's order, and each
+/// stored document it could not read as a job, which it reports instead of
+/// failing (see [`JobDB`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scan<T> {
+    /// The jobs read, in the order the scan promises.
+    pub found: Vec<T>,
+    /// The documents met that are not readable jobs, each once.
+    pub unreadable: Vec<Unreadable>,
+}
+
+impl<T> Scan<T> {
+    /// A scan that read every document it met (a store that cannot hold an
+    /// unreadable one, such as memory).
+    pub fn readable(found: Vec<T>) -> Self {
+        Scan {
+            found,
+            unreadable: Vec::new(),
+        }
+    }
+
+    /// The same scan with each job read turned into `f(job)`.
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Scan<U> {
+        Scan {
+            found: self.found.into_iter().map(f).collect(),
+            unreadable: self.unreadable,
+        }
+    }
+}
+
+/// Reads of documents, in order: the readable ones are found, the others
+/// reported.
+impl<T> FromIterator<Result<T, Unreadable>> for Scan<T> {
+    fn from_iter<I: IntoIterator<Item = Result<T, Unreadable>>>(reads: I) -> Self {
+        let mut scan = Scan::readable(Vec::new());
+        for read in reads {
+            match read {
+                Ok(job) => scan.found.push(job),
+                Err(unreadable) => scan.unreadable.push(unreadable),
+            }
+        }
+        scan
     }
 }
 
@@ -75,9 +171,12 @@ impl ClaimManyError {
 /// One page of jobs and the total number of jobs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobsPage {
-    /// The jobs on the page, ordered by schedule time then id.
+    /// The readable jobs on the page, ordered by schedule time then id.
     pub jobs: Vec<Job>,
-    /// How many jobs exist in all.
+    /// The documents on the page that cannot be read as jobs: the page
+    /// holds that many jobs fewer than it would.
+    pub unreadable: Vec<Unreadable>,
+    /// How many jobs exist in all, readable or not.
     pub total: u64,
 }
 
@@ -121,6 +220,18 @@ pub enum ResultOutcome {
 /// increments the job's `version`; the `*_if` methods change a job only while
 /// it is still at the version the caller read, so that racing writers
 /// (threads or replicas) cannot both win.
+///
+/// Unreadable documents: a stored document that cannot be read back as a
+/// job makes a call about that one job fail with [`StoreError::Corrupt`]
+/// ([`JobDB::get`], for instance). A scan of many jobs
+/// ([`JobDB::scheduled_before`], [`JobDB::with_pending_events`],
+/// [`JobDB::running_before`], and [`JobDB::list`]) does not fail for it: it
+/// answers every job it can read and reports each document it cannot, once,
+/// in its [`Scan::unreadable`] (or [`JobsPage::unreadable`]), with the job's
+/// id when that can be read. A scan still fails when the store does (an
+/// outage). A document counts in a scan where its readable fields place it
+/// (an unreadable one takes its place in a `limit` or a page); a store that
+/// cannot hold an unreadable document (memory) reports none.
 #[async_trait]
 pub trait JobDB: Send + Sync + 'static {
     /// Creates the indexes (and, for SQL stores, the tables) the queries need.
@@ -134,7 +245,8 @@ pub trait JobDB: Send + Sync + 'static {
     /// The job with this id, if it exists.
     async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError>;
 
-    /// One page of all jobs, ordered by schedule time then id, and the total.
+    /// One page of all jobs, ordered by schedule time then id, and the total;
+    /// the page's unreadable documents are reported, not fatal.
     async fn list(&self, page: PageRequest) -> Result<JobsPage, StoreError>;
 
     /// Writes every field of `job` (same id) only if the stored job is still
@@ -219,11 +331,13 @@ pub trait JobDB: Send + Sync + 'static {
     ) -> Result<ResultOutcome, StoreError>;
 
     /// SCHEDULED jobs due before `until`, earliest first: what the timer arms.
-    async fn scheduled_before(&self, until: DateTime<Utc>) -> Result<Vec<DueJob>, StoreError>;
+    /// Only jobs read whole are answered, so that the timer never arms a job
+    /// whose claim could not read it; the unreadable are reported.
+    async fn scheduled_before(&self, until: DateTime<Utc>) -> Result<Scan<DueJob>, StoreError>;
 
     /// Jobs that owe events (the outbox), least recently changed first, at
-    /// most `limit`.
-    async fn with_pending_events(&self, limit: usize) -> Result<Vec<Job>, StoreError>;
+    /// most `limit` documents (readable or not); the unreadable are reported.
+    async fn with_pending_events(&self, limit: usize) -> Result<Scan<Job>, StoreError>;
 
     /// Sets the job's owed events to `remaining` if it is still at `version`;
     /// the version is left as it is. Returns whether it was set.
@@ -262,8 +376,8 @@ pub trait JobDB: Send + Sync + 'static {
     }
 
     /// RUNNING jobs whose last change is before `cutoff`, least recently
-    /// changed first: runs that may be stuck.
-    async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Vec<Job>, StoreError>;
+    /// changed first: runs that may be stuck; the unreadable are reported.
+    async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Scan<Job>, StoreError>;
 }
 
 /// `time` at the precision every store keeps: the millisecond.

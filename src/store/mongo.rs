@@ -23,7 +23,7 @@ use mongodb::{
     options::{ClientOptions, IndexOptions},
 };
 
-use super::{DueJob, JobDB, JobsPage, ResultOutcome, StoreError, result_outcome};
+use super::{DueJob, JobDB, JobsPage, ResultOutcome, Scan, StoreError, Unreadable, result_outcome};
 use crate::domain::{
     Job, JobId, JobSpec, JobStatus, JobType, PageRequest, PendingEvents, ResultStatus,
 };
@@ -120,15 +120,16 @@ impl MongoJobDB {
         Ok(result.matched_count == 1 || result.modified_count == 1)
     }
 
-    /// The jobs matching `filter`, in `sort` order, at most `limit`, for the
-    /// background scans: a document that is not a valid job is logged and
-    /// skipped, so that one bad document cannot stop the timer or the outbox.
+    /// The jobs matching `filter`, in `sort` order, at most `limit`
+    /// documents, for the background scans: a document that is not a valid
+    /// job is reported, so that one bad document cannot stop the timer or
+    /// the outbox.
     async fn find_jobs(
         &self,
         filter: Document,
         sort: Document,
         limit: Option<i64>,
-    ) -> Result<Vec<Job>, StoreError> {
+    ) -> Result<Scan<Job>, StoreError> {
         let documents: Vec<Document> = self
             .read(|| async {
                 // Ask for everything in the first batch: servers that keep
@@ -145,16 +146,7 @@ impl MongoJobDB {
                 find.await?.try_collect().await
             })
             .await?;
-        Ok(documents
-            .iter()
-            .filter_map(|document| {
-                job_from_document(document)
-                    .inspect_err(
-                        |err| tracing::error!(error = %err, "skipping a corrupt job document"),
-                    )
-                    .ok()
-            })
-            .collect())
+        Ok(documents.iter().map(job_from_document).collect())
     }
 }
 
@@ -223,13 +215,16 @@ pub fn job_to_document(job: &Job) -> Document {
 }
 
 /// Reads a stored document back as a job.
-pub fn job_from_document(document: &Document) -> Result<Job, StoreError> {
-    let corrupt = |what: &str| {
-        let id = document
-            .get("_id")
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        StoreError::Corrupt(format!("document {id}: {what}"))
+pub fn job_from_document(document: &Document) -> Result<Job, Unreadable> {
+    let corrupt = |what: &str| match document.get_object_id("_id") {
+        Ok(id) => Unreadable::job(id, what),
+        Err(_) => {
+            let id = document
+                .get("_id")
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            Unreadable::without_id(format!("_id {id}: {what}"))
+        }
     };
     let string = |key: &str| {
         document
@@ -312,7 +307,7 @@ impl JobDB for MongoJobDB {
         let found = self
             .bounded(self.jobs.find_one(doc! { "_id": id }).into_future())
             .await?;
-        found.as_ref().map(job_from_document).transpose()
+        Ok(found.as_ref().map(job_from_document).transpose()?)
     }
 
     async fn list(&self, page: PageRequest) -> Result<JobsPage, StoreError> {
@@ -320,8 +315,8 @@ impl JobDB for MongoJobDB {
             .bounded(self.jobs.count_documents(doc! {}).into_future())
             .await?;
         let skip = page.offset();
-        let jobs = if skip >= total {
-            Vec::new()
+        let page = if skip >= total {
+            Scan::readable(Vec::new())
         } else {
             let documents: Vec<Document> = self
                 .read(|| async {
@@ -336,12 +331,13 @@ impl JobDB for MongoJobDB {
                         .await
                 })
                 .await?;
-            documents
-                .iter()
-                .map(job_from_document)
-                .collect::<Result<_, _>>()?
+            documents.iter().map(job_from_document).collect()
         };
-        Ok(JobsPage { jobs, total })
+        Ok(JobsPage {
+            jobs: page.found,
+            unreadable: page.unreadable,
+            total,
+        })
     }
 
     async fn replace_if(&self, job: &Job, expected_version: i64) -> Result<bool, StoreError> {
@@ -405,7 +401,7 @@ impl JobDB for MongoJobDB {
         })
     }
 
-    async fn scheduled_before(&self, until: DateTime<Utc>) -> Result<Vec<DueJob>, StoreError> {
+    async fn scheduled_before(&self, until: DateTime<Utc>) -> Result<Scan<DueJob>, StoreError> {
         let filter = doc! {
             "status": JobStatus::Scheduled.as_i32(),
             "scheduleTime": { "$lt": bson_time(until) },
@@ -413,13 +409,13 @@ impl JobDB for MongoJobDB {
         let jobs = self
             .find_jobs(filter, doc! { "scheduleTime": 1, "_id": 1 }, None)
             .await?;
-        Ok(jobs.iter().map(DueJob::from).collect())
+        Ok(jobs.map(|job| DueJob::from(&job)))
     }
 
-    async fn with_pending_events(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
+    async fn with_pending_events(&self, limit: usize) -> Result<Scan<Job>, StoreError> {
         if limit == 0 {
             // MongoDB reads a limit of 0 as no limit at all.
-            return Ok(Vec::new());
+            return Ok(Scan::readable(Vec::new()));
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.find_jobs(
@@ -441,7 +437,7 @@ impl JobDB for MongoJobDB {
             .await
     }
 
-    async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
+    async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Scan<Job>, StoreError> {
         let filter = doc! {
             "status": JobStatus::Running.as_i32(),
             "updatedAt": { "$lt": bson_time(cutoff) },
@@ -510,12 +506,13 @@ mod tests {
 
     #[test]
     fn a_document_with_a_bad_field_is_reported_as_corrupt() {
-        let mut document = job_to_document(&job());
+        let job = job();
+        let mut document = job_to_document(&job);
         document.insert("status", 42);
         let err = job_from_document(&document).unwrap_err();
-        assert!(
-            matches!(err, StoreError::Corrupt(ref m) if m.contains("status")),
-            "{err}"
-        );
+        assert_eq!(err, Unreadable::job(job.id, "status"));
+        document.insert("_id", "not an ObjectId");
+        let err = job_from_document(&document).unwrap_err();
+        assert_eq!(err.id, None, "{err}");
     }
 }

@@ -49,7 +49,7 @@ use tokio_postgres::{
 };
 
 use super::{
-    ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, StoreError,
+    ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, Scan, StoreError, Unreadable,
     pg_tls::{self, SslMode},
     result_outcome,
 };
@@ -343,7 +343,7 @@ impl Sql {
             ),
             status_of: format!("SELECT status FROM {t} WHERE id = $1"),
             scheduled_before: format!(
-                "SELECT id, schedule_time, scheduled_key FROM {t} \
+                "SELECT {COLUMNS} FROM {t} \
                  WHERE status = {scheduled} AND schedule_time < $1 \
                  ORDER BY schedule_time, id"
             ),
@@ -545,25 +545,25 @@ impl<'a> JobParams<'a> {
     }
 }
 
-fn id_from_row(row: &Row) -> Result<JobId, StoreError> {
+/// The id of a row, or why it is not one.
+fn id_from_row(row: &Row) -> Result<JobId, Unreadable> {
     let bytes: &[u8] = row
         .try_get("id")
-        .map_err(|e| StoreError::Corrupt(format!("row without a readable id: {e}")))?;
+        .map_err(|e| Unreadable::without_id(format!("id: {e}")))?;
     let bytes = <[u8; 12]>::try_from(bytes)
-        .map_err(|_| StoreError::Corrupt(format!("id of {} bytes, not 12", bytes.len())))?;
+        .map_err(|_| Unreadable::without_id(format!("id of {} bytes, not 12", bytes.len())))?;
     Ok(JobId::from_bytes(bytes))
 }
 
-/// One column of the row of job `id`, or [`StoreError::Corrupt`].
-fn column<'r, T: FromSql<'r>>(row: &'r Row, id: JobId, name: &str) -> Result<T, StoreError> {
+/// One column of the row of job `id`, or why it cannot be read.
+fn column<'r, T: FromSql<'r>>(row: &'r Row, id: JobId, name: &str) -> Result<T, Unreadable> {
     row.try_get(name)
-        .map_err(|e| StoreError::Corrupt(format!("job {id}: {name}: {e}")))
+        .map_err(|e| Unreadable::job(id, format!("{name}: {e}")))
 }
 
 /// Reads a row of [`COLUMNS`] back as a job.
-fn job_from_row(row: &Row) -> Result<Job, StoreError> {
+fn job_from_row(row: &Row) -> Result<Job, Unreadable> {
     let id = id_from_row(row)?;
-    let corrupt = |what: String| StoreError::Corrupt(format!("job {id}: {what}"));
     let status: i16 = column(row, id, "status")?;
     let job_type: i16 = column(row, id, "job_type")?;
     Ok(Job {
@@ -573,13 +573,13 @@ fn job_from_row(row: &Row) -> Result<Job, StoreError> {
             description: column(row, id, "description")?,
             schedule_time: column(row, id, "schedule_time")?,
             job_type: JobType::from_i32(job_type.into())
-                .ok_or_else(|| corrupt(format!("job_type {job_type}")))?,
+                .ok_or_else(|| Unreadable::job(id, format!("job_type {job_type}")))?,
             job_data: column(row, id, "job_data")?,
         },
         created_at: column(row, id, "created_at")?,
         updated_at: column(row, id, "updated_at")?,
         status: JobStatus::from_i32(status.into())
-            .ok_or_else(|| corrupt(format!("status {status}")))?,
+            .ok_or_else(|| Unreadable::job(id, format!("status {status}")))?,
         fire_token: column(row, id, "scheduled_key")?,
         version: column(row, id, "version")?,
         pending: PendingEvents {
@@ -591,7 +591,15 @@ fn job_from_row(row: &Row) -> Result<Job, StoreError> {
     })
 }
 
+/// Rows of [`COLUMNS`] that must all be jobs (the rows a claim changed).
 fn jobs_from_rows(rows: &[Row]) -> Result<Vec<Job>, StoreError> {
+    rows.iter()
+        .map(|row| job_from_row(row).map_err(StoreError::from))
+        .collect()
+}
+
+/// Rows of [`COLUMNS`] met by a scan: the jobs, and each row that is not one.
+fn scan_rows(rows: &[Row]) -> Scan<Job> {
     rows.iter().map(job_from_row).collect()
 }
 
@@ -664,7 +672,7 @@ impl JobDB for PgJobDB {
         let row = self
             .query_opt(&self.sql.get, &[&id.bytes().as_slice()])
             .await?;
-        row.as_ref().map(job_from_row).transpose()
+        Ok(row.as_ref().map(job_from_row).transpose()?)
     }
 
     async fn list(&self, page: PageRequest) -> Result<JobsPage, StoreError> {
@@ -698,10 +706,12 @@ impl JobDB for PgJobDB {
         })
         .await;
         let (total, rows) = self.finish(client, outcome)?;
+        let page = scan_rows(&rows);
         Ok(JobsPage {
-            jobs: jobs_from_rows(&rows)?,
+            jobs: page.found,
+            unreadable: page.unreadable,
             total: u64::try_from(total)
-                .map_err(|_| StoreError::Corrupt(format!("negative count {total}")))?,
+                .map_err(|_| StoreError::Other(format!("negative count {total}")))?,
         })
     }
 
@@ -731,7 +741,7 @@ impl JobDB for PgJobDB {
                 &[&id.bytes().as_slice(), &fire_token, &ms(now)],
             )
             .await?;
-        row.as_ref().map(job_from_row).transpose()
+        Ok(row.as_ref().map(job_from_row).transpose()?)
     }
 
     async fn claim_many(
@@ -778,28 +788,22 @@ impl JobDB for PgJobDB {
         };
         let current: i16 = row.try_get(0).map_err(map_err)?;
         let current = JobStatus::from_i32(current.into())
-            .ok_or_else(|| StoreError::Corrupt(format!("job {id}: status {current}")))?;
+            .ok_or_else(|| Unreadable::job(id, format!("status {current}")))?;
         Ok(result_outcome(current, result))
     }
 
-    async fn scheduled_before(&self, until: DateTime<Utc>) -> Result<Vec<DueJob>, StoreError> {
+    async fn scheduled_before(&self, until: DateTime<Utc>) -> Result<Scan<DueJob>, StoreError> {
+        // Whole rows, not only the three columns a due job needs: a row that
+        // is not a job is reported here rather than armed, and its claim
+        // would fail to read it (with the whole batch it was claimed in).
         let rows = self.query(&self.sql.scheduled_before, &[&until]).await?;
-        rows.iter()
-            .map(|row| {
-                let id = id_from_row(row)?;
-                Ok(DueJob {
-                    id,
-                    schedule_time: column(row, id, "schedule_time")?,
-                    fire_token: column(row, id, "scheduled_key")?,
-                })
-            })
-            .collect()
+        Ok(scan_rows(&rows).map(|job| DueJob::from(&job)))
     }
 
-    async fn with_pending_events(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
+    async fn with_pending_events(&self, limit: usize) -> Result<Scan<Job>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = self.query(&self.sql.with_pending_events, &[&limit]).await?;
-        jobs_from_rows(&rows)
+        Ok(scan_rows(&rows))
     }
 
     async fn set_pending_if(
@@ -835,12 +839,12 @@ impl JobDB for PgJobDB {
         let rows = self
             .query(&self.sql.clear_pending_many, &[&ids, &versions])
             .await?;
-        rows.iter().map(id_from_row).collect()
+        Ok(rows.iter().map(id_from_row).collect::<Result<_, _>>()?)
     }
 
-    async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
+    async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Scan<Job>, StoreError> {
         let rows = self.query(&self.sql.running_before, &[&cutoff]).await?;
-        jobs_from_rows(&rows)
+        Ok(scan_rows(&rows))
     }
 }
 

@@ -2,6 +2,8 @@
 //! traces show each database round trip, whichever store is behind it, and
 //! counts the calls that fail (`scheduler_store_errors_total`), so that an
 //! operator sees a database outage, and a test can prove that work met one.
+//! A scan that meets unreadable documents succeeds, but each of them counts
+//! as a failure of kind `corrupt`, so that an operator sees them too.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -9,7 +11,7 @@ use std::sync::Arc;
 
 use tracing::{Instrument, Span};
 
-use super::{ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, StoreError};
+use super::{ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, Scan, StoreError, Unreadable};
 use crate::{
     domain::{Job, JobId, PageRequest, PendingEvents, ResultStatus},
     telemetry::metrics::Metrics,
@@ -95,7 +97,18 @@ impl<D: JobDB> TracedJobDB<D> {
         }
         result
     }
+
+    /// Counts each document that the scan `operation` could not read, as
+    /// one failure of kind `corrupt` each.
+    fn count_unreadable(&self, operation: &'static str, unreadable: &[Unreadable]) {
+        for _ in unreadable {
+            self.metrics.store_failed(operation, CORRUPT);
+        }
+    }
 }
+
+/// The failure kind of a document that cannot be read as a job.
+const CORRUPT: &str = "corrupt";
 
 /// A store call's error, classified for the failure count.
 trait Failure: std::fmt::Display {
@@ -107,7 +120,7 @@ impl Failure for StoreError {
     fn kind(&self) -> &'static str {
         match self {
             StoreError::Unavailable(_) => "unavailable",
-            StoreError::Corrupt(_) => "corrupt",
+            StoreError::Corrupt(_) => CORRUPT,
             StoreError::Other(_) => "other",
         }
     }
@@ -136,7 +149,9 @@ impl<D: JobDB> JobDB for TracedJobDB<D> {
     }
 
     async fn list(&self, page: PageRequest) -> Result<JobsPage, StoreError> {
-        self.request("list", None, self.inner.list(page)).await
+        let listed = self.request("list", None, self.inner.list(page)).await?;
+        self.count_unreadable("list", &listed.unreadable);
+        Ok(listed)
     }
 
     async fn replace_if(&self, job: &Job, expected_version: i64) -> Result<bool, StoreError> {
@@ -190,14 +205,20 @@ impl<D: JobDB> JobDB for TracedJobDB<D> {
         .await
     }
 
-    async fn scheduled_before(&self, until: DateTime<Utc>) -> Result<Vec<DueJob>, StoreError> {
-        self.poll("scheduled_before", self.inner.scheduled_before(until))
-            .await
+    async fn scheduled_before(&self, until: DateTime<Utc>) -> Result<Scan<DueJob>, StoreError> {
+        let due = self
+            .poll("scheduled_before", self.inner.scheduled_before(until))
+            .await?;
+        self.count_unreadable("scheduled_before", &due.unreadable);
+        Ok(due)
     }
 
-    async fn with_pending_events(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
-        self.poll("with_pending_events", self.inner.with_pending_events(limit))
-            .await
+    async fn with_pending_events(&self, limit: usize) -> Result<Scan<Job>, StoreError> {
+        let owing = self
+            .poll("with_pending_events", self.inner.with_pending_events(limit))
+            .await?;
+        self.count_unreadable("with_pending_events", &owing.unreadable);
+        Ok(owing)
     }
 
     async fn set_pending_if(
@@ -219,8 +240,11 @@ impl<D: JobDB> JobDB for TracedJobDB<D> {
             .await
     }
 
-    async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
-        self.poll("running_before", self.inner.running_before(cutoff))
-            .await
+    async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Scan<Job>, StoreError> {
+        let stuck = self
+            .poll("running_before", self.inner.running_before(cutoff))
+            .await?;
+        self.count_unreadable("running_before", &stuck.unreadable);
+        Ok(stuck)
     }
 }

@@ -75,8 +75,13 @@ async fn delete_tells_whether_the_job_existed(db: &Store) {
     let due = db
         .scheduled_before(now() + TimeDelta::hours(1))
         .await
-        .expect("due");
+        .expect("due")
+        .all_readable();
     assert_eq!(due, [DueJob::from(&kept)]);
-    let owing = db.with_pending_events(10).await.expect("outbox");
+    let owing = db
+        .with_pending_events(10)
+        .await
+        .expect("outbox")
+        .all_readable();
     assert_eq!(owing, [kept]);
 }

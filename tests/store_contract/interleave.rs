@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use scheduler_service::{
     domain::{Job, JobId, PageRequest, PendingEvents, ResultStatus},
-    store::{ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, StoreError},
+    store::{ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, Scan, StoreError},
 };
 
 /// The methods a hook can run before.
@@ -114,11 +114,11 @@ impl JobDB for Interleaved {
         self.inner.store_result(id, result, now).await
     }
 
-    async fn scheduled_before(&self, until: DateTime<Utc>) -> Result<Vec<DueJob>, StoreError> {
+    async fn scheduled_before(&self, until: DateTime<Utc>) -> Result<Scan<DueJob>, StoreError> {
         self.inner.scheduled_before(until).await
     }
 
-    async fn with_pending_events(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
+    async fn with_pending_events(&self, limit: usize) -> Result<Scan<Job>, StoreError> {
         self.inner.with_pending_events(limit).await
     }
 
@@ -135,7 +135,7 @@ impl JobDB for Interleaved {
         self.inner.clear_pending_many(jobs).await
     }
 
-    async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
+    async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Scan<Job>, StoreError> {
         self.inner.running_before(cutoff).await
     }
 }

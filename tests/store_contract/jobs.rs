@@ -1,6 +1,6 @@
 //! Test jobs for the store tests, and helpers to store and compare them:
 //! used by the store contract (through `support`) and by
-//! `tests/postgres_store.rs`, which includes this file.
+//! `tests/postgres_store.rs` and `tests/corrupt.rs`, which include this file.
 
 use chrono::{DateTime, Utc};
 use scheduler_service::domain::{

@@ -21,6 +21,7 @@ use scheduler_service::{
     telemetry::metrics::Metrics,
     timer::Timer,
 };
+use tokio::sync::OnceCell;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
@@ -71,6 +72,7 @@ struct Race {
     events: Arc<Recorded>,
     clock: ManualClock,
     shutdown: CancellationToken,
+    firings: TaskTracker,
 }
 
 impl Race {
@@ -87,10 +89,11 @@ impl Race {
             SchedulerSettings::default(),
             Metrics::new(),
         );
+        let in_flight = TaskTracker::new();
         tokio::spawn(
             service
                 .clone()
-                .run_firing(firings, TaskTracker::new(), shutdown.clone()),
+                .run_firing(firings, in_flight.clone(), shutdown.clone()),
         );
         tokio::spawn(service.clone().run_window_loader(shutdown.clone()));
         Race {
@@ -99,7 +102,19 @@ impl Race {
             events,
             clock,
             shutdown,
+            firings: in_flight,
         }
+    }
+
+    /// Stops the service and waits for the firings in flight: the events
+    /// recorded then are all there will be.
+    async fn finish(&self) -> Vec<JobId> {
+        self.shutdown.cancel();
+        self.firings.close();
+        tokio::time::timeout(Duration::from_secs(90), self.firings.wait())
+            .await
+            .expect("the firings in flight end");
+        self.events.runs()
     }
 
     /// A job due in `in_secs` seconds, created through the service.
@@ -171,21 +186,25 @@ async fn an_update_that_loses_to_a_claim_is_refused_as_running(db: &Store) {
 async fn a_claim_that_loses_to_an_update_claims_nothing_and_the_new_time_fires(db: &Store) {
     let race = Race::on(db).await;
     let job = race.create("moved", 30).await;
-    // The job falls due; before its claim, an update moves it an hour on.
+    // The job falls due; before its claim (and any other: a clock jump
+    // also makes the loader arm the job again), an update moves it an hour
+    // on.
     let service = race.service.clone();
     let later = race.clock.now_ms() + TimeDelta::hours(1);
-    let mut once = Some(job.id);
+    let updated = Arc::new(OnceCell::new());
     race.store.before(
         Before::ClaimMany,
         Box::new(move || {
-            let (service, id) = (service.clone(), once.take());
+            let (service, updated) = (service.clone(), updated.clone());
             async move {
-                if let Some(id) = id {
-                    service
-                        .update(id, spec("moved on", later))
-                        .await
-                        .expect("update");
-                }
+                updated
+                    .get_or_init(|| async {
+                        service
+                            .update(job.id, spec("moved on", later))
+                            .await
+                            .expect("update");
+                    })
+                    .await;
             }
             .boxed()
         }),
@@ -208,25 +227,26 @@ async fn a_claim_that_loses_to_an_update_claims_nothing_and_the_new_time_fires(d
     .await;
     let fired = race.service.get(job.id).await.expect("get");
     assert_eq!(fired.fire_token, moved.fire_token);
-    race.shutdown.cancel();
-    assert_eq!(race.events.runs(), [job.id]);
+    assert_eq!(race.finish().await, [job.id]);
 }
 
 async fn a_claim_that_loses_to_a_delete_claims_nothing(db: &Store) {
     let race = Race::on(db).await;
     let job = race.create("deleted", 30).await;
     let marker = race.create("marker", 40).await;
-    // The job falls due; before its claim, it is deleted.
+    // The job falls due; before its claim (and any other), it is deleted.
     let service = race.service.clone();
-    let mut once = Some(job.id);
+    let deleted = Arc::new(OnceCell::new());
     race.store.before(
         Before::ClaimMany,
         Box::new(move || {
-            let (service, id) = (service.clone(), once.take());
+            let (service, deleted) = (service.clone(), deleted.clone());
             async move {
-                if let Some(id) = id {
-                    service.delete(id).await.expect("delete");
-                }
+                deleted
+                    .get_or_init(|| async {
+                        service.delete(job.id).await.expect("delete");
+                    })
+                    .await;
             }
             .boxed()
         }),
@@ -240,7 +260,7 @@ async fn a_claim_that_loses_to_a_delete_claims_nothing(db: &Store) {
         j.is_some_and(|j| j.status == JobStatus::Running)
     })
     .await;
-    assert_eq!(race.events.runs(), [marker.id]);
+    assert_eq!(race.finish().await, [marker.id]);
     assert!(matches!(
         race.service.get(job.id).await,
         Err(Error::NotFound(_))

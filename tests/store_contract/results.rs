@@ -53,7 +53,13 @@ async fn store_result_outcomes(db: &Store) {
     );
     // No longer a run that may be stuck.
     let later = done_at + TimeDelta::seconds(1);
-    assert!(db.running_before(later).await.expect("running").is_empty());
+    assert!(
+        db.running_before(later)
+            .await
+            .expect("running")
+            .all_readable()
+            .is_empty()
+    );
 
     assert_eq!(
         db.store_result(scheduled.id, ResultStatus::Failed, later)
@@ -112,7 +118,10 @@ async fn each_result_is_stored_on_its_own_job(db: &Store) {
         Some(&running[2])
     );
     assert_eq!(
-        db.running_before(done_at).await.expect("running"),
+        db.running_before(done_at)
+            .await
+            .expect("running")
+            .all_readable(),
         [running[2].clone()]
     );
 }

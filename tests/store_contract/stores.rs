@@ -2,16 +2,17 @@
 //! removed after it: the in-memory store; the embedded store in a fresh
 //! temporary directory; PostgreSQL in a fresh schema (dropped at the end);
 //! MongoDB in a fresh collection, on polodb (the MongoDB-protocol test
-//! server) or on a real MongoDB.
+//! server) or on a real MongoDB. Each but memory can also have one of its
+//! jobs corrupted from outside the store's API ([`Store::corrupt`]).
 //!
 //! Servers: `TEST_POSTGRES_URI` (default
 //! `postgres://postgres:postgres@127.0.0.1:5432/postgres`), `TEST_MONGODB_URI`
 //! for polodb (default `mongodb://127.0.0.1:27017/`), and `MONGODB_URI` for a
 //! real MongoDB.
 
-use std::{sync::Arc, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
-use bson::Document;
+use bson::{Document, doc};
 use scheduler_service::store::{
     embedded::EmbeddedJobDB,
     memory::MemoryJobDB,
@@ -79,10 +80,10 @@ impl Kind {
     /// Runs one case on a fresh store of this kind, and removes the store
     /// after it. The case's name goes to the test's output first, so that a
     /// failure says which case it was.
-    pub async fn run(self, case: &str, body: impl AsyncFnOnce(&Store)) {
+    pub async fn run(self, case: &str, body: impl AsyncFnOnce(&mut Store)) {
         eprintln!("{self:?}: {case}");
-        let store = self.open().await;
-        body(&store).await;
+        let mut store = self.open().await;
+        body(&mut store).await;
         store.remove().await;
     }
 
@@ -197,22 +198,13 @@ impl Store {
         match place {
             Place::Process => {}
             Place::Dir(dir) => dir.close().expect("remove the embedded store's directory"),
-            Place::Schema(schema) => {
-                let (client, connection) = tokio_postgres::connect(&postgres_uri(), NoTls)
-                    .await
-                    .expect("connect to PostgreSQL");
-                tokio::spawn(connection);
-                client
-                    .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-                    .await
-                    .expect("drop schema");
-            }
+            Place::Schema(schema) => raw_postgres()
+                .await
+                .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+                .await
+                .expect("drop schema"),
             Place::Collection { uri, name } => {
-                let collection = mongodb::Client::with_uri_str(&uri)
-                    .await
-                    .expect("connect to MongoDB")
-                    .database(MONGO_DATABASE)
-                    .collection::<Document>(&name);
+                let collection = raw_collection(&uri, &name).await;
                 if kind == Kind::Polodb {
                     // polodb cannot drop a collection: it is emptied instead.
                     collection
@@ -222,6 +214,97 @@ impl Store {
                 } else {
                     collection.drop().await.expect("drop collection");
                 }
+            }
+        }
+    }
+}
+
+/// A job type no job has: written over a job's own, it makes the job
+/// unreadable while its status, times and owed events keep it where every
+/// scan looks.
+const NO_SUCH_JOB_TYPE: i16 = 42;
+
+/// The embedded store's table of jobs, as the store defines it: the job's
+/// id → the job's bytes.
+const EMBEDDED_JOBS: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("jobs");
+
+/// A plain PostgreSQL connection, to reach the jobs behind the store's back.
+async fn raw_postgres() -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&postgres_uri(), NoTls)
+        .await
+        .expect("connect to PostgreSQL");
+    tokio::spawn(connection);
+    client
+}
+
+/// The MongoDB collection `name` on `uri`, through the driver alone.
+async fn raw_collection(uri: &str, name: &str) -> mongodb::Collection<Document> {
+    mongodb::Client::with_uri_str(uri)
+        .await
+        .expect("connect to MongoDB")
+        .database(MONGO_DATABASE)
+        .collection(name)
+}
+
+/// Writes bytes that are not a job over the record of job `id` in the
+/// embedded store's file in `dir`, with redb alone (the store is closed).
+fn write_not_a_job(dir: &Path, id: JobId) {
+    let file = redb::Database::open(dir.join("jobs.redb")).expect("open the store's file");
+    let txn = file.begin_write().expect("a write transaction");
+    {
+        let mut jobs = txn.open_table(EMBEDDED_JOBS).expect("the jobs table");
+        let old = jobs
+            .insert(id.bytes().as_slice(), b"not a job".as_slice())
+            .expect("overwrite the job");
+        assert!(old.is_some(), "job {id} was stored");
+    }
+    txn.commit().expect("commit");
+}
+
+impl Store {
+    /// Makes the stored job `id` unreadable from outside the store's API,
+    /// as a bad write by another program or a damaged file would. PostgreSQL
+    /// and MongoDB: its job type becomes [`NO_SUCH_JOB_TYPE`], by a raw
+    /// `UPDATE` or driver write. Embedded: the store is closed, its record
+    /// overwritten with bytes that are not a job (its index entries stay),
+    /// and the store opened again. The memory store keeps jobs as values:
+    /// it cannot hold a corrupt one.
+    pub async fn corrupt(&mut self, id: JobId) {
+        match &self.place {
+            Place::Process => panic!("the memory store cannot hold a corrupt job"),
+            Place::Dir(dir) => {
+                let dir = dir.path().to_owned();
+                // The file is for one process: the store must be closed, and
+                // a placeholder holds its place meanwhile.
+                let open = std::mem::replace(&mut self.db, Arc::new(MemoryJobDB::new()));
+                assert_eq!(Arc::strong_count(&open), 1, "the store is still in use");
+                drop(open);
+                write_not_a_job(&dir, id);
+                self.db = Arc::new(EmbeddedJobDB::open(&dir).expect("reopen the embedded store"));
+            }
+            Place::Schema(schema) => {
+                let changed = raw_postgres()
+                    .await
+                    .execute(
+                        &format!("UPDATE \"{schema}\".jobs SET job_type = $2 WHERE id = $1"),
+                        &[&id.bytes().as_slice(), &NO_SUCH_JOB_TYPE],
+                    )
+                    .await
+                    .expect("corrupt the row");
+                assert_eq!(changed, 1, "job {id} was stored");
+            }
+            Place::Collection { uri, name } => {
+                let set = doc! { "$set": { "jobType": i32::from(NO_SUCH_JOB_TYPE) } };
+                let result = raw_collection(uri, name)
+                    .await
+                    .update_one(doc! { "_id": id }, set)
+                    .await
+                    .expect("corrupt the document");
+                // (polodb reports only what it modified.)
+                assert!(
+                    result.matched_count == 1 || result.modified_count == 1,
+                    "job {id} was stored"
+                );
             }
         }
     }

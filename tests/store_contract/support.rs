@@ -8,10 +8,28 @@ pub use std::{collections::HashMap, sync::Arc};
 pub use chrono::{DateTime, Duration as TimeDelta, SubsecRound, Utc};
 pub use scheduler_service::{
     domain::{Job, JobId, JobSpec, JobStatus, JobType, PendingEvents, ResultStatus},
-    store::{DueJob, JobDB, ResultOutcome, StoreError},
+    store::{DueJob, JobDB, ResultOutcome, Scan, StoreError, Unreadable},
 };
 
 pub use super::{
     jobs::*,
     stores::{Kind, Store},
 };
+
+/// The jobs of a scan that must have read every document it met: every
+/// area but `corrupt` stores only readable jobs.
+pub trait AllReadable<T> {
+    /// The jobs found; fails the case if any document was unreadable.
+    fn all_readable(self) -> Vec<T>;
+}
+
+impl<T> AllReadable<T> for Scan<T> {
+    fn all_readable(self) -> Vec<T> {
+        assert!(
+            self.unreadable.is_empty(),
+            "unreadable documents: {:?}",
+            self.unreadable
+        );
+        self.found
+    }
+}

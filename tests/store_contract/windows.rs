@@ -38,7 +38,11 @@ async fn scheduled_before_answers_scheduled_jobs_due_before_the_bound(db: &Store
 
     let id = |d: &DueJob| d.id;
     let until = t + TimeDelta::seconds(5);
-    let due = db.scheduled_before(until).await.expect("due");
+    let due = db
+        .scheduled_before(until)
+        .await
+        .expect("due")
+        .all_readable();
     assert_eq!(
         by_id(&due, id),
         by_id(&[DueJob::from(&early), DueJob::from(&middle)], id)
@@ -46,7 +50,8 @@ async fn scheduled_before_answers_scheduled_jobs_due_before_the_bound(db: &Store
     let due = db
         .scheduled_before(until + TimeDelta::seconds(60))
         .await
-        .expect("due");
+        .expect("due")
+        .all_readable();
     let all: Vec<DueJob> = [&late, &early, &at_until, &middle]
         .into_iter()
         .map(DueJob::from)
@@ -56,13 +61,18 @@ async fn scheduled_before_answers_scheduled_jobs_due_before_the_bound(db: &Store
         db.scheduled_before(t - TimeDelta::minutes(1))
             .await
             .expect("due")
+            .all_readable()
             .is_empty()
     );
 
     // Rescheduled: due at its new time, under its new token.
     let moved = late.rescheduled(spec("moved", t - TimeDelta::seconds(5)), now());
     assert!(db.replace_if(&moved, late.version).await.expect("replace"));
-    let due = db.scheduled_before(until).await.expect("due");
+    let due = db
+        .scheduled_before(until)
+        .await
+        .expect("due")
+        .all_readable();
     assert_eq!(
         by_id(&due, id),
         by_id(
@@ -102,12 +112,17 @@ async fn running_before_answers_running_jobs_changed_before_the_cutoff(db: &Stor
     let running = db
         .running_before(t - TimeDelta::seconds(10))
         .await
-        .expect("stuck");
+        .expect("stuck")
+        .all_readable();
     assert_eq!(
         by_id(&running, id),
         by_id(&[stuck_long.clone(), stuck.clone()], id)
     );
-    let running = db.running_before(t).await.expect("strictly before");
+    let running = db
+        .running_before(t)
+        .await
+        .expect("strictly before")
+        .all_readable();
     assert_eq!(
         by_id(&running, id),
         by_id(&[stuck_long.clone(), stuck.clone()], id)
@@ -115,6 +130,7 @@ async fn running_before_answers_running_jobs_changed_before_the_cutoff(db: &Stor
     let running = db
         .running_before(t + TimeDelta::seconds(1))
         .await
-        .expect("all");
+        .expect("all")
+        .all_readable();
     assert_eq!(by_id(&running, id), by_id(&[stuck_long, stuck, fresh], id));
 }
