@@ -38,7 +38,8 @@ async fn main() -> ExitCode {
     if let Err(err) = &stopped {
         tracing::error!(error = %err, "stopped with an error");
     }
-    // Export the last spans before exiting.
+    // Export the last spans before exiting, while the runtime still runs:
+    // the exporter's connection lives on it.
     telemetry.shutdown().await;
     match stopped {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,6 +12,8 @@
 pub mod metrics;
 pub mod propagation;
 
+use std::time::Duration;
+
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
@@ -27,6 +29,11 @@ pub struct TelemetryError {
     reason: String,
 }
 
+/// How long [`TelemetryGuard::shutdown`] waits for the last export: a
+/// collector that does not answer delays the exit by this much at most.
+/// (The SDK's own default, stated here so that the bound is visible.)
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Keeps the trace exporter alive; [`TelemetryGuard::shutdown`] flushes the
 /// spans still buffered.
 #[must_use = "dropping the guard without shutdown may lose the last spans"]
@@ -35,17 +42,31 @@ pub struct TelemetryGuard {
 }
 
 impl TelemetryGuard {
-    /// Exports what is buffered and stops the exporter (blocking work is
-    /// moved off the async runtime).
+    /// Exports what is buffered and stops the exporter, waiting at most
+    /// `SHUTDOWN_TIMEOUT` (5 s) for the collector.
+    ///
+    /// Call it before the tokio runtime stops, and let the runtime run
+    /// meanwhile: the batch processor's own thread only waits for each
+    /// export, while the tonic channel that carries it (its buffer worker
+    /// and its HTTP/2 connection) runs as tasks on this runtime. Hence the
+    /// blocking shutdown goes to `spawn_blocking` and this future is
+    /// awaited; blocking a runtime thread instead could starve the export
+    /// (on a current-thread runtime it would always time out).
     pub async fn shutdown(self) {
         let Some(provider) = self.provider else {
             return;
         };
-        let done = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        let done =
+            tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(SHUTDOWN_TIMEOUT))
+                .await;
         match done {
             Ok(Ok(())) => {}
             Ok(Err(err)) => {
-                tracing::warn!(error = %err, "trace exporter did not shut down cleanly")
+                tracing::warn!(
+                    error = %err,
+                    timeout = ?SHUTDOWN_TIMEOUT,
+                    "trace exporter did not shut down cleanly: the last spans may be lost"
+                )
             }
             Err(err) => tracing::warn!(error = %err, "trace exporter shutdown panicked"),
         }
@@ -101,6 +122,11 @@ pub fn init_tracing(environment: Environment) {
 }
 
 /// A tracer provider that batches spans to the OTLP/gRPC `endpoint`.
+///
+/// The SDK's batch processor exports from its own thread; the tonic
+/// exporter's channel spawns its tasks on the current tokio runtime, so
+/// this must run inside the runtime that stays up until
+/// [`TelemetryGuard::shutdown`] has returned (as `main` does).
 fn tracer_provider(
     endpoint: &str,
     service_name: &str,
