@@ -14,7 +14,8 @@
 //! (its scrape configuration and a PromQL tokenizer), `grafana` (its
 //! datasources and dashboards), `observability` (how the three are wired)
 //! and `run` (the service run with the compose environment);
-//! `compose_files` reads the files they all check.
+//! `compose_files` reads the files they all check, and `settings` reads the
+//! scheduler's settings from them with the service's own code.
 
 mod compose;
 mod compose_files;
@@ -23,3 +24,4 @@ mod grafana;
 mod observability;
 mod prometheus;
 mod run;
+mod settings;

@@ -1,17 +1,19 @@
 //! Prometheus: its scrape configuration (read from what
 //! `prometheus-service/Dockerfile` copies into the image), that it scrapes
-//! the scheduler's `/metrics`, and a small PromQL tokenizer that tells which
-//! metrics and jobs a dashboard query selects.
+//! the scheduler's `/metrics` where the service's code would serve it with
+//! the compose environment (host and port as the settings resolve them),
+//! and a small PromQL tokenizer that tells which metrics and jobs a
+//! dashboard query selects.
 
 use std::collections::BTreeMap;
 
-use scheduler_service::config::vars;
 use serde_yaml::Value;
 
 use crate::{
-    compose_files::{environment, port_pairs, read, scalar},
+    compose_files::{port_pairs, read, scalar},
     dockerfile::copied_to,
     observability::PROMETHEUS,
+    settings::compose_settings,
 };
 
 /// Where `prometheus-service/Dockerfile` puts the configuration (the
@@ -126,20 +128,22 @@ pub fn prometheus_config() -> (Vec<String>, Value) {
 }
 
 /// The scheduler serves `/metrics` where other containers and the host reach
-/// it, and Prometheus scrapes it there.
-pub fn assert_scrapes_the_scheduler(s: &BTreeMap<String, Value>) {
-    let env = |name: &str| environment(&s[name]);
-    // /metrics: listening on all interfaces, published to the host.
-    let scheduler = env("scheduler-service");
-    if let Some(host) = scheduler.get(vars::SERVER_HOST) {
-        assert_eq!(host, "0.0.0.0", "other containers cannot reach /metrics");
-    }
-    let metrics_port: u16 = scheduler[vars::METRICS_PORT]
-        .parse()
-        .expect("METRICS_PORT is a number");
+/// it, and Prometheus scrapes it there. `config` is compose's resolved
+/// configuration, `s` its services.
+pub fn assert_scrapes_the_scheduler(config: &Value, s: &BTreeMap<String, Value>) {
+    // Where the service's code would listen, read from the container's
+    // environment with its defaults: /metrics binds on the gRPC server's
+    // host, which compose leaves to the code's default.
+    let settings = compose_settings(config);
+    let (host, metrics_port) = (settings.server.host, settings.observability.metrics_port);
+    assert!(
+        host.is_unspecified(),
+        "scheduler-service listens on {host} only: Prometheus, in another container, \
+         cannot reach its /metrics (it needs 0.0.0.0, every interface)"
+    );
     assert!(
         port_pairs(&s["scheduler-service"]).contains(&(9464, metrics_port)),
-        "the host does not reach /metrics on 9464"
+        "the host does not reach /metrics on 9464: the service serves it on {metrics_port}"
     );
 
     // Prometheus scrapes that port of that service every 5 s.
@@ -169,21 +173,18 @@ pub fn assert_scrapes_the_scheduler(s: &BTreeMap<String, Value>) {
         .map(|t| scalar(&t))
         .collect();
     assert_eq!(targets.len(), 1, "one scheduler target: {targets:?}");
-    let (host, port) = targets[0]
+    let (target, port) = targets[0]
         .rsplit_once(':')
         .unwrap_or_else(|| panic!("target {} names no port", targets[0]));
-    assert!(
-        s.contains_key(host),
-        "target host {host} is not a compose service"
+    assert_eq!(
+        target, "scheduler-service",
+        "prometheus.yml scrapes {target}, not the scheduler's compose service"
     );
     assert_eq!(
-        environment(&s[host])
-            .get(vars::METRICS_PORT)
-            .map(String::as_str),
-        Some(port),
-        "prometheus.yml scrapes {host}:{port}, but {host} serves /metrics on another port"
+        port,
+        metrics_port.to_string(),
+        "prometheus.yml scrapes {target}:{port}, but the scheduler serves /metrics on {metrics_port}"
     );
-    assert_eq!(host, "scheduler-service");
     assert_eq!(
         s[PROMETHEUS]["depends_on"]["scheduler-service"]["condition"].as_str(),
         Some("service_started")
