@@ -11,9 +11,10 @@
 //!
 //! One module per subject: `compose` (the compose files and `.env`),
 //! `dockerfile` (a Dockerfile parser and the image checks), `prometheus`
-//! (its scrape configuration and a PromQL tokenizer), `grafana` (its
-//! datasources and dashboards), `observability` (how the three are wired)
-//! and `run` (the service run with the compose environment);
+//! (its scrape configuration), `promql` (what a dashboard query selects),
+//! `grafana` (its datasources and dashboards), `observability` (how the
+//! three are wired) and `run` (the service run with the compose
+//! environment);
 //! `compose_files` reads the files they all check, and `settings` reads the
 //! scheduler's settings from them with the service's own code.
 
@@ -23,5 +24,6 @@ mod dockerfile;
 mod grafana;
 mod observability;
 mod prometheus;
+mod promql;
 mod run;
 mod settings;

@@ -1,9 +1,7 @@
 //! Prometheus: its scrape configuration (read from what
 //! `prometheus-service/Dockerfile` copies into the image), that it scrapes
 //! the scheduler's `/metrics` where the service's code would serve it with
-//! the compose environment (host and port as the settings resolve them),
-//! and a small PromQL tokenizer that tells which metrics and jobs a
-//! dashboard query selects.
+//! the compose environment (host and port as the settings resolve them).
 
 use std::collections::BTreeMap;
 
@@ -21,97 +19,6 @@ use crate::{
 const PROMETHEUS_CONFIG: &str = "/etc/prometheus/prometheus.yml";
 /// The Prometheus job that scrapes the scheduler.
 const SCRAPE_JOB: &str = "scheduler-service";
-
-/// The metric names a PromQL expression selects: identifiers outside string
-/// literals, label matchers and durations that name a `scheduler_*` or
-/// `process_*` series. Also checks that brackets balance.
-pub fn promql_metric_names(expr: &str) -> Vec<String> {
-    let chars: Vec<char> = expr.chars().collect();
-    let mut names = Vec::new();
-    let mut stack = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        match c {
-            '"' | '\'' | '`' => {
-                i += 1;
-                while i < chars.len() && chars[i] != c {
-                    if chars[i] == '\\' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-                assert!(i < chars.len(), "unterminated string in {expr:?}");
-            }
-            '(' | '[' | '{' => stack.push(c),
-            ')' | ']' | '}' => {
-                let open = stack.pop();
-                let expected = match c {
-                    ')' => '(',
-                    ']' => '[',
-                    _ => '{',
-                };
-                assert_eq!(open, Some(expected), "unbalanced {c:?} in {expr:?}");
-            }
-            c if c.is_ascii_digit() => {
-                // a number or a duration (1m, 0.99)
-                while i + 1 < chars.len()
-                    && (chars[i + 1].is_ascii_alphanumeric() || chars[i + 1] == '.')
-                {
-                    i += 1;
-                }
-            }
-            c if c.is_ascii_alphabetic() || c == '_' || c == ':' => {
-                let start = i;
-                while i + 1 < chars.len()
-                    && (chars[i + 1].is_ascii_alphanumeric() || matches!(chars[i + 1], '_' | ':'))
-                {
-                    i += 1;
-                }
-                let word: String = chars[start..=i].iter().collect();
-                // inside {...}: a label name, not a metric
-                if stack.last() != Some(&'{')
-                    && (word.starts_with("scheduler_") || word.starts_with("process_"))
-                {
-                    names.push(word);
-                }
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    assert!(stack.is_empty(), "unclosed {stack:?} in {expr:?}");
-    names
-}
-
-/// The values of `label="..."` matchers in a PromQL expression.
-pub fn label_values(expr: &str, label: &str) -> Vec<String> {
-    let needle = format!("{label}=\"");
-    expr.match_indices(&needle)
-        .filter(|(at, _)| {
-            // a whole label name, not the end of a longer one
-            !expr[..*at]
-                .chars()
-                .next_back()
-                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-        })
-        .map(|(at, _)| {
-            let rest = &expr[at + needle.len()..];
-            rest[..rest.find('"').expect("a closing quote")].to_owned()
-        })
-        .collect()
-}
-
-/// Whether an aggregation of the expression keeps the `le` label
-/// (`by (..., le)`), as `histogram_quantile` needs.
-pub fn groups_by_le(expr: &str) -> bool {
-    expr.match_indices("by (").any(|(at, m)| {
-        let rest = &expr[at + m.len()..];
-        rest[..rest.find(')').unwrap_or(rest.len())]
-            .split(',')
-            .any(|label| label.trim() == "le")
-    })
-}
 
 /// The job names of `prometheus.yml`, and the file parsed.
 pub fn prometheus_config() -> (Vec<String>, Value) {
