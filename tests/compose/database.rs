@@ -174,8 +174,8 @@ async fn postgres_admin() -> tokio_postgres::Client {
 /// Logging in with the compose secrets, on PostgreSQL: a fresh role with a
 /// password that needs encoding, and a fresh schema as the database name.
 /// The job must land in that schema, which the service creates as the
-/// role it logged in as. A failure leaves the role and schema behind (their
-/// names are fresh, so no later run meets them).
+/// role it logged in as. The role and all it owns are dropped at the end,
+/// whether the test passed or not.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_compose_secrets_log_in_and_choose_the_schema_on_postgresql() {
     let admin = postgres_admin().await;
@@ -262,7 +262,8 @@ impl Drop for PgRole {
 /// that needs encoding, allowed to write only a fresh database that the
 /// database-name secret names. The job must land in that database, and the
 /// same environment with a wrong password must not be able to store one.
-/// The user and the database are removed at the end.
+/// The user and the database are removed at the end, whether the test
+/// passed or not. Not run here: the test servers have no real MongoDB.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a real MongoDB: set MONGODB_URI"]
 async fn the_compose_secrets_log_in_and_choose_the_database_on_a_real_mongodb() {
