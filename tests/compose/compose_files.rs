@@ -156,20 +156,28 @@ pub fn environment(service: &Value) -> BTreeMap<String, String> {
     }
 }
 
-/// Names a list of strings or of `{source: name}` mappings (secrets).
+/// The names of a service's `env_file` or `secrets` entry, in every form
+/// compose accepts: absent, one string, or a list of strings and of
+/// mappings (`{source: NAME}` for a secret, `{path: FILE}` for an env file).
+/// Any other shape fails the test instead of reading as no names.
 pub fn names(value: Option<&Value>) -> Vec<String> {
-    value
-        .and_then(Value::as_sequence)
-        .map(|items| {
-            items
-                .iter()
-                .map(|item| match item.get("source") {
-                    Some(source) => scalar(source),
-                    None => scalar(item),
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    let entry = |item: &Value| -> String {
+        match item {
+            Value::Mapping(_) => {
+                let name = item
+                    .get("source")
+                    .or_else(|| item.get("path"))
+                    .unwrap_or_else(|| panic!("an entry with no source or path: {item:?}"));
+                scalar(name)
+            }
+            other => scalar(other),
+        }
+    };
+    match value {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Sequence(items)) => items.iter().map(entry).collect(),
+        Some(one) => vec![entry(one)],
+    }
 }
 
 /// Host ports published by a resolved service (`published:` of each port).

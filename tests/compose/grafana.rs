@@ -7,25 +7,40 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::PathBuf,
+    time::Duration,
 };
 
-use scheduler_service::telemetry::metrics::{self, Metrics};
+use scheduler_service::telemetry::metrics::{self, FailReason, Metrics, SubscriberDrop};
 use serde_yaml::Value;
 
 use crate::{
     compose_files::{environment, files_in, port_pairs, read, scalar, url_parts},
     dockerfile::copied_to,
     observability::{GRAFANA, JAEGER, PROMETHEUS},
-    prometheus::{groups_by_le, label_values, prometheus_config, promql_metric_names},
+    prometheus::prometheus_config,
+    promql::{Query, Selector, label_values},
 };
+
+/// The uid of Grafana's "Mixed" datasource: each query names its own.
+const MIXED: &str = "-- Mixed --";
 
 /// Where `grafana-service/Dockerfile` puts the provisioning (the image's
 /// default path).
 const GRAFANA_PROVISIONING: &str = "/etc/grafana/provisioning";
 
-/// Grafana's provisioned datasources (`provisioning/datasources/*.yml`):
-/// uid → (type, url).
-pub fn grafana_datasources() -> BTreeMap<String, (String, String)> {
+/// A datasource Grafana is provisioned with.
+#[derive(Debug, Clone)]
+pub struct Datasource {
+    /// Its plugin: `prometheus`, `jaeger`.
+    pub kind: String,
+    pub url: String,
+    /// Whether a query that names no datasource goes to this one.
+    pub is_default: bool,
+}
+
+/// Grafana's provisioned datasources (`provisioning/datasources/*.yml`), by
+/// uid; at most one is the default.
+pub fn grafana_datasources() -> BTreeMap<String, Datasource> {
     let provisioning = copied_to("grafana-service", GRAFANA_PROVISIONING);
     let files = files_in(&provisioning.join("datasources"), &["yml", "yaml"]);
     assert!(!files.is_empty(), "Grafana provisions no datasource");
@@ -44,13 +59,22 @@ pub fn grafana_datasources() -> BTreeMap<String, (String, String)> {
             };
             let uid = field("uid");
             assert!(!uid.is_empty(), "{}: empty datasource uid", file.display());
-            let previous = out.insert(uid.clone(), (field("type"), field("url")));
+            let datasource = Datasource {
+                kind: field("type"),
+                url: field("url"),
+                is_default: ds
+                    .get("isDefault")
+                    .is_some_and(|d| d.as_bool() == Some(true)),
+            };
+            let previous = out.insert(uid.clone(), datasource);
             assert!(
                 previous.is_none(),
                 "datasource uid {uid} is provisioned twice"
             );
         }
     }
+    let defaults = out.values().filter(|d| d.is_default).count();
+    assert!(defaults <= 1, "{defaults} datasources are the default");
     out
 }
 
@@ -114,8 +138,8 @@ pub fn assert_reads_prometheus_and_jaeger(s: &BTreeMap<String, Value>) {
     let by_type = |kind: &str| -> (String, String) {
         let found: Vec<_> = datasources
             .iter()
-            .filter(|(_, (t, _))| t == kind)
-            .map(|(uid, (_, url))| (uid.clone(), url.clone()))
+            .filter(|(_, d)| d.kind == kind)
+            .map(|(uid, d)| (uid.clone(), d.url.clone()))
             .collect();
         assert_eq!(found.len(), 1, "expected one {kind} datasource: {found:?}");
         found[0].clone()
@@ -165,22 +189,46 @@ pub fn assert_opens_on_a_loaded_dashboard(s: &BTreeMap<String, Value>) {
     assert!(grafana_dashboards().contains_key(file));
 }
 
-/// What the service exports: the names it declares, and what it renders
-/// with nothing recorded yet (the metrics without labels, and the process
-/// collector's).
+/// What the service exports: the names it declares, and the `# TYPE` of
+/// every metric it renders once each labelled family has been used (the
+/// prometheus crate leaves a labelled family out of the text until a label
+/// set is used), the process collector's included.
 struct Exported {
     names: BTreeSet<&'static str>,
-    rendered: String,
+    types: BTreeMap<String, String>,
 }
 
 impl Exported {
-    /// The `# TYPE` the service renders for `name`, if it renders it.
-    fn rendered_type(&self, name: &str) -> Option<String> {
-        self.rendered.lines().find_map(|line| {
-            let rest = line.strip_prefix("# TYPE ")?;
-            let (n, kind) = rest.split_once(' ')?;
-            (n == name).then(|| kind.trim().to_owned())
-        })
+    /// A fresh `Metrics` with each labelled family used once. Every name of
+    /// `NAMES` must then render a type: a new labelled family that this
+    /// does not use yet fails here, instead of going unchecked.
+    fn new() -> Exported {
+        let m = Metrics::new();
+        m.rpc_handled("CreateJob", tonic::Code::Ok, Duration::from_millis(1));
+        m.job_failed(FailReason::Result);
+        m.event_published("topic-job-run");
+        m.event_failed("topic-job-run");
+        m.result_skipped("malformed");
+        m.store_failed("insert", "unavailable");
+        m.set_consumer_lag("topic-job-run-result", 0, 1);
+        m.subscriber_dropped(SubscriberDrop::Stalled);
+        let types: BTreeMap<String, String> = m
+            .render(0)
+            .lines()
+            .filter_map(|line| {
+                let (name, kind) = line.strip_prefix("# TYPE ")?.split_once(' ')?;
+                Some((name.to_owned(), kind.trim().to_owned()))
+            })
+            .collect();
+        let names: BTreeSet<&'static str> = metrics::NAMES.iter().copied().collect();
+        assert!(!names.is_empty());
+        for name in &names {
+            assert!(
+                types.contains_key(*name),
+                "{name} renders no # TYPE: use its family in Exported::new"
+            );
+        }
+        Exported { names, types }
     }
 }
 
@@ -188,11 +236,7 @@ impl Exported {
 fn the_dashboard_shows_every_metric_the_service_exports() {
     let datasources = grafana_datasources();
     let (jobs, _) = prometheus_config();
-    let exported = Exported {
-        names: metrics::NAMES.iter().copied().collect(),
-        rendered: Metrics::new().render(0),
-    };
-    assert!(!exported.names.is_empty());
+    let exported = Exported::new();
 
     let dashboards = grafana_dashboards();
     let mut shown = BTreeSet::new();
@@ -223,12 +267,12 @@ fn the_dashboard_shows_every_metric_the_service_exports() {
 }
 
 /// Checks a panel's id, place and datasources; returns its queries (none
-/// for a row).
+/// for a row), each of which goes to a Prometheus datasource.
 fn panel_targets(
     file: &str,
     panel: &serde_json::Value,
     ids: &mut BTreeSet<u64>,
-    datasources: &BTreeMap<String, (String, String)>,
+    datasources: &BTreeMap<String, Datasource>,
 ) -> Vec<serde_json::Value> {
     let title = panel["title"].as_str().unwrap_or_default();
     let id = panel["id"]
@@ -246,18 +290,47 @@ fn panel_targets(
     }
     let targets = panel["targets"].as_array().cloned().unwrap_or_default();
     assert!(!targets.is_empty(), "{file}: {title}: no query");
-    let sources = std::iter::once(&panel["datasource"])
-        .chain(targets.iter().map(|t| &t["datasource"]))
-        .filter(|d| !d.is_null());
-    for source in sources {
-        let uid = source["uid"].as_str().unwrap_or_default();
-        let (kind, _) = datasources.get(uid).unwrap_or_else(|| {
+    let named = |source: &serde_json::Value| -> Option<(String, Datasource)> {
+        if source.is_null() {
+            return None;
+        }
+        let uid = source["uid"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{file}: {title}: datasource {source} has no uid"));
+        if uid == MIXED {
+            return None;
+        }
+        let datasource = datasources.get(uid).unwrap_or_else(|| {
             panic!("{file}: {title}: datasource uid {uid:?} is not provisioned")
         });
         assert_eq!(
             source["type"].as_str(),
-            Some(kind.as_str()),
-            "{file}: {title}: datasource {uid} is a {kind}"
+            Some(datasource.kind.as_str()),
+            "{file}: {title}: datasource {uid} is a {}",
+            datasource.kind
+        );
+        Some((uid.to_owned(), datasource.clone()))
+    };
+    let panel_source = named(&panel["datasource"]);
+    for target in &targets {
+        // Where Grafana sends the query: its own datasource, else the
+        // panel's, else the default one.
+        let (uid, datasource) = named(&target["datasource"])
+            .or_else(|| panel_source.clone())
+            .or_else(|| {
+                datasources
+                    .iter()
+                    .find(|(_, d)| d.is_default)
+                    .map(|(uid, d)| (uid.clone(), d.clone()))
+            })
+            .unwrap_or_else(|| {
+                panic!("{file}: {title}: a query names no datasource and none is the default")
+            });
+        assert_eq!(
+            datasource.kind, "prometheus",
+            "{file}: {title}: the query {target} goes to {uid}, a {} datasource: \
+             this check reads PromQL queries only",
+            datasource.kind
         );
     }
     targets
@@ -282,60 +355,61 @@ impl Panel<'_> {
                 "{file}: {title}: job {job:?} is not scraped by prometheus.yml"
             );
         }
-        let names = promql_metric_names(expr);
+        let query = Query::parse(expr);
         assert!(
-            !names.is_empty(),
+            !query.selectors.is_empty(),
             "{file}: {title}: {expr} selects no metric"
         );
-        names
-            .into_iter()
-            .filter_map(|name| self.check_metric(name, exported))
+        query
+            .selectors
+            .iter()
+            .filter_map(|selector| self.check_metric(&query, selector, exported))
             .collect()
     }
 
-    /// Checks that the query selects `name` as its type wants; returns the
-    /// exported metric it shows, if any (none for a process metric).
-    fn check_metric(&self, name: String, exported: &Exported) -> Option<String> {
-        let Panel { file, title, expr } = self;
-        if name.starts_with("process_") {
-            assert!(
-                exported.rendered_type(&name).is_some(),
-                "{file}: {title}: {name} is not a process metric the service exports"
-            );
-            return None;
-        }
-        if exported.names.contains(name.as_str()) {
+    /// Checks that the query selects a metric the service renders, as its
+    /// type wants; returns the metric of `NAMES` it shows, if any (none for
+    /// a process metric).
+    fn check_metric(
+        &self,
+        query: &Query,
+        selector: &Selector,
+        exported: &Exported,
+    ) -> Option<String> {
+        let Panel { file, title, .. } = self;
+        let name = selector.name.as_str();
+        if let Some(kind) = exported.types.get(name) {
             assert_ne!(
-                exported.rendered_type(&name).as_deref(),
-                Some("histogram"),
+                kind, "histogram",
                 "{file}: {title}: {name} is a histogram: select _bucket, _sum or _count"
             );
-            return Some(name);
+            return exported.names.contains(name).then(|| name.to_owned());
         }
         // A histogram's series: NAME_bucket, NAME_sum, NAME_count.
-        let base = ["_bucket", "_sum", "_count"]
+        let (base, kind) = ["_bucket", "_sum", "_count"]
             .iter()
-            .find_map(|suffix| name.strip_suffix(suffix))
-            .filter(|base| exported.names.contains(base))
+            .find_map(|suffix| {
+                let base = name.strip_suffix(suffix)?;
+                Some((base, exported.types.get(base)?))
+            })
             .unwrap_or_else(|| {
                 panic!(
-                    "{file}: {title}: {name} is not in \
-                     scheduler_service::telemetry::metrics::NAMES"
+                    "{file}: {title}: the service exports no metric {name} \
+                     (scheduler_service::telemetry::metrics::NAMES, the process \
+                     collector's, or a histogram's _bucket, _sum, _count)"
                 )
             });
-        assert!(
-            !base.ends_with("_total")
-                && exported
-                    .rendered_type(base)
-                    .is_none_or(|t| t == "histogram"),
-            "{file}: {title}: {name}: {base} is not a histogram"
+        assert_eq!(
+            kind, "histogram",
+            "{file}: {title}: {name}: {base} is a {kind}, not a histogram"
         );
         if name.ends_with("_bucket") {
             assert!(
-                expr.contains("histogram_quantile(") && groups_by_le(expr),
-                "{file}: {title}: {name} outside histogram_quantile by le"
+                query.quantile_keeps_le(selector),
+                "{file}: {title}: {name} is not inside histogram_quantile, or an \
+                 aggregation between them drops le"
             );
         }
-        Some(base.to_owned())
+        exported.names.contains(base).then(|| base.to_owned())
     }
 }

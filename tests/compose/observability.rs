@@ -24,9 +24,10 @@ pub const JAEGER: &str = "jaeger";
 #[test]
 fn prometheus_scrapes_the_scheduler_and_jaeger_receives_its_spans() {
     let base = services(&resolved_config(&[BASE]));
-    let s = services(&resolved_config(&[BASE, OVERRIDE]));
+    let full = resolved_config(&[BASE, OVERRIDE]);
+    let s = services(&full);
     assert_dev_tools_are_in_the_override_only(&base, &s);
-    prometheus::assert_scrapes_the_scheduler(&s);
+    prometheus::assert_scrapes_the_scheduler(&full, &s);
     assert_spans_go_to_jaeger(&s);
     grafana::assert_reads_prometheus_and_jaeger(&s);
     grafana::assert_opens_on_a_loaded_dashboard(&s);

@@ -1,17 +1,17 @@
 //! Prometheus: its scrape configuration (read from what
 //! `prometheus-service/Dockerfile` copies into the image), that it scrapes
-//! the scheduler's `/metrics`, and a small PromQL tokenizer that tells which
-//! metrics and jobs a dashboard query selects.
+//! the scheduler's `/metrics` where the service's code would serve it with
+//! the compose environment (host and port as the settings resolve them).
 
 use std::collections::BTreeMap;
 
-use scheduler_service::config::vars;
 use serde_yaml::Value;
 
 use crate::{
-    compose_files::{environment, port_pairs, read, scalar},
+    compose_files::{port_pairs, read, scalar},
     dockerfile::copied_to,
     observability::PROMETHEUS,
+    settings::compose_settings,
 };
 
 /// Where `prometheus-service/Dockerfile` puts the configuration (the
@@ -19,97 +19,6 @@ use crate::{
 const PROMETHEUS_CONFIG: &str = "/etc/prometheus/prometheus.yml";
 /// The Prometheus job that scrapes the scheduler.
 const SCRAPE_JOB: &str = "scheduler-service";
-
-/// The metric names a PromQL expression selects: identifiers outside string
-/// literals, label matchers and durations that name a `scheduler_*` or
-/// `process_*` series. Also checks that brackets balance.
-pub fn promql_metric_names(expr: &str) -> Vec<String> {
-    let chars: Vec<char> = expr.chars().collect();
-    let mut names = Vec::new();
-    let mut stack = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        match c {
-            '"' | '\'' | '`' => {
-                i += 1;
-                while i < chars.len() && chars[i] != c {
-                    if chars[i] == '\\' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-                assert!(i < chars.len(), "unterminated string in {expr:?}");
-            }
-            '(' | '[' | '{' => stack.push(c),
-            ')' | ']' | '}' => {
-                let open = stack.pop();
-                let expected = match c {
-                    ')' => '(',
-                    ']' => '[',
-                    _ => '{',
-                };
-                assert_eq!(open, Some(expected), "unbalanced {c:?} in {expr:?}");
-            }
-            c if c.is_ascii_digit() => {
-                // a number or a duration (1m, 0.99)
-                while i + 1 < chars.len()
-                    && (chars[i + 1].is_ascii_alphanumeric() || chars[i + 1] == '.')
-                {
-                    i += 1;
-                }
-            }
-            c if c.is_ascii_alphabetic() || c == '_' || c == ':' => {
-                let start = i;
-                while i + 1 < chars.len()
-                    && (chars[i + 1].is_ascii_alphanumeric() || matches!(chars[i + 1], '_' | ':'))
-                {
-                    i += 1;
-                }
-                let word: String = chars[start..=i].iter().collect();
-                // inside {...}: a label name, not a metric
-                if stack.last() != Some(&'{')
-                    && (word.starts_with("scheduler_") || word.starts_with("process_"))
-                {
-                    names.push(word);
-                }
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    assert!(stack.is_empty(), "unclosed {stack:?} in {expr:?}");
-    names
-}
-
-/// The values of `label="..."` matchers in a PromQL expression.
-pub fn label_values(expr: &str, label: &str) -> Vec<String> {
-    let needle = format!("{label}=\"");
-    expr.match_indices(&needle)
-        .filter(|(at, _)| {
-            // a whole label name, not the end of a longer one
-            !expr[..*at]
-                .chars()
-                .next_back()
-                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-        })
-        .map(|(at, _)| {
-            let rest = &expr[at + needle.len()..];
-            rest[..rest.find('"').expect("a closing quote")].to_owned()
-        })
-        .collect()
-}
-
-/// Whether an aggregation of the expression keeps the `le` label
-/// (`by (..., le)`), as `histogram_quantile` needs.
-pub fn groups_by_le(expr: &str) -> bool {
-    expr.match_indices("by (").any(|(at, m)| {
-        let rest = &expr[at + m.len()..];
-        rest[..rest.find(')').unwrap_or(rest.len())]
-            .split(',')
-            .any(|label| label.trim() == "le")
-    })
-}
 
 /// The job names of `prometheus.yml`, and the file parsed.
 pub fn prometheus_config() -> (Vec<String>, Value) {
@@ -126,20 +35,22 @@ pub fn prometheus_config() -> (Vec<String>, Value) {
 }
 
 /// The scheduler serves `/metrics` where other containers and the host reach
-/// it, and Prometheus scrapes it there.
-pub fn assert_scrapes_the_scheduler(s: &BTreeMap<String, Value>) {
-    let env = |name: &str| environment(&s[name]);
-    // /metrics: listening on all interfaces, published to the host.
-    let scheduler = env("scheduler-service");
-    if let Some(host) = scheduler.get(vars::SERVER_HOST) {
-        assert_eq!(host, "0.0.0.0", "other containers cannot reach /metrics");
-    }
-    let metrics_port: u16 = scheduler[vars::METRICS_PORT]
-        .parse()
-        .expect("METRICS_PORT is a number");
+/// it, and Prometheus scrapes it there. `config` is compose's resolved
+/// configuration, `s` its services.
+pub fn assert_scrapes_the_scheduler(config: &Value, s: &BTreeMap<String, Value>) {
+    // Where the service's code would listen, read from the container's
+    // environment with its defaults: /metrics binds on the gRPC server's
+    // host, which compose leaves to the code's default.
+    let settings = compose_settings(config);
+    let (host, metrics_port) = (settings.server.host, settings.observability.metrics_port);
+    assert!(
+        host.is_unspecified(),
+        "scheduler-service listens on {host} only: Prometheus, in another container, \
+         cannot reach its /metrics (it needs 0.0.0.0, every interface)"
+    );
     assert!(
         port_pairs(&s["scheduler-service"]).contains(&(9464, metrics_port)),
-        "the host does not reach /metrics on 9464"
+        "the host does not reach /metrics on 9464: the service serves it on {metrics_port}"
     );
 
     // Prometheus scrapes that port of that service every 5 s.
@@ -169,21 +80,18 @@ pub fn assert_scrapes_the_scheduler(s: &BTreeMap<String, Value>) {
         .map(|t| scalar(&t))
         .collect();
     assert_eq!(targets.len(), 1, "one scheduler target: {targets:?}");
-    let (host, port) = targets[0]
+    let (target, port) = targets[0]
         .rsplit_once(':')
         .unwrap_or_else(|| panic!("target {} names no port", targets[0]));
-    assert!(
-        s.contains_key(host),
-        "target host {host} is not a compose service"
+    assert_eq!(
+        target, "scheduler-service",
+        "prometheus.yml scrapes {target}, not the scheduler's compose service"
     );
     assert_eq!(
-        environment(&s[host])
-            .get(vars::METRICS_PORT)
-            .map(String::as_str),
-        Some(port),
-        "prometheus.yml scrapes {host}:{port}, but {host} serves /metrics on another port"
+        port,
+        metrics_port.to_string(),
+        "prometheus.yml scrapes {target}:{port}, but the scheduler serves /metrics on {metrics_port}"
     );
-    assert_eq!(host, "scheduler-service");
     assert_eq!(
         s[PROMETHEUS]["depends_on"]["scheduler-service"]["condition"].as_str(),
         Some("service_started")
