@@ -117,7 +117,7 @@ async fn a_killed_service_restarts_and_fires_every_job_once() {
     // The restarted process fired what the killed one left.
     assert!(service.metric(metrics::JOBS_FIRED, &[]).await >= 1.0);
     // Everything published is on the topic once the service has stopped.
-    assert!(service.terminate().success(), "graceful exit");
+    assert!(service.terminate().await.success(), "graceful exit");
     assert_fired_once(&by_job_of(runs.rest().await), &ids);
 }
 
@@ -223,7 +223,7 @@ async fn events_owed_during_an_outage_arrive_after_it(outage: Outage) {
     let mut ran = runs
         .collect(during.len(), Duration::from_secs(60), Duration::ZERO)
         .await;
-    assert!(service.terminate().success(), "graceful exit");
+    assert!(service.terminate().await.success(), "graceful exit");
     for (id, events) in by_job_of(runs.rest().await) {
         ran.entry(id).or_default().extend(events);
     }
@@ -294,7 +294,7 @@ async fn a_database_outage_is_survived_without_a_restart() {
         proto::JobStatus::Succeeded,
     )
     .await;
-    assert!(service.terminate().success(), "graceful exit");
+    assert!(service.terminate().await.success(), "graceful exit");
     let expected: Vec<String> = std::iter::once(running.clone())
         .chain(due.iter().cloned())
         .collect();
@@ -342,7 +342,7 @@ async fn three_replicas_fire_each_job_once(uri: &str) {
     assert_eq!(by_job.len(), JOBS, "jobs fired");
     // Everything the replicas published is on the topic once they stopped.
     for mut replica in replicas {
-        assert!(replica.terminate().success(), "graceful exit");
+        assert!(replica.terminate().await.success(), "graceful exit");
     }
     for (id, events) in by_job_of(runs.rest().await) {
         by_job.entry(id).or_default().extend(events);
@@ -402,7 +402,7 @@ async fn a_shutdown_while_jobs_fire_and_events_are_owed_loses_and_doubles_nothin
     service
         .wait_for_metric(metrics::EVENTS_FAILED, &[("topic", create_topic)], 1.0)
         .await;
-    assert!(service.terminate().success(), "graceful exit");
+    assert!(service.terminate().await.success(), "graceful exit");
 
     // Back with the broker reachable: the outbox delivers what was owed.
     link.restore();
@@ -416,7 +416,7 @@ async fn a_shutdown_while_jobs_fire_and_events_are_owed_loses_and_doubles_nothin
         statuses(&mut client, &ids).await,
         vec![proto::JobStatus::Running; ids.len()]
     );
-    assert!(service.terminate().success(), "graceful exit");
+    assert!(service.terminate().await.success(), "graceful exit");
     for (id, events) in by_job_of(runs.rest().await) {
         by_job.entry(id).or_default().extend(events);
     }

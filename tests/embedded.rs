@@ -206,7 +206,7 @@ async fn kill_9_and_restart_keep_and_fire_every_job() {
     // Then the service stops, which ends the stream: it holds no run twice
     // and none of another job. (Without a durable subscription, the runs
     // published before the subscriber was back are not replayed to it.)
-    assert!(service.terminate().success(), "graceful exit");
+    assert!(service.terminate().await.success(), "graceful exit");
     let mut fired: HashMap<String, usize> = HashMap::new();
     while let Some(run) = next_run_until_end(&mut runs).await {
         *fired.entry(run.0).or_default() += 1;

@@ -232,7 +232,7 @@ async fn one_job_life_is_one_trace_from_create_to_result() {
     .map(|name| (name, common::var_of(&env, name).to_owned()))
     .collect();
     let logs = tempfile::tempdir().expect("log dir");
-    let service = ServiceProcess::start(&env, logs.path()).await;
+    let mut service = ServiceProcess::start(&env, logs.path()).await;
     let mut client = service.client().await;
     let creates = EventReader::new(&topics[vars::TOPIC_JOB_CREATE]);
     let runs = EventReader::new(&topics[vars::TOPIC_JOB_RUN]);
@@ -277,17 +277,12 @@ async fn one_job_life_is_one_trace_from_create_to_result() {
         wait_for_status(&mut client, &id, proto::JobStatus::Succeeded, EVENT_TIMEOUT).await,
         proto::JobStatus::Succeeded
     );
-    // A graceful stop exports what is still buffered. Waiting for the exit
-    // blocks a thread, so it runs beside this runtime, not on it: the
-    // collector is served by this (current-thread) runtime, and the
-    // service's last export waits for the collector's answer before the
-    // service exits. (terminate bounds a hang: SIGKILL after 60 s.)
-    let status = tokio::task::spawn_blocking(move || {
-        let mut service = service;
-        service.terminate()
-    })
-    .await
-    .expect("the wait for the service's exit panicked");
+    // A graceful stop exports what is still buffered. The collector is
+    // served by this (current-thread) runtime, and the service's last
+    // export waits for its answer before the service exits: terminate
+    // waits beside the runtime, not on it (and bounds a hang: SIGKILL after
+    // 60 s).
+    let status = service.terminate().await;
     let log = service_log(logs.path());
     assert!(status.success(), "service stopped cleanly: {status}\n{log}");
 

@@ -102,10 +102,14 @@ impl ServiceProcess {
     }
 
     /// SIGTERM, then waits for the exit status (SIGKILL after a minute).
-    pub fn terminate(&mut self) -> ExitStatus {
+    /// The wait blocks a thread, so it runs beside the test's runtime, not
+    /// on it: what the test serves in-process (a network link, a trace
+    /// collector) keeps answering while the service stops.
+    pub async fn terminate(&mut self) -> ExitStatus {
         let child = self.child.take().expect("running");
-        child
-            .terminate(Duration::from_secs(60))
+        tokio::task::spawn_blocking(move || child.terminate(Duration::from_secs(60)))
+            .await
+            .expect("the wait for the service's exit")
             .expect("exit status")
     }
 }
