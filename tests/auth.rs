@@ -20,7 +20,6 @@ use scheduler_service::{
             job_events_client::JobEventsClient, subscribe_response::Item,
         },
     },
-    startup::Application,
 };
 use serde_json::json;
 use tonic::{Code, Request, Status, Streaming, service::Interceptor, transport::Channel};
@@ -315,82 +314,6 @@ fn an_invalid_key_file_stops_start_up_naming_the_variable() {
         let err = Settings::from_lookup(|name| vars.get(name).cloned()).expect_err(file);
         assert_eq!(err.name, vars::AUTH_PUBLIC_KEY_FILE, "{err}");
     }
-}
-
-#[tokio::test]
-async fn tls_serves_authenticated_calls() {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    use tonic::transport::{Certificate, Channel, ClientTlsConfig};
-
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_file, cert.pem()).unwrap();
-    std::fs::write(&key_file, key.serialize_pem()).unwrap();
-    let (cert_file, key_file) = (
-        cert_file.to_string_lossy().into_owned(),
-        key_file.to_string_lossy().into_owned(),
-    );
-    let auth_key = auth().public_key_file();
-    let settings = test_settings(&[
-        (vars::GRPC_TLS_CERT_FILE, &cert_file),
-        (vars::GRPC_TLS_KEY_FILE, &key_file),
-        (vars::AUTH_PUBLIC_KEY_FILE, &auth_key),
-    ]);
-    let app = Application::build(settings).await.expect("builds");
-    let port = app.port();
-    let shutdown = app.shutdown_token();
-    let server = tokio::spawn(app.run_until_stopped());
-
-    // Plaintext is not served.
-    let plain = Channel::from_shared(format!("http://127.0.0.1:{port}"))
-        .unwrap()
-        .connect()
-        .await
-        .expect("TCP connects");
-    let mut health = tonic_health::pb::health_client::HealthClient::new(plain);
-    health
-        .check(tonic_health::pb::HealthCheckRequest::default())
-        .await
-        .expect_err("no plaintext gRPC over TLS");
-
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(ca.pem()))
-        .domain_name("localhost");
-    let channel = Channel::from_shared(format!("https://127.0.0.1:{port}"))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
-        .await
-        .expect("TLS connects");
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
-    health
-        .check(tonic_health::pb::HealthCheckRequest::default())
-        .await
-        .expect("health over TLS");
-    let mut client = proto::jobs_service_client::JobsServiceClient::new(channel);
-    let status = client
-        .list_jobs(proto::ListJobsRequest { page: 1, size: 10 })
-        .await
-        .expect_err("no token");
-    assert_eq!(status.code(), Code::Unauthenticated);
-    let mut request = tonic::Request::new(proto::ListJobsRequest { page: 1, size: 10 });
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {}", auth().token("admin")).parse().unwrap(),
-    );
-    client.list_jobs(request).await.expect("admin over TLS");
-
-    shutdown.cancel();
-    server.await.unwrap().expect("stops cleanly");
 }
 
 /// A JobEvents client that sends `Bearer <token>` with every call.

@@ -1,14 +1,17 @@
 //! Security of the gRPC server: the auth service's public key (parsed and
 //! checked here), the request limits, the bounds on streams and connections
 //! (so that subscribers and idle or dead clients cannot exhaust the server),
-//! and TLS.
+//! and TLS, whose certificate must be valid when the service starts.
 
 use std::{fmt, time::Duration};
 
+use chrono::{DateTime, Utc};
 use rsa::{
     RsaPublicKey, pkcs1::DecodeRsaPublicKey, pkcs8::DecodePublicKey, traits::PublicKeyParts,
 };
+use rustls::pki_types::{CertificateDer, pem::PemObject};
 use serde::Deserialize;
+use x509_cert::der::Decode;
 
 use super::{ConfigError, Environment, value, vars};
 
@@ -148,18 +151,45 @@ impl Default for SecuritySettings {
     }
 }
 
+/// How long before its certificate expires the server warns when it starts:
+/// a week, time to renew it before clients refuse it (the files are read
+/// only at start-up, so a renewed certificate needs a restart).
+pub const CERT_EXPIRY_WARNING: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// The gRPC server's TLS identity, read from its PEM files.
 #[derive(Clone)]
 pub struct TlsSettings {
-    /// The certificate chain (PEM).
+    /// The certificate chain (PEM), the server's own certificate first.
     pub cert_pem: Vec<u8>,
     /// Its private key (PEM).
     pub key_pem: Vec<u8>,
+    /// When the server's own certificate is valid.
+    pub validity: CertValidity,
 }
 
 impl TlsSettings {
-    /// The tonic server TLS configuration of this identity.
+    /// The tonic server TLS configuration of this identity, taken once when
+    /// the server starts (after logging is set up): so this is where a
+    /// certificate that expires within [`CERT_EXPIRY_WARNING`] is warned of.
     pub fn server_config(&self) -> tonic::transport::ServerTlsConfig {
+        if let Some(left) = self
+            .validity
+            .expires_within(CERT_EXPIRY_WARNING, Utc::now())
+        {
+            tracing::warn!(
+                variable = vars::GRPC_TLS_CERT_FILE,
+                not_after = %self.validity.not_after,
+                hours_left = left.num_hours(),
+                "the gRPC server's certificate expires within a week: renew it and restart \
+                 the service (the certificate is read at start-up only)"
+            );
+        }
+        self.identity_config()
+    }
+
+    /// The tonic server TLS configuration of this identity, without the
+    /// start-up warning.
+    fn identity_config(&self) -> tonic::transport::ServerTlsConfig {
         tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(
             &self.cert_pem,
             &self.key_pem,
@@ -172,7 +202,74 @@ impl fmt::Debug for TlsSettings {
         f.debug_struct("TlsSettings")
             .field("cert_pem", &format_args!("{} bytes", self.cert_pem.len()))
             .field("key_pem", &"***")
+            .field("validity", &self.validity)
             .finish()
+    }
+}
+
+/// The validity period of the server's own certificate (the first of the
+/// chain), both ends included as in RFC 5280.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CertValidity {
+    /// The first instant it is valid.
+    pub not_before: DateTime<Utc>,
+    /// The last instant it is valid.
+    pub not_after: DateTime<Utc>,
+}
+
+/// Why the server's certificate cannot be served.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CertificateError {
+    /// The first certificate of the file is not an X.509 certificate.
+    #[error("the first certificate cannot be read: {0}")]
+    Unreadable(String),
+    /// It has expired: every client would refuse it.
+    #[error("the server certificate (the first in the file) expired on {0}: renew it")]
+    Expired(DateTime<Utc>),
+    /// It is not valid yet: every client whose clock agrees would refuse it.
+    #[error(
+        "the server certificate (the first in the file) is not valid before {0}: \
+         check this machine's clock, or wait for a certificate that is valid now"
+    )]
+    NotYetValid(DateTime<Utc>),
+}
+
+impl CertValidity {
+    /// The validity of the first certificate in `cert_pem`: the server's own,
+    /// which tonic serves first. The rest of the chain is not checked: a
+    /// chain may carry an expired cross-signed certificate on purpose, for
+    /// old clients, while current clients build a path around it.
+    pub fn of_first(cert_pem: &[u8]) -> Result<CertValidity, CertificateError> {
+        let unreadable = |e: &dyn fmt::Display| CertificateError::Unreadable(e.to_string());
+        let first = CertificateDer::pem_slice_iter(cert_pem)
+            .next()
+            .ok_or_else(|| unreadable(&"no PEM certificate"))?
+            .map_err(|e| unreadable(&e))?;
+        let cert = x509_cert::Certificate::from_der(&first).map_err(|e| unreadable(&e))?;
+        let validity = cert.tbs_certificate.validity;
+        Ok(CertValidity {
+            not_before: validity.not_before.to_system_time().into(),
+            not_after: validity.not_after.to_system_time().into(),
+        })
+    }
+
+    /// Whether the certificate is valid at `now`.
+    pub fn check(&self, now: DateTime<Utc>) -> Result<(), CertificateError> {
+        if now < self.not_before {
+            return Err(CertificateError::NotYetValid(self.not_before));
+        }
+        if now > self.not_after {
+            return Err(CertificateError::Expired(self.not_after));
+        }
+        Ok(())
+    }
+
+    /// How long the certificate has left at `now`, if it expires within
+    /// `window` of it.
+    pub fn expires_within(&self, window: Duration, now: DateTime<Utc>) -> Option<chrono::Duration> {
+        let left = self.not_after - now;
+        let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+        (left <= window).then_some(left)
     }
 }
 
@@ -305,11 +402,7 @@ fn tls(
         read(vars::GRPC_TLS_KEY_FILE, key_file)?,
     ) {
         (None, None) => Ok(None),
-        (Some(cert_pem), Some(key_pem)) => {
-            let tls = TlsSettings { cert_pem, key_pem };
-            check_tls(&tls)?;
-            Ok(Some(tls))
-        }
+        (Some(cert_pem), Some(key_pem)) => check_tls(cert_pem, key_pem).map(Some),
         (Some(_), None) => Err(ConfigError::new(
             vars::GRPC_TLS_KEY_FILE,
             "GRPC_TLS_CERT_FILE is set but not the key file: set both or neither",
@@ -321,37 +414,53 @@ fn tls(
     }
 }
 
-/// Checks that the certificate and key make a TLS identity, naming the file
-/// at fault when it can tell.
-fn check_tls(tls: &TlsSettings) -> Result<(), ConfigError> {
+/// The TLS identity of the certificate and key, checked: they make a TLS
+/// identity, and the server's certificate is valid now (a server whose
+/// every client refuses its certificate had better not start). Names the
+/// file at fault when it can tell.
+fn check_tls(cert_pem: Vec<u8>, key_pem: Vec<u8>) -> Result<TlsSettings, ConfigError> {
     let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-    if !text(&tls.cert_pem).contains("-----BEGIN CERTIFICATE-----") {
+    if !text(&cert_pem).contains("-----BEGIN CERTIFICATE-----") {
         return Err(ConfigError::new(
             vars::GRPC_TLS_CERT_FILE,
             "no PEM certificate (-----BEGIN CERTIFICATE-----) in the file",
         ));
     }
-    if !text(&tls.key_pem).contains("PRIVATE KEY-----") {
+    if !text(&key_pem).contains("PRIVATE KEY-----") {
         return Err(ConfigError::new(
             vars::GRPC_TLS_KEY_FILE,
             "no PEM private key (-----BEGIN ... PRIVATE KEY-----) in the file",
         ));
     }
+    let cert_error =
+        |e: CertificateError| ConfigError::new(vars::GRPC_TLS_CERT_FILE, e.to_string());
+    let validity = CertValidity::of_first(&cert_pem).map_err(cert_error)?;
+    let tls = TlsSettings {
+        cert_pem,
+        key_pem,
+        validity,
+    };
     tonic::transport::Server::builder()
-        .tls_config(tls.server_config())
-        .map(|_| ())
+        .tls_config(tls.identity_config())
         .map_err(|e| {
+            let cause =
+                std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string);
             ConfigError::new(
                 vars::GRPC_TLS_CERT_FILE,
-                format!("the certificate and GRPC_TLS_KEY_FILE do not make a TLS identity: {e}"),
+                format!(
+                    "the certificate and GRPC_TLS_KEY_FILE do not make a TLS identity: {cause}"
+                ),
             )
-        })
+        })?;
+    validity.check(Utc::now()).map_err(cert_error)?;
+    Ok(tls)
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use std::sync::OnceLock;
 
+    use chrono::{TimeDelta, TimeZone};
     use rsa::{
         RsaPrivateKey,
         pkcs1::EncodeRsaPublicKey,
@@ -395,17 +504,28 @@ pub(crate) mod tests {
         (dir, path.to_string_lossy().into_owned())
     }
 
-    /// A CA-signed certificate for localhost and its key, both PEM.
+    /// A CA-signed certificate for localhost, valid from yesterday for a
+    /// year, and its key, both PEM.
     fn localhost_cert() -> (String, String) {
+        let now = Utc::now();
+        localhost_cert_valid(now - chrono::Days::new(1), now + chrono::Days::new(365))
+    }
+
+    /// A CA-signed certificate for localhost valid from `not_before` to
+    /// `not_after`, and its key, both PEM.
+    fn localhost_cert_valid(
+        not_before: DateTime<Utc>,
+        not_after: DateTime<Utc>,
+    ) -> (String, String) {
         use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
         let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(vec!["localhost".to_owned()])
-            .unwrap()
-            .signed_by(&key, &ca)
-            .unwrap();
+        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.not_before = std::time::SystemTime::from(not_before).into();
+        params.not_after = std::time::SystemTime::from(not_after).into();
+        let cert = params.signed_by(&key, &ca).unwrap();
         (cert.pem(), key.serialize_pem())
     }
 
@@ -560,11 +680,31 @@ pub(crate) mod tests {
 
         let (_d3, other_key) = file(localhost_cert().1.as_bytes());
         let (_d4, garbage) = file(b"garbage");
+        // A PEM block whose body is base64 of bytes that are not X.509.
+        let (_d5, not_x509) =
+            file(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+        let (_d6, not_base64) =
+            file(b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n");
         let cases = [
+            (
+                "/nonexistent/cert.pem",
+                key_file.as_str(),
+                vars::GRPC_TLS_CERT_FILE,
+            ),
             (
                 cert_file.as_str(),
                 "/nonexistent/key.pem",
                 vars::GRPC_TLS_KEY_FILE,
+            ),
+            (
+                not_x509.as_str(),
+                key_file.as_str(),
+                vars::GRPC_TLS_CERT_FILE,
+            ),
+            (
+                not_base64.as_str(),
+                key_file.as_str(),
+                vars::GRPC_TLS_CERT_FILE,
             ),
             (
                 garbage.as_str(),
@@ -595,6 +735,99 @@ pub(crate) mod tests {
             .expect_err(name);
             assert_eq!(err.name, name, "{err}");
         }
+    }
+
+    /// The TLS settings of this certificate and key, or the error naming
+    /// the variable at fault.
+    fn tls_of(cert: &str, key: &str) -> Result<TlsSettings, ConfigError> {
+        let (_d1, cert_file) = file(cert.as_bytes());
+        let (_d2, key_file) = file(key.as_bytes());
+        settings(&[
+            (vars::GRPC_TLS_CERT_FILE, &cert_file),
+            (vars::GRPC_TLS_KEY_FILE, &key_file),
+        ])
+        .map(|s| s.security.tls.expect("TLS on"))
+    }
+
+    #[test]
+    fn a_server_certificate_outside_its_validity_stops_start_up() {
+        let at = |year| Utc.with_ymd_and_hms(year, 1, 1, 0, 0, 0).unwrap();
+        let expired = localhost_cert_valid(at(2019), at(2020));
+        let err = tls_of(&expired.0, &expired.1).unwrap_err();
+        assert_eq!(err.name, vars::GRPC_TLS_CERT_FILE, "{err}");
+        assert!(
+            err.reason.contains("expired on 2020-01-01 00:00:00 UTC"),
+            "{err}"
+        );
+        let future = localhost_cert_valid(at(2099), at(2100));
+        let err = tls_of(&future.0, &future.1).unwrap_err();
+        assert_eq!(err.name, vars::GRPC_TLS_CERT_FILE, "{err}");
+        assert!(
+            err.reason
+                .contains("not valid before 2099-01-01 00:00:00 UTC"),
+            "{err}"
+        );
+        // Against this machine's clock, not a fixed year: a minute ago.
+        let now = Utc::now();
+        let just_expired =
+            localhost_cert_valid(now - chrono::Days::new(1), now - TimeDelta::minutes(1));
+        let err = tls_of(&just_expired.0, &just_expired.1).unwrap_err();
+        assert!(err.reason.contains("expired on"), "{err}");
+
+        // Only the server's own certificate, the first, counts: an expired
+        // certificate after it (a cross-signed CA, say) is served.
+        let (valid, valid_key) = localhost_cert();
+        let tls = tls_of(&format!("{valid}{}", expired.0), &valid_key).unwrap();
+        assert!(tls.validity.not_after > now, "{tls:?}");
+        let err = tls_of(&format!("{}{valid}", expired.0), &expired.1).unwrap_err();
+        assert!(err.reason.contains("expired on 2020-01-01"), "{err}");
+    }
+
+    #[test]
+    fn the_validity_is_read_to_the_second_and_both_ends_are_valid() {
+        let not_before = Utc.with_ymd_and_hms(2024, 2, 29, 12, 30, 15).unwrap();
+        let not_after = Utc.with_ymd_and_hms(2051, 6, 1, 8, 0, 0).unwrap();
+        let (cert, _) = localhost_cert_valid(not_before, not_after);
+        let validity = CertValidity::of_first(cert.as_bytes()).unwrap();
+        assert_eq!(
+            validity,
+            CertValidity {
+                not_before,
+                not_after
+            }
+        );
+        let second = TimeDelta::seconds(1);
+        assert_eq!(validity.check(not_before), Ok(()));
+        assert_eq!(validity.check(not_after), Ok(()));
+        assert_eq!(
+            validity.check(not_before - second),
+            Err(CertificateError::NotYetValid(not_before))
+        );
+        assert_eq!(
+            validity.check(not_after + second),
+            Err(CertificateError::Expired(not_after))
+        );
+        assert!(matches!(
+            CertValidity::of_first(b"no certificate here"),
+            Err(CertificateError::Unreadable(_))
+        ));
+    }
+
+    #[test]
+    fn a_certificate_that_expires_within_a_week_is_warned_of() {
+        let not_after = Utc.with_ymd_and_hms(2030, 1, 8, 0, 0, 0).unwrap();
+        let validity = CertValidity {
+            not_before: Utc.with_ymd_and_hms(2029, 1, 1, 0, 0, 0).unwrap(),
+            not_after,
+        };
+        let week = TimeDelta::days(7);
+        let within = |now| validity.expires_within(CERT_EXPIRY_WARNING, now);
+        assert_eq!(within(not_after - week - TimeDelta::seconds(1)), None);
+        assert_eq!(within(not_after - week), Some(week));
+        assert_eq!(
+            within(not_after - TimeDelta::hours(2)),
+            Some(TimeDelta::hours(2))
+        );
     }
 
     #[test]
