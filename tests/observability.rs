@@ -115,7 +115,7 @@ async fn metrics_count_a_create_fire_result_cycle() {
     // The lag comes from the consumer's statistics (every 5 s): once they
     // report, nothing is left to read.
     let lag_labels = [("topic", results.as_str()), ("partition", "0")];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     loop {
         let text = scrape_metrics(app.metrics_port).await;
         if text.contains(&format!("{}{{", metrics::CONSUMER_LAG)) {

@@ -21,7 +21,7 @@ use scheduler_service::{broker::JobEvent, grpc::proto};
 use serde_json::{Value, json};
 
 /// Bounds a hang only; the broker answers in milliseconds.
-const TIMEOUT: Duration = Duration::from_secs(30);
+const TIMEOUT: Duration = Duration::from_secs(90);
 
 /// What librdkafka's statistics said last: bytes sent to every broker, and
 /// how many reports came.

@@ -438,7 +438,7 @@ async fn the_service_runs_over_sasl_and_the_broker_refuses_other_clients() {
     reader.subscribe(&[&topic]).expect("subscribed");
     let key = tokio::task::spawn_blocking(move || {
         use rdkafka::Message;
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
         while std::time::Instant::now() < deadline {
             if let Some(Ok(message)) = reader.poll(Duration::from_millis(500)) {
                 return message

@@ -1,6 +1,6 @@
-//! Any bytes as the `authorization` metadata of a JobsService call, through
-//! the admin check: the bearer parsing, then the JWT's header, payload and
-//! signature decoding. Nothing panics, and nothing is accepted (no token
+//! Any bytes as the `authorization` header of a CreateJob call, through the
+//! authenticator's check: the bearer parsing, then the JWT's header, payload
+//! and signature decoding. Nothing panics, and nothing is accepted (no token
 //! here is signed with the key): every refusal is UNAUTHENTICATED.
 //!
 //! The key is a fixed public key with no private half, so that a crash
@@ -18,7 +18,7 @@ use scheduler_service::{
 };
 use tonic::{
     Code,
-    metadata::{MetadataMap, MetadataValue},
+    codegen::http::{HeaderMap, HeaderValue},
 };
 
 fn authenticator() -> &'static Authenticator {
@@ -33,13 +33,13 @@ fn authenticator() -> &'static Authenticator {
 }
 
 fuzz_target!(|value: &[u8]| {
-    let Ok(value) = MetadataValue::try_from(value) else {
+    let Ok(value) = HeaderValue::from_bytes(value) else {
         return; // not a valid header value: HTTP/2 refuses it first
     };
-    let mut metadata = MetadataMap::new();
-    metadata.insert(AUTHORIZATION, value);
+    let mut headers = HeaderMap::new();
+    headers.insert(AUTHORIZATION, value);
     let status = authenticator()
-        .check(&metadata)
+        .check(&headers, "/proto.JobsService/CreateJob")
         .expect_err("a token nobody signed was accepted");
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
 });

@@ -360,13 +360,13 @@ impl Service {
             .status()
             .expect("runs kill");
         assert!(killed.success(), "kill -TERM {pid} failed");
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(90);
         let status = loop {
             if let Some(status) = self.child.try_wait().expect("child status") {
                 break status;
             }
             if Instant::now() >= deadline {
-                self.fail("did not stop within 30 s of SIGTERM");
+                self.fail("did not stop within 90 s of SIGTERM");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
