@@ -3,7 +3,7 @@
 //! one configuration in this process (`--one`, which is how the matrix runs
 //! each of them). The flags are those BENCHMARKS.md documents.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use clap::{CommandFactory, Parser, error::ErrorKind};
 
@@ -59,6 +59,10 @@ struct Args {
     /// The subject of --one.
     #[arg(long, value_name = "NAME", value_parser = subject)]
     subject: Option<Subject>,
+    /// Also draw the charts of BENCHMARKS.md into DIR (created if need
+    /// be), as SVG: per job count N, core-lateness-N.svg and core-cost-N.svg.
+    #[arg(long, value_name = "DIR", conflicts_with = "one")]
+    plot: Option<PathBuf>,
 }
 
 /// A list of subjects given on the command line.
@@ -98,6 +102,8 @@ pub enum Mode {
         configs: Vec<Config>,
         runs: usize,
         smoke: bool,
+        /// Where to draw the charts, if anywhere.
+        plot: Option<PathBuf>,
     },
 }
 
@@ -178,6 +184,7 @@ impl Args {
             configs,
             runs,
             smoke,
+            plot: self.plot,
         })
     }
 }

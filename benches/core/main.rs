@@ -23,16 +23,20 @@
 //! cargo bench --bench core                          # the whole matrix, 3 runs each
 //! cargo bench --bench core -- --smoke               # a few seconds, for CI
 //! cargo bench --bench core -- --jobs 100000 --window-secs 10 --peer tokio-cron-scheduler
+//! cargo bench --bench core -- --jobs 100000 --core timer,service \
+//!   --peer tokio-cron-scheduler,delay-queue --plot docs/benchmarks   # and the charts
 //! ```
 //!
 //! Modules: `args` (the command line), `config` (subjects and their input),
 //! `matrix` (the parent process), `measure` (the child: one configuration),
-//! `subjects` and `proto_timer` (what is measured), `report` (the tables).
+//! `subjects` and `proto_timer` (what is measured), `report` (the tables),
+//! `plot` (the charts, `--plot DIR`).
 
 mod args;
 mod config;
 mod matrix;
 mod measure;
+mod plot;
 mod proto_timer;
 mod report;
 mod subjects;
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
             configs,
             runs,
             smoke,
-        } => matrix::matrix(&configs, runs, smoke),
+            plot,
+        } => matrix::matrix(&configs, runs, smoke, plot.as_deref()),
     }
 }

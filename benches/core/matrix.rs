@@ -1,25 +1,31 @@
 //! The parent process: runs each configuration in a fresh process of this
 //! binary (`--one`, so that peak RSS figures do not mix), interleaving the
 //! runs, and prints every run, the medians, the ratios to the peer and the
-//! targets.
+//! targets; with `--plot`, it draws the charts.
 
 use std::{
     collections::BTreeMap,
+    path::Path,
     process::{Command, ExitCode, Stdio},
 };
 
 use crate::{
     config::{Config, Subject},
+    plot,
     report::{HEADER, Outcome, median_outcome, ratios, row, targets},
     support::proc::machine,
 };
 
 /// Every run of each configuration, by (jobs, subject).
-type Runs = BTreeMap<(usize, Subject), Vec<Outcome>>;
+pub type Runs = BTreeMap<(usize, Subject), Vec<Outcome>>;
 
-/// Runs the matrix and prints its report; fails if a run failed or, in the
-/// smoke configuration, a core subject did not fire every job.
-pub fn matrix(configs: &[Config], runs: usize, smoke: bool) -> ExitCode {
+/// The medians of each configuration's runs, by (jobs, subject).
+pub type Medians = BTreeMap<(usize, Subject), Outcome>;
+
+/// Runs the matrix, prints its report and draws its charts into `plot`;
+/// fails if a run failed, a chart could not be written or, in the smoke
+/// configuration, a core subject did not fire every job.
+pub fn matrix(configs: &[Config], runs: usize, smoke: bool, plot: Option<&Path>) -> ExitCode {
     eprintln!(
         "{} configurations × {runs} run(s), each in a fresh process; {}",
         configs.len(),
@@ -27,7 +33,7 @@ pub fn matrix(configs: &[Config], runs: usize, smoke: bool) -> ExitCode {
     );
     println!("{HEADER}");
     let (results, mut failed) = run_all(configs, runs);
-    let medians: BTreeMap<(usize, Subject), Outcome> = results
+    let medians: Medians = results
         .iter()
         .map(|(key, runs)| (*key, median_outcome(runs)))
         .collect();
@@ -47,6 +53,17 @@ pub fn matrix(configs: &[Config], runs: usize, smoke: bool) -> ExitCode {
     }
     print!("{}", ratios(&medians));
     print!("{}", targets(&medians));
+    if let Some(dir) = plot {
+        match plot::draw(dir, &results, &medians) {
+            Ok(files) => files
+                .iter()
+                .for_each(|f| eprintln!("chart: {}", f.display())),
+            Err(err) => {
+                eprintln!("cannot draw the charts: {err}");
+                failed = true;
+            }
+        }
+    }
 
     if smoke {
         for m in medians.values() {

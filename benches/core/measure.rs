@@ -24,7 +24,7 @@ use crate::{
     support::{
         now_us,
         proc::{cpu_seconds, load_average, status_kib},
-        stats::Percentiles,
+        stats::Latencies,
     },
 };
 
@@ -80,16 +80,16 @@ impl Recorder {
         self.count.load(Ordering::Relaxed)
     }
 
-    /// The percentiles of what was recorded, and how many were early
+    /// The distribution of what was recorded, and how many were early
     /// (negative).
-    fn summary(&self) -> (Option<Percentiles>, usize) {
+    fn summary(&self) -> (Option<Latencies>, usize) {
         let recorded = self
             .slots
             .iter()
             .map(|s| s.load(Ordering::Relaxed))
             .filter(|&l| l != EMPTY);
         let early = recorded.clone().filter(|&l| l < 0).count();
-        (Percentiles::of_us(recorded), early)
+        (Latencies::of_us(recorded), early)
     }
 }
 
@@ -197,8 +197,10 @@ async fn measure(config: Config) -> Outcome {
     // work and not part of the run.
     let peak_kib = status_kib("self", "VmHWM:");
     let cpu_s = cpu_seconds("self");
-    let (percentiles, early) = lateness.summary();
-    let (requested_percentiles, requested_early) = requested.summary();
+    let (latencies, early) = lateness.summary();
+    let percentiles = latencies.as_ref().map(Latencies::percentiles);
+    let (requested, requested_early) = requested.summary();
+    let requested_percentiles = requested.as_ref().map(Latencies::percentiles);
     let grown = added.rss_after_kib.saturating_sub(added.rss_before_kib);
     Outcome {
         subject: config.subject.name().into(),
@@ -209,6 +211,7 @@ async fn measure(config: Config) -> Outcome {
         p50_ms: percentiles.map(|p| p.p50_ms),
         p99_ms: percentiles.map(|p| p.p99_ms),
         max_ms: percentiles.map(|p| p.max_ms),
+        lateness_curve: latencies.map(|l| l.curve()).unwrap_or_default(),
         early,
         requested_p50_ms: requested_percentiles.map(|p| p.p50_ms),
         requested_p99_ms: requested_percentiles.map(|p| p.p99_ms),

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     config::Subject,
-    support::stats::{median, median_of_some},
+    support::stats::{Curve, median, median_of_some},
 };
 
 /// One configuration's measurements (one process, one run).
@@ -27,6 +27,11 @@ pub struct Outcome {
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
     pub max_ms: Option<f64>,
+    /// The lateness distribution, for the charts (`--plot`). Empty in a
+    /// median: a distribution is one run's, and a chart draws the run whose
+    /// p99 is the median.
+    #[serde(default)]
+    pub lateness_curve: Curve,
     /// Firings before their due time.
     pub early: usize,
     /// Peer only: lateness against the requested (millisecond) due time, as
@@ -62,6 +67,7 @@ pub fn median_outcome(runs: &[Outcome]) -> Outcome {
         p50_ms: o(|r| r.p50_ms),
         p99_ms: o(|r| r.p99_ms),
         max_ms: o(|r| r.max_ms),
+        lateness_curve: Curve::default(),
         early: u(|r| r.early),
         requested_p50_ms: o(|r| r.requested_p50_ms),
         requested_p99_ms: o(|r| r.requested_p99_ms),

@@ -132,6 +132,11 @@ struct Args {
     /// kept aside, to compare before and after in one session.
     #[arg(long, value_name = "PATH", value_parser = existing_file)]
     service_bin: Option<PathBuf>,
+    /// Also draw the charts of BENCHMARKS.md into DIR (created if need be),
+    /// as SVG: e2e-create-throughput.svg (create) and
+    /// e2e-fire-latency-<jobs>.svg (fire).
+    #[arg(long, value_name = "DIR")]
+    plot: Option<PathBuf>,
 }
 
 /// A number of at least 1.
@@ -181,6 +186,7 @@ pub struct Options {
     pub perf: Option<String>,
     pub recovery_stores: Vec<Store>,
     pub recovery_jobs: usize,
+    pub plot: Option<PathBuf>,
 }
 
 /// The options this process's arguments ask for; exits with a usage error
@@ -217,5 +223,6 @@ pub fn parse() -> Options {
         perf: a.perf,
         recovery_stores: a.recovery_stores,
         recovery_jobs: a.recovery_jobs.unwrap_or(pick(100_000, 1_000)),
+        plot: a.plot,
     }
 }

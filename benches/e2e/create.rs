@@ -1,7 +1,8 @@
 //! Part 1, CreateJob load: `--requests` calls, `--concurrency` in flight over
 //! `--connections` connections, jobs due a day later so that nothing fires,
 //! on each of `--stores`. Reports calls per second, latency p50/p99/max, the
-//! service's CPU time and peak RSS, and the create events on the topic.
+//! service's CPU time and peak RSS, and the create events on the topic;
+//! with `--plot`, the chart of calls per second and p99 latency per store.
 
 use std::{
     sync::Arc,
@@ -15,12 +16,13 @@ use crate::{
     accounting::{CpuUse, cpu_by_group},
     args::{Options, Store},
     load::{DueMs, create_load, topic_events},
-    report::{joined_notes, ms, print_cpu_table},
+    report::{joined_notes, ms, print_cpu_table, store_color, write_chart},
     service::{Service, drop_namespace, service_env, var},
     support::{
         now_us,
+        plot::{Bar, BarChart, Panel, count},
         proc::load_average,
-        stats::{Percentiles, median, median_of_some},
+        stats::{Latencies, median, median_of_some},
     },
 };
 
@@ -114,7 +116,57 @@ pub async fn create_part(o: &Options) -> bool {
             .iter()
             .filter_map(|r| Some((r.store.name().to_owned(), r.run, r.cpu_use.as_ref()?))),
     );
+    if let Some(dir) = &o.plot {
+        ok &= write_chart(dir, "e2e-create-throughput.svg", |path| {
+            chart(o, &results).write(path)
+        });
+    }
     ok
+}
+
+/// The chart of `--plot`: calls per second and p99 latency per store
+/// (medians as bars, each run a dot).
+fn chart(o: &Options, results: &[CreateOutcome]) -> BarChart {
+    let bars = |figure: fn(&CreateOutcome) -> Option<f64>| -> Vec<Bar> {
+        o.stores
+            .iter()
+            .filter_map(|&store| {
+                let runs: Vec<f64> = results
+                    .iter()
+                    .filter(|r| r.store == store)
+                    .filter_map(figure)
+                    .collect();
+                (!runs.is_empty()).then(|| Bar {
+                    label: store.name().into(),
+                    color: store_color(store),
+                    value: median(runs.clone()),
+                    runs,
+                })
+            })
+            .collect()
+    };
+    BarChart {
+        title: format!(
+            "CreateJob, {} calls, {} in flight over {} connections",
+            count(o.requests),
+            o.concurrency,
+            o.connections
+        ),
+        note: format!(
+            "Bars: medians of {} run(s), dots: each run. Jobs due a day later: nothing fires.",
+            o.runs
+        ),
+        panels: vec![
+            Panel {
+                title: "calls per second".into(),
+                bars: bars(|r| Some(r.rate())),
+            },
+            Panel {
+                title: "call latency p99 (ms)".into(),
+                bars: bars(|r| r.p99_ms),
+            },
+        ],
+    }
 }
 
 /// The median of each figure of `runs` on its own.
@@ -195,7 +247,7 @@ async fn create_run(o: &Options, store: Store, run: usize) -> Result<CreateOutco
     if warnings > 0 {
         notes.push(format!("{warnings} service warnings, first: {first:?}"));
     }
-    let latency = Percentiles::of_us(load.latencies_us.iter().copied());
+    let latency = Latencies::of_us(load.latencies_us.iter().copied()).map(|l| l.percentiles());
     Ok(CreateOutcome {
         store,
         ok,

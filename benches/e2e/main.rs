@@ -45,7 +45,13 @@
 //! cargo bench --bench e2e -- --parts create --stores postgres --concurrency 64 --requests 20000
 //! cargo bench --bench e2e -- --parts fire --jobs 10000 --fire-concurrency 64,256 --partitions 1,4
 //! cargo bench --bench e2e -- --parts recovery --recovery-stores embedded,postgres --recovery-jobs 100000
+//! cargo bench --bench e2e -- --parts create,fire --fire-stores postgres,embedded --plot docs/benchmarks
 //! ```
+//!
+//! With `--plot DIR`, the create and fire parts also draw their charts
+//! there as SVG (`e2e-create-throughput.svg`, `e2e-fire-latency-<jobs>.svg`):
+//! calls per second and p99 latency per store, and the fire-to-consume
+//! lateness distribution of each configuration.
 //!
 //! Without any argument (as `cargo test --all-targets` runs it) it runs
 //! `--smoke`. It exits with failure when a call fails, a fired job does not
@@ -57,7 +63,7 @@
 //!
 //! The other modules: `args` (the command line), `service` (the binary as a
 //! child and its log), `load` (the CreateJob load generator), `accounting`
-//! (CPU by process) and `report` (what the tables share).
+//! (CPU by process) and `report` (what the tables and charts share).
 
 mod accounting;
 mod args;

@@ -1,10 +1,13 @@
 //! What the three benchmarks' markdown tables share: how a figure and the
 //! notes are written in a cell, a target's verdict, and the table of CPU
-//! time by process group.
+//! time by process group; and what their charts share (`--plot`): a store's
+//! colour, and how a chart is written.
 
-use std::fmt::Write as _;
+use std::{fmt::Write as _, path::Path};
 
-use crate::accounting::CpuUse;
+use plotters::style::RGBColor;
+
+use crate::{accounting::CpuUse, args::Store, support::plot::PALETTE};
 
 /// Milliseconds to one decimal, or a dash for a figure not measured.
 pub fn ms(v: Option<f64>) -> String {
@@ -49,4 +52,36 @@ fn cpu_row(label: &str, run: usize, c: &CpuUse) -> String {
     }
     let _ = write!(row, " {:.2} |", (available - used).max(0.0));
     row
+}
+
+/// Each store's colour, the same in every chart.
+pub fn store_color(store: Store) -> RGBColor {
+    PALETTE[match store {
+        Store::Postgres => 0,
+        Store::MongoDb => 1,
+        Store::Embedded => 2,
+    }]
+}
+
+/// Writes the chart `name` into `dir` (created if need be) with `write`,
+/// and says where; false, with the reason, if it could not.
+pub fn write_chart(
+    dir: &Path,
+    name: &str,
+    write: impl FnOnce(&Path) -> Result<(), String>,
+) -> bool {
+    let path = dir.join(name);
+    let written = std::fs::create_dir_all(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))
+        .and_then(|()| write(&path));
+    match written {
+        Ok(()) => {
+            eprintln!("chart: {}", path.display());
+            true
+        }
+        Err(err) => {
+            eprintln!("cannot draw the chart: {err}");
+            false
+        }
+    }
 }

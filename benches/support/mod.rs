@@ -1,12 +1,13 @@
 //! What the two benchmark binaries (`core` and `e2e`) share and the tests do
 //! not: their command lines' common ground, the wall clock, readings of the
-//! machine and of processes from /proc ([`proc`]), and percentiles and
-//! medians of what they measure ([`stats`]). What the benchmarks share with
+//! machine and of processes from /proc ([`proc`]), percentiles and medians
+//! of what they measure ([`stats`]), and the charts they draw ([`plot`]). What the benchmarks share with
 //! the tests (test servers, child processes) is in the test-support crate.
 //!
 //! Each bench includes this folder with `#[path]`: it is a module of both
 //! binaries, not a target of its own.
 
+pub mod plot;
 pub mod proc;
 pub mod stats;
 

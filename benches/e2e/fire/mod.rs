@@ -4,10 +4,12 @@
 //! the event's `ScheduleTime`. Reports p50/p99/max lateness and the drain
 //! time, where the time goes (claim start from the event's `UpdatedAt`,
 //! claim end from the service's "job fired" line), the CPU by process, and
-//! the target (p99 ≤ 250 ms). One configuration per store × fire
-//! concurrency × partitions.
+//! the target (p99 ≤ 250 ms); with `--plot`, the chart of the lateness
+//! distributions. One configuration per store × fire concurrency ×
+//! partitions.
 
 mod pg_waits;
+mod plot;
 mod reader;
 mod run;
 
@@ -16,8 +18,8 @@ use std::fmt::Write as _;
 use crate::{
     accounting::CpuUse,
     args::{Options, Store},
-    report::{joined_notes, mark, ms, print_cpu_table},
-    support::stats::{median, median_of_some},
+    report::{joined_notes, mark, ms, print_cpu_table, write_chart},
+    support::stats::{Curve, median, median_of_some},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -51,6 +53,10 @@ struct FireOutcome {
     p50_ms: Option<f64>,
     p99_ms: Option<f64>,
     max_ms: Option<f64>,
+    /// The distribution of the lateness, for the chart. Empty in a median:
+    /// a distribution is one run's, and the chart draws the run whose p99
+    /// is the median.
+    lateness_curve: Curve,
     drain_ms: Option<f64>,
     /// UpdatedAt − ScheduleTime: lateness when the claim started.
     claim_start_p50_ms: Option<f64>,
@@ -172,6 +178,11 @@ pub async fn fire_part(o: &Options) -> bool {
             .filter_map(|r| Some((r.config.label(), r.run, r.cpu_use.as_ref()?))),
     );
     print_pg_waits(&results);
+    if let Some(dir) = &o.plot {
+        ok &= write_chart(dir, &format!("e2e-fire-latency-{}.svg", o.jobs), |path| {
+            plot::chart(o, &configs, &results).write(path)
+        });
+    }
     ok
 }
 
@@ -193,6 +204,7 @@ fn median_outcome(config: FireConfig, runs: &[&FireOutcome]) -> FireOutcome {
         p50_ms: p(|r| r.p50_ms),
         p99_ms: p(|r| r.p99_ms),
         max_ms: p(|r| r.max_ms),
+        lateness_curve: Curve::default(),
         drain_ms: p(|r| r.drain_ms),
         claim_start_p50_ms: p(|r| r.claim_start_p50_ms),
         claim_start_p99_ms: p(|r| r.claim_start_p99_ms),

@@ -22,7 +22,10 @@ use rdkafka::{
 use scheduler_service::broker::JobEvent;
 use test_support::{kafka_brokers, unique};
 
-use crate::support::{now_us, stats::Percentiles};
+use crate::support::{
+    now_us,
+    stats::{Curve, Latencies, Percentiles},
+};
 
 /// One message read off the run topic.
 struct Arrival {
@@ -153,6 +156,8 @@ pub struct Arrived {
     pub early: usize,
     /// Arrival − ScheduleTime.
     pub lateness: Option<Percentiles>,
+    /// Its distribution, for the chart (`--plot`).
+    pub lateness_curve: Curve,
     /// UpdatedAt − ScheduleTime: lateness when the claim started.
     pub claim_start: Option<Percentiles>,
     /// Last arrival − first due time.
@@ -178,12 +183,14 @@ impl Arrived {
             .values()
             .filter_map(|a| a.updated_us.zip(a.schedule_us).map(|(u, s)| u - s))
             .collect();
+        let distribution = Latencies::of_us(lateness.iter().copied());
         Arrived {
             jobs: first.len(),
             duplicates,
             early: lateness.iter().filter(|&&l| l < 0).count(),
-            lateness: Percentiles::of_us(lateness.iter().copied()),
-            claim_start: Percentiles::of_us(claim_start.iter().copied()),
+            lateness: distribution.as_ref().map(Latencies::percentiles),
+            lateness_curve: distribution.map(|d| d.curve()).unwrap_or_default(),
+            claim_start: Latencies::of_us(claim_start.iter().copied()).map(|l| l.percentiles()),
             drain_ms: first
                 .values()
                 .map(|a| a.received_us)

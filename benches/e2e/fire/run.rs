@@ -23,7 +23,7 @@ use crate::{
     args::{Options, Store},
     load::{Load, create_load},
     service::{Service, drop_namespace, service_env, set, var},
-    support::{now_us, proc::load_average, stats::Percentiles},
+    support::{now_us, proc::load_average, stats::Latencies},
 };
 
 /// When the jobs are due: the window's opening (Unix ms) and each job's
@@ -91,7 +91,7 @@ pub async fn fire_run(
     service.stop().await;
     drop_namespace(config.store, &this.namespace).await;
 
-    let claimed = Percentiles::of_us(claimed.iter().copied());
+    let claimed = Latencies::of_us(claimed.iter().copied()).map(|l| l.percentiles());
     Ok(FireOutcome {
         config,
         jobs: created,
@@ -103,6 +103,7 @@ pub async fn fire_run(
         p50_ms: arrived.lateness.map(|p| p.p50_ms),
         p99_ms: arrived.lateness.map(|p| p.p99_ms),
         max_ms: arrived.lateness.map(|p| p.max_ms),
+        lateness_curve: arrived.lateness_curve,
         drain_ms: arrived.drain_ms,
         claim_start_p50_ms: arrived.claim_start.map(|p| p.p50_ms),
         claim_start_p99_ms: arrived.claim_start.map(|p| p.p99_ms),
