@@ -52,6 +52,16 @@ impl RepeatedTime {
             RepeatedTime::Both => "both",
         }
     }
+
+    /// Whether the earlier instant of a repeated time fires.
+    pub(super) fn fires_first_pass(self) -> bool {
+        matches!(self, RepeatedTime::First | RepeatedTime::Both)
+    }
+
+    /// Whether the later instant of a repeated time fires.
+    pub(super) fn fires_second_pass(self) -> bool {
+        matches!(self, RepeatedTime::Last | RepeatedTime::Both)
+    }
 }
 
 impl SkippedTime {

@@ -4,7 +4,7 @@
 
 use std::{fmt, sync::LazyLock};
 
-use chrono::DateTime;
+use chrono::{DateTime, NaiveDateTime};
 use croner::{
     Cron,
     errors::CronError,
@@ -91,6 +91,13 @@ impl CronExpression {
     /// The normalised text.
     pub fn as_str(&self) -> &str {
         &self.text
+    }
+
+    /// The first local wall-clock time after `wall` (whole seconds) that
+    /// the expression matches; `None` past croner's search limit (the year
+    /// 5000).
+    pub(super) fn next_wall_after(&self, wall: NaiveDateTime) -> Option<NaiveDateTime> {
+        self.cron.find_next_occurrence(&wall, false).ok()
     }
 
     fn from_macro(word: &str) -> Result<Self, Error> {
@@ -249,6 +256,10 @@ mod tests {
         }
     }
 
+    fn wall(text: &str) -> NaiveDateTime {
+        text.parse().unwrap()
+    }
+
     #[test]
     fn five_and_six_fields_and_macros_are_accepted_and_normalised() {
         for (given, normalised) in [
@@ -264,6 +275,26 @@ mod tests {
             assert_eq!(expression.as_str(), normalised, "{given:?}");
             assert_eq!(CronExpression::parse(normalised).unwrap(), expression);
         }
+    }
+
+    #[test]
+    fn five_fields_match_on_whole_minutes_and_six_on_seconds() {
+        let every_quarter = CronExpression::parse("*/15 * * * *").unwrap();
+        assert_eq!(
+            every_quarter.next_wall_after(wall("2024-01-01T10:07:31")),
+            Some(wall("2024-01-01T10:15:00"))
+        );
+        let seconds = CronExpression::parse("*/20 * * * * *").unwrap();
+        assert_eq!(
+            seconds.next_wall_after(wall("2024-01-01T10:07:40")),
+            Some(wall("2024-01-01T10:08:00"))
+        );
+        let weekly = CronExpression::parse("@weekly").unwrap();
+        // 2024-01-01 is a Monday; the next midnight of a Sunday is the 7th.
+        assert_eq!(
+            weekly.next_wall_after(wall("2024-01-01T00:00:00")),
+            Some(wall("2024-01-07T00:00:00"))
+        );
     }
 
     #[test]
@@ -316,5 +347,11 @@ mod tests {
                 "{never}"
             );
         }
+        // February 29 fires, every fourth year.
+        let leap = CronExpression::parse("0 0 29 2 *").unwrap();
+        assert_eq!(
+            leap.next_wall_after(wall("2025-01-01T00:00:00")),
+            Some(wall("2028-02-29T00:00:00"))
+        );
     }
 }
