@@ -27,6 +27,28 @@ pub enum Field {
     Page,
     /// The page size of a listing.
     Size,
+    /// A recurring schedule's cron expression.
+    CronExpression,
+    /// The IANA time zone a cron expression is read in.
+    TimeZone,
+    /// What a cron schedule does at a local time that occurs twice.
+    DstRepeated,
+    /// What a cron schedule does at a local time that does not exist.
+    DstSkipped,
+    /// An interval schedule's period.
+    Interval,
+    /// The instant an interval schedule counts its periods from.
+    AnchorTime,
+    /// The earliest time a recurring schedule may fire.
+    StartTime,
+    /// The latest time a recurring schedule may fire.
+    EndTime,
+    /// How many times a recurring schedule fires at most.
+    MaxRuns,
+    /// The bound of the delay added to each firing.
+    Jitter,
+    /// A schedule's stored text form as a whole.
+    Schedule,
 }
 
 impl Field {
@@ -41,6 +63,17 @@ impl Field {
             Field::JobData => "job_data",
             Field::Page => "page",
             Field::Size => "size",
+            Field::CronExpression => "cron_expression",
+            Field::TimeZone => "time_zone",
+            Field::DstRepeated => "dst_repeated",
+            Field::DstSkipped => "dst_skipped",
+            Field::Interval => "interval",
+            Field::AnchorTime => "anchor_time",
+            Field::StartTime => "start_time",
+            Field::EndTime => "end_time",
+            Field::MaxRuns => "max_runs",
+            Field::Jitter => "jitter",
+            Field::Schedule => "schedule",
         }
     }
 }

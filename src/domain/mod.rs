@@ -1,8 +1,10 @@
-//! The domain: what a job is, the rules its fields obey, and the errors the
-//! service speaks in. Nothing here knows about gRPC, MongoDB or Kafka.
+//! The domain: what a job is, the rules its fields obey, when it fires
+//! ([`schedule`]), and the errors the service speaks in. Nothing here knows
+//! about gRPC, MongoDB or Kafka.
 
 mod error;
 mod job;
+pub mod schedule;
 
 pub use error::{EXCERPT_MAX_CHARS, Error, Excerpt, Field};
 pub use job::{
