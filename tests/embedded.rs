@@ -136,9 +136,6 @@ async fn kill_9_and_restart_keep_and_fire_every_job() {
     service.kill_9();
     service.restart().await;
     let channel = channel_to(service.port).await;
-    // A named subscriber, subscribing after the restart: the runs published
-    // before it came are replayed to it from the event log.
-    let mut runs = common::embedded::subscribe(&channel, &[EventKind::Run], "kept-runs").await;
     let mut client = JobsServiceClient::new(channel.clone());
     let listed = client
         .list_jobs(proto::ListJobsRequest { page: 1, size: 100 })
@@ -146,8 +143,22 @@ async fn kill_9_and_restart_keep_and_fire_every_job() {
         .expect("ListJobs")
         .into_inner();
     assert_eq!(listed.total_count, 10, "every job kept");
-    // Every job fires after the restart; each run is acknowledged as it
-    // arrives.
+    // Every job fires after the restart (its status says so, whenever the
+    // restart finished).
+    for id in &ids {
+        let status = common::wait_for_status(
+            &mut client,
+            id,
+            proto::JobStatus::Running,
+            Duration::from_secs(60),
+        )
+        .await;
+        assert_eq!(status, proto::JobStatus::Running, "{id} fired");
+    }
+    // A named subscriber that subscribes only now: the runs published
+    // before it came are replayed to it from the event log.
+    let mut runs = common::embedded::subscribe(&channel, &[EventKind::Run], "kept-runs").await;
+    // Each run is acknowledged as it arrives.
     let mut fired: HashMap<String, usize> = HashMap::new();
     while fired.len() < ids.len() {
         let event = next_event(&mut runs).await;
