@@ -17,15 +17,16 @@ use common::{
     create_job, create_jobs, create_request,
     embedded::{
         ack, channel_to, embedded_vars, job_id, next_event, next_item, spawn_embedded, subscribe,
+        try_ack, wait_until_running,
     },
     processes::ServiceProcess,
 };
 use scheduler_service::{
     config::vars,
     grpc::{
-        proto::{self, jobs_service_client::JobsServiceClient},
+        proto::jobs_service_client::JobsServiceClient,
         scheduler::v1::{
-            AckRequest, EventKind, JobEvent, SubscribeRequest, SubscribeResponse,
+            EventKind, JobEvent, SubscribeRequest, SubscribeResponse,
             job_events_client::JobEventsClient, subscribe_response::Item,
         },
     },
@@ -102,16 +103,7 @@ async fn after_a_kill_9_while_a_named_subscriber_is_away_it_receives_every_run_o
     // their outbox entries may still be owed: the relay logs them after the
     // restart), and restarted.
     let ids = create_jobs(&mut client, "while away", 10, 500, 100).await;
-    for id in &ids {
-        let status = common::wait_for_status(
-            &mut client,
-            id,
-            proto::JobStatus::Running,
-            Duration::from_secs(60),
-        )
-        .await;
-        assert_eq!(status, proto::JobStatus::Running, "{id} fired");
-    }
+    wait_until_running(&mut client, &ids).await;
     service.kill_9();
     service.restart().await;
     // The executor comes back under its name: every run, each once, in order.
@@ -160,11 +152,7 @@ async fn a_named_subscriber_that_reconnects_gets_what_it_did_not_acknowledge_the
     );
     assert_eq!(job_id(&got[1]), third);
     // A sequence number the log never gave is refused.
-    let beyond = JobEventsClient::new(app.channel.clone())
-        .ack(AckRequest {
-            subscription: "resumer".into(),
-            sequence: 1_000_000,
-        })
+    let beyond = try_ack(&app.channel, "resumer", 1_000_000)
         .await
         .expect_err("beyond the log");
     assert_eq!(beyond.code(), Code::InvalidArgument, "{beyond:?}");
@@ -281,11 +269,7 @@ async fn with_kafka_and_another_store_a_named_subscription_is_refused() {
         .expect_err("no event log");
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
     assert!(refused.message().contains("consumer group"), "{refused:?}");
-    let ack = JobEventsClient::new(app.channel.clone())
-        .ack(AckRequest {
-            subscription: "executors".into(),
-            sequence: 1,
-        })
+    let ack = try_ack(&app.channel, "executors", 1)
         .await
         .expect_err("no event log");
     assert_eq!(ack.code(), Code::FailedPrecondition, "{ack:?}");

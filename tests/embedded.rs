@@ -9,7 +9,10 @@ use std::{collections::HashMap, time::Duration};
 
 use common::{
     create_job, create_jobs, create_request,
-    embedded::{ack, channel_to, embedded_vars, job_id, next_event, next_item, spawn_embedded},
+    embedded::{
+        ack, channel_to, embedded_vars, job_id, next_event, next_item, spawn_embedded,
+        wait_until_running,
+    },
     processes::ServiceProcess,
 };
 use scheduler_service::grpc::{
@@ -145,16 +148,7 @@ async fn kill_9_and_restart_keep_and_fire_every_job() {
     assert_eq!(listed.total_count, 10, "every job kept");
     // Every job fires after the restart (its status says so, whenever the
     // restart finished).
-    for id in &ids {
-        let status = common::wait_for_status(
-            &mut client,
-            id,
-            proto::JobStatus::Running,
-            Duration::from_secs(60),
-        )
-        .await;
-        assert_eq!(status, proto::JobStatus::Running, "{id} fired");
-    }
+    wait_until_running(&mut client, &ids).await;
     // A named subscriber that subscribes only now: the runs published
     // before it came are replayed to it from the event log.
     let mut runs = common::embedded::subscribe(&channel, &[EventKind::Run], "kept-runs").await;

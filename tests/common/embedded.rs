@@ -6,6 +6,7 @@ use std::{collections::HashMap, path::Path, time::Duration};
 
 use scheduler_service::{
     config::{Settings, vars},
+    grpc::proto::{self, jobs_service_client::JobsServiceClient},
     grpc::scheduler::v1::{
         AckRequest, EventKind, JobEvent, SubscribeRequest, SubscribeResponse,
         job_events_client::JobEventsClient, subscribe_response::Item,
@@ -92,15 +93,35 @@ pub fn job_id(event: &JobEvent) -> String {
     event.job.as_ref().expect("the job").id.clone()
 }
 
+/// Acknowledges `sequence` for `subscription`: the outcome, or the status.
+pub async fn try_ack(
+    channel: &Channel,
+    subscription: &str,
+    sequence: u64,
+) -> Result<String, tonic::Status> {
+    let request = AckRequest {
+        subscription: subscription.to_owned(),
+        sequence,
+    };
+    let reply = JobEventsClient::new(channel.clone()).ack(request).await?;
+    Ok(reply.into_inner().outcome)
+}
+
 /// Acknowledges `sequence` for `subscription`; the outcome.
 pub async fn ack(channel: &Channel, subscription: &str, sequence: u64) -> String {
-    JobEventsClient::new(channel.clone())
-        .ack(AckRequest {
-            subscription: subscription.to_owned(),
-            sequence,
-        })
-        .await
-        .expect("Ack")
-        .into_inner()
-        .outcome
+    try_ack(channel, subscription, sequence).await.expect("Ack")
+}
+
+/// Waits until every job of `ids` is RUNNING (a minute each at most).
+pub async fn wait_until_running(client: &mut JobsServiceClient<Channel>, ids: &[String]) {
+    for id in ids {
+        let status = super::wait_for_status(
+            client,
+            id,
+            proto::JobStatus::Running,
+            Duration::from_secs(60),
+        )
+        .await;
+        assert_eq!(status, proto::JobStatus::Running, "{id} fired");
+    }
 }
