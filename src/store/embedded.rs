@@ -447,8 +447,9 @@ impl EmbeddedJobDB {
         self.write_then(op, None).await
     }
 
-    /// Runs `op` as [`EmbeddedJobDB::write`] does, with the events it
-    /// appends to the log: once they are committed, they go to the sink.
+    /// Runs `op` as [`EmbeddedJobDB::write`] does, then appends to the log,
+    /// in the same transaction, the events it gave; once they are
+    /// committed, they go to the sink.
     async fn write_logged<T: Send + 'static>(
         &self,
         mut op: impl FnMut(&redb::WriteTransaction, &mut Vec<LoggedEvent>) -> Result<T, StoreError>
@@ -458,7 +459,9 @@ impl EmbeddedJobDB {
         let sink = self.inner.sink.clone();
         let op = move |txn: &redb::WriteTransaction| {
             let mut logged = Vec::new();
-            op(txn, &mut logged).map(|value| (value, logged))
+            let value = op(txn, &mut logged)?;
+            log::append(txn, &mut logged)?;
+            Ok((value, logged))
         };
         let hand_over: OnCommit<(T, Vec<LoggedEvent>)> = Box::new(move |(_, logged)| {
             if let Some(sink) = sink.get()

@@ -179,36 +179,36 @@ fn next_sequence(txn: &redb::WriteTransaction) -> Result<u64, StoreError> {
     Ok(next.map_or(1, |next| next.value()))
 }
 
-/// Appends `kind` of `job` to the log inside `txn`, into `logged`.
-fn append(
+/// Appends `events` to the log inside `txn`, in order, numbering them
+/// (the log's tables are opened once for a whole batch).
+pub(super) fn append(
     txn: &redb::WriteTransaction,
-    kind: EventKind,
-    job: &Job,
-    logged_ms: i64,
-    logged: &mut Vec<LoggedEvent>,
+    events: &mut [LoggedEvent],
 ) -> Result<(), StoreError> {
-    let sequence = next_sequence(txn)?;
-    txn.open_table(EVENTS)
-        .map_err(other)?
-        .insert(sequence, encode_event(kind, job, logged_ms)?.as_slice())
-        .map_err(other)?;
+    if events.is_empty() {
+        return Ok(());
+    }
+    let logged_ms = crate::domain::now().timestamp_millis();
+    let mut next = next_sequence(txn)?;
+    let mut table = txn.open_table(EVENTS).map_err(other)?;
+    for event in events {
+        event.sequence = next;
+        let bytes = encode_event(event.kind, &event.job, logged_ms)?;
+        table.insert(next, bytes.as_slice()).map_err(other)?;
+        next += 1;
+    }
     txn.open_table(META)
         .map_err(other)?
-        .insert(NEXT_SEQUENCE, sequence + 1)
+        .insert(NEXT_SEQUENCE, next)
         .map_err(other)?;
-    logged.push(LoggedEvent {
-        sequence,
-        kind,
-        job: job.clone(),
-    });
     Ok(())
 }
 
 /// Sets what job `id` owes to `remaining` if it is still at `version`, and
-/// appends to the log, in the same transaction, each event this clears (in
-/// the order of publication, into `logged`). The events are those the
-/// stored job owes, so a job cleared twice at one version (a call and the
-/// relay racing) logs its events once. Returns whether the job was set.
+/// adds to `logged` each event this clears, in the order of publication,
+/// for [`append`] in the same transaction. The events are those the stored
+/// job owes, so a job cleared twice at one version (a call and the relay
+/// racing) logs its events once. Returns whether the job was set.
 pub(super) fn settle_owed(
     txn: &redb::WriteTransaction,
     id: JobId,
@@ -225,10 +225,11 @@ pub(super) fn settle_owed(
         update: current.pending.update && !remaining.update,
         run: current.pending.run && !remaining.run,
     };
-    let logged_ms = crate::domain::now().timestamp_millis();
-    for kind in EventKind::owed(cleared) {
-        append(txn, kind, &current, logged_ms, logged)?;
-    }
+    logged.extend(EventKind::owed(cleared).map(|kind| LoggedEvent {
+        sequence: 0,
+        kind,
+        job: current.clone(),
+    }));
     let updated = Job {
         pending: remaining,
         ..current.clone()
