@@ -7,79 +7,42 @@ mod common;
 
 use std::{collections::HashMap, time::Duration};
 
-use common::{create_job, create_jobs, create_request, processes::ServiceProcess};
-use scheduler_service::{
-    config::{Settings, vars},
-    grpc::{
-        proto::{self, jobs_service_client::JobsServiceClient},
-        scheduler::v1::{
-            EventKind, ReportResultRequest, SubscribeRequest, job_events_client::JobEventsClient,
-            subscribe_response::Item,
-        },
+use common::{
+    create_job, create_jobs, create_request,
+    embedded::{
+        ack, channel_to, embedded_vars, job_id, next_event, next_item, spawn_embedded,
+        wait_until_running,
+    },
+    processes::ServiceProcess,
+};
+use scheduler_service::grpc::{
+    proto::{self, jobs_service_client::JobsServiceClient},
+    scheduler::v1::{
+        EventKind, ReportResultRequest, SubscribeResponse, job_events_client::JobEventsClient,
+        subscribe_response::Item,
     },
 };
 use tonic::{Code, Streaming, transport::Channel};
 
-/// Settings with no database and no broker: embedded mode in `dir`.
-fn embedded_vars(dir: &std::path::Path) -> Vec<(String, String)> {
-    vec![
-        (
-            vars::DATA_DIR.to_owned(),
-            dir.to_string_lossy().into_owned(),
-        ),
-        (vars::SHUTDOWN_GRACE_SECS.to_owned(), "2".to_owned()),
-    ]
-}
-
-async fn spawn_embedded(dir: &std::path::Path) -> common::TestApp {
-    let map: HashMap<String, String> = embedded_vars(dir).into_iter().collect();
-    let mut settings = Settings::from_lookup(|name| map.get(name).cloned()).expect("settings");
-    settings.server.host = [127, 0, 0, 1].into();
-    settings.server.port = 0;
-    settings.observability.metrics_port = 0;
-    common::spawn_app_with(settings).await
-}
-
-async fn subscribe(
-    channel: &Channel,
-    kinds: &[EventKind],
-) -> Streaming<scheduler_service::grpc::scheduler::v1::SubscribeResponse> {
-    JobEventsClient::new(channel.clone())
-        .subscribe(SubscribeRequest {
-            kinds: kinds.iter().map(|k| *k as i32).collect(),
-            job_types: vec![],
-        })
-        .await
-        .expect("Subscribe")
-        .into_inner()
+async fn subscribe(channel: &Channel, kinds: &[EventKind]) -> Streaming<SubscribeResponse> {
+    common::embedded::subscribe(channel, kinds, "").await
 }
 
 /// The next run event's (job id, scheduled key) from a stream.
-async fn next_run(
-    stream: &mut Streaming<scheduler_service::grpc::scheduler::v1::SubscribeResponse>,
-) -> (String, i64) {
-    let message = tokio::time::timeout(Duration::from_secs(90), stream.message())
-        .await
-        .expect("an event")
-        .expect("stream")
-        .expect("stream open");
-    match message.item {
-        Some(Item::Event(event)) => {
-            assert_eq!(
-                event.kind,
-                EventKind::Run as i32,
-                "only run events were asked for"
-            );
-            (event.job.expect("job").id, event.scheduled_key)
-        }
-        other => panic!("unexpected item {other:?}"),
-    }
+async fn next_run(stream: &mut Streaming<SubscribeResponse>) -> (String, i64) {
+    let event = next_event(stream).await;
+    assert_eq!(
+        event.kind,
+        EventKind::Run as i32,
+        "only run events were asked for"
+    );
+    (job_id(&event), event.scheduled_key)
 }
 
 #[tokio::test]
 async fn the_whole_cycle_runs_with_no_external_server() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut app = spawn_embedded(dir.path()).await;
+    let mut app = spawn_embedded(dir.path(), &[]).await;
     let mut runs = subscribe(&app.channel, &[EventKind::Run]).await;
     let id = create_job(&mut app.client, create_request("embedded", 300)).await;
     let (fired, _) = next_run(&mut runs).await;
@@ -136,7 +99,7 @@ async fn the_whole_cycle_runs_with_no_external_server() {
 #[tokio::test]
 async fn two_subscribers_both_receive_every_run_event() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut app = spawn_embedded(dir.path()).await;
+    let mut app = spawn_embedded(dir.path(), &[]).await;
     let mut first = subscribe(&app.channel, &[EventKind::Run]).await;
     let mut second = subscribe(&app.channel, &[]).await;
     let mut ids = create_jobs(&mut app.client, "fan", 5, 300, 0).await;
@@ -175,13 +138,8 @@ async fn kill_9_and_restart_keep_and_fire_every_job() {
     let ids = create_jobs(&mut client, "kept", 10, 4_000, 100).await;
     service.kill_9();
     service.restart().await;
-    let channel = Channel::from_shared(format!("http://127.0.0.1:{}", service.port))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect");
-    let mut runs = subscribe(&channel, &[EventKind::Run]).await;
-    let mut client = JobsServiceClient::new(channel);
+    let channel = channel_to(service.port).await;
+    let mut client = JobsServiceClient::new(channel.clone());
     let listed = client
         .list_jobs(proto::ListJobsRequest { page: 1, size: 100 })
         .await
@@ -190,44 +148,27 @@ async fn kill_9_and_restart_keep_and_fire_every_job() {
     assert_eq!(listed.total_count, 10, "every job kept");
     // Every job fires after the restart (its status says so, whenever the
     // restart finished).
-    for id in &ids {
-        assert_eq!(
-            common::wait_for_status(
-                &mut client,
-                id,
-                proto::JobStatus::Running,
-                Duration::from_secs(60)
-            )
-            .await,
-            proto::JobStatus::Running,
-            "{id} fired"
-        );
-    }
-    // Then the service stops, which ends the stream: it holds no run twice
-    // and none of another job. (Without a durable subscription, the runs
-    // published before the subscriber was back are not replayed to it.)
-    assert!(service.terminate().await.success(), "graceful exit");
+    wait_until_running(&mut client, &ids).await;
+    // A named subscriber that subscribes only now: the runs published
+    // before it came are replayed to it from the event log.
+    let mut runs = common::embedded::subscribe(&channel, &[EventKind::Run], "kept-runs").await;
+    // Each run is acknowledged as it arrives.
     let mut fired: HashMap<String, usize> = HashMap::new();
-    while let Some(run) = next_run_until_end(&mut runs).await {
-        *fired.entry(run.0).or_default() += 1;
+    while fired.len() < ids.len() {
+        let event = next_event(&mut runs).await;
+        assert_eq!(ack(&channel, "kept-runs", event.sequence).await, "acked");
+        *fired.entry(job_id(&event)).or_default() += 1;
     }
-    assert!(fired.keys().all(|id| ids.contains(id)), "{fired:?}");
+    // Then the service stops, which ends the stream: nothing more came, no
+    // run twice and none of another job.
+    assert!(service.terminate().await.success(), "graceful exit");
+    while let Some(Item::Event(event)) = next_item(&mut runs).await {
+        *fired.entry(job_id(&event)).or_default() += 1;
+    }
+    let mut fired_ids: Vec<&String> = fired.keys().collect();
+    fired_ids.sort();
+    let mut expected: Vec<&String> = ids.iter().collect();
+    expected.sort();
+    assert_eq!(fired_ids, expected, "every job's run");
     assert!(fired.values().all(|n| *n == 1), "each once: {fired:?}");
-}
-
-/// The next run event of a stream, or `None` once the stream has ended.
-async fn next_run_until_end(
-    stream: &mut Streaming<scheduler_service::grpc::scheduler::v1::SubscribeResponse>,
-) -> Option<(String, i64)> {
-    let message = tokio::time::timeout(Duration::from_secs(60), stream.message())
-        .await
-        .expect("the stream ends when the service stops");
-    match message {
-        Ok(Some(message)) => match message.item {
-            Some(Item::Event(event)) => Some((event.job.expect("job").id, event.scheduled_key)),
-            other => panic!("unexpected item {other:?}"),
-        },
-        // Ended by the service's shutdown (an error status or a clean end).
-        Ok(None) | Err(_) => None,
-    }
 }

@@ -81,7 +81,7 @@ async fn subscribe(
     JobEventsClient::new(channel.clone())
         .subscribe(SubscribeRequest {
             kinds: kinds.iter().map(|kind| *kind as i32).collect(),
-            job_types: vec![],
+            ..SubscribeRequest::default()
         })
         .await
         .map(tonic::Response::into_inner)

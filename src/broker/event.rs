@@ -5,29 +5,8 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use crate::domain::EventKind;
 use crate::domain::Job;
-
-/// Which topic an event goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventKind {
-    /// A job was created (`topic-job-create`).
-    Create,
-    /// A job was updated (`topic-job-update`).
-    Update,
-    /// A job fired and must run now (`topic-job-run`).
-    Run,
-}
-
-impl EventKind {
-    /// Short lower-case name, for logs and message headers.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Create => "create",
-            EventKind::Update => "update",
-            EventKind::Run => "run",
-        }
-    }
-}
 
 /// The payload of every produced event: one job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,6 +2,10 @@
 //! gRPC `JobEvents.Subscribe` streams. With Kafka configured the hub rides
 //! along (events go to Kafka and to subscribers); without Kafka it is the
 //! only bus, so the service runs with no external process.
+//!
+//! On the embedded store, events reach the hub from the store's event log
+//! (each as its append is committed, with its sequence number), not from
+//! the producer: see [`crate::store::event_log`].
 
 use std::sync::Arc;
 
@@ -9,19 +13,23 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use super::{BrokerError, EventKind, JobsProducer};
-use crate::domain::Job;
+use crate::domain::{Job, LoggedEvent};
 
 /// How many events a slow subscriber may fall behind before it is told it
 /// missed some.
 pub const HUB_CAPACITY: usize = 4096;
 
-/// One published event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HubEvent {
-    /// Which event.
-    pub kind: EventKind,
-    /// The job as published.
-    pub job: Job,
+/// One published event (its sequence number is 0 unless a log keeps it).
+pub type HubEvent = LoggedEvent;
+
+/// What a subscriber's stream carries: an event of the hub (shared), or how
+/// many events the subscriber missed.
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    /// An event.
+    Event(Arc<HubEvent>),
+    /// The subscriber missed this many events.
+    Lagged(u64),
 }
 
 /// The broadcast point of job events; cheap to clone.
@@ -43,26 +51,25 @@ impl EventHub {
         self.sender.subscribe()
     }
 
-    fn send(&self, kind: EventKind, job: &Job) {
+    /// Sends `event` to every subscriber.
+    pub fn send(&self, event: HubEvent) {
         // No subscriber is not an error: the event simply has no audience.
-        let _ = self.sender.send(Arc::new(HubEvent {
-            kind,
-            job: job.clone(),
-        }));
+        let _ = self.sender.send(Arc::new(event));
     }
 }
 
-/// Publishes to the broker, if one is configured, then to the hub. An event
-/// reaches subscribers only once the broker acknowledged it, so a subscriber
-/// never sees an event that the outbox will publish again.
+/// Publishes to the broker, if one is configured, then to the hub, if
+/// given (none when the store's event log feeds it). An event reaches
+/// subscribers only once the broker acknowledged it, so a subscriber never
+/// sees an event that the outbox will publish again.
 pub struct FanOutProducer {
     broker: Option<Arc<dyn JobsProducer>>,
-    hub: EventHub,
+    hub: Option<EventHub>,
 }
 
 impl FanOutProducer {
     /// Fans out to `broker` (none: in-process only) and `hub`.
-    pub fn new(broker: Option<Arc<dyn JobsProducer>>, hub: EventHub) -> Self {
+    pub fn new(broker: Option<Arc<dyn JobsProducer>>, hub: Option<EventHub>) -> Self {
         FanOutProducer { broker, hub }
     }
 }
@@ -73,7 +80,13 @@ impl JobsProducer for FanOutProducer {
         if let Some(broker) = &self.broker {
             broker.publish(kind, job).await?;
         }
-        self.hub.send(kind, job);
+        if let Some(hub) = &self.hub {
+            hub.send(HubEvent {
+                sequence: 0,
+                kind,
+                job: job.clone(),
+            });
+        }
         Ok(())
     }
 
@@ -118,7 +131,7 @@ mod tests {
     #[tokio::test]
     async fn every_subscriber_receives_every_event_and_a_slow_one_learns_it_lagged() {
         let hub = EventHub::new(2);
-        let producer = FanOutProducer::new(None, hub.clone());
+        let producer = FanOutProducer::new(None, Some(hub.clone()));
         let (mut a, mut b) = (hub.subscribe(), hub.subscribe());
         let job = job();
         producer.publish(EventKind::Create, &job).await.unwrap();
@@ -136,7 +149,7 @@ mod tests {
     #[tokio::test]
     async fn an_event_the_broker_refused_is_not_fanned_out() {
         let hub = EventHub::new(8);
-        let producer = FanOutProducer::new(Some(Arc::new(DownBroker)), hub.clone());
+        let producer = FanOutProducer::new(Some(Arc::new(DownBroker)), Some(hub.clone()));
         let mut subscriber = hub.subscribe();
         assert!(producer.publish(EventKind::Run, &job()).await.is_err());
         assert!(subscriber.try_recv().is_err());

@@ -4,6 +4,7 @@
 //! and topic administration, and the in-process hub that feeds gRPC
 //! subscribers (and is the only bus when Kafka is not configured).
 
+pub mod durable;
 mod event;
 pub mod hub;
 pub mod kafka;

@@ -14,7 +14,7 @@
 //! are the variables (lower-cased, as config-rs keys them) with their
 //! defaults, then checks the rules across fields: [`server`], [`database`],
 //! [`broker`] and [`kafka_security`], [`scheduler`], [`security`],
-//! [`telemetry`]. A missing or
+//! [`telemetry`], [`events`]. A missing or
 //! invalid setting is one [`ConfigError`] naming the variable.
 
 use std::{collections::HashMap, path::Path, time::Duration};
@@ -24,6 +24,7 @@ use serde::{Deserialize, de::DeserializeOwned};
 
 pub mod broker;
 pub mod database;
+pub mod events;
 pub mod kafka_security;
 pub mod scheduler;
 pub mod security;
@@ -34,6 +35,7 @@ pub mod vars;
 
 pub use broker::{KafkaSettings, TopicSettings, TopicSpec};
 pub use database::{DatabaseKind, DatabaseSettings, redact_uri};
+pub use events::EventSettings;
 pub use scheduler::{MisfirePolicy, RunTimeoutPolicy, SchedulerSettings};
 pub use security::{AuthPublicKey, SecuritySettings, StreamSettings, TlsSettings};
 pub use server::ServerSettings;
@@ -144,6 +146,8 @@ pub struct Settings {
     pub security: SecuritySettings,
     /// Metrics endpoint and trace export.
     pub observability: ObservabilitySettings,
+    /// The embedded store's event log.
+    pub events: EventSettings,
 }
 
 /// The variables of the service as a whole.
@@ -226,6 +230,7 @@ impl Settings {
             observability: merged
                 .parse::<telemetry::TelemetryVars>()?
                 .into_settings()?,
+            events: merged.parse::<events::EventVars>()?.into_settings()?,
         })
     }
 }

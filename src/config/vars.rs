@@ -139,6 +139,9 @@ pub const SCHEDULER_RUN_TIMEOUT_POLICY: &str = "SCHEDULER_RUN_TIMEOUT_POLICY";
 pub const OUTBOX_POLL_MS: &str = "OUTBOX_POLL_MS";
 /// How long shutdown waits for in-flight work, in seconds (default 10).
 pub const SHUTDOWN_GRACE_SECS: &str = "SHUTDOWN_GRACE_SECS";
+/// How much of the embedded store's event log is kept: `<count>,<age>`
+/// (default `100000,7d`).
+pub const EVENTS_RETENTION: &str = "EVENTS_RETENTION";
 /// PEM file of the auth service's RSA public key: gRPC calls then need an
 /// RS256 JWT with `role: admin` (or `executor`, for JobEvents' Subscribe and
 /// ReportResult). Required in production; without it elsewhere, calls are
@@ -240,6 +243,7 @@ pub const ALL: &[&str] = &[
     SCHEDULER_RUN_TIMEOUT_POLICY,
     OUTBOX_POLL_MS,
     SHUTDOWN_GRACE_SECS,
+    EVENTS_RETENTION,
     AUTH_PUBLIC_KEY_FILE,
     GRPC_MAX_MESSAGE_BYTES,
     GRPC_REQUEST_TIMEOUT_MS,

@@ -13,15 +13,20 @@
 //! `GRPC_SUBSCRIBER_STALL_SECS` while one waits for it (ABORTED). The buffer
 //! holds the hub's own events, shared, not copies: each is made into its
 //! message only as the stream sends it.
+//!
+//! A Subscribe that names a subscription is durable (on the embedded store
+//! only): its events come from the store's event log, from where the name
+//! left off, through [`Subscriptions`], and `Ack` records what the name has
+//! handled. The bounds above apply to its streams alike.
 
-use std::{collections::HashSet, pin::Pin, sync::Arc, time::Duration};
+use std::{pin::Pin, sync::Arc, time::Duration};
 
 use futures::{
     Stream, StreamExt,
     stream::{self, PollNext},
 };
 use tokio::sync::{
-    OwnedSemaphorePermit, Semaphore,
+    Notify, OwnedSemaphorePermit, Semaphore,
     broadcast::{self, error::RecvError},
     mpsc::{self, error::SendTimeoutError},
     oneshot,
@@ -38,12 +43,13 @@ use super::{
 use crate::{
     broker::{
         EventKind,
-        hub::{EventHub, HubEvent},
+        durable::{End, JoinError, Subscriptions},
+        hub::{EventHub, HubEvent, Outgoing},
     },
     config::StreamSettings,
-    domain::{Error, Field, JobType, ResultStatus},
+    domain::{Error, EventFilter, Field, JobType, ResultStatus},
     service::JobService,
-    store::ResultOutcome,
+    store::{ResultOutcome, event_log::AckOutcome},
     telemetry::metrics::{Metrics, SubscriberDrop},
 };
 
@@ -58,6 +64,8 @@ const STREAM_BUFFER: usize = 64;
 pub struct JobEventsGrpc {
     service: JobService,
     hub: EventHub,
+    /// Named subscriptions: only over the embedded store's event log.
+    subscriptions: Option<Subscriptions>,
     shutdown: CancellationToken,
     /// One permit per open subscriber stream.
     places: Arc<Semaphore>,
@@ -66,17 +74,20 @@ pub struct JobEventsGrpc {
 }
 
 impl JobEventsGrpc {
-    /// Serves `hub`'s events and `service`'s results; streams end at
-    /// `shutdown`, and are bounded by `limits`.
+    /// Serves `hub`'s events, the named `subscriptions` (if the store keeps
+    /// an event log) and `service`'s results; streams end at `shutdown`, and
+    /// are bounded by `limits`.
     pub fn new(
         service: JobService,
         hub: EventHub,
+        subscriptions: Option<Subscriptions>,
         shutdown: CancellationToken,
         limits: &StreamSettings,
     ) -> Self {
         JobEventsGrpc {
             service,
             hub,
+            subscriptions,
             shutdown,
             places: Arc::new(Semaphore::new(limits.max_subscribers)),
             max_subscribers: limits.max_subscribers,
@@ -93,50 +104,57 @@ fn wire_kind(kind: EventKind) -> events::EventKind {
     }
 }
 
-/// What a subscriber asked for; empty sets mean everything.
-struct Filter {
-    kinds: HashSet<i32>,
-    job_types: HashSet<i32>,
+/// The kind of a wire number, unless it is unknown or unspecified.
+fn domain_kind(kind: i32) -> Option<EventKind> {
+    match events::EventKind::try_from(kind).ok()? {
+        events::EventKind::Create => Some(EventKind::Create),
+        events::EventKind::Update => Some(EventKind::Update),
+        events::EventKind::Run => Some(EventKind::Run),
+        events::EventKind::Unspecified => None,
+    }
 }
 
-impl TryFrom<events::SubscribeRequest> for Filter {
-    type Error = Status;
-
-    fn try_from(request: events::SubscribeRequest) -> Result<Self, Status> {
-        for kind in &request.kinds {
-            if !matches!(events::EventKind::try_from(*kind), Ok(k) if k != events::EventKind::Unspecified)
-            {
-                return Err(Status::invalid_argument(format!(
-                    "invalid kinds: unknown event kind {kind}"
-                )));
-            }
-        }
-        for job_type in &request.job_types {
-            if JobType::from_i32(*job_type).is_none() {
-                return Err(
-                    Error::invalid(Field::JobType, format!("unknown job type {job_type}")).into(),
-                );
-            }
-        }
-        Ok(Filter {
-            kinds: request.kinds.into_iter().collect(),
-            job_types: request.job_types.into_iter().collect(),
+/// What a subscriber asked for: its filter (empty sets mean everything).
+fn filter_of(request: &events::SubscribeRequest) -> Result<EventFilter, Status> {
+    let kinds = request
+        .kinds
+        .iter()
+        .map(|kind| {
+            domain_kind(*kind).ok_or_else(|| {
+                Status::invalid_argument(format!("invalid kinds: unknown event kind {kind}"))
+            })
         })
-    }
+        .collect::<Result<_, _>>()?;
+    let job_types = request
+        .job_types
+        .iter()
+        .map(|job_type| {
+            JobType::from_i32(*job_type).ok_or_else(|| {
+                Status::from(Error::invalid(
+                    Field::JobType,
+                    format!("unknown job type {job_type}"),
+                ))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(EventFilter { kinds, job_types })
 }
 
-impl Filter {
-    fn admits(&self, kind: EventKind, job_type: JobType) -> bool {
-        (self.kinds.is_empty() || self.kinds.contains(&(wire_kind(kind) as i32)))
-            && (self.job_types.is_empty() || self.job_types.contains(&job_type.as_i32()))
-    }
-}
+/// Longest subscription name, in bytes.
+const SUBSCRIPTION_MAX_BYTES: usize = 128;
 
-/// What a subscriber's buffer holds: an event of the hub (shared), or how
-/// many the subscriber missed.
-enum Outgoing {
-    Event(Arc<HubEvent>),
-    Lagged(u64),
+/// A subscription name as a request gives it: `None` when empty
+/// (anonymous); at most [`SUBSCRIPTION_MAX_BYTES`], no control character.
+fn subscription_name(name: &str) -> Result<Option<&str>, Status> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    if name.len() > SUBSCRIPTION_MAX_BYTES || name.chars().any(char::is_control) {
+        return Err(Status::invalid_argument(format!(
+            "invalid subscription: at most {SUBSCRIPTION_MAX_BYTES} bytes, no control character"
+        )));
+    }
+    Ok(Some(name))
 }
 
 impl From<Outgoing> for events::SubscribeResponse {
@@ -146,6 +164,7 @@ impl From<Outgoing> for events::SubscribeResponse {
                 kind: wire_kind(event.kind).into(),
                 scheduled_key: event.job.fire_token,
                 job: Some(proto::Job::from(event.job.clone())),
+                sequence: event.sequence,
             }),
             Outgoing::Lagged(missed) => Item::Lagged(events::Lagged { missed }),
         };
@@ -153,14 +172,27 @@ impl From<Outgoing> for events::SubscribeResponse {
     }
 }
 
-/// Why a subscriber's task ended.
-enum End {
-    /// The client went away: it cancelled, or its connection closed.
-    Left,
-    /// The client took no event for the stall limit while one waited.
-    Stalled,
-    /// The service is stopping.
-    Stopping,
+/// The status that ends a stream the service ended (none: the client left),
+/// counted in the metrics.
+fn end_status(end: End, stall: Duration, metrics: &Metrics) -> Option<Status> {
+    let stall = stall.as_secs();
+    match end {
+        End::Left => None,
+        End::Stalled => {
+            tracing::warn!(stall_secs = stall, "dropped a subscriber that did not read");
+            metrics.subscriber_dropped(SubscriberDrop::Stalled);
+            Some(Status::aborted(format!(
+                "subscriber did not read for {stall} s (its buffer stayed full); \
+                 subscribe again"
+            )))
+        }
+        End::Stopping => {
+            metrics.subscriber_dropped(SubscriberDrop::Shutdown);
+            Some(Status::unavailable(
+                "the service is shutting down; subscribe again",
+            ))
+        }
+    }
 }
 
 /// A subscriber's place among the open streams, counted in the gauge while
@@ -188,7 +220,7 @@ impl Drop for Place {
 
 /// The task between the hub and one subscriber's stream.
 struct Subscriber {
-    filter: Filter,
+    filter: EventFilter,
     events_in: broadcast::Receiver<Arc<HubEvent>>,
     events_out: mpsc::Sender<Outgoing>,
     stall: Duration,
@@ -200,25 +232,9 @@ impl Subscriber {
     /// Forwards events until the stream ends, holding `place` meanwhile;
     /// tells the stream why the service ended it through `ending`.
     async fn serve(self, place: Place, ending: oneshot::Sender<Status>) {
-        let (metrics, stall) = (self.metrics.clone(), self.stall.as_secs());
-        let status = match self.forward().await {
-            End::Left => return,
-            End::Stalled => {
-                tracing::warn!(stall_secs = stall, "dropped a subscriber that did not read");
-                metrics.subscriber_dropped(SubscriberDrop::Stalled);
-                Status::aborted(format!(
-                    "subscriber did not read for {stall} s (its buffer stayed full); \
-                     subscribe again"
-                ))
-            }
-            End::Stopping => {
-                metrics.subscriber_dropped(SubscriberDrop::Shutdown);
-                Status::unavailable("the service is shutting down; subscribe again")
-            }
-        };
-        // The stream may be gone already: then nobody is left to tell.
-        let _ = ending.send(status);
-        drop(place);
+        let (metrics, stall) = (self.metrics.clone(), self.stall);
+        let end = self.forward().await;
+        tell_end(end_status(end, stall, &metrics), ending, place);
     }
 
     /// Moves the events the filter admits into the stream's buffer. Every
@@ -254,20 +270,94 @@ impl Subscriber {
     }
 }
 
+/// Tells a stream why the service ended it (`status`; none when its client
+/// left), then frees its `place`.
+fn tell_end(status: Option<Status>, ending: oneshot::Sender<Status>, place: Place) {
+    if let Some(status) = status {
+        // The stream may be gone already: then nobody is left to tell.
+        let _ = ending.send(status);
+    }
+    drop(place);
+}
+
 type EventStream = Pin<Box<dyn Stream<Item = Result<events::SubscribeResponse, Status>> + Send>>;
 
 /// A subscriber's gRPC stream: its buffered events, or, as soon as the
 /// service ended it, the status that says why (ahead of any event still
-/// buffered; tonic ends the response at that status).
-fn outlet(events: mpsc::Receiver<Outgoing>, ending: oneshot::Receiver<Status>) -> EventStream {
+/// buffered; tonic ends the response at that status). `room` (a named
+/// subscription's group) is notified as each event is taken.
+fn outlet(
+    events: mpsc::Receiver<Outgoing>,
+    ending: oneshot::Receiver<Status>,
+    room: Option<Arc<Notify>>,
+) -> EventStream {
     // No status comes when the task ended because the client left.
     let ending = stream::once(ending).filter_map(|ended| std::future::ready(ended.ok().map(Err)));
-    let events = ReceiverStream::new(events).map(|outgoing| Ok(outgoing.into()));
+    let events = ReceiverStream::new(events).map(move |outgoing| {
+        if let Some(room) = &room {
+            room.notify_one();
+        }
+        Ok(outgoing.into())
+    });
     Box::pin(stream::select_with_strategy(
         ending,
         events,
         |(): &mut ()| PollNext::Left,
     ))
+}
+
+impl JobEventsGrpc {
+    /// A place among the open streams, or RESOURCE_EXHAUSTED.
+    fn take_place(&self) -> Result<Place, Status> {
+        let permit = self.places.clone().try_acquire_owned().map_err(|_| {
+            tracing::warn!(max = self.max_subscribers, "subscriber refused: too many");
+            Status::resource_exhausted(format!(
+                "too many subscribers (at most {}); retry with backoff",
+                self.max_subscribers
+            ))
+        })?;
+        Ok(Place::take(self.service.metrics().clone(), permit))
+    }
+
+    /// The named subscriptions, or FAILED_PRECONDITION when the store keeps
+    /// no event log.
+    fn named(&self) -> Result<&Subscriptions, Status> {
+        self.subscriptions.as_ref().ok_or_else(|| {
+            Status::failed_precondition(
+                "named subscriptions need the embedded store's event log (no DATABASE_URI); \
+                 with Kafka, read the topics with a consumer group instead",
+            )
+        })
+    }
+
+    /// A stream of the named subscription `name`: its group delivers the
+    /// events, and tells how the stream ended.
+    async fn subscribe_named(
+        &self,
+        name: &str,
+        filter: EventFilter,
+    ) -> Result<Response<EventStream>, Status> {
+        let subscriptions = self.named()?;
+        let place = self.take_place()?;
+        let (events_out, events) = mpsc::channel(STREAM_BUFFER);
+        let joined =
+            subscriptions
+                .join(name, filter, events_out)
+                .await
+                .map_err(|err| match err {
+                    JoinError::FilterDiffers(_) => Status::failed_precondition(err.to_string()),
+                    JoinError::Store(err) => Error::from(err).into(),
+                    JoinError::Stopping => Status::unavailable(err.to_string()),
+                })?;
+        let (ending, ended) = oneshot::channel();
+        let (metrics, stall) = (self.service.metrics().clone(), self.stall);
+        tokio::spawn(async move {
+            // The group gone without a word: the service is stopping.
+            let end = joined.ended.await.unwrap_or(End::Stopping);
+            tell_end(end_status(end, stall, &metrics), ending, place);
+        });
+        Ok(Response::new(outlet(events, ended, Some(joined.room))))
+    }
 }
 
 #[tonic::async_trait]
@@ -278,16 +368,13 @@ impl events::job_events_server::JobEvents for JobEventsGrpc {
         &self,
         request: Request<events::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let filter = Filter::try_from(request.into_inner())?;
-        let permit = self.places.clone().try_acquire_owned().map_err(|_| {
-            tracing::warn!(max = self.max_subscribers, "subscriber refused: too many");
-            Status::resource_exhausted(format!(
-                "too many subscribers (at most {}); retry with backoff",
-                self.max_subscribers
-            ))
-        })?;
+        let request = request.into_inner();
+        let filter = filter_of(&request)?;
+        if let Some(name) = subscription_name(&request.subscription)? {
+            return self.subscribe_named(name, filter).await;
+        }
+        let place = self.take_place()?;
         let metrics = self.service.metrics().clone();
-        let place = Place::take(metrics.clone(), permit);
         let (events_out, events) = mpsc::channel(STREAM_BUFFER);
         let (ending, ended) = oneshot::channel();
         let subscriber = Subscriber {
@@ -299,7 +386,35 @@ impl events::job_events_server::JobEvents for JobEventsGrpc {
             metrics,
         };
         tokio::spawn(subscriber.serve(place, ending));
-        Ok(Response::new(outlet(events, ended)))
+        Ok(Response::new(outlet(events, ended, None)))
+    }
+
+    async fn ack(
+        &self,
+        request: Request<events::AckRequest>,
+    ) -> Result<Response<events::AckResponse>, Status> {
+        let request = request.into_inner();
+        let name = subscription_name(&request.subscription)?.ok_or_else(|| {
+            Status::invalid_argument("invalid subscription: required (the name subscribed with)")
+        })?;
+        let outcome = self
+            .named()?
+            .ack(name, request.sequence)
+            .await
+            .map_err(Error::from)?;
+        let outcome = match outcome {
+            AckOutcome::Acked => "acked",
+            AckOutcome::Duplicate => "duplicate",
+            AckOutcome::Beyond { last } => {
+                return Err(Status::invalid_argument(format!(
+                    "invalid sequence: {} is not an event of the log (the latest is {last})",
+                    request.sequence
+                )));
+            }
+        };
+        Ok(Response::new(events::AckResponse {
+            outcome: outcome.to_owned(),
+        }))
     }
 
     async fn report_result(

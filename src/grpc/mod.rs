@@ -98,7 +98,10 @@ mod tests {
             methods_of(Jobs::NAME),
             ["CreateJob", "GetJob", "ListJobs", "UpdateJob", "DeleteJob"]
         );
-        assert_eq!(methods_of(Events::NAME), ["Subscribe", "ReportResult"]);
+        assert_eq!(
+            methods_of(Events::NAME),
+            ["Subscribe", "ReportResult", "Ack"]
+        );
         assert!(methods_of("grpc.health.v1.Health").is_empty());
     }
 }

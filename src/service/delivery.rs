@@ -131,12 +131,7 @@ impl JobService {
     /// False if one could not be published: it and those after it stay owed,
     /// and the relay is woken to retry.
     async fn publish_owed(&self, job: &Job) -> bool {
-        let owed = [
-            (job.pending.create, EventKind::Create),
-            (job.pending.update, EventKind::Update),
-            (job.pending.run, EventKind::Run),
-        ];
-        for kind in owed.iter().filter(|(owed, _)| *owed).map(|(_, kind)| *kind) {
+        for kind in EventKind::owed(job.pending) {
             match self.inner.producer.publish(kind, job).await {
                 Ok(()) => {
                     if self.inner.broker_down.swap(false, Ordering::Relaxed) {

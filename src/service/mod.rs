@@ -107,7 +107,7 @@ impl JobService {
     }
 
     /// Changes each time the clock jumps.
-    fn clock_jumps(&self) -> watch::Receiver<u64> {
+    pub fn clock_jumps(&self) -> watch::Receiver<u64> {
         self.inner.clock_jumps.subscribe()
     }
 

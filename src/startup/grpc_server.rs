@@ -9,7 +9,7 @@ use tonic::transport::server::Router;
 
 use super::StartupError;
 use crate::{
-    broker::hub::EventHub,
+    broker::{durable::Subscriptions, hub::EventHub},
     config::SecuritySettings,
     grpc::{
         CallLimits, JobEventsGrpc, JobsGrpc, Observed,
@@ -18,6 +18,14 @@ use crate::{
     },
     service::JobService,
 };
+
+/// Where `JobEvents` takes its events from.
+pub(super) struct Events<'a> {
+    /// The live events.
+    pub hub: &'a EventHub,
+    /// The named subscriptions, when the store keeps an event log.
+    pub subscriptions: Option<&'a Subscriptions>,
+}
 
 /// The server with every service added, ready to serve.
 ///
@@ -33,7 +41,7 @@ use crate::{
 /// calls and subscriber streams.
 pub(super) async fn router(
     service: &JobService,
-    hub: &EventHub,
+    sources: Events<'_>,
     security: &SecuritySettings,
     shutdown: &CancellationToken,
 ) -> Result<Router, StartupError> {
@@ -67,7 +75,8 @@ pub(super) async fn router(
     let events = Authenticated::new(
         scheduler::v1::job_events_server::JobEventsServer::new(JobEventsGrpc::new(
             service.clone(),
-            hub.clone(),
+            sources.hub.clone(),
+            sources.subscriptions.cloned(),
             shutdown.clone(),
             &security.streams,
         ))

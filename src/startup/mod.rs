@@ -24,6 +24,7 @@ use crate::{
     backoff::Backoff,
     broker::{
         BrokerError, JobsProducer,
+        durable::{Subscriptions, run_retention},
         hub::{EventHub, FanOutProducer, HUB_CAPACITY},
         kafka::{KafkaJobsProducer, ensure_topics},
     },
@@ -38,6 +39,7 @@ use crate::{
     store::{
         JobDB, StoreError,
         embedded::EmbeddedJobDB,
+        event_log::EventLog,
         mongo::MongoJobDB,
         postgres::{self, PgJobDB},
         traced::TracedJobDB,
@@ -79,6 +81,8 @@ pub struct Application {
     service: JobService,
     producer: Arc<dyn JobsProducer>,
     hub: EventHub,
+    /// Named subscriptions, when the store keeps an event log.
+    subscriptions: Option<Subscriptions>,
     shutdown: CancellationToken,
     firings: TaskTracker,
     duties: Duties,
@@ -107,11 +111,11 @@ impl Application {
         let shutdown = CancellationToken::new();
         log_start(&settings);
         let metrics = Metrics::new();
-        let db = open_store(&settings.database, &metrics).await?;
+        let (db, log) = open_store(&settings.database, &metrics).await?;
         let mut helpers = Vec::new();
         let hub = EventHub::new(HUB_CAPACITY);
         let kafka = open_kafka(&settings, &metrics, &shutdown, &mut helpers).await?;
-        let producer: Arc<dyn JobsProducer> = Arc::new(FanOutProducer::new(kafka, hub.clone()));
+        let producer = fan_out(kafka, &hub, log.as_ref());
         let (timer, firing_rx) = Timer::start_with(clock, shutdown.clone());
         let service = JobService::new(
             db,
@@ -128,6 +132,25 @@ impl Application {
         }
         let firings = TaskTracker::new();
         let mut duties = start_duties(&service, firing_rx, &firings, &settings, &shutdown)?;
+        let log: Option<Arc<dyn EventLog>> = log.map(|log| Arc::new(log) as _);
+        let subscriptions = log.map(|log| {
+            let retention = (
+                settings.events.retention_events,
+                settings.events.retention_age,
+            );
+            duties.spawn(
+                "event log retention",
+                run_retention(
+                    log.clone(),
+                    retention,
+                    metrics.clone(),
+                    shutdown.clone(),
+                    service.clock_jumps(),
+                ),
+            );
+            let stall = settings.security.streams.subscriber_stall;
+            Subscriptions::new(log, hub.clone(), shutdown.clone(), stall, metrics.clone())
+        });
         let (listener, port) = bind(settings.server.host, settings.server.port).await?;
         let metrics_addr =
             SocketAddr::new(settings.server.host, settings.observability.metrics_port);
@@ -151,6 +174,7 @@ impl Application {
             service,
             producer,
             hub,
+            subscriptions,
             shutdown,
             firings,
             duties,
@@ -185,8 +209,12 @@ impl Application {
     /// finishes in-flight ones and firings (within the grace period),
     /// flushes the producer and leaves the consumer group.
     pub async fn run_until_stopped(mut self) -> Result<(), StartupError> {
+        let events = grpc_server::Events {
+            hub: &self.hub,
+            subscriptions: self.subscriptions.as_ref(),
+        };
         let router =
-            grpc_server::router(&self.service, &self.hub, &self.security, &self.shutdown).await?;
+            grpc_server::router(&self.service, events, &self.security, &self.shutdown).await?;
         tracing::info!(
             port = self.port,
             tls = self.security.tls.is_some(),
@@ -398,33 +426,54 @@ async fn drain(
     }
 }
 
+/// The producer of the service's events: to Kafka if configured, and to
+/// the hub, unless the store's event log feeds it (as each event is logged,
+/// with its sequence number).
+fn fan_out(
+    kafka: Option<Arc<dyn JobsProducer>>,
+    hub: &EventHub,
+    log: Option<&EmbeddedJobDB>,
+) -> Arc<dyn JobsProducer> {
+    let Some(log) = log else {
+        return Arc::new(FanOutProducer::new(kafka, Some(hub.clone())));
+    };
+    let logged = hub.clone();
+    let sink = Box::new(move |events: Vec<_>| events.into_iter().for_each(|e| logged.send(e)));
+    if log.on_append(sink).is_err() {
+        tracing::error!("the event log already had a sink; live subscribers get nothing");
+    }
+    Arc::new(FanOutProducer::new(kafka, None))
+}
+
 /// Opens the store the settings select and creates its indexes (a refusal
-/// is logged, not fatal: queries then scan).
+/// is logged, not fatal: queries then scan); with it, the embedded store
+/// again as the event log, if it is the one.
 async fn open_store(
     database: &DatabaseSettings,
     metrics: &Arc<Metrics>,
-) -> Result<Arc<dyn JobDB>, StoreError> {
-    let db = connect_store(database, metrics).await?;
+) -> Result<(Arc<dyn JobDB>, Option<EmbeddedJobDB>), StoreError> {
+    let (db, log) = connect_store(database, metrics).await?;
     if let Err(err) = db.ensure_indexes().await {
         tracing::warn!(error = %err, "cannot create indexes; queries may scan every job");
     }
-    Ok(db)
+    Ok((db, log))
 }
 
-/// Connects to the store the settings select.
+/// Connects to the store the settings select (and its event log).
 async fn connect_store(
     database: &DatabaseSettings,
     metrics: &Arc<Metrics>,
-) -> Result<Arc<dyn JobDB>, StoreError> {
+) -> Result<(Arc<dyn JobDB>, Option<EmbeddedJobDB>), StoreError> {
     let metrics = metrics.clone();
     let (uri, name, timeout) = (&database.uri, &database.db_name, database.timeout);
     let pool_size = database.pool_size;
-    Ok(match database.kind {
-        DatabaseKind::Embedded => Arc::new(TracedJobDB::new(
-            EmbeddedJobDB::open_with_cache(&database.data_dir, database.data_cache_bytes)?,
-            "redb",
-            metrics,
-        )),
+    let db: Arc<dyn JobDB> = match database.kind {
+        DatabaseKind::Embedded => {
+            let embedded =
+                EmbeddedJobDB::open_with_cache(&database.data_dir, database.data_cache_bytes)?;
+            let traced = TracedJobDB::new(embedded.clone(), "redb", metrics);
+            return Ok((Arc::new(traced), Some(embedded)));
+        }
         DatabaseKind::MongoDb => Arc::new(TracedJobDB::new(
             MongoJobDB::connect(uri, name, &database.collection, timeout, pool_size).await?,
             "mongodb",
@@ -442,7 +491,8 @@ async fn connect_store(
             "postgresql",
             metrics,
         )),
-    })
+    };
+    Ok((db, None))
 }
 
 /// Creates the topics, retrying in the background while the broker is down.

@@ -14,10 +14,16 @@
 //! each only once that transaction is durable. Under concurrent load one
 //! commit (one fsync) then serves many calls instead of one each; a lone
 //! write is committed at once.
+//!
+//! The store also keeps the event log ([`EventLog`], in [`log`]): each
+//! event is appended in the write that clears it from its job's outbox, and
+//! handed, once committed, to the sink set by [`EmbeddedJobDB::on_append`].
+
+mod log;
 
 use std::{
     path::Path,
-    sync::{Arc, mpsc},
+    sync::{Arc, OnceLock, mpsc},
     thread::JoinHandle,
 };
 
@@ -26,12 +32,14 @@ use chrono::{DateTime, Utc};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+#[cfg(doc)]
+use super::event_log::EventLog;
 use super::{
     ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, Scan, StoreError, Unreadable,
     result_outcome, stored_time,
 };
 use crate::domain::{
-    Job, JobId, JobSpec, JobStatus, JobType, PageRequest, PendingEvents, ResultStatus,
+    Job, JobId, JobSpec, JobStatus, JobType, LoggedEvent, PageRequest, PendingEvents, ResultStatus,
 };
 
 /// Job id (12 bytes) → the job, as JSON.
@@ -58,7 +66,13 @@ struct Inner {
     db: Arc<Database>,
     writes: Option<mpsc::Sender<Box<dyn QueuedWrite>>>,
     writer: Option<JoinHandle<()>>,
+    /// Where logged events go once committed (see [`EmbeddedJobDB::on_append`]).
+    sink: Arc<OnceLock<Sink>>,
 }
+
+/// Takes the events of the log as each commit makes them durable, in the
+/// order of their sequence numbers.
+pub type Sink = Box<dyn Fn(Vec<LoggedEvent>) + Send + Sync>;
 
 impl Drop for Inner {
     fn drop(&mut self) {
@@ -91,7 +105,13 @@ struct Write<T, F> {
     op: F,
     result: Option<Result<T, StoreError>>,
     reply: tokio::sync::oneshot::Sender<Result<T, StoreError>>,
+    /// Run on the writer thread once the write is committed, before the
+    /// caller is answered: commits' hooks run in the order of the commits.
+    on_commit: Option<OnCommit<T>>,
 }
+
+/// What a write does with its result once committed.
+type OnCommit<T> = Box<dyn FnOnce(&mut T) + Send>;
 
 impl<T, F> QueuedWrite for Write<T, F>
 where
@@ -107,7 +127,12 @@ where
 
     fn finish(self: Box<Self>, committed: Result<(), String>) {
         let answer = match (committed, self.result) {
-            (Ok(()), Some(result)) => result,
+            (Ok(()), Some(mut result)) => {
+                if let (Ok(value), Some(hook)) = (&mut result, self.on_commit) {
+                    hook(value);
+                }
+                result
+            }
             (Ok(()), None) => Err(StoreError::Other("write never applied".into())),
             (Err(err), _) => Err(StoreError::Other(format!("commit failed: {err}"))),
         };
@@ -372,6 +397,7 @@ impl EmbeddedJobDB {
         for table in [LISTING, DUE, OUTBOX, RUNNING] {
             txn.open_table(table).map_err(other)?;
         }
+        log::create_tables(&txn)?;
         txn.commit().map_err(other)?;
         let db = Arc::new(db);
         let (writes, queue) = mpsc::channel();
@@ -385,8 +411,16 @@ impl EmbeddedJobDB {
                 db,
                 writes: Some(writes),
                 writer: Some(writer),
+                sink: Arc::new(OnceLock::new()),
             }),
         })
+    }
+
+    /// Sets where the events of the log go once committed (the in-process
+    /// hub of live subscribers), in the order of their sequence numbers;
+    /// once: a later sink is refused and returned.
+    pub fn on_append(&self, sink: Sink) -> Result<(), Sink> {
+        self.inner.sink.set(sink)
     }
 
     /// Runs `op` on a blocking thread (redb is synchronous and its writer
@@ -410,11 +444,47 @@ impl EmbeddedJobDB {
         &self,
         op: impl FnMut(&redb::WriteTransaction) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.write_then(op, None).await
+    }
+
+    /// Runs `op` as [`EmbeddedJobDB::write`] does, then appends to the log,
+    /// in the same transaction, the events it gave; once they are
+    /// committed, they go to the sink.
+    async fn write_logged<T: Send + 'static>(
+        &self,
+        mut op: impl FnMut(&redb::WriteTransaction, &mut Vec<LoggedEvent>) -> Result<T, StoreError>
+        + Send
+        + 'static,
+    ) -> Result<T, StoreError> {
+        let sink = self.inner.sink.clone();
+        let op = move |txn: &redb::WriteTransaction| {
+            let mut logged = Vec::new();
+            let value = op(txn, &mut logged)?;
+            log::append(txn, &mut logged)?;
+            Ok((value, logged))
+        };
+        let hand_over: OnCommit<(T, Vec<LoggedEvent>)> = Box::new(move |(_, logged)| {
+            if let Some(sink) = sink.get()
+                && !logged.is_empty()
+            {
+                sink(std::mem::take(logged));
+            }
+        });
+        Ok(self.write_then(op, Some(hand_over)).await?.0)
+    }
+
+    /// Queues `op` for the writer, with `on_commit` for its committed result.
+    async fn write_then<T: Send + 'static>(
+        &self,
+        op: impl FnMut(&redb::WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+        on_commit: Option<OnCommit<T>>,
+    ) -> Result<T, StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let write = Box::new(Write {
             op,
             result: None,
             reply,
+            on_commit,
         });
         let queued = self
             .inner
@@ -600,36 +670,19 @@ impl JobDB for EmbeddedJobDB {
         version: i64,
         remaining: PendingEvents,
     ) -> Result<bool, StoreError> {
-        self.write(move |txn| {
-            let current = read_job(&txn.open_table(JOBS).map_err(other)?, id)?;
-            match current {
-                Some(current) if current.version == version => {
-                    let updated = Job {
-                        pending: remaining,
-                        ..current.clone()
-                    };
-                    write_job(txn, id, Some(&current), Some(&updated))?;
-                    Ok(true)
-                }
-                _ => Ok(false),
-            }
-        })
-        .await
+        // The events it clears are logged in the same transaction.
+        self.write_logged(move |txn, logged| log::settle_owed(txn, id, version, remaining, logged))
+            .await
     }
 
-    /// One write transaction for the whole batch, as for `claim_many`.
+    /// One write transaction for the whole batch, as for `claim_many`; the
+    /// events cleared are logged in it, job by job in the batch's order.
     async fn clear_pending_many(&self, jobs: &[(JobId, i64)]) -> Result<Vec<JobId>, StoreError> {
         let jobs = jobs.to_vec();
-        self.write(move |txn| {
+        self.write_logged(move |txn, logged| {
             let mut cleared = Vec::with_capacity(jobs.len());
             for &(id, version) in &jobs {
-                let current = read_job(&txn.open_table(JOBS).map_err(other)?, id)?;
-                if let Some(current) = current.filter(|c| c.version == version) {
-                    let updated = Job {
-                        pending: PendingEvents::NONE,
-                        ..current.clone()
-                    };
-                    write_job(txn, id, Some(&current), Some(&updated))?;
+                if log::settle_owed(txn, id, version, PendingEvents::NONE, logged)? {
                     cleared.push(id);
                 }
             }
@@ -680,6 +733,7 @@ mod tests {
             op,
             result: None,
             reply,
+            on_commit: None,
         };
         (Box::new(write), answer)
     }

@@ -18,6 +18,7 @@
 //! timeouts for every other job (see [`JobDB`]).
 
 pub mod embedded;
+pub mod event_log;
 pub mod memory;
 pub mod mongo;
 pub mod pg_tls;

@@ -54,6 +54,8 @@ pub const SUBSCRIBERS: &str = "scheduler_subscribers";
 pub const SUBSCRIBERS_DROPPED: &str = "scheduler_subscribers_dropped_total";
 /// Events subscribers missed because they fell behind the hub.
 pub const SUBSCRIBER_EVENTS_MISSED: &str = "scheduler_subscriber_events_missed_total";
+/// Events the embedded store's event log removed under `EVENTS_RETENTION`.
+pub const EVENT_LOG_TRIMMED: &str = "scheduler_event_log_trimmed_total";
 
 /// Every metric name the service exports (besides the `process_*` ones).
 pub const NAMES: &[&str] = &[
@@ -74,6 +76,7 @@ pub const NAMES: &[&str] = &[
     SUBSCRIBERS,
     SUBSCRIBERS_DROPPED,
     SUBSCRIBER_EVENTS_MISSED,
+    EVENT_LOG_TRIMMED,
 ];
 
 /// Why a job ended FAILED without an executor saying so, or because it did.
@@ -136,6 +139,7 @@ pub struct Metrics {
     subscribers: IntGauge,
     subscribers_dropped: IntCounterVec,
     subscriber_events_missed: IntCounter,
+    event_log_trimmed: IntCounter,
 }
 
 /// Buckets of the latency histograms, in seconds: 250 µs to 60 s.
@@ -224,6 +228,11 @@ impl Metrics {
                 &r,
                 SUBSCRIBER_EVENTS_MISSED,
                 "Events subscribers missed because they fell behind",
+            ),
+            event_log_trimmed: counter(
+                &r,
+                EVENT_LOG_TRIMMED,
+                "Events the event log removed under its retention",
             ),
             registry: r,
         };
@@ -323,6 +332,11 @@ impl Metrics {
     /// A subscriber fell behind and missed `missed` events.
     pub fn subscriber_missed(&self, missed: u64) {
         self.subscriber_events_missed.inc_by(missed);
+    }
+
+    /// The event log's retention removed `removed` events.
+    pub fn events_trimmed(&self, removed: u64) {
+        self.event_log_trimmed.inc_by(removed);
     }
 
     /// The metrics in the Prometheus text format, with the armed-timer gauge

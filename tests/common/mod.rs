@@ -14,6 +14,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod embedded;
 pub mod processes;
 
 // The test servers and fresh names, shared with the benchmarks; each test

@@ -12,7 +12,8 @@
 //!
 //! The claim `role` (a string, in any case) says what the caller may call:
 //! `admin` everything, `executor` only [`EXECUTOR_METHODS`] (the events
-//! stream and run results: what an executor needs, and no job management).
+//! stream, its acknowledgements and run results: what an executor needs,
+//! and no job management).
 //! A missing, malformed, forged, expired or not-yet-valid token is
 //! UNAUTHENTICATED; a valid token whose role may not call the method is
 //! PERMISSION_DENIED. Status messages say what is wrong in fixed words and
@@ -54,9 +55,10 @@ pub const ADMIN_ROLE: &str = "admin";
 pub const EXECUTOR_ROLE: &str = "executor";
 
 /// The gRPC methods (request paths) an executor may call.
-pub const EXECUTOR_METHODS: [&str; 2] = [
+pub const EXECUTOR_METHODS: [&str; 3] = [
     "/scheduler.v1.JobEvents/Subscribe",
     "/scheduler.v1.JobEvents/ReportResult",
+    "/scheduler.v1.JobEvents/Ack",
 ];
 
 /// The server-streaming methods: their streams end when the token expires.
@@ -210,7 +212,9 @@ impl Authenticator {
             return refused("the token's role claim must be admin or executor");
         };
         if !role.may_call(path) {
-            return refused("an executor token may call only JobEvents Subscribe and ReportResult");
+            return refused(
+                "an executor token may call only JobEvents Subscribe, ReportResult and Ack",
+            );
         }
         Ok(Some(Caller {
             subject,
@@ -496,6 +500,7 @@ mod tests {
             "/proto.JobsService/CreateJob",
             "/scheduler.v1.JobEvents/Subscribe",
             "/scheduler.v1.JobEvents/ReportResult",
+            "/scheduler.v1.JobEvents/Ack",
             "/scheduler.v1.JobEvents/SomethingNew",
         ];
         for role in ["executor", "Executor", "admin"] {

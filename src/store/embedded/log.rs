@@ -1,0 +1,605 @@
+//! The embedded store's event log ([`EventLog`]): job events under
+//! sequence numbers in the store's own file, appended in the transaction
+//! that clears them from their job's outbox, and the positions of the named
+//! subscriptions that read them.
+//!
+//! Tables: `events` (sequence number → event), `events_meta` (the next
+//! sequence number, kept apart so that numbers are never given twice, even
+//! once the retention removed every event), `subscriptions` (name → its
+//! position, filter and missed count) and `subscription_acks` ((name,
+//! sequence number) of the events acknowledged beyond the position: a
+//! shared name acknowledges out of order).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use super::{EmbeddedJobDB, decode, encode, id_of, other, read_job, write_job};
+use crate::{
+    domain::{EventFilter, EventKind, Job, JobId, JobType, LoggedEvent, PendingEvents},
+    store::{
+        StoreError, Unreadable,
+        event_log::{AckOutcome, EventLog, SubscriptionStart},
+    },
+};
+
+/// Sequence number → kind, job type, time logged, job id, the job.
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// `NEXT_SEQUENCE` → the next sequence number to give.
+const META: TableDefinition<&str, u64> = TableDefinition::new("events_meta");
+const NEXT_SEQUENCE: &str = "next_sequence";
+/// Subscription name → [`StoredSubscription`], as JSON.
+const SUBSCRIPTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("subscriptions");
+/// (name, sequence number) of events acknowledged beyond the position.
+const ACKS: TableDefinition<(&str, u64), ()> = TableDefinition::new("subscription_acks");
+
+/// The fixed head of a stored event: kind (1 byte), job type (4), time
+/// logged in ms (8), job id (12); the job's JSON follows.
+const HEAD: usize = 1 + 4 + 8 + 12;
+
+/// Creates the log's tables, so that reads never meet a missing one.
+pub(super) fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(EVENTS).map_err(other)?;
+    txn.open_table(META).map_err(other)?;
+    txn.open_table(SUBSCRIPTIONS).map_err(other)?;
+    txn.open_table(ACKS).map_err(other)?;
+    Ok(())
+}
+
+fn kind_code(kind: EventKind) -> u8 {
+    match kind {
+        EventKind::Create => 1,
+        EventKind::Update => 2,
+        EventKind::Run => 3,
+    }
+}
+
+fn kind_of(code: u8) -> Option<EventKind> {
+    match code {
+        1 => Some(EventKind::Create),
+        2 => Some(EventKind::Update),
+        3 => Some(EventKind::Run),
+        _ => None,
+    }
+}
+
+/// What a filter needs of a stored event, read without decoding the job.
+struct Head {
+    kind: Option<EventKind>,
+    job_type: Option<JobType>,
+    logged_ms: i64,
+}
+
+impl Head {
+    fn read(bytes: &[u8]) -> Option<Head> {
+        let head = bytes.get(..HEAD)?;
+        Some(Head {
+            kind: kind_of(head[0]),
+            job_type: JobType::from_i32(i32::from_le_bytes(head[1..5].try_into().ok()?)),
+            logged_ms: i64::from_le_bytes(head[5..13].try_into().ok()?),
+        })
+    }
+
+    /// Whether `filter` admits the event (an unreadable one: no).
+    fn admitted_by(&self, filter: &EventFilter) -> bool {
+        matches!((self.kind, self.job_type), (Some(kind), Some(job_type)) if filter.admits(kind, job_type))
+    }
+}
+
+fn encode_event(kind: EventKind, job: &Job, logged_ms: i64) -> Result<Vec<u8>, StoreError> {
+    let json = encode(job)?;
+    let mut bytes = Vec::with_capacity(HEAD + json.len());
+    bytes.push(kind_code(kind));
+    bytes.extend_from_slice(&job.spec.job_type.as_i32().to_le_bytes());
+    bytes.extend_from_slice(&logged_ms.to_le_bytes());
+    bytes.extend_from_slice(&job.id.bytes());
+    bytes.extend_from_slice(&json);
+    Ok(bytes)
+}
+
+fn decode_event(sequence: u64, bytes: &[u8]) -> Result<LoggedEvent, Unreadable> {
+    let unreadable = || Unreadable::without_id(format!("event {sequence} of the log"));
+    let kind = bytes.first().and_then(|code| kind_of(*code));
+    let (Some(kind), Some(id)) = (kind, bytes.get(13..HEAD)) else {
+        return Err(unreadable());
+    };
+    let id = id_of(id)?;
+    Ok(LoggedEvent {
+        sequence,
+        kind,
+        job: decode(id, &bytes[HEAD..])?,
+    })
+}
+
+/// A subscription as stored: its position, its filter and its missed count.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StoredSubscription {
+    position: u64,
+    missed: u64,
+    /// Kind codes (empty: every kind).
+    kinds: Vec<u8>,
+    /// Job type numbers (empty: every type).
+    job_types: Vec<i32>,
+}
+
+impl StoredSubscription {
+    fn filter(&self) -> EventFilter {
+        EventFilter {
+            kinds: self
+                .kinds
+                .iter()
+                .filter_map(|code| kind_of(*code))
+                .collect(),
+            job_types: self
+                .job_types
+                .iter()
+                .filter_map(|t| JobType::from_i32(*t))
+                .collect(),
+        }
+    }
+
+    fn set_filter(&mut self, filter: &EventFilter) {
+        self.kinds = filter.kinds.iter().map(|kind| kind_code(*kind)).collect();
+        self.kinds.sort_unstable();
+        self.job_types = filter.job_types.iter().map(|t| t.as_i32()).collect();
+        self.job_types.sort_unstable();
+    }
+}
+
+fn read_subscription(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    name: &str,
+) -> Result<StoredSubscription, StoreError> {
+    match table.get(name).map_err(other)? {
+        Some(bytes) => serde_json::from_slice(bytes.value())
+            .map_err(|e| other(format!("subscription {name:?}: {e}"))),
+        None => Ok(StoredSubscription::default()),
+    }
+}
+
+fn write_subscription(
+    txn: &redb::WriteTransaction,
+    name: &str,
+    subscription: &StoredSubscription,
+) -> Result<(), StoreError> {
+    let bytes = serde_json::to_vec(subscription).map_err(other)?;
+    txn.open_table(SUBSCRIPTIONS)
+        .map_err(other)?
+        .insert(name, bytes.as_slice())
+        .map_err(other)?;
+    Ok(())
+}
+
+/// The next sequence number to give.
+fn next_sequence(txn: &redb::WriteTransaction) -> Result<u64, StoreError> {
+    let meta = txn.open_table(META).map_err(other)?;
+    let next = meta.get(NEXT_SEQUENCE).map_err(other)?;
+    Ok(next.map_or(1, |next| next.value()))
+}
+
+/// Appends `events` to the log inside `txn`, in order, numbering them
+/// (the log's tables are opened once for a whole batch).
+pub(super) fn append(
+    txn: &redb::WriteTransaction,
+    events: &mut [LoggedEvent],
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let logged_ms = crate::domain::now().timestamp_millis();
+    let mut next = next_sequence(txn)?;
+    let mut table = txn.open_table(EVENTS).map_err(other)?;
+    for event in events {
+        event.sequence = next;
+        let bytes = encode_event(event.kind, &event.job, logged_ms)?;
+        table.insert(next, bytes.as_slice()).map_err(other)?;
+        next += 1;
+    }
+    txn.open_table(META)
+        .map_err(other)?
+        .insert(NEXT_SEQUENCE, next)
+        .map_err(other)?;
+    Ok(())
+}
+
+/// Sets what job `id` owes to `remaining` if it is still at `version`, and
+/// adds to `logged` each event this clears, in the order of publication,
+/// for [`append`] in the same transaction. The events are those the stored
+/// job owes, so a job cleared twice at one version (a call and the relay
+/// racing) logs its events once. Returns whether the job was set.
+pub(super) fn settle_owed(
+    txn: &redb::WriteTransaction,
+    id: JobId,
+    version: i64,
+    remaining: PendingEvents,
+    logged: &mut Vec<LoggedEvent>,
+) -> Result<bool, StoreError> {
+    let current = read_job(&txn.open_table(super::JOBS).map_err(other)?, id)?;
+    let Some(current) = current.filter(|c| c.version == version) else {
+        return Ok(false);
+    };
+    let cleared = PendingEvents {
+        create: current.pending.create && !remaining.create,
+        update: current.pending.update && !remaining.update,
+        run: current.pending.run && !remaining.run,
+    };
+    logged.extend(EventKind::owed(cleared).map(|kind| LoggedEvent {
+        sequence: 0,
+        kind,
+        job: current.clone(),
+    }));
+    let updated = Job {
+        pending: remaining,
+        ..current.clone()
+    };
+    write_job(txn, id, Some(&current), Some(&updated))?;
+    Ok(true)
+}
+
+/// Moves `subscription`'s position past every event after it that is
+/// acknowledged, left out by its filter, or no longer kept.
+fn advance(
+    txn: &redb::WriteTransaction,
+    name: &str,
+    subscription: &mut StoredSubscription,
+    next: u64,
+) -> Result<(), StoreError> {
+    let filter = subscription.filter();
+    let events = txn.open_table(EVENTS).map_err(other)?;
+    let mut acks = txn.open_table(ACKS).map_err(other)?;
+    let first_kept = events
+        .first()
+        .map_err(other)?
+        .map_or(next, |(k, _)| k.value());
+    while subscription.position + 1 < next {
+        let sequence = subscription.position + 1;
+        if sequence < first_kept {
+            // Removed by the retention: nothing to wait for below the first kept.
+            subscription.position = first_kept - 1;
+            continue;
+        }
+        let passed = acks.remove((name, sequence)).map_err(other)?.is_some()
+            || match events.get(sequence).map_err(other)? {
+                Some(event) => !Head::read(event.value()).is_some_and(|h| h.admitted_by(&filter)),
+                None => true,
+            };
+        if !passed {
+            break;
+        }
+        subscription.position = sequence;
+    }
+    Ok(())
+}
+
+/// Removes the oldest events inside `txn` as [`EventLog::trim`] says.
+fn trim_in(
+    txn: &redb::WriteTransaction,
+    max_events: u64,
+    cutoff_ms: i64,
+) -> Result<u64, StoreError> {
+    let mut events = txn.open_table(EVENTS).map_err(other)?;
+    let kept = events.len().map_err(other)?;
+    let mut removed = Vec::new();
+    for entry in events.iter().map_err(other)? {
+        let (sequence, event) = entry.map_err(other)?;
+        let head = Head::read(event.value());
+        let too_old = head.as_ref().is_none_or(|h| h.logged_ms < cutoff_ms);
+        if kept - removed.len() as u64 <= max_events && !too_old {
+            break;
+        }
+        removed.push((sequence.value(), head));
+    }
+    let Some(&(last, _)) = removed.last() else {
+        return Ok(0);
+    };
+    count_missed(txn, &removed, last)?;
+    events.retain_in(..=last, |_, _| false).map_err(other)?;
+    Ok(removed.len() as u64)
+}
+
+/// Counts, for each subscription, the `removed` events (up to `last`) that
+/// it had not acknowledged and its filter admits, and moves it past them.
+fn count_missed(
+    txn: &redb::WriteTransaction,
+    removed: &[(u64, Option<Head>)],
+    last: u64,
+) -> Result<(), StoreError> {
+    let mut behind = Vec::new();
+    for entry in txn
+        .open_table(SUBSCRIPTIONS)
+        .map_err(other)?
+        .iter()
+        .map_err(other)?
+    {
+        let (name, _) = entry.map_err(other)?;
+        behind.push(name.value().to_owned());
+    }
+    let mut acks = txn.open_table(ACKS).map_err(other)?;
+    for name in behind {
+        let mut subscription =
+            read_subscription(&txn.open_table(SUBSCRIPTIONS).map_err(other)?, &name)?;
+        if subscription.position >= last {
+            continue;
+        }
+        let filter = subscription.filter();
+        for (sequence, head) in removed {
+            let acked = acks.remove((name.as_str(), *sequence)).map_err(other)?;
+            if *sequence > subscription.position
+                && acked.is_none()
+                && head.as_ref().is_some_and(|h| h.admitted_by(&filter))
+            {
+                subscription.missed += 1;
+            }
+        }
+        subscription.position = last;
+        write_subscription(txn, &name, &subscription)?;
+    }
+    Ok(())
+}
+
+impl EmbeddedJobDB {
+    /// Whether the log holds more than `max_events` events or one logged
+    /// before `cutoff_ms`: a read, so that a pass with nothing to remove
+    /// commits nothing.
+    async fn needs_trim(&self, max_events: u64, cutoff_ms: i64) -> Result<bool, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(other)?;
+            let events = txn.open_table(EVENTS).map_err(other)?;
+            if events.len().map_err(other)? > max_events {
+                return Ok(true);
+            }
+            let first = events.first().map_err(other)?;
+            Ok(first.is_some_and(|(_, event)| {
+                Head::read(event.value()).is_none_or(|h| h.logged_ms < cutoff_ms)
+            }))
+        })
+        .await
+    }
+}
+
+/// Decodes a stored event for a read, or logs that it cannot be read.
+fn readable(sequence: u64, bytes: &[u8]) -> Option<LoggedEvent> {
+    decode_event(sequence, bytes)
+        .inspect_err(|unreadable| {
+            tracing::error!(sequence, %unreadable, "an event of the log cannot be read; skipped");
+        })
+        .ok()
+}
+
+#[async_trait]
+impl EventLog for EmbeddedJobDB {
+    async fn subscribe(
+        &self,
+        name: &str,
+        filter: &EventFilter,
+    ) -> Result<SubscriptionStart, StoreError> {
+        let (name, filter) = (name.to_owned(), filter.clone());
+        self.write(move |txn| {
+            let mut subscription =
+                read_subscription(&txn.open_table(SUBSCRIPTIONS).map_err(other)?, &name)?;
+            let mut acked = Vec::new();
+            let acks = txn.open_table(ACKS).map_err(other)?;
+            for entry in acks
+                .range((name.as_str(), 0)..=(name.as_str(), u64::MAX))
+                .map_err(other)?
+            {
+                acked.push(entry.map_err(other)?.0.value().1);
+            }
+            let start = SubscriptionStart {
+                position: subscription.position,
+                acked,
+                missed: subscription.missed,
+            };
+            subscription.missed = 0;
+            subscription.set_filter(&filter);
+            write_subscription(txn, &name, &subscription)?;
+            Ok(start)
+        })
+        .await
+    }
+
+    async fn read_from(&self, from: u64, limit: usize) -> Result<Vec<LoggedEvent>, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(other)?;
+            let events = txn.open_table(EVENTS).map_err(other)?;
+            let mut read = Vec::new();
+            for entry in events.range(from..).map_err(other)?.take(limit) {
+                let (sequence, event) = entry.map_err(other)?;
+                read.extend(readable(sequence.value(), event.value()));
+            }
+            Ok(read)
+        })
+        .await
+    }
+
+    async fn read_at(&self, sequences: Vec<u64>) -> Result<Vec<LoggedEvent>, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(other)?;
+            let events = txn.open_table(EVENTS).map_err(other)?;
+            let mut read = Vec::with_capacity(sequences.len());
+            for sequence in sequences {
+                if let Some(event) = events.get(sequence).map_err(other)? {
+                    read.extend(readable(sequence, event.value()));
+                }
+            }
+            Ok(read)
+        })
+        .await
+    }
+
+    async fn ack(&self, name: &str, sequence: u64) -> Result<AckOutcome, StoreError> {
+        let name = name.to_owned();
+        self.write(move |txn| {
+            let next = next_sequence(txn)?;
+            if sequence == 0 || sequence >= next {
+                return Ok(AckOutcome::Beyond { last: next - 1 });
+            }
+            let mut subscription =
+                read_subscription(&txn.open_table(SUBSCRIPTIONS).map_err(other)?, &name)?;
+            let mut acks = txn.open_table(ACKS).map_err(other)?;
+            if sequence <= subscription.position
+                || acks
+                    .insert((name.as_str(), sequence), ())
+                    .map_err(other)?
+                    .is_some()
+            {
+                return Ok(AckOutcome::Duplicate);
+            }
+            drop(acks);
+            advance(txn, &name, &mut subscription, next)?;
+            write_subscription(txn, &name, &subscription)?;
+            Ok(AckOutcome::Acked)
+        })
+        .await
+    }
+
+    async fn take_missed(&self, name: &str) -> Result<u64, StoreError> {
+        let name = name.to_owned();
+        self.write(move |txn| {
+            let mut subscription =
+                read_subscription(&txn.open_table(SUBSCRIPTIONS).map_err(other)?, &name)?;
+            let missed = std::mem::take(&mut subscription.missed);
+            if missed > 0 {
+                write_subscription(txn, &name, &subscription)?;
+            }
+            Ok(missed)
+        })
+        .await
+    }
+
+    async fn trim(&self, max_events: u64, max_age: Duration) -> Result<u64, StoreError> {
+        let max_age = chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::MAX);
+        let cutoff_ms = crate::domain::now()
+            .checked_sub_signed(max_age)
+            .map_or(i64::MIN, |cutoff| cutoff.timestamp_millis());
+        if !self.needs_trim(max_events, cutoff_ms).await? {
+            return Ok(0);
+        }
+        self.write(move |txn| trim_in(txn, max_events, cutoff_ms))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        domain::{JobSpec, JobStatus, now},
+        store::JobDB,
+    };
+
+    fn job(job_type: JobType) -> Job {
+        Job::new_scheduled(
+            JobSpec {
+                name: "logged".into(),
+                description: String::new(),
+                schedule_time: now(),
+                job_type,
+                job_data: "{}".into(),
+            },
+            now(),
+        )
+    }
+
+    /// A store with `jobs` created, then each claimed, and every outbox
+    /// entry cleared: a create and a run event per job, in the log.
+    async fn logged(dir: &std::path::Path, jobs: &[Job]) -> EmbeddedJobDB {
+        let db = EmbeddedJobDB::open(dir).unwrap();
+        for job in jobs {
+            db.insert(job).await.unwrap();
+            db.claim(job.id, job.fire_token, now()).await.unwrap();
+        }
+        let at: Vec<(JobId, i64)> = jobs.iter().map(|job| (job.id, 1)).collect();
+        assert_eq!(db.clear_pending_many(&at).await.unwrap().len(), jobs.len());
+        db
+    }
+
+    #[tokio::test]
+    async fn clearing_the_outbox_logs_each_owed_event_once_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (job(JobType::Email), job(JobType::Sms));
+        let db = logged(dir.path(), &[a.clone(), b.clone()]).await;
+        // Cleared again at the same version (a call and the relay racing):
+        // nothing is owed any more, so nothing more is logged.
+        db.clear_pending_many(&[(a.id, 1)]).await.unwrap();
+        let events = db.read_from(1, 10).await.unwrap();
+        let seen: Vec<(u64, EventKind, JobId)> = events
+            .iter()
+            .map(|e| (e.sequence, e.kind, e.job.id))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (1, EventKind::Create, a.id),
+                (2, EventKind::Run, a.id),
+                (3, EventKind::Create, b.id),
+                (4, EventKind::Run, b.id)
+            ]
+        );
+        assert_eq!(events[1].job.status, JobStatus::Running);
+        assert_eq!(db.read_at(vec![4, 2, 9]).await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn acks_out_of_order_move_the_position_past_filtered_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = logged(dir.path(), &[job(JobType::Email), job(JobType::Email)]).await;
+        let runs = EventFilter {
+            kinds: [EventKind::Run].into(),
+            ..EventFilter::default()
+        };
+        assert_eq!(db.subscribe("x", &runs).await.unwrap().position, 0);
+        assert_eq!(db.ack("x", 4).await.unwrap(), AckOutcome::Acked);
+        // Event 1, a create, is passed over; 2 is still owed.
+        let start = db.subscribe("x", &runs).await.unwrap();
+        assert_eq!((start.position, start.acked), (1, vec![4]));
+        // Acking 2 passes over 3 (a create, which the filter leaves out) and 4.
+        assert_eq!(db.ack("x", 2).await.unwrap(), AckOutcome::Acked);
+        assert_eq!(db.ack("x", 4).await.unwrap(), AckOutcome::Duplicate);
+        assert_eq!(
+            db.ack("x", 5).await.unwrap(),
+            AckOutcome::Beyond { last: 4 }
+        );
+        let start = db.subscribe("x", &runs).await.unwrap();
+        assert_eq!((start.position, start.acked), (4, vec![]));
+        // Other names keep their own positions.
+        assert_eq!(db.subscribe("y", &runs).await.unwrap().position, 0);
+    }
+
+    #[tokio::test]
+    async fn the_retention_counts_what_each_name_missed_and_numbers_go_on_after_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = [job(JobType::Email), job(JobType::Sms), job(JobType::Email)];
+        {
+            let db = logged(dir.path(), &jobs).await;
+            let everything = EventFilter::default();
+            db.subscribe("all", &everything).await.unwrap();
+            db.ack("all", 1).await.unwrap();
+            db.ack("all", 3).await.unwrap();
+            let sms = EventFilter {
+                job_types: [JobType::Sms].into(),
+                ..EventFilter::default()
+            };
+            db.subscribe("sms", &sms).await.unwrap();
+            assert_eq!(db.trim(2, Duration::from_secs(3600)).await.unwrap(), 4);
+            assert_eq!(db.trim(2, Duration::from_secs(3600)).await.unwrap(), 0);
+            // Of 1..=4, "all" had acked 1 and 3; "sms" admits only 3 and 4.
+            assert_eq!(db.take_missed("all").await.unwrap(), 2);
+            assert_eq!(db.take_missed("all").await.unwrap(), 0);
+            assert_eq!(db.take_missed("sms").await.unwrap(), 2);
+            assert_eq!(db.subscribe("all", &everything).await.unwrap().position, 4);
+            // Age: both kept events were logged before this cutoff.
+            let removed = db.write(|txn| trim_in(txn, 100, i64::MAX)).await.unwrap();
+            assert_eq!(removed, 2);
+        }
+        let db = EmbeddedJobDB::open(dir.path()).unwrap();
+        let more = job(JobType::Email);
+        db.insert(&more).await.unwrap();
+        db.clear_pending_many(&[(more.id, 0)]).await.unwrap();
+        let events = db.read_from(1, 10).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].sequence, 7, "numbers are never given twice");
+    }
+}
