@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, Scan, StoreError, Unreadable,
-    result_outcome, stored_time,
+    refused_result, stored_time, takes_result,
 };
 use crate::domain::{
     Job, JobId, JobSpec, JobStatus, JobType, PageRequest, PendingEvents, ResultStatus,
@@ -566,6 +566,7 @@ impl JobDB for EmbeddedJobDB {
         &self,
         id: JobId,
         result: ResultStatus,
+        fire_token: Option<i64>,
         now: DateTime<Utc>,
     ) -> Result<ResultOutcome, StoreError> {
         self.write(move |txn| {
@@ -573,8 +574,11 @@ impl JobDB for EmbeddedJobDB {
             let Some(current) = current else {
                 return Ok(ResultOutcome::UnknownJob);
             };
-            if current.status != JobStatus::Running {
-                return Ok(result_outcome(current.status, result));
+            // Decided inside the write transaction: the check and the write
+            // are one atomic step.
+            if !takes_result(current.status, current.fire_token, fire_token) {
+                let (status, token) = (current.status, current.fire_token);
+                return Ok(refused_result(status, token, result, fire_token));
             }
             let finished = current.finished(result, stored_time(now));
             write_job(txn, id, Some(&current), Some(&finished))?;
@@ -807,25 +811,25 @@ mod tests {
         );
 
         assert_eq!(
-            db.store_result(early.id, ResultStatus::Failed, now())
+            db.store_result(early.id, ResultStatus::Failed, None, now())
                 .await
                 .unwrap(),
             ResultOutcome::Stored
         );
         assert_eq!(
-            db.store_result(early.id, ResultStatus::Failed, now())
+            db.store_result(early.id, ResultStatus::Failed, None, now())
                 .await
                 .unwrap(),
             ResultOutcome::Duplicate
         );
         assert_eq!(
-            db.store_result(early.id, ResultStatus::Succeeded, now())
+            db.store_result(early.id, ResultStatus::Succeeded, None, now())
                 .await
                 .unwrap(),
             ResultOutcome::Ignored(JobStatus::Failed)
         );
         assert_eq!(
-            db.store_result(JobId::new(), ResultStatus::Failed, now())
+            db.store_result(JobId::new(), ResultStatus::Failed, None, now())
                 .await
                 .unwrap(),
             ResultOutcome::UnknownJob

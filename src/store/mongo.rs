@@ -23,7 +23,7 @@ use mongodb::{
     options::{ClientOptions, IndexOptions},
 };
 
-use super::{DueJob, JobDB, JobsPage, ResultOutcome, Scan, StoreError, Unreadable, result_outcome};
+use super::{DueJob, JobDB, JobsPage, ResultOutcome, Scan, StoreError, Unreadable, refused_result};
 use crate::domain::{
     Job, JobId, JobSpec, JobStatus, JobType, PageRequest, PendingEvents, ResultStatus,
 };
@@ -385,9 +385,14 @@ impl JobDB for MongoJobDB {
         &self,
         id: JobId,
         result: ResultStatus,
+        fire_token: Option<i64>,
         now: DateTime<Utc>,
     ) -> Result<ResultOutcome, StoreError> {
-        let filter = doc! { "_id": id, "status": JobStatus::Running.as_i32() };
+        let mut filter = doc! { "_id": id, "status": JobStatus::Running.as_i32() };
+        // A result that names its firing matches only that firing.
+        if let Some(token) = fire_token {
+            filter.insert("scheduledKey", token);
+        }
         let update = doc! {
             "$set": { "status": result.job_status().as_i32(), "updatedAt": bson_time(now) },
             "$inc": { "version": 1_i64 },
@@ -397,7 +402,7 @@ impl JobDB for MongoJobDB {
         }
         Ok(match self.get(id).await? {
             None => ResultOutcome::UnknownJob,
-            Some(job) => result_outcome(job.status, result),
+            Some(job) => refused_result(job.status, job.fire_token, result, fire_token),
         })
     }
 

@@ -51,7 +51,7 @@ use tokio_postgres::{
 use super::{
     ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, Scan, StoreError, Unreadable,
     pg_tls::{self, SslMode},
-    result_outcome,
+    refused_result,
 };
 use crate::domain::{
     Job, JobId, JobSpec, JobStatus, JobType, PageRequest, PendingEvents, ResultStatus,
@@ -337,11 +337,13 @@ impl Sql {
                  RETURNING {COLUMNS}"
             ),
             claim_many: claim_many_statement(&t),
+            // A result that names its firing ($4) matches only that firing.
             store_result: format!(
                 "UPDATE {t} SET status = $2, version = version + 1, updated_at = $3 \
-                 WHERE id = $1 AND status = {running}"
+                 WHERE id = $1 AND status = {running} \
+                 AND ($4::bigint IS NULL OR scheduled_key = $4)"
             ),
-            status_of: format!("SELECT status FROM {t} WHERE id = $1"),
+            status_of: format!("SELECT status, scheduled_key FROM {t} WHERE id = $1"),
             scheduled_before: format!(
                 "SELECT {COLUMNS} FROM {t} \
                  WHERE status = {scheduled} AND schedule_time < $1 \
@@ -766,6 +768,7 @@ impl JobDB for PgJobDB {
         &self,
         id: JobId,
         result: ResultStatus,
+        fire_token: Option<i64>,
         now: DateTime<Utc>,
     ) -> Result<ResultOutcome, StoreError> {
         let bytes = id.bytes();
@@ -773,7 +776,7 @@ impl JobDB for PgJobDB {
         let stored = self
             .execute(
                 &self.sql.store_result,
-                &[&bytes.as_slice(), &status, &ms(now)],
+                &[&bytes.as_slice(), &status, &ms(now), &fire_token],
             )
             .await?;
         if stored == 1 {
@@ -786,10 +789,11 @@ impl JobDB for PgJobDB {
         else {
             return Ok(ResultOutcome::UnknownJob);
         };
-        let current: i16 = row.try_get(0).map_err(map_err)?;
+        let current: i16 = column(&row, id, "status")?;
         let current = JobStatus::from_i32(current.into())
             .ok_or_else(|| Unreadable::job(id, format!("status {current}")))?;
-        Ok(result_outcome(current, result))
+        let current_token: i64 = column(&row, id, "scheduled_key")?;
+        Ok(refused_result(current, current_token, result, fire_token))
     }
 
     async fn scheduled_before(&self, until: DateTime<Utc>) -> Result<Scan<DueJob>, StoreError> {
