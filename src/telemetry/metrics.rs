@@ -39,7 +39,9 @@ pub const EVENTS_PUBLISHED: &str = "scheduler_events_published_total";
 pub const EVENTS_FAILED: &str = "scheduler_events_failed_total";
 /// Run results read and applied (stored or recognised as a duplicate).
 pub const RESULTS_CONSUMED: &str = "scheduler_results_consumed_total";
-/// Run results skipped, by `reason`: `malformed`, `unknown_job`, `not_running`.
+/// Run results skipped, by `reason`: `malformed`, `unknown_job`,
+/// `not_running`, `stale` (a result of a firing that is not the job's
+/// current one).
 pub const RESULTS_SKIPPED: &str = "scheduler_results_skipped_total";
 /// Store calls that failed, by `operation` (the `JobDB` method) and `kind`
 /// (`unavailable`, `corrupt`, `other`).
