@@ -30,15 +30,18 @@ use chrono::{DateTime, SubsecRound, Utc};
 use crate::domain::{self, Job, JobId, JobStatus, PageRequest, PendingEvents, ResultStatus};
 
 /// A failure of the store.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// The database could not be reached or timed out.
+    /// The database could not be reached, timed out, or failed in a way
+    /// that trying the same call again may cure (a fail-over, a full disk, a
+    /// lost race): callers that must not give up on a call retry it.
     #[error("{0}")]
     Unavailable(String),
     /// A stored document could not be read back as a job.
     #[error("corrupt job document: {0}")]
     Corrupt(Unreadable),
-    /// Any other refusal by the database.
+    /// Any other refusal by the database: trying the same call again would
+    /// meet it again.
     #[error("{0}")]
     Other(String),
 }

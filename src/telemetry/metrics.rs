@@ -44,7 +44,7 @@ pub const RESULTS_CONSUMED: &str = "scheduler_results_consumed_total";
 /// current one).
 pub const RESULTS_SKIPPED: &str = "scheduler_results_skipped_total";
 /// Store calls that failed, by `operation` (the `JobDB` method) and `kind`
-/// (`unavailable`, `corrupt`, `other`).
+/// (`unavailable`: trying again may cure it; `corrupt`; `other`).
 pub const STORE_ERRORS: &str = "scheduler_store_errors_total";
 /// Run results waiting in the topic, by `partition` (from the consumer's
 /// statistics; Kafka only).
