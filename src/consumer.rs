@@ -166,7 +166,10 @@ async fn handle(
     };
     let mut backoff = Backoff::new(RETRY_FIRST, RETRY_MAX);
     loop {
-        match service.record_result(result.id, result.status).await {
+        match service
+            .record_result(result.id, result.status, result.fire_token)
+            .await
+        {
             Ok(_) => return true,
             Err(err @ Error::StoreUnavailable(_)) => {
                 tracing::warn!(error = %err, ?position, retry_in = ?backoff.current(), "cannot store run result, retrying");

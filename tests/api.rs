@@ -791,6 +791,7 @@ async fn a_running_job_can_be_deleted_and_its_late_results_are_ignored() {
         .report_result(events::ReportResultRequest {
             id: id.clone(),
             status: proto::JobStatus::Succeeded.into(),
+            scheduled_key: None,
         })
         .await
         .expect_err("no such job any more");

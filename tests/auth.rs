@@ -369,6 +369,7 @@ async fn each_role_calls_only_its_methods() {
             .report_result(ReportResultRequest {
                 id: bson::oid::ObjectId::new().to_hex(),
                 status: proto::JobStatus::Succeeded as i32,
+                scheduled_key: None,
             })
             .await;
         assert_eq!(

@@ -52,6 +52,7 @@ async fn the_whole_cycle_runs_with_no_external_server() {
     let report = |status: proto::JobStatus| ReportResultRequest {
         id: id.clone(),
         status: status as i32,
+        scheduled_key: None,
     };
     let stored = executor
         .report_result(report(proto::JobStatus::Succeeded))
@@ -79,6 +80,7 @@ async fn the_whole_cycle_runs_with_no_external_server() {
     let unknown = ReportResultRequest {
         id: bson::oid::ObjectId::new().to_hex(),
         status: proto::JobStatus::Failed as i32,
+        scheduled_key: None,
     };
     assert_eq!(
         executor

@@ -213,7 +213,7 @@ async fn every_call_is_unavailable_unbounded(db: &PgJobDB) {
     assert_unavailable(db.delete(id).await, "delete");
     assert_unavailable(db.claim(id, 1, t).await, "claim");
     assert_unavailable(
-        db.store_result(id, ResultStatus::Succeeded, t).await,
+        db.store_result(id, ResultStatus::Succeeded, None, t).await,
         "store_result",
     );
     assert_unavailable(db.scheduled_before(t).await, "scheduled_before");

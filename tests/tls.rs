@@ -293,6 +293,7 @@ async fn every_call_is_served_over_tls_and_plaintext_is_refused() {
         .report_result(ReportResultRequest {
             id: fired.clone(),
             status: proto::JobStatus::Succeeded as i32,
+            scheduled_key: None,
         })
         .await;
     assert_eq!(

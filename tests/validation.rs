@@ -101,6 +101,7 @@ async fn a_10_kb_bogus_id_is_answered_with_a_short_message() {
             .report_result(ReportResultRequest {
                 id: bogus.clone(),
                 status: proto::JobStatus::Succeeded.into(),
+                scheduled_key: None,
             })
             .await
             .map(drop),

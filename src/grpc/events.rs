@@ -428,9 +428,14 @@ impl events::job_events_server::JobEvents for JobEventsGrpc {
                 "invalid status: must be JOB_STATUS_SUCCEEDED or JOB_STATUS_FAILED",
             )
         })?;
-        let outcome = match self.service.record_result(id, result).await? {
+        let recorded = self
+            .service
+            .record_result(id, result, request.scheduled_key)
+            .await?;
+        let outcome = match recorded {
             ResultOutcome::Stored => "stored",
             ResultOutcome::Duplicate => "duplicate",
+            ResultOutcome::Stale(_) => "stale",
             ResultOutcome::Ignored(status) => {
                 return Err(Status::failed_precondition(format!(
                     "job {id} is {status:?}, not running"

@@ -276,13 +276,13 @@ mod tests {
         let err = svc.update(job.id, t.spec(1_000)).await.unwrap_err();
         assert!(matches!(err, Error::FailedPrecondition(_)), "{err:?}");
         assert_eq!(
-            svc.record_result(job.id, ResultStatus::Succeeded)
+            svc.record_result(job.id, ResultStatus::Succeeded, None)
                 .await
                 .unwrap(),
             ResultOutcome::Stored
         );
         assert_eq!(
-            svc.record_result(job.id, ResultStatus::Succeeded)
+            svc.record_result(job.id, ResultStatus::Succeeded, None)
                 .await
                 .unwrap(),
             ResultOutcome::Duplicate

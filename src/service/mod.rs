@@ -205,17 +205,25 @@ impl JobService {
         Ok(())
     }
 
-    /// Stores an executor's result on a RUNNING job.
-    #[tracing::instrument(skip_all, fields(job_id = %id, result = ?result))]
+    /// Stores an executor's result on a RUNNING job. A result that names
+    /// the firing it reports on (`fire_token`, the run event's
+    /// `ScheduledKey`) is stored only on that firing: a late result of an
+    /// earlier firing is `Stale`, counted and logged, and changes nothing
+    /// (see [`ResultOutcome`]).
+    #[tracing::instrument(skip_all, fields(job_id = %id, result = ?result, fire_token))]
     pub async fn record_result(
         &self,
         id: JobId,
         result: ResultStatus,
+        fire_token: Option<i64>,
     ) -> Result<ResultOutcome, Error> {
+        if let Some(token) = fire_token {
+            Span::current().record("fire_token", token);
+        }
         let outcome = self
             .inner
             .db
-            .store_result(id, result, self.clock().now_ms())
+            .store_result(id, result, fire_token, self.clock().now_ms())
             .await?;
         match outcome {
             ResultOutcome::Stored => {
@@ -233,6 +241,13 @@ impl JobService {
             ResultOutcome::Ignored(status) => {
                 self.inner.metrics.result_skipped("not_running");
                 tracing::warn!(?status, "run result for a job that is not running ignored");
+            }
+            ResultOutcome::Stale(status) => {
+                self.inner.metrics.result_skipped("stale");
+                tracing::warn!(
+                    ?status,
+                    "run result of an earlier firing ignored (the job was fired, retried or rescheduled since)"
+                );
             }
             ResultOutcome::UnknownJob => {
                 self.inner.metrics.result_skipped("unknown_job");

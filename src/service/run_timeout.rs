@@ -130,7 +130,7 @@ mod tests {
         t.svc.fire_batch(due, &CancellationToken::new()).await;
         t.advance_ms(600_001);
         t.svc
-            .record_result(job.id, crate::domain::ResultStatus::Succeeded)
+            .record_result(job.id, crate::domain::ResultStatus::Succeeded, None)
             .await
             .unwrap();
         assert_eq!(t.svc.expire_stuck_runs().await.unwrap(), 0);

@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use super::event_log::EventLog;
 use super::{
     ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, Scan, StoreError, Unreadable,
-    result_outcome, stored_time,
+    refused_result, stored_time, takes_result,
 };
 use crate::domain::{
     Job, JobId, JobSpec, JobStatus, JobType, LoggedEvent, PageRequest, PendingEvents, ResultStatus,
@@ -97,7 +97,7 @@ trait QueuedWrite: Send {
     fn apply(&mut self, txn: &redb::WriteTransaction) -> bool;
 
     /// Answers the caller: the applied result if the commit succeeded.
-    fn finish(self: Box<Self>, committed: Result<(), String>);
+    fn finish(self: Box<Self>, committed: Result<(), StoreError>);
 }
 
 /// A write and the caller waiting for its result.
@@ -125,7 +125,7 @@ where
         applied
     }
 
-    fn finish(self: Box<Self>, committed: Result<(), String>) {
+    fn finish(self: Box<Self>, committed: Result<(), StoreError>) {
         let answer = match (committed, self.result) {
             (Ok(()), Some(mut result)) => {
                 if let (Ok(value), Some(hook)) = (&mut result, self.on_commit) {
@@ -134,7 +134,7 @@ where
                 result
             }
             (Ok(()), None) => Err(StoreError::Other("write never applied".into())),
-            (Err(err), _) => Err(StoreError::Other(format!("commit failed: {err}"))),
+            (Err(err), _) => Err(err),
         };
         // The caller may have gone (a cancelled call): nothing to tell.
         let _ = self.reply.send(answer);
@@ -163,12 +163,12 @@ fn commit_group(db: &Database, mut group: Vec<Box<dyn QueuedWrite>>) {
         let txn = match db.begin_write() {
             Ok(txn) => txn,
             Err(err) => {
-                let err = err.to_string();
+                let err = commit_failed(err);
                 return group.into_iter().for_each(|w| w.finish(Err(err.clone())));
             }
         };
         if group.iter_mut().all(|write| write.apply(&txn)) {
-            let committed = txn.commit().map_err(|e| e.to_string());
+            let committed = txn.commit().map_err(commit_failed);
             return group.into_iter().for_each(|w| w.finish(committed.clone()));
         }
         if let Err(err) = txn.abort() {
@@ -176,12 +176,12 @@ fn commit_group(db: &Database, mut group: Vec<Box<dyn QueuedWrite>>) {
         }
     }
     for mut write in group {
-        let committed = db.begin_write().map_err(|e| e.to_string()).and_then(|txn| {
+        let committed = db.begin_write().map_err(commit_failed).and_then(|txn| {
             if write.apply(&txn) {
-                txn.commit().map_err(|e| e.to_string())
+                txn.commit().map_err(commit_failed)
             } else {
                 // The write's own error is its answer; nothing is kept.
-                txn.abort().map_err(|e| e.to_string())
+                txn.abort().map_err(commit_failed)
             }
         });
         write.finish(committed);
@@ -211,6 +211,50 @@ struct StoredJob {
 
 fn other(err: impl std::fmt::Display) -> StoreError {
     StoreError::Other(format!("embedded store: {err}"))
+}
+
+/// A failure of redb or of its file as a [`StoreError`]:
+/// [`StoreError::Unavailable`] when trying again may succeed (see
+/// [`transient`]), so that callers retry the call instead of giving up on
+/// it (a run result is not dropped while the disk is full).
+fn storage(err: impl Into<redb::Error>) -> StoreError {
+    classified("embedded store", err.into())
+}
+
+/// As [`storage`], for the commit of a group of writes.
+fn commit_failed(err: impl Into<redb::Error>) -> StoreError {
+    classified("embedded store: commit failed", err.into())
+}
+
+fn classified(context: &str, err: redb::Error) -> StoreError {
+    let message = format!("{context}: {err}");
+    if transient(&err) {
+        StoreError::Unavailable(message)
+    } else {
+        StoreError::Other(message)
+    }
+}
+
+/// Whether trying again may cure `err`: an I/O error that passes (the disk
+/// or a quota full, ENOSPC and EDQUOT; memory short; a call interrupted or
+/// that would block), and redb's refusal of every use of the file after
+/// such an error (`PreviousIo`), which lasts until the store is opened
+/// again: a restart, once the disk has room. A corrupted file, a closed
+/// database or a misuse of redb is not cured by trying again.
+fn transient(err: &redb::Error) -> bool {
+    use std::io::ErrorKind;
+    match err {
+        redb::Error::Io(io) => matches!(
+            io.kind(),
+            ErrorKind::StorageFull
+                | ErrorKind::QuotaExceeded
+                | ErrorKind::OutOfMemory
+                | ErrorKind::Interrupted
+                | ErrorKind::WouldBlock
+        ),
+        redb::Error::PreviousIo => true,
+        _ => false,
+    }
 }
 
 fn time(ms: i64, id: JobId) -> Result<DateTime<Utc>, Unreadable> {
@@ -296,7 +340,7 @@ fn read_job(
     table: &impl ReadableTable<&'static [u8], &'static [u8]>,
     id: JobId,
 ) -> Result<Option<Job>, StoreError> {
-    match table.get(id.bytes().as_slice()).map_err(other)? {
+    match table.get(id.bytes().as_slice()).map_err(storage)? {
         Some(bytes) => Ok(Some(decode(id, bytes.value())?)),
         None => Ok(None),
     }
@@ -313,7 +357,7 @@ fn scanned_job(
         Ok(id) => id,
         Err(unreadable) => return Ok(Some(Err(unreadable))),
     };
-    let record = table.get(id.bytes().as_slice()).map_err(other)?;
+    let record = table.get(id.bytes().as_slice()).map_err(storage)?;
     Ok(record.map(|bytes| decode(id, bytes.value())))
 }
 
@@ -329,25 +373,25 @@ fn write_job(
     if let Some(job) = old {
         for (table, ms) in index_entries(job) {
             txn.open_table(table)
-                .map_err(other)?
+                .map_err(storage)?
                 .remove((ms, key.as_slice()))
-                .map_err(other)?;
+                .map_err(storage)?;
         }
     }
-    let mut jobs = txn.open_table(JOBS).map_err(other)?;
+    let mut jobs = txn.open_table(JOBS).map_err(storage)?;
     match new {
         Some(job) => {
             jobs.insert(key.as_slice(), encode(job)?.as_slice())
-                .map_err(other)?;
+                .map_err(storage)?;
             for (table, ms) in index_entries(job) {
                 txn.open_table(table)
-                    .map_err(other)?
+                    .map_err(storage)?
                     .insert((ms, key.as_slice()), ())
-                    .map_err(other)?;
+                    .map_err(storage)?;
             }
         }
         None => {
-            jobs.remove(key.as_slice()).map_err(other)?;
+            jobs.remove(key.as_slice()).map_err(storage)?;
         }
     }
     Ok(())
@@ -366,7 +410,7 @@ fn claim_in(
     fire_token: i64,
     now: DateTime<Utc>,
 ) -> Result<Option<Job>, StoreError> {
-    let Some(current) = read_job(&txn.open_table(JOBS).map_err(other)?, id)? else {
+    let Some(current) = read_job(&txn.open_table(JOBS).map_err(storage)?, id)? else {
         return Ok(None);
     };
     let claimed = current.claimed(fire_token, stored_time(now));
@@ -390,15 +434,15 @@ impl EmbeddedJobDB {
         let db = Database::builder()
             .set_cache_size(cache_bytes)
             .create(dir.join("jobs.redb"))
-            .map_err(other)?;
-        let txn = db.begin_write().map_err(other)?;
+            .map_err(storage)?;
+        let txn = db.begin_write().map_err(storage)?;
         // Create every table, so that reads never meet a missing one.
-        txn.open_table(JOBS).map_err(other)?;
+        txn.open_table(JOBS).map_err(storage)?;
         for table in [LISTING, DUE, OUTBOX, RUNNING] {
-            txn.open_table(table).map_err(other)?;
+            txn.open_table(table).map_err(storage)?;
         }
         log::create_tables(&txn)?;
-        txn.commit().map_err(other)?;
+        txn.commit().map_err(storage)?;
         let db = Arc::new(db);
         let (writes, queue) = mpsc::channel();
         let writer_db = db.clone();
@@ -508,15 +552,15 @@ impl EmbeddedJobDB {
         limit: usize,
     ) -> Result<Scan<Job>, StoreError> {
         self.blocking(move |db| {
-            let txn = db.begin_read().map_err(other)?;
-            let keys = txn.open_table(index).map_err(other)?;
-            let jobs = txn.open_table(JOBS).map_err(other)?;
+            let txn = db.begin_read().map_err(storage)?;
+            let keys = txn.open_table(index).map_err(storage)?;
+            let jobs = txn.open_table(JOBS).map_err(storage)?;
             let mut reads = Vec::new();
-            for entry in keys.range(..(until_ms, &[][..])).map_err(other)? {
+            for entry in keys.range(..(until_ms, &[][..])).map_err(storage)? {
                 if reads.len() >= limit {
                     break;
                 }
-                let (key, _) = entry.map_err(other)?;
+                let (key, _) = entry.map_err(storage)?;
                 reads.extend(scanned_job(&jobs, key.value().1)?);
             }
             Ok(reads.into_iter().collect())
@@ -535,7 +579,7 @@ impl JobDB for EmbeddedJobDB {
     async fn insert(&self, job: &Job) -> Result<(), StoreError> {
         let job = job.clone();
         self.write(move |txn| {
-            let existing = read_job(&txn.open_table(JOBS).map_err(other)?, job.id)?;
+            let existing = read_job(&txn.open_table(JOBS).map_err(storage)?, job.id)?;
             if existing.is_some() {
                 return Err(StoreError::Other(format!("duplicate id {}", job.id)));
             }
@@ -546,23 +590,23 @@ impl JobDB for EmbeddedJobDB {
 
     async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
         self.blocking(move |db| {
-            let txn = db.begin_read().map_err(other)?;
-            read_job(&txn.open_table(JOBS).map_err(other)?, id)
+            let txn = db.begin_read().map_err(storage)?;
+            read_job(&txn.open_table(JOBS).map_err(storage)?, id)
         })
         .await
     }
 
     async fn list(&self, page: PageRequest) -> Result<JobsPage, StoreError> {
         self.blocking(move |db| {
-            let txn = db.begin_read().map_err(other)?;
-            let jobs = txn.open_table(JOBS).map_err(other)?;
-            let listing = txn.open_table(LISTING).map_err(other)?;
-            let total = jobs.len().map_err(other)?;
+            let txn = db.begin_read().map_err(storage)?;
+            let jobs = txn.open_table(JOBS).map_err(storage)?;
+            let listing = txn.open_table(LISTING).map_err(storage)?;
+            let total = jobs.len().map_err(storage)?;
             let skip = usize::try_from(page.offset()).unwrap_or(usize::MAX);
             let take = usize::try_from(page.size).unwrap_or(usize::MAX);
             let mut reads = Vec::new();
-            for entry in listing.iter().map_err(other)?.skip(skip).take(take) {
-                let (key, _) = entry.map_err(other)?;
+            for entry in listing.iter().map_err(storage)?.skip(skip).take(take) {
+                let (key, _) = entry.map_err(storage)?;
                 reads.extend(scanned_job(&jobs, key.value().1)?);
             }
             let page: Scan<Job> = reads.into_iter().collect();
@@ -578,7 +622,7 @@ impl JobDB for EmbeddedJobDB {
     async fn replace_if(&self, job: &Job, expected_version: i64) -> Result<bool, StoreError> {
         let job = job.clone();
         self.write(move |txn| {
-            let current = read_job(&txn.open_table(JOBS).map_err(other)?, job.id)?;
+            let current = read_job(&txn.open_table(JOBS).map_err(storage)?, job.id)?;
             match current {
                 Some(current) if current.version == expected_version => {
                     write_job(txn, job.id, Some(&current), Some(&job))?;
@@ -592,7 +636,7 @@ impl JobDB for EmbeddedJobDB {
 
     async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
         self.write(move |txn| {
-            let current = read_job(&txn.open_table(JOBS).map_err(other)?, id)?;
+            let current = read_job(&txn.open_table(JOBS).map_err(storage)?, id)?;
             match current {
                 Some(current) => write_job(txn, id, Some(&current), None).map(|()| true),
                 None => Ok(false),
@@ -636,15 +680,19 @@ impl JobDB for EmbeddedJobDB {
         &self,
         id: JobId,
         result: ResultStatus,
+        fire_token: Option<i64>,
         now: DateTime<Utc>,
     ) -> Result<ResultOutcome, StoreError> {
         self.write(move |txn| {
-            let current = read_job(&txn.open_table(JOBS).map_err(other)?, id)?;
+            let current = read_job(&txn.open_table(JOBS).map_err(storage)?, id)?;
             let Some(current) = current else {
                 return Ok(ResultOutcome::UnknownJob);
             };
-            if current.status != JobStatus::Running {
-                return Ok(result_outcome(current.status, result));
+            // Decided inside the write transaction: the check and the write
+            // are one atomic step.
+            if !takes_result(current.status, current.fire_token, fire_token) {
+                let (status, token) = (current.status, current.fire_token);
+                return Ok(refused_result(status, token, result, fire_token));
             }
             let finished = current.finished(result, stored_time(now));
             write_job(txn, id, Some(&current), Some(&finished))?;
@@ -724,7 +772,7 @@ mod tests {
     ) {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let op = move |txn: &redb::WriteTransaction| {
-            if read_job(&txn.open_table(JOBS).map_err(other)?, job.id)?.is_some() {
+            if read_job(&txn.open_table(JOBS).map_err(storage)?, job.id)?.is_some() {
                 return Err(StoreError::Other("duplicate".into()));
             }
             write_job(txn, job.id, None, Some(&job))
@@ -736,6 +784,41 @@ mod tests {
             on_commit: None,
         };
         (Box::new(write), answer)
+    }
+
+    #[test]
+    fn a_full_disk_and_passing_io_errors_are_unavailable_the_others_not() {
+        use std::io::{Error, ErrorKind};
+        let io = |err: Error| redb::StorageError::Io(err);
+        let transient = [
+            storage(io(ErrorKind::StorageFull.into())),
+            // ENOSPC, as the operating system reports a full disk.
+            storage(io(Error::from_raw_os_error(28))),
+            storage(io(ErrorKind::QuotaExceeded.into())),
+            storage(io(ErrorKind::OutOfMemory.into())),
+            storage(io(ErrorKind::Interrupted.into())),
+            storage(io(ErrorKind::WouldBlock.into())),
+            storage(redb::StorageError::PreviousIo),
+            commit_failed(redb::CommitError::Storage(
+                io(ErrorKind::StorageFull.into()),
+            )),
+            storage(redb::TransactionError::Storage(io(
+                ErrorKind::StorageFull.into()
+            ))),
+        ];
+        for err in transient {
+            assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+        }
+        let refused = [
+            storage(io(ErrorKind::PermissionDenied.into())),
+            storage(io(ErrorKind::InvalidData.into())),
+            storage(redb::StorageError::Corrupted("bad page".into())),
+            storage(redb::StorageError::DatabaseClosed),
+            commit_failed(redb::CommitError::TransactionPoisoned),
+        ];
+        for err in refused {
+            assert!(matches!(err, StoreError::Other(_)), "{err}");
+        }
     }
 
     #[tokio::test]
@@ -861,25 +944,25 @@ mod tests {
         );
 
         assert_eq!(
-            db.store_result(early.id, ResultStatus::Failed, now())
+            db.store_result(early.id, ResultStatus::Failed, None, now())
                 .await
                 .unwrap(),
             ResultOutcome::Stored
         );
         assert_eq!(
-            db.store_result(early.id, ResultStatus::Failed, now())
+            db.store_result(early.id, ResultStatus::Failed, None, now())
                 .await
                 .unwrap(),
             ResultOutcome::Duplicate
         );
         assert_eq!(
-            db.store_result(early.id, ResultStatus::Succeeded, now())
+            db.store_result(early.id, ResultStatus::Succeeded, None, now())
                 .await
                 .unwrap(),
             ResultOutcome::Ignored(JobStatus::Failed)
         );
         assert_eq!(
-            db.store_result(JobId::new(), ResultStatus::Failed, now())
+            db.store_result(JobId::new(), ResultStatus::Failed, None, now())
                 .await
                 .unwrap(),
             ResultOutcome::UnknownJob

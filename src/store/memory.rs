@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::RwLock;
 
 use super::{
-    DueJob, JobDB, JobsPage, ResultOutcome, Scan, StoreError, result_outcome, stored_job,
-    stored_time,
+    DueJob, JobDB, JobsPage, ResultOutcome, Scan, StoreError, refused_result, stored_job,
+    stored_time, takes_result,
 };
 use crate::domain::{Job, JobId, JobStatus, PageRequest, PendingEvents, ResultStatus};
 
@@ -126,14 +126,20 @@ impl JobDB for MemoryJobDB {
         &self,
         id: JobId,
         result: ResultStatus,
+        fire_token: Option<i64>,
         now: DateTime<Utc>,
     ) -> Result<ResultOutcome, StoreError> {
         let mut jobs = self.jobs.write().await;
         let Some(job) = jobs.get_mut(&id) else {
             return Ok(ResultOutcome::UnknownJob);
         };
-        if job.status != JobStatus::Running {
-            return Ok(result_outcome(job.status, result));
+        if !takes_result(job.status, job.fire_token, fire_token) {
+            return Ok(refused_result(
+                job.status,
+                job.fire_token,
+                result,
+                fire_token,
+            ));
         }
         *job = job.finished(result, stored_time(now));
         Ok(ResultOutcome::Stored)

@@ -31,15 +31,18 @@ use chrono::{DateTime, SubsecRound, Utc};
 use crate::domain::{self, Job, JobId, JobStatus, PageRequest, PendingEvents, ResultStatus};
 
 /// A failure of the store.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// The database could not be reached or timed out.
+    /// The database could not be reached, timed out, or failed in a way
+    /// that trying the same call again may cure (a fail-over, a full disk, a
+    /// lost race): callers that must not give up on a call retry it.
     #[error("{0}")]
     Unavailable(String),
     /// A stored document could not be read back as a job.
     #[error("corrupt job document: {0}")]
     Corrupt(Unreadable),
-    /// Any other refusal by the database.
+    /// Any other refusal by the database: trying the same call again would
+    /// meet it again.
     #[error("{0}")]
     Other(String),
 }
@@ -203,6 +206,17 @@ impl From<&Job> for DueJob {
 }
 
 /// What happened when a run result was offered to the store.
+///
+/// A result may name the firing it reports on, by that firing's fire token
+/// (the run event's `ScheduledKey`). A job keeps the token of its last
+/// firing until it is scheduled again (an update, or a run timed out and
+/// retried, draws a new one), so the token tells a late result of an
+/// earlier firing from a result of the current one:
+/// - a token other than the job's, whatever the job's status: `Stale`;
+/// - the job's token (or none) on a RUNNING job: `Stored`;
+/// - the job's token (or none) on a job that already holds this result:
+///   `Duplicate` (the same firing's result again);
+/// - the job's token (or none) on a job in any other state: `Ignored`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResultOutcome {
     /// The job was RUNNING and now holds the result.
@@ -211,6 +225,10 @@ pub enum ResultOutcome {
     Duplicate,
     /// The job is in another state (scheduled again, or holds the other result).
     Ignored(JobStatus),
+    /// The result names a firing that is not the job's current one (the job,
+    /// now in this status, was fired, retried or rescheduled since): nothing
+    /// changed.
+    Stale(JobStatus),
     /// No job has this id.
     UnknownJob,
 }
@@ -323,11 +341,17 @@ pub trait JobDB: Send + Sync + 'static {
         }
     }
 
-    /// Stores an executor's result on a RUNNING job (next version).
+    /// Stores an executor's result on a RUNNING job (next version), in one
+    /// conditional write: only while the job is RUNNING and, when
+    /// `fire_token` names the firing the result reports on, only while the
+    /// job still carries that token, so that a late result of an earlier
+    /// firing never finishes a later one. Otherwise nothing changes, and the
+    /// outcome says why (see [`ResultOutcome`]).
     async fn store_result(
         &self,
         id: JobId,
         result: ResultStatus,
+        fire_token: Option<i64>,
         now: DateTime<Utc>,
     ) -> Result<ResultOutcome, StoreError>;
 
@@ -400,12 +424,30 @@ pub(crate) fn stored_job(job: &Job) -> Job {
     }
 }
 
-/// Decides a result's outcome from the job's current status; shared by the
-/// stores so that they agree on what counts as a duplicate.
-pub(crate) fn result_outcome(current: JobStatus, result: ResultStatus) -> ResultOutcome {
-    if current == result.job_status() {
+/// Whether a job at `status` under `current_token` takes a result of the
+/// firing `fire_token` (`None`: a result that names no firing): the
+/// condition of [`JobDB::store_result`]'s write, for the stores that decide
+/// it in memory.
+pub(crate) fn takes_result(status: JobStatus, current_token: i64, fire_token: Option<i64>) -> bool {
+    status == JobStatus::Running && fire_token.is_none_or(|token| token == current_token)
+}
+
+/// Why a job at `status` under `current_token` did not take `result` of
+/// the firing `fire_token` (see [`ResultOutcome`]); shared by the stores so
+/// that they agree on what counts as stale or a duplicate. A job RUNNING
+/// under the result's token is `Ignored`: the store found it in another
+/// state when it tried the write, and a claim came in between.
+pub(crate) fn refused_result(
+    status: JobStatus,
+    current_token: i64,
+    result: ResultStatus,
+    fire_token: Option<i64>,
+) -> ResultOutcome {
+    if fire_token.is_some_and(|token| token != current_token) {
+        ResultOutcome::Stale(status)
+    } else if status == result.job_status() {
         ResultOutcome::Duplicate
     } else {
-        ResultOutcome::Ignored(current)
+        ResultOutcome::Ignored(status)
     }
 }

@@ -19,11 +19,14 @@ use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use mongodb::{
     Client, Collection, IndexModel,
-    error::{Error as MongoError, ErrorKind},
+    error::{
+        Error as MongoError, ErrorKind, RETRYABLE_ERROR, RETRYABLE_WRITE_ERROR,
+        SYSTEM_OVERLOADED_ERROR, TRANSIENT_TRANSACTION_ERROR, WriteFailure,
+    },
     options::{ClientOptions, IndexOptions},
 };
 
-use super::{DueJob, JobDB, JobsPage, ResultOutcome, Scan, StoreError, Unreadable, result_outcome};
+use super::{DueJob, JobDB, JobsPage, ResultOutcome, Scan, StoreError, Unreadable, refused_result};
 use crate::domain::{
     Job, JobId, JobSpec, JobStatus, JobType, PageRequest, PendingEvents, ResultStatus,
 };
@@ -160,16 +163,84 @@ fn cursor_lost(err: &MongoError) -> bool {
         || err.to_string().to_lowercase().contains("cursor not found")
 }
 
+/// A driver error as a [`StoreError`]: [`StoreError::Unavailable`] when the
+/// same call may succeed if it is tried again (see [`transient`]), so that
+/// callers retry it (the run-result consumer, the firings) rather than give
+/// up on it.
 fn map_err(err: MongoError) -> StoreError {
-    match *err.kind {
+    if transient(&err) {
+        StoreError::Unavailable(err.to_string())
+    } else {
+        StoreError::Other(err.to_string())
+    }
+}
+
+/// Server error codes after which the same operation may succeed when it is
+/// tried again: a replica set between primaries (a fail-over, a step-down),
+/// a node shutting down, starting or unreachable, a write concern not
+/// satisfied in time. The driver's own retryable codes, and
+/// WriteConcernFailed.
+const TRANSIENT_CODES: &[i32] = &[
+    6,     // HostUnreachable
+    7,     // HostNotFound
+    64,    // WriteConcernFailed (wtimeout)
+    89,    // NetworkTimeout
+    91,    // ShutdownInProgress
+    134,   // ReadConcernMajorityNotAvailableYet
+    189,   // PrimarySteppedDown
+    262,   // ExceededTimeLimit
+    9001,  // SocketException
+    10058, // LegacyNotPrimary
+    10107, // NotWritablePrimary
+    11600, // InterruptedAtShutdown
+    11602, // InterruptedDueToReplStateChange
+    13435, // NotPrimaryNoSecondaryOk
+    13436, // NotPrimaryOrSecondary
+];
+
+/// Error labels by which the server or the driver says that an operation
+/// may be tried again.
+const TRANSIENT_LABELS: &[&str] = &[
+    RETRYABLE_WRITE_ERROR,
+    TRANSIENT_TRANSACTION_ERROR,
+    RETRYABLE_ERROR,
+    SYSTEM_OVERLOADED_ERROR,
+];
+
+/// Whether trying the same call again may succeed: a label says so, or the
+/// error (or one it was caused by) is of a kind or code that does.
+fn transient(err: &MongoError) -> bool {
+    has_transient_label(err)
+        || std::iter::successors(Some(err), |e| {
+            std::error::Error::source(*e).and_then(|cause| cause.downcast_ref::<MongoError>())
+        })
+        .any(|e| transient_kind(&e.kind))
+}
+
+/// Whether the server or the driver labelled `err` as worth trying again.
+fn has_transient_label(err: &MongoError) -> bool {
+    TRANSIENT_LABELS
+        .iter()
+        .any(|label| err.contains_label(label))
+}
+
+/// Whether an error of this kind is one that trying again may cure.
+fn transient_kind(kind: &ErrorKind) -> bool {
+    match kind {
         ErrorKind::ServerSelection { .. }
         | ErrorKind::Io(_)
         | ErrorKind::ConnectionPoolCleared { .. }
         | ErrorKind::DnsResolve { .. }
         // Wrong credentials make the store unusable until an operator fixes
         // them: a dependency failure, not a fault of the request.
-        | ErrorKind::Authentication { .. } => StoreError::Unavailable(err.to_string()),
-        _ => StoreError::Other(err.to_string()),
+        | ErrorKind::Authentication { .. } => true,
+        ErrorKind::Command(command) => TRANSIENT_CODES.contains(&command.code),
+        // The write was applied on the primary, but not acknowledged as the
+        // write concern asks (not replicated in time, or the primary stepped
+        // down): every write of this store is conditional, so trying it
+        // again is safe (it then finds the change made, or makes it).
+        ErrorKind::Write(WriteFailure::WriteConcernError(_)) => true,
+        _ => false,
     }
 }
 
@@ -385,9 +456,14 @@ impl JobDB for MongoJobDB {
         &self,
         id: JobId,
         result: ResultStatus,
+        fire_token: Option<i64>,
         now: DateTime<Utc>,
     ) -> Result<ResultOutcome, StoreError> {
-        let filter = doc! { "_id": id, "status": JobStatus::Running.as_i32() };
+        let mut filter = doc! { "_id": id, "status": JobStatus::Running.as_i32() };
+        // A result that names its firing matches only that firing.
+        if let Some(token) = fire_token {
+            filter.insert("scheduledKey", token);
+        }
         let update = doc! {
             "$set": { "status": result.job_status().as_i32(), "updatedAt": bson_time(now) },
             "$inc": { "version": 1_i64 },
@@ -397,7 +473,7 @@ impl JobDB for MongoJobDB {
         }
         Ok(match self.get(id).await? {
             None => ResultOutcome::UnknownJob,
-            Some(job) => result_outcome(job.status, result),
+            Some(job) => refused_result(job.status, job.fire_token, result, fire_token),
         })
     }
 
@@ -502,6 +578,72 @@ mod tests {
         assert_eq!(document.get_i32("jobType").unwrap(), 1);
         assert_eq!(document.get_i32("outbox").unwrap(), 1);
         assert_eq!(job_from_document(&document).unwrap(), job);
+    }
+
+    /// A server's command error with this code.
+    fn command_error(code: i32, name: &str) -> MongoError {
+        let command = bson::from_document(doc! { "code": code, "codeName": name, "errmsg": name })
+            .expect("a command error");
+        MongoError::from(ErrorKind::Command(command))
+    }
+
+    /// A write error, or a write-concern error, with this code and labels.
+    fn write_failure(concern: bool, code: i32, labels: &[&str]) -> MongoError {
+        let error = doc! { "code": code, "errmsg": "e", "errorLabels": labels };
+        let failure = if concern {
+            WriteFailure::WriteConcernError(bson::from_document(error).expect("wc error"))
+        } else {
+            WriteFailure::WriteError(bson::from_document(error).expect("write error"))
+        };
+        MongoError::from(ErrorKind::Write(failure))
+    }
+
+    #[test]
+    fn fail_over_shutdown_and_network_errors_are_unavailable_the_others_not() {
+        let transient = [
+            command_error(10107, "NotWritablePrimary"),
+            command_error(13435, "NotPrimaryNoSecondaryOk"),
+            command_error(189, "PrimarySteppedDown"),
+            command_error(91, "ShutdownInProgress"),
+            command_error(11600, "InterruptedAtShutdown"),
+            command_error(6, "HostUnreachable"),
+            command_error(89, "NetworkTimeout"),
+            write_failure(true, 64, &[]),
+            write_failure(true, 100, &[]),
+            MongoError::from(std::io::ErrorKind::ConnectionReset),
+        ];
+        for err in transient {
+            assert!(
+                matches!(map_err(err.clone()), StoreError::Unavailable(_)),
+                "{err}"
+            );
+        }
+        let refused = [
+            command_error(11000, "DuplicateKey"),
+            command_error(2, "BadValue"),
+            command_error(13, "Unauthorized"),
+            write_failure(false, 11000, &[]),
+            write_failure(false, 10107, &[]),
+            MongoError::custom("a fault of the caller"),
+        ];
+        for err in refused {
+            assert!(
+                matches!(map_err(err.clone()), StoreError::Other(_)),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_retryable_label_makes_an_error_transient() {
+        let labelled = write_failure(true, 100, &[RETRYABLE_WRITE_ERROR]);
+        assert!(has_transient_label(&labelled));
+        assert!(!has_transient_label(&write_failure(true, 100, &[])));
+        assert!(!has_transient_label(&write_failure(
+            true,
+            100,
+            &["NoWritesPerformed"]
+        )));
     }
 
     #[test]

@@ -51,7 +51,7 @@ use tokio_postgres::{
 use super::{
     ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, Scan, StoreError, Unreadable,
     pg_tls::{self, SslMode},
-    result_outcome,
+    refused_result,
 };
 use crate::domain::{
     Job, JobId, JobSpec, JobStatus, JobType, PageRequest, PendingEvents, ResultStatus,
@@ -337,11 +337,13 @@ impl Sql {
                  RETURNING {COLUMNS}"
             ),
             claim_many: claim_many_statement(&t),
+            // A result that names its firing ($4) matches only that firing.
             store_result: format!(
                 "UPDATE {t} SET status = $2, version = version + 1, updated_at = $3 \
-                 WHERE id = $1 AND status = {running}"
+                 WHERE id = $1 AND status = {running} \
+                 AND ($4::bigint IS NULL OR scheduled_key = $4)"
             ),
-            status_of: format!("SELECT status FROM {t} WHERE id = $1"),
+            status_of: format!("SELECT status, scheduled_key FROM {t} WHERE id = $1"),
             scheduled_before: format!(
                 "SELECT {COLUMNS} FROM {t} \
                  WHERE status = {scheduled} AND schedule_time < $1 \
@@ -444,16 +446,25 @@ fn qualified(alias: &str) -> String {
         .join(", ")
 }
 
-/// Whether a server error means the server cannot serve now (rather than that
-/// it refused this request).
+/// Whether a server error means that the same statement may succeed when it
+/// is tried again (the server cannot serve now, or this attempt lost a race),
+/// rather than that the server refused this request.
 fn unavailable_state(code: &SqlState) -> bool {
-    let code = code.code();
-    code.starts_with("08") // connection exception
-        || code.starts_with("53") // insufficient resources (too many connections, ...)
-        || code.starts_with("57P") // shutting down, crashed, cannot connect now
-        || code == SqlState::QUERY_CANCELED.code() // statement_timeout
-        || code == SqlState::LOCK_NOT_AVAILABLE.code()
-        || code == SqlState::READ_ONLY_SQL_TRANSACTION.code() // a standby
+    let transient = [
+        SqlState::ADMIN_SHUTDOWN,            // 57P01
+        SqlState::CRASH_SHUTDOWN,            // 57P02
+        SqlState::CANNOT_CONNECT_NOW,        // 57P03: starting, or recovering
+        SqlState::IDLE_SESSION_TIMEOUT,      // 57P05: the session was closed
+        SqlState::QUERY_CANCELED,            // 57014: statement_timeout
+        SqlState::LOCK_NOT_AVAILABLE,        // 55P03
+        SqlState::T_R_SERIALIZATION_FAILURE, // 40001
+        SqlState::T_R_DEADLOCK_DETECTED,     // 40P01
+        SqlState::READ_ONLY_SQL_TRANSACTION, // 25006: a standby, before fail-over ends
+    ];
+    let class = code.code().get(..2).unwrap_or_default();
+    class == "08" // connection exception
+        || class == "53" // insufficient resources: disk full, out of memory, too many connections
+        || transient.contains(code)
 }
 
 fn map_err(err: tokio_postgres::Error) -> StoreError {
@@ -766,6 +777,7 @@ impl JobDB for PgJobDB {
         &self,
         id: JobId,
         result: ResultStatus,
+        fire_token: Option<i64>,
         now: DateTime<Utc>,
     ) -> Result<ResultOutcome, StoreError> {
         let bytes = id.bytes();
@@ -773,7 +785,7 @@ impl JobDB for PgJobDB {
         let stored = self
             .execute(
                 &self.sql.store_result,
-                &[&bytes.as_slice(), &status, &ms(now)],
+                &[&bytes.as_slice(), &status, &ms(now), &fire_token],
             )
             .await?;
         if stored == 1 {
@@ -786,10 +798,11 @@ impl JobDB for PgJobDB {
         else {
             return Ok(ResultOutcome::UnknownJob);
         };
-        let current: i16 = row.try_get(0).map_err(map_err)?;
+        let current: i16 = column(&row, id, "status")?;
         let current = JobStatus::from_i32(current.into())
             .ok_or_else(|| Unreadable::job(id, format!("status {current}")))?;
-        Ok(result_outcome(current, result))
+        let current_token: i64 = column(&row, id, "scheduled_key")?;
+        Ok(refused_result(current, current_token, result, fire_token))
     }
 
     async fn scheduled_before(&self, until: DateTime<Utc>) -> Result<Scan<DueJob>, StoreError> {
@@ -887,6 +900,37 @@ mod tests {
         assert!(sql.claim.contains("status = 3"));
         assert!(sql.claim.contains("status = 2 AND scheduled_key = $2"));
         assert!(sql.create.contains("WHERE status = 3"));
+    }
+
+    #[test]
+    fn sqlstates_that_trying_again_may_cure_are_unavailable() {
+        for (code, transient) in [
+            ("08000", true),  // connection exception
+            ("08006", true),  // connection failure
+            ("53100", true),  // disk full
+            ("53200", true),  // out of memory
+            ("53300", true),  // too many connections
+            ("57P01", true),  // admin shutdown
+            ("57P02", true),  // crash shutdown
+            ("57P03", true),  // cannot connect now
+            ("57014", true),  // query canceled (statement_timeout)
+            ("55P03", true),  // lock not available
+            ("40001", true),  // serialization failure
+            ("40P01", true),  // deadlock detected
+            ("25006", true),  // read-only transaction (a standby)
+            ("57P04", false), // database dropped
+            ("23505", false), // unique violation
+            ("42P01", false), // undefined table
+            ("22P02", false), // invalid text representation
+            ("42501", false), // insufficient privilege
+            ("XX000", false), // internal error
+        ] {
+            assert_eq!(
+                unavailable_state(&SqlState::from_code(code)),
+                transient,
+                "{code}"
+            );
+        }
     }
 
     #[test]

@@ -195,12 +195,13 @@ impl<D: JobDB> JobDB for TracedJobDB<D> {
         &self,
         id: JobId,
         result: ResultStatus,
+        fire_token: Option<i64>,
         now: DateTime<Utc>,
     ) -> Result<ResultOutcome, StoreError> {
         self.request(
             "store_result",
             Some(id),
-            self.inner.store_result(id, result, now),
+            self.inner.store_result(id, result, fire_token, now),
         )
         .await
     }

@@ -39,10 +39,12 @@ pub const EVENTS_PUBLISHED: &str = "scheduler_events_published_total";
 pub const EVENTS_FAILED: &str = "scheduler_events_failed_total";
 /// Run results read and applied (stored or recognised as a duplicate).
 pub const RESULTS_CONSUMED: &str = "scheduler_results_consumed_total";
-/// Run results skipped, by `reason`: `malformed`, `unknown_job`, `not_running`.
+/// Run results skipped, by `reason`: `malformed`, `unknown_job`,
+/// `not_running`, `stale` (a result of a firing that is not the job's
+/// current one).
 pub const RESULTS_SKIPPED: &str = "scheduler_results_skipped_total";
 /// Store calls that failed, by `operation` (the `JobDB` method) and `kind`
-/// (`unavailable`, `corrupt`, `other`).
+/// (`unavailable`: trying again may cure it; `corrupt`; `other`).
 pub const STORE_ERRORS: &str = "scheduler_store_errors_total";
 /// Run results waiting in the topic, by `partition` (from the consumer's
 /// statistics; Kafka only).

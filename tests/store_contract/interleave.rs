@@ -109,9 +109,10 @@ impl JobDB for Interleaved {
         &self,
         id: JobId,
         result: ResultStatus,
+        fire_token: Option<i64>,
         now: DateTime<Utc>,
     ) -> Result<ResultOutcome, StoreError> {
-        self.inner.store_result(id, result, now).await
+        self.inner.store_result(id, result, fire_token, now).await
     }
 
     async fn scheduled_before(&self, until: DateTime<Utc>) -> Result<Scan<DueJob>, StoreError> {

@@ -8,7 +8,8 @@
 //! The areas: `crud` (insert, get, delete), `replace` (`replace_if`),
 //! `times` (kept to the millisecond), `listing` (every order the trait
 //! promises, pages and totals), `claims` (single and batch, stale tokens),
-//! `results` (outcomes and duplicates), `outbox` (owed events and their
+//! `results` (outcomes, duplicates, and results naming a firing that is
+//! not the job's current one: stale), `outbox` (owed events and their
 //! version check), `windows` (the due window and stuck runs),
 //! `transitions` (misfires and run timeouts as the service makes them),
 //! `concurrency` (replicas racing to claim), `races` (an update or a delete

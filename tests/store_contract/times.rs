@@ -38,7 +38,7 @@ async fn every_time_written_is_kept_to_the_millisecond(db: &Store) {
     assert_eq!(db.get(job.id).await.expect("get"), Some(claimed));
 
     let done_at = claimed_at + TimeDelta::microseconds(1_300);
-    db.store_result(job.id, ResultStatus::Succeeded, done_at)
+    db.store_result(job.id, ResultStatus::Succeeded, None, done_at)
         .await
         .expect("result");
     let read = db.get(job.id).await.expect("get").expect("found");

@@ -61,7 +61,7 @@ async fn a_misfire_fails_the_job_only_if_nothing_changed_it_since_the_read(db: &
         "the update event is owed"
     );
     assert_eq!(
-        db.store_result(late.id, ResultStatus::Succeeded, now())
+        db.store_result(late.id, ResultStatus::Succeeded, None, now())
             .await
             .expect("result"),
         ResultOutcome::Ignored(JobStatus::Failed)
@@ -119,7 +119,7 @@ async fn a_stuck_run_fails_or_is_retried_unless_its_result_came_first(db: &Store
     assert_eq!(db.get(failed.id).await.expect("get"), Some(failed.clone()));
     assert!(failed.pending.update);
     assert_eq!(
-        db.store_result(failed.id, ResultStatus::Succeeded, now())
+        db.store_result(failed.id, ResultStatus::Succeeded, None, now())
             .await
             .expect("late result"),
         ResultOutcome::Ignored(JobStatus::Failed)
@@ -162,7 +162,7 @@ async fn a_stuck_run_fails_or_is_retried_unless_its_result_came_first(db: &Store
 
     // The result arrived after the read: it wins, the retry loses.
     assert_eq!(
-        db.store_result(reported.id, ResultStatus::Succeeded, now())
+        db.store_result(reported.id, ResultStatus::Succeeded, None, now())
             .await
             .expect("result"),
         ResultOutcome::Stored

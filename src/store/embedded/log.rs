@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::{EmbeddedJobDB, decode, encode, id_of, other, read_job, write_job};
+use super::{EmbeddedJobDB, decode, encode, id_of, other, read_job, storage, write_job};
 use crate::{
     domain::{EventFilter, EventKind, Job, JobId, JobType, LoggedEvent, PendingEvents},
     store::{
@@ -41,10 +41,10 @@ const HEAD: usize = 1 + 4 + 8 + 12;
 
 /// Creates the log's tables, so that reads never meet a missing one.
 pub(super) fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
-    txn.open_table(EVENTS).map_err(other)?;
-    txn.open_table(META).map_err(other)?;
-    txn.open_table(SUBSCRIPTIONS).map_err(other)?;
-    txn.open_table(ACKS).map_err(other)?;
+    txn.open_table(EVENTS).map_err(storage)?;
+    txn.open_table(META).map_err(storage)?;
+    txn.open_table(SUBSCRIPTIONS).map_err(storage)?;
+    txn.open_table(ACKS).map_err(storage)?;
     Ok(())
 }
 
@@ -152,7 +152,7 @@ fn read_subscription(
     table: &impl ReadableTable<&'static str, &'static [u8]>,
     name: &str,
 ) -> Result<StoredSubscription, StoreError> {
-    match table.get(name).map_err(other)? {
+    match table.get(name).map_err(storage)? {
         Some(bytes) => serde_json::from_slice(bytes.value())
             .map_err(|e| other(format!("subscription {name:?}: {e}"))),
         None => Ok(StoredSubscription::default()),
@@ -166,16 +166,16 @@ fn write_subscription(
 ) -> Result<(), StoreError> {
     let bytes = serde_json::to_vec(subscription).map_err(other)?;
     txn.open_table(SUBSCRIPTIONS)
-        .map_err(other)?
+        .map_err(storage)?
         .insert(name, bytes.as_slice())
-        .map_err(other)?;
+        .map_err(storage)?;
     Ok(())
 }
 
 /// The next sequence number to give.
 fn next_sequence(txn: &redb::WriteTransaction) -> Result<u64, StoreError> {
-    let meta = txn.open_table(META).map_err(other)?;
-    let next = meta.get(NEXT_SEQUENCE).map_err(other)?;
+    let meta = txn.open_table(META).map_err(storage)?;
+    let next = meta.get(NEXT_SEQUENCE).map_err(storage)?;
     Ok(next.map_or(1, |next| next.value()))
 }
 
@@ -190,17 +190,17 @@ pub(super) fn append(
     }
     let logged_ms = crate::domain::now().timestamp_millis();
     let mut next = next_sequence(txn)?;
-    let mut table = txn.open_table(EVENTS).map_err(other)?;
+    let mut table = txn.open_table(EVENTS).map_err(storage)?;
     for event in events {
         event.sequence = next;
         let bytes = encode_event(event.kind, &event.job, logged_ms)?;
-        table.insert(next, bytes.as_slice()).map_err(other)?;
+        table.insert(next, bytes.as_slice()).map_err(storage)?;
         next += 1;
     }
     txn.open_table(META)
-        .map_err(other)?
+        .map_err(storage)?
         .insert(NEXT_SEQUENCE, next)
-        .map_err(other)?;
+        .map_err(storage)?;
     Ok(())
 }
 
@@ -216,7 +216,7 @@ pub(super) fn settle_owed(
     remaining: PendingEvents,
     logged: &mut Vec<LoggedEvent>,
 ) -> Result<bool, StoreError> {
-    let current = read_job(&txn.open_table(super::JOBS).map_err(other)?, id)?;
+    let current = read_job(&txn.open_table(super::JOBS).map_err(storage)?, id)?;
     let Some(current) = current.filter(|c| c.version == version) else {
         return Ok(false);
     };
@@ -247,11 +247,11 @@ fn advance(
     next: u64,
 ) -> Result<(), StoreError> {
     let filter = subscription.filter();
-    let events = txn.open_table(EVENTS).map_err(other)?;
-    let mut acks = txn.open_table(ACKS).map_err(other)?;
+    let events = txn.open_table(EVENTS).map_err(storage)?;
+    let mut acks = txn.open_table(ACKS).map_err(storage)?;
     let first_kept = events
         .first()
-        .map_err(other)?
+        .map_err(storage)?
         .map_or(next, |(k, _)| k.value());
     while subscription.position + 1 < next {
         let sequence = subscription.position + 1;
@@ -260,8 +260,8 @@ fn advance(
             subscription.position = first_kept - 1;
             continue;
         }
-        let passed = acks.remove((name, sequence)).map_err(other)?.is_some()
-            || match events.get(sequence).map_err(other)? {
+        let passed = acks.remove((name, sequence)).map_err(storage)?.is_some()
+            || match events.get(sequence).map_err(storage)? {
                 Some(event) => !Head::read(event.value()).is_some_and(|h| h.admitted_by(&filter)),
                 None => true,
             };
@@ -279,11 +279,11 @@ fn trim_in(
     max_events: u64,
     cutoff_ms: i64,
 ) -> Result<u64, StoreError> {
-    let mut events = txn.open_table(EVENTS).map_err(other)?;
-    let kept = events.len().map_err(other)?;
+    let mut events = txn.open_table(EVENTS).map_err(storage)?;
+    let kept = events.len().map_err(storage)?;
     let mut removed = Vec::new();
-    for entry in events.iter().map_err(other)? {
-        let (sequence, event) = entry.map_err(other)?;
+    for entry in events.iter().map_err(storage)? {
+        let (sequence, event) = entry.map_err(storage)?;
         let head = Head::read(event.value());
         let too_old = head.as_ref().is_none_or(|h| h.logged_ms < cutoff_ms);
         if kept - removed.len() as u64 <= max_events && !too_old {
@@ -295,7 +295,7 @@ fn trim_in(
         return Ok(0);
     };
     count_missed(txn, &removed, last)?;
-    events.retain_in(..=last, |_, _| false).map_err(other)?;
+    events.retain_in(..=last, |_, _| false).map_err(storage)?;
     Ok(removed.len() as u64)
 }
 
@@ -309,23 +309,23 @@ fn count_missed(
     let mut behind = Vec::new();
     for entry in txn
         .open_table(SUBSCRIPTIONS)
-        .map_err(other)?
+        .map_err(storage)?
         .iter()
-        .map_err(other)?
+        .map_err(storage)?
     {
-        let (name, _) = entry.map_err(other)?;
+        let (name, _) = entry.map_err(storage)?;
         behind.push(name.value().to_owned());
     }
-    let mut acks = txn.open_table(ACKS).map_err(other)?;
+    let mut acks = txn.open_table(ACKS).map_err(storage)?;
     for name in behind {
         let mut subscription =
-            read_subscription(&txn.open_table(SUBSCRIPTIONS).map_err(other)?, &name)?;
+            read_subscription(&txn.open_table(SUBSCRIPTIONS).map_err(storage)?, &name)?;
         if subscription.position >= last {
             continue;
         }
         let filter = subscription.filter();
         for (sequence, head) in removed {
-            let acked = acks.remove((name.as_str(), *sequence)).map_err(other)?;
+            let acked = acks.remove((name.as_str(), *sequence)).map_err(storage)?;
             if *sequence > subscription.position
                 && acked.is_none()
                 && head.as_ref().is_some_and(|h| h.admitted_by(&filter))
@@ -345,12 +345,12 @@ impl EmbeddedJobDB {
     /// commits nothing.
     async fn needs_trim(&self, max_events: u64, cutoff_ms: i64) -> Result<bool, StoreError> {
         self.blocking(move |db| {
-            let txn = db.begin_read().map_err(other)?;
-            let events = txn.open_table(EVENTS).map_err(other)?;
-            if events.len().map_err(other)? > max_events {
+            let txn = db.begin_read().map_err(storage)?;
+            let events = txn.open_table(EVENTS).map_err(storage)?;
+            if events.len().map_err(storage)? > max_events {
                 return Ok(true);
             }
-            let first = events.first().map_err(other)?;
+            let first = events.first().map_err(storage)?;
             Ok(first.is_some_and(|(_, event)| {
                 Head::read(event.value()).is_none_or(|h| h.logged_ms < cutoff_ms)
             }))
@@ -378,14 +378,14 @@ impl EventLog for EmbeddedJobDB {
         let (name, filter) = (name.to_owned(), filter.clone());
         self.write(move |txn| {
             let mut subscription =
-                read_subscription(&txn.open_table(SUBSCRIPTIONS).map_err(other)?, &name)?;
+                read_subscription(&txn.open_table(SUBSCRIPTIONS).map_err(storage)?, &name)?;
             let mut acked = Vec::new();
-            let acks = txn.open_table(ACKS).map_err(other)?;
+            let acks = txn.open_table(ACKS).map_err(storage)?;
             for entry in acks
                 .range((name.as_str(), 0)..=(name.as_str(), u64::MAX))
-                .map_err(other)?
+                .map_err(storage)?
             {
-                acked.push(entry.map_err(other)?.0.value().1);
+                acked.push(entry.map_err(storage)?.0.value().1);
             }
             let start = SubscriptionStart {
                 position: subscription.position,
@@ -402,11 +402,11 @@ impl EventLog for EmbeddedJobDB {
 
     async fn read_from(&self, from: u64, limit: usize) -> Result<Vec<LoggedEvent>, StoreError> {
         self.blocking(move |db| {
-            let txn = db.begin_read().map_err(other)?;
-            let events = txn.open_table(EVENTS).map_err(other)?;
+            let txn = db.begin_read().map_err(storage)?;
+            let events = txn.open_table(EVENTS).map_err(storage)?;
             let mut read = Vec::new();
-            for entry in events.range(from..).map_err(other)?.take(limit) {
-                let (sequence, event) = entry.map_err(other)?;
+            for entry in events.range(from..).map_err(storage)?.take(limit) {
+                let (sequence, event) = entry.map_err(storage)?;
                 read.extend(readable(sequence.value(), event.value()));
             }
             Ok(read)
@@ -416,11 +416,11 @@ impl EventLog for EmbeddedJobDB {
 
     async fn read_at(&self, sequences: Vec<u64>) -> Result<Vec<LoggedEvent>, StoreError> {
         self.blocking(move |db| {
-            let txn = db.begin_read().map_err(other)?;
-            let events = txn.open_table(EVENTS).map_err(other)?;
+            let txn = db.begin_read().map_err(storage)?;
+            let events = txn.open_table(EVENTS).map_err(storage)?;
             let mut read = Vec::with_capacity(sequences.len());
             for sequence in sequences {
-                if let Some(event) = events.get(sequence).map_err(other)? {
+                if let Some(event) = events.get(sequence).map_err(storage)? {
                     read.extend(readable(sequence, event.value()));
                 }
             }
@@ -437,12 +437,12 @@ impl EventLog for EmbeddedJobDB {
                 return Ok(AckOutcome::Beyond { last: next - 1 });
             }
             let mut subscription =
-                read_subscription(&txn.open_table(SUBSCRIPTIONS).map_err(other)?, &name)?;
-            let mut acks = txn.open_table(ACKS).map_err(other)?;
+                read_subscription(&txn.open_table(SUBSCRIPTIONS).map_err(storage)?, &name)?;
+            let mut acks = txn.open_table(ACKS).map_err(storage)?;
             if sequence <= subscription.position
                 || acks
                     .insert((name.as_str(), sequence), ())
-                    .map_err(other)?
+                    .map_err(storage)?
                     .is_some()
             {
                 return Ok(AckOutcome::Duplicate);
@@ -459,7 +459,7 @@ impl EventLog for EmbeddedJobDB {
         let name = name.to_owned();
         self.write(move |txn| {
             let mut subscription =
-                read_subscription(&txn.open_table(SUBSCRIPTIONS).map_err(other)?, &name)?;
+                read_subscription(&txn.open_table(SUBSCRIPTIONS).map_err(storage)?, &name)?;
             let missed = std::mem::take(&mut subscription.missed);
             if missed > 0 {
                 write_subscription(txn, &name, &subscription)?;
