@@ -4,11 +4,7 @@
 //! so a retry inside librdkafka never duplicates or reorders an event; the message key is the job id, so
 //! the events of one job stay in order on one partition.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, RwLock},
-    time::Duration,
-};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use rdkafka::{
@@ -17,13 +13,13 @@ use rdkafka::{
     client::DefaultClientContext,
     error::{KafkaError, RDKafkaErrorCode},
     message::{Header, OwnedHeaders},
-    producer::{FutureProducer, FutureRecord, Producer},
+    producer::{FutureRecord, Producer},
     util::Timeout,
 };
 
 use tracing::Instrument;
 
-use super::{BrokerError, EventKind, JobEvent, JobsProducer};
+use super::{BrokerError, EventKind, JobEvent, JobsProducer, renewing::RenewingProducer};
 use crate::{
     config::{KafkaSettings, TopicSettings, TopicSpec},
     domain::Job,
@@ -43,27 +39,39 @@ pub fn client_config(kafka: &KafkaSettings) -> ClientConfig {
     config
 }
 
+/// The configuration of a producer of the service: its brokers and
+/// security, `acks=all`, idempotent (unless configured otherwise), the
+/// configured compression and acknowledgement timeout.
+pub(super) fn producer_config(kafka: &KafkaSettings) -> ClientConfig {
+    let mut config = client_config(kafka);
+    if kafka.idempotence {
+        config.set("enable.idempotence", "true");
+    } else {
+        // Without idempotence a retried batch could overtake the next
+        // one; a single request in flight keeps each partition in order.
+        config.set("max.in.flight.requests.per.connection", "1");
+    }
+    config
+        .set("acks", "all")
+        .set("compression.type", &kafka.compression)
+        .set("linger.ms", "2")
+        .set(
+            "message.timeout.ms",
+            kafka.message_timeout.as_millis().to_string(),
+        );
+    config
+}
+
 /// Publishes job events to the three event topics, each with the W3C trace
 /// context of the publishing span in its headers.
 ///
-/// A librdkafka producer that hits a fatal error, or whose producer id the
-/// broker keeps refusing (an idempotent producer fenced, or out of sequence
-/// after an outage), can never produce again; the service must not need a
-/// restart for that, so the producer is replaced by a new one. What the old one held was not acknowledged and stays in the
+/// A producer that can no longer produce is replaced by a new one (see
+/// `broker/renewing.rs`); what it held was not acknowledged and stays in the
 /// outbox, for the relay to publish again.
 pub struct KafkaJobsProducer {
-    config: ClientConfig,
-    producer: RwLock<Generation>,
+    producer: RenewingProducer,
     topics: TopicSettings,
-    message_timeout: Duration,
     metrics: Arc<Metrics>,
-}
-
-/// The producer in use, and how many producers came before it.
-#[derive(Clone)]
-struct Generation {
-    number: u64,
-    producer: FutureProducer,
 }
 
 impl KafkaJobsProducer {
@@ -74,77 +82,12 @@ impl KafkaJobsProducer {
         topics: TopicSettings,
         metrics: Arc<Metrics>,
     ) -> Result<Self, BrokerError> {
-        let mut config = client_config(kafka);
-        if kafka.idempotence {
-            config.set("enable.idempotence", "true");
-        } else {
-            // Without idempotence a retried batch could overtake the next
-            // one; a single request in flight keeps each partition in order.
-            config.set("max.in.flight.requests.per.connection", "1");
-        }
-        config
-            .set("acks", "all")
-            .set("compression.type", &kafka.compression)
-            .set("linger.ms", "2")
-            .set(
-                "message.timeout.ms",
-                kafka.message_timeout.as_millis().to_string(),
-            );
-        let producer = create_producer(&config)?;
+        let producer = RenewingProducer::new(producer_config(kafka), kafka.message_timeout)?;
         Ok(KafkaJobsProducer {
-            config,
-            producer: RwLock::new(Generation {
-                number: 0,
-                producer,
-            }),
+            producer,
             topics,
-            message_timeout: kafka.message_timeout,
             metrics,
         })
-    }
-
-    /// The producer in use.
-    fn current(&self) -> Generation {
-        self.producer
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// After a send on `used` failed with `err`: if that producer can no
-    /// longer produce (librdkafka's fatal error, or the broker refusing its
-    /// producer id or epoch, which no retry of the same producer cures),
-    /// replaces it, once however many sends saw the error.
-    fn replace_if_broken(&self, used: &Generation, err: &KafkaError) {
-        let fatal = used.producer.client().fatal_error();
-        let refused = err.rdkafka_error_code().filter(|code| {
-            matches!(
-                code,
-                RDKafkaErrorCode::ProducerFenced
-                    | RDKafkaErrorCode::InvalidProducerEpoch
-                    | RDKafkaErrorCode::InvalidProducerIdMapping
-                    | RDKafkaErrorCode::UnknownProducerId
-                    | RDKafkaErrorCode::OutOfOrderSequenceNumber
-            )
-        });
-        let Some((code, reason)) = fatal.or(refused.map(|code| (code, err.to_string()))) else {
-            return;
-        };
-        let mut current = self.producer.write().unwrap_or_else(|p| p.into_inner());
-        if current.number != used.number {
-            return; // already replaced
-        }
-        match create_producer(&self.config) {
-            Ok(producer) => {
-                tracing::error!(?code, %reason, generation = used.number + 1,
-                    "the Kafka producer can no longer produce; a new producer replaces it");
-                *current = Generation {
-                    number: used.number + 1,
-                    producer,
-                };
-            }
-            Err(err) => tracing::error!(error = %err, "cannot replace the failed Kafka producer"),
-        }
     }
 
     fn topic(&self, kind: EventKind) -> &str {
@@ -183,25 +126,14 @@ impl KafkaJobsProducer {
             .key(&key)
             .payload(&payload)
             .headers(headers);
-        let generation = self.current();
-        let sent = generation
-            .producer
-            .send(record, Timeout::After(self.message_timeout))
-            .await;
-        sent.map(|_| ()).map_err(|(err, _)| {
-            self.replace_if_broken(&generation, &err);
-            map_err(&err)
-        })
+        self.producer.send(record).await.map_err(|e| map_err(&e))
     }
 }
 
-fn create_producer(config: &ClientConfig) -> Result<FutureProducer, BrokerError> {
-    config
-        .create()
-        .map_err(|e| BrokerError::Other(format!("cannot create Kafka producer: {e}")))
-}
-
-fn map_err(err: &KafkaError) -> BrokerError {
+/// The service's error for a send the broker did not acknowledge: a
+/// message it can never take is [`BrokerError::Other`], anything else may
+/// pass and is [`BrokerError::Unavailable`].
+pub(super) fn map_err(err: &KafkaError) -> BrokerError {
     match err.rdkafka_error_code() {
         Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessage) => {
             BrokerError::Other(err.to_string())
@@ -236,7 +168,7 @@ impl JobsProducer for KafkaJobsProducer {
     }
 
     async fn flush(&self, timeout: Duration) -> Result<(), BrokerError> {
-        let producer = self.current().producer;
+        let producer = self.producer.producer();
         tokio::task::spawn_blocking(move || producer.flush(Timeout::After(timeout)))
             .await
             .map_err(|e| BrokerError::Other(e.to_string()))?

@@ -8,6 +8,7 @@ pub mod durable;
 mod event;
 pub mod hub;
 pub mod kafka;
+mod renewing;
 mod run_result;
 
 use async_trait::async_trait;
