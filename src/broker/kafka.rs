@@ -176,8 +176,9 @@ impl JobsProducer for KafkaJobsProducer {
     }
 }
 
-/// Creates the topics the service produces to (and the run-result topic it
-/// consumes, so that a fresh cluster works); a topic that exists is fine.
+/// Creates the topics the service produces to (the dead-letter topic of run
+/// results among them, and the run-result topic it consumes, so that a
+/// fresh cluster works); a topic that exists is fine.
 pub async fn ensure_topics(
     kafka: &KafkaSettings,
     topics: &TopicSettings,
@@ -186,16 +187,19 @@ pub async fn ensure_topics(
     let admin: AdminClient<DefaultClientContext> = client_config(kafka)
         .create()
         .map_err(|e| BrokerError::Other(format!("cannot create Kafka admin client: {e}")))?;
-    let run_result = TopicSpec {
-        name: topics.job_run_result.clone(),
+    let one_partition = |name: &String| TopicSpec {
+        name: name.clone(),
         partitions: 1,
         replicas: topics.job_run.replicas,
     };
+    let run_result = one_partition(&topics.job_run_result);
+    let dead_letter = one_partition(&topics.job_run_result_dead_letter);
     let specs = [
         &topics.job_create,
         &topics.job_update,
         &topics.job_run,
         &run_result,
+        &dead_letter,
     ];
     let new_topics: Vec<NewTopic<'_>> = specs
         .iter()

@@ -1,9 +1,11 @@
 //! The message broker: the [`JobsProducer`] trait the service publishes job
 //! events through, the JSON formats on the topics (job events out, run
 //! results in, read by the [`crate::consumer`] adapter), the Kafka producer
-//! and topic administration, and the in-process hub that feeds gRPC
-//! subscribers (and is the only bus when Kafka is not configured).
+//! and topic administration, the dead-letter topic of the run results that
+//! cannot be stored, and the in-process hub that feeds gRPC subscribers
+//! (and is the only bus when Kafka is not configured).
 
+pub mod dead_letter;
 pub mod durable;
 mod event;
 pub mod hub;

@@ -21,6 +21,10 @@ pub struct KafkaSettings {
     pub message_timeout: Duration,
     /// Longest time a fetch waits for data on the broker.
     pub fetch_wait_max: Duration,
+    /// How long the run-result consumer retries a result that the store
+    /// cannot take for a passing reason (an outage, a fail-over, a full
+    /// disk) before it sends the result to the dead-letter topic.
+    pub result_retry: Duration,
     /// TLS and SASL of the connections to the brokers.
     pub security: KafkaSecurity,
 }
@@ -47,11 +51,22 @@ pub struct TopicSettings {
     pub job_run: TopicSpec,
     /// Run results (consumed).
     pub job_run_result: String,
+    /// Run results that could not be stored, with the reason (created and
+    /// produced to).
+    pub job_run_result_dead_letter: String,
     /// Consumer group of the run-result consumer.
     pub consumer_group_id: String,
     /// Consumers in that group.
     pub consumer_workers: usize,
 }
+
+/// How long a run result that the store cannot take for a passing reason
+/// is retried by default: longer than a replica set's election or a
+/// PostgreSQL restart (seconds to a minute), so that those never send a
+/// result to the dead-letter topic, and short enough that one result does
+/// not hold its partition for long when the store stays down (each result
+/// then waits this long, and goes to the dead-letter topic, to be replayed).
+const DEFAULT_RESULT_RETRY: Duration = Duration::from_secs(300);
 
 /// The Kafka client's variables.
 #[derive(Deserialize)]
@@ -65,6 +80,8 @@ pub(super) struct KafkaVars {
     kafka_message_timeout_ms: Duration,
     #[serde(deserialize_with = "value::millis")]
     kafka_fetch_wait_max_ms: Duration,
+    #[serde(deserialize_with = "value::seconds")]
+    run_result_retry_secs: Duration,
 }
 
 impl Default for KafkaVars {
@@ -75,6 +92,7 @@ impl Default for KafkaVars {
             kafka_enable_idempotence: true,
             kafka_message_timeout_ms: Duration::from_millis(10_000),
             kafka_fetch_wait_max_ms: Duration::from_millis(100),
+            run_result_retry_secs: DEFAULT_RESULT_RETRY,
         }
     }
 }
@@ -121,6 +139,7 @@ impl KafkaVars {
             idempotence: self.kafka_enable_idempotence,
             message_timeout: self.kafka_message_timeout_ms,
             fetch_wait_max: self.kafka_fetch_wait_max_ms,
+            result_retry: self.run_result_retry_secs,
             security,
         }))
     }
@@ -149,6 +168,7 @@ pub(super) struct TopicVars {
     #[serde(deserialize_with = "value::positive")]
     topic_job_run_replicas: i32,
     topic_job_run_result: String,
+    topic_job_run_result_dead_letter: String,
     topic_job_run_result_consumer_group_id: String,
     #[serde(deserialize_with = "value::positive")]
     topic_job_run_result_consumer_worker_count: usize,
@@ -167,6 +187,7 @@ impl Default for TopicVars {
             topic_job_run_partitions: 1,
             topic_job_run_replicas: 1,
             topic_job_run_result: "topic-job-run-result".to_owned(),
+            topic_job_run_result_dead_letter: "topic-job-run-result-dead-letter".to_owned(),
             topic_job_run_result_consumer_group_id: "job-run-result-consumer-scheduler".to_owned(),
             topic_job_run_result_consumer_worker_count: 1,
         }
@@ -199,6 +220,7 @@ impl TopicVars {
                 replicas: self.topic_job_run_replicas,
             },
             job_run_result: self.topic_job_run_result,
+            job_run_result_dead_letter: self.topic_job_run_result_dead_letter,
             consumer_group_id: self.topic_job_run_result_consumer_group_id,
             consumer_workers: self.topic_job_run_result_consumer_worker_count,
         })
@@ -228,5 +250,28 @@ mod tests {
             }
         );
         assert_eq!(s.topics.consumer_workers, 4);
+    }
+
+    #[test]
+    fn the_dead_letter_topic_and_the_retry_bound_have_defaults_and_can_be_set() {
+        let brokers = (vars::KAFKA_BROKERS, "127.0.0.1:9092");
+        let s = settings(&[brokers]).unwrap();
+        assert_eq!(
+            s.topics.job_run_result_dead_letter,
+            "topic-job-run-result-dead-letter"
+        );
+        assert_eq!(s.kafka.unwrap().result_retry, Duration::from_secs(300));
+        let s = settings(&[
+            brokers,
+            (vars::TOPIC_JOB_RUN_RESULT_DEAD_LETTER, "results-dlq"),
+            (vars::RUN_RESULT_RETRY_SECS, "30"),
+        ])
+        .unwrap();
+        assert_eq!(s.topics.job_run_result_dead_letter, "results-dlq");
+        assert_eq!(s.kafka.unwrap().result_retry, Duration::from_secs(30));
+        for refused in ["0", "five"] {
+            let err = settings(&[brokers, (vars::RUN_RESULT_RETRY_SECS, refused)]).unwrap_err();
+            assert_eq!(err.name, vars::RUN_RESULT_RETRY_SECS, "{refused}");
+        }
     }
 }

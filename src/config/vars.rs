@@ -117,11 +117,18 @@ pub const TOPIC_JOB_RUN_PARTITIONS: &str = "TOPIC_JOB_RUN_PARTITIONS";
 pub const TOPIC_JOB_RUN_REPLICAS: &str = "TOPIC_JOB_RUN_REPLICAS";
 /// Topic of run results (consumed).
 pub const TOPIC_JOB_RUN_RESULT: &str = "TOPIC_JOB_RUN_RESULT";
+/// Topic that run results go to when they cannot be stored, with the reason
+/// in a header (default `topic-job-run-result-dead-letter`).
+pub const TOPIC_JOB_RUN_RESULT_DEAD_LETTER: &str = "TOPIC_JOB_RUN_RESULT_DEAD_LETTER";
 /// Consumer group of the run-result consumer.
 pub const TOPIC_JOB_RUN_RESULT_CONSUMER_GROUP_ID: &str = "TOPIC_JOB_RUN_RESULT_CONSUMER_GROUP_ID";
 /// Number of run-result consumers in the group (default 1).
 pub const TOPIC_JOB_RUN_RESULT_CONSUMER_WORKER_COUNT: &str =
     "TOPIC_JOB_RUN_RESULT_CONSUMER_WORKER_COUNT";
+/// How long a run result that the store cannot take for a passing reason
+/// is retried before it goes to the dead-letter topic, in seconds (default
+/// 300).
+pub const RUN_RESULT_RETRY_SECS: &str = "RUN_RESULT_RETRY_SECS";
 /// Largest ListJobs page size (default 100).
 pub const LIST_MAX_PAGE_SIZE: &str = "LIST_MAX_PAGE_SIZE";
 /// How far ahead the timer holds jobs in memory, in seconds (default 60).
@@ -233,8 +240,10 @@ pub const ALL: &[&str] = &[
     TOPIC_JOB_RUN_PARTITIONS,
     TOPIC_JOB_RUN_REPLICAS,
     TOPIC_JOB_RUN_RESULT,
+    TOPIC_JOB_RUN_RESULT_DEAD_LETTER,
     TOPIC_JOB_RUN_RESULT_CONSUMER_GROUP_ID,
     TOPIC_JOB_RUN_RESULT_CONSUMER_WORKER_COUNT,
+    RUN_RESULT_RETRY_SECS,
     LIST_MAX_PAGE_SIZE,
     SCHEDULER_LOOK_AHEAD_SECS,
     SCHEDULER_FIRE_CONCURRENCY,

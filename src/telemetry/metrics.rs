@@ -43,6 +43,10 @@ pub const RESULTS_CONSUMED: &str = "scheduler_results_consumed_total";
 /// `not_running`, `stale` (a result of a firing that is not the job's
 /// current one).
 pub const RESULTS_SKIPPED: &str = "scheduler_results_skipped_total";
+/// Run results sent to the dead-letter topic, by `reason`: `malformed`,
+/// `store_error` (the store refused it), `store_unavailable` (the store
+/// could not take it within `RUN_RESULT_RETRY_SECS`).
+pub const RESULTS_DEAD_LETTERED: &str = "scheduler_results_dead_lettered_total";
 /// Store calls that failed, by `operation` (the `JobDB` method) and `kind`
 /// (`unavailable`: trying again may cure it; `corrupt`; `other`).
 pub const STORE_ERRORS: &str = "scheduler_store_errors_total";
@@ -73,6 +77,7 @@ pub const NAMES: &[&str] = &[
     EVENTS_FAILED,
     RESULTS_CONSUMED,
     RESULTS_SKIPPED,
+    RESULTS_DEAD_LETTERED,
     STORE_ERRORS,
     CONSUMER_LAG,
     SUBSCRIBERS,
@@ -136,6 +141,7 @@ pub struct Metrics {
     events_failed: IntCounterVec,
     results_consumed: IntCounter,
     results_skipped: IntCounterVec,
+    results_dead_lettered: IntCounterVec,
     store_errors: IntCounterVec,
     consumer_lag: IntGaugeVec,
     subscribers: IntGauge,
@@ -201,6 +207,12 @@ impl Metrics {
                 &r,
                 RESULTS_SKIPPED,
                 "Run results skipped, by reason",
+                &["reason"],
+            ),
+            results_dead_lettered: counters(
+                &r,
+                RESULTS_DEAD_LETTERED,
+                "Run results sent to the dead-letter topic, by reason",
                 &["reason"],
             ),
             store_errors: counters(
@@ -298,6 +310,14 @@ impl Metrics {
     /// A run result was skipped for `reason`.
     pub fn result_skipped(&self, reason: &'static str) {
         self.results_skipped.with_label_values(&[reason]).inc();
+    }
+
+    /// A run result that could not be stored for `reason` went to the
+    /// dead-letter topic.
+    pub fn result_dead_lettered(&self, reason: &'static str) {
+        self.results_dead_lettered
+            .with_label_values(&[reason])
+            .inc();
     }
 
     /// A store call `operation` failed with an error of `kind`.
@@ -550,6 +570,7 @@ mod tests {
         metrics.event_published("t");
         metrics.event_failed("t");
         metrics.result_skipped("malformed");
+        metrics.result_dead_lettered("malformed");
         metrics.set_consumer_lag("t", 0, 0);
         metrics.store_failed("get", "unavailable");
         metrics.subscriber_dropped(SubscriberDrop::Stalled);

@@ -30,7 +30,7 @@ pub fn unique() -> String {
 
 /// The topic and consumer-group variables of one service instance, all
 /// fresh: `{prefix}-job-create-{suffix}` … `{prefix}-group-{suffix}`.
-pub fn topic_vars(prefix: &str, suffix: &str) -> [(&'static str, String); 5] {
+pub fn topic_vars(prefix: &str, suffix: &str) -> [(&'static str, String); 6] {
     [
         (
             vars::TOPIC_JOB_CREATE,
@@ -44,6 +44,10 @@ pub fn topic_vars(prefix: &str, suffix: &str) -> [(&'static str, String); 5] {
         (
             vars::TOPIC_JOB_RUN_RESULT,
             format!("{prefix}-job-run-result-{suffix}"),
+        ),
+        (
+            vars::TOPIC_JOB_RUN_RESULT_DEAD_LETTER,
+            format!("{prefix}-job-run-result-dead-letter-{suffix}"),
         ),
         (
             vars::TOPIC_JOB_RUN_RESULT_CONSUMER_GROUP_ID,

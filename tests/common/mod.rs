@@ -376,6 +376,17 @@ pub struct ReceivedEvent {
     pub received_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// One message read as it is: its key (as text), payload and headers.
+#[derive(Debug, Clone)]
+pub struct RawMessage {
+    /// The message key, as text (lossy).
+    pub key: String,
+    /// The payload's bytes (none: empty).
+    pub payload: Vec<u8>,
+    /// The message headers, their values as text (lossy).
+    pub headers: HashMap<String, String>,
+}
+
 /// Longest wait for an event that must come (a bound on a hang, not a
 /// timing assertion).
 const EVENT_HANG: Duration = Duration::from_secs(90);
@@ -442,6 +453,18 @@ impl EventReader {
 
     /// The next event, or `None` after `timeout`.
     pub async fn next(&self, timeout: Duration) -> Option<ReceivedEvent> {
+        let message = self.next_raw(timeout).await?;
+        let event: JobEvent = serde_json::from_slice(&message.payload).expect("event JSON");
+        Some(ReceivedEvent {
+            key: message.key,
+            event,
+            headers: message.headers,
+            received_at: chrono::Utc::now(),
+        })
+    }
+
+    /// The next message as it is (any payload), or `None` after `timeout`.
+    pub async fn next_raw(&self, timeout: Duration) -> Option<RawMessage> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let message = match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
@@ -454,9 +477,6 @@ impl EventReader {
                 }
                 Ok(Ok(message)) => message,
             };
-            let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
-            let event: JobEvent =
-                serde_json::from_slice(message.payload().unwrap_or_default()).expect("event JSON");
             let headers = message
                 .headers()
                 .map(|h| {
@@ -468,11 +488,10 @@ impl EventReader {
                         .collect()
                 })
                 .unwrap_or_default();
-            return Some(ReceivedEvent {
-                key,
-                event,
+            return Some(RawMessage {
+                key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+                payload: message.payload().unwrap_or_default().to_vec(),
                 headers,
-                received_at: chrono::Utc::now(),
             });
         }
     }

@@ -209,6 +209,7 @@ impl Exported {
         m.event_published("topic-job-run");
         m.event_failed("topic-job-run");
         m.result_skipped("malformed");
+        m.result_dead_lettered("malformed");
         m.store_failed("insert", "unavailable");
         m.set_consumer_lag("topic-job-run-result", 0, 1);
         m.subscriber_dropped(SubscriberDrop::Stalled);
