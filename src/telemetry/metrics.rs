@@ -125,29 +125,60 @@ impl SubscriberDrop {
     }
 }
 
-/// The service's instruments and the registry that holds them.
+/// The service's instruments, grouped by concern, and the registry that
+/// holds them.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    rpc_requests: IntCounterVec,
-    rpc_duration: HistogramVec,
-    jobs_created: IntCounter,
-    jobs_fired: IntCounter,
-    jobs_succeeded: IntCounter,
-    jobs_failed: IntCounterVec,
+    calls: Calls,
+    jobs: Jobs,
+    delivery: Delivery,
+    results: Results,
+    store_errors: IntCounterVec,
+    streams: Streams,
+}
+
+/// The gRPC calls.
+#[derive(Debug)]
+struct Calls {
+    requests: IntCounterVec,
+    duration: HistogramVec,
+}
+
+/// Jobs' lives: created, fired, ended, armed.
+#[derive(Debug)]
+struct Jobs {
+    created: IntCounter,
+    fired: IntCounter,
+    succeeded: IntCounter,
+    failed: IntCounterVec,
     fire_lateness: Histogram,
     armed_timers: IntGauge,
-    events_published: IntCounterVec,
-    events_failed: IntCounterVec,
-    results_consumed: IntCounter,
-    results_skipped: IntCounterVec,
-    results_dead_lettered: IntCounterVec,
-    store_errors: IntCounterVec,
+}
+
+/// Events handed to the broker.
+#[derive(Debug)]
+struct Delivery {
+    published: IntCounterVec,
+    failed: IntCounterVec,
+}
+
+/// Run results read from the broker.
+#[derive(Debug)]
+struct Results {
+    consumed: IntCounter,
+    skipped: IntCounterVec,
+    dead_lettered: IntCounterVec,
     consumer_lag: IntGaugeVec,
+}
+
+/// JobEvents subscribers and the embedded event log.
+#[derive(Debug)]
+struct Streams {
     subscribers: IntGauge,
-    subscribers_dropped: IntCounterVec,
-    subscriber_events_missed: IntCounter,
-    event_log_trimmed: IntCounter,
+    dropped: IntCounterVec,
+    events_missed: IntCounter,
+    log_trimmed: IntCounter,
 }
 
 /// Buckets of the latency histograms, in seconds: 250 µs to 60 s.
@@ -156,98 +187,138 @@ const LATENCY_BUCKETS: &[f64] = &[
     30.0, 60.0,
 ];
 
-impl Metrics {
-    /// Fresh instruments in a fresh registry (with the process collector on
-    /// Linux).
-    pub fn new() -> Arc<Metrics> {
-        let r = Registry::new();
-        let metrics = Metrics {
-            rpc_requests: counters(&r, RPC_REQUESTS, "gRPC calls handled", &["method", "code"]),
-            rpc_duration: register(
-                &r,
+impl Calls {
+    fn register(r: &Registry) -> Self {
+        Calls {
+            requests: counters(r, RPC_REQUESTS, "gRPC calls handled", &["method", "code"]),
+            duration: register(
+                r,
                 HistogramVec::new(
                     latency(RPC_DURATION, "gRPC call latency in seconds"),
                     &["method", "code"],
                 ),
             ),
-            jobs_created: counter(&r, JOBS_CREATED, "Jobs created"),
-            jobs_fired: counter(&r, JOBS_FIRED, "Jobs fired (claimed and made RUNNING)"),
-            jobs_succeeded: counter(&r, JOBS_SUCCEEDED, "Runs that ended SUCCEEDED"),
-            jobs_failed: counters(
-                &r,
+        }
+    }
+}
+
+impl Jobs {
+    fn register(r: &Registry) -> Self {
+        Jobs {
+            created: counter(r, JOBS_CREATED, "Jobs created"),
+            fired: counter(r, JOBS_FIRED, "Jobs fired (claimed and made RUNNING)"),
+            succeeded: counter(r, JOBS_SUCCEEDED, "Runs that ended SUCCEEDED"),
+            failed: counters(
+                r,
                 JOBS_FAILED,
                 "Jobs that ended FAILED, by reason",
                 &["reason"],
             ),
             fire_lateness: register(
-                &r,
+                r,
                 Histogram::with_opts(latency(
                     FIRE_LATENESS,
                     "Firing time minus schedule time, in seconds",
                 )),
             ),
             armed_timers: register(
-                &r,
+                r,
                 IntGauge::new(ARMED_TIMERS, "Jobs armed in the in-memory timer"),
             ),
-            events_published: counters(
-                &r,
+        }
+    }
+}
+
+impl Delivery {
+    fn register(r: &Registry) -> Self {
+        Delivery {
+            published: counters(
+                r,
                 EVENTS_PUBLISHED,
                 "Events the broker acknowledged",
                 &["topic"],
             ),
-            events_failed: counters(
-                &r,
+            failed: counters(
+                r,
                 EVENTS_FAILED,
                 "Events the broker did not take (they stay in the outbox)",
                 &["topic"],
             ),
-            results_consumed: counter(&r, RESULTS_CONSUMED, "Run results read and applied"),
-            results_skipped: counters(
-                &r,
+        }
+    }
+}
+
+impl Results {
+    fn register(r: &Registry) -> Self {
+        Results {
+            consumed: counter(r, RESULTS_CONSUMED, "Run results read and applied"),
+            skipped: counters(
+                r,
                 RESULTS_SKIPPED,
                 "Run results skipped, by reason",
                 &["reason"],
             ),
-            results_dead_lettered: counters(
-                &r,
+            dead_lettered: counters(
+                r,
                 RESULTS_DEAD_LETTERED,
                 "Run results sent to the dead-letter topic, by reason",
                 &["reason"],
             ),
+            consumer_lag: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(CONSUMER_LAG, "Run results waiting in the topic"),
+                    &["topic", "partition"],
+                ),
+            ),
+        }
+    }
+}
+
+impl Streams {
+    fn register(r: &Registry) -> Self {
+        Streams {
+            subscribers: register(
+                r,
+                IntGauge::new(SUBSCRIBERS, "JobEvents.Subscribe streams open"),
+            ),
+            dropped: counters(
+                r,
+                SUBSCRIBERS_DROPPED,
+                "Subscriber streams the service ended, by reason",
+                &["reason"],
+            ),
+            events_missed: counter(
+                r,
+                SUBSCRIBER_EVENTS_MISSED,
+                "Events subscribers missed because they fell behind",
+            ),
+            log_trimmed: counter(
+                r,
+                EVENT_LOG_TRIMMED,
+                "Events the event log removed under its retention",
+            ),
+        }
+    }
+}
+
+impl Metrics {
+    /// Fresh instruments in a fresh registry (with the process collector on
+    /// Linux).
+    pub fn new() -> Arc<Metrics> {
+        let r = Registry::new();
+        let metrics = Metrics {
+            calls: Calls::register(&r),
+            jobs: Jobs::register(&r),
+            delivery: Delivery::register(&r),
+            results: Results::register(&r),
             store_errors: counters(
                 &r,
                 STORE_ERRORS,
                 "Store calls that failed, by operation and kind",
                 &["operation", "kind"],
             ),
-            consumer_lag: register(
-                &r,
-                IntGaugeVec::new(
-                    Opts::new(CONSUMER_LAG, "Run results waiting in the topic"),
-                    &["topic", "partition"],
-                ),
-            ),
-            subscribers: register(
-                &r,
-                IntGauge::new(SUBSCRIBERS, "JobEvents.Subscribe streams open"),
-            ),
-            subscribers_dropped: counters(
-                &r,
-                SUBSCRIBERS_DROPPED,
-                "Subscriber streams the service ended, by reason",
-                &["reason"],
-            ),
-            subscriber_events_missed: counter(
-                &r,
-                SUBSCRIBER_EVENTS_MISSED,
-                "Events subscribers missed because they fell behind",
-            ),
-            event_log_trimmed: counter(
-                &r,
-                EVENT_LOG_TRIMMED,
-                "Events the event log removed under its retention",
-            ),
+            streams: Streams::register(&r),
             registry: r,
         };
         #[cfg(target_os = "linux")]
@@ -262,60 +333,62 @@ impl Metrics {
     /// One gRPC call ended with `code` after `elapsed`.
     pub fn rpc_handled(&self, method: &str, code: tonic::Code, elapsed: Duration) {
         let code = code_label(code);
-        self.rpc_requests.with_label_values(&[method, code]).inc();
-        self.rpc_duration
+        self.calls.requests.with_label_values(&[method, code]).inc();
+        self.calls
+            .duration
             .with_label_values(&[method, code])
             .observe(elapsed.as_secs_f64());
     }
 
     /// A job was created.
     pub fn job_created(&self) {
-        self.jobs_created.inc();
+        self.jobs.created.inc();
     }
 
     /// A job fired `lateness_ms` after its schedule time (negative: early).
     pub fn job_fired(&self, lateness_ms: i64) {
-        self.jobs_fired.inc();
+        self.jobs.fired.inc();
         // Lateness is never negative in practice; an early firing counts as 0.
         #[allow(clippy::cast_precision_loss)]
         let seconds = lateness_ms.max(0) as f64 / 1000.0;
-        self.fire_lateness.observe(seconds);
+        self.jobs.fire_lateness.observe(seconds);
     }
 
     /// A run ended SUCCEEDED.
     pub fn job_succeeded(&self) {
-        self.jobs_succeeded.inc();
+        self.jobs.succeeded.inc();
     }
 
     /// A job ended FAILED.
     pub fn job_failed(&self, reason: FailReason) {
-        self.jobs_failed.with_label_values(&[reason.label()]).inc();
+        self.jobs.failed.with_label_values(&[reason.label()]).inc();
     }
 
     /// The broker acknowledged an event on `topic`.
     pub fn event_published(&self, topic: &str) {
-        self.events_published.with_label_values(&[topic]).inc();
+        self.delivery.published.with_label_values(&[topic]).inc();
     }
 
     /// The broker did not take an event for `topic`.
     pub fn event_failed(&self, topic: &str) {
-        self.events_failed.with_label_values(&[topic]).inc();
+        self.delivery.failed.with_label_values(&[topic]).inc();
     }
 
     /// A run result was applied.
     pub fn result_consumed(&self) {
-        self.results_consumed.inc();
+        self.results.consumed.inc();
     }
 
     /// A run result was skipped for `reason`.
     pub fn result_skipped(&self, reason: &'static str) {
-        self.results_skipped.with_label_values(&[reason]).inc();
+        self.results.skipped.with_label_values(&[reason]).inc();
     }
 
     /// A run result that could not be stored for `reason` went to the
     /// dead-letter topic.
     pub fn result_dead_lettered(&self, reason: &'static str) {
-        self.results_dead_lettered
+        self.results
+            .dead_lettered
             .with_label_values(&[reason])
             .inc();
     }
@@ -329,42 +402,45 @@ impl Metrics {
 
     /// The run-result consumer's lag on one partition.
     pub fn set_consumer_lag(&self, topic: &str, partition: i32, lag: i64) {
-        self.consumer_lag
+        self.results
+            .consumer_lag
             .with_label_values(&[topic, &partition.to_string()])
             .set(lag);
     }
 
     /// A subscriber's stream opened.
     pub fn subscriber_opened(&self) {
-        self.subscribers.inc();
+        self.streams.subscribers.inc();
     }
 
     /// A subscriber's stream ended.
     pub fn subscriber_closed(&self) {
-        self.subscribers.dec();
+        self.streams.subscribers.dec();
     }
 
     /// The service ended a subscriber's stream for `reason`.
     pub fn subscriber_dropped(&self, reason: SubscriberDrop) {
-        self.subscribers_dropped
+        self.streams
+            .dropped
             .with_label_values(&[reason.label()])
             .inc();
     }
 
     /// A subscriber fell behind and missed `missed` events.
     pub fn subscriber_missed(&self, missed: u64) {
-        self.subscriber_events_missed.inc_by(missed);
+        self.streams.events_missed.inc_by(missed);
     }
 
     /// The event log's retention removed `removed` events.
     pub fn events_trimmed(&self, removed: u64) {
-        self.event_log_trimmed.inc_by(removed);
+        self.streams.log_trimmed.inc_by(removed);
     }
 
     /// The metrics in the Prometheus text format, with the armed-timer gauge
     /// set to `armed` (read at scrape time, as it changes all the time).
     pub fn render(&self, armed: usize) -> String {
-        self.armed_timers
+        self.jobs
+            .armed_timers
             .set(i64::try_from(armed).unwrap_or(i64::MAX));
         let mut text = Vec::new();
         if let Err(err) = TextEncoder::new().encode(&self.registry.gather(), &mut text) {
