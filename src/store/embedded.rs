@@ -43,11 +43,14 @@ use super::{
     ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, Scan, StoreError, refused_result,
     stored_time, takes_result,
 };
-use crate::domain::{Job, JobId, LoggedEvent, PageRequest, PendingEvents, ResultStatus};
+use crate::domain::{
+    Job, JobId, LoggedEvent, PageRequest, PendingEvents, ResultStatus, recurrence::ResultDecision,
+};
 use codec::{decode, encode, id_of};
 use errors::{other, storage};
 use tables::{
-    DUE, Index, JOBS, LISTING, OUTBOX, RUNNING, claim_in, read_job, scanned_job, write_job,
+    CLIENT_KEYS, DUE, Index, JOBS, LISTING, OUTBOX, RUNNING, claim_in, read_job, scanned_job,
+    write_job,
 };
 use writer::{OnCommit, QueuedWrite, Write, run_writer};
 
@@ -107,6 +110,7 @@ impl EmbeddedJobDB {
         let txn = db.begin_write().map_err(storage)?;
         // Create every table, so that reads never meet a missing one.
         txn.open_table(JOBS).map_err(storage)?;
+        txn.open_table(CLIENT_KEYS).map_err(storage)?;
         for table in [LISTING, DUE, OUTBOX, RUNNING] {
             txn.open_table(table).map_err(storage)?;
         }
@@ -265,6 +269,20 @@ impl JobDB for EmbeddedJobDB {
         .await
     }
 
+    async fn get_by_client_key(&self, key: &str) -> Result<Option<Job>, StoreError> {
+        let key = key.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(storage)?;
+            let keys = txn.open_table(CLIENT_KEYS).map_err(storage)?;
+            let Some(id) = keys.get(key.as_str()).map_err(storage)? else {
+                return Ok(None);
+            };
+            let id = id_of(id.value())?;
+            read_job(&txn.open_table(JOBS).map_err(storage)?, id)
+        })
+        .await
+    }
+
     async fn list(&self, page: PageRequest) -> Result<JobsPage, StoreError> {
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(storage)?;
@@ -359,6 +377,14 @@ impl JobDB for EmbeddedJobDB {
             };
             // Decided inside the write transaction: the check and the write
             // are one atomic step.
+            match current.take_result(result, fire_token, stored_time(now)) {
+                Some(ResultDecision::Take(taken)) => {
+                    write_job(txn, id, Some(&current), Some(&taken))?;
+                    return Ok(ResultOutcome::Stored);
+                }
+                Some(refused) => return Ok(ResultOutcome::refused(refused)),
+                None => {}
+            }
             if !takes_result(current.status, current.fire_token, fire_token) {
                 let (status, token) = (current.status, current.fire_token);
                 return Ok(refused_result(status, token, result, fire_token));

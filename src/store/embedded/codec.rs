@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::errors::other;
 use crate::{
-    domain::{Job, JobId, JobSpec, JobStatus, JobType, PendingEvents},
+    domain::{Job, JobId, JobSpec, JobStatus, JobType, PendingEvents, recurrence::Recurrence},
     store::{StoreError, Unreadable},
 };
 
@@ -28,6 +28,13 @@ struct StoredJob {
     /// Absent in files written before traces were kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     trace_parent: Option<String>,
+    /// A recurring job's recurrence, in its stored form; absent for a
+    /// one-shot job (and in files written before recurring jobs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    recurrence: Option<String>,
+    /// Absent unless the client chose one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_key: Option<String>,
 }
 
 pub(super) fn time(ms: i64, id: JobId) -> Result<DateTime<Utc>, Unreadable> {
@@ -51,6 +58,8 @@ pub(super) fn encode(job: &Job) -> Result<Vec<u8>, StoreError> {
         pending_update: job.pending.update,
         pending_run: job.pending.run,
         trace_parent: job.trace_parent.clone(),
+        recurrence: job.recurrence.as_ref().map(Recurrence::to_stored),
+        client_key: job.client_key.clone(),
     })
     .map_err(other)
 }
@@ -79,6 +88,12 @@ pub(super) fn decode(id: JobId, bytes: &[u8]) -> Result<Job, Unreadable> {
             run: stored.pending_run,
         },
         trace_parent: stored.trace_parent,
+        recurrence: stored
+            .recurrence
+            .map(|text| Recurrence::from_stored(&text))
+            .transpose()
+            .map_err(|e| Unreadable::job(id, e.to_string()))?,
+        client_key: stored.client_key,
     })
 }
 

@@ -20,12 +20,16 @@ use crate::{
 pub(super) const JOBS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("jobs");
 /// (schedule time in ms, id) of every job: the listing order.
 pub(super) const LISTING: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("listing");
-/// (schedule time in ms, id) of SCHEDULED jobs: what the timer arms.
+/// (schedule time in ms, id) of the jobs the timer should hold
+/// ([`Job::is_armable`]): what it arms.
 pub(super) const DUE: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("due");
 /// (last change in ms, id) of jobs that owe events: the outbox.
 pub(super) const OUTBOX: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("outbox");
 /// (last change in ms, id) of RUNNING jobs: candidates for the run timeout.
 pub(super) const RUNNING: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("running");
+
+/// Client key → the id of the job created with it: unique.
+pub(super) const CLIENT_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("client_keys");
 
 /// An index table: (time in ms, job id) → nothing.
 pub(super) type Index = TableDefinition<'static, (i64, &'static [u8]), ()>;
@@ -35,7 +39,7 @@ pub(super) fn index_entries(job: &Job) -> Vec<(Index, i64)> {
     let schedule_ms = job.spec.schedule_time.timestamp_millis();
     let updated_ms = job.updated_at.timestamp_millis();
     let mut entries = vec![(LISTING, schedule_ms)];
-    if job.status == JobStatus::Scheduled {
+    if job.is_armable() {
         entries.push((DUE, schedule_ms));
     }
     if job.status == JobStatus::Running {
@@ -90,6 +94,7 @@ pub(super) fn write_job(
                 .map_err(storage)?;
         }
     }
+    write_client_key(txn, key.as_slice(), old, new)?;
     let mut jobs = txn.open_table(JOBS).map_err(storage)?;
     match new {
         Some(job) => {
@@ -105,6 +110,32 @@ pub(super) fn write_job(
         None => {
             jobs.remove(key.as_slice()).map_err(storage)?;
         }
+    }
+    Ok(())
+}
+
+/// Keeps the client-key table in step with a write of `new` over `old`;
+/// a key another job holds is [`StoreError::ClientKeyTaken`].
+fn write_client_key(
+    txn: &redb::WriteTransaction,
+    id: &[u8],
+    old: Option<&Job>,
+    new: Option<&Job>,
+) -> Result<(), StoreError> {
+    let old_key = old.and_then(|job| job.client_key.as_deref());
+    let new_key = new.and_then(|job| job.client_key.as_deref());
+    if old_key == new_key {
+        return Ok(());
+    }
+    let mut keys = txn.open_table(CLIENT_KEYS).map_err(storage)?;
+    if let Some(key) = old_key {
+        keys.remove(key).map_err(storage)?;
+    }
+    if let Some(key) = new_key {
+        if keys.get(key).map_err(storage)?.is_some() {
+            return Err(StoreError::ClientKeyTaken(key.to_owned()));
+        }
+        keys.insert(key, id).map_err(storage)?;
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use tokio_postgres::{
 #[cfg(doc)]
 use super::sql::COLUMNS;
 use crate::{
-    domain::{Job, JobId, JobSpec, JobStatus, JobType, PendingEvents},
+    domain::{Job, JobId, JobSpec, JobStatus, JobType, PendingEvents, recurrence::Recurrence},
     store::{Scan, StoreError, Unreadable},
 };
 
@@ -28,6 +28,8 @@ pub(super) struct JobParams<'a> {
     updated_at: DateTime<Utc>,
     status: i16,
     job_type: i16,
+    recurrence: Option<String>,
+    armed: bool,
 }
 
 impl<'a> JobParams<'a> {
@@ -40,11 +42,14 @@ impl<'a> JobParams<'a> {
             updated_at: ms(job.updated_at),
             status: job.status as i16,
             job_type: job.spec.job_type as i16,
+            recurrence: job.recurrence.as_ref().map(|r| r.to_stored()),
+            // Only read for recurring jobs (see `sql::ARMED`).
+            armed: job.recurrence.is_some() && job.is_armable(),
         }
     }
 
-    /// The values in the order of [`COLUMNS`] ($1 to $15).
-    pub(super) fn as_params(&self) -> [&(dyn ToSql + Sync); 15] {
+    /// The values in the order of [`COLUMNS`] ($1 to $18).
+    pub(super) fn as_params(&self) -> [&(dyn ToSql + Sync); 18] {
         [
             &self.id,
             &self.job.spec.name,
@@ -61,6 +66,9 @@ impl<'a> JobParams<'a> {
             &self.job.pending.update,
             &self.job.pending.run,
             &self.job.trace_parent,
+            &self.recurrence,
+            &self.armed,
+            &self.job.client_key,
         ]
     }
 }
@@ -112,6 +120,11 @@ pub(super) fn job_from_row(row: &Row) -> Result<Job, Unreadable> {
             run: column(row, id, "pending_run")?,
         },
         trace_parent: column(row, id, "trace_parent")?,
+        recurrence: column::<Option<String>>(row, id, "recurrence")?
+            .map(|text| Recurrence::from_stored(&text))
+            .transpose()
+            .map_err(|e| Unreadable::job(id, e.to_string()))?,
+        client_key: column(row, id, "client_key")?,
     })
 }
 

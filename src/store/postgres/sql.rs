@@ -7,7 +7,21 @@ use crate::domain::JobStatus;
 /// The columns of a job, in the order [`JobParams::as_params`] binds them.
 pub(super) const COLUMNS: &str = "id, name, description, schedule_time, created_at, updated_at, status, \
                        job_type, job_data, scheduled_key, version, pending_create, \
-                       pending_update, pending_run, trace_parent";
+                       pending_update, pending_run, trace_parent, recurrence, armed, client_key";
+
+/// A one-shot job: the single-statement claim and result apply to these
+/// only; a recurring job's claim and result are a read and a conditional
+/// write of what the domain decides (see [`crate::store::claim_recurring`]).
+pub(super) const ONE_SHOT: &str = "recurrence IS NULL";
+
+/// The jobs the timer should hold: SCHEDULED one-shot jobs, and recurring
+/// jobs whose `armed` flag (written from `Job::is_armable` by every write
+/// of a recurring job) is set.
+pub(super) const ARMABLE: &str = "((status = 2 AND recurrence IS NULL) OR armed)";
+
+/// The unique index of client keys: an insert that breaks it is
+/// [`crate::store::StoreError::ClientKeyTaken`].
+pub(super) const CLIENT_KEY_INDEX: &str = "jobs_client_key";
 
 /// The condition of a job that owes events (the outbox).
 pub(super) const OWING: &str = "(pending_create OR pending_update OR pending_run)";
@@ -31,6 +45,8 @@ pub(super) struct Sql {
     pub(super) set_pending_if: String,
     pub(super) clear_pending_many: String,
     pub(super) running_before: String,
+    pub(super) by_client_key: String,
+    pub(super) recurring_of: String,
 }
 
 impl Sql {
@@ -47,7 +63,8 @@ impl Sql {
             create: create_statements(&t),
             insert: format!(
                 "INSERT INTO {t} ({COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                 $16, $17, $18)"
             ),
             get: format!("SELECT {COLUMNS} FROM {t} WHERE id = $1"),
             count: format!("SELECT count(*) FROM {t}"),
@@ -58,27 +75,31 @@ impl Sql {
                 "UPDATE {t} SET name = $2, description = $3, schedule_time = $4, \
                  created_at = $5, updated_at = $6, status = $7, job_type = $8, job_data = $9, \
                  scheduled_key = $10, version = $11, pending_create = $12, \
-                 pending_update = $13, pending_run = $14, trace_parent = $15 \
-                 WHERE id = $1 AND version = $16"
+                 pending_update = $13, pending_run = $14, trace_parent = $15, \
+                 recurrence = $16, armed = $17, client_key = $18 \
+                 WHERE id = $1 AND version = $19"
             ),
             delete: format!("DELETE FROM {t} WHERE id = $1"),
             claim: format!(
                 "UPDATE {t} SET status = {running}, pending_run = true, \
                  version = version + 1, updated_at = $3 \
                  WHERE id = $1 AND status = {scheduled} AND scheduled_key = $2 \
-                 RETURNING {COLUMNS}"
+                 AND {ONE_SHOT} RETURNING {COLUMNS}"
             ),
             claim_many: claim_many_statement(&t),
             // A result that names its firing ($4) matches only that firing.
             store_result: format!(
                 "UPDATE {t} SET status = $2, version = version + 1, updated_at = $3 \
-                 WHERE id = $1 AND status = {running} \
+                 WHERE id = $1 AND status = {running} AND {ONE_SHOT} \
                  AND ($4::bigint IS NULL OR scheduled_key = $4)"
             ),
-            status_of: format!("SELECT status, scheduled_key FROM {t} WHERE id = $1"),
+            status_of: format!(
+                "SELECT status, scheduled_key, recurrence IS NOT NULL AS recurring \
+                 FROM {t} WHERE id = $1"
+            ),
             scheduled_before: format!(
                 "SELECT {COLUMNS} FROM {t} \
-                 WHERE status = {scheduled} AND schedule_time < $1 \
+                 WHERE {ARMABLE} AND schedule_time < $1 \
                  ORDER BY schedule_time, id"
             ),
             with_pending_events: format!(
@@ -98,6 +119,16 @@ impl Sql {
                  FROM unnest($1::bytea[], $2::bigint[]) AS f(id, version) \
                  WHERE j.id = f.id AND j.version = f.version \
                  RETURNING j.id"
+            ),
+            by_client_key: format!("SELECT {COLUMNS} FROM {t} WHERE client_key = $1"),
+            // The recurring jobs among a batch's firings that the batch
+            // claim left out, still under the firing's token.
+            recurring_of: format!(
+                "SELECT {returning} FROM {t} AS j \
+                 JOIN unnest($1::bytea[], $2::bigint[]) AS f(id, key) \
+                 ON j.id = f.id AND j.scheduled_key = f.key \
+                 WHERE j.recurrence IS NOT NULL",
+                returning = qualified("j")
             ),
             running_before: format!(
                 "SELECT {COLUMNS} FROM {t} WHERE status = {running} AND updated_at < $1 \
@@ -131,6 +162,13 @@ pub(super) fn create_statements(t: &str) -> String {
             trace_parent   text
          );
          ALTER TABLE {t} ADD COLUMN IF NOT EXISTS trace_parent text;
+         ALTER TABLE {t} ADD COLUMN IF NOT EXISTS recurrence text;
+         ALTER TABLE {t} ADD COLUMN IF NOT EXISTS armed boolean NOT NULL DEFAULT false;
+         ALTER TABLE {t} ADD COLUMN IF NOT EXISTS client_key text;
+         CREATE UNIQUE INDEX IF NOT EXISTS {CLIENT_KEY_INDEX}
+             ON {t} (client_key) WHERE client_key IS NOT NULL;
+         CREATE INDEX IF NOT EXISTS jobs_armed_schedule_time
+             ON {t} (schedule_time, id) WHERE armed;
          CREATE INDEX IF NOT EXISTS jobs_status_schedule_time
              ON {t} (status, schedule_time, id);
          CREATE INDEX IF NOT EXISTS jobs_schedule_time_id
@@ -158,7 +196,7 @@ pub(super) fn claim_many_statement(t: &str) -> String {
              SELECT j.id AS due_id FROM {t} AS j \
              JOIN unnest($1::bytea[], $2::bigint[]) AS f(id, key) \
                ON j.id = f.id AND j.scheduled_key = f.key \
-             WHERE j.status = {scheduled} \
+             WHERE j.status = {scheduled} AND j.{ONE_SHOT} \
              ORDER BY j.id FOR UPDATE OF j) \
          UPDATE {t} AS j SET status = {running}, pending_run = true, \
          version = j.version + 1, updated_at = $3 \

@@ -10,12 +10,13 @@ use super::{
     DDL_LOCK_CLASS, PgJobDB,
     codec::{JobParams, column, id_from_row, job_from_row, jobs_from_rows, ms, scan_rows},
     errors::map_err,
+    sql::CLIENT_KEY_INDEX,
 };
 use crate::{
     domain::{Job, JobId, JobStatus, PageRequest, PendingEvents, ResultStatus},
     store::{
         ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, Scan, StoreError, Unreadable,
-        refused_result,
+        claim_recurring, refused_result, result_recurring,
     },
 };
 
@@ -75,7 +76,13 @@ impl JobDB for PgJobDB {
             match client.execute(&statement, &values.as_params()).await {
                 Ok(_) => Ok(()),
                 Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                    Err(StoreError::Other(format!("duplicate id {}", job.id)))
+                    let constraint = e.as_db_error().and_then(|db| db.constraint());
+                    match &job.client_key {
+                        Some(key) if constraint == Some(CLIENT_KEY_INDEX) => {
+                            Err(StoreError::ClientKeyTaken(key.clone()))
+                        }
+                        _ => Err(StoreError::Other(format!("duplicate id {}", job.id))),
+                    }
                 }
                 Err(e) => Err(map_err(e)),
             }
@@ -88,6 +95,11 @@ impl JobDB for PgJobDB {
         let row = self
             .query_opt(&self.sql.get, &[&id.bytes().as_slice()])
             .await?;
+        Ok(row.as_ref().map(job_from_row).transpose()?)
+    }
+
+    async fn get_by_client_key(&self, key: &str) -> Result<Option<Job>, StoreError> {
+        let row = self.query_opt(&self.sql.by_client_key, &[&key]).await?;
         Ok(row.as_ref().map(job_from_row).transpose()?)
     }
 
@@ -157,7 +169,17 @@ impl JobDB for PgJobDB {
                 &[&id.bytes().as_slice(), &fire_token, &ms(now)],
             )
             .await?;
-        Ok(row.as_ref().map(job_from_row).transpose()?)
+        if let Some(row) = row {
+            return Ok(Some(job_from_row(&row)?));
+        }
+        // Left out by the one-shot statement: a recurring job is claimed by
+        // a read and a conditional write.
+        match self.get(id).await? {
+            Some(job) if job.recurrence.is_some() => {
+                claim_recurring(self, job, fire_token, now).await
+            }
+            _ => Ok(None),
+        }
     }
 
     async fn claim_many(
@@ -171,11 +193,27 @@ impl JobDB for PgJobDB {
         let (bytes, keys): (Vec<[u8; 12]>, Vec<i64>) =
             firings.iter().map(|(id, key)| (id.bytes(), *key)).unzip();
         let ids: Vec<&[u8]> = bytes.iter().map(|b| b.as_slice()).collect();
-        // One statement: it claims all of the batch or none of it.
-        self.query(&self.sql.claim_many, &[&ids, &keys, &ms(now)])
+        // One statement: it claims all of the batch's one-shot jobs or none.
+        let claimed = self
+            .query(&self.sql.claim_many, &[&ids, &keys, &ms(now)])
             .await
             .and_then(|rows| jobs_from_rows(&rows))
-            .map_err(|err| ClaimManyError::whole(firings, err))
+            .map_err(|err| ClaimManyError::whole(firings, err))?;
+        if claimed.len() == firings.len() {
+            return Ok(claimed);
+        }
+        // The rest: recurring jobs (one more read finds them), or lost.
+        let recurring = self
+            .query(&self.sql.recurring_of, &[&ids, &keys])
+            .await
+            .and_then(|rows| jobs_from_rows(&rows))
+            .map_err(|error| ClaimManyError {
+                claimed: claimed.clone(),
+                failed: firings.to_vec(),
+                error,
+            })?;
+        self.claim_each_recurring(claimed, recurring, firings, now)
+            .await
     }
 
     async fn store_result(
@@ -196,6 +234,8 @@ impl JobDB for PgJobDB {
         if stored == 1 {
             return Ok(ResultOutcome::Stored);
         }
+        // Nothing changed; read the job only to tell why, or to store the
+        // result of a recurring job (left out by the one-shot statement).
         // Nothing changed; read the job only to tell why.
         let Some(row) = self
             .query_opt(&self.sql.status_of, &[&bytes.as_slice()])
@@ -207,6 +247,12 @@ impl JobDB for PgJobDB {
         let current = JobStatus::from_i32(current.into())
             .ok_or_else(|| Unreadable::job(id, format!("status {current}")))?;
         let current_token: i64 = column(&row, id, "scheduled_key")?;
+        if column(&row, id, "recurring")?
+            && let Some(job) = self.get(id).await?
+            && let Some(outcome) = result_recurring(self, job, result, fire_token, now).await?
+        {
+            return Ok(outcome);
+        }
         Ok(refused_result(current, current_token, result, fire_token))
     }
 
@@ -263,5 +309,41 @@ impl JobDB for PgJobDB {
     async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Scan<Job>, StoreError> {
         let rows = self.query(&self.sql.running_before, &[&cutoff]).await?;
         Ok(scan_rows(&rows))
+    }
+}
+
+impl PgJobDB {
+    /// Claims each recurring job of a batch (read with the firing's token)
+    /// by a conditional write, after the batch statement claimed `claimed`.
+    async fn claim_each_recurring(
+        &self,
+        mut claimed: Vec<Job>,
+        recurring: Vec<Job>,
+        firings: &[(JobId, i64)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Job>, ClaimManyError> {
+        let mut failed = Vec::new();
+        let mut first_error = None;
+        for job in recurring {
+            let firing = (job.id, job.fire_token);
+            if !firings.contains(&firing) {
+                continue;
+            }
+            match claim_recurring(self, job, firing.1, now).await {
+                Ok(job) => claimed.extend(job),
+                Err(error) => {
+                    failed.push(firing);
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        match first_error {
+            None => Ok(claimed),
+            Some(error) => Err(ClaimManyError {
+                claimed,
+                failed,
+                error,
+            }),
+        }
     }
 }
