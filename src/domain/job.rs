@@ -242,7 +242,7 @@ pub struct Job {
     pub trace_parent: Option<String>,
     /// Its recurrence, for a recurring job; `None` for a one-shot job (every
     /// job an article client creates).
-    pub recurrence: Option<Recurrence>,
+    pub recurrence: Option<Box<Recurrence>>,
     /// The key a client chose to make its creation idempotent, unique
     /// among the jobs (see [`ClientKey`]).
     pub client_key: Option<String>,
@@ -316,6 +316,16 @@ impl Job {
             recurrence: None,
             client_key: None,
         }
+    }
+
+    /// The fire token of the job's current firing, its events'
+    /// `ScheduledKey`: a recurring job's run in flight's token (the token
+    /// its claim consumed) when it has one, else the job's fire token.
+    pub fn firing_key(&self) -> i64 {
+        self.recurrence
+            .as_ref()
+            .and_then(|rec| rec.run.as_ref())
+            .map_or(self.fire_token, |run| run.token)
     }
 
     /// Whether the timer should hold this job: a one-shot job while

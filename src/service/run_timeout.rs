@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::{JobService, job_span, log_unreadable};
 use crate::{
     config::RunTimeoutPolicy,
-    domain::{Error, JobStatus},
+    domain::{Error, JobStatus, ResultStatus, recurrence::ResultDecision},
     duties::every,
     telemetry::metrics::FailReason,
 };
@@ -28,9 +28,16 @@ impl JobService {
         log_unreadable("run-timeout sweeper", &stuck.unreadable);
         let mut changed = 0;
         for job in stuck.found {
-            let next = match self.settings().run_timeout_policy {
-                RunTimeoutPolicy::Fail => job.with_status(JobStatus::Failed, now),
-                RunTimeoutPolicy::Retry => job.retried(now),
+            let next = match (
+                job.take_result(ResultStatus::Failed, None, now),
+                self.settings().run_timeout_policy,
+            ) {
+                // A recurring job's run that timed out failed; the job goes
+                // on with its next occurrence.
+                (Some(ResultDecision::Take(failed)), _) => *failed,
+                (Some(_), _) => continue,
+                (None, RunTimeoutPolicy::Fail) => job.with_status(JobStatus::Failed, now),
+                (None, RunTimeoutPolicy::Retry) => job.retried(now),
             };
             // Conditional on the version: a result that arrived meanwhile wins.
             if !self.inner.db.replace_if(&next, job.version).await? {

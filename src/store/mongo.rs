@@ -287,7 +287,7 @@ fn mutable_fields(job: &Job) -> Document {
         "scheduledKey": job.fire_token,
         "version": job.version,
         "traceParent": job.trace_parent.as_deref(),
-        "recurrence": job.recurrence.as_ref().map(Recurrence::to_stored),
+        "recurrence": job.recurrence.as_deref().map(Recurrence::to_stored),
         // Only read for recurring jobs (see `scheduled_before`).
         "armed": job.recurrence.is_some() && job.is_armable(),
         "clientKey": job.client_key.as_deref(),
@@ -358,7 +358,9 @@ pub fn job_from_document(document: &Document) -> Result<Job, Unreadable> {
         },
         trace_parent: document.get_str("traceParent").ok().map(str::to_owned),
         recurrence: match document.get_str("recurrence") {
-            Ok(text) => Some(Recurrence::from_stored(text).map_err(|e| corrupt(&e.to_string()))?),
+            Ok(text) => Some(Box::new(
+                Recurrence::from_stored(text).map_err(|e| corrupt(&e.to_string()))?,
+            )),
             Err(_) => None,
         },
         client_key: document.get_str("clientKey").ok().map(str::to_owned),

@@ -173,7 +173,7 @@ impl Job {
                 schedule_time,
                 ..self.spec
             },
-            recurrence: Some(recurrence),
+            recurrence: Some(Box::new(recurrence)),
             ..self
         })
     }
@@ -303,7 +303,7 @@ impl Job {
                 run: true,
                 ..self.pending
             },
-            recurrence: Some(state),
+            recurrence: Some(Box::new(state)),
             ..self.clone()
         })
     }
@@ -322,13 +322,13 @@ impl Job {
                 update: true,
                 ..self.pending
             },
-            recurrence: Some(state),
+            recurrence: Some(Box::new(state)),
             ..self.clone()
         })
     }
 
     fn recurring(&self, what: &str) -> Result<&Recurrence, Error> {
-        self.recurrence.as_ref().ok_or_else(|| {
+        self.recurrence.as_deref().ok_or_else(|| {
             Error::FailedPrecondition(format!(
                 "job {} is a one-shot job; only recurring jobs can be {what}",
                 self.id

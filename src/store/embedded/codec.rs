@@ -58,7 +58,7 @@ pub(super) fn encode(job: &Job) -> Result<Vec<u8>, StoreError> {
         pending_update: job.pending.update,
         pending_run: job.pending.run,
         trace_parent: job.trace_parent.clone(),
-        recurrence: job.recurrence.as_ref().map(Recurrence::to_stored),
+        recurrence: job.recurrence.as_deref().map(Recurrence::to_stored),
         client_key: job.client_key.clone(),
     })
     .map_err(other)
@@ -90,7 +90,7 @@ pub(super) fn decode(id: JobId, bytes: &[u8]) -> Result<Job, Unreadable> {
         trace_parent: stored.trace_parent,
         recurrence: stored
             .recurrence
-            .map(|text| Recurrence::from_stored(&text))
+            .map(|text| Recurrence::from_stored(&text).map(Box::new))
             .transpose()
             .map_err(|e| Unreadable::job(id, e.to_string()))?,
         client_key: stored.client_key,

@@ -121,7 +121,7 @@ pub(super) fn job_from_row(row: &Row) -> Result<Job, Unreadable> {
         },
         trace_parent: column(row, id, "trace_parent")?,
         recurrence: column::<Option<String>>(row, id, "recurrence")?
-            .map(|text| Recurrence::from_stored(&text))
+            .map(|text| Recurrence::from_stored(&text).map(Box::new))
             .transpose()
             .map_err(|e| Unreadable::job(id, e.to_string()))?,
         client_key: column(row, id, "client_key")?,
