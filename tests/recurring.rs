@@ -20,7 +20,10 @@ use scheduler_service::{
     config::vars,
     grpc::{
         proto,
-        scheduler::v1::{ReportResultRequest, job_events_client::JobEventsClient},
+        scheduler::v1::{
+            EventKind, ReportResultRequest, SubscribeRequest, job_events_client::JobEventsClient,
+            subscribe_response::Item,
+        },
     },
 };
 use tonic::Code;
@@ -199,6 +202,15 @@ async fn a_paused_job_catches_up_once_on_resume_and_can_be_triggered_and_preview
         .expect("PauseJob")
         .into_inner();
     assert!(paused.paused);
+    // The same run, live on JobEvents.
+    let mut stream = JobEventsClient::new(setup.app.channel.clone())
+        .subscribe(SubscribeRequest {
+            kinds: vec![EventKind::Run.into()],
+            ..Default::default()
+        })
+        .await
+        .expect("Subscribe")
+        .into_inner();
     // Three occurrences pass while it is paused.
     clock.set(at("2030-01-07T09:02:30Z"));
     let resumed = setup
@@ -216,6 +228,21 @@ async fn a_paused_job_catches_up_once_on_resume_and_can_be_triggered_and_preview
         .collect();
     assert_eq!(run.occurrences.as_ref(), Some(&missed));
     assert_eq!(run.occurrence.as_ref(), missed.last());
+    let live = tokio::time::timeout(HANG, stream.message())
+        .await
+        .expect("a live event")
+        .expect("the stream")
+        .and_then(|response| response.item);
+    let Some(Item::Event(live)) = live else {
+        panic!("a run event: {live:?}")
+    };
+    assert_eq!(live.scheduled_key, run.fire_token);
+    let at_seconds = |ts: Option<prost_types::Timestamp>| ts.map(|ts| ts.seconds);
+    assert_eq!(
+        at_seconds(live.occurrence),
+        Some(at("2030-01-07T09:02:00Z").timestamp())
+    );
+    assert_eq!(live.occurrences.len(), 3);
     // A trigger while the run is in flight is refused; after its result,
     // it runs at once with a key of its own, and the schedule is unchanged.
     let refused = setup
