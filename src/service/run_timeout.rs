@@ -146,4 +146,65 @@ mod tests {
             JobStatus::Succeeded
         );
     }
+
+    #[tokio::test]
+    async fn a_recurring_run_that_times_out_failed_and_its_job_goes_on() {
+        use crate::{
+            clock::Clock,
+            domain::{
+                ResultStatus,
+                recurrence::{CatchUp, Overlap, RecurrenceSpec},
+                schedule::{Bounds, IntervalSchedule, Jitter, Schedule, Timing},
+            },
+            service::NewJob,
+        };
+        for policy in [RunTimeoutPolicy::Fail, RunTimeoutPolicy::Retry] {
+            let settings = SchedulerSettings {
+                run_timeout: Duration::from_secs(600),
+                run_timeout_policy: policy,
+                ..SchedulerSettings::default()
+            };
+            let mut t = TestService::new(settings, Arc::new(RecordingProducer::default()));
+            let hourly = IntervalSchedule::new(
+                chrono::TimeDelta::hours(1),
+                t.clock.now_ms(),
+                chrono::TimeDelta::seconds(1),
+            )
+            .unwrap();
+            let timing = Timing::new(
+                Schedule::Interval(hourly),
+                Bounds::default(),
+                Jitter::default(),
+            )
+            .unwrap();
+            let recurrence = RecurrenceSpec {
+                timing,
+                catch_up: CatchUp::default(),
+                overlap: Overlap::default(),
+            };
+            let job = t
+                .svc
+                .create_job(NewJob {
+                    recurrence: Some(recurrence),
+                    ..NewJob::one_shot(t.spec(0))
+                })
+                .await
+                .unwrap();
+            let due = t.next_firings(1).await;
+            t.svc.fire_batch(due, &CancellationToken::new()).await;
+            let running = t.svc.get(job.id).await.unwrap();
+            assert_eq!(running.status, JobStatus::Running);
+            t.advance_ms(600_001);
+            assert_eq!(t.svc.expire_stuck_runs().await.unwrap(), 1);
+            let after = t.svc.get(job.id).await.unwrap();
+            assert_eq!(after.status, JobStatus::Scheduled, "{policy:?}");
+            let rec = after.recurrence.as_ref().unwrap();
+            assert_eq!(rec.last.map(|l| l.outcome), Some(ResultStatus::Failed));
+            assert!(rec.run.is_none());
+            assert_eq!(
+                after.fire_token, running.fire_token,
+                "the next occurrence stays armed"
+            );
+        }
+    }
 }
