@@ -579,3 +579,115 @@ async fn occurrences_missed_while_the_service_was_down_run_per_the_catch_up_poli
     let extra = setup.runs.rest().await;
     assert!(extra.is_empty(), "{extra:?}");
 }
+
+#[tokio::test]
+async fn a_per_minute_job_in_new_york_runs_once_at_three_when_the_clocks_go_forward() {
+    // 2024-03-10: 01:59:59 EST (06:59:59Z) is followed by 03:00 EDT
+    // (07:00Z). Under `next-valid` (the default) the local minutes 02:00 to
+    // 02:59 run once, at 03:00, which does not run a second time.
+    let clock = ManualClock::new(at("2024-03-10T06:58:30Z"));
+    let mut setup = Setup::start(&clock, &[]).await;
+    let id = setup
+        .create(request("per minute", cron("* * * * *", "America/New_York")))
+        .await;
+    for (due, next) in [
+        ("2024-03-10T06:59:00Z", "2024-03-10T07:00:00Z"),
+        ("2024-03-10T07:00:00Z", "2024-03-10T07:01:00Z"),
+        ("2024-03-10T07:01:00Z", "2024-03-10T07:02:00Z"),
+    ] {
+        clock.set(at(due));
+        let run = setup.next_run(&id).await;
+        assert_eq!(run.occurrence.as_deref(), Some(due));
+        assert_eq!(next_occurrence(&setup.get(&id).await), Some(at(next)));
+        setup.finish(&run, proto::JobStatus::Succeeded).await;
+        setup
+            .wait_for(&id, |job| job.status() == proto::JobStatus::Scheduled)
+            .await;
+    }
+    setup.app.stop().await;
+    let extra = setup.runs.rest().await;
+    assert!(extra.is_empty(), "{extra:?}");
+}
+
+#[tokio::test]
+async fn keep_one_holds_an_occurrence_due_during_a_run_until_its_result() {
+    let clock = ManualClock::new(at("2030-01-07T08:59:30Z"));
+    // A window loader that looks only every half hour: the held occurrence
+    // must be armed by the result itself.
+    let mut setup = Setup::start(&clock, &[(vars::SCHEDULER_LOOK_AHEAD_SECS, "3600")]).await;
+    let keep_one = proto::Recurrence {
+        overlap: "keep-one".to_owned(),
+        ..cron("* * * * *", "UTC")
+    };
+    let id = setup.create(request("keep one", keep_one)).await;
+    clock.set(at("2030-01-07T09:00:00Z"));
+    let first = setup.next_run(&id).await;
+    // 09:01 comes while the 09:00 run has no result: it is held.
+    clock.set(at("2030-01-07T09:01:10Z"));
+    let held = setup
+        .wait_for(&id, |job| {
+            job.updated_time
+                .is_some_and(|t| t.seconds > at("2030-01-07T09:01:00Z").timestamp())
+        })
+        .await;
+    assert_eq!(held.status(), proto::JobStatus::Running);
+    assert_eq!(held.runs, 1);
+    setup.finish(&first, proto::JobStatus::Succeeded).await;
+    // The result releases it: it runs at once, for 09:01.
+    let second = setup.next_run(&id).await;
+    assert_eq!(second.occurrence.as_deref(), Some("2030-01-07T09:01:00Z"));
+    setup.app.stop().await;
+}
+
+#[tokio::test]
+async fn update_job_makes_a_job_recurring_or_one_shot() {
+    let clock = ManualClock::new(at("2030-01-07T08:59:30Z"));
+    let mut setup = Setup::start(&clock, &[]).await;
+    let one_shot = proto::CreateJobRequest {
+        schedule_time: Some(timestamp(at("2030-02-01T00:00:00Z"))),
+        recurrence: None,
+        ..request("one-shot", proto::Recurrence::default())
+    };
+    let id = setup.create(one_shot.clone()).await;
+    assert!(setup.get(&id).await.recurrence.is_none());
+    let update = |recurrence| proto::UpdateJobRequest {
+        id: id.clone(),
+        name: one_shot.name.clone(),
+        schedule_time: one_shot.schedule_time,
+        job_type: one_shot.job_type,
+        job_data: one_shot.job_data.clone(),
+        recurrence,
+        ..Default::default()
+    };
+    setup
+        .app
+        .client
+        .update_job(update(Some(cron("@hourly", "Asia/Kolkata"))))
+        .await
+        .expect("UpdateJob to recurring");
+    let recurring = setup.get(&id).await;
+    let wire = recurring.recurrence.clone().expect("a recurrence");
+    assert_eq!(
+        (wire.cron_expression.as_str(), wire.time_zone.as_str()),
+        ("@hourly", "Asia/Kolkata")
+    );
+    assert_eq!(
+        (wire.catch_up.as_str(), wire.overlap.as_str()),
+        ("once", "skip")
+    );
+    // Kolkata is UTC+05:30: its hours start at half past in UTC.
+    assert_eq!(
+        next_occurrence(&recurring),
+        Some(at("2030-01-07T09:30:00Z"))
+    );
+    setup
+        .app
+        .client
+        .update_job(update(None))
+        .await
+        .expect("UpdateJob to one-shot");
+    let again = setup.get(&id).await;
+    assert!(again.recurrence.is_none() && again.next_occurrence.is_none());
+    assert_eq!(again.schedule_time, one_shot.schedule_time);
+    setup.app.stop().await;
+}
