@@ -362,7 +362,7 @@ impl Job {
     /// RUNNING, at the next version, owing its run event. The stores that
     /// compute claims in memory (in-memory, embedded) apply this; a
     /// recurring job's claim also advances it to its next occurrence (see
-    /// [`Job::claimed_occurrence`]).
+    /// `Job::claimed_occurrence`).
     pub fn claimed(&self, fire_token: i64, now: DateTime<Utc>) -> Option<Self> {
         if self.recurrence.is_some() {
             return self.claimed_occurrence(fire_token, now);

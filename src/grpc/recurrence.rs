@@ -253,3 +253,61 @@ pub fn occurrence_message(occurrence: &Occurrence) -> proto::Occurrence {
         .to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_recurrence_reads_back_from_its_wire_form() {
+        let now = at("2030-01-07T08:59:30Z");
+        let second = TimeDelta::seconds(1);
+        for msg in [
+            proto::Recurrence {
+                cron_expression: "0 9 * * MON-FRI".into(),
+                time_zone: "Europe/London".into(),
+                dst_repeated: "both".into(),
+                jitter_ms: 1500,
+                catch_up: "each".into(),
+                catch_up_max: 3,
+                overlap: "keep-one".into(),
+                max_runs: 7,
+                ..Default::default()
+            },
+            proto::Recurrence {
+                interval_seconds: 90,
+                end_time: Some(timestamp(at("2031-01-01T00:00:00Z"))),
+                catch_up_window_seconds: 60,
+                ..Default::default()
+            },
+        ] {
+            let spec = recurrence_spec(msg, second, now).unwrap();
+            let wire = recurrence_message(&spec);
+            assert_eq!(recurrence_spec(wire, second, now).unwrap(), spec);
+        }
+    }
+
+    #[test]
+    fn unset_fields_mean_the_defaults() {
+        let now = at("2030-01-07T08:59:30Z");
+        let spec = recurrence_spec(
+            proto::Recurrence {
+                interval_seconds: 60,
+                ..Default::default()
+            },
+            TimeDelta::seconds(1),
+            now,
+        )
+        .unwrap();
+        assert_eq!(spec.catch_up, CatchUp::default());
+        assert_eq!(spec.overlap, Overlap::Skip);
+        assert_eq!(
+            spec.timing.to_string(),
+            "interval every=60s anchor=2030-01-07T08:59:30Z"
+        );
+    }
+}

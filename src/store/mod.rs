@@ -305,7 +305,7 @@ pub trait JobDB: Send + Sync + 'static {
     /// A recurring job is claimed as [`Job::claimed`] decides (its
     /// occurrence's run, occurrence N+1 and its new fire token), in the same
     /// one conditional write: a store that cannot say it in one statement
-    /// reads the job and writes it with [`claim_recurring`], conditioned on
+    /// reads the job and writes it with `claim_recurring`, conditioned on
     /// the version read, so that racing claimers still win each occurrence
     /// once.
     async fn claim(

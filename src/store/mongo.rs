@@ -10,6 +10,12 @@
 //! multi-document transaction. Only `insert`, `find`, `count`, `update_one`
 //! and `delete_one` are used, so that MongoDB-protocol servers without
 //! `findAndModify` work too. Every operation has a bounded timeout.
+//!
+//! Recurring jobs (a `recurrence` field) are left out of the one-shot
+//! claim and result filters (`recurrence: null`); their claim and result
+//! are a read and an `update_one` filtered on the version read, of what
+//! the domain decided (`store::claim_recurring`). Client keys are
+//! unique through a partial unique index on `clientKey`.
 
 use std::{future::Future, time::Duration};
 

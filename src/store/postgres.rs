@@ -13,6 +13,17 @@
 //! work (they add `FOR UPDATE SKIP LOCKED` only to pick among many rows, which
 //! a claim by id does not need).
 //!
+//! Recurring jobs are left out of the single-statement claim and result
+//! (`recurrence IS NULL`), so that a one-shot claim stays one statement: a
+//! recurring job's claim or result is a read of the row and an `UPDATE ...
+//! WHERE version = <read>` of what the domain decided (the run, occurrence
+//! N+1 and its fire token together), tried again on a newer read when it
+//! lost (`store::claim_recurring`). A batch claim finds the
+//! recurring jobs among the firings it did not claim with one more query.
+//! The timer arms rows where `(status = SCHEDULED AND recurrence IS NULL)
+//! OR armed`; `armed` is written from `Job::is_armable` by every write of a
+//! recurring job.
+//!
 //! Every change is one such statement on one row. Besides it, `store_result`
 //! reads the row only to tell why an update matched nothing; `list` reads the
 //! count and the page in one snapshot; `ensure_indexes` runs its DDL under an

@@ -5,7 +5,7 @@
 //! occurrence to the next ([`Recurrence`]).
 //!
 //! Everything here is pure: the stores apply what [`Job::claimed`] and
-//! [`Job::take_result`] decide (see [`advance`]) in one conditional write,
+//! [`Job::take_result`] decide (see `advance.rs`) in one conditional write,
 //! so that the claim that fires occurrence N also stores occurrence N+1 and
 //! its fire token, and racing claimers win each occurrence once.
 //!
