@@ -280,13 +280,13 @@ impl JobService {
             .await?;
         match outcome {
             ResultOutcome::Stored => {
-                self.rearm_after_result(id).await;
                 match result {
                     ResultStatus::Succeeded => self.inner.metrics.job_succeeded(),
                     ResultStatus::Failed => self.inner.metrics.job_failed(FailReason::Result),
                 }
                 self.inner.metrics.result_consumed();
                 tracing::info!("run result stored");
+                self.rearm_after_result(id).await;
             }
             ResultOutcome::Duplicate => {
                 self.inner.metrics.result_consumed();
