@@ -188,7 +188,7 @@ async fn a_cron_job_fires_each_occurrence_once_and_returns_to_scheduled() {
 }
 
 #[tokio::test]
-async fn a_paused_job_catches_up_once_on_resume_and_can_be_triggered_and_previewed() {
+async fn a_paused_job_catches_up_once_on_resume_and_can_be_triggered() {
     let clock = ManualClock::new(at("2030-01-07T08:59:30Z"));
     let mut setup = Setup::start(&clock, &[]).await;
     let id = setup
@@ -271,6 +271,16 @@ async fn a_paused_job_catches_up_once_on_resume_and_can_be_triggered_and_preview
         Some(at("2030-01-07T09:03:00Z"))
     );
 
+    setup.app.stop().await;
+}
+
+#[tokio::test]
+async fn preview_lists_the_next_occurrences_of_a_job_or_of_an_unsaved_recurrence() {
+    let clock = ManualClock::new(at("2030-01-07T09:02:30Z"));
+    let mut setup = Setup::start(&clock, &[]).await;
+    let id = setup
+        .create(request("previewed", cron("* * * * *", "UTC")))
+        .await;
     // The next occurrences of the job, and of an expression not yet saved.
     let preview = setup
         .app
@@ -351,15 +361,14 @@ async fn a_creation_repeated_with_its_client_key_returns_the_same_job() {
     setup.app.stop().await;
 }
 
-#[tokio::test]
-async fn bad_recurrences_are_invalid_arguments_that_name_the_field() {
-    let clock = ManualClock::new(at("2030-01-07T08:59:30Z"));
-    let mut setup = Setup::start(&clock, &[(vars::SCHEDULER_MIN_INTERVAL_SECS, "10")]).await;
+/// Recurrences that break a rule, the start of the error each gets and a
+/// word it says.
+fn bad_recurrences() -> Vec<(proto::Recurrence, &'static str, &'static str)> {
     let interval = |secs| proto::Recurrence {
         interval_seconds: secs,
         ..Default::default()
     };
-    let cases: Vec<(proto::Recurrence, &str, &str)> = vec![
+    vec![
         (
             cron("61 * * * *", "UTC"),
             "invalid cron_expression",
@@ -439,7 +448,14 @@ async fn bad_recurrences_are_invalid_arguments_that_name_the_field() {
             "invalid catch_up_window",
             "",
         ),
-    ];
+    ]
+}
+
+#[tokio::test]
+async fn bad_recurrences_are_invalid_arguments_that_name_the_field() {
+    let clock = ManualClock::new(at("2030-01-07T08:59:30Z"));
+    let mut setup = Setup::start(&clock, &[(vars::SCHEDULER_MIN_INTERVAL_SECS, "10")]).await;
+    let cases = bad_recurrences();
     for (recurrence, prefix, detail) in cases {
         let status = setup
             .app

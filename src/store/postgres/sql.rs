@@ -121,21 +121,25 @@ impl Sql {
                  RETURNING j.id"
             ),
             by_client_key: format!("SELECT {COLUMNS} FROM {t} WHERE client_key = $1"),
-            // The recurring jobs among a batch's firings that the batch
-            // claim left out, still under the firing's token.
-            recurring_of: format!(
-                "SELECT {returning} FROM {t} AS j \
-                 JOIN unnest($1::bytea[], $2::bigint[]) AS f(id, key) \
-                 ON j.id = f.id AND j.scheduled_key = f.key \
-                 WHERE j.recurrence IS NOT NULL",
-                returning = qualified("j")
-            ),
+            recurring_of: recurring_of_statement(&t),
             running_before: format!(
                 "SELECT {COLUMNS} FROM {t} WHERE status = {running} AND updated_at < $1 \
                  ORDER BY updated_at, id"
             ),
         }
     }
+}
+
+/// The recurring jobs among a batch's firings that the batch claim left
+/// out, still under the firing's token.
+fn recurring_of_statement(t: &str) -> String {
+    format!(
+        "SELECT {returning} FROM {t} AS j \
+         JOIN unnest($1::bytea[], $2::bigint[]) AS f(id, key) \
+         ON j.id = f.id AND j.scheduled_key = f.key \
+         WHERE j.recurrence IS NOT NULL",
+        returning = qualified("j")
+    )
 }
 
 /// The table and its indexes (each statement idempotent, so that every
