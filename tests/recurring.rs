@@ -111,7 +111,11 @@ impl Setup {
     async fn next_run(&self, id: &str) -> JobEvent {
         let (run, others) = self.runs.next_for(id, HANG).await;
         assert!(others.is_empty(), "runs of other jobs: {others:?}");
-        run.unwrap_or_else(|| panic!("job {id} fired")).event
+        let run = run.unwrap_or_else(|| panic!("job {id} fired"));
+        // The header names the same firing as the JSON's ScheduledKey.
+        let firing_key = format!("{id}:{}", run.event.fire_token);
+        assert_eq!(run.headers.get("firing-key"), Some(&firing_key));
+        run.event
     }
 
     /// Reports `status` for `run` and waits until the job took it.
