@@ -711,3 +711,70 @@ async fn update_job_makes_a_job_recurring_or_one_shot() {
     assert_eq!(again.schedule_time, one_shot.schedule_time);
     setup.app.stop().await;
 }
+
+#[tokio::test]
+async fn reflection_lists_the_new_methods_and_fields() {
+    use prost::Message;
+    use tonic_reflection::pb::v1;
+    let clock = ManualClock::new(at("2030-01-07T08:59:30Z"));
+    let setup = Setup::start(&clock, &[]).await;
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1::server_reflection_request::MessageRequest::FileContainingSymbol(
+                "proto.JobsService".to_owned(),
+            ),
+        ),
+    };
+    let response =
+        v1::server_reflection_client::ServerReflectionClient::new(setup.app.channel.clone())
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .expect("reflection")
+            .into_inner()
+            .message()
+            .await
+            .expect("stream")
+            .expect("a response");
+    let Some(v1::server_reflection_response::MessageResponse::FileDescriptorResponse(files)) =
+        response.message_response
+    else {
+        panic!("unexpected reflection response {response:?}");
+    };
+    let files: Vec<prost_types::FileDescriptorProto> = files
+        .file_descriptor_proto
+        .iter()
+        .map(|bytes| prost_types::FileDescriptorProto::decode(bytes.as_slice()).expect("a file"))
+        .collect();
+    let job_proto = files
+        .iter()
+        .find(|f| f.package() == "proto")
+        .expect("job.proto");
+    let methods: Vec<&str> = job_proto.service[0]
+        .method
+        .iter()
+        .map(|m| m.name())
+        .collect();
+    for added in ["PauseJob", "ResumeJob", "TriggerJob", "PreviewSchedule"] {
+        assert!(methods.contains(&added), "{added}: {methods:?}");
+    }
+    let message = |name: &str| {
+        job_proto
+            .message_type
+            .iter()
+            .find(|m| m.name() == name)
+            .unwrap_or_else(|| panic!("message {name}"))
+    };
+    let fields = |name: &str| -> Vec<String> {
+        message(name)
+            .field
+            .iter()
+            .map(|f| f.name().to_owned())
+            .collect()
+    };
+    assert!(fields("CreateJobRequest").contains(&"recurrence".to_owned()));
+    assert!(fields("CreateJobRequest").contains(&"client_key".to_owned()));
+    assert!(fields("Job").contains(&"next_occurrence".to_owned()));
+    assert!(fields("Recurrence").contains(&"cron_expression".to_owned()));
+    setup.app.stop().await;
+}
