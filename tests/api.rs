@@ -270,6 +270,7 @@ async fn bad_requests_get_precise_error_codes() {
         schedule_time: Some(timestamp_in(1000)),
         job_type: 0,
         job_data: "d".into(),
+        ..Default::default()
     };
     for (request, code, needle) in [
         (update.clone(), Code::NotFound, unknown.as_str()),
@@ -414,6 +415,7 @@ async fn update_reschedules_and_delete_cancels() {
             schedule_time: new_time,
             job_type: proto::JobType::Sms.into(),
             job_data: "{\"to\":\"+100\"}".into(),
+            ..Default::default()
         })
         .await
         .expect("UpdateJob");
@@ -501,6 +503,7 @@ async fn results_from_kafka_finish_jobs_and_poison_messages_are_skipped() {
             schedule_time: Some(timestamp_in(60_000)),
             job_type: 0,
             job_data: "d".into(),
+            ..Default::default()
         })
         .await
         .expect_err("running job update refused");
@@ -573,6 +576,7 @@ async fn results_from_kafka_finish_jobs_and_poison_messages_are_skipped() {
             schedule_time: Some(timestamp_in(3_600_000)),
             job_type: 0,
             job_data: "d".into(),
+            ..Default::default()
         })
         .await
         .expect("update of a finished job");

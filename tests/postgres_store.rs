@@ -97,6 +97,8 @@ async fn ensure_indexes_is_idempotent_and_safe_when_replicas_race() {
     assert_eq!(
         names,
         [
+            "jobs_armed_schedule_time",
+            "jobs_client_key",
             "jobs_pending_updated_at",
             "jobs_pkey",
             "jobs_running_updated_at",

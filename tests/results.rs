@@ -429,6 +429,7 @@ async fn a_result_of_a_run_before_an_update_never_finishes_the_next_run() {
             schedule_time: again.schedule_time,
             job_type: again.job_type,
             job_data: again.job_data,
+            ..Default::default()
         })
         .await
         .expect("UpdateJob of a failed job");
@@ -463,6 +464,7 @@ async fn a_replayed_result_is_a_duplicate_then_stale_after_the_next_firing() {
             schedule_time: again.schedule_time,
             job_type: again.job_type,
             job_data: again.job_data,
+            ..Default::default()
         })
         .await
         .expect("UpdateJob of a finished job");

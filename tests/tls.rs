@@ -274,6 +274,7 @@ async fn every_call_is_served_over_tls_and_plaintext_is_refused() {
         schedule_time: renamed.schedule_time,
         job_type: renamed.job_type,
         job_data: renamed.job_data,
+        ..Default::default()
     })
     .await
     .expect("UpdateJob over TLS");

@@ -70,6 +70,7 @@ async fn control_characters_are_invalid_arguments_on_postgres() {
         schedule_time: accepted.schedule_time,
         job_type: accepted.job_type,
         job_data: accepted.job_data,
+        ..Default::default()
     };
     assert_invalid(app.client.update_job(nul_update).await, "name");
     app.stop().await;

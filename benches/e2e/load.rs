@@ -106,6 +106,7 @@ async fn worker(
             schedule_time: Some(timestamp_ms(due_ms(i))),
             job_type: proto::JobType::Email.into(),
             job_data: JOB_DATA.into(),
+            ..Default::default()
         };
         let t = Instant::now();
         match client.create_job(request).await {

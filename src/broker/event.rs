@@ -31,9 +31,20 @@ pub struct JobEvent {
     /// The executor's payload.
     pub job_data: String,
     /// The fire token, on the wire as `ScheduledKey`: (Id, ScheduledKey)
-    /// names one firing, for deduplication.
+    /// names one firing, for deduplication. For a recurring job, the token
+    /// of its run in flight when it has one ([`Job::firing_key`]): unique to
+    /// each occurrence.
     #[serde(rename = "ScheduledKey")]
     pub fire_token: i64,
+    /// Recurring jobs only: the occurrence (its nominal time, RFC 3339 UTC)
+    /// the run in flight stands for, else the next one. Absent for one-shot
+    /// jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurrence: Option<String>,
+    /// Recurring jobs only, on a catch-up run under `once`: every occurrence
+    /// the run stands for, in order. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurrences: Option<Vec<String>>,
 }
 
 fn rfc3339(time: DateTime<Utc>) -> String {
@@ -52,7 +63,20 @@ impl From<&Job> for JobEvent {
             status: job.status.as_i32(),
             job_type: job.spec.job_type.as_i32(),
             job_data: job.spec.job_data.clone(),
-            fire_token: job.fire_token,
+            fire_token: job.firing_key(),
+            occurrence: job.recurrence.as_ref().and_then(|rec| {
+                rec.run
+                    .as_ref()
+                    .map(|run| run.occurrence)
+                    .or(rec.next)
+                    .map(rfc3339)
+            }),
+            occurrences: job
+                .recurrence
+                .as_ref()
+                .and_then(|rec| rec.run.as_ref())
+                .filter(|run| !run.stands_for.is_empty())
+                .map(|run| run.stands_for.iter().copied().map(rfc3339).collect()),
         }
     }
 }

@@ -104,7 +104,7 @@ impl KafkaJobsProducer {
         let payload = serde_json::to_vec(&JobEvent::from(job))
             .map_err(|e| BrokerError::Other(format!("cannot encode event: {e}")))?;
         let key = job.id.to_hex();
-        let firing_key = format!("{key}:{}", job.fire_token);
+        let firing_key = format!("{key}:{}", job.firing_key());
         let mut headers = OwnedHeaders::new()
             .insert(Header {
                 key: "event-kind",

@@ -80,6 +80,8 @@ pub struct SchedulerSettings {
     /// changed it (whose publish may still be in flight): the broker's
     /// acknowledgement timeout plus a second.
     pub relay_grace: Duration,
+    /// The shortest interval a recurring job may have (at least 1 s).
+    pub min_interval: Duration,
 }
 
 impl Default for SchedulerSettings {
@@ -93,6 +95,7 @@ impl Default for SchedulerSettings {
             run_timeout_policy: RunTimeoutPolicy::Fail,
             outbox_poll: Duration::from_secs(1),
             relay_grace: Duration::from_secs(11),
+            min_interval: Duration::from_secs(1),
         }
     }
 }
@@ -113,6 +116,8 @@ pub(super) struct SchedulerVars {
     scheduler_run_timeout_policy: RunTimeoutPolicy,
     #[serde(deserialize_with = "value::millis")]
     outbox_poll_ms: Duration,
+    #[serde(deserialize_with = "value::seconds")]
+    scheduler_min_interval_secs: Duration,
 }
 
 impl Default for SchedulerVars {
@@ -126,6 +131,7 @@ impl Default for SchedulerVars {
             scheduler_run_timeout_secs: defaults.run_timeout,
             scheduler_run_timeout_policy: defaults.run_timeout_policy,
             outbox_poll_ms: defaults.outbox_poll,
+            scheduler_min_interval_secs: defaults.min_interval,
         }
     }
 }
@@ -143,6 +149,7 @@ impl SchedulerVars {
             run_timeout_policy: self.scheduler_run_timeout_policy,
             outbox_poll: self.outbox_poll_ms,
             relay_grace,
+            min_interval: self.scheduler_min_interval_secs,
         }
     }
 }

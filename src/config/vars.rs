@@ -138,6 +138,9 @@ pub const SCHEDULER_FIRE_CONCURRENCY: &str = "SCHEDULER_FIRE_CONCURRENCY";
 /// What to do with a job whose time passed while no replica ran:
 /// `fire-now` (default) or `skip-if-late:<seconds>`.
 pub const SCHEDULER_MISFIRE_POLICY: &str = "SCHEDULER_MISFIRE_POLICY";
+/// The shortest interval a recurring job may have, in seconds (default 1;
+/// less than 1 counts as 1).
+pub const SCHEDULER_MIN_INTERVAL_SECS: &str = "SCHEDULER_MIN_INTERVAL_SECS";
 /// How long a job may stay RUNNING without a result, in seconds (default 600).
 pub const SCHEDULER_RUN_TIMEOUT_SECS: &str = "SCHEDULER_RUN_TIMEOUT_SECS";
 /// What happens to a job past its run timeout: `fail` (default) or `retry`.
@@ -250,6 +253,7 @@ pub const ALL: &[&str] = &[
     SCHEDULER_MISFIRE_POLICY,
     SCHEDULER_RUN_TIMEOUT_SECS,
     SCHEDULER_RUN_TIMEOUT_POLICY,
+    SCHEDULER_MIN_INTERVAL_SECS,
     OUTBOX_POLL_MS,
     SHUTDOWN_GRACE_SECS,
     EVENTS_RETENTION,

@@ -49,6 +49,20 @@ pub enum Field {
     Jitter,
     /// A schedule's stored text form as a whole.
     Schedule,
+    /// What a recurring job does with missed occurrences.
+    CatchUp,
+    /// How many missed occurrences `each` runs at most.
+    CatchUpMax,
+    /// How late a missed occurrence may still run.
+    CatchUpWindow,
+    /// What a recurring job does when an occurrence comes during a run.
+    Overlap,
+    /// The key that makes a creation idempotent.
+    ClientKey,
+    /// How many occurrences a preview lists.
+    Count,
+    /// A recurring job's stored state as a whole.
+    Recurrence,
 }
 
 impl Field {
@@ -74,6 +88,13 @@ impl Field {
             Field::MaxRuns => "max_runs",
             Field::Jitter => "jitter",
             Field::Schedule => "schedule",
+            Field::CatchUp => "catch_up",
+            Field::CatchUpMax => "catch_up_max",
+            Field::CatchUpWindow => "catch_up_window",
+            Field::Overlap => "overlap",
+            Field::ClientKey => "client_key",
+            Field::Count => "count",
+            Field::Recurrence => "recurrence",
         }
     }
 }
@@ -101,6 +122,9 @@ pub enum Error {
     /// The job exists but is in a state that forbids the call.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A job with the client key of this creation exists with other content.
+    #[error("{0}")]
+    AlreadyExists(String),
     /// The job changed under the call too many times in a row; retrying is safe.
     #[error("job {0} was modified concurrently, retry the call")]
     Aborted(JobId),

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, SubsecRound, Utc};
 
-use super::{Error, Field};
+use super::{Error, Field, recurrence::Recurrence};
 
 /// The current time at the precision the store keeps (milliseconds), so that a
 /// job read back equals the job written.
@@ -240,6 +240,35 @@ pub struct Job {
     /// The W3C `traceparent` of the call that last scheduled it (when traces
     /// are exported), so that its firing, run and result join that trace.
     pub trace_parent: Option<String>,
+    /// Its recurrence, for a recurring job; `None` for a one-shot job (every
+    /// job an article client creates).
+    pub recurrence: Option<Box<Recurrence>>,
+    /// The key a client chose to make its creation idempotent, unique
+    /// among the jobs (see [`ClientKey`]).
+    pub client_key: Option<String>,
+}
+
+/// Longest accepted client key, in bytes.
+pub const CLIENT_KEY_MAX_BYTES: usize = 128;
+
+/// A validated client key: 1 to [`CLIENT_KEY_MAX_BYTES`] bytes, no control
+/// character. A CreateJob repeated with the same key returns the job the
+/// first one created, across restarts and replicas.
+pub struct ClientKey;
+
+impl ClientKey {
+    /// `key` if it obeys the rules, else an error on [`Field::ClientKey`].
+    pub fn validated(key: String) -> Result<String, Error> {
+        if key.is_empty() {
+            return Err(Error::invalid(
+                Field::ClientKey,
+                "must not be empty when set",
+            ));
+        }
+        check_len(Field::ClientKey, &key, CLIENT_KEY_MAX_BYTES)?;
+        check_chars(Field::ClientKey, &key, Refused::Controls)?;
+        Ok(key)
+    }
 }
 
 /// Which of a job's events still have to be published. They are published in
@@ -284,6 +313,31 @@ impl Job {
                 ..PendingEvents::NONE
             },
             trace_parent: None,
+            recurrence: None,
+            client_key: None,
+        }
+    }
+
+    /// The fire token of the job's current firing, its events'
+    /// `ScheduledKey`: a recurring job's run in flight's token (the token
+    /// its claim consumed) when it has one, else the job's fire token.
+    pub fn firing_key(&self) -> i64 {
+        self.recurrence
+            .as_ref()
+            .and_then(|rec| rec.run.as_ref())
+            .map_or(self.fire_token, |run| run.token)
+    }
+
+    /// Whether the timer should hold this job: a one-shot job while
+    /// SCHEDULED; a recurring job while it has an occurrence to fire
+    /// (SCHEDULED, or RUNNING with the next occurrence armed), not paused
+    /// and not held for its run's end.
+    pub fn is_armable(&self) -> bool {
+        match &self.recurrence {
+            None => self.status == JobStatus::Scheduled,
+            Some(rec) => {
+                rec.is_armable() && matches!(self.status, JobStatus::Scheduled | JobStatus::Running)
+            }
         }
     }
 
@@ -306,8 +360,13 @@ impl Job {
 
     /// This job claimed for firing, if it is SCHEDULED under `fire_token`:
     /// RUNNING, at the next version, owing its run event. The stores that
-    /// compute claims in memory (in-memory, embedded) apply this.
+    /// compute claims in memory (in-memory, embedded) apply this; a
+    /// recurring job's claim also advances it to its next occurrence (see
+    /// `Job::claimed_occurrence`).
     pub fn claimed(&self, fire_token: i64, now: DateTime<Utc>) -> Option<Self> {
+        if self.recurrence.is_some() {
+            return self.claimed_occurrence(fire_token, now);
+        }
         (self.status == JobStatus::Scheduled && self.fire_token == fire_token).then(|| Job {
             status: JobStatus::Running,
             updated_at: now,

@@ -5,11 +5,13 @@
 mod error;
 mod event;
 mod job;
+pub mod recurrence;
 pub mod schedule;
 
 pub use error::{EXCERPT_MAX_CHARS, Error, Excerpt, Field};
 pub use event::{EventFilter, EventKind, LoggedEvent};
 pub use job::{
-    DESCRIPTION_MAX_BYTES, JOB_DATA_MAX_BYTES, Job, JobId, JobSpec, JobStatus, JobType,
-    NAME_MAX_BYTES, PageRequest, PendingEvents, ResultStatus, new_fire_token, now,
+    CLIENT_KEY_MAX_BYTES, ClientKey, DESCRIPTION_MAX_BYTES, JOB_DATA_MAX_BYTES, Job, JobId,
+    JobSpec, JobStatus, JobType, NAME_MAX_BYTES, PageRequest, PendingEvents, ResultStatus,
+    new_fire_token, now,
 };

@@ -4,7 +4,7 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use prost_types::Timestamp;
 
-use super::proto;
+use super::{proto, recurrence::add_recurrence};
 use crate::domain::{Error, Excerpt, Field, Job, JobId, JobSpec, JobStatus, JobType};
 
 /// Parses a job id (24 hex digits). A bad id is repeated in the error only
@@ -24,25 +24,20 @@ pub fn parse_id(id: &str) -> Result<JobId, Error> {
 /// A required timestamp as UTC, at the store's millisecond precision.
 fn schedule_time(ts: Option<Timestamp>) -> Result<DateTime<Utc>, Error> {
     let ts = ts.ok_or_else(|| Error::invalid(Field::ScheduleTime, "is required"))?;
+    time(Field::ScheduleTime, ts)
+}
+
+/// A timestamp of `field` as UTC, at the store's millisecond precision.
+pub(super) fn time(field: Field, ts: Timestamp) -> Result<DateTime<Utc>, Error> {
     let nanos = u32::try_from(ts.nanos)
         .ok()
         .filter(|n| *n < 1_000_000_000)
-        .ok_or_else(|| {
-            Error::invalid(
-                Field::ScheduleTime,
-                format!("nanos {} out of range", ts.nanos),
-            )
-        })?;
+        .ok_or_else(|| Error::invalid(field, format!("nanos {} out of range", ts.nanos)))?;
     // Keep to the years any store represents exactly (0001-9999).
     DateTime::from_timestamp(ts.seconds, nanos)
         .filter(|t| (-62_135_596_800..=253_402_300_799).contains(&t.timestamp()))
         .map(|t| t.trunc_subsecs(3))
-        .ok_or_else(|| {
-            Error::invalid(
-                Field::ScheduleTime,
-                format!("{}s is out of range", ts.seconds),
-            )
-        })
+        .ok_or_else(|| Error::invalid(field, format!("{}s is out of range", ts.seconds)))
 }
 
 fn job_type(value: i32) -> Result<JobType, Error> {
@@ -50,7 +45,7 @@ fn job_type(value: i32) -> Result<JobType, Error> {
         .ok_or_else(|| Error::invalid(Field::JobType, format!("unknown job type {value}")))
 }
 
-fn timestamp(time: DateTime<Utc>) -> Timestamp {
+pub(super) fn timestamp(time: DateTime<Utc>) -> Timestamp {
     Timestamp {
         seconds: time.timestamp(),
         nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(0),
@@ -89,34 +84,39 @@ impl TryFrom<proto::UpdateJobRequest> for (JobId, JobSpec) {
     }
 }
 
-fn status(status: JobStatus) -> proto::JobStatus {
-    match status {
-        JobStatus::Unknown => proto::JobStatus::Unknown,
-        JobStatus::Pending => proto::JobStatus::Pending,
-        JobStatus::Scheduled => proto::JobStatus::Scheduled,
-        JobStatus::Running => proto::JobStatus::Running,
-        JobStatus::Succeeded => proto::JobStatus::Succeeded,
-        JobStatus::Failed => proto::JobStatus::Failed,
+impl From<JobStatus> for proto::JobStatus {
+    fn from(status: JobStatus) -> Self {
+        match status {
+            JobStatus::Unknown => proto::JobStatus::Unknown,
+            JobStatus::Pending => proto::JobStatus::Pending,
+            JobStatus::Scheduled => proto::JobStatus::Scheduled,
+            JobStatus::Running => proto::JobStatus::Running,
+            JobStatus::Succeeded => proto::JobStatus::Succeeded,
+            JobStatus::Failed => proto::JobStatus::Failed,
+        }
     }
 }
 
 impl From<Job> for proto::Job {
     fn from(job: Job) -> Self {
-        proto::Job {
+        let mut wire = proto::Job {
             id: job.id.to_hex(),
             name: job.spec.name,
             description: job.spec.description,
             schedule_time: Some(timestamp(job.spec.schedule_time)),
             created_time: Some(timestamp(job.created_at)),
             updated_time: Some(timestamp(job.updated_at)),
-            status: status(job.status).into(),
+            status: proto::JobStatus::from(job.status).into(),
             job_type: match job.spec.job_type {
                 JobType::Email => proto::JobType::Email,
                 JobType::Sms => proto::JobType::Sms,
             }
             .into(),
             job_data: job.spec.job_data,
-        }
+            ..Default::default()
+        };
+        add_recurrence(&mut wire, job.recurrence.as_deref(), job.client_key);
+        wire
     }
 }
 
@@ -135,6 +135,7 @@ mod tests {
             }),
             job_type: proto::JobType::Sms.into(),
             job_data: "{}".into(),
+            ..Default::default()
         }
     }
 
@@ -242,6 +243,7 @@ mod tests {
             schedule_time: create_request().schedule_time,
             job_type: 0,
             job_data: "{\"x\":\"\0\"}".into(),
+            ..Default::default()
         };
         assert_eq!(
             field_of(<(JobId, JobSpec)>::try_from(update).unwrap_err()),

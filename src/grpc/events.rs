@@ -25,6 +25,7 @@ use futures::{
     Stream, StreamExt,
     stream::{self, PollNext},
 };
+use prost_types::Timestamp;
 use tokio::sync::{
     Notify, OwnedSemaphorePermit, Semaphore,
     broadcast::{self, error::RecvError},
@@ -36,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use super::{
-    convert::parse_id,
+    convert::{parse_id, timestamp},
     proto,
     scheduler::v1::{self as events, subscribe_response::Item},
 };
@@ -47,7 +48,7 @@ use crate::{
         hub::{EventHub, HubEvent, Outgoing},
     },
     config::StreamSettings,
-    domain::{Error, EventFilter, Field, JobType, ResultStatus},
+    domain::{Error, EventFilter, Field, Job, JobType, ResultStatus},
     service::JobService,
     store::{ResultOutcome, event_log::AckOutcome},
     telemetry::metrics::{Metrics, SubscriberDrop},
@@ -160,16 +161,37 @@ fn subscription_name(name: &str) -> Result<Option<&str>, Status> {
 impl From<Outgoing> for events::SubscribeResponse {
     fn from(outgoing: Outgoing) -> Self {
         let item = match outgoing {
-            Outgoing::Event(event) => Item::Event(events::JobEvent {
-                kind: wire_kind(event.kind).into(),
-                scheduled_key: event.job.fire_token,
-                job: Some(proto::Job::from(event.job.clone())),
-                sequence: event.sequence,
-            }),
+            Outgoing::Event(event) => {
+                let (occurrence, occurrences) = occurrences_of(&event.job);
+                Item::Event(events::JobEvent {
+                    kind: wire_kind(event.kind).into(),
+                    scheduled_key: event.job.firing_key(),
+                    job: Some(proto::Job::from(event.job.clone())),
+                    sequence: event.sequence,
+                    occurrence,
+                    occurrences,
+                })
+            }
             Outgoing::Lagged(missed) => Item::Lagged(events::Lagged { missed }),
         };
         events::SubscribeResponse { item: Some(item) }
     }
+}
+
+/// A recurring job's occurrence (its run in flight's, else the next) and,
+/// on a catch-up run, every occurrence the run stands for, as the Kafka
+/// events' `Occurrence` and `Occurrences` say them.
+fn occurrences_of(job: &Job) -> (Option<Timestamp>, Vec<Timestamp>) {
+    let Some(rec) = &job.recurrence else {
+        return (None, Vec::new());
+    };
+    let run = rec.run.as_ref();
+    let occurrence = run.map(|run| run.occurrence).or(rec.next);
+    let stands_for = run.map_or(&[][..], |run| run.stands_for.as_slice());
+    (
+        occurrence.map(timestamp),
+        stands_for.iter().copied().map(timestamp).collect(),
+    )
 }
 
 /// The status that ends a stream the service ended (none: the client left),

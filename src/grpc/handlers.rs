@@ -3,10 +3,16 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{convert::parse_id, proto};
+use chrono::TimeDelta;
+
+use super::{
+    convert::parse_id,
+    proto,
+    recurrence::{DEFAULT_PREVIEW_COUNT, new_job, occurrence_message, recurrence_spec, update_of},
+};
 use crate::{
-    domain::{JobSpec, PageRequest},
-    service::JobService,
+    domain::{Error, Field, PageRequest},
+    service::{JobService, PREVIEW_MAX},
 };
 
 /// The gRPC face of [`JobService`].
@@ -20,6 +26,11 @@ impl JobsGrpc {
     pub fn new(service: JobService) -> Self {
         JobsGrpc { service }
     }
+
+    /// The shortest interval a recurring job may have.
+    fn min_interval(&self) -> TimeDelta {
+        TimeDelta::from_std(self.service.settings().min_interval).unwrap_or(TimeDelta::MAX)
+    }
 }
 
 #[tonic::async_trait]
@@ -28,8 +39,12 @@ impl proto::jobs_service_server::JobsService for JobsGrpc {
         &self,
         request: Request<proto::CreateJobRequest>,
     ) -> Result<Response<proto::CreateJobResponse>, Status> {
-        let spec = JobSpec::try_from(request.into_inner())?;
-        let job = self.service.create(spec).await?;
+        let new = new_job(
+            request.into_inner(),
+            self.min_interval(),
+            self.service.clock().now_ms(),
+        )?;
+        let job = self.service.create_job(new).await?;
         Ok(Response::new(proto::CreateJobResponse {
             id: job.id.to_hex(),
         }))
@@ -66,8 +81,12 @@ impl proto::jobs_service_server::JobsService for JobsGrpc {
         &self,
         request: Request<proto::UpdateJobRequest>,
     ) -> Result<Response<proto::UpdateJobResponse>, Status> {
-        let (id, spec) = <(_, JobSpec)>::try_from(request.into_inner())?;
-        self.service.update(id, spec).await?;
+        let (id, spec, recurrence) = update_of(
+            request.into_inner(),
+            self.min_interval(),
+            self.service.clock().now_ms(),
+        )?;
+        self.service.update_job(id, spec, recurrence).await?;
         Ok(Response::new(proto::UpdateJobResponse {
             message: format!("job {id} updated"),
         }))
@@ -81,6 +100,62 @@ impl proto::jobs_service_server::JobsService for JobsGrpc {
         self.service.delete(id).await?;
         Ok(Response::new(proto::DeleteJobResponse {
             message: format!("job {id} deleted"),
+        }))
+    }
+
+    async fn pause_job(
+        &self,
+        request: Request<proto::PauseJobRequest>,
+    ) -> Result<Response<proto::Job>, Status> {
+        let id = parse_id(&request.into_inner().id)?;
+        Ok(Response::new(
+            self.service.set_paused(id, true).await?.into(),
+        ))
+    }
+
+    async fn resume_job(
+        &self,
+        request: Request<proto::ResumeJobRequest>,
+    ) -> Result<Response<proto::Job>, Status> {
+        let id = parse_id(&request.into_inner().id)?;
+        Ok(Response::new(
+            self.service.set_paused(id, false).await?.into(),
+        ))
+    }
+
+    async fn trigger_job(
+        &self,
+        request: Request<proto::TriggerJobRequest>,
+    ) -> Result<Response<proto::Job>, Status> {
+        let id = parse_id(&request.into_inner().id)?;
+        Ok(Response::new(self.service.trigger(id).await?.into()))
+    }
+
+    async fn preview_schedule(
+        &self,
+        request: Request<proto::PreviewScheduleRequest>,
+    ) -> Result<Response<proto::PreviewScheduleResponse>, Status> {
+        let req = request.into_inner();
+        let count = match req.count {
+            0 => DEFAULT_PREVIEW_COUNT,
+            n => usize::try_from(n).map_err(|_| {
+                Error::invalid(
+                    Field::Count,
+                    format!("must be from 1 to {PREVIEW_MAX}, got {n}"),
+                )
+            })?,
+        };
+        let occurrences = match (req.id.is_empty(), req.recurrence) {
+            (false, None) => self.service.preview_job(parse_id(&req.id)?, count).await?,
+            (true, Some(msg)) => {
+                let now = self.service.clock().now_ms();
+                let spec = recurrence_spec(msg, self.min_interval(), now)?;
+                self.service.preview(&spec.timing, count)?
+            }
+            _ => Err(Error::invalid(Field::Id, "set either id or recurrence"))?,
+        };
+        Ok(Response::new(proto::PreviewScheduleResponse {
+            occurrences: occurrences.iter().map(occurrence_message).collect(),
         }))
     }
 }

@@ -11,6 +11,7 @@ mod events;
 mod handlers;
 mod limits;
 mod observe;
+mod recurrence;
 mod status;
 #[cfg(test)]
 mod stub;
@@ -96,7 +97,17 @@ mod tests {
         type Events = scheduler::v1::job_events_server::JobEventsServer<JobEventsGrpc>;
         assert_eq!(
             methods_of(Jobs::NAME),
-            ["CreateJob", "GetJob", "ListJobs", "UpdateJob", "DeleteJob"]
+            [
+                "CreateJob",
+                "GetJob",
+                "ListJobs",
+                "UpdateJob",
+                "DeleteJob",
+                "PauseJob",
+                "ResumeJob",
+                "TriggerJob",
+                "PreviewSchedule"
+            ]
         );
         assert_eq!(
             methods_of(Events::NAME),

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{JobService, log_unreadable};
 use crate::{
-    domain::{Error, Job, JobStatus},
+    domain::{Error, Job},
     duties::every,
 };
 
@@ -25,10 +25,12 @@ impl JobService {
                 .unwrap_or(chrono::Duration::MAX)
     }
 
-    /// Arms a SCHEDULED job if it is due within the window, else disarms it
-    /// (the loader arms it when the window reaches it).
+    /// Arms a job the timer should hold ([`Job::is_armable`]: a SCHEDULED
+    /// one-shot job, a recurring job's next occurrence) if it is due within
+    /// the window, else disarms it (the loader arms it when the window
+    /// reaches it).
     pub(super) fn arm(&self, job: &Job) {
-        if job.status == JobStatus::Scheduled && job.spec.schedule_time < self.horizon() {
+        if job.is_armable() && job.spec.schedule_time < self.horizon() {
             self.inner
                 .timer
                 .arm(job.id, job.spec.schedule_time, job.fire_token);

@@ -39,6 +39,16 @@ use crate::{
     timer::Firing,
 };
 
+/// What a late firing's check found (see [`JobService::skip_misfire`]).
+enum Misfire {
+    /// The one-shot job is now FAILED.
+    Failed(Job),
+    /// A recurring job: claimed, under its catch-up policy.
+    Recurring,
+    /// Deleted, changed or claimed meanwhile: nothing to do.
+    Gone,
+}
+
 /// Firing batches in flight at once. Several, so that one batch's publishes
 /// overlap the next one's claim, but fewer than the store's default pool of
 /// 10 connections (`DATABASE_POOL_SIZE`), so that API calls and the relay
@@ -163,11 +173,27 @@ impl JobService {
             .map(|f| ((f.id, f.fire_token), f))
             .collect();
         let now_ms = self.clock().now().timestamp_millis();
-        let fired: Vec<(Job, tracing::Span)> = claimed
+        // A recurring job's claim arms its next occurrence, once its run
+        // event is delivered (an occurrence is not claimed while the event
+        // of the previous one is owed); only a claim that started a run
+        // (owes its event) fired.
+        let recurring: Vec<Job> = claimed
+            .iter()
+            .filter(|job| job.recurrence.is_some())
+            .cloned()
+            .collect();
+        let (fired, advanced): (Vec<Job>, Vec<Job>) =
+            claimed.into_iter().partition(|job| job.pending.run);
+        for job in advanced {
+            asked.remove(&(job.id, job.firing_key()));
+            job_span("occurrence passed", &job)
+                .in_scope(|| tracing::info!("occurrence passed without a run (catch-up, overlap)"));
+        }
+        let fired: Vec<(Job, tracing::Span)> = fired
             .into_iter()
             .map(|job| {
                 let due_ms = asked
-                    .remove(&(job.id, job.fire_token))
+                    .remove(&(job.id, job.firing_key()))
                     .map_or(now_ms, |f| f.due_ms);
                 let lateness_ms = now_ms - due_ms;
                 self.inner.metrics.job_fired(lateness_ms);
@@ -186,16 +212,22 @@ impl JobService {
             },
             self.deliver(&fired)
         );
+        for job in &recurring {
+            self.arm(job);
+        }
     }
 
     /// Marks a job that is too late under the misfire policy as FAILED
     /// instead of running it (only if it is still SCHEDULED under this
-    /// token), retrying with backoff while the store fails.
+    /// token), retrying with backoff while the store fails. A recurring job
+    /// is claimed instead: its catch-up policy decides about late
+    /// occurrences.
     async fn skip_misfire(&self, firing: Firing, late: Duration, shutdown: &CancellationToken) {
         let mut backoff = Backoff::default();
         loop {
             match self.fail_misfired(firing).await {
-                Ok(Some(failed)) => {
+                Ok(Misfire::Recurring) => return self.claim(vec![firing], shutdown).await,
+                Ok(Misfire::Failed(failed)) => {
                     self.inner.metrics.job_failed(FailReason::Misfire);
                     let span = job_span("misfire", &failed);
                     span.in_scope(|| {
@@ -204,7 +236,7 @@ impl JobService {
                     self.deliver(&[(failed, span)]).await;
                     return;
                 }
-                Ok(None) => return,
+                Ok(Misfire::Gone) => return,
                 Err(err) => {
                     tracing::warn!(job_id = %firing.id, error = %err, retry_in = ?backoff.current(), "misfire handling failed, retrying");
                     if !backoff.wait(shutdown).await || self.inner.timer.is_armed(&firing.id) {
@@ -215,18 +247,25 @@ impl JobService {
         }
     }
 
-    /// The job of `firing` moved to FAILED, if it is still SCHEDULED under
-    /// the firing's token and nothing changed it meanwhile.
-    async fn fail_misfired(&self, firing: Firing) -> Result<Option<Job>, StoreError> {
+    /// The job of `firing` moved to FAILED, if it is a one-shot job still
+    /// SCHEDULED under the firing's token and nothing changed it meanwhile.
+    async fn fail_misfired(&self, firing: Firing) -> Result<Misfire, StoreError> {
         let Some(job) = self.inner.db.get(firing.id).await? else {
-            return Ok(None);
+            return Ok(Misfire::Gone);
         };
+        if job.recurrence.is_some() {
+            return Ok(Misfire::Recurring);
+        }
         if job.status != JobStatus::Scheduled || job.fire_token != firing.fire_token {
-            return Ok(None);
+            return Ok(Misfire::Gone);
         }
         let failed = job.with_status(JobStatus::Failed, self.clock().now_ms());
         let written = self.inner.db.replace_if(&failed, job.version).await?;
-        Ok(written.then_some(failed))
+        Ok(if written {
+            Misfire::Failed(failed)
+        } else {
+            Misfire::Gone
+        })
     }
 
     /// After a lost claim: if the job is still SCHEDULED under a newer fire
@@ -234,7 +273,7 @@ impl JobService {
     /// the current token so that the job is not left unarmed.
     async fn rearm_if_stale(&self, firing: Firing) {
         if let Ok(Some(job)) = self.inner.db.get(firing.id).await
-            && job.status == JobStatus::Scheduled
+            && job.is_armable()
             && job.fire_token != firing.fire_token
         {
             self.inner

@@ -27,6 +27,7 @@
 mod arming;
 mod delivery;
 mod firing;
+mod recurring;
 mod run_timeout;
 #[cfg(test)]
 mod testing;
@@ -37,13 +38,17 @@ use tokio::sync::{Notify, watch};
 use tracing::Span;
 
 pub use delivery::Delivery;
+pub use recurring::{NewJob, PREVIEW_MAX};
 
 use crate::{
     broker::JobsProducer,
     clock::Clock,
     config::SchedulerSettings,
-    domain::{Error, Job, JobId, JobSpec, JobStatus, PageRequest, ResultStatus},
-    store::{JobDB, JobsPage, ResultOutcome, Unreadable},
+    domain::{
+        Error, Job, JobId, JobSpec, JobStatus, PageRequest, ResultStatus,
+        recurrence::RecurrenceSpec,
+    },
+    store::{JobDB, JobsPage, ResultOutcome, StoreError, Unreadable},
     telemetry::{
         metrics::{FailReason, Metrics},
         propagation::{current_traceparent, set_parent_from_traceparent},
@@ -131,21 +136,49 @@ impl JobService {
         &self.inner.metrics
     }
 
-    /// Stores a new SCHEDULED job, arms it and publishes its create event.
-    /// The job is stored once this returns, even if the broker is down: its
-    /// event is then published by the relay when the broker is back.
-    #[tracing::instrument(skip_all, fields(job_id))]
+    /// Stores a new SCHEDULED one-shot job, arms it and publishes its create
+    /// event (the article's CreateJob); see [`JobService::create_job`].
     pub async fn create(&self, spec: JobSpec) -> Result<Job, Error> {
+        self.create_job(NewJob::one_shot(spec)).await
+    }
+
+    /// Stores a new SCHEDULED job (one-shot, or recurring from its first
+    /// occurrence), arms it and publishes its create event. The job is
+    /// stored once this returns, even if the broker is down: its event is
+    /// then published by the relay when the broker is back. A repeat of a
+    /// creation with the same client key returns the job the first one
+    /// made; with other content it is [`Error::AlreadyExists`].
+    #[tracing::instrument(skip_all, fields(job_id))]
+    pub async fn create_job(&self, new: NewJob) -> Result<Job, Error> {
+        let spec = new.spec.clone().validated()?;
+        if let Some(existing) = self.created_with_key(&new).await? {
+            return Ok(existing);
+        }
+        let now = self.clock().now_ms();
+        let job = match new.recurrence.clone() {
+            Some(recurrence) => Job::new_recurring(spec, recurrence, now)?,
+            None => Job::new_scheduled(spec, now),
+        };
         let job = Job {
             // The job's firing, run and result join the trace of this call.
             trace_parent: current_traceparent(),
-            ..Job::new_scheduled(spec.validated()?, self.clock().now_ms())
+            client_key: new.client_key.clone(),
+            ..job
         };
         Span::current().record("job_id", tracing::field::display(job.id));
-        self.inner.db.insert(&job).await?;
+        match self.inner.db.insert(&job).await {
+            Err(StoreError::ClientKeyTaken(_)) => {
+                // Another creation with this key won the race.
+                return self
+                    .created_with_key(&new)
+                    .await?
+                    .ok_or(Error::Aborted(job.id));
+            }
+            inserted => inserted?,
+        }
         self.arm(&job);
         self.inner.metrics.job_created();
-        tracing::info!(schedule_time = %job.spec.schedule_time, "job created");
+        tracing::info!(schedule_time = %job.spec.schedule_time, recurring = job.recurrence.is_some(), "job created");
         self.deliver(&[(&job, Span::current())]).await;
         Ok(job)
     }
@@ -164,10 +197,23 @@ impl JobService {
         Ok(listed)
     }
 
-    /// Replaces the client fields of a job and schedules it again. A RUNNING
+    /// Replaces the client fields of a job and schedules it again, as a
+    /// one-shot job (the article's UpdateJob); see [`JobService::update_job`].
+    pub async fn update(&self, id: JobId, spec: JobSpec) -> Result<Job, Error> {
+        self.update_job(id, spec, None).await
+    }
+
+    /// Replaces the client fields of a job and schedules it again: one-shot
+    /// at `spec.schedule_time` without `recurrence`, recurring from its
+    /// first occurrence with one (its run count starts again). A RUNNING
     /// job is refused; a finished one is scheduled anew.
     #[tracing::instrument(skip_all, fields(job_id = %id))]
-    pub async fn update(&self, id: JobId, spec: JobSpec) -> Result<Job, Error> {
+    pub async fn update_job(
+        &self,
+        id: JobId,
+        spec: JobSpec,
+        recurrence: Option<RecurrenceSpec>,
+    ) -> Result<Job, Error> {
         let spec = spec.validated()?;
         for _ in 0..UPDATE_ATTEMPTS {
             let current = self.get(id).await?;
@@ -176,7 +222,14 @@ impl JobService {
                     "job {id} is running; it can be updated once its result is in"
                 )));
             }
-            let mut updated = current.rescheduled(spec.clone(), self.clock().now_ms());
+            let now = self.clock().now_ms();
+            let mut updated = Job {
+                recurrence: None,
+                ..current.rescheduled(spec.clone(), now)
+            };
+            if let Some(recurrence) = recurrence.clone() {
+                updated = updated.with_recurrence(recurrence, now)?;
+            }
             // What happens next to the job follows from this call.
             if let Some(trace_parent) = current_traceparent() {
                 updated.trace_parent = Some(trace_parent);
@@ -233,6 +286,7 @@ impl JobService {
                 }
                 self.inner.metrics.result_consumed();
                 tracing::info!("run result stored");
+                self.rearm_after_result(id).await;
             }
             ResultOutcome::Duplicate => {
                 self.inner.metrics.result_consumed();

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::{JobService, job_span, log_unreadable};
 use crate::{
     config::RunTimeoutPolicy,
-    domain::{Error, JobStatus},
+    domain::{Error, JobStatus, ResultStatus, recurrence::ResultDecision},
     duties::every,
     telemetry::metrics::FailReason,
 };
@@ -28,9 +28,16 @@ impl JobService {
         log_unreadable("run-timeout sweeper", &stuck.unreadable);
         let mut changed = 0;
         for job in stuck.found {
-            let next = match self.settings().run_timeout_policy {
-                RunTimeoutPolicy::Fail => job.with_status(JobStatus::Failed, now),
-                RunTimeoutPolicy::Retry => job.retried(now),
+            let next = match (
+                job.take_result(ResultStatus::Failed, None, now),
+                self.settings().run_timeout_policy,
+            ) {
+                // A recurring job's run that timed out failed; the job goes
+                // on with its next occurrence.
+                (Some(ResultDecision::Take(failed)), _) => *failed,
+                (Some(_), _) => continue,
+                (None, RunTimeoutPolicy::Fail) => job.with_status(JobStatus::Failed, now),
+                (None, RunTimeoutPolicy::Retry) => job.retried(now),
             };
             // Conditional on the version: a result that arrived meanwhile wins.
             if !self.inner.db.replace_if(&next, job.version).await? {
@@ -138,5 +145,66 @@ mod tests {
             t.svc.get(job.id).await.unwrap().status,
             JobStatus::Succeeded
         );
+    }
+
+    #[tokio::test]
+    async fn a_recurring_run_that_times_out_failed_and_its_job_goes_on() {
+        use crate::{
+            clock::Clock,
+            domain::{
+                ResultStatus,
+                recurrence::{CatchUp, Overlap, RecurrenceSpec},
+                schedule::{Bounds, IntervalSchedule, Jitter, Schedule, Timing},
+            },
+            service::NewJob,
+        };
+        for policy in [RunTimeoutPolicy::Fail, RunTimeoutPolicy::Retry] {
+            let settings = SchedulerSettings {
+                run_timeout: Duration::from_secs(600),
+                run_timeout_policy: policy,
+                ..SchedulerSettings::default()
+            };
+            let mut t = TestService::new(settings, Arc::new(RecordingProducer::default()));
+            let hourly = IntervalSchedule::new(
+                chrono::TimeDelta::hours(1),
+                t.clock.now_ms(),
+                chrono::TimeDelta::seconds(1),
+            )
+            .unwrap();
+            let timing = Timing::new(
+                Schedule::Interval(hourly),
+                Bounds::default(),
+                Jitter::default(),
+            )
+            .unwrap();
+            let recurrence = RecurrenceSpec {
+                timing,
+                catch_up: CatchUp::default(),
+                overlap: Overlap::default(),
+            };
+            let job = t
+                .svc
+                .create_job(NewJob {
+                    recurrence: Some(recurrence),
+                    ..NewJob::one_shot(t.spec(0))
+                })
+                .await
+                .unwrap();
+            let due = t.next_firings(1).await;
+            t.svc.fire_batch(due, &CancellationToken::new()).await;
+            let running = t.svc.get(job.id).await.unwrap();
+            assert_eq!(running.status, JobStatus::Running);
+            t.advance_ms(600_001);
+            assert_eq!(t.svc.expire_stuck_runs().await.unwrap(), 1);
+            let after = t.svc.get(job.id).await.unwrap();
+            assert_eq!(after.status, JobStatus::Scheduled, "{policy:?}");
+            let rec = after.recurrence.as_ref().unwrap();
+            assert_eq!(rec.last.map(|l| l.outcome), Some(ResultStatus::Failed));
+            assert!(rec.run.is_none());
+            assert_eq!(
+                after.fire_token, running.fire_token,
+                "the next occurrence stays armed"
+            );
+        }
     }
 }

@@ -19,7 +19,13 @@
 //! event is appended in the write that clears it from its job's outbox, and
 //! handed, once committed, to the sink set by [`EmbeddedJobDB::on_append`].
 
+mod codec;
+mod errors;
 mod log;
+mod tables;
+#[cfg(test)]
+mod tests;
+mod writer;
 
 use std::{
     path::Path,
@@ -29,29 +35,24 @@ use std::{
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
-use serde::{Deserialize, Serialize};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 #[cfg(doc)]
 use super::event_log::EventLog;
 use super::{
-    ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, Scan, StoreError, Unreadable,
-    refused_result, stored_time, takes_result,
+    ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, Scan, StoreError, refused_result,
+    stored_time, takes_result,
 };
 use crate::domain::{
-    Job, JobId, JobSpec, JobStatus, JobType, LoggedEvent, PageRequest, PendingEvents, ResultStatus,
+    Job, JobId, LoggedEvent, PageRequest, PendingEvents, ResultStatus, recurrence::ResultDecision,
 };
-
-/// Job id (12 bytes) → the job, as JSON.
-const JOBS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("jobs");
-/// (schedule time in ms, id) of every job: the listing order.
-const LISTING: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("listing");
-/// (schedule time in ms, id) of SCHEDULED jobs: what the timer arms.
-const DUE: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("due");
-/// (last change in ms, id) of jobs that owe events: the outbox.
-const OUTBOX: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("outbox");
-/// (last change in ms, id) of RUNNING jobs: candidates for the run timeout.
-const RUNNING: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("running");
+use codec::{decode, encode, id_of};
+use errors::{other, storage};
+use tables::{
+    CLIENT_KEYS, DUE, Index, JOBS, LISTING, OUTBOX, RUNNING, claim_in, read_job, scanned_job,
+    write_job,
+};
+use writer::{OnCommit, QueuedWrite, Write, run_writer};
 
 /// Jobs in a `redb` file.
 #[derive(Clone)]
@@ -86,339 +87,10 @@ impl Drop for Inner {
     }
 }
 
-/// Most writes committed together.
-const MAX_GROUP: usize = 256;
-
-/// A write waiting for the writer thread.
-trait QueuedWrite: Send {
-    /// Applies the write to `txn`; false if it failed, and then the write
-    /// must be dropped with the whole transaction (so it may be applied
-    /// again, alone). Its error is kept for its answer.
-    fn apply(&mut self, txn: &redb::WriteTransaction) -> bool;
-
-    /// Answers the caller: the applied result if the commit succeeded.
-    fn finish(self: Box<Self>, committed: Result<(), StoreError>);
-}
-
-/// A write and the caller waiting for its result.
-struct Write<T, F> {
-    op: F,
-    result: Option<Result<T, StoreError>>,
-    reply: tokio::sync::oneshot::Sender<Result<T, StoreError>>,
-    /// Run on the writer thread once the write is committed, before the
-    /// caller is answered: commits' hooks run in the order of the commits.
-    on_commit: Option<OnCommit<T>>,
-}
-
-/// What a write does with its result once committed.
-type OnCommit<T> = Box<dyn FnOnce(&mut T) + Send>;
-
-impl<T, F> QueuedWrite for Write<T, F>
-where
-    T: Send,
-    F: FnMut(&redb::WriteTransaction) -> Result<T, StoreError> + Send,
-{
-    fn apply(&mut self, txn: &redb::WriteTransaction) -> bool {
-        let result = (self.op)(txn);
-        let applied = result.is_ok();
-        self.result = Some(result);
-        applied
-    }
-
-    fn finish(self: Box<Self>, committed: Result<(), StoreError>) {
-        let answer = match (committed, self.result) {
-            (Ok(()), Some(mut result)) => {
-                if let (Ok(value), Some(hook)) = (&mut result, self.on_commit) {
-                    hook(value);
-                }
-                result
-            }
-            (Ok(()), None) => Err(StoreError::Other("write never applied".into())),
-            (Err(err), _) => Err(err),
-        };
-        // The caller may have gone (a cancelled call): nothing to tell.
-        let _ = self.reply.send(answer);
-    }
-}
-
-/// The writer thread: takes the writes queued, commits them as one group.
-fn run_writer(db: &Database, queue: &mpsc::Receiver<Box<dyn QueuedWrite>>) {
-    while let Ok(first) = queue.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match queue.try_recv() {
-                Ok(write) => group.push(write),
-                Err(_) => break,
-            }
-        }
-        commit_group(db, group);
-    }
-}
-
-/// Commits `group` in one transaction; if one write fails, the transaction
-/// is dropped and each write is committed alone, so that one failure never
-/// fails or half-applies the others.
-fn commit_group(db: &Database, mut group: Vec<Box<dyn QueuedWrite>>) {
-    if group.len() > 1 {
-        let txn = match db.begin_write() {
-            Ok(txn) => txn,
-            Err(err) => {
-                let err = commit_failed(err);
-                return group.into_iter().for_each(|w| w.finish(Err(err.clone())));
-            }
-        };
-        if group.iter_mut().all(|write| write.apply(&txn)) {
-            let committed = txn.commit().map_err(commit_failed);
-            return group.into_iter().for_each(|w| w.finish(committed.clone()));
-        }
-        if let Err(err) = txn.abort() {
-            tracing::warn!(error = %err, "cannot abort a failed write group");
-        }
-    }
-    for mut write in group {
-        let committed = db.begin_write().map_err(commit_failed).and_then(|txn| {
-            if write.apply(&txn) {
-                txn.commit().map_err(commit_failed)
-            } else {
-                // The write's own error is its answer; nothing is kept.
-                txn.abort().map_err(commit_failed)
-            }
-        });
-        write.finish(committed);
-    }
-}
-
-/// The stored form of a job (the id is the key).
-#[derive(Serialize, Deserialize)]
-struct StoredJob {
-    name: String,
-    description: String,
-    schedule_ms: i64,
-    created_ms: i64,
-    updated_ms: i64,
-    status: i32,
-    job_type: i32,
-    job_data: String,
-    fire_token: i64,
-    version: i64,
-    pending_create: bool,
-    pending_update: bool,
-    pending_run: bool,
-    /// Absent in files written before traces were kept.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    trace_parent: Option<String>,
-}
-
-fn other(err: impl std::fmt::Display) -> StoreError {
-    StoreError::Other(format!("embedded store: {err}"))
-}
-
-/// A failure of redb or of its file as a [`StoreError`]:
-/// [`StoreError::Unavailable`] when trying again may succeed (see
-/// [`transient`]), so that callers retry the call instead of giving up on
-/// it (a run result is not dropped while the disk is full).
-fn storage(err: impl Into<redb::Error>) -> StoreError {
-    classified("embedded store", err.into())
-}
-
-/// As [`storage`], for the commit of a group of writes.
-fn commit_failed(err: impl Into<redb::Error>) -> StoreError {
-    classified("embedded store: commit failed", err.into())
-}
-
-fn classified(context: &str, err: redb::Error) -> StoreError {
-    let message = format!("{context}: {err}");
-    if transient(&err) {
-        StoreError::Unavailable(message)
-    } else {
-        StoreError::Other(message)
-    }
-}
-
-/// Whether trying again may cure `err`: an I/O error that passes (the disk
-/// or a quota full, ENOSPC and EDQUOT; memory short; a call interrupted or
-/// that would block), and redb's refusal of every use of the file after
-/// such an error (`PreviousIo`), which lasts until the store is opened
-/// again: a restart, once the disk has room. A corrupted file, a closed
-/// database or a misuse of redb is not cured by trying again.
-fn transient(err: &redb::Error) -> bool {
-    use std::io::ErrorKind;
-    match err {
-        redb::Error::Io(io) => matches!(
-            io.kind(),
-            ErrorKind::StorageFull
-                | ErrorKind::QuotaExceeded
-                | ErrorKind::OutOfMemory
-                | ErrorKind::Interrupted
-                | ErrorKind::WouldBlock
-        ),
-        redb::Error::PreviousIo => true,
-        _ => false,
-    }
-}
-
-fn time(ms: i64, id: JobId) -> Result<DateTime<Utc>, Unreadable> {
-    DateTime::from_timestamp_millis(ms)
-        .ok_or_else(|| Unreadable::job(id, format!("time {ms} out of range")))
-}
-
-fn encode(job: &Job) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(&StoredJob {
-        name: job.spec.name.clone(),
-        description: job.spec.description.clone(),
-        schedule_ms: job.spec.schedule_time.timestamp_millis(),
-        created_ms: job.created_at.timestamp_millis(),
-        updated_ms: job.updated_at.timestamp_millis(),
-        status: job.status.as_i32(),
-        job_type: job.spec.job_type.as_i32(),
-        job_data: job.spec.job_data.clone(),
-        fire_token: job.fire_token,
-        version: job.version,
-        pending_create: job.pending.create,
-        pending_update: job.pending.update,
-        pending_run: job.pending.run,
-        trace_parent: job.trace_parent.clone(),
-    })
-    .map_err(other)
-}
-
-fn decode(id: JobId, bytes: &[u8]) -> Result<Job, Unreadable> {
-    let stored: StoredJob =
-        serde_json::from_slice(bytes).map_err(|e| Unreadable::job(id, e.to_string()))?;
-    let corrupt = |what: &str| Unreadable::job(id, format!("invalid {what}"));
-    Ok(Job {
-        id,
-        spec: JobSpec {
-            name: stored.name,
-            description: stored.description,
-            schedule_time: time(stored.schedule_ms, id)?,
-            job_type: JobType::from_i32(stored.job_type).ok_or_else(|| corrupt("job type"))?,
-            job_data: stored.job_data,
-        },
-        created_at: time(stored.created_ms, id)?,
-        updated_at: time(stored.updated_ms, id)?,
-        status: JobStatus::from_i32(stored.status).ok_or_else(|| corrupt("status"))?,
-        fire_token: stored.fire_token,
-        version: stored.version,
-        pending: PendingEvents {
-            create: stored.pending_create,
-            update: stored.pending_update,
-            run: stored.pending_run,
-        },
-        trace_parent: stored.trace_parent,
-    })
-}
-
-fn id_of(bytes: &[u8]) -> Result<JobId, Unreadable> {
-    <[u8; 12]>::try_from(bytes)
-        .map(JobId::from_bytes)
-        .map_err(|_| Unreadable::without_id(format!("job key of {} bytes", bytes.len())))
-}
-
-/// An index table: (time in ms, job id) → nothing.
-type Index = TableDefinition<'static, (i64, &'static [u8]), ()>;
-
-/// The index entries a job has: (table, key time in ms).
-fn index_entries(job: &Job) -> Vec<(Index, i64)> {
-    let schedule_ms = job.spec.schedule_time.timestamp_millis();
-    let updated_ms = job.updated_at.timestamp_millis();
-    let mut entries = vec![(LISTING, schedule_ms)];
-    if job.status == JobStatus::Scheduled {
-        entries.push((DUE, schedule_ms));
-    }
-    if job.status == JobStatus::Running {
-        entries.push((RUNNING, updated_ms));
-    }
-    if job.pending.any() {
-        entries.push((OUTBOX, updated_ms));
-    }
-    entries
-}
-
-/// Reads one job inside a transaction.
-fn read_job(
-    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
-    id: JobId,
-) -> Result<Option<Job>, StoreError> {
-    match table.get(id.bytes().as_slice()).map_err(storage)? {
-        Some(bytes) => Ok(Some(decode(id, bytes.value())?)),
-        None => Ok(None),
-    }
-}
-
-/// Reads, for a scan, the job whose id `key` an index entry holds: `None`
-/// if there is none, the reason if the entry or the record is not a job.
-/// Only a failure of the file itself is an error.
-fn scanned_job(
-    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
-    key: &[u8],
-) -> Result<Option<Result<Job, Unreadable>>, StoreError> {
-    let id = match id_of(key) {
-        Ok(id) => id,
-        Err(unreadable) => return Ok(Some(Err(unreadable))),
-    };
-    let record = table.get(id.bytes().as_slice()).map_err(storage)?;
-    Ok(record.map(|bytes| decode(id, bytes.value())))
-}
-
-/// Writes `new` (or deletes the job when `None`) replacing `old`, keeping the
-/// index tables in step, inside `txn`.
-fn write_job(
-    txn: &redb::WriteTransaction,
-    id: JobId,
-    old: Option<&Job>,
-    new: Option<&Job>,
-) -> Result<(), StoreError> {
-    let key = id.bytes();
-    if let Some(job) = old {
-        for (table, ms) in index_entries(job) {
-            txn.open_table(table)
-                .map_err(storage)?
-                .remove((ms, key.as_slice()))
-                .map_err(storage)?;
-        }
-    }
-    let mut jobs = txn.open_table(JOBS).map_err(storage)?;
-    match new {
-        Some(job) => {
-            jobs.insert(key.as_slice(), encode(job)?.as_slice())
-                .map_err(storage)?;
-            for (table, ms) in index_entries(job) {
-                txn.open_table(table)
-                    .map_err(storage)?
-                    .insert((ms, key.as_slice()), ())
-                    .map_err(storage)?;
-            }
-        }
-        None => {
-            jobs.remove(key.as_slice()).map_err(storage)?;
-        }
-    }
-    Ok(())
-}
-
 /// The default bound on the store's page cache in memory, in bytes. (redb's
 /// own default is 1 GiB, which a store of many jobs would slowly fill; past
 /// this the operating system's file cache still serves reads.)
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
-
-/// Claims `id` inside `txn` (see [`JobDB::claim`]): the claimed job, or
-/// `None` when it is gone or no longer SCHEDULED under `fire_token`.
-fn claim_in(
-    txn: &redb::WriteTransaction,
-    id: JobId,
-    fire_token: i64,
-    now: DateTime<Utc>,
-) -> Result<Option<Job>, StoreError> {
-    let Some(current) = read_job(&txn.open_table(JOBS).map_err(storage)?, id)? else {
-        return Ok(None);
-    };
-    let claimed = current.claimed(fire_token, stored_time(now));
-    if let Some(claimed) = &claimed {
-        write_job(txn, id, Some(&current), Some(claimed))?;
-    }
-    Ok(claimed)
-}
 
 impl EmbeddedJobDB {
     /// Opens (or creates) the store file `jobs.redb` in `dir`, with a page
@@ -438,6 +110,7 @@ impl EmbeddedJobDB {
         let txn = db.begin_write().map_err(storage)?;
         // Create every table, so that reads never meet a missing one.
         txn.open_table(JOBS).map_err(storage)?;
+        txn.open_table(CLIENT_KEYS).map_err(storage)?;
         for table in [LISTING, DUE, OUTBOX, RUNNING] {
             txn.open_table(table).map_err(storage)?;
         }
@@ -596,6 +269,20 @@ impl JobDB for EmbeddedJobDB {
         .await
     }
 
+    async fn get_by_client_key(&self, key: &str) -> Result<Option<Job>, StoreError> {
+        let key = key.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(storage)?;
+            let keys = txn.open_table(CLIENT_KEYS).map_err(storage)?;
+            let Some(id) = keys.get(key.as_str()).map_err(storage)? else {
+                return Ok(None);
+            };
+            let id = id_of(id.value())?;
+            read_job(&txn.open_table(JOBS).map_err(storage)?, id)
+        })
+        .await
+    }
+
     async fn list(&self, page: PageRequest) -> Result<JobsPage, StoreError> {
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(storage)?;
@@ -690,6 +377,14 @@ impl JobDB for EmbeddedJobDB {
             };
             // Decided inside the write transaction: the check and the write
             // are one atomic step.
+            match current.take_result(result, fire_token, stored_time(now)) {
+                Some(ResultDecision::Take(taken)) => {
+                    write_job(txn, id, Some(&current), Some(&taken))?;
+                    return Ok(ResultOutcome::Stored);
+                }
+                Some(refused) => return Ok(ResultOutcome::refused(refused)),
+                None => {}
+            }
             if !takes_result(current.status, current.fire_token, fire_token) {
                 let (status, token) = (current.status, current.fire_token);
                 return Ok(refused_result(status, token, result, fire_token));
@@ -742,293 +437,5 @@ impl JobDB for EmbeddedJobDB {
     async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Scan<Job>, StoreError> {
         self.indexed(RUNNING, cutoff.timestamp_millis(), usize::MAX)
             .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::now;
-
-    fn job(in_ms: i64) -> Job {
-        Job::new_scheduled(
-            JobSpec {
-                name: format!("job in {in_ms}"),
-                description: "d".into(),
-                schedule_time: now() + chrono::Duration::milliseconds(in_ms),
-                job_type: JobType::Sms,
-                job_data: "{}".into(),
-            },
-            now(),
-        )
-    }
-
-    /// A queued insert of `job` and the receiver of its answer.
-    fn queued_insert(
-        job: Job,
-    ) -> (
-        Box<dyn QueuedWrite>,
-        tokio::sync::oneshot::Receiver<Result<(), StoreError>>,
-    ) {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let op = move |txn: &redb::WriteTransaction| {
-            if read_job(&txn.open_table(JOBS).map_err(storage)?, job.id)?.is_some() {
-                return Err(StoreError::Other("duplicate".into()));
-            }
-            write_job(txn, job.id, None, Some(&job))
-        };
-        let write = Write {
-            op,
-            result: None,
-            reply,
-            on_commit: None,
-        };
-        (Box::new(write), answer)
-    }
-
-    #[test]
-    fn a_full_disk_and_passing_io_errors_are_unavailable_the_others_not() {
-        use std::io::{Error, ErrorKind};
-        let io = |err: Error| redb::StorageError::Io(err);
-        let transient = [
-            storage(io(ErrorKind::StorageFull.into())),
-            // ENOSPC, as the operating system reports a full disk.
-            storage(io(Error::from_raw_os_error(28))),
-            storage(io(ErrorKind::QuotaExceeded.into())),
-            storage(io(ErrorKind::OutOfMemory.into())),
-            storage(io(ErrorKind::Interrupted.into())),
-            storage(io(ErrorKind::WouldBlock.into())),
-            storage(redb::StorageError::PreviousIo),
-            commit_failed(redb::CommitError::Storage(
-                io(ErrorKind::StorageFull.into()),
-            )),
-            storage(redb::TransactionError::Storage(io(
-                ErrorKind::StorageFull.into()
-            ))),
-        ];
-        for err in transient {
-            assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
-        }
-        let refused = [
-            storage(io(ErrorKind::PermissionDenied.into())),
-            storage(io(ErrorKind::InvalidData.into())),
-            storage(redb::StorageError::Corrupted("bad page".into())),
-            storage(redb::StorageError::DatabaseClosed),
-            commit_failed(redb::CommitError::TransactionPoisoned),
-        ];
-        for err in refused {
-            assert!(matches!(err, StoreError::Other(_)), "{err}");
-        }
-    }
-
-    #[tokio::test]
-    async fn a_failed_write_in_a_group_fails_alone_and_the_others_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = EmbeddedJobDB::open(dir.path()).unwrap();
-        let existing = job(1_000);
-        db.insert(&existing).await.unwrap();
-        let fresh: Vec<Job> = (0..3).map(|i| job(2_000 + i)).collect();
-        // The duplicate sits mid-group: the writes before it were applied
-        // when it failed, and must be rolled back and committed alone.
-        let (mut group, mut answers) = (Vec::new(), Vec::new());
-        for job in [&fresh[0], &existing, &fresh[1], &fresh[2]] {
-            let (write, answer) = queued_insert(job.clone());
-            group.push(write);
-            answers.push(answer);
-        }
-        commit_group(&db.inner.db, group);
-        let mut results = Vec::new();
-        for answer in answers {
-            results.push(answer.await.unwrap());
-        }
-        assert!(results[0].is_ok() && results[2].is_ok() && results[3].is_ok());
-        assert!(results[1].is_err(), "the duplicate is refused");
-        for job in &fresh {
-            assert_eq!(db.get(job.id).await.unwrap().as_ref(), Some(job));
-        }
-        assert_eq!(db.get(existing.id).await.unwrap(), Some(existing));
-        let listed = db.list(PageRequest::new(1, 10, 10).unwrap()).await.unwrap();
-        assert_eq!(listed.total, 4, "each job stored once");
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn concurrent_writes_are_all_committed_and_survive_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let jobs: Vec<Job> = (0..200).map(job).collect();
-        {
-            let db = EmbeddedJobDB::open(dir.path()).unwrap();
-            let inserts = jobs.iter().cloned().map(|job| {
-                let db = db.clone();
-                tokio::spawn(async move { db.insert(&job).await })
-            });
-            for insert in futures::future::join_all(inserts).await {
-                insert.unwrap().unwrap();
-            }
-        }
-        let db = EmbeddedJobDB::open(dir.path()).unwrap();
-        for job in &jobs {
-            assert_eq!(db.get(job.id).await.unwrap().as_ref(), Some(job));
-        }
-    }
-
-    #[tokio::test]
-    async fn every_operation_keeps_the_indexes_in_step() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = EmbeddedJobDB::open(dir.path()).unwrap();
-        let (late, early) = (job(5_000), job(1_000));
-        db.insert(&late).await.unwrap();
-        db.insert(&early).await.unwrap();
-        assert!(db.insert(&early).await.is_err(), "duplicate id");
-        assert_eq!(db.get(late.id).await.unwrap(), Some(late.clone()));
-
-        let page = db.list(PageRequest::new(1, 10, 10).unwrap()).await.unwrap();
-        assert_eq!(page.total, 2);
-        assert_eq!(
-            page.jobs,
-            [early.clone(), late.clone()],
-            "ordered by schedule time"
-        );
-        let due = db
-            .scheduled_before(now() + chrono::Duration::seconds(2))
-            .await
-            .unwrap();
-        assert_eq!(due, Scan::readable(vec![DueJob::from(&early)]));
-        assert_eq!(db.with_pending_events(10).await.unwrap().found.len(), 2);
-
-        // Claim: only with the current token, only once; the job leaves the
-        // due index and enters the running one, owing its run event.
-        assert_eq!(
-            db.claim(early.id, early.fire_token + 1, now())
-                .await
-                .unwrap(),
-            None
-        );
-        let claimed = db
-            .claim(early.id, early.fire_token, now())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!((claimed.status, claimed.version), (JobStatus::Running, 1));
-        assert!(claimed.pending.run && claimed.pending.create);
-        assert_eq!(
-            db.claim(early.id, early.fire_token, now()).await.unwrap(),
-            None
-        );
-        assert!(
-            db.scheduled_before(now() + chrono::Duration::seconds(2))
-                .await
-                .unwrap()
-                .found
-                .is_empty()
-        );
-        let later = now() + chrono::Duration::seconds(1);
-        assert_eq!(
-            db.running_before(later).await.unwrap(),
-            Scan::readable(vec![claimed.clone()])
-        );
-
-        // The outbox entry clears only at the version it was read at.
-        assert!(
-            !db.set_pending_if(early.id, 0, PendingEvents::NONE)
-                .await
-                .unwrap()
-        );
-        assert!(
-            db.set_pending_if(early.id, 1, PendingEvents::NONE)
-                .await
-                .unwrap()
-        );
-        assert_eq!(
-            db.with_pending_events(10).await.unwrap(),
-            Scan::readable(vec![late.clone()])
-        );
-
-        assert_eq!(
-            db.store_result(early.id, ResultStatus::Failed, None, now())
-                .await
-                .unwrap(),
-            ResultOutcome::Stored
-        );
-        assert_eq!(
-            db.store_result(early.id, ResultStatus::Failed, None, now())
-                .await
-                .unwrap(),
-            ResultOutcome::Duplicate
-        );
-        assert_eq!(
-            db.store_result(early.id, ResultStatus::Succeeded, None, now())
-                .await
-                .unwrap(),
-            ResultOutcome::Ignored(JobStatus::Failed)
-        );
-        assert_eq!(
-            db.store_result(JobId::new(), ResultStatus::Failed, None, now())
-                .await
-                .unwrap(),
-            ResultOutcome::UnknownJob
-        );
-        assert!(db.running_before(later).await.unwrap().found.is_empty());
-
-        // replace_if only at the expected version; delete removes every trace.
-        let moved = late.rescheduled(late.spec.clone(), now());
-        assert!(!db.replace_if(&moved, 7).await.unwrap());
-        assert!(db.replace_if(&moved, 0).await.unwrap());
-        assert!(db.delete(late.id).await.unwrap());
-        assert!(!db.delete(late.id).await.unwrap());
-        assert_eq!(
-            db.list(PageRequest::new(1, 10, 10).unwrap())
-                .await
-                .unwrap()
-                .jobs
-                .len(),
-            1
-        );
-        assert!(db.with_pending_events(10).await.unwrap().found.is_empty());
-    }
-
-    #[tokio::test]
-    async fn jobs_survive_reopening_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let kept = Job {
-            trace_parent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
-            ..job(60_000)
-        };
-        {
-            let db = EmbeddedJobDB::open(dir.path()).unwrap();
-            db.insert(&kept).await.unwrap();
-        }
-        let db = EmbeddedJobDB::open(dir.path()).unwrap();
-        assert_eq!(db.get(kept.id).await.unwrap(), Some(kept));
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn concurrent_claimers_win_each_job_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = EmbeddedJobDB::open(dir.path()).unwrap();
-        let jobs: Vec<Job> = (0..50).map(|_| job(0)).collect();
-        for job in &jobs {
-            db.insert(job).await.unwrap();
-        }
-        let claimers = (0..8).map(|_| {
-            let (db, jobs) = (db.clone(), jobs.clone());
-            tokio::spawn(async move {
-                let mut won = 0;
-                for job in &jobs {
-                    won += usize::from(
-                        db.claim(job.id, job.fire_token, now())
-                            .await
-                            .unwrap()
-                            .is_some(),
-                    );
-                }
-                won
-            })
-        });
-        let won: usize = futures::future::join_all(claimers)
-            .await
-            .into_iter()
-            .map(Result::unwrap)
-            .sum();
-        assert_eq!(won, jobs.len());
     }
 }

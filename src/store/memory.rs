@@ -12,7 +12,9 @@ use super::{
     DueJob, JobDB, JobsPage, ResultOutcome, Scan, StoreError, refused_result, stored_job,
     stored_time, takes_result,
 };
-use crate::domain::{Job, JobId, JobStatus, PageRequest, PendingEvents, ResultStatus};
+use crate::domain::{
+    Job, JobId, JobStatus, PageRequest, PendingEvents, ResultStatus, recurrence::ResultDecision,
+};
 
 /// Jobs in a hash map behind one lock; every method is atomic.
 #[derive(Debug, Default)]
@@ -65,12 +67,25 @@ impl JobDB for MemoryJobDB {
         if jobs.contains_key(&job.id) {
             return Err(StoreError::Other(format!("duplicate id {}", job.id)));
         }
+        if let Some(key) = &job.client_key
+            && jobs.values().any(|j| j.client_key.as_ref() == Some(key))
+        {
+            return Err(StoreError::ClientKeyTaken(key.clone()));
+        }
         jobs.insert(job.id, stored_job(job));
         Ok(())
     }
 
     async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
         Ok(self.jobs.read().await.get(&id).cloned())
+    }
+
+    async fn get_by_client_key(&self, key: &str) -> Result<Option<Job>, StoreError> {
+        let jobs = self.jobs.read().await;
+        Ok(jobs
+            .values()
+            .find(|j| j.client_key.as_deref() == Some(key))
+            .cloned())
     }
 
     async fn list(&self, page: PageRequest) -> Result<JobsPage, StoreError> {
@@ -133,6 +148,14 @@ impl JobDB for MemoryJobDB {
         let Some(job) = jobs.get_mut(&id) else {
             return Ok(ResultOutcome::UnknownJob);
         };
+        match job.take_result(result, fire_token, stored_time(now)) {
+            Some(ResultDecision::Take(taken)) => {
+                *job = *taken;
+                return Ok(ResultOutcome::Stored);
+            }
+            Some(refused) => return Ok(ResultOutcome::refused(refused)),
+            None => {}
+        }
         if !takes_result(job.status, job.fire_token, fire_token) {
             return Ok(refused_result(
                 job.status,
@@ -149,7 +172,7 @@ impl JobDB for MemoryJobDB {
         let jobs = self.jobs.read().await;
         let mut due: Vec<DueJob> = jobs
             .values()
-            .filter(|j| j.status == JobStatus::Scheduled && j.spec.schedule_time < until)
+            .filter(|j| j.is_armable() && j.spec.schedule_time < until)
             .map(DueJob::from)
             .collect();
         due.sort_by_key(|d| (d.schedule_time, d.id));

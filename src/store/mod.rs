@@ -28,7 +28,14 @@ pub mod traced;
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 
-use crate::domain::{self, Job, JobId, JobStatus, PageRequest, PendingEvents, ResultStatus};
+use crate::domain::{
+    self, Job, JobId, JobStatus, PageRequest, PendingEvents, ResultStatus,
+    recurrence::ResultDecision,
+};
+
+/// How many times a read-and-conditional-write step on a recurring job is
+/// tried when the job changes between the read and the write.
+const RECURRING_ATTEMPTS: usize = 8;
 
 /// A failure of the store.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -45,6 +52,10 @@ pub enum StoreError {
     /// meet it again.
     #[error("{0}")]
     Other(String),
+    /// An insert whose client key another job holds (see
+    /// [`JobDB::get_by_client_key`]).
+    #[error("client key {0:?} is taken")]
+    ClientKeyTaken(String),
 }
 
 impl From<StoreError> for domain::Error {
@@ -53,6 +64,9 @@ impl From<StoreError> for domain::Error {
             StoreError::Unavailable(msg) => domain::Error::StoreUnavailable(msg),
             StoreError::Corrupt(unreadable) => domain::Error::Internal(unreadable.to_string()),
             StoreError::Other(msg) => domain::Error::Internal(msg),
+            StoreError::ClientKeyTaken(key) => {
+                domain::Error::AlreadyExists(format!("a job with client_key {key:?} exists"))
+            }
         }
     }
 }
@@ -196,6 +210,7 @@ pub struct DueJob {
 }
 
 impl From<&Job> for DueJob {
+    /// The due job of a job the timer should hold ([`Job::is_armable`]).
     fn from(job: &Job) -> Self {
         DueJob {
             id: job.id,
@@ -258,8 +273,13 @@ pub trait JobDB: Send + Sync + 'static {
     /// caller decides whether that is fatal.
     async fn ensure_indexes(&self) -> Result<(), StoreError>;
 
-    /// Stores a new job.
+    /// Stores a new job. A job whose client key another job holds is
+    /// refused with [`StoreError::ClientKeyTaken`] (a unique index in every
+    /// store, so that racing creations with one key make one job).
     async fn insert(&self, job: &Job) -> Result<(), StoreError>;
+
+    /// The job created with this client key, if any.
+    async fn get_by_client_key(&self, key: &str) -> Result<Option<Job>, StoreError>;
 
     /// The job with this id, if it exists.
     async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError>;
@@ -281,6 +301,13 @@ pub trait JobDB: Send + Sync + 'static {
     /// (`pending.run`), and moves to the next version. Returns the claimed
     /// job, or `None` when the job was deleted, rescheduled or claimed by
     /// someone else.
+    ///
+    /// A recurring job is claimed as [`Job::claimed`] decides (its
+    /// occurrence's run, occurrence N+1 and its new fire token), in the same
+    /// one conditional write: a store that cannot say it in one statement
+    /// reads the job and writes it with `claim_recurring`, conditioned on
+    /// the version read, so that racing claimers still win each occurrence
+    /// once.
     async fn claim(
         &self,
         id: JobId,
@@ -355,7 +382,10 @@ pub trait JobDB: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<ResultOutcome, StoreError>;
 
-    /// SCHEDULED jobs due before `until`, earliest first: what the timer arms.
+    /// Jobs the timer should hold ([`Job::is_armable`]) due before `until`,
+    /// earliest first: what the timer arms (SCHEDULED one-shot jobs, and
+    /// recurring jobs with an occurrence to fire, even while a run is in
+    /// flight: the overlap policy decides when it comes due).
     /// Only jobs read whole are answered, so that the timer never arms a job
     /// whose claim could not read it; the unreadable are reported.
     async fn scheduled_before(&self, until: DateTime<Utc>) -> Result<Scan<DueJob>, StoreError>;
@@ -449,5 +479,76 @@ pub(crate) fn refused_result(
         ResultOutcome::Duplicate
     } else {
         ResultOutcome::Ignored(status)
+    }
+}
+
+/// The claim of the recurring job `job` (as read) under `fire_token`, as a
+/// conditional write of what [`Job::claimed`] decides: written only if the
+/// job is still at the version read, so that of racing claimers exactly one
+/// wins; the others read the job again and find the token consumed. For the
+/// stores whose claim statement leaves recurring jobs out.
+pub(crate) async fn claim_recurring<D: JobDB + ?Sized>(
+    db: &D,
+    mut job: Job,
+    fire_token: i64,
+    now: DateTime<Utc>,
+) -> Result<Option<Job>, StoreError> {
+    for _ in 0..RECURRING_ATTEMPTS {
+        let Some(claimed) = job.claimed(fire_token, stored_time(now)) else {
+            return Ok(None);
+        };
+        if db.replace_if(&claimed, job.version).await? {
+            return Ok(Some(claimed));
+        }
+        match db.get(job.id).await? {
+            Some(current) => job = current,
+            None => return Ok(None),
+        }
+    }
+    Err(StoreError::Unavailable(format!(
+        "job {} changed under its claim {RECURRING_ATTEMPTS} times in a row",
+        job.id
+    )))
+}
+
+/// A run's result on the recurring job `job` (as read), as a conditional
+/// write of what [`Job::take_result`] decides, tried again on a newer read
+/// when the job changed meanwhile. `None` for a one-shot job.
+pub(crate) async fn result_recurring<D: JobDB + ?Sized>(
+    db: &D,
+    mut job: Job,
+    result: ResultStatus,
+    fire_token: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<Option<ResultOutcome>, StoreError> {
+    for _ in 0..RECURRING_ATTEMPTS {
+        let decision = match job.take_result(result, fire_token, stored_time(now)) {
+            None => return Ok(None),
+            Some(ResultDecision::Take(taken)) => taken,
+            Some(refused) => return Ok(Some(ResultOutcome::refused(refused))),
+        };
+        if db.replace_if(&decision, job.version).await? {
+            return Ok(Some(ResultOutcome::Stored));
+        }
+        match db.get(job.id).await? {
+            Some(current) => job = current,
+            None => return Ok(Some(ResultOutcome::UnknownJob)),
+        }
+    }
+    Err(StoreError::Unavailable(format!(
+        "job {} changed under its result {RECURRING_ATTEMPTS} times in a row",
+        job.id
+    )))
+}
+
+impl ResultOutcome {
+    /// The outcome of a result a recurring job refused.
+    pub(crate) fn refused(decision: ResultDecision) -> Self {
+        match decision {
+            ResultDecision::Take(_) => ResultOutcome::Stored,
+            ResultDecision::Duplicate => ResultOutcome::Duplicate,
+            ResultDecision::Ignored(status) => ResultOutcome::Ignored(status),
+            ResultDecision::Stale(status) => ResultOutcome::Stale(status),
+        }
     }
 }

@@ -10,6 +10,12 @@
 //! multi-document transaction. Only `insert`, `find`, `count`, `update_one`
 //! and `delete_one` are used, so that MongoDB-protocol servers without
 //! `findAndModify` work too. Every operation has a bounded timeout.
+//!
+//! Recurring jobs (a `recurrence` field) are left out of the one-shot
+//! claim and result filters (`recurrence: null`); their claim and result
+//! are a read and an `update_one` filtered on the version read, of what
+//! the domain decided (`store::claim_recurring`). Client keys are
+//! unique through a partial unique index on `clientKey`.
 
 use std::{future::Future, time::Duration};
 
@@ -26,10 +32,17 @@ use mongodb::{
     options::{ClientOptions, IndexOptions},
 };
 
-use super::{DueJob, JobDB, JobsPage, ResultOutcome, Scan, StoreError, Unreadable, refused_result};
+use super::{
+    DueJob, JobDB, JobsPage, ResultOutcome, Scan, StoreError, Unreadable, claim_recurring,
+    refused_result, result_recurring,
+};
 use crate::domain::{
     Job, JobId, JobSpec, JobStatus, JobType, PageRequest, PendingEvents, ResultStatus,
+    recurrence::Recurrence,
 };
+
+/// The unique index of client keys.
+const CLIENT_KEY_INDEX: &str = "clientKey_unique";
 
 /// Documents asked for in the first batch of a query (MongoDB still caps a
 /// batch at 16 MiB and fetches the rest with `getMore`).
@@ -244,6 +257,13 @@ fn transient_kind(kind: &ErrorKind) -> bool {
     }
 }
 
+/// Whether an insert failed on the unique index of client keys (a
+/// duplicate key error, 11000, that names it).
+fn client_key_taken(err: &MongoError) -> bool {
+    matches!(&*err.kind, ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == 11000)
+        && err.to_string().contains("clientKey")
+}
+
 fn bson_time(time: DateTime<Utc>) -> bson::DateTime {
     bson::DateTime::from_chrono(time)
 }
@@ -273,6 +293,10 @@ fn mutable_fields(job: &Job) -> Document {
         "scheduledKey": job.fire_token,
         "version": job.version,
         "traceParent": job.trace_parent.as_deref(),
+        "recurrence": job.recurrence.as_deref().map(Recurrence::to_stored),
+        // Only read for recurring jobs (see `scheduled_before`).
+        "armed": job.recurrence.is_some() && job.is_armable(),
+        "clientKey": job.client_key.as_deref(),
     };
     fields.extend(pending_fields(job.pending));
     fields
@@ -339,6 +363,13 @@ pub fn job_from_document(document: &Document) -> Result<Job, Unreadable> {
             run: flag("pendingRun"),
         },
         trace_parent: document.get_str("traceParent").ok().map(str::to_owned),
+        recurrence: match document.get_str("recurrence") {
+            Ok(text) => Some(Box::new(
+                Recurrence::from_stored(text).map_err(|e| corrupt(&e.to_string()))?,
+            )),
+            Err(_) => None,
+        },
+        client_key: document.get_str("clientKey").ok().map(str::to_owned),
     })
 }
 
@@ -362,6 +393,19 @@ impl JobDB for MongoJobDB {
             index("scheduleTime_id", doc! { "scheduleTime": 1, "_id": 1 }),
             // The outbox relay's query.
             index("outbox_updatedAt", doc! { "outbox": 1, "updatedAt": 1 }),
+            // The timer's window query for recurring jobs.
+            index("armed_scheduleTime", doc! { "armed": 1, "scheduleTime": 1 }),
+            // Idempotent creation: one job per client key.
+            IndexModel::builder()
+                .keys(doc! { "clientKey": 1 })
+                .options(
+                    IndexOptions::builder()
+                        .name(CLIENT_KEY_INDEX.to_owned())
+                        .unique(true)
+                        .partial_filter_expression(doc! { "clientKey": { "$type": "string" } })
+                        .build(),
+                )
+                .build(),
         ];
         self.bounded(self.jobs.create_indexes(indexes).into_future())
             .await
@@ -369,9 +413,28 @@ impl JobDB for MongoJobDB {
     }
 
     async fn insert(&self, job: &Job) -> Result<(), StoreError> {
-        self.bounded(self.jobs.insert_one(job_to_document(job)).into_future())
-            .await
-            .map(|_| ())
+        let inserted = tokio::time::timeout(
+            self.timeout,
+            self.jobs.insert_one(job_to_document(job)).into_future(),
+        )
+        .await;
+        match (inserted, &job.client_key) {
+            (Ok(Err(err)), Some(key)) if client_key_taken(&err) => {
+                Err(StoreError::ClientKeyTaken(key.clone()))
+            }
+            (Ok(result), _) => result.map(|_| ()).map_err(map_err),
+            (Err(_), _) => Err(StoreError::Unavailable(format!(
+                "database did not answer within {:?}",
+                self.timeout
+            ))),
+        }
+    }
+
+    async fn get_by_client_key(&self, key: &str) -> Result<Option<Job>, StoreError> {
+        let found = self
+            .bounded(self.jobs.find_one(doc! { "clientKey": key }).into_future())
+            .await?;
+        Ok(found.as_ref().map(job_from_document).transpose()?)
     }
 
     async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
@@ -434,6 +497,8 @@ impl JobDB for MongoJobDB {
             "_id": id,
             "status": JobStatus::Scheduled.as_i32(),
             "scheduledKey": fire_token,
+            // One-shot jobs only (a missing field matches null too).
+            "recurrence": null,
         };
         let update = doc! {
             "$set": {
@@ -445,7 +510,13 @@ impl JobDB for MongoJobDB {
             "$inc": { "version": 1_i64 },
         };
         if !self.update_where(filter, update).await? {
-            return Ok(None);
+            // A recurring job is claimed by a read and a conditional write.
+            return match self.get(id).await? {
+                Some(job) if job.recurrence.is_some() => {
+                    claim_recurring(self, job, fire_token, now).await
+                }
+                _ => Ok(None),
+            };
         }
         // Read back the job we now own. Its fields cannot change while it is
         // RUNNING (updates are refused), so this read sees what was claimed.
@@ -459,7 +530,8 @@ impl JobDB for MongoJobDB {
         fire_token: Option<i64>,
         now: DateTime<Utc>,
     ) -> Result<ResultOutcome, StoreError> {
-        let mut filter = doc! { "_id": id, "status": JobStatus::Running.as_i32() };
+        let mut filter =
+            doc! { "_id": id, "status": JobStatus::Running.as_i32(), "recurrence": null };
         // A result that names its firing matches only that firing.
         if let Some(token) = fire_token {
             filter.insert("scheduledKey", token);
@@ -473,18 +545,33 @@ impl JobDB for MongoJobDB {
         }
         Ok(match self.get(id).await? {
             None => ResultOutcome::UnknownJob,
+            Some(job) if job.recurrence.is_some() => {
+                result_recurring(self, job, result, fire_token, now)
+                    .await?
+                    .unwrap_or(ResultOutcome::UnknownJob)
+            }
             Some(job) => refused_result(job.status, job.fire_token, result, fire_token),
         })
     }
 
     async fn scheduled_before(&self, until: DateTime<Utc>) -> Result<Scan<DueJob>, StoreError> {
-        let filter = doc! {
+        // SCHEDULED one-shot jobs, and recurring jobs whose `armed` flag
+        // (written from `Job::is_armable`) is set: two indexed queries
+        // (MongoDB-protocol servers without `$or` answer them too), merged.
+        let before = doc! { "$lt": bson_time(until) };
+        let order = doc! { "scheduleTime": 1, "_id": 1 };
+        let one_shot = doc! {
             "status": JobStatus::Scheduled.as_i32(),
-            "scheduleTime": { "$lt": bson_time(until) },
+            "recurrence": null,
+            "scheduleTime": before.clone(),
         };
-        let jobs = self
-            .find_jobs(filter, doc! { "scheduleTime": 1, "_id": 1 }, None)
-            .await?;
+        let mut jobs = self.find_jobs(one_shot, order.clone(), None).await?;
+        let recurring = doc! { "armed": true, "scheduleTime": before };
+        let armed = self.find_jobs(recurring, order, None).await?;
+        jobs.found.extend(armed.found);
+        jobs.unreadable.extend(armed.unreadable);
+        jobs.found
+            .sort_by_key(|job| (job.spec.schedule_time, job.id));
         Ok(jobs.map(|job| DueJob::from(&job)))
     }
 

@@ -122,6 +122,7 @@ impl Failure for StoreError {
             StoreError::Unavailable(_) => "unavailable",
             StoreError::Corrupt(_) => CORRUPT,
             StoreError::Other(_) => "other",
+            StoreError::ClientKeyTaken(_) => "client_key_taken",
         }
     }
 }
@@ -146,6 +147,11 @@ impl<D: JobDB> JobDB for TracedJobDB<D> {
 
     async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
         self.request("get", Some(id), self.inner.get(id)).await
+    }
+
+    async fn get_by_client_key(&self, key: &str) -> Result<Option<Job>, StoreError> {
+        self.request("get_by_client_key", None, self.inner.get_by_client_key(key))
+            .await
     }
 
     async fn list(&self, page: PageRequest) -> Result<JobsPage, StoreError> {

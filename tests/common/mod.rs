@@ -252,7 +252,12 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
 /// `clock`: nothing falls due until the test moves the clock, so that what
 /// fires, and in which order, never depends on how fast the machine runs.
 pub async fn spawn_app_on_clock(overrides: &[(&str, &str)], clock: &ManualClock) -> TestApp {
-    let settings = test_settings(overrides);
+    spawn_app_with_on_clock(test_settings(overrides), clock).await
+}
+
+/// Builds and starts the service with these settings on `clock` (a
+/// restart: the same settings, the same store).
+pub async fn spawn_app_with_on_clock(settings: Settings, clock: &ManualClock) -> TestApp {
     init_tracing(settings.environment);
     let app = Application::build_with_clock(settings.clone(), Arc::new(clock.clone()))
         .await
@@ -294,6 +299,7 @@ pub fn create_request(name: &str, in_ms: i64) -> proto::CreateJobRequest {
         schedule_time: Some(timestamp_in(in_ms)),
         job_type: proto::JobType::Email.into(),
         job_data: r#"{"SourceAddress":"a@example.com","DestinationAddress":"b@example.com","Subject":"s","Message":"m"}"#.to_owned(),
+        ..Default::default()
     }
 }
 
@@ -412,6 +418,8 @@ fn end_marker(key: &str) -> Vec<u8> {
         job_type: 0,
         job_data: String::new(),
         fire_token: 0,
+        occurrence: None,
+        occurrences: None,
     })
     .expect("JSON")
 }

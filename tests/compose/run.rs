@@ -320,6 +320,7 @@ impl Service {
             }),
             job_type: proto::JobType::Email as i32,
             job_data: r#"{"SourceAddress":"a@example.com","DestinationAddress":"b@example.com","Subject":"compose","Message":"hello"}"#.into(),
+            ..Default::default()
         };
         let id = JobsServiceClient::new(channel.clone())
             .create_job(request.clone())

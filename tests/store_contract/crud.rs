@@ -32,6 +32,8 @@ async fn a_job_reads_back_equal_in_every_field(db: &Store) {
             run: true,
         },
         trace_parent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned()),
+        recurrence: None,
+        client_key: None,
     };
     db.insert(&job).await.expect("insert");
     assert_eq!(db.get(job.id).await.expect("get"), Some(job.clone()));

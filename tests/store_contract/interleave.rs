@@ -74,6 +74,10 @@ impl JobDB for Interleaved {
         self.inner.get(id).await
     }
 
+    async fn get_by_client_key(&self, key: &str) -> Result<Option<Job>, StoreError> {
+        self.inner.get_by_client_key(key).await
+    }
+
     async fn list(&self, page: PageRequest) -> Result<JobsPage, StoreError> {
         self.inner.list(page).await
     }

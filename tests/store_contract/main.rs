@@ -15,7 +15,11 @@
 //! `concurrency` (replicas racing to claim), `races` (an update or a delete
 //! racing a firing, forced into each interleaving, through the service),
 //! `corrupt` (a job corrupted from outside the store's API: every scan
-//! answers the others and reports it; `get` of it is `Corrupt`).
+//! answers the others and reports it; `get` of it is `Corrupt`),
+//! `recurring` (a recurring job's claim stores its next occurrence in the
+//! same write; results, pause and resume), `recurring_races` (replicas
+//! racing on the same occurrences, and on one client key) and
+//! `client_keys` (idempotent creation's unique key).
 //! `ensure_indexes` runs twice on every fresh store before its case (a
 //! restart runs it again).
 //!
@@ -34,7 +38,10 @@
 //!   claims can win. polodb also has no createIndexes (the fixture checks
 //!   that the store reports the refusal), cannot drop a collection (each
 //!   case's collection is emptied and stays), and ignores database names
-//!   (each case has a collection of its own).
+//!   (each case has a collection of its own). `recurring_races` and
+//!   `client_keys` are left out for the same reasons: racing conditional
+//!   writes are not atomic there, and without createIndexes no unique
+//!   index keeps client keys unique.
 //! - a real MongoDB: every area, when `MONGODB_URI` names one:
 //!   `MONGODB_URI=mongodb://… cargo test --test store_contract -- --ignored mongodb::`.
 //!   Without it those tests are marked ignored, so that the summary shows
@@ -69,12 +76,15 @@ mod stores;
 mod support;
 
 mod claims;
+mod client_keys;
 mod concurrency;
 mod corrupt;
 mod crud;
 mod listing;
 mod outbox;
 mod races;
+mod recurring;
+mod recurring_races;
 mod replace;
 mod results;
 mod times;
@@ -101,15 +111,16 @@ macro_rules! contract {
 }
 
 contract!(memory = Memory []:
-    crud, replace, times, listing, claims, results, outbox, windows, transitions, concurrency, races);
+    crud, replace, times, listing, claims, results, outbox, windows, transitions, concurrency, races,
+    recurring, recurring_races, client_keys);
 contract!(embedded = Embedded []:
     crud, replace, times, listing, claims, results, outbox, windows, transitions, concurrency,
-    races, corrupt);
+    races, corrupt, recurring, recurring_races, client_keys);
 contract!(postgres = Postgres []:
     crud, replace, times, listing, claims, results, outbox, windows, transitions, concurrency,
-    races, corrupt);
+    races, corrupt, recurring, recurring_races, client_keys);
 contract!(polodb = Polodb []:
-    crud, replace, times, claims, results, outbox, windows, transitions, corrupt);
+    crud, replace, times, claims, results, outbox, windows, transitions, corrupt, recurring);
 contract!(mongodb = Mongodb [#[ignore = "needs a real MongoDB: set MONGODB_URI"]]:
     crud, replace, times, listing, claims, results, outbox, windows, transitions, concurrency,
-    races, corrupt);
+    races, corrupt, recurring, recurring_races, client_keys);

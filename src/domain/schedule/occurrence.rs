@@ -44,7 +44,7 @@ pub enum Pass {
 
 impl Occurrence {
     /// An occurrence at a local time that occurs once.
-    pub(super) fn regular(at: DateTime<Utc>) -> Self {
+    pub(crate) fn regular(at: DateTime<Utc>) -> Self {
         Occurrence {
             at,
             kind: OccurrenceKind::Regular,

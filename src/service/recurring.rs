@@ -1,0 +1,172 @@
+//! The calls that only recurring jobs answer (pause, resume, trigger,
+//! preview), idempotent creation by client key, and re-arming a recurring
+//! job after its run's result. The claims and results themselves are in
+//! [`crate::domain::recurrence`] and the stores.
+
+use std::iter;
+
+use chrono::{SubsecRound, TimeDelta};
+use tracing::Span;
+
+use super::{JobService, UPDATE_ATTEMPTS, job_span};
+use crate::domain::{
+    Error, Field, Job, JobId, JobSpec,
+    recurrence::RecurrenceSpec,
+    schedule::{Occurrence, Timing},
+};
+
+/// The most occurrences a preview lists.
+pub const PREVIEW_MAX: usize = 1000;
+
+/// What a creation asks for: the article's fields, and the additions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewJob {
+    /// The article's fields (for a recurring job, `schedule_time` is not
+    /// used: its first occurrence decides).
+    pub spec: JobSpec,
+    /// For a recurring job: its timing and policies.
+    pub recurrence: Option<RecurrenceSpec>,
+    /// The key that makes the creation idempotent.
+    pub client_key: Option<String>,
+}
+
+impl NewJob {
+    /// A one-shot job without a client key: the article's CreateJob.
+    pub fn one_shot(spec: JobSpec) -> Self {
+        NewJob {
+            spec,
+            recurrence: None,
+            client_key: None,
+        }
+    }
+
+    /// Whether `job` is what this request would create: the same fields
+    /// (the same due time for a one-shot job, the same timing and policies
+    /// for a recurring one).
+    fn made(&self, job: &Job) -> bool {
+        let same_spec = job.spec.name == self.spec.name
+            && job.spec.description == self.spec.description
+            && job.spec.job_type == self.spec.job_type
+            && job.spec.job_data == self.spec.job_data;
+        same_spec
+            && match (&self.recurrence, &job.recurrence) {
+                (None, None) => job.spec.schedule_time == self.spec.schedule_time.trunc_subsecs(3),
+                (Some(asked), Some(made)) => *asked == made.spec,
+                _ => false,
+            }
+    }
+}
+
+impl JobService {
+    /// The job an earlier creation with `new`'s client key made, if any: the
+    /// same job when the content is the same, else [`Error::AlreadyExists`].
+    pub(super) async fn created_with_key(&self, new: &NewJob) -> Result<Option<Job>, Error> {
+        let Some(key) = &new.client_key else {
+            return Ok(None);
+        };
+        match self.inner.db.get_by_client_key(key).await? {
+            Some(job) if new.made(&job) => Ok(Some(job)),
+            Some(job) => Err(Error::AlreadyExists(format!(
+                "job {} was created with client_key {key:?} and other content",
+                job.id
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    /// Pauses (`true`) or resumes a recurring job, with an update event. A
+    /// paused job keeps its schedule and is not fired; on resume, the
+    /// occurrences missed meanwhile follow its catch-up policy.
+    #[tracing::instrument(skip_all, fields(job_id = %id, paused))]
+    pub async fn set_paused(&self, id: JobId, paused: bool) -> Result<Job, Error> {
+        self.change(id, |job, service| {
+            job.with_paused(paused, service.clock().now_ms())
+        })
+        .await
+    }
+
+    /// Starts one extra run of a recurring job now, outside its schedule
+    /// (its occurrences do not move); refused while a run is in flight.
+    #[tracing::instrument(skip_all, fields(job_id = %id))]
+    pub async fn trigger(&self, id: JobId) -> Result<Job, Error> {
+        let job = self
+            .change(id, |job, service| job.triggered(service.clock().now_ms()))
+            .await?;
+        self.inner.metrics.job_fired(0);
+        Ok(job)
+    }
+
+    /// Writes `change(job)` over the job read, conditioned on its version,
+    /// again on a fresh read when it changed meanwhile; arms the result and
+    /// delivers the events it owes.
+    async fn change(
+        &self,
+        id: JobId,
+        change: impl Fn(&Job, &JobService) -> Result<Job, Error>,
+    ) -> Result<Job, Error> {
+        for _ in 0..UPDATE_ATTEMPTS {
+            let current = self.get(id).await?;
+            let changed = change(&current, self)?;
+            if self.inner.db.replace_if(&changed, current.version).await? {
+                self.arm(&changed);
+                self.deliver(&[(&changed, Span::current())]).await;
+                return Ok(changed);
+            }
+        }
+        Err(Error::Aborted(id))
+    }
+
+    /// The next `count` occurrences of a stored job (from its next one; a
+    /// one-shot job's only one while it is due), at most [`PREVIEW_MAX`].
+    pub async fn preview_job(&self, id: JobId, count: usize) -> Result<Vec<Occurrence>, Error> {
+        check_count(count)?;
+        let job = self.get(id).await?;
+        let Some(rec) = &job.recurrence else {
+            let due = Timing::once(job.spec.schedule_time);
+            return due.preview(job.spec.schedule_time, 1);
+        };
+        let Some(next) = rec.next else {
+            return Ok(Vec::new());
+        };
+        let timing = &rec.spec.timing;
+        let Some(first) = timing.next_after(next - TimeDelta::nanoseconds(1), rec.runs) else {
+            return Ok(Vec::new());
+        };
+        Ok(iter::once(first)
+            .chain(timing.occurrences(first.at, rec.runs + 1))
+            .take(count)
+            .collect())
+    }
+
+    /// The first `count` occurrences of a timing not yet saved, as if it
+    /// were created now, at most [`PREVIEW_MAX`].
+    pub fn preview(&self, timing: &Timing, count: usize) -> Result<Vec<Occurrence>, Error> {
+        check_count(count)?;
+        timing.preview(self.clock().now_ms(), count)
+    }
+
+    /// After a result: arms the job again if it is recurring and the
+    /// result released an occurrence held for it (overlap `keep-one`). A
+    /// failure only delays it to the window loader's next pass.
+    pub(super) async fn rearm_after_result(&self, id: JobId) {
+        match self.inner.db.get(id).await {
+            Ok(Some(job)) if job.recurrence.is_some() => {
+                job_span("result", &job).in_scope(|| tracing::debug!("next occurrence armed"));
+                self.arm(&job);
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(job_id = %id, error = %err, "cannot re-arm after a result"),
+        }
+    }
+}
+
+fn check_count(count: usize) -> Result<(), Error> {
+    if (1..=PREVIEW_MAX).contains(&count) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            Field::Count,
+            format!("must be from 1 to {PREVIEW_MAX}, got {count}"),
+        ))
+    }
+}

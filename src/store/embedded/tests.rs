@@ -1,0 +1,286 @@
+use super::*;
+use super::{errors::commit_failed, writer::commit_group};
+use crate::domain::now;
+use crate::domain::{JobSpec, JobStatus, JobType};
+
+fn job(in_ms: i64) -> Job {
+    Job::new_scheduled(
+        JobSpec {
+            name: format!("job in {in_ms}"),
+            description: "d".into(),
+            schedule_time: now() + chrono::Duration::milliseconds(in_ms),
+            job_type: JobType::Sms,
+            job_data: "{}".into(),
+        },
+        now(),
+    )
+}
+
+/// A queued insert of `job` and the receiver of its answer.
+fn queued_insert(
+    job: Job,
+) -> (
+    Box<dyn QueuedWrite>,
+    tokio::sync::oneshot::Receiver<Result<(), StoreError>>,
+) {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let op = move |txn: &redb::WriteTransaction| {
+        if read_job(&txn.open_table(JOBS).map_err(storage)?, job.id)?.is_some() {
+            return Err(StoreError::Other("duplicate".into()));
+        }
+        write_job(txn, job.id, None, Some(&job))
+    };
+    let write = Write {
+        op,
+        result: None,
+        reply,
+        on_commit: None,
+    };
+    (Box::new(write), answer)
+}
+
+#[test]
+fn a_full_disk_and_passing_io_errors_are_unavailable_the_others_not() {
+    use std::io::{Error, ErrorKind};
+    let io = |err: Error| redb::StorageError::Io(err);
+    let transient = [
+        storage(io(ErrorKind::StorageFull.into())),
+        // ENOSPC, as the operating system reports a full disk.
+        storage(io(Error::from_raw_os_error(28))),
+        storage(io(ErrorKind::QuotaExceeded.into())),
+        storage(io(ErrorKind::OutOfMemory.into())),
+        storage(io(ErrorKind::Interrupted.into())),
+        storage(io(ErrorKind::WouldBlock.into())),
+        storage(redb::StorageError::PreviousIo),
+        commit_failed(redb::CommitError::Storage(
+            io(ErrorKind::StorageFull.into()),
+        )),
+        storage(redb::TransactionError::Storage(io(
+            ErrorKind::StorageFull.into()
+        ))),
+    ];
+    for err in transient {
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    }
+    let refused = [
+        storage(io(ErrorKind::PermissionDenied.into())),
+        storage(io(ErrorKind::InvalidData.into())),
+        storage(redb::StorageError::Corrupted("bad page".into())),
+        storage(redb::StorageError::DatabaseClosed),
+        commit_failed(redb::CommitError::TransactionPoisoned),
+    ];
+    for err in refused {
+        assert!(matches!(err, StoreError::Other(_)), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_write_in_a_group_fails_alone_and_the_others_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = EmbeddedJobDB::open(dir.path()).unwrap();
+    let existing = job(1_000);
+    db.insert(&existing).await.unwrap();
+    let fresh: Vec<Job> = (0..3).map(|i| job(2_000 + i)).collect();
+    // The duplicate sits mid-group: the writes before it were applied
+    // when it failed, and must be rolled back and committed alone.
+    let (mut group, mut answers) = (Vec::new(), Vec::new());
+    for job in [&fresh[0], &existing, &fresh[1], &fresh[2]] {
+        let (write, answer) = queued_insert(job.clone());
+        group.push(write);
+        answers.push(answer);
+    }
+    commit_group(&db.inner.db, group);
+    let mut results = Vec::new();
+    for answer in answers {
+        results.push(answer.await.unwrap());
+    }
+    assert!(results[0].is_ok() && results[2].is_ok() && results[3].is_ok());
+    assert!(results[1].is_err(), "the duplicate is refused");
+    for job in &fresh {
+        assert_eq!(db.get(job.id).await.unwrap().as_ref(), Some(job));
+    }
+    assert_eq!(db.get(existing.id).await.unwrap(), Some(existing));
+    let listed = db.list(PageRequest::new(1, 10, 10).unwrap()).await.unwrap();
+    assert_eq!(listed.total, 4, "each job stored once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_are_all_committed_and_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let jobs: Vec<Job> = (0..200).map(job).collect();
+    {
+        let db = EmbeddedJobDB::open(dir.path()).unwrap();
+        let inserts = jobs.iter().cloned().map(|job| {
+            let db = db.clone();
+            tokio::spawn(async move { db.insert(&job).await })
+        });
+        for insert in futures::future::join_all(inserts).await {
+            insert.unwrap().unwrap();
+        }
+    }
+    let db = EmbeddedJobDB::open(dir.path()).unwrap();
+    for job in &jobs {
+        assert_eq!(db.get(job.id).await.unwrap().as_ref(), Some(job));
+    }
+}
+
+#[tokio::test]
+async fn every_operation_keeps_the_indexes_in_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = EmbeddedJobDB::open(dir.path()).unwrap();
+    let (late, early) = (job(5_000), job(1_000));
+    db.insert(&late).await.unwrap();
+    db.insert(&early).await.unwrap();
+    assert!(db.insert(&early).await.is_err(), "duplicate id");
+    assert_eq!(db.get(late.id).await.unwrap(), Some(late.clone()));
+
+    let page = db.list(PageRequest::new(1, 10, 10).unwrap()).await.unwrap();
+    assert_eq!(page.total, 2);
+    assert_eq!(
+        page.jobs,
+        [early.clone(), late.clone()],
+        "ordered by schedule time"
+    );
+    let due = db
+        .scheduled_before(now() + chrono::Duration::seconds(2))
+        .await
+        .unwrap();
+    assert_eq!(due, Scan::readable(vec![DueJob::from(&early)]));
+    assert_eq!(db.with_pending_events(10).await.unwrap().found.len(), 2);
+
+    // Claim: only with the current token, only once; the job leaves the
+    // due index and enters the running one, owing its run event.
+    assert_eq!(
+        db.claim(early.id, early.fire_token + 1, now())
+            .await
+            .unwrap(),
+        None
+    );
+    let claimed = db
+        .claim(early.id, early.fire_token, now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((claimed.status, claimed.version), (JobStatus::Running, 1));
+    assert!(claimed.pending.run && claimed.pending.create);
+    assert_eq!(
+        db.claim(early.id, early.fire_token, now()).await.unwrap(),
+        None
+    );
+    assert!(
+        db.scheduled_before(now() + chrono::Duration::seconds(2))
+            .await
+            .unwrap()
+            .found
+            .is_empty()
+    );
+    let later = now() + chrono::Duration::seconds(1);
+    assert_eq!(
+        db.running_before(later).await.unwrap(),
+        Scan::readable(vec![claimed.clone()])
+    );
+
+    // The outbox entry clears only at the version it was read at.
+    assert!(
+        !db.set_pending_if(early.id, 0, PendingEvents::NONE)
+            .await
+            .unwrap()
+    );
+    assert!(
+        db.set_pending_if(early.id, 1, PendingEvents::NONE)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        db.with_pending_events(10).await.unwrap(),
+        Scan::readable(vec![late.clone()])
+    );
+
+    assert_eq!(
+        db.store_result(early.id, ResultStatus::Failed, None, now())
+            .await
+            .unwrap(),
+        ResultOutcome::Stored
+    );
+    assert_eq!(
+        db.store_result(early.id, ResultStatus::Failed, None, now())
+            .await
+            .unwrap(),
+        ResultOutcome::Duplicate
+    );
+    assert_eq!(
+        db.store_result(early.id, ResultStatus::Succeeded, None, now())
+            .await
+            .unwrap(),
+        ResultOutcome::Ignored(JobStatus::Failed)
+    );
+    assert_eq!(
+        db.store_result(JobId::new(), ResultStatus::Failed, None, now())
+            .await
+            .unwrap(),
+        ResultOutcome::UnknownJob
+    );
+    assert!(db.running_before(later).await.unwrap().found.is_empty());
+
+    // replace_if only at the expected version; delete removes every trace.
+    let moved = late.rescheduled(late.spec.clone(), now());
+    assert!(!db.replace_if(&moved, 7).await.unwrap());
+    assert!(db.replace_if(&moved, 0).await.unwrap());
+    assert!(db.delete(late.id).await.unwrap());
+    assert!(!db.delete(late.id).await.unwrap());
+    assert_eq!(
+        db.list(PageRequest::new(1, 10, 10).unwrap())
+            .await
+            .unwrap()
+            .jobs
+            .len(),
+        1
+    );
+    assert!(db.with_pending_events(10).await.unwrap().found.is_empty());
+}
+
+#[tokio::test]
+async fn jobs_survive_reopening_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let kept = Job {
+        trace_parent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+        ..job(60_000)
+    };
+    {
+        let db = EmbeddedJobDB::open(dir.path()).unwrap();
+        db.insert(&kept).await.unwrap();
+    }
+    let db = EmbeddedJobDB::open(dir.path()).unwrap();
+    assert_eq!(db.get(kept.id).await.unwrap(), Some(kept));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_claimers_win_each_job_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = EmbeddedJobDB::open(dir.path()).unwrap();
+    let jobs: Vec<Job> = (0..50).map(|_| job(0)).collect();
+    for job in &jobs {
+        db.insert(job).await.unwrap();
+    }
+    let claimers = (0..8).map(|_| {
+        let (db, jobs) = (db.clone(), jobs.clone());
+        tokio::spawn(async move {
+            let mut won = 0;
+            for job in &jobs {
+                won += usize::from(
+                    db.claim(job.id, job.fire_token, now())
+                        .await
+                        .unwrap()
+                        .is_some(),
+                );
+            }
+            won
+        })
+    });
+    let won: usize = futures::future::join_all(claimers)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .sum();
+    assert_eq!(won, jobs.len());
+}

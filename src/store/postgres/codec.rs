@@ -1,0 +1,141 @@
+//! A job as a row: its column values bound by reference, and a row read
+//! back as a job (or why it cannot be).
+
+use chrono::{DateTime, SubsecRound, Utc};
+use tokio_postgres::{
+    Row,
+    types::{FromSql, ToSql},
+};
+
+#[cfg(doc)]
+use super::sql::COLUMNS;
+use crate::{
+    domain::{Job, JobId, JobSpec, JobStatus, JobType, PendingEvents, recurrence::Recurrence},
+    store::{Scan, StoreError, Unreadable},
+};
+
+/// A time at the precision the store keeps.
+pub(super) fn ms(time: DateTime<Utc>) -> DateTime<Utc> {
+    time.trunc_subsecs(3)
+}
+
+/// A job's column values, owned so that they can be bound by reference.
+pub(super) struct JobParams<'a> {
+    id: Vec<u8>,
+    job: &'a Job,
+    schedule_time: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    status: i16,
+    job_type: i16,
+    recurrence: Option<String>,
+    armed: bool,
+}
+
+impl<'a> JobParams<'a> {
+    pub(super) fn new(job: &'a Job) -> Self {
+        JobParams {
+            id: job.id.bytes().to_vec(),
+            job,
+            schedule_time: ms(job.spec.schedule_time),
+            created_at: ms(job.created_at),
+            updated_at: ms(job.updated_at),
+            status: job.status as i16,
+            job_type: job.spec.job_type as i16,
+            recurrence: job.recurrence.as_ref().map(|r| r.to_stored()),
+            // Only read for recurring jobs (see `sql::ARMED`).
+            armed: job.recurrence.is_some() && job.is_armable(),
+        }
+    }
+
+    /// The values in the order of [`COLUMNS`] ($1 to $18).
+    pub(super) fn as_params(&self) -> [&(dyn ToSql + Sync); 18] {
+        [
+            &self.id,
+            &self.job.spec.name,
+            &self.job.spec.description,
+            &self.schedule_time,
+            &self.created_at,
+            &self.updated_at,
+            &self.status,
+            &self.job_type,
+            &self.job.spec.job_data,
+            &self.job.fire_token,
+            &self.job.version,
+            &self.job.pending.create,
+            &self.job.pending.update,
+            &self.job.pending.run,
+            &self.job.trace_parent,
+            &self.recurrence,
+            &self.armed,
+            &self.job.client_key,
+        ]
+    }
+}
+
+/// The id of a row, or why it is not one.
+pub(super) fn id_from_row(row: &Row) -> Result<JobId, Unreadable> {
+    let bytes: &[u8] = row
+        .try_get("id")
+        .map_err(|e| Unreadable::without_id(format!("id: {e}")))?;
+    let bytes = <[u8; 12]>::try_from(bytes)
+        .map_err(|_| Unreadable::without_id(format!("id of {} bytes, not 12", bytes.len())))?;
+    Ok(JobId::from_bytes(bytes))
+}
+
+/// One column of the row of job `id`, or why it cannot be read.
+pub(super) fn column<'r, T: FromSql<'r>>(
+    row: &'r Row,
+    id: JobId,
+    name: &str,
+) -> Result<T, Unreadable> {
+    row.try_get(name)
+        .map_err(|e| Unreadable::job(id, format!("{name}: {e}")))
+}
+
+/// Reads a row of [`COLUMNS`] back as a job.
+pub(super) fn job_from_row(row: &Row) -> Result<Job, Unreadable> {
+    let id = id_from_row(row)?;
+    let status: i16 = column(row, id, "status")?;
+    let job_type: i16 = column(row, id, "job_type")?;
+    Ok(Job {
+        id,
+        spec: JobSpec {
+            name: column(row, id, "name")?,
+            description: column(row, id, "description")?,
+            schedule_time: column(row, id, "schedule_time")?,
+            job_type: JobType::from_i32(job_type.into())
+                .ok_or_else(|| Unreadable::job(id, format!("job_type {job_type}")))?,
+            job_data: column(row, id, "job_data")?,
+        },
+        created_at: column(row, id, "created_at")?,
+        updated_at: column(row, id, "updated_at")?,
+        status: JobStatus::from_i32(status.into())
+            .ok_or_else(|| Unreadable::job(id, format!("status {status}")))?,
+        fire_token: column(row, id, "scheduled_key")?,
+        version: column(row, id, "version")?,
+        pending: PendingEvents {
+            create: column(row, id, "pending_create")?,
+            update: column(row, id, "pending_update")?,
+            run: column(row, id, "pending_run")?,
+        },
+        trace_parent: column(row, id, "trace_parent")?,
+        recurrence: column::<Option<String>>(row, id, "recurrence")?
+            .map(|text| Recurrence::from_stored(&text).map(Box::new))
+            .transpose()
+            .map_err(|e| Unreadable::job(id, e.to_string()))?,
+        client_key: column(row, id, "client_key")?,
+    })
+}
+
+/// Rows of [`COLUMNS`] that must all be jobs (the rows a claim changed).
+pub(super) fn jobs_from_rows(rows: &[Row]) -> Result<Vec<Job>, StoreError> {
+    rows.iter()
+        .map(|row| job_from_row(row).map_err(StoreError::from))
+        .collect()
+}
+
+/// Rows of [`COLUMNS`] met by a scan: the jobs, and each row that is not one.
+pub(super) fn scan_rows(rows: &[Row]) -> Scan<Job> {
+    rows.iter().map(job_from_row).collect()
+}

@@ -1,0 +1,221 @@
+//! The table, its indexes and every statement, written once for the
+//! store's schema.
+
+use super::TABLE;
+use crate::domain::JobStatus;
+
+/// The columns of a job, in the order [`JobParams::as_params`] binds them.
+pub(super) const COLUMNS: &str = "id, name, description, schedule_time, created_at, updated_at, status, \
+                       job_type, job_data, scheduled_key, version, pending_create, \
+                       pending_update, pending_run, trace_parent, recurrence, armed, client_key";
+
+/// A one-shot job: the single-statement claim and result apply to these
+/// only; a recurring job's claim and result are a read and a conditional
+/// write of what the domain decides (see [`crate::store::claim_recurring`]).
+pub(super) const ONE_SHOT: &str = "recurrence IS NULL";
+
+/// The jobs the timer should hold: SCHEDULED one-shot jobs, and recurring
+/// jobs whose `armed` flag (written from `Job::is_armable` by every write
+/// of a recurring job) is set.
+pub(super) const ARMABLE: &str = "((status = 2 AND recurrence IS NULL) OR armed)";
+
+/// The unique index of client keys: an insert that breaks it is
+/// [`crate::store::StoreError::ClientKeyTaken`].
+pub(super) const CLIENT_KEY_INDEX: &str = "jobs_client_key";
+
+/// The condition of a job that owes events (the outbox).
+pub(super) const OWING: &str = "(pending_create OR pending_update OR pending_run)";
+
+/// The statements, written once for the store's schema.
+pub(super) struct Sql {
+    pub(super) schema: String,
+    pub(super) create: String,
+    pub(super) insert: String,
+    pub(super) get: String,
+    pub(super) count: String,
+    pub(super) page: String,
+    pub(super) replace_if: String,
+    pub(super) delete: String,
+    pub(super) claim: String,
+    pub(super) claim_many: String,
+    pub(super) store_result: String,
+    pub(super) status_of: String,
+    pub(super) scheduled_before: String,
+    pub(super) with_pending_events: String,
+    pub(super) set_pending_if: String,
+    pub(super) clear_pending_many: String,
+    pub(super) running_before: String,
+    pub(super) by_client_key: String,
+    pub(super) recurring_of: String,
+}
+
+impl Sql {
+    /// The statements for `schema`, which [`validate_schema`] accepted; it is
+    /// quoted all the same, so that its case is kept.
+    pub(super) fn new(schema: &str) -> Self {
+        let quoted = format!("\"{schema}\"");
+        let t = format!("{quoted}.{TABLE}");
+        let scheduled = JobStatus::Scheduled as i16;
+        let running = JobStatus::Running as i16;
+        let owing = OWING;
+        Sql {
+            schema: schema.to_owned(),
+            create: create_statements(&t),
+            insert: format!(
+                "INSERT INTO {t} ({COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                 $16, $17, $18)"
+            ),
+            get: format!("SELECT {COLUMNS} FROM {t} WHERE id = $1"),
+            count: format!("SELECT count(*) FROM {t}"),
+            page: format!(
+                "SELECT {COLUMNS} FROM {t} ORDER BY schedule_time, id OFFSET $1 LIMIT $2"
+            ),
+            replace_if: format!(
+                "UPDATE {t} SET name = $2, description = $3, schedule_time = $4, \
+                 created_at = $5, updated_at = $6, status = $7, job_type = $8, job_data = $9, \
+                 scheduled_key = $10, version = $11, pending_create = $12, \
+                 pending_update = $13, pending_run = $14, trace_parent = $15, \
+                 recurrence = $16, armed = $17, client_key = $18 \
+                 WHERE id = $1 AND version = $19"
+            ),
+            delete: format!("DELETE FROM {t} WHERE id = $1"),
+            claim: format!(
+                "UPDATE {t} SET status = {running}, pending_run = true, \
+                 version = version + 1, updated_at = $3 \
+                 WHERE id = $1 AND status = {scheduled} AND scheduled_key = $2 \
+                 AND {ONE_SHOT} RETURNING {COLUMNS}"
+            ),
+            claim_many: claim_many_statement(&t),
+            // A result that names its firing ($4) matches only that firing.
+            store_result: format!(
+                "UPDATE {t} SET status = $2, version = version + 1, updated_at = $3 \
+                 WHERE id = $1 AND status = {running} AND {ONE_SHOT} \
+                 AND ($4::bigint IS NULL OR scheduled_key = $4)"
+            ),
+            status_of: format!(
+                "SELECT status, scheduled_key, recurrence IS NOT NULL AS recurring \
+                 FROM {t} WHERE id = $1"
+            ),
+            scheduled_before: format!(
+                "SELECT {COLUMNS} FROM {t} \
+                 WHERE {ARMABLE} AND schedule_time < $1 \
+                 ORDER BY schedule_time, id"
+            ),
+            with_pending_events: format!(
+                "SELECT {COLUMNS} FROM {t} WHERE {owing} ORDER BY updated_at, id LIMIT $1"
+            ),
+            set_pending_if: format!(
+                "UPDATE {t} SET pending_create = $3, pending_update = $4, pending_run = $5 \
+                 WHERE id = $1 AND version = $2"
+            ),
+            // No lock-ordering step here, unlike claim_many: the service
+            // clears only jobs it has just claimed, which no other batch
+            // statement touches, and single-row statements hold one row lock
+            // at a time, so no lock cycle can form.
+            clear_pending_many: format!(
+                "UPDATE {t} AS j SET pending_create = false, pending_update = false, \
+                 pending_run = false \
+                 FROM unnest($1::bytea[], $2::bigint[]) AS f(id, version) \
+                 WHERE j.id = f.id AND j.version = f.version \
+                 RETURNING j.id"
+            ),
+            by_client_key: format!("SELECT {COLUMNS} FROM {t} WHERE client_key = $1"),
+            recurring_of: recurring_of_statement(&t),
+            running_before: format!(
+                "SELECT {COLUMNS} FROM {t} WHERE status = {running} AND updated_at < $1 \
+                 ORDER BY updated_at, id"
+            ),
+        }
+    }
+}
+
+/// The recurring jobs among a batch's firings that the batch claim left
+/// out, still under the firing's token.
+fn recurring_of_statement(t: &str) -> String {
+    format!(
+        "SELECT {returning} FROM {t} AS j \
+         JOIN unnest($1::bytea[], $2::bigint[]) AS f(id, key) \
+         ON j.id = f.id AND j.scheduled_key = f.key \
+         WHERE j.recurrence IS NOT NULL",
+        returning = qualified("j")
+    )
+}
+
+/// The table and its indexes (each statement idempotent, so that every
+/// start and every replica may run them).
+pub(super) fn create_statements(t: &str) -> String {
+    let running = JobStatus::Running as i16;
+    let owing = OWING;
+    format!(
+        "CREATE TABLE IF NOT EXISTS {t} (
+            id             bytea          PRIMARY KEY CHECK (octet_length(id) = 12),
+            name           text           NOT NULL,
+            description    text           NOT NULL,
+            schedule_time  timestamptz(3) NOT NULL,
+            created_at     timestamptz(3) NOT NULL,
+            updated_at     timestamptz(3) NOT NULL,
+            status         smallint       NOT NULL,
+            job_type       smallint       NOT NULL,
+            job_data       text           NOT NULL,
+            scheduled_key  bigint         NOT NULL,
+            version        bigint         NOT NULL,
+            pending_create boolean        NOT NULL,
+            pending_update boolean        NOT NULL,
+            pending_run    boolean        NOT NULL,
+            trace_parent   text
+         );
+         ALTER TABLE {t} ADD COLUMN IF NOT EXISTS trace_parent text;
+         ALTER TABLE {t} ADD COLUMN IF NOT EXISTS recurrence text;
+         ALTER TABLE {t} ADD COLUMN IF NOT EXISTS armed boolean NOT NULL DEFAULT false;
+         ALTER TABLE {t} ADD COLUMN IF NOT EXISTS client_key text;
+         CREATE UNIQUE INDEX IF NOT EXISTS {CLIENT_KEY_INDEX}
+             ON {t} (client_key) WHERE client_key IS NOT NULL;
+         CREATE INDEX IF NOT EXISTS jobs_armed_schedule_time
+             ON {t} (schedule_time, id) WHERE armed;
+         CREATE INDEX IF NOT EXISTS jobs_status_schedule_time
+             ON {t} (status, schedule_time, id);
+         CREATE INDEX IF NOT EXISTS jobs_schedule_time_id
+             ON {t} (schedule_time, id);
+         CREATE INDEX IF NOT EXISTS jobs_pending_updated_at
+             ON {t} (updated_at, id) WHERE {owing};
+         CREATE INDEX IF NOT EXISTS jobs_running_updated_at
+             ON {t} (updated_at, id) WHERE status = {running};"
+    )
+}
+
+/// The batch claim, one statement for the whole batch: one commit instead of one
+/// per job. The rows are locked in id order first, so that two
+/// replicas claiming overlapping batches cannot deadlock (an
+/// UPDATE ... FROM locks in whatever order its plan meets the
+/// rows). Under READ COMMITTED a row locked by another claimer is
+/// waited for and its WHERE clause checked again against the
+/// committed row, exactly as for the single claim, so each job is
+/// still claimed once; a job listed twice is claimed once.
+pub(super) fn claim_many_statement(t: &str) -> String {
+    let scheduled = JobStatus::Scheduled as i16;
+    let running = JobStatus::Running as i16;
+    format!(
+        "WITH due AS MATERIALIZED ( \
+             SELECT j.id AS due_id FROM {t} AS j \
+             JOIN unnest($1::bytea[], $2::bigint[]) AS f(id, key) \
+               ON j.id = f.id AND j.scheduled_key = f.key \
+             WHERE j.status = {scheduled} AND j.{ONE_SHOT} \
+             ORDER BY j.id FOR UPDATE OF j) \
+         UPDATE {t} AS j SET status = {running}, pending_run = true, \
+         version = j.version + 1, updated_at = $3 \
+         FROM due WHERE j.id = due.due_id \
+         RETURNING {returning}",
+        returning = qualified("j")
+    )
+}
+
+/// [`COLUMNS`], each qualified by the table alias `alias` (for statements
+/// that join the table with another relation that has an `id` too).
+pub(super) fn qualified(alias: &str) -> String {
+    COLUMNS
+        .split(',')
+        .map(|column| format!("{alias}.{}", column.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,349 @@
+//! [`JobDB`] on PostgreSQL: each change is one statement (see the docs of
+//! [`super`]).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::time::timeout_at;
+use tokio_postgres::{IsolationLevel, error::SqlState, types::ToSql};
+
+use super::{
+    DDL_LOCK_CLASS, PgJobDB,
+    codec::{JobParams, column, id_from_row, job_from_row, jobs_from_rows, ms, scan_rows},
+    errors::map_err,
+    sql::CLIENT_KEY_INDEX,
+};
+use crate::{
+    domain::{Job, JobId, JobStatus, PageRequest, PendingEvents, ResultStatus},
+    store::{
+        ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, Scan, StoreError, Unreadable,
+        claim_recurring, refused_result, result_recurring,
+    },
+};
+
+#[async_trait]
+impl JobDB for PgJobDB {
+    async fn ensure_indexes(&self) -> Result<(), StoreError> {
+        let (mut client, deadline) = self.begin().await?;
+        let outcome = timeout_at(deadline, async {
+            let tx = client.transaction().await.map_err(map_err)?;
+            // Every start meets the table and indexes already made; the
+            // server's "already exists, skipping" notices are no news.
+            tx.batch_execute("SET LOCAL client_min_messages = warning")
+                .await
+                .map_err(map_err)?;
+            // Two replicas starting together would otherwise race on the
+            // catalogs, and one of them could fail a CREATE ... IF NOT EXISTS.
+            tx.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                &[&DDL_LOCK_CLASS, &self.sql.schema],
+            )
+            .await
+            .map_err(map_err)?;
+            // Checked first, so that a user without CREATE on the database can
+            // use a schema an administrator made.
+            let exists: bool = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+                    &[&self.sql.schema],
+                )
+                .await
+                .map_err(map_err)?
+                .try_get(0)
+                .map_err(map_err)?;
+            if !exists {
+                tx.batch_execute(&format!(
+                    "CREATE SCHEMA IF NOT EXISTS \"{}\"",
+                    self.sql.schema
+                ))
+                .await
+                .map_err(map_err)?;
+            }
+            tx.batch_execute(&self.sql.create).await.map_err(map_err)?;
+            tx.commit().await.map_err(map_err)
+        })
+        .await;
+        self.finish(client, outcome)
+    }
+
+    async fn insert(&self, job: &Job) -> Result<(), StoreError> {
+        let values = JobParams::new(job);
+        let (client, deadline) = self.begin().await?;
+        let outcome = timeout_at(deadline, async {
+            let statement = client
+                .prepare_cached(&self.sql.insert)
+                .await
+                .map_err(map_err)?;
+            match client.execute(&statement, &values.as_params()).await {
+                Ok(_) => Ok(()),
+                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                    let constraint = e.as_db_error().and_then(|db| db.constraint());
+                    match &job.client_key {
+                        Some(key) if constraint == Some(CLIENT_KEY_INDEX) => {
+                            Err(StoreError::ClientKeyTaken(key.clone()))
+                        }
+                        _ => Err(StoreError::Other(format!("duplicate id {}", job.id))),
+                    }
+                }
+                Err(e) => Err(map_err(e)),
+            }
+        })
+        .await;
+        self.finish(client, outcome)
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        let row = self
+            .query_opt(&self.sql.get, &[&id.bytes().as_slice()])
+            .await?;
+        Ok(row.as_ref().map(job_from_row).transpose()?)
+    }
+
+    async fn get_by_client_key(&self, key: &str) -> Result<Option<Job>, StoreError> {
+        let row = self.query_opt(&self.sql.by_client_key, &[&key]).await?;
+        Ok(row.as_ref().map(job_from_row).transpose()?)
+    }
+
+    async fn list(&self, page: PageRequest) -> Result<JobsPage, StoreError> {
+        let offset = i64::try_from(page.offset()).unwrap_or(i64::MAX);
+        let limit = i64::try_from(page.size).unwrap_or(i64::MAX);
+        let (mut client, deadline) = self.begin().await?;
+        let outcome = timeout_at(deadline, async {
+            // One snapshot for both reads, so that the total and the page agree.
+            let tx = client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await
+                .map_err(map_err)?;
+            let count = tx.prepare_cached(&self.sql.count).await.map_err(map_err)?;
+            let total: i64 = tx
+                .query_one(&count, &[])
+                .await
+                .map_err(map_err)?
+                .try_get(0)
+                .map_err(map_err)?;
+            let rows = if offset >= total {
+                Vec::new()
+            } else {
+                let page = tx.prepare_cached(&self.sql.page).await.map_err(map_err)?;
+                tx.query(&page, &[&offset, &limit]).await.map_err(map_err)?
+            };
+            tx.commit().await.map_err(map_err)?;
+            Ok((total, rows))
+        })
+        .await;
+        let (total, rows) = self.finish(client, outcome)?;
+        let page = scan_rows(&rows);
+        Ok(JobsPage {
+            jobs: page.found,
+            unreadable: page.unreadable,
+            total: u64::try_from(total)
+                .map_err(|_| StoreError::Other(format!("negative count {total}")))?,
+        })
+    }
+
+    async fn replace_if(&self, job: &Job, expected_version: i64) -> Result<bool, StoreError> {
+        let values = JobParams::new(job);
+        let mut params: Vec<&(dyn ToSql + Sync)> = values.as_params().to_vec();
+        params.push(&expected_version);
+        Ok(self.execute(&self.sql.replace_if, &params).await? == 1)
+    }
+
+    async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
+        let deleted = self
+            .execute(&self.sql.delete, &[&id.bytes().as_slice()])
+            .await?;
+        Ok(deleted == 1)
+    }
+
+    async fn claim(
+        &self,
+        id: JobId,
+        fire_token: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Job>, StoreError> {
+        let row = self
+            .query_opt(
+                &self.sql.claim,
+                &[&id.bytes().as_slice(), &fire_token, &ms(now)],
+            )
+            .await?;
+        if let Some(row) = row {
+            return Ok(Some(job_from_row(&row)?));
+        }
+        // Left out by the one-shot statement: a recurring job is claimed by
+        // a read and a conditional write.
+        match self.get(id).await? {
+            Some(job) if job.recurrence.is_some() => {
+                claim_recurring(self, job, fire_token, now).await
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn claim_many(
+        &self,
+        firings: &[(JobId, i64)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Job>, ClaimManyError> {
+        if firings.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (bytes, keys): (Vec<[u8; 12]>, Vec<i64>) =
+            firings.iter().map(|(id, key)| (id.bytes(), *key)).unzip();
+        let ids: Vec<&[u8]> = bytes.iter().map(|b| b.as_slice()).collect();
+        // One statement: it claims all of the batch's one-shot jobs or none.
+        let claimed = self
+            .query(&self.sql.claim_many, &[&ids, &keys, &ms(now)])
+            .await
+            .and_then(|rows| jobs_from_rows(&rows))
+            .map_err(|err| ClaimManyError::whole(firings, err))?;
+        if claimed.len() == firings.len() {
+            return Ok(claimed);
+        }
+        // The rest: recurring jobs (one more read finds them), or lost.
+        let recurring = self
+            .query(&self.sql.recurring_of, &[&ids, &keys])
+            .await
+            .and_then(|rows| jobs_from_rows(&rows))
+            .map_err(|error| ClaimManyError {
+                claimed: claimed.clone(),
+                failed: firings.to_vec(),
+                error,
+            })?;
+        self.claim_each_recurring(claimed, recurring, firings, now)
+            .await
+    }
+
+    async fn store_result(
+        &self,
+        id: JobId,
+        result: ResultStatus,
+        fire_token: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<ResultOutcome, StoreError> {
+        let bytes = id.bytes();
+        let status = result.job_status() as i16;
+        let stored = self
+            .execute(
+                &self.sql.store_result,
+                &[&bytes.as_slice(), &status, &ms(now), &fire_token],
+            )
+            .await?;
+        if stored == 1 {
+            return Ok(ResultOutcome::Stored);
+        }
+        // Nothing changed; read the job only to tell why, or to store the
+        // result of a recurring job (left out by the one-shot statement).
+        // Nothing changed; read the job only to tell why.
+        let Some(row) = self
+            .query_opt(&self.sql.status_of, &[&bytes.as_slice()])
+            .await?
+        else {
+            return Ok(ResultOutcome::UnknownJob);
+        };
+        let current: i16 = column(&row, id, "status")?;
+        let current = JobStatus::from_i32(current.into())
+            .ok_or_else(|| Unreadable::job(id, format!("status {current}")))?;
+        let current_token: i64 = column(&row, id, "scheduled_key")?;
+        if column(&row, id, "recurring")?
+            && let Some(job) = self.get(id).await?
+            && let Some(outcome) = result_recurring(self, job, result, fire_token, now).await?
+        {
+            return Ok(outcome);
+        }
+        Ok(refused_result(current, current_token, result, fire_token))
+    }
+
+    async fn scheduled_before(&self, until: DateTime<Utc>) -> Result<Scan<DueJob>, StoreError> {
+        // Whole rows, not only the three columns a due job needs: a row that
+        // is not a job is reported here rather than armed, and its claim
+        // would fail to read it (with the whole batch it was claimed in).
+        let rows = self.query(&self.sql.scheduled_before, &[&until]).await?;
+        Ok(scan_rows(&rows).map(|job| DueJob::from(&job)))
+    }
+
+    async fn with_pending_events(&self, limit: usize) -> Result<Scan<Job>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.query(&self.sql.with_pending_events, &[&limit]).await?;
+        Ok(scan_rows(&rows))
+    }
+
+    async fn set_pending_if(
+        &self,
+        id: JobId,
+        version: i64,
+        remaining: PendingEvents,
+    ) -> Result<bool, StoreError> {
+        let set = self
+            .execute(
+                &self.sql.set_pending_if,
+                &[
+                    &id.bytes().as_slice(),
+                    &version,
+                    &remaining.create,
+                    &remaining.update,
+                    &remaining.run,
+                ],
+            )
+            .await?;
+        Ok(set == 1)
+    }
+
+    async fn clear_pending_many(&self, jobs: &[(JobId, i64)]) -> Result<Vec<JobId>, StoreError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (bytes, versions): (Vec<[u8; 12]>, Vec<i64>) = jobs
+            .iter()
+            .map(|(id, version)| (id.bytes(), *version))
+            .unzip();
+        let ids: Vec<&[u8]> = bytes.iter().map(|b| b.as_slice()).collect();
+        let rows = self
+            .query(&self.sql.clear_pending_many, &[&ids, &versions])
+            .await?;
+        Ok(rows.iter().map(id_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Scan<Job>, StoreError> {
+        let rows = self.query(&self.sql.running_before, &[&cutoff]).await?;
+        Ok(scan_rows(&rows))
+    }
+}
+
+impl PgJobDB {
+    /// Claims each recurring job of a batch (read with the firing's token)
+    /// by a conditional write, after the batch statement claimed `claimed`.
+    async fn claim_each_recurring(
+        &self,
+        mut claimed: Vec<Job>,
+        recurring: Vec<Job>,
+        firings: &[(JobId, i64)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Job>, ClaimManyError> {
+        let mut failed = Vec::new();
+        let mut first_error = None;
+        for job in recurring {
+            let firing = (job.id, job.fire_token);
+            if !firings.contains(&firing) {
+                continue;
+            }
+            match claim_recurring(self, job, firing.1, now).await {
+                Ok(job) => claimed.extend(job),
+                Err(error) => {
+                    failed.push(firing);
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        match first_error {
+            None => Ok(claimed),
+            Some(error) => Err(ClaimManyError {
+                claimed,
+                failed,
+                error,
+            }),
+        }
+    }
+}
