@@ -148,8 +148,20 @@ async fn every_operation_keeps_the_indexes_in_step() {
     assert_eq!(due, Scan::readable(vec![DueJob::from(&early)]));
     assert_eq!(db.with_pending_events(10).await.unwrap().found.len(), 2);
 
-    // Claim: only with the current token, only once; the job leaves the
-    // due index and enters the running one, owing its run event.
+    let later = now() + chrono::Duration::seconds(1);
+    claims_move_the_job_to_the_running_index(&db, &early, later).await;
+    outbox_clears_at_its_version(&db, &early, &late).await;
+    results_take_the_job_out_of_the_running_index(&db, &early, later).await;
+    replace_and_delete_keep_the_indexes(&db, &late).await;
+}
+
+/// Claim: only with the current token, only once; the job leaves the due
+/// index and enters the running one, owing its run event.
+async fn claims_move_the_job_to_the_running_index(
+    db: &EmbeddedJobDB,
+    early: &Job,
+    later: DateTime<Utc>,
+) {
     assert_eq!(
         db.claim(early.id, early.fire_token + 1, now())
             .await
@@ -174,13 +186,14 @@ async fn every_operation_keeps_the_indexes_in_step() {
             .found
             .is_empty()
     );
-    let later = now() + chrono::Duration::seconds(1);
     assert_eq!(
         db.running_before(later).await.unwrap(),
         Scan::readable(vec![claimed.clone()])
     );
+}
 
-    // The outbox entry clears only at the version it was read at.
+/// The outbox entry clears only at the version it was read at.
+async fn outbox_clears_at_its_version(db: &EmbeddedJobDB, early: &Job, late: &Job) {
     assert!(
         !db.set_pending_if(early.id, 0, PendingEvents::NONE)
             .await
@@ -195,7 +208,15 @@ async fn every_operation_keeps_the_indexes_in_step() {
         db.with_pending_events(10).await.unwrap(),
         Scan::readable(vec![late.clone()])
     );
+}
 
+/// Results: stored once, then duplicates and late ones; the job leaves the
+/// running index.
+async fn results_take_the_job_out_of_the_running_index(
+    db: &EmbeddedJobDB,
+    early: &Job,
+    later: DateTime<Utc>,
+) {
     assert_eq!(
         db.store_result(early.id, ResultStatus::Failed, None, now())
             .await
@@ -221,8 +242,10 @@ async fn every_operation_keeps_the_indexes_in_step() {
         ResultOutcome::UnknownJob
     );
     assert!(db.running_before(later).await.unwrap().found.is_empty());
+}
 
-    // replace_if only at the expected version; delete removes every trace.
+/// replace_if only at the expected version; delete removes every trace.
+async fn replace_and_delete_keep_the_indexes(db: &EmbeddedJobDB, late: &Job) {
     let moved = late.rescheduled(late.spec.clone(), now());
     assert!(!db.replace_if(&moved, 7).await.unwrap());
     assert!(db.replace_if(&moved, 0).await.unwrap());
