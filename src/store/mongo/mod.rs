@@ -20,26 +20,29 @@
 use std::{future::Future, time::Duration};
 
 use async_trait::async_trait;
-use bson::{Bson, Document, doc};
+use bson::{Document, doc};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use mongodb::{
     Client, Collection, IndexModel,
-    error::{
-        Error as MongoError, ErrorKind, RETRYABLE_ERROR, RETRYABLE_WRITE_ERROR,
-        SYSTEM_OVERLOADED_ERROR, TRANSIENT_TRANSACTION_ERROR, WriteFailure,
-    },
+    error::Error as MongoError,
     options::{ClientOptions, IndexOptions},
 };
 
 use super::{
-    DueJob, JobDB, JobsPage, ResultOutcome, Scan, StoreError, Unreadable, claim_recurring,
-    refused_result, result_recurring,
+    DueJob, JobDB, JobsPage, ResultOutcome, Scan, StoreError, claim_recurring, refused_result,
+    result_recurring,
 };
-use crate::domain::{
-    Job, JobId, JobSpec, JobStatus, JobType, PageRequest, PendingEvents, ResultStatus,
-    recurrence::Recurrence,
-};
+use crate::domain::{Job, JobId, JobStatus, PageRequest, PendingEvents, ResultStatus};
+
+mod codec;
+mod errors;
+#[cfg(test)]
+mod tests;
+
+use codec::{bson_time, mutable_fields, pending_fields};
+pub use codec::{job_from_document, job_to_document};
+use errors::{READ_ATTEMPTS, client_key_taken, cursor_lost, map_err};
 
 /// The unique index of client keys.
 const CLIENT_KEY_INDEX: &str = "clientKey_unique";
@@ -164,213 +167,6 @@ impl MongoJobDB {
             .await?;
         Ok(documents.iter().map(job_from_document).collect())
     }
-}
-
-/// How many times a read is tried when the server loses its cursor.
-const READ_ATTEMPTS: u32 = 3;
-
-/// Whether the server lost the cursor of a read (MongoDB's CursorNotFound,
-/// code 43, or the same said in words by MongoDB-protocol servers).
-fn cursor_lost(err: &MongoError) -> bool {
-    matches!(&*err.kind, ErrorKind::Command(command) if command.code == 43)
-        || err.to_string().to_lowercase().contains("cursor not found")
-}
-
-/// A driver error as a [`StoreError`]: [`StoreError::Unavailable`] when the
-/// same call may succeed if it is tried again (see [`transient`]), so that
-/// callers retry it (the run-result consumer, the firings) rather than give
-/// up on it.
-fn map_err(err: MongoError) -> StoreError {
-    if transient(&err) {
-        StoreError::Unavailable(err.to_string())
-    } else {
-        StoreError::Other(err.to_string())
-    }
-}
-
-/// Server error codes after which the same operation may succeed when it is
-/// tried again: a replica set between primaries (a fail-over, a step-down),
-/// a node shutting down, starting or unreachable, a write concern not
-/// satisfied in time. The driver's own retryable codes, and
-/// WriteConcernFailed.
-const TRANSIENT_CODES: &[i32] = &[
-    6,     // HostUnreachable
-    7,     // HostNotFound
-    64,    // WriteConcernFailed (wtimeout)
-    89,    // NetworkTimeout
-    91,    // ShutdownInProgress
-    134,   // ReadConcernMajorityNotAvailableYet
-    189,   // PrimarySteppedDown
-    262,   // ExceededTimeLimit
-    9001,  // SocketException
-    10058, // LegacyNotPrimary
-    10107, // NotWritablePrimary
-    11600, // InterruptedAtShutdown
-    11602, // InterruptedDueToReplStateChange
-    13435, // NotPrimaryNoSecondaryOk
-    13436, // NotPrimaryOrSecondary
-];
-
-/// Error labels by which the server or the driver says that an operation
-/// may be tried again.
-const TRANSIENT_LABELS: &[&str] = &[
-    RETRYABLE_WRITE_ERROR,
-    TRANSIENT_TRANSACTION_ERROR,
-    RETRYABLE_ERROR,
-    SYSTEM_OVERLOADED_ERROR,
-];
-
-/// Whether trying the same call again may succeed: a label says so, or the
-/// error (or one it was caused by) is of a kind or code that does.
-fn transient(err: &MongoError) -> bool {
-    has_transient_label(err)
-        || std::iter::successors(Some(err), |e| {
-            std::error::Error::source(*e).and_then(|cause| cause.downcast_ref::<MongoError>())
-        })
-        .any(|e| transient_kind(&e.kind))
-}
-
-/// Whether the server or the driver labelled `err` as worth trying again.
-fn has_transient_label(err: &MongoError) -> bool {
-    TRANSIENT_LABELS
-        .iter()
-        .any(|label| err.contains_label(label))
-}
-
-/// Whether an error of this kind is one that trying again may cure.
-fn transient_kind(kind: &ErrorKind) -> bool {
-    match kind {
-        ErrorKind::ServerSelection { .. }
-        | ErrorKind::Io(_)
-        | ErrorKind::ConnectionPoolCleared { .. }
-        | ErrorKind::DnsResolve { .. }
-        // Wrong credentials make the store unusable until an operator fixes
-        // them: a dependency failure, not a fault of the request.
-        | ErrorKind::Authentication { .. } => true,
-        ErrorKind::Command(command) => TRANSIENT_CODES.contains(&command.code),
-        // The write was applied on the primary, but not acknowledged as the
-        // write concern asks (not replicated in time, or the primary stepped
-        // down): every write of this store is conditional, so trying it
-        // again is safe (it then finds the change made, or makes it).
-        ErrorKind::Write(WriteFailure::WriteConcernError(_)) => true,
-        _ => false,
-    }
-}
-
-/// Whether an insert failed on the unique index of client keys (a
-/// duplicate key error, 11000, that names it).
-fn client_key_taken(err: &MongoError) -> bool {
-    matches!(&*err.kind, ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == 11000)
-        && err.to_string().contains("clientKey")
-}
-
-fn bson_time(time: DateTime<Utc>) -> bson::DateTime {
-    bson::DateTime::from_chrono(time)
-}
-
-/// The outbox fields: one flag per owed event, and `outbox` (1 when any is
-/// owed) for an index-friendly equality query.
-fn pending_fields(pending: PendingEvents) -> Document {
-    doc! {
-        "pendingCreate": pending.create,
-        "pendingUpdate": pending.update,
-        "pendingRun": pending.run,
-        "outbox": i32::from(pending.any()),
-    }
-}
-
-/// The fields of a job that a replace writes: all but `_id`.
-fn mutable_fields(job: &Job) -> Document {
-    let mut fields = doc! {
-        "createdAt": bson_time(job.created_at),
-        "name": &job.spec.name,
-        "description": &job.spec.description,
-        "scheduleTime": bson_time(job.spec.schedule_time),
-        "updatedAt": bson_time(job.updated_at),
-        "status": job.status.as_i32(),
-        "jobType": job.spec.job_type.as_i32(),
-        "jobData": &job.spec.job_data,
-        "scheduledKey": job.fire_token,
-        "version": job.version,
-        "traceParent": job.trace_parent.as_deref(),
-        "recurrence": job.recurrence.as_deref().map(Recurrence::to_stored),
-        // Only read for recurring jobs (see `scheduled_before`).
-        "armed": job.recurrence.is_some() && job.is_armable(),
-        "clientKey": job.client_key.as_deref(),
-    };
-    fields.extend(pending_fields(job.pending));
-    fields
-}
-
-/// The stored form of a job.
-pub fn job_to_document(job: &Job) -> Document {
-    let mut document = doc! { "_id": job.id };
-    document.extend(mutable_fields(job));
-    document
-}
-
-/// Reads a stored document back as a job.
-pub fn job_from_document(document: &Document) -> Result<Job, Unreadable> {
-    let corrupt = |what: &str| match document.get_object_id("_id") {
-        Ok(id) => Unreadable::job(id, what),
-        Err(_) => {
-            let id = document
-                .get("_id")
-                .map(ToString::to_string)
-                .unwrap_or_default();
-            Unreadable::without_id(format!("_id {id}: {what}"))
-        }
-    };
-    let string = |key: &str| {
-        document
-            .get_str(key)
-            .map(str::to_owned)
-            .map_err(|_| corrupt(key))
-    };
-    let time = |key: &str| {
-        document
-            .get_datetime(key)
-            .map(|t| t.to_chrono())
-            .map_err(|_| corrupt(key))
-    };
-    let int = |key: &str| match document.get(key) {
-        Some(Bson::Int32(v)) => Ok(i64::from(*v)),
-        Some(Bson::Int64(v)) => Ok(*v),
-        _ => Err(corrupt(key)),
-    };
-    let small_int = |key: &str| int(key).and_then(|v| i32::try_from(v).map_err(|_| corrupt(key)));
-    let flag = |key: &str| document.get_bool(key).unwrap_or(false);
-    Ok(Job {
-        id: document.get_object_id("_id").map_err(|_| corrupt("_id"))?,
-        spec: JobSpec {
-            name: string("name")?,
-            description: document
-                .get_str("description")
-                .unwrap_or_default()
-                .to_owned(),
-            schedule_time: time("scheduleTime")?,
-            job_type: JobType::from_i32(small_int("jobType")?).ok_or_else(|| corrupt("jobType"))?,
-            job_data: string("jobData")?,
-        },
-        created_at: time("createdAt")?,
-        updated_at: time("updatedAt")?,
-        status: JobStatus::from_i32(small_int("status")?).ok_or_else(|| corrupt("status"))?,
-        fire_token: int("scheduledKey")?,
-        version: int("version")?,
-        pending: PendingEvents {
-            create: flag("pendingCreate"),
-            update: flag("pendingUpdate"),
-            run: flag("pendingRun"),
-        },
-        trace_parent: document.get_str("traceParent").ok().map(str::to_owned),
-        recurrence: match document.get_str("recurrence") {
-            Ok(text) => Some(Box::new(
-                Recurrence::from_stored(text).map_err(|e| corrupt(&e.to_string()))?,
-            )),
-            Err(_) => None,
-        },
-        client_key: document.get_str("clientKey").ok().map(str::to_owned),
-    })
 }
 
 fn index(name: &str, keys: Document) -> IndexModel {
@@ -607,141 +403,5 @@ impl JobDB for MongoJobDB {
         };
         self.find_jobs(filter, doc! { "updatedAt": 1, "_id": 1 }, None)
             .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::now;
-
-    fn job() -> Job {
-        Job::new_scheduled(
-            JobSpec {
-                name: "mail".into(),
-                description: "weekly".into(),
-                schedule_time: now(),
-                job_type: JobType::Sms,
-                job_data: r#"{"to":"x"}"#.into(),
-            },
-            now(),
-        )
-    }
-
-    #[test]
-    fn document_round_trip_keeps_every_field() {
-        let job = Job {
-            status: JobStatus::Failed,
-            version: 7,
-            pending: PendingEvents {
-                create: false,
-                update: true,
-                run: true,
-            },
-            trace_parent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
-            ..job()
-        };
-        let document = job_to_document(&job);
-        for key in [
-            "_id",
-            "name",
-            "description",
-            "scheduleTime",
-            "createdAt",
-            "updatedAt",
-            "status",
-            "jobType",
-            "jobData",
-            "scheduledKey",
-            "version",
-            "pendingCreate",
-            "pendingUpdate",
-            "pendingRun",
-            "traceParent",
-        ] {
-            assert!(document.contains_key(key), "missing {key}");
-        }
-        assert_eq!(document.get_i32("status").unwrap(), 5);
-        assert_eq!(document.get_i32("jobType").unwrap(), 1);
-        assert_eq!(document.get_i32("outbox").unwrap(), 1);
-        assert_eq!(job_from_document(&document).unwrap(), job);
-    }
-
-    /// A server's command error with this code.
-    fn command_error(code: i32, name: &str) -> MongoError {
-        let command = bson::from_document(doc! { "code": code, "codeName": name, "errmsg": name })
-            .expect("a command error");
-        MongoError::from(ErrorKind::Command(command))
-    }
-
-    /// A write error, or a write-concern error, with this code and labels.
-    fn write_failure(concern: bool, code: i32, labels: &[&str]) -> MongoError {
-        let error = doc! { "code": code, "errmsg": "e", "errorLabels": labels };
-        let failure = if concern {
-            WriteFailure::WriteConcernError(bson::from_document(error).expect("wc error"))
-        } else {
-            WriteFailure::WriteError(bson::from_document(error).expect("write error"))
-        };
-        MongoError::from(ErrorKind::Write(failure))
-    }
-
-    #[test]
-    fn fail_over_shutdown_and_network_errors_are_unavailable_the_others_not() {
-        let transient = [
-            command_error(10107, "NotWritablePrimary"),
-            command_error(13435, "NotPrimaryNoSecondaryOk"),
-            command_error(189, "PrimarySteppedDown"),
-            command_error(91, "ShutdownInProgress"),
-            command_error(11600, "InterruptedAtShutdown"),
-            command_error(6, "HostUnreachable"),
-            command_error(89, "NetworkTimeout"),
-            write_failure(true, 64, &[]),
-            write_failure(true, 100, &[]),
-            MongoError::from(std::io::ErrorKind::ConnectionReset),
-        ];
-        for err in transient {
-            assert!(
-                matches!(map_err(err.clone()), StoreError::Unavailable(_)),
-                "{err}"
-            );
-        }
-        let refused = [
-            command_error(11000, "DuplicateKey"),
-            command_error(2, "BadValue"),
-            command_error(13, "Unauthorized"),
-            write_failure(false, 11000, &[]),
-            write_failure(false, 10107, &[]),
-            MongoError::custom("a fault of the caller"),
-        ];
-        for err in refused {
-            assert!(
-                matches!(map_err(err.clone()), StoreError::Other(_)),
-                "{err}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_retryable_label_makes_an_error_transient() {
-        let labelled = write_failure(true, 100, &[RETRYABLE_WRITE_ERROR]);
-        assert!(has_transient_label(&labelled));
-        assert!(!has_transient_label(&write_failure(true, 100, &[])));
-        assert!(!has_transient_label(&write_failure(
-            true,
-            100,
-            &["NoWritesPerformed"]
-        )));
-    }
-
-    #[test]
-    fn a_document_with_a_bad_field_is_reported_as_corrupt() {
-        let job = job();
-        let mut document = job_to_document(&job);
-        document.insert("status", 42);
-        let err = job_from_document(&document).unwrap_err();
-        assert_eq!(err, Unreadable::job(job.id, "status"));
-        document.insert("_id", "not an ObjectId");
-        let err = job_from_document(&document).unwrap_err();
-        assert_eq!(err.id, None, "{err}");
     }
 }
