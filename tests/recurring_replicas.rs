@@ -15,11 +15,22 @@ use chrono::{DateTime, TimeDelta, Utc};
 use common::{EventReader, kafka_brokers, processes::ServiceProcess, test_vars, var_of};
 use scheduler_service::{config::vars, grpc::proto};
 
-const JOBS: usize = 60;
-const RUNS: usize = 5;
+/// Jobs of the three-replica test, and runs of each: 60 × 5 by default
+/// (CI's size); `RECURRING_REPLICAS_JOBS=1000 RECURRING_REPLICAS_RUNS=60`
+/// is the full size of the issue (a thousand jobs every second for a
+/// minute).
+fn size(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .map_or(default, |value| value.parse().expect("a count"))
+}
 
 #[tokio::test]
 async fn three_replicas_on_postgres_publish_each_occurrence_exactly_once() {
+    let (jobs, runs_each) = (
+        size("RECURRING_REPLICAS_JOBS", 60),
+        size("RECURRING_REPLICAS_RUNS", 5),
+    );
     let dir = tempfile::tempdir().expect("temp dir");
     let env = test_vars(&[
         (vars::DATABASE_URI, &common::postgres_uri()),
@@ -41,14 +52,14 @@ async fn three_replicas_on_postgres_publish_each_occurrence_exactly_once() {
     // overlap `run`: no result is sent).
     let recurrence = proto::Recurrence {
         cron_expression: "* * * * * *".to_owned(),
-        max_runs: i64::try_from(RUNS).expect("small"),
+        max_runs: i64::try_from(runs_each).expect("a count"),
         catch_up: "each".to_owned(),
         catch_up_max: 1000,
         overlap: "run".to_owned(),
         ..Default::default()
     };
     let mut ids = HashSet::new();
-    for i in 0..JOBS {
+    for i in 0..jobs {
         let reply = clients[i % 3]
             .create_job(proto::CreateJobRequest {
                 name: format!("every second {i}"),
@@ -63,7 +74,7 @@ async fn three_replicas_on_postgres_publish_each_occurrence_exactly_once() {
     }
 
     let mut events = Vec::new();
-    while events.len() < JOBS * RUNS {
+    while events.len() < jobs * runs_each {
         // A bound on a hang, not a timing assertion.
         let event = runs
             .next(Duration::from_secs(90))
@@ -89,13 +100,13 @@ async fn three_replicas_on_postgres_publish_each_occurrence_exactly_once() {
     for (id, fired) in &by_job {
         let occurrences: HashSet<&String> = fired.iter().map(|(o, _)| o).collect();
         let keys: HashSet<i64> = fired.iter().map(|(_, k)| *k).collect();
-        assert_eq!(fired.len(), RUNS, "job {id}: {fired:?}");
+        assert_eq!(fired.len(), runs_each, "job {id}: {fired:?}");
         assert_eq!(
             occurrences.len(),
-            RUNS,
+            runs_each,
             "job {id}: an occurrence twice: {fired:?}"
         );
-        assert_eq!(keys.len(), RUNS, "job {id}: a key twice: {fired:?}");
+        assert_eq!(keys.len(), runs_each, "job {id}: a key twice: {fired:?}");
     }
 }
 
