@@ -89,6 +89,10 @@ pub fn timing(expression: &str) -> Timing {
     Timing::new(Schedule::Cron(cron), Bounds::default(), Jitter::default()).expect("timing")
 }
 
+/// Firings taken off the timer's channel at once, at most: the service's
+/// largest batch.
+const BATCH: usize = 512;
+
 /// The timer, each job armed for its first occurrence; a task reads the
 /// firings, records each and re-arms the job for the occurrence after it.
 fn add_timer(timings: Vec<Timing>, lateness: Arc<Recorder>) -> Added {
@@ -98,17 +102,23 @@ fn add_timer(timings: Vec<Timing>, lateness: Arc<Recorder>) -> Added {
     let rearm = (timer.clone(), timings.clone());
     tokio::spawn(async move {
         let (timer, timings) = rearm;
-        while let Some(firing) = firings.recv().await {
-            lateness.record_due(firing.due_ms * 1000);
-            // The fire token is the job's index in `timings`.
-            let timing = &timings[firing.fire_token as usize];
-            if let Some(next) = timing.next_after(firing.due(), 0) {
-                timer.arm(
+        let mut batch = Vec::with_capacity(BATCH);
+        // As the service's firing loop: what is due is taken in a batch
+        // (each firing recorded as it is taken), then re-armed at once.
+        while firings.recv_many(&mut batch, BATCH).await > 0 {
+            for firing in &batch {
+                lateness.record_due(firing.due_ms * 1000);
+            }
+            timer.arm_many(batch.drain(..).filter_map(|firing| {
+                // The fire token is the job's index in `timings`.
+                let timing = &timings[firing.fire_token as usize];
+                let next = timing.next_after(firing.due(), 0)?;
+                Some((
                     firing.id,
                     timing.fire_time(&firing.id, &next),
                     firing.fire_token,
-                );
-            }
+                ))
+            }));
         }
     });
     let phase = AddPhase::begin();
