@@ -42,6 +42,15 @@ use crate::{
 pub async fn measure_cron(config: Config, cron: Cron) -> Outcome {
     let load = load_average();
     let n = config.jobs;
+    // The parsed schedules are our subjects' input, as the offsets of
+    // one-shot jobs: made before the RSS is read, so that the memory per
+    // job is the scheduler's (the timer's; for the firing path, the store's
+    // jobs, which hold their own copy). The peer parses its own.
+    let timings: Vec<Timing> = if config.subject == Subject::Peer {
+        Vec::new()
+    } else {
+        (0..n).map(|i| timing(&cron.expression(i))).collect()
+    };
     // The rounds start on the first whole second after `margin` from now.
     let start_us = ((now_us() + config.margin.as_micros() as i64) / 1_000_000 + 1) * 1_000_000;
     let rounds = Rounds::new(
@@ -52,11 +61,6 @@ pub async fn measure_cron(config: Config, cron: Cron) -> Outcome {
     let end_us = rounds.end_us();
     let owed = n * cron.rounds as usize;
     let lateness = Recorder::counting(owed, Some(rounds));
-    // The parsed schedules are the input, as the offsets of one-shot jobs:
-    // made before the RSS is read, so that the memory per job is the
-    // scheduler's (the timer's; the store's jobs, which hold their own
-    // copy, for the firing path).
-    let timings: Vec<Timing> = (0..n).map(|i| timing(&cron.expression(i))).collect();
 
     // Let the runtime settle (workers up, first allocations made).
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
