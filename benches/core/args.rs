@@ -5,10 +5,10 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use clap::{CommandFactory, Parser, error::ErrorKind};
+use clap::{CommandFactory, Parser, ValueEnum, error::ErrorKind};
 
 use crate::{
-    config::{Config, Subject},
+    config::{Config, Cron, Subject},
     support::{BARE_RUN_HELP, bench_args, number},
 };
 
@@ -63,6 +63,38 @@ struct Args {
     /// be), as SVG: per job count N, core-lateness-N.svg and core-cost-N.svg.
     #[arg(long, value_name = "DIR", conflicts_with = "one")]
     plot: Option<PathBuf>,
+    /// One-shot jobs over a window, or recurring cron jobs that fire every
+    /// --period-secs (subjects timer, service and tokio-cron-scheduler;
+    /// jobs [default: 100000]).
+    #[arg(long, value_enum, default_value = "once")]
+    schedule: Kind,
+    /// cron: seconds between two firings of a job, a divisor of 60
+    /// [default: 60, smoke 1].
+    #[arg(long, value_name = "S", value_parser = period)]
+    period_secs: Option<u32>,
+    /// cron: periods measured [default: 2].
+    #[arg(long, value_name = "K", value_parser = number::<u32>)]
+    rounds: Option<u32>,
+}
+
+/// What the jobs are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Kind {
+    /// One-shot jobs due at random over --window-secs.
+    Once,
+    /// Recurring 6-field cron jobs (see `config::Cron`).
+    Cron,
+}
+
+/// A cron period: a divisor of 60 seconds.
+fn period(s: &str) -> Result<u32, String> {
+    number::<u32>(s).and_then(|p| {
+        if p > 0 && 60 % p == 0 {
+            Ok(p)
+        } else {
+            Err(format!("{p} does not divide 60"))
+        }
+    })
 }
 
 /// A list of subjects given on the command line.
@@ -119,53 +151,96 @@ pub fn parse() -> Mode {
 impl Args {
     fn mode(self, bare: bool) -> Result<Mode, String> {
         let smoke = bare || self.smoke;
-        let window = self.window_secs.unwrap_or(if smoke { 1.0 } else { 10.0 });
-        let margin = self.margin_secs.or(smoke.then_some(0.5));
-        let config = |subject, jobs: usize| Config {
-            subject,
-            jobs,
-            window: Duration::from_secs_f64(window),
-            // The window opens after the add phase: by default 2 s + 3 µs per
-            // job (2.03 s at 10k, 2.3 s at 100k, 5 s at 1M), the same for every
-            // subject at a given N.
-            margin: Duration::from_secs_f64(margin.unwrap_or(2.0 + 3e-6 * jobs as f64)),
-            grace: Duration::from_secs_f64(self.grace_secs),
-            seed: self.seed,
-        };
-        let jobs = if !self.jobs.is_empty() {
-            self.jobs
-        } else if smoke {
-            vec![1_000]
-        } else {
-            vec![10_000, 100_000, 1_000_000]
-        };
+        let cron = (self.schedule == Kind::Cron).then(|| self.cron(smoke));
+        let jobs = self.jobs(smoke, cron.is_some());
         if self.one {
             let subject = self.subject.ok_or("--one needs --subject")?;
             let [n] = jobs[..] else {
                 return Err("--one needs exactly one --jobs value".into());
             };
-            return Ok(Mode::One(config(subject, n)));
+            return Ok(Mode::One(self.config(smoke, cron)(subject, n)));
         }
-        let core = self.core.map_or_else(
-            || Subject::ALL.into_iter().filter(|s| s.is_core()).collect(),
-            |s| s.0,
-        );
-        let peers = self.peer.map_or_else(
-            || {
-                vec![
-                    Subject::Peer,
-                    Subject::DelayQueue,
-                    Subject::ProtoThreadTimer,
-                ]
-            },
-            |s| s.0,
-        );
+        let mut configs = self.configs(smoke, cron, &jobs)?;
+        if bare {
+            // `cargo test --all-targets`: the recurring smoke too.
+            let cron = Args::parse_from(["core", "--schedule", "cron"]);
+            configs.extend(cron.configs(true, Some(cron.cron(true)), &cron.jobs(true, true))?);
+        }
+        Ok(Mode::Matrix {
+            configs,
+            runs: self.runs.unwrap_or(if smoke { 1 } else { 3 }).max(1),
+            smoke,
+            plot: self.plot,
+        })
+    }
+
+    /// The recurring input of `--schedule cron`.
+    fn cron(&self, smoke: bool) -> Cron {
+        Cron {
+            period_s: self.period_secs.unwrap_or(if smoke { 1 } else { 60 }),
+            rounds: self.rounds.unwrap_or(2),
+        }
+    }
+
+    /// The job counts of the core subjects.
+    fn jobs(&self, smoke: bool, cron: bool) -> Vec<usize> {
+        if !self.jobs.is_empty() {
+            self.jobs.clone()
+        } else if smoke {
+            vec![1_000]
+        } else if cron {
+            vec![100_000]
+        } else {
+            vec![10_000, 100_000, 1_000_000]
+        }
+    }
+
+    /// How a configuration of `subject` at `jobs` is built from the flags.
+    fn config(&self, smoke: bool, cron: Option<Cron>) -> impl Fn(Subject, usize) -> Config {
+        let window = self.window_secs.unwrap_or(if smoke { 1.0 } else { 10.0 });
+        let margin = self.margin_secs.or(smoke.then_some(0.5));
+        let (grace, seed) = (self.grace_secs, self.seed);
+        move |subject, jobs: usize| Config {
+            subject,
+            jobs,
+            window: Duration::from_secs_f64(window),
+            // The window opens after the add phase: by default 2 s + 3 µs per
+            // job (2.03 s at 10k, 2.3 s at 100k, 5 s at 1M), the same for every
+            // subject at a given N; for cron jobs, whose adds parse an
+            // expression, 2 s + 20 µs per job (4 s at 100k).
+            margin: Duration::from_secs_f64(
+                margin.unwrap_or(2.0 + if cron.is_some() { 2e-5 } else { 3e-6 } * jobs as f64),
+            ),
+            // A recurring smoke stops 1 s after its last round.
+            grace: Duration::from_secs_f64(if smoke && cron.is_some() {
+                grace.min(1.0)
+            } else {
+                grace
+            }),
+            seed,
+            cron,
+        }
+    }
+
+    /// Every configuration of the matrix, sorted by (jobs, subject).
+    fn configs(
+        &self,
+        smoke: bool,
+        cron: Option<Cron>,
+        jobs: &[usize],
+    ) -> Result<Vec<Config>, String> {
+        let (core, peers) = self.subjects(cron.is_some());
+        if let Some(s) = cron.and(core.iter().chain(&peers).find(|s| !s.runs_cron())) {
+            return Err(format!("{} has no --schedule cron", s.name()));
+        }
+        let config = self.config(smoke, cron);
         let peer_jobs = self
             .peer_jobs
+            .clone()
             .or(smoke.then(|| vec![200]))
-            .unwrap_or_else(|| jobs.clone());
+            .unwrap_or_else(|| jobs.to_vec());
         let mut configs = Vec::new();
-        for &n in &jobs {
+        for &n in jobs {
             for &s in core
                 .iter()
                 .chain(peers.iter().filter(|&&s| s != Subject::Peer))
@@ -174,17 +249,37 @@ impl Args {
             }
         }
         if peers.contains(&Subject::Peer) {
-            for &n in &peer_jobs {
-                configs.push(config(Subject::Peer, n));
-            }
+            configs.extend(peer_jobs.iter().map(|&n| config(Subject::Peer, n)));
         }
         configs.sort_by_key(|c| (c.jobs, c.subject));
-        let runs = self.runs.unwrap_or(if smoke { 1 } else { 3 }).max(1);
-        Ok(Mode::Matrix {
-            configs,
-            runs,
-            smoke,
-            plot: self.plot,
-        })
+        Ok(configs)
+    }
+
+    /// The core subjects and the peers asked for, or the defaults.
+    fn subjects(&self, cron: bool) -> (Vec<Subject>, Vec<Subject>) {
+        let core = self.core.clone().map_or_else(
+            || {
+                Subject::ALL
+                    .into_iter()
+                    .filter(|s| s.is_core() && (!cron || s.runs_cron()))
+                    .collect()
+            },
+            |s| s.0,
+        );
+        let peers = self.peer.clone().map_or_else(
+            || {
+                if cron {
+                    vec![Subject::Peer]
+                } else {
+                    vec![
+                        Subject::Peer,
+                        Subject::DelayQueue,
+                        Subject::ProtoThreadTimer,
+                    ]
+                }
+            },
+            |s| s.0,
+        );
+        (core, peers)
     }
 }

@@ -1,7 +1,7 @@
 //! What one configuration of the core bench is: the subject measured (the
 //! timer, the firing path, the peer, the baseline or the prototype) and its
-//! input, and how a configuration is handed to the fresh process that runs
-//! it (`--one`).
+//! input (one-shot jobs over a window, or recurring cron jobs), and how a
+//! configuration is handed to the fresh process that runs it (`--one`).
 
 use std::time::Duration;
 
@@ -56,6 +56,11 @@ impl Subject {
         Subject::ALL.into_iter().find(|s| s.name() == name)
     }
 
+    /// Whether it runs recurring cron jobs (`--schedule cron`).
+    pub fn runs_cron(self) -> bool {
+        matches!(self, Subject::Timer | Subject::Service | Subject::Peer)
+    }
+
     /// The product's own subjects, as against the peer, the baseline and
     /// the prototype.
     pub fn is_core(self) -> bool {
@@ -63,6 +68,37 @@ impl Subject {
             self,
             Subject::Peer | Subject::DelayQueue | Subject::ProtoThreadTimer
         )
+    }
+}
+
+/// The recurring input (`--schedule cron`): job i runs the 6-field cron
+/// expression that fires every `period_s` seconds at second
+/// `i mod period_s` of each period (`"{s} * * * * *"` for a period of a
+/// minute), so that the jobs fire every period, spread over its seconds
+/// rather than all in one. The firings of `rounds` whole periods, from the
+/// first whole second `margin` after the start, are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cron {
+    /// Seconds between two firings of a job: a divisor of 60.
+    pub period_s: u32,
+    /// Periods measured.
+    pub rounds: u32,
+}
+
+impl Cron {
+    /// Job `i`'s expression (6 fields, with seconds).
+    pub fn expression(&self, i: usize) -> String {
+        let second = i % self.period_s as usize;
+        if self.period_s == 60 {
+            format!("{second} * * * * *")
+        } else {
+            format!("{second}-59/{} * * * * *", self.period_s)
+        }
+    }
+
+    /// The second of its period at which job `i` fires.
+    pub fn offset_s(&self, i: usize) -> i64 {
+        (i % self.period_s as usize) as i64
     }
 }
 
@@ -78,12 +114,14 @@ pub struct Config {
     /// How long after the window closes firings are still waited for.
     pub grace: Duration,
     pub seed: u64,
+    /// Recurring cron jobs instead of one-shot jobs (`window` unused).
+    pub cron: Option<Cron>,
 }
 
 impl Config {
     /// The arguments that run this configuration alone (`--one`).
     pub fn args(&self) -> Vec<String> {
-        vec![
+        let mut args: Vec<String> = vec![
             "--one".into(),
             "--subject".into(),
             self.subject.name().into(),
@@ -97,6 +135,17 @@ impl Config {
             self.grace.as_secs_f64().to_string(),
             "--seed".into(),
             self.seed.to_string(),
-        ]
+        ];
+        if let Some(cron) = self.cron {
+            args.extend([
+                "--schedule".into(),
+                "cron".into(),
+                "--period-secs".into(),
+                cron.period_s.to_string(),
+                "--rounds".into(),
+                cron.rounds.to_string(),
+            ]);
+        }
+        args
     }
 }

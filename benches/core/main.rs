@@ -16,6 +16,10 @@
 //! not the product) shows what a fix of the millisecond lateness floor of
 //! tokio's timer would give; BENCHMARKS.md discusses it.
 //!
+//! With `--schedule cron`, the jobs are recurring: N cron jobs that each
+//! fire every minute (`cron`), for the timer re-armed by the domain's next
+//! occurrence, the firing path and the peer.
+//!
 //! Every configuration runs in a fresh process (the binary re-executes itself
 //! with `--one`), so that peak RSS figures do not mix. See BENCHMARKS.md.
 //!
@@ -25,15 +29,17 @@
 //! cargo bench --bench core -- --jobs 100000 --window-secs 10 --peer tokio-cron-scheduler
 //! cargo bench --bench core -- --jobs 100000 --core timer,service \
 //!   --peer tokio-cron-scheduler,delay-queue --plot docs/benchmarks   # and the charts
+//! cargo bench --bench core -- --schedule cron --jobs 100000 --rounds 2   # recurring
 //! ```
 //!
 //! Modules: `args` (the command line), `config` (subjects and their input),
 //! `matrix` (the parent process), `measure` (the child: one configuration),
-//! `subjects` and `proto_timer` (what is measured), `report` (the tables),
+//! `subjects`, `cron` and `proto_timer` (what is measured), `report` (the tables),
 //! `plot` (the charts, `--plot DIR`).
 
 mod args;
 mod config;
+mod cron;
 mod matrix;
 mod measure;
 mod plot;

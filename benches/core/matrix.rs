@@ -22,10 +22,27 @@ pub type Runs = BTreeMap<(usize, Subject), Vec<Outcome>>;
 /// The medians of each configuration's runs, by (jobs, subject).
 pub type Medians = BTreeMap<(usize, Subject), Outcome>;
 
-/// Runs the matrix, prints its report and draws its charts into `plot`;
-/// fails if a run failed, a chart could not be written or, in the smoke
-/// configuration, a core subject did not fire every job.
+/// Runs the matrix (its one-shot configurations, then its recurring ones,
+/// each with its own report); fails if any part failed.
 pub fn matrix(configs: &[Config], runs: usize, smoke: bool, plot: Option<&Path>) -> ExitCode {
+    let (once, cron): (Vec<Config>, Vec<Config>) = configs.iter().partition(|c| c.cron.is_none());
+    let mut ok = true;
+    for part in [once, cron] {
+        if !part.is_empty() {
+            ok &= report_part(&part, runs, smoke, plot);
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Runs configurations of one kind, prints their report and draws their
+/// charts into `plot`; false if a run failed, a chart could not be written
+/// or, in the smoke configuration, a core subject missed a firing.
+fn report_part(configs: &[Config], runs: usize, smoke: bool, plot: Option<&Path>) -> bool {
     eprintln!(
         "{} configurations × {runs} run(s), each in a fresh process; {}",
         configs.len(),
@@ -67,17 +84,13 @@ pub fn matrix(configs: &[Config], runs: usize, smoke: bool, plot: Option<&Path>)
 
     if smoke {
         for m in medians.values() {
-            if Subject::parse(&m.subject).is_some_and(Subject::is_core) && m.fired != m.jobs {
-                eprintln!("smoke: {} fired {} of {}", m.subject, m.fired, m.jobs);
+            if Subject::parse(&m.subject).is_some_and(Subject::is_core) && m.fired != m.owed {
+                eprintln!("smoke: {} fired {} of {}", m.subject, m.fired, m.owed);
                 failed = true;
             }
         }
     }
-    if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    !failed
 }
 
 /// Every run, printed as it ends, and whether any failed. Runs are

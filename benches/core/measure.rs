@@ -18,6 +18,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use crate::{
     config::{Config, Subject},
+    cron::measure_cron,
     proto_timer::add_proto_thread_timer,
     report::Outcome,
     subjects::{add_delay_queue, add_peer, add_service, add_timer},
@@ -37,7 +38,12 @@ pub fn run_one(config: Config) -> Outcome {
         .expect("runtime");
     // Everything, the add loop included, runs on the two workers.
     let outcome = runtime
-        .block_on(async move { tokio::spawn(measure(config)).await })
+        .block_on(async move {
+            match config.cron {
+                Some(cron) => tokio::spawn(measure_cron(config, cron)).await,
+                None => tokio::spawn(measure(config)).await,
+            }
+        })
         .expect("benchmark task");
     // The process exits next: skip dropping millions of entries.
     std::mem::forget(runtime);
@@ -57,15 +63,67 @@ pub fn at_ms(ms: i64) -> DateTime<Utc> {
 pub struct Recorder {
     slots: Box<[AtomicI64]>,
     count: AtomicUsize,
+    /// Recurring jobs: only the firings due in these rounds are recorded.
+    rounds: Option<Rounds>,
+}
+
+/// The rounds of a recurring run: `fired.len()` periods of `period_us`
+/// from `start_us` (Unix µs), and how many firings were due in each.
+pub struct Rounds {
+    pub start_us: i64,
+    pub period_us: i64,
+    fired: Box<[AtomicUsize]>,
+}
+
+impl Rounds {
+    pub fn new(start_us: i64, period_us: i64, rounds: usize) -> Self {
+        Rounds {
+            start_us,
+            period_us,
+            fired: (0..rounds).map(|_| AtomicUsize::new(0)).collect(),
+        }
+    }
+
+    /// Unix µs at which the last round ends.
+    pub fn end_us(&self) -> i64 {
+        self.start_us + self.period_us * self.fired.len() as i64
+    }
 }
 
 const EMPTY: i64 = i64::MIN;
 
 impl Recorder {
-    fn new(n: usize) -> Arc<Self> {
+    pub fn new(n: usize) -> Arc<Self> {
+        Self::counting(n, None)
+    }
+
+    /// Room for `n` firings; with `rounds`, only those due in them count.
+    pub fn counting(n: usize, rounds: Option<Rounds>) -> Arc<Self> {
         Arc::new(Recorder {
             slots: (0..n).map(|_| AtomicI64::new(EMPTY)).collect(),
             count: AtomicUsize::new(0),
+            rounds,
+        })
+    }
+
+    /// Records a firing due at `due_us` (Unix µs) happening now; with
+    /// rounds, only if it was due in one of them.
+    pub fn record_due(&self, due_us: i64) {
+        let lateness_us = now_us() - due_us;
+        if let Some(r) = &self.rounds {
+            let round = usize::try_from((due_us - r.start_us).div_euclid(r.period_us)).ok();
+            match round.and_then(|k| r.fired.get(k)) {
+                Some(fired) => fired.fetch_add(1, Ordering::Relaxed),
+                None => return,
+            };
+        }
+        self.record(lateness_us);
+    }
+
+    /// The firings counted in each round (none without rounds).
+    pub fn per_round(&self) -> Vec<usize> {
+        self.rounds.as_ref().map_or_else(Vec::new, |r| {
+            r.fired.iter().map(|f| f.load(Ordering::Relaxed)).collect()
         })
     }
 
@@ -76,13 +134,13 @@ impl Recorder {
         }
     }
 
-    fn count(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.count.load(Ordering::Relaxed)
     }
 
     /// The distribution of what was recorded, and how many were early
     /// (negative).
-    fn summary(&self) -> (Option<Latencies>, usize) {
+    pub fn summary(&self) -> (Option<Latencies>, usize) {
         let recorded = self
             .slots
             .iter()
@@ -100,6 +158,8 @@ pub struct Added {
     add: Duration,
     rss_before_kib: u64,
     rss_after_kib: u64,
+    /// Whether the add phase ended after the first due time.
+    overran: bool,
     /// Whatever must live until the end of the run.
     _keep: Box<dyn Any + Send>,
 }
@@ -136,8 +196,16 @@ impl AddPhase {
             add,
             rss_before_kib: self.rss_before_kib,
             rss_after_kib: status_kib("self", "VmRSS:"),
+            overran: false,
             _keep: Box::new(keep),
         }
+    }
+}
+
+impl Added {
+    /// Notes whether the add phase ended at or after `first_due_ms` (Unix ms).
+    pub fn overran_at(&mut self, first_due_ms: i64) {
+        self.overran = self.t0_ms + self.add.as_millis() as i64 >= first_due_ms;
     }
 }
 
@@ -184,15 +252,48 @@ async fn measure(config: Config) -> Outcome {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let rss_start_kib = status_kib("self", "VmRSS:");
 
-    let added = add_all(&config, &offsets, &lateness, &requested).await;
-    let add_end_ms = added.t0_ms + added.add.as_millis() as i64;
-    let add_overran = add_end_ms >= added.t0_ms + first_due;
+    let mut added = add_all(&config, &offsets, &lateness, &requested).await;
+    added.overran_at(added.t0_ms + first_due);
 
     let deadline_ms = added.t0_ms + margin_ms + window_ms + config.grace.as_millis() as i64;
-    while lateness.count() < n && now_ms() < deadline_ms {
+    let fired = await_firings(&lateness, n, deadline_ms).await;
+    let run = Run {
+        config: &config,
+        added: &added,
+        rss_start_kib,
+        load,
+    };
+    outcome(&run, fired, n, &lateness, &requested)
+}
+
+/// Waits until `owed` firings were recorded or `deadline_ms` (Unix ms)
+/// passed; how many were.
+pub async fn await_firings(lateness: &Recorder, owed: usize, deadline_ms: i64) -> usize {
+    while lateness.count() < owed && now_ms() < deadline_ms {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let fired = lateness.count().min(n);
+    lateness.count().min(owed)
+}
+
+/// What a run knows besides its firings: its configuration, its add
+/// phase, the RSS before the subject started and the load at the start.
+pub struct Run<'a> {
+    pub config: &'a Config,
+    pub added: &'a Added,
+    pub rss_start_kib: u64,
+    pub load: f64,
+}
+
+/// The run's figures: `fired` of the `owed` firings, their lateness, the
+/// peer's lateness against the requested time, memory and CPU.
+pub fn outcome(
+    run: &Run,
+    fired: usize,
+    owed: usize,
+    lateness: &Recorder,
+    requested: &Recorder,
+) -> Outcome {
+    let (config, added, n) = (run.config, run.added, run.config.jobs);
     // Memory and CPU are read before the summary, which is the bench's own
     // work and not part of the run.
     let peak_kib = status_kib("self", "VmHWM:");
@@ -206,8 +307,11 @@ async fn measure(config: Config) -> Outcome {
         subject: config.subject.name().into(),
         jobs: n,
         add_ms: added.add.as_secs_f64() * 1000.0,
-        add_overran,
+        add_overran: added.overran,
         fired,
+        owed,
+        fired_per_round: lateness.per_round(),
+        period_s: config.cron.map_or(0, |c| c.period_s),
         p50_ms: percentiles.map(|p| p.p50_ms),
         p99_ms: percentiles.map(|p| p.p99_ms),
         max_ms: percentiles.map(|p| p.max_ms),
@@ -217,9 +321,9 @@ async fn measure(config: Config) -> Outcome {
         requested_p99_ms: requested_percentiles.map(|p| p.p99_ms),
         requested_early,
         peak_rss_mb: peak_kib as f64 / 1024.0,
-        peak_added_mb: peak_kib.saturating_sub(rss_start_kib) as f64 / 1024.0,
+        peak_added_mb: peak_kib.saturating_sub(run.rss_start_kib) as f64 / 1024.0,
         bytes_per_pending: (grown * 1024) as f64 / n.max(1) as f64,
         cpu_s,
-        load,
+        load: run.load,
     }
 }

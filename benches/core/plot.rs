@@ -34,9 +34,15 @@ pub fn draw(dir: &Path, results: &Runs, medians: &Medians) -> Result<Vec<PathBuf
             .filter(|((jobs, _), _)| *jobs == n)
             .map(|(&(_, subject), runs)| (subject, runs.as_slice()))
             .collect();
-        let lateness = dir.join(format!("core-lateness-{n}.svg"));
+        // Recurring runs (`--schedule cron`) get charts of their own.
+        let cron = at_n
+            .iter()
+            .flat_map(|(_, runs)| runs.iter())
+            .any(|o| o.period_s > 0);
+        let prefix = if cron { "core-cron" } else { "core" };
+        let lateness = dir.join(format!("{prefix}-lateness-{n}.svg"));
         lateness_chart(n, &at_n).write(&lateness)?;
-        let cost = dir.join(format!("core-cost-{n}.svg"));
+        let cost = dir.join(format!("{prefix}-cost-{n}.svg"));
         cost_chart(n, &at_n, medians).write(&cost)?;
         files.extend([lateness, cost]);
     }
@@ -56,12 +62,31 @@ fn color(subject: Subject) -> RGBColor {
     }]
 }
 
+/// "100,000 one-shot jobs", or "100,000 cron jobs every minute, 2 rounds".
+fn what(n: usize, at_n: &[(Subject, &[Outcome])]) -> String {
+    let first = at_n.first().and_then(|(_, runs)| runs.first());
+    match first.filter(|o| o.period_s > 0) {
+        None => format!("{} one-shot jobs", count(n)),
+        Some(o) if o.period_s == 60 => format!(
+            "{} cron jobs every minute, {} minutes",
+            count(n),
+            o.fired_per_round.len()
+        ),
+        Some(o) => format!(
+            "{} cron jobs every {} s, {} rounds",
+            count(n),
+            o.period_s,
+            o.fired_per_round.len()
+        ),
+    }
+}
+
 fn lateness_chart(n: usize, at_n: &[(Subject, &[Outcome])]) -> LatencyChart {
     let lines = at_n
         .iter()
         .filter_map(|&(subject, runs)| {
             let run = median_run(runs, |r| r.p99_ms)?;
-            let fired = run.fired as f64 / run.jobs.max(1) as f64;
+            let fired = run.fired_share();
             let label = format!(
                 "{}: {}; {} % fired",
                 subject.name(),
@@ -73,7 +98,7 @@ fn lateness_chart(n: usize, at_n: &[(Subject, &[Outcome])]) -> LatencyChart {
         .collect();
     let runs = at_n.first().map_or(0, |(_, runs)| runs.len());
     LatencyChart {
-        title: format!("Firing lateness, {} one-shot jobs", count(n)),
+        title: format!("Firing lateness, {}", what(n, at_n)),
         x_desc: "lateness: firing time − due time (log scale)".into(),
         y_desc: "jobs fired within it".into(),
         note: format!(
@@ -98,7 +123,7 @@ fn cost_chart(n: usize, at_n: &[(Subject, &[Outcome])], medians: &Medians) -> Ba
     };
     let runs = at_n.first().map_or(0, |(_, runs)| runs.len());
     BarChart {
-        title: format!("Cost of scheduling {} one-shot jobs", count(n)),
+        title: format!("Cost of scheduling {}", what(n, at_n)),
         note: format!(
             "Bars: medians of {runs} run(s), dots: each run. Memory: RSS growth over the add phase ÷ jobs."
         ),

@@ -23,6 +23,15 @@ pub struct Outcome {
     pub add_overran: bool,
     /// Firings seen by the end of the window plus the grace period.
     pub fired: usize,
+    /// Firings owed: one per job, or for cron jobs one per job and round.
+    #[serde(default)]
+    pub owed: usize,
+    /// Cron jobs: the firings of each round (period), in order.
+    #[serde(default)]
+    pub fired_per_round: Vec<usize>,
+    /// Cron jobs: seconds between two firings of a job (0: one-shot jobs).
+    #[serde(default)]
+    pub period_s: u32,
     /// Lateness percentiles over the firings seen (ms).
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
@@ -53,6 +62,28 @@ pub struct Outcome {
     pub load: f64,
 }
 
+impl Outcome {
+    /// The share of the firings owed that happened.
+    pub fn fired_share(&self) -> f64 {
+        self.fired as f64 / self.owed.max(1) as f64
+    }
+}
+
+/// "per minute: 100.0 %, 100.0 %": each round's share of the jobs fired.
+fn per_round(o: &Outcome) -> String {
+    let shares: Vec<String> = o
+        .fired_per_round
+        .iter()
+        .map(|&f| format!("{:.1} %", 100.0 * f as f64 / o.jobs.max(1) as f64))
+        .collect();
+    let period = if o.period_s == 60 {
+        "minute".to_owned()
+    } else {
+        format!("{} s", o.period_s)
+    };
+    format!("fired per {period}: {}", shares.join(", "))
+}
+
 /// The median of each figure independently.
 pub fn median_outcome(runs: &[Outcome]) -> Outcome {
     let f = |g: fn(&Outcome) -> f64| median(runs.iter().map(g).collect());
@@ -64,6 +95,17 @@ pub fn median_outcome(runs: &[Outcome]) -> Outcome {
         add_ms: f(|r| r.add_ms),
         add_overran: runs.iter().any(|r| r.add_overran),
         fired: u(|r| r.fired),
+        owed: u(|r| r.owed),
+        fired_per_round: (0..runs[0].fired_per_round.len())
+            .map(|k| {
+                median(
+                    runs.iter()
+                        .map(|r| r.fired_per_round.get(k).copied().unwrap_or(0))
+                        .collect(),
+                )
+            })
+            .collect(),
+        period_s: runs[0].period_s,
         p50_ms: o(|r| r.p50_ms),
         p99_ms: o(|r| r.p99_ms),
         max_ms: o(|r| r.max_ms),
@@ -96,7 +138,10 @@ pub fn row(o: &Outcome, note: Option<String>) -> String {
     if o.early > 0 {
         notes.push(format!("{} fired early", o.early));
     }
-    if o.subject == Subject::Peer.name() {
+    if !o.fired_per_round.is_empty() {
+        notes.push(per_round(o));
+    }
+    if o.subject == Subject::Peer.name() && o.period_s == 0 {
         notes.push(format!(
             "lateness vs its whole-second due time; vs requested: p50 {} p99 {}, {} early",
             ms(o.requested_p50_ms),
@@ -111,7 +156,7 @@ pub fn row(o: &Outcome, note: Option<String>) -> String {
         o.add_ms,
         o.jobs as f64 / (o.add_ms / 1000.0),
         o.fired,
-        100.0 * o.fired as f64 / o.jobs as f64,
+        100.0 * o.fired_share(),
         ms(o.p50_ms),
         ms(o.p99_ms),
         ms(o.max_ms),
@@ -168,6 +213,15 @@ pub fn targets(medians: &BTreeMap<(usize, Subject), Outcome>) -> String {
     let mut out = String::from("\n## Targets\n\n");
     for ((n, subject), m) in medians {
         if !subject.is_core() {
+            continue;
+        }
+        if m.period_s > 0 {
+            targets_cron(
+                &mut out,
+                subject.name(),
+                m,
+                medians.get(&(*n, Subject::Peer)),
+            );
             continue;
         }
         if *n == 1_000_000 {
@@ -258,4 +312,40 @@ fn targets_at_100k(out: &mut String, name: &str, m: &Outcome, peer: Option<&Outc
         peer.jobs - peer.fired,
         100.0 * (peer.jobs - peer.fired) as f64 / peer.jobs as f64
     );
+}
+
+/// Recurring cron jobs: every job fired in every round with p99 < 5 ms, the
+/// timer at most 64 B per armed job; the peer's figures beside.
+fn targets_cron(out: &mut String, name: &str, m: &Outcome, peer: Option<&Outcome>) {
+    let n = m.jobs;
+    let every_round = !m.fired_per_round.is_empty() && m.fired_per_round.iter().all(|&f| f == n);
+    let _ = writeln!(
+        out,
+        "- {name} @ {n} cron jobs: every job fired in every round: {} ({}); p99 < 5 ms: {} ({} ms)",
+        mark(every_round),
+        per_round(m),
+        mark(m.p99_ms.is_some_and(|p| p < 5.0)),
+        ms(m.p99_ms)
+    );
+    if name == Subject::Timer.name() {
+        let _ = writeln!(
+            out,
+            "- {name} @ {n} cron jobs: ≤ 64 bytes per armed job: {} ({:.0} B)",
+            mark(m.bytes_per_pending <= 64.0),
+            m.bytes_per_pending
+        );
+    }
+    if let Some(peer) = peer {
+        let _ = writeln!(
+            out,
+            "- tokio-cron-scheduler @ {} cron jobs: {} fired ({:.1} %), p50 {} ms, p99 {} ms, {:.0} B per job ({})",
+            peer.jobs,
+            peer.fired,
+            100.0 * peer.fired_share(),
+            ms(peer.p50_ms),
+            ms(peer.p99_ms),
+            peer.bytes_per_pending,
+            per_round(peer)
+        );
+    }
 }

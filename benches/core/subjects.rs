@@ -18,6 +18,7 @@ use scheduler_service::{
     telemetry::metrics::Metrics,
     timer::Timer,
 };
+use tokio::task::JoinHandle;
 use tokio_cron_scheduler::{Job as PeerJob, JobScheduler};
 use tokio_util::{sync::CancellationToken, task::TaskTracker, time::DelayQueue};
 
@@ -66,8 +67,14 @@ impl JobsProducer for RecordingProducer {
     async fn publish(&self, kind: EventKind, job: &Job) -> Result<(), BrokerError> {
         self.inner.publish(kind, job).await?;
         if kind == EventKind::Run {
-            self.lateness
-                .record(now_us() - job.spec.schedule_time.timestamp_micros());
+            // A recurring job's run stands for an occurrence; its schedule
+            // time is already the next one's.
+            let due = job
+                .recurrence
+                .as_ref()
+                .and_then(|r| r.run.as_ref())
+                .map_or(job.spec.schedule_time, |run| run.occurrence);
+            self.lateness.record_due(due.timestamp_micros());
         }
         Ok(())
     }
@@ -86,27 +93,8 @@ pub async fn add_service(
     via_create: bool,
     look_ahead: Duration,
 ) -> Added {
-    let shutdown = CancellationToken::new();
-    let (timer, firings) = Timer::start(shutdown.clone());
-    let db = Arc::new(MemoryJobDB::new());
-    let producer = Arc::new(RecordingProducer {
-        inner: NullProducer,
-        lateness,
-    });
-    let settings = SchedulerSettings {
-        look_ahead,
-        ..SchedulerSettings::default()
-    };
-    let service = JobService::new(
-        db.clone(),
-        producer,
-        timer.clone(),
-        settings,
-        Metrics::new(),
-    );
-    let tasks = TaskTracker::new();
-    let firing_loop = tokio::spawn(service.clone().run_firing(firings, tasks, shutdown.clone()));
-
+    let (service, keep) = start_service(lateness, look_ahead);
+    let (db, timer) = (keep.db.clone(), service.timer().clone());
     let phase = AddPhase::begin();
     let t0_ms = phase.t0_ms;
     for off in offsets {
@@ -131,7 +119,40 @@ pub async fn add_service(
             timer.arm(job.id, due, job.fire_token);
         }
     }
-    phase.end((service, firing_loop, shutdown))
+    phase.end((service, keep))
+}
+
+/// What keeps a started firing path running: its store, its firing loop
+/// and the token that stops it.
+pub struct Running {
+    pub db: Arc<MemoryJobDB>,
+    _firing_loop: JoinHandle<()>,
+    _shutdown: CancellationToken,
+}
+
+/// A `JobService` on `MemoryJobDB` and `NullProducer`, the lateness of its
+/// run events recorded, its firing loop started.
+pub fn start_service(lateness: Arc<Recorder>, look_ahead: Duration) -> (JobService, Running) {
+    let shutdown = CancellationToken::new();
+    let (timer, firings) = Timer::start(shutdown.clone());
+    let db = Arc::new(MemoryJobDB::new());
+    let producer = Arc::new(RecordingProducer {
+        inner: NullProducer,
+        lateness,
+    });
+    let settings = SchedulerSettings {
+        look_ahead,
+        ..SchedulerSettings::default()
+    };
+    let service = JobService::new(db.clone(), producer, timer, settings, Metrics::new());
+    let tasks = TaskTracker::new();
+    let firing_loop = tokio::spawn(service.clone().run_firing(firings, tasks, shutdown.clone()));
+    let running = Running {
+        db,
+        _firing_loop: firing_loop,
+        _shutdown: shutdown,
+    };
+    (service, running)
 }
 
 /// The peer: tokio-cron-scheduler one-shot jobs, scheduler started first.

@@ -10,12 +10,13 @@ use clap::{Parser, ValueEnum};
 
 use crate::support::{BARE_RUN_HELP, bench_args, number};
 
-/// The three benchmarks.
+/// The four benchmarks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Part {
     Create,
     Fire,
     Recovery,
+    Recurring,
 }
 
 /// Where the service keeps its jobs.
@@ -58,7 +59,11 @@ struct Args {
     #[arg(long, value_name = "K", value_parser = number::<usize>)]
     runs: Option<usize>,
     /// The parts to run.
-    #[arg(long, value_delimiter = ',', default_value = "create,fire,recovery")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "create,fire,recovery,recurring"
+    )]
     parts: Vec<Part>,
     /// Seed of the fire part's due times; run k uses seed + k − 1.
     #[arg(long, value_name = "X", value_parser = number::<u64>, default_value = "7")]
@@ -128,6 +133,19 @@ struct Args {
     /// recovery: SCHEDULED jobs in the store [default: 100000, smoke 1000].
     #[arg(long, value_name = "N", value_parser = number::<usize>)]
     recovery_jobs: Option<usize>,
+    /// recurring: the stores.
+    #[arg(long, value_delimiter = ',', default_value = "postgres")]
+    recurring_stores: Vec<Store>,
+    /// recurring: jobs [default: 10000, smoke 100].
+    #[arg(long, value_name = "N", value_parser = number::<usize>)]
+    recurring_jobs: Option<usize>,
+    /// recurring: seconds between two occurrences of a job [default: 10, smoke 1].
+    #[arg(long, value_name = "S", value_parser = at_least_one::<u64>)]
+    recurring_every_secs: Option<u64>,
+    /// recurring: seconds of occurrences counted, a multiple of
+    /// --recurring-every-secs [default: 120, smoke 3].
+    #[arg(long, value_name = "S", value_parser = at_least_one::<u64>)]
+    recurring_secs: Option<u64>,
     /// The service binary to run instead of this build's, e.g. an older build
     /// kept aside, to compare before and after in one session.
     #[arg(long, value_name = "PATH", value_parser = existing_file)]
@@ -186,6 +204,10 @@ pub struct Options {
     pub perf: Option<String>,
     pub recovery_stores: Vec<Store>,
     pub recovery_jobs: usize,
+    pub recurring_stores: Vec<Store>,
+    pub recurring_jobs: usize,
+    pub recurring_every_secs: u64,
+    pub recurring_secs: u64,
     pub plot: Option<PathBuf>,
 }
 
@@ -223,6 +245,10 @@ pub fn parse() -> Options {
         perf: a.perf,
         recovery_stores: a.recovery_stores,
         recovery_jobs: a.recovery_jobs.unwrap_or(pick(100_000, 1_000)),
+        recurring_stores: a.recurring_stores,
+        recurring_jobs: a.recurring_jobs.unwrap_or(pick(10_000, 100)).max(1),
+        recurring_every_secs: a.recurring_every_secs.unwrap_or(if smoke { 1 } else { 10 }),
+        recurring_secs: a.recurring_secs.unwrap_or(if smoke { 3 } else { 120 }),
         plot: a.plot,
     }
 }

@@ -25,6 +25,9 @@ pub const JOB_DATA: &str = r#"{"SourceAddress":"a@example.com","DestinationAddre
 /// The due time of call `i`, Unix ms.
 pub type DueMs = Arc<dyn Fn(usize) -> i64 + Send + Sync>;
 
+/// The request of call `i`.
+pub type MakeRequest = Arc<dyn Fn(usize) -> proto::CreateJobRequest + Send + Sync>;
+
 /// What a batch of CreateJob calls gave.
 pub struct Load {
     /// Latency of each successful call, µs.
@@ -34,7 +37,7 @@ pub struct Load {
     pub elapsed: Duration,
 }
 
-fn timestamp_ms(ms: i64) -> prost_types::Timestamp {
+pub fn timestamp_ms(ms: i64) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: ms.div_euclid(1000),
         nanos: i32::try_from(ms.rem_euclid(1000) * 1_000_000).expect("nanos"),
@@ -51,12 +54,31 @@ pub async fn create_load(
     deadline: Option<Instant>,
     due_ms: DueMs,
 ) -> Load {
+    let request = Arc::new(move |i: usize| proto::CreateJobRequest {
+        name: format!("e2e-{i}"),
+        description: "end-to-end benchmark".into(),
+        schedule_time: Some(timestamp_ms(due_ms(i))),
+        job_type: proto::JobType::Email.into(),
+        job_data: JOB_DATA.into(),
+        ..Default::default()
+    });
+    create_requests(clients, n, concurrency, deadline, request).await
+}
+
+/// As [`create_load`], the request of call `i` being `request(i)`.
+pub async fn create_requests(
+    clients: &[JobsServiceClient<Channel>],
+    n: usize,
+    concurrency: usize,
+    deadline: Option<Instant>,
+    request: MakeRequest,
+) -> Load {
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let workers: Vec<_> = (0..concurrency)
         .map(|w| {
             let client = clients[w % clients.len()].clone();
-            tokio::spawn(worker(client, next.clone(), n, deadline, due_ms.clone()))
+            tokio::spawn(worker(client, next.clone(), n, deadline, request.clone()))
         })
         .collect();
     let mut load = Load {
@@ -84,7 +106,7 @@ async fn worker(
     next: Arc<AtomicUsize>,
     n: usize,
     deadline: Option<Instant>,
-    due_ms: DueMs,
+    request: MakeRequest,
 ) -> Load {
     let mut load = Load {
         latencies_us: Vec::new(),
@@ -100,16 +122,8 @@ async fn worker(
         if i >= n {
             break;
         }
-        let request = proto::CreateJobRequest {
-            name: format!("e2e-{i}"),
-            description: "end-to-end benchmark".into(),
-            schedule_time: Some(timestamp_ms(due_ms(i))),
-            job_type: proto::JobType::Email.into(),
-            job_data: JOB_DATA.into(),
-            ..Default::default()
-        };
         let t = Instant::now();
-        match client.create_job(request).await {
+        match client.create_job(request(i)).await {
             Ok(_) => load.latencies_us.push(t.elapsed().as_micros() as i64),
             Err(status) => {
                 load.errors += 1;

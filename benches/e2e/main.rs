@@ -4,7 +4,7 @@
 //! broker, the MongoDB-protocol server and PostgreSQL. Each run uses a fresh
 //! collection or schema and fresh topics.
 //!
-//! Three parts, a module each:
+//! Four parts, a module each:
 //!
 //! - `create`: CreateJob load. `--concurrency` calls in flight over
 //!   `--connections` HTTP/2 connections, `--requests` calls (after a warm-up
@@ -38,6 +38,11 @@
 //!   empty store gives the fixed start-up cost and memory. Beside it, the
 //!   store query (`scheduled_before`) and the arming (`Timer::arm_if_vacant`
 //!   per job) are timed alone in this process.
+//! - `recurring`: `--recurring-jobs` jobs created through CreateJob with a
+//!   `Recurrence` every `--recurring-every-secs`, anchors spread over one
+//!   period, on each of `--recurring-stores`; the occurrences due in
+//!   `--recurring-secs` are counted on the run topic by `ScheduledKey`
+//!   (each exactly once) with their lateness against the occurrence.
 //!
 //! ```text
 //! cargo bench --bench e2e                      # every part, 3 runs each
@@ -46,6 +51,7 @@
 //! cargo bench --bench e2e -- --parts fire --jobs 10000 --fire-concurrency 64,256 --partitions 1,4
 //! cargo bench --bench e2e -- --parts recovery --recovery-stores embedded,postgres --recovery-jobs 100000
 //! cargo bench --bench e2e -- --parts create,fire --fire-stores postgres,embedded --plot docs/benchmarks
+//! cargo bench --bench e2e -- --parts recurring --recurring-jobs 10000 --recurring-every-secs 10
 //! ```
 //!
 //! With `--plot DIR`, the create and fire parts also draw their charts
@@ -71,6 +77,7 @@ mod create;
 mod fire;
 mod load;
 mod recovery;
+mod recurring;
 mod report;
 mod service;
 #[path = "../support/mod.rs"]
@@ -120,6 +127,9 @@ async fn run(o: Options) -> bool {
     }
     if o.parts.contains(&Part::Recovery) {
         ok &= recovery::recovery_part(&o).await;
+    }
+    if o.parts.contains(&Part::Recurring) {
+        ok &= recurring::recurring_part(&o).await;
     }
     ok
 }

@@ -10,7 +10,7 @@
 
 mod pg_waits;
 mod plot;
-mod reader;
+pub mod reader;
 mod run;
 
 use std::fmt::Write as _;

@@ -28,12 +28,18 @@ use crate::support::{
 };
 
 /// One message read off the run topic.
-struct Arrival {
-    key: String,
+pub struct Arrival {
+    /// The message key: the job's id.
+    pub key: String,
     firing_key: String,
-    received_us: i64,
+    /// When it was polled, Unix µs.
+    pub received_us: i64,
     schedule_us: Option<i64>,
     updated_us: Option<i64>,
+    /// Recurring jobs: the event's `ScheduledKey`, unique to the occurrence.
+    pub scheduled_key: Option<i64>,
+    /// Recurring jobs: the occurrence it runs for, Unix µs.
+    pub occurrence_us: Option<i64>,
 }
 
 /// The reader thread and what it has read so far.
@@ -91,13 +97,22 @@ impl Reader {
             .len()
     }
 
+    /// How many messages arrived so far.
+    pub fn messages(&self) -> usize {
+        self.arrivals.lock().expect("arrivals").len()
+    }
+
     /// Stops the thread; what arrived, for jobs whose first due time was
     /// `first_due_ms`.
     pub fn finish(self, first_due_ms: i64) -> Arrived {
+        Arrived::of(&self.stop_reading(), first_due_ms)
+    }
+
+    /// Stops the thread; every message that arrived, in order.
+    pub fn stop_reading(self) -> Vec<Arrival> {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.thread.join();
-        let arrivals = std::mem::take(&mut *self.arrivals.lock().expect("arrivals"));
-        Arrived::of(&arrivals, first_due_ms)
+        std::mem::take(&mut *self.arrivals.lock().expect("arrivals"))
     }
 }
 
@@ -143,6 +158,11 @@ fn arrival(message: &impl Message, received_us: i64) -> Arrival {
         received_us,
         schedule_us: event.as_ref().and_then(|e| micros(&e.schedule_time)),
         updated_us: event.as_ref().and_then(|e| micros(&e.updated_at)),
+        scheduled_key: event.as_ref().map(|e| e.fire_token),
+        occurrence_us: event
+            .as_ref()
+            .and_then(|e| e.occurrence.as_deref())
+            .and_then(micros),
     }
 }
 
