@@ -232,6 +232,23 @@ impl Setup {
     }
 
     /// Creates a job due now and returns its run event.
+    /// Updates job `id` to the fields of `request` (due again).
+    async fn reschedule(&mut self, id: &str, request: proto::CreateJobRequest) {
+        self.app
+            .client
+            .update_job(proto::UpdateJobRequest {
+                id: id.to_owned(),
+                name: request.name,
+                description: request.description,
+                schedule_time: request.schedule_time,
+                job_type: request.job_type,
+                job_data: request.job_data,
+                ..Default::default()
+            })
+            .await
+            .expect("UpdateJob");
+    }
+
     async fn fired(&mut self, request: proto::CreateJobRequest) -> JobEvent {
         let id = create_job(&mut self.app.client, request).await;
         self.next_run(&id).await
@@ -418,21 +435,9 @@ async fn a_result_of_a_run_before_an_update_never_finishes_the_next_run() {
     setup
         .assert_status(&first.id, proto::JobStatus::Failed)
         .await;
-    let again = create_request_on(&clock, "updated again", 0);
     setup
-        .app
-        .client
-        .update_job(proto::UpdateJobRequest {
-            id: first.id.clone(),
-            name: again.name,
-            description: again.description,
-            schedule_time: again.schedule_time,
-            job_type: again.job_type,
-            job_data: again.job_data,
-            ..Default::default()
-        })
-        .await
-        .expect("UpdateJob of a failed job");
+        .reschedule(&first.id, create_request_on(&clock, "updated again", 0))
+        .await;
     let second = setup.next_firing(&first).await;
     let late = result_of(&first, proto::JobStatus::Succeeded);
     a_late_result_is_stale(&mut setup, &first, &late, &second).await;
@@ -453,21 +458,9 @@ async fn a_replayed_result_is_a_duplicate_then_stale_after_the_next_firing() {
     // Redelivered while the firing is the job's: a duplicate, consumed.
     setup.report(&first.id, &message).await;
     setup.wait_for_metric(metrics::RESULTS_CONSUMED, 2.0).await;
-    let again = create_request_on(&clock, "replayed again", 0);
     setup
-        .app
-        .client
-        .update_job(proto::UpdateJobRequest {
-            id: first.id.clone(),
-            name: again.name,
-            description: again.description,
-            schedule_time: again.schedule_time,
-            job_type: again.job_type,
-            job_data: again.job_data,
-            ..Default::default()
-        })
-        .await
-        .expect("UpdateJob of a finished job");
+        .reschedule(&first.id, create_request_on(&clock, "replayed again", 0))
+        .await;
     let second = setup.next_firing(&first).await;
     // Replayed after the next firing (a consumer group reading the topic
     // from the start): stale.
