@@ -138,6 +138,24 @@ fn policy<P: std::str::FromStr<Err = Error> + Default>(name: &str) -> Result<P, 
     }
 }
 
+/// The recurrence a CreateJob or UpdateJob request asks for, validated; a
+/// recurring job without a `schedule_time` gets `now` (its first
+/// occurrence decides when it fires).
+fn recurrence_of(
+    msg: Option<proto::Recurrence>,
+    schedule_time: &mut Option<Timestamp>,
+    min_interval: TimeDelta,
+    now: DateTime<Utc>,
+) -> Result<Option<RecurrenceSpec>, Error> {
+    let recurrence = msg
+        .map(|msg| recurrence_spec(msg, min_interval, now))
+        .transpose()?;
+    if recurrence.is_some() && schedule_time.is_none() {
+        *schedule_time = Some(timestamp(now));
+    }
+    Ok(recurrence)
+}
+
 /// The creation a CreateJob request asks for. A recurring job's
 /// `schedule_time` may be unset (its first occurrence decides).
 pub fn new_job(
@@ -145,14 +163,12 @@ pub fn new_job(
     min_interval: TimeDelta,
     now: DateTime<Utc>,
 ) -> Result<NewJob, Error> {
-    let recurrence = req
-        .recurrence
-        .take()
-        .map(|msg| recurrence_spec(msg, min_interval, now))
-        .transpose()?;
-    if recurrence.is_some() && req.schedule_time.is_none() {
-        req.schedule_time = Some(timestamp(now));
-    }
+    let recurrence = recurrence_of(
+        req.recurrence.take(),
+        &mut req.schedule_time,
+        min_interval,
+        now,
+    )?;
     let client_key = match std::mem::take(&mut req.client_key) {
         key if key.is_empty() => None,
         key => Some(ClientKey::validated(key)?),
@@ -170,14 +186,12 @@ pub fn update_of(
     min_interval: TimeDelta,
     now: DateTime<Utc>,
 ) -> Result<(JobId, JobSpec, Option<RecurrenceSpec>), Error> {
-    let recurrence = req
-        .recurrence
-        .take()
-        .map(|msg| recurrence_spec(msg, min_interval, now))
-        .transpose()?;
-    if recurrence.is_some() && req.schedule_time.is_none() {
-        req.schedule_time = Some(timestamp(now));
-    }
+    let recurrence = recurrence_of(
+        req.recurrence.take(),
+        &mut req.schedule_time,
+        min_interval,
+        now,
+    )?;
     let (id, spec) = <(JobId, JobSpec)>::try_from(req)?;
     Ok((id, spec, recurrence))
 }
