@@ -18,9 +18,20 @@
 //! leave their events owed at once; the relay alone keeps trying, and its
 //! first publish that succeeds marks the broker up again.
 //!
+//! The relay leaves alone the jobs whose events a call or firing of this
+//! process is publishing (or finished publishing while the relay read the
+//! outbox): their outbox entries are about to be cleared, and publishing
+//! them again would hand consumers a duplicate. Other replicas' calls are
+//! covered by the grace period instead (`relay_grace`), which the relay
+//! measures against the jobs' `updated_at`.
+//!
 //! [`PendingEvents`]: crate::domain::PendingEvents
 
-use std::{borrow::Borrow, collections::HashSet, sync::atomic::Ordering};
+use std::{
+    borrow::Borrow,
+    collections::{HashMap, HashSet},
+    sync::{Mutex, PoisonError, atomic::Ordering},
+};
 
 use chrono::Duration as ChronoDuration;
 use futures::StreamExt;
@@ -52,6 +63,84 @@ pub enum Delivery {
     Deferred,
 }
 
+/// The jobs this process's calls and firings are delivering, and, while
+/// the relay reads the outbox, those whose delivery ended meanwhile: the
+/// relay must not publish them again (see the module doc).
+#[derive(Debug, Default)]
+pub(super) struct InFlight(Mutex<InFlightSets>);
+
+#[derive(Debug, Default)]
+struct InFlightSets {
+    /// Deliveries under way per job (two calls may deliver one job).
+    delivering: HashMap<JobId, u32>,
+    /// Whether the relay is reading the outbox.
+    relay_reading: bool,
+    /// Deliveries ended while the relay reads.
+    ended: HashSet<JobId>,
+}
+
+impl InFlight {
+    fn sets(&self) -> std::sync::MutexGuard<'_, InFlightSets> {
+        // The sets stay consistent whatever panicked while holding them.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Marks `ids` as being delivered until the guard is dropped.
+    fn hold(&self, ids: Vec<JobId>) -> Delivering<'_> {
+        let mut sets = self.sets();
+        for id in &ids {
+            *sets.delivering.entry(*id).or_default() += 1;
+        }
+        Delivering {
+            in_flight: self,
+            ids,
+        }
+    }
+
+    /// The relay starts reading the outbox.
+    fn relay_reads(&self) {
+        let mut sets = self.sets();
+        sets.relay_reading = true;
+        sets.ended.clear();
+    }
+
+    /// The relay read `owing`: the jobs in it that no delivery of this
+    /// process touched since the read began.
+    fn untouched(&self, owing: Vec<Job>) -> Vec<Job> {
+        let mut sets = self.sets();
+        let untouched = owing
+            .into_iter()
+            .filter(|job| !sets.delivering.contains_key(&job.id) && !sets.ended.contains(&job.id))
+            .collect();
+        sets.relay_reading = false;
+        sets.ended.clear();
+        untouched
+    }
+}
+
+/// The jobs of one delivery under way (see [`InFlight::hold`]).
+struct Delivering<'a> {
+    in_flight: &'a InFlight,
+    ids: Vec<JobId>,
+}
+
+impl Drop for Delivering<'_> {
+    fn drop(&mut self) {
+        let mut sets = self.in_flight.sets();
+        for id in self.ids.drain(..) {
+            if let Some(count) = sets.delivering.get_mut(&id) {
+                *count -= 1;
+                if *count == 0 {
+                    sets.delivering.remove(&id);
+                }
+            }
+            if sets.relay_reading {
+                sets.ended.insert(id);
+            }
+        }
+    }
+}
+
 impl JobService {
     /// Delivers what each job owes, each job's publishing in its span (jobs
     /// concurrently, each job's events in order), then clears the outbox
@@ -63,6 +152,10 @@ impl JobService {
             // The relay delivers them when the broker is back.
             return vec![Delivery::Deferred; jobs.len()];
         }
+        let _delivering = self
+            .inner
+            .in_flight
+            .hold(jobs.iter().map(|(job, _)| job.borrow().id).collect());
         self.deliver_now(jobs).await
     }
 
@@ -192,22 +285,27 @@ impl JobService {
 
     /// Delivers the jobs that owe events and changed long enough ago. A job
     /// changed so recently that the call which changed it may still be
-    /// publishing is left to that call: relaying it too would duplicate its
-    /// events. A stored job that cannot be read is logged and left owing;
-    /// the pass goes on with the others (and does not count as failed).
+    /// publishing is left to that call, and so is a job this process is
+    /// delivering or delivered during the read: relaying it too would
+    /// duplicate its events. A stored job that cannot be read is logged and
+    /// left owing; the pass goes on with the others (and does not count as
+    /// failed).
     pub(crate) async fn relay_pass(&self) -> Result<(), String> {
-        let owing = self
-            .inner
-            .db
-            .with_pending_events(RELAY_BATCH)
-            .await
-            .map_err(|e| e.to_string())?;
+        let in_flight = &self.inner.in_flight;
+        in_flight.relay_reads();
+        let owing = match self.inner.db.with_pending_events(RELAY_BATCH).await {
+            Ok(owing) => owing,
+            Err(err) => {
+                in_flight.untouched(Vec::new());
+                return Err(err.to_string());
+            }
+        };
         log_unreadable("outbox relay", &owing.unreadable);
         let grace =
             ChronoDuration::from_std(self.settings().relay_grace).unwrap_or(ChronoDuration::MAX);
         let settled = self.clock().now_ms() - grace;
-        let ready: Vec<(Job, Span)> = owing
-            .found
+        let ready: Vec<(Job, Span)> = in_flight
+            .untouched(owing.found)
             .into_iter()
             .filter(|job| job.updated_at <= settled)
             .map(|job| {
@@ -332,6 +430,54 @@ mod tests {
         for job in [first, second, third] {
             assert!(!svc.get(job.id).await.unwrap().pending.any());
         }
+    }
+
+    #[tokio::test]
+    async fn the_relay_never_publishes_again_what_a_firing_is_publishing() {
+        let (mut t, producer) = recording(Duration::ZERO);
+        let svc = t.svc.clone();
+        svc.create(t.spec(-1)).await.unwrap();
+        let due = t.next_firings(1).await;
+        producer.hold(true);
+        let firing = tokio::spawn({
+            let svc = svc.clone();
+            async move { svc.fire_batch(due, &CancellationToken::new()).await }
+        });
+        while producer.attempts() < 2 {
+            tokio::task::yield_now().await;
+        }
+        // The run event is being published and still owed; the clock jumps
+        // past any grace. The relay leaves it to the firing.
+        t.advance_ms(3_600_000);
+        // (A publish by the relay would wait for the release: the timeout
+        // only bounds that hang.)
+        tokio::time::timeout(Duration::from_secs(30), svc.relay_pass())
+            .await
+            .expect("the relay publishes nothing")
+            .unwrap();
+        assert_eq!(producer.attempts(), 2, "the relay published again");
+        producer.hold(false);
+        firing.await.unwrap();
+        assert_eq!(producer.runs().len(), 1);
+        svc.relay_pass().await.unwrap();
+        assert_eq!(producer.runs().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_delivery_that_ends_while_the_relay_reads_is_left_out_of_its_pass() {
+        let in_flight = InFlight::default();
+        let t = TestService::new(
+            SchedulerSettings::default(),
+            Arc::new(RecordingProducer::default()),
+        );
+        let job = Job::new_scheduled(t.spec(0), t.svc.clock().now_ms());
+        let delivering = in_flight.hold(vec![job.id]);
+        in_flight.relay_reads();
+        drop(delivering);
+        assert!(in_flight.untouched(vec![job.clone()]).is_empty());
+        // The next pass reads after that delivery ended: the job is its own.
+        in_flight.relay_reads();
+        assert_eq!(in_flight.untouched(vec![job]).len(), 1);
     }
 
     #[tokio::test]

@@ -75,6 +75,8 @@ struct Inner {
     relay_wake: Notify,
     /// Set while the broker is unreachable: see [`delivery`].
     broker_down: AtomicBool,
+    /// The deliveries under way, which the relay leaves alone.
+    in_flight: delivery::InFlight,
     /// Counts the jumps of the clock, so that the periodic duties look again
     /// at once (the window loader, the run-timeout sweeper).
     clock_jumps: Arc<watch::Sender<u64>>,
@@ -106,6 +108,7 @@ impl JobService {
                 metrics,
                 relay_wake: Notify::new(),
                 broker_down: AtomicBool::new(false),
+                in_flight: delivery::InFlight::default(),
                 clock_jumps,
             }),
         }

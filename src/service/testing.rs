@@ -26,15 +26,22 @@ use crate::{
     timer::{Firing, Timer},
 };
 
-/// A producer that records events and can be switched off (broker down).
+/// A producer that records events and can be switched off (broker down) or
+/// held (a slow broker: publishes wait until released).
 #[derive(Default)]
 pub(crate) struct RecordingProducer {
     events: Mutex<Vec<(EventKind, JobId, JobStatus)>>,
     down: AtomicBool,
     attempts: AtomicUsize,
+    held: tokio::sync::watch::Sender<bool>,
 }
 
 impl RecordingProducer {
+    /// Makes every publish wait (`true`) until released (`false`).
+    pub(crate) fn hold(&self, held: bool) {
+        self.held.send_replace(held);
+    }
+
     /// Makes every publish fail (broker down) or succeed again.
     pub(crate) fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
@@ -64,6 +71,9 @@ impl RecordingProducer {
 impl JobsProducer for RecordingProducer {
     async fn publish(&self, kind: EventKind, job: &Job) -> Result<(), BrokerError> {
         self.attempts.fetch_add(1, Ordering::SeqCst);
+        let mut held = self.held.subscribe();
+        // (The sender lives as long as the producer.)
+        let _ = held.wait_for(|held| !held).await;
         if self.down.load(Ordering::SeqCst) {
             return Err(BrokerError::Unavailable("down".into()));
         }
