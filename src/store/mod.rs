@@ -35,7 +35,7 @@ use crate::domain::{
 
 /// How many times a read-and-conditional-write step on a recurring job is
 /// tried when the job changes between the read and the write.
-const RECURRING_ATTEMPTS: usize = 8;
+pub(crate) const RECURRING_ATTEMPTS: usize = 8;
 
 /// A failure of the store.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -73,6 +73,87 @@ impl<'a> JobParams<'a> {
     }
 }
 
+/// The column values of many jobs, one array per column, bound together
+/// with the version each row must still be at (`Sql::replace_many_if`).
+pub(super) struct JobColumns {
+    ids: Vec<Vec<u8>>,
+    names: Vec<String>,
+    descriptions: Vec<String>,
+    schedule_times: Vec<DateTime<Utc>>,
+    created_ats: Vec<DateTime<Utc>>,
+    updated_ats: Vec<DateTime<Utc>>,
+    statuses: Vec<i16>,
+    job_types: Vec<i16>,
+    job_datas: Vec<String>,
+    fire_tokens: Vec<i64>,
+    versions: Vec<i64>,
+    pending_creates: Vec<bool>,
+    pending_updates: Vec<bool>,
+    pending_runs: Vec<bool>,
+    trace_parents: Vec<Option<String>>,
+    recurrences: Vec<Option<String>>,
+    armed: Vec<bool>,
+    client_keys: Vec<Option<String>>,
+    expected: Vec<i64>,
+}
+
+impl JobColumns {
+    /// The columns of `jobs`, each with the version its row must be at.
+    pub(super) fn new(jobs: &[(Job, i64)]) -> Self {
+        let params: Vec<JobParams<'_>> = jobs.iter().map(|(job, _)| JobParams::new(job)).collect();
+        JobColumns {
+            ids: params.iter().map(|p| p.id.clone()).collect(),
+            names: params.iter().map(|p| p.job.spec.name.clone()).collect(),
+            descriptions: params
+                .iter()
+                .map(|p| p.job.spec.description.clone())
+                .collect(),
+            schedule_times: params.iter().map(|p| p.schedule_time).collect(),
+            created_ats: params.iter().map(|p| p.created_at).collect(),
+            updated_ats: params.iter().map(|p| p.updated_at).collect(),
+            statuses: params.iter().map(|p| p.status).collect(),
+            job_types: params.iter().map(|p| p.job_type).collect(),
+            job_datas: params.iter().map(|p| p.job.spec.job_data.clone()).collect(),
+            fire_tokens: params.iter().map(|p| p.job.fire_token).collect(),
+            versions: params.iter().map(|p| p.job.version).collect(),
+            pending_creates: params.iter().map(|p| p.job.pending.create).collect(),
+            pending_updates: params.iter().map(|p| p.job.pending.update).collect(),
+            pending_runs: params.iter().map(|p| p.job.pending.run).collect(),
+            trace_parents: params.iter().map(|p| p.job.trace_parent.clone()).collect(),
+            recurrences: params.iter().map(|p| p.recurrence.clone()).collect(),
+            armed: params.iter().map(|p| p.armed).collect(),
+            client_keys: params.iter().map(|p| p.job.client_key.clone()).collect(),
+            expected: jobs.iter().map(|(_, version)| *version).collect(),
+        }
+    }
+
+    /// The arrays in the order of [`COLUMNS`], then the expected versions
+    /// ($1 to $19).
+    pub(super) fn as_params(&self) -> [&(dyn ToSql + Sync); 19] {
+        [
+            &self.ids,
+            &self.names,
+            &self.descriptions,
+            &self.schedule_times,
+            &self.created_ats,
+            &self.updated_ats,
+            &self.statuses,
+            &self.job_types,
+            &self.job_datas,
+            &self.fire_tokens,
+            &self.versions,
+            &self.pending_creates,
+            &self.pending_updates,
+            &self.pending_runs,
+            &self.trace_parents,
+            &self.recurrences,
+            &self.armed,
+            &self.client_keys,
+            &self.expected,
+        ]
+    }
+}
+
 /// The id of a row, or why it is not one.
 pub(super) fn id_from_row(row: &Row) -> Result<JobId, Unreadable> {
     let bytes: &[u8] = row

@@ -47,6 +47,7 @@ pub(super) struct Sql {
     pub(super) running_before: String,
     pub(super) by_client_key: String,
     pub(super) recurring_of: String,
+    pub(super) replace_many_if: String,
 }
 
 impl Sql {
@@ -122,12 +123,57 @@ impl Sql {
             ),
             by_client_key: format!("SELECT {COLUMNS} FROM {t} WHERE client_key = $1"),
             recurring_of: recurring_of_statement(&t),
+            replace_many_if: replace_many_if_statement(&t),
             running_before: format!(
                 "SELECT {COLUMNS} FROM {t} WHERE status = {running} AND updated_at < $1 \
                  ORDER BY updated_at, id"
             ),
         }
     }
+}
+
+/// Each job of a batch written whole (the columns as arrays in the order
+/// of [`COLUMNS`], $1 to $18) where its row is still at the version in
+/// $19; the ids written.
+fn replace_many_if_statement(t: &str) -> String {
+    let types = [
+        "bytea",
+        "text",
+        "text",
+        "timestamptz",
+        "timestamptz",
+        "timestamptz",
+        "smallint",
+        "smallint",
+        "text",
+        "bigint",
+        "bigint",
+        "boolean",
+        "boolean",
+        "boolean",
+        "text",
+        "text",
+        "boolean",
+        "text",
+        "bigint",
+    ];
+    let arrays: Vec<String> = types
+        .iter()
+        .enumerate()
+        .map(|(i, ty)| format!("${}::{ty}[]", i + 1))
+        .collect();
+    let columns: Vec<&str> = COLUMNS.split(',').map(str::trim).collect();
+    let sets: Vec<String> = columns[1..]
+        .iter()
+        .map(|column| format!("{column} = n.{column}"))
+        .collect();
+    format!(
+        "UPDATE {t} AS j SET {sets} \
+         FROM unnest({arrays}) AS n({COLUMNS}, expected) \
+         WHERE j.id = n.id AND j.version = n.expected RETURNING j.id",
+        sets = sets.join(", "),
+        arrays = arrays.join(", "),
+    )
 }
 
 /// The recurring jobs among a batch's firings that the batch claim left

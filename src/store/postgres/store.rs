@@ -1,6 +1,8 @@
 //! [`JobDB`] on PostgreSQL: each change is one statement (see the docs of
 //! [`super`]).
 
+use std::collections::{HashMap, HashSet};
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::time::timeout_at;
@@ -8,15 +10,17 @@ use tokio_postgres::{IsolationLevel, error::SqlState, types::ToSql};
 
 use super::{
     DDL_LOCK_CLASS, PgJobDB,
-    codec::{JobParams, column, id_from_row, job_from_row, jobs_from_rows, ms, scan_rows},
+    codec::{
+        JobColumns, JobParams, column, id_from_row, job_from_row, jobs_from_rows, ms, scan_rows,
+    },
     errors::map_err,
     sql::CLIENT_KEY_INDEX,
 };
 use crate::{
     domain::{Job, JobId, JobStatus, PageRequest, PendingEvents, ResultStatus},
     store::{
-        ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, Scan, StoreError, Unreadable,
-        claim_recurring, refused_result, result_recurring,
+        ClaimManyError, DueJob, JobDB, JobsPage, RECURRING_ATTEMPTS, ResultOutcome, Scan,
+        StoreError, Unreadable, claim_recurring, refused_result, result_recurring, stored_time,
     },
 };
 
@@ -204,9 +208,8 @@ impl JobDB for PgJobDB {
         }
         // The rest: recurring jobs (one more read finds them), or lost.
         let recurring = self
-            .query(&self.sql.recurring_of, &[&ids, &keys])
+            .recurring_of(firings)
             .await
-            .and_then(|rows| jobs_from_rows(&rows))
             .map_err(|error| ClaimManyError {
                 claimed: claimed.clone(),
                 failed: firings.to_vec(),
@@ -313,37 +316,97 @@ impl JobDB for PgJobDB {
 }
 
 impl PgJobDB {
-    /// Claims each recurring job of a batch (read with the firing's token)
-    /// by a conditional write, after the batch statement claimed `claimed`.
-    async fn claim_each_recurring(
+    /// The recurring jobs among `firings` still under their firing's token.
+    async fn recurring_of(&self, firings: &[(JobId, i64)]) -> Result<Vec<Job>, StoreError> {
+        let (bytes, keys): (Vec<[u8; 12]>, Vec<i64>) =
+            firings.iter().map(|(id, key)| (id.bytes(), *key)).unzip();
+        let ids: Vec<&[u8]> = bytes.iter().map(|b| b.as_slice()).collect();
+        let rows = self.query(&self.sql.recurring_of, &[&ids, &keys]).await?;
+        jobs_from_rows(&rows)
+    }
+
+    /// Writes each job of `jobs` whose row is still at the version given
+    /// with it, in one statement; the ids written.
+    async fn replace_many_if(&self, jobs: &[(Job, i64)]) -> Result<HashSet<JobId>, StoreError> {
+        let columns = JobColumns::new(jobs);
+        let rows = self
+            .query(&self.sql.replace_many_if, &columns.as_params())
+            .await?;
+        Ok(rows.iter().map(id_from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Claims the recurring jobs of a batch (`recurring`, read under their
+    /// firing's token) after the batch statement claimed `claimed`: what
+    /// [`Job::claimed`] decides for each, written in one statement, each
+    /// row only if still at the version read. Those that changed meanwhile
+    /// are read again and tried again, as [`claim_recurring`] does for one
+    /// job; those whose token changed were claimed by another replica.
+    pub(super) async fn claim_each_recurring(
         &self,
         mut claimed: Vec<Job>,
         recurring: Vec<Job>,
         firings: &[(JobId, i64)],
         now: DateTime<Utc>,
     ) -> Result<Vec<Job>, ClaimManyError> {
-        let mut failed = Vec::new();
-        let mut first_error = None;
-        for job in recurring {
-            let firing = (job.id, job.fire_token);
-            if !firings.contains(&firing) {
-                continue;
+        let asked: HashSet<(JobId, i64)> = firings.iter().copied().collect();
+        let mut read: Vec<Job> = recurring
+            .into_iter()
+            .filter(|job| asked.contains(&(job.id, job.fire_token)))
+            .collect();
+        for _ in 0..RECURRING_ATTEMPTS {
+            let tokens: HashMap<JobId, i64> =
+                read.iter().map(|job| (job.id, job.fire_token)).collect();
+            let decided: Vec<(Job, i64)> = read
+                .iter()
+                .filter_map(|job| {
+                    Some((job.claimed(job.fire_token, stored_time(now))?, job.version))
+                })
+                .collect();
+            if decided.is_empty() {
+                return Ok(claimed);
             }
-            match claim_recurring(self, job, firing.1, now).await {
-                Ok(job) => claimed.extend(job),
+            let written = match self.replace_many_if(&decided).await {
+                Ok(written) => written,
                 Err(error) => {
-                    failed.push(firing);
-                    first_error.get_or_insert(error);
+                    let failed = read.iter().map(|job| (job.id, job.fire_token)).collect();
+                    return Err(ClaimManyError {
+                        claimed,
+                        failed,
+                        error,
+                    });
                 }
+            };
+            let (won, changed): (Vec<Job>, Vec<Job>) = decided
+                .into_iter()
+                .map(|(job, _)| job)
+                .partition(|job| written.contains(&job.id));
+            claimed.extend(won);
+            if changed.is_empty() {
+                return Ok(claimed);
             }
+            let again: Vec<(JobId, i64)> = changed
+                .iter()
+                .map(|job| (job.id, tokens[&job.id]))
+                .collect();
+            read = match self.recurring_of(&again).await {
+                Ok(read) => read,
+                Err(error) => {
+                    return Err(ClaimManyError {
+                        claimed,
+                        failed: again,
+                        error,
+                    });
+                }
+            };
         }
-        match first_error {
-            None => Ok(claimed),
-            Some(error) => Err(ClaimManyError {
-                claimed,
-                failed,
-                error,
-            }),
-        }
+        let failed: Vec<(JobId, i64)> = read.iter().map(|job| (job.id, job.fire_token)).collect();
+        Err(ClaimManyError {
+            error: StoreError::Unavailable(format!(
+                "{} recurring jobs changed under their claims {RECURRING_ATTEMPTS} times in a row",
+                failed.len()
+            )),
+            claimed,
+            failed,
+        })
     }
 }

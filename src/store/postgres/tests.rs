@@ -1,8 +1,9 @@
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 use tokio_postgres::error::SqlState;
 
 use super::*;
 use super::{codec::ms, errors::unavailable_state, sql::Sql};
+use crate::{domain::Job, store::JobDB};
 
 #[test]
 fn schema_names_are_plain_identifiers() {
@@ -94,4 +95,82 @@ async fn connecting_checks_the_uri_and_schema_but_not_the_server() {
         PgJobDB::connect("postgres://127.0.0.1:notaport/x", "ok", timeout).await,
         Err(StoreError::Other(_))
     ));
+}
+
+/// A job every minute from 30 s ago: its first occurrence is due.
+fn due_every_minute() -> Job {
+    use crate::domain::{
+        JobSpec, JobType,
+        recurrence::{CatchUp, CatchUpMode, DEFAULT_CATCH_UP_WINDOW, Overlap, RecurrenceSpec},
+        schedule::{Bounds, DEFAULT_MIN_INTERVAL, IntervalSchedule, Jitter, Schedule, Timing},
+    };
+    let anchor = ms(Utc::now()) - chrono::TimeDelta::seconds(30);
+    let interval =
+        IntervalSchedule::new(chrono::TimeDelta::minutes(1), anchor, DEFAULT_MIN_INTERVAL).unwrap();
+    let timing = Timing::new(
+        Schedule::Interval(interval),
+        Bounds::new(None, None, None).unwrap(),
+        Jitter::default(),
+    )
+    .unwrap();
+    let spec = JobSpec {
+        name: "every minute".into(),
+        description: String::new(),
+        schedule_time: anchor,
+        job_type: JobType::Email,
+        job_data: "{}".into(),
+    };
+    let recurrence = RecurrenceSpec {
+        timing,
+        catch_up: CatchUp::new(CatchUpMode::Once, DEFAULT_CATCH_UP_WINDOW).unwrap(),
+        overlap: Overlap::Run,
+    };
+    Job::new_recurring(spec, recurrence, anchor).unwrap()
+}
+
+/// (On the test server, `test_support::postgres_uri`.) A batch's
+/// recurring claim written in one statement retries a job that changed
+/// between its read and the write under the same token (here a pause
+/// undone), and leaves out one another claimer took.
+#[tokio::test]
+async fn a_batch_of_recurring_claims_retries_a_job_changed_under_it() {
+    let schema = format!("unit_{}", test_support::unique());
+    let db = PgJobDB::connect(
+        &test_support::postgres_uri(),
+        &schema,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    db.ensure_indexes().await.unwrap();
+    let (changed, taken) = (due_every_minute(), due_every_minute());
+    for job in [&changed, &taken] {
+        db.insert(job).await.unwrap();
+    }
+    let now = ms(Utc::now());
+    let resumed = changed.with_paused(false, now).unwrap();
+    assert!(db.replace_if(&resumed, changed.version).await.unwrap());
+    let other = db.claim(taken.id, taken.fire_token, now).await.unwrap();
+    assert!(other.is_some(), "another claimer's");
+
+    let firings = [
+        (changed.id, changed.fire_token),
+        (taken.id, taken.fire_token),
+    ];
+    let claimed = db
+        .claim_each_recurring(
+            Vec::new(),
+            vec![changed.clone(), taken.clone()],
+            &firings,
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "{claimed:?}");
+    assert_eq!(claimed[0].id, changed.id);
+    assert_eq!(claimed[0].version, resumed.version + 1);
+    let stored = db.get(changed.id).await.unwrap().unwrap();
+    assert_eq!(stored, claimed[0]);
+    assert!(stored.pending.run);
+    assert_ne!(stored.fire_token, changed.fire_token);
 }
