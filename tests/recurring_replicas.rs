@@ -15,10 +15,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use common::{EventReader, kafka_brokers, processes::ServiceProcess, test_vars, var_of};
 use scheduler_service::{config::vars, grpc::proto};
 
-/// Jobs of the three-replica test, and runs of each: 60 × 5 by default
-/// (CI's size); `RECURRING_REPLICAS_JOBS=1000 RECURRING_REPLICAS_RUNS=60`
-/// is the full size of the issue (a thousand jobs every second for a
-/// minute).
+/// Jobs of the three-replica test, and runs of each: the issue's size by
+/// default, a thousand jobs every second for a minute (about 75 s on a
+/// debug build); `RECURRING_REPLICAS_JOBS` and `RECURRING_REPLICAS_RUNS`
+/// change it.
 fn size(var: &str, default: usize) -> usize {
     std::env::var(var)
         .ok()
@@ -28,8 +28,8 @@ fn size(var: &str, default: usize) -> usize {
 #[tokio::test]
 async fn three_replicas_on_postgres_publish_each_occurrence_exactly_once() {
     let (jobs, runs_each) = (
-        size("RECURRING_REPLICAS_JOBS", 60),
-        size("RECURRING_REPLICAS_RUNS", 5),
+        size("RECURRING_REPLICAS_JOBS", 1000),
+        size("RECURRING_REPLICAS_RUNS", 60),
     );
     let dir = tempfile::tempdir().expect("temp dir");
     let env = test_vars(&[

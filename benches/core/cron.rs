@@ -98,7 +98,8 @@ pub fn timing(expression: &str) -> Timing {
 const BATCH: usize = 512;
 
 /// The timer, each job armed for its first occurrence; a task reads the
-/// firings, records each and re-arms the job for the occurrence after it.
+/// firings in batches and records each, and a task per batch re-arms its
+/// jobs for the occurrences after them.
 fn add_timer(timings: Vec<Timing>, lateness: Arc<Recorder>) -> Added {
     let shutdown = CancellationToken::new();
     let (timer, mut firings) = Timer::start(shutdown.clone());
@@ -108,21 +109,27 @@ fn add_timer(timings: Vec<Timing>, lateness: Arc<Recorder>) -> Added {
         let (timer, timings) = rearm;
         let mut batch = Vec::with_capacity(BATCH);
         // As the service's firing loop: what is due is taken in a batch
-        // (each firing recorded as it is taken), then re-armed at once.
+        // (each firing recorded as it is taken), and the batch is handed to
+        // a task of its own that re-arms it, so that the next batch is taken
+        // at once.
         while firings.recv_many(&mut batch, BATCH).await > 0 {
             for firing in &batch {
                 lateness.record_due(firing.due_ms * 1000);
             }
-            timer.arm_many(batch.drain(..).filter_map(|firing| {
-                // The fire token is the job's index in `timings`.
-                let timing = &timings[firing.fire_token as usize];
-                let next = timing.next_after(firing.due(), 0)?;
-                Some((
-                    firing.id,
-                    timing.fire_time(&firing.id, &next),
-                    firing.fire_token,
-                ))
-            }));
+            let taken = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+            let (timer, timings) = (timer.clone(), timings.clone());
+            tokio::spawn(async move {
+                timer.arm_many(taken.into_iter().filter_map(|firing| {
+                    // The fire token is the job's index in `timings`.
+                    let timing = &timings[firing.fire_token as usize];
+                    let next = timing.next_after(firing.due(), 0)?;
+                    Some((
+                        firing.id,
+                        timing.fire_time(&firing.id, &next),
+                        firing.fire_token,
+                    ))
+                }));
+            });
         }
     });
     let phase = AddPhase::begin();

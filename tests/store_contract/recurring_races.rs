@@ -12,9 +12,31 @@ use super::{
 };
 
 cases!(
+    a_batch_naming_an_occurrence_twice_claims_it_once,
     racing_claimers_win_each_occurrence_once,
     racing_inserts_with_one_client_key_make_one_job,
 );
+
+async fn a_batch_naming_an_occurrence_twice_claims_it_once(store: &Store) {
+    let jobs: Vec<Job> = (0..3)
+        .map(|i| every_minute(&format!("job {i}"), None))
+        .collect();
+    store.insert_all(&jobs).await;
+    // A stale re-arm beside the arming: the first job's firing twice.
+    let mut firings: Vec<(JobId, i64)> = jobs.iter().map(|j| (j.id, j.fire_token)).collect();
+    firings.push(firings[0]);
+    let won = store.claim_many(&firings, now()).await.expect("claim_many");
+    let mut ids: Vec<JobId> = won.iter().map(|job| job.id).collect();
+    ids.sort_unstable();
+    let mut expected: Vec<JobId> = jobs.iter().map(|job| job.id).collect();
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "each job claimed once: {won:?}");
+    for job in &jobs {
+        let stored = store.get(job.id).await.expect("get").expect("job");
+        assert_eq!(state(&stored).runs, 1);
+        assert_eq!(stored.version, job.version + 1);
+    }
+}
 
 async fn racing_claimers_win_each_occurrence_once(store: &Store) {
     const JOBS: usize = 40;

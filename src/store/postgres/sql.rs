@@ -110,15 +110,19 @@ impl Sql {
                 "UPDATE {t} SET pending_create = $3, pending_update = $4, pending_run = $5 \
                  WHERE id = $1 AND version = $2"
             ),
-            // No lock-ordering step here, unlike claim_many: the service
-            // clears only jobs it has just claimed, which no other batch
-            // statement touches, and single-row statements hold one row lock
-            // at a time, so no lock cycle can form.
+            // Rows locked in id order, as by every statement that writes
+            // many rows (claim_many, replace_many_if): replicas clear and
+            // claim the same recurring jobs in batches, and two batches
+            // locking in different orders could deadlock.
             clear_pending_many: format!(
-                "UPDATE {t} AS j SET pending_create = false, pending_update = false, \
+                "WITH locked AS MATERIALIZED ( \
+                     SELECT j.id AS locked_id FROM {t} AS j \
+                     JOIN unnest($1::bytea[], $2::bigint[]) AS f(id, version) \
+                       ON j.id = f.id AND j.version = f.version \
+                     ORDER BY j.id FOR UPDATE OF j) \
+                 UPDATE {t} AS j SET pending_create = false, pending_update = false, \
                  pending_run = false \
-                 FROM unnest($1::bytea[], $2::bigint[]) AS f(id, version) \
-                 WHERE j.id = f.id AND j.version = f.version \
+                 FROM locked WHERE j.id = locked.locked_id \
                  RETURNING j.id"
             ),
             by_client_key: format!("SELECT {COLUMNS} FROM {t} WHERE client_key = $1"),
@@ -134,7 +138,8 @@ impl Sql {
 
 /// Each job of a batch written whole (the columns as arrays in the order
 /// of [`COLUMNS`], $1 to $18) where its row is still at the version in
-/// $19; the ids written.
+/// $19, the rows locked in id order first (see `clear_pending_many`); the
+/// ids written.
 fn replace_many_if_statement(t: &str) -> String {
     let types = [
         "bytea",
@@ -168,9 +173,14 @@ fn replace_many_if_statement(t: &str) -> String {
         .map(|column| format!("{column} = n.{column}"))
         .collect();
     format!(
-        "UPDATE {t} AS j SET {sets} \
-         FROM unnest({arrays}) AS n({COLUMNS}, expected) \
-         WHERE j.id = n.id AND j.version = n.expected RETURNING j.id",
+        "WITH n AS (SELECT * FROM unnest({arrays}) AS n({COLUMNS}, expected)), \
+         locked AS MATERIALIZED ( \
+             SELECT j.id AS locked_id FROM {t} AS j \
+             JOIN n ON j.id = n.id AND j.version = n.expected \
+             ORDER BY j.id FOR UPDATE OF j) \
+         UPDATE {t} AS j SET {sets} \
+         FROM n JOIN locked ON n.id = locked.locked_id \
+         WHERE j.id = n.id RETURNING j.id",
         sets = sets.join(", "),
         arrays = arrays.join(", "),
     )

@@ -348,10 +348,12 @@ impl PgJobDB {
         firings: &[(JobId, i64)],
         now: DateTime<Utc>,
     ) -> Result<Vec<Job>, ClaimManyError> {
-        let asked: HashSet<(JobId, i64)> = firings.iter().copied().collect();
+        let mut asked: HashSet<(JobId, i64)> = firings.iter().copied().collect();
+        // A firing named twice (a stale re-arm beside the arming) is read
+        // twice, and must be claimed once.
         let mut read: Vec<Job> = recurring
             .into_iter()
-            .filter(|job| asked.contains(&(job.id, job.fire_token)))
+            .filter(|job| asked.remove(&(job.id, job.fire_token)))
             .collect();
         for _ in 0..RECURRING_ATTEMPTS {
             let tokens: HashMap<JobId, i64> =
