@@ -202,16 +202,8 @@ impl JobService {
                 (job, span)
             })
             .collect();
-        let lost: Vec<_> = asked
-            .into_values()
-            .map(|f| self.rearm_if_stale(f))
-            .collect();
-        let ((), _) = futures::join!(
-            async {
-                futures::future::join_all(lost).await;
-            },
-            self.deliver(&fired)
-        );
+        let lost: Vec<Firing> = asked.into_values().collect();
+        let ((), _) = futures::join!(self.rearm_if_stale(lost), self.deliver(&fired));
         for job in &recurring {
             self.arm(job);
         }
@@ -268,17 +260,26 @@ impl JobService {
         })
     }
 
-    /// After a lost claim: if the job is still SCHEDULED under a newer fire
-    /// token that the timer does not hold (two updates raced to arm it), arm
-    /// the current token so that the job is not left unarmed.
-    async fn rearm_if_stale(&self, firing: Firing) {
-        if let Ok(Some(job)) = self.inner.db.get(firing.id).await
-            && job.is_armable()
-            && job.fire_token != firing.fire_token
-        {
-            self.inner
-                .timer
-                .arm_if_vacant(job.id, job.spec.schedule_time, job.fire_token);
+    /// After lost claims: each job still due under a newer fire token that
+    /// the timer does not hold (two updates raced to arm it; another
+    /// replica claimed a recurring job's occurrence and armed the next) is
+    /// armed under its current token, so that it is not left unarmed. One
+    /// store read for the whole batch.
+    async fn rearm_if_stale(&self, lost: Vec<Firing>) {
+        if lost.is_empty() {
+            return;
+        }
+        let ids: Vec<JobId> = lost.iter().map(|f| f.id).collect();
+        let Ok(due) = self.inner.db.armable_of(&ids).await else {
+            return;
+        };
+        let lost_tokens: HashMap<JobId, i64> = lost.iter().map(|f| (f.id, f.fire_token)).collect();
+        for job in due {
+            if lost_tokens.get(&job.id) != Some(&job.fire_token) {
+                self.inner
+                    .timer
+                    .arm_if_vacant(job.id, job.schedule_time, job.fire_token);
+            }
         }
     }
 }
@@ -332,6 +333,24 @@ mod tests {
         assert_eq!(again.status, JobStatus::Scheduled);
         svc.fire_batch(vec![firing], &shutdown).await;
         assert_eq!(svc.get(job.id).await.unwrap().status, JobStatus::Scheduled);
+    }
+
+    #[tokio::test]
+    async fn a_lost_claim_arms_the_job_under_its_newer_token() {
+        let mut t = TestService::with_look_ahead(Duration::from_secs(10));
+        let svc = t.svc.clone();
+        let job = svc.create(t.spec(-1)).await.unwrap();
+        let stale = t.next_firings(1).await[0];
+        // Updated under a new token, which the timer then lost (two updates
+        // raced to arm it).
+        let updated = svc.update(job.id, t.spec(5_000)).await.unwrap();
+        svc.timer().cancel(&job.id);
+        svc.fire_batch(vec![stale], &CancellationToken::new()).await;
+        assert_eq!(svc.get(job.id).await.unwrap().status, JobStatus::Scheduled);
+        assert!(svc.timer().is_armed(&job.id), "armed again");
+        t.advance_ms(5_000);
+        let firing = t.next_firings(1).await[0];
+        assert_eq!((firing.id, firing.fire_token), (job.id, updated.fire_token));
     }
 
     #[tokio::test]

@@ -390,6 +390,22 @@ pub trait JobDB: Send + Sync + 'static {
     /// whose claim could not read it; the unreadable are reported.
     async fn scheduled_before(&self, until: DateTime<Utc>) -> Result<Scan<DueJob>, StoreError>;
 
+    /// The jobs among `ids` that the timer should hold, as due jobs: after
+    /// lost claims, whether a job is due under a newer token. One `get`
+    /// each unless the store reads them at once (PostgreSQL reads the three
+    /// columns of all in one query).
+    async fn armable_of(&self, ids: &[JobId]) -> Result<Vec<DueJob>, StoreError> {
+        let mut due = Vec::new();
+        for id in ids {
+            if let Some(job) = self.get(*id).await?
+                && job.is_armable()
+            {
+                due.push(DueJob::from(&job));
+            }
+        }
+        Ok(due)
+    }
+
     /// Jobs that owe events (the outbox), least recently changed first, at
     /// most `limit` documents (readable or not); the unreadable are reported.
     async fn with_pending_events(&self, limit: usize) -> Result<Scan<Job>, StoreError>;

@@ -220,6 +220,10 @@ impl<D: JobDB> JobDB for TracedJobDB<D> {
         Ok(due)
     }
 
+    async fn armable_of(&self, ids: &[JobId]) -> Result<Vec<DueJob>, StoreError> {
+        self.poll("armable_of", self.inner.armable_of(ids)).await
+    }
+
     async fn with_pending_events(&self, limit: usize) -> Result<Scan<Job>, StoreError> {
         let owing = self
             .poll("with_pending_events", self.inner.with_pending_events(limit))

@@ -7,6 +7,7 @@
 use super::support::*;
 
 cases!(
+    armable_of_answers_the_named_jobs_the_timer_should_hold,
     claim_needs_a_scheduled_job_with_the_fire_token,
     claim_many_claims_only_scheduled_jobs_with_their_fire_token,
 );
@@ -86,6 +87,21 @@ async fn claim_needs_a_scheduled_job_with_the_fire_token(db: &Store) {
         );
         assert_eq!(db.get(other.id).await.expect("get"), Some(other));
     }
+}
+
+async fn armable_of_answers_the_named_jobs_the_timer_should_hold(db: &Store) {
+    let past = now() - TimeDelta::seconds(1);
+    let scheduled = job("scheduled", past);
+    let running = job_in("running", JobStatus::Running, past);
+    let other = job("not named", past);
+    db.insert_all(&[scheduled.clone(), running.clone(), other])
+        .await;
+    let named = [scheduled.id, running.id, JobId::new()];
+    assert_eq!(
+        db.armable_of(&named).await.expect("armable_of"),
+        [DueJob::from(&scheduled)]
+    );
+    assert!(db.armable_of(&[]).await.expect("none").is_empty());
 }
 
 async fn claim_many_claims_only_scheduled_jobs_with_their_fire_token(db: &Store) {

@@ -48,6 +48,7 @@ pub(super) struct Sql {
     pub(super) by_client_key: String,
     pub(super) recurring_of: String,
     pub(super) replace_many_if: String,
+    pub(super) armable_of: String,
 }
 
 impl Sql {
@@ -128,6 +129,10 @@ impl Sql {
             by_client_key: format!("SELECT {COLUMNS} FROM {t} WHERE client_key = $1"),
             recurring_of: recurring_of_statement(&t),
             replace_many_if: replace_many_if_statement(&t),
+            armable_of: format!(
+                "SELECT id, schedule_time, scheduled_key FROM {t} \
+                 WHERE id = ANY($1) AND {ARMABLE}"
+            ),
             running_before: format!(
                 "SELECT {COLUMNS} FROM {t} WHERE status = {running} AND updated_at < $1 \
                  ORDER BY updated_at, id"

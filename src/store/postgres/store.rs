@@ -267,6 +267,22 @@ impl JobDB for PgJobDB {
         Ok(scan_rows(&rows).map(|job| DueJob::from(&job)))
     }
 
+    async fn armable_of(&self, ids: &[JobId]) -> Result<Vec<DueJob>, StoreError> {
+        let bytes: Vec<[u8; 12]> = ids.iter().map(JobId::bytes).collect();
+        let ids: Vec<&[u8]> = bytes.iter().map(|b| b.as_slice()).collect();
+        let rows = self.query(&self.sql.armable_of, &[&ids]).await?;
+        rows.iter()
+            .map(|row| {
+                let id = id_from_row(row)?;
+                Ok(DueJob {
+                    id,
+                    schedule_time: column(row, id, "schedule_time")?,
+                    fire_token: column(row, id, "scheduled_key")?,
+                })
+            })
+            .collect()
+    }
+
     async fn with_pending_events(&self, limit: usize) -> Result<Scan<Job>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = self.query(&self.sql.with_pending_events, &[&limit]).await?;
