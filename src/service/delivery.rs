@@ -97,24 +97,38 @@ impl InFlight {
         }
     }
 
-    /// The relay starts reading the outbox.
-    fn relay_reads(&self) {
+    /// The relay starts reading the outbox; the read ends when the guard
+    /// is dropped.
+    fn relay_reads(&self) -> RelayRead<'_> {
         let mut sets = self.sets();
         sets.relay_reading = true;
         sets.ended.clear();
+        RelayRead { in_flight: self }
     }
+}
 
-    /// The relay read `owing`: the jobs in it that no delivery of this
-    /// process touched since the read began.
+/// The relay's read of the outbox under way (see [`InFlight::relay_reads`]).
+struct RelayRead<'a> {
+    in_flight: &'a InFlight,
+}
+
+impl RelayRead<'_> {
+    /// The jobs of `owing`, as read, that no delivery of this process
+    /// touched since the read began.
     fn untouched(&self, owing: Vec<Job>) -> Vec<Job> {
-        let mut sets = self.sets();
-        let untouched = owing
+        let sets = self.in_flight.sets();
+        owing
             .into_iter()
             .filter(|job| !sets.delivering.contains_key(&job.id) && !sets.ended.contains(&job.id))
-            .collect();
+            .collect()
+    }
+}
+
+impl Drop for RelayRead<'_> {
+    fn drop(&mut self) {
+        let mut sets = self.in_flight.sets();
         sets.relay_reading = false;
         sets.ended.clear();
-        untouched
     }
 }
 
@@ -291,21 +305,20 @@ impl JobService {
     /// left owing; the pass goes on with the others (and does not count as
     /// failed).
     pub(crate) async fn relay_pass(&self) -> Result<(), String> {
-        let in_flight = &self.inner.in_flight;
-        in_flight.relay_reads();
-        let owing = match self.inner.db.with_pending_events(RELAY_BATCH).await {
-            Ok(owing) => owing,
-            Err(err) => {
-                in_flight.untouched(Vec::new());
-                return Err(err.to_string());
-            }
-        };
+        let read = self.inner.in_flight.relay_reads();
+        let owing = self
+            .inner
+            .db
+            .with_pending_events(RELAY_BATCH)
+            .await
+            .map_err(|e| e.to_string())?;
+        let untouched = read.untouched(owing.found);
+        drop(read);
         log_unreadable("outbox relay", &owing.unreadable);
         let grace =
             ChronoDuration::from_std(self.settings().relay_grace).unwrap_or(ChronoDuration::MAX);
         let settled = self.clock().now_ms() - grace;
-        let ready: Vec<(Job, Span)> = in_flight
-            .untouched(owing.found)
+        let ready: Vec<(Job, Span)> = untouched
             .into_iter()
             .filter(|job| job.updated_at <= settled)
             .map(|job| {
@@ -472,12 +485,13 @@ mod tests {
         );
         let job = Job::new_scheduled(t.spec(0), t.svc.clock().now_ms());
         let delivering = in_flight.hold(vec![job.id]);
-        in_flight.relay_reads();
+        let read = in_flight.relay_reads();
         drop(delivering);
-        assert!(in_flight.untouched(vec![job.clone()]).is_empty());
+        assert!(read.untouched(vec![job.clone()]).is_empty());
+        drop(read);
         // The next pass reads after that delivery ended: the job is its own.
-        in_flight.relay_reads();
-        assert_eq!(in_flight.untouched(vec![job]).len(), 1);
+        let read = in_flight.relay_reads();
+        assert_eq!(read.untouched(vec![job]).len(), 1);
     }
 
     #[tokio::test]
