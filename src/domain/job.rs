@@ -328,6 +328,19 @@ impl Job {
             .map_or(self.fire_token, |run| run.token)
     }
 
+    /// When the current firing was due: a recurring job's run in flight's
+    /// occurrence plus its jitter (for a triggered run, about when it was
+    /// triggered), else the schedule time.
+    pub fn firing_due(&self) -> DateTime<Utc> {
+        self.recurrence
+            .as_ref()
+            .and_then(|rec| {
+                let run = rec.run.as_ref()?;
+                Some(run.occurrence + rec.spec.timing.jitter().delay(&self.id, run.occurrence))
+            })
+            .unwrap_or(self.spec.schedule_time)
+    }
+
     /// Whether the timer should hold this job: a one-shot job while
     /// SCHEDULED; a recurring job while it has an occurrence to fire
     /// (SCHEDULED, or RUNNING with the next occurrence armed), not paused

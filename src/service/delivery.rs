@@ -241,6 +241,13 @@ impl JobService {
         for kind in EventKind::owed(job.pending) {
             match self.inner.producer.publish(kind, job).await {
                 Ok(()) => {
+                    if kind == EventKind::Run {
+                        let due = job.firing_due();
+                        let lateness = self.clock().now() - due;
+                        self.inner
+                            .metrics
+                            .run_published(lateness.num_milliseconds());
+                    }
                     if self.inner.broker_down.swap(false, Ordering::Relaxed) {
                         tracing::info!("the broker is back: calls and firings publish again");
                     }
@@ -355,7 +362,9 @@ mod tests {
         config::SchedulerSettings,
         domain::JobStatus,
         service::testing::{RecordingProducer, TestService},
+        telemetry::metrics,
     };
+    use tokio_util::sync::CancellationToken;
 
     fn now_span(job: Job) -> [(Job, Span); 1] {
         [(job, Span::current())]
@@ -368,6 +377,25 @@ mod tests {
             ..SchedulerSettings::default()
         };
         (TestService::new(settings, producer.clone()), producer)
+    }
+
+    #[tokio::test]
+    async fn a_run_event_counts_how_late_the_broker_took_it() {
+        let (mut t, _) = recording(Duration::ZERO);
+        let svc = t.svc.clone();
+        svc.create(t.spec(-1_500)).await.unwrap();
+        let firing = t.next_firings(1).await[0];
+        svc.fire_batch(vec![firing], &CancellationToken::new())
+            .await;
+        let text = svc.metrics().render(0);
+        let bucket = |le: &str| {
+            let series = format!("{}_bucket{{le=\"{le}\"}} ", metrics::RUN_PUBLISH_LATENESS);
+            text.lines()
+                .find_map(|l| l.strip_prefix(series.as_str())?.parse::<f64>().ok())
+        };
+        // Due 1.5 s before the clock's now; the create event is not counted.
+        assert_eq!(bucket("1"), Some(0.0), "{text}");
+        assert_eq!(bucket("2.5"), Some(1.0), "{text}");
     }
 
     #[tokio::test]

@@ -35,6 +35,10 @@ pub const FIRE_LATENESS: &str = "scheduler_fire_lateness_seconds";
 pub const ARMED_TIMERS: &str = "scheduler_armed_timers";
 /// Events the broker acknowledged, by `topic`.
 pub const EVENTS_PUBLISHED: &str = "scheduler_events_published_total";
+/// A run event's acknowledgement by the broker minus the time its firing
+/// was due (a recurring job's occurrence), in seconds: how late executors
+/// can read it. Counts every publish, the relay's after an outage too.
+pub const RUN_PUBLISH_LATENESS: &str = "scheduler_run_publish_lateness_seconds";
 /// Events the broker did not take (they stay owed in the outbox), by `topic`.
 pub const EVENTS_FAILED: &str = "scheduler_events_failed_total";
 /// Run results read and applied (stored or recognised as a duplicate).
@@ -160,6 +164,7 @@ struct Jobs {
 #[derive(Debug)]
 struct Delivery {
     published: IntCounterVec,
+    run_lateness: Histogram,
     failed: IntCounterVec,
 }
 
@@ -237,6 +242,13 @@ impl Delivery {
                 EVENTS_PUBLISHED,
                 "Events the broker acknowledged",
                 &["topic"],
+            ),
+            run_lateness: register(
+                r,
+                Histogram::with_opts(latency(
+                    RUN_PUBLISH_LATENESS,
+                    "Run event acknowledged by the broker minus its due time, in seconds",
+                )),
             ),
             failed: counters(
                 r,
@@ -352,6 +364,14 @@ impl Metrics {
         #[allow(clippy::cast_precision_loss)]
         let seconds = lateness_ms.max(0) as f64 / 1000.0;
         self.jobs.fire_lateness.observe(seconds);
+    }
+
+    /// The broker acknowledged a run event `lateness_ms` after the firing
+    /// was due (an early one counts as 0).
+    pub fn run_published(&self, lateness_ms: i64) {
+        #[allow(clippy::cast_precision_loss)]
+        let seconds = lateness_ms.max(0) as f64 / 1000.0;
+        self.delivery.run_lateness.observe(seconds);
     }
 
     /// A run ended SUCCEEDED.
@@ -580,11 +600,26 @@ mod tests {
         metrics.job_failed(FailReason::Misfire);
         metrics.rpc_handled("CreateJob", tonic::Code::Ok, Duration::from_millis(3));
         metrics.event_published("topic-job-run");
+        metrics.run_published(40);
         metrics.set_consumer_lag("topic-job-run-result", 0, 7);
         let text = metrics.render(42);
         assert_eq!(value_of(&text, JOBS_CREATED), Some(2.0));
         assert_eq!(value_of(&text, ARMED_TIMERS), Some(42.0));
         assert_eq!(value_of(&text, &format!("{FIRE_LATENESS}_sum")), Some(1.5));
+        assert_eq!(
+            value_of(
+                &text,
+                &format!("{RUN_PUBLISH_LATENESS}_bucket{{le=\"0.05\"}}")
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value_of(
+                &text,
+                &format!("{RUN_PUBLISH_LATENESS}_bucket{{le=\"0.025\"}}")
+            ),
+            Some(0.0)
+        );
         assert_eq!(
             value_of(&text, &format!("{JOBS_FAILED}{{reason=\"misfire\"}}")),
             Some(1.0)

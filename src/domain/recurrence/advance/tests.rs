@@ -19,12 +19,22 @@ fn minutes(n: i64) -> DateTime<Utc> {
 
 /// Every minute from T0, created just before it.
 fn job_with(mode: CatchUpMode, overlap: Overlap, max_runs: Option<u64>) -> Job {
+    jittered_job_with(mode, overlap, max_runs, Jitter::default())
+}
+
+/// As [`job_with`], each occurrence delayed by up to `jitter`.
+fn jittered_job_with(
+    mode: CatchUpMode,
+    overlap: Overlap,
+    max_runs: Option<u64>,
+    jitter: Jitter,
+) -> Job {
     let interval =
         IntervalSchedule::new(TimeDelta::minutes(1), at(T0), DEFAULT_MIN_INTERVAL).unwrap();
     let timing = Timing::new(
         Schedule::Interval(interval),
         Bounds::new(None, None, max_runs).unwrap(),
-        Jitter::default(),
+        jitter,
     )
     .unwrap();
     let spec = JobSpec {
@@ -302,4 +312,24 @@ fn the_stored_form_reads_back_the_same_recurrence() {
     assert_eq!(&Recurrence::from_stored(&text).unwrap(), state);
     let err = Recurrence::from_stored("{}").unwrap_err();
     assert!(err.to_string().starts_with("invalid recurrence: "), "{err}");
+}
+
+#[test]
+fn a_run_was_due_at_its_occurrence_plus_its_jitter() {
+    let jitter = Jitter::new(TimeDelta::seconds(30)).unwrap();
+    let job = jittered_job_with(CatchUpMode::Once, Overlap::Skip, None, jitter);
+    let fire_time = job.spec.schedule_time;
+    assert!(fire_time >= minutes(0) && fire_time < minutes(0) + TimeDelta::seconds(30));
+    assert_eq!(
+        job.firing_due(),
+        fire_time,
+        "before the claim: its schedule time"
+    );
+    let claimed = job.claimed(job.fire_token, fire_time).unwrap();
+    assert_eq!(rec(&claimed).run.as_ref().unwrap().occurrence, minutes(0));
+    assert_eq!(claimed.firing_due(), fire_time);
+    assert_ne!(
+        claimed.spec.schedule_time, fire_time,
+        "the next occurrence's"
+    );
 }
