@@ -146,6 +146,9 @@ struct Args {
     /// --recurring-every-secs [default: 120, smoke 3].
     #[arg(long, value_name = "S", value_parser = at_least_one::<u64>)]
     recurring_secs: Option<u64>,
+    /// recurring: TOPIC_JOB_RUN_PARTITIONS.
+    #[arg(long, value_name = "P", value_parser = at_least_one::<i32>, default_value = "1")]
+    recurring_partitions: i32,
     /// The service binary to run instead of this build's, e.g. an older build
     /// kept aside, to compare before and after in one session.
     #[arg(long, value_name = "PATH", value_parser = existing_file)]
@@ -208,6 +211,7 @@ pub struct Options {
     pub recurring_jobs: usize,
     pub recurring_every_secs: u64,
     pub recurring_secs: u64,
+    pub recurring_partitions: i32,
     pub plot: Option<PathBuf>,
 }
 
@@ -249,6 +253,7 @@ pub fn parse() -> Options {
         recurring_jobs: a.recurring_jobs.unwrap_or(pick(10_000, 100)).max(1),
         recurring_every_secs: a.recurring_every_secs.unwrap_or(if smoke { 1 } else { 10 }),
         recurring_secs: a.recurring_secs.unwrap_or(if smoke { 3 } else { 120 }),
+        recurring_partitions: a.recurring_partitions,
         plot: a.plot,
     }
 }

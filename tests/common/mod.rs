@@ -712,30 +712,11 @@ pub async fn wait_for_status(
     }
 }
 
-/// The body of `GET /metrics` on `port` (plain HTTP/1.0, so the server
-/// closes the connection after answering).
+/// The body of `GET /metrics` on `port` (see [`test_support::scrape_metrics`]).
 pub async fn scrape_metrics(port: u16) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+    test_support::scrape_metrics(port)
         .await
-        .expect("connect to the metrics endpoint");
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .await
-        .expect("send the request");
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .await
-        .expect("read the response");
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(head.starts_with("HTTP/1.0 200"), "metrics answer: {head}");
-    assert!(
-        head.to_ascii_lowercase()
-            .contains("content-type: text/plain"),
-        "metrics content type: {head}"
-    );
-    body.to_owned()
+        .expect("the metrics endpoint answers")
 }
 
 /// The value of the series `name{labels}` (labels in any order, all of

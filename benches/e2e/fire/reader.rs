@@ -15,7 +15,7 @@ use std::{
 
 use chrono::DateTime;
 use rdkafka::{
-    ClientConfig, Message, Offset, TopicPartitionList,
+    ClientConfig, Message, Offset, Timestamp, TopicPartitionList,
     consumer::{BaseConsumer, Consumer},
     message::Headers,
 };
@@ -34,6 +34,9 @@ pub struct Arrival {
     firing_key: String,
     /// When it was polled, Unix µs.
     pub received_us: i64,
+    /// When the service handed it to its producer (the message's
+    /// CreateTime, set by librdkafka), Unix µs at ms resolution.
+    pub produced_us: Option<i64>,
     schedule_us: Option<i64>,
     updated_us: Option<i64>,
     /// Recurring jobs: the event's `ScheduledKey`, unique to the occurrence.
@@ -156,6 +159,10 @@ fn arrival(message: &impl Message, received_us: i64) -> Arrival {
         key: key.into_owned(),
         firing_key,
         received_us,
+        produced_us: match message.timestamp() {
+            Timestamp::CreateTime(ms) => Some(ms * 1000),
+            _ => None,
+        },
         schedule_us: event.as_ref().and_then(|e| micros(&e.schedule_time)),
         updated_us: event.as_ref().and_then(|e| micros(&e.updated_at)),
         scheduled_key: event.as_ref().map(|e| e.fire_token),
