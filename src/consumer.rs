@@ -244,10 +244,7 @@ impl Handler {
         let started = tokio::time::Instant::now();
         let mut backoff = Backoff::new(RETRY_FIRST, RETRY_MAX);
         loop {
-            let recorded = self
-                .service
-                .record_result(result.id, result.status, result.fire_token)
-                .await;
+            let recorded = self.service.record_result(result.id, &result.report).await;
             match recorded {
                 Ok(_) => return Ok(()),
                 Err(error @ Error::StoreUnavailable(_)) => {

@@ -796,6 +796,7 @@ async fn a_running_job_can_be_deleted_and_its_late_results_are_ignored() {
             id: id.clone(),
             status: proto::JobStatus::Succeeded.into(),
             scheduled_key: None,
+            ..Default::default()
         })
         .await
         .expect_err("no such job any more");

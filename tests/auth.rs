@@ -370,6 +370,7 @@ async fn each_role_calls_only_its_methods() {
                 id: bson::oid::ObjectId::new().to_hex(),
                 status: proto::JobStatus::Succeeded as i32,
                 scheduled_key: None,
+                ..Default::default()
             })
             .await;
         assert_eq!(

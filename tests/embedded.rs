@@ -53,6 +53,7 @@ async fn the_whole_cycle_runs_with_no_external_server() {
         id: id.clone(),
         status: status as i32,
         scheduled_key: None,
+        ..Default::default()
     };
     let stored = executor
         .report_result(report(proto::JobStatus::Succeeded))
@@ -81,6 +82,7 @@ async fn the_whole_cycle_runs_with_no_external_server() {
         id: bson::oid::ObjectId::new().to_hex(),
         status: proto::JobStatus::Failed as i32,
         scheduled_key: None,
+        ..Default::default()
     };
     assert_eq!(
         executor

@@ -125,6 +125,7 @@ impl Setup {
                 id: run.id.clone(),
                 status: status.into(),
                 scheduled_key: Some(run.fire_token),
+                ..Default::default()
             })
             .await
             .expect("ReportResult")

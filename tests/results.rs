@@ -224,6 +224,7 @@ impl Setup {
                 id: id.to_owned(),
                 status: status.into(),
                 scheduled_key: Some(key),
+                ..Default::default()
             })
             .await
             .expect("ReportResult")

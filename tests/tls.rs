@@ -295,6 +295,7 @@ async fn every_call_is_served_over_tls_and_plaintext_is_refused() {
             id: fired.clone(),
             status: proto::JobStatus::Succeeded as i32,
             scheduled_key: None,
+            ..Default::default()
         })
         .await;
     assert_eq!(

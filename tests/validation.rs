@@ -103,6 +103,7 @@ async fn a_10_kb_bogus_id_is_answered_with_a_short_message() {
                 id: bogus.clone(),
                 status: proto::JobStatus::Succeeded.into(),
                 scheduled_key: None,
+                ..Default::default()
             })
             .await
             .map(drop),

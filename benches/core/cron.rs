@@ -163,6 +163,7 @@ async fn add_service(timings: &[Timing], lateness: Arc<Recorder>) -> Added {
                 overlap: Overlap::Run,
             }),
             client_key: None,
+            retry: None,
         };
         service.create_job(new).await.expect("create");
     }

@@ -45,6 +45,10 @@ pub struct JobEvent {
     /// the run stands for, in order. Absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub occurrences: Option<Vec<String>>,
+    /// The attempt this firing is, from 2 on a retry of a failed run.
+    /// Absent on a first attempt (so the article's events are unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
 }
 
 fn rfc3339(time: DateTime<Utc>) -> String {
@@ -77,6 +81,7 @@ impl From<&Job> for JobEvent {
                 .and_then(|rec| rec.run.as_ref())
                 .filter(|run| !run.stands_for.is_empty())
                 .map(|run| run.stands_for.iter().copied().map(rfc3339).collect()),
+            attempt: Some(job.attempt()).filter(|&n| n > 1),
         }
     }
 }
@@ -126,5 +131,25 @@ mod tests {
         assert_eq!(object["Status"], 2);
         assert_eq!(object["JobType"], 1);
         assert_eq!(object["ScheduledKey"], 42);
+    }
+
+    #[test]
+    fn a_retry_says_which_attempt_it_is() {
+        let mut job = Job::new_scheduled(
+            JobSpec {
+                name: "job1".into(),
+                description: String::new(),
+                schedule_time: Utc::now(),
+                job_type: JobType::Email,
+                job_data: "{}".into(),
+            },
+            Utc::now(),
+        );
+        job.attempts = Some(Box::new(crate::domain::retry::Attempts {
+            attempt: 3,
+            ..Default::default()
+        }));
+        let value = serde_json::to_value(JobEvent::from(&job)).unwrap();
+        assert_eq!(value["Attempt"], 3);
     }
 }

@@ -31,7 +31,11 @@
 //! present, so that a message with `Id` means here what it means to Go
 //! (but for a `jobId` value that is not UTF-8, which spoils the message
 //! here and is ignored there). A status other than 4 (SUCCEEDED) or 5
-//! (FAILED) is refused, where Go would store it. Other keys are ignored.
+//! (FAILED) is refused, where Go would store it. Beyond Go too, the
+//! optional details of a report (same folding): `Error` (a string),
+//! `Executor` (a string), `Final` (a boolean: retrying cannot cure the
+//! failure) and `RetryAfterMs` (an integer), bounded as
+//! [`RunReport::with_details`] bounds them. Other keys are ignored.
 //!
 //! The object is read in one pass, with a serde visitor that sees the keys
 //! in document order.
@@ -42,21 +46,19 @@ use serde::{
 };
 use serde_json::Value;
 
-use crate::domain::{Excerpt, JobId, ResultStatus};
+use crate::domain::{Excerpt, JobId, ResultStatus, report::RunReport};
 
 /// Largest run-result message that is parsed; anything bigger is poison.
 pub const RUN_RESULT_MAX_BYTES: usize = 64 * 1024;
 
 /// An executor's report on a run, from `topic-job-run-result`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunResult {
     /// The job that ran.
     pub id: JobId,
-    /// How it went.
-    pub status: ResultStatus,
-    /// The `ScheduledKey` the executor echoed from the run event, if it sent
-    /// one: the fire token of the firing it reports on.
-    pub fire_token: Option<i64>,
+    /// How it went; its fire token is the `ScheduledKey` the executor
+    /// echoed from the run event, if it sent one.
+    pub report: RunReport,
 }
 
 /// Why a run-result message was skipped. No variant repeats more than an
@@ -91,6 +93,10 @@ pub enum RunResultError {
     /// The status is not SUCCEEDED (4) or FAILED (5).
     #[error("status {0} is not a result (expected 4 or 5)")]
     NotAResult(i64),
+    /// A detail is out of its bounds (too long a text, a delay out of
+    /// range).
+    #[error("{0}")]
+    OutOfBounds(String),
 }
 
 /// Parses a run-result message, `{"Id": "...", "Status": 4}` and every
@@ -120,11 +126,15 @@ pub fn parse_run_result(payload: &[u8]) -> Result<RunResult, RunResultError> {
         .ok()
         .and_then(ResultStatus::from_i32)
         .ok_or(RunResultError::NotAResult(status))?;
-    Ok(RunResult {
-        id,
-        status,
-        fire_token: fields.fire_token,
-    })
+    let report = RunReport::of(status, fields.fire_token)
+        .with_details(
+            fields.error_text,
+            fields.executor,
+            fields.last_attempt.unwrap_or(false),
+            fields.retry_after_ms,
+        )
+        .map_err(|e| RunResultError::OutOfBounds(e.to_string()))?;
+    Ok(RunResult { id, report })
 }
 
 /// The tags of the keys a run result is read from.
@@ -138,10 +148,27 @@ enum Tag {
     Status,
     /// Go's `ScheduledKey`.
     ScheduledKey,
+    /// The error text.
+    Error,
+    /// The executor's name.
+    Executor,
+    /// A failure retrying cannot cure.
+    Final,
+    /// The delay asked for before a retry.
+    RetryAfterMs,
 }
 
 impl Tag {
-    const ALL: [Tag; 4] = [Tag::Id, Tag::JobId, Tag::Status, Tag::ScheduledKey];
+    const ALL: [Tag; 8] = [
+        Tag::Id,
+        Tag::JobId,
+        Tag::Status,
+        Tag::ScheduledKey,
+        Tag::Error,
+        Tag::Executor,
+        Tag::Final,
+        Tag::RetryAfterMs,
+    ];
 
     /// The name as tagged (Go's struct tags, and `jobId`).
     fn name(self) -> &'static str {
@@ -150,6 +177,10 @@ impl Tag {
             Tag::JobId => "jobId",
             Tag::Status => "Status",
             Tag::ScheduledKey => "ScheduledKey",
+            Tag::Error => "Error",
+            Tag::Executor => "Executor",
+            Tag::Final => "Final",
+            Tag::RetryAfterMs => "RetryAfterMs",
         }
     }
 
@@ -188,6 +219,10 @@ struct Fields {
     job_id: Option<Result<JobId, RunResultError>>,
     status: Option<i64>,
     fire_token: Option<i64>,
+    error_text: Option<String>,
+    executor: Option<String>,
+    last_attempt: Option<bool>,
+    retry_after_ms: Option<i64>,
     /// The first bad value: it spoils the message whatever follows.
     error: Option<RunResultError>,
 }
@@ -206,6 +241,13 @@ impl Fields {
             }
             Tag::Status => integer(tag, value).map(|n| self.status = Some(n)),
             Tag::ScheduledKey => integer(tag, value).map(|n| self.fire_token = Some(n)),
+            Tag::Error => text(tag, value).map(|t| self.error_text = Some(t)),
+            Tag::Executor => text(tag, value).map(|t| self.executor = Some(t)),
+            Tag::Final => value
+                .as_bool()
+                .map(|b| self.last_attempt = Some(b))
+                .ok_or_else(|| wrong_type(tag, "a boolean", value)),
+            Tag::RetryAfterMs => integer(tag, value).map(|n| self.retry_after_ms = Some(n)),
         };
         if let Err(err) = taken {
             self.error.get_or_insert(err);
@@ -218,6 +260,13 @@ fn job_id(tag: Tag, value: &Value) -> Result<JobId, RunResultError> {
         .as_str()
         .ok_or_else(|| wrong_type(tag, "a string", value))?;
     JobId::parse_str(text).map_err(|_| RunResultError::InvalidId(Excerpt(text).to_string()))
+}
+
+fn text(tag: Tag, value: &Value) -> Result<String, RunResultError> {
+    value
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| wrong_type(tag, "a string", value))
 }
 
 fn integer(tag: Tag, value: &Value) -> Result<i64, RunResultError> {
@@ -317,6 +366,7 @@ mod tests {
     fn status_of(json: &str) -> ResultStatus {
         parsed(json)
             .unwrap_or_else(|e| panic!("{json}: {e}"))
+            .report
             .status
     }
 
@@ -329,16 +379,14 @@ mod tests {
             parsed(&upper),
             Ok(RunResult {
                 id,
-                status: ResultStatus::Succeeded,
-                fire_token: None,
+                report: RunReport::of(ResultStatus::Succeeded, None),
             })
         );
         assert_eq!(
             parsed(&lower),
             Ok(RunResult {
                 id,
-                status: ResultStatus::Failed,
-                fire_token: Some(1),
+                report: RunReport::of(ResultStatus::Failed, Some(1)),
             })
         );
     }
@@ -353,8 +401,7 @@ mod tests {
             parsed(&echoed),
             Ok(RunResult {
                 id,
-                status: ResultStatus::Succeeded,
-                fire_token: None,
+                report: RunReport::of(ResultStatus::Succeeded, None),
             })
         );
     }
@@ -397,7 +444,7 @@ mod tests {
         let id = JobId::new();
         let key = "Scheduled\u{212A}ey";
         let kelvin = format!(r#"{{"Id":"{id}","Status":4,"{key}":7}}"#);
-        assert_eq!(parsed(&kelvin).map(|r| r.fire_token), Ok(Some(7)));
+        assert_eq!(parsed(&kelvin).map(|r| r.report.fire_token), Ok(Some(7)));
         // Dotless i upper-cases to I, but Go's simple folding keeps them
         // apart; the full-folding ligature ﬆ is not `st` either.
         for key in ["\u{131}d", "\u{130}d"] {
@@ -519,7 +566,7 @@ mod tests {
     #[test]
     fn scheduled_key_is_an_optional_i64_in_any_case() {
         let id = JobId::new();
-        let fire_token = |json: String| parsed(&json).map(|r| r.fire_token);
+        let fire_token = |json: String| parsed(&json).map(|r| r.report.fire_token);
         assert_eq!(
             fire_token(format!(r#"{{"Id":"{id}","Status":4}}"#)),
             Ok(None)
@@ -594,8 +641,7 @@ mod tests {
         let id = JobId::new();
         let expected = Ok(RunResult {
             id,
-            status: ResultStatus::Succeeded,
-            fire_token: None,
+            report: RunReport::of(ResultStatus::Succeeded, None),
         });
         let tail = format!(r#","Id":"{id}","Status":4}}"#);
         for head in [
@@ -636,5 +682,34 @@ mod tests {
             let err = parsed(&json).unwrap_err().to_string();
             assert!(err.len() < 200, "{err}");
         }
+    }
+
+    #[test]
+    fn the_optional_details_are_read_in_any_case_and_bounded() {
+        let id = JobId::new();
+        let json = format!(
+            r#"{{"Id":"{id}","Status":5,"error":"SMTP 451","EXECUTOR":"mailer-2","final":true,"RetryAfterMs":30000}}"#
+        );
+        let report = parsed(&json).expect("a result").report;
+        assert_eq!(report.error.as_deref(), Some("SMTP 451"));
+        assert_eq!(report.executor.as_deref(), Some("mailer-2"));
+        assert!(report.last_attempt);
+        assert_eq!(report.retry_after, Some(chrono::TimeDelta::seconds(30)));
+        let long = "x".repeat(crate::domain::report::ERROR_MAX_BYTES + 1);
+        let oversized = format!(r#"{{"Id":"{id}","Status":5,"Error":"{long}"}}"#);
+        assert!(matches!(
+            parsed(&oversized),
+            Err(RunResultError::OutOfBounds(_))
+        ));
+        let negative = format!(r#"{{"Id":"{id}","Status":5,"RetryAfterMs":-1}}"#);
+        assert!(matches!(
+            parsed(&negative),
+            Err(RunResultError::OutOfBounds(_))
+        ));
+        let wrong = format!(r#"{{"Id":"{id}","Status":5,"Final":"yes"}}"#);
+        assert!(matches!(
+            parsed(&wrong),
+            Err(RunResultError::WrongType { key: "Final", .. })
+        ));
     }
 }

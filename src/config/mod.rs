@@ -222,7 +222,7 @@ impl Settings {
             topics: merged.parse::<broker::TopicVars>()?.into_settings()?,
             scheduler: merged
                 .parse::<scheduler::SchedulerVars>()?
-                .into_settings(relay_grace),
+                .into_settings(relay_grace)?,
             shutdown_grace: Duration::from_secs(app.shutdown_grace_secs),
             security: merged
                 .parse::<security::SecurityVars>()?

@@ -1,11 +1,13 @@
 //! The scheduling core: ListJobs page size, the timer's look-ahead, firing
-//! concurrency, the misfire and run-timeout policies, and the outbox poll.
+//! concurrency, the misfire, run-timeout and default retry policies, and
+//! the outbox poll.
 
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::value;
+use super::{ConfigError, value, vars};
+use crate::domain::{Error, Field, retry::RetryPolicy};
 
 /// What to do with a job found due long after its time (the service was down).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -82,6 +84,8 @@ pub struct SchedulerSettings {
     pub relay_grace: Duration,
     /// The shortest interval a recurring job may have (at least 1 s).
     pub min_interval: Duration,
+    /// How a failed one-shot job without a policy of its own is retried.
+    pub retry: RetryPolicy,
 }
 
 impl Default for SchedulerSettings {
@@ -96,6 +100,7 @@ impl Default for SchedulerSettings {
             outbox_poll: Duration::from_secs(1),
             relay_grace: Duration::from_secs(11),
             min_interval: Duration::from_secs(1),
+            retry: RetryPolicy::NONE,
         }
     }
 }
@@ -118,6 +123,11 @@ pub(super) struct SchedulerVars {
     outbox_poll_ms: Duration,
     #[serde(deserialize_with = "value::seconds")]
     scheduler_min_interval_secs: Duration,
+    scheduler_retry_max_attempts: u32,
+    scheduler_retry_first_delay_ms: i64,
+    scheduler_retry_max_delay_ms: i64,
+    scheduler_retry_multiplier: f64,
+    scheduler_retry_jitter: f64,
 }
 
 impl Default for SchedulerVars {
@@ -132,6 +142,11 @@ impl Default for SchedulerVars {
             scheduler_run_timeout_policy: defaults.run_timeout_policy,
             outbox_poll_ms: defaults.outbox_poll,
             scheduler_min_interval_secs: defaults.min_interval,
+            scheduler_retry_max_attempts: defaults.retry.max_attempts(),
+            scheduler_retry_first_delay_ms: defaults.retry.first_delay().num_milliseconds(),
+            scheduler_retry_max_delay_ms: defaults.retry.max_delay().num_milliseconds(),
+            scheduler_retry_multiplier: defaults.retry.multiplier(),
+            scheduler_retry_jitter: 0.1,
         }
     }
 }
@@ -139,8 +154,12 @@ impl Default for SchedulerVars {
 impl SchedulerVars {
     /// The scheduling core's settings, with the relay grace that the
     /// broker's acknowledgement timeout gives.
-    pub(super) fn into_settings(self, relay_grace: Duration) -> SchedulerSettings {
-        SchedulerSettings {
+    pub(super) fn into_settings(
+        self,
+        relay_grace: Duration,
+    ) -> Result<SchedulerSettings, ConfigError> {
+        let retry = self.retry_policy()?;
+        Ok(SchedulerSettings {
             max_page_size: self.list_max_page_size,
             look_ahead: self.scheduler_look_ahead_secs,
             fire_concurrency: self.scheduler_fire_concurrency,
@@ -150,7 +169,32 @@ impl SchedulerVars {
             outbox_poll: self.outbox_poll_ms,
             relay_grace,
             min_interval: self.scheduler_min_interval_secs,
-        }
+            retry,
+        })
+    }
+
+    /// The default retry policy; a value out of bounds names its variable.
+    fn retry_policy(&self) -> Result<RetryPolicy, ConfigError> {
+        RetryPolicy::new(
+            self.scheduler_retry_max_attempts,
+            self.scheduler_retry_first_delay_ms,
+            self.scheduler_retry_max_delay_ms,
+            self.scheduler_retry_multiplier,
+            self.scheduler_retry_jitter,
+        )
+        .map_err(|err| match err {
+            Error::InvalidArgument { field, reason } => {
+                let name = match field {
+                    Field::RetryFirstDelay => vars::SCHEDULER_RETRY_FIRST_DELAY_MS,
+                    Field::RetryMaxDelay => vars::SCHEDULER_RETRY_MAX_DELAY_MS,
+                    Field::RetryMultiplier => vars::SCHEDULER_RETRY_MULTIPLIER,
+                    Field::RetryJitter => vars::SCHEDULER_RETRY_JITTER,
+                    _ => vars::SCHEDULER_RETRY_MAX_ATTEMPTS,
+                };
+                ConfigError::new(name, reason)
+            }
+            other => ConfigError::new(vars::SCHEDULER_RETRY_MAX_ATTEMPTS, other.to_string()),
+        })
     }
 }
 
@@ -174,5 +218,34 @@ mod tests {
         let defaults = settings(&[]).unwrap().scheduler;
         assert_eq!(defaults.misfire, MisfirePolicy::FireNow);
         assert_eq!(defaults.run_timeout_policy, RunTimeoutPolicy::Fail);
+    }
+
+    #[test]
+    fn the_default_retry_policy_is_read_and_checked_per_variable() {
+        let defaults = settings(&[]).unwrap().scheduler.retry;
+        assert_eq!(defaults.max_attempts(), 1, "no retry, as in the article");
+        assert!((defaults.jitter() - 0.1).abs() < 1e-9);
+        let s = settings(&[
+            (vars::SCHEDULER_RETRY_MAX_ATTEMPTS, "5"),
+            (vars::SCHEDULER_RETRY_FIRST_DELAY_MS, "250"),
+            (vars::SCHEDULER_RETRY_MAX_DELAY_MS, "60000"),
+            (vars::SCHEDULER_RETRY_MULTIPLIER, "1.5"),
+            (vars::SCHEDULER_RETRY_JITTER, "0"),
+        ])
+        .unwrap()
+        .scheduler
+        .retry;
+        assert_eq!(s, RetryPolicy::new(5, 250, 60_000, 1.5, 0.0).unwrap());
+        for (name, value) in [
+            (vars::SCHEDULER_RETRY_MAX_ATTEMPTS, "0"),
+            (vars::SCHEDULER_RETRY_MAX_ATTEMPTS, "many"),
+            (vars::SCHEDULER_RETRY_FIRST_DELAY_MS, "-5"),
+            (vars::SCHEDULER_RETRY_MAX_DELAY_MS, "5"),
+            (vars::SCHEDULER_RETRY_MULTIPLIER, "0.5"),
+            (vars::SCHEDULER_RETRY_JITTER, "2"),
+        ] {
+            let err = settings(&[(name, value)]).unwrap_err();
+            assert_eq!(err.name, name, "{value}: {err}");
+        }
     }
 }

@@ -141,6 +141,19 @@ pub const SCHEDULER_MISFIRE_POLICY: &str = "SCHEDULER_MISFIRE_POLICY";
 /// The shortest interval a recurring job may have, in seconds (default 1;
 /// less than 1 counts as 1).
 pub const SCHEDULER_MIN_INTERVAL_SECS: &str = "SCHEDULER_MIN_INTERVAL_SECS";
+/// How many runs a failed job gets in all under the default retry policy
+/// (default 1: a failed run ends the job, as in the article; at most 100).
+pub const SCHEDULER_RETRY_MAX_ATTEMPTS: &str = "SCHEDULER_RETRY_MAX_ATTEMPTS";
+/// The default retry policy's first delay, in milliseconds (default 10000).
+pub const SCHEDULER_RETRY_FIRST_DELAY_MS: &str = "SCHEDULER_RETRY_FIRST_DELAY_MS";
+/// The default retry policy's largest delay, in milliseconds (default
+/// 3600000).
+pub const SCHEDULER_RETRY_MAX_DELAY_MS: &str = "SCHEDULER_RETRY_MAX_DELAY_MS";
+/// What the default retry policy multiplies each delay by (default 2).
+pub const SCHEDULER_RETRY_MULTIPLIER: &str = "SCHEDULER_RETRY_MULTIPLIER";
+/// The largest share of a delay the default retry policy's jitter takes
+/// off (default 0.1).
+pub const SCHEDULER_RETRY_JITTER: &str = "SCHEDULER_RETRY_JITTER";
 /// How long a job may stay RUNNING without a result, in seconds (default 600).
 pub const SCHEDULER_RUN_TIMEOUT_SECS: &str = "SCHEDULER_RUN_TIMEOUT_SECS";
 /// What happens to a job past its run timeout: `fail` (default) or `retry`.
@@ -254,6 +267,11 @@ pub const ALL: &[&str] = &[
     SCHEDULER_RUN_TIMEOUT_SECS,
     SCHEDULER_RUN_TIMEOUT_POLICY,
     SCHEDULER_MIN_INTERVAL_SECS,
+    SCHEDULER_RETRY_MAX_ATTEMPTS,
+    SCHEDULER_RETRY_FIRST_DELAY_MS,
+    SCHEDULER_RETRY_MAX_DELAY_MS,
+    SCHEDULER_RETRY_MULTIPLIER,
+    SCHEDULER_RETRY_JITTER,
     OUTBOX_POLL_MS,
     SHUTDOWN_GRACE_SECS,
     EVENTS_RETENTION,

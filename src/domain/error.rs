@@ -63,6 +63,24 @@ pub enum Field {
     Count,
     /// A recurring job's stored state as a whole.
     Recurrence,
+    /// How many runs a retry policy allows in all.
+    RetryMaxAttempts,
+    /// A retry policy's first delay.
+    RetryFirstDelay,
+    /// A retry policy's largest delay.
+    RetryMaxDelay,
+    /// What a retry policy multiplies each delay by.
+    RetryMultiplier,
+    /// The share of a retry delay a retry policy's jitter takes off.
+    RetryJitter,
+    /// A job's stored attempts as a whole.
+    Attempts,
+    /// The error text of a run result.
+    ResultError,
+    /// The executor named by a run result.
+    Executor,
+    /// The delay a run result asks for before a retry.
+    RetryAfter,
 }
 
 impl Field {
@@ -95,6 +113,15 @@ impl Field {
             Field::ClientKey => "client_key",
             Field::Count => "count",
             Field::Recurrence => "recurrence",
+            Field::RetryMaxAttempts => "retry_policy.max_attempts",
+            Field::RetryFirstDelay => "retry_policy.first_delay_ms",
+            Field::RetryMaxDelay => "retry_policy.max_delay_ms",
+            Field::RetryMultiplier => "retry_policy.multiplier",
+            Field::RetryJitter => "retry_policy.jitter",
+            Field::Attempts => "attempts",
+            Field::ResultError => "error",
+            Field::Executor => "executor",
+            Field::RetryAfter => "retry_after_ms",
         }
     }
 }

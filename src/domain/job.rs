@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, SubsecRound, Utc};
 
-use super::{Error, Field, recurrence::Recurrence};
+use super::{Error, Field, recurrence::Recurrence, retry::Attempts};
 
 /// The current time at the precision the store keeps (milliseconds), so that a
 /// job read back equals the job written.
@@ -246,6 +246,10 @@ pub struct Job {
     /// The key a client chose to make its creation idempotent, unique
     /// among the jobs (see [`ClientKey`]).
     pub client_key: Option<String>,
+    /// Its retry policy and where it is in its attempts; `None` while it
+    /// has not failed and follows the service's default policy (most jobs:
+    /// a pointer's room, see [`Attempts`]).
+    pub attempts: Option<Box<Attempts>>,
 }
 
 /// Longest accepted client key, in bytes.
@@ -315,6 +319,7 @@ impl Job {
             trace_parent: None,
             recurrence: None,
             client_key: None,
+            attempts: None,
         }
     }
 
@@ -355,10 +360,12 @@ impl Job {
     }
 
     /// This job with its client fields replaced and scheduled again (a new
-    /// fire token, the next version), owing an update event.
+    /// fire token, the next version, its attempts afresh under its policy),
+    /// owing an update event.
     pub fn rescheduled(&self, spec: JobSpec, now: DateTime<Utc>) -> Self {
         Job {
             spec,
+            attempts: Attempts::fresh(self.retry_policy()),
             updated_at: now,
             status: JobStatus::Scheduled,
             fire_token: new_fire_token(),

@@ -6,6 +6,8 @@ mod error;
 mod event;
 mod job;
 pub mod recurrence;
+pub mod report;
+pub mod retry;
 pub mod schedule;
 
 pub use error::{EXCERPT_MAX_CHARS, Error, Excerpt, Field};

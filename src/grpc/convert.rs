@@ -4,7 +4,7 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use prost_types::Timestamp;
 
-use super::{proto, recurrence::add_recurrence};
+use super::{proto, recurrence::add_recurrence, retry::add_attempts};
 use crate::domain::{Error, Excerpt, Field, Job, JobId, JobSpec, JobStatus, JobType};
 
 /// Parses a job id (24 hex digits). A bad id is repeated in the error only
@@ -99,6 +99,8 @@ impl From<JobStatus> for proto::JobStatus {
 
 impl From<Job> for proto::Job {
     fn from(job: Job) -> Self {
+        let mut attempts = proto::Job::default();
+        add_attempts(&mut attempts, &job);
         let mut wire = proto::Job {
             id: job.id.to_hex(),
             name: job.spec.name,
@@ -113,7 +115,7 @@ impl From<Job> for proto::Job {
             }
             .into(),
             job_data: job.spec.job_data,
-            ..Default::default()
+            ..attempts
         };
         add_recurrence(&mut wire, job.recurrence.as_deref(), job.client_key);
         wire

@@ -48,7 +48,7 @@ use crate::{
         hub::{EventHub, HubEvent, Outgoing},
     },
     config::StreamSettings,
-    domain::{Error, EventFilter, Field, Job, JobType, ResultStatus},
+    domain::{Error, EventFilter, Field, Job, JobType, ResultStatus, report::RunReport},
     service::JobService,
     store::{ResultOutcome, event_log::AckOutcome},
     telemetry::metrics::{Metrics, SubscriberDrop},
@@ -450,10 +450,13 @@ impl events::job_events_server::JobEvents for JobEventsGrpc {
                 "invalid status: must be JOB_STATUS_SUCCEEDED or JOB_STATUS_FAILED",
             )
         })?;
-        let recorded = self
-            .service
-            .record_result(id, result, request.scheduled_key)
-            .await?;
+        let report = RunReport::of(result, request.scheduled_key).with_details(
+            request.error,
+            request.executor,
+            request.r#final,
+            request.retry_after_ms,
+        )?;
+        let recorded = self.service.record_result(id, &report).await?;
         let outcome = match recorded {
             ResultOutcome::Stored => "stored",
             ResultOutcome::Duplicate => "duplicate",

@@ -42,6 +42,7 @@ impl proto::jobs_service_server::JobsService for JobsGrpc {
         let new = new_job(
             request.into_inner(),
             self.min_interval(),
+            &self.service.settings().retry,
             self.service.clock().now_ms(),
         )?;
         let job = self.service.create_job(new).await?;

@@ -12,6 +12,7 @@ mod handlers;
 mod limits;
 mod observe;
 mod recurrence;
+mod retry;
 mod status;
 #[cfg(test)]
 mod stub;

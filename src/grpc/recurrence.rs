@@ -9,6 +9,7 @@ use prost_types::Timestamp;
 use super::{
     convert::{time, timestamp},
     proto,
+    retry::policy_of,
 };
 use crate::{
     domain::{
@@ -16,6 +17,7 @@ use crate::{
         recurrence::{
             CatchUp, CatchUpMode, DEFAULT_CATCH_UP_MAX, Overlap, Recurrence, RecurrenceSpec,
         },
+        retry::RetryPolicy,
         schedule::{
             Bounds, CronExpression, CronSchedule, DstPolicy, IntervalSchedule, Jitter, Occurrence,
             OccurrenceKind, Pass, Schedule, Timing, parse_time_zone,
@@ -161,8 +163,17 @@ fn recurrence_of(
 pub fn new_job(
     mut req: proto::CreateJobRequest,
     min_interval: TimeDelta,
+    default_retry: &RetryPolicy,
     now: DateTime<Utc>,
 ) -> Result<NewJob, Error> {
+    let retry = policy_of(req.retry_policy.take(), default_retry)?;
+    if retry.is_some() && req.recurrence.is_some() {
+        return Err(Error::invalid(
+            Field::RetryMaxAttempts,
+            "a retry policy applies to one-shot jobs; a recurring job's failed run is not \
+             retried (its next occurrence runs on schedule)",
+        ));
+    }
     let recurrence = recurrence_of(
         req.recurrence.take(),
         &mut req.schedule_time,
@@ -177,6 +188,7 @@ pub fn new_job(
         spec: JobSpec::try_from(req)?,
         recurrence,
         client_key,
+        retry,
     })
 }
 

@@ -42,7 +42,7 @@ use crate::{
 /// What a late firing's check found (see [`JobService::skip_misfire`]).
 enum Misfire {
     /// The one-shot job is now FAILED.
-    Failed(Job),
+    Failed(Box<Job>),
     /// A recurring job: claimed, under its catch-up policy.
     Recurring,
     /// Deleted, changed or claimed meanwhile: nothing to do.
@@ -225,7 +225,7 @@ impl JobService {
                     span.in_scope(|| {
                         tracing::warn!(late = ?late, "misfire: job too late, marked FAILED");
                     });
-                    self.deliver(&[(failed, span)]).await;
+                    self.deliver(&[(*failed, span)]).await;
                     return;
                 }
                 Ok(Misfire::Gone) => return,
@@ -254,7 +254,7 @@ impl JobService {
         let failed = job.with_status(JobStatus::Failed, self.clock().now_ms());
         let written = self.inner.db.replace_if(&failed, job.version).await?;
         Ok(if written {
-            Misfire::Failed(failed)
+            Misfire::Failed(Box::new(failed))
         } else {
             Misfire::Gone
         })
@@ -293,7 +293,7 @@ mod tests {
         broker::EventKind,
         clock::Clock,
         config::SchedulerSettings,
-        domain::{Error, ResultStatus},
+        domain::{Error, ResultStatus, report::RunReport},
         service::testing::{RecordingProducer, TestService},
         store::{ResultOutcome, memory::MemoryJobDB},
     };
@@ -316,13 +316,13 @@ mod tests {
         let err = svc.update(job.id, t.spec(1_000)).await.unwrap_err();
         assert!(matches!(err, Error::FailedPrecondition(_)), "{err:?}");
         assert_eq!(
-            svc.record_result(job.id, ResultStatus::Succeeded, None)
+            svc.record_result(job.id, &RunReport::of(ResultStatus::Succeeded, None))
                 .await
                 .unwrap(),
             ResultOutcome::Stored
         );
         assert_eq!(
-            svc.record_result(job.id, ResultStatus::Succeeded, None)
+            svc.record_result(job.id, &RunReport::of(ResultStatus::Succeeded, None))
                 .await
                 .unwrap(),
             ResultOutcome::Duplicate

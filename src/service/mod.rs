@@ -28,6 +28,7 @@ mod arming;
 mod delivery;
 mod firing;
 mod recurring;
+mod retrying;
 mod run_timeout;
 #[cfg(test)]
 mod testing;
@@ -46,11 +47,11 @@ use crate::{
     config::SchedulerSettings,
     domain::{
         Error, Job, JobId, JobSpec, JobStatus, PageRequest, ResultStatus,
-        recurrence::RecurrenceSpec,
+        recurrence::RecurrenceSpec, report::RunReport, retry::Attempts,
     },
     store::{JobDB, JobsPage, ResultOutcome, StoreError, Unreadable},
     telemetry::{
-        metrics::{FailReason, Metrics},
+        metrics::Metrics,
         propagation::{current_traceparent, set_parent_from_traceparent},
     },
     timer::Timer,
@@ -166,6 +167,7 @@ impl JobService {
             // The job's firing, run and result join the trace of this call.
             trace_parent: current_traceparent(),
             client_key: new.client_key.clone(),
+            attempts: Attempts::fresh(new.retry),
             ..job
         };
         Span::current().record("job_id", tracing::field::display(job.id));
@@ -266,26 +268,32 @@ impl JobService {
     /// `ScheduledKey`) is stored only on that firing: a late result of an
     /// earlier firing is `Stale`, counted and logged, and changes nothing
     /// (see [`ResultOutcome`]).
-    #[tracing::instrument(skip_all, fields(job_id = %id, result = ?result, fire_token))]
+    ///
+    /// A FAILED report on a one-shot job schedules its next attempt when
+    /// its retry policy leaves one (see [`retrying`]).
+    #[tracing::instrument(skip_all, fields(job_id = %id, result = ?report.status, fire_token))]
     pub async fn record_result(
         &self,
         id: JobId,
-        result: ResultStatus,
-        fire_token: Option<i64>,
+        report: &RunReport,
     ) -> Result<ResultOutcome, Error> {
-        if let Some(token) = fire_token {
+        if let Some(token) = report.fire_token {
             Span::current().record("fire_token", token);
         }
-        let outcome = self
-            .inner
-            .db
-            .store_result(id, result, fire_token, self.clock().now_ms())
-            .await?;
+        let outcome = match report.status {
+            ResultStatus::Succeeded => {
+                let now = self.clock().now_ms();
+                self.inner
+                    .db
+                    .store_result(id, report.status, report.fire_token, now)
+                    .await?
+            }
+            ResultStatus::Failed => self.take_failure(id, report).await?,
+        };
         match outcome {
             ResultOutcome::Stored => {
-                match result {
-                    ResultStatus::Succeeded => self.inner.metrics.job_succeeded(),
-                    ResultStatus::Failed => self.inner.metrics.job_failed(FailReason::Result),
+                if report.status == ResultStatus::Succeeded {
+                    self.inner.metrics.job_succeeded();
                 }
                 self.inner.metrics.result_consumed();
                 tracing::info!("run result stored");

@@ -12,6 +12,7 @@ use super::{JobService, UPDATE_ATTEMPTS, job_span};
 use crate::domain::{
     Error, Field, Job, JobId, JobSpec,
     recurrence::RecurrenceSpec,
+    retry::RetryPolicy,
     schedule::{Occurrence, Timing},
 };
 
@@ -28,6 +29,8 @@ pub struct NewJob {
     pub recurrence: Option<RecurrenceSpec>,
     /// The key that makes the creation idempotent.
     pub client_key: Option<String>,
+    /// A one-shot job's own retry policy (`None`: the service's default).
+    pub retry: Option<RetryPolicy>,
 }
 
 impl NewJob {
@@ -37,6 +40,7 @@ impl NewJob {
             spec,
             recurrence: None,
             client_key: None,
+            retry: None,
         }
     }
 
@@ -49,6 +53,7 @@ impl NewJob {
             && job.spec.job_type == self.spec.job_type
             && job.spec.job_data == self.spec.job_data;
         same_spec
+            && job.retry_policy() == self.retry
             && match (&self.recurrence, &job.recurrence) {
                 (None, None) => job.spec.schedule_time == self.spec.schedule_time.trunc_subsecs(3),
                 (Some(asked), Some(made)) => *asked == made.spec,

@@ -137,7 +137,10 @@ mod tests {
         t.svc.fire_batch(due, &CancellationToken::new()).await;
         t.advance_ms(600_001);
         t.svc
-            .record_result(job.id, crate::domain::ResultStatus::Succeeded, None)
+            .record_result(
+                job.id,
+                &crate::domain::report::RunReport::of(crate::domain::ResultStatus::Succeeded, None),
+            )
             .await
             .unwrap();
         assert_eq!(t.svc.expire_stuck_runs().await.unwrap(), 0);

@@ -29,6 +29,8 @@ pub const JOBS_SUCCEEDED: &str = "scheduler_jobs_succeeded_total";
 /// Jobs that ended FAILED, by `reason`: `result` (the executor said so),
 /// `misfire` (too late under `skip-if-late`), `run_timeout` (no result in time).
 pub const JOBS_FAILED: &str = "scheduler_jobs_failed_total";
+/// Failed runs scheduled to run again under their retry policy.
+pub const RETRIES_SCHEDULED: &str = "scheduler_retries_scheduled_total";
 /// Firing time minus schedule time, in seconds.
 pub const FIRE_LATENESS: &str = "scheduler_fire_lateness_seconds";
 /// Jobs armed in the in-memory timer now.
@@ -156,6 +158,7 @@ struct Jobs {
     fired: IntCounter,
     succeeded: IntCounter,
     failed: IntCounterVec,
+    retries: IntCounter,
     fire_lateness: Histogram,
     armed_timers: IntGauge,
 }
@@ -218,6 +221,11 @@ impl Jobs {
                 JOBS_FAILED,
                 "Jobs that ended FAILED, by reason",
                 &["reason"],
+            ),
+            retries: counter(
+                r,
+                RETRIES_SCHEDULED,
+                "Failed runs scheduled to run again under their retry policy",
             ),
             fire_lateness: register(
                 r,
@@ -377,6 +385,11 @@ impl Metrics {
     /// A run ended SUCCEEDED.
     pub fn job_succeeded(&self) {
         self.jobs.succeeded.inc();
+    }
+
+    /// A failed run's next attempt was scheduled.
+    pub fn retry_scheduled(&self) {
+        self.jobs.retries.inc();
     }
 
     /// A job ended FAILED.

@@ -420,6 +420,7 @@ fn end_marker(key: &str) -> Vec<u8> {
         fire_token: 0,
         occurrence: None,
         occurrences: None,
+        attempt: None,
     })
     .expect("JSON")
 }

@@ -34,6 +34,11 @@ async fn a_job_reads_back_equal_in_every_field(db: &Store) {
         trace_parent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned()),
         recurrence: None,
         client_key: None,
+        attempts: Some(Box::new(Attempts {
+            policy: Some(RetryPolicy::new(7, 1_500, 90_000, 2.5, 0.2).expect("a policy")),
+            attempt: 4,
+            last_error: Some("SMTP 451 ✗ 'try later'".to_owned()),
+        })),
     };
     db.insert(&job).await.expect("insert");
     assert_eq!(db.get(job.id).await.expect("get"), Some(job.clone()));
@@ -49,6 +54,7 @@ async fn a_job_reads_back_equal_in_every_field(db: &Store) {
             pending,
             fire_token: 0,
             trace_parent: None,
+            attempts: None,
             ..job.clone()
         };
         db.insert(&other).await.expect("insert");

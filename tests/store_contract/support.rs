@@ -7,7 +7,10 @@ pub use std::{collections::HashMap, sync::Arc};
 
 pub use chrono::{DateTime, Duration as TimeDelta, SubsecRound, Utc};
 pub use scheduler_service::{
-    domain::{Job, JobId, JobSpec, JobStatus, JobType, PendingEvents, ResultStatus},
+    domain::{
+        Job, JobId, JobSpec, JobStatus, JobType, PendingEvents, ResultStatus,
+        retry::{Attempts, RetryPolicy},
+    },
     store::{DueJob, JobDB, ResultOutcome, Scan, StoreError, Unreadable},
 };
 

@@ -5,7 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use super::errors::other;
 use crate::{
-    domain::{Job, JobId, JobSpec, JobStatus, JobType, PendingEvents, recurrence::Recurrence},
+    domain::{
+        Job, JobId, JobSpec, JobStatus, JobType, PendingEvents, recurrence::Recurrence,
+        retry::Attempts,
+    },
     store::{StoreError, Unreadable},
 };
 
@@ -35,6 +38,10 @@ struct StoredJob {
     /// Absent unless the client chose one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     client_key: Option<String>,
+    /// The retry policy and attempts, in their stored form; absent while
+    /// they are the default (and in files written before retries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    attempts: Option<String>,
 }
 
 pub(super) fn time(ms: i64, id: JobId) -> Result<DateTime<Utc>, Unreadable> {
@@ -60,6 +67,7 @@ pub(super) fn encode(job: &Job) -> Result<Vec<u8>, StoreError> {
         trace_parent: job.trace_parent.clone(),
         recurrence: job.recurrence.as_deref().map(Recurrence::to_stored),
         client_key: job.client_key.clone(),
+        attempts: Attempts::write(job.attempts.as_deref()),
     })
     .map_err(other)
 }
@@ -94,6 +102,8 @@ pub(super) fn decode(id: JobId, bytes: &[u8]) -> Result<Job, Unreadable> {
             .transpose()
             .map_err(|e| Unreadable::job(id, e.to_string()))?,
         client_key: stored.client_key,
+        attempts: Attempts::read(stored.attempts.as_deref())
+            .map_err(|e| Unreadable::job(id, e.to_string()))?,
     })
 }
 

@@ -5,7 +5,9 @@ use bson::{Bson, Document, doc};
 use chrono::{DateTime, Utc};
 
 use crate::{
-    domain::{Job, JobSpec, JobStatus, JobType, PendingEvents, recurrence::Recurrence},
+    domain::{
+        Job, JobSpec, JobStatus, JobType, PendingEvents, recurrence::Recurrence, retry::Attempts,
+    },
     store::Unreadable,
 };
 
@@ -42,6 +44,7 @@ pub(super) fn mutable_fields(job: &Job) -> Document {
         // Only read for recurring jobs (see `scheduled_before`).
         "armed": job.recurrence.is_some() && job.is_armable(),
         "clientKey": job.client_key.as_deref(),
+        "attempts": Attempts::write(job.attempts.as_deref()),
     };
     fields.extend(pending_fields(job.pending));
     fields
@@ -115,5 +118,7 @@ pub fn job_from_document(document: &Document) -> Result<Job, Unreadable> {
             Err(_) => None,
         },
         client_key: document.get_str("clientKey").ok().map(str::to_owned),
+        attempts: Attempts::read(document.get_str("attempts").ok())
+            .map_err(|e| corrupt(&e.to_string()))?,
     })
 }

@@ -10,7 +10,10 @@ use tokio_postgres::{
 #[cfg(doc)]
 use super::sql::COLUMNS;
 use crate::{
-    domain::{Job, JobId, JobSpec, JobStatus, JobType, PendingEvents, recurrence::Recurrence},
+    domain::{
+        Job, JobId, JobSpec, JobStatus, JobType, PendingEvents, recurrence::Recurrence,
+        retry::Attempts,
+    },
     store::{Scan, StoreError, Unreadable},
 };
 
@@ -30,6 +33,7 @@ pub(super) struct JobParams<'a> {
     job_type: i16,
     recurrence: Option<String>,
     armed: bool,
+    attempts: Option<String>,
 }
 
 impl<'a> JobParams<'a> {
@@ -45,11 +49,12 @@ impl<'a> JobParams<'a> {
             recurrence: job.recurrence.as_ref().map(|r| r.to_stored()),
             // Only read for recurring jobs (see `sql::ARMED`).
             armed: job.recurrence.is_some() && job.is_armable(),
+            attempts: Attempts::write(job.attempts.as_deref()),
         }
     }
 
-    /// The values in the order of [`COLUMNS`] ($1 to $18).
-    pub(super) fn as_params(&self) -> [&(dyn ToSql + Sync); 18] {
+    /// The values in the order of [`COLUMNS`] ($1 to $19).
+    pub(super) fn as_params(&self) -> [&(dyn ToSql + Sync); 19] {
         [
             &self.id,
             &self.job.spec.name,
@@ -69,6 +74,7 @@ impl<'a> JobParams<'a> {
             &self.recurrence,
             &self.armed,
             &self.job.client_key,
+            &self.attempts,
         ]
     }
 }
@@ -94,6 +100,7 @@ pub(super) struct JobColumns {
     recurrences: Vec<Option<String>>,
     armed: Vec<bool>,
     client_keys: Vec<Option<String>>,
+    attempts: Vec<Option<String>>,
     expected: Vec<i64>,
 }
 
@@ -123,13 +130,14 @@ impl JobColumns {
             recurrences: params.iter().map(|p| p.recurrence.clone()).collect(),
             armed: params.iter().map(|p| p.armed).collect(),
             client_keys: params.iter().map(|p| p.job.client_key.clone()).collect(),
+            attempts: params.iter().map(|p| p.attempts.clone()).collect(),
             expected: jobs.iter().map(|(_, version)| *version).collect(),
         }
     }
 
     /// The arrays in the order of [`COLUMNS`], then the expected versions
-    /// ($1 to $19).
-    pub(super) fn as_params(&self) -> [&(dyn ToSql + Sync); 19] {
+    /// ($1 to $20).
+    pub(super) fn as_params(&self) -> [&(dyn ToSql + Sync); 20] {
         [
             &self.ids,
             &self.names,
@@ -149,6 +157,7 @@ impl JobColumns {
             &self.recurrences,
             &self.armed,
             &self.client_keys,
+            &self.attempts,
             &self.expected,
         ]
     }
@@ -206,6 +215,8 @@ pub(super) fn job_from_row(row: &Row) -> Result<Job, Unreadable> {
             .transpose()
             .map_err(|e| Unreadable::job(id, e.to_string()))?,
         client_key: column(row, id, "client_key")?,
+        attempts: Attempts::read(column::<Option<&str>>(row, id, "attempts")?)
+            .map_err(|e| Unreadable::job(id, e.to_string()))?,
     })
 }
 

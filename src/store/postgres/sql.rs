@@ -7,7 +7,8 @@ use crate::domain::JobStatus;
 /// The columns of a job, in the order [`JobParams::as_params`] binds them.
 pub(super) const COLUMNS: &str = "id, name, description, schedule_time, created_at, updated_at, status, \
                        job_type, job_data, scheduled_key, version, pending_create, \
-                       pending_update, pending_run, trace_parent, recurrence, armed, client_key";
+                       pending_update, pending_run, trace_parent, recurrence, armed, client_key, \
+                       attempts";
 
 /// A one-shot job: the single-statement claim and result apply to these
 /// only; a recurring job's claim and result are a read and a conditional
@@ -66,7 +67,7 @@ impl Sql {
             insert: format!(
                 "INSERT INTO {t} ({COLUMNS}) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                 $16, $17, $18)"
+                 $16, $17, $18, $19)"
             ),
             get: format!("SELECT {COLUMNS} FROM {t} WHERE id = $1"),
             count: format!("SELECT count(*) FROM {t}"),
@@ -78,8 +79,8 @@ impl Sql {
                  created_at = $5, updated_at = $6, status = $7, job_type = $8, job_data = $9, \
                  scheduled_key = $10, version = $11, pending_create = $12, \
                  pending_update = $13, pending_run = $14, trace_parent = $15, \
-                 recurrence = $16, armed = $17, client_key = $18 \
-                 WHERE id = $1 AND version = $19"
+                 recurrence = $16, armed = $17, client_key = $18, attempts = $19 \
+                 WHERE id = $1 AND version = $20"
             ),
             delete: format!("DELETE FROM {t} WHERE id = $1"),
             claim: format!(
@@ -165,6 +166,7 @@ fn replace_many_if_statement(t: &str) -> String {
         "text",
         "boolean",
         "text",
+        "text",
         "bigint",
     ];
     let arrays: Vec<String> = types
@@ -230,6 +232,7 @@ pub(super) fn create_statements(t: &str) -> String {
          ALTER TABLE {t} ADD COLUMN IF NOT EXISTS recurrence text;
          ALTER TABLE {t} ADD COLUMN IF NOT EXISTS armed boolean NOT NULL DEFAULT false;
          ALTER TABLE {t} ADD COLUMN IF NOT EXISTS client_key text;
+         ALTER TABLE {t} ADD COLUMN IF NOT EXISTS attempts text;
          CREATE UNIQUE INDEX IF NOT EXISTS {CLIENT_KEY_INDEX}
              ON {t} (client_key) WHERE client_key IS NOT NULL;
          CREATE INDEX IF NOT EXISTS jobs_armed_schedule_time

@@ -1,0 +1,140 @@
+//! What an executor reports about a run: its outcome, and optionally the
+//! firing it ran (`ScheduledKey`), an error text, its own name, whether a
+//! failure is final, and the delay it asks for before a retry. Each
+//! adapter (the Kafka result consumer, `ReportResult`) builds a
+//! [`RunReport`] through [`RunReport::new`], so that the same bounds hold
+//! for both.
+
+use chrono::TimeDelta;
+
+use super::{Error, Field, ResultStatus, retry::RETRY_DELAY_MAX};
+
+/// Longest error text kept from a result, in bytes (the 4 KiB).
+pub const ERROR_MAX_BYTES: usize = 4096;
+/// Longest executor name kept from a result, in bytes.
+pub const EXECUTOR_MAX_BYTES: usize = 256;
+
+/// An executor's report on one run, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunReport {
+    /// The outcome.
+    pub status: ResultStatus,
+    /// The firing it reports on (the run event's `ScheduledKey`); `None`:
+    /// the job's run in flight, as the article's executors report.
+    pub fire_token: Option<i64>,
+    /// What went wrong, as the executor put it.
+    pub error: Option<String>,
+    /// Which executor ran it.
+    pub executor: Option<String>,
+    /// A failure the executor says retrying cannot cure.
+    pub last_attempt: bool,
+    /// The delay the executor asks for before the next attempt (after a
+    /// rate limit, say), instead of the policy's backoff.
+    pub retry_after: Option<TimeDelta>,
+}
+
+impl RunReport {
+    /// A bare outcome, as the article's executors report it.
+    pub fn of(status: ResultStatus, fire_token: Option<i64>) -> Self {
+        RunReport {
+            status,
+            fire_token,
+            error: None,
+            executor: None,
+            last_attempt: false,
+            retry_after: None,
+        }
+    }
+
+    /// This report with the optional details checked: an error text of at
+    /// most [`ERROR_MAX_BYTES`], an executor name of at most
+    /// [`EXECUTOR_MAX_BYTES`], a retry delay from 0 to
+    /// [`RETRY_DELAY_MAX`]. Empty texts count as absent.
+    pub fn with_details(
+        self,
+        error: Option<String>,
+        executor: Option<String>,
+        last_attempt: bool,
+        retry_after_ms: Option<i64>,
+    ) -> Result<Self, Error> {
+        let error = error.filter(|e| !e.is_empty());
+        let executor = executor.filter(|e| !e.is_empty());
+        check_bytes(Field::ResultError, error.as_deref(), ERROR_MAX_BYTES)?;
+        check_bytes(Field::Executor, executor.as_deref(), EXECUTOR_MAX_BYTES)?;
+        let retry_after = retry_after_ms.map(retry_delay).transpose()?;
+        Ok(RunReport {
+            error,
+            executor,
+            last_attempt,
+            retry_after,
+            ..self
+        })
+    }
+}
+
+fn check_bytes(field: Field, value: Option<&str>, max: usize) -> Result<(), Error> {
+    match value {
+        Some(text) if text.len() > max => Err(Error::invalid(
+            field,
+            format!("is {} bytes, at most {max} are accepted", text.len()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn retry_delay(ms: i64) -> Result<TimeDelta, Error> {
+    let delay = TimeDelta::milliseconds(ms);
+    if ms < 0 || delay > RETRY_DELAY_MAX {
+        return Err(Error::invalid(
+            Field::RetryAfter,
+            format!(
+                "must be from 0 to {} ms, got {ms}",
+                RETRY_DELAY_MAX.num_milliseconds()
+            ),
+        ));
+    }
+    Ok(delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(err: Error) -> Field {
+        match err {
+            Error::InvalidArgument { field, .. } => field,
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn details_within_their_bounds_are_kept_and_empty_ones_dropped() {
+        let report = RunReport::of(ResultStatus::Failed, Some(7))
+            .with_details(Some("SMTP 451".into()), Some(String::new()), true, Some(0))
+            .unwrap();
+        assert_eq!(report.error.as_deref(), Some("SMTP 451"));
+        assert_eq!(report.executor, None);
+        assert!(report.last_attempt);
+        assert_eq!(report.retry_after, Some(TimeDelta::zero()));
+    }
+
+    #[test]
+    fn oversized_texts_and_delays_out_of_range_are_refused_by_name() {
+        let bare = || RunReport::of(ResultStatus::Failed, None);
+        let long = "x".repeat(ERROR_MAX_BYTES + 1);
+        let err = bare().with_details(Some(long), None, false, None);
+        assert_eq!(field_of(err.unwrap_err()), Field::ResultError);
+        let name = "e".repeat(EXECUTOR_MAX_BYTES + 1);
+        let err = bare().with_details(None, Some(name), false, None);
+        assert_eq!(field_of(err.unwrap_err()), Field::Executor);
+        for ms in [-1, RETRY_DELAY_MAX.num_milliseconds() + 1] {
+            let err = bare().with_details(None, None, false, Some(ms));
+            assert_eq!(field_of(err.unwrap_err()), Field::RetryAfter, "{ms}");
+        }
+        assert!(
+            bare()
+                .with_details(Some("x".repeat(ERROR_MAX_BYTES)), None, false, None)
+                .is_ok()
+        );
+    }
+}

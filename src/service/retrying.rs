@@ -1,0 +1,86 @@
+//! What a failed run leads to: the next attempt or the end of the job.
+//!
+//! A FAILED report on a one-shot job is decided by the domain
+//! ([`Job::take_report`]) under the job's retry policy or the service's
+//! default, and written with the same conditional write as every other
+//! change (only if the job is still at the version read): the retry and
+//! the result are one write, so a crash cannot lose the retry, and of two
+//! replicas applying the same report one writes and the other finds the
+//! job changed and reads it again (it is then no longer RUNNING under that
+//! firing, and the report is a duplicate or stale). A recurring job's
+//! report goes through the store's own result path, as before.
+
+use super::{JobService, job_span};
+use crate::{
+    domain::{Error, Job, JobId, JobStatus, report::RunReport},
+    store::{ResultOutcome, refused_result},
+    telemetry::metrics::FailReason,
+};
+
+/// Reads and conditional writes a failure is tried with before the call
+/// is refused as ABORTED (each lost write means the job changed meanwhile).
+const WRITE_ATTEMPTS: usize = 8;
+
+impl JobService {
+    /// Stores a FAILED `report` on job `id`: on a one-shot job, the retry
+    /// or the end the domain decides, armed if it is a retry.
+    pub(super) async fn take_failure(
+        &self,
+        id: JobId,
+        report: &RunReport,
+    ) -> Result<ResultOutcome, Error> {
+        for _ in 0..WRITE_ATTEMPTS {
+            let Some(job) = self.inner.db.get(id).await? else {
+                return Ok(ResultOutcome::UnknownJob);
+            };
+            if job.recurrence.is_some() {
+                let now = self.clock().now_ms();
+                let db = &self.inner.db;
+                let outcome = db
+                    .store_result(id, report.status, report.fire_token, now)
+                    .await?;
+                if outcome == ResultOutcome::Stored {
+                    self.inner.metrics.job_failed(FailReason::Result);
+                }
+                return Ok(outcome);
+            }
+            let now = self.clock().now_ms();
+            let Some(taken) = job.take_report(report, &self.inner.settings.retry, now) else {
+                return Ok(refused_result(
+                    job.status,
+                    job.fire_token,
+                    report.status,
+                    report.fire_token,
+                ));
+            };
+            if self.inner.db.replace_if(&taken, job.version).await? {
+                self.after_failure(&taken, report);
+                return Ok(ResultOutcome::Stored);
+            }
+        }
+        Err(Error::Aborted(id))
+    }
+
+    /// Counts and logs a stored failure, and arms its retry.
+    fn after_failure(&self, job: &Job, report: &RunReport) {
+        let span = job_span("result", job);
+        let _entered = span.enter();
+        if job.status == JobStatus::Scheduled {
+            self.inner.metrics.retry_scheduled();
+            tracing::info!(
+                attempt = job.attempt(),
+                retry_at = %job.spec.schedule_time,
+                error = report.error.as_deref(),
+                "run failed; next attempt scheduled"
+            );
+            self.arm(job);
+        } else {
+            self.inner.metrics.job_failed(FailReason::Result);
+            tracing::info!(
+                attempt = job.attempt(),
+                error = report.error.as_deref(),
+                "run failed; no attempt left"
+            );
+        }
+    }
+}

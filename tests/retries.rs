@@ -1,0 +1,305 @@
+//! Retries of failed runs through gRPC and Kafka against the test servers:
+//! a job whose executor fails twice and then succeeds runs three times (its
+//! run events saying which attempt each is) and ends SUCCEEDED with the
+//! last error kept; a job that always fails ends FAILED after its attempts
+//! under the service's default policy; a final failure ends the attempts
+//! early, and a requested delay replaces the backoff; bad policies and
+//! oversized results are refused naming the field.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    EventReader, RawProducer, TestApp, create_job, create_request, metric_value, scrape_metrics,
+    spawn_app, wait_for_status,
+};
+use scheduler_service::{
+    broker::JobEvent,
+    config::vars,
+    grpc::{
+        proto,
+        scheduler::v1::{ReportResultRequest, job_events_client::JobEventsClient},
+    },
+    telemetry::metrics,
+};
+use tonic::Code;
+
+/// Bounds a hang only; each wait ends as soon as its condition holds.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A policy of `max_attempts` runs, 100 ms apart, without jitter.
+fn quick_policy(max_attempts: i32) -> proto::RetryPolicy {
+    proto::RetryPolicy {
+        max_attempts: Some(max_attempts),
+        first_delay_ms: Some(100),
+        max_delay_ms: Some(100),
+        multiplier: Some(1.0),
+        jitter: Some(0.0),
+    }
+}
+
+/// The service, and a reader of its run topic.
+struct Setup {
+    app: TestApp,
+    runs: EventReader,
+}
+
+impl Setup {
+    async fn new(overrides: &[(&str, &str)]) -> Self {
+        let app = spawn_app(overrides).await;
+        let runs = EventReader::new(&app.settings.topics.job_run.name);
+        Setup { app, runs }
+    }
+
+    /// The run event of job `id`'s next firing after `earlier` (the first
+    /// with `None`); deliveries of a firing again are passed over.
+    async fn next_firing(&self, id: &str, earlier: Option<&JobEvent>) -> JobEvent {
+        loop {
+            let (run, _) = self.runs.next_for(id, TIMEOUT).await;
+            let run = run.unwrap_or_else(|| panic!("job {id} fired")).event;
+            if earlier.is_none_or(|e| e.fire_token != run.fire_token) {
+                return run;
+            }
+        }
+    }
+
+    /// Reports on `run` over gRPC; returns the outcome or the refusal.
+    async fn report(
+        &self,
+        run: &JobEvent,
+        status: proto::JobStatus,
+        details: ReportResultRequest,
+    ) -> Result<String, tonic::Status> {
+        JobEventsClient::new(self.app.channel.clone())
+            .report_result(ReportResultRequest {
+                id: run.id.clone(),
+                status: status.into(),
+                scheduled_key: Some(run.fire_token),
+                ..details
+            })
+            .await
+            .map(|r| r.into_inner().outcome)
+    }
+
+    async fn job(&mut self, id: &str) -> proto::Job {
+        self.app
+            .client
+            .get_job(proto::GetJobRequest { id: id.to_owned() })
+            .await
+            .expect("GetJob")
+            .into_inner()
+    }
+
+    async fn assert_status(&mut self, id: &str, wanted: proto::JobStatus) {
+        let got = wait_for_status(&mut self.app.client, id, wanted, TIMEOUT).await;
+        assert_eq!(got, wanted, "job {id}");
+    }
+
+    async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric_value(&scrape_metrics(self.app.metrics_port).await, name, labels)
+    }
+}
+
+fn failure(error: &str) -> ReportResultRequest {
+    ReportResultRequest {
+        error: Some(error.to_owned()),
+        executor: Some("mailer-1".to_owned()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_job_that_fails_twice_then_succeeds_runs_three_times_and_succeeds() {
+    let mut setup = Setup::new(&[]).await;
+    let request = proto::CreateJobRequest {
+        retry_policy: Some(quick_policy(3)),
+        ..create_request("flaky", 0)
+    };
+    let id = create_job(&mut setup.app.client, request).await;
+    let first = setup.next_firing(&id, None).await;
+    assert_eq!(first.attempt, None, "a first attempt says nothing");
+
+    // The first failure comes through Kafka, as the article's executors
+    // send results, with the new keys.
+    let result = format!(
+        r#"{{"Id":"{id}","Status":5,"ScheduledKey":{},"Error":"SMTP 451","Executor":"mailer-1"}}"#,
+        first.fire_token
+    );
+    let topic = &setup.app.settings.topics.job_run_result;
+    RawProducer::new().send(topic, &id, result.as_bytes()).await;
+    let second = setup.next_firing(&id, Some(&first)).await;
+    assert_eq!(second.attempt, Some(2));
+    assert_ne!(
+        second.fire_token, first.fire_token,
+        "a retry is a new firing"
+    );
+    assert_eq!(setup.job(&id).await.last_error, "SMTP 451");
+
+    let failed = setup
+        .report(
+            &second,
+            proto::JobStatus::Failed,
+            failure("connection reset"),
+        )
+        .await;
+    assert_eq!(failed.expect("ReportResult"), "stored");
+    let third = setup.next_firing(&id, Some(&second)).await;
+    assert_eq!(third.attempt, Some(3));
+    let done = setup
+        .report(
+            &third,
+            proto::JobStatus::Succeeded,
+            ReportResultRequest::default(),
+        )
+        .await;
+    assert_eq!(done.expect("ReportResult"), "stored");
+
+    setup.assert_status(&id, proto::JobStatus::Succeeded).await;
+    let job = setup.job(&id).await;
+    assert_eq!(job.attempt, 3);
+    assert_eq!(job.last_error, "connection reset");
+    assert_eq!(job.retry_policy, Some(quick_policy(3)));
+    assert_eq!(setup.metric(metrics::RETRIES_SCHEDULED, &[]).await, 2.0);
+    // A late repeat of the first failure changes nothing.
+    let stale = setup
+        .report(&first, proto::JobStatus::Failed, failure("late"))
+        .await;
+    assert_eq!(stale.expect("ReportResult"), "stale");
+    setup.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_that_always_fails_ends_failed_after_the_default_attempts() {
+    let mut setup = Setup::new(&[
+        (vars::SCHEDULER_RETRY_MAX_ATTEMPTS, "2"),
+        (vars::SCHEDULER_RETRY_FIRST_DELAY_MS, "100"),
+        (vars::SCHEDULER_RETRY_JITTER, "0"),
+    ])
+    .await;
+    let id = create_job(&mut setup.app.client, create_request("doomed", 0)).await;
+    let first = setup.next_firing(&id, None).await;
+    let outcome = setup.report(&first, proto::JobStatus::Failed, failure("no such mailbox"));
+    assert_eq!(outcome.await.expect("ReportResult"), "stored");
+    let second = setup.next_firing(&id, Some(&first)).await;
+    assert_eq!(second.attempt, Some(2));
+    let outcome = setup.report(&second, proto::JobStatus::Failed, failure("still none"));
+    assert_eq!(outcome.await.expect("ReportResult"), "stored");
+
+    setup.assert_status(&id, proto::JobStatus::Failed).await;
+    let job = setup.job(&id).await;
+    assert_eq!((job.attempt, job.last_error.as_str()), (2, "still none"));
+    assert_eq!(job.retry_policy, None, "it follows the default");
+    assert_eq!(setup.metric(metrics::RETRIES_SCHEDULED, &[]).await, 1.0);
+    let failed = setup
+        .metric(metrics::JOBS_FAILED, &[("reason", "result")])
+        .await;
+    assert_eq!(failed, 1.0, "failed once, for good");
+    setup.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_final_failure_ends_the_attempts_and_a_requested_delay_replaces_the_backoff() {
+    let mut setup = Setup::new(&[]).await;
+    let request = |name: &str| proto::CreateJobRequest {
+        retry_policy: Some(quick_policy(5)),
+        ..create_request(name, 0)
+    };
+    let id = create_job(&mut setup.app.client, request("final")).await;
+    let run = setup.next_firing(&id, None).await;
+    let final_failure = ReportResultRequest {
+        r#final: true,
+        ..failure("invalid address")
+    };
+    let outcome = setup.report(&run, proto::JobStatus::Failed, final_failure);
+    assert_eq!(outcome.await.expect("ReportResult"), "stored");
+    setup.assert_status(&id, proto::JobStatus::Failed).await;
+    assert_eq!(setup.job(&id).await.attempt, 1);
+
+    let id = create_job(&mut setup.app.client, request("rate-limited")).await;
+    let run = setup.next_firing(&id, None).await;
+    let later = ReportResultRequest {
+        retry_after_ms: Some(3_600_000),
+        ..failure("429")
+    };
+    let outcome = setup.report(&run, proto::JobStatus::Failed, later);
+    assert_eq!(outcome.await.expect("ReportResult"), "stored");
+    let job = setup.job(&id).await;
+    assert_eq!(job.status, proto::JobStatus::Scheduled as i32);
+    let (due, decided) = (job.schedule_time.unwrap(), job.updated_time.unwrap());
+    assert_eq!(
+        due.seconds - decided.seconds,
+        3_600,
+        "an hour after the result"
+    );
+    assert_eq!(due.nanos, decided.nanos);
+    setup.app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_policies_and_oversized_results_are_refused_naming_the_field() {
+    let mut setup = Setup::new(&[]).await;
+    let cases = [
+        (quick_policy(0), "retry_policy.max_attempts"),
+        (
+            proto::RetryPolicy {
+                max_delay_ms: Some(10),
+                first_delay_ms: Some(20),
+                ..Default::default()
+            },
+            "retry_policy.max_delay_ms",
+        ),
+        (
+            proto::RetryPolicy {
+                multiplier: Some(0.5),
+                ..Default::default()
+            },
+            "retry_policy.multiplier",
+        ),
+    ];
+    for (policy, field) in cases {
+        let request = proto::CreateJobRequest {
+            retry_policy: Some(policy),
+            ..create_request("bad", 1_000)
+        };
+        let err = setup.app.client.create_job(request).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{field}");
+        assert!(err.message().contains(field), "{field}: {}", err.message());
+    }
+    let recurring = proto::CreateJobRequest {
+        retry_policy: Some(quick_policy(2)),
+        recurrence: Some(proto::Recurrence {
+            interval_seconds: 60,
+            ..Default::default()
+        }),
+        ..create_request("recurring", 1_000)
+    };
+    let err = setup.app.client.create_job(recurring).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("one-shot"), "{}", err.message());
+
+    let id = create_job(&mut setup.app.client, create_request("reported", 0)).await;
+    let run = setup.next_firing(&id, None).await;
+    let oversized = failure(&"x".repeat(4097));
+    let err = setup
+        .report(&run, proto::JobStatus::Failed, oversized)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("error"), "{}", err.message());
+    let too_late = ReportResultRequest {
+        retry_after_ms: Some(-1),
+        ..Default::default()
+    };
+    let err = setup
+        .report(&run, proto::JobStatus::Failed, too_late)
+        .await
+        .unwrap_err();
+    assert!(
+        err.message().contains("retry_after_ms"),
+        "{}",
+        err.message()
+    );
+    setup.assert_status(&id, proto::JobStatus::Running).await;
+    setup.app.stop().await;
+}
