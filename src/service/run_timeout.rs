@@ -1,17 +1,23 @@
 //! Run timeouts: a job RUNNING for longer than `SCHEDULER_RUN_TIMEOUT_SECS`
 //! without a result (its executor crashed, or the result was lost) is
 //! failed or fired again, per `SCHEDULER_RUN_TIMEOUT_POLICY`, with an update
-//! event. The sweeper ([`JobService::run_timeout_sweeper`]) looks a few
+//! event. Under `fail`, a timed-out run is a failed attempt: a one-shot job
+//! with attempts left under its retry policy is scheduled again after the
+//! backoff (see [`super::retrying`]), else it is FAILED. The sweeper ([`JobService::run_timeout_sweeper`]) looks a few
 //! times per timeout.
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use super::{JobService, job_span, log_unreadable};
 use crate::{
     config::RunTimeoutPolicy,
-    domain::{Error, JobStatus, ResultStatus, recurrence::ResultDecision},
+    domain::{
+        Error, Job, JobStatus, PendingEvents, ResultStatus, recurrence::ResultDecision,
+        report::RunReport,
+    },
     duties::every,
     telemetry::metrics::FailReason,
 };
@@ -36,15 +42,19 @@ impl JobService {
                 // on with its next occurrence.
                 (Some(ResultDecision::Take(failed)), _) => *failed,
                 (Some(_), _) => continue,
-                (None, RunTimeoutPolicy::Fail) => job.with_status(JobStatus::Failed, now),
+                (None, RunTimeoutPolicy::Fail) => self.timed_out(&job, timeout, now),
                 (None, RunTimeoutPolicy::Retry) => job.retried(now),
             };
             // Conditional on the version: a result that arrived meanwhile wins.
             if !self.inner.db.replace_if(&next, job.version).await? {
                 continue;
             }
-            if next.status == JobStatus::Failed {
-                self.inner.metrics.job_failed(FailReason::RunTimeout);
+            match next.status {
+                JobStatus::Failed => self.inner.metrics.job_failed(FailReason::RunTimeout),
+                JobStatus::Scheduled if next.attempt() > job.attempt() => {
+                    self.inner.metrics.retry_scheduled();
+                }
+                _ => {}
             }
             let span = job_span("run timed out", &next);
             span.in_scope(|| tracing::warn!(status = ?next.status, "run timed out"));
@@ -53,6 +63,28 @@ impl JobService {
             changed += 1;
         }
         Ok(changed)
+    }
+
+    /// A one-shot `job` whose run timed out, as a failed attempt: its retry,
+    /// or FAILED; owing an update event either way.
+    fn timed_out(&self, job: &Job, timeout: chrono::Duration, now: DateTime<Utc>) -> Job {
+        let report = RunReport {
+            error: Some(format!(
+                "no result within the run timeout ({} s)",
+                timeout.num_seconds()
+            )),
+            ..RunReport::of(ResultStatus::Failed, None)
+        };
+        let next = job
+            .take_report(&report, &self.settings().retry, now)
+            .unwrap_or_else(|| job.with_status(JobStatus::Failed, now));
+        Job {
+            pending: PendingEvents {
+                update: true,
+                ..next.pending
+            },
+            ..next
+        }
     }
 
     /// Expires stuck runs a few times per run timeout, until shutdown.
@@ -81,7 +113,9 @@ mod tests {
     use super::*;
     use crate::{
         broker::EventKind,
+        clock::Clock,
         config::SchedulerSettings,
+        domain::retry::RetryPolicy,
         service::testing::{RecordingProducer, TestService},
     };
 
@@ -123,6 +157,48 @@ mod tests {
                 assert_eq!((refired.id, refired.fire_token), (job.id, after.fire_token));
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_run_is_a_failed_attempt_under_the_retry_policy() {
+        let producer = Arc::new(RecordingProducer::default());
+        let settings = SchedulerSettings {
+            run_timeout: Duration::from_secs(600),
+            retry: RetryPolicy::new(2, 5_000, 5_000, 1.0, 0.0).unwrap(),
+            ..SchedulerSettings::default()
+        };
+        let mut t = TestService::new(settings, producer.clone());
+        let svc = t.svc.clone();
+        let job = svc.create(t.spec(-1)).await.unwrap();
+        let firing = t.next_firings(1).await[0];
+        svc.fire_batch(vec![firing], &CancellationToken::new())
+            .await;
+        t.advance_ms(600_001);
+        assert_eq!(svc.expire_stuck_runs().await.unwrap(), 1);
+        let retry = svc.get(job.id).await.unwrap();
+        assert_eq!((retry.status, retry.attempt()), (JobStatus::Scheduled, 2));
+        assert_eq!(
+            retry.spec.schedule_time,
+            t.clock.now_ms() + chrono::Duration::seconds(5)
+        );
+        assert!(
+            retry.last_error().unwrap().contains("run timeout"),
+            "{retry:?}"
+        );
+        assert!(
+            producer
+                .events()
+                .contains(&(EventKind::Update, job.id, JobStatus::Scheduled))
+        );
+        // The second attempt times out too: no attempt is left.
+        t.advance_ms(5_000);
+        let refired = t.next_firings(1).await[0];
+        svc.fire_batch(vec![refired], &CancellationToken::new())
+            .await;
+        t.advance_ms(600_001);
+        assert_eq!(svc.expire_stuck_runs().await.unwrap(), 1);
+        let ended = svc.get(job.id).await.unwrap();
+        assert_eq!((ended.status, ended.attempt()), (JobStatus::Failed, 2));
     }
 
     #[tokio::test]
