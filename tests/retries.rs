@@ -195,6 +195,37 @@ async fn a_job_that_always_fails_ends_failed_after_the_default_attempts() {
         .metric(metrics::JOBS_FAILED, &[("reason", "result")])
         .await;
     assert_eq!(failed, 1.0, "failed once, for good");
+
+    // An operator reruns it: it runs again now, from its first attempt.
+    let rerun = setup
+        .app
+        .client
+        .rerun_job(proto::RerunJobRequest { id: id.clone() })
+        .await
+        .expect("RerunJob")
+        .into_inner();
+    assert_eq!(rerun.status, proto::JobStatus::Scheduled as i32);
+    assert_eq!((rerun.attempt, rerun.last_error.as_str()), (1, ""));
+    let third = setup.next_firing(&id, Some(&second)).await;
+    assert_eq!(third.attempt, None, "a first attempt again");
+    let outcome = setup.report(
+        &third,
+        proto::JobStatus::Succeeded,
+        ReportResultRequest::default(),
+    );
+    assert_eq!(outcome.await.expect("ReportResult"), "stored");
+    setup.assert_status(&id, proto::JobStatus::Succeeded).await;
+    let rerun = |id: &str| proto::RerunJobRequest { id: id.to_owned() };
+    setup
+        .app
+        .client
+        .rerun_job(rerun(&id))
+        .await
+        .expect("a SUCCEEDED job reruns too");
+    setup.next_firing(&id, Some(&third)).await;
+    setup.assert_status(&id, proto::JobStatus::Running).await;
+    let busy = setup.app.client.rerun_job(rerun(&id)).await.unwrap_err();
+    assert_eq!(busy.code(), Code::FailedPrecondition, "{busy:?}");
     setup.app.stop().await;
 }
 

@@ -279,6 +279,30 @@ impl Job {
         self.attempts.as_ref().and_then(|a| a.policy)
     }
 
+    /// This finished one-shot job scheduled to run again now, with fresh
+    /// attempts under its policy, owing an update event. Refused for a job
+    /// that has not finished, and for a recurring job (which TriggerJob
+    /// runs outside its schedule).
+    pub fn rerun(&self, now: DateTime<Utc>) -> Result<Job, Error> {
+        if self.recurrence.is_some() {
+            return Err(Error::FailedPrecondition(format!(
+                "job {} is recurring: TriggerJob runs it once outside its schedule",
+                self.id
+            )));
+        }
+        if !matches!(self.status, JobStatus::Succeeded | JobStatus::Failed) {
+            return Err(Error::FailedPrecondition(format!(
+                "job {} is {:?}: only a SUCCEEDED or FAILED job can be rerun",
+                self.id, self.status
+            )));
+        }
+        let spec = JobSpec {
+            schedule_time: now,
+            ..self.spec.clone()
+        };
+        Ok(self.rescheduled(spec, now))
+    }
+
     /// What this one-shot job becomes when it takes `report`, if it takes
     /// it (RUNNING, and the report names its firing or none): SUCCEEDED; or
     /// after a failure with attempts left under its policy (or `default`)

@@ -132,6 +132,14 @@ impl proto::jobs_service_server::JobsService for JobsGrpc {
         Ok(Response::new(self.service.trigger(id).await?.into()))
     }
 
+    async fn rerun_job(
+        &self,
+        request: Request<proto::RerunJobRequest>,
+    ) -> Result<Response<proto::Job>, Status> {
+        let id = parse_id(&request.into_inner().id)?;
+        Ok(Response::new(self.service.rerun(id).await?.into()))
+    }
+
     async fn preview_schedule(
         &self,
         request: Request<proto::PreviewScheduleRequest>,

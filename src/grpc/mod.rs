@@ -107,6 +107,7 @@ mod tests {
                 "PauseJob",
                 "ResumeJob",
                 "TriggerJob",
+                "RerunJob",
                 "PreviewSchedule"
             ]
         );

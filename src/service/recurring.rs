@@ -104,7 +104,7 @@ impl JobService {
     /// Writes `change(job)` over the job read, conditioned on its version,
     /// again on a fresh read when it changed meanwhile; arms the result and
     /// delivers the events it owes.
-    async fn change(
+    pub(super) async fn change(
         &self,
         id: JobId,
         change: impl Fn(&Job, &JobService) -> Result<Job, Error>,

@@ -61,6 +61,17 @@ impl JobService {
         Err(Error::Aborted(id))
     }
 
+    /// Runs a finished one-shot job again now, with fresh attempts (see
+    /// [`Job::rerun`]); its update event says so.
+    #[tracing::instrument(skip_all, fields(job_id = %id))]
+    pub async fn rerun(&self, id: JobId) -> Result<Job, Error> {
+        let job = self
+            .change(id, |job, service| job.rerun(service.clock().now_ms()))
+            .await?;
+        tracing::info!("job rerun");
+        Ok(job)
+    }
+
     /// Counts and logs a stored failure, and arms its retry.
     fn after_failure(&self, job: &Job, report: &RunReport) {
         let span = job_span("result", job);

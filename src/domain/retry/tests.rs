@@ -166,6 +166,33 @@ fn only_the_running_firing_takes_a_report() {
 }
 
 #[test]
+fn a_finished_job_reruns_now_with_fresh_attempts_and_others_are_refused() {
+    let job = running(Some(policy(2)));
+    assert!(
+        matches!(job.rerun(at(1)), Err(Error::FailedPrecondition(_))),
+        "running"
+    );
+    let retry = job
+        .take_report(&failed("x"), &RetryPolicy::NONE, at(1))
+        .unwrap();
+    let last = delivered(retry.claimed(retry.fire_token, at(10_001)).unwrap());
+    let failed_job = last
+        .take_report(&failed("y"), &RetryPolicy::NONE, at(10_002))
+        .unwrap();
+    assert_eq!(
+        (failed_job.status, failed_job.attempt()),
+        (JobStatus::Failed, 2)
+    );
+    let rerun = failed_job.rerun(at(20_000)).unwrap();
+    assert_eq!(rerun.status, JobStatus::Scheduled);
+    assert_eq!(rerun.spec.schedule_time, at(20_000));
+    assert_ne!(rerun.fire_token, failed_job.fire_token);
+    assert_eq!((rerun.attempt(), rerun.last_error()), (1, None));
+    assert_eq!(rerun.retry_policy(), Some(policy(2)), "the policy stays");
+    assert!(rerun.pending.update, "its update event says it runs again");
+}
+
+#[test]
 fn attempts_round_trip_through_their_stored_form() {
     assert_eq!(Attempts::write(Some(&Attempts::default())), None);
     assert_eq!(Attempts::read(None).unwrap(), None);
