@@ -2,7 +2,9 @@
 //! a job whose executor fails twice and then succeeds runs three times (its
 //! run events saying which attempt each is) and ends SUCCEEDED with the
 //! last error kept; a job that always fails ends FAILED after its attempts
-//! under the service's default policy; a final failure ends the attempts
+//! under the service's default policy, with one dead-letter event (on its
+//! topic and to `JobEvents` subscribers) carrying its attempts and last
+//! error, and an operator reruns it; a final failure ends the attempts
 //! early, and a requested delay replaces the backoff; bad policies and
 //! oversized results are refused naming the field.
 
@@ -19,7 +21,7 @@ use scheduler_service::{
     config::vars,
     grpc::{
         proto,
-        scheduler::v1::{ReportResultRequest, job_events_client::JobEventsClient},
+        scheduler::v1::{EventKind, ReportResultRequest, job_events_client::JobEventsClient},
     },
     telemetry::metrics,
 };
@@ -177,6 +179,9 @@ async fn a_job_that_always_fails_ends_failed_after_the_default_attempts() {
         (vars::SCHEDULER_RETRY_JITTER, "0"),
     ])
     .await;
+    let dead_letters = EventReader::new(&setup.app.settings.topics.job_dead_letter);
+    let mut subscriber =
+        common::embedded::subscribe(&setup.app.channel, &[EventKind::DeadLetter], "").await;
     let id = create_job(&mut setup.app.client, create_request("doomed", 0)).await;
     let first = setup.next_firing(&id, None).await;
     let outcome = setup.report(&first, proto::JobStatus::Failed, failure("no such mailbox"));
@@ -195,6 +200,22 @@ async fn a_job_that_always_fails_ends_failed_after_the_default_attempts() {
         .metric(metrics::JOBS_FAILED, &[("reason", "result")])
         .await;
     assert_eq!(failed, 1.0, "failed once, for good");
+    let (dead, _) = dead_letters.next_for(&id, TIMEOUT).await;
+    let dead = dead.expect("a dead-letter event").event;
+    assert_eq!(dead.status, proto::JobStatus::Failed as i32);
+    assert_eq!(
+        (dead.attempt, dead.last_error.as_deref()),
+        (Some(2), Some("still none"))
+    );
+    assert_eq!(
+        dead.fire_token, second.fire_token,
+        "the firing that failed for good"
+    );
+    let streamed = common::embedded::next_event(&mut subscriber).await;
+    assert_eq!(streamed.kind, EventKind::DeadLetter as i32);
+    let job = streamed.job.expect("the job");
+    assert_eq!((job.id.as_str(), job.attempt), (id.as_str(), 2));
+    assert_eq!(job.last_error, "still none");
 
     // An operator reruns it: it runs again now, from its first attempt.
     let rerun = setup

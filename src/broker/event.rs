@@ -49,6 +49,11 @@ pub struct JobEvent {
     /// Absent on a first attempt (so the article's events are unchanged).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
+    /// The error text of the job's last failed attempt, if its executor
+    /// sent one (a dead-letter event says why the job failed). Absent
+    /// otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 fn rfc3339(time: DateTime<Utc>) -> String {
@@ -82,6 +87,7 @@ impl From<&Job> for JobEvent {
                 .filter(|run| !run.stands_for.is_empty())
                 .map(|run| run.stands_for.iter().copied().map(rfc3339).collect()),
             attempt: Some(job.attempt()).filter(|&n| n > 1),
+            last_error: job.last_error().map(str::to_owned),
         }
     }
 }
@@ -151,5 +157,6 @@ mod tests {
         }));
         let value = serde_json::to_value(JobEvent::from(&job)).unwrap();
         assert_eq!(value["Attempt"], 3);
+        assert!(value.get("LastError").is_none(), "no error sent");
     }
 }

@@ -95,6 +95,7 @@ impl KafkaJobsProducer {
             EventKind::Create => &self.topics.job_create.name,
             EventKind::Update => &self.topics.job_update.name,
             EventKind::Run => &self.topics.job_run.name,
+            EventKind::DeadLetter => &self.topics.job_dead_letter,
         }
     }
 
@@ -176,9 +177,9 @@ impl JobsProducer for KafkaJobsProducer {
     }
 }
 
-/// Creates the topics the service produces to (the dead-letter topic of run
-/// results among them, and the run-result topic it consumes, so that a
-/// fresh cluster works); a topic that exists is fine.
+/// Creates the topics the service produces to (the dead-letter topics of
+/// run results and of jobs among them, and the run-result topic it
+/// consumes, so that a fresh cluster works); a topic that exists is fine.
 pub async fn ensure_topics(
     kafka: &KafkaSettings,
     topics: &TopicSettings,
@@ -193,13 +194,15 @@ pub async fn ensure_topics(
         replicas: topics.job_run.replicas,
     };
     let run_result = one_partition(&topics.job_run_result);
-    let dead_letter = one_partition(&topics.job_run_result_dead_letter);
+    let result_dead_letter = one_partition(&topics.job_run_result_dead_letter);
+    let job_dead_letter = one_partition(&topics.job_dead_letter);
     let specs = [
         &topics.job_create,
         &topics.job_update,
         &topics.job_run,
         &run_result,
-        &dead_letter,
+        &result_dead_letter,
+        &job_dead_letter,
     ];
     let new_topics: Vec<NewTopic<'_>> = specs
         .iter()

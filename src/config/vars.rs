@@ -120,6 +120,9 @@ pub const TOPIC_JOB_RUN_RESULT: &str = "TOPIC_JOB_RUN_RESULT";
 /// Topic that run results go to when they cannot be stored, with the reason
 /// in a header (default `topic-job-run-result-dead-letter`).
 pub const TOPIC_JOB_RUN_RESULT_DEAD_LETTER: &str = "TOPIC_JOB_RUN_RESULT_DEAD_LETTER";
+/// Topic of the dead-letter events of jobs whose run failed for good
+/// (default `topic-job-dead-letter`).
+pub const TOPIC_JOB_DEAD_LETTER: &str = "TOPIC_JOB_DEAD_LETTER";
 /// Consumer group of the run-result consumer.
 pub const TOPIC_JOB_RUN_RESULT_CONSUMER_GROUP_ID: &str = "TOPIC_JOB_RUN_RESULT_CONSUMER_GROUP_ID";
 /// Number of run-result consumers in the group (default 1).
@@ -257,6 +260,7 @@ pub const ALL: &[&str] = &[
     TOPIC_JOB_RUN_REPLICAS,
     TOPIC_JOB_RUN_RESULT,
     TOPIC_JOB_RUN_RESULT_DEAD_LETTER,
+    TOPIC_JOB_DEAD_LETTER,
     TOPIC_JOB_RUN_RESULT_CONSUMER_GROUP_ID,
     TOPIC_JOB_RUN_RESULT_CONSUMER_WORKER_COUNT,
     RUN_RESULT_RETRY_SECS,

@@ -15,6 +15,10 @@ pub enum EventKind {
     Update,
     /// A job fired and must run now (`topic-job-run`).
     Run,
+    /// A job's run failed for good: no attempt is left under its retry
+    /// policy, or its executor said the failure is final
+    /// (`topic-job-dead-letter`).
+    DeadLetter,
 }
 
 impl EventKind {
@@ -24,16 +28,18 @@ impl EventKind {
             EventKind::Create => "create",
             EventKind::Update => "update",
             EventKind::Run => "run",
+            EventKind::DeadLetter => "dead-letter",
         }
     }
 
     /// The events `pending` owes, in the order they are published (create,
-    /// update, run: the order of a job's life).
+    /// update, run, dead letter: the order of a job's life).
     pub fn owed(pending: PendingEvents) -> impl Iterator<Item = EventKind> {
         [
             (pending.create, EventKind::Create),
             (pending.update, EventKind::Update),
             (pending.run, EventKind::Run),
+            (pending.dead_letter, EventKind::DeadLetter),
         ]
         .into_iter()
         .filter_map(|(owed, kind)| owed.then_some(kind))
@@ -80,11 +86,17 @@ mod tests {
             create: true,
             update: true,
             run: true,
+            dead_letter: true,
         };
         let kinds: Vec<EventKind> = EventKind::owed(all).collect();
         assert_eq!(
             kinds,
-            [EventKind::Create, EventKind::Update, EventKind::Run]
+            [
+                EventKind::Create,
+                EventKind::Update,
+                EventKind::Run,
+                EventKind::DeadLetter
+            ]
         );
         assert_eq!(EventKind::owed(PendingEvents::NONE).count(), 0);
     }

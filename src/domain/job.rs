@@ -285,6 +285,8 @@ pub struct PendingEvents {
     pub update: bool,
     /// A run event is owed.
     pub run: bool,
+    /// A dead-letter event is owed (the job's run failed for good).
+    pub dead_letter: bool,
 }
 
 impl PendingEvents {
@@ -293,11 +295,12 @@ impl PendingEvents {
         create: false,
         update: false,
         run: false,
+        dead_letter: false,
     };
 
     /// Whether any event is owed.
     pub fn any(self) -> bool {
-        self.create || self.update || self.run
+        self.create || self.update || self.run || self.dead_letter
     }
 }
 

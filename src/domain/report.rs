@@ -83,8 +83,8 @@ fn check_bytes(field: Field, value: Option<&str>, max: usize) -> Result<(), Erro
 }
 
 fn retry_delay(ms: i64) -> Result<TimeDelta, Error> {
-    let delay = TimeDelta::milliseconds(ms);
-    if ms < 0 || delay > RETRY_DELAY_MAX {
+    // Checked before it is a TimeDelta, which cannot hold i64::MIN ms.
+    if !(0..=RETRY_DELAY_MAX.num_milliseconds()).contains(&ms) {
         return Err(Error::invalid(
             Field::RetryAfter,
             format!(
@@ -93,7 +93,7 @@ fn retry_delay(ms: i64) -> Result<TimeDelta, Error> {
             ),
         ));
     }
-    Ok(delay)
+    Ok(TimeDelta::milliseconds(ms))
 }
 
 #[cfg(test)]
@@ -127,7 +127,12 @@ mod tests {
         let name = "e".repeat(EXECUTOR_MAX_BYTES + 1);
         let err = bare().with_details(None, Some(name), false, None);
         assert_eq!(field_of(err.unwrap_err()), Field::Executor);
-        for ms in [-1, RETRY_DELAY_MAX.num_milliseconds() + 1] {
+        for ms in [
+            -1,
+            RETRY_DELAY_MAX.num_milliseconds() + 1,
+            i64::MIN,
+            i64::MAX,
+        ] {
             let err = bare().with_details(None, None, false, Some(ms));
             assert_eq!(field_of(err.unwrap_err()), Field::RetryAfter, "{ms}");
         }

@@ -11,6 +11,10 @@
 //! own is retried under the service's default, read at each decision, so
 //! that changing the configuration applies to jobs already stored.
 //!
+//! A job whose run fails for good (no attempt left, or a failure its
+//! executor says is final) owes a dead-letter event, written with the
+//! result like every owed event (the outbox in the job).
+//!
 //! The delays double (by the multiplier) from the first delay up to the
 //! largest, computed by `backon`'s exponential builder, the crate the
 //! service's other retry loops use; the jitter then takes a random share
@@ -335,6 +339,7 @@ impl Job {
         if !retry {
             let mut finished = self.finished(report.status, now);
             finished.attempts = attempts(own, attempt, last_error);
+            finished.pending.dead_letter |= report.status == ResultStatus::Failed;
             return Some(finished);
         }
         let delay = report

@@ -102,6 +102,7 @@ fn wire_kind(kind: EventKind) -> events::EventKind {
         EventKind::Create => events::EventKind::Create,
         EventKind::Update => events::EventKind::Update,
         EventKind::Run => events::EventKind::Run,
+        EventKind::DeadLetter => events::EventKind::DeadLetter,
     }
 }
 
@@ -111,6 +112,7 @@ fn domain_kind(kind: i32) -> Option<EventKind> {
         events::EventKind::Create => Some(EventKind::Create),
         events::EventKind::Update => Some(EventKind::Update),
         events::EventKind::Run => Some(EventKind::Run),
+        events::EventKind::DeadLetter => Some(EventKind::DeadLetter),
         events::EventKind::Unspecified => None,
     }
 }

@@ -421,6 +421,7 @@ fn end_marker(key: &str) -> Vec<u8> {
         occurrence: None,
         occurrences: None,
         attempt: None,
+        last_error: None,
     })
     .expect("JSON")
 }

@@ -31,7 +31,7 @@ async fn claim_needs_a_scheduled_job_with_the_fire_token(db: &Store) {
         pending: PendingEvents {
             create: true,
             update: true,
-            run: false,
+            ..PendingEvents::NONE
         },
         ..job("due", now() - TimeDelta::seconds(1))
     };

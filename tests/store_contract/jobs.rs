@@ -41,23 +41,26 @@ pub fn job_in(name: &str, status: JobStatus, schedule_time: DateTime<Utc>) -> Jo
     }
 }
 
-/// What a job owes: its create, update and run events.
-const fn owing(create: bool, update: bool, run: bool) -> PendingEvents {
+/// What a job owes: its create, update, run and dead-letter events.
+const fn owing(create: bool, update: bool, run: bool, dead_letter: bool) -> PendingEvents {
     PendingEvents {
         create,
         update,
         run,
+        dead_letter,
     }
 }
 
 /// Only the create event owed.
-pub const CREATE: PendingEvents = owing(true, false, false);
+pub const CREATE: PendingEvents = owing(true, false, false, false);
 /// Only the update event owed.
-pub const UPDATE: PendingEvents = owing(false, true, false);
+pub const UPDATE: PendingEvents = owing(false, true, false, false);
 /// Only the run event owed.
-pub const RUN: PendingEvents = owing(false, false, true);
+pub const RUN: PendingEvents = owing(false, false, true, false);
+/// Only the dead-letter event owed.
+pub const DEAD_LETTER: PendingEvents = owing(false, false, false, true);
 /// Every event owed.
-pub const ALL: PendingEvents = owing(true, true, true);
+pub const ALL: PendingEvents = owing(true, true, true, true);
 
 /// The ids of `jobs`, sorted: for answers in no particular order.
 pub fn sorted_ids<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> Vec<JobId> {

@@ -22,8 +22,15 @@ async fn the_outbox_lists_owing_jobs_and_clears_them_at_the_read_version(db: &St
     let first = owing("first", 1, CREATE);
     let none = owing("none", 0, PendingEvents::NONE);
     let second = owing("second", 2, UPDATE);
-    db.insert_all(&[third.clone(), first.clone(), none, second.clone()])
-        .await;
+    let dead = owing("failed for good", 4, DEAD_LETTER);
+    db.insert_all(&[
+        third.clone(),
+        first.clone(),
+        none,
+        second.clone(),
+        dead.clone(),
+    ])
+    .await;
 
     let id = |j: &Job| j.id;
     let outbox = db
@@ -33,7 +40,10 @@ async fn the_outbox_lists_owing_jobs_and_clears_them_at_the_read_version(db: &St
         .all_readable();
     assert_eq!(
         by_id(&outbox, id),
-        by_id(&[first.clone(), second.clone(), third.clone()], id)
+        by_id(
+            &[first.clone(), second.clone(), third.clone(), dead.clone()],
+            id
+        )
     );
     assert_eq!(
         db.with_pending_events(2)
@@ -79,12 +89,22 @@ async fn the_outbox_lists_owing_jobs_and_clears_them_at_the_read_version(db: &St
     // Still at its version: it can be set again (what one relay pass
     // publishes of a job's events, it clears one by one).
     assert!(
-        db.set_pending_if(second.id, second.version, RUN)
-            .await
-            .expect("set")
+        db.set_pending_if(
+            second.id,
+            second.version,
+            PendingEvents {
+                run: true,
+                ..DEAD_LETTER
+            }
+        )
+        .await
+        .expect("set")
     );
     let second = Job {
-        pending: RUN,
+        pending: PendingEvents {
+            run: true,
+            ..DEAD_LETTER
+        },
         ..second
     };
     let outbox = db
@@ -92,7 +112,11 @@ async fn the_outbox_lists_owing_jobs_and_clears_them_at_the_read_version(db: &St
         .await
         .expect("outbox")
         .all_readable();
-    assert_eq!(by_id(&outbox, id), by_id(&[second, third], id));
+    assert_eq!(
+        by_id(&outbox, id),
+        by_id(&[second.clone(), third, dead], id)
+    );
+    assert_eq!(db.get(second.id).await.expect("get"), Some(second));
 }
 
 async fn clear_pending_many_clears_only_jobs_still_at_their_version(db: &Store) {

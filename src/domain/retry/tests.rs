@@ -123,6 +123,11 @@ fn a_failure_with_attempts_left_is_scheduled_again_after_the_backoff() {
     assert_eq!(end.status, JobStatus::Failed);
     assert_eq!(end.attempt(), 3);
     assert_eq!(end.last_error(), Some("still"));
+    assert!(!retry.pending.dead_letter && !third.pending.dead_letter);
+    assert!(
+        end.pending.dead_letter,
+        "failed for good: a dead letter is owed"
+    );
 }
 
 #[test]
@@ -162,6 +167,7 @@ fn only_the_running_firing_takes_a_report() {
     let mine = RunReport::of(ResultStatus::Succeeded, Some(job.fire_token));
     let done = job.take_report(&mine, &RetryPolicy::NONE, at(1)).unwrap();
     assert_eq!(done.status, JobStatus::Succeeded);
+    assert!(!done.pending.dead_letter);
     assert_eq!(done.take_report(&mine, &RetryPolicy::NONE, at(2)), None);
 }
 

@@ -28,6 +28,9 @@ struct StoredJob {
     pending_create: bool,
     pending_update: bool,
     pending_run: bool,
+    /// Absent in files written before dead letters.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pending_dead_letter: bool,
     /// Absent in files written before traces were kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     trace_parent: Option<String>,
@@ -64,6 +67,7 @@ pub(super) fn encode(job: &Job) -> Result<Vec<u8>, StoreError> {
         pending_create: job.pending.create,
         pending_update: job.pending.update,
         pending_run: job.pending.run,
+        pending_dead_letter: job.pending.dead_letter,
         trace_parent: job.trace_parent.clone(),
         recurrence: job.recurrence.as_deref().map(Recurrence::to_stored),
         client_key: job.client_key.clone(),
@@ -94,6 +98,7 @@ pub(super) fn decode(id: JobId, bytes: &[u8]) -> Result<Job, Unreadable> {
             create: stored.pending_create,
             update: stored.pending_update,
             run: stored.pending_run,
+            dead_letter: stored.pending_dead_letter,
         },
         trace_parent: stored.trace_parent,
         recurrence: stored

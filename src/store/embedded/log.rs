@@ -53,6 +53,7 @@ fn kind_code(kind: EventKind) -> u8 {
         EventKind::Create => 1,
         EventKind::Update => 2,
         EventKind::Run => 3,
+        EventKind::DeadLetter => 4,
     }
 }
 
@@ -61,6 +62,7 @@ fn kind_of(code: u8) -> Option<EventKind> {
         1 => Some(EventKind::Create),
         2 => Some(EventKind::Update),
         3 => Some(EventKind::Run),
+        4 => Some(EventKind::DeadLetter),
         _ => None,
     }
 }
@@ -224,6 +226,7 @@ pub(super) fn settle_owed(
         create: current.pending.create && !remaining.create,
         update: current.pending.update && !remaining.update,
         run: current.pending.run && !remaining.run,
+        dead_letter: current.pending.dead_letter && !remaining.dead_letter,
     };
     logged.extend(EventKind::owed(cleared).map(|kind| LoggedEvent {
         sequence: 0,

@@ -22,6 +22,7 @@ pub(super) fn pending_fields(pending: PendingEvents) -> Document {
         "pendingCreate": pending.create,
         "pendingUpdate": pending.update,
         "pendingRun": pending.run,
+        "pendingDeadLetter": pending.dead_letter,
         "outbox": i32::from(pending.any()),
     }
 }
@@ -109,6 +110,7 @@ pub fn job_from_document(document: &Document) -> Result<Job, Unreadable> {
             create: flag("pendingCreate"),
             update: flag("pendingUpdate"),
             run: flag("pendingRun"),
+            dead_letter: flag("pendingDeadLetter"),
         },
         trace_parent: document.get_str("traceParent").ok().map(str::to_owned),
         recurrence: match document.get_str("recurrence") {

@@ -6,7 +6,7 @@
 //! document is atomic, so a conditional `update_one` (filter on version, or
 //! on status and fire token) is a compare-and-set. The outbox lives in the
 //! job document itself (`pendingCreate`, `pendingUpdate`, `pendingRun`,
-//! `outbox`), so it changes in the same atomic update as the job, with no
+//! `pendingDeadLetter`, `outbox`), so it changes in the same atomic update as the job, with no
 //! multi-document transaction. Only `insert`, `find`, `count`, `update_one`
 //! and `delete_one` are used, so that MongoDB-protocol servers without
 //! `findAndModify` work too. Every operation has a bounded timeout.

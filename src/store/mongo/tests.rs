@@ -32,6 +32,7 @@ fn document_round_trip_keeps_every_field() {
             create: false,
             update: true,
             run: true,
+            dead_letter: true,
         },
         trace_parent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
         ..job()
@@ -52,6 +53,7 @@ fn document_round_trip_keeps_every_field() {
         "pendingCreate",
         "pendingUpdate",
         "pendingRun",
+        "pendingDeadLetter",
         "traceParent",
     ] {
         assert!(document.contains_key(key), "missing {key}");

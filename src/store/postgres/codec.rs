@@ -53,8 +53,8 @@ impl<'a> JobParams<'a> {
         }
     }
 
-    /// The values in the order of [`COLUMNS`] ($1 to $19).
-    pub(super) fn as_params(&self) -> [&(dyn ToSql + Sync); 19] {
+    /// The values in the order of [`COLUMNS`] ($1 to $20).
+    pub(super) fn as_params(&self) -> [&(dyn ToSql + Sync); 20] {
         [
             &self.id,
             &self.job.spec.name,
@@ -75,6 +75,7 @@ impl<'a> JobParams<'a> {
             &self.armed,
             &self.job.client_key,
             &self.attempts,
+            &self.job.pending.dead_letter,
         ]
     }
 }
@@ -101,6 +102,7 @@ pub(super) struct JobColumns {
     armed: Vec<bool>,
     client_keys: Vec<Option<String>>,
     attempts: Vec<Option<String>>,
+    pending_dead_letters: Vec<bool>,
     expected: Vec<i64>,
 }
 
@@ -131,13 +133,14 @@ impl JobColumns {
             armed: params.iter().map(|p| p.armed).collect(),
             client_keys: params.iter().map(|p| p.job.client_key.clone()).collect(),
             attempts: params.iter().map(|p| p.attempts.clone()).collect(),
+            pending_dead_letters: params.iter().map(|p| p.job.pending.dead_letter).collect(),
             expected: jobs.iter().map(|(_, version)| *version).collect(),
         }
     }
 
     /// The arrays in the order of [`COLUMNS`], then the expected versions
-    /// ($1 to $20).
-    pub(super) fn as_params(&self) -> [&(dyn ToSql + Sync); 20] {
+    /// ($1 to $21).
+    pub(super) fn as_params(&self) -> [&(dyn ToSql + Sync); 21] {
         [
             &self.ids,
             &self.names,
@@ -158,6 +161,7 @@ impl JobColumns {
             &self.armed,
             &self.client_keys,
             &self.attempts,
+            &self.pending_dead_letters,
             &self.expected,
         ]
     }
@@ -208,6 +212,7 @@ pub(super) fn job_from_row(row: &Row) -> Result<Job, Unreadable> {
             create: column(row, id, "pending_create")?,
             update: column(row, id, "pending_update")?,
             run: column(row, id, "pending_run")?,
+            dead_letter: column(row, id, "pending_dead_letter")?,
         },
         trace_parent: column(row, id, "trace_parent")?,
         recurrence: column::<Option<String>>(row, id, "recurrence")?

@@ -8,7 +8,7 @@ use crate::domain::JobStatus;
 pub(super) const COLUMNS: &str = "id, name, description, schedule_time, created_at, updated_at, status, \
                        job_type, job_data, scheduled_key, version, pending_create, \
                        pending_update, pending_run, trace_parent, recurrence, armed, client_key, \
-                       attempts";
+                       attempts, pending_dead_letter";
 
 /// A one-shot job: the single-statement claim and result apply to these
 /// only; a recurring job's claim and result are a read and a conditional
@@ -25,7 +25,8 @@ pub(super) const ARMABLE: &str = "((status = 2 AND recurrence IS NULL) OR armed)
 pub(super) const CLIENT_KEY_INDEX: &str = "jobs_client_key";
 
 /// The condition of a job that owes events (the outbox).
-pub(super) const OWING: &str = "(pending_create OR pending_update OR pending_run)";
+pub(super) const OWING: &str =
+    "(pending_create OR pending_update OR pending_run OR pending_dead_letter)";
 
 /// The statements, written once for the store's schema.
 pub(super) struct Sql {
@@ -63,11 +64,11 @@ impl Sql {
         let owing = OWING;
         Sql {
             schema: schema.to_owned(),
-            create: create_statements(&t),
+            create: create_statements(&quoted, &t),
             insert: format!(
                 "INSERT INTO {t} ({COLUMNS}) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                 $16, $17, $18, $19)"
+                 $16, $17, $18, $19, $20)"
             ),
             get: format!("SELECT {COLUMNS} FROM {t} WHERE id = $1"),
             count: format!("SELECT count(*) FROM {t}"),
@@ -79,8 +80,9 @@ impl Sql {
                  created_at = $5, updated_at = $6, status = $7, job_type = $8, job_data = $9, \
                  scheduled_key = $10, version = $11, pending_create = $12, \
                  pending_update = $13, pending_run = $14, trace_parent = $15, \
-                 recurrence = $16, armed = $17, client_key = $18, attempts = $19 \
-                 WHERE id = $1 AND version = $20"
+                 recurrence = $16, armed = $17, client_key = $18, attempts = $19, \
+                 pending_dead_letter = $20 \
+                 WHERE id = $1 AND version = $21"
             ),
             delete: format!("DELETE FROM {t} WHERE id = $1"),
             claim: format!(
@@ -109,8 +111,8 @@ impl Sql {
                 "SELECT {COLUMNS} FROM {t} WHERE {owing} ORDER BY updated_at, id LIMIT $1"
             ),
             set_pending_if: format!(
-                "UPDATE {t} SET pending_create = $3, pending_update = $4, pending_run = $5 \
-                 WHERE id = $1 AND version = $2"
+                "UPDATE {t} SET pending_create = $3, pending_update = $4, pending_run = $5, \
+                 pending_dead_letter = $6 WHERE id = $1 AND version = $2"
             ),
             // Rows locked in id order, as by every statement that writes
             // many rows (claim_many, replace_many_if): replicas clear and
@@ -123,7 +125,7 @@ impl Sql {
                        ON j.id = f.id AND j.version = f.version \
                      ORDER BY j.id FOR UPDATE OF j) \
                  UPDATE {t} AS j SET pending_create = false, pending_update = false, \
-                 pending_run = false \
+                 pending_run = false, pending_dead_letter = false \
                  FROM locked WHERE j.id = locked.locked_id \
                  RETURNING j.id"
             ),
@@ -167,6 +169,7 @@ fn replace_many_if_statement(t: &str) -> String {
         "boolean",
         "text",
         "text",
+        "boolean",
         "bigint",
     ];
     let arrays: Vec<String> = types
@@ -205,9 +208,11 @@ fn recurring_of_statement(t: &str) -> String {
     )
 }
 
-/// The table and its indexes (each statement idempotent, so that every
-/// start and every replica may run them).
-pub(super) fn create_statements(t: &str) -> String {
+/// The table and its indexes in `schema` (quoted), each statement
+/// idempotent, so that every start and every replica may run them. The
+/// outbox index of tables made before dead letters (`jobs_pending_updated_at`,
+/// whose condition leaves `pending_dead_letter` out) is replaced.
+pub(super) fn create_statements(schema: &str, t: &str) -> String {
     let running = JobStatus::Running as i16;
     let owing = OWING;
     format!(
@@ -233,6 +238,7 @@ pub(super) fn create_statements(t: &str) -> String {
          ALTER TABLE {t} ADD COLUMN IF NOT EXISTS armed boolean NOT NULL DEFAULT false;
          ALTER TABLE {t} ADD COLUMN IF NOT EXISTS client_key text;
          ALTER TABLE {t} ADD COLUMN IF NOT EXISTS attempts text;
+         ALTER TABLE {t} ADD COLUMN IF NOT EXISTS pending_dead_letter boolean NOT NULL DEFAULT false;
          CREATE UNIQUE INDEX IF NOT EXISTS {CLIENT_KEY_INDEX}
              ON {t} (client_key) WHERE client_key IS NOT NULL;
          CREATE INDEX IF NOT EXISTS jobs_armed_schedule_time
@@ -241,8 +247,9 @@ pub(super) fn create_statements(t: &str) -> String {
              ON {t} (status, schedule_time, id);
          CREATE INDEX IF NOT EXISTS jobs_schedule_time_id
              ON {t} (schedule_time, id);
-         CREATE INDEX IF NOT EXISTS jobs_pending_updated_at
+         CREATE INDEX IF NOT EXISTS jobs_owing_updated_at
              ON {t} (updated_at, id) WHERE {owing};
+         DROP INDEX IF EXISTS {schema}.jobs_pending_updated_at;
          CREATE INDEX IF NOT EXISTS jobs_running_updated_at
              ON {t} (updated_at, id) WHERE status = {running};"
     )

@@ -304,6 +304,7 @@ impl JobDB for PgJobDB {
                     &remaining.create,
                     &remaining.update,
                     &remaining.run,
+                    &remaining.dead_letter,
                 ],
             )
             .await?;
