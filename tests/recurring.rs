@@ -100,12 +100,7 @@ impl Setup {
     }
 
     async fn get(&mut self, id: &str) -> proto::Job {
-        self.app
-            .client
-            .get_job(proto::GetJobRequest { id: id.to_owned() })
-            .await
-            .expect("GetJob")
-            .into_inner()
+        common::get_job(&mut self.app.client, id).await
     }
 
     async fn next_run(&self, id: &str) -> JobEvent {

@@ -13,8 +13,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    EventReader, RawProducer, TestApp, create_job, create_request, metric_value, scrape_metrics,
-    spawn_app, wait_for_status,
+    EventReader, RawProducer, TestApp, create_job, create_request, get_job, metric_value,
+    scrape_metrics, spawn_app, wait_for_status,
 };
 use scheduler_service::{
     broker::JobEvent,
@@ -85,12 +85,7 @@ impl Setup {
     }
 
     async fn job(&mut self, id: &str) -> proto::Job {
-        self.app
-            .client
-            .get_job(proto::GetJobRequest { id: id.to_owned() })
-            .await
-            .expect("GetJob")
-            .into_inner()
+        get_job(&mut self.app.client, id).await
     }
 
     async fn assert_status(&mut self, id: &str, wanted: proto::JobStatus) {

@@ -12,8 +12,8 @@ use std::{
 };
 
 use common::{
-    EventReader, RawProducer, ReceivedEvent, kafka_brokers, processes::ServiceProcess, test_vars,
-    var_of,
+    EventReader, RawProducer, ReceivedEvent, get_job, kafka_brokers, processes::ServiceProcess,
+    test_vars, var_of,
 };
 use scheduler_service::{
     config::vars,
@@ -73,11 +73,7 @@ async fn report(port: u16, run: &ReceivedEvent, status: proto::JobStatus) -> Str
 }
 
 async fn status_of(client: &mut JobsServiceClient<Channel>, id: &str) -> proto::JobStatus {
-    let job = client
-        .get_job(proto::GetJobRequest { id: id.to_owned() })
-        .await
-        .expect("GetJob")
-        .into_inner();
+    let job = get_job(client, id).await;
     proto::JobStatus::try_from(job.status).expect("a status")
 }
 

@@ -214,6 +214,18 @@ impl fmt::Display for Excerpt<'_> {
 }
 
 #[cfg(test)]
+impl Error {
+    /// The field an INVALID_ARGUMENT names (in tests: any other error fails
+    /// the test).
+    pub(crate) fn invalid_field(self) -> Field {
+        match self {
+            Error::InvalidArgument { field, .. } => field,
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -507,13 +507,6 @@ mod tests {
         }
     }
 
-    fn field_of(err: Error) -> Field {
-        match err {
-            Error::InvalidArgument { field, .. } => field,
-            other => panic!("expected InvalidArgument, got {other:?}"),
-        }
-    }
-
     #[test]
     fn valid_spec_passes() {
         let spec = spec();
@@ -526,13 +519,16 @@ mod tests {
             name: "  ".into(),
             ..spec()
         };
-        assert_eq!(field_of(blank_name.validated().unwrap_err()), Field::Name);
+        assert_eq!(
+            blank_name.validated().unwrap_err().invalid_field(),
+            Field::Name
+        );
         let empty_data = JobSpec {
             job_data: String::new(),
             ..spec()
         };
         assert_eq!(
-            field_of(empty_data.validated().unwrap_err()),
+            empty_data.validated().unwrap_err().invalid_field(),
             Field::JobData
         );
     }
@@ -548,18 +544,21 @@ mod tests {
             job_data: "x".repeat(JOB_DATA_MAX_BYTES + 1),
             ..spec()
         };
-        assert_eq!(field_of(big.validated().unwrap_err()), Field::JobData);
+        assert_eq!(big.validated().unwrap_err().invalid_field(), Field::JobData);
         let long_name = JobSpec {
             name: "n".repeat(NAME_MAX_BYTES + 1),
             ..spec()
         };
-        assert_eq!(field_of(long_name.validated().unwrap_err()), Field::Name);
+        assert_eq!(
+            long_name.validated().unwrap_err().invalid_field(),
+            Field::Name
+        );
         let long_desc = JobSpec {
             description: "d".repeat(DESCRIPTION_MAX_BYTES + 1),
             ..spec()
         };
         assert_eq!(
-            field_of(long_desc.validated().unwrap_err()),
+            long_desc.validated().unwrap_err().invalid_field(),
             Field::Description
         );
     }
@@ -627,7 +626,7 @@ mod tests {
                 ..spec()
             };
             assert_eq!(
-                field_of(spec.validated().unwrap_err()),
+                spec.validated().unwrap_err().invalid_field(),
                 Field::Description,
                 "{bad:?}"
             );
@@ -693,19 +692,19 @@ mod tests {
     #[test]
     fn pagination_is_one_based_and_bounded() {
         assert_eq!(
-            field_of(PageRequest::new(0, 10, 100).unwrap_err()),
+            PageRequest::new(0, 10, 100).unwrap_err().invalid_field(),
             Field::Page
         );
         assert_eq!(
-            field_of(PageRequest::new(1, 0, 100).unwrap_err()),
+            PageRequest::new(1, 0, 100).unwrap_err().invalid_field(),
             Field::Size
         );
         assert_eq!(
-            field_of(PageRequest::new(1, -3, 100).unwrap_err()),
+            PageRequest::new(1, -3, 100).unwrap_err().invalid_field(),
             Field::Size
         );
         assert_eq!(
-            field_of(PageRequest::new(1, 101, 100).unwrap_err()),
+            PageRequest::new(1, 101, 100).unwrap_err().invalid_field(),
             Field::Size
         );
         let p = PageRequest::new(3, 10, 100).unwrap();

@@ -100,13 +100,6 @@ fn retry_delay(ms: i64) -> Result<TimeDelta, Error> {
 mod tests {
     use super::*;
 
-    fn field_of(err: Error) -> Field {
-        match err {
-            Error::InvalidArgument { field, .. } => field,
-            other => panic!("expected InvalidArgument, got {other:?}"),
-        }
-    }
-
     #[test]
     fn details_within_their_bounds_are_kept_and_empty_ones_dropped() {
         let report = RunReport::of(ResultStatus::Failed, Some(7))
@@ -123,10 +116,10 @@ mod tests {
         let bare = || RunReport::of(ResultStatus::Failed, None);
         let long = "x".repeat(ERROR_MAX_BYTES + 1);
         let err = bare().with_details(Some(long), None, false, None);
-        assert_eq!(field_of(err.unwrap_err()), Field::ResultError);
+        assert_eq!(err.unwrap_err().invalid_field(), Field::ResultError);
         let name = "e".repeat(EXECUTOR_MAX_BYTES + 1);
         let err = bare().with_details(None, Some(name), false, None);
-        assert_eq!(field_of(err.unwrap_err()), Field::Executor);
+        assert_eq!(err.unwrap_err().invalid_field(), Field::Executor);
         for ms in [
             -1,
             RETRY_DELAY_MAX.num_milliseconds() + 1,
@@ -134,7 +127,7 @@ mod tests {
             i64::MAX,
         ] {
             let err = bare().with_details(None, None, false, Some(ms));
-            assert_eq!(field_of(err.unwrap_err()), Field::RetryAfter, "{ms}");
+            assert_eq!(err.unwrap_err().invalid_field(), Field::RetryAfter, "{ms}");
         }
         assert!(
             bare()

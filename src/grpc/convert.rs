@@ -141,13 +141,6 @@ mod tests {
         }
     }
 
-    fn field_of(err: Error) -> Field {
-        match err {
-            Error::InvalidArgument { field, .. } => field,
-            other => panic!("expected InvalidArgument, got {other:?}"),
-        }
-    }
-
     #[test]
     fn create_request_becomes_a_spec_at_millisecond_precision() {
         let spec = JobSpec::try_from(create_request()).unwrap();
@@ -163,7 +156,7 @@ mod tests {
             ..create_request()
         };
         assert_eq!(
-            field_of(JobSpec::try_from(missing_time).unwrap_err()),
+            JobSpec::try_from(missing_time).unwrap_err().invalid_field(),
             Field::ScheduleTime
         );
         let bad_nanos = proto::CreateJobRequest {
@@ -174,7 +167,7 @@ mod tests {
             ..create_request()
         };
         assert_eq!(
-            field_of(JobSpec::try_from(bad_nanos).unwrap_err()),
+            JobSpec::try_from(bad_nanos).unwrap_err().invalid_field(),
             Field::ScheduleTime
         );
         let far = proto::CreateJobRequest {
@@ -185,7 +178,7 @@ mod tests {
             ..create_request()
         };
         assert_eq!(
-            field_of(JobSpec::try_from(far).unwrap_err()),
+            JobSpec::try_from(far).unwrap_err().invalid_field(),
             Field::ScheduleTime
         );
         let bad_type = proto::CreateJobRequest {
@@ -193,7 +186,7 @@ mod tests {
             ..create_request()
         };
         assert_eq!(
-            field_of(JobSpec::try_from(bad_type).unwrap_err()),
+            JobSpec::try_from(bad_type).unwrap_err().invalid_field(),
             Field::JobType
         );
         let no_name = proto::CreateJobRequest {
@@ -201,7 +194,7 @@ mod tests {
             ..create_request()
         };
         assert_eq!(
-            field_of(JobSpec::try_from(no_name).unwrap_err()),
+            JobSpec::try_from(no_name).unwrap_err().invalid_field(),
             Field::Name
         );
         let update = proto::UpdateJobRequest {
@@ -209,10 +202,10 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            field_of(<(JobId, JobSpec)>::try_from(update).unwrap_err()),
+            (<(JobId, JobSpec)>::try_from(update).unwrap_err()).invalid_field(),
             Field::Id
         );
-        assert_eq!(field_of(parse_id("").unwrap_err()), Field::Id);
+        assert_eq!(parse_id("").unwrap_err().invalid_field(), Field::Id);
     }
 
     #[test]
@@ -235,7 +228,7 @@ mod tests {
             ..create_request()
         };
         assert_eq!(
-            field_of(JobSpec::try_from(nul_name).unwrap_err()),
+            JobSpec::try_from(nul_name).unwrap_err().invalid_field(),
             Field::Name
         );
         let update = proto::UpdateJobRequest {
@@ -248,7 +241,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            field_of(<(JobId, JobSpec)>::try_from(update).unwrap_err()),
+            (<(JobId, JobSpec)>::try_from(update).unwrap_err()).invalid_field(),
             Field::JobData
         );
     }

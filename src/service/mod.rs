@@ -340,9 +340,15 @@ fn log_unreadable(scan: &'static str, unreadable: &[Unreadable]) {
 }
 
 /// A span for work on `job` outside any call (a firing, the relay, the
-/// sweeper), joined to the trace of the call that last scheduled the job.
+/// sweeper), joined to the trace of the call that last scheduled the job,
+/// with the attempt it is at (each retry's firing is a span of its own).
 fn job_span(name: &'static str, job: &Job) -> Span {
-    let span = tracing::info_span!("job", otel.name = name, job_id = %job.id);
+    let span = tracing::info_span!(
+        "job",
+        otel.name = name,
+        job_id = %job.id,
+        attempt = job.attempt()
+    );
     set_parent_from_traceparent(&span, job.trace_parent.as_deref());
     span
 }

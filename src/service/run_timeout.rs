@@ -117,7 +117,27 @@ mod tests {
         config::SchedulerSettings,
         domain::retry::RetryPolicy,
         service::testing::{RecordingProducer, TestService},
+        timer::Firing,
     };
+
+    /// A service with a 600 s run timeout and `settings`' other values,
+    /// its recording producer, and a job it fired (under that firing).
+    async fn fired(
+        settings: SchedulerSettings,
+    ) -> (TestService, Arc<RecordingProducer>, Job, Firing) {
+        let producer = Arc::new(RecordingProducer::default());
+        let settings = SchedulerSettings {
+            run_timeout: Duration::from_secs(600),
+            ..settings
+        };
+        let mut t = TestService::new(settings, producer.clone());
+        let job = t.svc.create(t.spec(-1)).await.unwrap();
+        let firing = t.next_firings(1).await[0];
+        t.svc
+            .fire_batch(vec![firing], &CancellationToken::new())
+            .await;
+        (t, producer, job, firing)
+    }
 
     #[tokio::test]
     async fn stuck_runs_fail_or_retry_by_policy() {
@@ -125,18 +145,12 @@ mod tests {
             (RunTimeoutPolicy::Fail, JobStatus::Failed),
             (RunTimeoutPolicy::Retry, JobStatus::Scheduled),
         ] {
-            let producer = Arc::new(RecordingProducer::default());
             let settings = SchedulerSettings {
-                run_timeout: Duration::from_secs(600),
                 run_timeout_policy: policy,
                 ..SchedulerSettings::default()
             };
-            let mut t = TestService::new(settings, producer.clone());
+            let (mut t, producer, job, firing) = fired(settings).await;
             let svc = t.svc.clone();
-            let job = svc.create(t.spec(-1)).await.unwrap();
-            let firing = t.next_firings(1).await[0];
-            svc.fire_batch(vec![firing], &CancellationToken::new())
-                .await;
             t.advance_ms(600_000);
             assert_eq!(svc.expire_stuck_runs().await.unwrap(), 0, "not yet stuck");
             // The clock going back never makes a run stuck either.
@@ -161,18 +175,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_timed_out_run_is_a_failed_attempt_under_the_retry_policy() {
-        let producer = Arc::new(RecordingProducer::default());
         let settings = SchedulerSettings {
-            run_timeout: Duration::from_secs(600),
             retry: RetryPolicy::new(2, 5_000, 5_000, 1.0, 0.0).unwrap(),
             ..SchedulerSettings::default()
         };
-        let mut t = TestService::new(settings, producer.clone());
+        let (mut t, producer, job, _) = fired(settings).await;
         let svc = t.svc.clone();
-        let job = svc.create(t.spec(-1)).await.unwrap();
-        let firing = t.next_firings(1).await[0];
-        svc.fire_batch(vec![firing], &CancellationToken::new())
-            .await;
         t.advance_ms(600_001);
         assert_eq!(svc.expire_stuck_runs().await.unwrap(), 1);
         let retry = svc.get(job.id).await.unwrap();
@@ -203,14 +211,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_result_that_arrives_first_wins_over_the_timeout() {
-        let settings = SchedulerSettings {
-            run_timeout: Duration::from_secs(600),
-            ..SchedulerSettings::default()
-        };
-        let mut t = TestService::new(settings, Arc::new(RecordingProducer::default()));
-        let job = t.svc.create(t.spec(-1)).await.unwrap();
-        let due = t.next_firings(1).await;
-        t.svc.fire_batch(due, &CancellationToken::new()).await;
+        let (t, _, job, _) = fired(SchedulerSettings::default()).await;
         t.advance_ms(600_001);
         t.svc
             .record_result(

@@ -692,6 +692,15 @@ pub async fn jobs_service_health(
         .status()
 }
 
+/// Job `id` as GetJob answers it; a failed call fails the test.
+pub async fn get_job(client: &mut JobsServiceClient<Channel>, id: &str) -> proto::Job {
+    client
+        .get_job(proto::GetJobRequest { id: id.to_owned() })
+        .await
+        .expect("GetJob")
+        .into_inner()
+}
+
 /// Polls `GetJob` until the job has `status` or `timeout` passes; returns the
 /// last status seen.
 pub async fn wait_for_status(

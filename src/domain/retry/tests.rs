@@ -40,13 +40,6 @@ fn failed(error: &str) -> RunReport {
         .unwrap()
 }
 
-fn field_of(err: Error) -> Field {
-    match err {
-        Error::InvalidArgument { field, .. } => field,
-        other => panic!("expected InvalidArgument, got {other:?}"),
-    }
-}
-
 #[test]
 fn delays_grow_by_the_multiplier_up_to_the_largest() {
     let p = RetryPolicy::new(10, 1_000, 10_000, 3.0, 0.0).unwrap();
@@ -90,7 +83,7 @@ fn a_policy_out_of_bounds_is_refused_naming_the_value() {
         (RetryPolicy::new(3, 1, 1, 2.0, 1.5), Field::RetryJitter),
     ];
     for (result, field) in cases {
-        assert_eq!(field_of(result.unwrap_err()), field);
+        assert_eq!(result.unwrap_err().invalid_field(), field);
     }
 }
 
@@ -214,5 +207,5 @@ fn attempts_round_trip_through_their_stored_form() {
         Some(&attempts)
     );
     let err = Attempts::read(Some("{\"attempt\": \"x\"}")).unwrap_err();
-    assert_eq!(field_of(err), Field::Attempts);
+    assert_eq!(err.invalid_field(), Field::Attempts);
 }

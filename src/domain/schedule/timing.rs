@@ -254,13 +254,6 @@ mod tests {
         text.parse().unwrap()
     }
 
-    fn field_of(err: Error) -> Field {
-        match err {
-            Error::InvalidArgument { field, .. } => field,
-            other => panic!("expected InvalidArgument, got {other:?}"),
-        }
-    }
-
     fn every_minute_from(anchor: &str, bounds: Bounds) -> Timing {
         let interval =
             IntervalSchedule::new(TimeDelta::minutes(1), at(anchor), DEFAULT_MIN_INTERVAL).unwrap();
@@ -322,7 +315,9 @@ mod tests {
             "invalid end_time: 2024-01-01T00:00:00Z is before start_time 2024-01-02T00:00:00Z"
         );
         assert_eq!(
-            field_of(Bounds::new(None, None, Some(0)).unwrap_err()),
+            Bounds::new(None, None, Some(0))
+                .unwrap_err()
+                .invalid_field(),
             Field::MaxRuns
         );
         let once = Schedule::Once {
@@ -334,7 +329,7 @@ mod tests {
             (Bounds::new(None, None, Some(1)).unwrap(), Field::MaxRuns),
         ] {
             let err = Timing::new(once.clone(), bounds, Jitter::default()).unwrap_err();
-            assert_eq!(field_of(err), field);
+            assert_eq!(err.invalid_field(), field);
         }
     }
 
