@@ -350,3 +350,57 @@ async fn bad_policies_and_oversized_results_are_refused_naming_the_field() {
     setup.assert_status(&id, proto::JobStatus::Running).await;
     setup.app.stop().await;
 }
+
+#[tokio::test]
+async fn update_job_sets_or_clears_the_policy_and_starts_the_attempts_afresh() {
+    let mut setup = Setup::new(&[]).await;
+    let id = create_job(&mut setup.app.client, create_request("edited", 0)).await;
+    let run = setup.next_firing(&id, None).await;
+    let outcome = setup.report(&run, proto::JobStatus::Failed, failure("nope"));
+    assert_eq!(outcome.await.expect("ReportResult"), "stored");
+    setup.assert_status(&id, proto::JobStatus::Failed).await;
+
+    let update = |policy: Option<proto::RetryPolicy>| {
+        let request = create_request("edited", 3_600_000);
+        proto::UpdateJobRequest {
+            id: id.clone(),
+            name: request.name,
+            schedule_time: request.schedule_time,
+            job_type: request.job_type,
+            job_data: request.job_data,
+            retry_policy: policy,
+            ..Default::default()
+        }
+    };
+    setup
+        .app
+        .client
+        .update_job(update(Some(quick_policy(4))))
+        .await
+        .expect("UpdateJob with a policy");
+    let job = setup.job(&id).await;
+    assert_eq!(job.retry_policy, Some(quick_policy(4)));
+    assert_eq!(
+        (job.attempt, job.last_error.as_str()),
+        (1, ""),
+        "fresh attempts"
+    );
+    setup
+        .app
+        .client
+        .update_job(update(None))
+        .await
+        .expect("UpdateJob without a policy");
+    assert_eq!(setup.job(&id).await.retry_policy, None, "the default again");
+    let recurring = proto::UpdateJobRequest {
+        recurrence: Some(proto::Recurrence {
+            interval_seconds: 60,
+            ..Default::default()
+        }),
+        ..update(Some(quick_policy(2)))
+    };
+    let err = setup.app.client.update_job(recurring).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("retry_policy"), "{}", err.message());
+    setup.app.stop().await;
+}

@@ -82,12 +82,16 @@ impl proto::jobs_service_server::JobsService for JobsGrpc {
         &self,
         request: Request<proto::UpdateJobRequest>,
     ) -> Result<Response<proto::UpdateJobResponse>, Status> {
-        let (id, spec, recurrence) = update_of(
+        let update = update_of(
             request.into_inner(),
             self.min_interval(),
+            &self.service.settings().retry,
             self.service.clock().now_ms(),
         )?;
-        self.service.update_job(id, spec, recurrence).await?;
+        let id = update.id;
+        self.service
+            .update_job(id, update.spec, update.recurrence, update.retry)
+            .await?;
         Ok(Response::new(proto::UpdateJobResponse {
             message: format!("job {id} updated"),
         }))

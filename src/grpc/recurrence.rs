@@ -166,14 +166,7 @@ pub fn new_job(
     default_retry: &RetryPolicy,
     now: DateTime<Utc>,
 ) -> Result<NewJob, Error> {
-    let retry = policy_of(req.retry_policy.take(), default_retry)?;
-    if retry.is_some() && req.recurrence.is_some() {
-        return Err(Error::invalid(
-            Field::RetryMaxAttempts,
-            "a retry policy applies to one-shot jobs; a recurring job's failed run is not \
-             retried (its next occurrence runs on schedule)",
-        ));
-    }
+    let retry = retry_of(req.retry_policy.take(), &req.recurrence, default_retry)?;
     let recurrence = recurrence_of(
         req.recurrence.take(),
         &mut req.schedule_time,
@@ -192,12 +185,44 @@ pub fn new_job(
     })
 }
 
+/// The retry policy a request asks for (see [`policy_of`]); refused with a
+/// recurrence, as recurring jobs are not retried.
+fn retry_of(
+    wire: Option<proto::RetryPolicy>,
+    recurrence: &Option<proto::Recurrence>,
+    default: &RetryPolicy,
+) -> Result<Option<RetryPolicy>, Error> {
+    let retry = policy_of(wire, default)?;
+    if retry.is_some() && recurrence.is_some() {
+        return Err(Error::invalid(
+            Field::RetryMaxAttempts,
+            "a retry policy applies to one-shot jobs; a recurring job's failed run is not \
+             retried (its next occurrence runs on schedule)",
+        ));
+    }
+    Ok(retry)
+}
+
+/// What an UpdateJob request asks for.
+pub struct JobUpdate {
+    /// The job.
+    pub id: JobId,
+    /// Its new client fields.
+    pub spec: JobSpec,
+    /// Its recurrence, if it is (or becomes) recurring.
+    pub recurrence: Option<RecurrenceSpec>,
+    /// Its own retry policy, if it has one.
+    pub retry: Option<RetryPolicy>,
+}
+
 /// The update an UpdateJob request asks for.
 pub fn update_of(
     mut req: proto::UpdateJobRequest,
     min_interval: TimeDelta,
+    default_retry: &RetryPolicy,
     now: DateTime<Utc>,
-) -> Result<(JobId, JobSpec, Option<RecurrenceSpec>), Error> {
+) -> Result<JobUpdate, Error> {
+    let retry = retry_of(req.retry_policy.take(), &req.recurrence, default_retry)?;
     let recurrence = recurrence_of(
         req.recurrence.take(),
         &mut req.schedule_time,
@@ -205,7 +230,12 @@ pub fn update_of(
         now,
     )?;
     let (id, spec) = <(JobId, JobSpec)>::try_from(req)?;
-    Ok((id, spec, recurrence))
+    Ok(JobUpdate {
+        id,
+        spec,
+        recurrence,
+        retry,
+    })
 }
 
 /// A recurrence as the wire shows it.

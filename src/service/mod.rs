@@ -47,7 +47,9 @@ use crate::{
     config::SchedulerSettings,
     domain::{
         Error, Job, JobId, JobSpec, JobStatus, PageRequest, ResultStatus,
-        recurrence::RecurrenceSpec, report::RunReport, retry::Attempts,
+        recurrence::RecurrenceSpec,
+        report::RunReport,
+        retry::{Attempts, RetryPolicy},
     },
     store::{JobDB, JobsPage, ResultOutcome, StoreError, Unreadable},
     telemetry::{
@@ -205,19 +207,21 @@ impl JobService {
     /// Replaces the client fields of a job and schedules it again, as a
     /// one-shot job (the article's UpdateJob); see [`JobService::update_job`].
     pub async fn update(&self, id: JobId, spec: JobSpec) -> Result<Job, Error> {
-        self.update_job(id, spec, None).await
+        self.update_job(id, spec, None, None).await
     }
 
     /// Replaces the client fields of a job and schedules it again: one-shot
     /// at `spec.schedule_time` without `recurrence`, recurring from its
-    /// first occurrence with one (its run count starts again). A RUNNING
-    /// job is refused; a finished one is scheduled anew.
+    /// first occurrence with one (its run count starts again), under the
+    /// retry policy `retry` (`None`: the default) with fresh attempts. A
+    /// RUNNING job is refused; a finished one is scheduled anew.
     #[tracing::instrument(skip_all, fields(job_id = %id))]
     pub async fn update_job(
         &self,
         id: JobId,
         spec: JobSpec,
         recurrence: Option<RecurrenceSpec>,
+        retry: Option<RetryPolicy>,
     ) -> Result<Job, Error> {
         let spec = spec.validated()?;
         for _ in 0..UPDATE_ATTEMPTS {
@@ -230,6 +234,7 @@ impl JobService {
             let now = self.clock().now_ms();
             let mut updated = Job {
                 recurrence: None,
+                attempts: Attempts::fresh(retry),
                 ..current.rescheduled(spec.clone(), now)
             };
             if let Some(recurrence) = recurrence.clone() {
