@@ -64,6 +64,20 @@ async fn raw_client() -> tokio_postgres::Client {
     client
 }
 
+/// The indexes of the jobs table in `schema`, by name.
+async fn index_names(schema: &str) -> Vec<String> {
+    let rows = raw_client()
+        .await
+        .query(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'jobs' \
+             ORDER BY indexname",
+            &[&schema],
+        )
+        .await
+        .expect("pg_indexes");
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
 #[tokio::test]
 async fn ensure_indexes_is_idempotent_and_safe_when_replicas_race() {
     let schema = format!("test_{}", JobId::new().to_hex());
@@ -84,28 +98,32 @@ async fn ensure_indexes_is_idempotent_and_safe_when_replicas_race() {
         schema,
     };
     f.db.ensure_indexes().await.expect("again");
-    let rows = raw_client()
-        .await
-        .query(
-            "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'jobs' \
-             ORDER BY indexname",
-            &[&f.schema],
-        )
-        .await
-        .expect("pg_indexes");
-    let names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-    assert_eq!(
-        names,
-        [
-            "jobs_armed_schedule_time",
-            "jobs_client_key",
-            "jobs_pending_updated_at",
-            "jobs_pkey",
-            "jobs_running_updated_at",
-            "jobs_schedule_time_id",
-            "jobs_status_schedule_time",
-        ]
+    let names = index_names(&f.schema).await;
+    let expected = [
+        "jobs_armed_schedule_time",
+        "jobs_client_key",
+        "jobs_owing_updated_at",
+        "jobs_pkey",
+        "jobs_running_updated_at",
+        "jobs_schedule_time_id",
+        "jobs_status_schedule_time",
+    ];
+    assert_eq!(names, expected);
+    // A table made before dead letters has the outbox index without them;
+    // the next start replaces it.
+    let old = format!(
+        "CREATE INDEX jobs_pending_updated_at ON \"{}\".jobs (updated_at, id) \
+         WHERE pending_create OR pending_update OR pending_run",
+        f.schema
     );
+    raw_client()
+        .await
+        .batch_execute(&old)
+        .await
+        .expect("old index");
+    f.db.ensure_indexes().await.expect("upgrade");
+    let names = index_names(&f.schema).await;
+    assert_eq!(names, expected, "the old outbox index is gone");
     f.drop_schema().await;
 }
 
