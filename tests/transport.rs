@@ -283,7 +283,14 @@ async fn the_mongodb_driver_speaks_tls_as_the_uri_asks() {
     assert!(plain.get(JobId::new()).await.expect("answers").is_none());
     let separator = if polodb.contains('?') { '&' } else { '?' };
     let refused = mongo_error(&format!("{polodb}{separator}tls=true")).await;
-    assert!(refused.contains("I/O error"), "{refused}");
+    // The driver reports the failed handshake as an I/O error, unless its
+    // server selection is still retrying when the call's timeout ends it
+    // (as on a loaded machine); either way the call fails, and never for a
+    // certificate.
+    assert!(
+        refused.contains("I/O error") || refused.contains("did not answer within"),
+        "{refused}"
+    );
     server.abort();
 }
 
