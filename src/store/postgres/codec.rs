@@ -167,6 +167,26 @@ impl JobColumns {
     }
 }
 
+/// `(id, number)` pairs (a firing's fire token, a job's version) as the
+/// two arrays a batch statement binds: `$1::bytea[]` and `$2::bigint[]`.
+pub(super) struct IdArrays {
+    bytes: Vec<[u8; 12]>,
+    /// The numbers, in the order of the ids.
+    pub(super) numbers: Vec<i64>,
+}
+
+impl IdArrays {
+    pub(super) fn new(pairs: &[(JobId, i64)]) -> Self {
+        let (bytes, numbers) = pairs.iter().map(|(id, n)| (id.bytes(), *n)).unzip();
+        IdArrays { bytes, numbers }
+    }
+
+    /// The ids, as the statement binds them.
+    pub(super) fn ids(&self) -> Vec<&[u8]> {
+        self.bytes.iter().map(|b| b.as_slice()).collect()
+    }
+}
+
 /// The id of a row, or why it is not one.
 pub(super) fn id_from_row(row: &Row) -> Result<JobId, Unreadable> {
     let bytes: &[u8] = row

@@ -11,7 +11,8 @@ use tokio_postgres::{IsolationLevel, error::SqlState, types::ToSql};
 use super::{
     DDL_LOCK_CLASS, PgJobDB,
     codec::{
-        JobColumns, JobParams, column, id_from_row, job_from_row, jobs_from_rows, ms, scan_rows,
+        IdArrays, JobColumns, JobParams, column, id_from_row, job_from_row, jobs_from_rows, ms,
+        scan_rows,
     },
     errors::map_err,
     sql::CLIENT_KEY_INDEX,
@@ -194,12 +195,11 @@ impl JobDB for PgJobDB {
         if firings.is_empty() {
             return Ok(Vec::new());
         }
-        let (bytes, keys): (Vec<[u8; 12]>, Vec<i64>) =
-            firings.iter().map(|(id, key)| (id.bytes(), *key)).unzip();
-        let ids: Vec<&[u8]> = bytes.iter().map(|b| b.as_slice()).collect();
+        let arrays = IdArrays::new(firings);
+        let (ids, keys) = (arrays.ids(), &arrays.numbers);
         // One statement: it claims all of the batch's one-shot jobs or none.
         let claimed = self
-            .query(&self.sql.claim_many, &[&ids, &keys, &ms(now)])
+            .query(&self.sql.claim_many, &[&ids, keys, &ms(now)])
             .await
             .and_then(|rows| jobs_from_rows(&rows))
             .map_err(|err| ClaimManyError::whole(firings, err))?;
@@ -315,13 +315,10 @@ impl JobDB for PgJobDB {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let (bytes, versions): (Vec<[u8; 12]>, Vec<i64>) = jobs
-            .iter()
-            .map(|(id, version)| (id.bytes(), *version))
-            .unzip();
-        let ids: Vec<&[u8]> = bytes.iter().map(|b| b.as_slice()).collect();
+        let arrays = IdArrays::new(jobs);
+        let (ids, versions) = (arrays.ids(), &arrays.numbers);
         let rows = self
-            .query(&self.sql.clear_pending_many, &[&ids, &versions])
+            .query(&self.sql.clear_pending_many, &[&ids, versions])
             .await?;
         Ok(rows.iter().map(id_from_row).collect::<Result<_, _>>()?)
     }
@@ -335,10 +332,9 @@ impl JobDB for PgJobDB {
 impl PgJobDB {
     /// The recurring jobs among `firings` still under their firing's token.
     async fn recurring_of(&self, firings: &[(JobId, i64)]) -> Result<Vec<Job>, StoreError> {
-        let (bytes, keys): (Vec<[u8; 12]>, Vec<i64>) =
-            firings.iter().map(|(id, key)| (id.bytes(), *key)).unzip();
-        let ids: Vec<&[u8]> = bytes.iter().map(|b| b.as_slice()).collect();
-        let rows = self.query(&self.sql.recurring_of, &[&ids, &keys]).await?;
+        let arrays = IdArrays::new(firings);
+        let (ids, keys) = (arrays.ids(), &arrays.numbers);
+        let rows = self.query(&self.sql.recurring_of, &[&ids, keys]).await?;
         jobs_from_rows(&rows)
     }
 
