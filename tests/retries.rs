@@ -172,6 +172,9 @@ async fn a_job_that_always_fails_ends_failed_after_the_default_attempts() {
         (vars::SCHEDULER_RETRY_MAX_ATTEMPTS, "2"),
         (vars::SCHEDULER_RETRY_FIRST_DELAY_MS, "100"),
         (vars::SCHEDULER_RETRY_JITTER, "0"),
+        // No relay pass within the test: the dead letter comes from the
+        // result's own delivery.
+        (vars::OUTBOX_POLL_MS, "3600000"),
     ])
     .await;
     let dead_letters = EventReader::new(&setup.app.settings.topics.job_dead_letter);

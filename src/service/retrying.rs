@@ -54,7 +54,7 @@ impl JobService {
                 ));
             };
             if self.inner.db.replace_if(&taken, job.version).await? {
-                self.after_failure(&taken, report);
+                self.after_failure(taken, report).await;
                 return Ok(ResultOutcome::Stored);
             }
         }
@@ -72,10 +72,18 @@ impl JobService {
         Ok(job)
     }
 
+    /// Counts and logs a stored failure, arms its retry, and delivers what
+    /// it owes (the dead-letter event of a job that failed for good).
+    async fn after_failure(&self, job: Job, report: &RunReport) {
+        let span = job_span("result", &job);
+        span.in_scope(|| self.count_failure(&job, report));
+        if job.pending.any() {
+            self.deliver(&[(job, span)]).await;
+        }
+    }
+
     /// Counts and logs a stored failure, and arms its retry.
-    fn after_failure(&self, job: &Job, report: &RunReport) {
-        let span = job_span("result", job);
-        let _entered = span.enter();
+    fn count_failure(&self, job: &Job, report: &RunReport) {
         if job.status == JobStatus::Scheduled {
             self.inner.metrics.retry_scheduled();
             tracing::info!(
