@@ -66,7 +66,17 @@ async fn metrics_count_a_create_fire_result_cycle() {
         );
     }
 
-    let text = scrape_metrics(app.metrics_port).await;
+    // A result is counted just after the job's status changes; the count
+    // of consumed results comes last.
+    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+    let text = loop {
+        let text = scrape_metrics(app.metrics_port).await;
+        let consumed = metric_value(&text, metrics::RESULTS_CONSUMED, &[]);
+        if consumed >= 2.0 || tokio::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let value = |name: &str, labels: &[(&str, &str)]| metric_value(&text, name, labels);
     assert_eq!(value(metrics::JOBS_CREATED, &[]), 2.0, "{text}");
     assert_eq!(value(metrics::JOBS_FIRED, &[]), 2.0);
