@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use common::{
     EventReader, RawProducer, TestApp, advance, create_job, create_request, create_request_on,
-    metric_value, scrape_metrics, spawn_app, spawn_app_on_clock, timestamp_in, wait_for_status,
+    metric_value, scrape_metrics, scrape_when, spawn_app, spawn_app_on_clock, timestamp_in,
+    wait_for_status,
 };
 use scheduler_service::{
     clock::ManualClock,
@@ -928,7 +929,8 @@ async fn results_through_kafka_change_only_a_running_job_and_each_is_counted() {
         status_of(&mut app, &running).await,
         proto::JobStatus::Succeeded
     );
-    let text = scrape_metrics(app.metrics_port).await;
+    let consumed = (metrics::RESULTS_CONSUMED, &[][..]);
+    let text = scrape_when(app.metrics_port, consumed, 3.0, EVENT_TIMEOUT).await;
     let skipped = |reason| metric_value(&text, metrics::RESULTS_SKIPPED, &[("reason", reason)]);
     assert_eq!(metric_value(&text, metrics::RESULTS_CONSUMED, &[]), 3.0);
     assert_eq!(skipped("not_running"), 2.0);

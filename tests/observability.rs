@@ -13,7 +13,7 @@ use std::{
 
 use common::{
     EventReader, RawProducer, create_job, create_request, metric_value, processes::ServiceProcess,
-    scrape_metrics, spawn_app, test_vars, wait_for_status,
+    scrape_metrics, scrape_when, spawn_app, test_vars, wait_for_status,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -66,17 +66,8 @@ async fn metrics_count_a_create_fire_result_cycle() {
         );
     }
 
-    // A result is counted just after the job's status changes; the count
-    // of consumed results comes last.
-    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
-    let text = loop {
-        let text = scrape_metrics(app.metrics_port).await;
-        let consumed = metric_value(&text, metrics::RESULTS_CONSUMED, &[]);
-        if consumed >= 2.0 || tokio::time::Instant::now() > deadline {
-            break text;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let consumed = (metrics::RESULTS_CONSUMED, &[][..]);
+    let text = scrape_when(app.metrics_port, consumed, 2.0, EVENT_TIMEOUT).await;
     let value = |name: &str, labels: &[(&str, &str)]| metric_value(&text, name, labels);
     assert_eq!(value(metrics::JOBS_CREATED, &[]), 2.0, "{text}");
     assert_eq!(value(metrics::JOBS_FIRED, &[]), 2.0);

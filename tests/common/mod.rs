@@ -730,6 +730,26 @@ pub async fn scrape_metrics(port: u16) -> String {
         .expect("the metrics endpoint answers")
 }
 
+/// The body of `GET /metrics` on `port` once the series `name{labels}` is
+/// at least `least` (or when `timeout` passed): a service counts a result
+/// just after the change a test waits for, so a test reads the counters
+/// once the last of them moved.
+pub async fn scrape_when(
+    port: u16,
+    (name, labels): (&str, &[(&str, &str)]),
+    least: f64,
+    timeout: Duration,
+) -> String {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let text = scrape_metrics(port).await;
+        if metric_value(&text, name, labels) >= least || tokio::time::Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The value of the series `name{labels}` (labels in any order, all of
 /// them) in a Prometheus text exposition; 0 when the series is absent (a
 /// counter that never moved).
