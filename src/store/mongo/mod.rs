@@ -47,6 +47,9 @@ use errors::{READ_ATTEMPTS, client_key_taken, cursor_lost, map_err};
 /// The unique index of client keys.
 const CLIENT_KEY_INDEX: &str = "clientKey_unique";
 
+/// The share of a call's timeout the driver may spend finding a server.
+const SELECTION_SHARE: f64 = 0.75;
+
 /// Documents asked for in the first batch of a query (MongoDB still caps a
 /// batch at 16 MiB and fetches the rest with `getMore`).
 const FIRST_BATCH: u32 = 100_000;
@@ -76,8 +79,12 @@ impl MongoJobDB {
             .await
             .map_err(|e| StoreError::Other(format!("invalid database URI: {e}")))?;
         options.app_name = Some("scheduler-service".to_owned());
-        options.server_selection_timeout = Some(timeout);
-        options.connect_timeout = Some(timeout);
+        // The driver gives up on finding a server before the call's own
+        // timeout ends it, so that its error, which says why (a refused
+        // certificate, a failed handshake), is what the caller sees rather
+        // than "did not answer".
+        options.server_selection_timeout = Some(timeout.mul_f64(SELECTION_SHARE));
+        options.connect_timeout = Some(timeout.mul_f64(SELECTION_SHARE));
         if max_pool_size.is_some() {
             options.max_pool_size = max_pool_size;
         }
