@@ -146,7 +146,7 @@ impl Default for SchedulerVars {
             scheduler_retry_first_delay_ms: defaults.retry.first_delay().num_milliseconds(),
             scheduler_retry_max_delay_ms: defaults.retry.max_delay().num_milliseconds(),
             scheduler_retry_multiplier: defaults.retry.multiplier(),
-            scheduler_retry_jitter: 0.1,
+            scheduler_retry_jitter: defaults.retry.jitter(),
         }
     }
 }

@@ -203,7 +203,7 @@ fn check_chars(field: Field, value: &str, rule: Refused) -> Result<(), Error> {
     }
 }
 
-fn check_len(field: Field, value: &str, max: usize) -> Result<(), Error> {
+pub(super) fn check_len(field: Field, value: &str, max: usize) -> Result<(), Error> {
     if value.len() > max {
         return Err(Error::invalid(
             field,

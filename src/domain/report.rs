@@ -2,12 +2,12 @@
 //! firing it ran (`ScheduledKey`), an error text, its own name, whether a
 //! failure is final, and the delay it asks for before a retry. Each
 //! adapter (the Kafka result consumer, `ReportResult`) builds a
-//! [`RunReport`] through [`RunReport::new`], so that the same bounds hold
-//! for both.
+//! [`RunReport`] through [`RunReport::with_details`], so that the same
+//! bounds hold for both.
 
 use chrono::TimeDelta;
 
-use super::{Error, Field, ResultStatus, retry::RETRY_DELAY_MAX};
+use super::{Error, Field, ResultStatus, job::check_len, retry::delay};
 
 /// Longest error text kept from a result, in bytes (the 4 KiB).
 pub const ERROR_MAX_BYTES: usize = 4096;
@@ -49,7 +49,7 @@ impl RunReport {
     /// This report with the optional details checked: an error text of at
     /// most [`ERROR_MAX_BYTES`], an executor name of at most
     /// [`EXECUTOR_MAX_BYTES`], a retry delay from 0 to
-    /// [`RETRY_DELAY_MAX`]. Empty texts count as absent.
+    /// [`super::retry::RETRY_DELAY_MAX`]. Empty texts count as absent.
     pub fn with_details(
         self,
         error: Option<String>,
@@ -59,9 +59,15 @@ impl RunReport {
     ) -> Result<Self, Error> {
         let error = error.filter(|e| !e.is_empty());
         let executor = executor.filter(|e| !e.is_empty());
-        check_bytes(Field::ResultError, error.as_deref(), ERROR_MAX_BYTES)?;
-        check_bytes(Field::Executor, executor.as_deref(), EXECUTOR_MAX_BYTES)?;
-        let retry_after = retry_after_ms.map(retry_delay).transpose()?;
+        if let Some(text) = &error {
+            check_len(Field::ResultError, text, ERROR_MAX_BYTES)?;
+        }
+        if let Some(name) = &executor {
+            check_len(Field::Executor, name, EXECUTOR_MAX_BYTES)?;
+        }
+        let retry_after = retry_after_ms
+            .map(|ms| delay(Field::RetryAfter, ms))
+            .transpose()?;
         Ok(RunReport {
             error,
             executor,
@@ -72,33 +78,10 @@ impl RunReport {
     }
 }
 
-fn check_bytes(field: Field, value: Option<&str>, max: usize) -> Result<(), Error> {
-    match value {
-        Some(text) if text.len() > max => Err(Error::invalid(
-            field,
-            format!("is {} bytes, at most {max} are accepted", text.len()),
-        )),
-        _ => Ok(()),
-    }
-}
-
-fn retry_delay(ms: i64) -> Result<TimeDelta, Error> {
-    // Checked before it is a TimeDelta, which cannot hold i64::MIN ms.
-    if !(0..=RETRY_DELAY_MAX.num_milliseconds()).contains(&ms) {
-        return Err(Error::invalid(
-            Field::RetryAfter,
-            format!(
-                "must be from 0 to {} ms, got {ms}",
-                RETRY_DELAY_MAX.num_milliseconds()
-            ),
-        ));
-    }
-    Ok(TimeDelta::milliseconds(ms))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::retry::RETRY_DELAY_MAX;
 
     #[test]
     fn details_within_their_bounds_are_kept_and_empty_ones_dropped() {

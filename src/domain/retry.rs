@@ -51,12 +51,14 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     /// One attempt, no retry: a failed run ends the job, as in the article.
+    /// Its other values are the service's defaults for a policy that
+    /// allows retries (10 s doubling up to 1 h, a tenth of jitter).
     pub const NONE: RetryPolicy = RetryPolicy {
         max_attempts: 1,
         first_delay: TimeDelta::seconds(10),
         max_delay: TimeDelta::hours(1),
         multiplier_milli: 2000,
-        jitter_milli: 0,
+        jitter_milli: 100,
     };
 
     /// A policy, each value checked: 1 to [`MAX_ATTEMPTS_LIMIT`] attempts;
@@ -147,7 +149,9 @@ impl RetryPolicy {
     }
 }
 
-fn delay(field: Field, ms: i64) -> Result<TimeDelta, Error> {
+/// `ms` as a retry delay on `field`: from 0 to [`RETRY_DELAY_MAX`]
+/// (checked before it is a `TimeDelta`, which cannot hold `i64::MIN` ms).
+pub(super) fn delay(field: Field, ms: i64) -> Result<TimeDelta, Error> {
     if !(0..=RETRY_DELAY_MAX.num_milliseconds()).contains(&ms) {
         return Err(Error::invalid(
             field,

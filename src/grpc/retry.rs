@@ -3,7 +3,10 @@
 //! job's policy and attempts written into its `Job` message.
 
 use crate::{
-    domain::{Error, Field, Job, retry::RetryPolicy},
+    domain::{
+        Error, Field, Job,
+        retry::{MAX_ATTEMPTS_LIMIT, RetryPolicy},
+    },
     grpc::proto,
 };
 
@@ -21,7 +24,7 @@ pub fn policy_of(
         Some(n) => u32::try_from(n).map_err(|_| {
             Error::invalid(
                 Field::RetryMaxAttempts,
-                format!("must be from 1 to 100, got {n}"),
+                format!("must be from 1 to {MAX_ATTEMPTS_LIMIT}, got {n}"),
             )
         })?,
     };

@@ -13,7 +13,7 @@
 use super::{JobService, job_span};
 use crate::{
     domain::{Error, Job, JobId, JobStatus, report::RunReport},
-    store::{ResultOutcome, refused_result},
+    store::{ResultOutcome, refused_result, result_recurring},
     telemetry::metrics::FailReason,
 };
 
@@ -33,18 +33,19 @@ impl JobService {
             let Some(job) = self.inner.db.get(id).await? else {
                 return Ok(ResultOutcome::UnknownJob);
             };
+            let now = self.clock().now_ms();
             if job.recurrence.is_some() {
-                let now = self.clock().now_ms();
-                let db = &self.inner.db;
-                let outcome = db
-                    .store_result(id, report.status, report.fire_token, now)
-                    .await?;
+                // The job just read goes to the recurring result path as it
+                // is, rather than through `store_result`, which reads it again.
+                let db = &*self.inner.db;
+                let outcome = result_recurring(db, job, report.status, report.fire_token, now)
+                    .await?
+                    .unwrap_or(ResultOutcome::UnknownJob);
                 if outcome == ResultOutcome::Stored {
                     self.inner.metrics.job_failed(FailReason::Result);
                 }
                 return Ok(outcome);
             }
-            let now = self.clock().now_ms();
             let Some(taken) = job.take_report(report, &self.inner.settings.retry, now) else {
                 return Ok(refused_result(
                     job.status,
