@@ -26,7 +26,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Error, Field, Job, JobSpec, JobStatus, ResultStatus, new_fire_token, report::RunReport,
+    Error, Field, Job, JobSpec, JobStatus, PendingEvents, ResultStatus, new_fire_token,
+    report::RunReport,
 };
 
 /// Most attempts a policy may allow.
@@ -359,6 +360,13 @@ impl Job {
             updated_at: now,
             version: self.version + 1,
             attempts: attempts(own, attempt + 1, last_error),
+            // The failed firing's run event reached its executor (it
+            // reported); still owed only because its clear had not landed,
+            // it must not go out again for the retry, which owes its own.
+            pending: PendingEvents {
+                run: false,
+                ..self.pending
+            },
             ..self.clone()
         })
     }
