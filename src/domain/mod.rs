@@ -4,6 +4,7 @@
 
 mod error;
 mod event;
+pub mod history;
 mod job;
 pub mod recurrence;
 pub mod report;

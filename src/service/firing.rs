@@ -252,7 +252,7 @@ impl JobService {
             return Ok(Misfire::Gone);
         }
         let failed = job.with_status(JobStatus::Failed, self.clock().now_ms());
-        let written = self.inner.db.replace_if(&failed, job.version).await?;
+        let written = self.write_if(&job, &failed, None).await?;
         Ok(if written {
             Misfire::Failed(Box::new(failed))
         } else {

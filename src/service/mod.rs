@@ -46,12 +46,12 @@ use crate::{
     clock::Clock,
     config::SchedulerSettings,
     domain::{
-        Error, Job, JobId, JobSpec, JobStatus, PageRequest, ResultStatus,
+        Error, Job, JobId, JobSpec, JobStatus, PageRequest, ResultStatus, history,
         recurrence::RecurrenceSpec,
         report::RunReport,
         retry::{Attempts, RetryPolicy},
     },
-    store::{JobDB, JobsPage, ResultOutcome, StoreError, Unreadable},
+    store::{JobDB, JobsPage, ResultOutcome, RunsPage, StoreError, Unreadable},
     telemetry::{
         metrics::Metrics,
         propagation::{current_traceparent, set_parent_from_traceparent},
@@ -244,7 +244,7 @@ impl JobService {
             if let Some(trace_parent) = current_traceparent() {
                 updated.trace_parent = Some(trace_parent);
             }
-            if self.inner.db.replace_if(&updated, current.version).await? {
+            if self.write_if(&current, &updated, None).await? {
                 self.arm(&updated);
                 tracing::info!(schedule_time = %updated.spec.schedule_time, "job updated");
                 self.deliver(&[(&updated, Span::current())]).await;
@@ -288,10 +288,7 @@ impl JobService {
         let outcome = match report.status {
             ResultStatus::Succeeded => {
                 let now = self.clock().now_ms();
-                self.inner
-                    .db
-                    .store_result(id, report.status, report.fire_token, now)
-                    .await?
+                self.inner.db.store_result(id, report, now).await?
             }
             ResultStatus::Failed => self.take_failure(id, report).await?,
         };
@@ -325,6 +322,34 @@ impl JobService {
             }
         }
         Ok(outcome)
+    }
+}
+
+impl JobService {
+    /// One page of job `id`'s runs, newest first; `NotFound` for an
+    /// unknown job.
+    #[tracing::instrument(skip_all, fields(job_id = %id))]
+    pub async fn runs(&self, id: JobId, page: PageRequest) -> Result<RunsPage, Error> {
+        let runs = self.inner.db.runs(id, page).await?;
+        if runs.total == 0 && self.inner.db.get(id).await?.is_none() {
+            return Err(Error::NotFound(id));
+        }
+        Ok(runs)
+    }
+
+    /// Writes `after` over `before` (the job as read) if the job is still
+    /// at `before`'s version, with what the change does to its run history
+    /// (a run ended as `report` says, or timed out; a run started), in the
+    /// same atomic step; the change's time is `after.updated_at`, which
+    /// every change sets. Returns whether it was written.
+    pub(super) async fn write_if(
+        &self,
+        before: &Job,
+        after: &Job,
+        report: Option<&RunReport>,
+    ) -> Result<bool, StoreError> {
+        let runs = history::changes(before, after, report, after.updated_at);
+        self.inner.db.replace_if(after, before.version, &runs).await
     }
 }
 

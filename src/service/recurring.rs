@@ -112,7 +112,7 @@ impl JobService {
         for _ in 0..UPDATE_ATTEMPTS {
             let current = self.get(id).await?;
             let changed = change(&current, self)?;
-            if self.inner.db.replace_if(&changed, current.version).await? {
+            if self.write_if(&current, &changed, None).await? {
                 self.arm(&changed);
                 self.deliver(&[(&changed, Span::current())]).await;
                 return Ok(changed);

@@ -13,7 +13,7 @@
 use super::{JobService, job_span};
 use crate::{
     domain::{Error, Job, JobId, JobStatus, report::RunReport},
-    store::{ResultOutcome, refused_result, result_recurring},
+    store::{ResultOutcome, refused_result, result_read},
     telemetry::metrics::FailReason,
 };
 
@@ -38,9 +38,7 @@ impl JobService {
                 // The job just read goes to the recurring result path as it
                 // is, rather than through `store_result`, which reads it again.
                 let db = &*self.inner.db;
-                let outcome = result_recurring(db, job, report.status, report.fire_token, now)
-                    .await?
-                    .unwrap_or(ResultOutcome::UnknownJob);
+                let outcome = result_read(db, job, report, now).await?;
                 if outcome == ResultOutcome::Stored {
                     self.inner.metrics.job_failed(FailReason::Result);
                 }
@@ -54,7 +52,7 @@ impl JobService {
                     report.fire_token,
                 ));
             };
-            if self.inner.db.replace_if(&taken, job.version).await? {
+            if self.write_if(&job, &taken, Some(report)).await? {
                 self.after_failure(taken, report).await;
                 return Ok(ResultOutcome::Stored);
             }

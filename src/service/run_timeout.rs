@@ -46,7 +46,7 @@ impl JobService {
                 (None, RunTimeoutPolicy::Retry) => job.retried(now),
             };
             // Conditional on the version: a result that arrived meanwhile wins.
-            if !self.inner.db.replace_if(&next, job.version).await? {
+            if !self.write_if(&job, &next, None).await? {
                 continue;
             }
             match next.status {

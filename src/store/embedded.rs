@@ -22,6 +22,7 @@
 mod codec;
 mod errors;
 mod log;
+mod runs;
 mod tables;
 #[cfg(test)]
 mod tests;
@@ -40,11 +41,13 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 #[cfg(doc)]
 use super::event_log::EventLog;
 use super::{
-    ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, Scan, StoreError, refused_result,
-    stored_time, takes_result,
+    ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, RunRetention, RunsPage, Scan,
+    StoreError, decide_result, stored_time,
 };
 use crate::domain::{
-    Job, JobId, LoggedEvent, PageRequest, PendingEvents, ResultStatus, recurrence::ResultDecision,
+    Job, JobId, LoggedEvent, PageRequest, PendingEvents,
+    history::{self, RunChange},
+    report::RunReport,
 };
 use codec::{decode, encode, id_of};
 use errors::{other, storage};
@@ -114,6 +117,8 @@ impl EmbeddedJobDB {
         for table in [LISTING, DUE, OUTBOX, RUNNING] {
             txn.open_table(table).map_err(storage)?;
         }
+        txn.open_table(runs::RUNS).map_err(storage)?;
+        txn.open_table(runs::RUN_ORDER).map_err(storage)?;
         log::create_tables(&txn)?;
         txn.commit().map_err(storage)?;
         let db = Arc::new(db);
@@ -306,13 +311,20 @@ impl JobDB for EmbeddedJobDB {
         .await
     }
 
-    async fn replace_if(&self, job: &Job, expected_version: i64) -> Result<bool, StoreError> {
+    async fn replace_if(
+        &self,
+        job: &Job,
+        expected_version: i64,
+        changes: &[RunChange],
+    ) -> Result<bool, StoreError> {
         let job = job.clone();
+        let changes = changes.to_vec();
         self.write(move |txn| {
             let current = read_job(&txn.open_table(JOBS).map_err(storage)?, job.id)?;
             match current {
                 Some(current) if current.version == expected_version => {
                     write_job(txn, job.id, Some(&current), Some(&job))?;
+                    runs::record(txn, &changes)?;
                     Ok(true)
                 }
                 _ => Ok(false),
@@ -324,12 +336,31 @@ impl JobDB for EmbeddedJobDB {
     async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
         self.write(move |txn| {
             let current = read_job(&txn.open_table(JOBS).map_err(storage)?, id)?;
+            runs::forget(txn, id)?;
             match current {
                 Some(current) => write_job(txn, id, Some(&current), None).map(|()| true),
                 None => Ok(false),
             }
         })
         .await
+    }
+
+    async fn runs(&self, id: JobId, page: PageRequest) -> Result<RunsPage, StoreError> {
+        self.blocking(move |db| runs::page(&db.begin_read().map_err(storage)?, id, page))
+            .await
+    }
+
+    /// The runs to remove are found in a read transaction, so that the
+    /// scan never holds the writer; they are removed in one write.
+    async fn prune_runs(&self, retention: RunRetention) -> Result<u64, StoreError> {
+        let doomed = self
+            .blocking(move |db| runs::doomed(&db.begin_read().map_err(storage)?, &retention))
+            .await?;
+        let count = doomed.len() as u64;
+        if count > 0 {
+            self.write(move |txn| runs::remove(txn, &doomed)).await?;
+        }
+        Ok(count)
     }
 
     async fn claim(
@@ -366,10 +397,12 @@ impl JobDB for EmbeddedJobDB {
     async fn store_result(
         &self,
         id: JobId,
-        result: ResultStatus,
-        fire_token: Option<i64>,
+        report: &RunReport,
         now: DateTime<Utc>,
     ) -> Result<ResultOutcome, StoreError> {
+        let report = report.clone();
+        let now = stored_time(now);
+        let (result, fire_token) = (report.status, report.fire_token);
         self.write(move |txn| {
             let current = read_job(&txn.open_table(JOBS).map_err(storage)?, id)?;
             let Some(current) = current else {
@@ -377,20 +410,12 @@ impl JobDB for EmbeddedJobDB {
             };
             // Decided inside the write transaction: the check and the write
             // are one atomic step.
-            match current.take_result(result, fire_token, stored_time(now)) {
-                Some(ResultDecision::Take(taken)) => {
-                    write_job(txn, id, Some(&current), Some(&taken))?;
-                    return Ok(ResultOutcome::Stored);
-                }
-                Some(refused) => return Ok(ResultOutcome::refused(refused)),
-                None => {}
-            }
-            if !takes_result(current.status, current.fire_token, fire_token) {
-                let (status, token) = (current.status, current.fire_token);
-                return Ok(refused_result(status, token, result, fire_token));
-            }
-            let finished = current.finished(result, stored_time(now));
-            write_job(txn, id, Some(&current), Some(&finished))?;
+            let taken = match decide_result(&current, result, fire_token, now) {
+                Ok(taken) => taken,
+                Err(refused) => return Ok(refused),
+            };
+            write_job(txn, id, Some(&current), Some(&taken))?;
+            runs::record(txn, &history::changes(&current, &taken, Some(&report), now))?;
             Ok(ResultOutcome::Stored)
         })
         .await

@@ -9,17 +9,35 @@ use chrono::{DateTime, Utc};
 use tokio::sync::RwLock;
 
 use super::{
-    DueJob, JobDB, JobsPage, ResultOutcome, Scan, StoreError, refused_result, stored_job,
-    stored_time, takes_result,
+    DueJob, JobDB, JobsPage, ResultOutcome, RunRetention, RunsPage, Scan, StoreError,
+    apply_run_change, decide_result, pruned, runs_page, stored_job, stored_time,
 };
 use crate::domain::{
-    Job, JobId, JobStatus, PageRequest, PendingEvents, ResultStatus, recurrence::ResultDecision,
+    Job, JobId, JobStatus, PageRequest, PendingEvents,
+    history::{Run, RunChange},
+    report::RunReport,
 };
 
-/// Jobs in a hash map behind one lock; every method is atomic.
+/// The jobs and their runs, changed together under one lock.
+#[derive(Debug, Default)]
+struct State {
+    jobs: HashMap<JobId, Job>,
+    runs: HashMap<JobId, Vec<Run>>,
+}
+
+impl State {
+    fn record(&mut self, id: JobId, changes: &[RunChange]) {
+        let runs = self.runs.entry(id).or_default();
+        for change in changes {
+            apply_run_change(runs, change);
+        }
+    }
+}
+
+/// Jobs and runs in hash maps behind one lock; every method is atomic.
 #[derive(Debug, Default)]
 pub struct MemoryJobDB {
-    jobs: RwLock<HashMap<JobId, Job>>,
+    state: RwLock<State>,
     /// Unit tests of failure handling: how many more claims of a job fail.
     #[cfg(test)]
     failing_claims: std::sync::Mutex<HashMap<JobId, usize>>,
@@ -63,7 +81,8 @@ impl JobDB for MemoryJobDB {
     }
 
     async fn insert(&self, job: &Job) -> Result<(), StoreError> {
-        let mut jobs = self.jobs.write().await;
+        let mut state = self.state.write().await;
+        let jobs = &mut state.jobs;
         if jobs.contains_key(&job.id) {
             return Err(StoreError::Other(format!("duplicate id {}", job.id)));
         }
@@ -77,19 +96,21 @@ impl JobDB for MemoryJobDB {
     }
 
     async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        Ok(self.jobs.read().await.get(&id).cloned())
+        Ok(self.state.read().await.jobs.get(&id).cloned())
     }
 
     async fn get_by_client_key(&self, key: &str) -> Result<Option<Job>, StoreError> {
-        let jobs = self.jobs.read().await;
-        Ok(jobs
+        let state = self.state.read().await;
+        Ok(state
+            .jobs
             .values()
             .find(|j| j.client_key.as_deref() == Some(key))
             .cloned())
     }
 
     async fn list(&self, page: PageRequest) -> Result<JobsPage, StoreError> {
-        let jobs = self.jobs.read().await;
+        let state = self.state.read().await;
+        let jobs = &state.jobs;
         let mut all: Vec<&Job> = jobs.values().collect();
         all.sort_by_key(|j| (j.spec.schedule_time, j.id));
         let offset = usize::try_from(page.offset()).unwrap_or(usize::MAX);
@@ -101,11 +122,17 @@ impl JobDB for MemoryJobDB {
         })
     }
 
-    async fn replace_if(&self, job: &Job, expected_version: i64) -> Result<bool, StoreError> {
-        let mut jobs = self.jobs.write().await;
-        match jobs.get_mut(&job.id) {
+    async fn replace_if(
+        &self,
+        job: &Job,
+        expected_version: i64,
+        runs: &[RunChange],
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state.write().await;
+        match state.jobs.get_mut(&job.id) {
             Some(current) if current.version == expected_version => {
                 *current = stored_job(job);
+                state.record(job.id, runs);
                 Ok(true)
             }
             _ => Ok(false),
@@ -113,7 +140,35 @@ impl JobDB for MemoryJobDB {
     }
 
     async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
-        Ok(self.jobs.write().await.remove(&id).is_some())
+        let mut state = self.state.write().await;
+        state.runs.remove(&id);
+        Ok(state.jobs.remove(&id).is_some())
+    }
+
+    async fn runs(&self, id: JobId, page: PageRequest) -> Result<RunsPage, StoreError> {
+        let state = self.state.read().await;
+        let runs = state.runs.get(&id).cloned().unwrap_or_default();
+        Ok(runs_page(runs, page))
+    }
+
+    async fn prune_runs(&self, retention: RunRetention) -> Result<u64, StoreError> {
+        let mut state = self.state.write().await;
+        let mut removed = 0;
+        for runs in state.runs.values_mut() {
+            let left = retention.limit - removed;
+            let doomed: Vec<i64> = pruned(runs.clone(), &retention)
+                .into_iter()
+                .take(left)
+                .map(|run| run.fire_token)
+                .collect();
+            runs.retain(|run| !doomed.contains(&run.fire_token));
+            removed += doomed.len();
+            if removed == retention.limit {
+                break;
+            }
+        }
+        state.runs.retain(|_, runs| !runs.is_empty());
+        Ok(removed as u64)
     }
 
     async fn claim(
@@ -126,51 +181,46 @@ impl JobDB for MemoryJobDB {
         if self.claim_fails(id) {
             return Err(StoreError::Unavailable("claim set to fail".into()));
         }
-        let mut jobs = self.jobs.write().await;
-        let Some(job) = jobs.get_mut(&id) else {
+        let now = stored_time(now);
+        let mut state = self.state.write().await;
+        let Some(job) = state.jobs.get_mut(&id) else {
             return Ok(None);
         };
-        let claimed = job.claimed(fire_token, stored_time(now));
-        if let Some(claimed) = &claimed {
-            *job = claimed.clone();
-        }
-        Ok(claimed)
+        let Some(claimed) = job.claimed(fire_token, now) else {
+            return Ok(None);
+        };
+        let runs = crate::domain::history::changes(job, &claimed, None, now);
+        *job = claimed.clone();
+        state.record(id, &runs);
+        Ok(Some(claimed))
     }
 
     async fn store_result(
         &self,
         id: JobId,
-        result: ResultStatus,
-        fire_token: Option<i64>,
+        report: &RunReport,
         now: DateTime<Utc>,
     ) -> Result<ResultOutcome, StoreError> {
-        let mut jobs = self.jobs.write().await;
-        let Some(job) = jobs.get_mut(&id) else {
+        let now = stored_time(now);
+        let (result, fire_token) = (report.status, report.fire_token);
+        let mut state = self.state.write().await;
+        let Some(job) = state.jobs.get_mut(&id) else {
             return Ok(ResultOutcome::UnknownJob);
         };
-        match job.take_result(result, fire_token, stored_time(now)) {
-            Some(ResultDecision::Take(taken)) => {
-                *job = *taken;
-                return Ok(ResultOutcome::Stored);
-            }
-            Some(refused) => return Ok(ResultOutcome::refused(refused)),
-            None => {}
-        }
-        if !takes_result(job.status, job.fire_token, fire_token) {
-            return Ok(refused_result(
-                job.status,
-                job.fire_token,
-                result,
-                fire_token,
-            ));
-        }
-        *job = job.finished(result, stored_time(now));
+        let taken = match decide_result(job, result, fire_token, now) {
+            Ok(taken) => taken,
+            Err(refused) => return Ok(refused),
+        };
+        let runs = crate::domain::history::changes(job, &taken, Some(report), now);
+        *job = taken;
+        state.record(id, &runs);
         Ok(ResultOutcome::Stored)
     }
 
     async fn scheduled_before(&self, until: DateTime<Utc>) -> Result<Scan<DueJob>, StoreError> {
-        let jobs = self.jobs.read().await;
-        let mut due: Vec<DueJob> = jobs
+        let state = self.state.read().await;
+        let mut due: Vec<DueJob> = state
+            .jobs
             .values()
             .filter(|j| j.is_armable() && j.spec.schedule_time < until)
             .map(DueJob::from)
@@ -180,8 +230,13 @@ impl JobDB for MemoryJobDB {
     }
 
     async fn with_pending_events(&self, limit: usize) -> Result<Scan<Job>, StoreError> {
-        let jobs = self.jobs.read().await;
-        let mut owing: Vec<Job> = jobs.values().filter(|j| j.pending.any()).cloned().collect();
+        let state = self.state.read().await;
+        let mut owing: Vec<Job> = state
+            .jobs
+            .values()
+            .filter(|j| j.pending.any())
+            .cloned()
+            .collect();
         owing.sort_by_key(|j| (j.updated_at, j.id));
         owing.truncate(limit);
         Ok(Scan::readable(owing))
@@ -193,8 +248,8 @@ impl JobDB for MemoryJobDB {
         version: i64,
         remaining: PendingEvents,
     ) -> Result<bool, StoreError> {
-        let mut jobs = self.jobs.write().await;
-        match jobs.get_mut(&id) {
+        let mut state = self.state.write().await;
+        match state.jobs.get_mut(&id) {
             Some(job) if job.version == version => {
                 job.pending = remaining;
                 Ok(true)
@@ -204,8 +259,9 @@ impl JobDB for MemoryJobDB {
     }
 
     async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Scan<Job>, StoreError> {
-        let jobs = self.jobs.read().await;
-        let mut stuck: Vec<Job> = jobs
+        let state = self.state.read().await;
+        let mut stuck: Vec<Job> = state
+            .jobs
             .values()
             .filter(|j| j.status == JobStatus::Running && j.updated_at < cutoff)
             .cloned()

@@ -30,7 +30,9 @@ use chrono::{DateTime, SubsecRound, Utc};
 
 use crate::domain::{
     self, Job, JobId, JobStatus, PageRequest, PendingEvents, ResultStatus,
+    history::{self, Run, RunChange},
     recurrence::ResultDecision,
+    report::RunReport,
 };
 
 /// How many times a read-and-conditional-write step on a recurring job is
@@ -198,6 +200,27 @@ pub struct JobsPage {
     pub total: u64,
 }
 
+/// One page of a job's runs, newest first, and how many it has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunsPage {
+    /// The runs on the page, by fired time then fire token, newest first.
+    pub runs: Vec<Run>,
+    /// How many runs of the job the store holds.
+    pub total: u64,
+}
+
+/// Which runs [`JobDB::prune_runs`] removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunRetention {
+    /// Runs kept per job, the newest (by fired time).
+    pub per_job: u32,
+    /// Finished runs that fired before this time are removed even within
+    /// `per_job`.
+    pub fired_before: DateTime<Utc>,
+    /// Most runs removed by one call (a bounded batch).
+    pub limit: usize,
+}
+
 /// A scheduled job as the timer needs it: what to fire, when, with which token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DueJob {
@@ -289,18 +312,37 @@ pub trait JobDB: Send + Sync + 'static {
     async fn list(&self, page: PageRequest) -> Result<JobsPage, StoreError>;
 
     /// Writes every field of `job` (same id) only if the stored job is still
-    /// at `expected_version`. Returns whether it was written. The caller sets
-    /// `job.version` (normally `expected_version + 1`).
-    async fn replace_if(&self, job: &Job, expected_version: i64) -> Result<bool, StoreError>;
+    /// at `expected_version`, and with it, in the same atomic step, `runs`:
+    /// what the change does to the job's run history
+    /// ([`history::changes`] of the job read and `job`). Returns whether it
+    /// was written. The caller sets `job.version` (normally
+    /// `expected_version + 1`).
+    async fn replace_if(
+        &self,
+        job: &Job,
+        expected_version: i64,
+        runs: &[RunChange],
+    ) -> Result<bool, StoreError>;
 
-    /// Deletes the job. Returns whether it existed.
+    /// Deletes the job and its run history. Returns whether it existed.
     async fn delete(&self, id: JobId) -> Result<bool, StoreError>;
+
+    /// One page of the runs of job `id`, newest first (by fired time, then
+    /// fire token), and how many it has; none for an unknown job.
+    async fn runs(&self, id: JobId, page: PageRequest) -> Result<RunsPage, StoreError>;
+
+    /// Removes, in one bounded batch of at most `retention.limit` runs, the
+    /// runs beyond the newest `retention.per_job` of their job and the
+    /// finished runs fired before `retention.fired_before`. Returns how
+    /// many it removed (fewer than the limit: nothing more to remove).
+    async fn prune_runs(&self, retention: RunRetention) -> Result<u64, StoreError>;
 
     /// Claims a due job for firing, in one conditional update: a SCHEDULED
     /// job with this fire token becomes RUNNING, owes its run event
-    /// (`pending.run`), and moves to the next version. Returns the claimed
-    /// job, or `None` when the job was deleted, rescheduled or claimed by
-    /// someone else.
+    /// (`pending.run`), and moves to the next version; its run's record
+    /// ([`Run::started`]) is written in the same atomic step. Returns the
+    /// claimed job, or `None` when the job was deleted, rescheduled or
+    /// claimed by someone else.
     ///
     /// A recurring job is claimed as [`Job::claimed`] decides (its
     /// occurrence's run, occurrence N+1 and its new fire token), in the same
@@ -368,17 +410,19 @@ pub trait JobDB: Send + Sync + 'static {
         }
     }
 
-    /// Stores an executor's result on a RUNNING job (next version), in one
-    /// conditional write: only while the job is RUNNING and, when
-    /// `fire_token` names the firing the result reports on, only while the
+    /// Stores an executor's `report` on a RUNNING job (next version), in one
+    /// conditional write: only while the job is RUNNING and, when the
+    /// report names the firing it reports on (`fire_token`), only while the
     /// job still carries that token, so that a late result of an earlier
-    /// firing never finishes a later one. Otherwise nothing changes, and the
-    /// outcome says why (see [`ResultOutcome`]).
+    /// firing never finishes a later one. The run's record is ended in the
+    /// same atomic step ([`history::RunEnd::reported`]). Otherwise nothing
+    /// changes, and the outcome says why (see [`ResultOutcome`]). The
+    /// report's retry fields are the service's to apply (a FAILED report
+    /// with attempts left is not stored here, but through `replace_if`).
     async fn store_result(
         &self,
         id: JobId,
-        result: ResultStatus,
-        fire_token: Option<i64>,
+        report: &RunReport,
         now: DateTime<Utc>,
     ) -> Result<ResultOutcome, StoreError>;
 
@@ -498,22 +542,25 @@ pub(crate) fn refused_result(
     }
 }
 
-/// The claim of the recurring job `job` (as read) under `fire_token`, as a
-/// conditional write of what [`Job::claimed`] decides: written only if the
-/// job is still at the version read, so that of racing claimers exactly one
-/// wins; the others read the job again and find the token consumed. For the
-/// stores whose claim statement leaves recurring jobs out.
-pub(crate) async fn claim_recurring<D: JobDB + ?Sized>(
+/// The claim of job `job` (as read) under `fire_token`, as a conditional
+/// write of what [`Job::claimed`] decides, with its run's start: written
+/// only if the job is still at the version read, so that of racing
+/// claimers exactly one wins; the others read the job again and find the
+/// token consumed. For the stores whose claim statement leaves recurring
+/// jobs out, and for MongoDB's every claim.
+pub(crate) async fn claim_read<D: JobDB + ?Sized>(
     db: &D,
     mut job: Job,
     fire_token: i64,
     now: DateTime<Utc>,
 ) -> Result<Option<Job>, StoreError> {
+    let now = stored_time(now);
     for _ in 0..RECURRING_ATTEMPTS {
-        let Some(claimed) = job.claimed(fire_token, stored_time(now)) else {
+        let Some(claimed) = job.claimed(fire_token, now) else {
             return Ok(None);
         };
-        if db.replace_if(&claimed, job.version).await? {
+        let runs = history::changes(&job, &claimed, None, now);
+        if db.replace_if(&claimed, job.version, &runs).await? {
             return Ok(Some(claimed));
         }
         match db.get(job.id).await? {
@@ -527,28 +574,55 @@ pub(crate) async fn claim_recurring<D: JobDB + ?Sized>(
     )))
 }
 
-/// A run's result on the recurring job `job` (as read), as a conditional
-/// write of what [`Job::take_result`] decides, tried again on a newer read
-/// when the job changed meanwhile. `None` for a one-shot job.
-pub(crate) async fn result_recurring<D: JobDB + ?Sized>(
-    db: &D,
-    mut job: Job,
+/// What a result (`result`, of the firing `fire_token` names, or of the
+/// run in flight) does to `job` as read at `now`: the job to write, or the
+/// outcome of a result the job refuses (see [`ResultOutcome`]). A
+/// recurring job decides as [`Job::take_result`] says; a one-shot job
+/// takes it while RUNNING under that firing.
+pub(crate) fn decide_result(
+    job: &Job,
     result: ResultStatus,
     fire_token: Option<i64>,
     now: DateTime<Utc>,
-) -> Result<Option<ResultOutcome>, StoreError> {
+) -> Result<Job, ResultOutcome> {
+    match job.take_result(result, fire_token, now) {
+        Some(ResultDecision::Take(taken)) => Ok(*taken),
+        Some(refused) => Err(ResultOutcome::refused(refused)),
+        None if takes_result(job.status, job.fire_token, fire_token) => {
+            Ok(job.finished(result, now))
+        }
+        None => Err(refused_result(
+            job.status,
+            job.fire_token,
+            result,
+            fire_token,
+        )),
+    }
+}
+
+/// `report` on job `job` (as read), as a conditional write of what
+/// [`decide_result`] decides with the run's end, tried again on a newer
+/// read when the job changed meanwhile. For recurring jobs in the stores
+/// whose result statement leaves them out, and for MongoDB's every result.
+pub(crate) async fn result_read<D: JobDB + ?Sized>(
+    db: &D,
+    mut job: Job,
+    report: &RunReport,
+    now: DateTime<Utc>,
+) -> Result<ResultOutcome, StoreError> {
+    let now = stored_time(now);
     for _ in 0..RECURRING_ATTEMPTS {
-        let decision = match job.take_result(result, fire_token, stored_time(now)) {
-            None => return Ok(None),
-            Some(ResultDecision::Take(taken)) => taken,
-            Some(refused) => return Ok(Some(ResultOutcome::refused(refused))),
+        let decision = match decide_result(&job, report.status, report.fire_token, now) {
+            Ok(decision) => decision,
+            Err(refused) => return Ok(refused),
         };
-        if db.replace_if(&decision, job.version).await? {
-            return Ok(Some(ResultOutcome::Stored));
+        let runs = history::changes(&job, &decision, Some(report), now);
+        if db.replace_if(&decision, job.version, &runs).await? {
+            return Ok(ResultOutcome::Stored);
         }
         match db.get(job.id).await? {
             Some(current) => job = current,
-            None => return Ok(Some(ResultOutcome::UnknownJob)),
+            None => return Ok(ResultOutcome::UnknownJob),
         }
     }
     Err(StoreError::Unavailable(format!(
@@ -565,6 +639,54 @@ impl ResultOutcome {
             ResultDecision::Duplicate => ResultOutcome::Duplicate,
             ResultDecision::Ignored(status) => ResultOutcome::Ignored(status),
             ResultDecision::Stale(status) => ResultOutcome::Stale(status),
+        }
+    }
+}
+
+/// `runs` (all of a job's) as one page, newest first: for the stores that
+/// keep records as values.
+pub(crate) fn runs_page(mut runs: Vec<Run>, page: PageRequest) -> RunsPage {
+    runs.sort_by_key(|run| std::cmp::Reverse((run.fired_at, run.fire_token)));
+    let total = runs.len() as u64;
+    let offset = usize::try_from(page.offset()).unwrap_or(usize::MAX);
+    let size = usize::try_from(page.size).unwrap_or(usize::MAX);
+    RunsPage {
+        runs: runs.into_iter().skip(offset).take(size).collect(),
+        total,
+    }
+}
+
+/// Which of `runs` (all of one job's) `retention` removes, oldest first:
+/// for the stores that keep records as values.
+pub(crate) fn pruned(mut runs: Vec<Run>, retention: &RunRetention) -> Vec<Run> {
+    runs.sort_by_key(|run| std::cmp::Reverse((run.fired_at, run.fire_token)));
+    let keep = usize::try_from(retention.per_job).unwrap_or(usize::MAX);
+    let mut doomed: Vec<Run> = runs
+        .into_iter()
+        .enumerate()
+        .filter(|(n, run)| {
+            *n >= keep || (run.finished_at.is_some() && run.fired_at < retention.fired_before)
+        })
+        .map(|(_, run)| run)
+        .collect();
+    doomed.reverse();
+    doomed
+}
+
+/// `change` applied to `runs` (one job's records), idempotently: a start
+/// already recorded and an end of a run not recorded (it started before
+/// the history existed, or was pruned) change nothing.
+pub(crate) fn apply_run_change(runs: &mut Vec<Run>, change: &RunChange) {
+    match change {
+        RunChange::Started(run) => {
+            if !runs.iter().any(|r| r.fire_token == run.fire_token) {
+                runs.push(run.clone());
+            }
+        }
+        RunChange::Ended(end) => {
+            if let Some(run) = runs.iter_mut().find(|r| r.fire_token == end.fire_token) {
+                *run = run.clone().ended(end);
+            }
         }
     }
 }

@@ -18,7 +18,7 @@
 //! recurring job's claim or result is a read of the row and an `UPDATE ...
 //! WHERE version = <read>` of what the domain decided (the run, occurrence
 //! N+1 and its fire token together), tried again on a newer read when it
-//! lost (`store::claim_recurring`). A batch claim finds the
+//! lost (`store::claim_read`). A batch claim finds the
 //! recurring jobs among the firings it did not claim with one more query.
 //! The timer arms rows where `(status = SCHEDULED AND recurrence IS NULL)
 //! OR armed`; `armed` is written from `Job::is_armable` by every write of a
@@ -45,6 +45,7 @@
 
 mod codec;
 mod errors;
+mod runs;
 mod sql;
 mod store;
 #[cfg(test)]
@@ -72,6 +73,7 @@ use sql::Sql;
 
 /// Name of the table that holds the jobs, inside the store's schema.
 pub const TABLE: &str = "jobs";
+pub use runs::RUNS_TABLE;
 
 /// Connections each [`PgJobDB`] made by [`PgJobDB::connect`] keeps at most.
 pub const DEFAULT_POOL_SIZE: usize = 10;
@@ -222,6 +224,23 @@ impl PgJobDB {
 
     fn timed_out(&self) -> StoreError {
         StoreError::Unavailable(format!("database did not answer within {:?}", self.timeout))
+    }
+
+    /// Runs `work` in one transaction, committed if it succeeds (rolled
+    /// back when it fails or the call times out).
+    async fn in_transaction<T>(
+        &self,
+        work: impl AsyncFnOnce(&deadpool_postgres::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let (mut client, deadline) = self.begin().await?;
+        let outcome = timeout_at(deadline, async {
+            let tx = client.transaction().await.map_err(map_err)?;
+            let value = work(&tx).await?;
+            tx.commit().await.map_err(map_err)?;
+            Ok(value)
+        })
+        .await;
+        self.finish(client, outcome)
     }
 
     /// Runs one statement and returns the number of rows it changed.

@@ -11,9 +11,12 @@ use std::sync::Arc;
 
 use tracing::{Instrument, Span};
 
-use super::{ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, Scan, StoreError, Unreadable};
+use super::{
+    ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, RunRetention, RunsPage, Scan,
+    StoreError, Unreadable,
+};
 use crate::{
-    domain::{Job, JobId, PageRequest, PendingEvents, ResultStatus},
+    domain::{Job, JobId, PageRequest, PendingEvents, history::RunChange, report::RunReport},
     telemetry::metrics::Metrics,
 };
 
@@ -160,17 +163,32 @@ impl<D: JobDB> JobDB for TracedJobDB<D> {
         Ok(listed)
     }
 
-    async fn replace_if(&self, job: &Job, expected_version: i64) -> Result<bool, StoreError> {
+    async fn replace_if(
+        &self,
+        job: &Job,
+        expected_version: i64,
+        runs: &[RunChange],
+    ) -> Result<bool, StoreError> {
         self.request(
             "replace_if",
             Some(job.id),
-            self.inner.replace_if(job, expected_version),
+            self.inner.replace_if(job, expected_version, runs),
         )
         .await
     }
 
     async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
         self.request("delete", Some(id), self.inner.delete(id))
+            .await
+    }
+
+    async fn runs(&self, id: JobId, page: PageRequest) -> Result<RunsPage, StoreError> {
+        self.request("runs", Some(id), self.inner.runs(id, page))
+            .await
+    }
+
+    async fn prune_runs(&self, retention: RunRetention) -> Result<u64, StoreError> {
+        self.poll("prune_runs", self.inner.prune_runs(retention))
             .await
     }
 
@@ -200,14 +218,13 @@ impl<D: JobDB> JobDB for TracedJobDB<D> {
     async fn store_result(
         &self,
         id: JobId,
-        result: ResultStatus,
-        fire_token: Option<i64>,
+        report: &RunReport,
         now: DateTime<Utc>,
     ) -> Result<ResultOutcome, StoreError> {
         self.request(
             "store_result",
             Some(id),
-            self.inner.store_result(id, result, fire_token, now),
+            self.inner.store_result(id, report, now),
         )
         .await
     }

@@ -9,8 +9,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use scheduler_service::{
-    domain::{Job, JobId, PageRequest, PendingEvents, ResultStatus},
-    store::{ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, Scan, StoreError},
+    domain::{Job, JobId, PageRequest, PendingEvents, history::RunChange, report::RunReport},
+    store::{
+        ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, RunRetention, RunsPage, Scan,
+        StoreError,
+    },
 };
 
 /// The methods a hook can run before.
@@ -82,13 +85,26 @@ impl JobDB for Interleaved {
         self.inner.list(page).await
     }
 
-    async fn replace_if(&self, job: &Job, expected_version: i64) -> Result<bool, StoreError> {
+    async fn replace_if(
+        &self,
+        job: &Job,
+        expected_version: i64,
+        runs: &[RunChange],
+    ) -> Result<bool, StoreError> {
         self.interleave(Before::ReplaceIf).await;
-        self.inner.replace_if(job, expected_version).await
+        self.inner.replace_if(job, expected_version, runs).await
     }
 
     async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
         self.inner.delete(id).await
+    }
+
+    async fn runs(&self, id: JobId, page: PageRequest) -> Result<RunsPage, StoreError> {
+        self.inner.runs(id, page).await
+    }
+
+    async fn prune_runs(&self, retention: RunRetention) -> Result<u64, StoreError> {
+        self.inner.prune_runs(retention).await
     }
 
     async fn claim(
@@ -112,11 +128,10 @@ impl JobDB for Interleaved {
     async fn store_result(
         &self,
         id: JobId,
-        result: ResultStatus,
-        fire_token: Option<i64>,
+        report: &RunReport,
         now: DateTime<Utc>,
     ) -> Result<ResultOutcome, StoreError> {
-        self.inner.store_result(id, result, fire_token, now).await
+        self.inner.store_result(id, report, now).await
     }
 
     async fn scheduled_before(&self, until: DateTime<Utc>) -> Result<Scan<DueJob>, StoreError> {

@@ -62,7 +62,7 @@ async fn list_orders_by_schedule_time_then_id_and_pages(db: &Store) {
 
     // A job moved to another time moves in the list.
     let moved = expected[0].rescheduled(spec("moved", t + TimeDelta::seconds(20)), now());
-    assert!(db.replace_if(&moved, 0).await.expect("replace"));
+    assert!(db.replace_if(&moved, 0, &[]).await.expect("replace"));
     let mut expected = expected[1..].to_vec();
     expected.push(moved);
     assert_eq!(db.list(page(1, 100)).await.expect("list").jobs, expected);
@@ -117,7 +117,7 @@ async fn the_outbox_answers_least_recently_changed_first_up_to_the_limit(db: &St
 
     // A change moves the job to the back.
     let changed = expected[0].with_status(JobStatus::Failed, t + TimeDelta::seconds(9));
-    assert!(db.replace_if(&changed, 0).await.expect("replace"));
+    assert!(db.replace_if(&changed, 0, &[]).await.expect("replace"));
     let mut expected = expected[1..].to_vec();
     expected.push(changed);
     assert_eq!(

@@ -19,7 +19,9 @@
 //! `recurring` (a recurring job's claim stores its next occurrence in the
 //! same write; results, pause and resume), `recurring_races` (replicas
 //! racing on the same occurrences, and on one client key) and
-//! `client_keys` (idempotent creation's unique key).
+//! `client_keys` (idempotent creation's unique key), `history` (the run
+//! history written with the claims and results, its listing, deletion
+//! and pruning).
 //! `ensure_indexes` runs twice on every fresh store before its case (a
 //! restart runs it again).
 //!
@@ -80,6 +82,7 @@ mod client_keys;
 mod concurrency;
 mod corrupt;
 mod crud;
+mod history;
 mod listing;
 mod outbox;
 mod races;
@@ -111,16 +114,16 @@ macro_rules! contract {
 }
 
 contract!(memory = Memory []:
-    crud, replace, times, listing, claims, results, outbox, windows, transitions, concurrency, races,
+    crud, replace, history, times, listing, claims, results, outbox, windows, transitions, concurrency, races,
     recurring, recurring_races, client_keys);
 contract!(embedded = Embedded []:
-    crud, replace, times, listing, claims, results, outbox, windows, transitions, concurrency,
+    crud, replace, history, times, listing, claims, results, outbox, windows, transitions, concurrency,
     races, corrupt, recurring, recurring_races, client_keys);
 contract!(postgres = Postgres []:
-    crud, replace, times, listing, claims, results, outbox, windows, transitions, concurrency,
+    crud, replace, history, times, listing, claims, results, outbox, windows, transitions, concurrency,
     races, corrupt, recurring, recurring_races, client_keys);
 contract!(polodb = Polodb []:
-    crud, replace, times, claims, results, outbox, windows, transitions, corrupt, recurring);
+    crud, replace, history, times, claims, results, outbox, windows, transitions, corrupt, recurring);
 contract!(mongodb = Mongodb [#[ignore = "needs a real MongoDB: set MONGODB_URI"]]:
-    crud, replace, times, listing, claims, results, outbox, windows, transitions, concurrency,
+    crud, replace, history, times, listing, claims, results, outbox, windows, transitions, concurrency,
     races, corrupt, recurring, recurring_races, client_keys);

@@ -287,7 +287,7 @@ async fn an_update_that_keeps_losing_is_aborted(db: &Store) {
                 };
                 assert!(
                     inner
-                        .replace_if(&changed, current.version)
+                        .replace_if(&changed, current.version, &[])
                         .await
                         .expect("write")
                 );

@@ -95,15 +95,23 @@ async fn a_result_returns_the_job_to_scheduled_for_its_next_occurrence(db: &Stor
         .expect("claimed");
     let token = job.fire_token;
     assert_eq!(
-        db.store_result(job.id, ResultStatus::Succeeded, Some(token ^ 1), at)
-            .await
-            .expect("stale"),
+        db.store_result(
+            job.id,
+            &RunReport::of(ResultStatus::Succeeded, Some(token ^ 1)),
+            at
+        )
+        .await
+        .expect("stale"),
         ResultOutcome::Stale(JobStatus::Running)
     );
     assert_eq!(
-        db.store_result(job.id, ResultStatus::Succeeded, Some(token), at)
-            .await
-            .expect("result"),
+        db.store_result(
+            job.id,
+            &RunReport::of(ResultStatus::Succeeded, Some(token)),
+            at
+        )
+        .await
+        .expect("result"),
         ResultOutcome::Stored
     );
     let done = db.get(job.id).await.expect("get").expect("job");
@@ -114,9 +122,13 @@ async fn a_result_returns_the_job_to_scheduled_for_its_next_occurrence(db: &Stor
     assert_eq!((last.token, last.outcome), (token, ResultStatus::Succeeded));
     assert!(state(&done).run.is_none());
     assert_eq!(
-        db.store_result(job.id, ResultStatus::Succeeded, Some(token), at)
-            .await
-            .expect("again"),
+        db.store_result(
+            job.id,
+            &RunReport::of(ResultStatus::Succeeded, Some(token)),
+            at
+        )
+        .await
+        .expect("again"),
         ResultOutcome::Duplicate
     );
 
@@ -130,7 +142,7 @@ async fn a_result_returns_the_job_to_scheduled_for_its_next_occurrence(db: &Stor
         .expect("claimed");
     assert_eq!(state(&fired).next, None);
     assert_eq!(
-        db.store_result(once.id, ResultStatus::Failed, None, at)
+        db.store_result(once.id, &RunReport::of(ResultStatus::Failed, None), at)
             .await
             .expect("result"),
         ResultOutcome::Stored
@@ -149,7 +161,11 @@ async fn a_paused_job_is_neither_armed_nor_claimed_until_resumed(db: &Store) {
     let job = every_minute("paused", None);
     db.insert(&job).await.expect("insert");
     let paused = job.with_paused(true, now()).expect("pause");
-    assert!(db.replace_if(&paused, job.version).await.expect("write"));
+    assert!(
+        db.replace_if(&paused, job.version, &[])
+            .await
+            .expect("write")
+    );
     let horizon = now() + TimeDelta::days(1);
     let due = db
         .scheduled_before(horizon)
@@ -167,7 +183,7 @@ async fn a_paused_job_is_neither_armed_nor_claimed_until_resumed(db: &Store) {
 
     let resumed = paused.with_paused(false, now()).expect("resume");
     assert!(
-        db.replace_if(&resumed, paused.version)
+        db.replace_if(&resumed, paused.version, &[])
             .await
             .expect("write")
     );

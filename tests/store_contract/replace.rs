@@ -28,13 +28,13 @@ async fn replace_if_writes_every_field_only_at_the_expected_version(db: &Store) 
     assert_eq!(changed.version, 1);
 
     // A stale version (what a racing writer read before) changes nothing.
-    assert!(!db.replace_if(&changed, 5).await.expect("stale"));
+    assert!(!db.replace_if(&changed, 5, &[]).await.expect("stale"));
     assert_eq!(
         db.get(original.id).await.expect("get"),
         Some(original.clone())
     );
 
-    assert!(db.replace_if(&changed, 0).await.expect("current"));
+    assert!(db.replace_if(&changed, 0, &[]).await.expect("current"));
     assert_eq!(
         db.get(original.id).await.expect("get"),
         Some(changed.clone())
@@ -42,7 +42,7 @@ async fn replace_if_writes_every_field_only_at_the_expected_version(db: &Store) 
 
     // The same expectation again is now stale: only one writer wins.
     let loser = original.with_status(JobStatus::Failed, now());
-    assert!(!db.replace_if(&loser, 0).await.expect("lost"));
+    assert!(!db.replace_if(&loser, 0, &[]).await.expect("lost"));
     assert_eq!(
         db.get(original.id).await.expect("get"),
         Some(changed.clone())
@@ -55,10 +55,10 @@ async fn replace_if_writes_every_field_only_at_the_expected_version(db: &Store) 
         version: 2,
         ..changed
     };
-    assert!(db.replace_if(&cleared, 1).await.expect("current"));
+    assert!(db.replace_if(&cleared, 1, &[]).await.expect("current"));
     assert_eq!(db.get(original.id).await.expect("get"), Some(cleared));
 
     let unknown = job("unknown", now());
-    assert!(!db.replace_if(&unknown, 0).await.expect("unknown"));
+    assert!(!db.replace_if(&unknown, 0, &[]).await.expect("unknown"));
     assert_eq!(db.get(unknown.id).await.expect("get"), None);
 }

@@ -22,18 +22,26 @@ cases!(
 async fn store_result_outcomes(db: &Store) {
     let at = now();
     assert_eq!(
-        db.store_result(JobId::new(), ResultStatus::Succeeded, None, at)
-            .await
-            .expect("unknown"),
+        db.store_result(
+            JobId::new(),
+            &RunReport::of(ResultStatus::Succeeded, None),
+            at
+        )
+        .await
+        .expect("unknown"),
         ResultOutcome::UnknownJob
     );
 
     let scheduled = job("scheduled", at);
     db.insert(&scheduled).await.expect("insert");
     assert_eq!(
-        db.store_result(scheduled.id, ResultStatus::Succeeded, None, at)
-            .await
-            .expect("not running"),
+        db.store_result(
+            scheduled.id,
+            &RunReport::of(ResultStatus::Succeeded, None),
+            at
+        )
+        .await
+        .expect("not running"),
         ResultOutcome::Ignored(JobStatus::Scheduled)
     );
     assert_eq!(
@@ -48,9 +56,13 @@ async fn store_result_outcomes(db: &Store) {
         .expect("claimed");
     let done_at = at + TimeDelta::seconds(2);
     assert_eq!(
-        db.store_result(scheduled.id, ResultStatus::Failed, None, done_at)
-            .await
-            .expect("store"),
+        db.store_result(
+            scheduled.id,
+            &RunReport::of(ResultStatus::Failed, None),
+            done_at
+        )
+        .await
+        .expect("store"),
         ResultOutcome::Stored
     );
     let stored = Job {
@@ -74,15 +86,23 @@ async fn store_result_outcomes(db: &Store) {
     );
 
     assert_eq!(
-        db.store_result(scheduled.id, ResultStatus::Failed, None, later)
-            .await
-            .expect("duplicate"),
+        db.store_result(
+            scheduled.id,
+            &RunReport::of(ResultStatus::Failed, None),
+            later
+        )
+        .await
+        .expect("duplicate"),
         ResultOutcome::Duplicate
     );
     assert_eq!(
-        db.store_result(scheduled.id, ResultStatus::Succeeded, None, later)
-            .await
-            .expect("other result"),
+        db.store_result(
+            scheduled.id,
+            &RunReport::of(ResultStatus::Succeeded, None),
+            later
+        )
+        .await
+        .expect("other result"),
         ResultOutcome::Ignored(JobStatus::Failed)
     );
     assert_eq!(db.get(scheduled.id).await.expect("get"), Some(stored));
@@ -109,13 +129,13 @@ async fn each_result_is_stored_on_its_own_job(db: &Store) {
         .zip([ResultStatus::Succeeded, ResultStatus::Failed])
     {
         assert_eq!(
-            db.store_result(job.id, result, None, done_at)
+            db.store_result(job.id, &RunReport::of(result, None), done_at)
                 .await
                 .expect("store"),
             ResultOutcome::Stored
         );
         assert_eq!(
-            db.store_result(job.id, result, None, done_at)
+            db.store_result(job.id, &RunReport::of(result, None), done_at)
                 .await
                 .expect("again"),
             ResultOutcome::Duplicate
@@ -147,7 +167,7 @@ async fn a_result_naming_the_current_firing_is_stored_once(db: &Store) {
     db.insert(&due).await.expect("insert");
     let token = Some(due.fire_token);
     assert_eq!(
-        db.store_result(due.id, ResultStatus::Succeeded, token, at)
+        db.store_result(due.id, &RunReport::of(ResultStatus::Succeeded, token), at)
             .await
             .expect("not fired yet"),
         ResultOutcome::Ignored(JobStatus::Scheduled)
@@ -159,9 +179,13 @@ async fn a_result_naming_the_current_firing_is_stored_once(db: &Store) {
         .expect("claimed");
     let done_at = at + TimeDelta::seconds(1);
     assert_eq!(
-        db.store_result(due.id, ResultStatus::Succeeded, token, done_at)
-            .await
-            .expect("store"),
+        db.store_result(
+            due.id,
+            &RunReport::of(ResultStatus::Succeeded, token),
+            done_at
+        )
+        .await
+        .expect("store"),
         ResultOutcome::Stored
     );
     let stored = running.finished(ResultStatus::Succeeded, done_at);
@@ -181,7 +205,7 @@ async fn a_result_naming_the_current_firing_is_stored_once(db: &Store) {
         ),
     ] {
         assert_eq!(
-            db.store_result(due.id, result, fire_token, done_at)
+            db.store_result(due.id, &RunReport::of(result, fire_token), done_at)
                 .await
                 .expect("again"),
             outcome,
@@ -190,9 +214,13 @@ async fn a_result_naming_the_current_firing_is_stored_once(db: &Store) {
     }
     assert_eq!(db.get(due.id).await.expect("get"), Some(stored));
     assert_eq!(
-        db.store_result(JobId::new(), ResultStatus::Succeeded, token, done_at)
-            .await
-            .expect("unknown"),
+        db.store_result(
+            JobId::new(),
+            &RunReport::of(ResultStatus::Succeeded, token),
+            done_at
+        )
+        .await
+        .expect("unknown"),
         ResultOutcome::UnknownJob
     );
 }
@@ -209,9 +237,13 @@ async fn a_result_naming_another_firing_changes_nothing(db: &Store) {
         .expect("claim")
         .expect("claimed");
     assert_eq!(
-        db.store_result(due.id, ResultStatus::Failed, Some(due.fire_token ^ 1), at)
-            .await
-            .expect("stale"),
+        db.store_result(
+            due.id,
+            &RunReport::of(ResultStatus::Failed, Some(due.fire_token ^ 1)),
+            at
+        )
+        .await
+        .expect("stale"),
         ResultOutcome::Stale(JobStatus::Running)
     );
     assert_eq!(db.get(due.id).await.expect("get"), Some(running.clone()));
@@ -223,7 +255,7 @@ async fn a_result_naming_another_firing_changes_nothing(db: &Store) {
         std::slice::from_ref(&running)
     );
     assert_eq!(
-        db.store_result(due.id, ResultStatus::Failed, None, at)
+        db.store_result(due.id, &RunReport::of(ResultStatus::Failed, None), at)
             .await
             .expect("no token"),
         ResultOutcome::Stored
@@ -248,10 +280,14 @@ async fn a_result_of_a_retried_run_never_finishes_the_next_run(db: &Store) {
         .expect("claim")
         .expect("claimed");
     let retried = first.retried(at + TimeDelta::seconds(1));
-    assert!(db.replace_if(&retried, first.version).await.expect("retry"));
+    assert!(
+        db.replace_if(&retried, first.version, &[])
+            .await
+            .expect("retry")
+    );
     let (old, new) = (Some(first.fire_token), Some(retried.fire_token));
     let late = async |at| {
-        db.store_result(due.id, ResultStatus::Failed, old, at)
+        db.store_result(due.id, &RunReport::of(ResultStatus::Failed, old), at)
             .await
             .expect("late result")
     };
@@ -265,9 +301,13 @@ async fn a_result_of_a_retried_run_never_finishes_the_next_run(db: &Store) {
     assert_eq!(db.get(due.id).await.expect("get"), Some(second.clone()));
     let done_at = at + TimeDelta::seconds(2);
     assert_eq!(
-        db.store_result(due.id, ResultStatus::Succeeded, new, done_at)
-            .await
-            .expect("store"),
+        db.store_result(
+            due.id,
+            &RunReport::of(ResultStatus::Succeeded, new),
+            done_at
+        )
+        .await
+        .expect("store"),
         ResultOutcome::Stored
     );
     assert_eq!(
@@ -275,9 +315,13 @@ async fn a_result_of_a_retried_run_never_finishes_the_next_run(db: &Store) {
         ResultOutcome::Stale(JobStatus::Succeeded)
     );
     assert_eq!(
-        db.store_result(due.id, ResultStatus::Succeeded, new, done_at)
-            .await
-            .expect("again"),
+        db.store_result(
+            due.id,
+            &RunReport::of(ResultStatus::Succeeded, new),
+            done_at
+        )
+        .await
+        .expect("again"),
         ResultOutcome::Duplicate
     );
     assert_eq!(

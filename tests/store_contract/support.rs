@@ -9,9 +9,11 @@ pub use chrono::{DateTime, Duration as TimeDelta, SubsecRound, Utc};
 pub use scheduler_service::{
     domain::{
         Job, JobId, JobSpec, JobStatus, JobType, PendingEvents, ResultStatus,
+        history::{self, Run, RunCause, RunOutcome},
+        report::RunReport,
         retry::{Attempts, RetryPolicy},
     },
-    store::{DueJob, JobDB, ResultOutcome, Scan, StoreError, Unreadable},
+    store::{DueJob, JobDB, ResultOutcome, RunRetention, Scan, StoreError, Unreadable},
 };
 
 pub use super::{

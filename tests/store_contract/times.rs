@@ -23,7 +23,11 @@ async fn every_time_written_is_kept_to_the_millisecond(db: &Store) {
 
     let later = precise + TimeDelta::microseconds(2_500);
     let moved = read.rescheduled(spec("moved", later), later);
-    assert!(db.replace_if(&moved, read.version).await.expect("replace"));
+    assert!(
+        db.replace_if(&moved, read.version, &[])
+            .await
+            .expect("replace")
+    );
     let read = db.get(job.id).await.expect("get").expect("found");
     assert_eq!(read.spec.schedule_time, later.trunc_subsecs(3));
     assert_eq!(read.updated_at, later.trunc_subsecs(3));
@@ -38,9 +42,13 @@ async fn every_time_written_is_kept_to_the_millisecond(db: &Store) {
     assert_eq!(db.get(job.id).await.expect("get"), Some(claimed));
 
     let done_at = claimed_at + TimeDelta::microseconds(1_300);
-    db.store_result(job.id, ResultStatus::Succeeded, None, done_at)
-        .await
-        .expect("result");
+    db.store_result(
+        job.id,
+        &RunReport::of(ResultStatus::Succeeded, None),
+        done_at,
+    )
+    .await
+    .expect("result");
     let read = db.get(job.id).await.expect("get").expect("found");
     assert_eq!(read.updated_at, done_at.trunc_subsecs(3));
 }

@@ -25,7 +25,11 @@ async fn a_misfire_fails_the_job_only_if_nothing_changed_it_since_the_read(db: &
 
     let read = db.get(late.id).await.expect("get").expect("found");
     let failed = read.with_status(JobStatus::Failed, at);
-    assert!(db.replace_if(&failed, read.version).await.expect("misfire"));
+    assert!(
+        db.replace_if(&failed, read.version, &[])
+            .await
+            .expect("misfire")
+    );
     assert_eq!(db.get(late.id).await.expect("get"), Some(failed.clone()));
     assert_eq!(
         (failed.version, failed.pending),
@@ -61,9 +65,13 @@ async fn a_misfire_fails_the_job_only_if_nothing_changed_it_since_the_read(db: &
         "the update event is owed"
     );
     assert_eq!(
-        db.store_result(late.id, ResultStatus::Succeeded, None, now())
-            .await
-            .expect("result"),
+        db.store_result(
+            late.id,
+            &RunReport::of(ResultStatus::Succeeded, None),
+            now()
+        )
+        .await
+        .expect("result"),
         ResultOutcome::Ignored(JobStatus::Failed)
     );
 
@@ -75,15 +83,27 @@ async fn a_misfire_fails_the_job_only_if_nothing_changed_it_since_the_read(db: &
         .expect("claim")
         .expect("claimed");
     let failed = read.with_status(JobStatus::Failed, at);
-    assert!(!db.replace_if(&failed, read.version).await.expect("misfire"));
+    assert!(
+        !db.replace_if(&failed, read.version, &[])
+            .await
+            .expect("misfire")
+    );
     assert_eq!(db.get(claimed_first.id).await.expect("get"), Some(running));
 
     // An update won since the read: the job is due again, the misfire loses.
     let read = db.get(updated_first.id).await.expect("get").expect("found");
     let moved = read.rescheduled(spec("moved", at + TimeDelta::hours(1)), at);
-    assert!(db.replace_if(&moved, read.version).await.expect("update"));
+    assert!(
+        db.replace_if(&moved, read.version, &[])
+            .await
+            .expect("update")
+    );
     let failed = read.with_status(JobStatus::Failed, at);
-    assert!(!db.replace_if(&failed, read.version).await.expect("misfire"));
+    assert!(
+        !db.replace_if(&failed, read.version, &[])
+            .await
+            .expect("misfire")
+    );
     assert_eq!(db.get(updated_first.id).await.expect("get"), Some(moved));
 }
 
@@ -115,13 +135,21 @@ async fn a_stuck_run_fails_or_is_retried_unless_its_result_came_first(db: &Store
 
     // Policy "fail".
     let failed = to_fail.with_status(JobStatus::Failed, t);
-    assert!(db.replace_if(&failed, to_fail.version).await.expect("fail"));
+    assert!(
+        db.replace_if(&failed, to_fail.version, &[])
+            .await
+            .expect("fail")
+    );
     assert_eq!(db.get(failed.id).await.expect("get"), Some(failed.clone()));
     assert!(failed.pending.update);
     assert_eq!(
-        db.store_result(failed.id, ResultStatus::Succeeded, None, now())
-            .await
-            .expect("late result"),
+        db.store_result(
+            failed.id,
+            &RunReport::of(ResultStatus::Succeeded, None),
+            now()
+        )
+        .await
+        .expect("late result"),
         ResultOutcome::Ignored(JobStatus::Failed)
     );
 
@@ -129,7 +157,7 @@ async fn a_stuck_run_fails_or_is_retried_unless_its_result_came_first(db: &Store
     let retried = to_retry.retried(t);
     assert_ne!(retried.fire_token, to_retry.fire_token);
     assert!(
-        db.replace_if(&retried, to_retry.version)
+        db.replace_if(&retried, to_retry.version, &[])
             .await
             .expect("retry")
     );
@@ -162,13 +190,17 @@ async fn a_stuck_run_fails_or_is_retried_unless_its_result_came_first(db: &Store
 
     // The result arrived after the read: it wins, the retry loses.
     assert_eq!(
-        db.store_result(reported.id, ResultStatus::Succeeded, None, now())
-            .await
-            .expect("result"),
+        db.store_result(
+            reported.id,
+            &RunReport::of(ResultStatus::Succeeded, None),
+            now()
+        )
+        .await
+        .expect("result"),
         ResultOutcome::Stored
     );
     assert!(
-        !db.replace_if(&reported.retried(t), reported.version)
+        !db.replace_if(&reported.retried(t), reported.version, &[])
             .await
             .expect("retry")
     );

@@ -67,7 +67,11 @@ async fn scheduled_before_answers_scheduled_jobs_due_before_the_bound(db: &Store
 
     // Rescheduled: due at its new time, under its new token.
     let moved = late.rescheduled(spec("moved", t - TimeDelta::seconds(5)), now());
-    assert!(db.replace_if(&moved, late.version).await.expect("replace"));
+    assert!(
+        db.replace_if(&moved, late.version, &[])
+            .await
+            .expect("replace")
+    );
     let due = db
         .scheduled_before(until)
         .await

@@ -12,7 +12,7 @@ use super::{
 #[cfg(doc)]
 use crate::store::JobDB;
 use crate::{
-    domain::{Job, JobId, JobStatus},
+    domain::{Job, JobId, JobStatus, history},
     store::{StoreError, Unreadable, stored_time},
 };
 
@@ -151,9 +151,11 @@ pub(super) fn claim_in(
     let Some(current) = read_job(&txn.open_table(JOBS).map_err(storage)?, id)? else {
         return Ok(None);
     };
-    let claimed = current.claimed(fire_token, stored_time(now));
+    let now = stored_time(now);
+    let claimed = current.claimed(fire_token, now);
     if let Some(claimed) = &claimed {
         write_job(txn, id, Some(&current), Some(claimed))?;
+        super::runs::record(txn, &history::changes(&current, claimed, None, now))?;
     }
     Ok(claimed)
 }

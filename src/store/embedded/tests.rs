@@ -1,7 +1,7 @@
 use super::*;
 use super::{errors::commit_failed, writer::commit_group};
 use crate::domain::now;
-use crate::domain::{JobSpec, JobStatus, JobType};
+use crate::domain::{JobSpec, JobStatus, JobType, ResultStatus};
 
 fn job(in_ms: i64) -> Job {
     Job::new_scheduled(
@@ -218,27 +218,35 @@ async fn results_take_the_job_out_of_the_running_index(
     later: DateTime<Utc>,
 ) {
     assert_eq!(
-        db.store_result(early.id, ResultStatus::Failed, None, now())
+        db.store_result(early.id, &RunReport::of(ResultStatus::Failed, None), now())
             .await
             .unwrap(),
         ResultOutcome::Stored
     );
     assert_eq!(
-        db.store_result(early.id, ResultStatus::Failed, None, now())
+        db.store_result(early.id, &RunReport::of(ResultStatus::Failed, None), now())
             .await
             .unwrap(),
         ResultOutcome::Duplicate
     );
     assert_eq!(
-        db.store_result(early.id, ResultStatus::Succeeded, None, now())
-            .await
-            .unwrap(),
+        db.store_result(
+            early.id,
+            &RunReport::of(ResultStatus::Succeeded, None),
+            now()
+        )
+        .await
+        .unwrap(),
         ResultOutcome::Ignored(JobStatus::Failed)
     );
     assert_eq!(
-        db.store_result(JobId::new(), ResultStatus::Failed, None, now())
-            .await
-            .unwrap(),
+        db.store_result(
+            JobId::new(),
+            &RunReport::of(ResultStatus::Failed, None),
+            now()
+        )
+        .await
+        .unwrap(),
         ResultOutcome::UnknownJob
     );
     assert!(db.running_before(later).await.unwrap().found.is_empty());
@@ -247,8 +255,8 @@ async fn results_take_the_job_out_of_the_running_index(
 /// replace_if only at the expected version; delete removes every trace.
 async fn replace_and_delete_keep_the_indexes(db: &EmbeddedJobDB, late: &Job) {
     let moved = late.rescheduled(late.spec.clone(), now());
-    assert!(!db.replace_if(&moved, 7).await.unwrap());
-    assert!(db.replace_if(&moved, 0).await.unwrap());
+    assert!(!db.replace_if(&moved, 7, &[]).await.unwrap());
+    assert!(db.replace_if(&moved, 0, &[]).await.unwrap());
     assert!(db.delete(late.id).await.unwrap());
     assert!(!db.delete(late.id).await.unwrap());
     assert_eq!(

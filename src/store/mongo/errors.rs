@@ -100,7 +100,7 @@ fn transient_kind(kind: &ErrorKind) -> bool {
 
 /// Whether an insert failed on the unique index of client keys (a
 /// duplicate key error, 11000, that names it).
-pub(super) fn client_key_taken(err: &MongoError) -> bool {
+pub(super) fn duplicate_key(err: &MongoError) -> bool {
     matches!(&*err.kind, ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == 11000)
         && err.to_string().contains("clientKey")
 }

@@ -11,11 +11,11 @@
 //! and `delete_one` are used, so that MongoDB-protocol servers without
 //! `findAndModify` work too. Every operation has a bounded timeout.
 //!
-//! Recurring jobs (a `recurrence` field) are left out of the one-shot
-//! claim and result filters (`recurrence: null`); their claim and result
-//! are a read and an `update_one` filtered on the version read, of what
-//! the domain decided (`store::claim_recurring`). Client keys are
-//! unique through a partial unique index on `clientKey`.
+//! A claim and a result are a read and an `update_one` filtered on the
+//! version read, of what the domain decided (`store::claim_read`,
+//! `store::result_read`), so that the same update also owes the run's
+//! start or end to the history (see [`runs`]). Client keys are unique
+//! through a partial unique index on `clientKey`.
 
 use std::{future::Future, time::Duration};
 
@@ -30,19 +30,24 @@ use mongodb::{
 };
 
 use super::{
-    DueJob, JobDB, JobsPage, ResultOutcome, Scan, StoreError, claim_recurring, refused_result,
-    result_recurring,
+    DueJob, JobDB, JobsPage, ResultOutcome, RunRetention, RunsPage, Scan, StoreError, claim_read,
+    result_read,
 };
-use crate::domain::{Job, JobId, JobStatus, PageRequest, PendingEvents, ResultStatus};
+use crate::domain::{
+    Job, JobId, JobStatus, PageRequest, PendingEvents, history::RunChange, report::RunReport,
+};
 
 mod codec;
 mod errors;
+mod runs;
 #[cfg(test)]
 mod tests;
 
+pub use runs::RUNS_SUFFIX;
+
 use codec::{bson_time, mutable_fields, pending_fields};
 pub use codec::{job_from_document, job_to_document};
-use errors::{READ_ATTEMPTS, client_key_taken, cursor_lost, map_err};
+use errors::{READ_ATTEMPTS, cursor_lost, duplicate_key, map_err};
 
 /// The unique index of client keys.
 const CLIENT_KEY_INDEX: &str = "clientKey_unique";
@@ -58,6 +63,8 @@ const FIRST_BATCH: u32 = 100_000;
 #[derive(Clone)]
 pub struct MongoJobDB {
     jobs: Collection<Document>,
+    /// The runs of the jobs (see [`runs`]).
+    runs: Collection<Document>,
     timeout: Duration,
 }
 
@@ -89,8 +96,10 @@ impl MongoJobDB {
             options.max_pool_size = max_pool_size;
         }
         let client = Client::with_options(options).map_err(map_err)?;
+        let db = client.database(db_name);
         Ok(MongoJobDB {
-            jobs: client.database(db_name).collection(collection),
+            jobs: db.collection(collection),
+            runs: db.collection(&format!("{collection}{RUNS_SUFFIX}")),
             timeout,
         })
     }
@@ -101,11 +110,13 @@ impl MongoJobDB {
     ) -> Result<T, StoreError> {
         match tokio::time::timeout(self.timeout, op).await {
             Ok(result) => result.map_err(map_err),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "database did not answer within {:?}",
-                self.timeout
-            ))),
+            Err(_) => Err(self.did_not_answer()),
         }
+    }
+
+    /// A call the database did not answer within the timeout.
+    fn did_not_answer(&self) -> StoreError {
+        StoreError::Unavailable(format!("database did not answer within {:?}", self.timeout))
     }
 
     /// Runs a read (a `find` and its cursor), bounded like every call, again
@@ -126,12 +137,7 @@ impl MongoJobDB {
                     attempts += 1;
                 }
                 Ok(result) => return result.map_err(map_err),
-                Err(_) => {
-                    return Err(StoreError::Unavailable(format!(
-                        "database did not answer within {:?}",
-                        self.timeout
-                    )));
-                }
+                Err(_) => return Err(self.did_not_answer()),
             }
         }
     }
@@ -198,6 +204,8 @@ impl JobDB for MongoJobDB {
             index("outbox_updatedAt", doc! { "outbox": 1, "updatedAt": 1 }),
             // The timer's window query for recurring jobs.
             index("armed_scheduleTime", doc! { "armed": 1, "scheduleTime": 1 }),
+            // The history flush's query.
+            index("owesRuns", doc! { "owesRuns": 1 }),
             // Idempotent creation: one job per client key.
             IndexModel::builder()
                 .keys(doc! { "clientKey": 1 })
@@ -211,6 +219,9 @@ impl JobDB for MongoJobDB {
                 .build(),
         ];
         self.bounded(self.jobs.create_indexes(indexes).into_future())
+            .await?;
+        let newest = index("jobId_firedAt", doc! { "jobId": 1, "firedAt": -1 });
+        self.bounded(self.runs.create_index(newest).into_future())
             .await
             .map(|_| ())
     }
@@ -222,14 +233,11 @@ impl JobDB for MongoJobDB {
         )
         .await;
         match (inserted, &job.client_key) {
-            (Ok(Err(err)), Some(key)) if client_key_taken(&err) => {
+            (Ok(Err(err)), Some(key)) if duplicate_key(&err) => {
                 Err(StoreError::ClientKeyTaken(key.clone()))
             }
             (Ok(result), _) => result.map(|_| ()).map_err(map_err),
-            (Err(_), _) => Err(StoreError::Unavailable(format!(
-                "database did not answer within {:?}",
-                self.timeout
-            ))),
+            (Err(_), _) => Err(self.did_not_answer()),
         }
     }
 
@@ -277,84 +285,63 @@ impl JobDB for MongoJobDB {
         })
     }
 
-    async fn replace_if(&self, job: &Job, expected_version: i64) -> Result<bool, StoreError> {
+    async fn replace_if(
+        &self,
+        job: &Job,
+        expected_version: i64,
+        changes: &[RunChange],
+    ) -> Result<bool, StoreError> {
         let filter = doc! { "_id": job.id, "version": expected_version };
-        self.update_where(filter, doc! { "$set": mutable_fields(job) })
-            .await
+        let mut update = doc! { "$set": mutable_fields(job) };
+        if !changes.is_empty() {
+            runs::owe(&mut update, changes);
+        }
+        self.update_where(filter, update).await
     }
 
+    /// The job first, then its runs: a crash between the two leaves runs
+    /// without a job, which the retention's age limit removes.
     async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
         let result = self
             .bounded(self.jobs.delete_one(doc! { "_id": id }).into_future())
             .await?;
+        self.forget_runs(id).await?;
         Ok(result.deleted_count == 1)
     }
 
+    async fn runs(&self, id: JobId, page: PageRequest) -> Result<RunsPage, StoreError> {
+        self.runs_page(id, page).await
+    }
+
+    async fn prune_runs(&self, retention: RunRetention) -> Result<u64, StoreError> {
+        self.prune(retention).await
+    }
+
+    /// A read and a conditional write of what the domain decides (the
+    /// run's start is owed in the same update, see [`runs`]).
     async fn claim(
         &self,
         id: JobId,
         fire_token: i64,
         now: DateTime<Utc>,
     ) -> Result<Option<Job>, StoreError> {
-        let filter = doc! {
-            "_id": id,
-            "status": JobStatus::Scheduled.as_i32(),
-            "scheduledKey": fire_token,
-            // One-shot jobs only (a missing field matches null too).
-            "recurrence": null,
-        };
-        let update = doc! {
-            "$set": {
-                "status": JobStatus::Running.as_i32(),
-                "updatedAt": bson_time(now),
-                "pendingRun": true,
-                "outbox": 1,
-            },
-            "$inc": { "version": 1_i64 },
-        };
-        if !self.update_where(filter, update).await? {
-            // A recurring job is claimed by a read and a conditional write.
-            return match self.get(id).await? {
-                Some(job) if job.recurrence.is_some() => {
-                    claim_recurring(self, job, fire_token, now).await
-                }
-                _ => Ok(None),
-            };
+        match self.get(id).await? {
+            Some(job) => claim_read(self, job, fire_token, now).await,
+            None => Ok(None),
         }
-        // Read back the job we now own. Its fields cannot change while it is
-        // RUNNING (updates are refused), so this read sees what was claimed.
-        self.get(id).await
     }
 
+    /// A read and a conditional write, as for the claim.
     async fn store_result(
         &self,
         id: JobId,
-        result: ResultStatus,
-        fire_token: Option<i64>,
+        report: &RunReport,
         now: DateTime<Utc>,
     ) -> Result<ResultOutcome, StoreError> {
-        let mut filter =
-            doc! { "_id": id, "status": JobStatus::Running.as_i32(), "recurrence": null };
-        // A result that names its firing matches only that firing.
-        if let Some(token) = fire_token {
-            filter.insert("scheduledKey", token);
+        match self.get(id).await? {
+            Some(job) => result_read(self, job, report, now).await,
+            None => Ok(ResultOutcome::UnknownJob),
         }
-        let update = doc! {
-            "$set": { "status": result.job_status().as_i32(), "updatedAt": bson_time(now) },
-            "$inc": { "version": 1_i64 },
-        };
-        if self.update_where(filter, update).await? {
-            return Ok(ResultOutcome::Stored);
-        }
-        Ok(match self.get(id).await? {
-            None => ResultOutcome::UnknownJob,
-            Some(job) if job.recurrence.is_some() => {
-                result_recurring(self, job, result, fire_token, now)
-                    .await?
-                    .unwrap_or(ResultOutcome::UnknownJob)
-            }
-            Some(job) => refused_result(job.status, job.fire_token, result, fire_token),
-        })
     }
 
     async fn scheduled_before(&self, until: DateTime<Utc>) -> Result<Scan<DueJob>, StoreError> {

@@ -1,7 +1,10 @@
 //! The table, its indexes and every statement, written once for the
 //! store's schema.
 
-use super::TABLE;
+use super::{
+    TABLE,
+    runs::{self, RUNS_TABLE, RunSql},
+};
 use crate::domain::JobStatus;
 
 /// The columns of a job, in the order [`JobParams::as_params`] binds them.
@@ -12,7 +15,7 @@ pub(super) const COLUMNS: &str = "id, name, description, schedule_time, created_
 
 /// A one-shot job: the single-statement claim and result apply to these
 /// only; a recurring job's claim and result are a read and a conditional
-/// write of what the domain decides (see [`crate::store::claim_recurring`]).
+/// write of what the domain decides (see [`crate::store::claim_read`]).
 pub(super) const ONE_SHOT: &str = "recurrence IS NULL";
 
 /// The jobs the timer should hold: SCHEDULED one-shot jobs, and recurring
@@ -51,6 +54,7 @@ pub(super) struct Sql {
     pub(super) recurring_of: String,
     pub(super) replace_many_if: String,
     pub(super) armable_of: String,
+    pub(super) runs: RunSql,
 }
 
 impl Sql {
@@ -65,6 +69,7 @@ impl Sql {
         Sql {
             schema: schema.to_owned(),
             create: create_statements(&quoted, &t),
+            runs: RunSql::new(&format!("{quoted}.{RUNS_TABLE}")),
             insert: format!(
                 "INSERT INTO {t} ({COLUMNS}) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
@@ -96,7 +101,7 @@ impl Sql {
             store_result: format!(
                 "UPDATE {t} SET status = $2, version = version + 1, updated_at = $3 \
                  WHERE id = $1 AND status = {running} AND {ONE_SHOT} \
-                 AND ($4::bigint IS NULL OR scheduled_key = $4)"
+                 AND ($4::bigint IS NULL OR scheduled_key = $4) RETURNING scheduled_key"
             ),
             status_of: format!(
                 "SELECT status, scheduled_key, recurrence IS NOT NULL AS recurring \
@@ -251,7 +256,9 @@ pub(super) fn create_statements(schema: &str, t: &str) -> String {
              ON {t} (updated_at, id) WHERE {owing};
          DROP INDEX IF EXISTS {schema}.jobs_pending_updated_at;
          CREATE INDEX IF NOT EXISTS jobs_running_updated_at
-             ON {t} (updated_at, id) WHERE status = {running};"
+             ON {t} (updated_at, id) WHERE status = {running};
+         {runs}",
+        runs = runs::create_statement(&format!("{schema}.{RUNS_TABLE}"), t)
     )
 }
 

@@ -15,13 +15,19 @@ use super::{
         scan_rows,
     },
     errors::map_err,
+    runs::{self, run_from_row},
     sql::CLIENT_KEY_INDEX,
 };
 use crate::{
-    domain::{Job, JobId, JobStatus, PageRequest, PendingEvents, ResultStatus},
+    domain::{
+        Job, JobId, JobStatus, PageRequest, PendingEvents,
+        history::{self, Run, RunChange, RunEnd},
+        report::RunReport,
+    },
     store::{
-        ClaimManyError, DueJob, JobDB, JobsPage, RECURRING_ATTEMPTS, ResultOutcome, Scan,
-        StoreError, Unreadable, claim_recurring, refused_result, result_recurring, stored_time,
+        ClaimManyError, DueJob, JobDB, JobsPage, RECURRING_ATTEMPTS, ResultOutcome, RunRetention,
+        RunsPage, Scan, StoreError, Unreadable, claim_read, refused_result, result_read,
+        stored_time,
     },
 };
 
@@ -148,18 +154,84 @@ impl JobDB for PgJobDB {
         })
     }
 
-    async fn replace_if(&self, job: &Job, expected_version: i64) -> Result<bool, StoreError> {
+    async fn replace_if(
+        &self,
+        job: &Job,
+        expected_version: i64,
+        changes: &[RunChange],
+    ) -> Result<bool, StoreError> {
         let values = JobParams::new(job);
         let mut params: Vec<&(dyn ToSql + Sync)> = values.as_params().to_vec();
         params.push(&expected_version);
-        Ok(self.execute(&self.sql.replace_if, &params).await? == 1)
+        if changes.is_empty() {
+            return Ok(self.execute(&self.sql.replace_if, &params).await? == 1);
+        }
+        self.in_transaction(async |tx| {
+            let statement = tx
+                .prepare_cached(&self.sql.replace_if)
+                .await
+                .map_err(map_err)?;
+            if tx.execute(&statement, &params).await.map_err(map_err)? != 1 {
+                return Ok(false);
+            }
+            runs::record(tx, &self.sql.runs, changes).await?;
+            Ok(true)
+        })
+        .await
     }
 
+    /// Its runs go with it (the foreign key cascades).
     async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
         let deleted = self
             .execute(&self.sql.delete, &[&id.bytes().as_slice()])
             .await?;
         Ok(deleted == 1)
+    }
+
+    async fn runs(&self, id: JobId, page: PageRequest) -> Result<RunsPage, StoreError> {
+        let offset = i64::try_from(page.offset()).unwrap_or(i64::MAX);
+        let limit = i64::try_from(page.size).unwrap_or(i64::MAX);
+        let bytes = id.bytes();
+        let job = &bytes.as_slice();
+        let (total, rows) = self
+            .in_transaction(async |tx| {
+                let count = tx
+                    .prepare_cached(&self.sql.runs.count)
+                    .await
+                    .map_err(map_err)?;
+                let total: i64 = tx
+                    .query_one(&count, &[job])
+                    .await
+                    .and_then(|row| row.try_get(0))
+                    .map_err(map_err)?;
+                let page = tx
+                    .prepare_cached(&self.sql.runs.page)
+                    .await
+                    .map_err(map_err)?;
+                let rows = tx
+                    .query(&page, &[job, &offset, &limit])
+                    .await
+                    .map_err(map_err)?;
+                Ok((total, rows))
+            })
+            .await?;
+        Ok(RunsPage {
+            runs: rows
+                .iter()
+                .map(|row| run_from_row(id, row))
+                .collect::<Result<_, _>>()?,
+            total: u64::try_from(total).unwrap_or(0),
+        })
+    }
+
+    async fn prune_runs(&self, retention: RunRetention) -> Result<u64, StoreError> {
+        let per_job = i64::from(retention.per_job);
+        let limit = i64::try_from(retention.limit).unwrap_or(i64::MAX);
+        self.execute(
+            &self.sql.runs.prune,
+            &[&per_job, &retention.fired_before, &limit],
+        )
+        .await
     }
 
     async fn claim(
@@ -168,21 +240,27 @@ impl JobDB for PgJobDB {
         fire_token: i64,
         now: DateTime<Utc>,
     ) -> Result<Option<Job>, StoreError> {
-        let row = self
-            .query_opt(
-                &self.sql.claim,
-                &[&id.bytes().as_slice(), &fire_token, &ms(now)],
-            )
+        let now = ms(now);
+        let bytes = id.bytes();
+        let claimed = self
+            .in_transaction(async |tx| {
+                let statement = tx.prepare_cached(&self.sql.claim).await.map_err(map_err)?;
+                let params: [&(dyn ToSql + Sync); 3] = [&bytes.as_slice(), &fire_token, &now];
+                let Some(row) = tx.query_opt(&statement, &params).await.map_err(map_err)? else {
+                    return Ok(None);
+                };
+                let job = job_from_row(&row)?;
+                runs::record(tx, &self.sql.runs, &started(&[&job], now)).await?;
+                Ok(Some(job))
+            })
             .await?;
-        if let Some(row) = row {
-            return Ok(Some(job_from_row(&row)?));
+        if claimed.is_some() {
+            return Ok(claimed);
         }
         // Left out by the one-shot statement: a recurring job is claimed by
         // a read and a conditional write.
         match self.get(id).await? {
-            Some(job) if job.recurrence.is_some() => {
-                claim_recurring(self, job, fire_token, now).await
-            }
+            Some(job) if job.recurrence.is_some() => claim_read(self, job, fire_token, now).await,
             _ => Ok(None),
         }
     }
@@ -197,11 +275,25 @@ impl JobDB for PgJobDB {
         }
         let arrays = IdArrays::new(firings);
         let (ids, keys) = (arrays.ids(), &arrays.numbers);
-        // One statement: it claims all of the batch's one-shot jobs or none.
+        let now = ms(now);
+        // One statement claims all of the batch's one-shot jobs or none,
+        // and one more records their runs, in one transaction.
         let claimed = self
-            .query(&self.sql.claim_many, &[&ids, keys, &ms(now)])
+            .in_transaction(async |tx| {
+                let statement = tx
+                    .prepare_cached(&self.sql.claim_many)
+                    .await
+                    .map_err(map_err)?;
+                let rows = tx
+                    .query(&statement, &[&ids, keys, &now])
+                    .await
+                    .map_err(map_err)?;
+                let claimed = jobs_from_rows(&rows)?;
+                let jobs: Vec<&Job> = claimed.iter().collect();
+                runs::record(tx, &self.sql.runs, &started(&jobs, now)).await?;
+                Ok(claimed)
+            })
             .await
-            .and_then(|rows| jobs_from_rows(&rows))
             .map_err(|err| ClaimManyError::whole(firings, err))?;
         if claimed.len() == firings.len() {
             return Ok(claimed);
@@ -222,19 +314,31 @@ impl JobDB for PgJobDB {
     async fn store_result(
         &self,
         id: JobId,
-        result: ResultStatus,
-        fire_token: Option<i64>,
+        report: &RunReport,
         now: DateTime<Utc>,
     ) -> Result<ResultOutcome, StoreError> {
+        let (result, fire_token) = (report.status, report.fire_token);
         let bytes = id.bytes();
         let status = result.job_status() as i16;
+        let now = ms(now);
         let stored = self
-            .execute(
-                &self.sql.store_result,
-                &[&bytes.as_slice(), &status, &ms(now), &fire_token],
-            )
+            .in_transaction(async |tx| {
+                let statement = tx
+                    .prepare_cached(&self.sql.store_result)
+                    .await
+                    .map_err(map_err)?;
+                let params: [&(dyn ToSql + Sync); 4] =
+                    [&bytes.as_slice(), &status, &now, &fire_token];
+                let Some(row) = tx.query_opt(&statement, &params).await.map_err(map_err)? else {
+                    return Ok(false);
+                };
+                let token: i64 = column(&row, id, "scheduled_key")?;
+                let end = RunEnd::reported(id, token, report, now);
+                runs::record(tx, &self.sql.runs, &[RunChange::Ended(end)]).await?;
+                Ok(true)
+            })
             .await?;
-        if stored == 1 {
+        if stored {
             return Ok(ResultOutcome::Stored);
         }
         // Nothing changed; read the job only to tell why, or to store the
@@ -252,9 +356,8 @@ impl JobDB for PgJobDB {
         let current_token: i64 = column(&row, id, "scheduled_key")?;
         if column(&row, id, "recurring")?
             && let Some(job) = self.get(id).await?
-            && let Some(outcome) = result_recurring(self, job, result, fire_token, now).await?
         {
-            return Ok(outcome);
+            return result_read(self, job, report, now).await;
         }
         Ok(refused_result(current, current_token, result, fire_token))
     }
@@ -339,20 +442,41 @@ impl PgJobDB {
     }
 
     /// Writes each job of `jobs` whose row is still at the version given
-    /// with it, in one statement; the ids written.
-    async fn replace_many_if(&self, jobs: &[(Job, i64)]) -> Result<HashSet<JobId>, StoreError> {
+    /// with it, in one statement, and the run changes of those written
+    /// (`changes`, by job) in the same transaction; the ids written.
+    async fn replace_many_if(
+        &self,
+        jobs: &[(Job, i64)],
+        changes: &HashMap<JobId, Vec<RunChange>>,
+    ) -> Result<HashSet<JobId>, StoreError> {
         let columns = JobColumns::new(jobs);
-        let rows = self
-            .query(&self.sql.replace_many_if, &columns.as_params())
-            .await?;
-        Ok(rows.iter().map(id_from_row).collect::<Result<_, _>>()?)
+        self.in_transaction(async |tx| {
+            let statement = tx
+                .prepare_cached(&self.sql.replace_many_if)
+                .await
+                .map_err(map_err)?;
+            let rows = tx
+                .query(&statement, &columns.as_params())
+                .await
+                .map_err(map_err)?;
+            let written: HashSet<JobId> = rows.iter().map(id_from_row).collect::<Result<_, _>>()?;
+            let recorded: Vec<RunChange> = written
+                .iter()
+                .filter_map(|id| changes.get(id))
+                .flatten()
+                .cloned()
+                .collect();
+            runs::record(tx, &self.sql.runs, &recorded).await?;
+            Ok(written)
+        })
+        .await
     }
 
     /// Claims the recurring jobs of a batch (`recurring`, read under their
     /// firing's token) after the batch statement claimed `claimed`: what
     /// [`Job::claimed`] decides for each, written in one statement, each
     /// row only if still at the version read. Those that changed meanwhile
-    /// are read again and tried again, as [`claim_recurring`] does for one
+    /// are read again and tried again, as [`claim_read`] does for one
     /// job; those whose token changed were claimed by another replica.
     pub(super) async fn claim_each_recurring(
         &self,
@@ -371,16 +495,20 @@ impl PgJobDB {
         for _ in 0..RECURRING_ATTEMPTS {
             let tokens: HashMap<JobId, i64> =
                 read.iter().map(|job| (job.id, job.fire_token)).collect();
+            let now = stored_time(now);
+            let mut changes = HashMap::new();
             let decided: Vec<(Job, i64)> = read
                 .iter()
                 .filter_map(|job| {
-                    Some((job.claimed(job.fire_token, stored_time(now))?, job.version))
+                    let next = job.claimed(job.fire_token, now)?;
+                    changes.insert(job.id, history::changes(job, &next, None, now));
+                    Some((next, job.version))
                 })
                 .collect();
             if decided.is_empty() {
                 return Ok(claimed);
             }
-            let written = match self.replace_many_if(&decided).await {
+            let written = match self.replace_many_if(&decided, &changes).await {
                 Ok(written) => written,
                 Err(error) => {
                     let failed = read.iter().map(|job| (job.id, job.fire_token)).collect();
@@ -424,4 +552,13 @@ impl PgJobDB {
             failed,
         })
     }
+}
+
+/// The starts of the runs of one-shot jobs a claim statement just claimed
+/// (each under the token it still carries).
+fn started(jobs: &[&Job], now: DateTime<Utc>) -> Vec<RunChange> {
+    jobs.iter()
+        .filter_map(|job| Run::started(job, job.fire_token, now))
+        .map(RunChange::Started)
+        .collect()
 }

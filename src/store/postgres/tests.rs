@@ -149,7 +149,7 @@ async fn a_batch_of_recurring_claims_retries_a_job_changed_under_it() {
     }
     let now = ms(Utc::now());
     let resumed = changed.with_paused(false, now).unwrap();
-    assert!(db.replace_if(&resumed, changed.version).await.unwrap());
+    assert!(db.replace_if(&resumed, changed.version, &[]).await.unwrap());
     let other = db.claim(taken.id, taken.fire_token, now).await.unwrap();
     assert!(other.is_some(), "another claimer's");
 

@@ -1,0 +1,301 @@
+//! The run history: a claim starts its run's record and a result ends it,
+//! in the same atomic step as the job change (a lost claim or a lost
+//! conditional write records nothing, a claim made once records once);
+//! `replace_if` writes the run changes it is given only when it wins; a
+//! job's runs are listed newest first, in pages, with their total;
+//! deleting a job deletes its runs; pruning keeps the newest runs of each
+//! job and removes old finished runs, in bounded batches.
+
+use super::recurring::every_minute;
+use super::support::*;
+
+cases!(
+    a_claim_starts_a_run_and_its_result_ends_it,
+    a_batch_claim_records_each_run_once,
+    a_lost_claim_or_write_records_nothing,
+    retries_are_runs_of_their_own_listed_newest_first,
+    a_run_timeout_ends_the_run_timed_out,
+    a_recurring_occurrence_is_a_run,
+    deleting_a_job_deletes_its_runs,
+    pruning_keeps_the_newest_and_removes_old_finished_runs_in_batches,
+);
+
+/// All of job `id`'s runs, newest first.
+async fn runs_of(db: &Store, id: JobId) -> Vec<Run> {
+    let listed = db.runs(id, page(1, 100)).await.expect("runs");
+    assert_eq!(
+        listed.total,
+        listed.runs.len() as u64,
+        "one page holds them all"
+    );
+    listed.runs
+}
+
+/// A one-shot job due at `due`, allowed `attempts` attempts, stored.
+async fn stored(db: &Store, name: &str, due: DateTime<Utc>, attempts: u32) -> Job {
+    let mut job = job(name, due);
+    job.attempts = Attempts::fresh(Some(
+        RetryPolicy::new(attempts, 1_000, 1_000, 1.0, 0.0).expect("policy"),
+    ));
+    db.insert(&job).await.expect("insert");
+    job
+}
+
+fn failure(error: &str) -> RunReport {
+    RunReport::of(ResultStatus::Failed, None)
+        .with_details(Some(error.into()), Some("worker-7".into()), false, None)
+        .expect("report")
+}
+
+/// `job` (RUNNING) after a failure at `at` with attempts left: written
+/// with its run's end; the retry, SCHEDULED under a new token.
+async fn fail(db: &Store, job: &Job, error: &str, at: DateTime<Utc>) -> Job {
+    let report = failure(error);
+    let retry = job
+        .take_report(&report, &RetryPolicy::NONE, at)
+        .expect("takes the report");
+    let runs = history::changes(job, &retry, Some(&report), at);
+    assert!(
+        db.replace_if(&retry, job.version, &runs)
+            .await
+            .expect("write")
+    );
+    retry
+}
+
+async fn claimed(db: &Store, job: &Job, at: DateTime<Utc>) -> Job {
+    db.claim(job.id, job.fire_token, at)
+        .await
+        .expect("claim")
+        .expect("claimed")
+}
+
+async fn a_claim_starts_a_run_and_its_result_ends_it(db: &Store) {
+    let due = now() - TimeDelta::seconds(3);
+    let job = stored(db, "once", due, 1).await;
+    assert!(runs_of(db, job.id).await.is_empty());
+    let fired_at = now();
+    let running = claimed(db, &job, fired_at).await;
+    let started = Run {
+        job_id: job.id,
+        fire_token: running.fire_token,
+        attempt: 1,
+        cause: RunCause::Scheduled,
+        due_at: due,
+        fired_at,
+        finished_at: None,
+        outcome: RunOutcome::Running,
+        error: None,
+        executor: None,
+    };
+    assert_eq!(runs_of(db, job.id).await, std::slice::from_ref(&started));
+
+    let done_at = fired_at + TimeDelta::seconds(2);
+    let report = RunReport::of(ResultStatus::Succeeded, Some(running.fire_token))
+        .with_details(None, Some("mailer-1".into()), false, None)
+        .expect("report");
+    let outcome = db
+        .store_result(job.id, &report, done_at)
+        .await
+        .expect("result");
+    assert_eq!(outcome, ResultOutcome::Stored);
+    let ended = Run {
+        finished_at: Some(done_at),
+        outcome: RunOutcome::Succeeded,
+        executor: Some("mailer-1".into()),
+        ..started
+    };
+    assert_eq!(runs_of(db, job.id).await, std::slice::from_ref(&ended));
+
+    // The same result again changes neither the job nor its run.
+    let again = db.store_result(job.id, &report, done_at + TimeDelta::seconds(1));
+    assert_eq!(again.await.expect("again"), ResultOutcome::Duplicate);
+    assert_eq!(runs_of(db, job.id).await, [ended]);
+}
+
+async fn a_batch_claim_records_each_run_once(db: &Store) {
+    let at = now();
+    let jobs = [
+        stored(db, "a", at, 1).await,
+        stored(db, "b", at, 1).await,
+        stored(db, "c", at, 1).await,
+    ];
+    let mut firings: Vec<(JobId, i64)> = jobs.iter().map(|j| (j.id, j.fire_token)).collect();
+    // A firing named twice is claimed, and recorded, once.
+    firings.push(firings[0]);
+    let won = db.claim_many(&firings, at).await.expect("claim_many");
+    assert_eq!(won.len(), 3);
+    for job in &jobs {
+        let runs = runs_of(db, job.id).await;
+        assert_eq!(runs.len(), 1, "{}", job.spec.name);
+        assert_eq!(runs[0].fire_token, job.fire_token);
+        assert_eq!(runs[0].outcome, RunOutcome::Running);
+    }
+}
+
+async fn a_lost_claim_or_write_records_nothing(db: &Store) {
+    let at = now();
+    let job = stored(db, "lost", at, 3).await;
+    let stale = db
+        .claim(job.id, job.fire_token ^ 1, at)
+        .await
+        .expect("claim");
+    assert!(stale.is_none());
+    assert!(runs_of(db, job.id).await.is_empty());
+
+    let running = claimed(db, &job, at).await;
+    assert!(
+        db.claim(job.id, job.fire_token, at)
+            .await
+            .expect("again")
+            .is_none()
+    );
+    assert_eq!(runs_of(db, job.id).await.len(), 1);
+
+    // A write that loses its version check writes none of its run changes.
+    let report = failure("lost");
+    let retry = running
+        .take_report(&report, &RetryPolicy::NONE, at)
+        .expect("takes it");
+    let runs = history::changes(&running, &retry, Some(&report), at);
+    let lost = db.replace_if(&retry, running.version - 1, &runs).await;
+    assert!(!lost.expect("write"));
+    assert_eq!(runs_of(db, job.id).await[0].outcome, RunOutcome::Running);
+}
+
+async fn retries_are_runs_of_their_own_listed_newest_first(db: &Store) {
+    let start = now() - TimeDelta::minutes(10);
+    let mut job = stored(db, "flaky", start, 5).await;
+    let mut tokens = Vec::new();
+    for n in 0..4 {
+        let at = start + TimeDelta::seconds(10 * n);
+        let running = claimed(db, &job, at).await;
+        tokens.push(running.fire_token);
+        job = fail(
+            db,
+            &running,
+            &format!("failure {n}"),
+            at + TimeDelta::seconds(1),
+        )
+        .await;
+    }
+    let runs = runs_of(db, job.id).await;
+    let listed: Vec<(i64, u32, RunCause, RunOutcome)> = runs
+        .iter()
+        .map(|r| (r.fire_token, r.attempt, r.cause, r.outcome))
+        .collect();
+    let expected: Vec<(i64, u32, RunCause, RunOutcome)> = (0..4)
+        .rev()
+        .map(|n| {
+            let cause = if n == 0 {
+                RunCause::Scheduled
+            } else {
+                RunCause::Retry
+            };
+            (tokens[n], n as u32 + 1, cause, RunOutcome::Failed)
+        })
+        .collect();
+    assert_eq!(listed, expected);
+    assert_eq!(runs[0].error.as_deref(), Some("failure 3"));
+    assert_eq!(runs[3].executor.as_deref(), Some("worker-7"));
+
+    let second = db.runs(job.id, page(2, 3)).await.expect("page 2");
+    assert_eq!(second.total, 4);
+    assert_eq!(second.runs, runs[3..]);
+}
+
+async fn a_run_timeout_ends_the_run_timed_out(db: &Store) {
+    let at = now();
+    let job = stored(db, "stuck", at, 1).await;
+    let running = claimed(db, &job, at).await;
+    let later = at + TimeDelta::minutes(5);
+    let retried = running.retried(later);
+    let runs = history::changes(&running, &retried, None, later);
+    assert!(
+        db.replace_if(&retried, running.version, &runs)
+            .await
+            .expect("write")
+    );
+    let listed = runs_of(db, job.id).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].outcome, RunOutcome::TimedOut);
+    assert_eq!(listed[0].finished_at, Some(later));
+}
+
+async fn a_recurring_occurrence_is_a_run(db: &Store) {
+    let job = every_minute("recurring history", None);
+    db.insert(&job).await.expect("insert");
+    let at = now();
+    let running = claimed(db, &job, at).await;
+    let runs = runs_of(db, job.id).await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].fire_token, job.fire_token);
+    assert_eq!(runs[0].due_at, job.spec.schedule_time);
+    assert_ne!(
+        running.fire_token, job.fire_token,
+        "the next occurrence's token"
+    );
+
+    let report = RunReport::of(ResultStatus::Failed, Some(job.fire_token));
+    let outcome = db.store_result(job.id, &report, at).await.expect("result");
+    assert_eq!(outcome, ResultOutcome::Stored);
+    assert_eq!(runs_of(db, job.id).await[0].outcome, RunOutcome::Failed);
+}
+
+async fn deleting_a_job_deletes_its_runs(db: &Store) {
+    let at = now();
+    let gone = stored(db, "gone", at, 1).await;
+    let kept = stored(db, "kept", at, 1).await;
+    claimed(db, &gone, at).await;
+    claimed(db, &kept, at).await;
+    assert!(db.delete(gone.id).await.expect("delete"));
+    assert!(runs_of(db, gone.id).await.is_empty());
+    assert_eq!(runs_of(db, kept.id).await.len(), 1);
+}
+
+async fn pruning_keeps_the_newest_and_removes_old_finished_runs_in_batches(db: &Store) {
+    let start = now() - TimeDelta::hours(2);
+    // Five finished runs, a minute apart, two hours ago.
+    let mut many = stored(db, "many", start, 10).await;
+    for n in 0..5 {
+        let at = start + TimeDelta::minutes(n);
+        let running = claimed(db, &many, at).await;
+        many = fail(db, &running, "again", at).await;
+    }
+    // One old run still running, and one recent finished run.
+    let old = stored(db, "old", start, 10).await;
+    let old = claimed(db, &old, start).await;
+    let recent = stored(db, "recent", now(), 10).await;
+    let recent = claimed(db, &recent, now()).await;
+    fail(db, &recent, "recent", now()).await;
+
+    let retention = RunRetention {
+        per_job: 3,
+        fired_before: start + TimeDelta::seconds(150),
+        limit: 1,
+    };
+    let mut removed = Vec::new();
+    loop {
+        let n = db.prune_runs(retention).await.expect("prune");
+        assert!(n <= 1, "a batch is bounded by the limit");
+        if n == 0 {
+            break;
+        }
+        removed.push(n);
+        assert!(removed.len() <= 10, "pruning never ends");
+    }
+    // Of `many`: two beyond the newest three, and one more fired before
+    // the cutoff (minute 2); minutes 3 and 4 stay.
+    assert_eq!(removed.len(), 3);
+    let kept: Vec<DateTime<Utc>> = runs_of(db, many.id)
+        .await
+        .iter()
+        .map(|r| r.fired_at)
+        .collect();
+    assert_eq!(
+        kept,
+        [start + TimeDelta::minutes(4), start + TimeDelta::minutes(3)]
+    );
+    assert_eq!(runs_of(db, old.id).await.len(), 1, "a running run is kept");
+    assert_eq!(runs_of(db, recent.id).await.len(), 1);
+}
