@@ -6,7 +6,9 @@
 //! topic and to `JobEvents` subscribers) carrying its attempts and last
 //! error, and an operator reruns it; a final failure ends the attempts
 //! early, and a requested delay replaces the backoff; bad policies and
-//! oversized results are refused naming the field.
+//! oversized results are refused naming the field. Each firing is a run of
+//! the job's history (ListJobRuns), with its attempt, cause, outcome and
+//! what its executor said.
 
 mod common;
 
@@ -93,6 +95,17 @@ impl Setup {
         assert_eq!(got, wanted, "job {id}");
     }
 
+    /// One page of job `id`'s runs.
+    async fn runs(&mut self, id: &str, page: i64, size: i64) -> proto::ListJobRunsResponse {
+        let request = proto::ListJobRunsRequest {
+            id: id.to_owned(),
+            page,
+            size,
+        };
+        let listed = self.app.client.list_job_runs(request).await;
+        listed.expect("ListJobRuns").into_inner()
+    }
+
     async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         metric_value(&scrape_metrics(self.app.metrics_port).await, name, labels)
     }
@@ -163,6 +176,97 @@ async fn a_job_that_fails_twice_then_succeeds_runs_three_times_and_succeeds() {
         .report(&first, proto::JobStatus::Failed, failure("late"))
         .await;
     assert_eq!(stale.expect("ReportResult"), "stale");
+
+    // Its history: three runs, newest first, each with its firing, attempt
+    // and what its executor said.
+    let runs = setup.runs(&id, 1, 10).await;
+    assert_eq!((runs.total_count, runs.has_more), (3, false));
+    let seen: Vec<(i64, i32, i32, i32, &str, &str)> = runs
+        .runs
+        .iter()
+        .map(|r| {
+            let (error, executor) = (r.error.as_str(), r.executor.as_str());
+            (r.fire_token, r.attempt, r.cause, r.outcome, error, executor)
+        })
+        .collect();
+    let (scheduled, retry) = (
+        proto::RunCause::Scheduled as i32,
+        proto::RunCause::Retry as i32,
+    );
+    let (ok, failed) = (
+        proto::RunOutcome::Succeeded as i32,
+        proto::RunOutcome::Failed as i32,
+    );
+    assert_eq!(
+        seen,
+        [
+            (third.fire_token, 3, retry, ok, "", ""),
+            (
+                second.fire_token,
+                2,
+                retry,
+                failed,
+                "connection reset",
+                "mailer-1"
+            ),
+            (
+                first.fire_token,
+                1,
+                scheduled,
+                failed,
+                "SMTP 451",
+                "mailer-1"
+            ),
+        ]
+    );
+    for run in &runs.runs {
+        let (fired, finished) = (
+            run.fired_time.expect("fired"),
+            run.finished_time.expect("done"),
+        );
+        assert!(
+            finished.seconds * 1_000 + i64::from(finished.nanos / 1_000_000)
+                >= fired.seconds * 1_000 + i64::from(fired.nanos / 1_000_000)
+        );
+        assert!(run.lateness_ms >= 0, "{run:?}");
+    }
+    let second_page = setup.runs(&id, 2, 2).await;
+    assert_eq!(second_page.runs, runs.runs[2..]);
+    setup.app.stop().await;
+}
+
+#[tokio::test]
+async fn listing_runs_refuses_an_unknown_job_and_a_bad_page() {
+    let mut setup = Setup::new(&[]).await;
+    let client = &mut setup.app.client;
+    let unknown = proto::ListJobRunsRequest {
+        id: "0123456789abcdef01234567".into(),
+        page: 1,
+        size: 10,
+    };
+    let err = client
+        .list_job_runs(unknown)
+        .await
+        .expect_err("unknown job");
+    assert_eq!(err.code(), Code::NotFound);
+    let id = create_job(client, create_request("later", 3_600)).await;
+    let empty = setup.runs(&id, 1, 10).await;
+    assert_eq!(
+        (empty.total_count, empty.runs.len()),
+        (0, 0),
+        "not fired yet"
+    );
+    let client = &mut setup.app.client;
+    for (page, size, field) in [(0, 10, "page"), (1, 0, "size"), (1, 100_000, "size")] {
+        let request = proto::ListJobRunsRequest {
+            id: id.clone(),
+            page,
+            size,
+        };
+        let err = client.list_job_runs(request).await.expect_err("bad page");
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(err.message().contains(field), "{}", err.message());
+    }
     setup.app.stop().await;
 }
 

@@ -2,7 +2,8 @@
 //! replicas given each failure twice (through Kafka to whichever replica
 //! consumes it, and through `ReportResult` to another) retry each failure
 //! exactly once; and a service killed (SIGKILL) between a failure and its
-//! retry runs the retry exactly once after its restart.
+//! retry runs the retry exactly once after its restart. In both, the job's
+//! run history holds each firing exactly once.
 
 mod common;
 
@@ -77,6 +78,32 @@ async fn status_of(client: &mut JobsServiceClient<Channel>, id: &str) -> proto::
     proto::JobStatus::try_from(job.status).expect("a status")
 }
 
+/// Job `id`'s history as (fire token, attempt, outcome), oldest first.
+async fn history(client: &mut JobsServiceClient<Channel>, id: &str) -> Vec<(i64, i32, i32)> {
+    let request = proto::ListJobRunsRequest {
+        id: id.to_owned(),
+        page: 1,
+        size: 10,
+    };
+    let listed = client.list_job_runs(request).await.expect("ListJobRuns");
+    let mut runs: Vec<(i64, i32, i32)> = listed
+        .into_inner()
+        .runs
+        .iter()
+        .map(|r| (r.fire_token, r.attempt, r.outcome))
+        .collect();
+    runs.reverse();
+    runs
+}
+
+/// A failed first run and a successful retry, under these fire tokens.
+fn failed_then_succeeded(first: i64, retry: i64) -> Vec<(i64, i32, i32)> {
+    vec![
+        (first, 1, proto::RunOutcome::Failed as i32),
+        (retry, 2, proto::RunOutcome::Succeeded as i32),
+    ]
+}
+
 /// The distinct firings (keys) of each job among `events`.
 fn firings(events: &[ReceivedEvent]) -> HashMap<String, HashSet<i64>> {
     let mut by_job: HashMap<String, HashSet<i64>> = HashMap::new();
@@ -148,6 +175,12 @@ async fn three_replicas_given_each_failure_twice_retry_it_exactly_once() {
             status_of(&mut client, &id).await,
             proto::JobStatus::Succeeded
         );
+        // The history holds each firing once, however many replicas
+        // raced on its claim and its results.
+        let runs = history(&mut client, &id).await;
+        let (first, retry) = (runs[0].0, runs.get(1).map_or(0, |r| r.0));
+        assert!(keys.contains(&first) && keys.contains(&retry), "job {id}");
+        assert_eq!(runs, failed_then_succeeded(first, retry), "job {id}");
     }
     for replica in &mut replicas {
         replica.terminate().await;
@@ -195,10 +228,16 @@ async fn a_kill_9_between_a_failure_and_its_retry_runs_the_retry_once() {
         report(service.port, &retry, proto::JobStatus::Succeeded).await,
         "stored"
     );
+    let (first_key, retry_key) = (events[0].event.fire_token, retry.event.fire_token);
     events.push(retry);
     assert_eq!(
         status_of(&mut client, &id).await,
         proto::JobStatus::Succeeded
+    );
+    assert_eq!(
+        history(&mut client, &id).await,
+        failed_then_succeeded(first_key, retry_key),
+        "each run once across the kill"
     );
     service.terminate().await;
     events.extend(runs.rest().await);

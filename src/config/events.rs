@@ -53,28 +53,12 @@ impl EventVars {
     }
 }
 
-/// `<count>,<age>`: a count of at least 1, and an age of at least 1 in
-/// seconds (`s`), minutes (`m`), hours (`h`) or days (`d`).
+/// `<count>,<age>` (see [`value::retention`]).
 fn parse_retention(text: &str) -> Result<EventSettings, String> {
-    let form = || format!("expected <count>,<age> such as {DEFAULT_RETENTION}, got {text:?}");
-    let (count, age) = text.split_once(',').ok_or_else(form)?;
-    let retention_events: u64 = value::parse_whole(count.trim())?;
-    let age = age.trim();
-    let unit = match age.chars().last() {
-        Some('s') => 1,
-        Some('m') => 60,
-        Some('h') => 3600,
-        Some('d') => 24 * 3600,
-        _ => return Err(format!("{}: the age ends in s, m, h or d", form())),
-    };
-    let amount: u64 = value::parse_whole(&age[..age.len() - 1])?;
-    if retention_events == 0 || amount == 0 {
-        return Err(format!("{}: count and age must be at least 1", form()));
-    }
-    let seconds = amount.checked_mul(unit).ok_or_else(form)?;
+    let (retention_events, retention_age) = value::retention(text, DEFAULT_RETENTION)?;
     Ok(EventSettings {
         retention_events,
-        retention_age: Duration::from_secs(seconds),
+        retention_age,
     })
 }
 

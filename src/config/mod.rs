@@ -14,7 +14,7 @@
 //! are the variables (lower-cased, as config-rs keys them) with their
 //! defaults, then checks the rules across fields: [`server`], [`database`],
 //! [`broker`] and [`kafka_security`], [`scheduler`], [`security`],
-//! [`telemetry`], [`events`]. A missing or
+//! [`telemetry`], [`events`], [`history`]. A missing or
 //! invalid setting is one [`ConfigError`] naming the variable.
 
 use std::{collections::HashMap, path::Path, time::Duration};
@@ -25,6 +25,7 @@ use serde::{Deserialize, de::DeserializeOwned};
 pub mod broker;
 pub mod database;
 pub mod events;
+pub mod history;
 pub mod kafka_security;
 pub mod scheduler;
 pub mod security;
@@ -36,6 +37,7 @@ pub mod vars;
 pub use broker::{KafkaSettings, TopicSettings, TopicSpec};
 pub use database::{DatabaseKind, DatabaseSettings, redact_uri};
 pub use events::EventSettings;
+pub use history::HistorySettings;
 pub use scheduler::{MisfirePolicy, RunTimeoutPolicy, SchedulerSettings};
 pub use security::{AuthPublicKey, SecuritySettings, StreamSettings, TlsSettings};
 pub use server::ServerSettings;
@@ -220,9 +222,10 @@ impl Settings {
                     .into_settings()?,
             )?,
             topics: merged.parse::<broker::TopicVars>()?.into_settings()?,
-            scheduler: merged
-                .parse::<scheduler::SchedulerVars>()?
-                .into_settings(relay_grace)?,
+            scheduler: merged.parse::<scheduler::SchedulerVars>()?.into_settings(
+                relay_grace,
+                merged.parse::<history::HistoryVars>()?.into_settings()?,
+            )?,
             shutdown_grace: Duration::from_secs(app.shutdown_grace_secs),
             security: merged
                 .parse::<security::SecurityVars>()?

@@ -1,12 +1,12 @@
 //! The scheduling core: ListJobs page size, the timer's look-ahead, firing
-//! concurrency, the misfire, run-timeout and default retry policies, and
-//! the outbox poll.
+//! concurrency, the misfire, run-timeout and default retry policies, the
+//! outbox poll, and (from [`super::history`]) how much history is kept.
 
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{ConfigError, value, vars};
+use super::{ConfigError, history::HistorySettings, value, vars};
 use crate::domain::{Error, Field, retry::RetryPolicy};
 
 /// What to do with a job found due long after its time (the service was down).
@@ -86,6 +86,8 @@ pub struct SchedulerSettings {
     pub min_interval: Duration,
     /// How a failed one-shot job without a policy of its own is retried.
     pub retry: RetryPolicy,
+    /// How much run history and how many finished jobs are kept.
+    pub history: HistorySettings,
 }
 
 impl Default for SchedulerSettings {
@@ -101,6 +103,7 @@ impl Default for SchedulerSettings {
             relay_grace: Duration::from_secs(11),
             min_interval: Duration::from_secs(1),
             retry: RetryPolicy::NONE,
+            history: HistorySettings::default(),
         }
     }
 }
@@ -157,6 +160,7 @@ impl SchedulerVars {
     pub(super) fn into_settings(
         self,
         relay_grace: Duration,
+        history: HistorySettings,
     ) -> Result<SchedulerSettings, ConfigError> {
         let retry = self.retry_policy()?;
         Ok(SchedulerSettings {
@@ -170,6 +174,7 @@ impl SchedulerVars {
             relay_grace,
             min_interval: self.scheduler_min_interval_secs,
             retry,
+            history,
         })
     }
 

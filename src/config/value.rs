@@ -18,6 +18,42 @@ pub(super) fn parse_whole<T: FromStr<Err = ParseIntError>>(text: &str) -> Result
         .map_err(|e| format!("expected a whole number, got {text:?} ({e})"))
 }
 
+/// `<count>,<age>` (`example` is shown when the form is wrong): a count
+/// of at least 1, and an age (see [`age`]).
+pub(super) fn retention(text: &str, example: &str) -> Result<(u64, Duration), String> {
+    let form = || format!("expected <count>,<age> such as {example}, got {text:?}");
+    let (count, age_text) = text.split_once(',').ok_or_else(form)?;
+    let count: u64 = parse_whole(count.trim())?;
+    if count == 0 {
+        return Err(format!("{}: the count must be at least 1", form()));
+    }
+    Ok((
+        count,
+        age(age_text).map_err(|e| format!("{}: {e}", form()))?,
+    ))
+}
+
+/// An age of at least 1 in seconds (`s`), minutes (`m`), hours (`h`) or
+/// days (`d`): `90m`, `7d`.
+pub(super) fn age(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let unit = match text.chars().last() {
+        Some('s') => 1,
+        Some('m') => 60,
+        Some('h') => 3600,
+        Some('d') => 24 * 3600,
+        _ => return Err(format!("an age ends in s, m, h or d, got {text:?}")),
+    };
+    let amount: u64 = parse_whole(&text[..text.len() - 1])?;
+    if amount == 0 {
+        return Err(format!("an age is at least 1, got {text:?}"));
+    }
+    amount
+        .checked_mul(unit)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long an age"))
+}
+
 /// Deserializes a whole number (0 allowed).
 pub(super) fn whole<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where

@@ -157,6 +157,14 @@ pub const SCHEDULER_RETRY_MULTIPLIER: &str = "SCHEDULER_RETRY_MULTIPLIER";
 /// The largest share of a delay the default retry policy's jitter takes
 /// off (default 0.1).
 pub const SCHEDULER_RETRY_JITTER: &str = "SCHEDULER_RETRY_JITTER";
+/// How many runs of each job are kept, and how long a finished run is:
+/// `<count>,<age>` (default `100,30d`).
+pub const RUNS_RETENTION: &str = "RUNS_RETENTION";
+/// How long a finished one-shot job is kept, as an age (`30d`); unset
+/// (the default): forever.
+pub const JOB_RETENTION: &str = "JOB_RETENTION";
+/// How often old runs and finished jobs are removed, in seconds (default 60).
+pub const RETENTION_INTERVAL_SECS: &str = "RETENTION_INTERVAL_SECS";
 /// How long a job may stay RUNNING without a result, in seconds (default 600).
 pub const SCHEDULER_RUN_TIMEOUT_SECS: &str = "SCHEDULER_RUN_TIMEOUT_SECS";
 /// What happens to a job past its run timeout: `fail` (default) or `retry`.
@@ -276,6 +284,9 @@ pub const ALL: &[&str] = &[
     SCHEDULER_RETRY_MAX_DELAY_MS,
     SCHEDULER_RETRY_MULTIPLIER,
     SCHEDULER_RETRY_JITTER,
+    RUNS_RETENTION,
+    JOB_RETENTION,
+    RETENTION_INTERVAL_SECS,
     OUTBOX_POLL_MS,
     SHUTDOWN_GRACE_SECS,
     EVENTS_RETENTION,

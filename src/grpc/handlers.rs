@@ -7,6 +7,7 @@ use chrono::TimeDelta;
 
 use super::{
     convert::parse_id,
+    history::Paging,
     proto,
     recurrence::{DEFAULT_PREVIEW_COUNT, new_job, occurrence_message, recurrence_spec, update_of},
 };
@@ -67,14 +68,33 @@ impl proto::jobs_service_server::JobsService for JobsGrpc {
         let req = request.into_inner();
         let page = PageRequest::new(req.page, req.size, self.service.settings().max_page_size)?;
         let listed = self.service.list(page).await?;
-        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let paging = Paging::of(page, listed.total);
         Ok(Response::new(proto::ListJobsResponse {
-            total_count: count(listed.total),
-            total_pages: count(page.total_pages(listed.total)),
-            page: count(page.page),
-            size: count(page.size),
-            has_more: page.has_more(listed.total),
+            total_count: paging.total_count,
+            total_pages: paging.total_pages,
+            page: paging.page,
+            size: paging.size,
+            has_more: paging.has_more,
             jobs: listed.jobs.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn list_job_runs(
+        &self,
+        request: Request<proto::ListJobRunsRequest>,
+    ) -> Result<Response<proto::ListJobRunsResponse>, Status> {
+        let req = request.into_inner();
+        let id = parse_id(&req.id)?;
+        let page = PageRequest::new(req.page, req.size, self.service.settings().max_page_size)?;
+        let listed = self.service.runs(id, page).await?;
+        let paging = Paging::of(page, listed.total);
+        Ok(Response::new(proto::ListJobRunsResponse {
+            total_count: paging.total_count,
+            total_pages: paging.total_pages,
+            page: paging.page,
+            size: paging.size,
+            has_more: paging.has_more,
+            runs: listed.runs.into_iter().map(Into::into).collect(),
         }))
     }
 

@@ -9,6 +9,7 @@ pub mod auth;
 mod convert;
 mod events;
 mod handlers;
+mod history;
 mod limits;
 mod observe;
 mod recurrence;
@@ -108,7 +109,8 @@ mod tests {
                 "ResumeJob",
                 "TriggerJob",
                 "RerunJob",
-                "PreviewSchedule"
+                "PreviewSchedule",
+                "ListJobRuns"
             ]
         );
         assert_eq!(

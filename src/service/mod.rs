@@ -4,13 +4,19 @@
 //! - [`arming`]: which jobs the in-memory timer holds (the look-ahead window);
 //! - [`firing`]: due timer entries claimed in the store, in batches;
 //! - [`delivery`]: the events each change owes, published from the outbox;
-//! - [`run_timeout`]: runs that never reported a result.
+//! - [`run_timeout`]: runs that never reported a result;
+//! - [`retrying`]: failed runs retried or ended for good;
+//! - [`retention`]: the run history kept within its bounds.
+//!
+//! Each job change that starts or ends a run writes the run's record in
+//! the same atomic step ([`JobService::write_if`], see
+//! [`crate::domain::history`]).
 //!
 //! The adapters (the gRPC handlers in [`crate::grpc`], the run-result
 //! consumer in [`crate::consumer`]) call [`JobService`]; start-up runs its
 //! background duties ([`JobService::run_firing`],
 //! [`JobService::run_window_loader`], [`JobService::run_relay`],
-//! [`JobService::run_timeout_sweeper`]).
+//! [`JobService::run_timeout_sweeper`], [`JobService::run_retention`]).
 //!
 //! Three rules make it safe to run several replicas and to crash anywhere:
 //! - The store is the source of truth and the timer a cache of it. A firing
@@ -28,6 +34,7 @@ mod arming;
 mod delivery;
 mod firing;
 mod recurring;
+mod retention;
 mod retrying;
 mod run_timeout;
 #[cfg(test)]

@@ -359,6 +359,7 @@ fn start_duties(
         "run-timeout sweeper",
         service.clone().run_timeout_sweeper(shutdown.clone()),
     );
+    duties.spawn("retention", service.clone().run_retention(shutdown.clone()));
     if let Some(kafka) = &settings.kafka {
         for consumer in
             result_consumers(kafka, &settings.topics, service.clone(), shutdown.clone())?

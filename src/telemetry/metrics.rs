@@ -31,6 +31,8 @@ pub const JOBS_SUCCEEDED: &str = "scheduler_jobs_succeeded_total";
 pub const JOBS_FAILED: &str = "scheduler_jobs_failed_total";
 /// Failed runs scheduled to run again under their retry policy.
 pub const RETRIES_SCHEDULED: &str = "scheduler_retries_scheduled_total";
+/// Runs removed from the history by its retention (`RUNS_RETENTION`).
+pub const RUNS_PRUNED: &str = "scheduler_runs_pruned_total";
 /// Firing time minus schedule time, in seconds.
 pub const FIRE_LATENESS: &str = "scheduler_fire_lateness_seconds";
 /// Jobs armed in the in-memory timer now.
@@ -159,6 +161,7 @@ struct Jobs {
     succeeded: IntCounter,
     failed: IntCounterVec,
     retries: IntCounter,
+    runs_pruned: IntCounter,
     fire_lateness: Histogram,
     armed_timers: IntGauge,
 }
@@ -226,6 +229,11 @@ impl Jobs {
                 r,
                 RETRIES_SCHEDULED,
                 "Failed runs scheduled to run again under their retry policy",
+            ),
+            runs_pruned: counter(
+                r,
+                RUNS_PRUNED,
+                "Runs removed from the history by its retention",
             ),
             fire_lateness: register(
                 r,
@@ -390,6 +398,11 @@ impl Metrics {
     /// A failed run's next attempt was scheduled.
     pub fn retry_scheduled(&self) {
         self.jobs.retries.inc();
+    }
+
+    /// The history's retention removed `count` runs.
+    pub fn runs_pruned(&self, count: u64) {
+        self.jobs.runs_pruned.inc_by(count);
     }
 
     /// A job ended FAILED.
