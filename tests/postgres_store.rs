@@ -102,25 +102,28 @@ async fn ensure_indexes_is_idempotent_and_safe_when_replicas_race() {
     let expected = [
         "jobs_armed_schedule_time",
         "jobs_client_key",
-        "jobs_owing_updated_at",
+        "jobs_finished_updated_at",
+        "jobs_outbox_updated_at",
         "jobs_pkey",
         "jobs_running_updated_at",
         "jobs_schedule_time_id",
         "jobs_status_schedule_time",
     ];
     assert_eq!(names, expected);
-    // A table made before dead letters has the outbox index without them;
-    // the next start replaces it.
+    // A table made before dead letters or before retention has an outbox
+    // index without them; the next start replaces it.
     let old = format!(
-        "CREATE INDEX jobs_pending_updated_at ON \"{}\".jobs (updated_at, id) \
-         WHERE pending_create OR pending_update OR pending_run",
-        f.schema
+        "CREATE INDEX jobs_pending_updated_at ON \"{schema}\".jobs (updated_at, id) \
+         WHERE pending_create OR pending_update OR pending_run; \
+         CREATE INDEX jobs_owing_updated_at ON \"{schema}\".jobs (updated_at, id) \
+         WHERE pending_create OR pending_update OR pending_run OR pending_dead_letter",
+        schema = f.schema
     );
     raw_client()
         .await
         .batch_execute(&old)
         .await
-        .expect("old index");
+        .expect("old indexes");
     f.db.ensure_indexes().await.expect("upgrade");
     let names = index_names(&f.schema).await;
     assert_eq!(names, expected, "the old outbox index is gone");

@@ -96,6 +96,7 @@ impl KafkaJobsProducer {
             EventKind::Update => &self.topics.job_update.name,
             EventKind::Run => &self.topics.job_run.name,
             EventKind::DeadLetter => &self.topics.job_dead_letter,
+            EventKind::Delete => &self.topics.job_delete,
         }
     }
 
@@ -196,6 +197,7 @@ pub async fn ensure_topics(
     let run_result = one_partition(&topics.job_run_result);
     let result_dead_letter = one_partition(&topics.job_run_result_dead_letter);
     let job_dead_letter = one_partition(&topics.job_dead_letter);
+    let job_delete = one_partition(&topics.job_delete);
     let specs = [
         &topics.job_create,
         &topics.job_update,
@@ -203,6 +205,7 @@ pub async fn ensure_topics(
         &run_result,
         &result_dead_letter,
         &job_dead_letter,
+        &job_delete,
     ];
     let new_topics: Vec<NewTopic<'_>> = specs
         .iter()

@@ -57,6 +57,9 @@ pub struct TopicSettings {
     /// Dead-letter events: jobs whose run failed for good (created and
     /// produced to).
     pub job_dead_letter: String,
+    /// Delete events: finished jobs removed by `JOB_RETENTION` (created and
+    /// produced to).
+    pub job_delete: String,
     /// Consumer group of the run-result consumer.
     pub consumer_group_id: String,
     /// Consumers in that group.
@@ -173,6 +176,7 @@ pub(super) struct TopicVars {
     topic_job_run_result: String,
     topic_job_run_result_dead_letter: String,
     topic_job_dead_letter: String,
+    topic_job_delete: String,
     topic_job_run_result_consumer_group_id: String,
     #[serde(deserialize_with = "value::positive")]
     topic_job_run_result_consumer_worker_count: usize,
@@ -193,6 +197,7 @@ impl Default for TopicVars {
             topic_job_run_result: "topic-job-run-result".to_owned(),
             topic_job_run_result_dead_letter: "topic-job-run-result-dead-letter".to_owned(),
             topic_job_dead_letter: "topic-job-dead-letter".to_owned(),
+            topic_job_delete: "topic-job-delete".to_owned(),
             topic_job_run_result_consumer_group_id: "job-run-result-consumer-scheduler".to_owned(),
             topic_job_run_result_consumer_worker_count: 1,
         }
@@ -227,6 +232,7 @@ impl TopicVars {
             job_run_result: self.topic_job_run_result,
             job_run_result_dead_letter: self.topic_job_run_result_dead_letter,
             job_dead_letter: self.topic_job_dead_letter,
+            job_delete: self.topic_job_delete,
             consumer_group_id: self.topic_job_run_result_consumer_group_id,
             consumer_workers: self.topic_job_run_result_consumer_worker_count,
         })

@@ -123,6 +123,9 @@ pub const TOPIC_JOB_RUN_RESULT_DEAD_LETTER: &str = "TOPIC_JOB_RUN_RESULT_DEAD_LE
 /// Topic of the dead-letter events of jobs whose run failed for good
 /// (default `topic-job-dead-letter`).
 pub const TOPIC_JOB_DEAD_LETTER: &str = "TOPIC_JOB_DEAD_LETTER";
+/// Topic of the delete events of finished jobs removed by `JOB_RETENTION`
+/// (default `topic-job-delete`).
+pub const TOPIC_JOB_DELETE: &str = "TOPIC_JOB_DELETE";
 /// Consumer group of the run-result consumer.
 pub const TOPIC_JOB_RUN_RESULT_CONSUMER_GROUP_ID: &str = "TOPIC_JOB_RUN_RESULT_CONSUMER_GROUP_ID";
 /// Number of run-result consumers in the group (default 1).
@@ -269,6 +272,7 @@ pub const ALL: &[&str] = &[
     TOPIC_JOB_RUN_RESULT,
     TOPIC_JOB_RUN_RESULT_DEAD_LETTER,
     TOPIC_JOB_DEAD_LETTER,
+    TOPIC_JOB_DELETE,
     TOPIC_JOB_RUN_RESULT_CONSUMER_GROUP_ID,
     TOPIC_JOB_RUN_RESULT_CONSUMER_WORKER_COUNT,
     RUN_RESULT_RETRY_SECS,

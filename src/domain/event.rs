@@ -19,6 +19,9 @@ pub enum EventKind {
     /// policy, or its executor said the failure is final
     /// (`topic-job-dead-letter`).
     DeadLetter,
+    /// A finished job was removed by `JOB_RETENTION`, with its run history
+    /// (`topic-job-delete`).
+    Delete,
 }
 
 impl EventKind {
@@ -29,17 +32,19 @@ impl EventKind {
             EventKind::Update => "update",
             EventKind::Run => "run",
             EventKind::DeadLetter => "dead-letter",
+            EventKind::Delete => "delete",
         }
     }
 
     /// The events `pending` owes, in the order they are published (create,
-    /// update, run, dead letter: the order of a job's life).
+    /// update, run, dead letter, delete: the order of a job's life).
     pub fn owed(pending: PendingEvents) -> impl Iterator<Item = EventKind> {
         [
             (pending.create, EventKind::Create),
             (pending.update, EventKind::Update),
             (pending.run, EventKind::Run),
             (pending.dead_letter, EventKind::DeadLetter),
+            (pending.delete, EventKind::Delete),
         ]
         .into_iter()
         .filter_map(|(owed, kind)| owed.then_some(kind))
@@ -87,6 +92,7 @@ mod tests {
             update: true,
             run: true,
             dead_letter: true,
+            delete: true,
         };
         let kinds: Vec<EventKind> = EventKind::owed(all).collect();
         assert_eq!(
@@ -95,7 +101,8 @@ mod tests {
                 EventKind::Create,
                 EventKind::Update,
                 EventKind::Run,
-                EventKind::DeadLetter
+                EventKind::DeadLetter,
+                EventKind::Delete
             ]
         );
         assert_eq!(EventKind::owed(PendingEvents::NONE).count(), 0);

@@ -15,7 +15,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::{Job, JobId, JobStatus, ResultStatus, report::RunReport};
+use super::{Error, Job, JobId, JobStatus, PendingEvents, ResultStatus, report::RunReport};
 
 /// Runs kept per job unless configured otherwise.
 pub const DEFAULT_RUNS_PER_JOB: u32 = 100;
@@ -216,6 +216,38 @@ impl RunEnd {
             error: report.error.clone(),
             executor: report.executor.clone(),
         }
+    }
+}
+
+impl Job {
+    /// This job retired by `JOB_RETENTION` at `now`, if it may be: a
+    /// one-shot job SUCCEEDED or FAILED that owes no event. It owes its
+    /// delete event, and the delivery that publishes it deletes the job
+    /// with its runs; meanwhile the job takes no update and no rerun (see
+    /// [`Job::check_not_retired`]), so that what is deleted is what the
+    /// event announced.
+    pub fn retired(&self, now: DateTime<Utc>) -> Option<Job> {
+        let finished = matches!(self.status, JobStatus::Succeeded | JobStatus::Failed);
+        (finished && self.recurrence.is_none() && !self.pending.any()).then(|| Job {
+            updated_at: now,
+            version: self.version + 1,
+            pending: PendingEvents {
+                delete: true,
+                ..PendingEvents::NONE
+            },
+            ..self.clone()
+        })
+    }
+
+    /// Refuses a change of a job being removed by `JOB_RETENTION`.
+    pub fn check_not_retired(&self) -> Result<(), Error> {
+        if self.pending.delete {
+            return Err(Error::FailedPrecondition(format!(
+                "job {} finished long ago and is being removed (JOB_RETENTION)",
+                self.id
+            )));
+        }
+        Ok(())
     }
 }
 

@@ -287,6 +287,10 @@ pub struct PendingEvents {
     pub run: bool,
     /// A dead-letter event is owed (the job's run failed for good).
     pub dead_letter: bool,
+    /// The job is being removed by `JOB_RETENTION` (see
+    /// [`Job::retired`]): its delete event is owed, and once it is
+    /// published the job is deleted instead of its outbox cleared.
+    pub delete: bool,
 }
 
 impl PendingEvents {
@@ -296,11 +300,12 @@ impl PendingEvents {
         update: false,
         run: false,
         dead_letter: false,
+        delete: false,
     };
 
     /// Whether any event is owed.
     pub fn any(self) -> bool {
-        self.create || self.update || self.run || self.dead_letter
+        self.create || self.update || self.run || self.dead_letter || self.delete
     }
 }
 

@@ -293,6 +293,7 @@ impl Job {
     /// that has not finished, and for a recurring job (which TriggerJob
     /// runs outside its schedule).
     pub fn rerun(&self, now: DateTime<Utc>) -> Result<Job, Error> {
+        self.check_not_retired()?;
         if self.recurrence.is_some() {
             return Err(Error::FailedPrecondition(format!(
                 "job {} is recurring: TriggerJob runs it once outside its schedule",

@@ -103,6 +103,7 @@ fn wire_kind(kind: EventKind) -> events::EventKind {
         EventKind::Update => events::EventKind::Update,
         EventKind::Run => events::EventKind::Run,
         EventKind::DeadLetter => events::EventKind::DeadLetter,
+        EventKind::Delete => events::EventKind::Delete,
     }
 }
 
@@ -113,6 +114,7 @@ fn domain_kind(kind: i32) -> Option<EventKind> {
         events::EventKind::Update => Some(EventKind::Update),
         events::EventKind::Run => Some(EventKind::Run),
         events::EventKind::DeadLetter => Some(EventKind::DeadLetter),
+        events::EventKind::Delete => Some(EventKind::Delete),
         events::EventKind::Unspecified => None,
     }
 }

@@ -186,16 +186,18 @@ impl JobService {
             .buffered(PUBLISH_CONCURRENCY)
             .collect()
             .await;
-        let to_clear: Vec<(JobId, i64)> = jobs
+        let (to_delete, to_clear): (Vec<&Job>, Vec<&Job>) = jobs
             .iter()
             .zip(&published)
             .filter(|(_, published)| **published)
-            .map(|((job, _), _)| (job.borrow().id, job.borrow().version))
-            .collect();
-        let cleared: HashSet<JobId> = match self.clear(&to_clear).await {
+            .map(|((job, _), _)| job.borrow())
+            .partition(|job| job.pending.delete);
+        let to_clear: Vec<(JobId, i64)> = to_clear.iter().map(|j| (j.id, j.version)).collect();
+        let mut cleared: HashSet<JobId> = match self.clear(&to_clear).await {
             Some(cleared) => cleared.into_iter().collect(),
             None => return vec![Delivery::Deferred; jobs.len()],
         };
+        cleared.extend(self.delete_retired(&to_delete).await);
         jobs.iter()
             .zip(published)
             .map(
@@ -232,6 +234,27 @@ impl JobService {
                 None
             }
         }
+    }
+
+    /// Deletes each retired job whose delete event was just published, if
+    /// it is still at the version published; the ids deleted. One that
+    /// cannot be deleted now keeps owing its event, and the relay
+    /// publishes it again (at least once).
+    async fn delete_retired(&self, published: &[&Job]) -> Vec<JobId> {
+        let mut deleted = Vec::with_capacity(published.len());
+        for job in published {
+            match self.inner.db.delete_if(job.id, job.version).await {
+                Ok(true) => {
+                    self.inner.timer.cancel(&job.id);
+                    self.inner.metrics.job_expired();
+                    deleted.push(job.id);
+                }
+                Ok(false) => {}
+                Err(err) => tracing::warn!(job_id = %job.id, error = %err,
+                    "delete event published, but the job stays; it will be published again"),
+            }
+        }
+        deleted
     }
 
     /// Publishes the events `job` owes, in the order create, update, run.

@@ -233,6 +233,7 @@ impl JobService {
         let spec = spec.validated()?;
         for _ in 0..UPDATE_ATTEMPTS {
             let current = self.get(id).await?;
+            current.check_not_retired()?;
             if current.status == JobStatus::Running {
                 return Err(Error::FailedPrecondition(format!(
                     "job {id} is running; it can be updated once its result is in"

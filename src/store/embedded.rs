@@ -52,8 +52,8 @@ use crate::domain::{
 use codec::{decode, encode, id_of};
 use errors::{other, storage};
 use tables::{
-    CLIENT_KEYS, DUE, Index, JOBS, LISTING, OUTBOX, RUNNING, claim_in, read_job, scanned_job,
-    write_job,
+    CLIENT_KEYS, DUE, FINISHED, Index, JOBS, LISTING, OUTBOX, RUNNING, claim_in, fill_finished,
+    read_job, scanned_job, write_job,
 };
 use writer::{OnCommit, QueuedWrite, Write, run_writer};
 
@@ -114,9 +114,10 @@ impl EmbeddedJobDB {
         // Create every table, so that reads never meet a missing one.
         txn.open_table(JOBS).map_err(storage)?;
         txn.open_table(CLIENT_KEYS).map_err(storage)?;
-        for table in [LISTING, DUE, OUTBOX, RUNNING] {
+        for table in [LISTING, DUE, OUTBOX, RUNNING, FINISHED] {
             txn.open_table(table).map_err(storage)?;
         }
+        fill_finished(&txn)?;
         txn.open_table(runs::RUNS).map_err(storage)?;
         txn.open_table(runs::RUN_ORDER).map_err(storage)?;
         log::create_tables(&txn)?;
@@ -455,6 +456,30 @@ impl JobDB for EmbeddedJobDB {
                 }
             }
             Ok(cleared)
+        })
+        .await
+    }
+
+    async fn finished_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Scan<Job>, StoreError> {
+        self.indexed(FINISHED, cutoff.timestamp_millis(), limit)
+            .await
+    }
+
+    /// Logs the events it owed, as the clear of its outbox would, in the
+    /// same write that deletes it.
+    async fn delete_if(&self, id: JobId, version: i64) -> Result<bool, StoreError> {
+        self.write_logged(move |txn, logged| {
+            if !log::settle_owed(txn, id, version, PendingEvents::NONE, logged)? {
+                return Ok(false);
+            }
+            let settled = read_job(&txn.open_table(JOBS).map_err(storage)?, id)?;
+            runs::forget(txn, id)?;
+            write_job(txn, id, settled.as_ref(), None)?;
+            Ok(true)
         })
         .await
     }

@@ -258,6 +258,32 @@ impl JobDB for MemoryJobDB {
         }
     }
 
+    async fn finished_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Scan<Job>, StoreError> {
+        let state = self.state.read().await;
+        let mut finished: Vec<Job> = state
+            .jobs
+            .values()
+            .filter(|j| j.updated_at < cutoff && j.retired(cutoff).is_some())
+            .cloned()
+            .collect();
+        finished.sort_by_key(|j| (j.updated_at, j.id));
+        finished.truncate(limit);
+        Ok(Scan::readable(finished))
+    }
+
+    async fn delete_if(&self, id: JobId, version: i64) -> Result<bool, StoreError> {
+        let mut state = self.state.write().await;
+        if state.jobs.get(&id).is_none_or(|job| job.version != version) {
+            return Ok(false);
+        }
+        state.runs.remove(&id);
+        Ok(state.jobs.remove(&id).is_some())
+    }
+
     async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Scan<Job>, StoreError> {
         let state = self.state.read().await;
         let mut stuck: Vec<Job> = state

@@ -493,6 +493,22 @@ pub trait JobDB: Send + Sync + 'static {
     /// RUNNING jobs whose last change is before `cutoff`, least recently
     /// changed first: runs that may be stuck; the unreadable are reported.
     async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Scan<Job>, StoreError>;
+
+    /// Finished one-shot jobs (SUCCEEDED or FAILED) that owe no event and
+    /// last changed before `cutoff`, least recently changed first, at most
+    /// `limit` documents: what `JOB_RETENTION` retires
+    /// ([`Job::retired`]); the unreadable are reported.
+    async fn finished_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Scan<Job>, StoreError>;
+
+    /// Deletes the job and its runs if it is still at `version`: the end
+    /// of the delivery of a retired job's delete event, in place of the
+    /// clear of its outbox (the embedded store logs the events it owed, as
+    /// that clear would). Returns whether it was deleted.
+    async fn delete_if(&self, id: JobId, version: i64) -> Result<bool, StoreError>;
 }
 
 /// `time` at the precision every store keeps: the millisecond.

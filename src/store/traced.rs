@@ -268,6 +268,23 @@ impl<D: JobDB> JobDB for TracedJobDB<D> {
             .await
     }
 
+    async fn finished_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Scan<Job>, StoreError> {
+        let finished = self
+            .poll("finished_before", self.inner.finished_before(cutoff, limit))
+            .await?;
+        self.count_unreadable("finished_before", &finished.unreadable);
+        Ok(finished)
+    }
+
+    async fn delete_if(&self, id: JobId, version: i64) -> Result<bool, StoreError> {
+        self.request("delete_if", Some(id), self.inner.delete_if(id, version))
+            .await
+    }
+
     async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Scan<Job>, StoreError> {
         let stuck = self
             .poll("running_before", self.inner.running_before(cutoff))

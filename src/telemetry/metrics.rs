@@ -33,6 +33,8 @@ pub const JOBS_FAILED: &str = "scheduler_jobs_failed_total";
 pub const RETRIES_SCHEDULED: &str = "scheduler_retries_scheduled_total";
 /// Runs removed from the history by its retention (`RUNS_RETENTION`).
 pub const RUNS_PRUNED: &str = "scheduler_runs_pruned_total";
+/// Finished jobs removed with their runs by `JOB_RETENTION`.
+pub const JOBS_EXPIRED: &str = "scheduler_jobs_expired_total";
 /// Firing time minus schedule time, in seconds.
 pub const FIRE_LATENESS: &str = "scheduler_fire_lateness_seconds";
 /// Jobs armed in the in-memory timer now.
@@ -162,6 +164,7 @@ struct Jobs {
     failed: IntCounterVec,
     retries: IntCounter,
     runs_pruned: IntCounter,
+    expired: IntCounter,
     fire_lateness: Histogram,
     armed_timers: IntGauge,
 }
@@ -234,6 +237,11 @@ impl Jobs {
                 r,
                 RUNS_PRUNED,
                 "Runs removed from the history by its retention",
+            ),
+            expired: counter(
+                r,
+                JOBS_EXPIRED,
+                "Finished jobs removed with their runs by JOB_RETENTION",
             ),
             fire_lateness: register(
                 r,
@@ -403,6 +411,11 @@ impl Metrics {
     /// The history's retention removed `count` runs.
     pub fn runs_pruned(&self, count: u64) {
         self.jobs.runs_pruned.inc_by(count);
+    }
+
+    /// A finished job was removed by `JOB_RETENTION`.
+    pub fn job_expired(&self) {
+        self.jobs.expired.inc();
     }
 
     /// A job ended FAILED.

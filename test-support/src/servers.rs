@@ -30,7 +30,7 @@ pub fn unique() -> String {
 
 /// The topic and consumer-group variables of one service instance, all
 /// fresh: `{prefix}-job-create-{suffix}` … `{prefix}-group-{suffix}`.
-pub fn topic_vars(prefix: &str, suffix: &str) -> [(&'static str, String); 7] {
+pub fn topic_vars(prefix: &str, suffix: &str) -> [(&'static str, String); 8] {
     [
         (
             vars::TOPIC_JOB_CREATE,
@@ -52,6 +52,10 @@ pub fn topic_vars(prefix: &str, suffix: &str) -> [(&'static str, String); 7] {
         (
             vars::TOPIC_JOB_DEAD_LETTER,
             format!("{prefix}-job-dead-letter-{suffix}"),
+        ),
+        (
+            vars::TOPIC_JOB_DELETE,
+            format!("{prefix}-job-delete-{suffix}"),
         ),
         (
             vars::TOPIC_JOB_RUN_RESULT_CONSUMER_GROUP_ID,

@@ -31,6 +31,7 @@ async fn a_job_reads_back_equal_in_every_field(db: &Store) {
             update: true,
             run: true,
             dead_letter: true,
+            delete: true,
         },
         trace_parent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned()),
         recurrence: None,

@@ -4,7 +4,10 @@
 //! `replace_if` writes the run changes it is given only when it wins; a
 //! job's runs are listed newest first, in pages, with their total;
 //! deleting a job deletes its runs; pruning keeps the newest runs of each
-//! job and removes old finished runs, in bounded batches.
+//! job and removes old finished runs, in bounded batches. Retention of
+//! finished jobs: `finished_before` finds the finished one-shot jobs that
+//! owe nothing, oldest first; `delete_if` deletes a job with its runs only
+//! at the version given.
 
 use super::recurring::every_minute;
 use super::support::*;
@@ -18,6 +21,8 @@ cases!(
     a_recurring_occurrence_is_a_run,
     deleting_a_job_deletes_its_runs,
     pruning_keeps_the_newest_and_removes_old_finished_runs_in_batches,
+    finished_jobs_that_owe_nothing_are_found_oldest_first,
+    delete_if_deletes_a_job_and_its_runs_only_at_its_version,
 );
 
 /// All of job `id`'s runs, newest first.
@@ -298,4 +303,90 @@ async fn pruning_keeps_the_newest_and_removes_old_finished_runs_in_batches(db: &
     );
     assert_eq!(runs_of(db, old.id).await.len(), 1, "a running run is kept");
     assert_eq!(runs_of(db, recent.id).await.len(), 1);
+}
+
+/// A one-shot job stored as `status`, last changed `ago` before `at`,
+/// owing `pending`.
+async fn finished(
+    db: &Store,
+    name: &str,
+    status: JobStatus,
+    at: DateTime<Utc>,
+    ago: TimeDelta,
+    pending: PendingEvents,
+) -> Job {
+    let job = Job {
+        status,
+        updated_at: at - ago,
+        pending,
+        ..job(name, at - TimeDelta::hours(1))
+    };
+    db.insert(&job).await.expect("insert");
+    job
+}
+
+async fn finished_jobs_that_owe_nothing_are_found_oldest_first(db: &Store) {
+    let at = now();
+    let none = PendingEvents::NONE;
+    let minutes = TimeDelta::minutes;
+    let failed = finished(db, "failed", JobStatus::Failed, at, minutes(10), none).await;
+    let succeeded = finished(db, "ok", JobStatus::Succeeded, at, minutes(5), none).await;
+    finished(db, "recent", JobStatus::Succeeded, at, -minutes(1), none).await;
+    finished(db, "owing", JobStatus::Succeeded, at, minutes(20), UPDATE).await;
+    finished(db, "waiting", JobStatus::Scheduled, at, minutes(20), none).await;
+    finished(db, "running", JobStatus::Running, at, minutes(20), none).await;
+    let retired = finished(db, "retired", JobStatus::Failed, at, minutes(30), none).await;
+    let next = retired.retired(at).expect("a finished job retires");
+    assert!(
+        db.replace_if(&next, retired.version, &[])
+            .await
+            .expect("retire")
+    );
+
+    let found = db
+        .finished_before(at, 10)
+        .await
+        .expect("scan")
+        .all_readable();
+    let ids: Vec<JobId> = found.iter().map(|j| j.id).collect();
+    assert_eq!(ids, [failed.id, succeeded.id], "oldest first, nothing owed");
+    let first = db
+        .finished_before(at, 1)
+        .await
+        .expect("scan")
+        .all_readable();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].id, failed.id);
+
+    // The retired job owes its delete event to the outbox.
+    let owing = db
+        .with_pending_events(10)
+        .await
+        .expect("outbox")
+        .all_readable();
+    let retired_owing = owing.iter().find(|j| j.id == retired.id).expect("owed");
+    assert!(retired_owing.pending.delete);
+}
+
+async fn delete_if_deletes_a_job_and_its_runs_only_at_its_version(db: &Store) {
+    let at = now();
+    let job = stored(db, "expiring", at, 1).await;
+    let running = claimed(db, &job, at).await;
+    let report = RunReport::of(ResultStatus::Succeeded, None);
+    let done = db.store_result(job.id, &report, at).await.expect("result");
+    assert_eq!(done, ResultOutcome::Stored);
+    let version = running.version + 1;
+    assert!(
+        !db.delete_if(job.id, version - 1)
+            .await
+            .expect("stale version")
+    );
+    assert_eq!(runs_of(db, job.id).await.len(), 1, "nothing deleted");
+    assert!(db.delete_if(job.id, version).await.expect("delete"));
+    assert_eq!(db.get(job.id).await.expect("get"), None);
+    assert!(
+        runs_of(db, job.id).await.is_empty(),
+        "its runs went with it"
+    );
+    assert!(!db.delete_if(job.id, version).await.expect("gone"));
 }

@@ -151,6 +151,18 @@ impl JobDB for Interleaved {
         self.inner.set_pending_if(id, version, remaining).await
     }
 
+    async fn finished_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Scan<Job>, StoreError> {
+        self.inner.finished_before(cutoff, limit).await
+    }
+
+    async fn delete_if(&self, id: JobId, version: i64) -> Result<bool, StoreError> {
+        self.inner.delete_if(id, version).await
+    }
+
     async fn clear_pending_many(&self, jobs: &[(JobId, i64)]) -> Result<Vec<JobId>, StoreError> {
         self.inner.clear_pending_many(jobs).await
     }

@@ -48,6 +48,7 @@ const fn owing(create: bool, update: bool, run: bool, dead_letter: bool) -> Pend
         update,
         run,
         dead_letter,
+        delete: false,
     }
 }
 
@@ -59,8 +60,11 @@ pub const UPDATE: PendingEvents = owing(false, true, false, false);
 pub const RUN: PendingEvents = owing(false, false, true, false);
 /// Only the dead-letter event owed.
 pub const DEAD_LETTER: PendingEvents = owing(false, false, false, true);
-/// Every event owed.
-pub const ALL: PendingEvents = owing(true, true, true, true);
+/// Every event owed (a retired job's delete event too).
+pub const ALL: PendingEvents = PendingEvents {
+    delete: true,
+    ..owing(true, true, true, true)
+};
 
 /// The ids of `jobs`, sorted: for answers in no particular order.
 pub fn sorted_ids<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> Vec<JobId> {

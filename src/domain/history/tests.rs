@@ -1,6 +1,7 @@
 use chrono::TimeDelta;
 
 use super::*;
+use crate::domain::Error;
 use crate::domain::{
     JobSpec, JobType, PendingEvents,
     recurrence::{CatchUp, CatchUpMode, DEFAULT_CATCH_UP_WINDOW, Overlap, RecurrenceSpec},
@@ -165,4 +166,22 @@ fn codes_and_names_round_trip() {
     }
     assert_eq!(RunOutcome::from_code(0), None);
     assert_eq!(RunCause::CatchUp.as_str(), "catch_up");
+}
+
+#[test]
+fn only_a_finished_one_shot_job_owing_nothing_retires_and_then_takes_no_rerun() {
+    let job = one_shot();
+    assert!(job.retired(at(9)).is_none(), "scheduled");
+    let (running, _) = claim(&job, at(0));
+    assert!(running.retired(at(9)).is_none(), "running");
+    let done = running.finished(ResultStatus::Succeeded, at(1));
+    let retired = done.retired(at(9)).expect("finished, owing nothing");
+    assert!(retired.pending.delete && retired.version == done.version + 1);
+    assert!(retired.retired(at(10)).is_none(), "it owes its event");
+    assert!(matches!(
+        retired.rerun(at(10)),
+        Err(Error::FailedPrecondition(_))
+    ));
+    assert!(done.rerun(at(10)).is_ok());
+    assert!(every_minute().retired(at(9)).is_none(), "recurring");
 }

@@ -31,6 +31,9 @@ struct StoredJob {
     /// Absent in files written before dead letters.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pending_dead_letter: bool,
+    /// Absent unless the job is being removed by its retention.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pending_delete: bool,
     /// Absent in files written before traces were kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     trace_parent: Option<String>,
@@ -68,6 +71,7 @@ pub(super) fn encode(job: &Job) -> Result<Vec<u8>, StoreError> {
         pending_update: job.pending.update,
         pending_run: job.pending.run,
         pending_dead_letter: job.pending.dead_letter,
+        pending_delete: job.pending.delete,
         trace_parent: job.trace_parent.clone(),
         recurrence: job.recurrence.as_deref().map(Recurrence::to_stored),
         client_key: job.client_key.clone(),
@@ -99,6 +103,7 @@ pub(super) fn decode(id: JobId, bytes: &[u8]) -> Result<Job, Unreadable> {
             update: stored.pending_update,
             run: stored.pending_run,
             dead_letter: stored.pending_dead_letter,
+            delete: stored.pending_delete,
         },
         trace_parent: stored.trace_parent,
         recurrence: stored

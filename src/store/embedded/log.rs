@@ -54,6 +54,7 @@ fn kind_code(kind: EventKind) -> u8 {
         EventKind::Update => 2,
         EventKind::Run => 3,
         EventKind::DeadLetter => 4,
+        EventKind::Delete => 5,
     }
 }
 
@@ -63,6 +64,7 @@ fn kind_of(code: u8) -> Option<EventKind> {
         2 => Some(EventKind::Update),
         3 => Some(EventKind::Run),
         4 => Some(EventKind::DeadLetter),
+        5 => Some(EventKind::Delete),
         _ => None,
     }
 }
@@ -227,6 +229,7 @@ pub(super) fn settle_owed(
         update: current.pending.update && !remaining.update,
         run: current.pending.run && !remaining.run,
         dead_letter: current.pending.dead_letter && !remaining.dead_letter,
+        delete: current.pending.delete && !remaining.delete,
     };
     logged.extend(EventKind::owed(cleared).map(|kind| LoggedEvent {
         sequence: 0,

@@ -27,6 +27,13 @@ pub(super) const DUE: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("
 pub(super) const OUTBOX: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("outbox");
 /// (last change in ms, id) of RUNNING jobs: candidates for the run timeout.
 pub(super) const RUNNING: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("running");
+/// (last change in ms, id) of finished one-shot jobs that owe nothing:
+/// what `JOB_RETENTION` retires ([`Job::retired`]).
+pub(super) const FINISHED: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("finished");
+/// Marks of one-time upgrades of the file, by name.
+pub(super) const UPGRADES: TableDefinition<&str, ()> = TableDefinition::new("upgrades");
+/// The upgrade that filled [`FINISHED`] for the jobs of older files.
+pub(super) const FINISHED_FILLED: &str = "finished index filled";
 
 /// Client key → the id of the job created with it: unique.
 pub(super) const CLIENT_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("client_keys");
@@ -48,7 +55,34 @@ pub(super) fn index_entries(job: &Job) -> Vec<(Index, i64)> {
     if job.pending.any() {
         entries.push((OUTBOX, updated_ms));
     }
+    if job.retired(job.updated_at).is_some() {
+        entries.push((FINISHED, updated_ms));
+    }
     entries
+}
+
+/// Fills [`FINISHED`] for the jobs of a file written before it, once
+/// (the mark in [`UPGRADES`] says it was done).
+pub(super) fn fill_finished(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let mut upgrades = txn.open_table(UPGRADES).map_err(storage)?;
+    if upgrades.get(FINISHED_FILLED).map_err(storage)?.is_some() {
+        return Ok(());
+    }
+    let jobs = txn.open_table(JOBS).map_err(storage)?;
+    let mut finished = txn.open_table(FINISHED).map_err(storage)?;
+    for entry in jobs.iter().map_err(storage)? {
+        let (key, value) = entry.map_err(storage)?;
+        // A record that is not a job is left to the scans that report it.
+        let Ok(job) = id_of(key.value()).and_then(|id| decode(id, value.value())) else {
+            continue;
+        };
+        if job.retired(job.updated_at).is_some() {
+            let at = job.updated_at.timestamp_millis();
+            finished.insert((at, key.value()), ()).map_err(storage)?;
+        }
+    }
+    upgrades.insert(FINISHED_FILLED, ()).map_err(storage)?;
+    Ok(())
 }
 
 /// Reads one job inside a transaction.

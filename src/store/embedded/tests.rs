@@ -315,3 +315,29 @@ async fn concurrent_claimers_win_each_job_once() {
         .sum();
     assert_eq!(won, jobs.len());
 }
+
+#[tokio::test]
+async fn a_file_from_before_retention_has_its_finished_jobs_indexed_once_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let done = Job {
+        status: JobStatus::Succeeded,
+        pending: PendingEvents::NONE,
+        updated_at: now() - chrono::Duration::seconds(1),
+        ..job(-60_000)
+    };
+    {
+        let db = EmbeddedJobDB::open(dir.path()).unwrap();
+        db.insert(&done).await.unwrap();
+    }
+    // As a file written before the index: no entry, no mark.
+    {
+        let db = Database::create(dir.path().join("jobs.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.delete_table(FINISHED).unwrap();
+        txn.delete_table(tables::UPGRADES).unwrap();
+        txn.commit().unwrap();
+    }
+    let db = EmbeddedJobDB::open(dir.path()).unwrap();
+    let found = db.finished_before(now(), 10).await.unwrap();
+    assert_eq!(found.found, [done]);
+}

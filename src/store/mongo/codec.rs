@@ -23,6 +23,7 @@ pub(super) fn pending_fields(pending: PendingEvents) -> Document {
         "pendingUpdate": pending.update,
         "pendingRun": pending.run,
         "pendingDeadLetter": pending.dead_letter,
+        "pendingDelete": pending.delete,
         "outbox": i32::from(pending.any()),
     }
 }
@@ -111,6 +112,7 @@ pub fn job_from_document(document: &Document) -> Result<Job, Unreadable> {
             update: flag("pendingUpdate"),
             run: flag("pendingRun"),
             dead_letter: flag("pendingDeadLetter"),
+            delete: flag("pendingDelete"),
         },
         trace_parent: document.get_str("traceParent").ok().map(str::to_owned),
         recurrence: match document.get_str("recurrence") {

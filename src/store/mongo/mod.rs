@@ -204,6 +204,8 @@ impl JobDB for MongoJobDB {
             index("outbox_updatedAt", doc! { "outbox": 1, "updatedAt": 1 }),
             // The timer's window query for recurring jobs.
             index("armed_scheduleTime", doc! { "armed": 1, "scheduleTime": 1 }),
+            // The retention's query of finished jobs.
+            index("status_updatedAt", doc! { "status": 1, "updatedAt": 1 }),
             // The history flush's query.
             index("owesRuns", doc! { "owesRuns": 1 }),
             // Idempotent creation: one job per client key.
@@ -388,6 +390,38 @@ impl JobDB for MongoJobDB {
         let filter = doc! { "_id": id, "version": version };
         self.update_where(filter, doc! { "$set": pending_fields(remaining) })
             .await
+    }
+
+    async fn finished_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Scan<Job>, StoreError> {
+        if limit == 0 {
+            return Ok(Scan::readable(Vec::new()));
+        }
+        let finished = [JobStatus::Succeeded.as_i32(), JobStatus::Failed.as_i32()];
+        let filter = doc! {
+            "status": { "$in": finished.to_vec() },
+            "recurrence": null,
+            "outbox": 0,
+            "updatedAt": { "$lt": bson_time(cutoff) },
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let order = doc! { "updatedAt": 1, "_id": 1 };
+        self.find_jobs(filter, order, Some(limit)).await
+    }
+
+    /// The job first, then its runs (see `delete`).
+    async fn delete_if(&self, id: JobId, version: i64) -> Result<bool, StoreError> {
+        let filter = doc! { "_id": id, "version": version };
+        let result = self
+            .bounded(self.jobs.delete_one(filter).into_future())
+            .await?;
+        if result.deleted_count == 1 {
+            self.forget_runs(id).await?;
+        }
+        Ok(result.deleted_count == 1)
     }
 
     async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Scan<Job>, StoreError> {

@@ -33,6 +33,7 @@ fn document_round_trip_keeps_every_field() {
             update: true,
             run: true,
             dead_letter: true,
+            delete: true,
         },
         trace_parent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
         ..job()

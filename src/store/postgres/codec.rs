@@ -53,8 +53,8 @@ impl<'a> JobParams<'a> {
         }
     }
 
-    /// The values in the order of [`COLUMNS`] ($1 to $20).
-    pub(super) fn as_params(&self) -> [&(dyn ToSql + Sync); 20] {
+    /// The values in the order of [`COLUMNS`] ($1 to $21).
+    pub(super) fn as_params(&self) -> [&(dyn ToSql + Sync); 21] {
         [
             &self.id,
             &self.job.spec.name,
@@ -76,6 +76,7 @@ impl<'a> JobParams<'a> {
             &self.job.client_key,
             &self.attempts,
             &self.job.pending.dead_letter,
+            &self.job.pending.delete,
         ]
     }
 }
@@ -103,6 +104,7 @@ pub(super) struct JobColumns {
     client_keys: Vec<Option<String>>,
     attempts: Vec<Option<String>>,
     pending_dead_letters: Vec<bool>,
+    pending_deletes: Vec<bool>,
     expected: Vec<i64>,
 }
 
@@ -134,13 +136,14 @@ impl JobColumns {
             client_keys: params.iter().map(|p| p.job.client_key.clone()).collect(),
             attempts: params.iter().map(|p| p.attempts.clone()).collect(),
             pending_dead_letters: params.iter().map(|p| p.job.pending.dead_letter).collect(),
+            pending_deletes: params.iter().map(|p| p.job.pending.delete).collect(),
             expected: jobs.iter().map(|(_, version)| *version).collect(),
         }
     }
 
     /// The arrays in the order of [`COLUMNS`], then the expected versions
-    /// ($1 to $21).
-    pub(super) fn as_params(&self) -> [&(dyn ToSql + Sync); 21] {
+    /// ($1 to $22).
+    pub(super) fn as_params(&self) -> [&(dyn ToSql + Sync); 22] {
         [
             &self.ids,
             &self.names,
@@ -162,6 +165,7 @@ impl JobColumns {
             &self.client_keys,
             &self.attempts,
             &self.pending_dead_letters,
+            &self.pending_deletes,
             &self.expected,
         ]
     }
@@ -233,6 +237,7 @@ pub(super) fn job_from_row(row: &Row) -> Result<Job, Unreadable> {
             update: column(row, id, "pending_update")?,
             run: column(row, id, "pending_run")?,
             dead_letter: column(row, id, "pending_dead_letter")?,
+            delete: column(row, id, "pending_delete")?,
         },
         trace_parent: column(row, id, "trace_parent")?,
         recurrence: column::<Option<String>>(row, id, "recurrence")?

@@ -11,7 +11,7 @@ use crate::domain::JobStatus;
 pub(super) const COLUMNS: &str = "id, name, description, schedule_time, created_at, updated_at, status, \
                        job_type, job_data, scheduled_key, version, pending_create, \
                        pending_update, pending_run, trace_parent, recurrence, armed, client_key, \
-                       attempts, pending_dead_letter";
+                       attempts, pending_dead_letter, pending_delete";
 
 /// A one-shot job: the single-statement claim and result apply to these
 /// only; a recurring job's claim and result are a read and a conditional
@@ -27,9 +27,12 @@ pub(super) const ARMABLE: &str = "((status = 2 AND recurrence IS NULL) OR armed)
 /// [`crate::store::StoreError::ClientKeyTaken`].
 pub(super) const CLIENT_KEY_INDEX: &str = "jobs_client_key";
 
+/// The condition of a finished one-shot job (what `JOB_RETENTION` removes).
+pub(super) const FINISHED: &str = "(status IN (4, 5) AND recurrence IS NULL)";
+
 /// The condition of a job that owes events (the outbox).
 pub(super) const OWING: &str =
-    "(pending_create OR pending_update OR pending_run OR pending_dead_letter)";
+    "(pending_create OR pending_update OR pending_run OR pending_dead_letter OR pending_delete)";
 
 /// The statements, written once for the store's schema.
 pub(super) struct Sql {
@@ -55,6 +58,8 @@ pub(super) struct Sql {
     pub(super) replace_many_if: String,
     pub(super) armable_of: String,
     pub(super) runs: RunSql,
+    pub(super) finished_before: String,
+    pub(super) delete_if: String,
 }
 
 impl Sql {
@@ -70,10 +75,15 @@ impl Sql {
             schema: schema.to_owned(),
             create: create_statements(&quoted, &t),
             runs: RunSql::new(&format!("{quoted}.{RUNS_TABLE}")),
+            finished_before: format!(
+                "SELECT {COLUMNS} FROM {t} WHERE {FINISHED} AND NOT {OWING} \
+                 AND updated_at < $1 ORDER BY updated_at, id LIMIT $2"
+            ),
+            delete_if: format!("DELETE FROM {t} WHERE id = $1 AND version = $2"),
             insert: format!(
                 "INSERT INTO {t} ({COLUMNS}) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                 $16, $17, $18, $19, $20)"
+                 $16, $17, $18, $19, $20, $21)"
             ),
             get: format!("SELECT {COLUMNS} FROM {t} WHERE id = $1"),
             count: format!("SELECT count(*) FROM {t}"),
@@ -86,8 +96,8 @@ impl Sql {
                  scheduled_key = $10, version = $11, pending_create = $12, \
                  pending_update = $13, pending_run = $14, trace_parent = $15, \
                  recurrence = $16, armed = $17, client_key = $18, attempts = $19, \
-                 pending_dead_letter = $20 \
-                 WHERE id = $1 AND version = $21"
+                 pending_dead_letter = $20, pending_delete = $21 \
+                 WHERE id = $1 AND version = $22"
             ),
             delete: format!("DELETE FROM {t} WHERE id = $1"),
             claim: format!(
@@ -117,7 +127,7 @@ impl Sql {
             ),
             set_pending_if: format!(
                 "UPDATE {t} SET pending_create = $3, pending_update = $4, pending_run = $5, \
-                 pending_dead_letter = $6 WHERE id = $1 AND version = $2"
+                 pending_dead_letter = $6, pending_delete = $7 WHERE id = $1 AND version = $2"
             ),
             // Rows locked in id order, as by every statement that writes
             // many rows (claim_many, replace_many_if): replicas clear and
@@ -130,7 +140,7 @@ impl Sql {
                        ON j.id = f.id AND j.version = f.version \
                      ORDER BY j.id FOR UPDATE OF j) \
                  UPDATE {t} AS j SET pending_create = false, pending_update = false, \
-                 pending_run = false, pending_dead_letter = false \
+                 pending_run = false, pending_dead_letter = false, pending_delete = false \
                  FROM locked WHERE j.id = locked.locked_id \
                  RETURNING j.id"
             ),
@@ -150,8 +160,8 @@ impl Sql {
 }
 
 /// Each job of a batch written whole (the columns as arrays in the order
-/// of [`COLUMNS`], $1 to $18) where its row is still at the version in
-/// $19, the rows locked in id order first (see `clear_pending_many`); the
+/// of [`COLUMNS`], $1 to $21) where its row is still at the version in
+/// $22, the rows locked in id order first (see `clear_pending_many`); the
 /// ids written.
 fn replace_many_if_statement(t: &str) -> String {
     let types = [
@@ -174,6 +184,7 @@ fn replace_many_if_statement(t: &str) -> String {
         "boolean",
         "text",
         "text",
+        "boolean",
         "boolean",
         "bigint",
     ];
@@ -215,8 +226,9 @@ fn recurring_of_statement(t: &str) -> String {
 
 /// The table and its indexes in `schema` (quoted), each statement
 /// idempotent, so that every start and every replica may run them. The
-/// outbox index of tables made before dead letters (`jobs_pending_updated_at`,
-/// whose condition leaves `pending_dead_letter` out) is replaced.
+/// outbox index of tables made before dead letters and retention
+/// (`jobs_pending_updated_at`, `jobs_owing_updated_at`, whose conditions
+/// leave `pending_dead_letter` or `pending_delete` out) is replaced.
 pub(super) fn create_statements(schema: &str, t: &str) -> String {
     let running = JobStatus::Running as i16;
     let owing = OWING;
@@ -244,6 +256,7 @@ pub(super) fn create_statements(schema: &str, t: &str) -> String {
          ALTER TABLE {t} ADD COLUMN IF NOT EXISTS client_key text;
          ALTER TABLE {t} ADD COLUMN IF NOT EXISTS attempts text;
          ALTER TABLE {t} ADD COLUMN IF NOT EXISTS pending_dead_letter boolean NOT NULL DEFAULT false;
+         ALTER TABLE {t} ADD COLUMN IF NOT EXISTS pending_delete boolean NOT NULL DEFAULT false;
          CREATE UNIQUE INDEX IF NOT EXISTS {CLIENT_KEY_INDEX}
              ON {t} (client_key) WHERE client_key IS NOT NULL;
          CREATE INDEX IF NOT EXISTS jobs_armed_schedule_time
@@ -252,9 +265,12 @@ pub(super) fn create_statements(schema: &str, t: &str) -> String {
              ON {t} (status, schedule_time, id);
          CREATE INDEX IF NOT EXISTS jobs_schedule_time_id
              ON {t} (schedule_time, id);
-         CREATE INDEX IF NOT EXISTS jobs_owing_updated_at
+         CREATE INDEX IF NOT EXISTS jobs_outbox_updated_at
              ON {t} (updated_at, id) WHERE {owing};
          DROP INDEX IF EXISTS {schema}.jobs_pending_updated_at;
+         DROP INDEX IF EXISTS {schema}.jobs_owing_updated_at;
+         CREATE INDEX IF NOT EXISTS jobs_finished_updated_at
+             ON {t} (updated_at, id) WHERE {FINISHED};
          CREATE INDEX IF NOT EXISTS jobs_running_updated_at
              ON {t} (updated_at, id) WHERE status = {running};
          {runs}",

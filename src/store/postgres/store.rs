@@ -408,6 +408,7 @@ impl JobDB for PgJobDB {
                     &remaining.update,
                     &remaining.run,
                     &remaining.dead_letter,
+                    &remaining.delete,
                 ],
             )
             .await?;
@@ -424,6 +425,26 @@ impl JobDB for PgJobDB {
             .query(&self.sql.clear_pending_many, &[&ids, versions])
             .await?;
         Ok(rows.iter().map(id_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn finished_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Scan<Job>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .query(&self.sql.finished_before, &[&cutoff, &limit])
+            .await?;
+        Ok(scan_rows(&rows))
+    }
+
+    /// Its runs go with it (the foreign key cascades).
+    async fn delete_if(&self, id: JobId, version: i64) -> Result<bool, StoreError> {
+        let deleted = self
+            .execute(&self.sql.delete_if, &[&id.bytes().as_slice(), &version])
+            .await?;
+        Ok(deleted == 1)
     }
 
     async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Scan<Job>, StoreError> {
