@@ -408,12 +408,18 @@ impl Job {
     }
 
     /// This job holding an executor's result, at the next version (the
-    /// caller checks that it was RUNNING).
+    /// caller checks that it was RUNNING). Its run event reached the
+    /// executor that reported: still owed only because its clear had not
+    /// landed, it must not go out again for a finished job.
     pub fn finished(&self, result: ResultStatus, now: DateTime<Utc>) -> Self {
         Job {
             status: result.job_status(),
             updated_at: now,
             version: self.version + 1,
+            pending: PendingEvents {
+                run: false,
+                ..self.pending
+            },
             ..self.clone()
         }
     }

@@ -1,6 +1,6 @@
 //! Results: a RUNNING job takes the first result offered (`Stored`, next
-//! version); the same result again is a `Duplicate`, the other result or a
-//! job in another state is `Ignored` with its status, an unknown id is
+//! version, its run event no longer owed); the same result again is a
+//! `Duplicate`, the other result or a job in another state is `Ignored` with its status, an unknown id is
 //! `UnknownJob`; only `Stored` changes the job.
 //!
 //! A result that names its firing (the fire token) is taken only by that
@@ -65,10 +65,16 @@ async fn store_result_outcomes(db: &Store) {
         .expect("store"),
         ResultOutcome::Stored
     );
+    // The run event reached the executor that reported: it is no longer
+    // owed, even if its clear had not landed yet.
     let stored = Job {
         status: JobStatus::Failed,
         updated_at: done_at,
         version: claimed.version + 1,
+        pending: PendingEvents {
+            run: false,
+            ..claimed.pending
+        },
         ..claimed
     };
     assert_eq!(

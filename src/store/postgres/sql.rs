@@ -71,10 +71,11 @@ impl Sql {
         let scheduled = JobStatus::Scheduled as i16;
         let running = JobStatus::Running as i16;
         let owing = OWING;
+        let runs = format!("{quoted}.{RUNS_TABLE}");
         Sql {
             schema: schema.to_owned(),
             create: create_statements(&quoted, &t),
-            runs: RunSql::new(&format!("{quoted}.{RUNS_TABLE}")),
+            runs: RunSql::new(&runs),
             finished_before: format!(
                 "SELECT {COLUMNS} FROM {t} WHERE {FINISHED} AND NOT {OWING} \
                  AND updated_at < $1 ORDER BY updated_at, id LIMIT $2"
@@ -108,10 +109,21 @@ impl Sql {
             ),
             claim_many: claim_many_statement(&t),
             // A result that names its firing ($4) matches only that firing.
+            // One statement ends the run's record too ($5 to $7: its
+            // outcome, error and executor); a data-modifying WITH runs
+            // whether or not the query reads it.
             store_result: format!(
-                "UPDATE {t} SET status = $2, version = version + 1, updated_at = $3 \
-                 WHERE id = $1 AND status = {running} AND {ONE_SHOT} \
-                 AND ($4::bigint IS NULL OR scheduled_key = $4) RETURNING scheduled_key"
+                "WITH done AS ( \
+                     UPDATE {t} SET status = $2, version = version + 1, updated_at = $3, \
+                     pending_run = false \
+                     WHERE id = $1 AND status = {running} AND {ONE_SHOT} \
+                     AND ($4::bigint IS NULL OR scheduled_key = $4) \
+                     RETURNING id, scheduled_key), \
+                 ended AS ( \
+                     UPDATE {runs} AS r SET finished_at = $3, outcome = $5, error = $6, \
+                     executor = $7 FROM done \
+                     WHERE r.job_id = done.id AND r.fire_token = done.scheduled_key) \
+                 SELECT count(*) FROM done"
             ),
             status_of: format!(
                 "SELECT status, scheduled_key, recurrence IS NOT NULL AS recurring \

@@ -21,7 +21,7 @@ use super::{
 use crate::{
     domain::{
         Job, JobId, JobStatus, PageRequest, PendingEvents,
-        history::{self, Run, RunChange, RunEnd},
+        history::{self, Run, RunChange, RunOutcome},
         report::RunReport,
     },
     store::{
@@ -321,24 +321,23 @@ impl JobDB for PgJobDB {
         let bytes = id.bytes();
         let status = result.job_status() as i16;
         let now = ms(now);
-        let stored = self
-            .in_transaction(async |tx| {
-                let statement = tx
-                    .prepare_cached(&self.sql.store_result)
-                    .await
-                    .map_err(map_err)?;
-                let params: [&(dyn ToSql + Sync); 4] =
-                    [&bytes.as_slice(), &status, &now, &fire_token];
-                let Some(row) = tx.query_opt(&statement, &params).await.map_err(map_err)? else {
-                    return Ok(false);
-                };
-                let token: i64 = column(&row, id, "scheduled_key")?;
-                let end = RunEnd::reported(id, token, report, now);
-                runs::record(tx, &self.sql.runs, &[RunChange::Ended(end)]).await?;
-                Ok(true)
-            })
-            .await?;
-        if stored {
+        // The run it ends is the one under the token the statement finds.
+        let outcome = RunOutcome::from(report.status).code();
+        let params: [&(dyn ToSql + Sync); 7] = [
+            &bytes.as_slice(),
+            &status,
+            &now,
+            &fire_token,
+            &outcome,
+            &report.error,
+            &report.executor,
+        ];
+        let row = self.query_opt(&self.sql.store_result, &params).await?;
+        let stored: i64 = match &row {
+            Some(row) => column(row, id, "count")?,
+            None => 0,
+        };
+        if stored == 1 {
             return Ok(ResultOutcome::Stored);
         }
         // Nothing changed; read the job only to tell why, or to store the
