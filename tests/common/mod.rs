@@ -702,7 +702,9 @@ pub async fn get_job(client: &mut JobsServiceClient<Channel>, id: &str) -> proto
 }
 
 /// Polls `GetJob` until the job has `status` or `timeout` passes; returns the
-/// last status seen.
+/// last status seen. An UNAVAILABLE answer (a database coming back, whose
+/// driver has not yet found it again) is polled past; any other error fails
+/// the test.
 pub async fn wait_for_status(
     client: &mut JobsServiceClient<Channel>,
     id: &str,
@@ -711,15 +713,19 @@ pub async fn wait_for_status(
 ) -> proto::JobStatus {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let job = client
+        let answer = client
             .get_job(proto::GetJobRequest { id: id.to_owned() })
-            .await
-            .expect("GetJob")
-            .into_inner();
-        if job.status() == status || tokio::time::Instant::now() >= deadline {
-            return job.status();
+            .await;
+        let late = tokio::time::Instant::now() >= deadline;
+        match answer {
+            Ok(job) if job.get_ref().status() == status || late => {
+                return job.into_inner().status();
+            }
+            Err(err) if err.code() != tonic::Code::Unavailable || late => {
+                panic!("GetJob: {err:?}")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
