@@ -7,16 +7,18 @@
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
+use scheduler_service::domain::retry::MAX_ATTEMPTS_LIMIT;
 
 use crate::support::{BARE_RUN_HELP, bench_args, number};
 
-/// The four benchmarks.
+/// The five benchmarks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Part {
     Create,
     Fire,
     Recovery,
     Recurring,
+    History,
 }
 
 /// Where the service keeps its jobs.
@@ -62,7 +64,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "create,fire,recovery,recurring"
+        default_value = "create,fire,recovery,recurring,history"
     )]
     parts: Vec<Part>,
     /// Seed of the fire part's due times; run k uses seed + k − 1.
@@ -149,6 +151,20 @@ struct Args {
     /// recurring: TOPIC_JOB_RUN_PARTITIONS.
     #[arg(long, value_name = "P", value_parser = at_least_one::<i32>, default_value = "1")]
     recurring_partitions: i32,
+    /// history: the stores.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "postgres,embedded,mongodb"
+    )]
+    history_stores: Vec<Store>,
+    /// history: jobs, each given --history-runs runs [default: 20, smoke 3].
+    #[arg(long, value_name = "N", value_parser = at_least_one::<usize>)]
+    history_jobs: Option<usize>,
+    /// history: runs of each job, failed attempts of a job allowed 100, so
+    /// from 1 to 100 [default: 100, smoke 10].
+    #[arg(long, value_name = "N", value_parser = runs_per_job)]
+    history_runs: Option<u32>,
     /// The service binary to run instead of this build's, e.g. an older build
     /// kept aside, to compare before and after in one session.
     #[arg(long, value_name = "PATH", value_parser = existing_file)]
@@ -167,6 +183,17 @@ fn at_least_one<T: std::str::FromStr + PartialOrd + From<u8>>(s: &str) -> Result
             Ok(n)
         } else {
             Err("must be at least 1".to_owned())
+        }
+    })
+}
+
+/// Runs of one job: its attempts, from 1 to the retry policy's limit.
+fn runs_per_job(s: &str) -> Result<u32, String> {
+    at_least_one(s).and_then(|n: u32| {
+        if n <= MAX_ATTEMPTS_LIMIT {
+            Ok(n)
+        } else {
+            Err(format!("must be at most {MAX_ATTEMPTS_LIMIT}"))
         }
     })
 }
@@ -212,6 +239,9 @@ pub struct Options {
     pub recurring_every_secs: u64,
     pub recurring_secs: u64,
     pub recurring_partitions: i32,
+    pub history_stores: Vec<Store>,
+    pub history_jobs: usize,
+    pub history_runs: u32,
     pub plot: Option<PathBuf>,
 }
 
@@ -254,6 +284,9 @@ pub fn parse() -> Options {
         recurring_every_secs: a.recurring_every_secs.unwrap_or(if smoke { 1 } else { 10 }),
         recurring_secs: a.recurring_secs.unwrap_or(if smoke { 3 } else { 120 }),
         recurring_partitions: a.recurring_partitions,
+        history_stores: a.history_stores,
+        history_jobs: a.history_jobs.unwrap_or(pick(20, 3)),
+        history_runs: a.history_runs.unwrap_or(if smoke { 10 } else { 100 }),
         plot: a.plot,
     }
 }

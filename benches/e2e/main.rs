@@ -4,7 +4,7 @@
 //! broker, the MongoDB-protocol server and PostgreSQL. Each run uses a fresh
 //! collection or schema and fresh topics.
 //!
-//! Four parts, a module each:
+//! Five parts, a module each:
 //!
 //! - `create`: CreateJob load. `--concurrency` calls in flight over
 //!   `--connections` HTTP/2 connections, `--requests` calls (after a warm-up
@@ -43,6 +43,16 @@
 //!   period, on each of `--recurring-stores`; the occurrences due in
 //!   `--recurring-secs` are counted on the run topic by `ScheduledKey`
 //!   (each exactly once) with their lateness against the occurrence.
+//! - `history`: run history listing, on each of `--history-stores`
+//!   (PostgreSQL, the embedded store and the MongoDB-protocol server), the
+//!   stores opened in this process. `--history-jobs` one-shot jobs get
+//!   `--history-runs` runs each through the store API (each attempt claimed
+//!   and failed, its run started and ended with the job, as the service
+//!   writes them); then each job's first page (100 runs) is listed once
+//!   (a warm-up, shown apart) and ten times more, one call at a time:
+//!   p50/p99/max against the target of under 5 ms. On PostgreSQL and the
+//!   embedded store a pruning pass (`prune_runs`, batches of 1,000) then
+//!   keeps the newest half of each job's runs: its time and runs removed.
 //!
 //! ```text
 //! cargo bench --bench e2e                      # every part, 3 runs each
@@ -52,6 +62,7 @@
 //! cargo bench --bench e2e -- --parts recovery --recovery-stores embedded,postgres --recovery-jobs 100000
 //! cargo bench --bench e2e -- --parts create,fire --fire-stores postgres,embedded --plot docs/benchmarks
 //! cargo bench --bench e2e -- --parts recurring --recurring-jobs 10000 --recurring-every-secs 10
+//! cargo bench --bench e2e -- --parts history --history-stores postgres,embedded --history-jobs 50
 //! ```
 //!
 //! With `--plot DIR`, the create and fire parts also draw their charts
@@ -61,7 +72,8 @@
 //!
 //! Without any argument (as `cargo test --all-targets` runs it) it runs
 //! `--smoke`. It exits with failure when a call fails, a fired job does not
-//! arrive, or a recovery does not arm every job.
+//! arrive, a recovery does not arm every job, or a run history listing or
+//! pruning pass is wrong.
 //!
 //! Server addresses as in the tests (test-support reads them):
 //! `TEST_MONGODB_URI`, `TEST_POSTGRES_URI`, `TEST_KAFKA_BROKERS`. Service
@@ -75,6 +87,7 @@ mod accounting;
 mod args;
 mod create;
 mod fire;
+mod history;
 mod load;
 mod recovery;
 mod recurring;
@@ -130,6 +143,9 @@ async fn run(o: Options) -> bool {
     }
     if o.parts.contains(&Part::Recurring) {
         ok &= recurring::recurring_part(&o).await;
+    }
+    if o.parts.contains(&Part::History) {
+        ok &= history::history_part(&o).await;
     }
     ok
 }

@@ -24,17 +24,17 @@ use futures::StreamExt;
 use scheduler_service::{
     config::vars,
     domain::{Job, JobSpec, JobType, PendingEvents, now},
-    store::{JobDB, embedded::EmbeddedJobDB, postgres::PgJobDB},
+    store::JobDB,
     timer::Timer,
 };
-use test_support::{postgres_uri, unique};
+use test_support::unique;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     args::{Options, Store},
     load::JOB_DATA,
     report::joined_notes,
-    service::{Service, drop_namespace, embedded_dir, service_env, set},
+    service::{self, Service, drop_namespace, embedded_dir, service_env, set},
     support::{
         now_us,
         proc::load_average,
@@ -95,20 +95,8 @@ pub async fn recovery_part(o: &Options) -> bool {
 /// 100,000 jobs).
 async fn open_store(store: Store, namespace: &str) -> Result<Arc<dyn JobDB>, String> {
     match store {
-        Store::Postgres => PgJobDB::connect_with(
-            &postgres_uri(),
-            namespace,
-            Duration::from_secs(30),
-            16,
-            tokio_postgres::NoTls,
-        )
-        .await
-        .map(|db| Arc::new(db) as Arc<dyn JobDB>)
-        .map_err(|e| e.to_string()),
-        Store::Embedded => EmbeddedJobDB::open(&embedded_dir(namespace))
-            .map(|db| Arc::new(db) as Arc<dyn JobDB>)
-            .map_err(|e| e.to_string()),
         Store::MongoDb => Err("restart recovery is measured on PostgreSQL and embedded".into()),
+        Store::Postgres | Store::Embedded => service::open_store(store, namespace).await,
     }
 }
 

@@ -2,7 +2,8 @@
 //! (test-support's [`ServiceChild`]), its JSON log on stderr read by a
 //! thread that copies it to a file and picks out the lines the benchmarks
 //! time (start-up, arming, firings, warnings); the variables of a fresh
-//! instance; and the cleanup of a run's schema, collection or folder.
+//! instance; a store opened in this process on a run's namespace; and the
+//! cleanup of a run's schema, collection or folder.
 
 use std::{
     fs::File,
@@ -14,7 +15,16 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use scheduler_service::{config::vars, grpc::proto::jobs_service_client::JobsServiceClient};
+use scheduler_service::{
+    config::vars,
+    grpc::proto::jobs_service_client::JobsServiceClient,
+    store::{
+        JobDB,
+        embedded::EmbeddedJobDB,
+        mongo::{MongoJobDB, RUNS_SUFFIX},
+        postgres::PgJobDB,
+    },
+};
 use test_support::{ServiceChild, kafka_brokers, mongodb_uri, postgres_uri, topic_vars, unique};
 use tonic::transport::Channel;
 
@@ -253,7 +263,33 @@ pub fn var<'a>(env: &'a [(String, String)], name: &str) -> &'a str {
         .map_or("", |(_, v)| v.as_str())
 }
 
-/// Drops the schema or collection of a finished run (best effort).
+/// The jobs of `namespace` in `store`, opened from this process as the
+/// service opens them (`service_env`): a PostgreSQL schema, an embedded
+/// store's folder, or a MongoDB collection of that name.
+pub async fn open_store(store: Store, namespace: &str) -> Result<Arc<dyn JobDB>, String> {
+    let timeout = Duration::from_secs(30);
+    match store {
+        Store::Postgres => PgJobDB::connect_with(
+            &postgres_uri(),
+            namespace,
+            timeout,
+            16,
+            tokio_postgres::NoTls,
+        )
+        .await
+        .map(|db| Arc::new(db) as Arc<dyn JobDB>),
+        Store::Embedded => {
+            EmbeddedJobDB::open(&embedded_dir(namespace)).map(|db| Arc::new(db) as Arc<dyn JobDB>)
+        }
+        Store::MongoDb => MongoJobDB::connect(&mongodb_uri(), namespace, namespace, timeout, None)
+            .await
+            .map(|db| Arc::new(db) as Arc<dyn JobDB>),
+    }
+    .map_err(|e| e.to_string())
+}
+
+/// Drops the schema, or the collection and its runs, of a finished run
+/// (best effort).
 pub async fn drop_namespace(store: Store, namespace: &str) {
     match store {
         Store::Postgres => {
@@ -268,14 +304,14 @@ pub async fn drop_namespace(store: Store, namespace: &str) {
         }
         Store::MongoDb => {
             if let Ok(client) = mongodb::Client::with_uri_str(mongodb_uri()).await {
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(10),
-                    client
-                        .database(namespace)
-                        .collection::<bson::Document>(namespace)
-                        .drop(),
-                )
-                .await;
+                let db = client.database(namespace);
+                for name in [namespace.to_owned(), format!("{namespace}{RUNS_SUFFIX}")] {
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(10),
+                        db.collection::<bson::Document>(&name).drop(),
+                    )
+                    .await;
+                }
             }
         }
         Store::Embedded => {
