@@ -420,18 +420,6 @@ async fn bad_policies_and_oversized_results_are_refused_naming_the_field() {
         assert_eq!(err.code(), Code::InvalidArgument, "{field}");
         assert!(err.message().contains(field), "{field}: {}", err.message());
     }
-    let recurring = proto::CreateJobRequest {
-        retry_policy: Some(quick_policy(2)),
-        recurrence: Some(proto::Recurrence {
-            interval_seconds: 60,
-            ..Default::default()
-        }),
-        ..create_request("recurring", 1_000)
-    };
-    let err = setup.app.client.create_job(recurring).await.unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("one-shot"), "{}", err.message());
-
     let id = create_job(&mut setup.app.client, create_request("reported", 0)).await;
     let run = setup.next_firing(&id, None).await;
     let oversized = failure(&"x".repeat(4097));
@@ -506,8 +494,76 @@ async fn update_job_sets_or_clears_the_policy_and_starts_the_attempts_afresh() {
         }),
         ..update(Some(quick_policy(2)))
     };
-    let err = setup.app.client.update_job(recurring).await.unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("retry_policy"), "{}", err.message());
+    setup
+        .app
+        .client
+        .update_job(recurring)
+        .await
+        .expect("a recurring job takes a policy");
+    assert_eq!(setup.job(&id).await.retry_policy, Some(quick_policy(2)));
+    setup.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_recurring_job_retries_its_failed_occurrence_before_the_next() {
+    let mut setup = Setup::new(&[]).await;
+    let request = proto::CreateJobRequest {
+        retry_policy: Some(quick_policy(3)),
+        recurrence: Some(proto::Recurrence {
+            interval_seconds: 3_600,
+            ..Default::default()
+        }),
+        ..create_request("hourly", 0)
+    };
+    let id = create_job(&mut setup.app.client, request).await;
+    let first = setup.next_firing(&id, None).await;
+    let occurrence = first.occurrence.clone().expect("an occurrence");
+    let next = setup
+        .job(&id)
+        .await
+        .next_occurrence
+        .expect("a next occurrence");
+    let (mut run, mut tokens) = (first, Vec::new());
+    for attempt in 1..=3 {
+        assert_eq!(
+            run.occurrence.as_ref(),
+            Some(&occurrence),
+            "the same occurrence"
+        );
+        assert_eq!(run.attempt, (attempt > 1).then_some(attempt));
+        tokens.push(run.fire_token);
+        let error = format!("failure {attempt}");
+        let failed = setup.report(&run, proto::JobStatus::Failed, failure(&error));
+        assert_eq!(failed.await.expect("ReportResult"), "stored");
+        if attempt < 3 {
+            run = setup.next_firing(&id, Some(&run)).await;
+        }
+    }
+    // No attempt left: the occurrence failed for good, and the job waits
+    // for its next occurrence, which the retries did not move.
+    let job = setup.job(&id).await;
+    assert_eq!(job.status, proto::JobStatus::Scheduled as i32);
+    assert_eq!(job.next_occurrence, Some(next));
+    assert_eq!((job.attempt, job.last_error.as_str()), (3, "failure 3"));
+    let dead = EventReader::new(&setup.app.settings.topics.job_dead_letter);
+    let (letter, _) = dead.next_for(&id, TIMEOUT).await;
+    assert_eq!(letter.expect("a dead letter").event.attempt, Some(3));
+
+    let runs = setup.runs(&id, 1, 10).await;
+    let seen: Vec<(i64, i32, i32)> = runs
+        .runs
+        .iter()
+        .map(|r| (r.fire_token, r.attempt, r.cause))
+        .collect();
+    let (scheduled, retry) = (
+        proto::RunCause::Scheduled as i32,
+        proto::RunCause::Retry as i32,
+    );
+    let expected = [
+        (tokens[2], 3, retry),
+        (tokens[1], 2, retry),
+        (tokens[0], 1, scheduled),
+    ];
+    assert_eq!(seen, expected);
     setup.app.stop().await;
 }

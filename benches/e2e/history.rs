@@ -292,7 +292,7 @@ async fn failed(db: &dyn JobDB, running: &Job, at: DateTime<Utc>) -> Result<Job,
         .map_err(|e| e.to_string())?;
     let next = running
         .take_report(&report, &RetryPolicy::NONE, at)
-        .ok_or_else(|| format!("job {} refused its report", running.id))?;
+        .map_err(|refused| format!("job {} refused its report: {refused:?}", running.id))?;
     let runs = history::changes(running, &next, Some(&report), at);
     let written = db
         .replace_if(&next, running.version, &runs)

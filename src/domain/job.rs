@@ -343,13 +343,15 @@ impl Job {
 
     /// When the current firing was due: a recurring job's run in flight's
     /// occurrence plus its jitter (for a triggered run, about when it was
-    /// triggered), else the schedule time.
+    /// triggered; for a retry, when the retry was due), else the schedule
+    /// time.
     pub fn firing_due(&self) -> DateTime<Utc> {
         self.recurrence
             .as_ref()
             .and_then(|rec| {
                 let run = rec.run.as_ref()?;
-                Some(run.occurrence + rec.spec.timing.jitter().delay(&self.id, run.occurrence))
+                let jitter = rec.spec.timing.jitter().delay(&self.id, run.occurrence);
+                Some(run.retry_at.unwrap_or(run.occurrence + jitter))
             })
             .unwrap_or(self.spec.schedule_time)
     }

@@ -1,7 +1,8 @@
 //! Retries of failed runs: the policy a job is retried under
 //! ([`RetryPolicy`]), where a job is in its attempts ([`Attempts`]), and
-//! what a one-shot job does with an executor's report
-//! ([`Job::take_report`]).
+//! what a job does with an executor's report ([`Job::take_report`]). A
+//! recurring job retries the occurrence whose run failed, before its next
+//! occurrence comes, or not at all.
 //!
 //! A failed attempt with attempts left schedules the next one after the
 //! policy's backoff (the executor may ask for its own delay), under a new
@@ -26,7 +27,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Error, Field, Job, JobSpec, JobStatus, PendingEvents, ResultStatus, new_fire_token,
+    Error, Field, Job, JobSpec, JobStatus, ResultStatus, new_fire_token,
+    recurrence::{ResultDecision, Retry},
     report::RunReport,
 };
 
@@ -313,25 +315,66 @@ impl Job {
         Ok(self.rescheduled(spec, now))
     }
 
-    /// What this one-shot job becomes when it takes `report`, if it takes
-    /// it (RUNNING, and the report names its firing or none): SUCCEEDED; or
-    /// after a failure with attempts left under its policy (or `default`)
-    /// and not said to be final, SCHEDULED again after the backoff (or the
-    /// delay the executor asked for) under a new fire token, at the next
-    /// attempt; else FAILED. The error text is kept either way.
+    /// The attempts of a recurring job's run of a new occurrence: attempt
+    /// 1 under its policy, its last error kept for GetJob.
+    pub(crate) fn first_attempt(&self) -> Option<Box<Attempts>> {
+        attempts(self.retry_policy(), 1, self.last_error().map(str::to_owned))
+    }
+
+    /// What this job becomes when it takes `report`, or why it does not
+    /// (it is not RUNNING the firing the report names: see
+    /// [`ResultDecision`]). A success finishes the run. After a failure
+    /// with attempts left under its policy (or `default`), not said to be
+    /// final, the run is retried after the backoff (or the delay the
+    /// executor asked for) under a new fire token, at the next attempt: a
+    /// one-shot job is SCHEDULED again; a recurring job's occurrence waits
+    /// as a pending retry ([`Retry`]) if the retry comes before its next
+    /// occurrence's fire time, so that a retry never delays or skips the
+    /// next occurrence (a run still going when it comes meets the overlap
+    /// policy). Otherwise the failed run ends its attempts: the job owes a
+    /// dead-letter event (a one-shot job is FAILED; a recurring job goes on
+    /// with its next occurrence). The error text is kept either way.
     pub fn take_report(
         &self,
         report: &RunReport,
         default: &RetryPolicy,
         now: DateTime<Utc>,
-    ) -> Option<Job> {
-        let takes = self.status == JobStatus::Running
-            && report
-                .fire_token
-                .is_none_or(|token| token == self.fire_token);
-        if !takes {
-            return None;
-        }
+    ) -> Result<Job, ResultDecision> {
+        let taken = match &self.recurrence {
+            Some(_) => match self.take_result(report.status, report.fire_token, now) {
+                Some(ResultDecision::Take(taken)) => *taken,
+                Some(refused) => return Err(refused),
+                None => return Err(ResultDecision::Ignored(self.status)),
+            },
+            None if self.status == JobStatus::Running
+                && report
+                    .fire_token
+                    .is_none_or(|token| token == self.fire_token) =>
+            {
+                self.finished(report.status, now)
+            }
+            None => {
+                return Err(ResultDecision::refusal(
+                    self.status,
+                    self.fire_token,
+                    report.status,
+                    report.fire_token,
+                ));
+            }
+        };
+        Ok(self.after_attempt(taken, report, default, now))
+    }
+
+    /// `taken` (this job having taken `report`) with the attempt's end
+    /// applied: its retry, or the end of its attempts (see
+    /// [`Job::take_report`]).
+    fn after_attempt(
+        &self,
+        taken: Job,
+        report: &RunReport,
+        default: &RetryPolicy,
+        now: DateTime<Utc>,
+    ) -> Job {
         let own = self.retry_policy();
         let policy = own.unwrap_or(*default);
         let attempt = self.attempt();
@@ -339,37 +382,50 @@ impl Job {
             .error
             .clone()
             .or(self.last_error().map(str::to_owned));
-        let retry = report.status == ResultStatus::Failed
-            && !report.last_attempt
-            && attempt < policy.max_attempts();
-        if !retry {
-            let mut finished = self.finished(report.status, now);
-            finished.attempts = attempts(own, attempt, last_error);
-            finished.pending.dead_letter |= report.status == ResultStatus::Failed;
-            return Some(finished);
-        }
+        let failed = report.status == ResultStatus::Failed;
         let delay = report
             .retry_after
             .unwrap_or_else(|| policy.delay(attempt, rand::random()));
-        Some(Job {
+        let retry_at = now + delay;
+        let retry = failed
+            && !report.last_attempt
+            && attempt < policy.max_attempts()
+            && self.retry_fits(&taken, retry_at);
+        if !retry {
+            let mut ended = taken;
+            ended.attempts = attempts(own, attempt, last_error);
+            ended.pending.dead_letter |= failed;
+            return ended;
+        }
+        let recurrence = taken.recurrence.clone().map(|mut rec| {
+            let occurrence = self.recurrence.as_ref().and_then(|r| r.run.as_ref());
+            rec.retry = occurrence.map(|run| Retry {
+                occurrence: run.occurrence,
+                at: retry_at,
+            });
+            rec
+        });
+        Job {
             spec: JobSpec {
-                schedule_time: now + delay,
-                ..self.spec.clone()
+                schedule_time: retry_at,
+                ..taken.spec.clone()
             },
             status: JobStatus::Scheduled,
             fire_token: new_fire_token(),
-            updated_at: now,
-            version: self.version + 1,
             attempts: attempts(own, attempt + 1, last_error),
-            // The failed firing's run event reached its executor (it
-            // reported); still owed only because its clear had not landed,
-            // it must not go out again for the retry, which owes its own.
-            pending: PendingEvents {
-                run: false,
-                ..self.pending
-            },
-            ..self.clone()
-        })
+            recurrence,
+            ..taken
+        }
+    }
+
+    /// Whether a retry at `retry_at` fits: always for a one-shot job; for
+    /// a recurring job (`taken`, its run ended), before the fire time of
+    /// its next occurrence, if it has one.
+    fn retry_fits(&self, taken: &Job, retry_at: DateTime<Utc>) -> bool {
+        match &taken.recurrence {
+            None => true,
+            Some(rec) => rec.next.is_none() || retry_at < taken.spec.schedule_time,
+        }
     }
 }
 

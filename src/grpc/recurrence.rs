@@ -166,7 +166,7 @@ pub fn new_job(
     default_retry: &RetryPolicy,
     now: DateTime<Utc>,
 ) -> Result<NewJob, Error> {
-    let retry = retry_of(req.retry_policy.take(), &req.recurrence, default_retry)?;
+    let retry = policy_of(req.retry_policy.take(), default_retry)?;
     let recurrence = recurrence_of(
         req.recurrence.take(),
         &mut req.schedule_time,
@@ -183,24 +183,6 @@ pub fn new_job(
         client_key,
         retry,
     })
-}
-
-/// The retry policy a request asks for (see [`policy_of`]); refused with a
-/// recurrence, as recurring jobs are not retried.
-fn retry_of(
-    wire: Option<proto::RetryPolicy>,
-    recurrence: &Option<proto::Recurrence>,
-    default: &RetryPolicy,
-) -> Result<Option<RetryPolicy>, Error> {
-    let retry = policy_of(wire, default)?;
-    if retry.is_some() && recurrence.is_some() {
-        return Err(Error::invalid(
-            Field::RetryMaxAttempts,
-            "a retry policy applies to one-shot jobs; a recurring job's failed run is not \
-             retried (its next occurrence runs on schedule)",
-        ));
-    }
-    Ok(retry)
 }
 
 /// What an UpdateJob request asks for.
@@ -222,7 +204,7 @@ pub fn update_of(
     default_retry: &RetryPolicy,
     now: DateTime<Utc>,
 ) -> Result<JobUpdate, Error> {
-    let retry = retry_of(req.retry_policy.take(), &req.recurrence, default_retry)?;
+    let retry = policy_of(req.retry_policy.take(), default_retry)?;
     let recurrence = recurrence_of(
         req.recurrence.take(),
         &mut req.schedule_time,

@@ -1,19 +1,20 @@
-//! What a failed run leads to: the next attempt or the end of the job.
+//! What a failed run leads to: the next attempt or the end of its
+//! attempts.
 //!
-//! A FAILED report on a one-shot job is decided by the domain
-//! ([`Job::take_report`]) under the job's retry policy or the service's
-//! default, and written with the same conditional write as every other
-//! change (only if the job is still at the version read): the retry and
-//! the result are one write, so a crash cannot lose the retry, and of two
-//! replicas applying the same report one writes and the other finds the
-//! job changed and reads it again (it is then no longer RUNNING under that
-//! firing, and the report is a duplicate or stale). A recurring job's
-//! report goes through the store's own result path, as before.
+//! A FAILED report is decided by the domain ([`Job::take_report`]) under
+//! the job's retry policy or the service's default, and written with the
+//! same conditional write as every other change (only if the job is still
+//! at the version read): the retry and the result are one write, so a
+//! crash cannot lose the retry, and of two replicas applying the same
+//! report one writes and the other finds the job changed and reads it
+//! again (it is then no longer RUNNING under that firing, and the report
+//! is a duplicate or stale). A one-shot job is retried as a whole; a
+//! recurring job retries the failed occurrence before its next one.
 
 use super::{JobService, job_span};
 use crate::{
-    domain::{Error, Job, JobId, JobStatus, report::RunReport},
-    store::{ResultOutcome, refused_result, result_read},
+    domain::{Error, Job, JobId, report::RunReport},
+    store::ResultOutcome,
     telemetry::metrics::FailReason,
 };
 
@@ -34,26 +35,12 @@ impl JobService {
                 return Ok(ResultOutcome::UnknownJob);
             };
             let now = self.clock().now_ms();
-            if job.recurrence.is_some() {
-                // The job just read goes to the recurring result path as it
-                // is, rather than through `store_result`, which reads it again.
-                let db = &*self.inner.db;
-                let outcome = result_read(db, job, report, now).await?;
-                if outcome == ResultOutcome::Stored {
-                    self.inner.metrics.job_failed(FailReason::Result);
-                }
-                return Ok(outcome);
-            }
-            let Some(taken) = job.take_report(report, &self.inner.settings.retry, now) else {
-                return Ok(refused_result(
-                    job.status,
-                    job.fire_token,
-                    report.status,
-                    report.fire_token,
-                ));
+            let taken = match job.take_report(report, &self.inner.settings.retry, now) {
+                Ok(taken) => taken,
+                Err(refused) => return Ok(ResultOutcome::refused(refused)),
             };
             if self.write_if(&job, &taken, Some(report)).await? {
-                self.after_failure(taken, report).await;
+                self.after_failure(&job, taken, report).await;
                 return Ok(ResultOutcome::Stored);
             }
         }
@@ -72,18 +59,19 @@ impl JobService {
     }
 
     /// Counts and logs a stored failure, arms its retry, and delivers what
-    /// it owes (the dead-letter event of a job that failed for good).
-    async fn after_failure(&self, job: Job, report: &RunReport) {
+    /// it owes (the dead-letter event of a run that failed for good).
+    async fn after_failure(&self, before: &Job, job: Job, report: &RunReport) {
         let span = job_span("result", &job);
-        span.in_scope(|| self.count_failure(&job, report));
+        span.in_scope(|| self.count_failure(before, &job, report));
         if job.pending.any() {
             self.deliver(&[(job, span)]).await;
         }
     }
 
-    /// Counts and logs a stored failure, and arms its retry.
-    fn count_failure(&self, job: &Job, report: &RunReport) {
-        if job.status == JobStatus::Scheduled {
+    /// Counts and logs a stored failure (`before`: the job as read), and
+    /// arms its retry.
+    fn count_failure(&self, before: &Job, job: &Job, report: &RunReport) {
+        if job.attempt() > before.attempt() {
             self.inner.metrics.retry_scheduled();
             tracing::info!(
                 attempt = job.attempt(),

@@ -15,8 +15,7 @@ use super::{JobService, job_span, log_unreadable};
 use crate::{
     config::RunTimeoutPolicy,
     domain::{
-        Error, Job, JobStatus, PendingEvents, ResultStatus, recurrence::ResultDecision,
-        report::RunReport,
+        Error, Job, JobStatus, PendingEvents, ResultStatus, report::RunReport, retry::RetryPolicy,
     },
     duties::every,
     telemetry::metrics::FailReason,
@@ -34,16 +33,16 @@ impl JobService {
         log_unreadable("run-timeout sweeper", &stuck.unreadable);
         let mut changed = 0;
         for job in stuck.found {
-            let next = match (
-                job.take_result(ResultStatus::Failed, None, now),
-                self.settings().run_timeout_policy,
-            ) {
-                // A recurring job's run that timed out failed; the job goes
-                // on with its next occurrence.
-                (Some(ResultDecision::Take(failed)), _) => *failed,
-                (Some(_), _) => continue,
-                (None, RunTimeoutPolicy::Fail) => self.timed_out(&job, timeout, now),
-                (None, RunTimeoutPolicy::Retry) => job.retried(now),
+            let next = match (job.recurrence.is_some(), self.settings().run_timeout_policy) {
+                // A recurring job's run that timed out failed: retried
+                // under its policy, or the job goes on with its next
+                // occurrence.
+                (true, _) => match job.take_report(&timeout_report(timeout), self.retry(), now) {
+                    Ok(failed) => failed,
+                    Err(_) => continue,
+                },
+                (false, RunTimeoutPolicy::Fail) => self.timed_out(&job, timeout, now),
+                (false, RunTimeoutPolicy::Retry) => job.retried(now),
             };
             // Conditional on the version: a result that arrived meanwhile wins.
             if !self.write_if(&job, &next, None).await? {
@@ -68,16 +67,9 @@ impl JobService {
     /// A one-shot `job` whose run timed out, as a failed attempt: its retry,
     /// or FAILED; owing an update event either way.
     fn timed_out(&self, job: &Job, timeout: chrono::Duration, now: DateTime<Utc>) -> Job {
-        let report = RunReport {
-            error: Some(format!(
-                "no result within the run timeout ({} s)",
-                timeout.num_seconds()
-            )),
-            ..RunReport::of(ResultStatus::Failed, None)
-        };
         let next = job
-            .take_report(&report, &self.settings().retry, now)
-            .unwrap_or_else(|| job.with_status(JobStatus::Failed, now));
+            .take_report(&timeout_report(timeout), self.retry(), now)
+            .unwrap_or_else(|_| job.with_status(JobStatus::Failed, now));
         Job {
             pending: PendingEvents {
                 update: true,
@@ -85,6 +77,11 @@ impl JobService {
             },
             ..next
         }
+    }
+
+    /// The service's default retry policy.
+    fn retry(&self) -> &RetryPolicy {
+        &self.settings().retry
     }
 
     /// Expires stuck runs a few times per run timeout, until shutdown.
@@ -103,6 +100,17 @@ impl JobService {
             }
         })
         .await;
+    }
+}
+
+/// The failure a run timeout stands for: no result within `timeout`.
+fn timeout_report(timeout: chrono::Duration) -> RunReport {
+    RunReport {
+        error: Some(format!(
+            "no result within the run timeout ({} s)",
+            timeout.num_seconds()
+        )),
+        ..RunReport::of(ResultStatus::Failed, None)
     }
 }
 

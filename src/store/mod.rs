@@ -549,13 +549,12 @@ pub(crate) fn refused_result(
     result: ResultStatus,
     fire_token: Option<i64>,
 ) -> ResultOutcome {
-    if fire_token.is_some_and(|token| token != current_token) {
-        ResultOutcome::Stale(status)
-    } else if status == result.job_status() {
-        ResultOutcome::Duplicate
-    } else {
-        ResultOutcome::Ignored(status)
-    }
+    ResultOutcome::refused(ResultDecision::refusal(
+        status,
+        current_token,
+        result,
+        fire_token,
+    ))
 }
 
 /// The claim of job `job` (as read) under `fire_token`, as a conditional

@@ -7,7 +7,9 @@ use std::collections::VecDeque;
 
 use chrono::{DateTime, Utc};
 
-use super::{CatchUpMode, LastRun, Overlap, Recurrence, RecurrenceSpec, Run, STANDS_FOR_MAX};
+use super::{
+    CatchUpMode, LastRun, Overlap, Recurrence, RecurrenceSpec, Retry, Run, STANDS_FOR_MAX,
+};
 use crate::domain::{
     Error, Job, JobSpec, JobStatus, PendingEvents, ResultStatus, new_fire_token,
     schedule::Occurrence,
@@ -30,6 +32,27 @@ pub enum ResultDecision {
     Ignored(JobStatus),
     /// It names a run that is neither in flight nor the last finished one.
     Stale(JobStatus),
+}
+
+impl ResultDecision {
+    /// Why a one-shot job at `status` under `current_token` refuses
+    /// `result` of the firing `fire_token` (`None`: its run in flight): a
+    /// token not the job's is stale; the job's own result again, a
+    /// duplicate; anything else, ignored.
+    pub fn refusal(
+        status: JobStatus,
+        current_token: i64,
+        result: ResultStatus,
+        fire_token: Option<i64>,
+    ) -> Self {
+        if fire_token.is_some_and(|token| token != current_token) {
+            ResultDecision::Stale(status)
+        } else if status == result.job_status() {
+            ResultDecision::Duplicate
+        } else {
+            ResultDecision::Ignored(status)
+        }
+    }
 }
 
 /// What one claim of occurrence `due` decides.
@@ -184,16 +207,22 @@ impl Job {
     /// it, at the next version. `None` when it cannot be claimed: another
     /// token, paused, held, no occurrence left, or the previous run's event
     /// still owed (that occurrence then waits for the event's delivery).
+    /// A pending retry is claimed before occurrence `next` (see
+    /// [`Job::claimed_retry`]); a run of a new occurrence starts at
+    /// attempt 1.
     pub(crate) fn claimed_occurrence(&self, fire_token: i64, now: DateTime<Utc>) -> Option<Self> {
         let rec = self.recurrence.as_ref()?;
         let claimable = self.fire_token == fire_token
             && rec.is_armable()
             && !self.pending.run
             && matches!(self.status, JobStatus::Scheduled | JobStatus::Running);
-        let due = rec.next?;
         if !claimable {
             return None;
         }
+        if let Some(retry) = rec.retry {
+            return Some(self.claimed_retry(rec, retry, fire_token, now));
+        }
+        let due = rec.next?;
         let in_flight = rec.run.is_some();
         let mut next = Job {
             updated_at: now,
@@ -220,14 +249,58 @@ impl Job {
                 token: fire_token,
                 occurrence,
                 stands_for,
+                retry_at: None,
             });
             next.status = JobStatus::Running;
             next.pending.run = true;
+            next.attempts = self.first_attempt();
         } else if !in_flight && state.next.is_none() {
             next.status = ended_status(state.last);
         }
         next.recurrence = Some(state);
         Some(next)
+    }
+
+    /// The claim of `retry`, pending on this job under `fire_token`: a run
+    /// of the retried occurrence starts (at the attempt the failure left),
+    /// and occurrence `next` is armed again under a fresh token. It counts
+    /// as no run of the schedule (`max_runs`).
+    fn claimed_retry(
+        &self,
+        rec: &Recurrence,
+        retry: Retry,
+        fire_token: i64,
+        now: DateTime<Utc>,
+    ) -> Job {
+        let mut state = rec.clone();
+        state.retry = None;
+        state.run = Some(Run {
+            token: fire_token,
+            occurrence: retry.occurrence,
+            stands_for: Vec::new(),
+            retry_at: Some(retry.at),
+        });
+        let schedule_time = state.next.map_or(self.spec.schedule_time, |next| {
+            rec.spec
+                .timing
+                .fire_time(&self.id, &Occurrence::regular(next))
+        });
+        Job {
+            spec: JobSpec {
+                schedule_time,
+                ..self.spec.clone()
+            },
+            status: JobStatus::Running,
+            updated_at: now,
+            version: self.version + 1,
+            fire_token: new_fire_token(),
+            pending: PendingEvents {
+                run: true,
+                ..self.pending
+            },
+            recurrence: Some(Box::new(state)),
+            ..self.clone()
+        }
     }
 
     /// What a run's result does to this job, reported on the run
@@ -264,6 +337,11 @@ impl Job {
                 updated_at: now,
                 version: self.version + 1,
                 recurrence: Some(state),
+                // The run's event reached the executor that reported.
+                pending: PendingEvents {
+                    run: false,
+                    ..self.pending
+                },
                 ..self.clone()
             })));
         }
@@ -289,11 +367,18 @@ impl Job {
                 self.id
             )));
         }
+        if let Some(retry) = rec.retry {
+            return Err(Error::FailedPrecondition(format!(
+                "job {} retries its run of {} at {}; trigger it again after",
+                self.id, retry.occurrence, retry.at
+            )));
+        }
         let mut state = rec.clone();
         state.run = Some(Run {
             token: new_fire_token(),
             occurrence: now,
             stands_for: Vec::new(),
+            retry_at: None,
         });
         Ok(Job {
             status: JobStatus::Running,

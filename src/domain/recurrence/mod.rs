@@ -222,6 +222,21 @@ pub struct Run {
     /// For a catch-up run under `once`: every occurrence it stands for, in
     /// order (the last is `occurrence`); empty otherwise.
     pub stands_for: Vec<DateTime<Utc>>,
+    /// For a retry of a failed run, when the retry was due (the
+    /// occurrence is older); `None` for a run of the schedule or a trigger.
+    pub retry_at: Option<DateTime<Utc>>,
+}
+
+/// A failed run's occurrence to run again under the job's retry policy:
+/// while it is pending, the job's fire token and schedule time stand for
+/// it, and occurrence `next` waits behind it (it comes before `next`'s
+/// fire time, or it is not made: a retry never delays the next occurrence).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// The occurrence the failed run ran for.
+    pub occurrence: DateTime<Utc>,
+    /// When the retry is due.
+    pub at: DateTime<Utc>,
 }
 
 /// How a recurring job's last finished run ended.
@@ -259,6 +274,8 @@ pub struct Recurrence {
     pub run: Option<Run>,
     /// The last finished run.
     pub last: Option<LastRun>,
+    /// A failed run's occurrence waiting to run again.
+    pub retry: Option<Retry>,
 }
 
 impl Recurrence {
@@ -277,14 +294,16 @@ impl Recurrence {
                 held: false,
                 run: None,
                 last: None,
+                retry: None,
             },
             first,
         ))
     }
 
-    /// Whether the timer should hold the job for occurrence `next`: not
-    /// paused, not held for a run's end, and with an occurrence left.
+    /// Whether the timer should hold the job for occurrence `next` (or a
+    /// pending retry): not paused, not held for a run's end, and with an
+    /// occurrence or a retry left.
     pub fn is_armable(&self) -> bool {
-        !self.paused && !self.held && self.next.is_some()
+        !self.paused && !self.held && (self.next.is_some() || self.retry.is_some())
     }
 }

@@ -6,7 +6,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{CatchUp, CatchUpMode, LastRun, Recurrence, RecurrenceSpec, Run};
+use super::{CatchUp, CatchUpMode, LastRun, Recurrence, RecurrenceSpec, Retry, Run};
 use crate::domain::{Error, Field, ResultStatus};
 
 #[derive(Serialize, Deserialize)]
@@ -27,6 +27,15 @@ struct Stored {
     run: Option<StoredRun>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     last: Option<StoredLast>,
+    /// Absent unless a retry is pending (and in jobs stored before retries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retry: Option<StoredRetry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredRetry {
+    occurrence_ms: i64,
+    at_ms: i64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -35,6 +44,8 @@ struct StoredRun {
     occurrence_ms: i64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     stands_for_ms: Vec<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retry_at_ms: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -78,11 +89,16 @@ impl Recurrence {
                     .iter()
                     .map(|t| t.timestamp_millis())
                     .collect(),
+                retry_at_ms: run.retry_at.map(|t| t.timestamp_millis()),
             }),
             last: self.last.map(|last| StoredLast {
                 token: last.token,
                 occurrence_ms: last.occurrence.timestamp_millis(),
                 outcome: last.outcome.job_status().as_i32(),
+            }),
+            retry: self.retry.map(|retry| StoredRetry {
+                occurrence_ms: retry.occurrence.timestamp_millis(),
+                at_ms: retry.at.timestamp_millis(),
             }),
         };
         // A struct of strings and numbers always serializes.
@@ -105,6 +121,14 @@ impl Recurrence {
                     .into_iter()
                     .map(time)
                     .collect::<Result<_, _>>()?,
+                retry_at: run.retry_at_ms.map(time).transpose()?,
+            }),
+            None => None,
+        };
+        let retry = match stored.retry {
+            Some(retry) => Some(Retry {
+                occurrence: time(retry.occurrence_ms)?,
+                at: time(retry.at_ms)?,
             }),
             None => None,
         };
@@ -130,6 +154,7 @@ impl Recurrence {
             held: stored.held,
             run,
             last,
+            retry,
         })
     }
 }

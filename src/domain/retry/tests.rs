@@ -156,12 +156,18 @@ fn a_final_failure_and_a_requested_delay_are_obeyed() {
 fn only_the_running_firing_takes_a_report() {
     let job = running(Some(policy(3)));
     let other = RunReport::of(ResultStatus::Succeeded, Some(job.fire_token ^ 1));
-    assert_eq!(job.take_report(&other, &RetryPolicy::NONE, at(1)), None);
+    assert_eq!(
+        job.take_report(&other, &RetryPolicy::NONE, at(1)),
+        Err(ResultDecision::Stale(JobStatus::Running))
+    );
     let mine = RunReport::of(ResultStatus::Succeeded, Some(job.fire_token));
     let done = job.take_report(&mine, &RetryPolicy::NONE, at(1)).unwrap();
     assert_eq!(done.status, JobStatus::Succeeded);
     assert!(!done.pending.dead_letter);
-    assert_eq!(done.take_report(&mine, &RetryPolicy::NONE, at(2)), None);
+    assert_eq!(
+        done.take_report(&mine, &RetryPolicy::NONE, at(2)),
+        Err(ResultDecision::Duplicate)
+    );
 }
 
 #[test]

@@ -333,3 +333,93 @@ fn a_run_was_due_at_its_occurrence_plus_its_jitter() {
         "the next occurrence's"
     );
 }
+
+/// `job` (every minute) under a policy of `attempts` runs, 10 s apart.
+fn retrying(attempts: u32) -> Job {
+    use crate::domain::retry::{Attempts, RetryPolicy};
+    let mut job = job();
+    job.attempts = Attempts::fresh(Some(
+        RetryPolicy::new(attempts, 10_000, 10_000, 1.0, 0.0).unwrap(),
+    ));
+    job
+}
+
+fn failure() -> crate::domain::report::RunReport {
+    crate::domain::report::RunReport::of(ResultStatus::Failed, None)
+}
+
+fn report_failure(job: &Job, now: DateTime<Utc>) -> Job {
+    let default = crate::domain::retry::RetryPolicy::NONE;
+    let mut taken = job.take_report(&failure(), &default, now).unwrap();
+    taken.pending = PendingEvents::NONE;
+    taken
+}
+
+#[test]
+fn a_failed_occurrence_is_retried_before_the_next_and_the_next_stays_in_place() {
+    let first = fire(&retrying(3), minutes(0));
+    let next_fire = first.spec.schedule_time;
+    let failed = report_failure(&first, minutes(0) + TimeDelta::seconds(5));
+    let retry = rec(&failed).retry.expect("a retry pending");
+    assert_eq!(retry.occurrence, minutes(0));
+    assert_eq!(retry.at, minutes(0) + TimeDelta::seconds(15));
+    assert_eq!(failed.spec.schedule_time, retry.at, "armed for the retry");
+    assert_eq!((failed.status, failed.attempt()), (JobStatus::Scheduled, 2));
+    assert_ne!(failed.fire_token, first.fire_token);
+    assert!(failed.is_armable());
+
+    let again = fire(&failed, retry.at);
+    let run = rec(&again).run.clone().expect("the retry runs");
+    assert_eq!((run.occurrence, run.retry_at), (minutes(0), Some(retry.at)));
+    assert_eq!(again.firing_due(), retry.at);
+    assert_eq!(
+        again.spec.schedule_time, next_fire,
+        "the next occurrence again"
+    );
+    assert_eq!(rec(&again).retry, None);
+    assert_eq!(
+        rec(&again).runs,
+        rec(&first).runs,
+        "a retry is no run of the schedule"
+    );
+
+    // The next occurrence starts at attempt 1.
+    let done = finish(
+        &again,
+        ResultStatus::Succeeded,
+        minutes(0) + TimeDelta::seconds(20),
+    );
+    let next = fire(&done, minutes(1));
+    assert_eq!(next.attempt(), 1);
+}
+
+#[test]
+fn a_retry_that_would_reach_the_next_occurrence_is_not_made() {
+    let first = fire(&retrying(3), minutes(0));
+    // Failed at 0:55: a retry at 1:05 would come after the next occurrence.
+    let failed = report_failure(&first, minutes(0) + TimeDelta::seconds(55));
+    assert_eq!(rec(&failed).retry, None);
+    assert_eq!(failed.spec.schedule_time, first.spec.schedule_time);
+    let owed = first
+        .take_report(
+            &failure(),
+            &crate::domain::retry::RetryPolicy::NONE,
+            minutes(1),
+        )
+        .unwrap();
+    assert!(owed.pending.dead_letter, "the occurrence failed for good");
+}
+
+#[test]
+fn no_trigger_while_a_retry_is_pending_and_the_stored_form_keeps_it() {
+    let failed = report_failure(&fire(&retrying(3), minutes(0)), minutes(0));
+    assert!(matches!(
+        failed.triggered(minutes(0)),
+        Err(Error::FailedPrecondition(_))
+    ));
+    let state = rec(&failed);
+    assert_eq!(&Recurrence::from_stored(&state.to_stored()).unwrap(), state);
+    let running = fire(&failed, minutes(0) + TimeDelta::seconds(10));
+    let state = rec(&running);
+    assert_eq!(&Recurrence::from_stored(&state.to_stored()).unwrap(), state);
+}
