@@ -119,7 +119,6 @@ impl EmbeddedJobDB {
         }
         fill_finished(&txn)?;
         txn.open_table(runs::RUNS).map_err(storage)?;
-        txn.open_table(runs::RUN_ORDER).map_err(storage)?;
         log::create_tables(&txn)?;
         txn.commit().map_err(storage)?;
         let db = Arc::new(db);
@@ -370,8 +369,14 @@ impl JobDB for EmbeddedJobDB {
         fire_token: i64,
         now: DateTime<Utc>,
     ) -> Result<Option<Job>, StoreError> {
-        self.write(move |txn| claim_in(txn, id, fire_token, now))
-            .await
+        self.write(move |txn| {
+            let Some((job, started)) = claim_in(txn, id, fire_token, now)? else {
+                return Ok(None);
+            };
+            runs::record(txn, &started)?;
+            Ok(Some(job))
+        })
+        .await
     }
 
     /// One write transaction for the whole batch: one commit (and fsync)
@@ -384,10 +389,15 @@ impl JobDB for EmbeddedJobDB {
         let batch = firings.to_vec();
         self.write(move |txn| {
             let mut claimed = Vec::with_capacity(batch.len());
+            let mut started = Vec::with_capacity(batch.len());
             for &(id, fire_token) in &batch {
                 // Each claim reads the job again: one listed twice is claimed once.
-                claimed.extend(claim_in(txn, id, fire_token, now)?);
+                if let Some((job, runs)) = claim_in(txn, id, fire_token, now)? {
+                    claimed.push(job);
+                    started.extend(runs);
+                }
             }
+            runs::record(txn, &started)?;
             Ok(claimed)
         })
         .await

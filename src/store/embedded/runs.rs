@@ -1,7 +1,9 @@
-//! The run history in the file: each run's record by (job id, fire
-//! token), and the order of a job's runs by (job id, fired time, fire
-//! token), both written in the transaction of the job change that starts
-//! or ends the run.
+//! The run history in the file: one table of runs keyed by (job id,
+//! fired time, fire token), so that a job's runs are one range in the
+//! order they fired, written in the transaction of the job change that
+//! starts or ends each run. A claim adds one entry; an end finds its run
+//! from the newest of its job's (the run ending is almost always the
+//! newest).
 
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -13,17 +15,16 @@ use super::{
 use crate::{
     domain::{
         JobId,
-        history::{Run, RunCause, RunChange, RunOutcome},
+        history::{Run, RunCause, RunChange, RunEnd, RunOutcome},
     },
     store::{RunRetention, RunsPage, StoreError, Unreadable},
 };
 
-/// (job id, fire token) → the run, as JSON.
-pub(super) const RUNS: TableDefinition<(&[u8], i64), &[u8]> = TableDefinition::new("runs");
-/// (job id, fired time in ms, fire token) of every run: a job's runs in
-/// the order they fired.
-pub(super) const RUN_ORDER: TableDefinition<(&[u8], i64, i64), ()> =
-    TableDefinition::new("run_order");
+/// (job id, fired time in ms, fire token) → the run, as JSON.
+pub(super) const RUNS: TableDefinition<(&[u8], i64, i64), &[u8]> = TableDefinition::new("job_runs");
+
+/// The key of a run.
+type Key<'a> = (&'a [u8], i64, i64);
 
 /// The stored form of a run (the job and token are the key).
 #[derive(Serialize, Deserialize)]
@@ -75,69 +76,69 @@ fn decode(job_id: JobId, fire_token: i64, bytes: &[u8]) -> Result<Run, StoreErro
     })
 }
 
-/// Writes `changes` inside `txn` (see [`crate::store::apply_run_change`]:
-/// a start already recorded, or an end of a run not recorded, changes
-/// nothing).
+/// Writes `changes` inside `txn`: a start adds its run (a start written
+/// again writes the same entry), an end completes its run (an end of a run
+/// not recorded, from before the history or pruned, changes nothing).
 pub(super) fn record(
     txn: &redb::WriteTransaction,
     changes: &[RunChange],
 ) -> Result<(), StoreError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
     let mut runs = txn.open_table(RUNS).map_err(storage)?;
-    let mut order = txn.open_table(RUN_ORDER).map_err(storage)?;
     for change in changes {
         match change {
             RunChange::Started(run) => {
                 let id = run.job_id.bytes();
-                let key = (id.as_slice(), run.fire_token);
-                if runs.get(key).map_err(storage)?.is_none() {
-                    runs.insert(key, encode(run)?.as_slice()).map_err(storage)?;
-                    let at = run.fired_at.timestamp_millis();
-                    order
-                        .insert((id.as_slice(), at, run.fire_token), ())
-                        .map_err(storage)?;
-                }
+                let key = (
+                    id.as_slice(),
+                    run.fired_at.timestamp_millis(),
+                    run.fire_token,
+                );
+                runs.insert(key, encode(run)?.as_slice()).map_err(storage)?;
             }
-            RunChange::Ended(end) => {
-                let id = end.job_id.bytes();
-                let key = (id.as_slice(), end.fire_token);
-                let stored = match runs.get(key).map_err(storage)? {
-                    Some(bytes) => decode(end.job_id, end.fire_token, bytes.value())?,
-                    None => continue,
-                };
-                let ended = encode(&stored.ended(end))?;
-                runs.insert(key, ended.as_slice()).map_err(storage)?;
-            }
+            RunChange::Ended(end) => end_in(&mut runs, end)?,
         }
     }
     Ok(())
 }
 
-/// Deletes every run of job `id` inside `txn`.
-pub(super) fn forget(txn: &redb::WriteTransaction, id: JobId) -> Result<(), StoreError> {
-    let keys = run_keys(&txn.open_table(RUN_ORDER).map_err(storage)?, id)?;
-    let keys: Vec<_> = keys
-        .into_iter()
-        .map(|(at, token)| (id, at, token))
-        .collect();
-    remove(txn, &keys)
+/// Completes the run `end` ends, found from the newest of its job's.
+fn end_in(
+    runs: &mut redb::Table<Key<'static>, &'static [u8]>,
+    end: &RunEnd,
+) -> Result<(), StoreError> {
+    let id = end.job_id.bytes();
+    let mut found = None;
+    for entry in runs.range(job_range(&id)).map_err(storage)?.rev() {
+        let (key, value) = entry.map_err(storage)?;
+        let (_, at, token) = key.value();
+        if token == end.fire_token {
+            found = Some((at, decode(end.job_id, token, value.value())?));
+            break;
+        }
+    }
+    if let Some((at, run)) = found {
+        let ended = encode(&run.ended(end))?;
+        runs.insert((id.as_slice(), at, end.fire_token), ended.as_slice())
+            .map_err(storage)?;
+    }
+    Ok(())
 }
 
-/// The (fired ms, token) keys of job `id`'s runs, oldest first.
-fn run_keys(
-    order: &impl ReadableTable<(&'static [u8], i64, i64), ()>,
-    id: JobId,
-) -> Result<Vec<(i64, i64)>, StoreError> {
+/// Every key of job `id`'s runs.
+fn job_range(id: &[u8; 12]) -> std::ops::RangeInclusive<Key<'_>> {
+    (id.as_slice(), i64::MIN, i64::MIN)..=(id.as_slice(), i64::MAX, i64::MAX)
+}
+
+/// Deletes every run of job `id` inside `txn`.
+pub(super) fn forget(txn: &redb::WriteTransaction, id: JobId) -> Result<(), StoreError> {
     let bytes = id.bytes();
-    let range = (bytes.as_slice(), i64::MIN, i64::MIN)..=(bytes.as_slice(), i64::MAX, i64::MAX);
-    order
-        .range(range)
-        .map_err(storage)?
-        .map(|entry| {
-            let (key, _) = entry.map_err(storage)?;
-            let (_, at, token) = key.value();
-            Ok((at, token))
-        })
-        .collect()
+    let mut runs = txn.open_table(RUNS).map_err(storage)?;
+    runs.retain_in(job_range(&bytes), |_, _| false)
+        .map_err(storage)?;
+    Ok(())
 }
 
 /// Removes the runs `(job, fired ms, token)` inside `txn`.
@@ -146,12 +147,8 @@ pub(super) fn remove(
     keys: &[(JobId, i64, i64)],
 ) -> Result<(), StoreError> {
     let mut runs = txn.open_table(RUNS).map_err(storage)?;
-    let mut order = txn.open_table(RUN_ORDER).map_err(storage)?;
     for (id, at, token) in keys {
-        let id = id.bytes();
-        runs.remove((id.as_slice(), *token)).map_err(storage)?;
-        order
-            .remove((id.as_slice(), *at, *token))
+        runs.remove((id.bytes().as_slice(), *at, *token))
             .map_err(storage)?;
     }
     Ok(())
@@ -163,21 +160,22 @@ pub(super) fn page(
     id: JobId,
     page: crate::domain::PageRequest,
 ) -> Result<RunsPage, StoreError> {
-    let order = txn.open_table(RUN_ORDER).map_err(storage)?;
     let runs = txn.open_table(RUNS).map_err(storage)?;
-    let keys = run_keys(&order, id)?;
     let skip = usize::try_from(page.offset()).unwrap_or(usize::MAX);
     let take = usize::try_from(page.size).unwrap_or(usize::MAX);
     let bytes = id.bytes();
     let mut found = Vec::new();
-    for &(_, token) in keys.iter().rev().skip(skip).take(take) {
-        if let Some(record) = runs.get((bytes.as_slice(), token)).map_err(storage)? {
-            found.push(decode(id, token, record.value())?);
+    let mut total = 0;
+    for entry in runs.range(job_range(&bytes)).map_err(storage)?.rev() {
+        let (key, value) = entry.map_err(storage)?;
+        if total >= skip && found.len() < take {
+            found.push(decode(id, key.value().2, value.value())?);
         }
+        total += 1;
     }
     Ok(RunsPage {
         runs: found,
-        total: keys.len() as u64,
+        total: total as u64,
     })
 }
 
@@ -187,54 +185,37 @@ pub(super) fn doomed(
     txn: &redb::ReadTransaction,
     retention: &RunRetention,
 ) -> Result<Vec<(JobId, i64, i64)>, StoreError> {
-    let order = txn.open_table(RUN_ORDER).map_err(storage)?;
     let runs = txn.open_table(RUNS).map_err(storage)?;
     let mut doomed = Vec::new();
-    let mut job: Option<(JobId, Vec<(i64, i64)>)> = None;
-    for entry in order.iter().map_err(storage)? {
-        let (key, _) = entry.map_err(storage)?;
-        let (id, at, token) = key.value();
+    let mut job: Option<(JobId, Vec<Run>)> = None;
+    for entry in runs.iter().map_err(storage)? {
+        let (key, value) = entry.map_err(storage)?;
+        let (id, _, token) = key.value();
         let id = id_of(id)?;
+        let run = decode(id, token, value.value())?;
         match &mut job {
-            Some((current, keys)) if *current == id => keys.push((at, token)),
+            Some((current, runs)) if *current == id => runs.push(run),
             _ => {
-                if let Some((done, keys)) = job.take() {
-                    doomed_of(&runs, done, &keys, retention, &mut doomed)?;
+                if let Some((_, runs)) = job.take() {
+                    doomed.extend(doomed_of(runs, retention));
                 }
-                job = Some((id, vec![(at, token)]));
+                job = Some((id, vec![run]));
             }
         }
         if doomed.len() >= retention.limit {
             break;
         }
     }
-    if let Some((done, keys)) = job {
-        doomed_of(&runs, done, &keys, retention, &mut doomed)?;
+    if let Some((_, runs)) = job {
+        doomed.extend(doomed_of(runs, retention));
     }
     doomed.truncate(retention.limit);
     Ok(doomed)
 }
 
-/// Adds to `doomed` the runs of job `id` (its `keys`, oldest first) that
-/// `retention` removes.
-fn doomed_of(
-    runs: &impl ReadableTable<(&'static [u8], i64), &'static [u8]>,
-    id: JobId,
-    keys: &[(i64, i64)],
-    retention: &RunRetention,
-    doomed: &mut Vec<(JobId, i64, i64)>,
-) -> Result<(), StoreError> {
-    let bytes = id.bytes();
-    let mut records = Vec::with_capacity(keys.len());
-    for &(_, token) in keys {
-        if let Some(record) = runs.get((bytes.as_slice(), token)).map_err(storage)? {
-            records.push(decode(id, token, record.value())?);
-        }
-    }
-    doomed.extend(
-        crate::store::pruned(records, retention)
-            .into_iter()
-            .map(|run| (id, run.fired_at.timestamp_millis(), run.fire_token)),
-    );
-    Ok(())
+/// The keys of the runs of one job (`runs`) that `retention` removes.
+fn doomed_of(runs: Vec<Run>, retention: &RunRetention) -> impl Iterator<Item = (JobId, i64, i64)> {
+    crate::store::pruned(runs, retention)
+        .into_iter()
+        .map(|run| (run.job_id, run.fired_at.timestamp_millis(), run.fire_token))
 }

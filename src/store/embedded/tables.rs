@@ -12,7 +12,10 @@ use super::{
 #[cfg(doc)]
 use crate::store::JobDB;
 use crate::{
-    domain::{Job, JobId, JobStatus, history},
+    domain::{
+        Job, JobId, JobStatus,
+        history::{self, RunChange},
+    },
     store::{StoreError, Unreadable, stored_time},
 };
 
@@ -174,22 +177,24 @@ fn write_client_key(
     Ok(())
 }
 
-/// Claims `id` inside `txn` (see [`JobDB::claim`]): the claimed job, or
-/// `None` when it is gone or no longer SCHEDULED under `fire_token`.
+/// Claims `id` inside `txn` (see [`JobDB::claim`]): the claimed job and
+/// the run changes its claim makes (for the caller to record, once for a
+/// whole batch), or `None` when it is gone or no longer SCHEDULED under
+/// `fire_token`.
 pub(super) fn claim_in(
     txn: &redb::WriteTransaction,
     id: JobId,
     fire_token: i64,
     now: DateTime<Utc>,
-) -> Result<Option<Job>, StoreError> {
+) -> Result<Option<(Job, Vec<RunChange>)>, StoreError> {
     let Some(current) = read_job(&txn.open_table(JOBS).map_err(storage)?, id)? else {
         return Ok(None);
     };
     let now = stored_time(now);
-    let claimed = current.claimed(fire_token, now);
-    if let Some(claimed) = &claimed {
-        write_job(txn, id, Some(&current), Some(claimed))?;
-        super::runs::record(txn, &history::changes(&current, claimed, None, now))?;
-    }
-    Ok(claimed)
+    let Some(claimed) = current.claimed(fire_token, now) else {
+        return Ok(None);
+    };
+    write_job(txn, id, Some(&current), Some(&claimed))?;
+    let started = history::changes(&current, &claimed, None, now);
+    Ok(Some((claimed, started)))
 }
