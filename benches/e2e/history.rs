@@ -5,8 +5,7 @@
 //! fresh schema, folder or collection per run), `--history-jobs` one-shot
 //! jobs get `--history-runs` runs each, written as the service writes them:
 //! a job allowed 100 attempts is claimed and fails, again and again, each
-//! claim starting a run and each failure ending it in the same atomic step
-//! (`history::changes`). Each job's first page is then listed once, a
+//! failure recording its run in the same atomic step (`history::changes`). Each job's first page is then listed once, a
 //! warm-up not counted (on MongoDB it flushes the job's run log into the
 //! runs collection, so its time is shown apart), and ten times more, one
 //! call at a time, round-robin over the jobs: p50, p99 and max. Every
@@ -25,7 +24,7 @@ use scheduler_service::{
         report::RunReport,
         retry::{Attempts, RetryPolicy},
     },
-    store::{JobDB, RunRetention},
+    store::{self, JobDB, RunRetention},
 };
 use test_support::unique;
 
@@ -308,16 +307,17 @@ async fn failed(db: &dyn JobDB, running: &Job, at: DateTime<Utc>) -> Result<Job,
     }
 }
 
-/// Lists job `id`'s first page and checks it holds all its `runs` runs (at
-/// most a page) and their total; the call's time in µs.
+/// Lists job `id`'s first page as ListJobRuns does (`store::runs_of`: the
+/// job, then its runs) and checks it holds all its `runs` runs (at most a
+/// page) and their total; the call's time in µs.
 async fn listing_us(db: &dyn JobDB, id: JobId, runs: u32) -> Result<i64, String> {
     let size = u64::from(PAGE_SIZE);
     let page = PageRequest::new(1, i64::from(PAGE_SIZE), size).map_err(|e| e.to_string())?;
     let t = Instant::now();
-    let listed = db
-        .runs(id, page)
+    let listed = store::runs_of(db, id, page)
         .await
-        .map_err(|e| format!("runs of job {id}: {e}"))?;
+        .map_err(|e| format!("runs of job {id}: {e}"))?
+        .ok_or_else(|| format!("job {id} is gone"))?;
     let us = i64::try_from(t.elapsed().as_micros()).unwrap_or(i64::MAX);
     let expected = runs.min(PAGE_SIZE) as usize;
     if listed.runs.len() != expected || listed.total != u64::from(runs) {

@@ -1,24 +1,23 @@
-//! The run history: one record per firing of a job ([`Run`]), started when
-//! the firing is claimed and ended when its result comes or its run times
-//! out, so that an operator sees every attempt, how late it fired, how it
-//! ended and what its executor said.
+//! The run history: one record per firing of a job ([`Run`]): when it
+//! was due and fired, why, at which attempt, and how it ended, so that an
+//! operator sees every attempt, how late it fired, how it ended and what
+//! its executor said.
 //!
-//! The stores keep the records apart from the jobs (a table or collection
-//! with an index by job) but write them in the same atomic step as the
-//! job change that starts or ends the run. What that step changes in the
-//! history is decided here, from the job before and after the change
-//! ([`changes`]): a run starts when the job gets a run in flight it did
-//! not have, and ends when the run in flight it had is gone. A record is
-//! keyed by its job and its fire token, which no two firings of a job
-//! share, so that writing a change twice (a retried write, MongoDB's
-//! outbox flushed again) leaves one record.
+//! A run in flight is part of its job: the claim that fires it writes what
+//! its record needs into the job ([`Job::run_in_flight`] reads it back),
+//! so the firing path writes nothing more than before. When the run ends
+//! (its result, its run timeout, or a recurring job's next run taking its
+//! place), the job change that ends it writes its whole record, in the
+//! same atomic step ([`changes`] decides which, from the job before and
+//! after the change), into a table or collection of its own with an index
+//! by job. A listing shows the run in flight from the job, above the
+//! records. A record is keyed by its job and its fire token, which no two
+//! firings of a job share, so that writing it twice (a retried write,
+//! MongoDB's outbox flushed again) leaves one record.
 
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::{Error, Job, JobId, JobStatus, PendingEvents, ResultStatus, report::RunReport};
-
-/// Runs kept per job unless configured otherwise.
-pub const DEFAULT_RUNS_PER_JOB: u32 = 100;
 
 /// Why a run fired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -125,97 +124,54 @@ pub struct Run {
     pub executor: Option<String>,
 }
 
-/// The end of a run: what a result or a run timeout writes on its record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunEnd {
-    /// The job it ran.
-    pub job_id: JobId,
-    /// The fire token of the run that ended.
-    pub fire_token: i64,
-    /// When it ended.
-    pub finished_at: DateTime<Utc>,
-    /// How it ended (never [`RunOutcome::Running`]).
-    pub outcome: RunOutcome,
-    /// The error text its executor sent.
-    pub error: Option<String>,
-    /// The name its executor sent.
-    pub executor: Option<String>,
-}
-
-/// What one job change does to the history.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RunChange {
-    /// A run started: a new record.
-    Started(Run),
-    /// A run ended: its record is completed.
-    Ended(RunEnd),
-}
-
 impl Run {
     /// How late it fired.
     pub fn lateness(&self) -> TimeDelta {
         self.fired_at - self.due_at
     }
 
-    /// The run `job` has in flight right after a change at `now` (its
-    /// claim, or a trigger), which consumed the fire token `claimed`. A
-    /// recurring run under another token than the one consumed was
-    /// triggered (`Job::triggered` draws its own).
-    pub fn started(job: &Job, claimed: i64, now: DateTime<Utc>) -> Option<Run> {
-        let (fire_token, cause) = match &job.recurrence {
-            None if job.status == JobStatus::Running => (job.fire_token, RunCause::Scheduled),
-            None => return None,
-            Some(rec) => {
-                let run = rec.run.as_ref()?;
-                let behind = rec.next.is_some_and(|next| next <= now);
-                let cause = if run.token != claimed {
-                    RunCause::Manual
-                } else if behind || !run.stands_for.is_empty() {
-                    RunCause::CatchUp
-                } else {
-                    RunCause::Scheduled
-                };
-                (run.token, cause)
-            }
-        };
-        let attempt = job.attempt();
-        Some(Run {
-            job_id: job.id,
-            fire_token,
-            attempt,
-            cause: if attempt > 1 { RunCause::Retry } else { cause },
-            due_at: job.firing_due(),
-            fired_at: now,
-            finished_at: None,
-            outcome: RunOutcome::Running,
-            error: None,
-            executor: None,
-        })
-    }
-
-    /// This record with `end` written on it.
-    pub fn ended(self, end: &RunEnd) -> Run {
+    /// This record ended at `now` with `outcome`, and what the executor
+    /// reported (`report`), if it reported.
+    fn ended(self, now: DateTime<Utc>, outcome: RunOutcome, report: Option<&RunReport>) -> Run {
         Run {
-            finished_at: Some(end.finished_at),
-            outcome: end.outcome,
-            error: end.error.clone(),
-            executor: end.executor.clone(),
+            finished_at: Some(now),
+            outcome,
+            error: report.and_then(|r| r.error.clone()),
+            executor: report.and_then(|r| r.executor.clone()),
             ..self
         }
     }
 }
 
-impl RunEnd {
-    /// The end `report` gives the run of job `id` under `fire_token`.
-    pub fn reported(id: JobId, fire_token: i64, report: &RunReport, now: DateTime<Utc>) -> Self {
-        RunEnd {
-            job_id: id,
+impl Job {
+    /// The record of the run this job has in flight, as far as it has
+    /// gone: a one-shot job's while RUNNING (fired when it last changed,
+    /// which only its claim does while it runs), a recurring job's run in
+    /// flight.
+    pub fn run_in_flight(&self) -> Option<Run> {
+        let attempt = self.attempt();
+        let (fire_token, fired_at, cause) = match &self.recurrence {
+            None if self.status == JobStatus::Running => {
+                (self.fire_token, self.updated_at, RunCause::Scheduled)
+            }
+            None => return None,
+            Some(rec) => {
+                let run = rec.run.as_ref()?;
+                (run.token, run.fired_at, run.cause)
+            }
+        };
+        Some(Run {
+            job_id: self.id,
             fire_token,
-            finished_at: now,
-            outcome: report.status.into(),
-            error: report.error.clone(),
-            executor: report.executor.clone(),
-        }
+            attempt,
+            cause: if attempt > 1 { RunCause::Retry } else { cause },
+            due_at: self.firing_due(),
+            fired_at,
+            finished_at: None,
+            outcome: RunOutcome::Running,
+            error: None,
+            executor: None,
+        })
     }
 }
 
@@ -251,49 +207,29 @@ impl Job {
     }
 }
 
-/// The key of the run `job` has in flight: a one-shot job's fire token
-/// while RUNNING, a recurring job's run's token.
-fn in_flight(job: &Job) -> Option<i64> {
-    match &job.recurrence {
-        None => (job.status == JobStatus::Running).then_some(job.fire_token),
-        Some(rec) => rec.run.as_ref().map(|run| run.token),
-    }
-}
-
-/// What the change of `before` into `after` at `now` does to the history:
-/// the run in flight before ends if `after` no longer has it (as `report`
-/// says; without one, it was superseded by the run in flight after, or
-/// else timed out), and the run in flight after starts if `before` did not
-/// have it.
+/// The runs the change of `before` into `after` at `now` ends: the run
+/// in flight before, if `after` no longer has it, recorded whole, ended
+/// as `report` says (without one: superseded when `after` has another run
+/// in flight, else timed out).
 pub fn changes(
     before: &Job,
     after: &Job,
     report: Option<&RunReport>,
     now: DateTime<Utc>,
-) -> Vec<RunChange> {
-    let (was, is) = (in_flight(before), in_flight(after));
-    let mut changes = Vec::new();
-    if let Some(token) = was.filter(|&token| is != Some(token)) {
-        changes.push(RunChange::Ended(match report {
-            Some(report) => RunEnd::reported(before.id, token, report, now),
-            None => RunEnd {
-                job_id: before.id,
-                fire_token: token,
-                finished_at: now,
-                outcome: if is.is_some() {
-                    RunOutcome::Superseded
-                } else {
-                    RunOutcome::TimedOut
-                },
-                error: None,
-                executor: None,
-            },
-        }));
+) -> Vec<Run> {
+    let Some(run) = before.run_in_flight() else {
+        return Vec::new();
+    };
+    let now_running = after.run_in_flight().map(|r| r.fire_token);
+    if now_running == Some(run.fire_token) {
+        return Vec::new();
     }
-    if is.is_some() && is != was {
-        changes.extend(Run::started(after, before.fire_token, now).map(RunChange::Started));
-    }
-    changes
+    let outcome = match report {
+        Some(report) => report.status.into(),
+        None if now_running.is_some() => RunOutcome::Superseded,
+        None => RunOutcome::TimedOut,
+    };
+    vec![run.ended(now, outcome, report)]
 }
 
 #[cfg(test)]

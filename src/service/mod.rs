@@ -58,7 +58,7 @@ use crate::{
         report::RunReport,
         retry::{Attempts, RetryPolicy},
     },
-    store::{JobDB, JobsPage, ResultOutcome, RunsPage, StoreError, Unreadable},
+    store::{JobDB, JobsPage, ResultOutcome, RunsPage, StoreError, Unreadable, runs_of},
     telemetry::{
         metrics::Metrics,
         propagation::{current_traceparent, set_parent_from_traceparent},
@@ -334,15 +334,13 @@ impl JobService {
 }
 
 impl JobService {
-    /// One page of job `id`'s runs, newest first; `NotFound` for an
-    /// unknown job.
+    /// One page of job `id`'s runs, newest first, its run in flight
+    /// first; `NotFound` for an unknown job.
     #[tracing::instrument(skip_all, fields(job_id = %id))]
     pub async fn runs(&self, id: JobId, page: PageRequest) -> Result<RunsPage, Error> {
-        let runs = self.inner.db.runs(id, page).await?;
-        if runs.total == 0 && self.inner.db.get(id).await?.is_none() {
-            return Err(Error::NotFound(id));
-        }
-        Ok(runs)
+        runs_of(&*self.inner.db, id, page)
+            .await?
+            .ok_or(Error::NotFound(id))
     }
 
     /// Writes `after` over `before` (the job as read) if the job is still

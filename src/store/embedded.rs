@@ -46,7 +46,7 @@ use super::{
 };
 use crate::domain::{
     Job, JobId, LoggedEvent, PageRequest, PendingEvents,
-    history::{self, RunChange},
+    history::{self, Run},
     report::RunReport,
 };
 use codec::{decode, encode, id_of};
@@ -315,16 +315,16 @@ impl JobDB for EmbeddedJobDB {
         &self,
         job: &Job,
         expected_version: i64,
-        changes: &[RunChange],
+        ended: &[Run],
     ) -> Result<bool, StoreError> {
         let job = job.clone();
-        let changes = changes.to_vec();
+        let ended = ended.to_vec();
         self.write(move |txn| {
             let current = read_job(&txn.open_table(JOBS).map_err(storage)?, job.id)?;
             match current {
                 Some(current) if current.version == expected_version => {
                     write_job(txn, job.id, Some(&current), Some(&job))?;
-                    runs::record(txn, &changes)?;
+                    runs::record(txn, &ended)?;
                     Ok(true)
                 }
                 _ => Ok(false),
@@ -345,8 +345,8 @@ impl JobDB for EmbeddedJobDB {
         .await
     }
 
-    async fn runs(&self, id: JobId, page: PageRequest) -> Result<RunsPage, StoreError> {
-        self.blocking(move |db| runs::page(&db.begin_read().map_err(storage)?, id, page))
+    async fn runs(&self, id: JobId, offset: u64, limit: u64) -> Result<RunsPage, StoreError> {
+        self.blocking(move |db| runs::page(&db.begin_read().map_err(storage)?, id, offset, limit))
             .await
     }
 
@@ -370,10 +370,10 @@ impl JobDB for EmbeddedJobDB {
         now: DateTime<Utc>,
     ) -> Result<Option<Job>, StoreError> {
         self.write(move |txn| {
-            let Some((job, started)) = claim_in(txn, id, fire_token, now)? else {
+            let Some((job, ended)) = claim_in(txn, id, fire_token, now)? else {
                 return Ok(None);
             };
-            runs::record(txn, &started)?;
+            runs::record(txn, &ended)?;
             Ok(Some(job))
         })
         .await
@@ -389,15 +389,15 @@ impl JobDB for EmbeddedJobDB {
         let batch = firings.to_vec();
         self.write(move |txn| {
             let mut claimed = Vec::with_capacity(batch.len());
-            let mut started = Vec::with_capacity(batch.len());
+            let mut ended = Vec::new();
             for &(id, fire_token) in &batch {
                 // Each claim reads the job again: one listed twice is claimed once.
                 if let Some((job, runs)) = claim_in(txn, id, fire_token, now)? {
                     claimed.push(job);
-                    started.extend(runs);
+                    ended.extend(runs);
                 }
             }
-            runs::record(txn, &started)?;
+            runs::record(txn, &ended)?;
             Ok(claimed)
         })
         .await

@@ -10,11 +10,11 @@ use tokio::sync::RwLock;
 
 use super::{
     DueJob, JobDB, JobsPage, ResultOutcome, RunRetention, RunsPage, Scan, StoreError,
-    apply_run_change, decide_result, pruned, runs_page, stored_job, stored_time,
+    decide_result, pruned, record_runs, runs_page, stored_job, stored_time,
 };
 use crate::domain::{
     Job, JobId, JobStatus, PageRequest, PendingEvents,
-    history::{Run, RunChange},
+    history::{self, Run},
     report::RunReport,
 };
 
@@ -26,10 +26,9 @@ struct State {
 }
 
 impl State {
-    fn record(&mut self, id: JobId, changes: &[RunChange]) {
-        let runs = self.runs.entry(id).or_default();
-        for change in changes {
-            apply_run_change(runs, change);
+    fn record(&mut self, id: JobId, ended: &[Run]) {
+        if !ended.is_empty() {
+            record_runs(self.runs.entry(id).or_default(), ended);
         }
     }
 }
@@ -126,13 +125,13 @@ impl JobDB for MemoryJobDB {
         &self,
         job: &Job,
         expected_version: i64,
-        runs: &[RunChange],
+        ended: &[Run],
     ) -> Result<bool, StoreError> {
         let mut state = self.state.write().await;
         match state.jobs.get_mut(&job.id) {
             Some(current) if current.version == expected_version => {
                 *current = stored_job(job);
-                state.record(job.id, runs);
+                state.record(job.id, ended);
                 Ok(true)
             }
             _ => Ok(false),
@@ -145,10 +144,10 @@ impl JobDB for MemoryJobDB {
         Ok(state.jobs.remove(&id).is_some())
     }
 
-    async fn runs(&self, id: JobId, page: PageRequest) -> Result<RunsPage, StoreError> {
+    async fn runs(&self, id: JobId, offset: u64, limit: u64) -> Result<RunsPage, StoreError> {
         let state = self.state.read().await;
         let runs = state.runs.get(&id).cloned().unwrap_or_default();
-        Ok(runs_page(runs, page))
+        Ok(runs_page(runs, offset, limit))
     }
 
     async fn prune_runs(&self, retention: RunRetention) -> Result<u64, StoreError> {
@@ -189,7 +188,7 @@ impl JobDB for MemoryJobDB {
         let Some(claimed) = job.claimed(fire_token, now) else {
             return Ok(None);
         };
-        let runs = crate::domain::history::changes(job, &claimed, None, now);
+        let runs = history::changes(job, &claimed, None, now);
         *job = claimed.clone();
         state.record(id, &runs);
         Ok(Some(claimed))
@@ -211,7 +210,7 @@ impl JobDB for MemoryJobDB {
             Ok(taken) => taken,
             Err(refused) => return Ok(refused),
         };
-        let runs = crate::domain::history::changes(job, &taken, Some(report), now);
+        let runs = history::changes(job, &taken, Some(report), now);
         *job = taken;
         state.record(id, &runs);
         Ok(ResultOutcome::Stored)

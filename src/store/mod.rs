@@ -30,7 +30,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 
 use crate::domain::{
     self, Job, JobId, JobStatus, PageRequest, PendingEvents, ResultStatus,
-    history::{self, Run, RunChange},
+    history::{self, Run},
     recurrence::ResultDecision,
     report::RunReport,
 };
@@ -312,24 +312,26 @@ pub trait JobDB: Send + Sync + 'static {
     async fn list(&self, page: PageRequest) -> Result<JobsPage, StoreError>;
 
     /// Writes every field of `job` (same id) only if the stored job is still
-    /// at `expected_version`, and with it, in the same atomic step, `runs`:
-    /// what the change does to the job's run history
-    /// ([`history::changes`] of the job read and `job`). Returns whether it
-    /// was written. The caller sets `job.version` (normally
-    /// `expected_version + 1`).
+    /// at `expected_version`, and with it, in the same atomic step, the
+    /// records of the runs the change ends (`ended`: [`history::changes`]
+    /// of the job read and `job`; a record already stored stays as it is).
+    /// Returns whether it was written. The caller sets `job.version`
+    /// (normally `expected_version + 1`).
     async fn replace_if(
         &self,
         job: &Job,
         expected_version: i64,
-        runs: &[RunChange],
+        ended: &[Run],
     ) -> Result<bool, StoreError>;
 
     /// Deletes the job and its run history. Returns whether it existed.
     async fn delete(&self, id: JobId) -> Result<bool, StoreError>;
 
-    /// One page of the runs of job `id`, newest first (by fired time, then
-    /// fire token), and how many it has; none for an unknown job.
-    async fn runs(&self, id: JobId, page: PageRequest) -> Result<RunsPage, StoreError>;
+    /// The recorded (ended) runs of job `id` from the `offset`-th newest
+    /// (by fired time, then fire token), at most `limit`, and how many it
+    /// has; none for an unknown job. The run in flight is the job's (see
+    /// [`runs_of`]).
+    async fn runs(&self, id: JobId, offset: u64, limit: u64) -> Result<RunsPage, StoreError>;
 
     /// Removes, in one bounded batch of at most `retention.limit` runs, the
     /// runs beyond the newest `retention.per_job` of their job and the
@@ -339,10 +341,10 @@ pub trait JobDB: Send + Sync + 'static {
 
     /// Claims a due job for firing, in one conditional update: a SCHEDULED
     /// job with this fire token becomes RUNNING, owes its run event
-    /// (`pending.run`), and moves to the next version; its run's record
-    /// ([`Run::started`]) is written in the same atomic step. Returns the
-    /// claimed job, or `None` when the job was deleted, rescheduled or
-    /// claimed by someone else.
+    /// (`pending.run`), and moves to the next version (its run in flight,
+    /// [`Job::run_in_flight`], is the job's). Returns the claimed job, or
+    /// `None` when the job was deleted, rescheduled or claimed by someone
+    /// else.
     ///
     /// A recurring job is claimed as [`Job::claimed`] decides (its
     /// occurrence's run, occurrence N+1 and its new fire token), in the same
@@ -414,8 +416,8 @@ pub trait JobDB: Send + Sync + 'static {
     /// conditional write: only while the job is RUNNING and, when the
     /// report names the firing it reports on (`fire_token`), only while the
     /// job still carries that token, so that a late result of an earlier
-    /// firing never finishes a later one. The run's record is ended in the
-    /// same atomic step ([`history::RunEnd::reported`]). Otherwise nothing
+    /// firing never finishes a later one. The run's record is written in
+    /// the same atomic step ([`history::changes`]). Otherwise nothing
     /// changes, and the outcome says why (see [`ResultOutcome`]). The
     /// report's retry fields are the service's to apply (a FAILED report
     /// with attempts left is not stored here, but through `replace_if`).
@@ -658,17 +660,51 @@ impl ResultOutcome {
     }
 }
 
-/// `runs` (all of a job's) as one page, newest first: for the stores that
-/// keep records as values.
-pub(crate) fn runs_page(mut runs: Vec<Run>, page: PageRequest) -> RunsPage {
+/// `runs` (all of a job's) from the `offset`-th newest, at most `limit`:
+/// for the stores that keep records as values.
+pub(crate) fn runs_page(mut runs: Vec<Run>, offset: u64, limit: u64) -> RunsPage {
     runs.sort_by_key(|run| std::cmp::Reverse((run.fired_at, run.fire_token)));
     let total = runs.len() as u64;
-    let offset = usize::try_from(page.offset()).unwrap_or(usize::MAX);
-    let size = usize::try_from(page.size).unwrap_or(usize::MAX);
+    let offset = usize::try_from(offset).unwrap_or(usize::MAX);
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     RunsPage {
-        runs: runs.into_iter().skip(offset).take(size).collect(),
+        runs: runs.into_iter().skip(offset).take(limit).collect(),
         total,
     }
+}
+
+/// One page of job `id`'s runs, newest first: its run in flight (read
+/// from the job, which is read first), then its recorded runs. `None` for
+/// an unknown job. A run that ended between the two reads is listed once,
+/// as recorded.
+pub async fn runs_of<D: JobDB + ?Sized>(
+    db: &D,
+    id: JobId,
+    page: PageRequest,
+) -> Result<Option<RunsPage>, StoreError> {
+    let Some(job) = db.get(id).await? else {
+        return Ok(None);
+    };
+    let Some(in_flight) = job.run_in_flight() else {
+        return db.runs(id, page.offset(), page.size).await.map(Some);
+    };
+    // The run in flight is the newest: first on page 1, and one place
+    // ahead of every record.
+    let first = page.offset() == 0;
+    let offset = page.offset().saturating_sub(1);
+    let mut listed = db.runs(id, offset, page.size - u64::from(first)).await?;
+    if listed
+        .runs
+        .iter()
+        .any(|r| r.fire_token == in_flight.fire_token)
+    {
+        return Ok(Some(listed));
+    }
+    listed.total += 1;
+    if first {
+        listed.runs.insert(0, in_flight);
+    }
+    Ok(Some(listed))
 }
 
 /// Which of `runs` (all of one job's) `retention` removes, oldest first:
@@ -688,20 +724,12 @@ pub(crate) fn pruned(mut runs: Vec<Run>, retention: &RunRetention) -> Vec<Run> {
     doomed
 }
 
-/// `change` applied to `runs` (one job's records), idempotently: a start
-/// already recorded and an end of a run not recorded (it started before
-/// the history existed, or was pruned) change nothing.
-pub(crate) fn apply_run_change(runs: &mut Vec<Run>, change: &RunChange) {
-    match change {
-        RunChange::Started(run) => {
-            if !runs.iter().any(|r| r.fire_token == run.fire_token) {
-                runs.push(run.clone());
-            }
-        }
-        RunChange::Ended(end) => {
-            if let Some(run) = runs.iter_mut().find(|r| r.fire_token == end.fire_token) {
-                *run = run.clone().ended(end);
-            }
+/// `ended` recorded in `runs` (one job's records): a record already
+/// there (the same fire token) stays as it is.
+pub(crate) fn record_runs(runs: &mut Vec<Run>, ended: &[Run]) {
+    for run in ended {
+        if !runs.iter().any(|r| r.fire_token == run.fire_token) {
+            runs.push(run.clone());
         }
     }
 }

@@ -16,7 +16,7 @@ use super::{
     StoreError, Unreadable,
 };
 use crate::{
-    domain::{Job, JobId, PageRequest, PendingEvents, history::RunChange, report::RunReport},
+    domain::{Job, JobId, PageRequest, PendingEvents, history::Run, report::RunReport},
     telemetry::metrics::Metrics,
 };
 
@@ -167,12 +167,12 @@ impl<D: JobDB> JobDB for TracedJobDB<D> {
         &self,
         job: &Job,
         expected_version: i64,
-        runs: &[RunChange],
+        ended: &[Run],
     ) -> Result<bool, StoreError> {
         self.request(
             "replace_if",
             Some(job.id),
-            self.inner.replace_if(job, expected_version, runs),
+            self.inner.replace_if(job, expected_version, ended),
         )
         .await
     }
@@ -182,8 +182,8 @@ impl<D: JobDB> JobDB for TracedJobDB<D> {
             .await
     }
 
-    async fn runs(&self, id: JobId, page: PageRequest) -> Result<RunsPage, StoreError> {
-        self.request("runs", Some(id), self.inner.runs(id, page))
+    async fn runs(&self, id: JobId, offset: u64, limit: u64) -> Result<RunsPage, StoreError> {
+        self.request("runs", Some(id), self.inner.runs(id, offset, limit))
             .await
     }
 

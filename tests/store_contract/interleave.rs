@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use scheduler_service::{
-    domain::{Job, JobId, PageRequest, PendingEvents, history::RunChange, report::RunReport},
+    domain::{Job, JobId, PageRequest, PendingEvents, history::Run, report::RunReport},
     store::{
         ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, RunRetention, RunsPage, Scan,
         StoreError,
@@ -89,18 +89,18 @@ impl JobDB for Interleaved {
         &self,
         job: &Job,
         expected_version: i64,
-        runs: &[RunChange],
+        ended: &[Run],
     ) -> Result<bool, StoreError> {
         self.interleave(Before::ReplaceIf).await;
-        self.inner.replace_if(job, expected_version, runs).await
+        self.inner.replace_if(job, expected_version, ended).await
     }
 
     async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
         self.inner.delete(id).await
     }
 
-    async fn runs(&self, id: JobId, page: PageRequest) -> Result<RunsPage, StoreError> {
-        self.inner.runs(id, page).await
+    async fn runs(&self, id: JobId, offset: u64, limit: u64) -> Result<RunsPage, StoreError> {
+        self.inner.runs(id, offset, limit).await
     }
 
     async fn prune_runs(&self, retention: RunRetention) -> Result<u64, StoreError> {

@@ -13,7 +13,7 @@ pub use scheduler_service::{
         report::RunReport,
         retry::{Attempts, RetryPolicy},
     },
-    store::{DueJob, JobDB, ResultOutcome, RunRetention, Scan, StoreError, Unreadable},
+    store::{self, DueJob, JobDB, ResultOutcome, RunRetention, Scan, StoreError, Unreadable},
 };
 
 pub use super::{

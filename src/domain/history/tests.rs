@@ -50,34 +50,28 @@ fn every_minute() -> Job {
     Job::new_recurring(spec(), recurrence, at(-10)).unwrap()
 }
 
-fn claim(job: &Job, now: DateTime<Utc>) -> (Job, Vec<RunChange>) {
+fn claim(job: &Job, now: DateTime<Utc>) -> (Job, Vec<Run>) {
     let mut claimed = job.claimed(job.fire_token, now).expect("claimable");
-    let changes = changes(job, &claimed, None, now);
+    let ended = changes(job, &claimed, None, now);
     claimed.pending = PendingEvents::NONE;
-    (claimed, changes)
-}
-
-fn started(changes: &[RunChange]) -> &Run {
-    match changes {
-        [RunChange::Started(run)] => run,
-        other => panic!("not one start: {other:?}"),
-    }
+    (claimed, ended)
 }
 
 #[test]
-fn a_claim_starts_a_run_with_its_token_attempt_and_lateness() {
+fn a_claimed_job_holds_its_run_in_flight_and_a_claim_records_nothing() {
     let job = one_shot();
-    let (claimed, changes) = claim(&job, at(2));
-    let run = started(&changes);
+    assert_eq!(job.run_in_flight(), None);
+    let (claimed, ended) = claim(&job, at(2));
+    assert!(ended.is_empty(), "nothing ended");
+    let run = claimed.run_in_flight().expect("in flight");
     assert_eq!(run.fire_token, claimed.fire_token);
     assert_eq!((run.attempt, run.cause), (1, RunCause::Scheduled));
-    assert_eq!(run.outcome, RunOutcome::Running);
+    assert_eq!((run.outcome, run.finished_at), (RunOutcome::Running, None));
     assert_eq!(run.lateness(), TimeDelta::seconds(2));
-    assert_eq!(run.finished_at, None);
 }
 
 #[test]
-fn a_failure_ends_the_run_and_its_retry_starts_a_new_one_as_a_retry() {
+fn a_failure_records_the_run_whole_and_its_retry_is_a_run_of_its_own() {
     let (running, _) = claim(&one_shot(), at(0));
     let report = RunReport::of(ResultStatus::Failed, None)
         .with_details(
@@ -90,18 +84,16 @@ fn a_failure_ends_the_run_and_its_retry_starts_a_new_one_as_a_retry() {
     let retry = running
         .take_report(&report, &RetryPolicy::NONE, at(1))
         .unwrap();
-    let ended = changes(&running, &retry, Some(&report), at(1));
-    let expected = RunEnd {
-        job_id: running.id,
-        fire_token: running.fire_token,
-        finished_at: at(1),
+    let expected = Run {
+        finished_at: Some(at(1)),
         outcome: RunOutcome::Failed,
         error: Some("smtp down".into()),
         executor: Some("mailer-1".into()),
+        ..running.run_in_flight().unwrap()
     };
-    assert_eq!(ended, [RunChange::Ended(expected)]);
-    let (_, changes) = claim(&retry, at(3));
-    let run = started(&changes);
+    assert_eq!(changes(&running, &retry, Some(&report), at(1)), [expected]);
+    let (retrying, _) = claim(&retry, at(3));
+    let run = retrying.run_in_flight().unwrap();
     assert_eq!((run.attempt, run.cause), (2, RunCause::Retry));
     assert_ne!(run.fire_token, running.fire_token);
 }
@@ -110,17 +102,15 @@ fn a_failure_ends_the_run_and_its_retry_starts_a_new_one_as_a_retry() {
 fn a_run_gone_without_a_report_timed_out() {
     let (running, _) = claim(&one_shot(), at(0));
     let retried = running.retried(at(60));
-    match changes(&running, &retried, None, at(60)).as_slice() {
-        [RunChange::Ended(end)] => {
-            assert_eq!(end.outcome, RunOutcome::TimedOut);
-            assert_eq!(end.fire_token, running.fire_token);
-        }
-        other => panic!("{other:?}"),
-    }
+    let ended = changes(&running, &retried, None, at(60));
+    assert_eq!(ended.len(), 1);
+    assert_eq!(ended[0].outcome, RunOutcome::TimedOut);
+    assert_eq!(ended[0].fire_token, running.fire_token);
+    assert_eq!(ended[0].fired_at, at(0));
 }
 
 #[test]
-fn changes_without_a_run_starting_or_ending_write_nothing() {
+fn changes_without_a_run_ending_record_nothing() {
     let job = one_shot();
     let updated = job.rescheduled(spec(), at(1));
     assert!(changes(&job, &updated, None, at(1)).is_empty());
@@ -133,18 +123,21 @@ fn changes_without_a_run_starting_or_ending_write_nothing() {
 #[test]
 fn recurring_runs_are_scheduled_caught_up_or_manual() {
     let job = every_minute();
-    let (on_time, first) = claim(&job, at(1));
-    assert_eq!(started(&first).cause, RunCause::Scheduled);
-    assert_eq!(started(&first).due_at, at(0));
-    // Occurrence 1:00 claimed at 5:00, with 2:00 to 5:00 due as well.
-    let (_, late) = claim(&on_time, at(300));
-    match late.as_slice() {
-        [RunChange::Ended(end), RunChange::Started(run)] => {
-            assert_eq!(end.outcome, RunOutcome::Superseded);
-            assert_eq!(run.cause, RunCause::CatchUp);
-        }
-        other => panic!("{other:?}"),
-    }
+    let (on_time, _) = claim(&job, at(1));
+    let first = on_time.run_in_flight().unwrap();
+    assert_eq!(
+        (first.cause, first.due_at, first.fired_at),
+        (RunCause::Scheduled, at(0), at(1))
+    );
+    // Occurrence 1:00 claimed at 5:00, with 2:00 to 5:00 due as well: the
+    // run in flight is superseded (overlap `run`).
+    let (late, ended) = claim(&on_time, at(300));
+    assert_eq!(ended.len(), 1);
+    assert_eq!(
+        (ended[0].fire_token, ended[0].outcome),
+        (first.fire_token, RunOutcome::Superseded)
+    );
+    assert_eq!(late.run_in_flight().unwrap().cause, RunCause::CatchUp);
 
     let report = RunReport::of(ResultStatus::Succeeded, None);
     let done = match on_time.take_result(report.status, None, at(2)).unwrap() {
@@ -152,8 +145,7 @@ fn recurring_runs_are_scheduled_caught_up_or_manual() {
         other => panic!("{other:?}"),
     };
     let triggered = done.triggered(at(10)).unwrap();
-    let manual = changes(&done, &triggered, None, at(10));
-    assert_eq!(started(&manual).cause, RunCause::Manual);
+    assert_eq!(triggered.run_in_flight().unwrap().cause, RunCause::Manual);
 }
 
 #[test]

@@ -11,7 +11,7 @@ use super::{
     CatchUpMode, LastRun, Overlap, Recurrence, RecurrenceSpec, Retry, Run, STANDS_FOR_MAX,
 };
 use crate::domain::{
-    Error, Job, JobSpec, JobStatus, PendingEvents, ResultStatus, new_fire_token,
+    Error, Job, JobSpec, JobStatus, PendingEvents, ResultStatus, history::RunCause, new_fire_token,
     schedule::Occurrence,
 };
 
@@ -244,12 +244,20 @@ impl Job {
         }
         next.fire_token = new_fire_token();
         if let Some((occurrence, stands_for)) = plan.run {
+            // Behind its schedule: the run is of an occurrence it missed.
+            let behind = !stands_for.is_empty() || state.next.is_some_and(|next| next <= now);
             state.runs += 1;
             state.run = Some(Run {
                 token: fire_token,
                 occurrence,
                 stands_for,
                 retry_at: None,
+                fired_at: now,
+                cause: if behind {
+                    RunCause::CatchUp
+                } else {
+                    RunCause::Scheduled
+                },
             });
             next.status = JobStatus::Running;
             next.pending.run = true;
@@ -279,6 +287,8 @@ impl Job {
             occurrence: retry.occurrence,
             stands_for: Vec::new(),
             retry_at: Some(retry.at),
+            fired_at: now,
+            cause: RunCause::Scheduled,
         });
         let schedule_time = state.next.map_or(self.spec.schedule_time, |next| {
             rec.spec
@@ -379,6 +389,8 @@ impl Job {
             occurrence: now,
             stands_for: Vec::new(),
             retry_at: None,
+            fired_at: now,
+            cause: RunCause::Manual,
         });
         Ok(Job {
             status: JobStatus::Running,

@@ -32,6 +32,7 @@ pub use advance::ResultDecision;
 
 use super::{
     Error, Excerpt, Field, ResultStatus,
+    history::RunCause,
     schedule::{Occurrence, Timing},
 };
 
@@ -225,6 +226,11 @@ pub struct Run {
     /// For a retry of a failed run, when the retry was due (the
     /// occurrence is older); `None` for a run of the schedule or a trigger.
     pub retry_at: Option<DateTime<Utc>>,
+    /// When it was claimed and fired.
+    pub fired_at: DateTime<Utc>,
+    /// Why it fired (a retry's cause is that of the run it retries: its
+    /// attempt says it is a retry).
+    pub cause: RunCause,
 }
 
 /// A failed run's occurrence to run again under the job's retry policy:

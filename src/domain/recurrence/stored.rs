@@ -7,7 +7,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{CatchUp, CatchUpMode, LastRun, Recurrence, RecurrenceSpec, Retry, Run};
-use crate::domain::{Error, Field, ResultStatus};
+use crate::domain::{Error, Field, ResultStatus, history::RunCause};
 
 #[derive(Serialize, Deserialize)]
 struct Stored {
@@ -46,6 +46,12 @@ struct StoredRun {
     stands_for_ms: Vec<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     retry_at_ms: Option<i64>,
+    /// Absent in jobs stored before the run history (read as the
+    /// occurrence, scheduled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fired_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cause: Option<i16>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -90,6 +96,8 @@ impl Recurrence {
                     .map(|t| t.timestamp_millis())
                     .collect(),
                 retry_at_ms: run.retry_at.map(|t| t.timestamp_millis()),
+                fired_ms: Some(run.fired_at.timestamp_millis()),
+                cause: Some(run.cause.code()),
             }),
             last: self.last.map(|last| StoredLast {
                 token: last.token,
@@ -122,6 +130,12 @@ impl Recurrence {
                     .map(time)
                     .collect::<Result<_, _>>()?,
                 retry_at: run.retry_at_ms.map(time).transpose()?,
+                fired_at: time(run.fired_ms.unwrap_or(run.occurrence_ms))?,
+                cause: match run.cause {
+                    Some(code) => RunCause::from_code(code)
+                        .ok_or_else(|| corrupt(format!("run cause {code}")))?,
+                    None => RunCause::Scheduled,
+                },
             }),
             None => None,
         };

@@ -1,9 +1,7 @@
-//! The run history in the file: one table of runs keyed by (job id,
+//! The run history in the file: one table of ended runs keyed by (job id,
 //! fired time, fire token), so that a job's runs are one range in the
-//! order they fired, written in the transaction of the job change that
-//! starts or ends each run. A claim adds one entry; an end finds its run
-//! from the newest of its job's (the run ending is almost always the
-//! newest).
+//! order they fired, each written whole in the transaction of the job
+//! change that ends it.
 
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -15,7 +13,7 @@ use super::{
 use crate::{
     domain::{
         JobId,
-        history::{Run, RunCause, RunChange, RunEnd, RunOutcome},
+        history::{Run, RunCause, RunOutcome},
     },
     store::{RunRetention, RunsPage, StoreError, Unreadable},
 };
@@ -76,53 +74,21 @@ fn decode(job_id: JobId, fire_token: i64, bytes: &[u8]) -> Result<Run, StoreErro
     })
 }
 
-/// Writes `changes` inside `txn`: a start adds its run (a start written
-/// again writes the same entry), an end completes its run (an end of a run
-/// not recorded, from before the history or pruned, changes nothing).
-pub(super) fn record(
-    txn: &redb::WriteTransaction,
-    changes: &[RunChange],
-) -> Result<(), StoreError> {
-    if changes.is_empty() {
+/// Records the runs `ended` inside `txn` (a record written again is the
+/// same entry).
+pub(super) fn record(txn: &redb::WriteTransaction, ended: &[Run]) -> Result<(), StoreError> {
+    if ended.is_empty() {
         return Ok(());
     }
     let mut runs = txn.open_table(RUNS).map_err(storage)?;
-    for change in changes {
-        match change {
-            RunChange::Started(run) => {
-                let id = run.job_id.bytes();
-                let key = (
-                    id.as_slice(),
-                    run.fired_at.timestamp_millis(),
-                    run.fire_token,
-                );
-                runs.insert(key, encode(run)?.as_slice()).map_err(storage)?;
-            }
-            RunChange::Ended(end) => end_in(&mut runs, end)?,
-        }
-    }
-    Ok(())
-}
-
-/// Completes the run `end` ends, found from the newest of its job's.
-fn end_in(
-    runs: &mut redb::Table<Key<'static>, &'static [u8]>,
-    end: &RunEnd,
-) -> Result<(), StoreError> {
-    let id = end.job_id.bytes();
-    let mut found = None;
-    for entry in runs.range(job_range(&id)).map_err(storage)?.rev() {
-        let (key, value) = entry.map_err(storage)?;
-        let (_, at, token) = key.value();
-        if token == end.fire_token {
-            found = Some((at, decode(end.job_id, token, value.value())?));
-            break;
-        }
-    }
-    if let Some((at, run)) = found {
-        let ended = encode(&run.ended(end))?;
-        runs.insert((id.as_slice(), at, end.fire_token), ended.as_slice())
-            .map_err(storage)?;
+    for run in ended {
+        let id = run.job_id.bytes();
+        let key = (
+            id.as_slice(),
+            run.fired_at.timestamp_millis(),
+            run.fire_token,
+        );
+        runs.insert(key, encode(run)?.as_slice()).map_err(storage)?;
     }
     Ok(())
 }
@@ -154,15 +120,17 @@ pub(super) fn remove(
     Ok(())
 }
 
-/// One page of job `id`'s runs, newest first, read in `txn`.
+/// Job `id`'s runs from the `offset`-th newest, at most `limit`, read in
+/// `txn`.
 pub(super) fn page(
     txn: &redb::ReadTransaction,
     id: JobId,
-    page: crate::domain::PageRequest,
+    offset: u64,
+    limit: u64,
 ) -> Result<RunsPage, StoreError> {
     let runs = txn.open_table(RUNS).map_err(storage)?;
-    let skip = usize::try_from(page.offset()).unwrap_or(usize::MAX);
-    let take = usize::try_from(page.size).unwrap_or(usize::MAX);
+    let skip = usize::try_from(offset).unwrap_or(usize::MAX);
+    let take = usize::try_from(limit).unwrap_or(usize::MAX);
     let bytes = id.bytes();
     let mut found = Vec::new();
     let mut total = 0;

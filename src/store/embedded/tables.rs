@@ -14,7 +14,7 @@ use crate::store::JobDB;
 use crate::{
     domain::{
         Job, JobId, JobStatus,
-        history::{self, RunChange},
+        history::{self, Run},
     },
     store::{StoreError, Unreadable, stored_time},
 };
@@ -178,15 +178,15 @@ fn write_client_key(
 }
 
 /// Claims `id` inside `txn` (see [`JobDB::claim`]): the claimed job and
-/// the run changes its claim makes (for the caller to record, once for a
-/// whole batch), or `None` when it is gone or no longer SCHEDULED under
-/// `fire_token`.
+/// the runs its claim ends (a recurring job's run superseded; for the
+/// caller to record, once for a whole batch), or `None` when it is gone or
+/// no longer SCHEDULED under `fire_token`.
 pub(super) fn claim_in(
     txn: &redb::WriteTransaction,
     id: JobId,
     fire_token: i64,
     now: DateTime<Utc>,
-) -> Result<Option<(Job, Vec<RunChange>)>, StoreError> {
+) -> Result<Option<(Job, Vec<Run>)>, StoreError> {
     let Some(current) = read_job(&txn.open_table(JOBS).map_err(storage)?, id)? else {
         return Ok(None);
     };
@@ -195,6 +195,6 @@ pub(super) fn claim_in(
         return Ok(None);
     };
     write_job(txn, id, Some(&current), Some(&claimed))?;
-    let started = history::changes(&current, &claimed, None, now);
-    Ok(Some((claimed, started)))
+    let ended = history::changes(&current, &claimed, None, now);
+    Ok(Some((claimed, ended)))
 }

@@ -34,7 +34,7 @@ use super::{
     result_read,
 };
 use crate::domain::{
-    Job, JobId, JobStatus, PageRequest, PendingEvents, history::RunChange, report::RunReport,
+    Job, JobId, JobStatus, PageRequest, PendingEvents, history::Run, report::RunReport,
 };
 
 mod codec;
@@ -291,12 +291,12 @@ impl JobDB for MongoJobDB {
         &self,
         job: &Job,
         expected_version: i64,
-        changes: &[RunChange],
+        ended: &[Run],
     ) -> Result<bool, StoreError> {
         let filter = doc! { "_id": job.id, "version": expected_version };
         let mut update = doc! { "$set": mutable_fields(job) };
-        if !changes.is_empty() {
-            runs::owe(&mut update, changes);
+        if !ended.is_empty() {
+            runs::owe(&mut update, ended);
         }
         self.update_where(filter, update).await
     }
@@ -311,16 +311,16 @@ impl JobDB for MongoJobDB {
         Ok(result.deleted_count == 1)
     }
 
-    async fn runs(&self, id: JobId, page: PageRequest) -> Result<RunsPage, StoreError> {
-        self.runs_page(id, page).await
+    async fn runs(&self, id: JobId, offset: u64, limit: u64) -> Result<RunsPage, StoreError> {
+        self.runs_page(id, offset, limit).await
     }
 
     async fn prune_runs(&self, retention: RunRetention) -> Result<u64, StoreError> {
         self.prune(retention).await
     }
 
-    /// A read and a conditional write of what the domain decides (the
-    /// run's start is owed in the same update, see [`runs`]).
+    /// A read and a conditional write of what the domain decides (a run
+    /// it ends is owed in the same update, see [`runs`]).
     async fn claim(
         &self,
         id: JobId,

@@ -1,18 +1,18 @@
-//! The run history on MongoDB: a collection of runs beside the jobs
-//! (`<collection>_runs`, one document per run, `_id` = job id and fire
-//! token), filled through an outbox in the job document.
+//! The run history on MongoDB: a collection of ended runs beside the
+//! jobs (`<collection>_runs`, one document per run, `_id` = job id and
+//! fire token), filled through an outbox in the job document.
 //!
 //! MongoDB makes only a single document's update atomic (multi-document
 //! transactions need a replica set, and MongoDB-protocol servers lack
 //! them), so a job change cannot write a run document in the same step.
-//! Instead the change pushes what it does to the history onto the job's
-//! own `runLog` (and sets `owesRuns`), in the same conditional update as
-//! the job. The log is then flushed into the runs collection, each entry
-//! idempotently (a start inserted once, an end written over the run), and
-//! removed from the job only if the job did not change meanwhile: before
-//! a job's runs are listed, and by the pruning duty for every job that
-//! owes some. A crash between the flush and the removal flushes the same
-//! entries again, which changes nothing.
+//! Instead the change that ends a run pushes its record onto the job's own
+//! `runLog` (and sets `owesRuns`), in the same conditional update as the
+//! job. The log is then flushed into the runs collection (each record
+//! inserted once: a duplicate `_id` means it is there) and removed from
+//! the job only if the job did not change meanwhile: before a job's runs
+//! are listed, and by the retention duty for every job that owes some. A
+//! crash between the flush and the removal flushes the same records
+//! again, which changes nothing.
 
 use bson::{Bson, Document, doc};
 use futures::TryStreamExt;
@@ -24,8 +24,8 @@ use super::{
 };
 use crate::{
     domain::{
-        JobId, PageRequest,
-        history::{Run, RunCause, RunChange, RunOutcome},
+        JobId,
+        history::{Run, RunCause, RunOutcome},
     },
     store::{RunRetention, RunsPage, StoreError, Unreadable, pruned, runs_page},
 };
@@ -33,11 +33,15 @@ use crate::{
 /// The suffix of the runs collection's name.
 pub const RUNS_SUFFIX: &str = "_runs";
 
-/// What a job update adds to make `changes` owed: merged into its update
-/// document (`$push` one log entry, `$set` the flag the flush looks for).
-pub(super) fn owe(update: &mut Document, changes: &[RunChange]) {
-    let entries: Vec<Bson> = changes.iter().map(|c| Bson::Document(entry(c))).collect();
-    update.insert("$push", doc! { "runLog": { "changes": entries } });
+/// What a job update adds to owe the records of the runs it ends: merged
+/// into its update document (`$push` one log entry, `$set` the flag the
+/// flush looks for).
+pub(super) fn owe(update: &mut Document, ended: &[Run]) {
+    let records: Vec<Bson> = ended
+        .iter()
+        .map(|r| Bson::Document(run_document(r)))
+        .collect();
+    update.insert("$push", doc! { "runLog": { "runs": records } });
     if let Ok(set) = update.get_document_mut("$set") {
         set.insert("owesRuns", true);
     }
@@ -46,23 +50,6 @@ pub(super) fn owe(update: &mut Document, changes: &[RunChange]) {
 /// The `_id` of a run document.
 fn run_id(job: JobId, fire_token: i64) -> String {
     format!("{}:{fire_token}", job.to_hex())
-}
-
-fn entry(change: &RunChange) -> Document {
-    match change {
-        RunChange::Started(run) => doc! {
-            "start": run_document(run),
-        },
-        RunChange::Ended(end) => doc! {
-            "end": {
-                "fireToken": end.fire_token,
-                "finishedAt": bson_time(end.finished_at),
-                "outcome": i32::from(end.outcome.code()),
-                "error": end.error.as_deref(),
-                "executor": end.executor.as_deref(),
-            },
-        },
-    }
 }
 
 fn run_document(run: &Run) -> Document {
@@ -109,15 +96,6 @@ fn run_of(job: JobId, doc: &Document) -> Result<Run, Unreadable> {
     })
 }
 
-/// The end written by a log entry, as a `$set` on the run.
-fn end_fields(end: &Document) -> Document {
-    let mut set = doc! {};
-    for field in ["finishedAt", "outcome", "error", "executor"] {
-        set.insert(field, end.get(field).cloned().unwrap_or(Bson::Null));
-    }
-    set
-}
-
 impl MongoJobDB {
     /// Writes the run log of job `id` into the runs collection and removes
     /// it from the job if the job did not change meanwhile.
@@ -132,12 +110,9 @@ impl MongoJobDB {
             return Ok(());
         };
         for entry in log.iter().filter_map(Bson::as_document) {
-            let changes = entry
-                .get_array("changes")
-                .map(|c| c.as_slice())
-                .unwrap_or(&[]);
-            for change in changes.iter().filter_map(Bson::as_document) {
-                self.apply(id, change).await?;
+            let records = entry.get_array("runs").map(|r| r.as_slice()).unwrap_or(&[]);
+            for record in records.iter().filter_map(Bson::as_document) {
+                self.insert_run(record).await?;
             }
         }
         let version = job.get_i64("version").unwrap_or(-1);
@@ -146,28 +121,18 @@ impl MongoJobDB {
         self.update_where(filter, update).await.map(|_| ())
     }
 
-    /// Applies one logged change of job `id`'s history, idempotently.
-    async fn apply(&self, id: JobId, change: &Document) -> Result<(), StoreError> {
-        if let Ok(start) = change.get_document("start") {
-            let inserted = tokio::time::timeout(
-                self.timeout,
-                self.runs.insert_one(start.clone()).into_future(),
-            )
-            .await;
-            return match inserted {
-                Ok(Err(err)) if duplicate_key(&err) => Ok(()),
-                Ok(result) => result.map(|_| ()).map_err(map_err),
-                Err(_) => Err(self.did_not_answer()),
-            };
+    /// Inserts one run record; one already there (a flush again) is kept.
+    async fn insert_run(&self, record: &Document) -> Result<(), StoreError> {
+        let inserted = tokio::time::timeout(
+            self.timeout,
+            self.runs.insert_one(record.clone()).into_future(),
+        )
+        .await;
+        match inserted {
+            Ok(Err(err)) if duplicate_key(&err) => Ok(()),
+            Ok(result) => result.map(|_| ()).map_err(map_err),
+            Err(_) => Err(self.did_not_answer()),
         }
-        if let Ok(end) = change.get_document("end") {
-            let token = end.get_i64("fireToken").unwrap_or_default();
-            let filter = doc! { "_id": run_id(id, token) };
-            let update = doc! { "$set": end_fields(end) };
-            self.bounded(self.runs.update_one(filter, update).into_future())
-                .await?;
-        }
-        Ok(())
     }
 
     /// Every run of job `id` (its log flushed first).
@@ -188,14 +153,15 @@ impl MongoJobDB {
             .collect::<Result<_, _>>()?)
     }
 
-    /// One page of job `id`'s runs, newest first (sorted here: some
-    /// MongoDB-protocol servers ignore `sort`).
+    /// Job `id`'s runs from the `offset`-th newest, at most `limit`
+    /// (sorted here: some MongoDB-protocol servers ignore `sort`).
     pub(super) async fn runs_page(
         &self,
         id: JobId,
-        page: PageRequest,
+        offset: u64,
+        limit: u64,
     ) -> Result<RunsPage, StoreError> {
-        Ok(runs_page(self.all_runs(id).await?, page))
+        Ok(runs_page(self.all_runs(id).await?, offset, limit))
     }
 
     /// Deletes every run of job `id`.
@@ -273,22 +239,23 @@ impl MongoJobDB {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::history::RunEnd;
 
     #[test]
-    fn an_end_entry_sets_every_field_of_the_end() {
-        let end = RunEnd {
+    fn a_run_reads_back_from_its_document() {
+        let run = Run {
             job_id: JobId::new(),
             fire_token: 7,
-            finished_at: chrono::Utc::now(),
+            attempt: 2,
+            cause: RunCause::Retry,
+            due_at: chrono::DateTime::from_timestamp_millis(1_000).unwrap(),
+            fired_at: chrono::DateTime::from_timestamp_millis(1_250).unwrap(),
+            finished_at: chrono::DateTime::from_timestamp_millis(2_000),
             outcome: RunOutcome::Failed,
             error: Some("boom".into()),
             executor: None,
         };
-        let entry = entry(&RunChange::Ended(end));
-        let set = end_fields(entry.get_document("end").unwrap());
-        assert_eq!(set.get_i32("outcome").unwrap(), 3);
-        assert_eq!(set.get_str("error").unwrap(), "boom");
-        assert_eq!(set.get("executor"), Some(&Bson::Null));
+        let document = run_document(&run);
+        assert_eq!(document.get_str("_id").unwrap(), run_id(run.job_id, 7));
+        assert_eq!(run_of(run.job_id, &document).unwrap(), run);
     }
 }

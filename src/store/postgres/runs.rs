@@ -1,7 +1,7 @@
-//! The run history on PostgreSQL: the `job_runs` table (one row per run,
-//! keyed by job and fire token, its rows deleted with their job by the
-//! foreign key), its statements, and the writes of run changes inside the
-//! transaction of the job change that makes them.
+//! The run history on PostgreSQL: the `job_runs` table (one row per ended
+//! run, keyed by job and fire token, its rows deleted with their job by
+//! the foreign key), its statements, and the write of the runs a job
+//! change ends inside that change's transaction.
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
@@ -11,7 +11,7 @@ use super::{codec::ms, errors::map_err};
 use crate::{
     domain::{
         JobId,
-        history::{Run, RunCause, RunChange, RunEnd, RunOutcome},
+        history::{Run, RunCause, RunOutcome},
     },
     store::{StoreError, Unreadable},
 };
@@ -25,8 +25,7 @@ const RUN_COLUMNS: &str = "job_id, fire_token, attempt, cause, due_at, fired_at,
 
 /// The statements on the runs of the jobs table `jobs`.
 pub(super) struct RunSql {
-    pub(super) start: String,
-    pub(super) end: String,
+    pub(super) record: String,
     pub(super) page: String,
     pub(super) count: String,
     pub(super) prune: String,
@@ -36,20 +35,13 @@ impl RunSql {
     /// The statements for the runs table `runs` (qualified).
     pub(super) fn new(runs: &str) -> Self {
         RunSql {
-            // A start written twice (a retried write) is one run.
-            start: format!(
-                "INSERT INTO {runs} (job_id, fire_token, attempt, cause, due_at, fired_at, outcome) \
+            // A record written twice (a retried write) is one run.
+            record: format!(
+                "INSERT INTO {runs} ({RUN_COLUMNS}) \
                  SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::integer[], $4::smallint[], \
-                 $5::timestamptz[], $6::timestamptz[], $7::smallint[]) \
+                 $5::timestamptz[], $6::timestamptz[], $7::timestamptz[], $8::smallint[], \
+                 $9::text[], $10::text[]) \
                  ON CONFLICT DO NOTHING"
-            ),
-            end: format!(
-                "UPDATE {runs} AS r SET finished_at = e.finished_at, outcome = e.outcome, \
-                 error = e.error, executor = e.executor \
-                 FROM unnest($1::bytea[], $2::bigint[], $3::timestamptz[], $4::smallint[], \
-                 $5::text[], $6::text[]) \
-                 AS e(job_id, fire_token, finished_at, outcome, error, executor) \
-                 WHERE r.job_id = e.job_id AND r.fire_token = e.fire_token"
             ),
             page: format!(
                 "SELECT {RUN_COLUMNS} FROM {runs} WHERE job_id = $1 \
@@ -59,12 +51,12 @@ impl RunSql {
             // Ranked per job newest first; the batch is bounded by $3.
             prune: format!(
                 "WITH ranked AS ( \
-                     SELECT job_id, fire_token, fired_at, finished_at, row_number() OVER ( \
+                     SELECT job_id, fire_token, fired_at, row_number() OVER ( \
                          PARTITION BY job_id ORDER BY fired_at DESC, fire_token DESC) AS n \
                      FROM {runs}), \
                  doomed AS ( \
                      SELECT job_id, fire_token FROM ranked \
-                     WHERE n > $1 OR (finished_at IS NOT NULL AND fired_at < $2) LIMIT $3) \
+                     WHERE n > $1 OR fired_at < $2 LIMIT $3) \
                  DELETE FROM {runs} AS r USING doomed \
                  WHERE r.job_id = doomed.job_id AND r.fire_token = doomed.fire_token"
             ),
@@ -93,55 +85,40 @@ pub(super) fn create_statement(runs: &str, jobs: &str) -> String {
     )
 }
 
-/// Writes `changes` inside `tx`: the starts in one statement, then the
-/// ends in another.
+/// Records the runs `ended` inside `tx`, in one statement.
 pub(super) async fn record(
     tx: &Transaction<'_>,
     sql: &RunSql,
-    changes: &[RunChange],
+    ended: &[Run],
 ) -> Result<(), StoreError> {
-    let mut starts = Vec::new();
-    let mut ends = Vec::new();
-    for change in changes {
-        match change {
-            RunChange::Started(run) => starts.push(run),
-            RunChange::Ended(end) => ends.push(end),
-        }
+    if ended.is_empty() {
+        return Ok(());
     }
-    if !starts.is_empty() {
-        let c = StartColumns::new(&starts);
-        execute(tx, &sql.start, &c.as_params()).await?;
-    }
-    if !ends.is_empty() {
-        let c = EndColumns::new(&ends);
-        execute(tx, &sql.end, &c.as_params()).await?;
-    }
+    let columns = RunColumns::new(ended);
+    let statement = tx.prepare_cached(&sql.record).await.map_err(map_err)?;
+    tx.execute(&statement, &columns.as_params())
+        .await
+        .map_err(map_err)?;
     Ok(())
 }
 
-async fn execute(
-    tx: &Transaction<'_>,
-    sql: &str,
-    params: &[&(dyn ToSql + Sync)],
-) -> Result<u64, StoreError> {
-    let statement = tx.prepare_cached(sql).await.map_err(map_err)?;
-    tx.execute(&statement, params).await.map_err(map_err)
-}
-
-/// The columns of started runs, one array each.
-struct StartColumns {
+/// The columns of runs, one array each, in the order of [`RUN_COLUMNS`].
+struct RunColumns {
     job_ids: Vec<Vec<u8>>,
     tokens: Vec<i64>,
     attempts: Vec<i32>,
     causes: Vec<i16>,
     due: Vec<DateTime<Utc>>,
     fired: Vec<DateTime<Utc>>,
+    finished: Vec<Option<DateTime<Utc>>>,
     outcomes: Vec<i16>,
+    errors: Vec<Option<String>>,
+    executors: Vec<Option<String>>,
 }
 
-impl StartColumns {
-    fn new(runs: &[&Run]) -> Self {
-        StartColumns {
+impl RunColumns {
+    fn new(runs: &[Run]) -> Self {
+        RunColumns {
             job_ids: runs.iter().map(|r| r.job_id.bytes().to_vec()).collect(),
             tokens: runs.iter().map(|r| r.fire_token).collect(),
             attempts: runs
@@ -151,11 +128,14 @@ impl StartColumns {
             causes: runs.iter().map(|r| r.cause.code()).collect(),
             due: runs.iter().map(|r| ms(r.due_at)).collect(),
             fired: runs.iter().map(|r| ms(r.fired_at)).collect(),
+            finished: runs.iter().map(|r| r.finished_at.map(ms)).collect(),
             outcomes: runs.iter().map(|r| r.outcome.code()).collect(),
+            errors: runs.iter().map(|r| r.error.clone()).collect(),
+            executors: runs.iter().map(|r| r.executor.clone()).collect(),
         }
     }
 
-    fn as_params(&self) -> [&(dyn ToSql + Sync); 7] {
+    fn as_params(&self) -> [&(dyn ToSql + Sync); 10] {
         [
             &self.job_ids,
             &self.tokens,
@@ -163,37 +143,6 @@ impl StartColumns {
             &self.causes,
             &self.due,
             &self.fired,
-            &self.outcomes,
-        ]
-    }
-}
-
-/// The columns of ended runs, one array each.
-struct EndColumns {
-    job_ids: Vec<Vec<u8>>,
-    tokens: Vec<i64>,
-    finished: Vec<DateTime<Utc>>,
-    outcomes: Vec<i16>,
-    errors: Vec<Option<String>>,
-    executors: Vec<Option<String>>,
-}
-
-impl EndColumns {
-    fn new(ends: &[&RunEnd]) -> Self {
-        EndColumns {
-            job_ids: ends.iter().map(|e| e.job_id.bytes().to_vec()).collect(),
-            tokens: ends.iter().map(|e| e.fire_token).collect(),
-            finished: ends.iter().map(|e| ms(e.finished_at)).collect(),
-            outcomes: ends.iter().map(|e| e.outcome.code()).collect(),
-            errors: ends.iter().map(|e| e.error.clone()).collect(),
-            executors: ends.iter().map(|e| e.executor.clone()).collect(),
-        }
-    }
-
-    fn as_params(&self) -> [&(dyn ToSql + Sync); 6] {
-        [
-            &self.job_ids,
-            &self.tokens,
             &self.finished,
             &self.outcomes,
             &self.errors,

@@ -13,8 +13,8 @@ pub(super) const COLUMNS: &str = "id, name, description, schedule_time, created_
                        pending_update, pending_run, trace_parent, recurrence, armed, client_key, \
                        attempts, pending_dead_letter, pending_delete";
 
-/// A one-shot job: the single-statement claim and result apply to these
-/// only; a recurring job's claim and result are a read and a conditional
+/// A one-shot job: the single-statement claim applies to these only; a
+/// recurring job's claim, and every result, are a read and a conditional
 /// write of what the domain decides (see [`crate::store::claim_read`]).
 pub(super) const ONE_SHOT: &str = "recurrence IS NULL";
 
@@ -46,8 +46,6 @@ pub(super) struct Sql {
     pub(super) delete: String,
     pub(super) claim: String,
     pub(super) claim_many: String,
-    pub(super) store_result: String,
-    pub(super) status_of: String,
     pub(super) scheduled_before: String,
     pub(super) with_pending_events: String,
     pub(super) set_pending_if: String,
@@ -109,26 +107,6 @@ impl Sql {
             ),
             claim_many: claim_many_statement(&t),
             // A result that names its firing ($4) matches only that firing.
-            // One statement ends the run's record too ($5 to $7: its
-            // outcome, error and executor); a data-modifying WITH runs
-            // whether or not the query reads it.
-            store_result: format!(
-                "WITH done AS ( \
-                     UPDATE {t} SET status = $2, version = version + 1, updated_at = $3, \
-                     pending_run = false \
-                     WHERE id = $1 AND status = {running} AND {ONE_SHOT} \
-                     AND ($4::bigint IS NULL OR scheduled_key = $4) \
-                     RETURNING id, scheduled_key), \
-                 ended AS ( \
-                     UPDATE {runs} AS r SET finished_at = $3, outcome = $5, error = $6, \
-                     executor = $7 FROM done \
-                     WHERE r.job_id = done.id AND r.fire_token = done.scheduled_key) \
-                 SELECT count(*) FROM done"
-            ),
-            status_of: format!(
-                "SELECT status, scheduled_key, recurrence IS NOT NULL AS recurring \
-                 FROM {t} WHERE id = $1"
-            ),
             scheduled_before: format!(
                 "SELECT {COLUMNS} FROM {t} \
                  WHERE {ARMABLE} AND schedule_time < $1 \

@@ -20,14 +20,13 @@ use super::{
 };
 use crate::{
     domain::{
-        Job, JobId, JobStatus, PageRequest, PendingEvents,
-        history::{self, Run, RunChange, RunOutcome},
+        Job, JobId, PageRequest, PendingEvents,
+        history::{self, Run},
         report::RunReport,
     },
     store::{
         ClaimManyError, DueJob, JobDB, JobsPage, RECURRING_ATTEMPTS, ResultOutcome, RunRetention,
-        RunsPage, Scan, StoreError, Unreadable, claim_read, refused_result, result_read,
-        stored_time,
+        RunsPage, Scan, StoreError, claim_read, result_read, stored_time,
     },
 };
 
@@ -158,12 +157,12 @@ impl JobDB for PgJobDB {
         &self,
         job: &Job,
         expected_version: i64,
-        changes: &[RunChange],
+        ended: &[Run],
     ) -> Result<bool, StoreError> {
         let values = JobParams::new(job);
         let mut params: Vec<&(dyn ToSql + Sync)> = values.as_params().to_vec();
         params.push(&expected_version);
-        if changes.is_empty() {
+        if ended.is_empty() {
             return Ok(self.execute(&self.sql.replace_if, &params).await? == 1);
         }
         self.in_transaction(async |tx| {
@@ -174,7 +173,7 @@ impl JobDB for PgJobDB {
             if tx.execute(&statement, &params).await.map_err(map_err)? != 1 {
                 return Ok(false);
             }
-            runs::record(tx, &self.sql.runs, changes).await?;
+            runs::record(tx, &self.sql.runs, ended).await?;
             Ok(true)
         })
         .await
@@ -188,9 +187,9 @@ impl JobDB for PgJobDB {
         Ok(deleted == 1)
     }
 
-    async fn runs(&self, id: JobId, page: PageRequest) -> Result<RunsPage, StoreError> {
-        let offset = i64::try_from(page.offset()).unwrap_or(i64::MAX);
-        let limit = i64::try_from(page.size).unwrap_or(i64::MAX);
+    async fn runs(&self, id: JobId, offset: u64, limit: u64) -> Result<RunsPage, StoreError> {
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let bytes = id.bytes();
         let job = &bytes.as_slice();
         let (total, rows) = self
@@ -240,22 +239,14 @@ impl JobDB for PgJobDB {
         fire_token: i64,
         now: DateTime<Utc>,
     ) -> Result<Option<Job>, StoreError> {
-        let now = ms(now);
-        let bytes = id.bytes();
-        let claimed = self
-            .in_transaction(async |tx| {
-                let statement = tx.prepare_cached(&self.sql.claim).await.map_err(map_err)?;
-                let params: [&(dyn ToSql + Sync); 3] = [&bytes.as_slice(), &fire_token, &now];
-                let Some(row) = tx.query_opt(&statement, &params).await.map_err(map_err)? else {
-                    return Ok(None);
-                };
-                let job = job_from_row(&row)?;
-                runs::record(tx, &self.sql.runs, &started(&[&job], now)).await?;
-                Ok(Some(job))
-            })
+        let row = self
+            .query_opt(
+                &self.sql.claim,
+                &[&id.bytes().as_slice(), &fire_token, &ms(now)],
+            )
             .await?;
-        if claimed.is_some() {
-            return Ok(claimed);
+        if let Some(row) = row {
+            return Ok(Some(job_from_row(&row)?));
         }
         // Left out by the one-shot statement: a recurring job is claimed by
         // a read and a conditional write.
@@ -275,25 +266,11 @@ impl JobDB for PgJobDB {
         }
         let arrays = IdArrays::new(firings);
         let (ids, keys) = (arrays.ids(), &arrays.numbers);
-        let now = ms(now);
-        // One statement claims all of the batch's one-shot jobs or none,
-        // and one more records their runs, in one transaction.
+        // One statement: it claims all of the batch's one-shot jobs or none.
         let claimed = self
-            .in_transaction(async |tx| {
-                let statement = tx
-                    .prepare_cached(&self.sql.claim_many)
-                    .await
-                    .map_err(map_err)?;
-                let rows = tx
-                    .query(&statement, &[&ids, keys, &now])
-                    .await
-                    .map_err(map_err)?;
-                let claimed = jobs_from_rows(&rows)?;
-                let jobs: Vec<&Job> = claimed.iter().collect();
-                runs::record(tx, &self.sql.runs, &started(&jobs, now)).await?;
-                Ok(claimed)
-            })
+            .query(&self.sql.claim_many, &[&ids, keys, &ms(now)])
             .await
+            .and_then(|rows| jobs_from_rows(&rows))
             .map_err(|err| ClaimManyError::whole(firings, err))?;
         if claimed.len() == firings.len() {
             return Ok(claimed);
@@ -311,54 +288,18 @@ impl JobDB for PgJobDB {
             .await
     }
 
+    /// A read and a conditional write of what the domain decides, which
+    /// records the run it ends in the same transaction (see `replace_if`).
     async fn store_result(
         &self,
         id: JobId,
         report: &RunReport,
         now: DateTime<Utc>,
     ) -> Result<ResultOutcome, StoreError> {
-        let (result, fire_token) = (report.status, report.fire_token);
-        let bytes = id.bytes();
-        let status = result.job_status() as i16;
-        let now = ms(now);
-        // The run it ends is the one under the token the statement finds.
-        let outcome = RunOutcome::from(report.status).code();
-        let params: [&(dyn ToSql + Sync); 7] = [
-            &bytes.as_slice(),
-            &status,
-            &now,
-            &fire_token,
-            &outcome,
-            &report.error,
-            &report.executor,
-        ];
-        let row = self.query_opt(&self.sql.store_result, &params).await?;
-        let stored: i64 = match &row {
-            Some(row) => column(row, id, "count")?,
-            None => 0,
-        };
-        if stored == 1 {
-            return Ok(ResultOutcome::Stored);
+        match self.get(id).await? {
+            Some(job) => result_read(self, job, report, now).await,
+            None => Ok(ResultOutcome::UnknownJob),
         }
-        // Nothing changed; read the job only to tell why, or to store the
-        // result of a recurring job (left out by the one-shot statement).
-        // Nothing changed; read the job only to tell why.
-        let Some(row) = self
-            .query_opt(&self.sql.status_of, &[&bytes.as_slice()])
-            .await?
-        else {
-            return Ok(ResultOutcome::UnknownJob);
-        };
-        let current: i16 = column(&row, id, "status")?;
-        let current = JobStatus::from_i32(current.into())
-            .ok_or_else(|| Unreadable::job(id, format!("status {current}")))?;
-        let current_token: i64 = column(&row, id, "scheduled_key")?;
-        if column(&row, id, "recurring")?
-            && let Some(job) = self.get(id).await?
-        {
-            return result_read(self, job, report, now).await;
-        }
-        Ok(refused_result(current, current_token, result, fire_token))
     }
 
     async fn scheduled_before(&self, until: DateTime<Utc>) -> Result<Scan<DueJob>, StoreError> {
@@ -462,12 +403,12 @@ impl PgJobDB {
     }
 
     /// Writes each job of `jobs` whose row is still at the version given
-    /// with it, in one statement, and the run changes of those written
-    /// (`changes`, by job) in the same transaction; the ids written.
+    /// with it, in one statement, and the runs those written end (`ended`,
+    /// by job) in the same transaction; the ids written.
     async fn replace_many_if(
         &self,
         jobs: &[(Job, i64)],
-        changes: &HashMap<JobId, Vec<RunChange>>,
+        ended: &HashMap<JobId, Vec<Run>>,
     ) -> Result<HashSet<JobId>, StoreError> {
         let columns = JobColumns::new(jobs);
         self.in_transaction(async |tx| {
@@ -480,9 +421,9 @@ impl PgJobDB {
                 .await
                 .map_err(map_err)?;
             let written: HashSet<JobId> = rows.iter().map(id_from_row).collect::<Result<_, _>>()?;
-            let recorded: Vec<RunChange> = written
+            let recorded: Vec<Run> = written
                 .iter()
-                .filter_map(|id| changes.get(id))
+                .filter_map(|id| ended.get(id))
                 .flatten()
                 .cloned()
                 .collect();
@@ -572,13 +513,4 @@ impl PgJobDB {
             failed,
         })
     }
-}
-
-/// The starts of the runs of one-shot jobs a claim statement just claimed
-/// (each under the token it still carries).
-fn started(jobs: &[&Job], now: DateTime<Utc>) -> Vec<RunChange> {
-    jobs.iter()
-        .filter_map(|job| Run::started(job, job.fire_token, now))
-        .map(RunChange::Started)
-        .collect()
 }
