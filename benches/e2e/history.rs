@@ -236,7 +236,7 @@ async fn fill(db: &dyn JobDB, jobs: usize, runs: u32) -> Result<Vec<JobId>, Stri
 
 /// Stores job `n`, due at `start`, and gives it `runs` runs, as the
 /// service would: each attempt claimed a second after the last, then
-/// failed, its run's start and end written with the job. Its id.
+/// failed, its run's record written with the failure. Its id.
 async fn job_with_runs(
     db: &dyn JobDB,
     n: usize,

@@ -560,7 +560,8 @@ pub(crate) fn refused_result(
 }
 
 /// The claim of job `job` (as read) under `fire_token`, as a conditional
-/// write of what [`Job::claimed`] decides, with its run's start: written
+/// write of what [`Job::claimed`] decides (with the record of a run it
+/// supersedes): written
 /// only if the job is still at the version read, so that of racing
 /// claimers exactly one wins; the others read the job again and find the
 /// token consumed. For the stores whose claim statement leaves recurring

@@ -161,7 +161,7 @@ async fn a_lost_claim_or_write_records_nothing(db: &Store) {
     );
     assert_eq!(runs_of(db, job.id).await.len(), 1);
 
-    // A write that loses its version check writes none of its run changes.
+    // A write that loses its version check records none of its runs.
     let report = failure("lost");
     let retry = running
         .take_report(&report, &RetryPolicy::NONE, at)
