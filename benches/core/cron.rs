@@ -164,6 +164,7 @@ async fn add_service(timings: &[Timing], lateness: Arc<Recorder>) -> Added {
             }),
             client_key: None,
             retry: None,
+            requested_at: None,
         };
         service.create_job(new).await.expect("create");
     }

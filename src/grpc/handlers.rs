@@ -102,15 +102,17 @@ impl proto::jobs_service_server::JobsService for JobsGrpc {
         &self,
         request: Request<proto::UpdateJobRequest>,
     ) -> Result<Response<proto::UpdateJobResponse>, Status> {
+        let now = self.service.clock().now_ms();
         let update = update_of(
             request.into_inner(),
             self.min_interval(),
             &self.service.settings().retry,
-            self.service.clock().now_ms(),
+            now,
         )?;
         let id = update.id;
+        let (spec, recurrence, retry) = (update.spec, update.recurrence, update.retry);
         self.service
-            .update_job(id, update.spec, update.recurrence, update.retry)
+            .update_job(id, spec, recurrence, retry, Some(now))
             .await?;
         Ok(Response::new(proto::UpdateJobResponse {
             message: format!("job {id} updated"),

@@ -182,6 +182,7 @@ pub fn new_job(
         recurrence,
         client_key,
         retry,
+        requested_at: Some(now),
     })
 }
 

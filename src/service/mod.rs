@@ -42,6 +42,8 @@ mod testing;
 
 use std::sync::{Arc, atomic::AtomicBool};
 
+use chrono::{DateTime, Utc};
+
 use tokio::sync::{Notify, watch};
 use tracing::Span;
 
@@ -167,7 +169,7 @@ impl JobService {
         if let Some(existing) = self.created_with_key(&new).await? {
             return Ok(existing);
         }
-        let now = self.clock().now_ms();
+        let now = new.requested_at.unwrap_or_else(|| self.clock().now_ms());
         let job = match new.recurrence.clone() {
             Some(recurrence) => Job::new_recurring(spec, recurrence, now)?,
             None => Job::new_scheduled(spec, now),
@@ -214,14 +216,16 @@ impl JobService {
     /// Replaces the client fields of a job and schedules it again, as a
     /// one-shot job (the article's UpdateJob); see [`JobService::update_job`].
     pub async fn update(&self, id: JobId, spec: JobSpec) -> Result<Job, Error> {
-        self.update_job(id, spec, None, None).await
+        self.update_job(id, spec, None, None, None).await
     }
 
     /// Replaces the client fields of a job and schedules it again: one-shot
     /// at `spec.schedule_time` without `recurrence`, recurring from its
     /// first occurrence with one (its run count starts again), under the
     /// retry policy `retry` (`None`: the default) with fresh attempts. A
-    /// RUNNING job is refused; a finished one is scheduled anew.
+    /// RUNNING job is refused; a finished one is scheduled anew. The change
+    /// happens at `requested_at` when the adapter read the clock for the
+    /// request (see [`NewJob::requested_at`]), else now.
     #[tracing::instrument(skip_all, fields(job_id = %id))]
     pub async fn update_job(
         &self,
@@ -229,6 +233,7 @@ impl JobService {
         spec: JobSpec,
         recurrence: Option<RecurrenceSpec>,
         retry: Option<RetryPolicy>,
+        requested_at: Option<DateTime<Utc>>,
     ) -> Result<Job, Error> {
         let spec = spec.validated()?;
         for _ in 0..UPDATE_ATTEMPTS {
@@ -239,7 +244,7 @@ impl JobService {
                     "job {id} is running; it can be updated once its result is in"
                 )));
             }
-            let now = self.clock().now_ms();
+            let now = requested_at.unwrap_or_else(|| self.clock().now_ms());
             let mut updated = Job {
                 recurrence: None,
                 attempts: Attempts::fresh(retry),
@@ -395,6 +400,44 @@ mod tests {
 
     use super::*;
     use crate::service::testing::TestService;
+
+    /// An hourly interval anchored at the request's time (the default
+    /// anchor), the service's clock `late_ms` past it.
+    async fn hourly_from_the_request(late_ms: i64) -> (Job, chrono::DateTime<chrono::Utc>) {
+        use crate::domain::{
+            recurrence::{CatchUp, Overlap},
+            schedule::{Bounds, IntervalSchedule, Jitter, Schedule, Timing},
+        };
+        let t = TestService::with_look_ahead(Duration::from_secs(10));
+        let requested_at = t.clock.now_ms();
+        let hour = chrono::TimeDelta::hours(1);
+        let hourly = IntervalSchedule::new(hour, requested_at, chrono::TimeDelta::seconds(1));
+        let timing = Timing::new(
+            Schedule::Interval(hourly.unwrap()),
+            Bounds::default(),
+            Jitter::default(),
+        );
+        let recurrence = RecurrenceSpec {
+            timing: timing.unwrap(),
+            catch_up: CatchUp::default(),
+            overlap: Overlap::default(),
+        };
+        t.advance_ms(late_ms);
+        let new = NewJob {
+            recurrence: Some(recurrence),
+            requested_at: Some(requested_at),
+            ..NewJob::one_shot(t.spec(0))
+        };
+        (t.svc.create_job(new).await.unwrap(), requested_at)
+    }
+
+    #[tokio::test]
+    async fn an_interval_anchored_at_its_request_first_fires_then_however_long_creation_takes() {
+        for late_ms in [0, 1, 250] {
+            let (job, requested_at) = hourly_from_the_request(late_ms).await;
+            assert_eq!(job.spec.schedule_time, requested_at, "{late_ms} ms late");
+        }
+    }
 
     #[tokio::test]
     async fn a_deleted_job_is_disarmed_and_gone() {

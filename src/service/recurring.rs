@@ -5,7 +5,7 @@
 
 use std::iter;
 
-use chrono::{SubsecRound, TimeDelta};
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use tracing::Span;
 
 use super::{JobService, UPDATE_ATTEMPTS, job_span};
@@ -31,6 +31,11 @@ pub struct NewJob {
     pub client_key: Option<String>,
     /// A one-shot job's own retry policy (`None`: the service's default).
     pub retry: Option<RetryPolicy>,
+    /// When the request was read, if its adapter read the clock for it
+    /// (the default anchor of an interval): the creation's time, so that
+    /// an interval anchored at it has its first occurrence then. `None`:
+    /// the service's clock when it creates the job.
+    pub requested_at: Option<DateTime<Utc>>,
 }
 
 impl NewJob {
@@ -41,6 +46,7 @@ impl NewJob {
             recurrence: None,
             client_key: None,
             retry: None,
+            requested_at: None,
         }
     }
 
