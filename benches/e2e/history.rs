@@ -24,6 +24,7 @@ use scheduler_service::{
         report::RunReport,
         retry::{Attempts, RetryPolicy},
     },
+    service::PRUNE_BATCH,
     store::{self, JobDB, RunRetention},
 };
 use test_support::unique;
@@ -42,8 +43,6 @@ const PAGE_SIZE: u32 = 100;
 const LISTINGS_PER_JOB: usize = 10;
 /// Jobs given their runs at once.
 const FILL_CONCURRENCY: usize = 8;
-/// The retention duty's batch.
-const PRUNE_BATCH: usize = 1_000;
 /// The target: a first page within this long.
 const TARGET_MS: f64 = 5.0;
 

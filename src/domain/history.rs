@@ -183,8 +183,7 @@ impl Job {
     /// [`Job::check_not_retired`]), so that what is deleted is what the
     /// event announced.
     pub fn retired(&self, now: DateTime<Utc>) -> Option<Job> {
-        let finished = matches!(self.status, JobStatus::Succeeded | JobStatus::Failed);
-        (finished && self.recurrence.is_none() && !self.pending.any()).then(|| Job {
+        self.is_retirable().then(|| Job {
             updated_at: now,
             version: self.version + 1,
             pending: PendingEvents {
@@ -193,6 +192,12 @@ impl Job {
             },
             ..self.clone()
         })
+    }
+
+    /// Whether `JOB_RETENTION` may retire it (see [`Job::retired`]).
+    pub fn is_retirable(&self) -> bool {
+        let finished = matches!(self.status, JobStatus::Succeeded | JobStatus::Failed);
+        finished && self.recurrence.is_none() && !self.pending.any()
     }
 
     /// Refuses a change of a job being removed by `JOB_RETENTION`.

@@ -340,29 +340,38 @@ impl Job {
         default: &RetryPolicy,
         now: DateTime<Utc>,
     ) -> Result<Job, ResultDecision> {
-        let taken = match &self.recurrence {
-            Some(_) => match self.take_result(report.status, report.fire_token, now) {
-                Some(ResultDecision::Take(taken)) => *taken,
-                Some(refused) => return Err(refused),
-                None => return Err(ResultDecision::Ignored(self.status)),
-            },
-            None if self.status == JobStatus::Running
-                && report
-                    .fire_token
-                    .is_none_or(|token| token == self.fire_token) =>
-            {
-                self.finished(report.status, now)
-            }
-            None => {
-                return Err(ResultDecision::refusal(
-                    self.status,
-                    self.fire_token,
-                    report.status,
-                    report.fire_token,
-                ));
-            }
-        };
+        let taken = self.result_taken(report.status, report.fire_token, now)?;
         Ok(self.after_attempt(taken, report, default, now))
+    }
+
+    /// This job holding `result` of the firing `fire_token` names (`None`:
+    /// its run in flight), before any retry: a recurring job as
+    /// [`Job::take_result`] decides, a one-shot job finished while it is
+    /// RUNNING under that firing; or why it refuses it.
+    pub fn result_taken(
+        &self,
+        result: ResultStatus,
+        fire_token: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<Job, ResultDecision> {
+        if self.recurrence.is_some() {
+            return match self.take_result(result, fire_token, now) {
+                Some(ResultDecision::Take(taken)) => Ok(*taken),
+                Some(refused) => Err(refused),
+                None => Err(ResultDecision::Ignored(self.status)),
+            };
+        }
+        let takes = self.status == JobStatus::Running
+            && fire_token.is_none_or(|token| token == self.fire_token);
+        if !takes {
+            return Err(ResultDecision::refusal(
+                self.status,
+                self.fire_token,
+                result,
+                fire_token,
+            ));
+        }
+        Ok(self.finished(result, now))
     }
 
     /// `taken` (this job having taken `report`) with the attempt's end

@@ -8,9 +8,8 @@
 //! - [`retrying`]: failed runs retried or ended for good;
 //! - [`retention`]: the run history kept within its bounds.
 //!
-//! Each job change that starts or ends a run writes the run's record in
-//! the same atomic step ([`JobService::write_if`], see
-//! [`crate::domain::history`]).
+//! Each job change that ends a run writes the run's record in the same
+//! atomic step ([`JobService::write_if`], see [`crate::domain::history`]).
 //!
 //! The adapters (the gRPC handlers in [`crate::grpc`], the run-result
 //! consumer in [`crate::consumer`]) call [`JobService`]; start-up runs its
@@ -49,6 +48,7 @@ use tracing::Span;
 
 pub use delivery::Delivery;
 pub use recurring::{NewJob, PREVIEW_MAX};
+pub use retention::PRUNE_BATCH;
 
 use crate::{
     broker::JobsProducer,
@@ -349,8 +349,8 @@ impl JobService {
     }
 
     /// Writes `after` over `before` (the job as read) if the job is still
-    /// at `before`'s version, with what the change does to its run history
-    /// (a run ended as `report` says, or timed out; a run started), in the
+    /// at `before`'s version, with the record of the run the change ends
+    /// (as `report` says; without one, timed out or superseded), in the
     /// same atomic step; the change's time is `after.updated_at`, which
     /// every change sets. Returns whether it was written.
     pub(super) async fn write_if(

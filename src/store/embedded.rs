@@ -42,7 +42,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use super::event_log::EventLog;
 use super::{
     ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, RunRetention, RunsPage, Scan,
-    StoreError, decide_result, stored_time,
+    StoreError, stored_time,
 };
 use crate::domain::{
     Job, JobId, LoggedEvent, PageRequest, PendingEvents,
@@ -421,9 +421,9 @@ impl JobDB for EmbeddedJobDB {
             };
             // Decided inside the write transaction: the check and the write
             // are one atomic step.
-            let taken = match decide_result(&current, result, fire_token, now) {
+            let taken = match current.result_taken(result, fire_token, now) {
                 Ok(taken) => taken,
-                Err(refused) => return Ok(refused),
+                Err(refused) => return Ok(ResultOutcome::refused(refused)),
             };
             write_job(txn, id, Some(&current), Some(&taken))?;
             runs::record(txn, &history::changes(&current, &taken, Some(&report), now))?;

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::RwLock;
 
 use super::{
-    DueJob, JobDB, JobsPage, ResultOutcome, RunRetention, RunsPage, Scan, StoreError,
-    decide_result, pruned, record_runs, runs_page, stored_job, stored_time,
+    DueJob, JobDB, JobsPage, ResultOutcome, RunRetention, RunsPage, Scan, StoreError, pruned,
+    record_runs, runs_page, stored_job, stored_time,
 };
 use crate::domain::{
     Job, JobId, JobStatus, PageRequest, PendingEvents,
@@ -206,9 +206,9 @@ impl JobDB for MemoryJobDB {
         let Some(job) = state.jobs.get_mut(&id) else {
             return Ok(ResultOutcome::UnknownJob);
         };
-        let taken = match decide_result(job, result, fire_token, now) {
+        let taken = match job.result_taken(result, fire_token, now) {
             Ok(taken) => taken,
-            Err(refused) => return Ok(refused),
+            Err(refused) => return Ok(ResultOutcome::refused(refused)),
         };
         let runs = history::changes(job, &taken, Some(report), now);
         *job = taken;
@@ -266,7 +266,7 @@ impl JobDB for MemoryJobDB {
         let mut finished: Vec<Job> = state
             .jobs
             .values()
-            .filter(|j| j.updated_at < cutoff && j.retired(cutoff).is_some())
+            .filter(|j| j.updated_at < cutoff && j.is_retirable())
             .cloned()
             .collect();
         finished.sort_by_key(|j| (j.updated_at, j.id));

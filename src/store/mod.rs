@@ -29,7 +29,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 
 use crate::domain::{
-    self, Job, JobId, JobStatus, PageRequest, PendingEvents, ResultStatus,
+    self, Job, JobId, JobStatus, PageRequest, PendingEvents,
     history::{self, Run},
     recurrence::ResultDecision,
     report::RunReport,
@@ -532,33 +532,6 @@ pub(crate) fn stored_job(job: &Job) -> Job {
     }
 }
 
-/// Whether a job at `status` under `current_token` takes a result of the
-/// firing `fire_token` (`None`: a result that names no firing): the
-/// condition of [`JobDB::store_result`]'s write, for the stores that decide
-/// it in memory.
-pub(crate) fn takes_result(status: JobStatus, current_token: i64, fire_token: Option<i64>) -> bool {
-    status == JobStatus::Running && fire_token.is_none_or(|token| token == current_token)
-}
-
-/// Why a job at `status` under `current_token` did not take `result` of
-/// the firing `fire_token` (see [`ResultOutcome`]); shared by the stores so
-/// that they agree on what counts as stale or a duplicate. A job RUNNING
-/// under the result's token is `Ignored`: the store found it in another
-/// state when it tried the write, and a claim came in between.
-pub(crate) fn refused_result(
-    status: JobStatus,
-    current_token: i64,
-    result: ResultStatus,
-    fire_token: Option<i64>,
-) -> ResultOutcome {
-    ResultOutcome::refused(ResultDecision::refusal(
-        status,
-        current_token,
-        result,
-        fire_token,
-    ))
-}
-
 /// The claim of job `job` (as read) under `fire_token`, as a conditional
 /// write of what [`Job::claimed`] decides (with the record of a run it
 /// supersedes): written
@@ -592,34 +565,8 @@ pub(crate) async fn claim_read<D: JobDB + ?Sized>(
     )))
 }
 
-/// What a result (`result`, of the firing `fire_token` names, or of the
-/// run in flight) does to `job` as read at `now`: the job to write, or the
-/// outcome of a result the job refuses (see [`ResultOutcome`]). A
-/// recurring job decides as [`Job::take_result`] says; a one-shot job
-/// takes it while RUNNING under that firing.
-pub(crate) fn decide_result(
-    job: &Job,
-    result: ResultStatus,
-    fire_token: Option<i64>,
-    now: DateTime<Utc>,
-) -> Result<Job, ResultOutcome> {
-    match job.take_result(result, fire_token, now) {
-        Some(ResultDecision::Take(taken)) => Ok(*taken),
-        Some(refused) => Err(ResultOutcome::refused(refused)),
-        None if takes_result(job.status, job.fire_token, fire_token) => {
-            Ok(job.finished(result, now))
-        }
-        None => Err(refused_result(
-            job.status,
-            job.fire_token,
-            result,
-            fire_token,
-        )),
-    }
-}
-
 /// `report` on job `job` (as read), as a conditional write of what
-/// [`decide_result`] decides with the run's end, tried again on a newer
+/// [`Job::result_taken`] decides with the run's end, tried again on a newer
 /// read when the job changed meanwhile. For recurring jobs in the stores
 /// whose result statement leaves them out, and for MongoDB's every result.
 pub(crate) async fn result_read<D: JobDB + ?Sized>(
@@ -630,9 +577,9 @@ pub(crate) async fn result_read<D: JobDB + ?Sized>(
 ) -> Result<ResultOutcome, StoreError> {
     let now = stored_time(now);
     for _ in 0..RECURRING_ATTEMPTS {
-        let decision = match decide_result(&job, report.status, report.fire_token, now) {
+        let decision = match job.result_taken(report.status, report.fire_token, now) {
             Ok(decision) => decision,
-            Err(refused) => return Ok(refused),
+            Err(refused) => return Ok(ResultOutcome::refused(refused)),
         };
         let runs = history::changes(&job, &decision, Some(report), now);
         if db.replace_if(&decision, job.version, &runs).await? {

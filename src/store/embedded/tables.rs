@@ -31,7 +31,7 @@ pub(super) const OUTBOX: TableDefinition<(i64, &[u8]), ()> = TableDefinition::ne
 /// (last change in ms, id) of RUNNING jobs: candidates for the run timeout.
 pub(super) const RUNNING: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("running");
 /// (last change in ms, id) of finished one-shot jobs that owe nothing:
-/// what `JOB_RETENTION` retires ([`Job::retired`]).
+/// what `JOB_RETENTION` retires ([`Job::is_retirable`]).
 pub(super) const FINISHED: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("finished");
 /// Marks of one-time upgrades of the file, by name.
 pub(super) const UPGRADES: TableDefinition<&str, ()> = TableDefinition::new("upgrades");
@@ -58,7 +58,7 @@ pub(super) fn index_entries(job: &Job) -> Vec<(Index, i64)> {
     if job.pending.any() {
         entries.push((OUTBOX, updated_ms));
     }
-    if job.retired(job.updated_at).is_some() {
+    if job.is_retirable() {
         entries.push((FINISHED, updated_ms));
     }
     entries
@@ -79,7 +79,7 @@ pub(super) fn fill_finished(txn: &redb::WriteTransaction) -> Result<(), StoreErr
         let Ok(job) = id_of(key.value()).and_then(|id| decode(id, value.value())) else {
             continue;
         };
-        if job.retired(job.updated_at).is_some() {
+        if job.is_retirable() {
             let at = job.updated_at.timestamp_millis();
             finished.insert((at, key.value()), ()).map_err(storage)?;
         }
