@@ -18,6 +18,7 @@ cases!(
     a_batch_claim_puts_each_job_in_flight_once,
     a_lost_claim_or_write_records_nothing,
     retries_are_runs_of_their_own_listed_newest_first,
+    concurrent_listings_answer_each_job_its_own_runs,
     a_run_timeout_ends_the_run_timed_out,
     a_recurring_occurrence_is_a_run,
     deleting_a_job_deletes_its_runs,
@@ -212,6 +213,42 @@ async fn retries_are_runs_of_their_own_listed_newest_first(db: &Store) {
     let second = second.expect("page 2").expect("a job");
     assert_eq!(second.total, 4);
     assert_eq!(second.runs, runs[3..]);
+}
+
+/// Replicas listing the runs of different jobs at once each get their
+/// job's runs and nothing else (polodb numbers its cursors so that
+/// concurrent queries collided, answering one with another's documents or
+/// with "cursor not found").
+async fn concurrent_listings_answer_each_job_its_own_runs(db: &Store) {
+    const JOBS: usize = 8;
+    const ROUNDS: usize = 8;
+    let at = now() - TimeDelta::minutes(5);
+    let mut expected = HashMap::new();
+    for n in 0..JOBS {
+        let job = stored(db, &format!("job {n}"), at, 3).await;
+        let running = claimed(db, &job, at).await;
+        fail(db, &running, &format!("failure {n}"), at).await;
+        expected.insert(job.id, runs_of(db, job.id).await);
+    }
+    let replicas = [db.replica(4).await, db.replica(4).await];
+    let listings = (0..ROUNDS).flat_map(|_| {
+        expected
+            .iter()
+            .zip(replicas.iter().cycle())
+            .map(|((id, _), replica)| async move {
+                let jobs = replica.list(page(1, 100)).await.expect("list");
+                let listed = store::runs_of(&**replica, *id, page(1, 100)).await;
+                (jobs, *id, listed.expect("runs").expect("a job").runs)
+            })
+    });
+    let mut ids: Vec<JobId> = expected.keys().copied().collect();
+    ids.sort();
+    for (jobs, id, runs) in futures::future::join_all(listings).await {
+        let mut listed: Vec<JobId> = jobs.jobs.iter().map(|job| job.id).collect();
+        listed.sort();
+        assert_eq!((jobs.total, listed), (JOBS as u64, ids.clone()));
+        assert_eq!(runs, expected[&id], "the runs of {id}");
+    }
 }
 
 async fn a_run_timeout_ends_the_run_timed_out(db: &Store) {

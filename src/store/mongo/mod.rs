@@ -17,17 +17,18 @@
 //! start or end to the history (see [`runs`]). Client keys are unique
 //! through a partial unique index on `clientKey`.
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use bson::{Document, doc};
+use bson::{Document, doc, oid::ObjectId};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use mongodb::{
-    Client, Collection, IndexModel,
+    Client, Collection, Database, IndexModel,
     error::Error as MongoError,
-    options::{ClientOptions, IndexOptions},
+    options::{ClientOptions, FindOptions, IndexOptions},
 };
+use tokio::sync::OnceCell;
 
 use super::{
     DueJob, JobDB, JobsPage, ResultOutcome, RunRetention, RunsPage, Scan, StoreError, claim_read,
@@ -59,13 +60,29 @@ const SELECTION_SHARE: f64 = 0.75;
 /// batch at 16 MiB and fetches the rest with `getMore`).
 const FIRST_BATCH: u32 = 100_000;
 
+/// How the server answers a query whose first batch held every document
+/// it matched (found once, by [`MongoJobDB::batches`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Batches {
+    /// It closes the cursor (MongoDB): a query follows its cursor, so that
+    /// no answer is cut at one batch's 16 MiB.
+    Cursor,
+    /// It leaves the cursor open (polodb, which numbers cursors by how many
+    /// are open, so that concurrent queries took each other's cursors and
+    /// answered with another query's documents or "cursor not found"):
+    /// every query asks for all its documents in one batch.
+    One,
+}
+
 /// Jobs in a MongoDB collection.
 #[derive(Clone)]
 pub struct MongoJobDB {
+    db: Database,
     jobs: Collection<Document>,
     /// The runs of the jobs (see [`runs`]).
     runs: Collection<Document>,
     timeout: Duration,
+    batches: Arc<OnceCell<Batches>>,
 }
 
 impl MongoJobDB {
@@ -100,7 +117,9 @@ impl MongoJobDB {
         Ok(MongoJobDB {
             jobs: db.collection(collection),
             runs: db.collection(&format!("{collection}{RUNS_SUFFIX}")),
+            db,
             timeout,
+            batches: Arc::default(),
         })
     }
 
@@ -142,6 +161,54 @@ impl MongoJobDB {
         }
     }
 
+    /// The documents of `collection` that `filter` matches, as `options`
+    /// shape them, all of them read (see [`Self::read`]) in as few batches
+    /// as the server allows (see [`Batches`]).
+    async fn find_all(
+        &self,
+        collection: &Collection<Document>,
+        filter: Document,
+        mut options: FindOptions,
+    ) -> Result<Vec<Document>, StoreError> {
+        match self.batches().await? {
+            Batches::Cursor => {
+                options.batch_size = options.batch_size.or(Some(FIRST_BATCH));
+            }
+            // A negative limit asks for a single batch.
+            Batches::One => options.limit = Some(-options.limit.unwrap_or(i64::MAX).abs()),
+        }
+        self.read(|| async {
+            let find = collection.find(filter.clone());
+            find.with_options(options.clone())
+                .await?
+                .try_collect()
+                .await
+        })
+        .await
+    }
+
+    /// How the server answers a query that its first batch completes, asked
+    /// once with a query that matches nothing; a cursor it leaves open is
+    /// closed again.
+    async fn batches(&self) -> Result<Batches, StoreError> {
+        let probe = async {
+            let find = doc! { "find": self.jobs.name(), "filter": { "_id": ObjectId::new() } };
+            let reply = self
+                .bounded(self.db.run_command(find).into_future())
+                .await?;
+            let cursor = reply.get_document("cursor").ok();
+            let id = cursor.and_then(|c| c.get_i64("id").ok()).unwrap_or(0);
+            if id == 0 {
+                return Ok(Batches::Cursor);
+            }
+            let kill = doc! { "killCursors": self.jobs.name(), "cursors": [id] };
+            // Best effort: an open cursor only costs the server its memory.
+            let _ = self.bounded(self.db.run_command(kill).into_future()).await;
+            Ok(Batches::One)
+        };
+        self.batches.get_or_try_init(|| probe).await.copied()
+    }
+
     /// Runs a conditional update and tells whether a document matched.
     async fn update_where(&self, filter: Document, update: Document) -> Result<bool, StoreError> {
         let result = self
@@ -162,22 +229,8 @@ impl MongoJobDB {
         sort: Document,
         limit: Option<i64>,
     ) -> Result<Scan<Job>, StoreError> {
-        let documents: Vec<Document> = self
-            .read(|| async {
-                // Ask for everything in the first batch: servers that keep
-                // cursors per connection lose them when the pool sends the
-                // follow-up `getMore` on another connection.
-                let mut find = self
-                    .jobs
-                    .find(filter.clone())
-                    .sort(sort.clone())
-                    .batch_size(FIRST_BATCH);
-                if let Some(limit) = limit {
-                    find = find.limit(limit);
-                }
-                find.await?.try_collect().await
-            })
-            .await?;
+        let options = FindOptions::builder().sort(sort).limit(limit).build();
+        let documents = self.find_all(&self.jobs, filter, options).await?;
         Ok(documents.iter().map(job_from_document).collect())
     }
 }
@@ -265,19 +318,12 @@ impl JobDB for MongoJobDB {
         let page = if skip >= total {
             Scan::readable(Vec::new())
         } else {
-            let documents: Vec<Document> = self
-                .read(|| async {
-                    self.jobs
-                        .find(doc! {})
-                        .sort(doc! { "scheduleTime": 1, "_id": 1 })
-                        .skip(skip)
-                        .limit(i64::try_from(page.size).unwrap_or(i64::MAX))
-                        .batch_size(u32::try_from(page.size).unwrap_or(FIRST_BATCH))
-                        .await?
-                        .try_collect()
-                        .await
-                })
-                .await?;
+            let options = FindOptions::builder()
+                .sort(doc! { "scheduleTime": 1, "_id": 1 })
+                .skip(skip)
+                .limit(i64::try_from(page.size).unwrap_or(i64::MAX))
+                .build();
+            let documents = self.find_all(&self.jobs, doc! {}, options).await?;
             documents.iter().map(job_from_document).collect()
         };
         Ok(JobsPage {

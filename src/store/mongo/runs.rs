@@ -15,7 +15,7 @@
 //! again, which changes nothing.
 
 use bson::{Bson, Document, doc};
-use futures::TryStreamExt;
+use mongodb::options::FindOptions;
 
 use super::{
     MongoJobDB,
@@ -138,14 +138,8 @@ impl MongoJobDB {
     /// Every run of job `id` (its log flushed first).
     async fn all_runs(&self, id: JobId) -> Result<Vec<Run>, StoreError> {
         self.flush_runs(id).await?;
-        let documents: Vec<Document> = self
-            .read(|| async {
-                self.runs
-                    .find(doc! { "jobId": id })
-                    .await?
-                    .try_collect()
-                    .await
-            })
+        let documents = self
+            .find_all(&self.runs, doc! { "jobId": id }, FindOptions::default())
             .await?;
         Ok(documents
             .iter()
@@ -175,15 +169,9 @@ impl MongoJobDB {
     /// at most `limit` runs that `retention` removes; the number removed.
     pub(super) async fn prune(&self, retention: RunRetention) -> Result<u64, StoreError> {
         let limit = i64::try_from(retention.limit).unwrap_or(i64::MAX);
-        let owing: Vec<Document> = self
-            .read(|| async {
-                self.jobs
-                    .find(doc! { "owesRuns": true })
-                    .limit(limit)
-                    .await?
-                    .try_collect()
-                    .await
-            })
+        let options = FindOptions::builder().limit(limit).build();
+        let owing = self
+            .find_all(&self.jobs, doc! { "owesRuns": true }, options)
             .await?;
         for job in &owing {
             if let Ok(id) = job.get_object_id("_id") {
@@ -207,8 +195,8 @@ impl MongoJobDB {
     /// The `_id`s of the runs `retention` removes, at most its limit: one
     /// read of every run.
     async fn doomed(&self, retention: &RunRetention) -> Result<Vec<String>, StoreError> {
-        let documents: Vec<Document> = self
-            .read(|| async { self.runs.find(doc! {}).await?.try_collect().await })
+        let documents = self
+            .find_all(&self.runs, doc! {}, FindOptions::default())
             .await?;
         let mut by_job: std::collections::HashMap<JobId, Vec<Run>> = Default::default();
         for document in &documents {
