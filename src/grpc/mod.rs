@@ -26,6 +26,7 @@ pub use events::JobEventsGrpc;
 pub use handlers::JobsGrpc;
 pub use limits::CallLimits;
 pub use observe::Observed;
+pub use status::ERROR_FIELD;
 
 /// Code generated from `proto/job.proto` (package `proto`).
 pub mod proto {

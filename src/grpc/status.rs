@@ -1,8 +1,13 @@
 //! The one table from domain errors to gRPC status codes.
 
-use tonic::{Code, Status};
+use tonic::{Code, Status, metadata::MetadataValue};
 
 use crate::domain::Error;
+
+/// The metadata entry of an INVALID_ARGUMENT status that names the field
+/// at fault (as the request message spells it, e.g. `job_data`), so that
+/// a client can point at it without parsing the message.
+pub const ERROR_FIELD: &str = "error-field";
 
 /// Maps a domain error to the status the client sees, so that handlers
 /// answer any error with `?`. A client's mistake is never INTERNAL; internal
@@ -30,7 +35,13 @@ fn to_status(err: Error) -> Status {
     if code == Code::Unavailable {
         tracing::warn!(error = %err, "dependency unavailable");
     }
-    Status::new(code, err.to_string())
+    let mut status = Status::new(code, err.to_string());
+    if let Error::InvalidArgument { field, .. } = &err
+        && let Ok(name) = MetadataValue::try_from(field.to_string())
+    {
+        status.metadata_mut().insert(ERROR_FIELD, name);
+    }
+    status
 }
 
 #[cfg(test)]
@@ -62,6 +73,8 @@ mod tests {
         }
         let invalid = Status::from(Error::invalid(Field::JobData, "must not be empty"));
         assert_eq!(invalid.message(), "invalid job_data: must not be empty");
+        let field = invalid.metadata().get(ERROR_FIELD);
+        assert_eq!(field.and_then(|v| v.to_str().ok()), Some("job_data"));
         let internal = Status::from(Error::Internal("secret detail".into()));
         assert!(!internal.message().contains("secret"));
     }
