@@ -43,7 +43,7 @@ COPY --from=build /usr/local/bin/scheduler-service /app/scheduler-service
 # directory); docker-compose passes the same file as a secret via TOPICS_FILE.
 COPY config/.env.topics /app/config/.env.topics
 USER scheduler:scheduler
-EXPOSE 9001
+EXPOSE 9001 9080
 # No gRPC client in the image: the check is that the port accepts connections
 # (bash's /dev/tcp), which it does once the store and broker clients are set up.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=6 \

@@ -27,6 +27,7 @@ pub mod consumer;
 pub mod domain;
 pub mod duties;
 pub mod grpc;
+pub mod http;
 pub mod service;
 pub mod startup;
 pub mod store;

@@ -46,6 +46,7 @@ async fn spawn(overrides: &[(&str, &str)]) -> (TempDir, TestApp) {
         (vars::SERVER_HOST, "127.0.0.1"),
         (vars::SERVER_PORT, "0"),
         (vars::METRICS_PORT, "0"),
+        (vars::HTTP_PORT, "0"),
         (vars::SHUTDOWN_GRACE_SECS, "10"),
     ];
     env.extend_from_slice(overrides);

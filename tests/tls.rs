@@ -214,6 +214,7 @@ impl TlsApp {
             (vars::SERVER_HOST, "127.0.0.1".to_owned()),
             (vars::SERVER_PORT, "0".to_owned()),
             (vars::METRICS_PORT, "0".to_owned()),
+            (vars::HTTP_PORT, "0".to_owned()),
             (vars::SHUTDOWN_GRACE_SECS, "2".to_owned()),
             (vars::GRPC_TLS_CERT_FILE, cert_file),
             (vars::GRPC_TLS_KEY_FILE, key_file),
@@ -332,6 +333,7 @@ fn start_binary(dir: &Path, env: &[(&str, &str)]) -> (ChildProcess, u16) {
             .env(vars::SERVER_HOST, "127.0.0.1")
             .env(vars::SERVER_PORT, port.to_string())
             .env(vars::METRICS_PORT, "0")
+            .env(vars::HTTP_PORT, "0")
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -1,4 +1,5 @@
-//! The gRPC server's address: `SERVER_HOST` and `SERVER_PORT`.
+//! The servers' address: `SERVER_HOST`, `SERVER_PORT` (gRPC) and
+//! `HTTP_PORT` (the HTTP/JSON API).
 
 use std::net::IpAddr;
 
@@ -6,13 +7,15 @@ use serde::Deserialize;
 
 use super::value;
 
-/// The gRPC server's address.
+/// The servers' address.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
-    /// Bind address.
+    /// Bind address (of both servers).
     pub host: IpAddr,
-    /// Bind port; 0 picks a free one (tests).
+    /// The gRPC server's port; 0 picks a free one (tests).
     pub port: u16,
+    /// The HTTP/JSON API's port; 0 picks a free one (tests).
+    pub http_port: u16,
 }
 
 /// The server's variables.
@@ -22,6 +25,8 @@ pub(super) struct ServerVars {
     server_host: IpAddr,
     #[serde(deserialize_with = "value::whole")]
     server_port: u16,
+    #[serde(deserialize_with = "value::whole")]
+    http_port: u16,
 }
 
 impl Default for ServerVars {
@@ -29,6 +34,7 @@ impl Default for ServerVars {
         ServerVars {
             server_host: IpAddr::from([0, 0, 0, 0]),
             server_port: 9001,
+            http_port: 9080,
         }
     }
 }
@@ -39,6 +45,7 @@ impl ServerVars {
         ServerSettings {
             host: self.server_host,
             port: self.server_port,
+            http_port: self.http_port,
         }
     }
 }
@@ -51,7 +58,11 @@ mod tests {
     fn the_address_parses_and_a_bad_host_names_the_variable() {
         let s = settings(&[(vars::SERVER_HOST, "127.0.0.1"), (vars::SERVER_PORT, "0")]).unwrap();
         assert_eq!(s.server.host.to_string(), "127.0.0.1");
-        assert_eq!(s.server.port, 0);
+        assert_eq!((s.server.port, s.server.http_port), (0, 9080));
+        let s = settings(&[(vars::HTTP_PORT, "0")]).unwrap();
+        assert_eq!(s.server.http_port, 0);
+        let err = settings(&[(vars::HTTP_PORT, "http")]).unwrap_err();
+        assert_eq!(err.name, vars::HTTP_PORT, "{err}");
         let err = settings(&[(vars::SERVER_HOST, "localhost")]).unwrap_err();
         assert_eq!(err.name, vars::SERVER_HOST, "{err}");
     }

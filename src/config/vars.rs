@@ -15,6 +15,8 @@ pub const RUST_LOG: &str = "RUST_LOG";
 pub const SERVER_HOST: &str = "SERVER_HOST";
 /// Port of the gRPC server (default 9001; 0 picks a free port).
 pub const SERVER_PORT: &str = "SERVER_PORT";
+/// Port of the HTTP/JSON API (default 9080; 0 picks a free port).
+pub const HTTP_PORT: &str = "HTTP_PORT";
 /// A whole database URI; overrides the parts below.
 pub const DATABASE_URI: &str = "DATABASE_URI";
 /// File holding the database user (Docker secret).
@@ -224,6 +226,7 @@ pub const ALL: &[&str] = &[
     RUST_LOG,
     SERVER_HOST,
     SERVER_PORT,
+    HTTP_PORT,
     DATABASE_URI,
     DATABASE_USER_FILE,
     DATABASE_USER,

@@ -4,12 +4,10 @@
 //! streams and connections (HTTP/2 keepalive, streams per connection), and
 //! TLS when configured.
 
-use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Router;
 
 use super::StartupError;
 use crate::{
-    broker::{durable::Subscriptions, hub::EventHub},
     config::SecuritySettings,
     grpc::{
         CallLimits, JobEventsGrpc, JobsGrpc, Observed,
@@ -18,14 +16,6 @@ use crate::{
     },
     service::JobService,
 };
-
-/// Where `JobEvents` takes its events from.
-pub(super) struct Events<'a> {
-    /// The live events.
-    pub hub: &'a EventHub,
-    /// The named subscriptions, when the store keeps an event log.
-    pub subscriptions: Option<&'a Subscriptions>,
-}
 
 /// The server with every service added, ready to serve.
 ///
@@ -41,9 +31,8 @@ pub(super) struct Events<'a> {
 /// calls and subscriber streams.
 pub(super) async fn router(
     service: &JobService,
-    sources: Events<'_>,
+    events: JobEventsGrpc,
     security: &SecuritySettings,
-    shutdown: &CancellationToken,
 ) -> Result<Router, StartupError> {
     let max_message = security.max_message_bytes;
     let metrics = service.metrics().clone();
@@ -73,14 +62,8 @@ pub(super) async fn router(
     );
     // Executors change job state through ReportResult: same token check.
     let events = Authenticated::new(
-        scheduler::v1::job_events_server::JobEventsServer::new(JobEventsGrpc::new(
-            service.clone(),
-            sources.hub.clone(),
-            sources.subscriptions.cloned(),
-            shutdown.clone(),
-            &security.streams,
-        ))
-        .max_decoding_message_size(max_message),
+        scheduler::v1::job_events_server::JobEventsServer::new(events)
+            .max_decoding_message_size(max_message),
         authenticator(),
     );
     let builder = match &security.tls {

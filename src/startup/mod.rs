@@ -35,6 +35,8 @@ use crate::{
     },
     consumer::result_consumers,
     duties::Duties,
+    grpc::{JobEventsGrpc, JobsGrpc},
+    http::{Api, HttpServer},
     service::JobService,
     store::{
         JobDB, StoreError,
@@ -77,6 +79,9 @@ pub enum StartupError {
 pub struct Application {
     listener: TcpListener,
     port: u16,
+    /// The HTTP API's socket, until it serves.
+    http: Option<HttpServer>,
+    http_port: u16,
     metrics_port: u16,
     service: JobService,
     producer: Arc<dyn JobsProducer>,
@@ -152,6 +157,13 @@ impl Application {
             Subscriptions::new(log, hub.clone(), shutdown.clone(), stall, metrics.clone())
         });
         let (listener, port) = bind(settings.server.host, settings.server.port).await?;
+        let http_addr = SocketAddr::new(settings.server.host, settings.server.http_port);
+        let http = HttpServer::bind(http_addr)
+            .await
+            .map_err(|source| StartupError::Bind {
+                addr: http_addr,
+                source,
+            })?;
         let metrics_addr =
             SocketAddr::new(settings.server.host, settings.observability.metrics_port);
         let endpoint = MetricsEndpoint::bind(metrics_addr)
@@ -170,6 +182,8 @@ impl Application {
         Ok(Application {
             listener,
             port,
+            http_port: http.port(),
+            http: Some(http),
             metrics_port,
             service,
             producer,
@@ -187,6 +201,11 @@ impl Application {
     /// The port the gRPC server listens on.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of the HTTP/JSON API.
+    pub fn http_port(&self) -> u16 {
+        self.http_port
     }
 
     /// The port of the Prometheus endpoint `/metrics`.
@@ -209,12 +228,15 @@ impl Application {
     /// finishes in-flight ones and firings (within the grace period),
     /// flushes the producer and leaves the consumer group.
     pub async fn run_until_stopped(mut self) -> Result<(), StartupError> {
-        let events = grpc_server::Events {
-            hub: &self.hub,
-            subscriptions: self.subscriptions.as_ref(),
-        };
-        let router =
-            grpc_server::router(&self.service, events, &self.security, &self.shutdown).await?;
+        let events = JobEventsGrpc::new(
+            self.service.clone(),
+            self.hub.clone(),
+            self.subscriptions.clone(),
+            self.shutdown.clone(),
+            &self.security.streams,
+        );
+        let router = grpc_server::router(&self.service, events.clone(), &self.security).await?;
+        self.serve_http(events);
         tracing::info!(
             port = self.port,
             tls = self.security.tls.is_some(),
@@ -264,6 +286,32 @@ impl Application {
             Some(duty) => Err(StartupError::DutyStopped(duty)),
             None => Ok(()),
         }
+    }
+}
+
+impl Application {
+    /// Serves the HTTP/JSON API (see [`crate::http`]) as a duty, over the
+    /// same handlers as gRPC (`events` shared with it, so that subscribers
+    /// of both count against one bound).
+    fn serve_http(&mut self, events: JobEventsGrpc) {
+        let jobs = JobsGrpc::new(self.service.clone());
+        let max_page = self.service.settings().max_page_size;
+        let api = Api::new(jobs, events, &self.security, max_page);
+        let router = api.router(self.security.max_message_bytes);
+        let Some(server) = self.http.take() else {
+            return;
+        };
+        let (tls, shutdown) = (self.security.tls.clone(), self.shutdown.clone());
+        tracing::info!(
+            port = server.port(),
+            tls = tls.is_some(),
+            "HTTP API listening"
+        );
+        self.duties.spawn("HTTP API", async move {
+            if let Err(err) = server.serve(router, tls.as_ref(), shutdown).await {
+                tracing::error!(error = %err, "the HTTP API stopped");
+            }
+        });
     }
 }
 

@@ -38,6 +38,7 @@ impl ServiceChild {
         let mut command = Command::new(bin);
         command
             .env(vars::METRICS_PORT, "0")
+            .env(vars::HTTP_PORT, "0")
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env(vars::SERVER_HOST, "127.0.0.1")
             .env(vars::SERVER_PORT, port.to_string())

@@ -37,6 +37,7 @@ pub async fn spawn_embedded(dir: &Path, extra: &[(&str, &str)]) -> super::TestAp
     let mut settings = Settings::from_lookup(|name| map.get(name).cloned()).expect("settings");
     settings.server.host = [127, 0, 0, 1].into();
     settings.server.port = 0;
+    settings.server.http_port = 0;
     settings.observability.metrics_port = 0;
     super::spawn_app_with(settings).await
 }

@@ -56,6 +56,7 @@ pub fn test_vars(overrides: &[(&str, &str)]) -> Vec<(String, String)> {
         (vars::SERVER_HOST, "127.0.0.1".to_owned()),
         (vars::SERVER_PORT, "0".to_owned()),
         (vars::METRICS_PORT, "0".to_owned()),
+        (vars::HTTP_PORT, "0".to_owned()),
         (vars::DATABASE_URI, mongodb_uri()),
         (vars::DATABASE_DB_NAME, format!("test_{suffix}")),
         // The MongoDB-protocol test server ignores database names: a fresh
@@ -102,6 +103,8 @@ pub struct TestApp {
     pub port: u16,
     /// The port of its Prometheus endpoint.
     pub metrics_port: u16,
+    /// The port of its HTTP/JSON API.
+    pub http_port: u16,
     /// Its metrics, readable after it stopped too.
     pub metrics: std::sync::Arc<Metrics>,
     shutdown: CancellationToken,
@@ -269,6 +272,7 @@ pub async fn spawn_app_with_on_clock(settings: Settings, clock: &ManualClock) ->
 async fn run(app: Application, settings: Settings) -> TestApp {
     let port = app.port();
     let metrics_port = app.metrics_port();
+    let http_port = app.http_port();
     let metrics = app.service().metrics().clone();
     let shutdown = app.shutdown_token();
     let handle = tokio::spawn(async move {
@@ -285,6 +289,7 @@ async fn run(app: Application, settings: Settings) -> TestApp {
         channel,
         port,
         metrics_port,
+        http_port,
         metrics,
         shutdown,
         handle: Some(handle),

@@ -32,6 +32,7 @@ impl ServiceProcess {
         let metrics_port = free_port().expect("a free port");
         let mut env = env.to_vec();
         env.push((vars::METRICS_PORT.to_owned(), metrics_port.to_string()));
+        env.push((vars::HTTP_PORT.to_owned(), "0".to_owned()));
         let mut process = ServiceProcess {
             env,
             log_dir: log_dir.to_owned(),

@@ -28,6 +28,7 @@ const PORTS: &[(&str, u16)] = &[
     ("KAFKA1_PORT", 9092),
     ("KAFKAUI_PORT", 8080),
     ("SCHEDULER_PORT", 9001),
+    ("SCHEDULER_HTTP_PORT", 9080),
     ("GRPCUI_PORT", 5000),
     ("SCHEDULER_METRICS_PORT", 9464),
     ("PROMETHEUS_PORT", 9090),
@@ -41,7 +42,7 @@ const CORE: &[(&str, &[u16])] = &[
     ("scheduler-db-service", &[27017]),
     ("zk1", &[2181, 8078]),
     ("kafka1", &[9092]),
-    ("scheduler-service", &[9001, 9464]),
+    ("scheduler-service", &[9001, 9080, 9464]),
 ];
 
 /// The debugging tools of `docker-compose.override.yml` and their host ports.
@@ -73,6 +74,8 @@ const ARTICLE_SETTINGS: &[&str] = &[
 /// `docker-compose.yml` (it is part of the service), the OTLP endpoint in the
 /// override (Jaeger only exists there).
 const BASE_OBSERVABILITY_SETTINGS: &[&str] = &[vars::METRICS_PORT];
+/// The HTTP/JSON API's port, published beside gRPC's.
+const BASE_HTTP_SETTINGS: &[&str] = &[vars::HTTP_PORT];
 const OVERRIDE_SCHEDULER_SETTINGS: &[&str] = &[vars::OTEL_EXPORTER_OTLP_ENDPOINT];
 
 #[test]
@@ -254,7 +257,12 @@ fn the_scheduler_is_configured_only_through_settings_the_code_reads() {
     }
     assert_eq!(
         sorted(env.keys()),
-        sorted(ARTICLE_SETTINGS.iter().chain(BASE_OBSERVABILITY_SETTINGS))
+        sorted(
+            ARTICLE_SETTINGS
+                .iter()
+                .chain(BASE_OBSERVABILITY_SETTINGS)
+                .chain(BASE_HTTP_SETTINGS)
+        )
     );
     // What the override adds to the scheduler: the same rule.
     let raw_override = yaml_file(OVERRIDE);

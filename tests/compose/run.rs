@@ -194,7 +194,9 @@ pub fn host_environment(config: &Value) -> BTreeMap<String, String> {
     for (name, value) in &mut env {
         let compose_value = &compose[name];
         match name.as_str() {
-            n if n == vars::SERVER_PORT || n == vars::METRICS_PORT => *value = free(),
+            n if [vars::SERVER_PORT, vars::METRICS_PORT, vars::HTTP_PORT].contains(&n) => {
+                *value = free()
+            }
             n if n == vars::DATABASE_HOST_NAME => {
                 assert!(
                     s.contains_key(value.as_str()),
