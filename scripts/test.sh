@@ -6,6 +6,8 @@
 # smoke run. Formatting and lints cover the whole workspace (test-support too).
 # Before the tests, scripts/fuzz.sh runs each fuzz target (fuzz/, a workspace
 # of its own, its formatting checked here too) for a short bounded time.
+# After them, scripts/schemathesis.sh fuzzes the HTTP API from its OpenAPI
+# document, bounded in time too.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -17,3 +19,4 @@ cargo fmt --manifest-path fuzz/Cargo.toml --check
 cargo clippy --workspace --all-targets -- -D warnings
 scripts/fuzz.sh
 cargo test --all-targets
+scripts/schemathesis.sh

@@ -13,9 +13,8 @@
 use std::convert::Infallible;
 
 use axum::{
-    Json,
+    Extension, Json,
     extract::{Path, State},
-    http::HeaderMap,
     response::sse::{Event, KeepAlive, Sse},
 };
 use chrono::{DateTime, Utc};
@@ -30,8 +29,9 @@ use super::{
     extract::{Body, Params},
     model::{Job, JobStatus, JobType},
 };
-use crate::grpc::scheduler::v1::{
-    self as wire, job_events_server::JobEvents, subscribe_response::Item,
+use crate::grpc::{
+    auth::Caller,
+    scheduler::v1::{self as wire, job_events_server::JobEvents, subscribe_response::Item},
 };
 
 /// What kind of change an event announces.
@@ -211,15 +211,14 @@ fn job_event(event: wire::JobEvent) -> Result<Event, axum::Error> {
         content_type = "text/event-stream", body = JobEvent)))]
 pub async fn subscribe(
     State(api): State<Api>,
-    headers: HeaderMap,
+    caller: Option<Extension<Caller>>,
     Params(query): Params<EventsQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let caller = api.authorize(&headers, "/scheduler.v1.JobEvents/Subscribe")?;
     let request = wire::SubscribeRequest::try_from(query)?;
     let events = api.events.subscribe(Request::new(request)).await?;
     let events = events.into_inner().map(sse_event);
     // A token's stream ends when the token does, as over gRPC.
-    let expiry = match caller.map(|caller| caller.expires) {
+    let expiry = match caller.map(|Extension(caller)| caller.expires) {
         Some(at) => tokio::time::sleep_until(at).boxed(),
         None => futures::future::pending::<()>().boxed(),
     };
@@ -268,15 +267,13 @@ pub struct Outcome {
 /// Reports a run's result (ReportResult).
 #[utoipa::path(post, path = "/v1/jobs/{id}/result", tag = "events",
     request_body = ReportResult,
-    params(("id" = String, Path, description = "The job's id")),
+    params(("id" = String, Path, description = "The job's id (24 hex digits)", pattern = "^[0-9a-fA-F]{24}$")),
     responses((status = 200, description = "What became of the result", body = Outcome)))]
 pub async fn report_result(
     State(api): State<Api>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     Body(body): Body<ReportResult>,
 ) -> Result<Json<Outcome>, ApiError> {
-    api.authorize(&headers, "/scheduler.v1.JobEvents/ReportResult")?;
     let request = wire::ReportResultRequest {
         id,
         status: body.status.into(),
@@ -306,11 +303,9 @@ pub struct Ack {
     responses((status = 200, description = "What became of the acknowledgement", body = Outcome)))]
 pub async fn ack(
     State(api): State<Api>,
-    headers: HeaderMap,
     Path(name): Path<String>,
     Body(body): Body<Ack>,
 ) -> Result<Json<Outcome>, ApiError> {
-    api.authorize(&headers, "/scheduler.v1.JobEvents/Ack")?;
     let request = wire::AckRequest {
         subscription: name,
         sequence: body.sequence,

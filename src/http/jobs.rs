@@ -60,7 +60,6 @@ pub async fn create_job(
     headers: HeaderMap,
     Body(mut body): Body<CreateJob>,
 ) -> Result<impl IntoResponse, ApiError> {
-    api.authorize(&headers, "/proto.JobsService/CreateJob")?;
     client_key(&headers, &mut body)?;
     let request = Request::new(proto::CreateJobRequest::from(body));
     let created = api.jobs.create_job(request).await?.into_inner();
@@ -74,14 +73,12 @@ pub async fn create_job(
 
 /// A job (GetJob).
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
-    params(("id" = String, Path, description = "The job's id")),
+    params(("id" = String, Path, description = "The job's id (24 hex digits)", pattern = "^[0-9a-fA-F]{24}$")),
     responses((status = 200, description = "The job", body = Job)))]
 pub async fn get_job(
     State(api): State<Api>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Job>, ApiError> {
-    api.authorize(&headers, "/proto.JobsService/GetJob")?;
     let job = api.jobs.get_job(Request::new(proto::GetJobRequest { id }));
     Ok(Json(job.await?.into_inner().into()))
 }
@@ -91,10 +88,8 @@ pub async fn get_job(
     responses((status = 200, description = "A page of jobs", body = JobsPage)))]
 pub async fn list_jobs(
     State(api): State<Api>,
-    headers: HeaderMap,
     Params(page): Params<PageQuery>,
 ) -> Result<Json<JobsPage>, ApiError> {
-    api.authorize(&headers, "/proto.JobsService/ListJobs")?;
     let (page, size) = api.page(&page);
     let request = proto::ListJobsRequest { page, size };
     let listed = api.jobs.list_jobs(Request::new(request)).await?;
@@ -103,15 +98,13 @@ pub async fn list_jobs(
 
 /// Replaces a job's fields (UpdateJob).
 #[utoipa::path(put, path = "/v1/jobs/{id}", tag = "jobs", request_body = UpdateJob,
-    params(("id" = String, Path, description = "The job's id")),
+    params(("id" = String, Path, description = "The job's id (24 hex digits)", pattern = "^[0-9a-fA-F]{24}$")),
     responses((status = 200, description = "Updated", body = Done)))]
 pub async fn update_job(
     State(api): State<Api>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     Body(body): Body<UpdateJob>,
 ) -> Result<Json<Done>, ApiError> {
-    api.authorize(&headers, "/proto.JobsService/UpdateJob")?;
     let request = Request::new(body.into_request(id));
     let message = api.jobs.update_job(request).await?.into_inner().message;
     Ok(Json(Done { message }))
@@ -119,14 +112,12 @@ pub async fn update_job(
 
 /// Deletes a job and its runs (DeleteJob).
 #[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs",
-    params(("id" = String, Path, description = "The job's id")),
+    params(("id" = String, Path, description = "The job's id (24 hex digits)", pattern = "^[0-9a-fA-F]{24}$")),
     responses((status = 200, description = "Deleted", body = Done)))]
 pub async fn delete_job(
     State(api): State<Api>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Done>, ApiError> {
-    api.authorize(&headers, "/proto.JobsService/DeleteJob")?;
     let request = Request::new(proto::DeleteJobRequest { id });
     let message = api.jobs.delete_job(request).await?.into_inner().message;
     Ok(Json(Done { message }))
@@ -134,14 +125,12 @@ pub async fn delete_job(
 
 /// Pauses a recurring job (PauseJob).
 #[utoipa::path(post, path = "/v1/jobs/{id}/pause", tag = "jobs",
-    params(("id" = String, Path, description = "The job's id")),
+    params(("id" = String, Path, description = "The job's id (24 hex digits)", pattern = "^[0-9a-fA-F]{24}$")),
     responses((status = 200, description = "The paused job", body = Job)))]
 pub async fn pause_job(
     State(api): State<Api>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Job>, ApiError> {
-    api.authorize(&headers, "/proto.JobsService/PauseJob")?;
     let job = api
         .jobs
         .pause_job(Request::new(proto::PauseJobRequest { id }));
@@ -150,14 +139,12 @@ pub async fn pause_job(
 
 /// Resumes a paused recurring job (ResumeJob).
 #[utoipa::path(post, path = "/v1/jobs/{id}/resume", tag = "jobs",
-    params(("id" = String, Path, description = "The job's id")),
+    params(("id" = String, Path, description = "The job's id (24 hex digits)", pattern = "^[0-9a-fA-F]{24}$")),
     responses((status = 200, description = "The resumed job", body = Job)))]
 pub async fn resume_job(
     State(api): State<Api>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Job>, ApiError> {
-    api.authorize(&headers, "/proto.JobsService/ResumeJob")?;
     let job = api
         .jobs
         .resume_job(Request::new(proto::ResumeJobRequest { id }));
@@ -166,14 +153,12 @@ pub async fn resume_job(
 
 /// Fires a recurring job now, out of its schedule (TriggerJob).
 #[utoipa::path(post, path = "/v1/jobs/{id}/trigger", tag = "jobs",
-    params(("id" = String, Path, description = "The job's id")),
+    params(("id" = String, Path, description = "The job's id (24 hex digits)", pattern = "^[0-9a-fA-F]{24}$")),
     responses((status = 200, description = "The job, firing", body = Job)))]
 pub async fn trigger_job(
     State(api): State<Api>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Job>, ApiError> {
-    api.authorize(&headers, "/proto.JobsService/TriggerJob")?;
     let job = api
         .jobs
         .trigger_job(Request::new(proto::TriggerJobRequest { id }));
@@ -182,14 +167,12 @@ pub async fn trigger_job(
 
 /// Runs a finished job again now, with fresh attempts (RerunJob).
 #[utoipa::path(post, path = "/v1/jobs/{id}/rerun", tag = "jobs",
-    params(("id" = String, Path, description = "The job's id")),
+    params(("id" = String, Path, description = "The job's id (24 hex digits)", pattern = "^[0-9a-fA-F]{24}$")),
     responses((status = 200, description = "The job, scheduled now", body = Job)))]
 pub async fn rerun_job(
     State(api): State<Api>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Job>, ApiError> {
-    api.authorize(&headers, "/proto.JobsService/RerunJob")?;
     let job = api
         .jobs
         .rerun_job(Request::new(proto::RerunJobRequest { id }));
@@ -198,15 +181,13 @@ pub async fn rerun_job(
 
 /// A job's runs, newest first, the run in flight first (ListJobRuns).
 #[utoipa::path(get, path = "/v1/jobs/{id}/runs", tag = "jobs",
-    params(("id" = String, Path, description = "The job's id"), PageQuery),
+    params(("id" = String, Path, description = "The job's id (24 hex digits)", pattern = "^[0-9a-fA-F]{24}$"), PageQuery),
     responses((status = 200, description = "A page of runs", body = RunsPage)))]
 pub async fn list_runs(
     State(api): State<Api>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     Params(page): Params<PageQuery>,
 ) -> Result<Json<RunsPage>, ApiError> {
-    api.authorize(&headers, "/proto.JobsService/ListJobRuns")?;
     let (page, size) = api.page(&page);
     let request = proto::ListJobRunsRequest { id, page, size };
     let listed = api.jobs.list_job_runs(Request::new(request)).await?;
@@ -218,10 +199,8 @@ pub async fn list_runs(
     responses((status = 200, description = "The next occurrences", body = Preview)))]
 pub async fn preview(
     State(api): State<Api>,
-    headers: HeaderMap,
     Body(body): Body<PreviewRequest>,
 ) -> Result<Json<Preview>, ApiError> {
-    api.authorize(&headers, "/proto.JobsService/PreviewSchedule")?;
     let request = Request::new(proto::PreviewScheduleRequest::from(body));
     let previewed = api.jobs.preview_schedule(request).await?;
     Ok(Json(previewed.into_inner().into()))

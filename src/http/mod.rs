@@ -25,10 +25,10 @@ use std::{sync::Arc, time::Duration};
 use axum::{
     Router,
     extract::{DefaultBodyLimit, Request, State},
-    http::{HeaderMap, header},
+    http::header,
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::{MethodRouter, delete, get, post, put},
 };
 use tokio::sync::Semaphore;
 use tonic::Code;
@@ -39,10 +39,7 @@ pub use server::HttpServer;
 
 use crate::{
     config::SecuritySettings,
-    grpc::{
-        JobEventsGrpc, JobsGrpc,
-        auth::{Authenticator, Caller},
-    },
+    grpc::{JobEventsGrpc, JobsGrpc, auth::Authenticator},
 };
 
 /// What the handlers share: the gRPC handlers they run, the token check
@@ -81,12 +78,6 @@ impl Api {
         }
     }
 
-    /// Checks the caller's token (the `Authorization` header) as gRPC
-    /// checks a call of the method at `rpc`; the caller, when auth is on.
-    fn authorize(&self, headers: &HeaderMap, rpc: &str) -> Result<Option<Caller>, ApiError> {
-        self.auth.check(headers, rpc).map_err(ApiError::from)
-    }
-
     /// The page and size a listing asks for, the defaults where it does not.
     fn page(&self, query: &model::PageQuery) -> (i64, i64) {
         (
@@ -95,25 +86,21 @@ impl Api {
         )
     }
 
-    /// Every route, its limits, and the document.
+    /// Every route, behind the token check of the RPC it mirrors and the
+    /// limits, and the document (open, as gRPC reflection is).
     pub fn router(self, max_body_bytes: usize) -> Router {
-        let api = Router::new()
-            .route("/v1/jobs", get(jobs::list_jobs).post(jobs::create_job))
-            .route(
-                "/v1/jobs/{id}",
-                get(jobs::get_job)
-                    .put(jobs::update_job)
-                    .delete(jobs::delete_job),
-            )
-            .route("/v1/jobs/{id}/pause", post(jobs::pause_job))
-            .route("/v1/jobs/{id}/resume", post(jobs::resume_job))
-            .route("/v1/jobs/{id}/trigger", post(jobs::trigger_job))
-            .route("/v1/jobs/{id}/rerun", post(jobs::rerun_job))
-            .route("/v1/jobs/{id}/runs", get(jobs::list_runs))
-            .route("/v1/jobs/{id}/result", post(events::report_result))
-            .route("/v1/preview", post(jobs::preview))
-            .route("/v1/events", get(events::subscribe))
-            .route("/v1/subscriptions/{name}/ack", post(events::ack))
+        let mut api = Router::new();
+        for (path, rpc, route) in routes() {
+            let guard = Guard {
+                auth: self.auth.clone(),
+                rpc,
+            };
+            api = api.route(
+                path,
+                route.route_layer(middleware::from_fn_with_state(guard, authorized)),
+            );
+        }
+        let api = api
             .route_layer(middleware::from_fn_with_state(self.clone(), limited))
             .layer(DefaultBodyLimit::max(max_body_bytes));
         Router::new()
@@ -122,6 +109,105 @@ impl Api {
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .with_state(self)
+    }
+}
+
+/// Each resource (path and method) and the RPC it mirrors: what a
+/// token's role is checked against, in one table.
+fn routes() -> [(&'static str, &'static str, MethodRouter<Api>); 14] {
+    [
+        (
+            "/v1/jobs",
+            "/proto.JobsService/ListJobs",
+            get(jobs::list_jobs),
+        ),
+        (
+            "/v1/jobs",
+            "/proto.JobsService/CreateJob",
+            post(jobs::create_job),
+        ),
+        (
+            "/v1/jobs/{id}",
+            "/proto.JobsService/GetJob",
+            get(jobs::get_job),
+        ),
+        (
+            "/v1/jobs/{id}",
+            "/proto.JobsService/UpdateJob",
+            put(jobs::update_job),
+        ),
+        (
+            "/v1/jobs/{id}",
+            "/proto.JobsService/DeleteJob",
+            delete(jobs::delete_job),
+        ),
+        (
+            "/v1/jobs/{id}/pause",
+            "/proto.JobsService/PauseJob",
+            post(jobs::pause_job),
+        ),
+        (
+            "/v1/jobs/{id}/resume",
+            "/proto.JobsService/ResumeJob",
+            post(jobs::resume_job),
+        ),
+        (
+            "/v1/jobs/{id}/trigger",
+            "/proto.JobsService/TriggerJob",
+            post(jobs::trigger_job),
+        ),
+        (
+            "/v1/jobs/{id}/rerun",
+            "/proto.JobsService/RerunJob",
+            post(jobs::rerun_job),
+        ),
+        (
+            "/v1/jobs/{id}/runs",
+            "/proto.JobsService/ListJobRuns",
+            get(jobs::list_runs),
+        ),
+        (
+            "/v1/preview",
+            "/proto.JobsService/PreviewSchedule",
+            post(jobs::preview),
+        ),
+        (
+            "/v1/jobs/{id}/result",
+            "/scheduler.v1.JobEvents/ReportResult",
+            post(events::report_result),
+        ),
+        (
+            "/v1/events",
+            "/scheduler.v1.JobEvents/Subscribe",
+            get(events::subscribe),
+        ),
+        (
+            "/v1/subscriptions/{name}/ack",
+            "/scheduler.v1.JobEvents/Ack",
+            post(events::ack),
+        ),
+    ]
+}
+
+/// The token check of one resource.
+#[derive(Clone)]
+struct Guard {
+    auth: Authenticator,
+    rpc: &'static str,
+}
+
+/// Checks the caller's token (the `Authorization` header) as gRPC checks
+/// a call of the guard's RPC, before the body is read; the handler finds
+/// the caller in the request's extensions when auth is on.
+async fn authorized(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {
+    match guard.auth.check(request.headers(), guard.rpc) {
+        Ok(caller) => {
+            if let Some(caller) = caller {
+                request.extensions_mut().insert(caller);
+            }
+            next.run(request).await
+        }
+        Err(status) => ApiError::from(status).into_response(),
     }
 }
 

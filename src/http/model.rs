@@ -359,6 +359,7 @@ impl From<proto::Job> for Job {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CreateJob {
     /// Its name.
+    #[schema(min_length = 1)]
     pub name: String,
     /// Its description.
     #[serde(default)]
@@ -369,6 +370,7 @@ pub struct CreateJob {
     /// Its kind of work.
     pub job_type: JobType,
     /// What the executor needs (JSON text).
+    #[schema(min_length = 1)]
     pub job_data: String,
     /// Its schedule, to make it recur.
     #[serde(default)]
@@ -401,6 +403,7 @@ impl From<CreateJob> for proto::CreateJobRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct UpdateJob {
     /// Its name.
+    #[schema(min_length = 1)]
     pub name: String,
     /// Its description.
     #[serde(default)]
@@ -411,6 +414,7 @@ pub struct UpdateJob {
     /// Its kind of work.
     pub job_type: JobType,
     /// What the executor needs (JSON text).
+    #[schema(min_length = 1)]
     pub job_data: String,
     /// Its schedule; left out, the job becomes one-shot.
     #[serde(default)]
@@ -455,8 +459,10 @@ pub struct Done {
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// The page, from 1 (default 1).
+    #[param(minimum = 1)]
     pub page: Option<i64>,
     /// Items per page (default 20; at most `LIST_MAX_PAGE_SIZE`).
+    #[param(minimum = 1)]
     pub size: Option<i64>,
 }
 
