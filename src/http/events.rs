@@ -17,9 +17,11 @@ use axum::{
     extract::{Path, State},
     response::sse::{Event, KeepAlive, Sse},
 };
-use chrono::{DateTime, Utc};
 use futures::{FutureExt, Stream, StreamExt, stream};
-use serde::{Deserialize, Serialize};
+use serde::{
+    Deserialize, Serialize,
+    de::{DeserializeOwned, IntoDeserializer},
+};
 use tonic::{Code, Request};
 use utoipa::{IntoParams, ToSchema};
 
@@ -27,58 +29,12 @@ use super::{
     Api,
     error::ApiError,
     extract::{Body, Params},
-    model::{Job, JobStatus, JobType},
+    model::{EventKind, JobEvent, JobStatus, JobType, Lagged},
 };
 use crate::grpc::{
     auth::Caller,
     scheduler::v1::{self as wire, job_events_server::JobEvents, subscribe_response::Item},
 };
-
-/// What kind of change an event announces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    /// A job was created.
-    Create,
-    /// A job was updated.
-    Update,
-    /// A job fired.
-    Run,
-    /// A job failed for good.
-    DeadLetter,
-    /// A job was retired.
-    Delete,
-}
-
-impl EventKind {
-    const ALL: [(EventKind, wire::EventKind, &'static str); 5] = [
-        (EventKind::Create, wire::EventKind::Create, "create"),
-        (EventKind::Update, wire::EventKind::Update, "update"),
-        (EventKind::Run, wire::EventKind::Run, "run"),
-        (
-            EventKind::DeadLetter,
-            wire::EventKind::DeadLetter,
-            "dead_letter",
-        ),
-        (EventKind::Delete, wire::EventKind::Delete, "delete"),
-    ];
-
-    /// The kind a word names.
-    fn parse(word: &str) -> Option<wire::EventKind> {
-        Self::ALL
-            .iter()
-            .find(|(_, _, name)| *name == word)
-            .map(|(_, kind, _)| *kind)
-    }
-
-    /// The word of a wire kind (`None`: unspecified).
-    fn word(kind: i32) -> Option<&'static str> {
-        Self::ALL
-            .iter()
-            .find(|(_, wire, _)| *wire as i32 == kind)
-            .map(|(_, _, name)| *name)
-    }
-}
 
 /// Which events to stream; empty lists mean every one.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -93,19 +49,21 @@ pub struct EventsQuery {
     pub subscription: Option<String>,
 }
 
-/// The words of a comma-separated list, each parsed by `parse`.
-fn words<T>(
+/// The words of a comma-separated list as wire numbers of `T`'s enum
+/// (`kinds=create,run`); a word `T` does not know names `field`.
+fn words<T: DeserializeOwned + Into<i32>>(
     list: Option<&str>,
     field: &str,
-    parse: impl Fn(&str) -> Option<T>,
-) -> Result<Vec<T>, ApiError> {
+) -> Result<Vec<i32>, ApiError> {
     let words = list.unwrap_or_default().split(',').map(str::trim);
     words
         .filter(|word| !word.is_empty())
         .map(|word| {
-            parse(word).ok_or_else(|| {
-                ApiError::invalid(Some(field.into()), format!("unknown value {word:?}"))
-            })
+            let parsed: Result<T, serde::de::value::Error> =
+                T::deserialize(word.into_deserializer());
+            parsed
+                .map(Into::into)
+                .map_err(|err| ApiError::invalid(Some(field.into()), err.to_string()))
         })
         .collect()
 }
@@ -114,47 +72,12 @@ impl TryFrom<EventsQuery> for wire::SubscribeRequest {
     type Error = ApiError;
 
     fn try_from(query: EventsQuery) -> Result<Self, ApiError> {
-        let job_type = |word: &str| match word {
-            "email" => Some(i32::from(JobType::Email)),
-            "sms" => Some(i32::from(JobType::Sms)),
-            _ => None,
-        };
         Ok(wire::SubscribeRequest {
-            kinds: words(query.kinds.as_deref(), "kinds", |w| {
-                EventKind::parse(w).map(|k| k as i32)
-            })?,
-            job_types: words(query.job_types.as_deref(), "job_types", job_type)?,
+            kinds: words::<EventKind>(query.kinds.as_deref(), "kinds")?,
+            job_types: words::<JobType>(query.job_types.as_deref(), "job_types")?,
             subscription: query.subscription.unwrap_or_default(),
         })
     }
-}
-
-/// One event of the stream.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct JobEvent {
-    /// What changed.
-    pub kind: EventKind,
-    /// The job as the change left it.
-    pub job: Option<Job>,
-    /// A run event's fire token (the Kafka event's `ScheduledKey`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scheduled_key: Option<i64>,
-    /// Its place in a named subscription's log.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sequence: Option<u64>,
-    /// A recurring job's occurrence.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub occurrence: Option<DateTime<Utc>>,
-    /// Every occurrence a catch-up run stands for.
-    #[serde(skip_serializing_if = "Vec::is_empty", default)]
-    pub occurrences: Vec<DateTime<Utc>>,
-}
-
-/// The notice that events were missed (a subscriber that fell behind).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Lagged {
-    /// How many.
-    pub missed: u64,
 }
 
 /// A message of the stream as an SSE event.
@@ -180,23 +103,9 @@ fn error_event(err: ApiError) -> Event {
 }
 
 fn job_event(event: wire::JobEvent) -> Result<Event, axum::Error> {
-    let word = EventKind::word(event.kind).unwrap_or("unspecified");
-    let sequence = (event.sequence != 0).then_some(event.sequence);
-    let time = |ts: prost_types::Timestamp| {
-        DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).unwrap_or(0))
-    };
-    let json = JobEvent {
-        kind: EventKind::ALL
-            .iter()
-            .find(|(_, _, name)| *name == word)
-            .map_or(EventKind::Update, |(kind, _, _)| *kind),
-        job: event.job.map(Into::into),
-        scheduled_key: (event.scheduled_key != 0).then_some(event.scheduled_key),
-        sequence,
-        occurrence: event.occurrence.and_then(time),
-        occurrences: event.occurrences.into_iter().filter_map(time).collect(),
-    };
-    let sse = Event::default().event(word).json_data(json)?;
+    let event = JobEvent::from(event);
+    let sequence = event.sequence;
+    let sse = Event::default().event(event.kind.word()).json_data(event)?;
     Ok(match sequence {
         Some(sequence) => sse.id(sequence.to_string()),
         None => sse,

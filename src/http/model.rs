@@ -14,7 +14,7 @@ use prost_types::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::grpc::proto;
+use crate::grpc::{proto, scheduler::v1 as events};
 
 /// A time as the messages carry it.
 fn timestamp(time: DateTime<Utc>) -> Timestamp {
@@ -43,13 +43,15 @@ fn number<T: Default + PartialEq>(value: T) -> Option<T> {
 /// Defines a JSON enum mirroring a proto enum: its words, and conversions
 /// from and to the wire number (`unknown` for a number it does not know).
 macro_rules! wire_enum {
-    ($(#[$doc:meta])* $name:ident => $wire:path { $($word:ident = $variant:ident),+ $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident => $wire:path {
+        $($word:ident = $variant:ident as $text:literal),+ $(,)?
+    }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-        #[serde(rename_all = "snake_case")]
         pub enum $name {
             $(
                 #[allow(missing_docs)]
+                #[serde(rename = $text)]
                 $word,
             )+
         }
@@ -71,6 +73,13 @@ macro_rules! wire_enum {
                     _ => $name::Unknown,
                 }
             }
+
+            /// Its word.
+            pub fn word(self) -> &'static str {
+                match self {
+                    $($name::$word => $text,)+
+                }
+            }
         }
     };
 }
@@ -78,12 +87,12 @@ macro_rules! wire_enum {
 wire_enum!(
     /// A job's status.
     JobStatus => proto::JobStatus {
-        Unknown = Unknown,
-        Pending = Pending,
-        Scheduled = Scheduled,
-        Running = Running,
-        Succeeded = Succeeded,
-        Failed = Failed,
+        Unknown = Unknown as "unknown",
+        Pending = Pending as "pending",
+        Scheduled = Scheduled as "scheduled",
+        Running = Running as "running",
+        Succeeded = Succeeded as "succeeded",
+        Failed = Failed as "failed",
     }
 );
 
@@ -119,23 +128,23 @@ impl JobType {
 wire_enum!(
     /// Why a run started.
     RunCause => proto::RunCause {
-        Unknown = Unknown,
-        Scheduled = Scheduled,
-        Retry = Retry,
-        CatchUp = CatchUp,
-        Manual = Manual,
+        Unknown = Unknown as "unknown",
+        Scheduled = Scheduled as "scheduled",
+        Retry = Retry as "retry",
+        CatchUp = CatchUp as "catch_up",
+        Manual = Manual as "manual",
     }
 );
 
 wire_enum!(
     /// How a run ended, or `running`.
     RunOutcome => proto::RunOutcome {
-        Unknown = Unknown,
-        Running = Running,
-        Succeeded = Succeeded,
-        Failed = Failed,
-        TimedOut = TimedOut,
-        Superseded = Superseded,
+        Unknown = Unknown as "unknown",
+        Running = Running as "running",
+        Succeeded = Succeeded as "succeeded",
+        Failed = Failed as "failed",
+        TimedOut = TimedOut as "timed_out",
+        Superseded = Superseded as "superseded",
     }
 );
 
@@ -614,17 +623,77 @@ pub struct Preview {
     pub occurrences: Vec<Occurrence>,
 }
 
+impl From<proto::Occurrence> for Occurrence {
+    fn from(o: proto::Occurrence) -> Self {
+        Occurrence {
+            time: time(o.time),
+            kind: o.kind,
+        }
+    }
+}
+
 impl From<proto::PreviewScheduleResponse> for Preview {
     fn from(p: proto::PreviewScheduleResponse) -> Self {
         Preview {
-            occurrences: p
+            occurrences: p.occurrences.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+wire_enum!(
+    /// What kind of change an event announces (`unknown`: unspecified).
+    EventKind => events::EventKind {
+        Unknown = Unspecified as "unknown",
+        Create = Create as "create",
+        Update = Update as "update",
+        Run = Run as "run",
+        DeadLetter = DeadLetter as "dead_letter",
+        Delete = Delete as "delete",
+    }
+);
+
+/// One event of the stream.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobEvent {
+    /// What changed.
+    pub kind: EventKind,
+    /// The job as the change left it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<Job>,
+    /// A run event's fire token (the Kafka event's `ScheduledKey`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduled_key: Option<i64>,
+    /// Its place in a named subscription's log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<u64>,
+    /// A recurring job's occurrence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub occurrence: Option<DateTime<Utc>>,
+    /// Every occurrence a catch-up run stands for.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub occurrences: Vec<DateTime<Utc>>,
+}
+
+impl From<events::JobEvent> for JobEvent {
+    fn from(e: events::JobEvent) -> Self {
+        JobEvent {
+            kind: EventKind::of(e.kind),
+            job: e.job.map(Into::into),
+            scheduled_key: number(e.scheduled_key),
+            sequence: number(e.sequence),
+            occurrence: time(e.occurrence),
+            occurrences: e
                 .occurrences
                 .into_iter()
-                .map(|o| Occurrence {
-                    time: time(o.time),
-                    kind: o.kind,
-                })
+                .filter_map(|t| time(Some(t)))
                 .collect(),
         }
     }
+}
+
+/// The notice that events were missed (a subscriber that fell behind).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Lagged {
+    /// How many.
+    pub missed: u64,
 }

@@ -90,7 +90,7 @@ impl Modify for Refusals {
         jobs::pause_job, jobs::resume_job, jobs::trigger_job, jobs::rerun_job, jobs::list_runs,
         jobs::preview, events::subscribe, events::report_result, events::ack,
     ),
-    components(schemas(ApiError, model::Job, events::Lagged)),
+    components(schemas(ApiError, model::Job, model::Lagged)),
     modifiers(&Refusals),
     security(("bearer" = [])),
     tags(
