@@ -2,8 +2,9 @@
 //!
 //! The layers, each depending only on those below it:
 //! - adapters that drive the service from outside: [`grpc`] (the
-//!   `JobsService` and `JobEvents` handlers) and [`consumer`] (run results
-//!   from Kafka);
+//!   `JobsService` and `JobEvents` handlers), [`http`] (the HTTP/JSON API,
+//!   which runs the gRPC handlers in the process) and [`consumer`] (run
+//!   results from Kafka);
 //! - [`service`]: job CRUD, arming, firing, delivery of owed events, run
 //!   timeouts;
 //! - ports the service drives: [`store`] (the [`store::JobDB`] trait and its
