@@ -90,6 +90,18 @@ impl TestCa {
         self.server_files(now - TimeDelta::days(1), now + TimeDelta::days(365))
     }
 
+    /// An HTTP client trusting only this CA, that resolves `localhost` to
+    /// 127.0.0.1.
+    fn http_client(&self) -> reqwest::Client {
+        let ca = reqwest::Certificate::from_pem(self.issuer.pem().as_bytes()).expect("CA");
+        reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca)
+            .resolve("localhost", ([127, 0, 0, 1], 0).into())
+            .build()
+            .expect("client")
+    }
+
     /// A channel to the gRPC server on `port` over TLS, trusting only this
     /// CA, for the name `localhost` (it connects at the first call).
     fn channel(&self, port: u16) -> Channel {
@@ -199,6 +211,7 @@ async fn wait_for_run(stream: &mut Streaming<SubscribeResponse>, id: &str) {
 /// database or broker server: the store plays no part in TLS).
 struct TlsApp {
     port: u16,
+    http_port: u16,
     shutdown: CancellationToken,
     server: JoinHandle<Result<(), StartupError>>,
     _data: tempfile::TempDir,
@@ -226,6 +239,7 @@ impl TlsApp {
         let app = Application::build(settings).await.expect("builds");
         TlsApp {
             port: app.port(),
+            http_port: app.http_port(),
             shutdown: app.shutdown_token(),
             server: tokio::spawn(app.run_until_stopped()),
             _data: data,
@@ -482,4 +496,37 @@ async fn a_certificate_that_expires_within_a_week_is_served_with_a_warning() {
     assert_eq!(warning["not_after"], not_after.to_string(), "{warning}");
     let message = warning["message"].as_str().unwrap_or_default();
     assert!(message.contains("expires within a week"), "{warning}");
+}
+
+#[tokio::test]
+async fn the_http_api_is_served_over_tls_with_the_same_certificate() {
+    let (ca, auth) = (TestCa::new(), TestAuth::new());
+    let app = TlsApp::start(&ca, &auth).await;
+    let url = format!("https://localhost:{}/v1/jobs", app.http_port);
+    let admin = auth.token("admin");
+    let client = ca.http_client();
+    let created = client
+        .post(&url)
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({
+            "name": "over https", "job_type": "email", "job_data": "{}",
+            "schedule_time": (Utc::now() + TimeDelta::hours(1)).to_rfc3339(),
+        }))
+        .send()
+        .await
+        .expect("HTTPS answers");
+    assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+    assert_eq!(created.version(), reqwest::Version::HTTP_2, "ALPN offers h2");
+    let listed = client.get(&url).bearer_auth(&admin).send().await;
+    let listed: serde_json::Value = listed.expect("HTTPS").json().await.expect("JSON");
+    assert_eq!(listed["jobs"][0]["name"], "over https");
+    let refused = client.get(&url).send().await.expect("HTTPS answers");
+    assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
+
+    let plaintext = format!("http://127.0.0.1:{}/v1/jobs", app.http_port);
+    let answer = reqwest::Client::new().get(&plaintext).bearer_auth(&admin).send().await;
+    assert!(answer.is_err(), "no plaintext HTTP on a TLS port: {answer:?}");
+    let strangers = TestCa::new().http_client().get(&url).send().await;
+    assert!(strangers.is_err(), "a client trusting another CA gets nothing");
+    app.stop().await;
 }
