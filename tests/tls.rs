@@ -516,7 +516,11 @@ async fn the_http_api_is_served_over_tls_with_the_same_certificate() {
         .await
         .expect("HTTPS answers");
     assert_eq!(created.status(), reqwest::StatusCode::CREATED);
-    assert_eq!(created.version(), reqwest::Version::HTTP_2, "ALPN offers h2");
+    assert_eq!(
+        created.version(),
+        reqwest::Version::HTTP_2,
+        "ALPN offers h2"
+    );
     let listed = client.get(&url).bearer_auth(&admin).send().await;
     let listed: serde_json::Value = listed.expect("HTTPS").json().await.expect("JSON");
     assert_eq!(listed["jobs"][0]["name"], "over https");
@@ -524,9 +528,19 @@ async fn the_http_api_is_served_over_tls_with_the_same_certificate() {
     assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
 
     let plaintext = format!("http://127.0.0.1:{}/v1/jobs", app.http_port);
-    let answer = reqwest::Client::new().get(&plaintext).bearer_auth(&admin).send().await;
-    assert!(answer.is_err(), "no plaintext HTTP on a TLS port: {answer:?}");
+    let answer = reqwest::Client::new()
+        .get(&plaintext)
+        .bearer_auth(&admin)
+        .send()
+        .await;
+    assert!(
+        answer.is_err(),
+        "no plaintext HTTP on a TLS port: {answer:?}"
+    );
     let strangers = TestCa::new().http_client().get(&url).send().await;
-    assert!(strangers.is_err(), "a client trusting another CA gets nothing");
+    assert!(
+        strangers.is_err(),
+        "a client trusting another CA gets nothing"
+    );
     app.stop().await;
 }

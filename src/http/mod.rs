@@ -20,11 +20,14 @@ pub mod model;
 pub mod openapi;
 mod server;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use axum::{
     Router,
-    extract::{DefaultBodyLimit, Request, State},
+    extract::{DefaultBodyLimit, MatchedPath, Request, State},
     http::header,
     middleware::{self, Next},
     response::{IntoResponse, Response},
@@ -40,6 +43,7 @@ pub use server::HttpServer;
 use crate::{
     config::SecuritySettings,
     grpc::{JobEventsGrpc, JobsGrpc, auth::Authenticator},
+    telemetry::metrics::Metrics,
 };
 
 /// What the handlers share: the gRPC handlers they run, the token check
@@ -51,6 +55,7 @@ pub struct Api {
     auth: Authenticator,
     permits: Arc<Semaphore>,
     timeout: Duration,
+    metrics: Arc<Metrics>,
     /// Items on a page whose size a listing does not give.
     page_size: i64,
 }
@@ -67,8 +72,10 @@ impl Api {
         events: JobEventsGrpc,
         security: &SecuritySettings,
         max_page_size: u64,
+        metrics: Arc<Metrics>,
     ) -> Api {
         Api {
+            metrics,
             page_size: i64::try_from(DEFAULT_PAGE_SIZE.min(max_page_size)).unwrap_or(1),
             jobs,
             events,
@@ -106,6 +113,7 @@ impl Api {
         Router::new()
             .route("/openapi.json", get(document))
             .merge(api)
+            .route_layer(middleware::from_fn_with_state(self.clone(), observed))
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .with_state(self)
@@ -209,6 +217,21 @@ async fn authorized(State(guard): State<Guard>, mut request: Request, next: Next
         }
         Err(status) => ApiError::from(status).into_response(),
     }
+}
+
+/// Counts a call of a resource, by its route, method and status.
+async fn observed(State(api): State<Api>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().clone();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    api.metrics
+        .http_handled(&route, method.as_str(), status, started.elapsed());
+    response
 }
 
 /// Runs a call within the concurrency cap and the request timeout.

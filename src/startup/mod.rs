@@ -296,7 +296,8 @@ impl Application {
     fn serve_http(&mut self, events: JobEventsGrpc) {
         let jobs = JobsGrpc::new(self.service.clone());
         let max_page = self.service.settings().max_page_size;
-        let api = Api::new(jobs, events, &self.security, max_page);
+        let metrics = self.service.metrics().clone();
+        let api = Api::new(jobs, events, &self.security, max_page, metrics);
         let router = api.router(self.security.max_message_bytes);
         let Some(server) = self.http.take() else {
             return;

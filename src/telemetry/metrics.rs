@@ -20,6 +20,12 @@ use tokio_util::sync::CancellationToken;
 pub const RPC_REQUESTS: &str = "scheduler_rpc_requests_total";
 /// gRPC call latency in seconds, by `method` and `code`.
 pub const RPC_DURATION: &str = "scheduler_rpc_duration_seconds";
+/// HTTP API calls answered, by `route` (the resource's path pattern, e.g.
+/// `/v1/jobs/{id}`), `method` (e.g. `GET`) and `status` (e.g. `200`).
+pub const HTTP_REQUESTS: &str = "scheduler_http_requests_total";
+/// HTTP API call latency in seconds (to the answer's head: an event
+/// stream's life is not counted), by `route`, `method` and `status`.
+pub const HTTP_DURATION: &str = "scheduler_http_duration_seconds";
 /// Jobs created.
 pub const JOBS_CREATED: &str = "scheduler_jobs_created_total";
 /// Jobs fired (claimed and made RUNNING).
@@ -77,6 +83,8 @@ pub const EVENT_LOG_TRIMMED: &str = "scheduler_event_log_trimmed_total";
 pub const NAMES: &[&str] = &[
     RPC_REQUESTS,
     RPC_DURATION,
+    HTTP_REQUESTS,
+    HTTP_DURATION,
     JOBS_CREATED,
     JOBS_FIRED,
     JOBS_SUCCEEDED,
@@ -145,6 +153,7 @@ impl SubscriberDrop {
 pub struct Metrics {
     registry: Registry,
     calls: Calls,
+    http: Calls,
     jobs: Jobs,
     delivery: Delivery,
     results: Results,
@@ -152,7 +161,7 @@ pub struct Metrics {
     streams: Streams,
 }
 
-/// The gRPC calls.
+/// The calls of one API (gRPC, HTTP): how many, how long.
 #[derive(Debug)]
 struct Calls {
     requests: IntCounterVec,
@@ -206,17 +215,42 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 
 impl Calls {
-    fn register(r: &Registry) -> Self {
+    /// The gRPC calls.
+    fn grpc(r: &Registry) -> Self {
+        let labels = &["method", "code"];
         Calls {
-            requests: counters(r, RPC_REQUESTS, "gRPC calls handled", &["method", "code"]),
+            requests: counters(r, RPC_REQUESTS, "gRPC calls handled", labels),
             duration: register(
                 r,
                 HistogramVec::new(
                     latency(RPC_DURATION, "gRPC call latency in seconds"),
-                    &["method", "code"],
+                    labels,
                 ),
             ),
         }
+    }
+
+    /// The HTTP API's calls.
+    fn http(r: &Registry) -> Self {
+        let labels = &["route", "method", "status"];
+        Calls {
+            requests: counters(r, HTTP_REQUESTS, "HTTP API calls answered", labels),
+            duration: register(
+                r,
+                HistogramVec::new(
+                    latency(HTTP_DURATION, "HTTP API call latency in seconds"),
+                    labels,
+                ),
+            ),
+        }
+    }
+
+    /// One call with these label values ended after `elapsed`.
+    fn handled(&self, labels: &[&str], elapsed: Duration) {
+        self.requests.with_label_values(labels).inc();
+        self.duration
+            .with_label_values(labels)
+            .observe(elapsed.as_secs_f64());
     }
 }
 
@@ -348,7 +382,8 @@ impl Metrics {
     pub fn new() -> Arc<Metrics> {
         let r = Registry::new();
         let metrics = Metrics {
-            calls: Calls::register(&r),
+            calls: Calls::grpc(&r),
+            http: Calls::http(&r),
             jobs: Jobs::register(&r),
             delivery: Delivery::register(&r),
             results: Results::register(&r),
@@ -372,12 +407,13 @@ impl Metrics {
 
     /// One gRPC call ended with `code` after `elapsed`.
     pub fn rpc_handled(&self, method: &str, code: tonic::Code, elapsed: Duration) {
-        let code = code_label(code);
-        self.calls.requests.with_label_values(&[method, code]).inc();
-        self.calls
-            .duration
-            .with_label_values(&[method, code])
-            .observe(elapsed.as_secs_f64());
+        self.calls.handled(&[method, code_label(code)], elapsed);
+    }
+
+    /// One HTTP API call of `route` answered `status` after `elapsed`.
+    pub fn http_handled(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+        self.http
+            .handled(&[route, method, &status.to_string()], elapsed);
     }
 
     /// A job was created.

@@ -205,6 +205,7 @@ impl Exported {
     fn new() -> Exported {
         let m = Metrics::new();
         m.rpc_handled("CreateJob", tonic::Code::Ok, Duration::from_millis(1));
+        m.http_handled("/v1/jobs", "POST", 201, Duration::from_millis(1));
         m.job_failed(FailReason::Result);
         m.event_published("topic-job-run");
         m.event_failed("topic-job-run");
