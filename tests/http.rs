@@ -541,3 +541,61 @@ async fn the_served_openapi_document_is_the_committed_copy() {
     );
     app.stop().await;
 }
+
+/// A request whose body comes only as the test sends it: the call holds
+/// its place among the calls in flight until the body ends.
+fn trickled(http: &Http) -> (tokio::sync::mpsc::Sender<Vec<u8>>, reqwest::RequestBuilder) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let chunks = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::io::Error>);
+    let request = http
+        .request(Method::POST, "/v1/jobs")
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(chunks));
+    (tx, request)
+}
+
+#[tokio::test]
+async fn calls_over_the_limit_are_429_and_calls_over_the_timeout_503() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let limits = [
+        (vars::GRPC_MAX_CONCURRENT_CALLS, "1"),
+        (vars::GRPC_REQUEST_TIMEOUT_MS, "1500"),
+    ];
+    let app = spawn_embedded(dir.path(), &limits).await;
+    let http = Http::of(&app);
+    // While a slow call holds the one place, another is refused at once.
+    // (The slow call itself is refused if it came while a probe held the
+    // place: it is started again then.)
+    let (body, slow, refusal) = loop {
+        let (body, request) = trickled(&http);
+        body.send(b"{\"name\":".to_vec())
+            .await
+            .expect("the first bytes");
+        let slow = tokio::spawn(request.send());
+        let refusal = wait_for(HANG, async || {
+            let answer = http.get("/v1/jobs").await;
+            let over = answer.0 == StatusCode::TOO_MANY_REQUESTS;
+            (over || slow.is_finished()).then_some(over.then_some(answer))
+        })
+        .await;
+        if let Some(refusal) = refusal {
+            break (body, slow, refusal);
+        }
+    };
+    refused(
+        &refusal,
+        StatusCode::TOO_MANY_REQUESTS,
+        "resource_exhausted",
+        None,
+    );
+    // The slow call never ends its body: the timeout answers it.
+    let slow = slow.await.expect("the task").expect("an answer");
+    assert_eq!(slow.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(slow.headers().contains_key("retry-after"));
+    let slow: Value = slow.json().await.expect("JSON");
+    assert_eq!(slow["code"], "deadline_exceeded", "{slow}");
+    drop(body);
+    let (status, _) = http.get("/v1/jobs").await;
+    assert_eq!(status, StatusCode::OK, "the place is free again");
+    app.stop().await;
+}
