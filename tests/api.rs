@@ -126,7 +126,11 @@ async fn create_get_and_list(overrides: &[(&str, &str)], check_order: bool) {
 
     let page1 = app
         .client
-        .list_jobs(proto::ListJobsRequest { page: 1, size: 2 })
+        .list_jobs(proto::ListJobsRequest {
+            page: 1,
+            size: 2,
+            ..Default::default()
+        })
         .await
         .expect("ListJobs")
         .into_inner();
@@ -142,7 +146,11 @@ async fn create_get_and_list(overrides: &[(&str, &str)], check_order: bool) {
     );
     let page2 = app
         .client
-        .list_jobs(proto::ListJobsRequest { page: 2, size: 2 })
+        .list_jobs(proto::ListJobsRequest {
+            page: 2,
+            size: 2,
+            ..Default::default()
+        })
         .await
         .expect("ListJobs")
         .into_inner();
@@ -160,7 +168,11 @@ async fn create_get_and_list(overrides: &[(&str, &str)], check_order: bool) {
     assert_eq!(names, ["a", "b", "c"], "the pages hold every job once");
     let page9 = app
         .client
-        .list_jobs(proto::ListJobsRequest { page: 9, size: 2 })
+        .list_jobs(proto::ListJobsRequest {
+            page: 9,
+            size: 2,
+            ..Default::default()
+        })
         .await
         .expect("ListJobs")
         .into_inner();
@@ -304,7 +316,11 @@ async fn bad_requests_get_precise_error_codes() {
     }
 
     for (page, size, needle) in [(0, 10, "page"), (1, 0, "size"), (1, 51, "at most 50")] {
-        let request = proto::ListJobsRequest { page, size };
+        let request = proto::ListJobsRequest {
+            page,
+            size,
+            ..Default::default()
+        };
         expect_code(
             client.list_jobs(request).await,
             Code::InvalidArgument,
@@ -615,7 +631,11 @@ async fn an_unreachable_store_answers_unavailable_from_the_database_timeout() {
             .await
             .expect_err("down"),
         app.client
-            .list_jobs(proto::ListJobsRequest { page: 1, size: 10 })
+            .list_jobs(proto::ListJobsRequest {
+                page: 1,
+                size: 10,
+                ..Default::default()
+            })
             .await
             .expect_err("down"),
         app.client

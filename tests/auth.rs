@@ -54,7 +54,11 @@ fn b64(value: &serde_json::Value) -> String {
 /// A ListJobs call: reaches the store, harmless.
 async fn list(client: &mut AuthClient) -> Result<proto::ListJobsResponse, Status> {
     client
-        .list_jobs(proto::ListJobsRequest { page: 1, size: 10 })
+        .list_jobs(proto::ListJobsRequest {
+            page: 1,
+            size: 10,
+            ..Default::default()
+        })
         .await
         .map(tonic::Response::into_inner)
 }

@@ -191,7 +191,11 @@ async fn corrupt_rows_stop_no_background_duty_on_postgres() {
     // ListJobs answers the readable jobs; the total counts every row.
     let listed = app
         .client
-        .list_jobs(proto::ListJobsRequest { page: 1, size: 20 })
+        .list_jobs(proto::ListJobsRequest {
+            page: 1,
+            size: 20,
+            ..Default::default()
+        })
         .await
         .expect("ListJobs")
         .into_inner();

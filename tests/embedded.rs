@@ -145,7 +145,11 @@ async fn kill_9_and_restart_keep_and_fire_every_job() {
     let channel = channel_to(service.port).await;
     let mut client = JobsServiceClient::new(channel.clone());
     let listed = client
-        .list_jobs(proto::ListJobsRequest { page: 1, size: 100 })
+        .list_jobs(proto::ListJobsRequest {
+            page: 1,
+            size: 100,
+            ..Default::default()
+        })
         .await
         .expect("ListJobs")
         .into_inner();

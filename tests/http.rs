@@ -229,6 +229,20 @@ async fn bad_input_is_refused_in_one_shape_naming_the_field() {
         "invalid_argument",
         Some("id"),
     );
+    let bad_kind = http.get("/v1/jobs?schedule_kind=weekly").await;
+    refused(
+        &bad_kind,
+        StatusCode::BAD_REQUEST,
+        "invalid_argument",
+        Some("schedule_kind"),
+    );
+    let bad_status = http.get("/v1/jobs?status=late").await;
+    refused(
+        &bad_status,
+        StatusCode::BAD_REQUEST,
+        "invalid_argument",
+        None,
+    );
     let bad_page = http.get("/v1/jobs?page=first").await;
     refused(&bad_page, StatusCode::BAD_REQUEST, "invalid_argument", None);
     let unknown = http.get("/v2/things").await;
@@ -325,6 +339,21 @@ async fn recurring_jobs_are_paused_resumed_triggered_previewed_and_their_runs_li
 
     // A one-shot job that has not finished cannot be rerun.
     let one_shot = http.create(email("later", &in_an_hour())).await;
+    // Filters: each admits its jobs, and the total counts them.
+    for (query, expected) in [
+        ("schedule_kind=recurring", &id),
+        ("schedule_kind=once&job_type=email", &one_shot),
+        ("name_contains=NIGHT", &id),
+        ("status=scheduled&name_contains=ate", &one_shot),
+    ] {
+        let (status, page) = http.get(&format!("/v1/jobs?{query}")).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert_eq!(
+            (&page["total_count"], &page["jobs"][0]["id"]),
+            (&json!(1), &json!(expected)),
+            "{query}"
+        );
+    }
     let rerun = http
         .post(&format!("/v1/jobs/{one_shot}/rerun"), json!({}))
         .await;

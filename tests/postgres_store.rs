@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use chrono::Duration as TimeDelta;
 use jobs::{job, now, page};
 use scheduler_service::{
-    domain::{JobId, JobStatus, PendingEvents, ResultStatus, report::RunReport},
+    domain::{JobFilter, JobId, JobStatus, PendingEvents, ResultStatus, report::RunReport},
     store::{JobDB, StoreError, postgres::PgJobDB},
 };
 use tokio_postgres::NoTls;
@@ -231,7 +231,7 @@ async fn every_call_is_unavailable_unbounded(db: &PgJobDB) {
     assert_unavailable(db.ensure_indexes().await, "ensure_indexes");
     assert_unavailable(db.insert(&job).await, "insert");
     assert_unavailable(db.get(id).await, "get");
-    assert_unavailable(db.list(page(1, 10)).await, "list");
+    assert_unavailable(db.list(page(1, 10), &JobFilter::default()).await, "list");
     assert_unavailable(db.replace_if(&job, 0, &[]).await, "replace_if");
     assert_unavailable(db.delete(id).await, "delete");
     assert_unavailable(db.claim(id, 1, t).await, "claim");

@@ -160,7 +160,11 @@ async fn assert_calls_answer(app: &TestApp) {
             .await
             .expect("GetJob");
         client
-            .list_jobs(proto::ListJobsRequest { page: 1, size: 10 })
+            .list_jobs(proto::ListJobsRequest {
+                page: 1,
+                size: 10,
+                ..Default::default()
+            })
             .await
             .expect("ListJobs");
         jobs_service_health(&app.channel).await
@@ -375,7 +379,11 @@ async fn ten_thousand_made_up_methods_are_counted_as_one_unknown_method() {
     assert!(other.is_none(), "a made-up method answered {other:?}");
     app.client
         .clone()
-        .list_jobs(proto::ListJobsRequest { page: 1, size: 10 })
+        .list_jobs(proto::ListJobsRequest {
+            page: 1,
+            size: 10,
+            ..Default::default()
+        })
         .await
         .expect("ListJobs answers beside them");
 

@@ -272,8 +272,15 @@ async fn every_call_is_served_over_tls_and_plaintext_is_refused() {
         .await
         .expect("Subscribe over TLS")
         .into_inner();
-    let list = proto::ListJobsRequest { page: 1, size: 10 };
-    let listed = jobs.list_jobs(list).await.expect("ListJobs over TLS");
+    let list = proto::ListJobsRequest {
+        page: 1,
+        size: 10,
+        ..Default::default()
+    };
+    let listed = jobs
+        .list_jobs(list.clone())
+        .await
+        .expect("ListJobs over TLS");
     assert_eq!(
         listed.into_inner().total_count,
         0,

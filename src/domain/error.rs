@@ -81,6 +81,12 @@ pub enum Field {
     Executor,
     /// The delay a run result asks for before a retry.
     RetryAfter,
+    /// A listing's status filter.
+    Status,
+    /// A listing's schedule kind filter.
+    ScheduleKind,
+    /// A listing's name filter.
+    NameContains,
 }
 
 impl Field {
@@ -122,6 +128,9 @@ impl Field {
             Field::ResultError => "error",
             Field::Executor => "executor",
             Field::RetryAfter => "retry_after_ms",
+            Field::Status => "status",
+            Field::ScheduleKind => "schedule_kind",
+            Field::NameContains => "name_contains",
         }
     }
 }

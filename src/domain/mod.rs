@@ -4,6 +4,7 @@
 
 mod error;
 mod event;
+mod filter;
 pub mod history;
 mod job;
 pub mod recurrence;
@@ -13,6 +14,7 @@ pub mod schedule;
 
 pub use error::{EXCERPT_MAX_CHARS, Error, Excerpt, Field};
 pub use event::{EventFilter, EventKind, LoggedEvent};
+pub use filter::{JobFilter, ScheduleKind};
 pub use job::{
     CLIENT_KEY_MAX_BYTES, ClientKey, DESCRIPTION_MAX_BYTES, JOB_DATA_MAX_BYTES, Job, JobId,
     JobSpec, JobStatus, JobType, NAME_MAX_BYTES, PageRequest, PendingEvents, ResultStatus,

@@ -5,7 +5,9 @@ use chrono::{DateTime, SubsecRound, Utc};
 use prost_types::Timestamp;
 
 use super::{proto, recurrence::add_recurrence, retry::add_attempts};
-use crate::domain::{Error, Excerpt, Field, Job, JobId, JobSpec, JobStatus, JobType};
+use crate::domain::{
+    Error, Excerpt, Field, Job, JobFilter, JobId, JobSpec, JobStatus, JobType, ScheduleKind,
+};
 
 /// Parses a job id (24 hex digits). A bad id is repeated in the error only
 /// as an [`Excerpt`].
@@ -38,6 +40,27 @@ pub(super) fn time(field: Field, ts: Timestamp) -> Result<DateTime<Utc>, Error> 
         .filter(|t| (-62_135_596_800..=253_402_300_799).contains(&t.timestamp()))
         .map(|t| t.trunc_subsecs(3))
         .ok_or_else(|| Error::invalid(field, format!("{}s is out of range", ts.seconds)))
+}
+
+/// The filters of a ListJobs request (unset ones filter nothing).
+pub fn filter_of(req: &proto::ListJobsRequest) -> Result<JobFilter, Error> {
+    let status = req
+        .status
+        .map(|value| {
+            JobStatus::from_i32(value)
+                .ok_or_else(|| Error::invalid(Field::Status, format!("unknown job status {value}")))
+        })
+        .transpose()?;
+    let kind = match req.schedule_kind.as_str() {
+        "" => None,
+        word => Some(word.parse::<ScheduleKind>()?),
+    };
+    JobFilter::new(
+        status,
+        req.job_type.map(job_type).transpose()?,
+        kind,
+        Some(req.name_contains.clone()),
+    )
 }
 
 fn job_type(value: i32) -> Result<JobType, Error> {

@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 use chrono::TimeDelta;
 
 use super::{
-    convert::parse_id,
+    convert::{filter_of, parse_id},
     history::Paging,
     proto,
     recurrence::{DEFAULT_PREVIEW_COUNT, new_job, occurrence_message, recurrence_spec, update_of},
@@ -67,7 +67,8 @@ impl proto::jobs_service_server::JobsService for JobsGrpc {
     ) -> Result<Response<proto::ListJobsResponse>, Status> {
         let req = request.into_inner();
         let page = PageRequest::new(req.page, req.size, self.service.settings().max_page_size)?;
-        let listed = self.service.list(page).await?;
+        let filter = filter_of(&req)?;
+        let listed = self.service.list(page, &filter).await?;
         let paging = Paging::of(page, listed.total);
         Ok(Response::new(proto::ListJobsResponse {
             total_count: paging.total_count,

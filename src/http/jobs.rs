@@ -15,8 +15,8 @@ use super::{
     error::ApiError,
     extract::{Body, Params},
     model::{
-        CreateJob, Created, Done, Job, JobsPage, PageQuery, Preview, PreviewRequest, RunsPage,
-        UpdateJob,
+        CreateJob, Created, Done, Job, JobsPage, JobsQuery, PageQuery, Preview, PreviewRequest,
+        RunsPage, UpdateJob,
     },
 };
 use crate::grpc::proto::{self, jobs_service_server::JobsService};
@@ -84,14 +84,14 @@ pub async fn get_job(
 }
 
 /// A page of jobs, by schedule time (ListJobs).
-#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(PageQuery),
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(JobsQuery),
     responses((status = 200, description = "A page of jobs", body = JobsPage)))]
 pub async fn list_jobs(
     State(api): State<Api>,
-    Params(page): Params<PageQuery>,
+    Params(query): Params<JobsQuery>,
 ) -> Result<Json<JobsPage>, ApiError> {
-    let (page, size) = api.page(&page);
-    let request = proto::ListJobsRequest { page, size };
+    let (page, size) = api.page(query.page, query.size);
+    let request = query.into_request(page, size);
     let listed = api.jobs.list_jobs(Request::new(request)).await?;
     Ok(Json(listed.into_inner().into()))
 }
@@ -188,7 +188,7 @@ pub async fn list_runs(
     Path(id): Path<String>,
     Params(page): Params<PageQuery>,
 ) -> Result<Json<RunsPage>, ApiError> {
-    let (page, size) = api.page(&page);
+    let (page, size) = api.page(page.page, page.size);
     let request = proto::ListJobRunsRequest { id, page, size };
     let listed = api.jobs.list_job_runs(Request::new(request)).await?;
     Ok(Json(listed.into_inner().into()))

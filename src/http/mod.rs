@@ -86,11 +86,8 @@ impl Api {
     }
 
     /// The page and size a listing asks for, the defaults where it does not.
-    fn page(&self, query: &model::PageQuery) -> (i64, i64) {
-        (
-            query.page.unwrap_or(1),
-            query.size.unwrap_or(self.page_size),
-        )
+    fn page(&self, page: Option<i64>, size: Option<i64>) -> (i64, i64) {
+        (page.unwrap_or(1), size.unwrap_or(self.page_size))
     }
 
     /// Every route, behind the token check of the RPC it mirrors and the

@@ -475,6 +475,42 @@ pub struct PageQuery {
     pub size: Option<i64>,
 }
 
+/// Which jobs to list: a page of those the filters admit (each left out
+/// filters nothing).
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobsQuery {
+    /// The page, from 1 (default 1).
+    #[param(minimum = 1)]
+    pub page: Option<i64>,
+    /// Items per page (default 20; at most `LIST_MAX_PAGE_SIZE`).
+    #[param(minimum = 1)]
+    pub size: Option<i64>,
+    /// Only jobs with this status.
+    pub status: Option<JobStatus>,
+    /// Only jobs of this type.
+    pub job_type: Option<JobType>,
+    /// Only one-shot (`once`) or recurring (`recurring`) jobs.
+    #[param(pattern = "^(once|recurring)$")]
+    pub schedule_kind: Option<String>,
+    /// Only jobs whose name contains this text, ignoring case.
+    pub name_contains: Option<String>,
+}
+
+impl JobsQuery {
+    /// The ListJobs request of this query, on page `page` of `size`.
+    pub fn into_request(self, page: i64, size: i64) -> proto::ListJobsRequest {
+        proto::ListJobsRequest {
+            page,
+            size,
+            status: self.status.map(Into::into),
+            job_type: self.job_type.map(Into::into),
+            schedule_kind: self.schedule_kind.unwrap_or_default(),
+            name_contains: self.name_contains.unwrap_or_default(),
+        }
+    }
+}
+
 /// A page of jobs.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct JobsPage {

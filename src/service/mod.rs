@@ -55,7 +55,7 @@ use crate::{
     clock::Clock,
     config::SchedulerSettings,
     domain::{
-        Error, Job, JobId, JobSpec, JobStatus, PageRequest, ResultStatus, history,
+        Error, Job, JobFilter, JobId, JobSpec, JobStatus, PageRequest, ResultStatus, history,
         recurrence::RecurrenceSpec,
         report::RunReport,
         retry::{Attempts, RetryPolicy},
@@ -204,11 +204,12 @@ impl JobService {
         self.inner.db.get(id).await?.ok_or(Error::NotFound(id))
     }
 
-    /// One page of jobs, ordered by schedule time then id. A stored job
-    /// that cannot be read is logged and left out of the page (which then
-    /// holds fewer jobs), rather than failing the whole listing.
-    pub async fn list(&self, page: PageRequest) -> Result<JobsPage, Error> {
-        let listed = self.inner.db.list(page).await?;
+    /// One page of the jobs `filter` admits, ordered by schedule time then
+    /// id. A stored job that cannot be read is logged and left out of the
+    /// page (which then holds fewer jobs), rather than failing the whole
+    /// listing.
+    pub async fn list(&self, page: PageRequest, filter: &JobFilter) -> Result<JobsPage, Error> {
+        let listed = self.inner.db.list(page, filter).await?;
         log_unreadable("list", &listed.unreadable);
         Ok(listed)
     }

@@ -45,7 +45,7 @@ use super::{
     StoreError, stored_time,
 };
 use crate::domain::{
-    Job, JobId, LoggedEvent, PageRequest, PendingEvents,
+    Job, JobFilter, JobId, LoggedEvent, PageRequest, PendingEvents,
     history::{self, Run},
     report::RunReport,
 };
@@ -288,25 +288,39 @@ impl JobDB for EmbeddedJobDB {
         .await
     }
 
-    async fn list(&self, page: PageRequest) -> Result<JobsPage, StoreError> {
+    async fn list(&self, page: PageRequest, filter: &JobFilter) -> Result<JobsPage, StoreError> {
+        let filter = filter.clone();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(storage)?;
             let jobs = txn.open_table(JOBS).map_err(storage)?;
             let listing = txn.open_table(LISTING).map_err(storage)?;
-            let total = jobs.len().map_err(storage)?;
             let skip = usize::try_from(page.offset()).unwrap_or(usize::MAX);
             let take = usize::try_from(page.size).unwrap_or(usize::MAX);
-            let mut reads = Vec::new();
-            for entry in listing.iter().map_err(storage)?.skip(skip).take(take) {
-                let (key, _) = entry.map_err(storage)?;
-                reads.extend(scanned_job(&jobs, key.value().1)?);
+            if filter.is_empty() {
+                let total = jobs.len().map_err(storage)?;
+                let mut reads = Vec::new();
+                for entry in listing.iter().map_err(storage)?.skip(skip).take(take) {
+                    let (key, _) = entry.map_err(storage)?;
+                    reads.extend(scanned_job(&jobs, key.value().1)?);
+                }
+                return Ok(page_of(reads.into_iter().collect(), total));
             }
-            let page: Scan<Job> = reads.into_iter().collect();
-            Ok(JobsPage {
-                jobs: page.found,
-                unreadable: page.unreadable,
-                total,
-            })
+            // A filter reads every job, in listing order, to count them.
+            let (mut reads, mut total) = (Vec::new(), 0);
+            for entry in listing.iter().map_err(storage)? {
+                let (key, _) = entry.map_err(storage)?;
+                let Some(read) = scanned_job(&jobs, key.value().1)? else {
+                    continue;
+                };
+                if read.as_ref().is_ok_and(|job| !filter.admits(job)) {
+                    continue;
+                }
+                if (skip..skip.saturating_add(take)).contains(&total) {
+                    reads.push(read);
+                }
+                total += 1;
+            }
+            Ok(page_of(reads.into_iter().collect(), total as u64))
         })
         .await
     }
@@ -497,5 +511,14 @@ impl JobDB for EmbeddedJobDB {
     async fn running_before(&self, cutoff: DateTime<Utc>) -> Result<Scan<Job>, StoreError> {
         self.indexed(RUNNING, cutoff.timestamp_millis(), usize::MAX)
             .await
+    }
+}
+
+/// A page of a listing, of `total` jobs in all.
+fn page_of(page: Scan<Job>, total: u64) -> JobsPage {
+    JobsPage {
+        jobs: page.found,
+        unreadable: page.unreadable,
+        total,
     }
 }

@@ -13,7 +13,7 @@ use super::{
     record_runs, runs_page, stored_job, stored_time,
 };
 use crate::domain::{
-    Job, JobId, JobStatus, PageRequest, PendingEvents,
+    Job, JobFilter, JobId, JobStatus, PageRequest, PendingEvents,
     history::{self, Run},
     report::RunReport,
 };
@@ -107,17 +107,16 @@ impl JobDB for MemoryJobDB {
             .cloned())
     }
 
-    async fn list(&self, page: PageRequest) -> Result<JobsPage, StoreError> {
+    async fn list(&self, page: PageRequest, filter: &JobFilter) -> Result<JobsPage, StoreError> {
         let state = self.state.read().await;
-        let jobs = &state.jobs;
-        let mut all: Vec<&Job> = jobs.values().collect();
+        let mut all: Vec<&Job> = state.jobs.values().filter(|j| filter.admits(j)).collect();
         all.sort_by_key(|j| (j.spec.schedule_time, j.id));
         let offset = usize::try_from(page.offset()).unwrap_or(usize::MAX);
         let size = usize::try_from(page.size).unwrap_or(usize::MAX);
         Ok(JobsPage {
+            total: all.len() as u64,
             jobs: all.into_iter().skip(offset).take(size).cloned().collect(),
             unreadable: Vec::new(),
-            total: jobs.len() as u64,
         })
     }
 

@@ -29,7 +29,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 
 use crate::domain::{
-    self, Job, JobId, JobStatus, PageRequest, PendingEvents,
+    self, Job, JobFilter, JobId, JobStatus, PageRequest, PendingEvents,
     history::{self, Run},
     recurrence::ResultDecision,
     report::RunReport,
@@ -307,9 +307,10 @@ pub trait JobDB: Send + Sync + 'static {
     /// The job with this id, if it exists.
     async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError>;
 
-    /// One page of all jobs, ordered by schedule time then id, and the total;
-    /// the page's unreadable documents are reported, not fatal.
-    async fn list(&self, page: PageRequest) -> Result<JobsPage, StoreError>;
+    /// One page of the jobs `filter` admits, ordered by schedule time then
+    /// id, and how many it admits in all; the page's unreadable documents
+    /// are reported, not fatal.
+    async fn list(&self, page: PageRequest, filter: &JobFilter) -> Result<JobsPage, StoreError>;
 
     /// Writes every field of `job` (same id) only if the stored job is still
     /// at `expected_version`, and with it, in the same atomic step, the

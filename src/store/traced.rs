@@ -16,7 +16,7 @@ use super::{
     StoreError, Unreadable,
 };
 use crate::{
-    domain::{Job, JobId, PageRequest, PendingEvents, history::Run, report::RunReport},
+    domain::{Job, JobFilter, JobId, PageRequest, PendingEvents, history::Run, report::RunReport},
     telemetry::metrics::Metrics,
 };
 
@@ -157,8 +157,10 @@ impl<D: JobDB> JobDB for TracedJobDB<D> {
             .await
     }
 
-    async fn list(&self, page: PageRequest) -> Result<JobsPage, StoreError> {
-        let listed = self.request("list", None, self.inner.list(page)).await?;
+    async fn list(&self, page: PageRequest, filter: &JobFilter) -> Result<JobsPage, StoreError> {
+        let listed = self
+            .request("list", None, self.inner.list(page, filter))
+            .await?;
         self.count_unreadable("list", &listed.unreadable);
         Ok(listed)
     }

@@ -93,7 +93,10 @@ async fn list_answers_the_readable_jobs_and_reports_the_corrupt_one(db: &mut Sto
     let at = |name: &str, in_s: i64| job(name, t + TimeDelta::seconds(in_s));
     let (corrupt, readable) =
         with_middle_corrupt(db, [at("first", 10), at("corrupt", 20), at("last", 30)]).await;
-    let all = db.list(page(1, 10)).await.expect("list");
+    let all = db
+        .list(page(1, 10), &JobFilter::default())
+        .await
+        .expect("list");
     assert_eq!(all.total, 3, "the total counts every stored job");
     assert_eq!(by_id(&all.jobs, |j| j.id), by_id(&readable, |j| j.id));
     reports_only(&all.unreadable, &corrupt);
@@ -103,7 +106,10 @@ async fn list_answers_the_readable_jobs_and_reports_the_corrupt_one(db: &mut Sto
     // polodb ignores `sort`, so which page that is is not checked.)
     let (mut found, mut unreadable) = (Vec::new(), Vec::new());
     for (number, places) in [(1, 2), (2, 1)] {
-        let listed = db.list(page(number, 2)).await.expect("list");
+        let listed = db
+            .list(page(number, 2), &JobFilter::default())
+            .await
+            .expect("list");
         assert_eq!(listed.total, 3);
         assert_eq!(listed.jobs.len() + listed.unreadable.len(), places);
         found.extend(listed.jobs);

@@ -236,7 +236,10 @@ async fn concurrent_listings_answer_each_job_its_own_runs(db: &Store) {
             .iter()
             .zip(replicas.iter().cycle())
             .map(|((id, _), replica)| async move {
-                let jobs = replica.list(page(1, 100)).await.expect("list");
+                let jobs = replica
+                    .list(page(1, 100), &JobFilter::default())
+                    .await
+                    .expect("list");
                 let listed = store::runs_of(&**replica, *id, page(1, 100)).await;
                 (jobs, *id, listed.expect("runs").expect("a job").runs)
             })

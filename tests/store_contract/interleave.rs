@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use scheduler_service::{
-    domain::{Job, JobId, PageRequest, PendingEvents, history::Run, report::RunReport},
+    domain::{Job, JobFilter, JobId, PageRequest, PendingEvents, history::Run, report::RunReport},
     store::{
         ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, RunRetention, RunsPage, Scan,
         StoreError,
@@ -81,8 +81,8 @@ impl JobDB for Interleaved {
         self.inner.get_by_client_key(key).await
     }
 
-    async fn list(&self, page: PageRequest) -> Result<JobsPage, StoreError> {
-        self.inner.list(page).await
+    async fn list(&self, page: PageRequest, filter: &JobFilter) -> Result<JobsPage, StoreError> {
+        self.inner.list(page, filter).await
     }
 
     async fn replace_if(

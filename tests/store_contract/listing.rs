@@ -35,7 +35,10 @@ async fn running_before_answers_the_longest_stuck_first(db: &Store) {
 
 async fn list_orders_by_schedule_time_then_id_and_pages(db: &Store) {
     let t = now();
-    let empty = db.list(page(1, 10)).await.expect("list");
+    let empty = db
+        .list(page(1, 10), &JobFilter::default())
+        .await
+        .expect("list");
     assert_eq!((empty.jobs.len(), empty.total), (0, 0));
 
     // Seven jobs, three of them at the same time (ordered by id among themselves).
@@ -49,15 +52,24 @@ async fn list_orders_by_schedule_time_then_id_and_pages(db: &Store) {
 
     let mut seen = Vec::new();
     for number in 1..=3 {
-        let listed = db.list(page(number, 3)).await.expect("list");
+        let listed = db
+            .list(page(number, 3), &JobFilter::default())
+            .await
+            .expect("list");
         assert_eq!(listed.total, 7);
         assert_eq!(listed.jobs.len(), if number == 3 { 1 } else { 3 });
         seen.extend(listed.jobs);
     }
     assert_eq!(seen, expected);
-    let beyond = db.list(page(4, 3)).await.expect("list");
+    let beyond = db
+        .list(page(4, 3), &JobFilter::default())
+        .await
+        .expect("list");
     assert_eq!((beyond.jobs.len(), beyond.total), (0, 7));
-    let all = db.list(page(1, 100)).await.expect("list");
+    let all = db
+        .list(page(1, 100), &JobFilter::default())
+        .await
+        .expect("list");
     assert_eq!(all.jobs, expected);
 
     // A job moved to another time moves in the list.
@@ -65,7 +77,13 @@ async fn list_orders_by_schedule_time_then_id_and_pages(db: &Store) {
     assert!(db.replace_if(&moved, 0, &[]).await.expect("replace"));
     let mut expected = expected[1..].to_vec();
     expected.push(moved);
-    assert_eq!(db.list(page(1, 100)).await.expect("list").jobs, expected);
+    assert_eq!(
+        db.list(page(1, 100), &JobFilter::default())
+            .await
+            .expect("list")
+            .jobs,
+        expected
+    );
 }
 
 async fn scheduled_before_answers_earliest_first(db: &Store) {

@@ -7,7 +7,8 @@
 //!
 //! The areas: `crud` (insert, get, delete), `replace` (`replace_if`),
 //! `times` (kept to the millisecond), `listing` (every order the trait
-//! promises, pages and totals), `claims` (single and batch, stale tokens),
+//! promises, pages and totals), `filters` (listing with filters: each
+//! admits exactly its jobs, and the total counts them), `claims` (single and batch, stale tokens),
 //! `results` (outcomes, duplicates, and results naming a firing that is
 //! not the job's current one: stale), `outbox` (owed events and their
 //! version check), `windows` (the due window and stuck runs),
@@ -82,6 +83,7 @@ mod client_keys;
 mod concurrency;
 mod corrupt;
 mod crud;
+mod filters;
 mod history;
 mod listing;
 mod outbox;
@@ -114,16 +116,16 @@ macro_rules! contract {
 }
 
 contract!(memory = Memory []:
-    crud, replace, history, times, listing, claims, results, outbox, windows, transitions, concurrency, races,
+    crud, replace, history, times, listing, filters, claims, results, outbox, windows, transitions, concurrency, races,
     recurring, recurring_races, client_keys);
 contract!(embedded = Embedded []:
-    crud, replace, history, times, listing, claims, results, outbox, windows, transitions, concurrency,
+    crud, replace, history, times, listing, filters, claims, results, outbox, windows, transitions, concurrency,
     races, corrupt, recurring, recurring_races, client_keys);
 contract!(postgres = Postgres []:
-    crud, replace, history, times, listing, claims, results, outbox, windows, transitions, concurrency,
+    crud, replace, history, times, listing, filters, claims, results, outbox, windows, transitions, concurrency,
     races, corrupt, recurring, recurring_races, client_keys);
 contract!(polodb = Polodb []:
-    crud, replace, history, times, claims, results, outbox, windows, transitions, corrupt, recurring);
+    crud, replace, history, times, filters, claims, results, outbox, windows, transitions, corrupt, recurring);
 contract!(mongodb = Mongodb [#[ignore = "needs a real MongoDB: set MONGODB_URI"]]:
-    crud, replace, history, times, listing, claims, results, outbox, windows, transitions, concurrency,
+    crud, replace, history, times, listing, filters, claims, results, outbox, windows, transitions, concurrency,
     races, corrupt, recurring, recurring_races, client_keys);

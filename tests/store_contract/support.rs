@@ -8,12 +8,15 @@ pub use std::{collections::HashMap, sync::Arc};
 pub use chrono::{DateTime, Duration as TimeDelta, SubsecRound, Utc};
 pub use scheduler_service::{
     domain::{
-        Job, JobId, JobSpec, JobStatus, JobType, PendingEvents, ResultStatus,
+        Job, JobFilter, JobId, JobSpec, JobStatus, JobType, PendingEvents, ResultStatus,
+        ScheduleKind,
         history::{self, Run, RunCause, RunOutcome},
         report::RunReport,
         retry::{Attempts, RetryPolicy},
     },
-    store::{self, DueJob, JobDB, ResultOutcome, RunRetention, Scan, StoreError, Unreadable},
+    store::{
+        self, DueJob, JobDB, JobsPage, ResultOutcome, RunRetention, Scan, StoreError, Unreadable,
+    },
 };
 
 pub use super::{

@@ -135,7 +135,11 @@ async fn list(client: &Client, args: &PageArgs, out: &Printer) -> Result<(), Cli
     };
     while listed.has_more {
         let (page, size) = (listed.page, args.size);
-        let request = client.request(ListJobsRequest { page, size });
+        let request = client.request(ListJobsRequest {
+            page,
+            size,
+            ..Default::default()
+        });
         let reply = client.call(client.jobs().list_jobs(request)).await?;
         listed.items.extend(reply.jobs);
         (listed.total_pages, listed.total_count) = (reply.total_pages, reply.total_count);

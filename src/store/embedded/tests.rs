@@ -100,7 +100,10 @@ async fn a_failed_write_in_a_group_fails_alone_and_the_others_commit() {
         assert_eq!(db.get(job.id).await.unwrap().as_ref(), Some(job));
     }
     assert_eq!(db.get(existing.id).await.unwrap(), Some(existing));
-    let listed = db.list(PageRequest::new(1, 10, 10).unwrap()).await.unwrap();
+    let listed = db
+        .list(PageRequest::new(1, 10, 10).unwrap(), &JobFilter::default())
+        .await
+        .unwrap();
     assert_eq!(listed.total, 4, "each job stored once");
 }
 
@@ -134,7 +137,10 @@ async fn every_operation_keeps_the_indexes_in_step() {
     assert!(db.insert(&early).await.is_err(), "duplicate id");
     assert_eq!(db.get(late.id).await.unwrap(), Some(late.clone()));
 
-    let page = db.list(PageRequest::new(1, 10, 10).unwrap()).await.unwrap();
+    let page = db
+        .list(PageRequest::new(1, 10, 10).unwrap(), &JobFilter::default())
+        .await
+        .unwrap();
     assert_eq!(page.total, 2);
     assert_eq!(
         page.jobs,
@@ -260,7 +266,7 @@ async fn replace_and_delete_keep_the_indexes(db: &EmbeddedJobDB, late: &Job) {
     assert!(db.delete(late.id).await.unwrap());
     assert!(!db.delete(late.id).await.unwrap());
     assert_eq!(
-        db.list(PageRequest::new(1, 10, 10).unwrap())
+        db.list(PageRequest::new(1, 10, 10).unwrap(), &JobFilter::default())
             .await
             .unwrap()
             .jobs

@@ -20,7 +20,7 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use bson::{Document, doc, oid::ObjectId};
+use bson::{Bson, Document, doc, oid::ObjectId};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use mongodb::{
@@ -35,7 +35,8 @@ use super::{
     result_read,
 };
 use crate::domain::{
-    Job, JobId, JobStatus, PageRequest, PendingEvents, history::Run, report::RunReport,
+    Job, JobFilter, JobId, JobStatus, PageRequest, PendingEvents, ScheduleKind, history::Run,
+    report::RunReport,
 };
 
 mod codec;
@@ -235,6 +236,53 @@ impl MongoJobDB {
     }
 }
 
+/// The query of a listing's filter.
+fn filter_document(filter: &JobFilter) -> Document {
+    let mut query = doc! {};
+    if let Some(status) = filter.status {
+        query.insert("status", status.as_i32());
+    }
+    if let Some(job_type) = filter.job_type {
+        query.insert("jobType", job_type.as_i32());
+    }
+    // A recurring job's `recurrence` is a string, a one-shot job's null (or
+    // missing, which `$in` and `$nin` take as null). (polodb answers `$ne`
+    // and `$gt` against null as MongoDB does not; both agree on these.)
+    match filter.kind {
+        Some(ScheduleKind::Recurring) => query.insert("recurrence", doc! { "$nin": [null] }),
+        Some(ScheduleKind::Once) => query.insert("recurrence", doc! { "$in": [null] }),
+        None => None,
+    };
+    if let Some(name) = filter.name() {
+        query.insert("name", doc! { "$regex": regex(&ascii_caseless(name)) });
+    }
+    query
+}
+
+/// A regular expression matching `text` literally, ignoring the case of
+/// ASCII letters as `JobFilter::admits` does (each letter as a class, not
+/// the `i` option, which polodb does not take).
+fn ascii_caseless(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() * 4);
+    for c in text.chars() {
+        if c.is_ascii_alphabetic() {
+            pattern.extend(['[', c.to_ascii_lowercase(), c.to_ascii_uppercase(), ']']);
+        } else {
+            pattern.push_str(&regex::escape(c.encode_utf8(&mut [0; 4])));
+        }
+    }
+    pattern
+}
+
+/// A BSON regular expression, unanchored (polodb matches it against the
+/// value's JSON form, quotes included).
+fn regex(pattern: &str) -> Bson {
+    Bson::RegularExpression(bson::Regex {
+        pattern: pattern.to_owned(),
+        options: String::new(),
+    })
+}
+
 fn index(name: &str, keys: Document) -> IndexModel {
     IndexModel::builder()
         .keys(keys)
@@ -310,9 +358,10 @@ impl JobDB for MongoJobDB {
         Ok(found.as_ref().map(job_from_document).transpose()?)
     }
 
-    async fn list(&self, page: PageRequest) -> Result<JobsPage, StoreError> {
+    async fn list(&self, page: PageRequest, filter: &JobFilter) -> Result<JobsPage, StoreError> {
+        let filter = filter_document(filter);
         let total = self
-            .bounded(self.jobs.count_documents(doc! {}).into_future())
+            .bounded(self.jobs.count_documents(filter.clone()).into_future())
             .await?;
         let skip = page.offset();
         let page = if skip >= total {
@@ -323,7 +372,7 @@ impl JobDB for MongoJobDB {
                 .skip(skip)
                 .limit(i64::try_from(page.size).unwrap_or(i64::MAX))
                 .build();
-            let documents = self.find_all(&self.jobs, doc! {}, options).await?;
+            let documents = self.find_all(&self.jobs, filter, options).await?;
             documents.iter().map(job_from_document).collect()
         };
         Ok(JobsPage {

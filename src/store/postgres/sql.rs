@@ -7,6 +7,12 @@ use super::{
 };
 use crate::domain::JobStatus;
 
+/// The filter of a listing, on parameters $1 to $4 (see `count_where`).
+const FILTER: &str = "($1::smallint IS NULL OR status = $1) \
+     AND ($2::smallint IS NULL OR job_type = $2) \
+     AND ($3::boolean IS NULL OR (recurrence IS NOT NULL) = $3) \
+     AND ($4::text IS NULL OR strpos(lower(name), lower($4)) > 0)";
+
 /// The columns of a job, in the order [`JobParams::as_params`] binds them.
 pub(super) const COLUMNS: &str = "id, name, description, schedule_time, created_at, updated_at, status, \
                        job_type, job_data, scheduled_key, version, pending_create, \
@@ -42,6 +48,11 @@ pub(super) struct Sql {
     pub(super) get: String,
     pub(super) count: String,
     pub(super) page: String,
+    /// `count` of the jobs a filter admits ($1 status, $2 job type, $3
+    /// recurring, $4 name text; each NULL when not filtered on).
+    pub(super) count_where: String,
+    /// `page` of the jobs a filter admits ($5 offset, $6 limit).
+    pub(super) page_where: String,
     pub(super) replace_if: String,
     pub(super) delete: String,
     pub(super) claim: String,
@@ -86,6 +97,11 @@ impl Sql {
             ),
             get: format!("SELECT {COLUMNS} FROM {t} WHERE id = $1"),
             count: format!("SELECT count(*) FROM {t}"),
+            count_where: format!("SELECT count(*) FROM {t} WHERE {FILTER}"),
+            page_where: format!(
+                "SELECT {COLUMNS} FROM {t} WHERE {FILTER} \
+                 ORDER BY schedule_time, id OFFSET $5 LIMIT $6"
+            ),
             page: format!(
                 "SELECT {COLUMNS} FROM {t} ORDER BY schedule_time, id OFFSET $1 LIMIT $2"
             ),

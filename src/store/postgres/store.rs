@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     domain::{
-        Job, JobId, PageRequest, PendingEvents,
+        Job, JobFilter, JobId, PageRequest, PendingEvents, ScheduleKind,
         history::{self, Run},
         report::RunReport,
     },
@@ -113,9 +113,19 @@ impl JobDB for PgJobDB {
         Ok(row.as_ref().map(job_from_row).transpose()?)
     }
 
-    async fn list(&self, page: PageRequest) -> Result<JobsPage, StoreError> {
+    async fn list(&self, page: PageRequest, filter: &JobFilter) -> Result<JobsPage, StoreError> {
         let offset = i64::try_from(page.offset()).unwrap_or(i64::MAX);
         let limit = i64::try_from(page.size).unwrap_or(i64::MAX);
+        let status = filter.status.map(|s| s as i16);
+        let job_type = filter.job_type.map(|t| t as i16);
+        let recurring = filter.kind.map(|kind| kind == ScheduleKind::Recurring);
+        let name = filter.name();
+        let filtered: [&(dyn ToSql + Sync); 4] = [&status, &job_type, &recurring, &name];
+        let (count_sql, page_sql, params) = if filter.is_empty() {
+            (&self.sql.count, &self.sql.page, &[][..])
+        } else {
+            (&self.sql.count_where, &self.sql.page_where, &filtered[..])
+        };
         let (mut client, deadline) = self.begin().await?;
         let outcome = timeout_at(deadline, async {
             // One snapshot for both reads, so that the total and the page agree.
@@ -126,9 +136,9 @@ impl JobDB for PgJobDB {
                 .start()
                 .await
                 .map_err(map_err)?;
-            let count = tx.prepare_cached(&self.sql.count).await.map_err(map_err)?;
+            let count = tx.prepare_cached(count_sql).await.map_err(map_err)?;
             let total: i64 = tx
-                .query_one(&count, &[])
+                .query_one(&count, params)
                 .await
                 .map_err(map_err)?
                 .try_get(0)
@@ -136,8 +146,10 @@ impl JobDB for PgJobDB {
             let rows = if offset >= total {
                 Vec::new()
             } else {
-                let page = tx.prepare_cached(&self.sql.page).await.map_err(map_err)?;
-                tx.query(&page, &[&offset, &limit]).await.map_err(map_err)?
+                let page = tx.prepare_cached(page_sql).await.map_err(map_err)?;
+                let paged: [&(dyn ToSql + Sync); 2] = [&offset, &limit];
+                let all: Vec<&(dyn ToSql + Sync)> = params.iter().chain(&paged).copied().collect();
+                tx.query(&page, &all).await.map_err(map_err)?
             };
             tx.commit().await.map_err(map_err)?;
             Ok((total, rows))

@@ -1,0 +1,107 @@
+//! Which jobs a listing shows: the filters of ListJobs (and of the HTTP
+//! API's `GET /v1/jobs`). Every filter set must match; none set shows
+//! every job. [`JobFilter::admits`] is the rule; the stores that query a
+//! server say the same in their query language, and the store contract
+//! suite holds them to it.
+
+use super::{Error, Field, Job, JobStatus, JobType, job::NAME_MAX_BYTES};
+
+/// One-shot or recurring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScheduleKind {
+    /// Fires once, at its schedule time.
+    Once,
+    /// Fires on a recurrence.
+    Recurring,
+}
+
+impl std::str::FromStr for ScheduleKind {
+    type Err = Error;
+
+    /// `once` or `recurring`.
+    fn from_str(word: &str) -> Result<Self, Error> {
+        match word {
+            "once" => Ok(ScheduleKind::Once),
+            "recurring" => Ok(ScheduleKind::Recurring),
+            other => Err(Error::invalid(
+                Field::ScheduleKind,
+                format!("must be once or recurring, got {}", super::Excerpt(other)),
+            )),
+        }
+    }
+}
+
+/// Which jobs a listing shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    /// Only jobs with this status.
+    pub status: Option<JobStatus>,
+    /// Only jobs of this type.
+    pub job_type: Option<JobType>,
+    /// Only one-shot or only recurring jobs.
+    pub kind: Option<ScheduleKind>,
+    /// Only jobs whose name contains this text, ignoring case (of ASCII
+    /// letters; a store on a server may fold other letters too).
+    name: Option<String>,
+}
+
+impl JobFilter {
+    /// A filter on these fields; a `name` longer than any name, or with a
+    /// control character, is refused.
+    pub fn new(
+        status: Option<JobStatus>,
+        job_type: Option<JobType>,
+        kind: Option<ScheduleKind>,
+        name: Option<String>,
+    ) -> Result<JobFilter, Error> {
+        let name = name.filter(|name| !name.is_empty());
+        if let Some(name) = &name {
+            if name.len() > NAME_MAX_BYTES {
+                let reason = format!("a name filter is at most {NAME_MAX_BYTES} bytes");
+                return Err(Error::invalid(Field::NameContains, reason));
+            }
+            if name.chars().any(char::is_control) {
+                return Err(Error::invalid(
+                    Field::NameContains,
+                    "a name filter has no control characters",
+                ));
+            }
+        }
+        Ok(JobFilter {
+            status,
+            job_type,
+            kind,
+            name,
+        })
+    }
+
+    /// The text a name must contain, if any.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Whether no filter is set.
+    pub fn is_empty(&self) -> bool {
+        *self == JobFilter::default()
+    }
+
+    /// Whether `job` passes every filter set.
+    pub fn admits(&self, job: &Job) -> bool {
+        let kind = if job.recurrence.is_some() {
+            ScheduleKind::Recurring
+        } else {
+            ScheduleKind::Once
+        };
+        self.status.is_none_or(|status| status == job.status)
+            && self
+                .job_type
+                .is_none_or(|job_type| job_type == job.spec.job_type)
+            && self.kind.is_none_or(|wanted| wanted == kind)
+            && self.name.as_deref().is_none_or(|name| {
+                job.spec
+                    .name
+                    .to_ascii_lowercase()
+                    .contains(&name.to_ascii_lowercase())
+            })
+    }
+}

@@ -1,0 +1,83 @@
+//! Listing with filters (`JobDB::list` with a `JobFilter`): each filter
+//! admits exactly the jobs `JobFilter::admits` admits, alone and together;
+//! `total` counts the jobs admitted, not all; pages of a filtered listing
+//! hold the admitted jobs and none twice. Compared as sets of ids, so that
+//! the area runs on polodb too (which ignores `sort`; order is `listing`'s).
+
+use super::recurring::every_minute;
+use super::support::*;
+
+cases!(each_filter_admits_exactly_its_jobs_and_counts_them);
+
+/// Page `number` of `size` jobs that `filter` admits, all readable.
+async fn listing(db: &Store, filter: &JobFilter, number: i64, size: i64) -> JobsPage {
+    let page = db.list(page(number, size), filter).await.expect("list");
+    assert!(page.unreadable.is_empty(), "{:?}", page.unreadable);
+    page
+}
+
+/// The ids of the jobs `filter` lists on a page of 100, and its total.
+async fn listed(db: &Store, filter: &JobFilter) -> (Vec<JobId>, u64) {
+    let page = listing(db, filter, 1, 100).await;
+    (sorted_ids(&page.jobs), page.total)
+}
+
+/// A filter, its fields checked.
+fn filter(
+    status: Option<JobStatus>,
+    job_type: Option<JobType>,
+    kind: Option<ScheduleKind>,
+    name: Option<&str>,
+) -> JobFilter {
+    JobFilter::new(status, job_type, kind, name.map(str::to_owned)).expect("a valid filter")
+}
+
+async fn each_filter_admits_exactly_its_jobs_and_counts_them(db: &Store) {
+    let due = now() + TimeDelta::hours(1);
+    let mut sms = job("Reminder text", due);
+    sms.spec.job_type = JobType::Sms;
+    let jobs = vec![
+        job("Weekly report", due),
+        job_in("Failed report", JobStatus::Failed, due),
+        sms,
+        every_minute("nightly REPORT", None),
+        every_minute("cleanup", None),
+    ];
+    db.insert_all(&jobs).await;
+    let cases = [
+        filter(None, None, None, None),
+        filter(Some(JobStatus::Failed), None, None, None),
+        filter(Some(JobStatus::Scheduled), None, None, None),
+        filter(None, Some(JobType::Sms), None, None),
+        filter(None, None, Some(ScheduleKind::Recurring), None),
+        filter(None, None, Some(ScheduleKind::Once), None),
+        filter(None, None, None, Some("report")),
+        filter(None, None, None, Some("ORT")),
+        filter(
+            None,
+            Some(JobType::Email),
+            Some(ScheduleKind::Once),
+            Some("rep"),
+        ),
+        filter(Some(JobStatus::Running), None, None, None),
+        // Regular-expression and LIKE characters are taken literally.
+        filter(None, None, None, Some(".*")),
+        filter(None, None, None, Some("%")),
+    ];
+    for filter in cases {
+        let admitted: Vec<&Job> = jobs.iter().filter(|job| filter.admits(job)).collect();
+        let expected = sorted_ids(admitted.iter().copied());
+        let count = expected.len() as u64;
+        assert_eq!(listed(db, &filter).await, (expected, count), "{filter:?}");
+    }
+
+    // Pages of a filtered listing: every admitted job once, the total on each.
+    let reports = filter(None, None, None, Some("report"));
+    let mut paged = Vec::new();
+    for number in 1..=3 {
+        let page = listing(db, &reports, number, 1).await;
+        assert_eq!((page.total, page.jobs.len()), (3, 1), "page {number}");
+        paged.extend(page.jobs);
+    }
+    assert_eq!(sorted_ids(&paged), listed(db, &reports).await.0);
+}
