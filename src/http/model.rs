@@ -42,9 +42,13 @@ fn number<T: Default + PartialEq>(value: T) -> Option<T> {
 
 /// Defines a JSON enum mirroring a proto enum: its words, and conversions
 /// from and to the wire number (`unknown` for a number it does not know).
+///
+/// A word is matched as a token tree, not a `literal` fragment: a fragment
+/// reaches the derives wrapped in an invisible group, which serde sees
+/// through but utoipa does not (the document would list the variants' names).
 macro_rules! wire_enum {
     ($(#[$doc:meta])* $name:ident => $wire:path {
-        $($word:ident = $variant:ident as $text:literal),+ $(,)?
+        $($word:ident = $variant:ident as $text:tt),+ $(,)?
     }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
