@@ -689,3 +689,9 @@ pub struct Lagged {
     /// How many.
     pub missed: u64,
 }
+
+impl From<events::Lagged> for Lagged {
+    fn from(l: events::Lagged) -> Self {
+        Lagged { missed: l.missed }
+    }
+}
