@@ -61,11 +61,9 @@ fn command(args: &[&str]) -> Command {
     command
 }
 
-/// Runs schedctl with `args` (times in UTC) to its end.
-async fn schedctl_at(addr: &str, args: &[&str]) -> Run {
-    let mut all = vec!["--addr", addr, "--utc"];
-    all.extend_from_slice(args);
-    let output = tokio::time::timeout(HANG, command(&all).output())
+/// Runs `command` to its end.
+async fn finish(mut command: Command) -> Run {
+    let output = tokio::time::timeout(HANG, command.output())
         .await
         .expect("schedctl ends")
         .expect("schedctl runs");
@@ -74,6 +72,11 @@ async fn schedctl_at(addr: &str, args: &[&str]) -> Run {
         stdout: String::from_utf8(output.stdout).expect("UTF-8 output"),
         stderr: String::from_utf8(output.stderr).expect("UTF-8 errors"),
     }
+}
+
+/// Runs schedctl with `args` (table times in UTC) to its end.
+async fn schedctl_at(addr: &str, args: &[&str]) -> Run {
+    finish(command(&[&["--addr", addr, "--utc"], args].concat())).await
 }
 
 /// The address of `app`.
@@ -232,6 +235,42 @@ async fn a_job_is_created_shown_listed_updated_and_deleted() {
     let gone = schedctl(&app, &["get", &id]).await;
     assert_error(&gone, 4, "NOT_FOUND");
     assert!(gone.stderr.contains(&id), "{gone:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn json_times_are_utc_whatever_the_zone_and_tables_show_the_zone() {
+    let app = spawn_app(&[]).await;
+    let at = time_in(3600);
+    let id = create(&app, "zoned", &at).await;
+    // A zone 5 h 30 min east of UTC, as a POSIX rule (no tz database needed),
+    // and no --utc.
+    let in_zone = |args: &[&str]| {
+        let addr = addr(&app);
+        let mut command = command(&[&["--addr", addr.as_str()], args].concat());
+        command.env("TZ", "IST-5:30");
+        finish(command)
+    };
+    let job = in_zone(&["get", &id, "-o", "json"]).await.ok().json();
+    assert_eq!(job["schedule_time"], at.as_str());
+    let ist = chrono::FixedOffset::east_opt(5 * 3600 + 30 * 60).expect("an offset");
+    let local = chrono::DateTime::parse_from_rfc3339(&at)
+        .expect("RFC 3339")
+        .with_timezone(&ist);
+    let table = in_zone(&["get", &id]).await.ok().stdout;
+    let row = format!(
+        "schedule_time  {}",
+        local.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    assert!(table.lines().any(|line| line == row), "{row}: {table}");
+    let listed = in_zone(&["list"]).await.ok().stdout;
+    let short = local.format("%Y-%m-%d %H:%M:%S").to_string();
+    assert!(
+        listed
+            .lines()
+            .any(|line| line.starts_with(&id) && line.ends_with(&short)),
+        "{short}: {listed}"
+    );
     app.stop().await;
 }
 
@@ -560,6 +599,9 @@ async fn watch_prints_a_create_event_as_json() {
     };
     assert_eq!(event["job"]["name"], "watched");
     assert!(event["scheduled_key"].is_i64(), "{event}");
+    // The HTTP API's form leaves out what is not set: no subscription, no
+    // sequence.
+    assert!(event.get("sequence").is_none(), "{event}");
     child.kill().await.expect("killed");
     app.stop().await;
 }
@@ -596,6 +638,7 @@ async fn completions_help_and_exit_codes_need_no_service() {
         "7  unavailable",
         "watch",
         "completions",
+        "JSON times are always UTC",
     ] {
         assert!(help.stdout.contains(text), "{text}: {help:?}");
     }

@@ -84,9 +84,9 @@ impl TryFrom<EventsQuery> for wire::SubscribeRequest {
 fn sse_event(item: Result<wire::SubscribeResponse, tonic::Status>) -> Event {
     let event = match item.map(|response| response.item) {
         Ok(Some(Item::Event(event))) => job_event(event),
-        Ok(Some(Item::Lagged(lagged))) => Event::default().event("lagged").json_data(Lagged {
-            missed: lagged.missed,
-        }),
+        Ok(Some(Item::Lagged(lagged))) => Event::default()
+            .event("lagged")
+            .json_data(Lagged::from(lagged)),
         Ok(None) => return Event::default().comment("empty"),
         Err(status) => return error_event(ApiError::from(status)),
     };

@@ -41,15 +41,21 @@ fn number<T: Default + PartialEq>(value: T) -> Option<T> {
 }
 
 /// Defines a JSON enum mirroring a proto enum: its words, and conversions
-/// from and to the wire number (`unknown` for a number it does not know).
+/// from and to the wire number (`Unknown`, or the variant named after
+/// `else`, for a number it does not know).
+///
+/// A word is matched as a token tree, not a `literal` fragment: a fragment
+/// reaches the derives wrapped in an invisible group, which serde sees
+/// through but utoipa does not (the document would list the variants' names).
 macro_rules! wire_enum {
-    ($(#[$doc:meta])* $name:ident => $wire:path {
-        $($word:ident = $variant:ident as $text:literal),+ $(,)?
+    ($(#[$doc:meta])* $name:ident => $wire:path, else $fallback:ident {
+        $($(#[$variant_doc:meta])* $word:ident = $variant:ident as $text:tt),+ $(,)?
     }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
         pub enum $name {
             $(
+                $(#[$variant_doc])*
                 #[allow(missing_docs)]
                 #[serde(rename = $text)]
                 $word,
@@ -70,7 +76,7 @@ macro_rules! wire_enum {
                 match <$wire>::try_from(value) {
                     $(Ok(<$wire>::$variant) => $name::$word,)+
                     #[allow(unreachable_patterns)]
-                    _ => $name::Unknown,
+                    _ => $name::$fallback,
                 }
             }
 
@@ -81,6 +87,9 @@ macro_rules! wire_enum {
                 }
             }
         }
+    };
+    ($(#[$doc:meta])* $name:ident => $wire:path { $($variants:tt)+ }) => {
+        wire_enum!($(#[$doc])* $name => $wire, else Unknown { $($variants)+ });
     };
 }
 
@@ -96,34 +105,17 @@ wire_enum!(
     }
 );
 
-/// What kind of work a job is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum JobType {
-    /// Send an email.
-    Email,
-    /// Send a text message.
-    Sms,
-}
-
-impl From<JobType> for i32 {
-    fn from(value: JobType) -> i32 {
-        match value {
-            JobType::Email => proto::JobType::Email as i32,
-            JobType::Sms => proto::JobType::Sms as i32,
-        }
+// The service sends no other type, so there is no `unknown` word: a number
+// it does not know reads as email.
+wire_enum!(
+    /// What kind of work a job is.
+    JobType => proto::JobType, else Email {
+        /// Send an email.
+        Email = Email as "email",
+        /// Send a text message.
+        Sms = Sms as "sms",
     }
-}
-
-impl JobType {
-    /// The JSON word of a wire number (the wire knows no other type).
-    pub fn of(value: i32) -> JobType {
-        match proto::JobType::try_from(value) {
-            Ok(proto::JobType::Sms) => JobType::Sms,
-            _ => JobType::Email,
-        }
-    }
-}
+);
 
 wire_enum!(
     /// Why a run started.
@@ -732,4 +724,10 @@ impl From<events::JobEvent> for JobEvent {
 pub struct Lagged {
     /// How many.
     pub missed: u64,
+}
+
+impl From<events::Lagged> for Lagged {
+    fn from(l: events::Lagged) -> Self {
+        Lagged { missed: l.missed }
+    }
 }

@@ -44,10 +44,12 @@ pub struct Global {
     /// against (without it, an https address is checked against Mozilla's roots).
     #[arg(long, global = true, value_name = "PEM_FILE")]
     pub ca_file: Option<PathBuf>,
-    /// Tables for people, or one JSON object per line for programs.
+    /// Tables for people, or one JSON object per line for programs (the HTTP
+    /// API's JSON forms, times in UTC).
     #[arg(long, short, global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
-    /// Show times in UTC instead of the local time zone.
+    /// Show times in tables in UTC instead of the local time zone (JSON times
+    /// are always UTC).
     #[arg(long, global = true)]
     pub utc: bool,
     /// How long to wait for the connection and for each answer (1 to 86400).
@@ -59,9 +61,11 @@ pub struct Global {
 /// The output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
-    /// Tables readable at 80 columns (long cells cut with an ellipsis).
+    /// Tables readable at 80 columns (long cells cut with an ellipsis; times
+    /// in the local zone, or UTC with --utc).
     Table,
-    /// One JSON object per line.
+    /// One JSON object per line: a job, run, occurrence or event as the HTTP
+    /// API writes it (times RFC 3339 UTC, unset fields left out).
     Json,
 }
 

@@ -1,13 +1,17 @@
 //! The subcommands: each makes its call (or follows its stream) and prints
-//! what came back.
+//! what came back, converted to the HTTP API's JSON forms
+//! ([`scheduler_service::http::model`]).
 
 use clap::CommandFactory;
-use scheduler_service::grpc::{
-    proto::{
-        DeleteJobRequest, GetJobRequest, Job, JobRun, ListJobRunsRequest, ListJobsRequest,
-        PauseJobRequest, RerunJobRequest, ResumeJobRequest, TriggerJobRequest,
+use scheduler_service::{
+    grpc::{
+        proto::{
+            DeleteJobRequest, GetJobRequest, ListJobRunsRequest, ListJobsRequest, PauseJobRequest,
+            RerunJobRequest, ResumeJobRequest, TriggerJobRequest,
+        },
+        scheduler::v1::{AckRequest, subscribe_response::Item},
     },
-    scheduler::v1::{AckRequest, JobEvent, subscribe_response::Item},
+    http::model::{Job, JobRun, Preview},
 };
 
 use crate::{
@@ -37,11 +41,11 @@ async fn dispatch(client: &Client, command: Command, out: &Printer) -> Result<()
     match command {
         Command::Create(args) => {
             let request = client.request(requests::create(args)?);
-            out.created(&client.call(jobs.create_job(request)).await?.id)
+            out.created(client.call(jobs.create_job(request)).await?.id)
         }
         Command::Get(IdArg { id }) => {
             let request = client.request(GetJobRequest { id });
-            out.job(&client.call(jobs.get_job(request)).await?)
+            out.job(&client.call(jobs.get_job(request)).await?.into())
         }
         Command::List(args) => list(client, &args, out).await,
         Command::Update(args) => {
@@ -57,28 +61,24 @@ async fn dispatch(client: &Client, command: Command, out: &Printer) -> Result<()
         }
         Command::Pause(IdArg { id }) => {
             let request = client.request(PauseJobRequest { id });
-            out.job(&client.call(jobs.pause_job(request)).await?)
+            out.job(&client.call(jobs.pause_job(request)).await?.into())
         }
         Command::Resume(IdArg { id }) => {
             let request = client.request(ResumeJobRequest { id });
-            out.job(&client.call(jobs.resume_job(request)).await?)
+            out.job(&client.call(jobs.resume_job(request)).await?.into())
         }
         Command::Trigger(IdArg { id }) => {
             let request = client.request(TriggerJobRequest { id });
-            out.job(&client.call(jobs.trigger_job(request)).await?)
+            out.job(&client.call(jobs.trigger_job(request)).await?.into())
         }
         Command::Rerun(IdArg { id }) => {
             let request = client.request(RerunJobRequest { id });
-            out.job(&client.call(jobs.rerun_job(request)).await?)
+            out.job(&client.call(jobs.rerun_job(request)).await?.into())
         }
         Command::Preview(args) => {
             let request = client.request(requests::preview(args));
-            out.occurrences(
-                &client
-                    .call(jobs.preview_schedule(request))
-                    .await?
-                    .occurrences,
-            )
+            let preview = Preview::from(client.call(jobs.preview_schedule(request)).await?);
+            out.occurrences(&preview.occurrences)
         }
         Command::Runs(args) => runs(client, &args, out).await,
         Command::Watch(args) => watch(client, &args, out).await,
@@ -141,7 +141,7 @@ async fn list(client: &Client, args: &PageArgs, out: &Printer) -> Result<(), Cli
             ..Default::default()
         });
         let reply = client.call(client.jobs().list_jobs(request)).await?;
-        listed.items.extend(reply.jobs);
+        listed.items.extend(reply.jobs.into_iter().map(Job::from));
         (listed.total_pages, listed.total_count) = (reply.total_pages, reply.total_count);
         listed.has_more = reply.has_more;
         if !(args.all && reply.has_more) {
@@ -165,7 +165,9 @@ async fn runs(client: &Client, args: &RunsArgs, out: &Printer) -> Result<(), Cli
         let (id, page, size) = (args.id.clone(), listed.page, args.page.size);
         let request = client.request(ListJobRunsRequest { id, page, size });
         let reply = client.call(client.jobs().list_job_runs(request)).await?;
-        listed.items.extend(reply.runs);
+        listed
+            .items
+            .extend(reply.runs.into_iter().map(JobRun::from));
         (listed.total_pages, listed.total_count) = (reply.total_pages, reply.total_count);
         listed.has_more = reply.has_more;
         if !(args.page.all && reply.has_more) {
@@ -194,25 +196,27 @@ async fn watch(client: &Client, args: &WatchArgs, out: &Printer) -> Result<(), C
         };
         match response.item {
             Some(Item::Event(event)) => {
-                out.event(&event)?;
-                acknowledge(client, args, &event).await?;
+                let sequence = event.sequence;
+                out.event(&event.into())?;
+                acknowledge(client, args, sequence).await?;
                 seen += 1;
             }
-            Some(Item::Lagged(lagged)) => out.lagged(lagged.missed)?,
+            Some(Item::Lagged(lagged)) => out.lagged(lagged.into())?,
             None => {}
         }
     }
     Ok(())
 }
 
-/// Acknowledges `event` for the named subscription, with `--ack`.
-async fn acknowledge(client: &Client, args: &WatchArgs, event: &JobEvent) -> Result<(), CliError> {
+/// Acknowledges the event at `sequence` for the named subscription, with
+/// `--ack`.
+async fn acknowledge(client: &Client, args: &WatchArgs, sequence: u64) -> Result<(), CliError> {
     let (true, Some(subscription)) = (args.ack, &args.subscription) else {
         return Ok(());
     };
     let request = client.request(AckRequest {
         subscription: subscription.clone(),
-        sequence: event.sequence,
+        sequence,
     });
     client.call(client.events().ack(request)).await?;
     Ok(())

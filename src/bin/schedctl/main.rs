@@ -6,8 +6,8 @@
 //!
 //! Modules: [`args`] (the command line), [`requests`] (flags to request
 //! messages), [`client`] (connection, token, deadlines), [`commands`] (the
-//! calls), [`view`] and [`output`] (what is printed), [`errors`] (error
-//! lines and exit codes).
+//! calls), [`output`] (what is printed: the HTTP API's JSON forms, or
+//! tables of them), [`errors`] (error lines and exit codes).
 
 mod args;
 mod client;
@@ -15,7 +15,6 @@ mod commands;
 mod errors;
 mod output;
 mod requests;
-mod view;
 
 use std::process::ExitCode;
 

@@ -1,25 +1,68 @@
 //! Printing results on standard output: as tables readable at 80 columns
 //! (long cells cut with an ellipsis; `get` as a two-column key/value
-//! listing), or as exactly one JSON object per line (the views of
-//! [`crate::view`], or a small result object such as `{"id": ...}`).
+//! listing; times in the local zone, or UTC with `--utc`), or as exactly
+//! one JSON object per line: a job, run, occurrence or event in the HTTP
+//! API's JSON form ([`scheduler_service::http::model`], times RFC 3339 UTC
+//! whatever the zone), or a small result object such as `{"id": ...}`.
 
 use std::io::Write;
 
+use chrono::{DateTime, FixedOffset, Local, SecondsFormat, Utc};
 use comfy_table::{Cell, ColumnConstraint, ContentArrangement, Row, Table, Width, presets};
-use scheduler_service::grpc::proto::{Job, JobRun, Occurrence};
-use scheduler_service::grpc::scheduler::v1::JobEvent;
+use scheduler_service::http::model::{
+    Created, Job, JobEvent, JobRun, JobStatus, Lagged, Occurrence, Recurrence, RetryPolicy,
+};
 use serde::Serialize;
 
-use crate::{
-    args::Output,
-    errors::CliError,
-    view::{JobView, RecurrenceView, RetryView, Stamp, Zone},
-};
+use crate::{args::Output, errors::CliError};
 
 /// The width tables are fitted to.
 const WIDTH: u16 = 80;
 
-/// Writes each result in the chosen format, times in the chosen zone.
+/// The zone tables show times in (JSON times are UTC whatever it is).
+#[derive(Debug, Clone, Copy)]
+enum Zone {
+    /// This machine's time zone.
+    Local,
+    /// UTC (`--utc`).
+    Utc,
+}
+
+impl Zone {
+    /// `time` in this zone.
+    fn at(self, time: DateTime<Utc>) -> DateTime<FixedOffset> {
+        match self {
+            Zone::Local => time.with_timezone(&Local).fixed_offset(),
+            Zone::Utc => time.fixed_offset(),
+        }
+    }
+
+    /// RFC 3339, with fractional seconds when there are any (`Z` for UTC);
+    /// empty when unset.
+    fn rfc3339(self, time: Option<DateTime<Utc>>) -> String {
+        time.map(|time| self.at(time).to_rfc3339_opts(SecondsFormat::AutoSi, true))
+            .unwrap_or_default()
+    }
+
+    /// Date and time to the second, for table columns; empty when unset.
+    fn short(self, time: Option<DateTime<Utc>>) -> String {
+        time.map(|time| self.at(time).format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// A Lagged notice as a line of `watch -o json`, told from the events by
+/// its kind: `{"kind": "lagged", "missed": N}`.
+#[derive(Serialize)]
+struct LaggedLine {
+    /// Always `lagged`.
+    kind: &'static str,
+    /// The notice.
+    #[serde(flatten)]
+    lagged: Lagged,
+}
+
+/// Writes each result in the chosen format, table times in the chosen zone.
 pub struct Printer {
     format: Output,
     zone: Zone,
@@ -33,10 +76,10 @@ impl Printer {
     }
 
     /// A created job's id: `{"id": ...}`, or the id alone.
-    pub fn created(&self, id: &str) -> Result<(), CliError> {
+    pub fn created(&self, id: String) -> Result<(), CliError> {
         match self.format {
-            Output::Json => json(&serde_json::json!({ "id": id })),
-            Output::Table => line(id),
+            Output::Json => json(&Created { id }),
+            Output::Table => line(&id),
         }
     }
 
@@ -56,41 +99,42 @@ impl Printer {
         }
     }
 
-    /// One job: its JSON object, or a key/value listing.
+    /// One job: its JSON object, or a key/value listing of what is set.
     pub fn job(&self, job: &Job) -> Result<(), CliError> {
-        let view = self.zone.job(job);
-        match self.format {
-            Output::Json => json(&view),
-            Output::Table => {
-                let mut table = table(&[]);
-                for (key, value) in job_pairs(&view) {
-                    add_row(&mut table, vec![key, value]);
-                }
-                fit(&mut table, &[0]);
-                line(&render(&mut table))
+        if self.format == Output::Json {
+            return json(job);
+        }
+        let mut table = table(&[]);
+        for (key, value) in job_pairs(job, self.zone) {
+            if !value.is_empty() {
+                add_row(&mut table, vec![key.to_owned(), value]);
             }
         }
+        fit(&mut table, &[0]);
+        line(&render(&mut table))
     }
 
     /// A list of jobs, then (tables only) `footer`.
     pub fn jobs(&self, jobs: &[Job], footer: &str) -> Result<(), CliError> {
-        let views = jobs.iter().map(|job| self.zone.job(job));
         if self.format == Output::Json {
-            return views.into_iter().try_for_each(|view| json(&view));
+            return jobs.iter().try_for_each(json);
         }
         let mut table = table(&["ID", "NAME", "STATUS", "TYPE", "SCHEDULE TIME"]);
-        for view in views {
+        for job in jobs {
             // A paused job is SCHEDULED, but what matters is that it waits.
-            let status = if view.paused {
-                "paused".to_owned()
+            let status = if job.paused {
+                "paused"
             } else {
-                view.status
+                job.status.word()
             };
-            let time = short(view.schedule_time);
-            add_row(
-                &mut table,
-                vec![view.id, view.name, status, view.job_type, time],
-            );
+            let cells = vec![
+                job.id.clone(),
+                job.name.clone(),
+                status.to_owned(),
+                job.job_type.word().to_owned(),
+                self.zone.short(job.schedule_time),
+            ];
+            add_row(&mut table, cells);
         }
         fit(&mut table, &[0, 2, 3, 4]);
         print_listing(&mut table, jobs.is_empty(), footer)
@@ -98,9 +142,8 @@ impl Printer {
 
     /// A page of runs, then (tables only) `footer`.
     pub fn runs(&self, runs: &[JobRun], footer: &str) -> Result<(), CliError> {
-        let views = runs.iter().map(|run| self.zone.run(run));
         if self.format == Output::Json {
-            return views.into_iter().try_for_each(|view| json(&view));
+            return runs.iter().try_for_each(json);
         }
         let mut table = table(&[
             "FIRE TOKEN",
@@ -110,14 +153,14 @@ impl Printer {
             "FIRED",
             "ERROR",
         ]);
-        for view in views {
+        for run in runs {
             let cells = vec![
-                view.fire_token.to_string(),
-                view.attempt.to_string(),
-                view.cause,
-                view.outcome,
-                short(view.fired_time),
-                view.error,
+                run.fire_token.to_string(),
+                run.attempt.to_string(),
+                run.cause.word().to_owned(),
+                run.outcome.word().to_owned(),
+                self.zone.short(run.fired_time),
+                shown(run.error.as_ref()),
             ];
             add_row(&mut table, cells);
         }
@@ -127,14 +170,13 @@ impl Printer {
 
     /// A schedule's occurrences.
     pub fn occurrences(&self, occurrences: &[Occurrence]) -> Result<(), CliError> {
-        let views = occurrences.iter().map(|o| self.zone.occurrence(o));
         if self.format == Output::Json {
-            return views.into_iter().try_for_each(|view| json(&view));
+            return occurrences.iter().try_for_each(json);
         }
         let mut table = table(&["TIME", "KIND"]);
-        for view in views {
-            let time = view.time.map(|time| time.rfc3339()).unwrap_or_default();
-            add_row(&mut table, vec![time, view.kind]);
+        for occurrence in occurrences {
+            let time = self.zone.rfc3339(occurrence.time);
+            add_row(&mut table, vec![time, occurrence.kind.clone()]);
         }
         print_listing(&mut table, occurrences.is_empty(), "")
     }
@@ -149,26 +191,28 @@ impl Printer {
 
     /// One event, on one line.
     pub fn event(&self, event: &JobEvent) -> Result<(), CliError> {
-        let view = self.zone.event(event);
         if self.format == Output::Json {
-            return json(&view);
+            return json(event);
         }
-        let (id, name) = view.job.map(|job| (job.id, job.name)).unwrap_or_default();
-        line(&event_line([
-            &view.kind,
-            &id,
-            &view.scheduled_key.to_string(),
-            &name,
-        ]))
+        let (id, name) = event
+            .job
+            .as_ref()
+            .map(|job| (job.id.as_str(), job.name.as_str()))
+            .unwrap_or_default();
+        let key = shown(event.scheduled_key);
+        line(&event_line([event.kind.word(), id, &key, name]))
     }
 
     /// A Lagged notice: `{"kind": "lagged", "missed": N}`, or a line.
-    pub fn lagged(&self, missed: u64) -> Result<(), CliError> {
+    pub fn lagged(&self, lagged: Lagged) -> Result<(), CliError> {
         match self.format {
-            Output::Json => json(&serde_json::json!({ "kind": "lagged", "missed": missed })),
+            Output::Json => json(&LaggedLine {
+                kind: "lagged",
+                lagged,
+            }),
             Output::Table => line(&event_line([
                 "lagged",
-                &format!("{missed} events missed"),
+                &format!("{} events missed", lagged.missed),
                 "",
                 "",
             ])),
@@ -254,105 +298,78 @@ fn event_line(cells: [&str; 4]) -> String {
     render(&mut table)
 }
 
-/// A time for a table column; empty when unset.
-fn short(time: Option<Stamp>) -> String {
-    time.map(|time| time.short()).unwrap_or_default()
+/// A value for a table cell; empty when unset.
+fn shown(value: Option<impl ToString>) -> String {
+    value.map(|value| value.to_string()).unwrap_or_default()
 }
 
-/// The key/value listing of a job: every field, the optional ones when set.
-fn job_pairs(view: &JobView) -> Vec<(String, String)> {
-    let time = |stamp: Option<Stamp>| stamp.map(|s| s.rfc3339()).unwrap_or_default();
-    let mut pairs: Vec<(String, String)> = [
-        ("id", view.id.clone()),
-        ("name", view.name.clone()),
-        ("description", view.description.clone()),
-        ("status", view.status.clone()),
-        ("job_type", view.job_type.clone()),
-        ("schedule_time", time(view.schedule_time)),
-        ("job_data", view.job_data.clone()),
-        ("created_time", time(view.created_time)),
-        ("updated_time", time(view.updated_time)),
-        ("attempt", view.attempt.to_string()),
-        ("last_error", view.last_error.clone()),
-        ("client_key", view.client_key.clone()),
-    ]
-    .into_iter()
-    .map(|(key, value)| (key.to_owned(), value))
-    .collect();
-    if let Some(recurrence) = &view.recurrence {
-        pairs.extend(recurrence_pairs(view, recurrence));
+/// The key/value listing of a job: its fields, then a recurring job's
+/// schedule and counters and its own retry policy (empty values: unset).
+fn job_pairs(job: &Job, zone: Zone) -> Vec<(&'static str, String)> {
+    let time = |time| zone.rfc3339(time);
+    let mut pairs = vec![
+        ("id", job.id.clone()),
+        ("name", job.name.clone()),
+        ("description", job.description.clone()),
+        ("status", job.status.word().to_owned()),
+        ("job_type", job.job_type.word().to_owned()),
+        ("schedule_time", time(job.schedule_time)),
+        ("job_data", job.job_data.clone()),
+        ("created_time", time(job.created_time)),
+        ("updated_time", time(job.updated_time)),
+        ("attempt", job.attempt.to_string()),
+        ("last_error", shown(job.last_error.as_ref())),
+        ("client_key", shown(job.client_key.as_ref())),
+    ];
+    if let Some(recurrence) = &job.recurrence {
+        pairs.extend(recurrence_pairs(job, recurrence, zone));
     }
-    if let Some(retry) = &view.retry_policy {
+    if let Some(retry) = &job.retry_policy {
         pairs.extend(retry_pairs(retry));
     }
     pairs
 }
 
-/// A recurring job's schedule and counters: the fields that are set.
-fn recurrence_pairs(job: &JobView, r: &RecurrenceView) -> Vec<(String, String)> {
-    let time = |stamp: Option<Stamp>| stamp.map(|s| s.rfc3339()).unwrap_or_default();
-    let number = |n: i64| if n == 0 { String::new() } else { n.to_string() };
-    let fields = [
+/// A recurring job's counters and schedule.
+fn recurrence_pairs(job: &Job, r: &Recurrence, zone: Zone) -> Vec<(&'static str, String)> {
+    let time = |time| zone.rfc3339(time);
+    vec![
         ("paused", job.paused.to_string()),
         ("next_occurrence", time(job.next_occurrence)),
-        ("last_outcome", job.last_outcome.clone().unwrap_or_default()),
+        ("last_outcome", shown(job.last_outcome.map(JobStatus::word))),
         ("last_occurrence", time(job.last_occurrence)),
         ("runs", job.runs.to_string()),
         ("missed", job.missed.to_string()),
-        ("recurrence.cron_expression", r.cron_expression.clone()),
-        ("recurrence.interval_seconds", number(r.interval_seconds)),
+        (
+            "recurrence.cron_expression",
+            shown(r.cron_expression.as_ref()),
+        ),
+        ("recurrence.interval_seconds", shown(r.interval_seconds)),
         ("recurrence.anchor_time", time(r.anchor_time)),
-        ("recurrence.time_zone", r.time_zone.clone()),
+        ("recurrence.time_zone", shown(r.time_zone.as_ref())),
         ("recurrence.start_time", time(r.start_time)),
         ("recurrence.end_time", time(r.end_time)),
-        ("recurrence.max_runs", number(r.max_runs)),
-        ("recurrence.jitter_ms", number(r.jitter_ms)),
-        ("recurrence.dst_repeated", r.dst_repeated.clone()),
-        ("recurrence.dst_skipped", r.dst_skipped.clone()),
-        ("recurrence.catch_up", r.catch_up.clone()),
-        ("recurrence.catch_up_max", number(i64::from(r.catch_up_max))),
+        ("recurrence.max_runs", shown(r.max_runs)),
+        ("recurrence.jitter_ms", shown(r.jitter_ms)),
+        ("recurrence.dst_repeated", shown(r.dst_repeated.as_ref())),
+        ("recurrence.dst_skipped", shown(r.dst_skipped.as_ref())),
+        ("recurrence.catch_up", shown(r.catch_up.as_ref())),
+        ("recurrence.catch_up_max", shown(r.catch_up_max)),
         (
             "recurrence.catch_up_window_seconds",
-            number(r.catch_up_window_seconds),
+            shown(r.catch_up_window_seconds),
         ),
-        ("recurrence.overlap", r.overlap.clone()),
-    ];
-    set_pairs(fields)
+        ("recurrence.overlap", shown(r.overlap.as_ref())),
+    ]
 }
 
-/// A job's own retry policy: the fields that are set.
-fn retry_pairs(retry: &RetryView) -> Vec<(String, String)> {
-    let text = |value: Option<String>| value.unwrap_or_default();
-    let fields = [
-        (
-            "retry_policy.max_attempts",
-            text(retry.max_attempts.map(|n| n.to_string())),
-        ),
-        (
-            "retry_policy.first_delay_ms",
-            text(retry.first_delay_ms.map(|n| n.to_string())),
-        ),
-        (
-            "retry_policy.max_delay_ms",
-            text(retry.max_delay_ms.map(|n| n.to_string())),
-        ),
-        (
-            "retry_policy.multiplier",
-            text(retry.multiplier.map(|n| n.to_string())),
-        ),
-        (
-            "retry_policy.jitter",
-            text(retry.jitter.map(|n| n.to_string())),
-        ),
-    ];
-    set_pairs(fields)
-}
-
-/// The pairs whose value is not empty.
-fn set_pairs<const N: usize>(fields: [(&str, String); N]) -> Vec<(String, String)> {
-    fields
-        .into_iter()
-        .filter(|(_, value)| !value.is_empty())
-        .map(|(key, value)| (key.to_owned(), value))
-        .collect()
+/// A job's own retry policy.
+fn retry_pairs(retry: &RetryPolicy) -> Vec<(&'static str, String)> {
+    vec![
+        ("retry_policy.max_attempts", shown(retry.max_attempts)),
+        ("retry_policy.first_delay_ms", shown(retry.first_delay_ms)),
+        ("retry_policy.max_delay_ms", shown(retry.max_delay_ms)),
+        ("retry_policy.multiplier", shown(retry.multiplier)),
+        ("retry_policy.jitter", shown(retry.jitter)),
+    ]
 }
