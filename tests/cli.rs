@@ -375,6 +375,69 @@ async fn wait_for_runs(app: &TestApp, id: &str, done: impl Fn(&[Value]) -> bool)
     }
 }
 
+/// The ids `schedctl list` prints (JSON) with these filter flags.
+async fn listed_ids(app: &TestApp, filters: &[&str]) -> Vec<String> {
+    let mut args = vec!["list", "-o", "json"];
+    args.extend_from_slice(filters);
+    let listed = schedctl(app, &args).await.ok();
+    let mut ids: Vec<String> = listed
+        .json_lines()
+        .iter()
+        .map(|job| job["id"].as_str().expect("an id").to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn list_filters_by_status_type_kind_and_name() {
+    let app = spawn_app(&[]).await;
+    let later = create(&app, "Weekly report", &time_in(3600)).await;
+    let recurring = schedctl(
+        &app,
+        &[
+            "create",
+            "--name",
+            "nightly",
+            "--data",
+            "{}",
+            "--cron",
+            "0 3 * * *",
+            "-o",
+            "json",
+        ],
+    )
+    .await
+    .ok();
+    let recurring = recurring.json()["id"].as_str().expect("an id").to_owned();
+    assert_eq!(
+        listed_ids(&app, &["--kind", "recurring"]).await,
+        [recurring.clone()]
+    );
+    assert_eq!(
+        listed_ids(&app, &["--kind", "once", "--type", "email"]).await,
+        [later.clone()]
+    );
+    assert_eq!(
+        listed_ids(&app, &["--name", "REPORT"]).await,
+        [later.clone()]
+    );
+    assert_eq!(
+        listed_ids(&app, &["--status", "failed"]).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        listed_ids(&app, &["--type", "sms"]).await,
+        Vec::<String>::new()
+    );
+    let mut both = vec![later, recurring];
+    both.sort();
+    assert_eq!(listed_ids(&app, &["--status", "scheduled"]).await, both);
+    let bad = schedctl(&app, &["list", "--kind", "weekly"]).await;
+    assert_eq!(bad.code, 2, "clap refuses an unknown kind: {}", bad.stderr);
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_cron_expression_is_previewed_before_it_is_saved() {
     let app = spawn_app(&[]).await;

@@ -77,7 +77,7 @@ pub enum Command {
     /// Show a job (GetJob).
     Get(IdArg),
     /// List jobs in schedule-time order (ListJobs).
-    List(PageArgs),
+    List(ListArgs),
     /// Replace every field of a job (UpdateJob): a field left out is
     /// cleared, as UpdateJob replaces them all; the job is scheduled anew.
     Update(UpdateArgs),
@@ -243,6 +243,26 @@ pub struct PageArgs {
     pub all: bool,
 }
 
+/// `list`: a page of the jobs the filters admit (none given: every job).
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Which page.
+    #[command(flatten)]
+    pub page: PageArgs,
+    /// Only jobs with this status.
+    #[arg(long, value_enum)]
+    pub status: Option<StatusArg>,
+    /// Only jobs of this type.
+    #[arg(long = "type", value_enum)]
+    pub job_type: Option<JobTypeArg>,
+    /// Only one-shot or only recurring jobs.
+    #[arg(long, value_enum)]
+    pub kind: Option<KindArg>,
+    /// Only jobs whose name contains this text (ignoring case).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
 /// `runs`: a job and a page of its runs.
 #[derive(Debug, Args)]
 pub struct RunsArgs {
@@ -327,6 +347,30 @@ pub enum JobTypeArg {
     Email,
     /// JOB_TYPE_SMS.
     Sms,
+}
+
+/// A job status (`JobStatus`), spelled as the JSON output spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusArg {
+    /// Created, not yet scheduled.
+    Pending,
+    /// Waiting for its time.
+    Scheduled,
+    /// Fired, its result not in yet.
+    Running,
+    /// Its last run succeeded.
+    Succeeded,
+    /// Its last run failed for good.
+    Failed,
+}
+
+/// One-shot or recurring (`ListJobsRequest.schedule_kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    /// One-shot jobs.
+    Once,
+    /// Recurring jobs.
+    Recurring,
 }
 
 /// An event kind (`EventKind`), spelled as the JSON output spells it.

@@ -15,7 +15,7 @@ use scheduler_service::{
 };
 
 use crate::{
-    args::{Cli, Command, IdArg, PageArgs, RunsArgs, WatchArgs},
+    args::{Cli, Command, IdArg, ListArgs, RunsArgs, WatchArgs},
     client::{Client, connect},
     errors::CliError,
     output::Printer,
@@ -125,7 +125,8 @@ impl<T> Listed<T> {
 }
 
 /// `list`: a page of jobs, or every page from `--page` with `--all`.
-async fn list(client: &Client, args: &PageArgs, out: &Printer) -> Result<(), CliError> {
+async fn list(client: &Client, filters: &ListArgs, out: &Printer) -> Result<(), CliError> {
+    let args = &filters.page;
     let mut listed: Listed<Job> = Listed {
         items: Vec::new(),
         page: args.page,
@@ -138,7 +139,7 @@ async fn list(client: &Client, args: &PageArgs, out: &Printer) -> Result<(), Cli
         let request = client.request(ListJobsRequest {
             page,
             size,
-            ..Default::default()
+            ..filters.into()
         });
         let reply = client.call(client.jobs().list_jobs(request)).await?;
         listed.items.extend(reply.jobs.into_iter().map(Job::from));

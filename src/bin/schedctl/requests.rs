@@ -6,16 +6,16 @@ use std::{io::Read, path::Path};
 
 use scheduler_service::grpc::{
     proto::{
-        CreateJobRequest, JobStatus, JobType, PreviewScheduleRequest, Recurrence, RetryPolicy,
-        UpdateJobRequest,
+        CreateJobRequest, JobStatus, JobType, ListJobsRequest, PreviewScheduleRequest, Recurrence,
+        RetryPolicy, UpdateJobRequest,
     },
     scheduler::v1::{EventKind, ReportResultRequest, SubscribeRequest},
 };
 
 use crate::{
     args::{
-        CreateArgs, EventKindArg, JobArgs, JobTypeArg, PreviewArgs, RecurrenceArgs, ReportArgs,
-        ResultStatus, RetryArgs, UpdateArgs, WatchArgs,
+        CreateArgs, EventKindArg, JobArgs, JobTypeArg, KindArg, ListArgs, PreviewArgs,
+        RecurrenceArgs, ReportArgs, ResultStatus, RetryArgs, StatusArg, UpdateArgs, WatchArgs,
     },
     errors::CliError,
 };
@@ -165,6 +165,30 @@ fn retry_policy(args: RetryArgs) -> Option<RetryPolicy> {
         jitter: args.retry_jitter,
     };
     (policy != RetryPolicy::default()).then_some(policy)
+}
+
+/// The filters of a `list`, on no page yet.
+impl From<&ListArgs> for ListJobsRequest {
+    fn from(args: &ListArgs) -> ListJobsRequest {
+        let status = args.status.map(|status| match status {
+            StatusArg::Pending => JobStatus::Pending,
+            StatusArg::Scheduled => JobStatus::Scheduled,
+            StatusArg::Running => JobStatus::Running,
+            StatusArg::Succeeded => JobStatus::Succeeded,
+            StatusArg::Failed => JobStatus::Failed,
+        });
+        let kind = args.kind.map(|kind| match kind {
+            KindArg::Once => "once",
+            KindArg::Recurring => "recurring",
+        });
+        ListJobsRequest {
+            status: status.map(Into::into),
+            job_type: args.job_type.map(|t| JobType::from(t).into()),
+            schedule_kind: kind.unwrap_or_default().to_owned(),
+            name_contains: args.name.clone().unwrap_or_default(),
+            ..Default::default()
+        }
+    }
 }
 
 impl From<JobTypeArg> for JobType {
