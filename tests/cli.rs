@@ -412,15 +412,15 @@ async fn list_filters_by_status_type_kind_and_name() {
     let recurring = recurring.json()["id"].as_str().expect("an id").to_owned();
     assert_eq!(
         listed_ids(&app, &["--kind", "recurring"]).await,
-        [recurring.clone()]
+        std::slice::from_ref(&recurring)
     );
     assert_eq!(
         listed_ids(&app, &["--kind", "once", "--type", "email"]).await,
-        [later.clone()]
+        std::slice::from_ref(&later)
     );
     assert_eq!(
         listed_ids(&app, &["--name", "REPORT"]).await,
-        [later.clone()]
+        std::slice::from_ref(&later)
     );
     assert_eq!(
         listed_ids(&app, &["--status", "failed"]).await,
