@@ -15,8 +15,8 @@ use super::{
     error::ApiError,
     extract::{Body, Params},
     model::{
-        CreateJob, Created, Done, Job, JobsPage, JobsQuery, PageQuery, Preview, PreviewRequest,
-        RunsPage, UpdateJob,
+        CreateJob, Created, Done, Job, JobFields, JobsPage, JobsQuery, PageQuery, Preview,
+        PreviewRequest, RunsPage,
     },
 };
 use crate::grpc::proto::{self, jobs_service_server::JobsService};
@@ -58,7 +58,7 @@ fn client_key(headers: &HeaderMap, body: &mut CreateJob) -> Result<(), ApiError>
 pub async fn create_job(
     State(api): State<Api>,
     headers: HeaderMap,
-    Body(mut body): Body<CreateJob>,
+    mut body: CreateJob,
 ) -> Result<impl IntoResponse, ApiError> {
     client_key(&headers, &mut body)?;
     let request = Request::new(proto::CreateJobRequest::from(body));
@@ -97,13 +97,13 @@ pub async fn list_jobs(
 }
 
 /// Replaces a job's fields (UpdateJob).
-#[utoipa::path(put, path = "/v1/jobs/{id}", tag = "jobs", request_body = UpdateJob,
+#[utoipa::path(put, path = "/v1/jobs/{id}", tag = "jobs", request_body = JobFields,
     params(("id" = String, Path, description = "The job's id (24 hex digits)", pattern = "^[0-9a-fA-F]{24}$")),
     responses((status = 200, description = "Updated", body = Done)))]
 pub async fn update_job(
     State(api): State<Api>,
     Path(id): Path<String>,
-    Body(body): Body<UpdateJob>,
+    Body(body): Body<JobFields>,
 ) -> Result<Json<Done>, ApiError> {
     let request = Request::new(body.into_request(id));
     let message = api.jobs.update_job(request).await?.into_inner().message;

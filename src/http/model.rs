@@ -212,13 +212,13 @@ pub struct Recurrence {
     /// Each occurrence fires up to this much later, at random.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jitter_ms: Option<i64>,
-    /// A local time that occurs twice: `first`, `second` or `both`.
+    /// A local time that occurs twice: `first`, `last` or `both`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dst_repeated: Option<String>,
-    /// A local time that does not occur: `shift` or `skip`.
+    /// A local time that does not occur: `next-valid` or `skip`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dst_skipped: Option<String>,
-    /// Missed occurrences: `skip`, `last` or `each`.
+    /// Missed occurrences: `skip`, `once` or `each`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub catch_up: Option<String>,
     /// At most this many caught up with `each`.
@@ -227,7 +227,7 @@ pub struct Recurrence {
     /// Only occurrences missed within this window are caught up.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub catch_up_window_seconds: Option<i64>,
-    /// An occurrence due while a run is in flight: `skip`, `queue` or `run`.
+    /// An occurrence due while a run is in flight: `skip`, `keep-one` or `run`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub overlap: Option<String>,
 }
@@ -356,9 +356,10 @@ impl From<proto::Job> for Job {
     }
 }
 
-/// A job to create.
+/// A job's client fields, as a creation gives them and an update replaces
+/// them all.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct CreateJob {
+pub struct JobFields {
     /// Its name.
     #[schema(min_length = 1)]
     pub name: String,
@@ -373,51 +374,8 @@ pub struct CreateJob {
     /// What the executor needs (JSON text).
     #[schema(min_length = 1)]
     pub job_data: String,
-    /// Its schedule, to make it recur.
-    #[serde(default)]
-    pub recurrence: Option<Recurrence>,
-    /// A key that makes the creation idempotent (or the `Idempotency-Key`
-    /// header).
-    #[serde(default)]
-    pub client_key: Option<String>,
-    /// Its own retry policy.
-    #[serde(default)]
-    pub retry_policy: Option<RetryPolicy>,
-}
-
-impl From<CreateJob> for proto::CreateJobRequest {
-    fn from(c: CreateJob) -> Self {
-        proto::CreateJobRequest {
-            name: c.name,
-            description: c.description,
-            schedule_time: c.schedule_time.map(timestamp),
-            job_type: c.job_type.into(),
-            job_data: c.job_data,
-            recurrence: c.recurrence.map(Into::into),
-            client_key: c.client_key.unwrap_or_default(),
-            retry_policy: c.retry_policy.map(Into::into),
-        }
-    }
-}
-
-/// A job's new fields (every client field is replaced).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct UpdateJob {
-    /// Its name.
-    #[schema(min_length = 1)]
-    pub name: String,
-    /// Its description.
-    #[serde(default)]
-    pub description: String,
-    /// When it fires (a recurring job may leave it out).
-    #[serde(default)]
-    pub schedule_time: Option<DateTime<Utc>>,
-    /// Its kind of work.
-    pub job_type: JobType,
-    /// What the executor needs (JSON text).
-    #[schema(min_length = 1)]
-    pub job_data: String,
-    /// Its schedule; left out, the job becomes one-shot.
+    /// Its schedule, to make it recur; left out of an update, the job
+    /// becomes one-shot.
     #[serde(default)]
     pub recurrence: Option<Recurrence>,
     /// Its own retry policy; left out, the service's default applies.
@@ -425,8 +383,36 @@ pub struct UpdateJob {
     pub retry_policy: Option<RetryPolicy>,
 }
 
-impl UpdateJob {
-    /// The UpdateJob request of job `id`.
+/// A job to create: its fields and, to make the creation idempotent, a
+/// key (or the `Idempotency-Key` header).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreateJob {
+    /// The job's fields.
+    #[serde(flatten)]
+    pub job: JobFields,
+    /// The key.
+    #[serde(default)]
+    pub client_key: Option<String>,
+}
+
+impl From<CreateJob> for proto::CreateJobRequest {
+    fn from(create: CreateJob) -> Self {
+        let update = create.job.into_request(String::new());
+        proto::CreateJobRequest {
+            name: update.name,
+            description: update.description,
+            schedule_time: update.schedule_time,
+            job_type: update.job_type,
+            job_data: update.job_data,
+            recurrence: update.recurrence,
+            client_key: create.client_key.unwrap_or_default(),
+            retry_policy: update.retry_policy,
+        }
+    }
+}
+
+impl JobFields {
+    /// The UpdateJob request that gives job `id` these fields.
     pub fn into_request(self, id: String) -> proto::UpdateJobRequest {
         proto::UpdateJobRequest {
             id,
@@ -482,8 +468,8 @@ pub struct JobsQuery {
     pub status: Option<JobStatus>,
     /// Only jobs of this type.
     pub job_type: Option<JobType>,
-    /// Only one-shot (`once`) or recurring (`recurring`) jobs.
-    #[param(pattern = "^(once|recurring)$")]
+    /// Only one-shot (`once`) or recurring (`recurring`) jobs (empty: both).
+    #[param(pattern = "^(once|recurring)?$")]
     pub schedule_kind: Option<String>,
     /// Only jobs whose name contains this text, ignoring case.
     pub name_contains: Option<String>,
