@@ -56,7 +56,8 @@ cargo_install() { # name version [features]
 install() {
   # libssl-dev: the OpenSSL that librdkafka links for TLS and SASL SCRAM
   # (in Debian's Rust images already; listed so that a bare machine builds).
-  apt_install libclang-dev libssl-dev docker-compose postgresql
+  # python3-venv: the virtual environment scripts/schemathesis.sh makes.
+  apt_install libclang-dev libssl-dev docker-compose postgresql python3-venv
   cargo_install tansu "$TANSU_VERSION" dynostore,libsql
   cargo_install polodb "$POLODB_VERSION"
 }
