@@ -5,9 +5,8 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use prost_types::Timestamp;
 use tonic::metadata::{Ascii, MetadataValue};
 
 use crate::errors::EXIT_CODES_HELP;
@@ -144,7 +143,7 @@ pub struct JobArgs {
     pub description: Option<String>,
     /// When a one-shot job fires (RFC 3339, e.g. 2030-01-01T09:00:00Z).
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
-    pub at: Option<Timestamp>,
+    pub at: Option<DateTime<Utc>>,
     /// The kind of executor the job is for.
     #[arg(long = "type", value_enum, default_value_t = JobTypeArg::Email)]
     pub job_type: JobTypeArg,
@@ -173,16 +172,16 @@ pub struct RecurrenceArgs {
     pub every: Option<i64>,
     /// The time an interval counts from (RFC 3339) [the creation time].
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
-    pub anchor: Option<Timestamp>,
+    pub anchor: Option<DateTime<Utc>>,
     /// The IANA zone a cron expression is read in, e.g. Europe/London [UTC].
     #[arg(long, value_name = "ZONE")]
     pub time_zone: Option<String>,
     /// No occurrence before this time (RFC 3339).
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
-    pub start: Option<Timestamp>,
+    pub start: Option<DateTime<Utc>>,
     /// No occurrence after this time (RFC 3339).
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
-    pub end: Option<Timestamp>,
+    pub end: Option<DateTime<Utc>>,
     /// At most this many runs [0: no limit].
     #[arg(long, value_name = "N")]
     pub max_runs: Option<i64>,
@@ -416,13 +415,10 @@ fn parse_token(value: &str) -> Result<MetadataValue<Ascii>, String> {
 }
 
 /// An RFC 3339 time.
-fn parse_time(value: &str) -> Result<Timestamp, String> {
-    let time = DateTime::parse_from_rfc3339(value)
-        .map_err(|err| format!("{err} (expected RFC 3339, e.g. 2030-01-01T09:00:00Z)"))?;
-    Ok(Timestamp {
-        seconds: time.timestamp(),
-        nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(0),
-    })
+fn parse_time(value: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|time| time.with_timezone(&Utc))
+        .map_err(|err| format!("{err} (expected RFC 3339, e.g. 2030-01-01T09:00:00Z)"))
 }
 
 /// Whole seconds: a number, or a duration such as `90s` or `1h 30m`.

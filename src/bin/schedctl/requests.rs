@@ -4,12 +4,14 @@
 
 use std::{io::Read, path::Path};
 
-use scheduler_service::grpc::{
-    proto::{
-        CreateJobRequest, JobStatus, JobType, ListJobsRequest, PreviewScheduleRequest, Recurrence,
-        RetryPolicy, UpdateJobRequest,
+use scheduler_service::{
+    grpc::{
+        proto::{
+            CreateJobRequest, JobStatus, ListJobsRequest, PreviewScheduleRequest, UpdateJobRequest,
+        },
+        scheduler::v1::{EventKind, ReportResultRequest, SubscribeRequest},
     },
-    scheduler::v1::{EventKind, ReportResultRequest, SubscribeRequest},
+    http::model::{CreateJob, JobFields, JobType, PreviewRequest, Recurrence, RetryPolicy},
 };
 
 use crate::{
@@ -22,31 +24,26 @@ use crate::{
 
 /// CreateJob's request.
 pub fn create(args: CreateArgs) -> Result<CreateJobRequest, CliError> {
-    let job_data = job_data(&args.job)?;
-    let job = args.job;
-    Ok(CreateJobRequest {
-        name: job.name.unwrap_or_default(),
-        description: job.description.unwrap_or_default(),
-        schedule_time: job.at,
-        job_type: JobType::from(job.job_type).into(),
-        job_data,
-        recurrence: recurrence(job.recurrence),
-        client_key: args.client_key.unwrap_or_default(),
-        retry_policy: retry_policy(job.retry),
-    })
+    let create = CreateJob {
+        job: fields(args.job)?,
+        client_key: args.client_key,
+    };
+    Ok(create.into())
 }
 
 /// UpdateJob's request.
 pub fn update(args: UpdateArgs) -> Result<UpdateJobRequest, CliError> {
-    let job_data = job_data(&args.job)?;
-    let job = args.job;
-    Ok(UpdateJobRequest {
-        id: args.id,
+    Ok(fields(args.job)?.into_request(args.id))
+}
+
+/// The job's fields of the flags, as the HTTP API's JSON has them.
+fn fields(job: JobArgs) -> Result<JobFields, CliError> {
+    Ok(JobFields {
+        job_data: job_data(&job)?,
         name: job.name.unwrap_or_default(),
         description: job.description.unwrap_or_default(),
         schedule_time: job.at,
-        job_type: JobType::from(job.job_type).into(),
-        job_data,
+        job_type: job.job_type.into(),
         recurrence: recurrence(job.recurrence),
         retry_policy: retry_policy(job.retry),
     })
@@ -54,11 +51,12 @@ pub fn update(args: UpdateArgs) -> Result<UpdateJobRequest, CliError> {
 
 /// PreviewSchedule's request: the job, or the recurrence of the flags.
 pub fn preview(args: PreviewArgs) -> PreviewScheduleRequest {
-    PreviewScheduleRequest {
-        id: args.id.unwrap_or_default(),
+    PreviewRequest {
+        id: args.id,
         recurrence: recurrence(args.recurrence),
-        count: args.count.unwrap_or_default(),
+        count: args.count,
     }
+    .into()
 }
 
 /// Subscribe's request.
@@ -72,7 +70,7 @@ pub fn subscribe(args: &WatchArgs) -> SubscribeRequest {
         job_types: args
             .job_type
             .iter()
-            .map(|job_type| JobType::from(*job_type).into())
+            .map(|job_type| i32::from(JobType::from(*job_type)))
             .collect(),
         subscription: args.subscription.clone().unwrap_or_default(),
     }
@@ -123,36 +121,23 @@ fn read_data(path: &Path) -> Result<String, CliError> {
 
 /// The recurrence of the flags; none when no recurrence flag is given.
 fn recurrence(args: RecurrenceArgs) -> Option<Recurrence> {
-    let given = args.cron.is_some()
-        || args.every.is_some()
-        || args.anchor.is_some()
-        || args.time_zone.is_some()
-        || args.start.is_some()
-        || args.end.is_some()
-        || args.max_runs.is_some()
-        || args.jitter_ms.is_some()
-        || args.dst_repeated.is_some()
-        || args.dst_skipped.is_some()
-        || args.catch_up.is_some()
-        || args.catch_up_max.is_some()
-        || args.catch_up_window_secs.is_some()
-        || args.overlap.is_some();
-    given.then(|| Recurrence {
-        cron_expression: args.cron.unwrap_or_default(),
-        interval_seconds: args.every.unwrap_or_default(),
+    let recurrence = Recurrence {
+        cron_expression: args.cron,
+        interval_seconds: args.every,
         anchor_time: args.anchor,
-        time_zone: args.time_zone.unwrap_or_default(),
+        time_zone: args.time_zone,
         start_time: args.start,
         end_time: args.end,
-        max_runs: args.max_runs.unwrap_or_default(),
-        jitter_ms: args.jitter_ms.unwrap_or_default(),
-        dst_repeated: args.dst_repeated.unwrap_or_default(),
-        dst_skipped: args.dst_skipped.unwrap_or_default(),
-        catch_up: args.catch_up.unwrap_or_default(),
-        catch_up_max: args.catch_up_max.unwrap_or_default(),
-        catch_up_window_seconds: args.catch_up_window_secs.unwrap_or_default(),
-        overlap: args.overlap.unwrap_or_default(),
-    })
+        max_runs: args.max_runs,
+        jitter_ms: args.jitter_ms,
+        dst_repeated: args.dst_repeated,
+        dst_skipped: args.dst_skipped,
+        catch_up: args.catch_up,
+        catch_up_max: args.catch_up_max,
+        catch_up_window_seconds: args.catch_up_window_secs,
+        overlap: args.overlap,
+    };
+    (recurrence != Recurrence::default()).then_some(recurrence)
 }
 
 /// The retry policy of the flags; none when no retry flag is given.
