@@ -19,6 +19,7 @@ cases!(
     a_lost_claim_or_write_records_nothing,
     retries_are_runs_of_their_own_listed_newest_first,
     concurrent_listings_answer_each_job_its_own_runs,
+    listings_at_once_record_each_run_once,
     a_run_timeout_ends_the_run_timed_out,
     a_recurring_occurrence_is_a_run,
     deleting_a_job_deletes_its_runs,
@@ -252,6 +253,35 @@ async fn concurrent_listings_answer_each_job_its_own_runs(db: &Store) {
         assert_eq!((jobs.total, listed), (JOBS as u64, ids.clone()));
         assert_eq!(runs, expected[&id], "the runs of {id}");
     }
+}
+
+/// Listings of one job's runs at once, on several replicas, each see every
+/// run once (on MongoDB, each may copy the job's run log into the runs
+/// collection: a copy again finds the runs already there).
+async fn listings_at_once_record_each_run_once(db: &Store) {
+    let at = now() - TimeDelta::minutes(5);
+    let mut job = stored(db, "flaky", at, 4).await;
+    for n in 0..3 {
+        let running = claimed(db, &job, at + TimeDelta::seconds(n)).await;
+        job = fail(
+            db,
+            &running,
+            &format!("failure {n}"),
+            at + TimeDelta::seconds(n),
+        )
+        .await;
+    }
+    let replicas = [db.replica(2).await, db.replica(2).await];
+    let listings = (0..6).map(|n| {
+        let replica = &replicas[n % 2];
+        async move { store::runs_of(&**replica, job.id, page(1, 100)).await }
+    });
+    for listed in futures::future::join_all(listings).await {
+        let runs = listed.expect("runs").expect("a job").runs;
+        let attempts: Vec<u32> = runs.iter().map(|run| run.attempt).collect();
+        assert_eq!(attempts, [3, 2, 1], "each run once, newest first");
+    }
+    assert_eq!(runs_of(db, job.id).await.len(), 3);
 }
 
 async fn a_run_timeout_ends_the_run_timed_out(db: &Store) {

@@ -100,6 +100,21 @@ fn transient_kind(kind: &ErrorKind) -> bool {
 
 /// Whether an insert failed on the unique index of client keys (a
 /// duplicate key error, 11000, that names it).
+/// Whether a write found its document already there (a duplicate `_id` or
+/// other unique key): MongoDB's code 11000, for one write or any of many,
+/// or polodb's message.
+pub(super) fn already_there(err: &MongoError) -> bool {
+    match &*err.kind {
+        ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == 11000,
+        ErrorKind::InsertMany(many) => many
+            .write_errors
+            .as_ref()
+            .is_some_and(|errors| errors.iter().any(|e| e.code == 11000)),
+        ErrorKind::Command(command) => command.message.contains("duplicate key"),
+        _ => false,
+    }
+}
+
 pub(super) fn duplicate_key(err: &MongoError) -> bool {
     matches!(&*err.kind, ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == 11000)
         && err.to_string().contains("clientKey")

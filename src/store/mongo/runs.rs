@@ -20,7 +20,7 @@ use mongodb::options::FindOptions;
 use super::{
     MongoJobDB,
     codec::bson_time,
-    errors::{duplicate_key, map_err},
+    errors::{already_there, map_err},
 };
 use crate::{
     domain::{
@@ -109,19 +109,42 @@ impl MongoJobDB {
         let Ok(log) = job.get_array("runLog") else {
             return Ok(());
         };
-        for entry in log.iter().filter_map(Bson::as_document) {
-            let records = entry.get_array("runs").map(|r| r.as_slice()).unwrap_or(&[]);
-            for record in records.iter().filter_map(Bson::as_document) {
-                self.insert_run(record).await?;
-            }
-        }
+        let records: Vec<Document> = log
+            .iter()
+            .filter_map(Bson::as_document)
+            .flat_map(|entry| entry.get_array("runs").map(|r| r.as_slice()).unwrap_or(&[]))
+            .filter_map(Bson::as_document)
+            .cloned()
+            .collect();
+        self.insert_runs(&records).await?;
         let version = job.get_i64("version").unwrap_or(-1);
         let filter = doc! { "_id": id, "version": version };
         let update = doc! { "$unset": { "runLog": "" }, "$set": { "owesRuns": false } };
         self.update_where(filter, update).await.map(|_| ())
     }
 
-    /// Inserts one run record; one already there (a flush again) is kept.
+    /// Inserts run records, in one call; records already there (a flush
+    /// again, or a listing on another replica flushing at once) are kept.
+    /// When some were there, each is inserted on its own, so that no
+    /// server stops at the first (MongoDB inserts the others; polodb may not).
+    async fn insert_runs(&self, records: &[Document]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let many = self.runs.insert_many(records).ordered(false).into_future();
+        match tokio::time::timeout(self.timeout, many).await {
+            Ok(Err(err)) if already_there(&err) => {
+                for record in records {
+                    self.insert_run(record).await?;
+                }
+                Ok(())
+            }
+            Ok(result) => result.map(|_| ()).map_err(map_err),
+            Err(_) => Err(self.did_not_answer()),
+        }
+    }
+
+    /// Inserts one run record; one already there is kept.
     async fn insert_run(&self, record: &Document) -> Result<(), StoreError> {
         let inserted = tokio::time::timeout(
             self.timeout,
@@ -129,7 +152,7 @@ impl MongoJobDB {
         )
         .await;
         match inserted {
-            Ok(Err(err)) if duplicate_key(&err) => Ok(()),
+            Ok(Err(err)) if already_there(&err) => Ok(()),
             Ok(result) => result.map(|_| ()).map_err(map_err),
             Err(_) => Err(self.did_not_answer()),
         }

@@ -142,3 +142,17 @@ fn a_document_with_a_bad_field_is_reported_as_corrupt() {
     let err = job_from_document(&document).unwrap_err();
     assert_eq!(err.id, None, "{err}");
 }
+
+#[test]
+fn a_duplicate_key_on_mongodb_or_polodb_means_the_record_is_there() {
+    let polodb = command_error(1, "duplicate key error collection: jobs_runs, index: _id_");
+    assert!(already_there(&write_failure(false, 11000, &[])));
+    assert!(already_there(&polodb));
+    for other in [
+        write_failure(false, 121, &[]),
+        write_failure(true, 11000, &[]),
+        command_error(1, "no handler found"),
+    ] {
+        assert!(!already_there(&other), "{other}");
+    }
+}
