@@ -756,6 +756,7 @@ mod tests {
         let metrics = Metrics::new();
         // Label-less series show at once; labelled ones once a label set is used.
         metrics.rpc_handled("GetJob", tonic::Code::NotFound, Duration::ZERO);
+        metrics.http_handled("/v1/jobs", "GET", 200, Duration::ZERO);
         metrics.job_failed(FailReason::Result);
         metrics.event_published("t");
         metrics.event_failed("t");
