@@ -249,6 +249,20 @@ async fn one_job_life_is_one_trace_from_create_to_result() {
             .expect("ASCII metadata"),
     );
     let id = create_job(&mut client, request).await;
+    // A caller over HTTP: its trace continues the same way.
+    let http_trace = common::unique() + "11111111";
+    let http_caller = "00f067aa0ba902b8";
+    let created = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/v1/jobs", service.http_port))
+        .header("traceparent", format!("00-{http_trace}-{http_caller}-01"))
+        .json(&serde_json::json!({
+            "name": "traced over HTTP", "job_type": "email", "job_data": "{}",
+            "schedule_time": (chrono::Utc::now() + chrono::TimeDelta::hours(1)).to_rfc3339(),
+        }))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(created.status(), reqwest::StatusCode::CREATED);
 
     let (created, _) = creates.next_for(&id, EVENT_TIMEOUT).await;
     let created = created.expect("create event");
@@ -335,5 +349,22 @@ async fn one_job_life_is_one_trace_from_create_to_result() {
             "{span:?} hangs off a span not in the trace"
         );
     }
+    let http_spans: Vec<ReceivedSpan> = collector
+        .spans
+        .lock()
+        .expect("collector lock")
+        .iter()
+        .filter(|span| span.trace_id == http_trace)
+        .cloned()
+        .collect();
+    let http_span = http_spans
+        .iter()
+        .find(|span| span.name == "POST /v1/jobs")
+        .unwrap_or_else(|| panic!("no HTTP span in {http_spans:?}"));
+    assert_eq!(http_span.parent_span_id, http_caller);
+    assert!(
+        http_spans.iter().any(|span| span.name == "db insert"),
+        "the creation's store call joins the HTTP caller's trace: {http_spans:?}"
+    );
     server.abort();
 }

@@ -11,6 +11,8 @@
 //! answered within `GRPC_REQUEST_TIMEOUT_MS` is 503; event streams count
 //! against `GRPC_MAX_SUBSCRIBERS` with gRPC's. TLS uses the gRPC server's
 //! certificate (`server`). The document is at `/openapi.json` (`openapi`).
+//! Each call is a span (continuing a W3C `traceparent`) and a sample of
+//! the HTTP metrics.
 
 mod error;
 mod events;
@@ -35,6 +37,7 @@ use axum::{
 };
 use tokio::sync::Semaphore;
 use tonic::Code;
+use tracing::Instrument;
 
 pub use error::ApiError;
 pub use jobs::IDEMPOTENCY_KEY;
@@ -43,7 +46,10 @@ pub use server::HttpServer;
 use crate::{
     config::SecuritySettings,
     grpc::{JobEventsGrpc, JobsGrpc, auth::Authenticator},
-    telemetry::metrics::Metrics,
+    telemetry::{
+        metrics::Metrics,
+        propagation::{HeaderExtractor, set_parent_from},
+    },
 };
 
 /// What the handlers share: the gRPC handlers they run, the token check
@@ -216,16 +222,29 @@ async fn authorized(State(guard): State<Guard>, mut request: Request, next: Next
     }
 }
 
-/// Counts a call of a resource, by its route, method and status.
+/// One span and one metric sample per call of a resource, by its route,
+/// method and status. The span (`GET /v1/jobs/{id}`) continues the caller's
+/// trace when the request carries W3C `traceparent`, as a gRPC call's does,
+/// so that a job created over HTTP keeps that trace through its firing.
 async fn observed(State(api): State<Api>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     let method = request.method().clone();
+    let span = tracing::info_span!(
+        "http",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    set_parent_from(&span, &HeaderExtractor(request.headers()));
     let started = Instant::now();
-    let response = next.run(request).await;
+    let response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
     api.metrics
         .http_handled(&route, method.as_str(), status, started.elapsed());
     response

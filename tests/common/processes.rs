@@ -22,22 +22,26 @@ pub struct ServiceProcess {
     pub port: u16,
     /// The port of its `/metrics` (the same after a restart).
     pub metrics_port: u16,
+    /// The port of its HTTP API (the same after a restart).
+    pub http_port: u16,
     child: Option<ServiceChild>,
 }
 
 impl ServiceProcess {
     /// Starts `scheduler-service` with these variables (plus a free
-    /// SERVER_PORT and METRICS_PORT) and waits until it listens.
+    /// SERVER_PORT, METRICS_PORT and HTTP_PORT) and waits until it listens.
     pub async fn start(env: &[(String, String)], log_dir: &Path) -> Self {
         let metrics_port = free_port().expect("a free port");
         let mut env = env.to_vec();
         env.push((vars::METRICS_PORT.to_owned(), metrics_port.to_string()));
-        env.push((vars::HTTP_PORT.to_owned(), "0".to_owned()));
+        let http_port = free_port().expect("a free port");
+        env.push((vars::HTTP_PORT.to_owned(), http_port.to_string()));
         let mut process = ServiceProcess {
             env,
             log_dir: log_dir.to_owned(),
             port: 0,
             metrics_port,
+            http_port,
             child: None,
         };
         process.restart().await;
