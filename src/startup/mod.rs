@@ -59,7 +59,7 @@ pub enum StartupError {
     /// The broker client could not be set up.
     #[error("message broker: {0}")]
     Broker(#[from] BrokerError),
-    /// A listening socket (gRPC or metrics) could not be bound.
+    /// A listening socket (gRPC, HTTP or metrics) could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         /// The address asked for.
@@ -157,13 +157,7 @@ impl Application {
             Subscriptions::new(log, hub.clone(), shutdown.clone(), stall, metrics.clone())
         });
         let (listener, port) = bind(settings.server.host, settings.server.port).await?;
-        let http_addr = SocketAddr::new(settings.server.host, settings.server.http_port);
-        let http = HttpServer::bind(http_addr)
-            .await
-            .map_err(|source| StartupError::Bind {
-                addr: http_addr,
-                source,
-            })?;
+        let http = bind_http(settings.server.host, settings.server.http_port).await?;
         let metrics_addr =
             SocketAddr::new(settings.server.host, settings.observability.metrics_port);
         let endpoint = MetricsEndpoint::bind(metrics_addr)
@@ -430,6 +424,14 @@ async fn bind(host: IpAddr, port: u16) -> Result<(TcpListener, u16), StartupErro
         .map_err(|source| StartupError::Bind { addr, source })?
         .port();
     Ok((listener, port))
+}
+
+/// Binds the HTTP API's port (0 picks a free one).
+async fn bind_http(host: IpAddr, port: u16) -> Result<HttpServer, StartupError> {
+    let addr = SocketAddr::new(host, port);
+    HttpServer::bind(addr)
+        .await
+        .map_err(|source| StartupError::Bind { addr, source })
 }
 
 /// After shutdown: waits, each within `grace`, for in-flight firings, the
