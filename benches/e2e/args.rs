@@ -11,7 +11,7 @@ use scheduler_service::domain::retry::MAX_ATTEMPTS_LIMIT;
 
 use crate::support::{BARE_RUN_HELP, bench_args, number};
 
-/// The five benchmarks.
+/// The six benchmarks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Part {
     Create,
@@ -19,6 +19,8 @@ pub enum Part {
     Recovery,
     Recurring,
     History,
+    /// The HTTP/JSON API against gRPC.
+    Api,
 }
 
 /// Where the service keeps its jobs.
@@ -64,7 +66,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "create,fire,recovery,recurring,history"
+        default_value = "create,fire,recovery,recurring,history,api"
     )]
     parts: Vec<Part>,
     /// Seed of the fire part's due times; run k uses seed + k − 1.
@@ -80,13 +82,13 @@ struct Args {
         default_value = "mongodb,postgres,embedded"
     )]
     stores: Vec<Store>,
-    /// create: calls [default: 20000, smoke 200].
+    /// create and api: calls (api: on each face) [default: 20000, smoke 200].
     #[arg(long, value_name = "N", value_parser = number::<usize>)]
     requests: Option<usize>,
-    /// create and fire: calls in flight.
+    /// create, fire and api: calls in flight.
     #[arg(long, value_name = "C", value_parser = number::<usize>, default_value = "64")]
     concurrency: usize,
-    /// create and fire: HTTP/2 connections the calls are spread over.
+    /// create, fire and api: HTTP/2 connections the gRPC calls are spread over.
     #[arg(long, value_name = "K", value_parser = number::<usize>, default_value = "4")]
     connections: usize,
     /// create: no new call after this long [default: 60, smoke 20].

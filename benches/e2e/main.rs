@@ -4,7 +4,7 @@
 //! broker, the MongoDB-protocol server and PostgreSQL. Each run uses a fresh
 //! collection or schema and fresh topics.
 //!
-//! Five parts, a module each:
+//! Six parts, a module each:
 //!
 //! - `create`: CreateJob load. `--concurrency` calls in flight over
 //!   `--connections` HTTP/2 connections, `--requests` calls (after a warm-up
@@ -53,6 +53,10 @@
 //!   p50/p99/max against the target of under 5 ms. On PostgreSQL and the
 //!   embedded store a pruning pass (`prune_runs`, batches of 1,000) then
 //!   keeps the newest half of each job's runs: its time and runs removed.
+//! - `api`: the HTTP/JSON API against gRPC: `--requests` CreateJob calls
+//!   over each face of one service on the embedded store, `--concurrency`
+//!   in flight, one face after the other in the same run (after a warm-up
+//!   of both); calls per second and p50/p99 of each, and HTTP over gRPC.
 //!
 //! ```text
 //! cargo bench --bench e2e                      # every part, 3 runs each
@@ -63,6 +67,7 @@
 //! cargo bench --bench e2e -- --parts create,fire --fire-stores postgres,embedded --plot docs/benchmarks
 //! cargo bench --bench e2e -- --parts recurring --recurring-jobs 10000 --recurring-every-secs 10
 //! cargo bench --bench e2e -- --parts history --history-stores postgres,embedded --history-jobs 50
+//! cargo bench --bench e2e -- --parts api --requests 20000 --concurrency 64
 //! ```
 //!
 //! With `--plot DIR`, the create and fire parts also draw their charts
@@ -84,6 +89,7 @@
 //! (CPU by process) and `report` (what the tables and charts share).
 
 mod accounting;
+mod api;
 mod args;
 mod create;
 mod fire;
@@ -146,6 +152,9 @@ async fn run(o: Options) -> bool {
     }
     if o.parts.contains(&Part::History) {
         ok &= history::history_part(&o).await;
+    }
+    if o.parts.contains(&Part::Api) {
+        ok &= api::api_part(&o).await;
     }
     ok
 }
