@@ -5,13 +5,7 @@
 //! in turn), so that the cost of the HTTP face (JSON, and its transcoding to
 //! the RPC's message) shows as a ratio of figures measured side by side.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use scheduler_service::config::vars;
@@ -19,7 +13,7 @@ use test_support::{free_port, unique};
 
 use crate::{
     args::{Options, Store},
-    load::{DueMs, JOB_DATA, Load, create_load},
+    load::{DueMs, JOB_DATA, Load, call_load, create_load},
     service::{Service, drop_namespace, service_env, set},
     support::{
         now_us,
@@ -163,65 +157,31 @@ impl HttpClient {
 
     /// Creates jobs `0..n` (job `i` due at `due(i)`), `concurrency` at a time.
     async fn create_load(&self, n: usize, concurrency: usize, due: DueMs) -> Load {
-        let next = Arc::new(AtomicUsize::new(0));
-        let start = Instant::now();
-        let workers: Vec<_> = (0..concurrency)
-            .map(|_| tokio::spawn(self.clone().worker(next.clone(), n, due.clone())))
-            .collect();
-        let mut load = Load {
-            latencies_us: Vec::with_capacity(n),
-            errors: 0,
-            first_error: None,
-            elapsed: Duration::ZERO,
-        };
-        for worker in workers {
-            let part = worker.await.expect("worker");
-            load.latencies_us.extend(part.latencies_us);
-            load.errors += part.errors;
-            load.first_error = load.first_error.or(part.first_error);
-        }
-        load.elapsed = start.elapsed();
-        load
+        let http = self.clone();
+        let call = move |_, i| http.clone().create(i, due(i));
+        call_load(n, concurrency, None, call).await
     }
 
-    /// One call in flight: takes the next call number until all are taken.
-    async fn worker(self, next: Arc<AtomicUsize>, n: usize, due: DueMs) -> Load {
-        let mut load = Load {
-            latencies_us: Vec::new(),
-            errors: 0,
-            first_error: None,
-            elapsed: Duration::ZERO,
-        };
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            if i >= n {
-                return load;
-            }
-            let at = DateTime::<Utc>::from_timestamp_millis(due(i)).unwrap_or_default();
-            let body = serde_json::json!({
-                "name": format!("e2e-{i}"),
-                "description": "end-to-end benchmark",
-                "schedule_time": at.to_rfc3339(),
-                "job_type": "email",
-                "job_data": JOB_DATA,
-            });
-            let t = Instant::now();
-            match self.client.post(&self.url).json(&body).send().await {
-                Ok(answer) if answer.status() == reqwest::StatusCode::CREATED => {
-                    // The body is read, as a client would read the id.
-                    let _ = answer.bytes().await;
-                    load.latencies_us.push(t.elapsed().as_micros() as i64);
-                }
-                Ok(answer) => {
-                    load.errors += 1;
-                    load.first_error
-                        .get_or_insert_with(|| answer.status().to_string());
-                }
-                Err(err) => {
-                    load.errors += 1;
-                    load.first_error.get_or_insert_with(|| err.to_string());
-                }
-            }
+    /// Creates job `i`, due at `due_ms`, and reads the answer's body (as a
+    /// client reads the id).
+    async fn create(self, i: usize, due_ms: i64) -> Result<(), String> {
+        let at = DateTime::<Utc>::from_timestamp_millis(due_ms).unwrap_or_default();
+        let body = serde_json::json!({
+            "name": format!("e2e-{i}"),
+            "description": "end-to-end benchmark",
+            "schedule_time": at.to_rfc3339(),
+            "job_type": "email",
+            "job_data": JOB_DATA,
+        });
+        let answer = self.client.post(&self.url).json(&body).send().await;
+        let answer = answer.map_err(|err| err.to_string())?;
+        if answer.status() != reqwest::StatusCode::CREATED {
+            return Err(answer.status().to_string());
         }
+        answer
+            .bytes()
+            .await
+            .map(|_| ())
+            .map_err(|err| err.to_string())
     }
 }

@@ -4,6 +4,7 @@
 
 use std::{
     collections::HashSet,
+    future::Future,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -29,6 +30,7 @@ pub type DueMs = Arc<dyn Fn(usize) -> i64 + Send + Sync>;
 pub type MakeRequest = Arc<dyn Fn(usize) -> proto::CreateJobRequest + Send + Sync>;
 
 /// What a batch of CreateJob calls gave.
+#[derive(Default)]
 pub struct Load {
     /// Latency of each successful call, µs.
     pub latencies_us: Vec<i64>,
@@ -73,47 +75,64 @@ pub async fn create_requests(
     deadline: Option<Instant>,
     request: MakeRequest,
 ) -> Load {
+    let clients: Arc<[JobsServiceClient<Channel>]> = clients.into();
+    let call = move |worker: usize, i: usize| {
+        let mut client = clients[worker % clients.len()].clone();
+        let request = request(i);
+        async move {
+            client
+                .create_job(request)
+                .await
+                .map(|_| ())
+                .map_err(|status| status.to_string())
+        }
+    };
+    call_load(n, concurrency, deadline, call).await
+}
+
+/// Makes calls `0..n`, `concurrency` at a time, until all are done or
+/// `deadline` (no new call after it): in-flight slot `w` makes call `i` as
+/// `call(w, i)`. The latency of each call that succeeded, and the errors.
+pub async fn call_load<F, Fut>(
+    n: usize,
+    concurrency: usize,
+    deadline: Option<Instant>,
+    call: F,
+) -> Load
+where
+    F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let workers: Vec<_> = (0..concurrency)
-        .map(|w| {
-            let client = clients[w % clients.len()].clone();
-            tokio::spawn(worker(client, next.clone(), n, deadline, request.clone()))
-        })
+        .map(|w| tokio::spawn(worker(w, next.clone(), n, deadline, call.clone())))
         .collect();
-    let mut load = Load {
-        latencies_us: Vec::with_capacity(n),
-        errors: 0,
-        first_error: None,
-        elapsed: Duration::ZERO,
-    };
+    let mut load = Load::default();
     for worker in workers {
         let part = worker.await.expect("worker");
         load.latencies_us.extend(part.latencies_us);
         load.errors += part.errors;
-        if load.first_error.is_none() {
-            load.first_error = part.first_error;
-        }
+        load.first_error = load.first_error.or(part.first_error);
     }
     load.elapsed = start.elapsed();
     load
 }
 
-/// One call in flight: takes the next call number until all are taken or
-/// the deadline passed.
-async fn worker(
-    mut client: JobsServiceClient<Channel>,
+/// One call in flight (slot `w`): takes the next call number until all are
+/// taken or the deadline passed.
+async fn worker<F, Fut>(
+    w: usize,
     next: Arc<AtomicUsize>,
     n: usize,
     deadline: Option<Instant>,
-    request: MakeRequest,
-) -> Load {
-    let mut load = Load {
-        latencies_us: Vec::new(),
-        errors: 0,
-        first_error: None,
-        elapsed: Duration::ZERO,
-    };
+    call: F,
+) -> Load
+where
+    F: Fn(usize, usize) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let mut load = Load::default();
     loop {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break;
@@ -123,11 +142,11 @@ async fn worker(
             break;
         }
         let t = Instant::now();
-        match client.create_job(request(i)).await {
-            Ok(_) => load.latencies_us.push(t.elapsed().as_micros() as i64),
-            Err(status) => {
+        match call(w, i).await {
+            Ok(()) => load.latencies_us.push(t.elapsed().as_micros() as i64),
+            Err(err) => {
                 load.errors += 1;
-                load.first_error.get_or_insert_with(|| status.to_string());
+                load.first_error.get_or_insert(err);
             }
         }
     }
