@@ -68,7 +68,8 @@ fn job_type(value: i32) -> Result<JobType, Error> {
         .ok_or_else(|| Error::invalid(Field::JobType, format!("unknown job type {value}")))
 }
 
-pub(super) fn timestamp(time: DateTime<Utc>) -> Timestamp {
+/// A time as the messages carry it.
+pub fn timestamp(time: DateTime<Utc>) -> Timestamp {
     Timestamp {
         seconds: time.timestamp(),
         nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(0),

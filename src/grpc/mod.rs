@@ -22,6 +22,7 @@ use std::sync::LazyLock;
 
 use prost::Message;
 
+pub use convert::timestamp;
 pub use events::JobEventsGrpc;
 pub use handlers::JobsGrpc;
 pub use limits::CallLimits;

@@ -14,15 +14,7 @@ use prost_types::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::grpc::{proto, scheduler::v1 as events};
-
-/// A time as the messages carry it.
-fn timestamp(time: DateTime<Utc>) -> Timestamp {
-    Timestamp {
-        seconds: time.timestamp(),
-        nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(0),
-    }
-}
+use crate::grpc::{proto, scheduler::v1 as events, timestamp};
 
 /// A message's time, if it has one the JSON form can show.
 fn time(ts: Option<Timestamp>) -> Option<DateTime<Utc>> {
