@@ -115,7 +115,8 @@ pub(super) fn already_there(err: &MongoError) -> bool {
     }
 }
 
+/// Whether an insert met a job with its client key (the unique index of
+/// `clientKey`).
 pub(super) fn duplicate_key(err: &MongoError) -> bool {
-    matches!(&*err.kind, ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == 11000)
-        && err.to_string().contains("clientKey")
+    already_there(err) && err.to_string().contains("clientKey")
 }
