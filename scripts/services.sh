@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs (if missing) and runs the servers the service and its tests need,
 # on loopback: a Kafka-protocol broker (tansu), a MongoDB-protocol server
-# (polodb) and PostgreSQL (Debian's package, the multi-replica store).
+# (polodb) and PostgreSQL (Debian's package, the multi-replica store); and
+# installs headless Chromium for the web console's browser tests.
 # Versions are pinned; cargo caches the binaries in ~/.cargo/bin.
 #
 #   scripts/services.sh up       install if needed, start, wait until they answer
@@ -57,7 +58,9 @@ install() {
   # libssl-dev: the OpenSSL that librdkafka links for TLS and SASL SCRAM
   # (in Debian's Rust images already; listed so that a bare machine builds).
   # python3-venv: the virtual environment scripts/schemathesis.sh makes.
-  apt_install libclang-dev libssl-dev docker-compose postgresql python3-venv
+  # chromium, chromium-driver: the browser tests of the web console
+  # (tests/console.rs drives headless Chromium over WebDriver).
+  apt_install libclang-dev libssl-dev docker-compose postgresql python3-venv chromium chromium-driver
   cargo_install tansu "$TANSU_VERSION" dynostore,libsql
   cargo_install polodb "$POLODB_VERSION"
 }

@@ -326,6 +326,7 @@ async fn recurring_jobs_are_paused_resumed_triggered_previewed_and_their_runs_li
             .all(|t| t.contains("T01:00:00") || t.contains("T02:00:00")),
         "{times:?}"
     );
+    assert_eq!(preview["description"], "At 03:00, in Europe/Paris");
 
     let (status, triggered) = http.post(&format!("{job}/trigger"), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{triggered}");
@@ -517,6 +518,127 @@ async fn tokens_and_roles_are_checked_as_for_grpc() {
     // The document is public, as gRPC reflection is.
     let (status, _) = http.get("/openapi.json").await;
     assert_eq!(status, StatusCode::OK);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_session_names_the_callers_role_and_the_firings_are_for_readers() {
+    let auth = TestAuth::new();
+    let app = spawn_app_with_auth(&auth, &[]).await;
+    let http = Http::of(&app);
+    refused(
+        &http.get("/v1/session").await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        None,
+    );
+    for role in ["admin", "viewer", "executor"] {
+        let (status, session) = http.with_token(&auth.token(role)).get("/v1/session").await;
+        assert_eq!(status, StatusCode::OK, "{session}");
+        assert_eq!(
+            session,
+            json!({"auth_required": true, "role": role, "subject": "tester"})
+        );
+    }
+    let viewer = http.with_token(&auth.token("viewer"));
+    let (status, firings) = viewer.get("/v1/stats/firings").await;
+    assert_eq!(status, StatusCode::OK, "{firings}");
+    assert_eq!(firings["minutes"].as_array().map(Vec::len), Some(60));
+    refused(
+        &viewer
+            .post("/v1/jobs", email("by a viewer", &in_an_hour()))
+            .await,
+        StatusCode::FORBIDDEN,
+        "permission_denied",
+        None,
+    );
+    let executor = http.with_token(&auth.token("executor"));
+    refused(
+        &executor.get("/v1/stats/firings").await,
+        StatusCode::FORBIDDEN,
+        "permission_denied",
+        None,
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_firings_of_the_last_minute_count_a_job_fired_now_and_its_result() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = spawn_embedded(dir.path(), &[]).await;
+    let http = Http::of(&app);
+    let (_, session) = http.get("/v1/session").await;
+    assert_eq!(session, json!({"auth_required": false, "role": "admin"}));
+    let now = chrono::Utc::now().to_rfc3339();
+    let id = http.create(email("now", &now)).await;
+    let fired = |firings: &Value| -> u64 {
+        let minutes = firings["minutes"].as_array().expect("minutes");
+        minutes
+            .iter()
+            .map(|m| m["fired"].as_u64().unwrap_or(0))
+            .sum()
+    };
+    let started = tokio::time::Instant::now();
+    let firings = loop {
+        let (_, firings) = http.get("/v1/stats/firings").await;
+        if fired(&firings) == 1 {
+            break firings;
+        }
+        assert!(started.elapsed() < HANG, "never fired: {firings}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let minute = firings["minutes"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["fired"] == 1))
+        .expect("the minute it fired in");
+    assert!(minute["lateness_p50_ms"].is_u64(), "{minute}");
+    assert_eq!(minute["lateness_p50_ms"], minute["lateness_max_ms"]);
+    let result = json!({"status": "failed", "error": "no route"});
+    let (status, _) = http.post(&format!("/v1/jobs/{id}/result"), result).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, firings) = http.get("/v1/stats/firings").await;
+    let failed: u64 = firings["minutes"]
+        .as_array()
+        .expect("minutes")
+        .iter()
+        .map(|m| m["failed"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(failed, 1, "{firings}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_console_is_served_at_the_root_and_kept_to_itself() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = spawn_embedded(dir.path(), &[]).await;
+    let http = Http::of(&app);
+    for (path, content_type, needle) in [
+        ("/", "text/html", "/console/app.js"),
+        ("/console/app.js", "text/javascript", "/v1/jobs"),
+        ("/console/app.css", "text/css", ":root"),
+    ] {
+        let response = http
+            .request(Method::GET, path)
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let headers = response.headers().clone();
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .is_ok_and(|t| t.starts_with(content_type)),
+            "{path}: {headers:?}"
+        );
+        let policy = headers["content-security-policy"].to_str().expect("ASCII");
+        assert!(
+            policy.contains("default-src 'none'") && policy.contains("frame-ancestors 'none'"),
+            "{policy}"
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        let body = response.text().await.expect("a body");
+        assert!(body.contains(needle), "{path}");
+    }
     app.stop().await;
 }
 

@@ -181,7 +181,7 @@ impl proto::jobs_service_server::JobsService for JobsGrpc {
                 )
             })?,
         };
-        let occurrences = match (req.id.is_empty(), req.recurrence) {
+        let preview = match (req.id.is_empty(), req.recurrence) {
             (false, None) => self.service.preview_job(parse_id(&req.id)?, count).await?,
             (true, Some(msg)) => {
                 let now = self.service.clock().now_ms();
@@ -191,7 +191,8 @@ impl proto::jobs_service_server::JobsService for JobsGrpc {
             _ => Err(Error::invalid(Field::Id, "set either id or recurrence"))?,
         };
         Ok(Response::new(proto::PreviewScheduleResponse {
-            occurrences: occurrences.iter().map(occurrence_message).collect(),
+            occurrences: preview.occurrences.iter().map(occurrence_message).collect(),
+            description: preview.description,
         }))
     }
 }

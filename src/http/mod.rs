@@ -12,8 +12,9 @@
 //! against `GRPC_MAX_SUBSCRIBERS` with gRPC's. TLS uses the gRPC server's
 //! certificate (`server`). The document is at `/openapi.json` (`openapi`).
 //! Each call is a span (continuing a W3C `traceparent`) and a sample of
-//! the HTTP metrics.
+//! the HTTP metrics. The web console is served at `/` (`console`).
 
+mod console;
 mod error;
 mod events;
 mod extract;
@@ -97,7 +98,9 @@ impl Api {
     }
 
     /// Every route, behind the token check of the RPC it mirrors and the
-    /// limits, and the document (open, as gRPC reflection is).
+    /// limits; `/v1/session` behind the limits only (it checks the token
+    /// itself); the document and the console's files open (as gRPC
+    /// reflection is).
     pub fn router(self, max_body_bytes: usize) -> Router {
         let mut api = Router::new();
         for (path, rpc, route) in routes() {
@@ -111,11 +114,14 @@ impl Api {
             );
         }
         let api = api
+            .route("/v1/session", get(console::session))
             .route_layer(middleware::from_fn_with_state(self.clone(), limited))
             .layer(DefaultBodyLimit::max(max_body_bytes));
-        Router::new()
-            .route("/openapi.json", get(document))
-            .merge(api)
+        let mut open = Router::new().route("/openapi.json", get(document));
+        for (path, file) in console::files() {
+            open = open.route(path, file);
+        }
+        open.merge(api)
             .route_layer(middleware::from_fn_with_state(self.clone(), observed))
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
@@ -125,7 +131,7 @@ impl Api {
 
 /// Each resource (path and method) and the RPC it mirrors: what a
 /// token's role is checked against, in one table.
-fn routes() -> [(&'static str, &'static str, MethodRouter<Api>); 14] {
+fn routes() -> [(&'static str, &'static str, MethodRouter<Api>); 15] {
     [
         (
             "/v1/jobs",
@@ -196,6 +202,12 @@ fn routes() -> [(&'static str, &'static str, MethodRouter<Api>); 14] {
             "/v1/subscriptions/{name}/ack",
             "/scheduler.v1.JobEvents/Ack",
             post(events::ack),
+        ),
+        // (Not an RPC: whoever may list jobs may read it.)
+        (
+            "/v1/stats/firings",
+            "/proto.JobsService/ListJobs",
+            get(console::firings),
         ),
     ]
 }

@@ -14,7 +14,10 @@ use prost_types::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::grpc::{proto, scheduler::v1 as events, timestamp};
+use crate::{
+    grpc::{proto, scheduler::v1 as events, timestamp},
+    telemetry::recent::MinuteSummary,
+};
 
 /// A message's time, if it has one the JSON form can show.
 fn time(ts: Option<Timestamp>) -> Option<DateTime<Utc>> {
@@ -627,6 +630,9 @@ pub struct Occurrence {
 pub struct Preview {
     /// In time order.
     pub occurrences: Vec<Occurrence>,
+    /// The schedule, its time zone and bounds in English words.
+    #[serde(default)]
+    pub description: String,
 }
 
 impl From<proto::Occurrence> for Occurrence {
@@ -642,6 +648,7 @@ impl From<proto::PreviewScheduleResponse> for Preview {
     fn from(p: proto::PreviewScheduleResponse) -> Self {
         Preview {
             occurrences: p.occurrences.into_iter().map(Into::into).collect(),
+            description: p.description,
         }
     }
 }
@@ -708,4 +715,62 @@ impl From<events::Lagged> for Lagged {
     fn from(l: events::Lagged) -> Self {
         Lagged { missed: l.missed }
     }
+}
+
+/// Who a caller is, as its token says: what the web console shows and
+/// which actions it offers.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Session {
+    /// Whether calls need a token (`AUTH_PUBLIC_KEY_FILE` is set).
+    pub auth_required: bool,
+    /// The token's role (`admin`, `viewer` or `executor`); `admin` when no
+    /// token is needed.
+    pub role: String,
+    /// The token's subject.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+}
+
+/// One minute of this replica's firings.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FiringMinute {
+    /// When the minute began.
+    pub start: DateTime<Utc>,
+    /// Jobs fired.
+    pub fired: u64,
+    /// Runs that ended SUCCEEDED.
+    pub succeeded: u64,
+    /// Runs that failed (retried or failed for good).
+    pub failed: u64,
+    /// Median lateness of the firings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lateness_p50_ms: Option<u64>,
+    /// 99th percentile of their lateness.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lateness_p99_ms: Option<u64>,
+    /// Largest lateness.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lateness_max_ms: Option<u64>,
+}
+
+impl From<MinuteSummary> for FiringMinute {
+    fn from(m: MinuteSummary) -> Self {
+        let [p50, p99, max] = m.lateness_ms.map_or([None; 3], |l| l.map(Some));
+        FiringMinute {
+            start: m.start,
+            fired: m.fired,
+            succeeded: m.succeeded,
+            failed: m.failed,
+            lateness_p50_ms: p50,
+            lateness_p99_ms: p99,
+            lateness_max_ms: max,
+        }
+    }
+}
+
+/// The last hour of this replica's firings, by minute.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Firings {
+    /// Sixty minutes, oldest first, the current one last.
+    pub minutes: Vec<FiringMinute>,
 }

@@ -14,7 +14,7 @@ use utoipa::{
     },
 };
 
-use super::{error::ApiError, events, jobs, model};
+use super::{console, error::ApiError, events, jobs, model};
 
 /// The refusals every operation may answer, by HTTP status.
 const REFUSALS: [(&str, &str); 9] = [
@@ -83,12 +83,14 @@ impl Modify for Refusals {
         description = "The HTTP/JSON face of proto.JobsService and scheduler.v1.JobEvents: \
             each resource runs the RPC it mirrors. Field names are the proto field names, \
             enums lower-case words, times RFC 3339. With auth on, send \
-            `Authorization: Bearer <JWT>` (admin: everything; executor: events, results, acks).",
+            `Authorization: Bearer <JWT>` (admin: everything; executor: events, results, acks; \
+            viewer: every read).",
     ),
     paths(
         jobs::create_job, jobs::list_jobs, jobs::get_job, jobs::update_job, jobs::delete_job,
         jobs::pause_job, jobs::resume_job, jobs::trigger_job, jobs::rerun_job, jobs::list_runs,
         jobs::preview, events::subscribe, events::report_result, events::ack,
+        console::session, console::firings,
     ),
     components(schemas(ApiError, model::Job, model::Lagged)),
     modifiers(&Refusals),
@@ -96,6 +98,8 @@ impl Modify for Refusals {
     tags(
         (name = "jobs", description = "Jobs, their schedules and runs (proto.JobsService)"),
         (name = "events", description = "Events and results (scheduler.v1.JobEvents)"),
+        (name = "console", description = "What the web console needs beyond the jobs: \
+            the caller, and the last hour of firings"),
     )
 )]
 pub struct ApiDoc;

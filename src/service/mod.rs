@@ -47,7 +47,7 @@ use tokio::sync::{Notify, watch};
 use tracing::Span;
 
 pub use delivery::Delivery;
-pub use recurring::{NewJob, PREVIEW_MAX};
+pub use recurring::{NewJob, PREVIEW_MAX, SchedulePreview};
 pub use retention::PRUNE_BATCH;
 
 use crate::{

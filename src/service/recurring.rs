@@ -19,6 +19,24 @@ use crate::domain::{
 /// The most occurrences a preview lists.
 pub const PREVIEW_MAX: usize = 1000;
 
+/// A schedule's next occurrences and the schedule in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchedulePreview {
+    /// The schedule, its zone and bounds in English ([`Timing::describe`]).
+    pub description: String,
+    /// The occurrences, in time order.
+    pub occurrences: Vec<Occurrence>,
+}
+
+impl SchedulePreview {
+    fn of(timing: &Timing, occurrences: Vec<Occurrence>) -> SchedulePreview {
+        SchedulePreview {
+            description: timing.describe(),
+            occurrences,
+        }
+    }
+}
+
 /// What a creation asks for: the article's fields, and the additions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewJob {
@@ -128,32 +146,35 @@ impl JobService {
     }
 
     /// The next `count` occurrences of a stored job (from its next one; a
-    /// one-shot job's only one while it is due), at most [`PREVIEW_MAX`].
-    pub async fn preview_job(&self, id: JobId, count: usize) -> Result<Vec<Occurrence>, Error> {
+    /// one-shot job's only one while it is due), at most [`PREVIEW_MAX`],
+    /// and its schedule in words.
+    pub async fn preview_job(&self, id: JobId, count: usize) -> Result<SchedulePreview, Error> {
         check_count(count)?;
         let job = self.get(id).await?;
         let Some(rec) = &job.recurrence else {
             let due = Timing::once(job.spec.schedule_time);
-            return due.preview(job.spec.schedule_time, 1);
-        };
-        let Some(next) = rec.next else {
-            return Ok(Vec::new());
+            let occurrences = due.preview(job.spec.schedule_time, 1)?;
+            return Ok(SchedulePreview::of(&due, occurrences));
         };
         let timing = &rec.spec.timing;
-        let Some(first) = timing.next_after(next - TimeDelta::nanoseconds(1), rec.runs) else {
-            return Ok(Vec::new());
-        };
-        Ok(iter::once(first)
-            .chain(timing.occurrences(first.at, rec.runs + 1))
-            .take(count)
-            .collect())
+        let first = rec
+            .next
+            .and_then(|next| timing.next_after(next - TimeDelta::nanoseconds(1), rec.runs));
+        let occurrences = first.map_or_else(Vec::new, |first| {
+            iter::once(first)
+                .chain(timing.occurrences(first.at, rec.runs + 1))
+                .take(count)
+                .collect()
+        });
+        Ok(SchedulePreview::of(timing, occurrences))
     }
 
     /// The first `count` occurrences of a timing not yet saved, as if it
-    /// were created now, at most [`PREVIEW_MAX`].
-    pub fn preview(&self, timing: &Timing, count: usize) -> Result<Vec<Occurrence>, Error> {
+    /// were created now, at most [`PREVIEW_MAX`], and the timing in words.
+    pub fn preview(&self, timing: &Timing, count: usize) -> Result<SchedulePreview, Error> {
         check_count(count)?;
-        timing.preview(self.clock().now_ms(), count)
+        let occurrences = timing.preview(self.clock().now_ms(), count)?;
+        Ok(SchedulePreview::of(timing, occurrences))
     }
 
     /// After a result: arms the job again if it is recurring and the

@@ -8,12 +8,15 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
+use chrono::Utc;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use super::recent::{MinuteSummary, RecentFirings};
 
 /// gRPC calls handled, by `method` (e.g. `CreateJob`; a method the service
 /// does not have is `unknown`) and `code` (e.g. `OK`).
@@ -159,6 +162,8 @@ pub struct Metrics {
     results: Results,
     store_errors: IntCounterVec,
     streams: Streams,
+    /// The last hour's firings and outcomes by minute (the console's charts).
+    recent: RecentFirings,
 }
 
 /// The calls of one API (gRPC, HTTP): how many, how long.
@@ -394,6 +399,7 @@ impl Metrics {
                 &["operation", "kind"],
             ),
             streams: Streams::register(&r),
+            recent: RecentFirings::default(),
             registry: r,
         };
         #[cfg(target_os = "linux")]
@@ -428,6 +434,13 @@ impl Metrics {
         #[allow(clippy::cast_precision_loss)]
         let seconds = lateness_ms.max(0) as f64 / 1000.0;
         self.jobs.fire_lateness.observe(seconds);
+        self.recent
+            .fired(lateness_ms.max(0).unsigned_abs(), Utc::now());
+    }
+
+    /// The firings and outcomes of the last hour, by minute, oldest first.
+    pub fn last_hour(&self) -> Vec<MinuteSummary> {
+        self.recent.last_hour(Utc::now())
     }
 
     /// The broker acknowledged a run event `lateness_ms` after the firing
@@ -441,11 +454,13 @@ impl Metrics {
     /// A run ended SUCCEEDED.
     pub fn job_succeeded(&self) {
         self.jobs.succeeded.inc();
+        self.recent.ended(true, Utc::now());
     }
 
     /// A failed run's next attempt was scheduled.
     pub fn retry_scheduled(&self) {
         self.jobs.retries.inc();
+        self.recent.ended(false, Utc::now());
     }
 
     /// The history's retention removed `count` runs.
@@ -461,6 +476,7 @@ impl Metrics {
     /// A job ended FAILED.
     pub fn job_failed(&self, reason: FailReason) {
         self.jobs.failed.with_label_values(&[reason.label()]).inc();
+        self.recent.ended(false, Utc::now());
     }
 
     /// The broker acknowledged an event on `topic`.

@@ -7,10 +7,12 @@
 //!   exported over OTLP/gRPC, and the W3C trace context travels in gRPC
 //!   metadata and Kafka headers ([`propagation`]).
 //! - Metrics: Prometheus instruments and their `/metrics` endpoint
-//!   ([`metrics`]).
+//!   ([`metrics`]), and the last hour of them by minute for the web
+//!   console ([`recent`]).
 
 pub mod metrics;
 pub mod propagation;
+pub mod recent;
 
 use std::time::Duration;
 

@@ -110,6 +110,12 @@ impl CronExpression {
         &self.text
     }
 
+    /// The expression in English words (croner's), such as `At 09:00, on
+    /// Monday, Tuesday, Wednesday, Thursday, and Friday.`
+    pub fn describe(&self) -> String {
+        self.cron.describe()
+    }
+
     /// The first local wall-clock time after `wall` (whole seconds) that
     /// the expression matches; `None` past croner's search limit (the year
     /// 5000).

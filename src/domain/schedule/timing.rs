@@ -143,6 +143,37 @@ impl Timing {
         self.jitter
     }
 
+    /// The timing in English words, for people: the schedule (a cron
+    /// expression as croner describes it), its zone and its bounds.
+    pub fn describe(&self) -> String {
+        let mut words = match &self.schedule {
+            Schedule::Once { at } => format!("Once, at {}", rfc3339(*at)),
+            Schedule::Cron(cron) => format!(
+                "{}, in {}",
+                cron.expression.describe().trim_end_matches('.'),
+                cron.time_zone.name()
+            ),
+            Schedule::Interval(interval) => {
+                let every = interval.every().to_std().unwrap_or_default();
+                format!(
+                    "Every {}, counted from {}",
+                    humantime::format_duration(every),
+                    rfc3339(interval.anchor())
+                )
+            }
+        };
+        if let Some(start) = self.bounds.start {
+            words.push_str(&format!(", from {}", rfc3339(start)));
+        }
+        if let Some(end) = self.bounds.end {
+            words.push_str(&format!(", until {}", rfc3339(end)));
+        }
+        if let Some(max) = self.bounds.max_runs {
+            words.push_str(&format!(", at most {max} runs"));
+        }
+        words
+    }
+
     /// The first occurrence of a job created (or rescheduled) at `now`: a
     /// once-schedule's time, even in the past (it is then due now, as
     /// today); for a recurring schedule, the first occurrence at or after
@@ -345,6 +376,25 @@ mod tests {
     }
 
     #[test]
+    fn an_interval_and_its_bounds_are_described_in_words() {
+        let bounds = Bounds::new(
+            Some(at("2024-01-01T00:00:00Z")),
+            Some(at("2024-02-01T00:00:00Z")),
+            Some(5),
+        )
+        .unwrap();
+        assert_eq!(
+            every_minute_from("2023-12-31T23:59:00Z", bounds).describe(),
+            "Every 1m, counted from 2023-12-31T23:59:00Z, from 2024-01-01T00:00:00Z, \
+             until 2024-02-01T00:00:00Z, at most 5 runs"
+        );
+        assert_eq!(
+            Timing::once(at("2024-01-01T09:00:00Z")).describe(),
+            "Once, at 2024-01-01T09:00:00Z"
+        );
+    }
+
+    #[test]
     fn an_interval_schedule_ignores_daylight_saving() {
         // Hourly from midnight EDT on the day New York's clocks go back:
         // 00:00 EDT, 01:00 EDT, 01:00 EST, 02:00 EST.
@@ -396,6 +446,11 @@ mod tests {
             "cron tz=Europe/London repeated=first skipped=next-valid jitter=30000ms expr=0 9 * * MON-FRI"
         );
         let job = JobId::parse_str("65f0c1d2e3f4a5b6c7d8e9f0").unwrap();
+        // In words, for the console.
+        assert_eq!(
+            timing.describe(),
+            "At 09:00, on Monday, Tuesday, Wednesday, Thursday, and Friday, in Europe/London"
+        );
 
         // The first fire time: Friday 2024-03-29 09:00 GMT, plus its jitter.
         let now = at("2024-03-29T08:00:00Z");

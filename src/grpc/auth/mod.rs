@@ -13,7 +13,8 @@
 //! The claim `role` (a string, in any case) says what the caller may call:
 //! `admin` everything, `executor` only [`EXECUTOR_METHODS`] (the events
 //! stream, its acknowledgements and run results: what an executor needs,
-//! and no job management).
+//! and no job management), `viewer` only [`VIEWER_METHODS`] (every read:
+//! jobs, runs, schedule previews and the events stream; no change).
 //! A missing, malformed, forged, expired or not-yet-valid token is
 //! UNAUTHENTICATED; a valid token whose role may not call the method is
 //! PERMISSION_DENIED. Status messages say what is wrong in fixed words and
@@ -54,6 +55,19 @@ pub const ADMIN_ROLE: &str = "admin";
 /// The `role` claim of an executor (compared without regard to case).
 pub const EXECUTOR_ROLE: &str = "executor";
 
+/// The `role` claim of a caller that may read but not change (compared
+/// without regard to case): the web console's operators who only watch.
+pub const VIEWER_ROLE: &str = "viewer";
+
+/// The gRPC methods (request paths) a viewer may call: the reads.
+pub const VIEWER_METHODS: [&str; 5] = [
+    "/proto.JobsService/GetJob",
+    "/proto.JobsService/ListJobs",
+    "/proto.JobsService/ListJobRuns",
+    "/proto.JobsService/PreviewSchedule",
+    "/scheduler.v1.JobEvents/Subscribe",
+];
+
 /// The gRPC methods (request paths) an executor may call.
 pub const EXECUTOR_METHODS: [&str; 3] = [
     "/scheduler.v1.JobEvents/Subscribe",
@@ -80,6 +94,8 @@ pub enum Role {
     Admin,
     /// [`EXECUTOR_METHODS`] only.
     Executor,
+    /// [`VIEWER_METHODS`] only.
+    Viewer,
 }
 
 impl Role {
@@ -92,6 +108,9 @@ impl Role {
             Some(serde_json::Value::String(role)) if role.eq_ignore_ascii_case(EXECUTOR_ROLE) => {
                 Some(Role::Executor)
             }
+            Some(serde_json::Value::String(role)) if role.eq_ignore_ascii_case(VIEWER_ROLE) => {
+                Some(Role::Viewer)
+            }
             _ => None,
         }
     }
@@ -102,6 +121,29 @@ impl Role {
         match self {
             Role::Admin => true,
             Role::Executor => EXECUTOR_METHODS.contains(&path),
+            Role::Viewer => VIEWER_METHODS.contains(&path),
+        }
+    }
+
+    /// The claim that names this role.
+    pub fn claim(self) -> &'static str {
+        match self {
+            Role::Admin => ADMIN_ROLE,
+            Role::Executor => EXECUTOR_ROLE,
+            Role::Viewer => VIEWER_ROLE,
+        }
+    }
+
+    /// Why this role may not call a method it may not call.
+    fn refusal(self) -> &'static str {
+        match self {
+            Role::Admin => "an admin token may call every method",
+            Role::Executor => {
+                "an executor token may call only JobEvents Subscribe, ReportResult and Ack"
+            }
+            Role::Viewer => {
+                "a viewer token may only read: GetJob, ListJobs, ListJobRuns, PreviewSchedule and Subscribe"
+            }
         }
     }
 }
@@ -190,6 +232,22 @@ impl Authenticator {
     /// Checks the `authorization` metadata of a call of the method at
     /// `path`. `Ok(None)` when checks are disabled.
     pub fn check(&self, headers: &HeaderMap, path: &str) -> Result<Option<Caller>, Status> {
+        let caller = self.authenticate(headers)?;
+        match &caller {
+            Some(caller) if !caller.role.may_call(path) => {
+                let message = caller.role.refusal();
+                let subject = caller.subject.as_deref().unwrap_or("-");
+                tracing::info!(subject, path, "call refused: {message}");
+                Err(Status::permission_denied(message))
+            }
+            _ => Ok(caller),
+        }
+    }
+
+    /// Who the `authorization` metadata says the caller is, whatever it
+    /// calls: a valid token with a known role. `Ok(None)` when checks are
+    /// disabled.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Caller>, Status> {
         let Some(verifier) = &self.verifier else {
             return Ok(None);
         };
@@ -200,22 +258,14 @@ impl Authenticator {
             Some(serde_json::Value::String(sub)) => Some(sub),
             _ => None,
         };
-        let refused = |message: &'static str| {
+        let Some(role) = Role::of_claim(data.claims.role.as_ref()) else {
+            let message = "the token's role claim must be admin, executor or viewer";
             tracing::info!(
                 subject = subject.as_deref().unwrap_or("-"),
-                path,
                 "call refused: {message}"
             );
-            Err(Status::permission_denied(message))
+            return Err(Status::permission_denied(message));
         };
-        let Some(role) = Role::of_claim(data.claims.role.as_ref()) else {
-            return refused("the token's role claim must be admin or executor");
-        };
-        if !role.may_call(path) {
-            return refused(
-                "an executor token may call only JobEvents Subscribe, ReportResult and Ack",
-            );
-        }
         Ok(Some(Caller {
             subject,
             role,
@@ -494,37 +544,51 @@ mod tests {
     }
 
     #[test]
-    fn an_executor_may_call_only_the_executor_methods_and_admin_everything() {
+    fn each_role_may_call_only_its_methods() {
         let methods = [
             JOBS_METHOD,
+            "/proto.JobsService/GetJob",
             "/proto.JobsService/CreateJob",
+            "/proto.JobsService/DeleteJob",
             "/scheduler.v1.JobEvents/Subscribe",
             "/scheduler.v1.JobEvents/ReportResult",
             "/scheduler.v1.JobEvents/Ack",
             "/scheduler.v1.JobEvents/SomethingNew",
         ];
-        for role in ["executor", "Executor", "admin"] {
-            let token = sign(pair(), &json!({"role": role, "exp": now() + 600}));
+        for (claim, role, methods_of_role) in [
+            ("executor", Role::Executor, &EXECUTOR_METHODS[..]),
+            ("Executor", Role::Executor, &EXECUTOR_METHODS[..]),
+            ("viewer", Role::Viewer, &VIEWER_METHODS[..]),
+            ("admin", Role::Admin, &methods[..]),
+        ] {
+            let token = sign(pair(), &json!({"role": claim, "exp": now() + 600}));
             for path in methods {
                 let checked = authenticator().check(&metadata(&token), path);
-                let allowed = role == "admin" || EXECUTOR_METHODS.contains(&path);
                 match checked {
-                    Ok(caller) if allowed => {
-                        let expected = if role == "admin" {
-                            Role::Admin
-                        } else {
-                            Role::Executor
-                        };
-                        assert_eq!(caller.map(|c| c.role), Some(expected), "{role} {path}");
+                    Ok(caller) if methods_of_role.contains(&path) => {
+                        assert_eq!(caller.map(|c| c.role), Some(role), "{claim} {path}");
                     }
-                    Err(status) if !allowed => {
-                        assert_eq!(status.code(), Code::PermissionDenied, "{role} {path}");
-                        assert!(status.message().contains("executor"), "{status:?}");
+                    Err(status) if !methods_of_role.contains(&path) => {
+                        assert_eq!(status.code(), Code::PermissionDenied, "{claim} {path}");
+                        assert!(status.message().contains(role.claim()), "{status:?}");
                     }
-                    other => panic!("{role} {path}: {other:?}"),
+                    other => panic!("{claim} {path}: {other:?}"),
                 }
             }
         }
+    }
+
+    #[test]
+    fn authenticate_names_the_role_whatever_the_method() {
+        let token = sign(pair(), &json!({"role": "Viewer", "exp": now() + 600}));
+        let caller = authenticator().authenticate(&metadata(&token)).unwrap();
+        assert_eq!(caller.map(|c| c.role), Some(Role::Viewer));
+        let unknown = sign(pair(), &json!({"role": "auditor", "exp": now() + 600}));
+        let refused = authenticator()
+            .authenticate(&metadata(&unknown))
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::PermissionDenied);
+        assert!(refused.message().contains("viewer"), "{refused:?}");
     }
 
     #[tokio::test(start_paused = true)]
