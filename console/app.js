@@ -16,7 +16,7 @@
   const STUCK_MS = 5 * 60 * 1000;
   const STATUSES = ['scheduled', 'running', 'succeeded', 'failed', 'pending'];
   const TYPES = ['email', 'sms'];
-  const KINDS = ['create', 'update', 'run', 'dead_letter', 'delete'];
+  const KINDS = ['create', 'update', 'run', 'result', 'dead_letter', 'delete'];
   const VIEWER_ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
 
   const app = { session: null, cleanup: null };
@@ -715,18 +715,18 @@
 
   function feedItem(kind, event) {
     const job = event.job || {};
-    const result = kind === 'update' && (job.status === 'succeeded' || job.status === 'failed');
     const label = kind === 'dead_letter' ? 'dead letter' : kind;
+    const cls = kind === 'result' ? (job.status === 'succeeded' ? 'k-result-ok' : 'k-result-bad') : `k-${kind}`;
+    const failed = (kind === 'result' && job.status !== 'succeeded') || kind === 'dead_letter';
     return h('li', {},
       h('time', { datetime: new Date().toISOString() }, new Date().toLocaleTimeString()),
-      badge(label, `k-${kind}`),
+      badge(label, cls),
       job.id ? h('a', { href: `#/jobs/${job.id}` }, job.name || job.id) : null,
       job.status ? statusBadge(job.status) : null,
-      result ? h('span', { class: 'note' }, 'result') : null,
       event.scheduled_key ? h('span', { class: 'note mono' }, `key ${event.scheduled_key}`) : null,
       event.occurrence ? h('span', { class: 'note' }, `occurrence ${formatTime(event.occurrence)}`) : null,
       job.attempt > 1 ? h('span', { class: 'note' }, `attempt ${job.attempt}`) : null,
-      kind === 'dead_letter' && job.last_error ? h('span', {}, job.last_error) : null);
+      failed && job.last_error ? h('span', {}, job.last_error) : null);
   }
 
   function viewLive(into, params) {

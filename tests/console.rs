@@ -144,6 +144,16 @@ impl Browser {
             .await;
     }
 
+    /// Waits until the live feed has an entry about `name` marked `class`
+    /// (`k-run`, `k-result-ok`, ...).
+    async fn until_feed_shows(&self, name: &str, class: &str) {
+        let script = "return [...document.querySelectorAll('#feed li')].some(li => \
+                      li.textContent.includes(arguments[0]) && li.querySelector('.' + arguments[1]));";
+        let what = format!("the feed shows {class} of {name}");
+        self.until(&what, script, vec![json!(name), json!(class)])
+            .await;
+    }
+
     /// The text of the whole page.
     async fn page_text(&self) -> String {
         let text = self
@@ -306,10 +316,10 @@ async fn an_operator_creates_a_job_watches_it_fire_and_finds_its_run() {
         .await;
     clock.advance(TimeDelta::minutes(11));
     browser.until_text("#feed", "browser email").await;
-    browser.until("the feed shows the run", "return [...document.querySelectorAll('#feed li')].some(li => li.textContent.includes('browser email') && li.querySelector('.k-run'));", vec![]).await;
-    browser.shot("live").await;
+    browser.until_feed_shows("browser email", "k-run").await;
 
-    // An executor reports; the job page shows the run in its history.
+    // An executor reports: the feed shows the result, and the job page
+    // the run in its history.
     let result = json!({"status": "succeeded", "executor": "browser-test"});
     api(
         &app,
@@ -319,6 +329,10 @@ async fn an_operator_creates_a_job_watches_it_fire_and_finds_its_run() {
         Some(result),
     )
     .await;
+    browser
+        .until_feed_shows("browser email", "k-result-ok")
+        .await;
+    browser.shot("live").await;
     browser.open(&app, &format!("#/jobs/{id}")).await;
     browser.until_text("#runs", "browser-test").await;
     browser.until_text("#runs", "succeeded").await;

@@ -433,7 +433,7 @@ async fn events_stream_as_sse_and_a_result_over_http_closes_the_loop() {
     let dir = tempfile::tempdir().expect("temp dir");
     let app = spawn_embedded(dir.path(), &[]).await;
     let http = Http::of(&app);
-    let mut events = EventStream::open(&http, "?kinds=create,run&job_types=email").await;
+    let mut events = EventStream::open(&http, "?kinds=create,run,result&job_types=email").await;
     let sms = email("text", &in_an_hour());
     let mut sms = sms;
     sms["job_type"] = json!("sms");
@@ -467,9 +467,27 @@ async fn events_stream_as_sse_and_a_result_over_http_closes_the_loop() {
         (&runs["runs"][0]["outcome"], &runs["runs"][0]["executor"]),
         (&json!("succeeded"), &json!("curl"))
     );
+    // The stored result is noticed on the stream, the job as it left it.
+    let (kind, noticed) = events.next().await;
+    assert_eq!(
+        (
+            kind.as_str(),
+            &noticed["job"]["id"],
+            &noticed["job"]["status"]
+        ),
+        ("result", &json!(id), &json!("succeeded")),
+        "{noticed}"
+    );
     let stale = json!({"status": "failed", "scheduled_key": key + 1});
     let (_, outcome) = http.post(&format!("/v1/jobs/{id}/result"), stale).await;
     assert_eq!(outcome["outcome"], "stale");
+    // A refused result is not: the next event is a later job's creation.
+    let later = http.create(email("later", &in_an_hour())).await;
+    let (kind, next) = events.next().await;
+    assert_eq!(
+        (kind.as_str(), &next["job"]["id"]),
+        ("create", &json!(later))
+    );
     let bad_kind = http.get("/v1/events?kinds=explode").await;
     refused(
         &bad_kind,

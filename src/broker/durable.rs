@@ -462,7 +462,9 @@ impl Group {
     }
 
     /// Takes a live event from the hub when it is the next to read; false
-    /// if the hub is gone (the service is).
+    /// if the hub is gone (the service is). A result notice (sequence 0,
+    /// never logged) is never the next to read: named subscriptions do not
+    /// carry notices.
     fn offer(&mut self, received: Result<Arc<HubEvent>, RecvError>) -> bool {
         match received {
             Ok(event) if self.started && !self.behind && event.sequence == self.cursor => {

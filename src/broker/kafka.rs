@@ -90,14 +90,20 @@ impl KafkaJobsProducer {
         })
     }
 
-    fn topic(&self, kind: EventKind) -> &str {
-        match kind {
+    /// The topic of an event of `kind`; a result notice has none.
+    fn topic(&self, kind: EventKind) -> Result<&str, BrokerError> {
+        Ok(match kind {
             EventKind::Create => &self.topics.job_create.name,
             EventKind::Update => &self.topics.job_update.name,
             EventKind::Run => &self.topics.job_run.name,
             EventKind::DeadLetter => &self.topics.job_dead_letter,
             EventKind::Delete => &self.topics.job_delete,
-        }
+            EventKind::Result => {
+                return Err(BrokerError::Other(
+                    "a result notice is for live subscribers only, not a topic".into(),
+                ));
+            }
+        })
     }
 
     /// Sends one event and waits for the broker's acknowledgement; the
@@ -147,7 +153,7 @@ pub(super) fn map_err(err: &KafkaError) -> BrokerError {
 #[async_trait]
 impl JobsProducer for KafkaJobsProducer {
     async fn publish(&self, kind: EventKind, job: &Job) -> Result<(), BrokerError> {
-        let topic = self.topic(kind);
+        let topic = self.topic(kind)?;
         let span = tracing::info_span!(
             "publish",
             otel.name = format_args!("{topic} publish"),

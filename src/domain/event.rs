@@ -22,6 +22,10 @@ pub enum EventKind {
     /// A finished job was removed by `JOB_RETENTION`, with its run history
     /// (`topic-job-delete`).
     Delete,
+    /// A run's result was stored: a notice to the live subscribers of the
+    /// replica that stored it (the web console's feed). Never owed, never
+    /// published to a broker (the result came from one) and never logged.
+    Result,
 }
 
 impl EventKind {
@@ -33,6 +37,7 @@ impl EventKind {
             EventKind::Run => "run",
             EventKind::DeadLetter => "dead-letter",
             EventKind::Delete => "delete",
+            EventKind::Result => "result",
         }
     }
 

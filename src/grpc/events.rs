@@ -104,6 +104,7 @@ fn wire_kind(kind: EventKind) -> events::EventKind {
         EventKind::Run => events::EventKind::Run,
         EventKind::DeadLetter => events::EventKind::DeadLetter,
         EventKind::Delete => events::EventKind::Delete,
+        EventKind::Result => events::EventKind::Result,
     }
 }
 
@@ -115,6 +116,7 @@ fn domain_kind(kind: i32) -> Option<EventKind> {
         events::EventKind::Run => Some(EventKind::Run),
         events::EventKind::DeadLetter => Some(EventKind::DeadLetter),
         events::EventKind::Delete => Some(EventKind::Delete),
+        events::EventKind::Result => Some(EventKind::Result),
         events::EventKind::Unspecified => None,
     }
 }

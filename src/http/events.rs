@@ -4,7 +4,7 @@
 //! subscriber bound, the stall rule and the lag notices are `Subscribe`'s.
 //!
 //! An event is sent as `event: <kind>` (`create`, `update`, `run`,
-//! `dead_letter`, `delete`) with the event as JSON in `data` and, on a named
+//! `dead_letter`, `delete`, `result`) with the event as JSON in `data` and, on a named
 //! subscription, its sequence as the SSE `id`; a lag notice as
 //! `event: lagged` with `{"missed": n}`; the end of a stream the service
 //! ends (shutdown, a subscriber that did not read, an expired token) as
@@ -40,7 +40,7 @@ use crate::grpc::{
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
-    /// Kinds, comma-separated (`create,update,run,dead_letter,delete`).
+    /// Kinds, comma-separated (`create,update,run,dead_letter,delete,result`).
     pub kinds: Option<String>,
     /// Job types, comma-separated (`email,sms`).
     pub job_types: Option<String>,

@@ -662,6 +662,7 @@ wire_enum!(
         Run = Run as "run",
         DeadLetter = DeadLetter as "dead_letter",
         Delete = Delete as "delete",
+        Result = Result as "result",
     }
 );
 

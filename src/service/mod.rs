@@ -39,7 +39,7 @@ mod run_timeout;
 #[cfg(test)]
 mod testing;
 
-use std::sync::{Arc, atomic::AtomicBool};
+use std::sync::{Arc, OnceLock, atomic::AtomicBool};
 
 use chrono::{DateTime, Utc};
 
@@ -51,7 +51,10 @@ pub use recurring::{NewJob, PREVIEW_MAX, SchedulePreview};
 pub use retention::PRUNE_BATCH;
 
 use crate::{
-    broker::JobsProducer,
+    broker::{
+        EventKind, JobsProducer,
+        hub::{EventHub, HubEvent},
+    },
     clock::Clock,
     config::SchedulerSettings,
     domain::{
@@ -89,6 +92,8 @@ struct Inner {
     broker_down: AtomicBool,
     /// The deliveries under way, which the relay leaves alone.
     in_flight: delivery::InFlight,
+    /// Where result notices go (see [`JobService::notify_results_to`]).
+    result_notices: OnceLock<EventHub>,
     /// Counts the jumps of the clock, so that the periodic duties look again
     /// at once (the window loader, the run-timeout sweeper).
     clock_jumps: Arc<watch::Sender<u64>>,
@@ -121,6 +126,7 @@ impl JobService {
                 relay_wake: Notify::new(),
                 broker_down: AtomicBool::new(false),
                 in_flight: delivery::InFlight::default(),
+                result_notices: OnceLock::new(),
                 clock_jumps,
             }),
         }
@@ -313,7 +319,7 @@ impl JobService {
                 }
                 self.inner.metrics.result_consumed();
                 tracing::info!("run result stored");
-                self.rearm_after_result(id).await;
+                self.after_result(id).await;
             }
             ResultOutcome::Duplicate => {
                 self.inner.metrics.result_consumed();
@@ -340,6 +346,40 @@ impl JobService {
 }
 
 impl JobService {
+    /// Sends a notice of each result this replica stores to `hub`'s live
+    /// subscribers (the web console's feed); set once, at start-up.
+    pub fn notify_results_to(&self, hub: EventHub) {
+        // (A second hub is ignored: there is one per process.)
+        let _ = self.inner.result_notices.set(hub);
+    }
+
+    /// After a stored result: the notice to live subscribers, and the job
+    /// armed again if it is recurring and the result released an occurrence
+    /// held for it (overlap `keep-one`). A failure to read the job only
+    /// loses the notice and delays the arming to the window loader's next
+    /// pass.
+    async fn after_result(&self, id: JobId) {
+        let job = match self.inner.db.get(id).await {
+            Ok(Some(job)) => job,
+            Ok(None) => return,
+            Err(err) => {
+                tracing::warn!(job_id = %id, error = %err, "cannot read the job after its result");
+                return;
+            }
+        };
+        if job.recurrence.is_some() {
+            job_span("result", &job).in_scope(|| tracing::debug!("next occurrence armed"));
+            self.arm(&job);
+        }
+        if let Some(hub) = self.inner.result_notices.get() {
+            hub.send(HubEvent {
+                sequence: 0,
+                kind: EventKind::Result,
+                job,
+            });
+        }
+    }
+
     /// One page of job `id`'s runs, newest first, its run in flight
     /// first; `NotFound` for an unknown job.
     #[tracing::instrument(skip_all, fields(job_id = %id))]

@@ -8,7 +8,7 @@ use std::iter;
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use tracing::Span;
 
-use super::{JobService, UPDATE_ATTEMPTS, job_span};
+use super::{JobService, UPDATE_ATTEMPTS};
 use crate::domain::{
     Error, Field, Job, JobId, JobSpec,
     recurrence::RecurrenceSpec,
@@ -175,20 +175,6 @@ impl JobService {
         check_count(count)?;
         let occurrences = timing.preview(self.clock().now_ms(), count)?;
         Ok(SchedulePreview::of(timing, occurrences))
-    }
-
-    /// After a result: arms the job again if it is recurring and the
-    /// result released an occurrence held for it (overlap `keep-one`). A
-    /// failure only delays it to the window loader's next pass.
-    pub(super) async fn rearm_after_result(&self, id: JobId) {
-        match self.inner.db.get(id).await {
-            Ok(Some(job)) if job.recurrence.is_some() => {
-                job_span("result", &job).in_scope(|| tracing::debug!("next occurrence armed"));
-                self.arm(&job);
-            }
-            Ok(_) => {}
-            Err(err) => tracing::warn!(job_id = %id, error = %err, "cannot re-arm after a result"),
-        }
     }
 }
 

@@ -129,6 +129,7 @@ impl Application {
             settings.scheduler.clone(),
             metrics.clone(),
         );
+        service.notify_results_to(hub.clone());
         match service.load_window().await {
             Ok(count) => tracing::info!(count, "armed scheduled jobs from the store"),
             Err(err) => {

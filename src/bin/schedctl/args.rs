@@ -386,6 +386,8 @@ pub enum EventKindArg {
     DeadLetter,
     /// A finished job was removed by retention.
     Delete,
+    /// A run's result was stored (live streams of that replica only).
+    Result,
 }
 
 /// A run's result.

@@ -193,6 +193,7 @@ impl From<EventKindArg> for EventKind {
             EventKindArg::Run => EventKind::Run,
             EventKindArg::DeadLetter => EventKind::DeadLetter,
             EventKindArg::Delete => EventKind::Delete,
+            EventKindArg::Result => EventKind::Result,
         }
     }
 }

@@ -55,6 +55,8 @@ fn kind_code(kind: EventKind) -> u8 {
         EventKind::Run => 3,
         EventKind::DeadLetter => 4,
         EventKind::Delete => 5,
+        // (Never logged: a notice to live subscribers only.)
+        EventKind::Result => 6,
     }
 }
 
@@ -65,6 +67,7 @@ fn kind_of(code: u8) -> Option<EventKind> {
         3 => Some(EventKind::Run),
         4 => Some(EventKind::DeadLetter),
         5 => Some(EventKind::Delete),
+        6 => Some(EventKind::Result),
         _ => None,
     }
 }
