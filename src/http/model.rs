@@ -477,6 +477,7 @@ impl JobsQuery {
             job_type: self.job_type.map(Into::into),
             schedule_kind: self.schedule_kind.unwrap_or_default(),
             name_contains: self.name_contains.unwrap_or_default(),
+            paused: None,
         }
     }
 }
