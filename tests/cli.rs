@@ -390,7 +390,7 @@ async fn listed_ids(app: &TestApp, filters: &[&str]) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn list_filters_by_status_type_kind_and_name() {
+async fn list_filters_by_status_type_kind_name_and_paused() {
     let app = spawn_app(&[]).await;
     let later = create(&app, "Weekly report", &time_in(3600)).await;
     let recurring = schedctl(
@@ -430,11 +430,31 @@ async fn list_filters_by_status_type_kind_and_name() {
         listed_ids(&app, &["--type", "sms"]).await,
         Vec::<String>::new()
     );
-    let mut both = vec![later, recurring];
+    let mut both = vec![later.clone(), recurring.clone()];
     both.sort();
     assert_eq!(listed_ids(&app, &["--status", "scheduled"]).await, both);
+    assert_eq!(listed_ids(&app, &["--paused", "false"]).await, both);
+    assert_eq!(
+        listed_ids(&app, &["--paused", "true"]).await,
+        Vec::<String>::new()
+    );
+    schedctl(&app, &["pause", &recurring]).await.ok();
+    assert_eq!(
+        listed_ids(&app, &["--paused", "true"]).await,
+        std::slice::from_ref(&recurring)
+    );
+    assert_eq!(
+        listed_ids(&app, &["--paused", "false", "--name", "report"]).await,
+        std::slice::from_ref(&later)
+    );
     let bad = schedctl(&app, &["list", "--kind", "weekly"]).await;
     assert_eq!(bad.code, 2, "clap refuses an unknown kind: {}", bad.stderr);
+    let bad = schedctl(&app, &["list", "--paused", "maybe"]).await;
+    assert_eq!(
+        bad.code, 2,
+        "clap refuses a paused that is not a boolean: {}",
+        bad.stderr
+    );
     app.stop().await;
 }
 

@@ -245,6 +245,13 @@ async fn bad_input_is_refused_in_one_shape_naming_the_field() {
     );
     let bad_page = http.get("/v1/jobs?page=first").await;
     refused(&bad_page, StatusCode::BAD_REQUEST, "invalid_argument", None);
+    let bad_paused = http.get("/v1/jobs?paused=maybe").await;
+    refused(
+        &bad_paused,
+        StatusCode::BAD_REQUEST,
+        "invalid_argument",
+        None,
+    );
     let unknown = http.get("/v2/things").await;
     refused(&unknown, StatusCode::NOT_FOUND, "not_found", None);
     let wrong_method = http.call(Method::PATCH, "/v1/jobs", None).await;
@@ -346,6 +353,8 @@ async fn recurring_jobs_are_paused_resumed_triggered_previewed_and_their_runs_li
         ("schedule_kind=once&job_type=email", &one_shot),
         ("name_contains=NIGHT", &id),
         ("status=scheduled&name_contains=ate", &one_shot),
+        // Resumed: no job is paused yet.
+        ("paused=false&schedule_kind=recurring", &id),
     ] {
         let (status, page) = http.get(&format!("/v1/jobs?{query}")).await;
         assert_eq!(status, StatusCode::OK, "{page}");
@@ -355,6 +364,28 @@ async fn recurring_jobs_are_paused_resumed_triggered_previewed_and_their_runs_li
             "{query}"
         );
     }
+    // Paused again: `paused` reaches the store, alone and with another filter.
+    let (_, paused) = http.post(&format!("{job}/pause"), json!({})).await;
+    assert_eq!(paused["paused"], true, "{paused}");
+    for (query, expected) in [
+        ("paused=true", &id),
+        ("paused=false", &one_shot),
+        ("paused=true&name_contains=night", &id),
+    ] {
+        let (status, page) = http.get(&format!("/v1/jobs?{query}")).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert_eq!(
+            (&page["total_count"], &page["jobs"][0]["id"]),
+            (&json!(1), &json!(expected)),
+            "{query}"
+        );
+    }
+    let (_, none) = http.get("/v1/jobs?paused=true&schedule_kind=once").await;
+    assert_eq!(
+        (&none["total_count"], &none["jobs"]),
+        (&json!(0), &json!([])),
+        "{none}"
+    );
     let rerun = http
         .post(&format!("/v1/jobs/{one_shot}/rerun"), json!({}))
         .await;

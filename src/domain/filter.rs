@@ -40,6 +40,9 @@ pub struct JobFilter {
     pub job_type: Option<JobType>,
     /// Only one-shot or only recurring jobs.
     pub kind: Option<ScheduleKind>,
+    /// `true`: only paused recurring jobs; `false`: only jobs not paused
+    /// (one-shot jobs included).
+    pub paused: Option<bool>,
     /// Only jobs whose name contains this text, ignoring case (of ASCII
     /// letters; a store on a server may fold other letters too).
     name: Option<String>,
@@ -52,6 +55,7 @@ impl JobFilter {
         status: Option<JobStatus>,
         job_type: Option<JobType>,
         kind: Option<ScheduleKind>,
+        paused: Option<bool>,
         name: Option<String>,
     ) -> Result<JobFilter, Error> {
         let name = name.filter(|name| !name.is_empty());
@@ -71,6 +75,7 @@ impl JobFilter {
             status,
             job_type,
             kind,
+            paused,
             name,
         })
     }
@@ -97,11 +102,73 @@ impl JobFilter {
                 .job_type
                 .is_none_or(|job_type| job_type == job.spec.job_type)
             && self.kind.is_none_or(|wanted| wanted == kind)
+            && self
+                .paused
+                .is_none_or(|wanted| wanted == job.recurrence.as_ref().is_some_and(|r| r.paused))
             && self.name.as_deref().is_none_or(|name| {
                 job.spec
                     .name
                     .to_ascii_lowercase()
                     .contains(&name.to_ascii_lowercase())
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeDelta, Utc};
+
+    use super::*;
+    use crate::domain::{
+        JobSpec,
+        recurrence::{CatchUp, Overlap, RecurrenceSpec},
+    };
+
+    fn spec(name: &str) -> JobSpec {
+        JobSpec {
+            name: name.into(),
+            description: String::new(),
+            schedule_time: Utc::now() + TimeDelta::hours(1),
+            job_type: JobType::Email,
+            job_data: "{}".into(),
+        }
+    }
+
+    fn every_minute(name: &str) -> Job {
+        let recurrence = RecurrenceSpec {
+            timing: "interval every=60s anchor=2024-01-01T00:00:00Z"
+                .parse()
+                .expect("timing"),
+            catch_up: CatchUp::default(),
+            overlap: Overlap::Skip,
+        };
+        Job::new_recurring(spec(name), recurrence, Utc::now()).expect("recurring job")
+    }
+
+    fn paused(paused: Option<bool>, kind: Option<ScheduleKind>) -> JobFilter {
+        JobFilter::new(None, None, kind, paused, None).expect("a valid filter")
+    }
+
+    #[test]
+    fn paused_admits_paused_recurring_jobs_and_its_negation_every_other() {
+        let once = Job::new_scheduled(spec("once"), Utc::now());
+        let active = every_minute("active");
+        let held = every_minute("held")
+            .with_paused(true, Utc::now())
+            .expect("pausable");
+        let admitted = |filter: &JobFilter| {
+            [&once, &active, &held]
+                .into_iter()
+                .filter(|job| filter.admits(job))
+                .map(|job| job.spec.name.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(admitted(&paused(None, None)), ["once", "active", "held"]);
+        assert_eq!(admitted(&paused(Some(true), None)), ["held"]);
+        assert_eq!(admitted(&paused(Some(false), None)), ["once", "active"]);
+        let recurring = Some(ScheduleKind::Recurring);
+        assert_eq!(admitted(&paused(Some(false), recurring)), ["active"]);
+        assert!(admitted(&paused(Some(true), Some(ScheduleKind::Once))).is_empty());
+        assert!(!paused(Some(false), None).is_empty());
     }
 }

@@ -59,6 +59,7 @@ pub fn filter_of(req: &proto::ListJobsRequest) -> Result<JobFilter, Error> {
         status,
         req.job_type.map(job_type).transpose()?,
         kind,
+        req.paused,
         Some(req.name_contains.clone()),
     )
 }

@@ -468,6 +468,9 @@ pub struct JobsQuery {
     pub schedule_kind: Option<String>,
     /// Only jobs whose name contains this text, ignoring case.
     pub name_contains: Option<String>,
+    /// `true`: only paused recurring jobs; `false`: every job not paused
+    /// (one-shot jobs included).
+    pub paused: Option<bool>,
 }
 
 impl JobsQuery {
@@ -480,6 +483,7 @@ impl JobsQuery {
             job_type: self.job_type.map(Into::into),
             schedule_kind: self.schedule_kind.unwrap_or_default(),
             name_contains: self.name_contains.unwrap_or_default(),
+            paused: self.paused,
         }
     }
 }

@@ -1,13 +1,18 @@
 //! Listing with filters (`JobDB::list` with a `JobFilter`): each filter
 //! admits exactly the jobs `JobFilter::admits` admits, alone and together;
 //! `total` counts the jobs admitted, not all; pages of a filtered listing
-//! hold the admitted jobs and none twice. Compared as sets of ids, so that
+//! hold the admitted jobs and none twice. `paused` is checked against the
+//! jobs it must admit by name as well, since its stores read it out of the
+//! stored recurrence. Compared as sets of ids, so that
 //! the area runs on polodb too (which ignores `sort`; order is `listing`'s).
 
 use super::recurring::every_minute;
 use super::support::*;
 
-cases!(each_filter_admits_exactly_its_jobs_and_counts_them);
+cases!(
+    each_filter_admits_exactly_its_jobs_and_counts_them,
+    paused_admits_paused_recurring_jobs_and_not_paused_every_other,
+);
 
 /// Page `number` of `size` jobs that `filter` admits, all readable.
 async fn listing(db: &Store, filter: &JobFilter, number: i64, size: i64) -> JobsPage {
@@ -29,7 +34,13 @@ fn filter(
     kind: Option<ScheduleKind>,
     name: Option<&str>,
 ) -> JobFilter {
-    JobFilter::new(status, job_type, kind, name.map(str::to_owned)).expect("a valid filter")
+    JobFilter::new(status, job_type, kind, None, name.map(str::to_owned)).expect("a valid filter")
+}
+
+/// `filter` with `paused` set as well.
+fn paused(paused: bool, mut filter: JobFilter) -> JobFilter {
+    filter.paused = Some(paused);
+    filter
 }
 
 async fn each_filter_admits_exactly_its_jobs_and_counts_them(db: &Store) {
@@ -80,4 +91,89 @@ async fn each_filter_admits_exactly_its_jobs_and_counts_them(db: &Store) {
         paged.extend(page.jobs);
     }
     assert_eq!(sorted_ids(&paged), listed(db, &reports).await.0);
+}
+
+async fn paused_admits_paused_recurring_jobs_and_not_paused_every_other(db: &Store) {
+    let due = now() + TimeDelta::hours(1);
+    let paused_now = |name: &str| {
+        every_minute(name, None)
+            .with_paused(true, now())
+            .expect("a recurring job pauses")
+    };
+    let jobs = vec![
+        job("Weekly report", due),
+        job_in("Failed report", JobStatus::Failed, due),
+        every_minute("nightly REPORT", None),
+        paused_now("paused report"),
+        paused_now("paused cleanup"),
+    ];
+    db.insert_all(&jobs).await;
+    let named = |names: &[&str]| {
+        sorted_ids(
+            jobs.iter()
+                .filter(|job| names.contains(&job.spec.name.as_str())),
+        )
+    };
+    let recurring = Some(ScheduleKind::Recurring);
+    let once = Some(ScheduleKind::Once);
+    let cases = [
+        (
+            paused(true, filter(None, None, None, None)),
+            named(&["paused report", "paused cleanup"]),
+        ),
+        (
+            paused(false, filter(None, None, None, None)),
+            named(&["Weekly report", "Failed report", "nightly REPORT"]),
+        ),
+        (
+            paused(true, filter(None, None, None, Some("REPORT"))),
+            named(&["paused report"]),
+        ),
+        (
+            paused(false, filter(None, None, None, Some("report"))),
+            named(&["Weekly report", "Failed report", "nightly REPORT"]),
+        ),
+        (
+            paused(false, filter(Some(JobStatus::Failed), None, None, None)),
+            named(&["Failed report"]),
+        ),
+        (
+            paused(true, filter(Some(JobStatus::Scheduled), None, None, None)),
+            named(&["paused report", "paused cleanup"]),
+        ),
+        (
+            paused(true, filter(None, None, recurring, None)),
+            named(&["paused report", "paused cleanup"]),
+        ),
+        (
+            paused(false, filter(None, None, recurring, None)),
+            named(&["nightly REPORT"]),
+        ),
+        (
+            paused(false, filter(None, None, once, None)),
+            named(&["Weekly report", "Failed report"]),
+        ),
+        (paused(true, filter(None, None, once, None)), Vec::new()),
+        (
+            paused(true, filter(None, Some(JobType::Sms), None, None)),
+            Vec::new(),
+        ),
+    ];
+    for (filter, expected) in cases {
+        let admitted = sorted_ids(jobs.iter().filter(|job| filter.admits(job)));
+        assert_eq!(admitted, expected, "the rule: {filter:?}");
+        let count = expected.len() as u64;
+        assert_eq!(listed(db, &filter).await, (expected, count), "{filter:?}");
+    }
+
+    // Pages of a listing filtered on paused: every admitted job once, and
+    // the total on each page.
+    let not_paused = paused(false, filter(None, None, None, None));
+    let mut paged = Vec::new();
+    for (number, places) in [(1, 2), (2, 1)] {
+        let page = listing(db, &not_paused, number, 2).await;
+        assert_eq!((page.total, page.jobs.len()), (3, places), "page {number}");
+        paged.extend(page.jobs);
+    }
+    assert_eq!(sorted_ids(&paged), listed(db, &not_paused).await.0);
 }

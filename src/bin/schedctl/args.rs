@@ -260,6 +260,10 @@ pub struct ListArgs {
     /// Only jobs whose name contains this text (ignoring case).
     #[arg(long)]
     pub name: Option<String>,
+    /// true: only paused recurring jobs; false: every job not paused
+    /// (one-shot jobs included).
+    #[arg(long, value_name = "true|false")]
+    pub paused: Option<bool>,
 }
 
 /// `runs`: a job and a page of its runs.

@@ -171,6 +171,7 @@ impl From<&ListArgs> for ListJobsRequest {
             job_type: args.job_type.map(|t| JobType::from(t).into()),
             schedule_kind: kind.unwrap_or_default().to_owned(),
             name_contains: args.name.clone().unwrap_or_default(),
+            paused: args.paused,
             ..Default::default()
         }
     }

@@ -248,16 +248,37 @@ fn filter_document(filter: &JobFilter) -> Document {
     // A recurring job's `recurrence` is a string, a one-shot job's null (or
     // missing, which `$in` and `$nin` take as null). (polodb answers `$ne`
     // and `$gt` against null as MongoDB does not; both agree on these.)
-    match filter.kind {
-        Some(ScheduleKind::Recurring) => query.insert("recurrence", doc! { "$nin": [null] }),
-        Some(ScheduleKind::Once) => query.insert("recurrence", doc! { "$in": [null] }),
-        None => None,
+    let kind = filter.kind.map(|kind| match kind {
+        ScheduleKind::Recurring => doc! { "$nin": [null] },
+        ScheduleKind::Once => doc! { "$in": [null] },
+    });
+    // Paused: the string holds `"paused":true` (see `PAUSED`); a regular
+    // expression in `$in` or `$nin` matches the string on both servers,
+    // and `$nin` admits a one-shot job's null or missing field on both
+    // (polodb's `$not` of a `$regex` skips a missing field).
+    let paused = filter.paused.map(|paused| {
+        let operator = if paused { "$in" } else { "$nin" };
+        doc! { operator: [regex(PAUSED)] }
+    });
+    match (kind, paused) {
+        (Some(kind), Some(paused)) => query.insert(
+            "$and",
+            vec![doc! { "recurrence": kind }, doc! { "recurrence": paused }],
+        ),
+        (Some(only), None) | (None, Some(only)) => query.insert("recurrence", only),
+        (None, None) => None,
     };
     if let Some(name) = filter.name() {
         query.insert("name", doc! { "$regex": regex(&ascii_caseless(name)) });
     }
     query
 }
+
+/// The stored recurrence (`Recurrence::to_stored`, compact JSON) of a
+/// paused job: its top-level `paused` field true. `"paused":` cannot occur
+/// inside a string value, where every quote is escaped, and no nested
+/// object has a `paused` field.
+const PAUSED: &str = r#"[{,]"paused":true[,}]"#;
 
 /// A regular expression matching `text` literally, ignoring the case of
 /// ASCII letters as `JobFilter::admits` does (each letter as a class, not

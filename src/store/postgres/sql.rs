@@ -7,11 +7,18 @@ use super::{
 };
 use crate::domain::JobStatus;
 
-/// The filter of a listing, on parameters $1 to $4 (see `count_where`).
+/// The filter of a listing, on parameters $1 to $5 (see `count_where`).
+/// Paused ($5) is the `paused` field of the stored recurrence (JSON in a
+/// `text` column; a one-shot job's is NULL: not paused), compared as jsonb
+/// so that a field that is not a boolean reads as not paused. (A
+/// recurrence that is not JSON at all, written from outside the service,
+/// fails the cast: only a listing filtered on paused meets it.)
 const FILTER: &str = "($1::smallint IS NULL OR status = $1) \
      AND ($2::smallint IS NULL OR job_type = $2) \
      AND ($3::boolean IS NULL OR (recurrence IS NOT NULL) = $3) \
-     AND ($4::text IS NULL OR strpos(lower(name), lower($4)) > 0)";
+     AND ($4::text IS NULL OR strpos(lower(name), lower($4)) > 0) \
+     AND ($5::boolean IS NULL \
+          OR COALESCE((recurrence::jsonb -> 'paused') = 'true'::jsonb, false) = $5)";
 
 /// The columns of a job, in the order [`JobParams::as_params`] binds them.
 pub(super) const COLUMNS: &str = "id, name, description, schedule_time, created_at, updated_at, status, \
@@ -49,9 +56,9 @@ pub(super) struct Sql {
     pub(super) count: String,
     pub(super) page: String,
     /// `count` of the jobs a filter admits ($1 status, $2 job type, $3
-    /// recurring, $4 name text; each NULL when not filtered on).
+    /// recurring, $4 name text, $5 paused; each NULL when not filtered on).
     pub(super) count_where: String,
-    /// `page` of the jobs a filter admits ($5 offset, $6 limit).
+    /// `page` of the jobs a filter admits ($6 offset, $7 limit).
     pub(super) page_where: String,
     pub(super) replace_if: String,
     pub(super) delete: String,
@@ -100,7 +107,7 @@ impl Sql {
             count_where: format!("SELECT count(*) FROM {t} WHERE {FILTER}"),
             page_where: format!(
                 "SELECT {COLUMNS} FROM {t} WHERE {FILTER} \
-                 ORDER BY schedule_time, id OFFSET $5 LIMIT $6"
+                 ORDER BY schedule_time, id OFFSET $6 LIMIT $7"
             ),
             page: format!(
                 "SELECT {COLUMNS} FROM {t} ORDER BY schedule_time, id OFFSET $1 LIMIT $2"

@@ -120,7 +120,8 @@ impl JobDB for PgJobDB {
         let job_type = filter.job_type.map(|t| t as i16);
         let recurring = filter.kind.map(|kind| kind == ScheduleKind::Recurring);
         let name = filter.name();
-        let filtered: [&(dyn ToSql + Sync); 4] = [&status, &job_type, &recurring, &name];
+        let filtered: [&(dyn ToSql + Sync); 5] =
+            [&status, &job_type, &recurring, &name, &filter.paused];
         let (count_sql, page_sql, params) = if filter.is_empty() {
             (&self.sql.count, &self.sql.page, &[][..])
         } else {
