@@ -33,6 +33,11 @@ use test_support::child::{ChildProcess, free_port};
 /// Longest wait for anything that must happen: a bound on a hang only.
 const HANG: Duration = Duration::from_secs(60);
 
+/// Whether the form shows the fields of the schedule kind `arguments[0]`
+/// and hides the others.
+const SHOWN_KIND: &str = "return [...document.querySelectorAll('[data-kind]')].every(el => \
+    (el.offsetParent !== null) === (el.dataset.kind === arguments[0]));";
+
 /// Where the screenshots go.
 fn screenshots() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots")
@@ -362,7 +367,13 @@ async fn an_operator_previews_pauses_resumes_and_deletes_a_recurring_job() {
     browser.open(&app, "#/new").await;
     browser.fill("#name", "nightly report").await;
     browser.fill("#job_data", "{}").await;
+    browser
+        .until("only the once fields show", SHOWN_KIND, vec![json!("once")])
+        .await;
     browser.click("#kind-cron").await;
+    browser
+        .until("only the cron fields show", SHOWN_KIND, vec![json!("cron")])
+        .await;
     browser.fill("#cron_expression", "0 3 * * 99").await;
     browser.until_text("#cron_expression-error", "cron").await;
     browser.fill("#cron_expression", "0 3 * * *").await;
@@ -391,6 +402,8 @@ async fn an_operator_previews_pauses_resumes_and_deletes_a_recurring_job() {
     browser.shot("job-paused").await;
 
     // The jobs list filters on it.
+    browser.open(&app, "#/jobs?paused=false").await;
+    browser.until_text("main", "No job matches.").await;
     browser.open(&app, "#/jobs?paused=true").await;
     browser.until_text("table", "nightly report").await;
     browser.shot("jobs").await;
