@@ -594,20 +594,23 @@
     add(into, header, fields, schedule, runs,
       h('section', { 'aria-labelledby': 'events-h' }, h('h2', { id: 'events-h' }, 'Events since you opened this page'), events));
     let runsPage = 1;
+    /** Shows the job as it is now; returns it (null if it cannot be read). */
     const refresh = async () => {
       let job;
       try {
         job = await call('GET', `/v1/jobs/${id}`);
       } catch (err) {
         replace(header, h('h1', {}, 'Job'), h('p', { class: 'error', role: 'alert' }, err.message));
-        return;
+        return null;
       }
       showJobHeader(header, job, refresh);
       showJobFields(fields, job);
       await Promise.all([showSchedule(schedule, job), showRuns(runs, job, runsPage, (p) => { runsPage = p; refresh(); })]);
+      return job;
     };
-    await refresh();
-    const stop = follow({}, (kind, event) => {
+    const job = await refresh();
+    // (The stream has no filter by job: its type narrows it, the id here.)
+    const stop = follow({ job_types: job ? job.job_type : '' }, (kind, event) => {
       if (kind === 'lagged' || !event.job || event.job.id !== id) return;
       events.prepend(feedItem(kind, event));
       refresh();

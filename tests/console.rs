@@ -260,6 +260,40 @@ async fn job_named(app: &TestApp, token: &str, name: &str) -> Value {
     jobs[0].clone()
 }
 
+/// An operator at work: the service on a manual clock, with auth on, and
+/// a browser signed in with an admin token.
+struct Operator {
+    auth: TestAuth,
+    clock: ManualClock,
+    app: TestApp,
+    admin: String,
+    browser: Browser,
+}
+
+impl Operator {
+    async fn signed_in() -> Operator {
+        let auth = TestAuth::new();
+        let clock = ManualClock::at_wall_time();
+        let app = console_app(&auth, &clock).await;
+        let admin = auth.token("admin");
+        let browser = Browser::start().await;
+        sign_in(&browser, &app, &admin).await;
+        Operator {
+            auth,
+            clock,
+            app,
+            admin,
+            browser,
+        }
+    }
+}
+
+/// Ends the browser session and stops the service.
+async fn finish(browser: Browser, app: TestApp) {
+    browser.client.clone().close().await.expect("session ends");
+    app.stop().await;
+}
+
 async fn sign_in(browser: &Browser, app: &TestApp, token: &str) {
     browser.open(app, "#/").await;
     browser.find("#token").await;
@@ -271,12 +305,13 @@ async fn sign_in(browser: &Browser, app: &TestApp, token: &str) {
 
 #[tokio::test]
 async fn an_operator_creates_a_job_watches_it_fire_and_finds_its_run() {
-    let auth = TestAuth::new();
-    let clock = ManualClock::at_wall_time();
-    let app = console_app(&auth, &clock).await;
-    let admin = auth.token("admin");
-    let browser = Browser::start().await;
-    sign_in(&browser, &app, &admin).await;
+    let Operator {
+        auth,
+        clock,
+        app,
+        admin,
+        browser,
+    } = Operator::signed_in().await;
 
     // Create through the form, due in ten minutes of the service's clock.
     browser.open(&app, "#/new").await;
@@ -349,18 +384,17 @@ async fn an_operator_creates_a_job_watches_it_fire_and_finds_its_run() {
     browser.until_text(".cards", "succeeded").await;
     browser.shot("overview").await;
 
-    browser.client.clone().close().await.expect("session ends");
-    app.stop().await;
+    finish(browser, app).await;
 }
 
 #[tokio::test]
 async fn an_operator_previews_pauses_resumes_and_deletes_a_recurring_job() {
-    let auth = TestAuth::new();
-    let clock = ManualClock::at_wall_time();
-    let app = console_app(&auth, &clock).await;
-    let admin = auth.token("admin");
-    let browser = Browser::start().await;
-    sign_in(&browser, &app, &admin).await;
+    let Operator {
+        app,
+        admin,
+        browser,
+        ..
+    } = Operator::signed_in().await;
 
     // A cron job: the form previews its occurrences as it is typed, and
     // shows the service's refusal of a bad expression beside the field.
@@ -440,8 +474,7 @@ async fn an_operator_previews_pauses_resumes_and_deletes_a_recurring_job() {
         .expect("the API answers");
     assert_eq!(gone.status(), reqwest::StatusCode::NOT_FOUND);
 
-    browser.client.clone().close().await.expect("session ends");
-    app.stop().await;
+    finish(browser, app).await;
 }
 
 #[tokio::test]
@@ -501,6 +534,5 @@ async fn a_viewer_sees_but_cannot_act_and_pages_fit_a_phone() {
     browser.until_text("table", "watched job").await;
     browser.shot("phone-jobs").await;
 
-    browser.client.clone().close().await.expect("session ends");
-    app.stop().await;
+    finish(browser, app).await;
 }
