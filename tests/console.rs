@@ -33,6 +33,12 @@ use test_support::child::{ChildProcess, free_port};
 /// Longest wait for anything that must happen: a bound on a hang only.
 const HANG: Duration = Duration::from_secs(60);
 
+/// Whether every control of the page has a label (or an ARIA label) and
+/// every button a name.
+const ALL_LABELLED: &str = "return [...document.querySelectorAll('input, select, textarea')]\
+    .every(el => el.labels.length > 0 || el.getAttribute('aria-label')) && \
+    [...document.querySelectorAll('button')].every(b => b.textContent.trim() !== '');";
+
 /// Whether the form shows the fields of the schedule kind `arguments[0]`
 /// and hides the others.
 const SHOWN_KIND: &str = "return [...document.querySelectorAll('[data-kind]')].every(el => \
@@ -74,7 +80,7 @@ impl Browser {
             "--disable-component-update",
             "--disable-sync",
             "--disable-dev-shm-usage",
-            "--window-size=1280,1000",
+            "--window-size=1280,1400",
             &format!("--user-data-dir={}", profile.path().display()),
         ];
         let mut caps = serde_json::Map::new();
@@ -315,6 +321,10 @@ async fn an_operator_creates_a_job_watches_it_fire_and_finds_its_run() {
 
     // Create through the form, due in ten minutes of the service's clock.
     browser.open(&app, "#/new").await;
+    browser.find("#name").await;
+    browser
+        .until("every control is labelled", ALL_LABELLED, vec![])
+        .await;
     browser.fill("#name", "browser email").await;
     browser.fill("#job_data", r#"{"Subject": "hello"}"#).await;
     let due = clock.now() + TimeDelta::minutes(10);
@@ -522,6 +532,9 @@ async fn a_viewer_sees_but_cannot_act_and_pages_fit_a_phone() {
     for page in ["#/", "#/jobs", &format!("#/jobs/{id}"), "#/live"] {
         browser.open(&app, page).await;
         browser.find("main h1").await;
+        browser
+            .until(&format!("{page} labels its controls"), ALL_LABELLED, vec![])
+            .await;
         browser
             .until(
                 &format!("{page} fits the width"),
