@@ -578,7 +578,7 @@
       h('button', { type: 'button', disabled: !listed.has_more, onclick: () => goTo(listed.page + 1) }, 'Next →'));
     replace(into, 
       listed.jobs.length
-        ? jobTable(listed.jobs, ['name', 'status', 'type', 'schedule', 'next', 'last', 'attempt'], 'Sorted by next run, soonest first')
+        ? jobTable(listed.jobs, ['name', 'status', 'type', 'schedule', 'next', 'last', 'attempt'], 'Sorted by schedule time (a waiting job’s next run), soonest first')
         : h('p', {}, 'No job matches.'),
       pager);
   }
