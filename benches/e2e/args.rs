@@ -11,7 +11,7 @@ use scheduler_service::domain::retry::MAX_ATTEMPTS_LIMIT;
 
 use crate::support::{BARE_RUN_HELP, bench_args, number};
 
-/// The six benchmarks.
+/// The seven benchmarks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Part {
     Create,
@@ -21,6 +21,8 @@ pub enum Part {
     History,
     /// The HTTP/JSON API against gRPC.
     Api,
+    /// The web console's pages on a large store.
+    Console,
 }
 
 /// Where the service keeps its jobs.
@@ -66,7 +68,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "create,fire,recovery,recurring,history,api"
+        default_value = "create,fire,recovery,recurring,history,api,console"
     )]
     parts: Vec<Part>,
     /// Seed of the fire part's due times; run k uses seed + k − 1.
@@ -167,6 +169,12 @@ struct Args {
     /// from 1 to 100 [default: 100, smoke 10].
     #[arg(long, value_name = "N", value_parser = runs_per_job)]
     history_runs: Option<u32>,
+    /// console: the stores (PostgreSQL and the embedded store).
+    #[arg(long, value_delimiter = ',', default_value = "postgres,embedded")]
+    console_stores: Vec<Store>,
+    /// console: jobs in the store, at least 100 [default: 100000, smoke 300].
+    #[arg(long, value_name = "N", value_parser = console_jobs)]
+    console_jobs: Option<usize>,
     /// The service binary to run instead of this build's, e.g. an older build
     /// kept aside, to compare before and after in one session.
     #[arg(long, value_name = "PATH", value_parser = existing_file)]
@@ -196,6 +204,18 @@ fn runs_per_job(s: &str) -> Result<u32, String> {
             Ok(n)
         } else {
             Err(format!("must be at most {MAX_ATTEMPTS_LIMIT}"))
+        }
+    })
+}
+
+/// Jobs of the console part: at least 100, so that every kind of job the
+/// set mixes is there.
+fn console_jobs(s: &str) -> Result<usize, String> {
+    number(s).and_then(|n: usize| {
+        if n >= 100 {
+            Ok(n)
+        } else {
+            Err("must be at least 100".to_owned())
         }
     })
 }
@@ -244,6 +264,8 @@ pub struct Options {
     pub history_stores: Vec<Store>,
     pub history_jobs: usize,
     pub history_runs: u32,
+    pub console_stores: Vec<Store>,
+    pub console_jobs: usize,
     pub plot: Option<PathBuf>,
 }
 
@@ -289,6 +311,8 @@ pub fn parse() -> Options {
         history_stores: a.history_stores,
         history_jobs: a.history_jobs.unwrap_or(pick(20, 3)),
         history_runs: a.history_runs.unwrap_or(if smoke { 10 } else { 100 }),
+        console_stores: a.console_stores,
+        console_jobs: a.console_jobs.unwrap_or(pick(100_000, 300)),
         plot: a.plot,
     }
 }

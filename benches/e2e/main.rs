@@ -4,7 +4,7 @@
 //! broker, the MongoDB-protocol server and PostgreSQL. Each run uses a fresh
 //! collection or schema and fresh topics.
 //!
-//! Six parts, a module each:
+//! Seven parts, a module each:
 //!
 //! - `create`: CreateJob load. `--concurrency` calls in flight over
 //!   `--connections` HTTP/2 connections, `--requests` calls (after a warm-up
@@ -57,6 +57,18 @@
 //!   over each face of one service on the embedded store, `--concurrency`
 //!   in flight, one face after the other in the same run (after a warm-up
 //!   of both); calls per second and p50/p99 of each, and HTTP over gRPC.
+//! - `console`: the web console's pages on a large store. On each of
+//!   `--console-stores` (PostgreSQL and the embedded store),
+//!   `--console-jobs` jobs inserted once through the store API, a mix the
+//!   console's filters tell apart (one-shot email and sms jobs due over the
+//!   next hours, some succeeded, failed or running, a tenth recurring, a few
+//!   hundred paused, one name in 97 matching the name search); the binary
+//!   starts on it and each page's HTTP requests are made as
+//!   `console/app.js` makes them, those it awaits together at once: the
+//!   overview (13), the jobs list's first and last page, a name search and
+//!   a filter combination, and a job's page. Each page once as a warm-up,
+//!   then 10 times (smoke 2): p50 and max of the page's wait (until its last
+//!   answer). Every answer must be 200 and agree with the set.
 //!
 //! ```text
 //! cargo bench --bench e2e                      # every part, 3 runs each
@@ -68,6 +80,7 @@
 //! cargo bench --bench e2e -- --parts recurring --recurring-jobs 10000 --recurring-every-secs 10
 //! cargo bench --bench e2e -- --parts history --history-stores postgres,embedded --history-jobs 50
 //! cargo bench --bench e2e -- --parts api --requests 20000 --concurrency 64
+//! cargo bench --bench e2e -- --parts console --console-stores postgres,embedded --console-jobs 100000
 //! ```
 //!
 //! With `--plot DIR`, the create and fire parts also draw their charts
@@ -77,8 +90,9 @@
 //!
 //! Without any argument (as `cargo test --all-targets` runs it) it runs
 //! `--smoke`. It exits with failure when a call fails, a fired job does not
-//! arrive, a recovery does not arm every job, or a run history listing or
-//! pruning pass is wrong.
+//! arrive, a recovery does not arm every job, a run history listing or
+//! pruning pass is wrong, or a console page's answer is not 200 or
+//! disagrees with the jobs stored.
 //!
 //! Server addresses as in the tests (test-support reads them):
 //! `TEST_MONGODB_URI`, `TEST_POSTGRES_URI`, `TEST_KAFKA_BROKERS`. Service
@@ -91,6 +105,7 @@
 mod accounting;
 mod api;
 mod args;
+mod console;
 mod create;
 mod fire;
 mod history;
@@ -155,6 +170,9 @@ async fn run(o: Options) -> bool {
     }
     if o.parts.contains(&Part::Api) {
         ok &= api::api_part(&o).await;
+    }
+    if o.parts.contains(&Part::Console) {
+        ok &= console::console_part(&o).await;
     }
     ok
 }

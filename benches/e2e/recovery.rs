@@ -12,19 +12,13 @@
 
 use std::{
     path::Path,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
     time::{Duration, Instant},
 };
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use scheduler_service::{
     config::vars,
     domain::{Job, JobSpec, JobType, PendingEvents, now},
-    store::JobDB,
     timer::Timer,
 };
 use test_support::unique;
@@ -34,7 +28,7 @@ use crate::{
     args::{Options, Store},
     load::JOB_DATA,
     report::joined_notes,
-    service::{self, Service, drop_namespace, embedded_dir, service_env, set},
+    service::{Service, drop_namespace, embedded_dir, fill_store, open_store, service_env, set},
     support::{
         now_us,
         proc::load_average,
@@ -90,69 +84,22 @@ pub async fn recovery_part(o: &Options) -> bool {
     ok
 }
 
-/// Opens the jobs of `namespace` in `store` from this process (PostgreSQL or
-/// the embedded store; MongoDB-protocol inserts are too slow here for
-/// 100,000 jobs).
-async fn open_store(store: Store, namespace: &str) -> Result<Arc<dyn JobDB>, String> {
-    match store {
-        Store::MongoDb => Err("restart recovery is measured on PostgreSQL and embedded".into()),
-        Store::Postgres | Store::Embedded => service::open_store(store, namespace).await,
+/// SCHEDULED job `i` of `n`, due 10 to 50 minutes after `base_ms` (spread
+/// evenly over the 40 minutes), as a job whose create event was delivered
+/// long ago.
+fn due_job(i: usize, n: usize, base_ms: i64) -> Job {
+    let due_ms = base_ms + 600_000 + (i as i64 * 2_400_000) / n.max(1) as i64;
+    let spec = JobSpec {
+        name: format!("e2e-recovery-{i}"),
+        description: "end-to-end benchmark".into(),
+        schedule_time: DateTime::from_timestamp_millis(due_ms).expect("valid time"),
+        job_type: JobType::Email,
+        job_data: JOB_DATA.into(),
+    };
+    Job {
+        pending: PendingEvents::NONE,
+        ..Job::new_scheduled(spec, now())
     }
-}
-
-/// Inserts `n` SCHEDULED jobs due 10 to 50 minutes ahead; returns how many
-/// were stored.
-async fn insert_due_jobs(db: &Arc<dyn JobDB>, n: usize) -> usize {
-    let base_ms = now_us() / 1000;
-    let failures = Arc::new(AtomicUsize::new(0));
-    futures::stream::iter(0..n)
-        .map(|i| {
-            let (db, failures) = (db.clone(), failures.clone());
-            async move {
-                // Spread evenly over the 40 minutes.
-                let due_ms = base_ms + 600_000 + (i as i64 * 2_400_000) / n.max(1) as i64;
-                let spec = JobSpec {
-                    name: format!("e2e-recovery-{i}"),
-                    description: "end-to-end benchmark".into(),
-                    schedule_time: DateTime::from_timestamp_millis(due_ms).expect("valid time"),
-                    job_type: JobType::Email,
-                    job_data: JOB_DATA.into(),
-                };
-                // As a job whose create event was delivered long ago.
-                let job = Job {
-                    pending: PendingEvents::NONE,
-                    ..Job::new_scheduled(spec, now())
-                };
-                if db.insert(&job).await.is_err() {
-                    failures.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        })
-        .buffer_unordered(64)
-        .collect::<()>()
-        .await;
-    n - failures.load(Ordering::Relaxed)
-}
-
-/// Fills a fresh schema or folder of `store` with `n` due jobs; returns how
-/// many were stored.
-async fn fill_store(store: Store, schema: &str, n: usize, title: &str) -> Result<usize, String> {
-    let db = open_store(store, schema)
-        .await
-        .map_err(|err| format!("cannot use the {title}: {err}"))?;
-    db.ensure_indexes()
-        .await
-        .map_err(|err| format!("cannot set up the {title}: {err}"))?;
-    let start = Instant::now();
-    let inserted = insert_due_jobs(&db, n).await;
-    // The embedded store is a file only one process may open: close it
-    // before the service opens it.
-    drop(db);
-    eprintln!(
-        "recovery ({title}): inserted {inserted} of {n} jobs in {:.1} s",
-        start.elapsed().as_secs_f64()
-    );
-    Ok(inserted)
 }
 
 async fn recovery_of(o: &Options, store: Store) -> bool {
@@ -163,10 +110,12 @@ async fn recovery_of(o: &Options, store: Store) -> bool {
         Store::Embedded => "embedded store",
         _ => "PostgreSQL",
     };
-    let inserted = match fill_store(store, &schema, n, title).await {
-        Ok(inserted) => inserted,
+    let base_ms = now_us() / 1000;
+    let label = format!("recovery ({title})");
+    let inserted = match fill_store(store, &schema, n, &label, |i| due_job(i, n, base_ms)).await {
+        Ok((inserted, _)) => inserted,
         Err(err) => {
-            println!("\n## Restart recovery: {err}");
+            println!("\n## Restart recovery ({title}): {err}");
             return false;
         }
     };

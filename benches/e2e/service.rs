@@ -2,21 +2,26 @@
 //! (test-support's [`ServiceChild`]), its JSON log on stderr read by a
 //! thread that copies it to a file and picks out the lines the benchmarks
 //! time (start-up, arming, firings, warnings); the variables of a fresh
-//! instance; a store opened in this process on a run's namespace; and the
-//! cleanup of a run's schema, collection or folder.
+//! instance; a store opened in this process on a run's namespace, and filled
+//! through it; and the cleanup of a run's schema, collection or folder.
 
 use std::{
     fs::File,
     io::{BufRead, BufReader, Write as _},
     path::{Path, PathBuf},
     process::Stdio,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use scheduler_service::{
     config::vars,
+    domain::Job,
     grpc::proto::jobs_service_client::JobsServiceClient,
     store::{
         JobDB,
@@ -286,6 +291,52 @@ pub async fn open_store(store: Store, namespace: &str) -> Result<Arc<dyn JobDB>,
             .map(|db| Arc::new(db) as Arc<dyn JobDB>),
     }
     .map_err(|e| e.to_string())
+}
+
+/// Fills a fresh schema or folder of `store` with jobs `job(0)` to
+/// `job(n - 1)` through the store API (`JobDB::insert`, 64 at a time);
+/// returns how many were stored and how long that took. PostgreSQL and the
+/// embedded store only: MongoDB-protocol inserts are too slow here for
+/// 100,000 jobs. The store is closed again (the embedded store is a file
+/// only one process may open) before this returns.
+pub async fn fill_store(
+    store: Store,
+    namespace: &str,
+    n: usize,
+    label: &str,
+    job: impl Fn(usize) -> Job,
+) -> Result<(usize, Duration), String> {
+    if store == Store::MongoDb {
+        return Err("filled through the store API on PostgreSQL and embedded only".into());
+    }
+    let db = open_store(store, namespace)
+        .await
+        .map_err(|err| format!("cannot use the store: {err}"))?;
+    db.ensure_indexes()
+        .await
+        .map_err(|err| format!("cannot set up the store: {err}"))?;
+    let start = Instant::now();
+    let failures = Arc::new(AtomicUsize::new(0));
+    futures::stream::iter((0..n).map(job))
+        .map(|job| {
+            let (db, failures) = (db.clone(), failures.clone());
+            async move {
+                if db.insert(&job).await.is_err() {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<()>()
+        .await;
+    let elapsed = start.elapsed();
+    drop(db);
+    let inserted = n - failures.load(Ordering::Relaxed);
+    eprintln!(
+        "{label}: inserted {inserted} of {n} jobs in {:.1} s",
+        elapsed.as_secs_f64()
+    );
+    Ok((inserted, elapsed))
 }
 
 /// Drops the schema, or the collection and its runs, of a finished run
