@@ -373,23 +373,18 @@
     return () => clearInterval(timer);
   }
 
-  async function countOf(filter) {
-    const page = await call('GET', `/v1/jobs${query({ ...filter, size: 1 })}`);
-    return page.total_count;
-  }
-
   async function showCounts(cards) {
+    const counts = await call('GET', '/v1/stats/jobs');
     const groups = [
-      ['All jobs', {}],
-      ...STATUSES.slice(0, 4).map((status) => [status, { status }]),
-      ...TYPES.map((job_type) => [job_type, { job_type }]),
-      ['recurring', { schedule_kind: 'recurring' }],
-      ['paused', { paused: true }],
+      ['All jobs', {}, counts.total],
+      ...STATUSES.slice(0, 4).map((status) => [status, { status }, counts.by_status[status]]),
+      ...TYPES.map((job_type) => [job_type, { job_type }, counts.by_type[job_type]]),
+      ['recurring', { schedule_kind: 'recurring' }, counts.recurring],
+      ['paused', { paused: true }, counts.paused],
     ];
-    const counts = await Promise.all(groups.map(([, filter]) => countOf(filter)));
-    replace(cards, ...groups.map(([what, filter], i) =>
+    replace(cards, ...groups.map(([what, filter, n]) =>
       h('a', { class: 'card', href: `#/jobs${query(filter)}` },
-        h('span', { class: 'n' }, counts[i].toLocaleString()), h('span', { class: 'what' }, what))));
+        h('span', { class: 'n' }, n.toLocaleString()), h('span', { class: 'what' }, what))));
   }
 
   async function showFirings(firing, lateness) {

@@ -391,7 +391,23 @@ async fn an_operator_creates_a_job_watches_it_fire_and_finds_its_run() {
     // The overview counts it and charts its firing.
     browser.open(&app, "#/").await;
     browser.until("the firing chart has a bar", "return [...document.querySelectorAll('svg.chart rect.bar:not(.bad)')].some(r => Number(r.getAttribute('height')) > 0);", vec![]).await;
-    browser.until_text(".cards", "succeeded").await;
+    let card = "return [...document.querySelectorAll('.card')].some(card => \
+                card.querySelector('.what').textContent === arguments[0] && \
+                card.querySelector('.n').textContent === arguments[1]);";
+    browser
+        .until(
+            "one succeeded job is counted",
+            card,
+            vec![json!("succeeded"), json!("1")],
+        )
+        .await;
+    browser
+        .until(
+            "no job is counted running",
+            card,
+            vec![json!("running"), json!("0")],
+        )
+        .await;
     browser.shot("overview").await;
 
     finish(browser, app).await;

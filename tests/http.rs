@@ -593,6 +593,18 @@ async fn the_session_names_the_callers_role_and_the_firings_are_for_readers() {
     let (status, firings) = viewer.get("/v1/stats/firings").await;
     assert_eq!(status, StatusCode::OK, "{firings}");
     assert_eq!(firings["minutes"].as_array().map(Vec::len), Some(60));
+    let admin = http.with_token(&auth.token("admin"));
+    admin.create(email("counted", &in_an_hour())).await;
+    let (status, counts) = viewer.get("/v1/stats/jobs").await;
+    assert_eq!(status, StatusCode::OK, "{counts}");
+    assert_eq!(
+        counts,
+        json!({
+            "total": 1, "recurring": 0, "paused": 0,
+            "by_status": {"pending": 0, "scheduled": 1, "running": 0, "succeeded": 0, "failed": 0},
+            "by_type": {"email": 1, "sms": 0},
+        })
+    );
     refused(
         &viewer
             .post("/v1/jobs", email("by a viewer", &in_an_hour()))

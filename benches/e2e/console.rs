@@ -22,7 +22,8 @@ use reqwest::StatusCode;
 use scheduler_service::{
     config::vars,
     domain::{
-        Job, JobFilter, JobId, JobSpec, JobStatus, JobType, PendingEvents, ScheduleKind, now,
+        Job, JobFilter, JobId, JobSpec, JobStatus, JobTally, JobType, PendingEvents, ScheduleKind,
+        now,
         recurrence::{CatchUp, Overlap, RecurrenceSpec},
     },
     http::model,
@@ -57,9 +58,6 @@ const NAMES: [&str; 8] = [
 ];
 /// Items on a page of the jobs list (the console's default).
 const LIST_SIZE: u64 = 20;
-/// The overview's counts (its first requests): all jobs, by status, by
-/// type, recurring and paused.
-const OVERVIEW_COUNTS: usize = 9;
 
 const HEADER: &str = "| page | requests | warm-up (ms) | p50 (ms) | max (ms) | slowest request (its p50, ms) |\n\
 |---|---|---:|---:|---:|---|";
@@ -174,6 +172,15 @@ impl ConsoleSet {
         }
     }
 
+    /// The jobs counted by facet, as `GET /v1/stats/jobs` must count them.
+    fn tally(&self) -> JobTally {
+        let mut tally = JobTally::default();
+        for i in 0..self.jobs {
+            tally.add(&self.job(i));
+        }
+        tally
+    }
+
     /// How many of the jobs each filter admits.
     fn counts(&self, filters: &[JobFilter]) -> Vec<u64> {
         let mut counts = vec![0; filters.len()];
@@ -252,6 +259,8 @@ enum Expect {
     Jobs { total: u64, page: u64, size: u64 },
     /// The last hour's firings, by minute.
     Firings,
+    /// The jobs counted by facet.
+    Counts(JobTally),
     /// The job of this id.
     Job(String),
     /// This many occurrences.
@@ -284,6 +293,34 @@ impl Expect {
                 true
             }
             Expect::Firings => parse::<model::Firings>(body)?.minutes.len() == 60,
+            Expect::Counts(tally) => {
+                let counts: model::JobCounts = parse(body)?;
+                let n = |count: u64| i64::try_from(count).unwrap_or(i64::MAX);
+                let (status, kind) = (&counts.by_status, &counts.by_type);
+                [
+                    counts.total,
+                    status.scheduled,
+                    status.running,
+                    status.succeeded,
+                ] == [
+                    n(tally.total),
+                    n(tally.scheduled),
+                    n(tally.running),
+                    n(tally.succeeded),
+                ] && [
+                    status.failed,
+                    kind.email,
+                    kind.sms,
+                    counts.recurring,
+                    counts.paused,
+                ] == [
+                    n(tally.failed),
+                    n(tally.email),
+                    n(tally.sms),
+                    n(tally.recurring),
+                    n(tally.paused),
+                ]
+            }
             Expect::Job(id) => {
                 let job: model::Job = parse(body)?;
                 job.id == *id && job.recurrence.is_some() && !job.paused
@@ -355,23 +392,9 @@ impl Page {
 /// The pages, their requests as `console/app.js` makes them, and the
 /// answers the set makes right.
 fn pages(stored: &ConsoleSet) -> Vec<Page> {
-    use JobStatus::{Failed, Running, Scheduled, Succeeded};
-    let count = |f: fn(&mut Listing)| {
-        let mut listing = Listing::sized(1);
-        f(&mut listing);
-        listing
-    };
+    use JobStatus::{Failed, Running, Scheduled};
     // viewOverview: showCounts, showFirings, showUpcoming and showAttention.
     let overview = [
-        count(|_| {}),
-        count(|l| l.status = Some(Scheduled)),
-        count(|l| l.status = Some(Running)),
-        count(|l| l.status = Some(Succeeded)),
-        count(|l| l.status = Some(Failed)),
-        count(|l| l.job_type = Some(JobType::Email)),
-        count(|l| l.job_type = Some(JobType::Sms)),
-        count(|l| l.kind = Some(ScheduleKind::Recurring)),
-        count(|l| l.paused = Some(true)),
         Listing {
             status: Some(Scheduled),
             paused: Some(false),
@@ -429,9 +452,10 @@ fn pages(stored: &ConsoleSet) -> Vec<Page> {
         .map(|l| Call::list(l, total()))
         .collect();
     overview.insert(
-        OVERVIEW_COUNTS,
-        Call::get("/v1/stats/firings".into(), Expect::Firings),
+        0,
+        Call::get("/v1/stats/jobs".into(), Expect::Counts(stored.tally())),
     );
+    overview.insert(1, Call::get("/v1/stats/firings".into(), Expect::Firings));
     let mut pages = vec![Page {
         name: "overview".into(),
         steps: vec![overview],
@@ -582,14 +606,7 @@ async fn console_of(o: &Options, store: Store) -> bool {
 /// the table.
 async fn visit_pages(o: &Options, store: Store, schema: &str, stored: &ConsoleSet) -> bool {
     let pages = pages(stored);
-    let overview: Vec<String> = pages[0].steps[0][..OVERVIEW_COUNTS]
-        .iter()
-        .filter_map(|c| match &c.expect {
-            Expect::Jobs { total, .. } => Some(format!("`{}` {total}", c.path)),
-            _ => None,
-        })
-        .collect();
-    println!("The set's counts: {}.\n", overview.join(", "));
+    println!("The set's counts: {:?}.\n", stored.tally());
     let repeats = if o.smoke { SMOKE_REPEATS } else { REPEATS };
     let mut env = service_env(o, store, schema);
     let port = match free_port() {

@@ -65,8 +65,9 @@
 //!   hundred paused, one name in 97 matching the name search); the binary
 //!   starts on it and each page's HTTP requests are made as
 //!   `console/app.js` makes them, those it awaits together at once: the
-//!   overview (13), the jobs list's first and last page, a name search and
-//!   a filter combination, and a job's page. Each page once as a warm-up,
+//!   overview (5: the counts, the firings, three listings), the jobs
+//!   list's first and last page, a name search and a filter combination,
+//!   and a job's page. Each page once as a warm-up,
 //!   then 10 times (smoke 2): p50 and max of the page's wait (until its last
 //!   answer). Every answer must be 200 and agree with the set.
 //!

@@ -80,6 +80,22 @@ impl JobFilter {
         })
     }
 
+    /// A filter on these facets, without a name (what a tally counts by).
+    pub fn facet(
+        status: Option<JobStatus>,
+        job_type: Option<JobType>,
+        kind: Option<ScheduleKind>,
+        paused: Option<bool>,
+    ) -> JobFilter {
+        JobFilter {
+            status,
+            job_type,
+            kind,
+            paused,
+            name: None,
+        }
+    }
+
     /// The text a name must contain, if any.
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()

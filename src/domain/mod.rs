@@ -11,6 +11,7 @@ pub mod recurrence;
 pub mod report;
 pub mod retry;
 pub mod schedule;
+mod tally;
 
 pub use error::{EXCERPT_MAX_CHARS, Error, Excerpt, Field};
 pub use event::{EventFilter, EventKind, LoggedEvent};
@@ -20,3 +21,4 @@ pub use job::{
     JobSpec, JobStatus, JobType, NAME_MAX_BYTES, PageRequest, PendingEvents, ResultStatus,
     new_fire_token, now,
 };
+pub use tally::JobTally;

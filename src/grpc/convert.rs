@@ -6,7 +6,8 @@ use prost_types::Timestamp;
 
 use super::{proto, recurrence::add_recurrence, retry::add_attempts};
 use crate::domain::{
-    Error, Excerpt, Field, Job, JobFilter, JobId, JobSpec, JobStatus, JobType, ScheduleKind,
+    Error, Excerpt, Field, Job, JobFilter, JobId, JobSpec, JobStatus, JobTally, JobType,
+    ScheduleKind,
 };
 
 /// Parses a job id (24 hex digits). A bad id is repeated in the error only
@@ -118,6 +119,28 @@ impl From<JobStatus> for proto::JobStatus {
             JobStatus::Running => proto::JobStatus::Running,
             JobStatus::Succeeded => proto::JobStatus::Succeeded,
             JobStatus::Failed => proto::JobStatus::Failed,
+        }
+    }
+}
+
+/// Counts in the wire's signed numbers (none comes near `i64::MAX`).
+fn count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl From<JobTally> for proto::CountJobsResponse {
+    fn from(t: JobTally) -> Self {
+        proto::CountJobsResponse {
+            total: count(t.total),
+            pending: count(t.pending),
+            scheduled: count(t.scheduled),
+            running: count(t.running),
+            succeeded: count(t.succeeded),
+            failed: count(t.failed),
+            email: count(t.email),
+            sms: count(t.sms),
+            recurring: count(t.recurring),
+            paused: count(t.paused),
         }
     }
 }

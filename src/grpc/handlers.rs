@@ -80,6 +80,13 @@ impl proto::jobs_service_server::JobsService for JobsGrpc {
         }))
     }
 
+    async fn count_jobs(
+        &self,
+        _request: Request<proto::CountJobsRequest>,
+    ) -> Result<Response<proto::CountJobsResponse>, Status> {
+        Ok(Response::new(self.service.tally().await?.into()))
+    }
+
     async fn list_job_runs(
         &self,
         request: Request<proto::ListJobRunsRequest>,

@@ -112,7 +112,8 @@ mod tests {
                 "TriggerJob",
                 "RerunJob",
                 "PreviewSchedule",
-                "ListJobRuns"
+                "ListJobRuns",
+                "CountJobs"
             ]
         );
         assert_eq!(

@@ -15,8 +15,8 @@ use super::{
     error::ApiError,
     extract::{Body, Params},
     model::{
-        CreateJob, Created, Done, Job, JobFields, JobsPage, JobsQuery, PageQuery, Preview,
-        PreviewRequest, RunsPage,
+        CreateJob, Created, Done, Job, JobCounts, JobFields, JobsPage, JobsQuery, PageQuery,
+        Preview, PreviewRequest, RunsPage,
     },
 };
 use crate::grpc::proto::{self, jobs_service_server::JobsService};
@@ -94,6 +94,17 @@ pub async fn list_jobs(
     let request = query.into_request(page, size);
     let listed = api.jobs.list_jobs(Request::new(request)).await?;
     Ok(Json(listed.into_inner().into()))
+}
+
+/// How many jobs there are, in all and by status, type, schedule kind
+/// and paused (CountJobs).
+#[utoipa::path(get, path = "/v1/stats/jobs", tag = "jobs",
+    responses((status = 200, description = "The counts", body = JobCounts)))]
+pub async fn count_jobs(State(api): State<Api>) -> Result<Json<JobCounts>, ApiError> {
+    let counted = api
+        .jobs
+        .count_jobs(Request::new(proto::CountJobsRequest {}));
+    Ok(Json(counted.await?.into_inner().into()))
 }
 
 /// Replaces a job's fields (UpdateJob).

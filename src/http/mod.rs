@@ -131,7 +131,7 @@ impl Api {
 
 /// Each resource (path and method) and the RPC it mirrors: what a
 /// token's role is checked against, in one table.
-fn routes() -> [(&'static str, &'static str, MethodRouter<Api>); 15] {
+fn routes() -> [(&'static str, &'static str, MethodRouter<Api>); 16] {
     [
         (
             "/v1/jobs",
@@ -177,6 +177,11 @@ fn routes() -> [(&'static str, &'static str, MethodRouter<Api>); 15] {
             "/v1/jobs/{id}/rerun",
             "/proto.JobsService/RerunJob",
             post(jobs::rerun_job),
+        ),
+        (
+            "/v1/stats/jobs",
+            "/proto.JobsService/CountJobs",
+            get(jobs::count_jobs),
         ),
         (
             "/v1/jobs/{id}/runs",

@@ -779,3 +779,64 @@ pub struct Firings {
     /// Sixty minutes, oldest first, the current one last.
     pub minutes: Vec<FiringMinute>,
 }
+
+/// Jobs in all and by facet: each the `total_count` of the listing with
+/// that one filter.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobCounts {
+    /// Every job.
+    pub total: i64,
+    /// By status.
+    pub by_status: StatusCounts,
+    /// By type.
+    pub by_type: TypeCounts,
+    /// Recurring jobs.
+    pub recurring: i64,
+    /// Paused recurring jobs.
+    pub paused: i64,
+}
+
+/// Jobs by status.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StatusCounts {
+    /// PENDING (never stored by this service).
+    pub pending: i64,
+    /// SCHEDULED.
+    pub scheduled: i64,
+    /// RUNNING.
+    pub running: i64,
+    /// SUCCEEDED.
+    pub succeeded: i64,
+    /// FAILED.
+    pub failed: i64,
+}
+
+/// Jobs by type.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TypeCounts {
+    /// Email jobs.
+    pub email: i64,
+    /// SMS jobs.
+    pub sms: i64,
+}
+
+impl From<proto::CountJobsResponse> for JobCounts {
+    fn from(c: proto::CountJobsResponse) -> Self {
+        JobCounts {
+            total: c.total,
+            by_status: StatusCounts {
+                pending: c.pending,
+                scheduled: c.scheduled,
+                running: c.running,
+                succeeded: c.succeeded,
+                failed: c.failed,
+            },
+            by_type: TypeCounts {
+                email: c.email,
+                sms: c.sms,
+            },
+            recurring: c.recurring,
+            paused: c.paused,
+        }
+    }
+}

@@ -89,7 +89,7 @@ impl Modify for Refusals {
     paths(
         jobs::create_job, jobs::list_jobs, jobs::get_job, jobs::update_job, jobs::delete_job,
         jobs::pause_job, jobs::resume_job, jobs::trigger_job, jobs::rerun_job, jobs::list_runs,
-        jobs::preview, events::subscribe, events::report_result, events::ack,
+        jobs::preview, jobs::count_jobs, events::subscribe, events::report_result, events::ack,
         console::session, console::firings,
     ),
     components(schemas(ApiError, model::Job, model::Lagged)),

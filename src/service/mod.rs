@@ -58,7 +58,8 @@ use crate::{
     clock::Clock,
     config::SchedulerSettings,
     domain::{
-        Error, Job, JobFilter, JobId, JobSpec, JobStatus, PageRequest, ResultStatus, history,
+        Error, Job, JobFilter, JobId, JobSpec, JobStatus, JobTally, PageRequest, ResultStatus,
+        history,
         recurrence::RecurrenceSpec,
         report::RunReport,
         retry::{Attempts, RetryPolicy},
@@ -218,6 +219,12 @@ impl JobService {
         let listed = self.inner.db.list(page, filter).await?;
         log_unreadable("list", &listed.unreadable);
         Ok(listed)
+    }
+
+    /// How many jobs there are, in all and by status, type, schedule kind
+    /// and paused, in one pass over the store.
+    pub async fn tally(&self) -> Result<JobTally, Error> {
+        Ok(self.inner.db.tally().await?)
     }
 
     /// Replaces the client fields of a job and schedules it again, as a

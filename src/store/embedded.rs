@@ -45,7 +45,7 @@ use super::{
     StoreError, stored_time,
 };
 use crate::domain::{
-    Job, JobFilter, JobId, LoggedEvent, PageRequest, PendingEvents,
+    Job, JobFilter, JobId, JobTally, LoggedEvent, PageRequest, PendingEvents,
     history::{self, Run},
     report::RunReport,
 };
@@ -321,6 +321,24 @@ impl JobDB for EmbeddedJobDB {
                 total += 1;
             }
             Ok(page_of(reads.into_iter().collect(), total as u64))
+        })
+        .await
+    }
+
+    async fn tally(&self) -> Result<JobTally, StoreError> {
+        self.blocking(|db| {
+            let txn = db.begin_read().map_err(storage)?;
+            let jobs = txn.open_table(JOBS).map_err(storage)?;
+            // In key order (no index lookups): the order does not matter.
+            let mut tally = JobTally::default();
+            for entry in jobs.iter().map_err(storage)? {
+                let (key, record) = entry.map_err(storage)?;
+                match id_of(key.value()).and_then(|id| decode(id, record.value())) {
+                    Ok(job) => tally.add(&job),
+                    Err(_) => tally.total += 1,
+                }
+            }
+            Ok(tally)
         })
         .await
     }

@@ -13,7 +13,7 @@ use super::{
     record_runs, runs_page, stored_job, stored_time,
 };
 use crate::domain::{
-    Job, JobFilter, JobId, JobStatus, PageRequest, PendingEvents,
+    Job, JobFilter, JobId, JobStatus, JobTally, PageRequest, PendingEvents,
     history::{self, Run},
     report::RunReport,
 };
@@ -118,6 +118,10 @@ impl JobDB for MemoryJobDB {
             jobs: all.into_iter().skip(offset).take(size).cloned().collect(),
             unreadable: Vec::new(),
         })
+    }
+
+    async fn tally(&self) -> Result<JobTally, StoreError> {
+        Ok(JobTally::of(self.state.read().await.jobs.values()))
     }
 
     async fn replace_if(

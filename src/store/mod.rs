@@ -29,7 +29,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 
 use crate::domain::{
-    self, Job, JobFilter, JobId, JobStatus, PageRequest, PendingEvents,
+    self, Job, JobFilter, JobId, JobStatus, JobTally, PageRequest, PendingEvents,
     history::{self, Run},
     recurrence::ResultDecision,
     report::RunReport,
@@ -311,6 +311,10 @@ pub trait JobDB: Send + Sync + 'static {
     /// id, and how many it admits in all; the page's unreadable documents
     /// are reported, not fatal.
     async fn list(&self, page: PageRequest, filter: &JobFilter) -> Result<JobsPage, StoreError>;
+
+    /// How many jobs there are, in all and by facet ([`JobTally::add`] is
+    /// the rule), in one pass; unreadable documents count in no facet.
+    async fn tally(&self) -> Result<JobTally, StoreError>;
 
     /// Writes every field of `job` (same id) only if the stored job is still
     /// at `expected_version`, and with it, in the same atomic step, the

@@ -16,7 +16,10 @@ use super::{
     StoreError, Unreadable,
 };
 use crate::{
-    domain::{Job, JobFilter, JobId, PageRequest, PendingEvents, history::Run, report::RunReport},
+    domain::{
+        Job, JobFilter, JobId, JobTally, PageRequest, PendingEvents, history::Run,
+        report::RunReport,
+    },
     telemetry::metrics::Metrics,
 };
 
@@ -163,6 +166,10 @@ impl<D: JobDB> JobDB for TracedJobDB<D> {
             .await?;
         self.count_unreadable("list", &listed.unreadable);
         Ok(listed)
+    }
+
+    async fn tally(&self) -> Result<JobTally, StoreError> {
+        self.request("tally", None, self.inner.tally()).await
     }
 
     async fn replace_if(

@@ -3,7 +3,9 @@
 //! `total` counts the jobs admitted, not all; pages of a filtered listing
 //! hold the admitted jobs and none twice. `paused` is checked against the
 //! jobs it must admit by name as well, since its stores read it out of the
-//! stored recurrence. Compared as sets of ids, so that
+//! stored recurrence. The tally (`JobDB::tally`) counts what `JobTally::add`
+//! counts, and each of its facets is the total of that facet's listing.
+//! Compared as sets of ids, so that
 //! the area runs on polodb too (which ignores `sort`; order is `listing`'s).
 
 use super::recurring::every_minute;
@@ -12,6 +14,7 @@ use super::support::*;
 cases!(
     each_filter_admits_exactly_its_jobs_and_counts_them,
     paused_admits_paused_recurring_jobs_and_not_paused_every_other,
+    the_tally_counts_every_job_by_each_facet_as_the_filters_do,
 );
 
 /// Page `number` of `size` jobs that `filter` admits, all readable.
@@ -176,4 +179,63 @@ async fn paused_admits_paused_recurring_jobs_and_not_paused_every_other(db: &Sto
         paged.extend(page.jobs);
     }
     assert_eq!(sorted_ids(&paged), listed(db, &not_paused).await.0);
+}
+
+async fn the_tally_counts_every_job_by_each_facet_as_the_filters_do(db: &Store) {
+    assert_eq!(db.tally().await.expect("tally"), JobTally::default());
+    let due = now() + TimeDelta::hours(1);
+    let mut sms = job_in("Reminder text", JobStatus::Running, due);
+    sms.spec.job_type = JobType::Sms;
+    let jobs = vec![
+        job("Weekly report", due),
+        job_in("Failed report", JobStatus::Failed, due),
+        job_in("Sent report", JobStatus::Succeeded, due),
+        sms,
+        every_minute("nightly", None),
+        every_minute("held", None)
+            .with_paused(true, now())
+            .expect("a recurring job pauses"),
+    ];
+    db.insert_all(&jobs).await;
+    let tally = db.tally().await.expect("tally");
+    assert_eq!(tally, JobTally::of(&jobs));
+    assert_eq!(
+        (
+            tally.total,
+            tally.failed,
+            tally.sms,
+            tally.recurring,
+            tally.paused
+        ),
+        (6, 1, 1, 2, 1)
+    );
+    let facet = |status, job_type, kind, paused| JobFilter::facet(status, job_type, kind, paused);
+    for (counted, filter) in [
+        (tally.total, facet(None, None, None, None)),
+        (
+            tally.scheduled,
+            facet(Some(JobStatus::Scheduled), None, None, None),
+        ),
+        (
+            tally.running,
+            facet(Some(JobStatus::Running), None, None, None),
+        ),
+        (
+            tally.succeeded,
+            facet(Some(JobStatus::Succeeded), None, None, None),
+        ),
+        (
+            tally.failed,
+            facet(Some(JobStatus::Failed), None, None, None),
+        ),
+        (tally.email, facet(None, Some(JobType::Email), None, None)),
+        (tally.sms, facet(None, Some(JobType::Sms), None, None)),
+        (
+            tally.recurring,
+            facet(None, None, Some(ScheduleKind::Recurring), None),
+        ),
+        (tally.paused, facet(None, None, None, Some(true))),
+    ] {
+        assert_eq!(listed(db, &filter).await.1, counted, "{filter:?}");
+    }
 }

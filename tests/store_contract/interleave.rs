@@ -9,7 +9,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use scheduler_service::{
-    domain::{Job, JobFilter, JobId, PageRequest, PendingEvents, history::Run, report::RunReport},
+    domain::{
+        Job, JobFilter, JobId, JobTally, PageRequest, PendingEvents, history::Run,
+        report::RunReport,
+    },
     store::{
         ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, RunRetention, RunsPage, Scan,
         StoreError,
@@ -83,6 +86,10 @@ impl JobDB for Interleaved {
 
     async fn list(&self, page: PageRequest, filter: &JobFilter) -> Result<JobsPage, StoreError> {
         self.inner.list(page, filter).await
+    }
+
+    async fn tally(&self) -> Result<JobTally, StoreError> {
+        self.inner.tally().await
     }
 
     async fn replace_if(

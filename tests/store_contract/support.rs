@@ -8,7 +8,7 @@ pub use std::{collections::HashMap, sync::Arc};
 pub use chrono::{DateTime, Duration as TimeDelta, SubsecRound, Utc};
 pub use scheduler_service::{
     domain::{
-        Job, JobFilter, JobId, JobSpec, JobStatus, JobType, PendingEvents, ResultStatus,
+        Job, JobFilter, JobId, JobSpec, JobStatus, JobTally, JobType, PendingEvents, ResultStatus,
         ScheduleKind,
         history::{self, Run, RunCause, RunOutcome},
         report::RunReport,

@@ -60,9 +60,10 @@ pub const EXECUTOR_ROLE: &str = "executor";
 pub const VIEWER_ROLE: &str = "viewer";
 
 /// The gRPC methods (request paths) a viewer may call: the reads.
-pub const VIEWER_METHODS: [&str; 5] = [
+pub const VIEWER_METHODS: [&str; 6] = [
     "/proto.JobsService/GetJob",
     "/proto.JobsService/ListJobs",
+    "/proto.JobsService/CountJobs",
     "/proto.JobsService/ListJobRuns",
     "/proto.JobsService/PreviewSchedule",
     "/scheduler.v1.JobEvents/Subscribe",
@@ -142,7 +143,7 @@ impl Role {
                 "an executor token may call only JobEvents Subscribe, ReportResult and Ack"
             }
             Role::Viewer => {
-                "a viewer token may only read: GetJob, ListJobs, ListJobRuns, PreviewSchedule and Subscribe"
+                "a viewer token may only read: GetJob, ListJobs, CountJobs, ListJobRuns, PreviewSchedule and Subscribe"
             }
         }
     }

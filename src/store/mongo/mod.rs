@@ -35,8 +35,8 @@ use super::{
     result_read,
 };
 use crate::domain::{
-    Job, JobFilter, JobId, JobStatus, PageRequest, PendingEvents, ScheduleKind, history::Run,
-    report::RunReport,
+    Job, JobFilter, JobId, JobStatus, JobTally, JobType, PageRequest, PendingEvents, ScheduleKind,
+    history::Run, report::RunReport,
 };
 
 mod codec;
@@ -400,6 +400,54 @@ impl JobDB for MongoJobDB {
             jobs: page.found,
             unreadable: page.unreadable,
             total,
+        })
+    }
+
+    async fn tally(&self) -> Result<JobTally, StoreError> {
+        // One count per facet, each the filter of a listing on it, one
+        // after the other (polodb mixes up concurrent cursors); MongoDB
+        // answers each from its indexes or a collection scan.
+        let facet = JobFilter::facet;
+        let facets = [
+            facet(None, None, None, None),
+            facet(Some(JobStatus::Pending), None, None, None),
+            facet(Some(JobStatus::Scheduled), None, None, None),
+            facet(Some(JobStatus::Running), None, None, None),
+            facet(Some(JobStatus::Succeeded), None, None, None),
+            facet(Some(JobStatus::Failed), None, None, None),
+            facet(None, Some(JobType::Email), None, None),
+            facet(None, Some(JobType::Sms), None, None),
+            facet(None, None, Some(ScheduleKind::Recurring), None),
+            facet(None, None, None, Some(true)),
+        ];
+        let mut counts = [0; 10];
+        for (count, filter) in counts.iter_mut().zip(&facets) {
+            let counted = self.jobs.count_documents(filter_document(filter));
+            *count = self.bounded(counted.into_future()).await?;
+        }
+        let [
+            total,
+            pending,
+            scheduled,
+            running,
+            succeeded,
+            failed,
+            email,
+            sms,
+            recurring,
+            paused,
+        ] = counts;
+        Ok(JobTally {
+            total,
+            pending,
+            scheduled,
+            running,
+            succeeded,
+            failed,
+            email,
+            sms,
+            recurring,
+            paused,
         })
     }
 

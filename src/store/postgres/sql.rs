@@ -7,18 +7,43 @@ use super::{
 };
 use crate::domain::JobStatus;
 
+/// Whether a job is paused (see [`FILTER`]), as a macro so that
+/// [`FILTER`] and [`TALLY`] are built from it at compile time.
+macro_rules! paused {
+    () => {
+        "COALESCE((recurrence::jsonb -> 'paused') = 'true'::jsonb, false)"
+    };
+}
+
 /// The filter of a listing, on parameters $1 to $5 (see `count_where`).
 /// Paused ($5) is the `paused` field of the stored recurrence (JSON in a
 /// `text` column; a one-shot job's is NULL: not paused), compared as jsonb
 /// so that a field that is not a boolean reads as not paused. (A
 /// recurrence that is not JSON at all, written from outside the service,
 /// fails the cast: only a listing filtered on paused meets it.)
-const FILTER: &str = "($1::smallint IS NULL OR status = $1) \
+const FILTER: &str = concat!(
+    "($1::smallint IS NULL OR status = $1) \
      AND ($2::smallint IS NULL OR job_type = $2) \
      AND ($3::boolean IS NULL OR (recurrence IS NOT NULL) = $3) \
      AND ($4::text IS NULL OR strpos(lower(name), lower($4)) > 0) \
-     AND ($5::boolean IS NULL \
-          OR COALESCE((recurrence::jsonb -> 'paused') = 'true'::jsonb, false) = $5)";
+     AND ($5::boolean IS NULL OR ",
+    paused!(),
+    " = $5)"
+);
+
+/// The tally of the jobs in one scan (see `JobTally`): every job, each
+/// status (1 to 5), each type (0, 1), the recurring and the paused ones.
+const TALLY: &str = concat!(
+    "count(*), \
+     count(*) FILTER (WHERE status = 1), count(*) FILTER (WHERE status = 2), \
+     count(*) FILTER (WHERE status = 3), count(*) FILTER (WHERE status = 4), \
+     count(*) FILTER (WHERE status = 5), \
+     count(*) FILTER (WHERE job_type = 0), count(*) FILTER (WHERE job_type = 1), \
+     count(*) FILTER (WHERE recurrence IS NOT NULL), \
+     count(*) FILTER (WHERE ",
+    paused!(),
+    ")"
+);
 
 /// The columns of a job, in the order [`JobParams::as_params`] binds them.
 pub(super) const COLUMNS: &str = "id, name, description, schedule_time, created_at, updated_at, status, \
@@ -58,6 +83,8 @@ pub(super) struct Sql {
     /// `count` of the jobs a filter admits ($1 status, $2 job type, $3
     /// recurring, $4 name text, $5 paused; each NULL when not filtered on).
     pub(super) count_where: String,
+    /// The jobs counted by facet, in one scan (see [`TALLY`]).
+    pub(super) tally: String,
     /// `page` of the jobs a filter admits ($6 offset, $7 limit).
     pub(super) page_where: String,
     pub(super) replace_if: String,
@@ -105,6 +132,7 @@ impl Sql {
             get: format!("SELECT {COLUMNS} FROM {t} WHERE id = $1"),
             count: format!("SELECT count(*) FROM {t}"),
             count_where: format!("SELECT count(*) FROM {t} WHERE {FILTER}"),
+            tally: format!("SELECT {TALLY} FROM {t}"),
             page_where: format!(
                 "SELECT {COLUMNS} FROM {t} WHERE {FILTER} \
                  ORDER BY schedule_time, id OFFSET $6 LIMIT $7"

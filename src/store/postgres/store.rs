@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     domain::{
-        Job, JobFilter, JobId, PageRequest, PendingEvents, ScheduleKind,
+        Job, JobFilter, JobId, JobTally, PageRequest, PendingEvents, ScheduleKind,
         history::{self, Run},
         report::RunReport,
     },
@@ -106,6 +106,27 @@ impl JobDB for PgJobDB {
             .query_opt(&self.sql.get, &[&id.bytes().as_slice()])
             .await?;
         Ok(row.as_ref().map(job_from_row).transpose()?)
+    }
+
+    async fn tally(&self) -> Result<JobTally, StoreError> {
+        let row = self.query_opt(&self.sql.tally, &[]).await?;
+        let row = row.ok_or_else(|| StoreError::Other("the tally returned no row".into()))?;
+        let count = |i: usize| -> Result<u64, StoreError> {
+            let n: i64 = row.try_get(i).map_err(map_err)?;
+            Ok(n.unsigned_abs())
+        };
+        Ok(JobTally {
+            total: count(0)?,
+            pending: count(1)?,
+            scheduled: count(2)?,
+            running: count(3)?,
+            succeeded: count(4)?,
+            failed: count(5)?,
+            email: count(6)?,
+            sms: count(7)?,
+            recurring: count(8)?,
+            paused: count(9)?,
+        })
     }
 
     async fn get_by_client_key(&self, key: &str) -> Result<Option<Job>, StoreError> {
