@@ -108,7 +108,14 @@ impl JobFilter {
 
     /// Whether `job` passes every filter set.
     pub fn admits(&self, job: &Job) -> bool {
-        let kind = if job.recurrence.is_some() {
+        self.admits_facets(&JobFacets::of(job))
+    }
+
+    /// Whether a job with these facets passes every filter set: the rule
+    /// (a store that reads only the facets of each job it scans uses it
+    /// directly).
+    pub fn admits_facets(&self, job: &JobFacets<'_>) -> bool {
+        let kind = if job.recurring {
             ScheduleKind::Recurring
         } else {
             ScheduleKind::Once
@@ -116,17 +123,42 @@ impl JobFilter {
         self.status.is_none_or(|status| status == job.status)
             && self
                 .job_type
-                .is_none_or(|job_type| job_type == job.spec.job_type)
+                .is_none_or(|job_type| job_type == job.job_type)
             && self.kind.is_none_or(|wanted| wanted == kind)
-            && self
-                .paused
-                .is_none_or(|wanted| wanted == job.recurrence.as_ref().is_some_and(|r| r.paused))
+            && self.paused.is_none_or(|wanted| wanted == job.paused)
             && self.name.as_deref().is_none_or(|name| {
-                job.spec
-                    .name
+                job.name
                     .to_ascii_lowercase()
                     .contains(&name.to_ascii_lowercase())
             })
+    }
+}
+
+/// What the filters (and the tally) look at in a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFacets<'a> {
+    /// Its status.
+    pub status: JobStatus,
+    /// Its type.
+    pub job_type: JobType,
+    /// Whether it recurs.
+    pub recurring: bool,
+    /// Whether it is a paused recurring job.
+    pub paused: bool,
+    /// Its name.
+    pub name: std::borrow::Cow<'a, str>,
+}
+
+impl<'a> JobFacets<'a> {
+    /// The facets of `job`.
+    pub fn of(job: &'a Job) -> JobFacets<'a> {
+        JobFacets {
+            status: job.status,
+            job_type: job.spec.job_type,
+            recurring: job.recurrence.is_some(),
+            paused: job.recurrence.as_ref().is_some_and(|r| r.paused),
+            name: std::borrow::Cow::Borrowed(&job.spec.name),
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 //! [`super::JobFilter`]; the stores that query a server say the same in
 //! their query language, and the store contract suite holds them to it.
 
-use super::{Job, JobStatus, JobType};
+use super::{Job, JobFacets, JobStatus, JobType};
 
 /// Jobs in all and by facet.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -35,6 +35,11 @@ pub struct JobTally {
 impl JobTally {
     /// Counts `job`.
     pub fn add(&mut self, job: &Job) {
+        self.add_facets(&JobFacets::of(job));
+    }
+
+    /// Counts a job with these facets.
+    pub fn add_facets(&mut self, job: &JobFacets<'_>) {
         self.total += 1;
         match job.status {
             JobStatus::Unknown => {}
@@ -44,14 +49,12 @@ impl JobTally {
             JobStatus::Succeeded => self.succeeded += 1,
             JobStatus::Failed => self.failed += 1,
         }
-        match job.spec.job_type {
+        match job.job_type {
             JobType::Email => self.email += 1,
             JobType::Sms => self.sms += 1,
         }
-        if let Some(recurrence) = &job.recurrence {
-            self.recurring += 1;
-            self.paused += u64::from(recurrence.paused);
-        }
+        self.recurring += u64::from(job.recurring);
+        self.paused += u64::from(job.paused);
     }
 
     /// The tally of `jobs`.

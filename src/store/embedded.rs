@@ -49,7 +49,7 @@ use crate::domain::{
     history::{self, Run},
     report::RunReport,
 };
-use codec::{decode, encode, id_of};
+use codec::{decode, decode_facets, encode, id_of};
 use errors::{other, storage};
 use tables::{
     CLIENT_KEYS, DUE, FINISHED, Index, JOBS, LISTING, OUTBOX, RUNNING, claim_in, fill_finished,
@@ -305,18 +305,23 @@ impl JobDB for EmbeddedJobDB {
                 }
                 return Ok(page_of(reads.into_iter().collect(), total));
             }
-            // A filter reads every job, in listing order, to count them.
+            // A filter reads every job, in listing order, to count them: its
+            // facets only, the whole job only for the page.
             let (mut reads, mut total) = (Vec::new(), 0);
             for entry in listing.iter().map_err(storage)? {
                 let (key, _) = entry.map_err(storage)?;
-                let Some(read) = scanned_job(&jobs, key.value().1)? else {
+                let key = key.value().1;
+                let Some(record) = jobs.get(key).map_err(storage)? else {
                     continue;
                 };
-                if read.as_ref().is_ok_and(|job| !filter.admits(job)) {
+                let id = id_of(key);
+                let facets = id.clone().and_then(|id| decode_facets(id, record.value()));
+                // (An unreadable job is listed, to be reported.)
+                if facets.is_ok_and(|facets| !filter.admits_facets(&facets)) {
                     continue;
                 }
                 if (skip..skip.saturating_add(take)).contains(&total) {
-                    reads.push(read);
+                    reads.push(id.and_then(|id| decode(id, record.value())));
                 }
                 total += 1;
             }
@@ -333,8 +338,8 @@ impl JobDB for EmbeddedJobDB {
             let mut tally = JobTally::default();
             for entry in jobs.iter().map_err(storage)? {
                 let (key, record) = entry.map_err(storage)?;
-                match id_of(key.value()).and_then(|id| decode(id, record.value())) {
-                    Ok(job) => tally.add(&job),
+                match id_of(key.value()).and_then(|id| decode_facets(id, record.value())) {
+                    Ok(facets) => tally.add_facets(&facets),
                     Err(_) => tally.total += 1,
                 }
             }

@@ -113,6 +113,18 @@ impl Recurrence {
         serde_json::to_string(&stored).unwrap_or_default()
     }
 
+    /// Whether the recurrence in this stored form is paused, without
+    /// reading the rest (listings filter on it for every job they scan).
+    pub fn paused_in_stored(text: &str) -> Result<bool, Error> {
+        #[derive(Deserialize)]
+        struct Paused {
+            paused: bool,
+        }
+        Ok(serde_json::from_str::<Paused>(text)
+            .map_err(corrupt)?
+            .paused)
+    }
+
     /// Reads the stored form back; an error on [`Field::Recurrence`] (or the
     /// timing's own field) says what is wrong.
     pub fn from_stored(text: &str) -> Result<Self, Error> {

@@ -1,12 +1,14 @@
 //! The stored form of a job: JSON, keyed by the job id.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::errors::other;
 use crate::{
     domain::{
-        Job, JobId, JobSpec, JobStatus, JobType, PendingEvents, recurrence::Recurrence,
+        Job, JobFacets, JobId, JobSpec, JobStatus, JobType, PendingEvents, recurrence::Recurrence,
         retry::Attempts,
     },
     store::{StoreError, Unreadable},
@@ -114,6 +116,36 @@ pub(super) fn decode(id: JobId, bytes: &[u8]) -> Result<Job, Unreadable> {
         client_key: stored.client_key,
         attempts: Attempts::read(stored.attempts.as_deref())
             .map_err(|e| Unreadable::job(id, e.to_string()))?,
+    })
+}
+
+/// The facets of a stored job (what filters and the tally look at),
+/// without reading the rest: a listing filters every job it scans.
+pub(super) fn decode_facets(id: JobId, bytes: &[u8]) -> Result<JobFacets<'_>, Unreadable> {
+    #[derive(Deserialize)]
+    struct Facets<'a> {
+        #[serde(borrow)]
+        name: Cow<'a, str>,
+        status: i32,
+        job_type: i32,
+        #[serde(default, borrow)]
+        recurrence: Option<Cow<'a, str>>,
+    }
+    let stored: Facets<'_> =
+        serde_json::from_slice(bytes).map_err(|e| Unreadable::job(id, e.to_string()))?;
+    let corrupt = |what: &str| Unreadable::job(id, format!("invalid {what}"));
+    let paused = match &stored.recurrence {
+        Some(text) => {
+            Recurrence::paused_in_stored(text).map_err(|e| Unreadable::job(id, e.to_string()))?
+        }
+        None => false,
+    };
+    Ok(JobFacets {
+        status: JobStatus::from_i32(stored.status).ok_or_else(|| corrupt("status"))?,
+        job_type: JobType::from_i32(stored.job_type).ok_or_else(|| corrupt("job type"))?,
+        recurring: stored.recurrence.is_some(),
+        paused,
+        name: stored.name,
     })
 }
 
