@@ -407,47 +407,24 @@ impl JobDB for MongoJobDB {
         // One count per facet, each the filter of a listing on it, one
         // after the other (polodb mixes up concurrent cursors); MongoDB
         // answers each from its indexes or a collection scan.
-        let facet = JobFilter::facet;
-        let facets = [
-            facet(None, None, None, None),
-            facet(Some(JobStatus::Pending), None, None, None),
-            facet(Some(JobStatus::Scheduled), None, None, None),
-            facet(Some(JobStatus::Running), None, None, None),
-            facet(Some(JobStatus::Succeeded), None, None, None),
-            facet(Some(JobStatus::Failed), None, None, None),
-            facet(None, Some(JobType::Email), None, None),
-            facet(None, Some(JobType::Sms), None, None),
-            facet(None, None, Some(ScheduleKind::Recurring), None),
-            facet(None, None, None, Some(true)),
-        ];
-        let mut counts = [0; 10];
-        for (count, filter) in counts.iter_mut().zip(&facets) {
-            let counted = self.jobs.count_documents(filter_document(filter));
-            *count = self.bounded(counted.into_future()).await?;
-        }
-        let [
-            total,
-            pending,
-            scheduled,
-            running,
-            succeeded,
-            failed,
-            email,
-            sms,
-            recurring,
-            paused,
-        ] = counts;
+        let count = async |status, job_type, kind, paused| {
+            let filter = JobFilter::facet(status, job_type, kind, paused);
+            let counted = self.jobs.count_documents(filter_document(&filter));
+            self.bounded(counted.into_future()).await
+        };
+        let status = async |status| count(Some(status), None, None, None).await;
+        let job_type = async |job_type| count(None, Some(job_type), None, None).await;
         Ok(JobTally {
-            total,
-            pending,
-            scheduled,
-            running,
-            succeeded,
-            failed,
-            email,
-            sms,
-            recurring,
-            paused,
+            total: count(None, None, None, None).await?,
+            pending: status(JobStatus::Pending).await?,
+            scheduled: status(JobStatus::Scheduled).await?,
+            running: status(JobStatus::Running).await?,
+            succeeded: status(JobStatus::Succeeded).await?,
+            failed: status(JobStatus::Failed).await?,
+            email: job_type(JobType::Email).await?,
+            sms: job_type(JobType::Sms).await?,
+            recurring: count(None, None, Some(ScheduleKind::Recurring), None).await?,
+            paused: count(None, None, None, Some(true)).await?,
         })
     }
 
