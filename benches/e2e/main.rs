@@ -143,7 +143,7 @@ fn main() -> ExitCode {
 
 async fn run(o: Options) -> bool {
     eprintln!(
-        "e2e: {} run(s) per configuration; {}; load average {}",
+        "e2e: {} run(s) per configuration (console: its own visits per page); {}; load average {}",
         o.runs,
         support::proc::machine(),
         accounting::load_averages()

@@ -1,4 +1,4 @@
-//! What the three benchmarks' markdown tables share: how a figure and the
+//! What the parts' markdown tables share: how a figure and the
 //! notes are written in a cell, a target's verdict, and the table of CPU
 //! time by process group; and what their charts share (`--plot`): a store's
 //! colour, and how a chart is written.
