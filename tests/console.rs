@@ -15,6 +15,7 @@
 mod common;
 
 use std::{
+    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::Command,
     time::Duration,
@@ -52,8 +53,20 @@ fn screenshots() -> PathBuf {
 /// Headless Chromium behind its WebDriver server, killed when dropped.
 struct Browser {
     client: Client,
-    _driver: ChildProcess,
+    driver: ChildProcess,
     _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    /// Kills chromedriver's process group, the browser with it: a test
+    /// that fails before closing its session leaves nothing running.
+    fn drop(&mut self) {
+        let group = format!("-{}", self.driver.id());
+        let killed = Command::new("kill").args(["-KILL", "--", &group]).status();
+        if let Err(err) = killed {
+            eprintln!("cannot kill the browser's process group: {err}");
+        }
+    }
 }
 
 impl Browser {
@@ -65,6 +78,8 @@ impl Browser {
         let driver = ChildProcess::spawn(
             Command::new("chromedriver")
                 .arg(format!("--port={port}"))
+                // Its own process group, which the browser joins.
+                .process_group(0)
                 .env("TZ", "UTC")
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null()),
@@ -104,7 +119,7 @@ impl Browser {
         };
         Browser {
             client,
-            _driver: driver,
+            driver,
             _profile: profile,
         }
     }
