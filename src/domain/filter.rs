@@ -167,10 +167,7 @@ mod tests {
     use chrono::{TimeDelta, Utc};
 
     use super::*;
-    use crate::domain::{
-        JobSpec,
-        recurrence::{CatchUp, Overlap, RecurrenceSpec},
-    };
+    use crate::domain::{JobSpec, recurrence::RecurrenceSpec};
 
     fn spec(name: &str) -> JobSpec {
         JobSpec {
@@ -183,14 +180,8 @@ mod tests {
     }
 
     fn every_minute(name: &str) -> Job {
-        let recurrence = RecurrenceSpec {
-            timing: "interval every=60s anchor=2024-01-01T00:00:00Z"
-                .parse()
-                .expect("timing"),
-            catch_up: CatchUp::default(),
-            overlap: Overlap::Skip,
-        };
-        Job::new_recurring(spec(name), recurrence, Utc::now()).expect("recurring job")
+        Job::new_recurring(spec(name), RecurrenceSpec::every_minute(), Utc::now())
+            .expect("recurring job")
     }
 
     fn paused(paused: Option<bool>, kind: Option<ScheduleKind>) -> JobFilter {

@@ -211,6 +211,21 @@ pub struct RecurrenceSpec {
     pub overlap: Overlap,
 }
 
+#[cfg(test)]
+impl RecurrenceSpec {
+    /// Every minute from 2024-01-01, default catch-up, overlap `skip`: the
+    /// recurrence of tests that need a recurring job, not a particular one.
+    pub(crate) fn every_minute() -> RecurrenceSpec {
+        RecurrenceSpec {
+            timing: "interval every=60s anchor=2024-01-01T00:00:00Z"
+                .parse()
+                .expect("a valid timing"),
+            catch_up: CatchUp::default(),
+            overlap: Overlap::Skip,
+        }
+    }
+}
+
 /// The run of a recurring job in flight: which firing, and what it stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Run {

@@ -350,22 +350,14 @@ async fn a_file_from_before_retention_has_its_finished_jobs_indexed_once_opened(
 
 #[test]
 fn the_facets_read_alone_are_those_of_the_whole_job() {
-    use crate::domain::{
-        JobFacets,
-        recurrence::{CatchUp, Overlap, RecurrenceSpec},
-    };
+    use crate::domain::{JobFacets, recurrence::RecurrenceSpec};
     let mut email = job(60_000);
     email.spec.job_type = JobType::Email;
     email.spec.name = "a \"quoted\" name".into();
     let recurring = |paused: bool| {
-        let spec = RecurrenceSpec {
-            timing: "interval every=60s anchor=2024-01-01T00:00:00Z"
-                .parse()
-                .expect("timing"),
-            catch_up: CatchUp::default(),
-            overlap: Overlap::Skip,
-        };
-        let job = job(60_000).with_recurrence(spec, now()).expect("recurring");
+        let job = job(60_000)
+            .with_recurrence(RecurrenceSpec::every_minute(), now())
+            .expect("recurring");
         job.with_paused(paused, now()).expect("pausable")
     };
     for job in [job(60_000), email, recurring(false), recurring(true)] {

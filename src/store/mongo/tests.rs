@@ -159,15 +159,9 @@ fn a_duplicate_key_on_mongodb_or_polodb_means_the_record_is_there() {
 
 #[test]
 fn the_paused_pattern_matches_the_stored_recurrence_of_a_paused_job_only() {
-    use crate::domain::recurrence::{CatchUp, Overlap, Recurrence, RecurrenceSpec};
-    let spec = RecurrenceSpec {
-        timing: "interval every=60s anchor=2024-01-01T00:00:00Z"
-            .parse()
-            .expect("timing"),
-        catch_up: CatchUp::default(),
-        overlap: Overlap::Skip,
-    };
-    let (active, _) = Recurrence::start(spec, now()).expect("a recurrence");
+    use crate::domain::recurrence::{Recurrence, RecurrenceSpec};
+    let (active, _) =
+        Recurrence::start(RecurrenceSpec::every_minute(), now()).expect("a recurrence");
     let paused = Recurrence {
         paused: true,
         ..active.clone()
