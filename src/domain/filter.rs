@@ -72,11 +72,8 @@ impl JobFilter {
             }
         }
         Ok(JobFilter {
-            status,
-            job_type,
-            kind,
-            paused,
             name,
+            ..JobFilter::facet(status, job_type, kind, paused)
         })
     }
 

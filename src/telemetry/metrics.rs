@@ -431,11 +431,10 @@ impl Metrics {
     pub fn job_fired(&self, lateness_ms: i64) {
         self.jobs.fired.inc();
         // Lateness is never negative in practice; an early firing counts as 0.
+        let late_ms = lateness_ms.max(0).unsigned_abs();
         #[allow(clippy::cast_precision_loss)]
-        let seconds = lateness_ms.max(0) as f64 / 1000.0;
-        self.jobs.fire_lateness.observe(seconds);
-        self.recent
-            .fired(lateness_ms.max(0).unsigned_abs(), Utc::now());
+        self.jobs.fire_lateness.observe(late_ms as f64 / 1000.0);
+        self.recent.fired(late_ms, Utc::now());
     }
 
     /// The firings and outcomes of the last hour, by minute, oldest first.
