@@ -116,16 +116,6 @@ impl Role {
         }
     }
 
-    /// Whether this role may call the method at `path`
-    /// (`/package.Service/Method`).
-    pub fn may_call(self, path: &str) -> bool {
-        match self {
-            Role::Admin => true,
-            Role::Executor => EXECUTOR_METHODS.contains(&path),
-            Role::Viewer => VIEWER_METHODS.contains(&path),
-        }
-    }
-
     /// The claim that names this role.
     pub fn claim(self) -> &'static str {
         match self {
@@ -135,17 +125,21 @@ impl Role {
         }
     }
 
-    /// Why this role may not call a method it may not call.
-    fn refusal(self) -> &'static str {
-        match self {
-            Role::Admin => "an admin token may call every method",
-            Role::Executor => {
-                "an executor token may call only JobEvents Subscribe, ReportResult and Ack"
-            }
-            Role::Viewer => {
-                "a viewer token may only read: GetJob, ListJobs, CountJobs, ListJobRuns, PreviewSchedule and Subscribe"
-            }
-        }
+    /// Why this role may not call the method at `path`
+    /// (`/package.Service/Method`); `None` if it may.
+    fn refusal(self, path: &str) -> Option<&'static str> {
+        let (methods, refusal): (&[&str], _) = match self {
+            Role::Admin => return None,
+            Role::Executor => (
+                &EXECUTOR_METHODS,
+                "an executor token may call only JobEvents Subscribe, ReportResult and Ack",
+            ),
+            Role::Viewer => (
+                &VIEWER_METHODS,
+                "a viewer token may only read: GetJob, ListJobs, CountJobs, ListJobRuns, PreviewSchedule and Subscribe",
+            ),
+        };
+        (!methods.contains(&path)).then_some(refusal)
     }
 }
 
@@ -234,15 +228,15 @@ impl Authenticator {
     /// `path`. `Ok(None)` when checks are disabled.
     pub fn check(&self, headers: &HeaderMap, path: &str) -> Result<Option<Caller>, Status> {
         let caller = self.authenticate(headers)?;
-        match &caller {
-            Some(caller) if !caller.role.may_call(path) => {
-                let message = caller.role.refusal();
-                let subject = caller.subject.as_deref().unwrap_or("-");
-                tracing::info!(subject, path, "call refused: {message}");
-                Err(Status::permission_denied(message))
-            }
-            _ => Ok(caller),
+        let refused = caller
+            .as_ref()
+            .and_then(|c| Some((c, c.role.refusal(path)?)));
+        if let Some((caller, message)) = refused {
+            let subject = caller.subject.as_deref().unwrap_or("-");
+            tracing::info!(subject, path, "call refused: {message}");
+            return Err(Status::permission_denied(message));
         }
+        Ok(caller)
     }
 
     /// Who the `authorization` metadata says the caller is, whatever it
