@@ -14,7 +14,7 @@
 //! are the variables (lower-cased, as config-rs keys them) with their
 //! defaults, then checks the rules across fields: [`server`], [`database`],
 //! [`broker`] and [`kafka_security`], [`scheduler`], [`security`],
-//! [`telemetry`], [`events`], [`history`]. A missing or
+//! [`telemetry`], [`events`], [`history`], [`sharding`]. A missing or
 //! invalid setting is one [`ConfigError`] naming the variable.
 
 use std::{collections::HashMap, path::Path, time::Duration};
@@ -30,6 +30,7 @@ pub mod kafka_security;
 pub mod scheduler;
 pub mod security;
 pub mod server;
+pub mod sharding;
 pub mod telemetry;
 mod value;
 pub mod vars;
@@ -41,6 +42,7 @@ pub use history::HistorySettings;
 pub use scheduler::{MisfirePolicy, RunTimeoutPolicy, SchedulerSettings};
 pub use security::{AuthPublicKey, SecuritySettings, StreamSettings, TlsSettings};
 pub use server::ServerSettings;
+pub use sharding::ShardingSettings;
 pub use telemetry::ObservabilitySettings;
 
 /// The `.env` file read when `CONFIG_ENV_FILE` is not set (if it exists).
@@ -142,6 +144,8 @@ pub struct Settings {
     pub topics: TopicSettings,
     /// The scheduling core.
     pub scheduler: SchedulerSettings,
+    /// How replicas share the jobs.
+    pub sharding: ShardingSettings,
     /// How long shutdown waits for in-flight work.
     pub shutdown_grace: Duration,
     /// Authentication, request limits and TLS of the gRPC server.
@@ -226,6 +230,7 @@ impl Settings {
                 relay_grace,
                 merged.parse::<history::HistoryVars>()?.into_settings()?,
             )?,
+            sharding: merged.parse::<sharding::ShardingVars>()?.into_settings()?,
             shutdown_grace: Duration::from_secs(app.shutdown_grace_secs),
             security: merged
                 .parse::<security::SecurityVars>()?

@@ -143,6 +143,15 @@ pub const LIST_MAX_PAGE_SIZE: &str = "LIST_MAX_PAGE_SIZE";
 pub const SCHEDULER_LOOK_AHEAD_SECS: &str = "SCHEDULER_LOOK_AHEAD_SECS";
 /// How many firings run at once (default 256).
 pub const SCHEDULER_FIRE_CONCURRENCY: &str = "SCHEDULER_FIRE_CONCURRENCY";
+/// How many shards the jobs fall into, the same on every replica (default
+/// 64, at most 1024).
+pub const SCHEDULER_SHARDS: &str = "SCHEDULER_SHARDS";
+/// How long a replica's shard leases last without renewal, in
+/// milliseconds (default 5000, at least 500).
+pub const SCHEDULER_SHARD_LEASE_MS: &str = "SCHEDULER_SHARD_LEASE_MS";
+/// The replica's name in the shard leases (default `<host name>:<gRPC
+/// port>`).
+pub const SCHEDULER_REPLICA_ID: &str = "SCHEDULER_REPLICA_ID";
 /// What to do with a job whose time passed while no replica ran:
 /// `fire-now` (default) or `skip-if-late:<seconds>`.
 pub const SCHEDULER_MISFIRE_POLICY: &str = "SCHEDULER_MISFIRE_POLICY";
@@ -282,6 +291,9 @@ pub const ALL: &[&str] = &[
     LIST_MAX_PAGE_SIZE,
     SCHEDULER_LOOK_AHEAD_SECS,
     SCHEDULER_FIRE_CONCURRENCY,
+    SCHEDULER_SHARDS,
+    SCHEDULER_SHARD_LEASE_MS,
+    SCHEDULER_REPLICA_ID,
     SCHEDULER_MISFIRE_POLICY,
     SCHEDULER_RUN_TIMEOUT_SECS,
     SCHEDULER_RUN_TIMEOUT_POLICY,

@@ -11,6 +11,7 @@ pub mod recurrence;
 pub mod report;
 pub mod retry;
 pub mod schedule;
+pub mod shard;
 mod tally;
 
 pub use error::{EXCERPT_MAX_CHARS, Error, Excerpt, Field};

@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use super::{JobService, log_unreadable};
+use super::JobService;
 use crate::{
     domain::{Error, Job},
     duties::every,
@@ -19,18 +19,29 @@ use crate::{
 
 impl JobService {
     /// The end of the look-ahead window: jobs due before it are armed.
-    fn horizon(&self) -> DateTime<Utc> {
+    pub(super) fn horizon(&self) -> DateTime<Utc> {
         self.clock().now()
             + chrono::Duration::from_std(self.settings().look_ahead)
                 .unwrap_or(chrono::Duration::MAX)
     }
 
-    /// Arms a job the timer should hold ([`Job::is_armable`]: a SCHEDULED
-    /// one-shot job, a recurring job's next occurrence) if it is due within
-    /// the window, else disarms it (the loader arms it when the window
-    /// reaches it).
+    /// Arms a job this replica changed (created, updated, retried) if the
+    /// timer should hold it ([`Job::is_armable`]: a SCHEDULED one-shot job,
+    /// a recurring job's next occurrence) and it is due within the window,
+    /// else disarms it (the loader arms it when the window reaches it). A
+    /// job of a shard another replica owns is armed only when it is due
+    /// before that replica's loader sees it (see [`super::ownership`]).
     pub(super) fn arm(&self, job: &Job) {
-        if job.is_armable() && job.spec.schedule_time < self.horizon() {
+        self.borrow_if_foreign(job);
+        self.arm_held(job);
+    }
+
+    /// As [`JobService::arm`], for a job this replica did not change but
+    /// fired (a recurring job's next occurrence): armed only if it holds
+    /// it.
+    pub(super) fn arm_held(&self, job: &Job) {
+        let now = self.clock().now();
+        if job.is_armable() && job.spec.schedule_time < self.horizon() && self.holds(&job.id, now) {
             self.inner
                 .timer
                 .arm(job.id, job.spec.schedule_time, job.fire_token);
@@ -39,26 +50,26 @@ impl JobService {
         }
     }
 
-    /// Arms every SCHEDULED job due within the look-ahead window that the
-    /// timer does not hold yet. Returns how many the store listed. A stored
-    /// job that cannot be read is logged and not armed; the others are.
+    /// Arms every SCHEDULED job of the shards this replica owns due within
+    /// the look-ahead window that the timer does not hold yet. Returns how
+    /// many the store listed. A stored job that cannot be read is logged
+    /// and not armed; the others are.
     pub async fn load_window(&self) -> Result<usize, Error> {
-        let due = self.inner.db.scheduled_before(self.horizon()).await?;
-        log_unreadable("window loader", &due.unreadable);
-        let count = due.found.len();
-        for job in due.found {
-            // Never override an arming made by create/update meanwhile: it is
-            // at least as new as this snapshot.
-            self.inner
-                .timer
-                .arm_if_vacant(job.id, job.schedule_time, job.fire_token);
-        }
-        Ok(count)
+        self.end_borrowings(self.clock().now());
+        // Never overrides an arming made by create/update meanwhile: it is
+        // at least as new as this snapshot.
+        self.load_shards(&self.owned_shards()).await
+    }
+
+    /// How often the loader runs: every half window, so that a job is armed
+    /// at least half a window before it is due.
+    pub(super) fn loader_period(&self) -> Duration {
+        (self.settings().look_ahead / 2).max(Duration::from_millis(100))
     }
 
     /// Loads the window every half window until shutdown.
     pub async fn run_window_loader(self, shutdown: CancellationToken) {
-        let period = (self.settings().look_ahead / 2).max(Duration::from_millis(100));
+        let period = self.loader_period();
         let jumps = self.clock_jumps();
         every("window loader", period, shutdown, jumps, move || {
             let service = self.clone();

@@ -139,6 +139,7 @@ impl JobService {
         let mut backoff = Backoff::default();
         while !firings.is_empty() {
             let tokens: Vec<(JobId, i64)> = firings.iter().map(|f| (f.id, f.fire_token)).collect();
+            self.inner.metrics.claims_asked(tokens.len());
             let (claimed, failed) = match self
                 .inner
                 .db
@@ -205,7 +206,7 @@ impl JobService {
         let lost: Vec<Firing> = asked.into_values().collect();
         let ((), _) = futures::join!(self.rearm_if_stale(lost), self.deliver(&fired));
         for job in &recurring {
-            self.arm(job);
+            self.arm_held(job);
         }
     }
 
@@ -263,7 +264,8 @@ impl JobService {
     /// After lost claims: each job still due under a newer fire token that
     /// the timer does not hold (two updates raced to arm it; another
     /// replica claimed a recurring job's occurrence and armed the next) is
-    /// armed under its current token, so that it is not left unarmed. One
+    /// armed under its current token, so that it is not left unarmed (if
+    /// this replica holds it: see [`super::ownership`]). One
     /// store read for the whole batch.
     async fn rearm_if_stale(&self, lost: Vec<Firing>) {
         if lost.is_empty() {
@@ -274,8 +276,9 @@ impl JobService {
             return;
         };
         let lost_tokens: HashMap<JobId, i64> = lost.iter().map(|f| (f.id, f.fire_token)).collect();
+        let now = self.clock().now();
         for job in due {
-            if lost_tokens.get(&job.id) != Some(&job.fire_token) {
+            if lost_tokens.get(&job.id) != Some(&job.fire_token) && self.holds(&job.id, now) {
                 self.inner
                     .timer
                     .arm_if_vacant(job.id, job.schedule_time, job.fire_token);

@@ -32,6 +32,7 @@
 mod arming;
 mod delivery;
 mod firing;
+mod ownership;
 mod recurring;
 mod retention;
 mod retrying;
@@ -93,6 +94,8 @@ struct Inner {
     broker_down: AtomicBool,
     /// The deliveries under way, which the relay leaves alone.
     in_flight: delivery::InFlight,
+    /// The shards this replica owns (see [`ownership`]).
+    ownership: ownership::Ownership,
     /// Where result notices go (see [`JobService::notify_results_to`]).
     result_notices: OnceLock<EventHub>,
     /// Counts the jumps of the clock, so that the periodic duties look again
@@ -127,6 +130,7 @@ impl JobService {
                 relay_wake: Notify::new(),
                 broker_down: AtomicBool::new(false),
                 in_flight: delivery::InFlight::default(),
+                ownership: ownership::Ownership::default(),
                 result_notices: OnceLock::new(),
                 clock_jumps,
             }),
@@ -141,6 +145,11 @@ impl JobService {
     /// The settings of the scheduling core.
     pub fn settings(&self) -> &SchedulerSettings {
         &self.inner.settings
+    }
+
+    /// The shard leases of the replicas sharing the store, if it is shared.
+    pub fn leases(&self) -> Option<Arc<dyn crate::store::ShardLeases>> {
+        self.inner.db.leases()
     }
 
     /// The timer (for metrics and tests).

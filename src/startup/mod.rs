@@ -39,7 +39,7 @@ use crate::{
     http::{Api, HttpServer},
     service::JobService,
     store::{
-        JobDB, StoreError,
+        JobDB, ShardLeases, StoreError,
         embedded::EmbeddedJobDB,
         event_log::EventLog,
         mongo::MongoJobDB,
@@ -130,6 +130,8 @@ impl Application {
             metrics.clone(),
         );
         service.notify_results_to(hub.clone());
+        let (listener, port) = bind(settings.server.host, settings.server.port).await?;
+        let sharing = share_shards(&service, &settings, port).await?;
         match service.load_window().await {
             Ok(count) => tracing::info!(count, "armed scheduled jobs from the store"),
             Err(err) => {
@@ -138,6 +140,15 @@ impl Application {
         }
         let firings = TaskTracker::new();
         let mut duties = start_duties(&service, firing_rx, &firings, &settings, &shutdown)?;
+        if let Some((leases, me)) = sharing {
+            let keeper = service.clone().run_shard_leases(
+                leases,
+                settings.sharding.clone(),
+                me,
+                shutdown.clone(),
+            );
+            duties.spawn("shard leases", keeper);
+        }
         let log: Option<Arc<dyn EventLog>> = log.map(|log| Arc::new(log) as _);
         let subscriptions = log.map(|log| {
             let retention = (
@@ -157,7 +168,6 @@ impl Application {
             let stall = settings.security.streams.subscriber_stall;
             Subscriptions::new(log, hub.clone(), shutdown.clone(), stall, metrics.clone())
         });
-        let (listener, port) = bind(settings.server.host, settings.server.port).await?;
         let http = bind_http(settings.server.host, settings.server.http_port).await?;
         let metrics_addr =
             SocketAddr::new(settings.server.host, settings.observability.metrics_port);
@@ -376,6 +386,36 @@ async fn open_kafka(
         ));
     }
     Ok(Some(Arc::new(producer)))
+}
+
+/// When the store is shared by replicas: this replica's name in the shard
+/// leases (`SCHEDULER_REPLICA_ID`, else `<host name>:<gRPC port>`) and the
+/// leases, after taking its first share of them (see
+/// [`JobService::join_shards`]).
+async fn share_shards(
+    service: &JobService,
+    settings: &Settings,
+    port: u16,
+) -> Result<Option<(Arc<dyn ShardLeases>, String)>, StartupError> {
+    let Some(leases) = service.leases() else {
+        return Ok(None);
+    };
+    let me = settings
+        .sharding
+        .replica_id
+        .clone()
+        .unwrap_or_else(|| format!("{}:{port}", gethostname::gethostname().to_string_lossy()));
+    service
+        .join_shards(&leases, &settings.sharding, &me)
+        .await?;
+    tracing::info!(
+        replica = %me,
+        shards = settings.sharding.shards.get(),
+        owned = service.owned_shards().len(),
+        lease = ?settings.sharding.lease,
+        "sharing the jobs with the other replicas through shard leases"
+    );
+    Ok(Some((leases, me)))
 }
 
 /// Starts the service's background duties (the metrics endpoint joins them

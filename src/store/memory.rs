@@ -2,15 +2,15 @@
 //! used by unit tests and benchmarks. Not durable. It keeps jobs as values,
 //! so it never holds an unreadable document and its scans report none.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::RwLock;
 
 use super::{
-    DueJob, JobDB, JobsPage, ResultOutcome, RunRetention, RunsPage, Scan, StoreError, pruned,
-    record_runs, runs_page, stored_job, stored_time,
+    DueJob, JobDB, JobsPage, ResultOutcome, RunRetention, RunsPage, Scan, ShardLeases, StoreError,
+    leases::MemoryLeases, pruned, record_runs, runs_page, stored_job, stored_time,
 };
 use crate::domain::{
     Job, JobFilter, JobId, JobStatus, JobTally, PageRequest, PendingEvents,
@@ -37,6 +37,8 @@ impl State {
 #[derive(Debug, Default)]
 pub struct MemoryJobDB {
     state: RwLock<State>,
+    /// The replicas sharing this store in one process (tests).
+    leases: Arc<MemoryLeases>,
     /// Unit tests of failure handling: how many more claims of a job fail.
     #[cfg(test)]
     failing_claims: std::sync::Mutex<HashMap<JobId, usize>>,
@@ -75,6 +77,10 @@ impl MemoryJobDB {
 
 #[async_trait]
 impl JobDB for MemoryJobDB {
+    fn leases(&self) -> Option<Arc<dyn ShardLeases>> {
+        Some(self.leases.clone())
+    }
+
     async fn ensure_indexes(&self) -> Result<(), StoreError> {
         Ok(())
     }

@@ -19,11 +19,16 @@
 
 pub mod embedded;
 pub mod event_log;
+pub mod leases;
 pub mod memory;
 pub mod mongo;
 pub mod pg_tls;
 pub mod postgres;
 pub mod traced;
+
+pub use leases::ShardLeases;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
@@ -33,6 +38,7 @@ use crate::domain::{
     history::{self, Run},
     recurrence::ResultDecision,
     report::RunReport,
+    shard::Shards,
 };
 
 /// How many times a read-and-conditional-write step on a recurring job is
@@ -58,6 +64,18 @@ pub enum StoreError {
     /// [`JobDB::get_by_client_key`]).
     #[error("client key {0:?} is taken")]
     ClientKeyTaken(String),
+    /// The store's shard leases were made for another shard count, and a
+    /// live replica holds one (see [`leases::ShardLeases::prepare`]).
+    #[error(
+        "the store's shard leases are for {stored} shards, not SCHEDULER_SHARDS={configured}; \
+         the count is fixed while any replica runs: stop every replica to change it"
+    )]
+    ShardCount {
+        /// The count the leases were made for.
+        stored: u16,
+        /// The count this replica is configured with.
+        configured: u16,
+    },
 }
 
 impl From<StoreError> for domain::Error {
@@ -69,6 +87,7 @@ impl From<StoreError> for domain::Error {
             StoreError::ClientKeyTaken(key) => {
                 domain::Error::AlreadyExists(format!("a job with client_key {key:?} exists"))
             }
+            other @ StoreError::ShardCount { .. } => domain::Error::Internal(other.to_string()),
         }
     }
 }
@@ -291,6 +310,13 @@ pub enum ResultOutcome {
 /// cannot hold an unreadable document (memory) reports none.
 #[async_trait]
 pub trait JobDB: Send + Sync + 'static {
+    /// The shard leases of the replicas sharing this store, or `None` for
+    /// a store only one process opens (embedded), whose replica owns every
+    /// shard.
+    fn leases(&self) -> Option<Arc<dyn ShardLeases>> {
+        None
+    }
+
     /// Creates the indexes (and, for SQL stores, the tables) the queries need.
     /// A server that refuses an optional index is reported as an error; the
     /// caller decides whether that is fatal.
@@ -440,6 +466,21 @@ pub trait JobDB: Send + Sync + 'static {
     /// Only jobs read whole are answered, so that the timer never arms a job
     /// whose claim could not read it; the unreadable are reported.
     async fn scheduled_before(&self, until: DateTime<Utc>) -> Result<Scan<DueJob>, StoreError>;
+
+    /// As [`JobDB::scheduled_before`], only the jobs of `shards` (a
+    /// replica's share, see [`crate::domain::shard`]). The default reads the
+    /// whole window and keeps theirs; PostgreSQL filters in its query.
+    async fn scheduled_in(
+        &self,
+        until: DateTime<Utc>,
+        shards: &Shards,
+    ) -> Result<Scan<DueJob>, StoreError> {
+        let mut due = self.scheduled_before(until).await?;
+        if !shards.is_all() {
+            due.found.retain(|job| shards.holds(&job.id));
+        }
+        Ok(due)
+    }
 
     /// The jobs among `ids` that the timer should hold, as due jobs: after
     /// lost claims, whether a job is due under a newer token. One `get`

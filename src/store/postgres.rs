@@ -45,6 +45,7 @@
 
 mod codec;
 mod errors;
+mod leases;
 mod runs;
 mod sql;
 mod store;
@@ -73,6 +74,7 @@ use sql::Sql;
 
 /// Name of the table that holds the jobs, inside the store's schema.
 pub const TABLE: &str = "jobs";
+pub use leases::{LEASES_TABLE, REPLICAS_TABLE};
 pub use runs::RUNS_TABLE;
 
 /// Connections each [`PgJobDB`] made by [`PgJobDB::connect`] keeps at most.

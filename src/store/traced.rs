@@ -13,12 +13,12 @@ use tracing::{Instrument, Span};
 
 use super::{
     ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, RunRetention, RunsPage, Scan,
-    StoreError, Unreadable,
+    ShardLeases, StoreError, Unreadable,
 };
 use crate::{
     domain::{
         Job, JobFilter, JobId, JobTally, PageRequest, PendingEvents, history::Run,
-        report::RunReport,
+        report::RunReport, shard::Shards,
     },
     telemetry::metrics::Metrics,
 };
@@ -127,7 +127,7 @@ impl Failure for StoreError {
         match self {
             StoreError::Unavailable(_) => "unavailable",
             StoreError::Corrupt(_) => CORRUPT,
-            StoreError::Other(_) => "other",
+            StoreError::Other(_) | StoreError::ShardCount { .. } => "other",
             StoreError::ClientKeyTaken(_) => "client_key_taken",
         }
     }
@@ -141,6 +141,10 @@ impl Failure for ClaimManyError {
 
 #[async_trait]
 impl<D: JobDB> JobDB for TracedJobDB<D> {
+    fn leases(&self) -> Option<Arc<dyn ShardLeases>> {
+        self.inner.leases()
+    }
+
     async fn ensure_indexes(&self) -> Result<(), StoreError> {
         self.request("ensure_indexes", None, self.inner.ensure_indexes())
             .await
@@ -243,6 +247,18 @@ impl<D: JobDB> JobDB for TracedJobDB<D> {
             .poll("scheduled_before", self.inner.scheduled_before(until))
             .await?;
         self.count_unreadable("scheduled_before", &due.unreadable);
+        Ok(due)
+    }
+
+    async fn scheduled_in(
+        &self,
+        until: DateTime<Utc>,
+        shards: &Shards,
+    ) -> Result<Scan<DueJob>, StoreError> {
+        let due = self
+            .poll("scheduled_in", self.inner.scheduled_in(until, shards))
+            .await?;
+        self.count_unreadable("scheduled_in", &due.unreadable);
         Ok(due)
     }
 

@@ -33,6 +33,10 @@ pub const HTTP_DURATION: &str = "scheduler_http_duration_seconds";
 pub const JOBS_CREATED: &str = "scheduler_jobs_created_total";
 /// Jobs fired (claimed and made RUNNING).
 pub const JOBS_FIRED: &str = "scheduler_jobs_fired_total";
+/// Claims this replica asked the store for, one per job: with
+/// [`JOBS_FIRED`], how often replicas race for the same job (each claim
+/// that fired nothing was lost to another replica, or to a change).
+pub const CLAIM_ATTEMPTS: &str = "scheduler_claim_attempts_total";
 /// Runs that ended SUCCEEDED.
 pub const JOBS_SUCCEEDED: &str = "scheduler_jobs_succeeded_total";
 /// Jobs that ended FAILED, by `reason`: `result` (the executor said so),
@@ -77,6 +81,14 @@ pub const SUBSCRIBERS: &str = "scheduler_subscribers";
 /// Subscriber streams the service ended, by `reason`: `stalled` (took no
 /// event for `GRPC_SUBSCRIBER_STALL_SECS`), `shutdown`.
 pub const SUBSCRIBERS_DROPPED: &str = "scheduler_subscribers_dropped_total";
+/// Shards this replica owns now (every shard on the embedded store).
+pub const SHARDS_OWNED: &str = "scheduler_shards_owned";
+/// Changes of the shards this replica owns (a share taken, given up or
+/// lost).
+pub const SHARD_REBALANCES: &str = "scheduler_shard_rebalances_total";
+/// Shard leases this replica lost without giving them up: another replica
+/// took them after they expired, or the store could not renew them in time.
+pub const SHARD_LEASE_LOSSES: &str = "scheduler_shard_lease_losses_total";
 /// Events subscribers missed because they fell behind the hub.
 pub const SUBSCRIBER_EVENTS_MISSED: &str = "scheduler_subscriber_events_missed_total";
 /// Events the embedded store's event log removed under `EVENTS_RETENTION`.
@@ -90,6 +102,7 @@ pub const NAMES: &[&str] = &[
     HTTP_DURATION,
     JOBS_CREATED,
     JOBS_FIRED,
+    CLAIM_ATTEMPTS,
     JOBS_SUCCEEDED,
     JOBS_FAILED,
     RETRIES_SCHEDULED,
@@ -109,6 +122,9 @@ pub const NAMES: &[&str] = &[
     SUBSCRIBERS_DROPPED,
     SUBSCRIBER_EVENTS_MISSED,
     EVENT_LOG_TRIMMED,
+    SHARDS_OWNED,
+    SHARD_REBALANCES,
+    SHARD_LEASE_LOSSES,
 ];
 
 /// Why a job ended FAILED without an executor saying so, or because it did.
@@ -162,6 +178,7 @@ pub struct Metrics {
     results: Results,
     store_errors: IntCounterVec,
     streams: Streams,
+    shards: Sharding,
     /// The last hour's firings and outcomes by minute (the console's charts).
     recent: RecentFirings,
 }
@@ -178,6 +195,7 @@ struct Calls {
 struct Jobs {
     created: IntCounter,
     fired: IntCounter,
+    claim_attempts: IntCounter,
     succeeded: IntCounter,
     failed: IntCounterVec,
     retries: IntCounter,
@@ -185,6 +203,14 @@ struct Jobs {
     expired: IntCounter,
     fire_lateness: Histogram,
     armed_timers: IntGauge,
+}
+
+/// The shards this replica owns, and how they moved.
+#[derive(Debug)]
+struct Sharding {
+    owned: IntGauge,
+    rebalances: IntCounter,
+    lease_losses: IntCounter,
 }
 
 /// Events handed to the broker.
@@ -264,6 +290,7 @@ impl Jobs {
         Jobs {
             created: counter(r, JOBS_CREATED, "Jobs created"),
             fired: counter(r, JOBS_FIRED, "Jobs fired (claimed and made RUNNING)"),
+            claim_attempts: counter(r, CLAIM_ATTEMPTS, "Claims asked of the store, one per job"),
             succeeded: counter(r, JOBS_SUCCEEDED, "Runs that ended SUCCEEDED"),
             failed: counters(
                 r,
@@ -296,6 +323,27 @@ impl Jobs {
             armed_timers: register(
                 r,
                 IntGauge::new(ARMED_TIMERS, "Jobs armed in the in-memory timer"),
+            ),
+        }
+    }
+}
+
+impl Sharding {
+    fn register(r: &Registry) -> Self {
+        Sharding {
+            owned: register(
+                r,
+                IntGauge::new(SHARDS_OWNED, "Shards this replica owns now"),
+            ),
+            rebalances: counter(
+                r,
+                SHARD_REBALANCES,
+                "Changes of the shards this replica owns",
+            ),
+            lease_losses: counter(
+                r,
+                SHARD_LEASE_LOSSES,
+                "Shard leases lost without giving them up",
             ),
         }
     }
@@ -399,6 +447,7 @@ impl Metrics {
                 &["operation", "kind"],
             ),
             streams: Streams::register(&r),
+            shards: Sharding::register(&r),
             recent: RecentFirings::default(),
             registry: r,
         };
@@ -425,6 +474,23 @@ impl Metrics {
     /// A job was created.
     pub fn job_created(&self) {
         self.jobs.created.inc();
+    }
+
+    /// The store was asked to claim `jobs` jobs.
+    pub fn claims_asked(&self, jobs: usize) {
+        self.jobs.claim_attempts.inc_by(jobs as u64);
+    }
+
+    /// This replica now owns `owned` shards; `lost` of those it had were
+    /// lost without giving them up. Counts a rebalance when `changed`.
+    pub fn shards_moved(&self, owned: usize, lost: usize, changed: bool) {
+        self.shards
+            .owned
+            .set(i64::try_from(owned).unwrap_or(i64::MAX));
+        self.shards.lease_losses.inc_by(lost as u64);
+        if changed {
+            self.shards.rebalances.inc();
+        }
     }
 
     /// A job fired `lateness_ms` after its schedule time (negative: early).

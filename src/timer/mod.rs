@@ -194,6 +194,13 @@ impl Timer {
         self.state().armed.remove(id)
     }
 
+    /// Disarms every job `keep` refuses (the jobs of shards this replica
+    /// no longer owns); returns how many.
+    pub fn retain(&self, keep: impl FnMut(&JobId) -> bool) -> usize {
+        // A removed earliest entry needs no wake-up, as for `cancel`.
+        self.state().armed.retain(keep)
+    }
+
     /// Whether `id` is armed.
     pub fn is_armed(&self, id: &JobId) -> bool {
         self.state().armed.contains(id)
@@ -381,6 +388,23 @@ mod tests {
         timer.arm_if_vacant(id, at(&clock, 10), 8);
         advance(&clock, 10);
         assert_eq!(next(&mut rx).await.fire_token, 8);
+    }
+
+    #[tokio::test]
+    async fn retain_disarms_exactly_the_jobs_refused() {
+        let (timer, mut rx, clock) = start();
+        let ids: Vec<JobId> = (0..6).map(|_| JobId::new()).collect();
+        for (i, id) in ids.iter().enumerate() {
+            timer.arm(*id, at(&clock, 10 * i as i64), 0);
+        }
+        let kept: Vec<JobId> = ids.iter().copied().skip(1).step_by(2).collect();
+        assert_eq!(timer.retain(|id| kept.contains(id)), 3);
+        assert_eq!(timer.len(), 3);
+        advance(&clock, 100);
+        for id in &kept {
+            assert_eq!(next(&mut rx).await.id, *id, "in due order, none other");
+        }
+        assert!(timer.is_empty());
     }
 
     #[tokio::test]

@@ -136,6 +136,21 @@ impl ArmedJobs {
         }
     }
 
+    /// Disarms every job `keep` refuses; returns how many. O(n), plus
+    /// O(log n) for each job disarmed.
+    pub fn retain(&mut self, mut keep: impl FnMut(&JobId) -> bool) -> usize {
+        let dropped: Vec<JobId> = self
+            .slots
+            .iter()
+            .map(|slot| slot.id)
+            .filter(|id| !keep(id))
+            .collect();
+        for id in &dropped {
+            self.remove(id);
+        }
+        dropped.len()
+    }
+
     /// Takes the earliest job off the queue.
     pub fn pop_first(&mut self) -> Option<Armed> {
         let slot = self.heap.first()?.slot;

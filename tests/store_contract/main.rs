@@ -85,6 +85,7 @@ mod corrupt;
 mod crud;
 mod filters;
 mod history;
+mod leases;
 mod listing;
 mod outbox;
 mod races;
@@ -116,13 +117,13 @@ macro_rules! contract {
 }
 
 contract!(memory = Memory []:
-    crud, replace, history, times, listing, filters, claims, results, outbox, windows, transitions, concurrency, races,
+    leases, crud, replace, history, times, listing, filters, claims, results, outbox, windows, transitions, concurrency, races,
     recurring, recurring_races, client_keys);
 contract!(embedded = Embedded []:
     crud, replace, history, times, listing, filters, claims, results, outbox, windows, transitions, concurrency,
     races, corrupt, recurring, recurring_races, client_keys);
 contract!(postgres = Postgres []:
-    crud, replace, history, times, listing, filters, claims, results, outbox, windows, transitions, concurrency,
+    leases, crud, replace, history, times, listing, filters, claims, results, outbox, windows, transitions, concurrency,
     races, corrupt, recurring, recurring_races, client_keys);
 contract!(polodb = Polodb []:
     crud, replace, history, times, filters, claims, results, outbox, windows, transitions, corrupt, recurring);

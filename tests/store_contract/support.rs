@@ -13,9 +13,11 @@ pub use scheduler_service::{
         history::{self, Run, RunCause, RunOutcome},
         report::RunReport,
         retry::{Attempts, RetryPolicy},
+        shard::{ShardCount, Shards},
     },
     store::{
-        self, DueJob, JobDB, JobsPage, ResultOutcome, RunRetention, Scan, StoreError, Unreadable,
+        self, DueJob, JobDB, JobsPage, ResultOutcome, RunRetention, Scan, ShardLeases, StoreError,
+        Unreadable, leases::Renewal,
     },
 };
 

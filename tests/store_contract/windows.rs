@@ -9,8 +9,50 @@ use super::support::*;
 
 cases!(
     scheduled_before_answers_scheduled_jobs_due_before_the_bound,
+    scheduled_in_answers_the_due_jobs_of_the_shards_asked_only,
     running_before_answers_running_jobs_changed_before_the_cutoff,
 );
+
+/// The due jobs of shards {1, 3} of 4 (by the ids' counters), of all 4
+/// shards, and of none, among jobs of every shard due before and after
+/// the bound.
+async fn scheduled_in_answers_the_due_jobs_of_the_shards_asked_only(db: &Store) {
+    let t = now();
+    let count = ShardCount::new(4).expect("a count");
+    let with_counter = |counter: u32, due: DateTime<Utc>| {
+        let [_, a, b, c] = counter.to_be_bytes();
+        let random = JobId::new().bytes();
+        let mut bytes = [0u8; 12];
+        bytes[..9].copy_from_slice(&random[..9]);
+        bytes[9..].copy_from_slice(&[a, b, c]);
+        Job {
+            id: JobId::from_bytes(bytes),
+            ..job("sharded", due)
+        }
+    };
+    let due: Vec<Job> = (0..12)
+        .map(|i| with_counter(0x01_0000 * i + i, t - TimeDelta::seconds(1)))
+        .collect();
+    let later: Vec<Job> = (0..4)
+        .map(|i| with_counter(0x10_0000 + i, t + TimeDelta::hours(1)))
+        .collect();
+    db.insert_all(&due).await;
+    db.insert_all(&later).await;
+    let id = |d: &DueJob| d.id;
+    let asked = Shards::of(count, [1, 3]);
+    let found = db.scheduled_in(t, &asked).await.expect("due").all_readable();
+    let expected: Vec<DueJob> = due
+        .iter()
+        .filter(|job| asked.holds(&job.id))
+        .map(DueJob::from)
+        .collect();
+    assert_eq!(expected.len(), 6, "counters 1, 3, 5, ... (mod 4 over 3 bytes)");
+    assert_eq!(by_id(&found, id), by_id(&expected, id));
+    let all = db.scheduled_in(t, &Shards::all(count)).await.expect("due");
+    assert_eq!(all.all_readable().len(), due.len());
+    let none = db.scheduled_in(t, &Shards::none(count)).await.expect("due");
+    assert!(none.all_readable().is_empty());
+}
 
 async fn scheduled_before_answers_scheduled_jobs_due_before_the_bound(db: &Store) {
     let t = now();

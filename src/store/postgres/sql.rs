@@ -3,6 +3,7 @@
 
 use super::{
     TABLE,
+    leases::LeaseSql,
     runs::{self, RUNS_TABLE, RunSql},
 };
 use crate::domain::JobStatus;
@@ -61,6 +62,10 @@ pub(super) const ONE_SHOT: &str = "recurrence IS NULL";
 /// of a recurring job) is set.
 pub(super) const ARMABLE: &str = "((status = 2 AND recurrence IS NULL) OR armed)";
 
+/// A job's shard before the modulo: its id's last three bytes (the
+/// ObjectId's counter), as [`crate::domain::shard::ShardCount::of`] reads them.
+const SHARD_OF_ID: &str = "(get_byte(id, 9) * 65536 + get_byte(id, 10) * 256 + get_byte(id, 11))";
+
 /// The unique index of client keys: an insert that breaks it is
 /// [`crate::store::StoreError::ClientKeyTaken`].
 pub(super) const CLIENT_KEY_INDEX: &str = "jobs_client_key";
@@ -92,6 +97,9 @@ pub(super) struct Sql {
     pub(super) claim: String,
     pub(super) claim_many: String,
     pub(super) scheduled_before: String,
+    /// `scheduled_before` of the jobs of some shards ($2 the shard count,
+    /// $3 the shards: see [`SHARD_OF_ID`]).
+    pub(super) scheduled_in: String,
     pub(super) with_pending_events: String,
     pub(super) set_pending_if: String,
     pub(super) clear_pending_many: String,
@@ -101,6 +109,7 @@ pub(super) struct Sql {
     pub(super) replace_many_if: String,
     pub(super) armable_of: String,
     pub(super) runs: RunSql,
+    pub(super) leases: LeaseSql,
     pub(super) finished_before: String,
     pub(super) delete_if: String,
 }
@@ -117,8 +126,9 @@ impl Sql {
         let runs = format!("{quoted}.{RUNS_TABLE}");
         Sql {
             schema: schema.to_owned(),
-            create: create_statements(&quoted, &t),
+            create: create_statements(&quoted, &t) + &LeaseSql::new(&quoted).create,
             runs: RunSql::new(&runs),
+            leases: LeaseSql::new(&quoted),
             finished_before: format!(
                 "SELECT {COLUMNS} FROM {t} WHERE {FINISHED} AND NOT {OWING} \
                  AND updated_at < $1 ORDER BY updated_at, id LIMIT $2"
@@ -161,6 +171,11 @@ impl Sql {
             scheduled_before: format!(
                 "SELECT {COLUMNS} FROM {t} \
                  WHERE {ARMABLE} AND schedule_time < $1 \
+                 ORDER BY schedule_time, id"
+            ),
+            scheduled_in: format!(
+                "SELECT {COLUMNS} FROM {t} \
+                 WHERE {ARMABLE} AND schedule_time < $1 AND {SHARD_OF_ID} % $2 = ANY($3) \
                  ORDER BY schedule_time, id"
             ),
             with_pending_events: format!(

@@ -1,7 +1,10 @@
 //! [`JobDB`] on PostgreSQL: each change is one statement (see the docs of
 //! [`super`]).
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -23,15 +26,20 @@ use crate::{
         Job, JobFilter, JobId, JobTally, PageRequest, PendingEvents, ScheduleKind,
         history::{self, Run},
         report::RunReport,
+        shard::Shards,
     },
     store::{
         ClaimManyError, DueJob, JobDB, JobsPage, RECURRING_ATTEMPTS, ResultOutcome, RunRetention,
-        RunsPage, Scan, StoreError, claim_read, result_read, stored_time,
+        RunsPage, Scan, ShardLeases, StoreError, claim_read, result_read, stored_time,
     },
 };
 
 #[async_trait]
 impl JobDB for PgJobDB {
+    fn leases(&self) -> Option<Arc<dyn ShardLeases>> {
+        Some(Arc::new(self.clone()))
+    }
+
     async fn ensure_indexes(&self) -> Result<(), StoreError> {
         let (mut client, deadline) = self.begin().await?;
         let outcome = timeout_at(deadline, async {
@@ -341,6 +349,22 @@ impl JobDB for PgJobDB {
         // is not a job is reported here rather than armed, and its claim
         // would fail to read it (with the whole batch it was claimed in).
         let rows = self.query(&self.sql.scheduled_before, &[&until]).await?;
+        Ok(scan_rows(&rows).map(|job| DueJob::from(&job)))
+    }
+
+    async fn scheduled_in(
+        &self,
+        until: DateTime<Utc>,
+        shards: &Shards,
+    ) -> Result<Scan<DueJob>, StoreError> {
+        if shards.is_all() {
+            return self.scheduled_before(until).await;
+        }
+        let count = i32::from(shards.count().get());
+        let owned: Vec<i32> = shards.iter().map(i32::from).collect();
+        let rows = self
+            .query(&self.sql.scheduled_in, &[&until, &count, &owned])
+            .await?;
         Ok(scan_rows(&rows).map(|job| DueJob::from(&job)))
     }
 

@@ -1,0 +1,481 @@
+//! Ownership: which shards this replica owns, and so which jobs it arms
+//! and claims (see [`crate::domain::shard`]). Replicas sharing a store
+//! agree through its shard leases ([`ShardLeases`]); a replica alone on
+//! its store (embedded) owns every shard and runs none of this.
+//!
+//! [`JobService::run_shard_leases`] renews this replica's leases ten times
+//! a lease period and takes or gives up leases towards a fair share: with
+//! `n` live replicas, at most `ceil(shards / n)` each. A replica that
+//! joins finds the others above the new share at their next renewal; they
+//! give up the excess, and it takes the freed leases at its own next
+//! renewal. A replica that dies stops renewing: its leases and membership
+//! expire together after one lease period, the survivors' share grows, and
+//! they take them. A replica that stops gracefully gives its leases up at
+//! once. So shards move within a lease period and a renewal interval.
+//!
+//! Whatever a replica believes, a claim stays conditional on the job's
+//! fire token, so two replicas that both arm a job during a move fire it
+//! once: a move makes jobs late, never doubled. Every change of ownership
+//! takes effect in the timer at once: the jobs of a lost shard are
+//! disarmed, those of a gained one loaded from the store
+//! ([`JobService::load_shards`]).
+//!
+//! One exception keeps changes on time: a job this replica itself changed
+//! (created, updated, retried) in a shard it does not own is *borrowed*
+//! when it falls due before the owner's window loader certainly sees it
+//! (one loader period, half the look-ahead): it is armed here until then.
+//! So such a job may be claimed by two replicas, and fires once.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::{JobService, log_unreadable};
+use crate::{
+    config::ShardingSettings,
+    domain::{
+        Error, Job, JobId,
+        shard::{ShardCount, Shards},
+    },
+    store::ShardLeases,
+    store::StoreError,
+};
+
+/// Renewals per lease period: a lease survives nine lost renewals in a row.
+const RENEWALS_PER_LEASE: u32 = 10;
+
+/// The shards this replica owns and the jobs it borrowed.
+pub(super) struct Ownership {
+    owned: watch::Sender<Shards>,
+    /// Jobs of other shards armed here after this replica changed them, and
+    /// until when.
+    borrowed: Mutex<HashMap<JobId, DateTime<Utc>>>,
+}
+
+impl Default for Ownership {
+    /// Every shard: a replica alone, until leases say otherwise.
+    fn default() -> Self {
+        let one = ShardCount::new(1).unwrap_or_else(|| unreachable!());
+        Ownership {
+            owned: watch::Sender::new(Shards::all(one)),
+            borrowed: Mutex::default(),
+        }
+    }
+}
+
+impl Ownership {
+    fn borrowed(&self) -> MutexGuard<'_, HashMap<JobId, DateTime<Utc>>> {
+        // A few map operations per hold: a poisoned lock is still usable.
+        self.borrowed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What one renewal round decided.
+struct Round {
+    owned: Shards,
+    /// Shards held before that the store no longer gave: lost.
+    lost: usize,
+}
+
+impl JobService {
+    /// The shards this replica owns now.
+    pub fn owned_shards(&self) -> Shards {
+        self.inner.ownership.owned.borrow().clone()
+    }
+
+    /// Whether this replica arms job `id` (its shard is owned, or it
+    /// borrowed it until after `now`).
+    pub(super) fn holds(&self, id: &JobId, now: DateTime<Utc>) -> bool {
+        self.inner.ownership.owned.borrow().holds(id)
+            || self
+                .inner
+                .ownership
+                .borrowed()
+                .get(id)
+                .is_some_and(|&until| until > now)
+    }
+
+    /// Borrows `job` if this replica changed it, it is not in an owned
+    /// shard and it falls due before the owner's loader certainly sees it.
+    pub(super) fn borrow_if_foreign(&self, job: &Job) {
+        if self.inner.ownership.owned.borrow().holds(&job.id) {
+            return;
+        }
+        let now = self.clock().now();
+        let seen_by = now + to_chrono(self.loader_period());
+        if job.is_armable() && job.spec.schedule_time < seen_by {
+            self.inner.ownership.borrowed().insert(job.id, seen_by);
+        }
+    }
+
+    /// Forgets the borrowings that ended before `now`.
+    pub(super) fn end_borrowings(&self, now: DateTime<Utc>) {
+        self.inner
+            .ownership
+            .borrowed()
+            .retain(|_, until| *until > now);
+    }
+
+    /// Makes `owned` this replica's shards: disarms the jobs of the shards
+    /// it no longer owns (unless borrowed), and counts the change.
+    fn set_owned(&self, owned: Shards, lost: usize) {
+        let changed = *self.inner.ownership.owned.borrow() != owned;
+        self.inner.metrics.shards_moved(owned.len(), lost, changed);
+        if !changed {
+            return;
+        }
+        tracing::info!(owned = owned.len(), lost, "shards moved");
+        self.inner.ownership.owned.send_replace(owned);
+        let now = self.clock().now();
+        self.inner.timer.retain(|id| self.holds(id, now));
+    }
+
+    /// Arms the jobs of `shards` due within the look-ahead window (shards
+    /// just taken). Returns how many the store listed.
+    pub async fn load_shards(&self, shards: &Shards) -> Result<usize, Error> {
+        let due = self.inner.db.scheduled_in(self.horizon(), shards).await?;
+        log_unreadable("shard loader", &due.unreadable);
+        let count = due.found.len();
+        let now = self.clock().now();
+        for job in due.found {
+            // Owned when the query started, perhaps not now.
+            if self.holds(&job.id, now) {
+                self.inner
+                    .timer
+                    .arm_if_vacant(job.id, job.schedule_time, job.fire_token);
+            }
+        }
+        Ok(count)
+    }
+
+    /// Keeps this replica's share of the shard leases until shutdown, then
+    /// gives them up. The first round runs at once (start-up awaits
+    /// [`JobService::join_shards`] before loading the window).
+    pub async fn run_shard_leases(
+        self,
+        leases: Arc<dyn ShardLeases>,
+        settings: ShardingSettings,
+        me: String,
+        shutdown: CancellationToken,
+    ) {
+        let mut keeper = Keeper::new(leases, settings, me);
+        let period = keeper.settings.lease / RENEWALS_PER_LEASE;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(period) => {}
+            }
+            keeper.round(&self).await;
+        }
+        keeper.leave(&self).await;
+    }
+
+    /// Prepares the store's leases and takes this replica's first share:
+    /// start-up runs it before loading the window. A store that refuses
+    /// the shard count stops start-up; one that cannot be reached leaves
+    /// the replica without shards until the first round that reaches it.
+    pub async fn join_shards(
+        &self,
+        leases: &Arc<dyn ShardLeases>,
+        settings: &ShardingSettings,
+        me: &str,
+    ) -> Result<(), StoreError> {
+        self.set_owned(Shards::none(settings.shards), 0);
+        match leases.prepare(settings.shards, self.clock().now()).await {
+            Err(err @ StoreError::ShardCount { .. }) => return Err(err),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot reach the shard leases yet; owning no shard until then");
+                return Ok(());
+            }
+            Ok(()) => {}
+        }
+        let mut keeper = Keeper::new(leases.clone(), settings.clone(), me.to_owned());
+        keeper.round(self).await;
+        Ok(())
+    }
+}
+
+/// One replica's side of the leases: what it holds and until when.
+struct Keeper {
+    leases: Arc<dyn ShardLeases>,
+    settings: ShardingSettings,
+    me: String,
+    /// Until when the leases held are certainly this replica's, by its clock.
+    valid_until: Option<DateTime<Utc>>,
+    /// Shards taken whose jobs are not loaded yet (the load failed).
+    unloaded: Option<Shards>,
+}
+
+impl Keeper {
+    fn new(leases: Arc<dyn ShardLeases>, settings: ShardingSettings, me: String) -> Self {
+        Keeper {
+            leases,
+            settings,
+            me,
+            valid_until: None,
+            unloaded: None,
+        }
+    }
+
+    /// Renews, takes or gives up leases towards the fair share, and applies
+    /// the result; a store that fails keeps the shards until their leases
+    /// may have expired, and then none.
+    async fn round(&mut self, service: &JobService) {
+        let before = service.owned_shards();
+        let now = service.clock().now();
+        match self.renew_and_balance(&before, now).await {
+            Ok(round) => {
+                self.valid_until = Some(now + to_chrono(self.settings.lease));
+                let gained = round.owned.without(&before);
+                service.set_owned(round.owned, round.lost);
+                self.load(service, gained).await;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot renew the shard leases");
+                if self.valid_until.is_some_and(|until| until <= now) {
+                    service.set_owned(Shards::none(self.settings.shards), before.len());
+                    self.valid_until = None;
+                }
+            }
+        }
+    }
+
+    /// One exchange with the store: renew, then take or give up.
+    async fn renew_and_balance(
+        &self,
+        before: &Shards,
+        now: DateTime<Utc>,
+    ) -> Result<Round, StoreError> {
+        let until = now + to_chrono(self.settings.lease);
+        let renewal = self.leases.renew(&self.me, until, now).await?;
+        let count = self.settings.shards;
+        let share = fair_share(count, renewal.replicas);
+        let mut held = renewal.held;
+        let lost = before
+            .without(&Shards::of(count, held.iter().copied()))
+            .len();
+        if held.len() > share {
+            let excess = held.split_off(share);
+            self.leases.release(&self.me, &excess).await?;
+        } else if held.len() < share {
+            let taken = (self.leases)
+                .acquire(&self.me, share - held.len(), until, now)
+                .await?;
+            held.extend(taken);
+        }
+        Ok(Round {
+            owned: Shards::of(count, held),
+            lost,
+        })
+    }
+
+    /// Loads the jobs of the shards gained, and of any whose load failed.
+    async fn load(&mut self, service: &JobService, gained: Shards) {
+        let mut todo = gained;
+        if let Some(unloaded) = self.unloaded.take() {
+            todo = Shards::of(todo.count(), todo.iter().chain(unloaded.iter()));
+        }
+        let owned = service.owned_shards();
+        let todo = Shards::of(todo.count(), todo.iter().filter(|&s| owned.contains(s)));
+        if todo.is_empty() {
+            return;
+        }
+        match service.load_shards(&todo).await {
+            Ok(count) => tracing::debug!(shards = todo.len(), count, "shards loaded"),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot load the jobs of shards taken; retrying");
+                self.unloaded = Some(todo);
+            }
+        }
+    }
+
+    /// Gives up every lease (at shutdown).
+    async fn leave(&self, service: &JobService) {
+        if let Err(err) = self.leases.leave(&self.me).await {
+            tracing::warn!(error = %err, "cannot give up the shard leases; they expire by themselves");
+        }
+        service.set_owned(Shards::none(self.settings.shards), 0);
+    }
+}
+
+/// Most shards one of `replicas` live replicas may hold.
+fn fair_share(count: ShardCount, replicas: usize) -> usize {
+    usize::from(count.get()).div_ceil(replicas.max(1))
+}
+
+fn to_chrono(duration: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::{
+        broker::NullProducer, config::SchedulerSettings, service::testing::TestService,
+        store::memory::MemoryJobDB,
+    };
+
+    const LEASE: Duration = Duration::from_secs(5);
+
+    /// A replica over the shared store `db`, with its keeper of 4 shards.
+    fn replica(db: &Arc<MemoryJobDB>, name: &str) -> (TestService, Keeper) {
+        let t = TestService::on(
+            db.clone(),
+            SchedulerSettings::default(),
+            Arc::new(NullProducer),
+        );
+        let settings = ShardingSettings {
+            shards: ShardCount::new(4).unwrap(),
+            lease: LEASE,
+            replica_id: None,
+        };
+        let leases = t.svc.leases().expect("the memory store has leases");
+        let keeper = Keeper::new(leases, settings, name.to_owned());
+        (t, keeper)
+    }
+
+    async fn join(t: &TestService, keeper: &Keeper) {
+        t.svc
+            .join_shards(&keeper.leases, &keeper.settings, &keeper.me)
+            .await
+            .unwrap();
+    }
+
+    fn owned(t: &TestService) -> Vec<u16> {
+        t.svc.owned_shards().iter().collect()
+    }
+
+    /// Two replicas that split the 4 shards, A first.
+    async fn two_replicas() -> ((TestService, Keeper), (TestService, Keeper)) {
+        let db = Arc::new(MemoryJobDB::new());
+        let (a, mut ka) = replica(&db, "a");
+        let (b, mut kb) = replica(&db, "b");
+        join(&a, &ka).await;
+        assert_eq!(owned(&a), [0, 1, 2, 3], "alone, A takes every shard");
+        join(&b, &kb).await;
+        assert_eq!(owned(&b), [] as [u16; 0], "none free yet");
+        ka.round(&a.svc).await;
+        assert_eq!(owned(&a), [0, 1], "A gives up what exceeds its share");
+        kb.round(&b.svc).await;
+        assert_eq!(owned(&b), [2, 3], "B takes what A gave up");
+        ((a, ka), (b, kb))
+    }
+
+    #[tokio::test]
+    async fn replicas_split_the_shards_and_each_arms_only_its_jobs() {
+        let ((a, _), (b, _)) = two_replicas().await;
+        // Due beyond the loader period: the owner's loader arms them.
+        let mut ids = HashSet::new();
+        for _ in 0..40 {
+            ids.insert(a.svc.create(a.spec(40_000)).await.unwrap().id);
+        }
+        b.svc.load_window().await.unwrap();
+        a.svc.load_window().await.unwrap();
+        let on_a: HashSet<_> = ids.iter().filter(|id| a.svc.timer().is_armed(id)).collect();
+        let on_b: HashSet<_> = ids.iter().filter(|id| b.svc.timer().is_armed(id)).collect();
+        assert_eq!(on_a.len() + on_b.len(), ids.len(), "each armed once");
+        assert!(on_a.is_disjoint(&on_b));
+        assert!(on_a.iter().all(|id| a.svc.owned_shards().holds(id)));
+        assert!(on_b.iter().all(|id| b.svc.owned_shards().holds(id)));
+        assert!(!on_a.is_empty() && !on_b.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_replica_that_stops_renewing_loses_its_shards_and_their_jobs_move() {
+        let ((a, mut ka), (b, _kb)) = two_replicas().await;
+        let job = loop {
+            let job = a.svc.create(a.spec(40_000)).await.unwrap();
+            if b.svc.owned_shards().holds(&job.id) {
+                break job;
+            }
+        };
+        assert!(!a.svc.timer().is_armed(&job.id), "B's job");
+        // B stops renewing; a lease period later A counts itself alone.
+        a.advance_ms(LEASE.as_millis() as i64 + 1);
+        ka.round(&a.svc).await;
+        assert_eq!(owned(&a), [0, 1, 2, 3]);
+        assert!(a.svc.timer().is_armed(&job.id), "loaded when taken");
+        assert!(
+            a.svc
+                .metrics()
+                .render(0)
+                .contains("scheduler_shards_owned 4")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_replica_that_leaves_gives_its_shards_up_at_once() {
+        let ((a, mut ka), (b, kb)) = two_replicas().await;
+        let job = loop {
+            let job = b.svc.create(b.spec(40_000)).await.unwrap();
+            if b.svc.owned_shards().holds(&job.id) {
+                break job;
+            }
+        };
+        assert!(b.svc.timer().is_armed(&job.id));
+        kb.leave(&b.svc).await;
+        assert!(b.svc.owned_shards().is_empty());
+        assert!(!b.svc.timer().is_armed(&job.id), "disarmed on leaving");
+        ka.round(&a.svc).await;
+        assert_eq!(owned(&a), [0, 1, 2, 3], "without waiting for expiry");
+        assert!(a.svc.timer().is_armed(&job.id));
+    }
+
+    #[tokio::test]
+    async fn a_shard_lost_to_another_replica_is_disarmed_and_counted() {
+        let ((a, mut ka), (b, mut kb)) = two_replicas().await;
+        let job = loop {
+            let job = a.svc.create(a.spec(40_000)).await.unwrap();
+            if a.svc.owned_shards().holds(&job.id) {
+                break job;
+            }
+        };
+        // A's leases expire in B's eyes (A paused); B takes them all.
+        b.advance_ms(LEASE.as_millis() as i64 + 1);
+        kb.round(&b.svc).await;
+        assert_eq!(owned(&b), [0, 1, 2, 3]);
+        // A wakes: its renewal finds nothing held, and it stops arming.
+        ka.round(&a.svc).await;
+        assert!(a.svc.owned_shards().is_empty());
+        assert!(!a.svc.timer().is_armed(&job.id));
+        let metrics = a.svc.metrics().render(0);
+        assert!(
+            metrics.contains("scheduler_shard_lease_losses_total 2"),
+            "{metrics}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_job_changed_here_in_another_shard_is_armed_only_if_due_before_its_owner_looks() {
+        let ((a, _), (b, _)) = two_replicas().await;
+        let period = a.svc.loader_period().as_millis() as i64;
+        let foreign = |t: &TestService, in_ms| {
+            let spec = t.spec(in_ms);
+            let svc = t.svc.clone();
+            let theirs = b.svc.owned_shards();
+            async move {
+                loop {
+                    let job = svc.create(spec.clone()).await.unwrap();
+                    if theirs.holds(&job.id) {
+                        return job;
+                    }
+                }
+            }
+        };
+        let soon = foreign(&a, period / 2).await;
+        let later = foreign(&a, period + 1_000).await;
+        assert!(
+            a.svc.timer().is_armed(&soon.id),
+            "borrowed: B may not see it in time"
+        );
+        assert!(!a.svc.timer().is_armed(&later.id), "B's loader arms it");
+    }
+}
