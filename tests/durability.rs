@@ -326,7 +326,9 @@ async fn a_database_outage_is_survived_without_a_restart() {
 async fn three_replicas_fire_each_job_once(uri: &str) {
     const JOBS: usize = 1_000;
     let dir = tempfile::tempdir().expect("temp dir");
-    // A short window so that every replica arms every job and they race.
+    // A short window: each replica's loader looks every second. The jobs
+    // are created through all three, most in shards another replica owns
+    // (tests/scale_out.rs checks the shares themselves).
     let env = test_vars(&[
         (vars::DATABASE_URI, uri),
         (vars::SCHEDULER_LOOK_AHEAD_SECS, "2"),

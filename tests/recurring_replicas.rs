@@ -1,5 +1,5 @@
 //! Recurring jobs with the service as child processes on PostgreSQL, on
-//! the real clock: three replicas racing on the same jobs publish every
+//! the real clock: three replicas sharing the jobs' shards publish every
 //! occurrence exactly once, each with its own `ScheduledKey`; and a service
 //! killed (SIGKILL) during a burst of occurrences and restarted accounts
 //! for every occurrence once, the missed ones in catch-up runs.
@@ -34,7 +34,7 @@ async fn three_replicas_on_postgres_publish_each_occurrence_exactly_once() {
     let dir = tempfile::tempdir().expect("temp dir");
     let env = test_vars(&[
         (vars::DATABASE_URI, &common::postgres_uri()),
-        // A short window so that every replica arms every occurrence.
+        // A short window: each replica's loader looks every second.
         (vars::SCHEDULER_LOOK_AHEAD_SECS, "2"),
         (vars::TOPIC_JOB_RUN_PARTITIONS, "3"),
     ]);

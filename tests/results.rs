@@ -23,7 +23,8 @@ use std::{
 
 use common::{
     EventReader, RawMessage, RawProducer, advance, create_job, create_request, create_request_on,
-    kafka_brokers, metric_value, scrape_metrics, spawn_app, spawn_app_on_clock, wait_for_status,
+    kafka_brokers, metric_value, postgres_port, postgres_uri_on, scrape_metrics, spawn_app,
+    spawn_app_on_clock, wait_for_status,
 };
 use rdkafka::{
     ClientConfig, ClientContext, Offset, TopicPartitionList,
@@ -627,21 +628,6 @@ async fn a_malformed_message_and_a_result_the_store_refuses_are_dead_letters() {
     let dead = |reason| metric_value(&text, metrics::RESULTS_DEAD_LETTERED, &[("reason", reason)]);
     assert_eq!((dead("malformed"), dead("store_error")), (1.0, 1.0));
     setup.stop().await;
-}
-
-/// The port of the PostgreSQL test server.
-fn postgres_port() -> u16 {
-    let server: tokio_postgres::Config = common::postgres_uri().parse().expect("a PostgreSQL URI");
-    server.get_ports().first().copied().unwrap_or(5432)
-}
-
-/// The PostgreSQL test server's URI with `port` instead of its port (a
-/// [`Link`]'s, in front of it).
-fn postgres_uri_on(port: u16) -> String {
-    let uri = common::postgres_uri();
-    let server = format!(":{}/", postgres_port());
-    assert!(uri.contains(&server), "{uri} names its port");
-    uri.replacen(&server, &format!(":{port}/"), 1)
 }
 
 #[tokio::test]

@@ -228,22 +228,43 @@ impl Keeper {
     /// may have expired, and then none.
     async fn round(&mut self, service: &JobService) {
         let before = service.owned_shards();
-        let now = service.clock().now();
-        match self.renew_and_balance(&before, now).await {
+        let sent = service.clock().now();
+        match self.renew_in_time(&before, sent).await {
             Ok(round) => {
-                self.valid_until = Some(now + to_chrono(self.settings.lease));
+                self.valid_until = Some(sent + to_chrono(self.settings.lease));
                 let gained = round.owned.without(&before);
                 service.set_owned(round.owned, round.lost);
                 self.load(service, gained).await;
             }
             Err(err) => {
                 tracing::warn!(error = %err, "cannot renew the shard leases");
+                let now = service.clock().now();
                 if self.valid_until.is_some_and(|until| until <= now) {
                     service.set_owned(Shards::none(self.settings.shards), before.len());
                     self.valid_until = None;
                 }
             }
         }
+    }
+
+    /// [`Keeper::renew_and_balance`], given up when the leases held may
+    /// expire: a store that does not answer must not keep the replica
+    /// arming past their end.
+    async fn renew_in_time(
+        &self,
+        before: &Shards,
+        now: DateTime<Utc>,
+    ) -> Result<Round, StoreError> {
+        let bound = self.valid_until.map_or(self.settings.lease, |until| {
+            (until - now).to_std().unwrap_or(Duration::ZERO)
+        });
+        tokio::time::timeout(bound, self.renew_and_balance(before, now))
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(format!(
+                    "no answer within {bound:?}, when the leases may expire"
+                )))
+            })
     }
 
     /// One exchange with the store: renew, then take or give up.

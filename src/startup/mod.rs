@@ -130,8 +130,8 @@ impl Application {
             metrics.clone(),
         );
         service.notify_results_to(hub.clone());
-        let (listener, port) = bind(settings.server.host, settings.server.port).await?;
-        let sharing = share_shards(&service, &settings, port).await?;
+        let sockets = Sockets::bind(&settings).await?;
+        let sharing = share_shards(&service, &settings, sockets.port).await?;
         match service.load_window().await {
             Ok(count) => tracing::info!(count, "armed scheduled jobs from the store"),
             Err(err) => {
@@ -168,22 +168,16 @@ impl Application {
             let stall = settings.security.streams.subscriber_stall;
             Subscriptions::new(log, hub.clone(), shutdown.clone(), stall, metrics.clone())
         });
-        let http = bind_http(settings.server.host, settings.server.http_port).await?;
-        let metrics_addr =
-            SocketAddr::new(settings.server.host, settings.observability.metrics_port);
-        let endpoint = MetricsEndpoint::bind(metrics_addr)
-            .await
-            .map_err(|source| StartupError::Bind {
-                addr: metrics_addr,
-                source,
-            })?;
-        let metrics_port = endpoint.port();
+        let metrics_port = sockets.metrics.port();
         let timer = service.timer().clone();
         duties.spawn(
             "metrics endpoint",
-            endpoint.serve(metrics, move || timer.len(), shutdown.clone()),
+            sockets
+                .metrics
+                .serve(metrics, move || timer.len(), shutdown.clone()),
         );
         tracing::info!(port = metrics_port, "metrics served at /metrics");
+        let (listener, port, http) = (sockets.grpc, sockets.port, sockets.http);
         Ok(Application {
             listener,
             port,
@@ -452,6 +446,36 @@ fn start_duties(
         }
     }
     Ok(duties)
+}
+
+/// The service's listening sockets, bound before anything is served, so
+/// that a port in use stops start-up at once, and the gRPC port names the
+/// replica in the shard leases.
+struct Sockets {
+    grpc: TcpListener,
+    /// The gRPC port.
+    port: u16,
+    http: HttpServer,
+    metrics: MetricsEndpoint,
+}
+
+impl Sockets {
+    /// Binds the gRPC, HTTP and metrics ports (0: any free one).
+    async fn bind(settings: &Settings) -> Result<Sockets, StartupError> {
+        let host = settings.server.host;
+        let (grpc, port) = bind(host, settings.server.port).await?;
+        let http = bind_http(host, settings.server.http_port).await?;
+        let addr = SocketAddr::new(host, settings.observability.metrics_port);
+        let metrics = MetricsEndpoint::bind(addr)
+            .await
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        Ok(Sockets {
+            grpc,
+            port,
+            http,
+            metrics,
+        })
+    }
 }
 
 /// Binds the gRPC port (0 picks a free one); the listener and its port.

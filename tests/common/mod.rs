@@ -48,6 +48,21 @@ use tonic::{
     transport::Channel,
 };
 
+/// The port of the PostgreSQL test server.
+pub fn postgres_port() -> u16 {
+    let server: tokio_postgres::Config = postgres_uri().parse().expect("a PostgreSQL URI");
+    server.get_ports().first().copied().unwrap_or(5432)
+}
+
+/// The PostgreSQL test server's URI with `port` instead of its port (a
+/// [`Link`]'s, in front of it).
+pub fn postgres_uri_on(port: u16) -> String {
+    let uri = postgres_uri();
+    let server = format!(":{}/", postgres_port());
+    assert!(uri.contains(&server), "{uri} names its port");
+    uri.replacen(&server, &format!(":{port}/"), 1)
+}
+
 /// The variables of a test instance: fresh database and topics, port 0,
 /// with `overrides` applied.
 pub fn test_vars(overrides: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -40,13 +40,21 @@ async fn scheduled_in_answers_the_due_jobs_of_the_shards_asked_only(db: &Store) 
     db.insert_all(&later).await;
     let id = |d: &DueJob| d.id;
     let asked = Shards::of(count, [1, 3]);
-    let found = db.scheduled_in(t, &asked).await.expect("due").all_readable();
+    let found = db
+        .scheduled_in(t, &asked)
+        .await
+        .expect("due")
+        .all_readable();
     let expected: Vec<DueJob> = due
         .iter()
         .filter(|job| asked.holds(&job.id))
         .map(DueJob::from)
         .collect();
-    assert_eq!(expected.len(), 6, "counters 1, 3, 5, ... (mod 4 over 3 bytes)");
+    assert_eq!(
+        expected.len(),
+        6,
+        "counters 1, 3, 5, ... (mod 4 over 3 bytes)"
+    );
     assert_eq!(by_id(&found, id), by_id(&expected, id));
     let all = db.scheduled_in(t, &Shards::all(count)).await.expect("due");
     assert_eq!(all.all_readable().len(), due.len());
