@@ -48,6 +48,7 @@ use tokio::sync::{Notify, watch};
 use tracing::Span;
 
 pub use delivery::Delivery;
+pub use ownership::ShardKeeper;
 pub use recurring::{NewJob, PREVIEW_MAX, SchedulePreview};
 pub use retention::PRUNE_BATCH;
 

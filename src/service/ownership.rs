@@ -155,16 +155,8 @@ impl JobService {
     }
 
     /// Keeps this replica's share of the shard leases until shutdown, then
-    /// gives them up. The first round runs at once (start-up awaits
-    /// [`JobService::join_shards`] before loading the window).
-    pub async fn run_shard_leases(
-        self,
-        leases: Arc<dyn ShardLeases>,
-        settings: ShardingSettings,
-        me: String,
-        shutdown: CancellationToken,
-    ) {
-        let mut keeper = Keeper::new(leases, settings, me);
+    /// gives them up: `keeper` comes from [`JobService::join_shards`].
+    pub async fn run_shard_leases(self, mut keeper: ShardKeeper, shutdown: CancellationToken) {
         let period = keeper.settings.lease / RENEWALS_PER_LEASE;
         loop {
             tokio::select! {
@@ -176,57 +168,86 @@ impl JobService {
         keeper.leave(&self).await;
     }
 
-    /// Prepares the store's leases and takes this replica's first share:
-    /// start-up runs it before loading the window. A store that refuses
-    /// the shard count stops start-up; one that cannot be reached leaves
-    /// the replica without shards until the first round that reaches it.
+    /// Joins the replicas sharing the store as `me`: prepares the store's
+    /// leases and takes this replica's first share. Start-up runs it before
+    /// loading the window, and hands the keeper to
+    /// [`JobService::run_shard_leases`]. A store whose leases are for
+    /// another shard count stops start-up; one that cannot be reached
+    /// leaves the replica without shards until a round reaches it.
     pub async fn join_shards(
         &self,
-        leases: &Arc<dyn ShardLeases>,
-        settings: &ShardingSettings,
-        me: &str,
-    ) -> Result<(), StoreError> {
+        leases: Arc<dyn ShardLeases>,
+        settings: ShardingSettings,
+        me: String,
+    ) -> Result<ShardKeeper, StoreError> {
         self.set_owned(Shards::none(settings.shards), 0);
-        match leases.prepare(settings.shards, self.clock().now()).await {
-            Err(err @ StoreError::ShardCount { .. }) => return Err(err),
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot reach the shard leases yet; owning no shard until then");
-                return Ok(());
-            }
-            Ok(()) => {}
-        }
-        let mut keeper = Keeper::new(leases.clone(), settings.clone(), me.to_owned());
+        let mut keeper = ShardKeeper {
+            leases,
+            settings,
+            me,
+            prepared: false,
+            valid_until: None,
+            unloaded: None,
+        };
+        keeper.prepare(self).await?;
         keeper.round(self).await;
-        Ok(())
+        Ok(keeper)
     }
 }
 
 /// One replica's side of the leases: what it holds and until when.
-struct Keeper {
+pub struct ShardKeeper {
     leases: Arc<dyn ShardLeases>,
     settings: ShardingSettings,
     me: String,
+    /// Whether the store's leases were made or checked for the count.
+    prepared: bool,
     /// Until when the leases held are certainly this replica's, by its clock.
     valid_until: Option<DateTime<Utc>>,
     /// Shards taken whose jobs are not loaded yet (the load failed).
     unloaded: Option<Shards>,
 }
 
-impl Keeper {
-    fn new(leases: Arc<dyn ShardLeases>, settings: ShardingSettings, me: String) -> Self {
-        Keeper {
-            leases,
-            settings,
-            me,
-            valid_until: None,
-            unloaded: None,
+impl ShardKeeper {
+    /// Makes or checks the store's leases, once. Only a count that differs
+    /// is an error. A store that cannot be reached is tried again next
+    /// round, the replica owning nothing meanwhile; one that refuses the
+    /// leases otherwise (a user without the right to create their table)
+    /// leaves the replica owning every shard, racing the others for every
+    /// job as without sharding (claims stay conditional), until it takes
+    /// them.
+    async fn prepare(&mut self, service: &JobService) -> Result<(), StoreError> {
+        match self
+            .leases
+            .prepare(self.settings.shards, service.clock().now())
+            .await
+        {
+            Ok(()) => self.prepared = true,
+            Err(err @ StoreError::ShardCount { .. }) => return Err(err),
+            Err(err @ StoreError::Unavailable(_)) => {
+                tracing::warn!(error = %err, "cannot reach the shard leases yet; owning no shard until then");
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "the store refuses the shard leases: this replica arms every job, racing the others");
+                service.set_owned(Shards::all(self.settings.shards), 0);
+            }
         }
+        Ok(())
     }
 
     /// Renews, takes or gives up leases towards the fair share, and applies
     /// the result; a store that fails keeps the shards until their leases
     /// may have expired, and then none.
     async fn round(&mut self, service: &JobService) {
+        if !self.prepared {
+            if let Err(err) = self.prepare(service).await {
+                tracing::error!(error = %err, "the shard count changed under a running replica; owning no shard");
+                service.set_owned(Shards::none(self.settings.shards), 0);
+            }
+            if !self.prepared {
+                return;
+            }
+        }
         let before = service.owned_shards();
         let sent = service.clock().now();
         match self.renew_in_time(&before, sent).await {
@@ -247,7 +268,7 @@ impl Keeper {
         }
     }
 
-    /// [`Keeper::renew_and_balance`], given up when the leases held may
+    /// [`ShardKeeper::renew_and_balance`], given up when the leases held may
     /// expire: a store that does not answer must not keep the replica
     /// arming past their end.
     async fn renew_in_time(
@@ -346,28 +367,27 @@ mod tests {
 
     const LEASE: Duration = Duration::from_secs(5);
 
-    /// A replica over the shared store `db`, with its keeper of 4 shards.
-    fn replica(db: &Arc<MemoryJobDB>, name: &str) -> (TestService, Keeper) {
-        let t = TestService::on(
+    /// A replica over the shared store `db`.
+    fn replica(db: &Arc<MemoryJobDB>) -> TestService {
+        TestService::on(
             db.clone(),
             SchedulerSettings::default(),
             Arc::new(NullProducer),
-        );
+        )
+    }
+
+    /// `t` joins the replicas as `name`, with 4 shards.
+    async fn join(t: &TestService, name: &str) -> ShardKeeper {
         let settings = ShardingSettings {
             shards: ShardCount::new(4).unwrap(),
             lease: LEASE,
             replica_id: None,
         };
         let leases = t.svc.leases().expect("the memory store has leases");
-        let keeper = Keeper::new(leases, settings, name.to_owned());
-        (t, keeper)
-    }
-
-    async fn join(t: &TestService, keeper: &Keeper) {
         t.svc
-            .join_shards(&keeper.leases, &keeper.settings, &keeper.me)
+            .join_shards(leases, settings, name.to_owned())
             .await
-            .unwrap();
+            .unwrap()
     }
 
     fn owned(t: &TestService) -> Vec<u16> {
@@ -375,13 +395,12 @@ mod tests {
     }
 
     /// Two replicas that split the 4 shards, A first.
-    async fn two_replicas() -> ((TestService, Keeper), (TestService, Keeper)) {
+    async fn two_replicas() -> ((TestService, ShardKeeper), (TestService, ShardKeeper)) {
         let db = Arc::new(MemoryJobDB::new());
-        let (a, mut ka) = replica(&db, "a");
-        let (b, mut kb) = replica(&db, "b");
-        join(&a, &ka).await;
+        let (a, b) = (replica(&db), replica(&db));
+        let mut ka = join(&a, "a").await;
         assert_eq!(owned(&a), [0, 1, 2, 3], "alone, A takes every shard");
-        join(&b, &kb).await;
+        let mut kb = join(&b, "b").await;
         assert_eq!(owned(&b), [] as [u16; 0], "none free yet");
         ka.round(&a.svc).await;
         assert_eq!(owned(&a), [0, 1], "A gives up what exceeds its share");

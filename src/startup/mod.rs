@@ -37,9 +37,9 @@ use crate::{
     duties::Duties,
     grpc::{JobEventsGrpc, JobsGrpc},
     http::{Api, HttpServer},
-    service::JobService,
+    service::{JobService, ShardKeeper},
     store::{
-        JobDB, ShardLeases, StoreError,
+        JobDB, StoreError,
         embedded::EmbeddedJobDB,
         event_log::EventLog,
         mongo::MongoJobDB,
@@ -140,14 +140,9 @@ impl Application {
         }
         let firings = TaskTracker::new();
         let mut duties = start_duties(&service, firing_rx, &firings, &settings, &shutdown)?;
-        if let Some((leases, me)) = sharing {
-            let keeper = service.clone().run_shard_leases(
-                leases,
-                settings.sharding.clone(),
-                me,
-                shutdown.clone(),
-            );
-            duties.spawn("shard leases", keeper);
+        if let Some(keeper) = sharing {
+            let leases = service.clone().run_shard_leases(keeper, shutdown.clone());
+            duties.spawn("shard leases", leases);
         }
         let log: Option<Arc<dyn EventLog>> = log.map(|log| Arc::new(log) as _);
         let subscriptions = log.map(|log| {
@@ -382,15 +377,15 @@ async fn open_kafka(
     Ok(Some(Arc::new(producer)))
 }
 
-/// When the store is shared by replicas: this replica's name in the shard
-/// leases (`SCHEDULER_REPLICA_ID`, else `<host name>:<gRPC port>`) and the
-/// leases, after taking its first share of them (see
+/// When the store is shared by replicas: joins them under this replica's
+/// name in the shard leases (`SCHEDULER_REPLICA_ID`, else `<host
+/// name>:<gRPC port>`), taking its first share (see
 /// [`JobService::join_shards`]).
 async fn share_shards(
     service: &JobService,
     settings: &Settings,
     port: u16,
-) -> Result<Option<(Arc<dyn ShardLeases>, String)>, StartupError> {
+) -> Result<Option<ShardKeeper>, StartupError> {
     let Some(leases) = service.leases() else {
         return Ok(None);
     };
@@ -399,8 +394,8 @@ async fn share_shards(
         .replica_id
         .clone()
         .unwrap_or_else(|| format!("{}:{port}", gethostname::gethostname().to_string_lossy()));
-    service
-        .join_shards(&leases, &settings.sharding, &me)
+    let keeper = service
+        .join_shards(leases, settings.sharding.clone(), me.clone())
         .await?;
     tracing::info!(
         replica = %me,
@@ -409,7 +404,7 @@ async fn share_shards(
         lease = ?settings.sharding.lease,
         "sharing the jobs with the other replicas through shard leases"
     );
-    Ok(Some((leases, me)))
+    Ok(Some(keeper))
 }
 
 /// Starts the service's background duties (the metrics endpoint joins them
