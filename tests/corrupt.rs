@@ -182,7 +182,7 @@ async fn corrupt_rows_stop_no_background_duty_on_postgres() {
 
     // The window loader armed the due jobs past the corrupt one: they fire.
     let mut fired = read_events_of(&runs, &hex_ids(&seeded.due)).await;
-    assert!(corrupt_met(app.metrics_port, "scheduled_before").await >= 1.0);
+    assert!(corrupt_met(app.metrics_port, "scheduled_in").await >= 1.0);
     // The relay published what the readable jobs owe, past the corrupt one.
     let created = read_events_of(&creates, &hex_ids(&seeded.owing)).await;
     assert_eq!(created, hex_ids(&seeded.owing), "only what was owed");
