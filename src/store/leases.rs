@@ -2,11 +2,14 @@
 //! who owns which shard (see [`crate::domain::shard`] for what a shard is,
 //! and `crate::service::ownership` for the policy that drives it).
 //!
-//! A store that several replicas share (PostgreSQL, MongoDB) keeps one
-//! lease per shard (its owner and until when) and one membership per live
-//! replica (until when), and changes them with the same kind of
-//! conditional writes as claims: a lease is taken only while it is free or
-//! expired, renewed and released only by its owner. The embedded store is
+//! A store that several replicas share keeps one lease per shard (its
+//! owner and until when) and one membership per live replica (until
+//! when), and changes them with the same kind of conditional writes as
+//! claims: a lease is taken only while it is free or expired, renewed and
+//! released only by its owner. PostgreSQL keeps them in two tables of its
+//! schema (`store::postgres`), MongoDB in two collections named after the
+//! jobs collection (`store::mongo`), and the memory store, shared by
+//! replicas in one process, in [`MemoryLeases`]. The embedded store is
 //! open in one process only, so it has no leases: that replica owns every
 //! shard.
 //!

@@ -15,7 +15,9 @@
 //! version read, of what the domain decided (`store::claim_read`,
 //! `store::result_read`), so that the same update also owes the run's
 //! start or end to the history (see [`runs`]). Client keys are unique
-//! through a partial unique index on `clientKey`.
+//! through a partial unique index on `clientKey`. The replicas sharing the
+//! collection agree on who owns which shard through leases in two
+//! collections beside it (see [`leases`]).
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -31,8 +33,8 @@ use mongodb::{
 use tokio::sync::OnceCell;
 
 use super::{
-    DueJob, JobDB, JobsPage, ResultOutcome, RunRetention, RunsPage, Scan, StoreError, claim_read,
-    result_read,
+    DueJob, JobDB, JobsPage, ResultOutcome, RunRetention, RunsPage, Scan, ShardLeases, StoreError,
+    claim_read, result_read,
 };
 use crate::domain::{
     Job, JobFilter, JobId, JobStatus, JobTally, JobType, PageRequest, PendingEvents, ScheduleKind,
@@ -41,10 +43,12 @@ use crate::domain::{
 
 mod codec;
 mod errors;
+mod leases;
 mod runs;
 #[cfg(test)]
 mod tests;
 
+pub use leases::{LEASES_SUFFIX, REPLICAS_SUFFIX};
 pub use runs::RUNS_SUFFIX;
 
 use codec::{bson_time, mutable_fields, pending_fields};
@@ -82,6 +86,10 @@ pub struct MongoJobDB {
     jobs: Collection<Document>,
     /// The runs of the jobs (see [`runs`]).
     runs: Collection<Document>,
+    /// The shard leases, one document per shard (see [`leases`]).
+    leases: Collection<Document>,
+    /// The replicas sharing the jobs, one document per replica.
+    replicas: Collection<Document>,
     timeout: Duration,
     batches: Arc<OnceCell<Batches>>,
 }
@@ -118,6 +126,8 @@ impl MongoJobDB {
         Ok(MongoJobDB {
             jobs: db.collection(collection),
             runs: db.collection(&format!("{collection}{RUNS_SUFFIX}")),
+            leases: db.collection(&format!("{collection}{LEASES_SUFFIX}")),
+            replicas: db.collection(&format!("{collection}{REPLICAS_SUFFIX}")),
             db,
             timeout,
             batches: Arc::default(),
@@ -313,6 +323,10 @@ fn index(name: &str, keys: Document) -> IndexModel {
 
 #[async_trait]
 impl JobDB for MongoJobDB {
+    fn leases(&self) -> Option<Arc<dyn ShardLeases>> {
+        Some(Arc::new(self.clone()))
+    }
+
     async fn ensure_indexes(&self) -> Result<(), StoreError> {
         let indexes = [
             // The timer's window query: SCHEDULED jobs by due time; also stuck runs.
