@@ -22,14 +22,19 @@
 //! racing on the same occurrences, and on one client key) and
 //! `client_keys` (idempotent creation's unique key), `history` (the run
 //! history written with the claims and results, its listing, deletion
-//! and pruning).
+//! and pruning), `leases` (the shard leases of the stores replicas share:
+//! taken only while free or expired, renewed and released by their owner,
+//! the live replicas counted, a change of the shard count refused while a
+//! lease is held).
 //! `ensure_indexes` runs twice on every fresh store before its case (a
 //! restart runs it again).
 //!
 //! Where they run:
 //! - memory: every area but `corrupt`: it keeps jobs as values, so it
 //!   cannot hold a corrupt one (its scans always report none).
-//! - embedded, PostgreSQL: every area.
+//! - embedded: every area but `leases`: one process opens it, and its
+//!   replica owns every shard (it has no leases).
+//! - PostgreSQL: every area.
 //! - polodb, the MongoDB-protocol test server: every area but three, which
 //!   polodb cannot pass whatever the store does. `listing`: polodb ignores
 //!   `sort`, so a query answers in storage order. `concurrency`: polodb
@@ -126,7 +131,7 @@ contract!(postgres = Postgres []:
     leases, crud, replace, history, times, listing, filters, claims, results, outbox, windows, transitions, concurrency,
     races, corrupt, recurring, recurring_races, client_keys);
 contract!(polodb = Polodb []:
-    crud, replace, history, times, filters, claims, results, outbox, windows, transitions, corrupt, recurring);
+    leases, crud, replace, history, times, filters, claims, results, outbox, windows, transitions, corrupt, recurring);
 contract!(mongodb = Mongodb [#[ignore = "needs a real MongoDB: set MONGODB_URI"]]:
-    crud, replace, history, times, listing, filters, claims, results, outbox, windows, transitions, concurrency,
+    leases, crud, replace, history, times, listing, filters, claims, results, outbox, windows, transitions, concurrency,
     races, corrupt, recurring, recurring_races, client_keys);

@@ -16,7 +16,7 @@ use bson::{Document, doc};
 use scheduler_service::store::{
     embedded::EmbeddedJobDB,
     memory::MemoryJobDB,
-    mongo::MongoJobDB,
+    mongo::{LEASES_SUFFIX, MongoJobDB, REPLICAS_SUFFIX},
     postgres::{DEFAULT_POOL_SIZE, PgJobDB},
 };
 use tokio_postgres::NoTls;
@@ -204,15 +204,18 @@ impl Store {
                 .await
                 .expect("drop schema"),
             Place::Collection { uri, name } => {
-                let collection = raw_collection(&uri, &name).await;
-                if kind == Kind::Polodb {
-                    // polodb cannot drop a collection: it is emptied instead.
-                    collection
-                        .delete_many(bson::doc! {})
-                        .await
-                        .expect("empty collection");
-                } else {
-                    collection.drop().await.expect("drop collection");
+                // The jobs, and the shard leases and replicas beside them.
+                for suffix in ["", LEASES_SUFFIX, REPLICAS_SUFFIX] {
+                    let collection = raw_collection(&uri, &format!("{name}{suffix}")).await;
+                    if kind == Kind::Polodb {
+                        // polodb cannot drop a collection: it is emptied instead.
+                        collection
+                            .delete_many(bson::doc! {})
+                            .await
+                            .expect("empty collection");
+                    } else {
+                        collection.drop().await.expect("drop collection");
+                    }
                 }
             }
         }
