@@ -17,7 +17,8 @@
 //!   "free or expired" (`owner: null` or `expiresAt <= now`), under an
 //!   `$and` (polodb matches nothing when an `_id` equality sits beside an
 //!   `$or`): a compare-and-set, so of two replicas racing for it exactly
-//!   one matches, and the other goes on to the next free lease;
+//!   one matches, and the other goes on to the next free lease (the
+//!   leases one call wants are tried at once, each its own update);
 //! - renewing and releasing filter on the owner, so they never touch a
 //!   lease another replica took meanwhile;
 //! - a membership is an upsert of the replica's own document, which only
@@ -148,13 +149,27 @@ impl MongoJobDB {
             .map(drop)
     }
 
-    /// Inserts the free lease of each of `shards`; one already there (a
-    /// replica preparing at the same time) is kept.
+    /// Inserts the free lease of each of `shards`, in one call; when some
+    /// were there already (a replica preparing at the same time), each is
+    /// inserted on its own, one already there kept.
     async fn insert_free(&self, shards: &[Shard]) -> Result<(), StoreError> {
-        for &shard in shards {
+        let lease = |shard: Shard| {
             let mut lease = doc! { "_id": shard_id(shard) };
             lease.extend(free_lease());
-            let inserted = self.leases.insert_one(lease).into_future();
+            lease
+        };
+        if shards.is_empty() {
+            return Ok(());
+        }
+        let leases: Vec<Document> = shards.iter().copied().map(lease).collect();
+        let many = self.leases.insert_many(leases).ordered(false).into_future();
+        match tokio::time::timeout(self.timeout, many).await {
+            Ok(Err(err)) if already_there(&err) => {}
+            Ok(result) => return result.map(drop).map_err(map_err),
+            Err(_) => return Err(self.did_not_answer()),
+        }
+        for &shard in shards {
+            let inserted = self.leases.insert_one(lease(shard)).into_future();
             match tokio::time::timeout(self.timeout, inserted).await {
                 Ok(Err(err)) if already_there(&err) => {}
                 Ok(result) => result.map(drop).map_err(map_err)?,
@@ -162,6 +177,21 @@ impl MongoJobDB {
             }
         }
         Ok(())
+    }
+
+    /// Takes the lease of `shard` for `me` until `until` if it is free or
+    /// expired at `now` (the compare-and-set); whether it did.
+    async fn take(
+        &self,
+        shard: Shard,
+        me: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let filter = doc! { "$and": [{ "_id": shard_id(shard) }, { "$or": free_at(now) }] };
+        let take = doc! { "$set": { "owner": me, "expiresAt": bson_time(until) } };
+        let update = self.leases.update_one(filter, take);
+        Ok(matched(&self.bounded(update.into_future()).await?))
     }
 
     /// Makes `me` a member until `until`: an upsert of its document, and on
@@ -277,10 +307,9 @@ impl ShardLeases for MongoJobDB {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let free = free_at(now);
         let options = FindOptions::builder().sort(doc! { "_id": 1 }).build();
         let candidates = self
-            .find_all(&self.leases, doc! { "$or": free.clone() }, options)
+            .find_all(&self.leases, doc! { "$or": free_at(now) }, options)
             .await?;
         let mut candidates: Vec<Shard> = candidates
             .iter()
@@ -289,20 +318,26 @@ impl ShardLeases for MongoJobDB {
             .collect();
         candidates.sort_unstable();
         // Each one taken only if it is still free: another replica may have
-        // taken it since it was read. One taken before an error is found
-        // by the next renewal.
-        let take = doc! { "$set": { "owner": me, "expiresAt": bson_time(until) } };
+        // taken it since it was read. As many tried at once as are still
+        // wanted (one round trip, not one per lease), then the next ones
+        // for those lost. One taken before an error is found by the next
+        // renewal.
+        let mut candidates = candidates.into_iter();
         let mut taken = Vec::new();
-        for shard in candidates {
-            if taken.len() >= max {
+        while taken.len() < max {
+            let wave: Vec<Shard> = candidates.by_ref().take(max - taken.len()).collect();
+            if wave.is_empty() {
                 break;
             }
-            let filter = doc! { "$and": [{ "_id": shard_id(shard) }, { "$or": free.clone() }] };
-            let update = self.leases.update_one(filter, take.clone());
-            if matched(&self.bounded(update.into_future()).await?) {
-                taken.push(shard);
+            let tries = wave.iter().map(|&shard| self.take(shard, me, until, now));
+            let outcomes = futures::future::join_all(tries).await;
+            for (shard, outcome) in wave.into_iter().zip(outcomes) {
+                if outcome? {
+                    taken.push(shard);
+                }
             }
         }
+        taken.sort_unstable();
         Ok(taken)
     }
 
