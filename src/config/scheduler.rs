@@ -67,8 +67,10 @@ pub struct SchedulerSettings {
     pub max_page_size: u64,
     /// How far ahead jobs are held in the in-memory timer.
     pub look_ahead: Duration,
-    /// How many firings run at once: up to 4 batches of a quarter of it
-    /// each (at most 512 per batch), see `JobService::run_firing`.
+    /// The most firings in flight at once, an upper bound: up to 4
+    /// batches, each sized from the backlog (the firings queued when it
+    /// starts, shared among the free batch slots) and at most a quarter of
+    /// it (and 512), see `JobService::run_firing`.
     pub fire_concurrency: usize,
     /// Late jobs after downtime.
     pub misfire: MisfirePolicy,
@@ -95,7 +97,7 @@ impl Default for SchedulerSettings {
         SchedulerSettings {
             max_page_size: 100,
             look_ahead: Duration::from_secs(60),
-            fire_concurrency: 256,
+            fire_concurrency: 2048,
             misfire: MisfirePolicy::FireNow,
             run_timeout: Duration::from_secs(600),
             run_timeout_policy: RunTimeoutPolicy::Fail,

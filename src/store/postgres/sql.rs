@@ -188,16 +188,20 @@ impl Sql {
             // Rows locked in id order, as by every statement that writes
             // many rows (claim_many, replace_many_if): replicas clear and
             // claim the same recurring jobs in batches, and two batches
-            // locking in different orders could deadlock.
+            // locking in different orders could deadlock. Each row is
+            // found through the primary key, whatever the planner's
+            // statistics say (see `claim_many_statement`).
             clear_pending_many: format!(
                 "WITH locked AS MATERIALIZED ( \
-                     SELECT j.id AS locked_id FROM {t} AS j \
-                     JOIN unnest($1::bytea[], $2::bigint[]) AS f(id, version) \
-                       ON j.id = f.id AND j.version = f.version \
-                     ORDER BY j.id FOR UPDATE OF j) \
+                     SELECT j.id AS locked_id \
+                     FROM (SELECT * FROM unnest($1::bytea[], $2::bigint[]) AS f(id, version) \
+                           ORDER BY f.id) AS f \
+                     CROSS JOIN LATERAL ( \
+                         SELECT j.id FROM {t} AS j \
+                         WHERE j.id = f.id AND j.version = f.version FOR UPDATE) AS j) \
                  UPDATE {t} AS j SET pending_create = false, pending_update = false, \
                  pending_run = false, pending_dead_letter = false, pending_delete = false \
-                 FROM locked WHERE j.id = locked.locked_id \
+                 WHERE j.id = ANY(ARRAY(SELECT locked_id FROM locked)) \
                  RETURNING j.id"
             ),
             by_client_key: format!("SELECT {COLUMNS} FROM {t} WHERE client_key = $1"),
@@ -342,19 +346,32 @@ pub(super) fn create_statements(schema: &str, t: &str) -> String {
 /// waited for and its WHERE clause checked again against the
 /// committed row, exactly as for the single claim, so each job is
 /// still claimed once; a job listed twice is claimed once.
+///
+/// Each row is found through the primary key, one lookup per firing (the
+/// LATERAL subquery with its lock cannot be flattened into a join, and
+/// `= ANY(ARRAY(...))` is an index condition), whatever the planner's
+/// statistics say. Written as a join of the table with the batch, the
+/// statement was planned from statistics, and a burst of jobs created
+/// just before it fired (a table autovacuum had not analyzed yet) made
+/// the planner take the SCHEDULED jobs for a handful and scan all of them
+/// per batch, or per firing: 110 ms for a batch of 64 among 10,000
+/// scheduled jobs, against 1 ms this way.
 pub(super) fn claim_many_statement(t: &str) -> String {
     let scheduled = JobStatus::Scheduled as i16;
     let running = JobStatus::Running as i16;
     format!(
         "WITH due AS MATERIALIZED ( \
-             SELECT j.id AS due_id FROM {t} AS j \
-             JOIN unnest($1::bytea[], $2::bigint[]) AS f(id, key) \
-               ON j.id = f.id AND j.scheduled_key = f.key \
-             WHERE j.status = {scheduled} AND j.{ONE_SHOT} \
-             ORDER BY j.id FOR UPDATE OF j) \
+             SELECT j.id AS due_id \
+             FROM (SELECT * FROM unnest($1::bytea[], $2::bigint[]) AS f(id, key) \
+                   ORDER BY f.id) AS f \
+             CROSS JOIN LATERAL ( \
+                 SELECT j.id FROM {t} AS j \
+                 WHERE j.id = f.id AND j.scheduled_key = f.key \
+                   AND j.status = {scheduled} AND j.{ONE_SHOT} \
+                 FOR UPDATE) AS j) \
          UPDATE {t} AS j SET status = {running}, pending_run = true, \
          version = j.version + 1, updated_at = $3 \
-         FROM due WHERE j.id = due.due_id \
+         WHERE j.id = ANY(ARRAY(SELECT due_id FROM due)) \
          RETURNING {returning}",
         returning = qualified("j")
     )
