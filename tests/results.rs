@@ -467,9 +467,11 @@ async fn a_replayed_result_is_a_duplicate_then_stale_after_the_next_firing() {
     // Replayed after the next firing (a consumer group reading the topic
     // from the start): stale.
     a_late_result_is_stale(&mut setup, &first, &message, &second).await;
-    let text = scrape_metrics(setup.app.metrics_port).await;
     // The original, its redelivery, the current firing's result and its
-    // repeat over gRPC.
+    // repeat over gRPC (the consumer counts a result just after storing
+    // it, so the job's status can be read before the count).
+    setup.wait_for_metric(metrics::RESULTS_CONSUMED, 4.0).await;
+    let text = scrape_metrics(setup.app.metrics_port).await;
     assert_eq!(metric_value(&text, metrics::RESULTS_CONSUMED, &[]), 4.0);
     assert_eq!(metric_value(&text, metrics::JOBS_SUCCEEDED, &[]), 1.0);
     setup.stop().await;
