@@ -108,6 +108,14 @@ impl Cluster {
         set(&mut env, vars::SCHEDULER_REPLICA_ID, name);
         let (service, _) =
             Service::start(&o.service_bin, &env, &format!("replicas-{name}")).await?;
+        // The metrics endpoint may be bound a moment after the gRPC port.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Err(err) = scrape_metrics(metrics_port).await {
+            if Instant::now() >= deadline {
+                return Err(format!("{name}: {err}"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         self.live.push(Replica {
             name: name.to_owned(),
             service,

@@ -106,9 +106,11 @@ const SCALE_HEADER: &str = "| run | jobs | every (s) | span (s) | owed | arrived
 
 fn scale_row(o: &Options, run: usize, r: &ScaleOutcome) -> String {
     let mut note = r.note.clone();
-    if !r.missing_at_s.is_empty() {
-        let at: Vec<String> = r.missing_at_s.iter().map(|s| format!("{s:.1}")).collect();
-        note = format!("first missing at {} s into the span; {note}", at.join(", "));
+    if !r.missing.is_empty() {
+        let at: Vec<String> = (r.missing.iter())
+            .map(|(s, job)| format!("{s:.3} s ({job})"))
+            .collect();
+        note = format!("first missing: {}; {note}", at.join(", "));
     }
     format!(
         "| {run} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.3} | {:.0} | {:.0} | {} | {} | {} | {:.2} | {} |",

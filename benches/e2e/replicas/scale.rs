@@ -51,8 +51,9 @@ pub struct ScaleOutcome {
     pub duplicates: usize,
     /// (job, occurrence) pairs that arrived under more than one key.
     pub twice: usize,
-    /// The first few occurrences missing: s after the span opened.
-    pub missing_at_s: Vec<f64>,
+    /// The first few occurrences missing: s after the span opened, and
+    /// the job.
+    pub missing: Vec<(f64, String)>,
     pub lateness: Option<Percentiles>,
     pub counters: Counters,
     /// The shares after each step, e.g. "r1 22 · r2 21 · r3 21".
@@ -196,22 +197,25 @@ fn count(arrivals: &[Arrival], start_us: i64, end_us: i64, period_us: i64) -> Sc
         }
         lateness.push(a.received_us - at);
     }
-    let mut missing: Vec<i64> = Vec::new();
-    for seen in by_job.values() {
+    let mut missing: Vec<(i64, &str)> = Vec::new();
+    for (&job, seen) in &by_job {
         let phase = seen.first().map_or(0, |t| t.rem_euclid(period_us));
         let first = start_us + (phase - start_us).rem_euclid(period_us);
         let grid = (first..end_us).step_by(usize::try_from(period_us).unwrap_or(1));
-        missing.extend(grid.filter(|t| !seen.contains(t)));
+        missing.extend(grid.filter(|t| !seen.contains(t)).map(|t| (t, job)));
     }
     missing.sort_unstable();
+    if let Some(&(_, job)) = missing.first() {
+        trace_job(arrivals, job, start_us);
+    }
     ScaleOutcome {
         span_s: (end_us - start_us) / 1_000_000,
         owed: 0,
         arrived: by_job.values().map(BTreeSet::len).sum(),
         duplicates,
         twice,
-        missing_at_s: (missing.iter().take(5))
-            .map(|t| (t - start_us) as f64 / 1e6)
+        missing: (missing.iter().take(3))
+            .map(|&(t, job)| ((t - start_us) as f64 / 1e6, job.to_owned()))
             .collect(),
         lateness: Latencies::of_us(lateness.into_iter()).map(|l| l.percentiles()),
         counters: Counters::default(),
@@ -219,4 +223,26 @@ fn count(arrivals: &[Arrival], start_us: i64, end_us: i64, period_us: i64) -> Sc
         load: 0.0,
         note: String::new(),
     }
+}
+
+/// Prints to stderr every arrival of `job` (a job with an occurrence
+/// missing): its occurrence and arrival (s after the span opened) and its
+/// `ScheduledKey`, to tell a lost event from one that named another
+/// occurrence.
+fn trace_job(arrivals: &[Arrival], job: &str, start_us: i64) {
+    let s = |us: i64| (us - start_us) as f64 / 1e6;
+    let each: Vec<String> = (arrivals.iter())
+        .filter(|a| a.key == job)
+        .map(|a| {
+            let occurrence = a
+                .occurrence_us
+                .map_or("–".into(), |o| format!("{:.3}", s(o)));
+            let key = a.scheduled_key.unwrap_or(0);
+            format!("{occurrence} (key {key}, arrived {:.3})", s(a.received_us))
+        })
+        .collect();
+    eprintln!(
+        "scale: job {job} with an occurrence missing; its arrivals: {}",
+        each.join(", ")
+    );
 }
