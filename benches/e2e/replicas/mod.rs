@@ -83,19 +83,20 @@ fn share_row(scenario: &str, run: usize, r: &ShareOutcome) -> String {
     )
 }
 
-const KILL_HEADER: &str = "| run | killed at (s into the window) | its shards | their jobs due after the kill | their p50 (ms) | their p99 (ms) | their max (ms) | lease losses | rebalances |\n\
-|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
+const KILL_HEADER: &str = "| run | killed at (s into the window) | its shards | their jobs due after the kill | their p50 (ms) | their p99 (ms) | their max (ms) | max of all its shards' jobs (ms) | lease losses | rebalances |\n\
+|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
 
 fn kill_row(run: usize, r: &ShareOutcome) -> Option<String> {
     let k = r.kill.as_ref()?;
     Some(format!(
-        "| {run} | {:.2} | {} | {} | {} | {} | {} | {:.0} | {:.0} |",
+        "| {run} | {:.2} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} |",
         k.at_s,
         k.shards,
         k.jobs,
         ms(k.lateness.map(|l| l.p50_ms)),
         ms(k.lateness.map(|l| l.p99_ms)),
         ms(k.lateness.map(|l| l.max_ms)),
+        ms(k.all.map(|l| l.max_ms)),
         r.counters.lease_losses,
         r.counters.rebalances
     ))
@@ -206,12 +207,12 @@ fn share_targets(name: &str, runs: &[ShareOutcome], kill: bool, targets: &mut St
     );
     if kill {
         let worst = (runs.iter())
-            .filter_map(|r| r.kill.as_ref()?.lateness.map(|l: Percentiles| l.max_ms))
+            .filter_map(|r| r.kill.as_ref()?.all.map(|l: Percentiles| l.max_ms))
             .fold(0.0, f64::max);
         let bound = LEASE_MS as f64 + 1000.0;
         let _ = writeln!(
             targets,
-            "- kill: the killed replica's jobs at most a lease period + 1 s late ({bound:.0} ms): {} (highest of the runs {worst:.0} ms)",
+            "- kill: every job of the killed replica's shards at most a lease period + 1 s late ({bound:.0} ms): {} (highest of the runs {worst:.0} ms)",
             mark(worst <= bound)
         );
     }

@@ -80,6 +80,9 @@ pub struct Killed {
     /// Jobs of those shards due after the kill, and their lateness.
     pub jobs: usize,
     pub lateness: Option<Percentiles>,
+    /// Every job of those shards (those it held unpublished when it died
+    /// included): their lateness.
+    pub all: Option<Percentiles>,
 }
 
 /// When the jobs are due.
@@ -229,11 +232,13 @@ fn tally(arrivals: &[Arrival], open_ms: i64, victim: Option<&(Vec<u16>, i64)>) -
     let kill = victim.map(|(shards, at_us)| {
         let after = |a: &Arrival| of_victim(a) && a.schedule_us.is_some_and(|s| s >= *at_us);
         let (jobs, lateness) = lateness_us(&after);
+        let all = lateness_us(&of_victim).1;
         Killed {
             at_s: (at_us - open_ms * 1000) as f64 / 1e6,
             shards: shards.len(),
             jobs,
             lateness,
+            all,
         }
     });
     ShareOutcome {
