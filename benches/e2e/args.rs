@@ -9,9 +9,12 @@ use std::path::PathBuf;
 use clap::{Parser, ValueEnum};
 use scheduler_service::domain::retry::MAX_ATTEMPTS_LIMIT;
 
-use crate::support::{BARE_RUN_HELP, bench_args, number};
+use crate::{
+    replicas::Scenario,
+    support::{BARE_RUN_HELP, bench_args, number},
+};
 
-/// The seven benchmarks.
+/// The eight benchmarks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Part {
     Create,
@@ -23,6 +26,8 @@ pub enum Part {
     Api,
     /// The web console's pages on a large store.
     Console,
+    /// Replicas sharing the jobs by shards.
+    Replicas,
 }
 
 /// Where the service keeps its jobs.
@@ -68,7 +73,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "create,fire,recovery,recurring,history,api,console"
+        default_value = "create,fire,recovery,recurring,history,api,console,replicas"
     )]
     parts: Vec<Part>,
     /// Seed of the fire part's due times; run k uses seed + k − 1.
@@ -176,6 +181,30 @@ struct Args {
     /// console: jobs in the store, at least 100 [default: 100000, smoke 300].
     #[arg(long, value_name = "N", value_parser = console_jobs)]
     console_jobs: Option<usize>,
+    /// replicas: the scenarios [default: share,kill,scale, smoke share].
+    #[arg(long, value_delimiter = ',')]
+    replicas_scenarios: Option<Vec<Scenario>>,
+    /// replicas (share, kill): one-shot jobs [default: 30000, smoke 300].
+    #[arg(long, value_name = "N", value_parser = at_least_one::<usize>)]
+    replicas_jobs: Option<usize>,
+    /// replicas (share, kill): width of the window the due times are spread
+    /// over [default: 10000, smoke 2000].
+    #[arg(long, value_name = "MS", value_parser = at_least_one::<i64>)]
+    replicas_window_ms: Option<i64>,
+    /// replicas: SCHEDULER_LOOK_AHEAD_SECS of the replicas; the jobs are
+    /// created more than half of it before they are due [default: 60, the
+    /// service's; smoke 6].
+    #[arg(long, value_name = "S", value_parser = at_least_one::<u64>)]
+    replicas_look_ahead_secs: Option<u64>,
+    /// replicas (scale): recurring jobs.
+    #[arg(long, value_name = "N", value_parser = at_least_one::<usize>, default_value = "2000")]
+    replicas_recurring_jobs: usize,
+    /// replicas (scale): seconds between two occurrences of a job.
+    #[arg(long, value_name = "S", value_parser = at_least_one::<u64>, default_value = "2")]
+    replicas_every_secs: u64,
+    /// replicas (scale): seconds between two replicas started or stopped.
+    #[arg(long, value_name = "S", value_parser = at_least_one::<u64>, default_value = "5")]
+    replicas_step_secs: u64,
     /// The service binary to run instead of this build's, e.g. an older build
     /// kept aside, to compare before and after in one session.
     #[arg(long, value_name = "PATH", value_parser = existing_file)]
@@ -267,6 +296,13 @@ pub struct Options {
     pub history_runs: u32,
     pub console_stores: Vec<Store>,
     pub console_jobs: usize,
+    pub replicas_scenarios: Vec<Scenario>,
+    pub replicas_jobs: usize,
+    pub replicas_window_ms: i64,
+    pub replicas_look_ahead_secs: u64,
+    pub replicas_recurring_jobs: usize,
+    pub replicas_every_secs: u64,
+    pub replicas_step_secs: u64,
     pub plot: Option<PathBuf>,
 }
 
@@ -314,6 +350,23 @@ pub fn parse() -> Options {
         history_runs: a.history_runs.unwrap_or(if smoke { 10 } else { 100 }),
         console_stores: a.console_stores,
         console_jobs: a.console_jobs.unwrap_or(pick(100_000, 300)),
+        replicas_scenarios: a.replicas_scenarios.unwrap_or_else(|| {
+            if smoke {
+                vec![Scenario::Share]
+            } else {
+                vec![Scenario::Share, Scenario::Kill, Scenario::Scale]
+            }
+        }),
+        replicas_jobs: a.replicas_jobs.unwrap_or(pick(30_000, 300)),
+        replicas_window_ms: a
+            .replicas_window_ms
+            .unwrap_or(if smoke { 2_000 } else { 10_000 }),
+        replicas_look_ahead_secs: a
+            .replicas_look_ahead_secs
+            .unwrap_or(if smoke { 6 } else { 60 }),
+        replicas_recurring_jobs: a.replicas_recurring_jobs,
+        replicas_every_secs: a.replicas_every_secs,
+        replicas_step_secs: a.replicas_step_secs,
         plot: a.plot,
     }
 }

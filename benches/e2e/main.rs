@@ -4,7 +4,7 @@
 //! broker, the MongoDB-protocol server and PostgreSQL. Each run uses a fresh
 //! collection or schema and fresh topics.
 //!
-//! Seven parts, a module each:
+//! Eight parts, a module each:
 //!
 //! - `create`: CreateJob load. `--concurrency` calls in flight over
 //!   `--connections` HTTP/2 connections, `--requests` calls (after a warm-up
@@ -70,6 +70,21 @@
 //!   and a job's page. Each page once as a warm-up,
 //!   then 10 times (smoke 2): p50 and max of the page's wait (until its last
 //!   answer). Every answer must be 200 and agree with the set.
+//! - `replicas`: replicas sharing the jobs by shards, on PostgreSQL, each a
+//!   child process of one fresh schema and topics (64 shards, 5 s leases),
+//!   in `--replicas-scenarios`: `share`, three replicas and
+//!   `--replicas-jobs` one-shot jobs due within `--replicas-window-ms`,
+//!   created through them round-robin more than half the look-ahead
+//!   (`--replicas-look-ahead-secs`) ahead: claim attempts per fired job
+//!   summed over the replicas, their armed timers summed before the first
+//!   due time against the jobs, shards per replica, each job exactly once
+//!   on the run topic and its lateness; `kill`, the same with one replica
+//!   killed (SIGKILL) in the middle of the window: the lateness of the jobs
+//!   of the shards it held; `scale`, `--replicas-recurring-jobs` recurring
+//!   jobs every `--replicas-every-secs` while replicas start one
+//!   `--replicas-step-secs` apart from one to four and stop (SIGTERM) back
+//!   to one: every occurrence exactly once, claims per fired occurrence,
+//!   rebalances. Smoke: `share` alone, 300 jobs within 2 s, look-ahead 6 s.
 //!
 //! ```text
 //! cargo bench --bench e2e                      # every part, 3 runs each
@@ -82,18 +97,22 @@
 //! cargo bench --bench e2e -- --parts history --history-stores postgres,embedded --history-jobs 50
 //! cargo bench --bench e2e -- --parts api --requests 20000 --concurrency 64
 //! cargo bench --bench e2e -- --parts console --console-stores postgres,embedded --console-jobs 100000
+//! cargo bench --bench e2e -- --parts replicas --replicas-scenarios share,kill,scale --plot docs/benchmarks
 //! ```
 //!
-//! With `--plot DIR`, the create and fire parts also draw their charts
-//! there as SVG (`e2e-create-throughput.svg`, `e2e-fire-latency-<jobs>.svg`):
-//! calls per second and p99 latency per store, and the fire-to-consume
-//! lateness distribution of each configuration.
+//! With `--plot DIR`, the create, fire and replicas parts also draw their
+//! charts there as SVG (`e2e-create-throughput.svg`,
+//! `e2e-fire-latency-<jobs>.svg`, `e2e-replicas-kill.svg`): calls per
+//! second and p99 latency per store, the fire-to-consume lateness
+//! distribution of each configuration, and the lateness over the window of
+//! a run where a replica is killed.
 //!
 //! Without any argument (as `cargo test --all-targets` runs it) it runs
 //! `--smoke`. It exits with failure when a call fails, a fired job does not
 //! arrive, a recovery does not arm every job, a run history listing or
-//! pruning pass is wrong, or a console page's answer is not 200 or
-//! disagrees with the jobs stored.
+//! pruning pass is wrong, a console page's answer is not 200 or
+//! disagrees with the jobs stored, or a job or an occurrence of the
+//! replicas part does not arrive exactly once.
 //!
 //! Server addresses as in the tests (test-support reads them):
 //! `TEST_MONGODB_URI`, `TEST_POSTGRES_URI`, `TEST_KAFKA_BROKERS`. Service
@@ -113,6 +132,7 @@ mod history;
 mod load;
 mod recovery;
 mod recurring;
+mod replicas;
 mod report;
 mod service;
 #[path = "../support/mod.rs"]
@@ -174,6 +194,9 @@ async fn run(o: Options) -> bool {
     }
     if o.parts.contains(&Part::Console) {
         ok &= console::console_part(&o).await;
+    }
+    if o.parts.contains(&Part::Replicas) {
+        ok &= replicas::replicas_part(&o).await;
     }
     ok
 }

@@ -139,6 +139,12 @@ impl Service {
         let _ = tokio::task::spawn_blocking(move || child.terminate(Duration::from_secs(15))).await;
     }
 
+    /// SIGKILL, as a crash, and waits for the exit.
+    pub async fn kill(self) {
+        let child = self.child;
+        let _ = tokio::task::spawn_blocking(move || drop(child)).await;
+    }
+
     /// Warnings logged since it listens (start-up ones, such as running
     /// without authentication, are expected): how many, and the first three.
     pub fn warnings(&self) -> (usize, Vec<String>) {

@@ -1,9 +1,10 @@
 //! The charts of BENCHMARKS.md's summary (`--plot DIR`), drawn as SVG with
 //! plotters: latency distributions (the share of all jobs done within each
-//! latency, on a log time axis, a curve per subject) and bar charts of a
-//! figure per subject. The text is left to the viewer's sans-serif font (no
-//! font is read or embedded) and a curve is the few hundred points of a
-//! [`Curve`], so that a chart is a few tens of kB.
+//! latency, on a log time axis, a curve per subject), bar charts of a
+//! figure per subject, and a latency over time with marked moments. The
+//! text is left to the viewer's sans-serif font (no font is read or
+//! embedded) and a curve is the few hundred points of a [`Curve`], so that
+//! a chart is a few tens of kB.
 
 use std::{error::Error, path::Path};
 
@@ -126,15 +127,100 @@ impl LatencyChart {
     }
 
     fn draw_legend(&self, area: &Area) -> Drawn {
-        let text = (FONT, 14).into_font();
-        area.draw(&Text::new(self.note.clone(), (60, 4), text.clone()))?;
-        for (i, line) in self.lines.iter().enumerate() {
-            let y = 28 + 20 * i as i32;
-            let swatch = vec![(60, y + 8), (92, y + 8)];
-            area.draw(&PathElement::new(swatch, line.color.stroke_width(3)))?;
-            area.draw(&Text::new(line.label.clone(), (100, y), text.clone()))?;
+        let entries = self.lines.iter().map(|l| (l.label.as_str(), l.color));
+        draw_legend(area, &self.note, entries)
+    }
+}
+
+/// A legend: `note` on top, then a swatch and a label per entry.
+fn draw_legend<'a>(
+    area: &Area,
+    note: &str,
+    entries: impl Iterator<Item = (&'a str, RGBColor)>,
+) -> Drawn {
+    let text = (FONT, 14).into_font();
+    area.draw(&Text::new(note.to_owned(), (60, 4), text.clone()))?;
+    for (i, (label, color)) in entries.enumerate() {
+        let y = 28 + 20 * i as i32;
+        let swatch = vec![(60, y + 8), (92, y + 8)];
+        area.draw(&PathElement::new(swatch, color.stroke_width(3)))?;
+        area.draw(&Text::new(label.to_owned(), (100, y), text.clone()))?;
+    }
+    Ok(())
+}
+
+/// One line of a [`TimeChart`]: (time in s, latency in ms) points.
+#[allow(dead_code, reason = "drawn by the e2e bench only")]
+pub struct Series {
+    pub label: String,
+    pub color: RGBColor,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A latency (y, log scale) over time (x, s), a line per series, with
+/// labelled vertical marks at moments of note (a process killed), the
+/// legend under it.
+#[allow(dead_code, reason = "drawn by the e2e bench only")]
+pub struct TimeChart {
+    pub title: String,
+    pub x_desc: String,
+    pub y_desc: String,
+    /// Above the legend: which run it is.
+    pub note: String,
+    pub series: Vec<Series>,
+    /// (time in s, label) of each mark.
+    pub marks: Vec<(f64, String)>,
+}
+
+#[allow(dead_code, reason = "drawn by the e2e bench only")]
+impl TimeChart {
+    /// Draws the chart into `path` (SVG).
+    pub fn write(&self, path: &Path) -> Result<(), String> {
+        let legend = 34 + 20 * self.series.len() as u32;
+        write_svg(path, (900, 500 + legend), |root| self.draw(root, legend))
+    }
+
+    fn draw(&self, root: &Area, legend_height: u32) -> Drawn {
+        let (plot, legend) = root.split_vertically(root.dim_in_pixel().1 - legend_height);
+        let points = || self.series.iter().flat_map(|s| s.points.iter().copied());
+        let (x_lo, x_hi) = points().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+            (lo.min(p.0), hi.max(p.0))
+        });
+        let (x_lo, x_hi) = if x_lo < x_hi {
+            (x_lo, x_hi)
+        } else {
+            (0.0, 1.0)
+        };
+        let y_max = points().map(|p| p.1).fold(1.0, f64::max);
+        let (y_lo, y_hi) = (1.0, 10f64.powf(y_max.log10().ceil()).max(10.0));
+        let mut chart = ChartBuilder::on(&plot)
+            .caption(&self.title, (FONT, 20))
+            .margin(14)
+            .margin_right(34)
+            .x_label_area_size(44)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x_lo..x_hi, (y_lo..y_hi).log_scale())?;
+        chart
+            .configure_mesh()
+            .x_desc(&self.x_desc)
+            .y_desc(&self.y_desc)
+            .x_label_formatter(&|s| format!("{} s", number(*s)))
+            .y_label_formatter(&|ms| duration(*ms))
+            .label_style((FONT, 13))
+            .axis_desc_style((FONT, 14))
+            .draw()?;
+        for (at, label) in &self.marks {
+            let mark = vec![(*at, y_lo), (*at, y_hi)];
+            chart.draw_series(LineSeries::new(mark, BLACK.mix(0.6).stroke_width(1)))?;
+            let style = TextStyle::from((FONT, 13)).pos(Pos::new(HPos::Left, VPos::Top));
+            chart.draw_series([Text::new(label.clone(), (*at, y_hi), style)])?;
         }
-        Ok(())
+        for s in &self.series {
+            let points = s.points.iter().map(|&(x, ms)| (x, ms.clamp(y_lo, y_hi)));
+            chart.draw_series(LineSeries::new(points, s.color.stroke_width(2)))?;
+        }
+        let entries = self.series.iter().map(|s| (s.label.as_str(), s.color));
+        draw_legend(&legend, &self.note, entries)
     }
 }
 

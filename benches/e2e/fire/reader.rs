@@ -31,13 +31,15 @@ use crate::support::{
 pub struct Arrival {
     /// The message key: the job's id.
     pub key: String,
-    firing_key: String,
+    /// The `firing-key` header: unique to one firing of the job.
+    pub firing_key: String,
     /// When it was polled, Unix µs.
     pub received_us: i64,
     /// When the service handed it to its producer (the message's
     /// CreateTime, set by librdkafka), Unix µs at ms resolution.
     pub produced_us: Option<i64>,
-    schedule_us: Option<i64>,
+    /// The event's `ScheduleTime`, Unix µs.
+    pub schedule_us: Option<i64>,
     updated_us: Option<i64>,
     /// Recurring jobs: the event's `ScheduledKey`, unique to the occurrence.
     pub scheduled_key: Option<i64>,
