@@ -119,6 +119,8 @@ fn add_timer(timings: Vec<Timing>, lateness: Arc<Recorder>) -> Added {
             let taken = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
             let (timer, timings) = (timer.clone(), timings.clone());
             tokio::spawn(async move {
+                // Settled as the firing path settles its answered claims.
+                timer.settle(taken.iter().map(|firing| firing.id));
                 timer.arm_many(taken.into_iter().filter_map(|firing| {
                     // The fire token is the job's index in `timings`.
                     let timing = &timings[firing.fire_token as usize];

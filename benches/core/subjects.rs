@@ -31,9 +31,19 @@ use crate::{
 pub async fn add_timer(offsets: &[i64], lateness: Arc<Recorder>, many: bool) -> Added {
     let shutdown = CancellationToken::new();
     let (timer, mut firings) = Timer::start(shutdown.clone());
+    let settled = timer.clone();
     tokio::spawn(async move {
-        while let Some(firing) = firings.recv().await {
-            lateness.record(now_us() - firing.due_ms * 1000);
+        // Settled as the firing path settles them: what is ready together,
+        // under one lock.
+        while let Some(first) = firings.recv().await {
+            let mut ids = Vec::with_capacity(firings.len() + 1);
+            let mut next = Some(first);
+            while let Some(firing) = next {
+                lateness.record(now_us() - firing.due_ms * 1000);
+                ids.push(firing.id);
+                next = firings.try_recv().ok();
+            }
+            settled.settle(ids);
         }
     });
     let phase = AddPhase::begin();

@@ -61,7 +61,7 @@ use crate::{
     domain::{Job, JobId, JobStatus},
     store::StoreError,
     telemetry::metrics::FailReason,
-    timer::Firing,
+    timer::{Firing, Timer},
 };
 
 /// What a late firing's check found (see [`JobService::skip_misfire`]).
@@ -105,6 +105,20 @@ fn take_batch(first: Firing, firings: &mut UnboundedReceiver<Firing>, size: usiz
     batch
 }
 
+/// Settles a batch's firings in the timer when dropped, however its task
+/// ends (done, given up at shutdown, or a panic), so that no job stays
+/// handed over, unarmable by the loader, for good.
+struct Settle {
+    timer: Timer,
+    ids: Vec<JobId>,
+}
+
+impl Drop for Settle {
+    fn drop(&mut self) {
+        self.timer.settle(self.ids.drain(..));
+    }
+}
+
 impl JobService {
     /// Fires the timer's firings in batches until the timer stops. In-flight
     /// batches are tracked by `in_flight`, for shutdown to wait on them.
@@ -130,9 +144,13 @@ impl JobService {
             let batch = take_batch(first, &mut firings, size);
             let service = self.clone();
             let shutdown = shutdown.clone();
+            let settle = Settle {
+                timer: self.inner.timer.clone(),
+                ids: batch.iter().map(|f| f.id).collect(),
+            };
             in_flight.spawn(async move {
                 service.fire_batch(batch, &shutdown).await;
-                drop(slot);
+                drop((settle, slot));
             });
         }
     }
@@ -198,6 +216,9 @@ impl JobService {
             let (retry, answered): (Vec<Firing>, Vec<Firing>) = firings
                 .into_iter()
                 .partition(|f| failed.contains(&(f.id, f.fire_token)));
+            // Answered: vacant again for the loader (after a lost claim,
+            // `rearm_if_stale` may arm the job under its newer token).
+            self.inner.timer.settle(answered.iter().map(|f| f.id));
             self.after_claim(answered, claimed).await;
             firings = retry;
             if firings.is_empty() || !backoff.wait(shutdown).await {

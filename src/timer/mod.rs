@@ -17,6 +17,7 @@
 mod queue;
 
 use std::{
+    collections::HashSet,
     sync::{Arc, Condvar, Mutex, MutexGuard, Weak},
     time::Duration,
 };
@@ -64,6 +65,11 @@ impl Firing {
 struct State {
     /// The armed jobs.
     armed: ArmedJobs,
+    /// Jobs handed to the firing channel whose claim has not been answered
+    /// yet ([`Timer::settle`]): not armed, but not vacant either, so that
+    /// the window loader does not arm again a job whose firing is on its
+    /// way (it would be claimed twice: once in vain).
+    handed_over: HashSet<JobId, foldhash::fast::RandomState>,
     /// Set at shutdown: the driver thread exits.
     stopped: bool,
 }
@@ -172,18 +178,29 @@ impl Timer {
         }
     }
 
-    /// Arms `id` only if it is not armed already: for retries, which must not
-    /// override a newer arming made meanwhile.
+    /// Arms `id` only if it is neither armed nor handed over for firing
+    /// and not yet settled: for the window loader, which must not override
+    /// a newer arming made meanwhile, nor arm again a job on its way to its
+    /// claim.
     pub fn arm_if_vacant(&self, id: JobId, due: DateTime<Utc>, fire_token: i64) {
         let earliest = {
             let mut state = self.state();
-            if state.armed.contains(&id) {
+            if state.armed.contains(&id) || state.handed_over.contains(&id) {
                 return;
             }
             state.armed.arm(id, due.timestamp_millis(), fire_token)
         };
         if earliest {
             self.shared.wake.notify_one();
+        }
+    }
+
+    /// The firings of `ids` were answered by the store (claimed, lost or
+    /// given up): their jobs are vacant again for [`Timer::arm_if_vacant`].
+    pub fn settle(&self, ids: impl IntoIterator<Item = JobId>) {
+        let mut state = self.state();
+        for id in ids {
+            state.handed_over.remove(&id);
         }
     }
 
@@ -217,15 +234,20 @@ impl Timer {
     }
 }
 
-/// Pops at most [`BATCH`] jobs due by `now_us` into `out`; returns when
-/// the next job is due (Unix µs), if any is left.
-fn pop_due(armed: &mut ArmedJobs, now_us: i64, out: &mut Vec<Firing>) -> Option<i64> {
+/// Pops at most [`BATCH`] jobs due by `now_us` into `out`, each marked as
+/// handed over; returns when the next job is due (Unix µs), if any is
+/// left.
+fn pop_due(state: &mut State, now_us: i64, out: &mut Vec<Firing>) -> Option<i64> {
+    let State {
+        armed, handed_over, ..
+    } = state;
     while let Some(due_ms) = armed.next_due_ms() {
         let due_us = due_ms.saturating_mul(1000);
         if due_us > now_us || out.len() >= BATCH {
             return Some(due_us);
         }
         if let Some(job) = armed.pop_first() {
+            handed_over.insert(job.id);
             out.push(Firing {
                 id: job.id,
                 fire_token: job.fire_token,
@@ -245,7 +267,7 @@ fn drive(shared: &Shared, fired: &mpsc::UnboundedSender<Firing>) {
             return;
         }
         let next_due_us = pop_due(
-            &mut state.armed,
+            &mut state,
             shared.clock.now().timestamp_micros(),
             &mut batch,
         );
@@ -269,6 +291,9 @@ fn drive(shared: &Shared, fired: &mpsc::UnboundedSender<Firing>) {
         });
         if wait >= SHRINK_WHEN_IDLE_FOR {
             state.armed.shrink_if_sparse();
+            if state.handed_over.is_empty() {
+                state.handed_over.shrink_to_fit();
+            }
         }
         state = shared
             .wake
@@ -385,6 +410,8 @@ mod tests {
         timer.arm_if_vacant(id, at(&clock, 10), 1);
         advance(&clock, 50);
         assert_eq!(next(&mut rx).await.fire_token, 7);
+        // Its claim answered, the job is vacant again.
+        timer.settle([id]);
         timer.arm_if_vacant(id, at(&clock, 10), 8);
         advance(&clock, 10);
         assert_eq!(next(&mut rx).await.fire_token, 8);
@@ -405,6 +432,23 @@ mod tests {
             assert_eq!(next(&mut rx).await.id, *id, "in due order, none other");
         }
         assert!(timer.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_job_handed_over_is_not_vacant_until_settled() {
+        let (timer, mut rx, clock) = start();
+        let id = JobId::new();
+        timer.arm(id, at(&clock, 0), 1);
+        assert_eq!(next(&mut rx).await.id, id);
+        // On its way to its claim: the loader's snapshot does not arm it.
+        timer.arm_if_vacant(id, at(&clock, 0), 1);
+        assert!(!timer.is_armed(&id));
+        // An update arms it all the same (a new token).
+        timer.arm(id, at(&clock, 50), 2);
+        assert!(timer.cancel(&id));
+        timer.settle([id]);
+        timer.arm_if_vacant(id, at(&clock, 0), 3);
+        assert_eq!(next(&mut rx).await.fire_token, 3, "vacant once settled");
     }
 
     #[tokio::test]
