@@ -23,7 +23,10 @@
 //! outbox): their outbox entries are about to be cleared, and publishing
 //! them again would hand consumers a duplicate. Other replicas' calls are
 //! covered by the grace period instead (`relay_grace`), which the relay
-//! measures against the jobs' `updated_at`.
+//! measures against the jobs' `updated_at`; for the jobs of the shards this
+//! replica owns, at most a lease period (see
+//! [`JobService::relay_grace_of`]), so that what a dead replica claimed and
+//! never delivered follows its shard within about a lease.
 //!
 //! [`PendingEvents`]: crate::domain::PendingEvents
 
@@ -345,12 +348,14 @@ impl JobService {
         let untouched = read.untouched(owing.found);
         drop(read);
         log_unreadable("outbox relay", &owing.unreadable);
-        let grace =
-            ChronoDuration::from_std(self.settings().relay_grace).unwrap_or(ChronoDuration::MAX);
-        let settled = self.clock().now_ms() - grace;
+        let now = self.clock().now_ms();
+        let settled = |job: &Job| {
+            let grace = self.relay_grace_of(job, self.settings().relay_grace);
+            job.updated_at <= now - ChronoDuration::from_std(grace).unwrap_or(ChronoDuration::MAX)
+        };
         let ready: Vec<(Job, Span)> = untouched
             .into_iter()
-            .filter(|job| job.updated_at <= settled)
+            .filter(|job| settled(job))
             .map(|job| {
                 let span = job_span("relay events", &job);
                 (job, span)

@@ -53,6 +53,8 @@ const RENEWALS_PER_LEASE: u32 = 10;
 /// The shards this replica owns and the jobs it borrowed.
 pub(super) struct Ownership {
     owned: watch::Sender<Shards>,
+    /// The lease period, once this replica shares its store's shards.
+    lease: std::sync::OnceLock<Duration>,
     /// Jobs of other shards armed here after this replica changed them, and
     /// until when.
     borrowed: Mutex<HashMap<JobId, DateTime<Utc>>>,
@@ -64,6 +66,7 @@ impl Default for Ownership {
         let one = ShardCount::new(1).unwrap_or_else(|| unreachable!());
         Ownership {
             owned: watch::Sender::new(Shards::all(one)),
+            lease: std::sync::OnceLock::new(),
             borrowed: Mutex::default(),
         }
     }
@@ -87,6 +90,22 @@ impl JobService {
     /// The shards this replica owns now.
     pub fn owned_shards(&self) -> Shards {
         self.inner.ownership.owned.borrow().clone()
+    }
+
+    /// How long the outbox relay leaves `job`'s owed events to whoever may
+    /// be delivering them, given `grace` for any job: no longer than a
+    /// lease period for a job of a shard this replica owns. Only its owner
+    /// fires such a job (its own deliveries are left alone by the relay
+    /// anyway) or a replica that borrowed it; a previous owner lost the
+    /// shard at least a lease period ago, so what it claimed and did not
+    /// deliver before it died is relayed a lease period after, not a whole
+    /// `grace` (a borrower's publish slower than a lease may then be
+    /// doubled: delivery is at least once).
+    pub(super) fn relay_grace_of(&self, job: &Job, grace: Duration) -> Duration {
+        match self.inner.ownership.lease.get() {
+            Some(&lease) if self.inner.ownership.owned.borrow().holds(&job.id) => grace.min(lease),
+            _ => grace,
+        }
     }
 
     /// Whether this replica arms job `id` (its shard is owned, or it
@@ -181,6 +200,7 @@ impl JobService {
         me: String,
     ) -> Result<ShardKeeper, StoreError> {
         self.set_owned(Shards::none(settings.shards), 0);
+        let _ = self.inner.ownership.lease.set(settings.lease);
         let mut keeper = ShardKeeper {
             leases,
             settings,
@@ -500,6 +520,22 @@ mod tests {
             metrics.contains("scheduler_shard_lease_losses_total 2"),
             "{metrics}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_relay_waits_a_lease_at_most_for_the_jobs_of_its_own_shards() {
+        let ((a, _), (b, _)) = two_replicas().await;
+        let job = a.svc.create(a.spec(40_000)).await.unwrap();
+        let grace = Duration::from_secs(11);
+        let (owner, other) = if a.svc.owned_shards().holds(&job.id) {
+            (&a, &b)
+        } else {
+            (&b, &a)
+        };
+        assert_eq!(owner.svc.relay_grace_of(&job, grace), LEASE);
+        assert_eq!(other.svc.relay_grace_of(&job, grace), grace);
+        let alone = TestService::with_look_ahead(Duration::from_secs(60));
+        assert_eq!(alone.svc.relay_grace_of(&job, grace), grace, "no leases");
     }
 
     #[tokio::test]
