@@ -214,7 +214,15 @@ async fn recurring_run(o: &Options, store: Store) -> Result<Outcome, String> {
         owed * 2,
     )?;
     let anchor_ms = now_us() / 1000 / period_ms * period_ms;
-    let created = create_jobs(o, &clients, anchor_ms).await?;
+    let created = create_recurring_jobs(
+        &clients,
+        "e2e-recurring",
+        o.recurring_jobs,
+        o.recurring_every_secs as i64,
+        o.concurrency,
+        anchor_ms,
+    )
+    .await?;
     // The span opens at the first whole period after a second from now.
     let start_ms = ((now_us() / 1000 + 1000) / period_ms + 1) * period_ms;
     let end_ms = start_ms + o.recurring_secs as i64 * 1000;
@@ -256,32 +264,33 @@ async fn recurring_run(o: &Options, store: Store) -> Result<Outcome, String> {
     Ok(outcome)
 }
 
-/// Creates the jobs, job i anchored i × period ÷ jobs after `anchor_ms`;
-/// the calls per second.
-async fn create_jobs(
-    o: &Options,
+/// Creates `n` recurring jobs named `<prefix>-<i>` through `clients`,
+/// `concurrency` calls in flight, every `every_secs` (overlap `run`), job
+/// i anchored i × period ÷ n after `anchor_ms`; the calls per second.
+/// The `replicas` part's scale scenario creates its load the same way.
+pub(crate) async fn create_recurring_jobs(
     clients: &[JobsServiceClient<Channel>],
+    prefix: &'static str,
+    n: usize,
+    every_secs: i64,
+    concurrency: usize,
     anchor_ms: i64,
 ) -> Result<f64, String> {
-    let n = o.recurring_jobs;
-    let (every, period_ms) = (
-        o.recurring_every_secs as i64,
-        o.recurring_every_secs as i64 * 1000,
-    );
+    let period_ms = every_secs * 1000;
     let request = Arc::new(move |i: usize| proto::CreateJobRequest {
-        name: format!("e2e-recurring-{i}"),
+        name: format!("{prefix}-{i}"),
         description: "end-to-end benchmark".into(),
         job_type: proto::JobType::Email.into(),
         job_data: JOB_DATA.into(),
         recurrence: Some(proto::Recurrence {
-            interval_seconds: every,
+            interval_seconds: every_secs,
             anchor_time: Some(timestamp_ms(anchor_ms + i as i64 * period_ms / n as i64)),
             overlap: "run".into(),
             ..Default::default()
         }),
         ..Default::default()
     });
-    let load = create_requests(clients, n, o.concurrency, None, request).await;
+    let load = create_requests(clients, n, concurrency, None, request).await;
     if load.errors > 0 {
         return Err(format!(
             "{} creates failed, first: {:?}",

@@ -10,18 +10,14 @@
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
-    sync::Arc,
     time::Duration,
 };
-
-use scheduler_service::grpc::proto::{self, jobs_service_client::JobsServiceClient};
-use tonic::transport::Channel;
 
 use super::cluster::{Cluster, Counters};
 use crate::{
     args::Options,
     fire::reader::{Arrival, Reader},
-    load::{JOB_DATA, create_requests, timestamp_ms},
+    recurring::create_recurring_jobs,
     support::{
         now_us,
         proc::load_average,
@@ -88,7 +84,15 @@ async fn scale_in(o: &Options, cluster: &mut Cluster) -> Result<ScaleOutcome, St
     let mut shares = vec![shares_now(cluster).await];
     let clients = cluster.clients(o.connections).await;
     let anchor_ms = now_us() / 1000 / period_ms * period_ms;
-    create_jobs(o, &clients, anchor_ms).await?;
+    create_recurring_jobs(
+        &clients,
+        "e2e-scale",
+        o.replicas_recurring_jobs,
+        o.replicas_every_secs as i64,
+        o.concurrency,
+        anchor_ms,
+    )
+    .await?;
     let reader = Reader::start(cluster.run_topic(), 1, o.fetch_wait_ms, 0)?;
     let start_ms = ((now_us() / 1000 + 1000) / period_ms + 1) * period_ms;
     let steps_end_ms = start_ms + step_ms * (STEPS.len() as i64 + 1);
@@ -137,38 +141,6 @@ async fn shares_now(cluster: &Cluster) -> String {
         .map(|(name, n)| format!("{name} {n}"))
         .collect();
     each.join(" · ")
-}
-
-/// Creates the jobs through `clients`, job i anchored i × period ÷ jobs
-/// after `anchor_ms`.
-async fn create_jobs(
-    o: &Options,
-    clients: &[JobsServiceClient<Channel>],
-    anchor_ms: i64,
-) -> Result<(), String> {
-    let n = o.replicas_recurring_jobs;
-    let every = o.replicas_every_secs as i64;
-    let request = Arc::new(move |i: usize| proto::CreateJobRequest {
-        name: format!("e2e-scale-{i}"),
-        description: "end-to-end benchmark".into(),
-        job_type: proto::JobType::Email.into(),
-        job_data: JOB_DATA.into(),
-        recurrence: Some(proto::Recurrence {
-            interval_seconds: every,
-            anchor_time: Some(timestamp_ms(anchor_ms + i as i64 * every * 1000 / n as i64)),
-            overlap: "run".into(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
-    let load = create_requests(clients, n, o.concurrency, None, request).await;
-    if load.errors > 0 {
-        return Err(format!(
-            "{} creates failed, first: {:?}",
-            load.errors, load.first_error
-        ));
-    }
-    Ok(())
 }
 
 /// The arrivals of the occurrences due in [start_us, end_us): distinct
