@@ -48,13 +48,18 @@ async fn start(env: &[(String, String)], dir: &Path, count: usize) -> Vec<Servic
     replicas
 }
 
+/// Each replica's value of the series `name` (without labels).
+async fn each(replicas: &[&ServiceProcess], name: &str) -> Vec<f64> {
+    let mut values = Vec::new();
+    for replica in replicas {
+        values.push(replica.metric(name, &[]).await);
+    }
+    values
+}
+
 /// The shards each replica owns, by its gauge.
 async fn shares(replicas: &[&ServiceProcess]) -> Vec<f64> {
-    let mut owned = Vec::new();
-    for replica in replicas {
-        owned.push(replica.metric(metrics::SHARDS_OWNED, &[]).await);
-    }
-    owned
+    each(replicas, metrics::SHARDS_OWNED).await
 }
 
 /// Waits until the replicas own every shard between them, each at most
@@ -107,15 +112,6 @@ async fn create_round_robin(
     ids
 }
 
-/// Each replica's count of jobs fired.
-async fn fired_counts(replicas: &[&ServiceProcess]) -> Vec<f64> {
-    let mut counts = Vec::new();
-    for replica in replicas {
-        counts.push(replica.metric(metrics::JOBS_FIRED, &[]).await);
-    }
-    counts
-}
-
 /// The shard of the job with this id (hex): its counter modulo 16, as
 /// the service computes it.
 fn shard_of(id: &str) -> u16 {
@@ -158,7 +154,7 @@ async fn assert_fired_by_owners(
     before: &[f64],
 ) {
     let owners = owners(env).await;
-    let after = fired_counts(replicas).await;
+    let after = each(replicas, metrics::JOBS_FIRED).await;
     for ((replica, after), before) in replicas.iter().zip(after).zip(before) {
         let own = ids
             .iter()
@@ -223,7 +219,7 @@ async fn three_replicas_share_the_shards_a_fourth_takes_its_part_and_each_job_fi
     let first = create_round_robin(&three, "three", 300, 6_000, 2_000).await;
     let mut by_job = fired(&runs, &first).await;
     assert_fired_by_owners(&env, &three, &first, &[0.0; 3]).await;
-    let before = fired_counts(&three).await;
+    let before = each(&three, metrics::JOBS_FIRED).await;
 
     replicas.push(ServiceProcess::start(&env, dir.path()).await);
     let four: Vec<&ServiceProcess> = replicas.iter().collect();
