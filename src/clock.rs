@@ -14,6 +14,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 
+/// A configured period as a span of the clock's time, saturating: a
+/// period longer than chrono can hold counts as forever.
+pub fn span(period: std::time::Duration) -> Duration {
+    Duration::from_std(period).unwrap_or(Duration::MAX)
+}
+
 /// Called when a clock's time jumps.
 pub type JumpHook = Arc<dyn Fn() + Send + Sync>;
 

@@ -11,6 +11,7 @@ use super::{
     proto,
     recurrence::{DEFAULT_PREVIEW_COUNT, new_job, occurrence_message, recurrence_spec, update_of},
 };
+use crate::clock::span;
 use crate::{
     domain::{Error, Field, PageRequest},
     service::{JobService, PREVIEW_MAX},
@@ -30,7 +31,7 @@ impl JobsGrpc {
 
     /// The shortest interval a recurring job may have.
     fn min_interval(&self) -> TimeDelta {
-        TimeDelta::from_std(self.service.settings().min_interval).unwrap_or(TimeDelta::MAX)
+        span(self.service.settings().min_interval)
     }
 }
 

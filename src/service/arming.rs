@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use super::JobService;
+use crate::clock::span;
 use crate::{
     domain::{Error, Job},
     duties::every,
@@ -20,9 +21,7 @@ use crate::{
 impl JobService {
     /// The end of the look-ahead window: jobs due before it are armed.
     pub(super) fn horizon(&self) -> DateTime<Utc> {
-        self.clock().now()
-            + chrono::Duration::from_std(self.settings().look_ahead)
-                .unwrap_or(chrono::Duration::MAX)
+        self.clock().now() + span(self.settings().look_ahead)
     }
 
     /// Arms a job this replica changed (created, updated, retried) if the

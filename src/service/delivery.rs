@@ -36,12 +36,12 @@ use std::{
     sync::{Mutex, PoisonError, atomic::Ordering},
 };
 
-use chrono::Duration as ChronoDuration;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 
 use super::{JobService, job_span, log_unreadable};
+use crate::clock::span;
 use crate::{
     backoff::Backoff,
     broker::{BrokerError, EventKind},
@@ -351,7 +351,7 @@ impl JobService {
         let now = self.clock().now_ms();
         let settled = |job: &Job| {
             let grace = self.relay_grace_of(job, self.settings().relay_grace);
-            job.updated_at <= now - ChronoDuration::from_std(grace).unwrap_or(ChronoDuration::MAX)
+            job.updated_at <= now - span(grace)
         };
         let ready: Vec<(Job, Span)> = untouched
             .into_iter()

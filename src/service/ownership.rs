@@ -37,6 +37,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{JobService, log_unreadable};
+use crate::clock::span;
 use crate::{
     config::ShardingSettings,
     domain::{
@@ -79,6 +80,20 @@ impl Ownership {
     }
 }
 
+/// The shards owned and the jobs borrowed, as of one moment.
+struct Holding<'a> {
+    owned: Shards,
+    borrowed: MutexGuard<'a, HashMap<JobId, DateTime<Utc>>>,
+    now: DateTime<Utc>,
+}
+
+impl Holding<'_> {
+    /// Whether job `id` is in an owned shard or borrowed until after now.
+    fn holds(&self, id: &JobId) -> bool {
+        self.owned.holds(id) || self.borrowed.get(id).is_some_and(|&until| until > self.now)
+    }
+}
+
 /// What one renewal round decided.
 struct Round {
     owned: Shards,
@@ -111,13 +126,18 @@ impl JobService {
     /// Whether this replica arms job `id` (its shard is owned, or it
     /// borrowed it until after `now`).
     pub(super) fn holds(&self, id: &JobId, now: DateTime<Utc>) -> bool {
-        self.inner.ownership.owned.borrow().holds(id)
-            || self
-                .inner
-                .ownership
-                .borrowed()
-                .get(id)
-                .is_some_and(|&until| until > now)
+        self.holding(now).holds(id)
+    }
+
+    /// What this replica holds at `now`, read once for many jobs (the
+    /// borrowings stay locked while it lives, before any lock of the
+    /// timer's).
+    fn holding(&self, now: DateTime<Utc>) -> Holding<'_> {
+        Holding {
+            owned: self.owned_shards(),
+            borrowed: self.inner.ownership.borrowed(),
+            now,
+        }
     }
 
     /// Borrows `job` if this replica changed it, it is not in an owned
@@ -127,7 +147,7 @@ impl JobService {
             return;
         }
         let now = self.clock().now();
-        let seen_by = now + to_chrono(self.loader_period());
+        let seen_by = now + span(self.loader_period());
         if job.is_armable() && job.spec.schedule_time < seen_by {
             self.inner.ownership.borrowed().insert(job.id, seen_by);
         }
@@ -151,8 +171,8 @@ impl JobService {
         }
         tracing::info!(owned = owned.len(), lost, "shards moved");
         self.inner.ownership.owned.send_replace(owned);
-        let now = self.clock().now();
-        self.inner.timer.retain(|id| self.holds(id, now));
+        let holding = self.holding(self.clock().now());
+        self.inner.timer.retain(|id| holding.holds(id));
     }
 
     /// Arms the jobs of `shards` due within the look-ahead window (shards
@@ -161,10 +181,10 @@ impl JobService {
         let due = self.inner.db.scheduled_in(self.horizon(), shards).await?;
         log_unreadable("shard loader", &due.unreadable);
         let count = due.found.len();
-        let now = self.clock().now();
+        let holding = self.holding(self.clock().now());
         for job in due.found {
             // Owned when the query started, perhaps not now.
-            if self.holds(&job.id, now) {
+            if holding.holds(&job.id) {
                 self.inner
                     .timer
                     .arm_if_vacant(job.id, job.schedule_time, job.fire_token);
@@ -272,7 +292,7 @@ impl ShardKeeper {
         let sent = service.clock().now();
         match self.renew_in_time(&before, sent).await {
             Ok(round) => {
-                self.valid_until = Some(sent + to_chrono(self.settings.lease));
+                self.valid_until = Some(sent + span(self.settings.lease));
                 let gained = round.owned.without(&before);
                 service.set_owned(round.owned, round.lost);
                 self.load(service, gained).await;
@@ -314,7 +334,7 @@ impl ShardKeeper {
         before: &Shards,
         now: DateTime<Utc>,
     ) -> Result<Round, StoreError> {
-        let until = now + to_chrono(self.settings.lease);
+        let until = now + span(self.settings.lease);
         let renewal = self.leases.renew(&self.me, until, now).await?;
         let count = self.settings.shards;
         let share = fair_share(count, renewal.replicas);
@@ -369,10 +389,6 @@ impl ShardKeeper {
 /// Most shards one of `replicas` live replicas may hold.
 fn fair_share(count: ShardCount, replicas: usize) -> usize {
     usize::from(count.get()).div_ceil(replicas.max(1))
-}
-
-fn to_chrono(duration: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
 }
 
 #[cfg(test)]

@@ -13,12 +13,12 @@
 //!
 //! [`Job::retired`]: crate::domain::Job::retired
 
-use chrono::TimeDelta;
 use tokio_util::sync::CancellationToken;
 
 use tracing::Span;
 
 use super::{JobService, log_unreadable};
+use crate::clock::span;
 use crate::{domain::Error, duties::every, store::RunRetention};
 
 /// Most runs one pruning statement removes.
@@ -29,7 +29,7 @@ impl JobService {
     /// until a batch comes back short; returns how many it removed.
     pub async fn prune_history(&self) -> Result<u64, Error> {
         let history = self.settings().history;
-        let age = TimeDelta::from_std(history.run_max_age).unwrap_or(TimeDelta::MAX);
+        let age = span(history.run_max_age);
         let retention = RunRetention {
             per_job: history.runs_per_job,
             fired_before: self.clock().now_ms() - age,
@@ -59,7 +59,7 @@ impl JobService {
         let Some(retention) = self.settings().history.job_retention else {
             return Ok(0);
         };
-        let age = TimeDelta::from_std(retention).unwrap_or(TimeDelta::MAX);
+        let age = span(retention);
         let mut retired = 0;
         loop {
             let now = self.clock().now_ms();

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use super::{JobService, job_span, log_unreadable};
+use crate::clock::span;
 use crate::{
     config::RunTimeoutPolicy,
     domain::{
@@ -26,8 +27,7 @@ impl JobService {
     /// timeout. Returns how many jobs it changed. A stored job that cannot be
     /// read is logged and left as it is; the others time out.
     pub async fn expire_stuck_runs(&self) -> Result<usize, Error> {
-        let timeout = chrono::Duration::from_std(self.settings().run_timeout)
-            .unwrap_or(chrono::Duration::MAX);
+        let timeout = span(self.settings().run_timeout);
         let now = self.clock().now_ms();
         let stuck = self.inner.db.running_before(now - timeout).await?;
         log_unreadable("run-timeout sweeper", &stuck.unreadable);
