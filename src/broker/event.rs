@@ -32,7 +32,7 @@ pub struct JobEvent {
     pub job_data: String,
     /// The fire token, on the wire as `ScheduledKey`: (Id, ScheduledKey)
     /// names one firing, for deduplication. For a recurring job, the token
-    /// of its run in flight when it has one ([`Job::firing_key`]): unique to
+    /// of its run in flight when it has one ([`Job::current_fire_token`]): unique to
     /// each occurrence.
     #[serde(rename = "ScheduledKey")]
     pub fire_token: i64,
@@ -72,7 +72,7 @@ impl From<&Job> for JobEvent {
             status: job.status.as_i32(),
             job_type: job.spec.job_type.as_i32(),
             job_data: job.spec.job_data.clone(),
-            fire_token: job.firing_key(),
+            fire_token: job.current_fire_token(),
             occurrence: job.recurrence.as_ref().and_then(|rec| {
                 rec.run
                     .as_ref()

@@ -112,7 +112,7 @@ impl KafkaJobsProducer {
         let payload = serde_json::to_vec(&JobEvent::from(job))
             .map_err(|e| BrokerError::Other(format!("cannot encode event: {e}")))?;
         let key = job.id.to_hex();
-        let firing_key = format!("{key}:{}", job.firing_key());
+        let firing_key = format!("{key}:{}", job.current_fire_token());
         let mut headers = OwnedHeaders::new()
             .insert(Header {
                 key: "event-kind",

@@ -9,8 +9,8 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use rustls::pki_types::{CertificateDer, pem::PemObject};
 use serde::Deserialize;
 
+use super::sslmode::SslMode;
 use super::{ConfigError, value, vars};
-use crate::store::pg_tls::SslMode;
 
 /// The MongoDB collection of the jobs when `DATABASE_COLLECTION` is not set.
 pub const DEFAULT_COLLECTION: &str = "jobs";

@@ -171,7 +171,7 @@ impl From<Outgoing> for events::SubscribeResponse {
                 let (occurrence, occurrences) = occurrences_of(&event.job);
                 Item::Event(events::JobEvent {
                     kind: wire_kind(event.kind).into(),
-                    scheduled_key: event.job.firing_key(),
+                    scheduled_key: event.job.current_fire_token(),
                     job: Some(proto::Job::from(event.job.clone())),
                     sequence: event.sequence,
                     occurrence,

@@ -131,89 +131,26 @@ impl Api {
 
 /// Each resource (path and method) and the RPC it mirrors: what a
 /// token's role is checked against, in one table.
+#[rustfmt::skip]
 fn routes() -> [(&'static str, &'static str, MethodRouter<Api>); 16] {
     [
-        (
-            "/v1/jobs",
-            "/proto.JobsService/ListJobs",
-            get(jobs::list_jobs),
-        ),
-        (
-            "/v1/jobs",
-            "/proto.JobsService/CreateJob",
-            post(jobs::create_job),
-        ),
-        (
-            "/v1/jobs/{id}",
-            "/proto.JobsService/GetJob",
-            get(jobs::get_job),
-        ),
-        (
-            "/v1/jobs/{id}",
-            "/proto.JobsService/UpdateJob",
-            put(jobs::update_job),
-        ),
-        (
-            "/v1/jobs/{id}",
-            "/proto.JobsService/DeleteJob",
-            delete(jobs::delete_job),
-        ),
-        (
-            "/v1/jobs/{id}/pause",
-            "/proto.JobsService/PauseJob",
-            post(jobs::pause_job),
-        ),
-        (
-            "/v1/jobs/{id}/resume",
-            "/proto.JobsService/ResumeJob",
-            post(jobs::resume_job),
-        ),
-        (
-            "/v1/jobs/{id}/trigger",
-            "/proto.JobsService/TriggerJob",
-            post(jobs::trigger_job),
-        ),
-        (
-            "/v1/jobs/{id}/rerun",
-            "/proto.JobsService/RerunJob",
-            post(jobs::rerun_job),
-        ),
-        (
-            "/v1/stats/jobs",
-            "/proto.JobsService/CountJobs",
-            get(jobs::count_jobs),
-        ),
-        (
-            "/v1/jobs/{id}/runs",
-            "/proto.JobsService/ListJobRuns",
-            get(jobs::list_runs),
-        ),
-        (
-            "/v1/preview",
-            "/proto.JobsService/PreviewSchedule",
-            post(jobs::preview),
-        ),
-        (
-            "/v1/jobs/{id}/result",
-            "/scheduler.v1.JobEvents/ReportResult",
-            post(events::report_result),
-        ),
-        (
-            "/v1/events",
-            "/scheduler.v1.JobEvents/Subscribe",
-            get(events::subscribe),
-        ),
-        (
-            "/v1/subscriptions/{name}/ack",
-            "/scheduler.v1.JobEvents/Ack",
-            post(events::ack),
-        ),
+        ("/v1/jobs", "/proto.JobsService/ListJobs", get(jobs::list_jobs)),
+        ("/v1/jobs", "/proto.JobsService/CreateJob", post(jobs::create_job)),
+        ("/v1/jobs/{id}", "/proto.JobsService/GetJob", get(jobs::get_job)),
+        ("/v1/jobs/{id}", "/proto.JobsService/UpdateJob", put(jobs::update_job)),
+        ("/v1/jobs/{id}", "/proto.JobsService/DeleteJob", delete(jobs::delete_job)),
+        ("/v1/jobs/{id}/pause", "/proto.JobsService/PauseJob", post(jobs::pause_job)),
+        ("/v1/jobs/{id}/resume", "/proto.JobsService/ResumeJob", post(jobs::resume_job)),
+        ("/v1/jobs/{id}/trigger", "/proto.JobsService/TriggerJob", post(jobs::trigger_job)),
+        ("/v1/jobs/{id}/rerun", "/proto.JobsService/RerunJob", post(jobs::rerun_job)),
+        ("/v1/stats/jobs", "/proto.JobsService/CountJobs", get(jobs::count_jobs)),
+        ("/v1/jobs/{id}/runs", "/proto.JobsService/ListJobRuns", get(jobs::list_runs)),
+        ("/v1/preview", "/proto.JobsService/PreviewSchedule", post(jobs::preview)),
+        ("/v1/jobs/{id}/result", "/scheduler.v1.JobEvents/ReportResult", post(events::report_result)),
+        ("/v1/events", "/scheduler.v1.JobEvents/Subscribe", get(events::subscribe)),
+        ("/v1/subscriptions/{name}/ack", "/scheduler.v1.JobEvents/Ack", post(events::ack)),
         // (Not an RPC: whoever may list jobs may read it.)
-        (
-            "/v1/stats/firings",
-            "/proto.JobsService/ListJobs",
-            get(console::firings),
-        ),
+        ("/v1/stats/firings", "/proto.JobsService/ListJobs", get(console::firings)),
     ]
 }
 

@@ -4,11 +4,11 @@
 //! in the order create, update, run, and then clears the outbox entry only
 //! if the job did not change meanwhile, so that an event is never lost.
 //!
-//! Two entry points: [`JobService::deliver`], called right after each change
-//! (create, update, firing, misfire, run timeout), and
-//! [`JobService::run_relay`], the background duty that delivers what is
-//! still owed after a crash or a broker outage (at least once: the firing
-//! key lets consumers drop duplicates).
+//! One entry point, [`JobService::deliver`], called right after each change
+//! (create, update, firing, misfire, run timeout). The relay
+//! ([`JobService::run_relay`]) is the background duty that hands it what is
+//! still owed after a crash or a broker outage (at least once: the fire
+//! token, the events' `ScheduledKey`, lets consumers drop duplicates).
 //!
 //! While the broker is unreachable, a publish waits out the broker's
 //! acknowledgement timeout (`KAFKA_MESSAGE_TIMEOUT_MS`, 10 s) before it
@@ -183,7 +183,7 @@ impl JobService {
         // borrowed jobs inside the stream would not be `Send`.)
         let publishes: Vec<_> = jobs
             .iter()
-            .map(|(job, span)| self.publish_owed(job.borrow()).instrument(span.clone()))
+            .map(|(job, span)| self.publish_events(job.borrow()).instrument(span.clone()))
             .collect();
         let published: Vec<bool> = futures::stream::iter(publishes)
             .buffered(PUBLISH_CONCURRENCY)
@@ -263,7 +263,7 @@ impl JobService {
     /// Publishes the events `job` owes, in the order create, update, run.
     /// False if one could not be published: it and those after it stay owed,
     /// and the relay is woken to retry.
-    async fn publish_owed(&self, job: &Job) -> bool {
+    async fn publish_events(&self, job: &Job) -> bool {
         for kind in EventKind::owed(job.pending) {
             match self.inner.producer.publish(kind, job).await {
                 Ok(()) => {

@@ -26,7 +26,8 @@
 //!   outbox inside the job). Delivery publishes owed events in order and then
 //!   clears them only if the job did not change meanwhile, so an event is
 //!   never lost; after a crash or broker outage the relay delivers it (at
-//!   least once; the firing key lets consumers drop duplicates).
+//!   least once; the fire token, the events' `ScheduledKey`, lets consumers
+//!   drop duplicates).
 //! - Every write that depends on a read is conditional on the version read.
 
 mod arming;

@@ -5,12 +5,9 @@
 //! ([`grpc_server`]) until shutdown.
 
 mod grpc_server;
+mod sockets;
 
-use std::{
-    net::{IpAddr, SocketAddr},
-    sync::Arc,
-    time::Duration,
-};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::{
     net::TcpListener,
@@ -20,6 +17,7 @@ use tokio::{
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
+use self::sockets::Sockets;
 use crate::{
     backoff::Backoff,
     broker::{
@@ -46,7 +44,7 @@ use crate::{
         postgres::{self, PgJobDB},
         traced::TracedJobDB,
     },
-    telemetry::metrics::{Metrics, MetricsEndpoint},
+    telemetry::metrics::Metrics,
     timer::{Firing, Timer},
 };
 
@@ -132,36 +130,16 @@ impl Application {
         service.notify_results_to(hub.clone());
         let sockets = Sockets::bind(&settings).await?;
         let sharing = share_shards(&service, &settings, sockets.port).await?;
-        match service.load_window().await {
-            Ok(count) => tracing::info!(count, "armed scheduled jobs from the store"),
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot load scheduled jobs yet; retrying in the background")
-            }
-        }
+        arm_window(&service).await;
         let firings = TaskTracker::new();
         let mut duties = start_duties(&service, firing_rx, &firings, &settings, &shutdown)?;
         if let Some(keeper) = sharing {
             let leases = service.clone().run_shard_leases(keeper, shutdown.clone());
             duties.spawn("shard leases", leases);
         }
-        let log: Option<Arc<dyn EventLog>> = log.map(|log| Arc::new(log) as _);
         let subscriptions = log.map(|log| {
-            let retention = (
-                settings.events.retention_events,
-                settings.events.retention_age,
-            );
-            duties.spawn(
-                "event log retention",
-                run_retention(
-                    log.clone(),
-                    retention,
-                    metrics.clone(),
-                    shutdown.clone(),
-                    service.clock_jumps(),
-                ),
-            );
-            let stall = settings.security.streams.subscriber_stall;
-            Subscriptions::new(log, hub.clone(), shutdown.clone(), stall, metrics.clone())
+            let log: Arc<dyn EventLog> = Arc::new(log);
+            subscriptions(log, &settings, &hub, &service, &shutdown, &mut duties)
         });
         let metrics_port = sockets.metrics.port();
         let timer = service.timer().clone();
@@ -407,6 +385,46 @@ async fn share_shards(
     Ok(Some(keeper))
 }
 
+/// Arms the jobs due within the look-ahead window; a store not answering
+/// yet is left to the window loader's retries.
+async fn arm_window(service: &JobService) {
+    match service.load_window().await {
+        Ok(count) => tracing::info!(count, "armed scheduled jobs from the store"),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot load scheduled jobs yet; retrying in the background")
+        }
+    }
+}
+
+/// The named subscriptions over the embedded store's event log, with the
+/// duty that keeps the log within its retention.
+fn subscriptions(
+    log: Arc<dyn EventLog>,
+    settings: &Settings,
+    hub: &EventHub,
+    service: &JobService,
+    shutdown: &CancellationToken,
+    duties: &mut Duties,
+) -> Subscriptions {
+    let retention = (
+        settings.events.retention_events,
+        settings.events.retention_age,
+    );
+    let metrics = service.metrics().clone();
+    duties.spawn(
+        "event log retention",
+        run_retention(
+            log.clone(),
+            retention,
+            metrics.clone(),
+            shutdown.clone(),
+            service.clock_jumps(),
+        ),
+    );
+    let stall = settings.security.streams.subscriber_stall;
+    Subscriptions::new(log, hub.clone(), shutdown.clone(), stall, metrics)
+}
+
 /// Starts the service's background duties (the metrics endpoint joins them
 /// once bound).
 fn start_duties(
@@ -441,57 +459,6 @@ fn start_duties(
         }
     }
     Ok(duties)
-}
-
-/// The service's listening sockets, bound before anything is served, so
-/// that a port in use stops start-up at once, and the gRPC port names the
-/// replica in the shard leases.
-struct Sockets {
-    grpc: TcpListener,
-    /// The gRPC port.
-    port: u16,
-    http: HttpServer,
-    metrics: MetricsEndpoint,
-}
-
-impl Sockets {
-    /// Binds the gRPC, HTTP and metrics ports (0: any free one).
-    async fn bind(settings: &Settings) -> Result<Sockets, StartupError> {
-        let host = settings.server.host;
-        let (grpc, port) = bind(host, settings.server.port).await?;
-        let http = bind_http(host, settings.server.http_port).await?;
-        let addr = SocketAddr::new(host, settings.observability.metrics_port);
-        let metrics = MetricsEndpoint::bind(addr)
-            .await
-            .map_err(|source| StartupError::Bind { addr, source })?;
-        Ok(Sockets {
-            grpc,
-            port,
-            http,
-            metrics,
-        })
-    }
-}
-
-/// Binds the gRPC port (0 picks a free one); the listener and its port.
-async fn bind(host: IpAddr, port: u16) -> Result<(TcpListener, u16), StartupError> {
-    let addr = SocketAddr::new(host, port);
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartupError::Bind { addr, source })?;
-    let port = listener
-        .local_addr()
-        .map_err(|source| StartupError::Bind { addr, source })?
-        .port();
-    Ok((listener, port))
-}
-
-/// Binds the HTTP API's port (0 picks a free one).
-async fn bind_http(host: IpAddr, port: u16) -> Result<HttpServer, StartupError> {
-    let addr = SocketAddr::new(host, port);
-    HttpServer::bind(addr)
-        .await
-        .map_err(|source| StartupError::Bind { addr, source })
 }
 
 /// After shutdown: waits, each within `grace`, for in-flight firings, the

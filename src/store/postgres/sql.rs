@@ -150,15 +150,7 @@ impl Sql {
             page: format!(
                 "SELECT {COLUMNS} FROM {t} ORDER BY schedule_time, id OFFSET $1 LIMIT $2"
             ),
-            replace_if: format!(
-                "UPDATE {t} SET name = $2, description = $3, schedule_time = $4, \
-                 created_at = $5, updated_at = $6, status = $7, job_type = $8, job_data = $9, \
-                 scheduled_key = $10, version = $11, pending_create = $12, \
-                 pending_update = $13, pending_run = $14, trace_parent = $15, \
-                 recurrence = $16, armed = $17, client_key = $18, attempts = $19, \
-                 pending_dead_letter = $20, pending_delete = $21 \
-                 WHERE id = $1 AND version = $22"
-            ),
+            replace_if: replace_if_statement(&t),
             delete: format!("DELETE FROM {t} WHERE id = $1"),
             claim: format!(
                 "UPDATE {t} SET status = {running}, pending_run = true, \
@@ -167,7 +159,6 @@ impl Sql {
                  AND {ONE_SHOT} RETURNING {COLUMNS}"
             ),
             claim_many: claim_many_statement(&t),
-            // A result that names its firing ($4) matches only that firing.
             scheduled_before: format!(
                 "SELECT {COLUMNS} FROM {t} \
                  WHERE {ARMABLE} AND schedule_time < $1 \
@@ -185,25 +176,7 @@ impl Sql {
                 "UPDATE {t} SET pending_create = $3, pending_update = $4, pending_run = $5, \
                  pending_dead_letter = $6, pending_delete = $7 WHERE id = $1 AND version = $2"
             ),
-            // Rows locked in id order, as by every statement that writes
-            // many rows (claim_many, replace_many_if): replicas clear and
-            // claim the same recurring jobs in batches, and two batches
-            // locking in different orders could deadlock. Each row is
-            // found through the primary key, whatever the planner's
-            // statistics say (see `claim_many_statement`).
-            clear_pending_many: format!(
-                "WITH locked AS MATERIALIZED ( \
-                     SELECT j.id AS locked_id \
-                     FROM (SELECT * FROM unnest($1::bytea[], $2::bigint[]) AS f(id, version) \
-                           ORDER BY f.id) AS f \
-                     CROSS JOIN LATERAL ( \
-                         SELECT j.id FROM {t} AS j \
-                         WHERE j.id = f.id AND j.version = f.version FOR UPDATE) AS j) \
-                 UPDATE {t} AS j SET pending_create = false, pending_update = false, \
-                 pending_run = false, pending_dead_letter = false, pending_delete = false \
-                 WHERE j.id = ANY(ARRAY(SELECT locked_id FROM locked)) \
-                 RETURNING j.id"
-            ),
+            clear_pending_many: clear_pending_many_statement(&t),
             by_client_key: format!("SELECT {COLUMNS} FROM {t} WHERE client_key = $1"),
             recurring_of: recurring_of_statement(&t),
             replace_many_if: replace_many_if_statement(&t),
@@ -217,6 +190,41 @@ impl Sql {
             ),
         }
     }
+}
+
+/// One job written whole where its row is still at the version in $22.
+fn replace_if_statement(t: &str) -> String {
+    format!(
+        "UPDATE {t} SET name = $2, description = $3, schedule_time = $4, \
+         created_at = $5, updated_at = $6, status = $7, job_type = $8, job_data = $9, \
+         scheduled_key = $10, version = $11, pending_create = $12, \
+         pending_update = $13, pending_run = $14, trace_parent = $15, \
+         recurrence = $16, armed = $17, client_key = $18, attempts = $19, \
+         pending_dead_letter = $20, pending_delete = $21 \
+         WHERE id = $1 AND version = $22"
+    )
+}
+
+/// The outbox cleared for a batch of (id, version) pairs: rows locked in
+/// id order, as by every statement that writes many rows (claim_many,
+/// replace_many_if): replicas clear and claim the same recurring jobs in
+/// batches, and two batches locking in different orders could deadlock.
+/// Each row is found through the primary key, whatever the planner's
+/// statistics say (see `claim_many_statement`); the ids cleared.
+fn clear_pending_many_statement(t: &str) -> String {
+    format!(
+        "WITH locked AS MATERIALIZED ( \
+             SELECT j.id AS locked_id \
+             FROM (SELECT * FROM unnest($1::bytea[], $2::bigint[]) AS f(id, version) \
+                   ORDER BY f.id) AS f \
+             CROSS JOIN LATERAL ( \
+                 SELECT j.id FROM {t} AS j \
+                 WHERE j.id = f.id AND j.version = f.version FOR UPDATE) AS j) \
+         UPDATE {t} AS j SET pending_create = false, pending_update = false, \
+         pending_run = false, pending_dead_letter = false, pending_delete = false \
+         WHERE j.id = ANY(ARRAY(SELECT locked_id FROM locked)) \
+         RETURNING j.id"
+    )
 }
 
 /// Each job of a batch written whole (the columns as arrays in the order
