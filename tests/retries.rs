@@ -302,6 +302,14 @@ async fn a_job_that_always_fails_ends_failed_after_the_default_attempts() {
         .metric(metrics::JOBS_FAILED, &[("reason", "result")])
         .await;
     assert_eq!(failed, 1.0, "failed once, for good");
+    let dead_lettered = setup.metric(metrics::JOBS_DEAD_LETTERED, &[]).await;
+    assert_eq!(dead_lettered, 1.0, "one job owes a dead letter");
+    for (attempt, runs) in [("first", 1.0), ("retry", 1.0)] {
+        let started = setup
+            .metric(metrics::RUN_ATTEMPTS, &[("attempt", attempt)])
+            .await;
+        assert_eq!(started, runs, "{attempt} attempts started");
+    }
     let (dead, _) = dead_letters.next_for(&id, TIMEOUT).await;
     let dead = dead.expect("a dead-letter event").event;
     assert_eq!(dead.status, proto::JobStatus::Failed as i32);
@@ -349,7 +357,26 @@ async fn a_job_that_always_fails_ends_failed_after_the_default_attempts() {
     setup.assert_status(&id, proto::JobStatus::Running).await;
     let busy = setup.app.client.rerun_job(rerun(&id)).await.unwrap_err();
     assert_eq!(busy.code(), Code::FailedPrecondition, "{busy:?}");
+    let runs = setup.runs(&id, 1, 10).await.runs;
+    let causes: Vec<(i32, i32)> = runs.iter().map(|r| (r.cause, r.attempt)).collect();
+    let (manual, scheduled, retry) = (
+        proto::RunCause::Manual as i32,
+        proto::RunCause::Scheduled as i32,
+        proto::RunCause::Retry as i32,
+    );
+    assert_eq!(
+        causes,
+        [(manual, 1), (manual, 1), (retry, 2), (scheduled, 1)],
+        "newest first: the two reruns are manual"
+    );
     setup.app.stop().await;
+    // Everything published after the first dead letter, to the end of the
+    // topic: no second one for this job.
+    let later = dead_letters.rest().await;
+    assert!(
+        later.iter().all(|event| event.key != id),
+        "a second dead letter: {later:?}"
+    );
 }
 
 #[tokio::test]

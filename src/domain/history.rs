@@ -152,7 +152,13 @@ impl Job {
         let attempt = self.attempt();
         let (fire_token, fired_at, cause) = match &self.recurrence {
             None if self.status == JobStatus::Running => {
-                (self.fire_token, self.updated_at, RunCause::Scheduled)
+                let manual = self.attempts.as_ref().is_some_and(|a| a.manual);
+                let cause = if manual {
+                    RunCause::Manual
+                } else {
+                    RunCause::Scheduled
+                };
+                (self.fire_token, self.updated_at, cause)
             }
             None => return None,
             Some(rec) => {

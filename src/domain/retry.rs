@@ -187,6 +187,9 @@ pub struct Attempts {
     pub attempt: u32,
     /// The error text of the last failed attempt, if its executor sent one.
     pub last_error: Option<String>,
+    /// Whether an operator started these attempts (RerunJob) rather than
+    /// the schedule: the run history records their first run as manual.
+    pub manual: bool,
 }
 
 impl Default for Attempts {
@@ -196,6 +199,7 @@ impl Default for Attempts {
             policy: None,
             attempt: 1,
             last_error: None,
+            manual: false,
         }
     }
 }
@@ -209,6 +213,8 @@ struct Stored {
     attempt: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     last_error: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    manual: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -235,6 +241,7 @@ impl Attempts {
             }),
             attempt: attempts.attempt,
             last_error: attempts.last_error.clone(),
+            manual: attempts.manual,
         };
         serde_json::to_string(&stored).ok()
     }
@@ -269,6 +276,7 @@ impl Attempts {
             policy,
             attempt: stored.attempt.max(1),
             last_error: stored.last_error,
+            manual: stored.manual,
         };
         Ok((attempts != Attempts::default()).then(|| Box::new(attempts)))
     }
@@ -291,7 +299,7 @@ impl Job {
     }
 
     /// This finished one-shot job scheduled to run again now, with fresh
-    /// attempts under its policy, owing an update event. Refused for a job
+    /// attempts under its policy (marked manual), owing an update event. Refused for a job
     /// that has not finished, and for a recurring job (which TriggerJob
     /// runs outside its schedule).
     pub fn rerun(&self, now: DateTime<Utc>) -> Result<Job, Error> {
@@ -312,7 +320,13 @@ impl Job {
             schedule_time: now,
             ..self.spec.clone()
         };
-        Ok(self.rescheduled(spec, now))
+        let mut job = self.rescheduled(spec, now);
+        let fresh = job.attempts.take().map_or_else(Attempts::default, |a| *a);
+        job.attempts = Some(Box::new(Attempts {
+            manual: true,
+            ..fresh
+        }));
+        Ok(job)
     }
 
     /// The attempts of a recurring job's run of a new occurrence: attempt
@@ -448,6 +462,7 @@ fn attempts(
         policy,
         attempt,
         last_error,
+        manual: false,
     };
     (attempts != Attempts::default()).then(|| Box::new(attempts))
 }

@@ -260,7 +260,7 @@ impl JobService {
                     .remove(&(job.id, job.current_fire_token()))
                     .map_or(now_ms, |f| f.due_ms);
                 let lateness_ms = now_ms - due_ms;
-                self.inner.metrics.job_fired(lateness_ms);
+                self.inner.metrics.job_fired(lateness_ms, job.attempt());
                 let span = job_span("fire job", &job);
                 span.in_scope(|| tracing::info!(lateness_ms, "job fired"));
                 (job, span)

@@ -121,7 +121,7 @@ impl JobService {
         let job = self
             .change(id, |job, service| job.triggered(service.clock().now_ms()))
             .await?;
-        self.inner.metrics.job_fired(0);
+        self.inner.metrics.job_fired(0, job.attempt());
         Ok(job)
     }
 

@@ -82,6 +82,9 @@ impl JobService {
             self.arm(job);
         } else {
             self.inner.metrics.job_failed(FailReason::Result);
+            if job.pending.dead_letter && !before.pending.dead_letter {
+                self.inner.metrics.job_dead_lettered();
+            }
             tracing::info!(
                 attempt = job.attempt(),
                 error = report.error.as_deref(),

@@ -44,6 +44,10 @@ pub const JOBS_SUCCEEDED: &str = "scheduler_jobs_succeeded_total";
 pub const JOBS_FAILED: &str = "scheduler_jobs_failed_total";
 /// Failed runs scheduled to run again under their retry policy.
 pub const RETRIES_SCHEDULED: &str = "scheduler_retries_scheduled_total";
+/// Runs started, by attempt: `first`, or `retry` (the second attempt on).
+pub const RUN_ATTEMPTS: &str = "scheduler_run_attempts_total";
+/// Jobs that failed for good and owe a dead-letter event.
+pub const JOBS_DEAD_LETTERED: &str = "scheduler_jobs_dead_lettered_total";
 /// Runs removed from the history by its retention (`RUNS_RETENTION`).
 pub const RUNS_PRUNED: &str = "scheduler_runs_pruned_total";
 /// Finished jobs removed with their runs by `JOB_RETENTION`.
@@ -106,6 +110,8 @@ pub const NAMES: &[&str] = &[
     JOBS_SUCCEEDED,
     JOBS_FAILED,
     RETRIES_SCHEDULED,
+    RUN_ATTEMPTS,
+    JOBS_DEAD_LETTERED,
     RUNS_PRUNED,
     JOBS_EXPIRED,
     FIRE_LATENESS,
@@ -199,6 +205,8 @@ struct Jobs {
     succeeded: IntCounter,
     failed: IntCounterVec,
     retries: IntCounter,
+    attempts: IntCounterVec,
+    dead_lettered: IntCounter,
     runs_pruned: IntCounter,
     expired: IntCounter,
     fire_lateness: Histogram,
@@ -287,7 +295,18 @@ impl Calls {
 
 impl Jobs {
     fn register(r: &Registry) -> Self {
+        let attempts = counters(
+            r,
+            RUN_ATTEMPTS,
+            "Runs started, by attempt (first, retry)",
+            &["attempt"],
+        );
+        // Both series from the start, so that a rate of retries reads 0.
+        for label in ["first", "retry"] {
+            attempts.with_label_values(&[label]);
+        }
         Jobs {
+            attempts,
             created: counter(r, JOBS_CREATED, "Jobs created"),
             fired: counter(r, JOBS_FIRED, "Jobs fired (claimed and made RUNNING)"),
             claim_attempts: counter(r, CLAIM_ATTEMPTS, "Claims asked of the store, one per job"),
@@ -302,6 +321,11 @@ impl Jobs {
                 r,
                 RETRIES_SCHEDULED,
                 "Failed runs scheduled to run again under their retry policy",
+            ),
+            dead_lettered: counter(
+                r,
+                JOBS_DEAD_LETTERED,
+                "Jobs that failed for good and owe a dead-letter event",
             ),
             runs_pruned: counter(
                 r,
@@ -493,9 +517,12 @@ impl Metrics {
         }
     }
 
-    /// A job fired `lateness_ms` after its schedule time (negative: early).
-    pub fn job_fired(&self, lateness_ms: i64) {
+    /// A job fired `lateness_ms` after its schedule time (negative: early),
+    /// starting its `attempt`-th attempt.
+    pub fn job_fired(&self, lateness_ms: i64, attempt: u32) {
         self.jobs.fired.inc();
+        let label = if attempt > 1 { "retry" } else { "first" };
+        self.jobs.attempts.with_label_values(&[label]).inc();
         // Lateness is never negative in practice; an early firing counts as 0.
         let late_ms = lateness_ms.max(0).unsigned_abs();
         #[allow(clippy::cast_precision_loss)]
@@ -526,6 +553,11 @@ impl Metrics {
     pub fn retry_scheduled(&self) {
         self.jobs.retries.inc();
         self.recent.ended(false, Utc::now());
+    }
+
+    /// A job failed for good and owes its dead-letter event.
+    pub fn job_dead_lettered(&self) {
+        self.jobs.dead_lettered.inc();
     }
 
     /// The history's retention removed `count` runs.
@@ -743,115 +775,4 @@ async fn scrape(State(state): State<Scrape>) -> impl IntoResponse {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn value_of(text: &str, series: &str) -> Option<f64> {
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-    }
-
-    #[test]
-    fn counters_and_histograms_render_with_their_labels() {
-        let metrics = Metrics::new();
-        metrics.job_created();
-        metrics.job_created();
-        metrics.job_fired(1500);
-        metrics.job_failed(FailReason::Misfire);
-        metrics.rpc_handled("CreateJob", tonic::Code::Ok, Duration::from_millis(3));
-        metrics.event_published("topic-job-run");
-        metrics.run_published(40);
-        metrics.set_consumer_lag("topic-job-run-result", 0, 7);
-        let text = metrics.render(42);
-        assert_eq!(value_of(&text, JOBS_CREATED), Some(2.0));
-        assert_eq!(value_of(&text, ARMED_TIMERS), Some(42.0));
-        assert_eq!(value_of(&text, &format!("{FIRE_LATENESS}_sum")), Some(1.5));
-        assert_eq!(
-            value_of(
-                &text,
-                &format!("{RUN_PUBLISH_LATENESS}_bucket{{le=\"0.05\"}}")
-            ),
-            Some(1.0)
-        );
-        assert_eq!(
-            value_of(
-                &text,
-                &format!("{RUN_PUBLISH_LATENESS}_bucket{{le=\"0.025\"}}")
-            ),
-            Some(0.0)
-        );
-        assert_eq!(
-            value_of(&text, &format!("{JOBS_FAILED}{{reason=\"misfire\"}}")),
-            Some(1.0)
-        );
-        assert_eq!(
-            value_of(
-                &text,
-                &format!("{RPC_REQUESTS}{{code=\"OK\",method=\"CreateJob\"}}")
-            ),
-            Some(1.0)
-        );
-        assert_eq!(
-            value_of(
-                &text,
-                &format!("{CONSUMER_LAG}{{partition=\"0\",topic=\"topic-job-run-result\"}}")
-            ),
-            Some(7.0)
-        );
-    }
-
-    #[test]
-    fn subscribers_are_counted_open_dropped_and_missing_events() {
-        let metrics = Metrics::new();
-        metrics.subscriber_opened();
-        metrics.subscriber_opened();
-        metrics.subscriber_closed();
-        metrics.subscriber_dropped(SubscriberDrop::Stalled);
-        metrics.subscriber_dropped(SubscriberDrop::Shutdown);
-        metrics.subscriber_dropped(SubscriberDrop::Shutdown);
-        metrics.subscriber_missed(7);
-        let text = metrics.render(0);
-        assert_eq!(value_of(&text, SUBSCRIBERS), Some(1.0));
-        assert_eq!(value_of(&text, SUBSCRIBER_EVENTS_MISSED), Some(7.0));
-        for (reason, count) in [("stalled", 1.0), ("shutdown", 2.0)] {
-            assert_eq!(
-                value_of(
-                    &text,
-                    &format!("{SUBSCRIBERS_DROPPED}{{reason=\"{reason}\"}}")
-                ),
-                Some(count)
-            );
-        }
-    }
-
-    #[test]
-    fn two_instances_count_apart() {
-        let first = Metrics::new();
-        let second = Metrics::new();
-        first.job_created();
-        assert_eq!(value_of(&second.render(0), JOBS_CREATED), Some(0.0));
-    }
-
-    #[test]
-    fn every_name_is_exported() {
-        let metrics = Metrics::new();
-        // Label-less series show at once; labelled ones once a label set is used.
-        metrics.rpc_handled("GetJob", tonic::Code::NotFound, Duration::ZERO);
-        metrics.http_handled("/v1/jobs", "GET", 200, Duration::ZERO);
-        metrics.job_failed(FailReason::Result);
-        metrics.event_published("t");
-        metrics.event_failed("t");
-        metrics.result_skipped("malformed");
-        metrics.result_dead_lettered("malformed");
-        metrics.set_consumer_lag("t", 0, 0);
-        metrics.store_failed("get", "unavailable");
-        metrics.subscriber_dropped(SubscriberDrop::Stalled);
-        let text = metrics.render(0);
-        for name in NAMES {
-            assert!(
-                text.contains(&format!("# TYPE {name} ")),
-                "{name} missing from:\n{text}"
-            );
-        }
-    }
-}
+mod tests;

@@ -40,6 +40,7 @@ async fn a_job_reads_back_equal_in_every_field(db: &Store) {
             policy: Some(RetryPolicy::new(7, 1_500, 90_000, 2.5, 0.2).expect("a policy")),
             attempt: 4,
             last_error: Some("SMTP 451 ✗ 'try later'".to_owned()),
+            manual: true,
         })),
     };
     db.insert(&job).await.expect("insert");

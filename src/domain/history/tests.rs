@@ -177,3 +177,21 @@ fn only_a_finished_one_shot_job_owing_nothing_retires_and_then_takes_no_rerun() 
     assert!(done.rerun(at(10)).is_ok());
     assert!(every_minute().retired(at(9)).is_none(), "recurring");
 }
+
+#[test]
+fn a_rerun_is_recorded_as_manual_and_its_retry_as_a_retry() {
+    let (running, _) = claim(&one_shot(), at(0));
+    assert_eq!(running.run_in_flight().unwrap().cause, RunCause::Scheduled);
+    let done = running.finished(ResultStatus::Succeeded, at(1));
+    let rerun = done.rerun(at(10)).unwrap();
+    let (again, _) = claim(&rerun, at(10));
+    let record = again.run_in_flight().unwrap();
+    assert_eq!((record.cause, record.attempt), (RunCause::Manual, 1));
+    let failed = RunReport::of(ResultStatus::Failed, None);
+    let retry = again
+        .take_report(&failed, &RetryPolicy::NONE, at(11))
+        .unwrap();
+    let (retrying, _) = claim(&retry, retry.spec.schedule_time);
+    let record = retrying.run_in_flight().unwrap();
+    assert_eq!((record.cause, record.attempt), (RunCause::Retry, 2));
+}

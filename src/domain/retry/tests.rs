@@ -206,6 +206,7 @@ fn attempts_round_trip_through_their_stored_form() {
         policy: Some(RetryPolicy::new(4, 250, 9_000, 1.5, 0.1).unwrap()),
         attempt: 3,
         last_error: Some("timeout".into()),
+        manual: true,
     };
     let text = Attempts::write(Some(&attempts)).unwrap();
     assert_eq!(
