@@ -393,6 +393,9 @@ async fn a_late_result_is_stale(
         .report(id, &result_of(current, proto::JobStatus::Failed))
         .await;
     setup.assert_status(id, proto::JobStatus::Failed).await;
+    // The stale result is committed with the rest: the group's offset
+    // reaches the end of the topic.
+    Committed::of(&setup.app).wait_for_end().await;
     let again = setup
         .report_over_grpc(id, proto::JobStatus::Failed, current.fire_token)
         .await;
@@ -728,6 +731,18 @@ impl Committed {
         tokio::task::spawn_blocking(ask)
             .await
             .expect("the committed offsets are asked")
+    }
+
+    /// Waits until the group committed every message the topic's one
+    /// partition holds now.
+    async fn wait_for_end(&self) {
+        let (reader, topic) = (self.reader.clone(), self.topic.clone());
+        let ask = move || reader.fetch_watermarks(&topic, 0, Duration::from_secs(10));
+        let (_, end) = tokio::task::spawn_blocking(ask)
+            .await
+            .expect("the watermarks are asked")
+            .expect("the topic's watermarks");
+        self.wait_for(end).await;
     }
 
     /// Waits until the group committed `offset`: every message before it

@@ -26,25 +26,30 @@ use std::{
     time::Duration,
 };
 
-use common::{create_request, postgres_uri, spawn_app, test_settings, unique};
+use common::{create_request, postgres_uri, spawn_app, test_settings, unique, wait_for_status};
 use rdkafka::{
     ClientContext,
     config::RDKafkaLogLevel,
     consumer::{BaseConsumer, Consumer},
     error::KafkaError,
-    producer::{BaseProducer, DeliveryResult, Producer, ProducerContext},
+    producer::{
+        BaseProducer, DeliveryResult, FutureProducer, FutureRecord, Producer, ProducerContext,
+    },
 };
 use rustls::pki_types::{CertificateDer, pem::PemObject};
 use scheduler_service::{
     broker::kafka::client_config,
     config::{KafkaSettings, vars},
     domain::JobId,
+    grpc::proto::JobStatus,
     store::{JobDB, mongo::MongoJobDB, postgres::PgJobDB},
 };
 use test_support::ServerProcess;
 use tokio_postgres::NoTls;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// Bounds a wait that only a hang would reach.
+const HANG: Duration = Duration::from_secs(90);
 
 /// A plain connection to the test server, for looking behind the store.
 async fn admin() -> tokio_postgres::Client {
@@ -462,6 +467,28 @@ async fn the_service_runs_over_sasl_and_the_broker_refuses_other_clients() {
         Some(id.as_str()),
         "the create event over SASL"
     );
+
+    // A run result over SASL: the service's result consumer reads it.
+    let due = app
+        .client
+        .create_job(create_request("a result over SASL", 0))
+        .await
+        .expect("created")
+        .into_inner()
+        .id;
+    let running = wait_for_status(&mut app.client, &due, JobStatus::Running, HANG).await;
+    assert_eq!(running, JobStatus::Running, "fired");
+    let producer: FutureProducer = client_config(&kafka).create().expect("a producer");
+    let result = format!(r#"{{"Id": "{due}", "Status": 4}}"#);
+    let record = FutureRecord::to(&app.settings.topics.job_run_result)
+        .key(&due)
+        .payload(&result);
+    producer
+        .send(record, Duration::from_secs(30))
+        .await
+        .expect("the result produced over SASL");
+    let done = wait_for_status(&mut app.client, &due, JobStatus::Succeeded, HANG).await;
+    assert_eq!(done, JobStatus::Succeeded, "the result consumed over SASL");
     app.stop().await;
     drop(broker);
 }
