@@ -14,10 +14,15 @@ use prost_types::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+mod runs;
+mod stats;
+
 use crate::{
     grpc::{proto, scheduler::v1 as events, timestamp},
     telemetry::recent::MinuteSummary,
 };
+pub use runs::{JobRun, Occurrence, Preview, PreviewRequest, RunsPage};
+pub use stats::{FiringMinute, Firings, JobCounts, Session, StatusCounts, TypeCounts};
 
 /// A message's time, if it has one the JSON form can show.
 fn time(ts: Option<Timestamp>) -> Option<DateTime<Utc>> {
@@ -518,145 +523,6 @@ impl From<proto::ListJobsResponse> for JobsPage {
     }
 }
 
-/// One run of a job.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct JobRun {
-    /// The firing's token (the run event's `ScheduledKey`).
-    pub fire_token: i64,
-    /// Its attempt, from 1.
-    pub attempt: i32,
-    /// Why it started.
-    pub cause: RunCause,
-    /// When it was due.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub due_time: Option<DateTime<Utc>>,
-    /// When it fired.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fired_time: Option<DateTime<Utc>>,
-    /// How late it fired.
-    pub lateness_ms: i64,
-    /// When it ended.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub finished_time: Option<DateTime<Utc>>,
-    /// How it ended, or `running`.
-    pub outcome: RunOutcome,
-    /// The error its executor reported.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// The executor that reported its result.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub executor: Option<String>,
-}
-
-impl From<proto::JobRun> for JobRun {
-    fn from(r: proto::JobRun) -> Self {
-        JobRun {
-            fire_token: r.fire_token,
-            attempt: r.attempt,
-            cause: RunCause::of(r.cause),
-            due_time: time(r.due_time),
-            fired_time: time(r.fired_time),
-            lateness_ms: r.lateness_ms,
-            finished_time: time(r.finished_time),
-            outcome: RunOutcome::of(r.outcome),
-            error: text(r.error),
-            executor: text(r.executor),
-        }
-    }
-}
-
-/// A page of a job's runs, newest first.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct RunsPage {
-    /// Runs in all.
-    pub total_count: i64,
-    /// Pages in all.
-    pub total_pages: i64,
-    /// This page.
-    pub page: i64,
-    /// Items per page.
-    pub size: i64,
-    /// Whether a later page has runs.
-    pub has_more: bool,
-    /// The runs.
-    pub runs: Vec<JobRun>,
-}
-
-impl From<proto::ListJobRunsResponse> for RunsPage {
-    fn from(r: proto::ListJobRunsResponse) -> Self {
-        RunsPage {
-            total_count: r.total_count,
-            total_pages: r.total_pages,
-            page: r.page,
-            size: r.size,
-            has_more: r.has_more,
-            runs: r.runs.into_iter().map(Into::into).collect(),
-        }
-    }
-}
-
-/// What to preview: a job's schedule (`id`) or a `recurrence`.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-pub struct PreviewRequest {
-    /// A job whose schedule to preview.
-    #[serde(default)]
-    pub id: Option<String>,
-    /// A schedule to preview.
-    #[serde(default)]
-    pub recurrence: Option<Recurrence>,
-    /// How many occurrences (default 10).
-    #[serde(default)]
-    pub count: Option<i32>,
-}
-
-impl From<PreviewRequest> for proto::PreviewScheduleRequest {
-    fn from(p: PreviewRequest) -> Self {
-        proto::PreviewScheduleRequest {
-            id: p.id.unwrap_or_default(),
-            recurrence: p.recurrence.map(Into::into),
-            count: p.count.unwrap_or_default(),
-        }
-    }
-}
-
-/// An occurrence of a schedule.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Occurrence {
-    /// When.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub time: Option<DateTime<Utc>>,
-    /// `regular`, `repeated-first`, `repeated-second` or `shifted`.
-    pub kind: String,
-}
-
-/// The next occurrences of a schedule.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Preview {
-    /// In time order.
-    pub occurrences: Vec<Occurrence>,
-    /// The schedule, its time zone and bounds in English words.
-    #[serde(default)]
-    pub description: String,
-}
-
-impl From<proto::Occurrence> for Occurrence {
-    fn from(o: proto::Occurrence) -> Self {
-        Occurrence {
-            time: time(o.time),
-            kind: o.kind,
-        }
-    }
-}
-
-impl From<proto::PreviewScheduleResponse> for Preview {
-    fn from(p: proto::PreviewScheduleResponse) -> Self {
-        Preview {
-            occurrences: p.occurrences.into_iter().map(Into::into).collect(),
-            description: p.description,
-        }
-    }
-}
-
 wire_enum!(
     /// What kind of change an event announces (`unknown`: unspecified).
     EventKind => events::EventKind {
@@ -719,124 +585,5 @@ pub struct Lagged {
 impl From<events::Lagged> for Lagged {
     fn from(l: events::Lagged) -> Self {
         Lagged { missed: l.missed }
-    }
-}
-
-/// Who a caller is, as its token says: what the web console shows and
-/// which actions it offers.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Session {
-    /// Whether calls need a token (`AUTH_PUBLIC_KEY_FILE` is set).
-    pub auth_required: bool,
-    /// The token's role (`admin`, `viewer` or `executor`); `admin` when no
-    /// token is needed.
-    pub role: String,
-    /// The token's subject.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub subject: Option<String>,
-}
-
-/// One minute of this replica's firings.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct FiringMinute {
-    /// When the minute began.
-    pub start: DateTime<Utc>,
-    /// Jobs fired.
-    pub fired: u64,
-    /// Runs that ended SUCCEEDED.
-    pub succeeded: u64,
-    /// Runs that failed (retried or failed for good).
-    pub failed: u64,
-    /// Median lateness of the firings.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lateness_p50_ms: Option<u64>,
-    /// 99th percentile of their lateness.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lateness_p99_ms: Option<u64>,
-    /// Largest lateness.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lateness_max_ms: Option<u64>,
-}
-
-impl From<MinuteSummary> for FiringMinute {
-    fn from(m: MinuteSummary) -> Self {
-        let [p50, p99, max] = m.lateness_ms.map_or([None; 3], |l| l.map(Some));
-        FiringMinute {
-            start: m.start,
-            fired: m.fired,
-            succeeded: m.succeeded,
-            failed: m.failed,
-            lateness_p50_ms: p50,
-            lateness_p99_ms: p99,
-            lateness_max_ms: max,
-        }
-    }
-}
-
-/// The last hour of this replica's firings, by minute.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Firings {
-    /// Sixty minutes, oldest first, the current one last.
-    pub minutes: Vec<FiringMinute>,
-}
-
-/// Jobs in all and by facet: each the `total_count` of the listing with
-/// that one filter.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct JobCounts {
-    /// Every job.
-    pub total: i64,
-    /// By status.
-    pub by_status: StatusCounts,
-    /// By type.
-    pub by_type: TypeCounts,
-    /// Recurring jobs.
-    pub recurring: i64,
-    /// Paused recurring jobs.
-    pub paused: i64,
-}
-
-/// Jobs by status.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct StatusCounts {
-    /// PENDING (never stored by this service).
-    pub pending: i64,
-    /// SCHEDULED.
-    pub scheduled: i64,
-    /// RUNNING.
-    pub running: i64,
-    /// SUCCEEDED.
-    pub succeeded: i64,
-    /// FAILED.
-    pub failed: i64,
-}
-
-/// Jobs by type.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct TypeCounts {
-    /// Email jobs.
-    pub email: i64,
-    /// SMS jobs.
-    pub sms: i64,
-}
-
-impl From<proto::CountJobsResponse> for JobCounts {
-    fn from(c: proto::CountJobsResponse) -> Self {
-        JobCounts {
-            total: c.total,
-            by_status: StatusCounts {
-                pending: c.pending,
-                scheduled: c.scheduled,
-                running: c.running,
-                succeeded: c.succeeded,
-                failed: c.failed,
-            },
-            by_type: TypeCounts {
-                email: c.email,
-                sms: c.sms,
-            },
-            recurring: c.recurring,
-            paused: c.paused,
-        }
     }
 }
