@@ -30,6 +30,14 @@ pub fn log_file(dir: &Path, name: &str) -> Stdio {
         .unwrap_or_else(|_| Stdio::null())
 }
 
+/// The last `lines` lines of the log at `path` (empty if it cannot be
+/// read): what a failed start says about itself.
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
 /// A running child process, killed (SIGKILL) and reaped when dropped.
 #[derive(Debug)]
 pub struct ChildProcess {

@@ -18,7 +18,7 @@ pub mod processes;
 pub mod servers;
 pub mod service;
 
-pub use child::{ChildProcess, free_port, log_file};
+pub use child::{ChildProcess, free_port, log_file, log_tail};
 pub use link::Link;
 pub use metrics::scrape_metrics;
 pub use processes::ServerProcess;

@@ -8,7 +8,7 @@
 use std::{path::Path, path::PathBuf, process::ExitStatus, time::Duration};
 
 use scheduler_service::{config::vars, grpc::proto::jobs_service_client::JobsServiceClient};
-use test_support::{ServiceChild, free_port, log_file};
+use test_support::{ServiceChild, free_port, log_file, log_tail};
 use tonic::transport::Channel;
 
 #[allow(unused_imports)] // only the durability tests use private servers
@@ -20,52 +20,71 @@ pub struct ServiceProcess {
     log_dir: PathBuf,
     /// Its gRPC port.
     pub port: u16,
-    /// The port of its `/metrics` (the same after a restart).
+    /// The port of its `/metrics` (a new one at each start).
     pub metrics_port: u16,
-    /// The port of its HTTP API (the same after a restart).
+    /// The port of its HTTP API (a new one at each start).
     pub http_port: u16,
     child: Option<ServiceChild>,
 }
 
+/// Starts of a service whose port was taken between the test picking it and
+/// the service binding it (any process of the machine may take a free port
+/// meanwhile, an outgoing connection included).
+const START_ATTEMPTS: usize = 5;
+
 impl ServiceProcess {
-    /// Starts `scheduler-service` with these variables (plus a free
+    /// Starts `scheduler-service` with these variables (plus free
     /// SERVER_PORT, METRICS_PORT and HTTP_PORT) and waits until it listens.
     pub async fn start(env: &[(String, String)], log_dir: &Path) -> Self {
-        let metrics_port = free_port().expect("a free port");
-        let mut env = env.to_vec();
-        env.push((vars::METRICS_PORT.to_owned(), metrics_port.to_string()));
-        let http_port = free_port().expect("a free port");
-        env.push((vars::HTTP_PORT.to_owned(), http_port.to_string()));
         let mut process = ServiceProcess {
-            env,
+            env: env.to_vec(),
             log_dir: log_dir.to_owned(),
             port: 0,
-            metrics_port,
-            http_port,
+            metrics_port: 0,
+            http_port: 0,
             child: None,
         };
         process.restart().await;
         process
     }
 
-    /// Starts the service (again), on a new port.
+    /// Starts the service (again), on new ports. A start that fails because
+    /// a port was taken meanwhile is tried again on others; any other
+    /// failure panics with the end of the service's log.
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "service already running");
-        let mut env = self.env.clone();
-        env.push(("RUST_LOG".to_owned(), "info".to_owned()));
-        let mut child = ServiceChild::spawn(
-            Path::new(env!("CARGO_BIN_EXE_scheduler-service")),
-            &env,
-            log_file(&self.log_dir, "service"),
-            log_file(&self.log_dir, "service"),
-        )
-        .expect("start the service binary");
-        child
-            .wait_listening(Duration::from_secs(90))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        self.port = child.port;
-        self.child = Some(child);
+        for _ in 0..START_ATTEMPTS {
+            let (metrics_port, http_port) =
+                (free_port().expect("a port"), free_port().expect("a port"));
+            let mut env = self.env.clone();
+            env.push((vars::METRICS_PORT.to_owned(), metrics_port.to_string()));
+            env.push((vars::HTTP_PORT.to_owned(), http_port.to_string()));
+            env.push(("RUST_LOG".to_owned(), "info".to_owned()));
+            let log = log_file(&self.log_dir, "service");
+            let mut child = ServiceChild::spawn(
+                Path::new(env!("CARGO_BIN_EXE_scheduler-service")),
+                &env,
+                log,
+                log_file(&self.log_dir, "service"),
+            )
+            .expect("start the service binary");
+            match child.wait_listening(Duration::from_secs(90)).await {
+                Ok(()) => {
+                    (self.port, self.metrics_port, self.http_port) =
+                        (child.port, metrics_port, http_port);
+                    self.child = Some(child);
+                    return;
+                }
+                Err(failed) => {
+                    let tail = log_tail(&self.log_dir.join("service.log"), 20);
+                    if !tail.contains("Address already in use") {
+                        panic!("{failed}; the end of its log:\n{tail}");
+                    }
+                    eprintln!("{failed}: a port was taken meanwhile; starting on others");
+                }
+            }
+        }
+        panic!("no start of {START_ATTEMPTS} found its ports free");
     }
 
     /// A gRPC client of this process.
