@@ -25,6 +25,25 @@ fn size(var: &str, default: usize) -> usize {
         .map_or(default, |value| value.parse().expect("a count"))
 }
 
+/// What a stalled run is missing: how many events arrived, the jobs with
+/// fewer than `runs_each` (and how many each has), and those with none.
+fn shortfall(events: &[common::ReceivedEvent], ids: &HashSet<String>, runs_each: usize) -> String {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for received in events {
+        *seen.entry(received.event.id.as_str()).or_default() += 1;
+    }
+    let short: Vec<_> = seen.iter().filter(|(_, n)| **n < runs_each).collect();
+    let none: Vec<_> = ids
+        .iter()
+        .filter(|id| !seen.contains_key(id.as_str()))
+        .collect();
+    format!(
+        "not every occurrence fired: {} events of {}; short: {short:?}; none: {none:?}",
+        events.len(),
+        ids.len() * runs_each
+    )
+}
+
 #[tokio::test]
 async fn three_replicas_on_postgres_publish_each_occurrence_exactly_once() {
     let (jobs, runs_each) = (
@@ -79,7 +98,7 @@ async fn three_replicas_on_postgres_publish_each_occurrence_exactly_once() {
         let event = runs
             .next(Duration::from_secs(90))
             .await
-            .expect("every occurrence fires");
+            .unwrap_or_else(|| panic!("{}", shortfall(&events, &ids, runs_each)));
         events.push(event);
     }
     for mut replica in replicas {
