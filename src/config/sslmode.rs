@@ -57,3 +57,26 @@ pub fn query(uri: &str) -> impl Iterator<Item = &str> {
         .split('&')
         .filter(|parameter| !parameter.is_empty())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mode_comes_from_the_query_string() {
+        assert_eq!(SslMode::of_uri("postgres://u:p@h/db"), Ok(None));
+        assert_eq!(
+            SslMode::of_uri("postgres://h/db?application_name=x&sslmode=verify-full"),
+            Ok(Some(SslMode::VerifyFull))
+        );
+        assert_eq!(
+            SslMode::of_uri("postgres://h/db?sslmode=require&sslmode=verify-ca"),
+            Ok(Some(SslMode::VerifyCa))
+        );
+        let err = SslMode::of_uri("postgres://h/db?sslmode=verify_full").unwrap_err();
+        assert!(
+            err.contains("verify_full") && err.contains("verify-full"),
+            "{err}"
+        );
+    }
+}

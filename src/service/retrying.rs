@@ -82,14 +82,20 @@ impl JobService {
             self.arm(job);
         } else {
             self.inner.metrics.job_failed(FailReason::Result);
-            if job.pending.dead_letter && !before.pending.dead_letter {
-                self.inner.metrics.job_dead_lettered();
-            }
+            self.count_dead_letter(before, job);
             tracing::info!(
                 attempt = job.attempt(),
                 error = report.error.as_deref(),
                 "run failed; no attempt left"
             );
+        }
+    }
+
+    /// Counts a dead letter when `after` (what `before` became) newly owes
+    /// one: its attempts ended with a failure.
+    pub(super) fn count_dead_letter(&self, before: &Job, after: &Job) {
+        if after.pending.dead_letter && !before.pending.dead_letter {
+            self.inner.metrics.job_dead_lettered();
         }
     }
 }

@@ -48,9 +48,7 @@ impl JobService {
             if !self.write_if(&job, &next, None).await? {
                 continue;
             }
-            if next.pending.dead_letter && !job.pending.dead_letter {
-                self.inner.metrics.job_dead_lettered();
-            }
+            self.count_dead_letter(&job, &next);
             match next.status {
                 JobStatus::Failed => self.inner.metrics.job_failed(FailReason::RunTimeout),
                 JobStatus::Scheduled if next.attempt() > job.attempt() => {

@@ -33,8 +33,7 @@ use rustls::{
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::StoreError;
-pub use crate::config::sslmode::SslMode;
-use crate::config::sslmode::query;
+use crate::config::sslmode::{SslMode, query};
 
 /// `uri` with the `sslmode` tokio-postgres is to use for `mode`: `require`
 /// for the verifying modes (the connector checks the certificate).
@@ -164,24 +163,6 @@ impl ServerCertVerifier for Lenient {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_mode_comes_from_the_query_string() {
-        assert_eq!(SslMode::of_uri("postgres://u:p@h/db"), Ok(None));
-        assert_eq!(
-            SslMode::of_uri("postgres://h/db?application_name=x&sslmode=verify-full"),
-            Ok(Some(SslMode::VerifyFull))
-        );
-        assert_eq!(
-            SslMode::of_uri("postgres://h/db?sslmode=require&sslmode=verify-ca"),
-            Ok(Some(SslMode::VerifyCa))
-        );
-        let err = SslMode::of_uri("postgres://h/db?sslmode=verify_full").unwrap_err();
-        assert!(
-            err.contains("verify_full") && err.contains("verify-full"),
-            "{err}"
-        );
-    }
 
     #[test]
     fn the_driver_gets_a_mode_it_knows_and_no_tls_by_default() {

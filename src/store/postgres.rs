@@ -65,10 +65,8 @@ use tokio_postgres::{
 
 #[cfg(doc)]
 use super::JobDB;
-use super::{
-    StoreError,
-    pg_tls::{self, SslMode},
-};
+use super::{StoreError, pg_tls};
+use crate::config::sslmode::SslMode;
 use errors::{map_err, map_pool_err};
 use sql::Sql;
 
