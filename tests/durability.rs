@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use common::{
     EventReader, RawProducer, create_job, create_jobs, create_request, kafka_brokers,
-    processes::{ServerProcess, ServiceProcess},
+    processes::{LogDir, ServerProcess, ServiceProcess},
     test_vars, var_of, wait_for_status,
 };
 use scheduler_service::{config::vars, grpc::proto, telemetry::metrics};
@@ -84,7 +84,7 @@ type Client = scheduler_service::grpc::proto::jobs_service_client::JobsServiceCl
 
 #[tokio::test]
 async fn a_killed_service_restarts_and_fires_every_job_once() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = LogDir::fresh();
     let env = test_vars(&[]);
     let mut service = ServiceProcess::start(&env, dir.path()).await;
     let mut client = service.client().await;
@@ -167,7 +167,7 @@ async fn events_owed_while_the_broker_is_cut_off_arrive_with_the_production_prod
 }
 
 async fn events_owed_during_an_outage_arrive_after_it(outage: Outage) {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = LogDir::fresh();
     let broker_port = free_port().expect("a free port");
     let link = Link::to(broker_port).await.expect("link");
     let (mut kafka, brokers) = match outage {
@@ -252,7 +252,7 @@ async fn events_owed_during_an_outage_arrive_after_it(outage: Outage) {
 
 #[tokio::test]
 async fn a_database_outage_is_survived_without_a_restart() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = LogDir::fresh();
     let mut mongodb = ServerProcess::mongodb(dir.path()).await;
     let uri = format!("mongodb://127.0.0.1:{}/", mongodb.port);
     let env = test_vars(&[
@@ -325,7 +325,7 @@ async fn a_database_outage_is_survived_without_a_restart() {
 /// Three replicas against one store: `uri` and a fresh namespace.
 async fn three_replicas_fire_each_job_once(uri: &str) {
     const JOBS: usize = 1_000;
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = LogDir::fresh();
     // A short window: each replica's loader looks every second. The jobs
     // are created through all three, most in shards another replica owns
     // (tests/scale_out.rs checks the shares themselves).
@@ -402,7 +402,7 @@ async fn three_replicas_on_real_mongodb_publish_each_run_exactly_once() {
 
 #[tokio::test]
 async fn a_shutdown_while_jobs_fire_and_events_are_owed_loses_and_doubles_nothing() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = LogDir::fresh();
     let broker_port = free_port().expect("a free port");
     let link = Link::to(broker_port).await.expect("link");
     let _kafka = ServerProcess::kafka_behind(dir.path(), broker_port, link.port).await;

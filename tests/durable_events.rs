@@ -19,7 +19,7 @@ use common::{
         ack, channel_to, embedded_vars, job_id, next_event, next_item, spawn_embedded, subscribe,
         try_ack, wait_until_running,
     },
-    processes::ServiceProcess,
+    processes::{LogDir, ServiceProcess},
 };
 use scheduler_service::{
     config::vars,
@@ -83,7 +83,7 @@ fn each_run_once_in_order(events: &[JobEvent]) {
 
 #[tokio::test]
 async fn after_a_kill_9_while_a_named_subscriber_is_away_it_receives_every_run_once_in_order() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = LogDir::fresh();
     let env = embedded_vars(&dir.path().join("data"));
     let mut service = ServiceProcess::start(&env, dir.path()).await;
     let channel = channel_to(service.port).await;
@@ -125,7 +125,7 @@ async fn after_a_kill_9_while_a_named_subscriber_is_away_it_receives_every_run_o
 
 #[tokio::test]
 async fn a_named_subscriber_that_reconnects_gets_what_it_did_not_acknowledge_then_what_came() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = LogDir::fresh();
     let mut app = spawn_embedded(dir.path(), &[]).await;
     let mut stream = subscribe(&app.channel, &[EventKind::Run], "resumer").await;
     let ids = create_jobs(&mut app.client, "resumed", 2, 0, 100).await;
@@ -163,7 +163,7 @@ async fn a_named_subscriber_that_reconnects_gets_what_it_did_not_acknowledge_the
 
 #[tokio::test]
 async fn one_names_streams_share_the_events_and_each_other_name_gets_them_all() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = LogDir::fresh();
     let mut app = spawn_embedded(dir.path(), &[]).await;
     let mut shared = [
         subscribe(&app.channel, &[EventKind::Run], "shared").await,
@@ -207,7 +207,7 @@ async fn one_names_streams_share_the_events_and_each_other_name_gets_them_all() 
 
 #[tokio::test]
 async fn a_name_back_after_the_retention_removed_its_events_learns_how_many_it_missed() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = LogDir::fresh();
     let mut app = spawn_embedded(dir.path(), &[(vars::EVENTS_RETENTION, "4,7d")]).await;
     let mut stream = subscribe(&app.channel, &[], "late").await;
     let first = create_job(&mut app.client, create_request("first", 0)).await;
@@ -243,7 +243,7 @@ async fn a_name_back_after_the_retention_removed_its_events_learns_how_many_it_m
 
 #[tokio::test]
 async fn an_anonymous_subscriber_gets_only_events_published_while_it_listens() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = LogDir::fresh();
     let mut app = spawn_embedded(dir.path(), &[]).await;
     // A named subscriber shows when the first job's run is published.
     let mut witness = subscribe(&app.channel, &[EventKind::Run], "witness").await;

@@ -13,7 +13,7 @@ use common::{
         ack, channel_to, embedded_vars, job_id, next_event, next_item, spawn_embedded,
         wait_until_running,
     },
-    processes::ServiceProcess,
+    processes::{LogDir, ServiceProcess},
 };
 use scheduler_service::grpc::{
     proto::{self, jobs_service_client::JobsServiceClient},
@@ -41,7 +41,7 @@ async fn next_run(stream: &mut Streaming<SubscribeResponse>) -> (String, i64) {
 
 #[tokio::test]
 async fn the_whole_cycle_runs_with_no_external_server() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = LogDir::fresh();
     let mut app = spawn_embedded(dir.path(), &[]).await;
     let mut runs = subscribe(&app.channel, &[EventKind::Run]).await;
     let id = create_job(&mut app.client, create_request("embedded", 300)).await;
@@ -102,7 +102,7 @@ async fn the_whole_cycle_runs_with_no_external_server() {
 
 #[tokio::test]
 async fn two_subscribers_both_receive_every_run_event() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = LogDir::fresh();
     let mut app = spawn_embedded(dir.path(), &[]).await;
     let mut first = subscribe(&app.channel, &[EventKind::Run]).await;
     let mut second = subscribe(&app.channel, &[]).await;
@@ -135,7 +135,7 @@ async fn two_subscribers_both_receive_every_run_event() {
 
 #[tokio::test]
 async fn kill_9_and_restart_keep_and_fire_every_job() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = LogDir::fresh();
     let env = embedded_vars(&dir.path().join("data"));
     let mut service = ServiceProcess::start(&env, dir.path()).await;
     let mut client: JobsServiceClient<Channel> = service.client().await;

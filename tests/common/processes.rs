@@ -5,7 +5,11 @@
 //! this adds what the tests want of them: the binary built with them, its
 //! log in the test's folder, a restart on a new port and a client.
 
-use std::{path::Path, path::PathBuf, process::ExitStatus, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitStatus,
+    time::Duration,
+};
 
 use scheduler_service::{config::vars, grpc::proto::jobs_service_client::JobsServiceClient};
 use test_support::{ServiceChild, free_port, log_file, log_tail};
@@ -14,10 +18,52 @@ use tonic::transport::Channel;
 #[allow(unused_imports)] // only the durability tests use private servers
 pub use test_support::ServerProcess;
 
+/// A folder for the logs of a test's processes, deleted when the test
+/// passes and kept when it fails (its path on standard error), so that a
+/// failure in CI can be read afterwards.
+pub struct LogDir(Option<tempfile::TempDir>);
+
+impl LogDir {
+    /// A new, empty folder.
+    pub fn fresh() -> Self {
+        LogDir(Some(tempfile::tempdir().expect("temp dir")))
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        self.0.as_ref().expect("present until dropped").path()
+    }
+}
+
+impl Drop for LogDir {
+    fn drop(&mut self) {
+        if let (true, Some(dir)) = (std::thread::panicking(), self.0.take()) {
+            eprintln!(
+                "the failed test's logs are kept in {}",
+                dir.keep().display()
+            );
+        }
+    }
+}
+
+/// The first of `service`, `service-2`, … with no log yet in `dir`.
+fn free_log_name(dir: &Path) -> String {
+    (1..)
+        .map(|n| match n {
+            1 => "service".to_owned(),
+            n => format!("service-{n}"),
+        })
+        .find(|name| !dir.join(format!("{name}.log")).exists())
+        .expect("a free name")
+}
+
 /// The service binary running as a child process.
 pub struct ServiceProcess {
     env: Vec<(String, String)>,
     log_dir: PathBuf,
+    /// Its log's name, kept across restarts: `service` (`service.log`) for
+    /// the first process of a folder, `service-2` for the second, and so on.
+    log_name: String,
     /// Its gRPC port.
     pub port: u16,
     /// The port of its `/metrics` (a new one at each start).
@@ -39,6 +85,7 @@ impl ServiceProcess {
         let mut process = ServiceProcess {
             env: env.to_vec(),
             log_dir: log_dir.to_owned(),
+            log_name: free_log_name(log_dir),
             port: 0,
             metrics_port: 0,
             http_port: 0,
@@ -60,12 +107,11 @@ impl ServiceProcess {
             env.push((vars::METRICS_PORT.to_owned(), metrics_port.to_string()));
             env.push((vars::HTTP_PORT.to_owned(), http_port.to_string()));
             env.push(("RUST_LOG".to_owned(), "info".to_owned()));
-            let log = log_file(&self.log_dir, "service");
             let mut child = ServiceChild::spawn(
                 Path::new(env!("CARGO_BIN_EXE_scheduler-service")),
                 &env,
-                log,
-                log_file(&self.log_dir, "service"),
+                log_file(&self.log_dir, &self.log_name),
+                log_file(&self.log_dir, &self.log_name),
             )
             .expect("start the service binary");
             match child.wait_listening(Duration::from_secs(90)).await {
@@ -76,7 +122,7 @@ impl ServiceProcess {
                     return;
                 }
                 Err(failed) => {
-                    let tail = log_tail(&self.log_dir.join("service.log"), 20);
+                    let tail = log_tail(&self.log_dir.join(format!("{}.log", self.log_name)), 20);
                     if !tail.contains("Address already in use") {
                         panic!("{failed}; the end of its log:\n{tail}");
                     }
