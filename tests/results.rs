@@ -640,10 +640,13 @@ async fn a_result_the_store_cannot_take_while_cut_off_is_a_dead_letter_and_later
     let link = Link::to(postgres_port()).await.expect("link");
     let uri = postgres_uri_on(link.port);
     let schema = fresh_schema("cut_off");
+    // A store call fails after 2 s (a connection made on a loaded machine
+    // before the cut must not), and a result is retried for 5 s: at least
+    // two failed attempts before it is a dead letter.
     let overrides = [
         (vars::DATABASE_URI, uri.as_str()),
-        (vars::DATABASE_TIMEOUT_MS, "500"),
-        (vars::RUN_RESULT_RETRY_SECS, "1"),
+        (vars::DATABASE_TIMEOUT_MS, "2000"),
+        (vars::RUN_RESULT_RETRY_SECS, "5"),
     ];
     let mut setup = Setup::on_postgres(&schema, &overrides, None).await;
     let held = setup.fired(create_request("held", 0)).await;
@@ -782,8 +785,10 @@ async fn a_dead_letter_the_broker_does_not_take_is_retried_and_committed_only_on
         (vars::KAFKA_MESSAGE_TIMEOUT_MS, "1000"),
         (vars::DATABASE_URI, &uri),
         (vars::DATABASE_DB_NAME, &schema),
-        (vars::DATABASE_TIMEOUT_MS, "500"),
-        (vars::RUN_RESULT_RETRY_SECS, "1"),
+        // The first failed attempt after 2 s; the dead letter after 6, once
+        // the test has cut the broker off too.
+        (vars::DATABASE_TIMEOUT_MS, "2000"),
+        (vars::RUN_RESULT_RETRY_SECS, "6"),
     ])
     .await;
     let group = Committed::on(&brokers, &app);
