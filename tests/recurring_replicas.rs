@@ -15,7 +15,7 @@ use std::{
 use chrono::{DateTime, TimeDelta, Utc};
 use common::{
     EventReader, kafka_brokers,
-    processes::{LogDir, ServiceProcess},
+    processes::{LogDir, ServiceProcess, wait_for_total_metric},
     test_vars, var_of,
 };
 use scheduler_service::{config::vars, grpc::proto, telemetry::metrics::EVENTS_PUBLISHED};
@@ -30,12 +30,16 @@ fn size(var: &str, default: usize) -> usize {
         .map_or(default, |value| value.parse().expect("a count"))
 }
 
-/// What a stalled run is missing: how many events arrived, the jobs with
-/// fewer than `runs_each` (and how many each has), and those with none.
-fn shortfall(events: &[common::ReceivedEvent], ids: &HashSet<String>, runs_each: usize) -> String {
+/// What a stalled run is missing: how many occurrences arrived, the jobs
+/// with fewer than `runs_each` (and how many each has), and those with none.
+fn shortfall(
+    occurrences: &HashSet<(String, Option<String>)>,
+    ids: &HashSet<String>,
+    runs_each: usize,
+) -> String {
     let mut seen: HashMap<&str, usize> = HashMap::new();
-    for received in events {
-        *seen.entry(received.event.id.as_str()).or_default() += 1;
+    for (id, _) in occurrences {
+        *seen.entry(id.as_str()).or_default() += 1;
     }
     let short: Vec<_> = seen.iter().filter(|(_, n)| **n < runs_each).collect();
     let none: Vec<_> = ids
@@ -43,8 +47,8 @@ fn shortfall(events: &[common::ReceivedEvent], ids: &HashSet<String>, runs_each:
         .filter(|id| !seen.contains_key(id.as_str()))
         .collect();
     format!(
-        "not every occurrence fired: {} events of {}; short: {short:?}; none: {none:?}",
-        events.len(),
+        "not every occurrence fired: {} occurrences of {}; short: {short:?}; none: {none:?}",
+        occurrences.len(),
         ids.len() * runs_each
     )
 }
@@ -107,11 +111,19 @@ async fn three_replicas_on_postgres_fire_each_occurrence_once_and_publish_it_onc
         let event = runs
             .next(Duration::from_secs(90))
             .await
-            .unwrap_or_else(|| panic!("{}", shortfall(&events, &ids, runs_each)));
+            .unwrap_or_else(|| panic!("{}", shortfall(&occurrences, &ids, runs_each)));
         occurrences.insert((event.event.id.clone(), event.event.occurrence.clone()));
         events.push(event);
     }
-    let acknowledged = acknowledged_runs(&replicas, &env, jobs * runs_each).await;
+    // The run events the replicas' producers had acknowledged, once they
+    // are all counted (a reader may see the last ones first).
+    let acknowledged = wait_for_total_metric(
+        &replicas,
+        EVENTS_PUBLISHED,
+        &[("topic", var_of(&env, vars::TOPIC_JOB_RUN))],
+        (jobs * runs_each) as f64,
+    )
+    .await;
     for mut replica in replicas {
         assert!(replica.terminate().await.success(), "graceful exit");
     }
@@ -135,30 +147,6 @@ async fn three_replicas_on_postgres_fire_each_occurrence_once_and_publish_it_onc
             "{} copies on the topic beyond the acknowledged publishes",
             events.len() - jobs * runs_each
         );
-    }
-}
-
-/// The run events the replicas' producers had acknowledged (their
-/// `scheduler_events_published_total`), once they reach `least` (a reader
-/// may see the last ones before their acknowledgements are counted).
-async fn acknowledged_runs(
-    replicas: &[ServiceProcess],
-    env: &[(String, String)],
-    least: usize,
-) -> f64 {
-    let topic = var_of(env, vars::TOPIC_JOB_RUN);
-    let mut waited = Duration::ZERO;
-    loop {
-        let mut sum = 0.0;
-        for replica in replicas {
-            sum += replica.metric(EVENTS_PUBLISHED, &[("topic", topic)]).await;
-        }
-        // A bound on a hang, not a timing assertion.
-        if sum >= least as f64 || waited > Duration::from_secs(60) {
-            return sum;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        waited += Duration::from_millis(100);
     }
 }
 

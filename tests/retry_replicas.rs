@@ -14,7 +14,7 @@ use std::{
 
 use common::{
     EventReader, RawProducer, ReceivedEvent, get_job, kafka_brokers,
-    processes::{LogDir, ServiceProcess},
+    processes::{LogDir, ServiceProcess, total_metric},
     test_vars, var_of,
 };
 use scheduler_service::{
@@ -162,10 +162,7 @@ async fn three_replicas_given_each_failure_twice_retry_it_exactly_once() {
         }
         events.push(run);
     }
-    let mut retries = 0.0;
-    for replica in &replicas {
-        retries += replica.metric(metrics::RETRIES_SCHEDULED, &[]).await;
-    }
+    let retries = total_metric(&replicas, metrics::RETRIES_SCHEDULED, &[]).await;
     assert_eq!(
         retries, JOBS as f64,
         "each failure retried once, by one replica"

@@ -122,7 +122,7 @@ impl ServiceProcess {
                     return;
                 }
                 Err(failed) => {
-                    let tail = log_tail(&self.log_dir.join(format!("{}.log", self.log_name)), 20);
+                    let tail = log_tail(&self.log_path(), 20);
                     if !tail.contains("Address already in use") {
                         panic!("{failed}; the end of its log:\n{tail}");
                     }
@@ -152,18 +152,12 @@ impl ServiceProcess {
     /// Waits until the series `name{labels}` is at least `least` (a bound
     /// of a minute on a hang).
     pub async fn wait_for_metric(&self, name: &str, labels: &[(&str, &str)], least: f64) -> f64 {
-        let waited = tokio::time::timeout(Duration::from_secs(60), async {
-            loop {
-                let value = self.metric(name, labels).await;
-                if value >= least {
-                    return value;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        });
-        waited
-            .await
-            .unwrap_or_else(|_| panic!("{name}{labels:?} never reached {least}"))
+        wait_for_total_metric(std::slice::from_ref(self), name, labels, least).await
+    }
+
+    /// Its log file.
+    fn log_path(&self) -> PathBuf {
+        self.log_dir.join(format!("{}.log", self.log_name))
     }
 
     /// SIGKILL: the process dies at once, mid-whatever.
@@ -182,4 +176,39 @@ impl ServiceProcess {
             .expect("the wait for the service's exit")
             .expect("exit status")
     }
+}
+
+/// The sum of the series `name{labels}` over these processes' `/metrics`.
+pub async fn total_metric(
+    processes: &[ServiceProcess],
+    name: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
+    let mut sum = 0.0;
+    for process in processes {
+        sum += process.metric(name, labels).await;
+    }
+    sum
+}
+
+/// Waits until the sum of the series `name{labels}` over these processes
+/// is at least `least` (a bound of a minute on a hang), and returns it.
+pub async fn wait_for_total_metric(
+    processes: &[ServiceProcess],
+    name: &str,
+    labels: &[(&str, &str)],
+    least: f64,
+) -> f64 {
+    let waited = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let value = total_metric(processes, name, labels).await;
+            if value >= least {
+                return value;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    waited
+        .await
+        .unwrap_or_else(|_| panic!("{name}{labels:?} never reached {least}"))
 }
