@@ -52,8 +52,8 @@ use crate::domain::{
 use codec::{decode, decode_facets, encode, id_of};
 use errors::{other, storage};
 use tables::{
-    CLIENT_KEYS, DUE, FINISHED, Index, JOBS, LISTING, OUTBOX, RUNNING, claim_in, fill_finished,
-    read_job, scanned_job, write_job,
+    CLIENT_KEYS, DUE, FINISHED, Index, IndexTable, JOBS, JobTables, LISTING, OUTBOX, RUNNING,
+    fill_finished, read_job, scanned_job,
 };
 use writer::{OnCommit, QueuedWrite, Write, run_writer};
 
@@ -114,8 +114,8 @@ impl EmbeddedJobDB {
         // Create every table, so that reads never meet a missing one.
         txn.open_table(JOBS).map_err(storage)?;
         txn.open_table(CLIENT_KEYS).map_err(storage)?;
-        for table in [LISTING, DUE, OUTBOX, RUNNING, FINISHED] {
-            txn.open_table(table).map_err(storage)?;
+        for table in IndexTable::ALL {
+            txn.open_table(table.definition()).map_err(storage)?;
         }
         fill_finished(&txn)?;
         txn.open_table(runs::RUNS).map_err(storage)?;
@@ -257,11 +257,11 @@ impl JobDB for EmbeddedJobDB {
     async fn insert(&self, job: &Job) -> Result<(), StoreError> {
         let job = job.clone();
         self.write(move |txn| {
-            let existing = read_job(&txn.open_table(JOBS).map_err(storage)?, job.id)?;
-            if existing.is_some() {
+            let mut tables = JobTables::new(txn);
+            if tables.read(job.id)?.is_some() {
                 return Err(StoreError::Other(format!("duplicate id {}", job.id)));
             }
-            write_job(txn, job.id, None, Some(&job))
+            tables.write(job.id, None, Some(&job))
         })
         .await
     }
@@ -357,10 +357,10 @@ impl JobDB for EmbeddedJobDB {
         let job = job.clone();
         let ended = ended.to_vec();
         self.write(move |txn| {
-            let current = read_job(&txn.open_table(JOBS).map_err(storage)?, job.id)?;
-            match current {
+            let mut tables = JobTables::new(txn);
+            match tables.read(job.id)? {
                 Some(current) if current.version == expected_version => {
-                    write_job(txn, job.id, Some(&current), Some(&job))?;
+                    tables.write(job.id, Some(&current), Some(&job))?;
                     runs::record(txn, &ended)?;
                     Ok(true)
                 }
@@ -372,10 +372,11 @@ impl JobDB for EmbeddedJobDB {
 
     async fn delete(&self, id: JobId) -> Result<bool, StoreError> {
         self.write(move |txn| {
-            let current = read_job(&txn.open_table(JOBS).map_err(storage)?, id)?;
+            let mut tables = JobTables::new(txn);
+            let current = tables.read(id)?;
             runs::forget(txn, id)?;
             match current {
-                Some(current) => write_job(txn, id, Some(&current), None).map(|()| true),
+                Some(current) => tables.write(id, Some(&current), None).map(|()| true),
                 None => Ok(false),
             }
         })
@@ -407,7 +408,7 @@ impl JobDB for EmbeddedJobDB {
         now: DateTime<Utc>,
     ) -> Result<Option<Job>, StoreError> {
         self.write(move |txn| {
-            let Some((job, ended)) = claim_in(txn, id, fire_token, now)? else {
+            let Some((job, ended)) = JobTables::new(txn).claim(id, fire_token, now)? else {
                 return Ok(None);
             };
             runs::record(txn, &ended)?;
@@ -425,11 +426,12 @@ impl JobDB for EmbeddedJobDB {
     ) -> Result<Vec<Job>, ClaimManyError> {
         let batch = firings.to_vec();
         self.write(move |txn| {
+            let mut tables = JobTables::new(txn);
             let mut claimed = Vec::with_capacity(batch.len());
             let mut ended = Vec::new();
             for &(id, fire_token) in &batch {
                 // Each claim reads the job again: one listed twice is claimed once.
-                if let Some((job, runs)) = claim_in(txn, id, fire_token, now)? {
+                if let Some((job, runs)) = tables.claim(id, fire_token, now)? {
                     claimed.push(job);
                     ended.extend(runs);
                 }
@@ -452,8 +454,8 @@ impl JobDB for EmbeddedJobDB {
         let now = stored_time(now);
         let (result, fire_token) = (report.status, report.fire_token);
         self.write(move |txn| {
-            let current = read_job(&txn.open_table(JOBS).map_err(storage)?, id)?;
-            let Some(current) = current else {
+            let mut tables = JobTables::new(txn);
+            let Some(current) = tables.read(id)? else {
                 return Ok(ResultOutcome::UnknownJob);
             };
             // Decided inside the write transaction: the check and the write
@@ -462,7 +464,7 @@ impl JobDB for EmbeddedJobDB {
                 Ok(taken) => taken,
                 Err(refused) => return Ok(ResultOutcome::refused(refused)),
             };
-            write_job(txn, id, Some(&current), Some(&taken))?;
+            tables.write(id, Some(&current), Some(&taken))?;
             runs::record(txn, &history::changes(&current, &taken, Some(&report), now))?;
             Ok(ResultOutcome::Stored)
         })
@@ -487,8 +489,10 @@ impl JobDB for EmbeddedJobDB {
         remaining: PendingEvents,
     ) -> Result<bool, StoreError> {
         // The events it clears are logged in the same transaction.
-        self.write_logged(move |txn, logged| log::settle_owed(txn, id, version, remaining, logged))
-            .await
+        self.write_logged(move |txn, logged| {
+            log::settle_owed(&mut JobTables::new(txn), id, version, remaining, logged)
+        })
+        .await
     }
 
     /// One write transaction for the whole batch, as for `claim_many`; the
@@ -496,9 +500,10 @@ impl JobDB for EmbeddedJobDB {
     async fn clear_pending_many(&self, jobs: &[(JobId, i64)]) -> Result<Vec<JobId>, StoreError> {
         let jobs = jobs.to_vec();
         self.write_logged(move |txn, logged| {
+            let mut tables = JobTables::new(txn);
             let mut cleared = Vec::with_capacity(jobs.len());
             for &(id, version) in &jobs {
-                if log::settle_owed(txn, id, version, PendingEvents::NONE, logged)? {
+                if log::settle_owed(&mut tables, id, version, PendingEvents::NONE, logged)? {
                     cleared.push(id);
                 }
             }
@@ -520,12 +525,13 @@ impl JobDB for EmbeddedJobDB {
     /// same write that deletes it.
     async fn delete_if(&self, id: JobId, version: i64) -> Result<bool, StoreError> {
         self.write_logged(move |txn, logged| {
-            if !log::settle_owed(txn, id, version, PendingEvents::NONE, logged)? {
+            let mut tables = JobTables::new(txn);
+            if !log::settle_owed(&mut tables, id, version, PendingEvents::NONE, logged)? {
                 return Ok(false);
             }
-            let settled = read_job(&txn.open_table(JOBS).map_err(storage)?, id)?;
+            let settled = tables.read(id)?;
             runs::forget(txn, id)?;
-            write_job(txn, id, settled.as_ref(), None)?;
+            tables.write(id, settled.as_ref(), None)?;
             Ok(true)
         })
         .await

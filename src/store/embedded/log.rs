@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::{EmbeddedJobDB, decode, encode, id_of, other, read_job, storage, write_job};
+use super::{EmbeddedJobDB, JobTables, decode, encode, id_of, other, storage};
 use crate::{
     domain::{EventFilter, EventKind, Job, JobId, JobType, LoggedEvent, PendingEvents},
     store::{
@@ -217,13 +217,13 @@ pub(super) fn append(
 /// job owes, so a job cleared twice at one version (a call and the relay
 /// racing) logs its events once. Returns whether the job was set.
 pub(super) fn settle_owed(
-    txn: &redb::WriteTransaction,
+    tables: &mut JobTables<'_>,
     id: JobId,
     version: i64,
     remaining: PendingEvents,
     logged: &mut Vec<LoggedEvent>,
 ) -> Result<bool, StoreError> {
-    let current = read_job(&txn.open_table(super::JOBS).map_err(storage)?, id)?;
+    let current = tables.read(id)?;
     let Some(current) = current.filter(|c| c.version == version) else {
         return Ok(false);
     };
@@ -243,7 +243,7 @@ pub(super) fn settle_owed(
         pending: remaining,
         ..current.clone()
     };
-    write_job(txn, id, Some(&current), Some(&updated))?;
+    tables.write(id, Some(&current), Some(&updated))?;
     Ok(true)
 }
 

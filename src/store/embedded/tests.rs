@@ -25,10 +25,11 @@ fn queued_insert(
 ) {
     let (reply, answer) = tokio::sync::oneshot::channel();
     let op = move |txn: &redb::WriteTransaction| {
-        if read_job(&txn.open_table(JOBS).map_err(storage)?, job.id)?.is_some() {
+        let mut tables = JobTables::new(txn);
+        if tables.read(job.id)?.is_some() {
             return Err(StoreError::Other("duplicate".into()));
         }
-        write_job(txn, job.id, None, Some(&job))
+        tables.write(job.id, None, Some(&job))
     };
     let write = Write {
         op,
