@@ -389,7 +389,10 @@ mod tests {
     use crate::{
         config::SchedulerSettings,
         domain::JobStatus,
-        service::testing::{RecordingProducer, TestService},
+        service::{
+            firing::ClaimSlot,
+            testing::{RecordingProducer, TestService},
+        },
         telemetry::metrics,
     };
     use tokio_util::sync::CancellationToken;
@@ -413,8 +416,12 @@ mod tests {
         let svc = t.svc.clone();
         svc.create(t.spec(-1_500)).await.unwrap();
         let firing = t.next_firings(1).await[0];
-        svc.fire_batch(vec![firing], &CancellationToken::new())
-            .await;
+        svc.fire_batch(
+            vec![firing],
+            ClaimSlot::default(),
+            &CancellationToken::new(),
+        )
+        .await;
         let text = svc.metrics().render(0);
         let bucket = |le: &str| {
             let series = format!("{}_bucket{{le=\"{le}\"}} ", metrics::RUN_PUBLISH_LATENESS);
@@ -433,7 +440,8 @@ mod tests {
         producer.set_down(true);
         let job = svc.create(t.spec(-1)).await.unwrap();
         let due = t.next_firings(1).await;
-        svc.fire_batch(due, &CancellationToken::new()).await;
+        svc.fire_batch(due, ClaimSlot::default(), &CancellationToken::new())
+            .await;
         let stored = svc.get(job.id).await.unwrap();
         assert_eq!(stored.status, JobStatus::Running);
         assert!(stored.pending.create && stored.pending.run, "{stored:?}");
@@ -510,7 +518,10 @@ mod tests {
         producer.hold(true);
         let firing = tokio::spawn({
             let svc = svc.clone();
-            async move { svc.fire_batch(due, &CancellationToken::new()).await }
+            async move {
+                svc.fire_batch(due, ClaimSlot::default(), &CancellationToken::new())
+                    .await
+            }
         });
         while producer.attempts() < 2 {
             tokio::task::yield_now().await;

@@ -11,9 +11,13 @@
 //! Batching is what lets a store keep up when many jobs fall due together:
 //! one statement (one commit) claims a batch, and one more clears its
 //! outbox entries, instead of two per job. At most [`BATCHES_IN_FLIGHT`]
-//! batches run at once, and each is sized from the backlog when it starts
-//! ([`batch_size`]): the firings queued in the channel, spread over the
-//! free batch slots (its own included), at least one and at most
+//! batches claim at once, each in a claim slot ([`ClaimSlot`]) that it
+//! gives back as soon as its claim is answered, so that the next batch's
+//! claim overlaps this one's publishes and outbox clear; at most
+//! `fire_concurrency` firings are in flight, from their batch's start to
+//! the end of its delivery. Each batch is sized from the backlog when it
+//! starts ([`batch_size`]): the firings queued in the channel, spread over
+//! the free claim slots (its own included), at least one and at most
 //! `fire_concurrency / BATCHES_IN_FLIGHT` (and [`BATCH_MAX`]). A batch
 //! never waits to fill: a lone job fires at once in a batch of one, and a
 //! few due together go out in small batches side by side, for latency;
@@ -33,15 +37,17 @@
 //! burst's size sets the batches': a backlog shared among the free slots
 //! goes out in parallel batches rather than whole in the first one, and a
 //! light load keeps batches small.
-//! Measured with these defaults (BENCHMARKS.md, "Bursts without tuning", a
-//! shared 2-core machine): 10,000 jobs due within one second, median p99
-//! 41 ms on the embedded store and 144 ms on PostgreSQL (48 ms in the least
-//! loaded run); 30,000, 1.6 s on the embedded store and 585 ms to 1.6 s on
-//! PostgreSQL (issue 19's targets are 50 and 150 ms). What limits a burst of
-//! 30,000 is no longer the batch size: on PostgreSQL, the 4 slots with
-//! batches at their bound of 512, each held about 100 ms (the claim about
-//! 40 ms, then the publishes and the outbox clear); on the embedded store,
-//! its single writer thread.
+//! Measured with these defaults (BENCHMARKS.md, "Claim slots and the
+//! embedded store's tables", a shared 2-core machine, medians of three
+//! runs): 10,000 jobs due within one second reach a consumer with p99
+//! 35 ms on the embedded store and 58 ms on PostgreSQL (73 and 90 ms when
+//! a batch held its slot until its delivery ended); 30,000, about 380 to
+//! 550 ms on either (issue 19's targets are 50 and 150 ms). What limits a
+//! burst of 30,000 is no longer the batch size: on PostgreSQL, the
+//! server's CPU for the claims and outbox clears (40 to 100 µs a
+//! firing);
+//! on the embedded store, its single writer, which commits each claim and
+//! each clear in turn.
 //!
 //! [`delivery`]: super::delivery
 
@@ -51,7 +57,7 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::{Semaphore, mpsc::UnboundedReceiver};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc::UnboundedReceiver};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{JobService, job_span};
@@ -119,6 +125,21 @@ impl Drop for Settle {
     }
 }
 
+/// A batch's claim slot, one of [`BATCHES_IN_FLIGHT`]: held while the
+/// batch's claim is asked (and retried while the store fails), given back
+/// once every firing is answered, so that the next batch's claim overlaps
+/// this one's delivery (its publishes and its outbox clear). Empty for a
+/// claim outside the firing loop.
+#[derive(Default)]
+pub(crate) struct ClaimSlot(Option<OwnedSemaphorePermit>);
+
+impl ClaimSlot {
+    /// Gives the slot back.
+    fn free(&mut self) {
+        self.0.take();
+    }
+}
+
 impl JobService {
     /// Fires the timer's firings in batches until the timer stops. In-flight
     /// batches are tracked by `in_flight`, for shutdown to wait on them.
@@ -128,19 +149,32 @@ impl JobService {
         in_flight: TaskTracker,
         shutdown: CancellationToken,
     ) {
-        let concurrency = self.settings().fire_concurrency;
+        let concurrency = self.settings().fire_concurrency.max(1);
         let batch_max = (concurrency / BATCHES_IN_FLIGHT).clamp(1, BATCH_MAX);
-        let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT.min(concurrency).max(1)));
+        let claim_slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT.min(concurrency)));
+        let in_flight_bound = Arc::new(Semaphore::new(concurrency));
         loop {
-            // Take a slot before reading: while every slot is busy, firings
-            // accumulate in the channel for the next batch.
-            let Ok(slot) = slots.clone().acquire_owned().await else {
+            // Take a claim slot before reading: while every slot is busy,
+            // firings accumulate in the channel for the next batch.
+            let Ok(slot) = claim_slots.clone().acquire_owned().await else {
                 return;
             };
             let Some(first) = firings.recv().await else {
                 return;
             };
-            let size = batch_size(firings.len() + 1, slots.available_permits() + 1, batch_max);
+            let size = batch_size(
+                firings.len() + 1,
+                claim_slots.available_permits() + 1,
+                batch_max,
+            );
+            // The channel only grows meanwhile, so the batch takes `size`.
+            let Ok(held) = in_flight_bound
+                .clone()
+                .acquire_many_owned(u32::try_from(size).unwrap_or(u32::MAX))
+                .await
+            else {
+                return;
+            };
             let batch = take_batch(first, &mut firings, size);
             let service = self.clone();
             let shutdown = shutdown.clone();
@@ -149,8 +183,10 @@ impl JobService {
                 ids: batch.iter().map(|f| f.id).collect(),
             };
             in_flight.spawn(async move {
-                service.fire_batch(batch, &shutdown).await;
-                drop((settle, slot));
+                service
+                    .fire_batch(batch, ClaimSlot(Some(slot)), &shutdown)
+                    .await;
+                drop((settle, held));
             });
         }
     }
@@ -159,7 +195,12 @@ impl JobService {
     /// is skipped on its own; the others are claimed in the store in one call
     /// and their events delivered.
     #[tracing::instrument(skip_all, fields(jobs = firings.len()))]
-    pub(crate) async fn fire_batch(&self, firings: Vec<Firing>, shutdown: &CancellationToken) {
+    pub(crate) async fn fire_batch(
+        &self,
+        firings: Vec<Firing>,
+        slot: ClaimSlot,
+        shutdown: &CancellationToken,
+    ) {
         let mut to_claim = Vec::with_capacity(firings.len());
         let mut misfired = Vec::new();
         for firing in firings {
@@ -174,7 +215,7 @@ impl JobService {
             async {
                 futures::future::join_all(misfired).await;
             },
-            self.claim(to_claim, shutdown)
+            self.claim(to_claim, slot, shutdown)
         );
     }
 
@@ -194,8 +235,14 @@ impl JobService {
     /// or shutdown, leaving out jobs armed again meanwhile (updated, or
     /// re-armed by the loader: their new arming fires them); the jobs claimed
     /// meanwhile (a store that claims job by job can fail part of a batch)
-    /// are delivered at once.
-    async fn claim(&self, mut firings: Vec<Firing>, shutdown: &CancellationToken) {
+    /// are delivered at once. The claim slot is given back once every firing
+    /// is answered, before the delivery.
+    async fn claim(
+        &self,
+        mut firings: Vec<Firing>,
+        mut slot: ClaimSlot,
+        shutdown: &CancellationToken,
+    ) {
         let mut backoff = Backoff::default();
         while !firings.is_empty() {
             let tokens: Vec<(JobId, i64)> = firings.iter().map(|f| (f.id, f.fire_token)).collect();
@@ -219,6 +266,9 @@ impl JobService {
             // Answered: vacant again for the loader (after a lost claim,
             // `rearm_if_stale` may arm the job under its newer token).
             self.inner.timer.settle(answered.iter().map(|f| f.id));
+            if retry.is_empty() {
+                slot.free();
+            }
             self.after_claim(answered, claimed).await;
             firings = retry;
             if firings.is_empty() || !backoff.wait(shutdown).await {
@@ -282,7 +332,11 @@ impl JobService {
         let mut backoff = Backoff::default();
         loop {
             match self.fail_misfired(firing).await {
-                Ok(Misfire::Recurring) => return self.claim(vec![firing], shutdown).await,
+                Ok(Misfire::Recurring) => {
+                    return self
+                        .claim(vec![firing], ClaimSlot::default(), shutdown)
+                        .await;
+                }
                 Ok(Misfire::Failed(failed)) => {
                     self.inner.metrics.job_failed(FailReason::Misfire);
                     let span = job_span("misfire", &failed);

@@ -125,7 +125,10 @@ mod tests {
         clock::Clock,
         config::SchedulerSettings,
         domain::retry::RetryPolicy,
-        service::testing::{RecordingProducer, TestService},
+        service::{
+            firing::ClaimSlot,
+            testing::{RecordingProducer, TestService},
+        },
         timer::Firing,
     };
 
@@ -143,7 +146,11 @@ mod tests {
         let job = t.svc.create(t.spec(-1)).await.unwrap();
         let firing = t.next_firings(1).await[0];
         t.svc
-            .fire_batch(vec![firing], &CancellationToken::new())
+            .fire_batch(
+                vec![firing],
+                ClaimSlot::default(),
+                &CancellationToken::new(),
+            )
             .await;
         (t, producer, job, firing)
     }
@@ -210,8 +217,12 @@ mod tests {
         // The second attempt times out too: no attempt is left.
         t.advance_ms(5_000);
         let refired = t.next_firings(1).await[0];
-        svc.fire_batch(vec![refired], &CancellationToken::new())
-            .await;
+        svc.fire_batch(
+            vec![refired],
+            ClaimSlot::default(),
+            &CancellationToken::new(),
+        )
+        .await;
         t.advance_ms(600_001);
         assert_eq!(svc.expire_stuck_runs().await.unwrap(), 1);
         let ended = svc.get(job.id).await.unwrap();
@@ -280,7 +291,9 @@ mod tests {
                 .await
                 .unwrap();
             let due = t.next_firings(1).await;
-            t.svc.fire_batch(due, &CancellationToken::new()).await;
+            t.svc
+                .fire_batch(due, ClaimSlot::default(), &CancellationToken::new())
+                .await;
             let running = t.svc.get(job.id).await.unwrap();
             assert_eq!(running.status, JobStatus::Running);
             t.advance_ms(600_001);

@@ -53,7 +53,8 @@ async fn a_firing_claims_once_and_a_stale_token_claims_nothing() {
     let job = svc.create(t.spec(-1)).await.unwrap();
     let firing = t.next_firings(1).await[0];
     let shutdown = CancellationToken::new();
-    svc.fire_batch(vec![firing], &shutdown).await;
+    svc.fire_batch(vec![firing], ClaimSlot::default(), &shutdown)
+        .await;
     assert_eq!(svc.get(job.id).await.unwrap().status, JobStatus::Running);
     let err = svc.update(job.id, t.spec(1_000)).await.unwrap_err();
     assert!(matches!(err, Error::FailedPrecondition(_)), "{err:?}");
@@ -73,7 +74,8 @@ async fn a_firing_claims_once_and_a_stale_token_claims_nothing() {
     // firing no longer claims it.
     let again = svc.update(job.id, t.spec(60_000)).await.unwrap();
     assert_eq!(again.status, JobStatus::Scheduled);
-    svc.fire_batch(vec![firing], &shutdown).await;
+    svc.fire_batch(vec![firing], ClaimSlot::default(), &shutdown)
+        .await;
     assert_eq!(svc.get(job.id).await.unwrap().status, JobStatus::Scheduled);
 }
 
@@ -87,7 +89,8 @@ async fn a_lost_claim_arms_the_job_under_its_newer_token() {
     // raced to arm it).
     let updated = svc.update(job.id, t.spec(5_000)).await.unwrap();
     svc.timer().cancel(&job.id);
-    svc.fire_batch(vec![stale], &CancellationToken::new()).await;
+    svc.fire_batch(vec![stale], ClaimSlot::default(), &CancellationToken::new())
+        .await;
     assert_eq!(svc.get(job.id).await.unwrap().status, JobStatus::Scheduled);
     assert!(svc.timer().is_armed(&job.id), "armed again");
     t.advance_ms(5_000);
@@ -107,7 +110,9 @@ async fn a_partly_failed_batch_delivers_its_claims_at_once_and_retries_the_rest(
     let batch = t.next_firings(3).await;
     // The middle job's claim fails twice (say, a connection dropped).
     db.fail_next_claims(jobs[1].id, 2);
-    t.svc.fire_batch(batch, &CancellationToken::new()).await;
+    t.svc
+        .fire_batch(batch, ClaimSlot::default(), &CancellationToken::new())
+        .await;
 
     let runs = producer.runs();
     // Each job ran once; the two claimed at the first try were published
@@ -152,7 +157,8 @@ async fn a_batch_claims_what_it_can_and_delivers_each_job_in_order() {
         fire_token: jobs[0].fire_token ^ 1,
         ..batch[0]
     });
-    svc.fire_batch(batch, &CancellationToken::new()).await;
+    svc.fire_batch(batch, ClaimSlot::default(), &CancellationToken::new())
+        .await;
 
     let events = producer.events();
     for job in &jobs[..3] {
@@ -189,7 +195,9 @@ async fn a_batch_published_while_the_broker_is_down_stays_owed() {
     let b = t.svc.create(t.spec(-1)).await.unwrap();
     producer.set_down(true);
     let due = t.next_firings(2).await;
-    t.svc.fire_batch(due, &CancellationToken::new()).await;
+    t.svc
+        .fire_batch(due, ClaimSlot::default(), &CancellationToken::new())
+        .await;
     for id in [a.id, b.id] {
         let stored = t.svc.get(id).await.unwrap();
         assert_eq!(stored.status, JobStatus::Running);
@@ -224,11 +232,16 @@ async fn too_late_jobs_are_skipped_and_the_rest_fire_alone_or_batched() {
         let edge = svc.create(t.spec(-5_000)).await.unwrap();
         let due = t.next_firings(3).await;
         if batched {
-            svc.fire_batch(due, &CancellationToken::new()).await;
+            svc.fire_batch(due, ClaimSlot::default(), &CancellationToken::new())
+                .await;
         } else {
             for firing in due {
-                svc.fire_batch(vec![firing], &CancellationToken::new())
-                    .await;
+                svc.fire_batch(
+                    vec![firing],
+                    ClaimSlot::default(),
+                    &CancellationToken::new(),
+                )
+                .await;
             }
         }
         assert_eq!(svc.get(late.id).await.unwrap().status, JobStatus::Failed);
@@ -261,7 +274,11 @@ async fn a_firing_that_waited_past_the_misfire_limit_is_skipped() {
     // jumped a minute (a paused VM): too late by then.
     t.advance_ms(60_000);
     t.svc
-        .fire_batch(vec![firing], &CancellationToken::new())
+        .fire_batch(
+            vec![firing],
+            ClaimSlot::default(),
+            &CancellationToken::new(),
+        )
         .await;
     assert_eq!(t.svc.get(job.id).await.unwrap().status, JobStatus::Failed);
     assert!(producer.runs().is_empty());
@@ -317,4 +334,74 @@ async fn the_firing_loop_fires_every_job_once_in_batches() {
     );
     shutdown.cancel();
     firing_loop.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_gives_its_claim_slot_back_before_its_delivery() {
+    let producer = Arc::new(RecordingProducer::default());
+    // 4 claim slots, batches of up to 4, 16 firings in flight at most.
+    let settings = SchedulerSettings {
+        fire_concurrency: 16,
+        ..SchedulerSettings::default()
+    };
+    let t = TestService::new(settings, producer.clone());
+    let svc = t.svc.clone();
+    let first: Vec<JobId> = create_all(&svc, t.spec(20), BATCHES_IN_FLIGHT).await;
+    let second: Vec<JobId> = create_all(&svc, t.spec(40), BATCHES_IN_FLIGHT).await;
+    let shutdown = CancellationToken::new();
+    let in_flight = TaskTracker::new();
+    let firing_loop = tokio::spawn(svc.clone().run_firing(
+        t.firings,
+        in_flight.clone(),
+        shutdown.clone(),
+    ));
+    // A slow broker: every delivery waits in its publishes.
+    producer.hold(true);
+    // The first jobs fall due one by one into batches of one, a slot each.
+    t.clock.advance(chrono::Duration::milliseconds(20));
+    wait_until_running(&svc, &first).await;
+    // Their deliveries still wait; the next jobs are claimed all the same.
+    t.clock.advance(chrono::Duration::milliseconds(20));
+    wait_until_running(&svc, &second).await;
+    assert!(producer.runs().is_empty(), "no delivery has ended");
+    producer.hold(false);
+    in_flight.close();
+    tokio::time::timeout(Duration::from_secs(60), in_flight.wait())
+        .await
+        .expect("the deliveries end");
+    let fired: HashSet<JobId> = producer.runs().into_iter().collect();
+    assert_eq!(fired, first.iter().chain(&second).copied().collect());
+    assert_eq!(producer.runs().len(), 2 * BATCHES_IN_FLIGHT, "each once");
+    shutdown.cancel();
+    firing_loop.abort();
+}
+
+/// Creates `n` jobs of `spec`; their ids.
+async fn create_all(svc: &JobService, spec: crate::domain::JobSpec, n: usize) -> Vec<JobId> {
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        ids.push(svc.create(spec.clone()).await.unwrap().id);
+    }
+    ids
+}
+
+/// Waits until every job of `ids` is RUNNING (claimed); a liveness bound,
+/// not a timing assertion.
+async fn wait_until_running(svc: &JobService, ids: &[JobId]) {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let mut running = 0;
+            for id in ids {
+                if svc.get(*id).await.unwrap().status == JobStatus::Running {
+                    running += 1;
+                }
+            }
+            if running == ids.len() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("every job is claimed");
 }
