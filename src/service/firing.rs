@@ -44,8 +44,7 @@
 //! a batch held its slot until its delivery ended); 30,000, about 380 to
 //! 550 ms on either (issue 19's targets are 50 and 150 ms). What limits a
 //! burst of 30,000 is no longer the batch size: on PostgreSQL, the
-//! server's CPU for the claims and outbox clears (40 to 100 µs a
-//! firing);
+//! server's CPU for the claims and outbox clears (40 to 100 µs a firing);
 //! on the embedded store, its single writer, which commits each claim and
 //! each clear in turn.
 //!
