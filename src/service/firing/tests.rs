@@ -296,17 +296,8 @@ async fn the_firing_loop_fires_every_job_once_in_batches() {
     let svc = t.svc.clone();
     // Every job due at the same moment, 20 ms from now.
     let spec = t.spec(20);
-    let shutdown = CancellationToken::new();
-    let in_flight = TaskTracker::new();
-    let firing_loop = tokio::spawn(svc.clone().run_firing(
-        t.firings,
-        in_flight.clone(),
-        shutdown.clone(),
-    ));
-    let mut ids = HashSet::new();
-    for _ in 0..JOBS {
-        ids.insert(svc.create(spec.clone()).await.unwrap().id);
-    }
+    let firing_loop = FiringLoop::start(&svc, t.firings);
+    let ids: HashSet<JobId> = create_all(&svc, spec, JOBS).await.into_iter().collect();
     assert!(producer.runs().is_empty(), "nothing is due yet");
     // All fall due together.
     t.clock.advance(chrono::Duration::milliseconds(20));
@@ -321,8 +312,7 @@ async fn the_firing_loop_fires_every_job_once_in_batches() {
     let fired = producer.runs();
     assert_eq!(fired.len(), JOBS, "each once");
     assert_eq!(fired.into_iter().collect::<HashSet<_>>(), ids);
-    in_flight.close();
-    in_flight.wait().await;
+    firing_loop.drain_and_stop().await;
     assert!(
         svc.inner
             .db
@@ -332,8 +322,6 @@ async fn the_firing_loop_fires_every_job_once_in_batches() {
             .found
             .is_empty()
     );
-    shutdown.cancel();
-    firing_loop.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -348,13 +336,7 @@ async fn a_batch_gives_its_claim_slot_back_before_its_delivery() {
     let svc = t.svc.clone();
     let first: Vec<JobId> = create_all(&svc, t.spec(20), BATCHES_IN_FLIGHT).await;
     let second: Vec<JobId> = create_all(&svc, t.spec(40), BATCHES_IN_FLIGHT).await;
-    let shutdown = CancellationToken::new();
-    let in_flight = TaskTracker::new();
-    let firing_loop = tokio::spawn(svc.clone().run_firing(
-        t.firings,
-        in_flight.clone(),
-        shutdown.clone(),
-    ));
+    let firing_loop = FiringLoop::start(&svc, t.firings);
     // A slow broker: every delivery waits in its publishes.
     producer.hold(true);
     // The first jobs fall due one by one into batches of one, a slot each.
@@ -365,15 +347,46 @@ async fn a_batch_gives_its_claim_slot_back_before_its_delivery() {
     wait_until_running(&svc, &second).await;
     assert!(producer.runs().is_empty(), "no delivery has ended");
     producer.hold(false);
-    in_flight.close();
-    tokio::time::timeout(Duration::from_secs(60), in_flight.wait())
-        .await
-        .expect("the deliveries end");
+    firing_loop.drain_and_stop().await;
     let fired: HashSet<JobId> = producer.runs().into_iter().collect();
     assert_eq!(fired, first.iter().chain(&second).copied().collect());
     assert_eq!(producer.runs().len(), 2 * BATCHES_IN_FLIGHT, "each once");
-    shutdown.cancel();
-    firing_loop.abort();
+}
+
+/// A service's firing loop, spawned for a test of its batches.
+struct FiringLoop {
+    task: tokio::task::JoinHandle<()>,
+    in_flight: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl FiringLoop {
+    /// Spawns `svc`'s firing loop on the timer's `firings`.
+    fn start(svc: &JobService, firings: UnboundedReceiver<Firing>) -> Self {
+        let in_flight = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(svc.clone().run_firing(
+            firings,
+            in_flight.clone(),
+            shutdown.clone(),
+        ));
+        FiringLoop {
+            task,
+            in_flight,
+            shutdown,
+        }
+    }
+
+    /// Waits for the batches in flight to end (a liveness bound, not a
+    /// timing assertion), then stops the loop.
+    async fn drain_and_stop(self) {
+        self.in_flight.close();
+        tokio::time::timeout(Duration::from_secs(60), self.in_flight.wait())
+            .await
+            .expect("the deliveries end");
+        self.shutdown.cancel();
+        self.task.abort();
+    }
 }
 
 /// Creates `n` jobs of `spec`; their ids.
