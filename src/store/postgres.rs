@@ -60,7 +60,7 @@ use tokio::time::{Instant, error::Elapsed, timeout_at};
 use tokio_postgres::{
     NoTls, Row, Socket,
     tls::{MakeTlsConnect, TlsConnect},
-    types::{ToSql, Type},
+    types::ToSql,
 };
 
 #[cfg(doc)]
@@ -264,26 +264,6 @@ impl PgJobDB {
         let outcome = timeout_at(deadline, async {
             let statement = client.prepare_cached(sql).await.map_err(map_err)?;
             client.query(&statement, params).await.map_err(map_err)
-        })
-        .await;
-        self.finish(client, outcome)
-    }
-
-    /// Runs one query as an unnamed statement, its parameters' types
-    /// given, so that PostgreSQL plans it at each call from the table as it
-    /// is then. A prepared statement is planned for its parameters five
-    /// times and then, if that looks no dearer, once for all (a generic
-    /// plan); the batch claim and outbox clear, first prepared while the
-    /// jobs table was nearly empty, kept a plan that scanned the whole
-    /// table for every batch (see `sql::claim_many_statement`).
-    async fn query_replanned(
-        &self,
-        sql: &str,
-        params: &[(&(dyn ToSql + Sync), Type)],
-    ) -> Result<Vec<Row>, StoreError> {
-        let (client, deadline) = self.begin().await?;
-        let outcome = timeout_at(deadline, async {
-            client.query_typed(sql, params).await.map_err(map_err)
         })
         .await;
         self.finish(client, outcome)

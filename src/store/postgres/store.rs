@@ -9,11 +9,7 @@ use std::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::time::timeout_at;
-use tokio_postgres::{
-    IsolationLevel,
-    error::SqlState,
-    types::{ToSql, Type},
-};
+use tokio_postgres::{IsolationLevel, error::SqlState, types::ToSql};
 
 use super::{
     DDL_LOCK_CLASS, PgJobDB,
@@ -314,14 +310,7 @@ impl JobDB for PgJobDB {
         let (ids, keys) = (arrays.ids(), &arrays.numbers);
         // One statement: it claims all of the batch's one-shot jobs or none.
         let claimed = self
-            .query_replanned(
-                &self.sql.claim_many,
-                &[
-                    (&ids, Type::BYTEA_ARRAY),
-                    (keys, Type::INT8_ARRAY),
-                    (&ms(now), Type::TIMESTAMPTZ),
-                ],
-            )
+            .query(&self.sql.claim_many, &[&ids, keys, &ms(now)])
             .await
             .and_then(|rows| jobs_from_rows(&rows))
             .map_err(|err| ClaimManyError::whole(firings, err))?;
@@ -431,10 +420,7 @@ impl JobDB for PgJobDB {
         let arrays = IdArrays::new(jobs);
         let (ids, versions) = (arrays.ids(), &arrays.numbers);
         let rows = self
-            .query_replanned(
-                &self.sql.clear_pending_many,
-                &[(&ids, Type::BYTEA_ARRAY), (versions, Type::INT8_ARRAY)],
-            )
+            .query(&self.sql.clear_pending_many, &[&ids, versions])
             .await?;
         Ok(rows.iter().map(id_from_row).collect::<Result<_, _>>()?)
     }
