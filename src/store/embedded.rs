@@ -256,14 +256,8 @@ impl JobDB for EmbeddedJobDB {
 
     async fn insert(&self, job: &Job) -> Result<(), StoreError> {
         let job = job.clone();
-        self.write(move |txn| {
-            let mut tables = JobTables::new(txn);
-            if tables.read(job.id)?.is_some() {
-                return Err(StoreError::Other(format!("duplicate id {}", job.id)));
-            }
-            tables.write(job.id, None, Some(&job))
-        })
-        .await
+        self.write(move |txn| JobTables::new(txn).insert(&job))
+            .await
     }
 
     async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {

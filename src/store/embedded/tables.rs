@@ -204,6 +204,14 @@ impl<'txn> JobTables<'txn> {
         read_job(self.jobs()?, id)
     }
 
+    /// Inserts a new job; an id already stored is refused.
+    pub(super) fn insert(&mut self, job: &Job) -> Result<(), StoreError> {
+        if self.read(job.id)?.is_some() {
+            return Err(StoreError::Other(format!("duplicate id {}", job.id)));
+        }
+        self.write(job.id, None, Some(job))
+    }
+
     /// Writes `new` (or deletes the job when `None`) replacing `old`,
     /// keeping the index tables in step.
     pub(super) fn write(

@@ -24,13 +24,7 @@ fn queued_insert(
     tokio::sync::oneshot::Receiver<Result<(), StoreError>>,
 ) {
     let (reply, answer) = tokio::sync::oneshot::channel();
-    let op = move |txn: &redb::WriteTransaction| {
-        let mut tables = JobTables::new(txn);
-        if tables.read(job.id)?.is_some() {
-            return Err(StoreError::Other("duplicate".into()));
-        }
-        tables.write(job.id, None, Some(&job))
-    };
+    let op = move |txn: &redb::WriteTransaction| JobTables::new(txn).insert(&job);
     let write = Write {
         op,
         result: None,
