@@ -54,7 +54,9 @@ mod tests;
 
 use std::{sync::Arc, time::Duration};
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    Hook, HookError, Manager, ManagerConfig, Metrics, Object, Pool, RecyclingMethod, Runtime,
+};
 use rustls::pki_types::CertificateDer;
 use tokio::time::{Instant, error::Elapsed, timeout_at};
 use tokio_postgres::{
@@ -84,6 +86,10 @@ const SCHEMA_MAX_BYTES: usize = 63;
 /// First key of the advisory lock that serialises [`JobDB::ensure_indexes`]
 /// across replicas; the second is a hash of the schema name.
 const DDL_LOCK_CLASS: i32 = 0x4a_6f_62_73; // "Jobs"
+
+/// Uses of a pooled connection between two refreshes of its statements'
+/// plans (see [`refresh_plans`]).
+const PLAN_REFRESH_USES: usize = 512;
 
 /// Jobs in a PostgreSQL table; cheap to clone (the pool is shared).
 #[derive(Clone)]
@@ -179,6 +185,9 @@ impl PgJobDB {
             .wait_timeout(Some(timeout))
             .create_timeout(Some(timeout))
             .recycle_timeout(Some(timeout))
+            .post_recycle(Hook::async_fn(|client, metrics| {
+                Box::pin(refresh_plans(client, metrics))
+            }))
             .build()
             .map_err(|e| StoreError::Other(format!("database pool: {e}")))?;
         Ok(PgJobDB {
@@ -283,6 +292,31 @@ impl PgJobDB {
         .await;
         self.finish(client, outcome)
     }
+}
+
+/// Drops the plans PostgreSQL cached for `client`'s prepared statements
+/// every [`PLAN_REFRESH_USES`] uses; each statement is planned again on its
+/// next call, against the table as it is then. PostgreSQL keeps a
+/// statement's generic plan until the table's statistics change, and one
+/// made while the jobs table was nearly empty scans it whole: the outbox
+/// clear of a batch (`id = ANY(...)` over the locked rows) became a
+/// sequential scan comparing each row with every id, 40 to 280 ms a call
+/// on 10,000 jobs instead of about 8 ms (BENCHMARKS.md, "Stale plans"),
+/// until autovacuum's next analyze, up to a minute later. A table grows
+/// by about a row a call, so a plan refreshed every few hundred uses never
+/// meets a table many times larger than the one it was made for; the
+/// statements themselves stay prepared (`DISCARD PLANS` keeps them).
+async fn refresh_plans(
+    client: &mut deadpool_postgres::ClientWrapper,
+    metrics: &Metrics,
+) -> Result<(), HookError> {
+    if metrics.recycle_count % PLAN_REFRESH_USES == PLAN_REFRESH_USES - 1 {
+        client
+            .batch_execute("DISCARD PLANS")
+            .await
+            .map_err(HookError::Backend)?;
+    }
+    Ok(())
 }
 
 /// Checks that `schema` can be used as an identifier as it is: 1 to 63

@@ -174,3 +174,65 @@ async fn a_batch_of_recurring_claims_retries_a_job_changed_under_it() {
     assert!(stored.pending.run);
     assert_ne!(stored.fire_token, changed.fire_token);
 }
+
+/// The plan a pooled connection has cached for statement `probe`.
+async fn probe_plan(db: &PgJobDB) -> String {
+    let client = db.pool.get().await.unwrap();
+    let rows = client
+        .query("EXPLAIN EXECUTE probe('{}')", &[])
+        .await
+        .unwrap();
+    let lines: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+    lines.join("\n")
+}
+
+/// (On the test server.) A connection's cached plans are made again every
+/// `PLAN_REFRESH_USES` uses: a generic plan made on a table of 20 rows,
+/// a sequential scan, gives way to the primary key's index once the table
+/// has grown (autovacuum kept off, so that nothing else refreshes it).
+#[tokio::test]
+async fn a_connections_plans_are_made_again_as_the_table_grows() {
+    let schema = format!("unit_{}", test_support::unique());
+    let uri = test_support::postgres_uri();
+    let db = PgJobDB::connect_with(&uri, &schema, Duration::from_secs(10), 1, NoTls)
+        .await
+        .unwrap();
+    db.ensure_indexes().await.unwrap();
+    let table = format!("\"{schema}\".{TABLE}");
+    let insert = format!(
+        "INSERT INTO {table} (id, name, description, schedule_time, created_at,
+             updated_at, status, job_type, job_data, scheduled_key, version,
+             pending_create, pending_update, pending_run)
+         SELECT substr(decode(md5(i::text), 'hex'), 1, 12), 'n', '', now(), now(),
+             now(), 1, 1, repeat('x', 100), 1, 1, false, false, false"
+    );
+    let client = db.pool.get().await.unwrap();
+    client
+        .batch_execute(&format!(
+            "ALTER TABLE {table} SET (autovacuum_enabled = false);
+             {insert} FROM generate_series(1, 20) AS i;
+             ANALYZE {table}"
+        ))
+        .await
+        .unwrap();
+    // Prepared and planned once the analyze is committed.
+    client
+        .batch_execute(&format!(
+            "SET plan_cache_mode = force_generic_plan;
+             PREPARE probe(bytea[]) AS SELECT id FROM {table} WHERE id = ANY($1);
+             EXECUTE probe('{{}}');
+             {insert} FROM generate_series(21, 20000) AS i"
+        ))
+        .await
+        .unwrap();
+    drop(client);
+    let stale = probe_plan(&db).await;
+    assert!(stale.contains("Seq Scan"), "{stale}");
+
+    for _ in 0..PLAN_REFRESH_USES {
+        drop(db.pool.get().await.unwrap());
+    }
+    let fresh = probe_plan(&db).await;
+    assert!(!fresh.contains("Seq Scan"), "{fresh}");
+    assert!(fresh.contains("jobs_pkey"), "{fresh}");
+}
