@@ -297,8 +297,8 @@ impl JobService {
     }
 
     /// Delivers what the outbox holds until shutdown: every `outbox_poll`,
-    /// and soon after a delivery failed (after the current backoff, which
-    /// grows while passes keep failing).
+    /// at once when shards were taken, and soon after a delivery failed
+    /// (after the current backoff, which grows while passes keep failing).
     pub async fn run_relay(self, shutdown: CancellationToken) {
         let poll = self.settings().outbox_poll;
         let mut wait = std::time::Duration::ZERO;
@@ -307,6 +307,7 @@ impl JobService {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(wait) => {}
+                () = self.inner.relay_now.notified() => {}
                 () = self.inner.relay_wake.notified() => {
                     // A call just failed to publish: give the broker the
                     // current backoff before trying again.

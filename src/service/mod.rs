@@ -92,6 +92,9 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// Wakes the outbox relay when a delivery failed.
     relay_wake: Notify,
+    /// Wakes the outbox relay for a pass at once: shards were just taken
+    /// (see [`ownership`]).
+    relay_now: Notify,
     /// Set while the broker is unreachable: see [`delivery`].
     broker_down: AtomicBool,
     /// The deliveries under way, which the relay leaves alone.
@@ -130,6 +133,7 @@ impl JobService {
                 settings,
                 metrics,
                 relay_wake: Notify::new(),
+                relay_now: Notify::new(),
                 broker_down: AtomicBool::new(false),
                 in_flight: delivery::InFlight::default(),
                 ownership: ownership::Ownership::default(),

@@ -228,6 +228,7 @@ impl JobService {
             prepared: false,
             valid_until: None,
             unloaded: None,
+            relay_again: false,
         };
         keeper.prepare(self).await?;
         keeper.round(self).await;
@@ -246,6 +247,8 @@ pub struct ShardKeeper {
     valid_until: Option<DateTime<Utc>>,
     /// Shards taken whose jobs are not loaded yet (the load failed).
     unloaded: Option<Shards>,
+    /// Whether the last round took shards (see [`ShardKeeper::relay_owed`]).
+    relay_again: bool,
 }
 
 impl ShardKeeper {
@@ -295,7 +298,9 @@ impl ShardKeeper {
                 self.valid_until = Some(sent + span(self.settings.lease));
                 let gained = round.owned.without(&before);
                 service.set_owned(round.owned, round.lost);
+                let taken = !gained.is_empty();
                 self.load(service, gained).await;
+                self.relay_owed(service, taken);
             }
             Err(err) => {
                 tracing::warn!(error = %err, "cannot renew the shard leases");
@@ -357,6 +362,20 @@ impl ShardKeeper {
         })
     }
 
+    /// Wakes the relay in the round that took shards and in the next. What
+    /// a dead owner claimed and never delivered is relayed a lease period
+    /// after its claim (see [`JobService::relay_grace_of`]); it died within
+    /// a renewal interval of its last renewal, so a lease period after each
+    /// of its claims is at most a renewal interval after its leases
+    /// expired, and the second wake relays every such event, rather than
+    /// the relay's next poll, up to `outbox_poll` later.
+    fn relay_owed(&mut self, service: &JobService, taken: bool) {
+        if taken || self.relay_again {
+            service.inner.relay_now.notify_one();
+        }
+        self.relay_again = taken;
+    }
+
     /// Loads the jobs of the shards gained, and of any whose load failed.
     async fn load(&mut self, service: &JobService, gained: Shards) {
         let mut todo = gained;
@@ -397,8 +416,11 @@ mod tests {
 
     use super::*;
     use crate::{
-        broker::NullProducer, config::SchedulerSettings, service::testing::TestService,
-        store::memory::MemoryJobDB,
+        broker::NullProducer,
+        clock::Clock,
+        config::SchedulerSettings,
+        service::testing::{RecordingProducer, TestService},
+        store::{JobDB, memory::MemoryJobDB},
     };
 
     const LEASE: Duration = Duration::from_secs(5);
@@ -443,7 +465,14 @@ mod tests {
     /// Two replicas that split the 4 shards, A first.
     async fn two_replicas() -> ((TestService, ShardKeeper), (TestService, ShardKeeper)) {
         let db = Arc::new(MemoryJobDB::new());
-        let (a, b) = (replica(&db), replica(&db));
+        two_replicas_of(replica(&db), replica(&db)).await
+    }
+
+    /// Replicas `a` and `b` of one store, which split the 4 shards, A first.
+    async fn two_replicas_of(
+        a: TestService,
+        b: TestService,
+    ) -> ((TestService, ShardKeeper), (TestService, ShardKeeper)) {
         let mut ka = join(&a, "a").await;
         assert_eq!(owned(&a), [0, 1, 2, 3], "alone, A takes every shard");
         let mut kb = join(&b, "b").await;
@@ -536,6 +565,66 @@ mod tests {
             metrics.contains("scheduler_shard_lease_losses_total 2"),
             "{metrics}"
         );
+    }
+
+    #[tokio::test]
+    async fn what_a_dead_replica_claimed_is_relayed_a_round_after_its_shards_are_taken() {
+        let db = Arc::new(MemoryJobDB::new());
+        let producer = Arc::new(RecordingProducer::default());
+        // The relay's poll is out of reach: only a wake can relay.
+        let settings = SchedulerSettings {
+            outbox_poll: Duration::from_secs(3600),
+            ..SchedulerSettings::default()
+        };
+        let a = TestService::on(db.clone(), settings, producer.clone());
+        let ((a, mut ka), (b, mut kb)) = two_replicas_of(a, replica(&db)).await;
+        let job = loop {
+            let job = b.svc.create(b.spec(40_000)).await.unwrap();
+            if b.svc.owned_shards().holds(&job.id) {
+                break job;
+            }
+        };
+        // B renews half a renewal interval after A (so that its leases
+        // expire between two rounds of A's), claims the job just before its
+        // next renewal, and dies before delivering it.
+        let interval = (LEASE / RENEWALS_PER_LEASE).as_millis() as i64;
+        b.advance_ms(interval / 2);
+        kb.round(&b.svc).await;
+        let claimed_at = b.clock.now_ms() + chrono::Duration::milliseconds(interval * 9 / 10);
+        let claimed = db.claim(job.id, job.fire_token, claimed_at).await.unwrap();
+        assert!(claimed.is_some_and(|job| job.pending.run));
+
+        let shutdown = CancellationToken::new();
+        let relay = tokio::spawn(a.svc.clone().run_relay(shutdown.clone()));
+        let relayed = async || {
+            // A pass takes microseconds; the bound is for a loaded machine.
+            for _ in 0..500 {
+                if producer.runs().contains(&job.id) {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            false
+        };
+        let mut taken_in = None;
+        for round in 0..2 * RENEWALS_PER_LEASE {
+            a.advance_ms(interval);
+            ka.round(&a.svc).await;
+            if taken_in.is_none() && owned(&a).len() == 4 {
+                taken_in = Some(round);
+                // The first wake's pass, on this clock: the claim is not a
+                // lease old yet, and B may still be publishing it.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                assert!(!producer.runs().contains(&job.id), "relayed too early");
+            } else if taken_in.is_some() {
+                break;
+            }
+        }
+        let relayed = relayed().await;
+        shutdown.cancel();
+        relay.await.unwrap();
+        assert!(taken_in.is_some(), "A takes B's shards");
+        assert!(relayed, "relayed by the round after the shards were taken");
     }
 
     #[tokio::test]
