@@ -55,7 +55,7 @@ mod tests;
 use std::{sync::Arc, time::Duration};
 
 use deadpool_postgres::{
-    Hook, HookError, Manager, ManagerConfig, Metrics, Object, Pool, RecyclingMethod, Runtime,
+    Hook, Manager, ManagerConfig, Metrics, Object, Pool, RecyclingMethod, Runtime,
 };
 use rustls::pki_types::CertificateDer;
 use tokio::time::{Instant, error::Elapsed, timeout_at};
@@ -87,8 +87,8 @@ const SCHEMA_MAX_BYTES: usize = 63;
 /// across replicas; the second is a hash of the schema name.
 const DDL_LOCK_CLASS: i32 = 0x4a_6f_62_73; // "Jobs"
 
-/// Uses of a pooled connection between two refreshes of its statements'
-/// plans (see [`refresh_plans`]).
+/// Uses of a pooled connection between two refreshes of its prepared
+/// statements (see [`refresh_plans`]).
 const PLAN_REFRESH_USES: usize = 512;
 
 /// Jobs in a PostgreSQL table; cheap to clone (the pool is shared).
@@ -185,8 +185,9 @@ impl PgJobDB {
             .wait_timeout(Some(timeout))
             .create_timeout(Some(timeout))
             .recycle_timeout(Some(timeout))
-            .post_recycle(Hook::async_fn(|client, metrics| {
-                Box::pin(refresh_plans(client, metrics))
+            .post_recycle(Hook::sync_fn(|client, metrics| {
+                refresh_plans(client, metrics);
+                Ok(())
             }))
             .build()
             .map_err(|e| StoreError::Other(format!("database pool: {e}")))?;
@@ -294,29 +295,24 @@ impl PgJobDB {
     }
 }
 
-/// Drops the plans PostgreSQL cached for `client`'s prepared statements
-/// every [`PLAN_REFRESH_USES`] uses; each statement is planned again on its
-/// next call, against the table as it is then. PostgreSQL keeps a
-/// statement's generic plan until the table's statistics change, and one
-/// made while the jobs table was nearly empty scans it whole: the outbox
-/// clear of a batch (`id = ANY(...)` over the locked rows) became a
-/// sequential scan comparing each row with every id, 40 to 280 ms a call
-/// on 10,000 jobs instead of about 8 ms (BENCHMARKS.md, "Stale plans"),
-/// until autovacuum's next analyze, up to a minute later. A table grows
-/// by about a row a call, so a plan refreshed every few hundred uses never
-/// meets a table many times larger than the one it was made for; the
-/// statements themselves stay prepared (`DISCARD PLANS` keeps them).
-async fn refresh_plans(
-    client: &mut deadpool_postgres::ClientWrapper,
-    metrics: &Metrics,
-) -> Result<(), HookError> {
+/// Forgets `client`'s prepared statements every [`PLAN_REFRESH_USES`]
+/// uses: each is prepared again on its next call and planned against the
+/// table as it is then. PostgreSQL keeps a statement's generic plan until
+/// the table's statistics change, and one made while the jobs table was
+/// nearly empty scans it whole: the outbox clear of a batch (`id =
+/// ANY(...)` over the locked rows) became a sequential scan comparing each
+/// row with every id, 40 to 280 ms a call on 10,000 jobs instead of about
+/// 8 ms (BENCHMARKS.md, "Stale plans"), until autovacuum's next analyze,
+/// up to a minute later. A table grows by about a row a call, so a
+/// statement prepared again every few hundred uses never meets a table
+/// many times larger than the one its plan was made for. (`DISCARD PLANS`
+/// alone keeps a statement's cost history from the small table and plans
+/// each call afresh from then on, which made claims slower.)
+fn refresh_plans(client: &deadpool_postgres::ClientWrapper, metrics: &Metrics) {
     if metrics.recycle_count % PLAN_REFRESH_USES == PLAN_REFRESH_USES - 1 {
-        client
-            .batch_execute("DISCARD PLANS")
-            .await
-            .map_err(HookError::Backend)?;
+        // Dropped statements are closed on the server in the background.
+        client.statement_cache.clear();
     }
-    Ok(())
 }
 
 /// Checks that `schema` can be used as an identifier as it is: 1 to 63

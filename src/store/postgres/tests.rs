@@ -175,23 +175,35 @@ async fn a_batch_of_recurring_claims_retries_a_job_changed_under_it() {
     assert_ne!(stored.fire_token, changed.fire_token);
 }
 
-/// The plan a pooled connection has cached for statement `probe`.
-async fn probe_plan(db: &PgJobDB) -> String {
+/// The name of `query`'s statement in the connection's cache (prepared
+/// now if it is not there), after one call of it with no id, and the plan
+/// PostgreSQL then holds for it.
+async fn cached_plan(db: &PgJobDB, query: &str) -> (String, String) {
     let client = db.pool.get().await.unwrap();
-    let rows = client
-        .query("EXPLAIN EXECUTE probe('{}')", &[])
+    let statement = client.prepare_cached(query).await.unwrap();
+    let none: Vec<Vec<u8>> = Vec::new();
+    client.query(&statement, &[&none]).await.unwrap();
+    let name: String = client
+        .query_one(
+            "SELECT name FROM pg_prepared_statements WHERE statement = $1",
+            &[&query],
+        )
         .await
-        .unwrap();
-    let lines: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
-    lines.join("\n")
+        .unwrap()
+        .get(0);
+    let explain = format!("EXPLAIN EXECUTE {name}('{{}}')");
+    let rows = client.query(explain.as_str(), &[]).await.unwrap();
+    let plan: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+    (name, plan.join("\n"))
 }
 
-/// (On the test server.) A connection's cached plans are made again every
-/// `PLAN_REFRESH_USES` uses: a generic plan made on a table of 20 rows,
-/// a sequential scan, gives way to the primary key's index once the table
-/// has grown (autovacuum kept off, so that nothing else refreshes it).
+/// (On the test server.) A connection's statements are prepared again
+/// every `PLAN_REFRESH_USES` uses: a generic plan made on a table of 20
+/// rows, a sequential scan, gives way to the primary key's index once the
+/// table has grown (autovacuum kept off, so that nothing else refreshes
+/// it), and the old statement is closed.
 #[tokio::test]
-async fn a_connections_plans_are_made_again_as_the_table_grows() {
+async fn a_connections_statements_are_prepared_again_as_the_table_grows() {
     let schema = format!("unit_{}", test_support::unique());
     let uri = test_support::postgres_uri();
     let db = PgJobDB::connect_with(&uri, &schema, Duration::from_secs(10), 1, NoTls)
@@ -215,24 +227,37 @@ async fn a_connections_plans_are_made_again_as_the_table_grows() {
         ))
         .await
         .unwrap();
-    // Prepared and planned once the analyze is committed.
+    // Planned once the analyze is committed, generic from the first call.
     client
-        .batch_execute(&format!(
-            "SET plan_cache_mode = force_generic_plan;
-             PREPARE probe(bytea[]) AS SELECT id FROM {table} WHERE id = ANY($1);
-             EXECUTE probe('{{}}');
-             {insert} FROM generate_series(21, 20000) AS i"
-        ))
+        .batch_execute("SET plan_cache_mode = force_generic_plan")
         .await
         .unwrap();
     drop(client);
-    let stale = probe_plan(&db).await;
+    let query = format!("SELECT id FROM {table} WHERE id = ANY($1)");
+    let (first, small) = cached_plan(&db, &query).await;
+    assert!(small.contains("Seq Scan"), "{small}");
+    let client = db.pool.get().await.unwrap();
+    let grow = format!("{insert} FROM generate_series(21, 20000) AS i");
+    client.batch_execute(&grow).await.unwrap();
+    drop(client);
+    let (same, stale) = cached_plan(&db, &query).await;
+    assert_eq!(same, first);
     assert!(stale.contains("Seq Scan"), "{stale}");
 
     for _ in 0..PLAN_REFRESH_USES {
         drop(db.pool.get().await.unwrap());
     }
-    let fresh = probe_plan(&db).await;
+    let (again, fresh) = cached_plan(&db, &query).await;
+    assert_ne!(again, first, "prepared again");
     assert!(!fresh.contains("Seq Scan"), "{fresh}");
     assert!(fresh.contains("jobs_pkey"), "{fresh}");
+    let client = db.pool.get().await.unwrap();
+    let left = client
+        .query_one(
+            "SELECT count(*) FROM pg_prepared_statements WHERE name = $1",
+            &[&first],
+        )
+        .await
+        .unwrap();
+    assert_eq!(left.get::<_, i64>(0), 0, "the old statement is closed");
 }
