@@ -19,6 +19,10 @@
 //! builds it all from the settings, for `main` and the tests alike.
 
 #![warn(missing_docs)]
+// The module docs are for readers of the code and link to the private
+// modules that say how each part works: read them with
+// `cargo doc --document-private-items`.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod backoff;
 pub mod broker;

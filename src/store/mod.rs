@@ -346,7 +346,7 @@ pub trait JobDB: Send + Sync + 'static {
 
     /// Writes every field of `job` (same id) only if the stored job is still
     /// at `expected_version`, and with it, in the same atomic step, the
-    /// records of the runs the change ends (`ended`: [`history::changes`]
+    /// records of the runs the change ends (`ended`: [`domain::history::changes`]
     /// of the job read and `job`; a record already stored stays as it is).
     /// Returns whether it was written. The caller sets `job.version`
     /// (normally `expected_version + 1`).
@@ -450,7 +450,7 @@ pub trait JobDB: Send + Sync + 'static {
     /// report names the firing it reports on (`fire_token`), only while the
     /// job still carries that token, so that a late result of an earlier
     /// firing never finishes a later one. The run's record is written in
-    /// the same atomic step ([`history::changes`]). Otherwise nothing
+    /// the same atomic step ([`domain::history::changes`]). Otherwise nothing
     /// changes, and the outcome says why (see [`ResultOutcome`]). The
     /// report's retry fields are the service's to apply (a FAILED report
     /// with attempts left is not stored here, but through `replace_if`).

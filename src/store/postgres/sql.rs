@@ -46,7 +46,7 @@ const TALLY: &str = concat!(
     ")"
 );
 
-/// The columns of a job, in the order [`JobParams::as_params`] binds them.
+/// The columns of a job, in the order [`super::codec::JobParams::as_params`] binds them.
 pub(super) const COLUMNS: &str = "id, name, description, schedule_time, created_at, updated_at, status, \
                        job_type, job_data, scheduled_key, version, pending_create, \
                        pending_update, pending_run, trace_parent, recurrence, armed, client_key, \
@@ -115,7 +115,7 @@ pub(super) struct Sql {
 }
 
 impl Sql {
-    /// The statements for `schema`, which [`validate_schema`] accepted; it is
+    /// The statements for `schema`, which [`super::validate_schema`] accepted; it is
     /// quoted all the same, so that its case is kept.
     pub(super) fn new(schema: &str) -> Self {
         let quoted = format!("\"{schema}\"");
