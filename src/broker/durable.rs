@@ -40,13 +40,11 @@ use tokio_util::sync::CancellationToken;
 
 use self::group::{Group, Links};
 use super::hub::{EventHub, Outgoing};
+use crate::domain::AckOutcome;
 use crate::{
     domain::EventFilter,
     duties::every,
-    store::{
-        StoreError,
-        event_log::{AckOutcome, EventLog},
-    },
+    store::{StoreError, event_log::EventLog},
     telemetry::metrics::Metrics,
 };
 

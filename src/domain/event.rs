@@ -86,6 +86,21 @@ impl EventFilter {
     }
 }
 
+/// What an acknowledgement of a logged event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckOutcome {
+    /// The event is now acknowledged: it is not delivered to this name again.
+    Acked,
+    /// It was acknowledged already (or passed over, or removed).
+    Duplicate,
+    /// No event has this sequence number yet; `last` is the latest one (0:
+    /// none yet).
+    Beyond {
+        /// The latest sequence number given out.
+        last: u64,
+    },
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

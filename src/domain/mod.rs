@@ -15,7 +15,7 @@ pub mod shard;
 mod tally;
 
 pub use error::{EXCERPT_MAX_CHARS, Error, Excerpt, Field};
-pub use event::{EventFilter, EventKind, LoggedEvent};
+pub use event::{AckOutcome, EventFilter, EventKind, LoggedEvent};
 pub use filter::{JobFacets, JobFilter, ScheduleKind};
 pub use job::{
     CLIENT_KEY_MAX_BYTES, ClientKey, DESCRIPTION_MAX_BYTES, JOB_DATA_MAX_BYTES, Job, JobId,

@@ -7,7 +7,9 @@
 
 use chrono::TimeDelta;
 
-use super::{Error, Field, ResultStatus, job::check_len, retry::delay};
+use super::{
+    Error, Field, JobStatus, ResultStatus, job::check_len, recurrence::ResultDecision, retry::delay,
+};
 
 /// Longest error text kept from a result, in bytes (the 4 KiB).
 pub const ERROR_MAX_BYTES: usize = 4096;
@@ -75,6 +77,47 @@ impl RunReport {
             retry_after,
             ..self
         })
+    }
+}
+
+/// What happened when a run result was offered to the store (what
+/// [`crate::store::JobDB::store_result`] answers).
+///
+/// A result may name the firing it reports on, by that firing's fire token
+/// (the run event's `ScheduledKey`). A job keeps the token of its last
+/// firing until it is scheduled again (an update, or a run timed out and
+/// retried, draws a new one), so the token tells a late result of an
+/// earlier firing from a result of the current one:
+/// - a token other than the job's, whatever the job's status: `Stale`;
+/// - the job's token (or none) on a RUNNING job: `Stored`;
+/// - the job's token (or none) on a job that already holds this result:
+///   `Duplicate` (the same firing's result again);
+/// - the job's token (or none) on a job in any other state: `Ignored`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultOutcome {
+    /// The job was RUNNING and now holds the result.
+    Stored,
+    /// The job already holds this very result: a duplicate, nothing changed.
+    Duplicate,
+    /// The job is in another state (scheduled again, or holds the other result).
+    Ignored(JobStatus),
+    /// The result names a firing that is not the job's current one (the job,
+    /// now in this status, was fired, retried or rescheduled since): nothing
+    /// changed.
+    Stale(JobStatus),
+    /// No job has this id.
+    UnknownJob,
+}
+
+impl ResultOutcome {
+    /// The outcome of a result a recurring job refused.
+    pub(crate) fn refused(decision: ResultDecision) -> Self {
+        match decision {
+            ResultDecision::Take(_) => ResultOutcome::Stored,
+            ResultDecision::Duplicate => ResultOutcome::Duplicate,
+            ResultDecision::Ignored(status) => ResultOutcome::Ignored(status),
+            ResultDecision::Stale(status) => ResultOutcome::Stale(status),
+        }
     }
 }
 

@@ -48,9 +48,11 @@ use crate::{
         hub::{EventHub, HubEvent, Outgoing},
     },
     config::StreamSettings,
-    domain::{Error, EventFilter, Field, Job, JobType, ResultStatus, report::RunReport},
+    domain::{
+        AckOutcome, Error, EventFilter, Field, Job, JobType, ResultStatus,
+        report::{ResultOutcome, RunReport},
+    },
     service::JobService,
-    store::{ResultOutcome, event_log::AckOutcome},
     telemetry::metrics::{Metrics, SubscriberDrop},
 };
 

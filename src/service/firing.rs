@@ -41,10 +41,13 @@
 //! embedded store's tables", a shared 2-core machine, medians of three
 //! runs): 10,000 jobs due within one second reach a consumer with p99
 //! 35 ms on the embedded store and 58 ms on PostgreSQL (73 and 90 ms when
-//! a batch held its slot until its delivery ended); 30,000, about 380 to
-//! 550 ms on either (issue 19's targets are 50 and 150 ms). What limits a
-//! burst of 30,000 is no longer the batch size: on PostgreSQL, the
-//! server's CPU for the claims and outbox clears (40 to 100 µs a firing);
+//! a batch held its slot until its delivery ended; on PostgreSQL 49.5 ms
+//! over seven runs once stale plans were refreshed, "Stale plans on
+//! PostgreSQL"); 30,000, about 235 to 700 ms on either (issue 19's
+//! targets are 50 and 150 ms). What limits a burst of 30,000 is no longer
+//! the batch size: on PostgreSQL, the server's CPU for the claims and
+//! outbox clears (40 to 100 µs a firing, two row versions and nine index
+//! entries);
 //! on the embedded store, its single writer, which commits each claim and
 //! each clear in turn.
 //!

@@ -53,6 +53,7 @@ pub use ownership::ShardKeeper;
 pub use recurring::{NewJob, PREVIEW_MAX, SchedulePreview};
 pub use retention::PRUNE_BATCH;
 
+use crate::domain::report::ResultOutcome;
 use crate::{
     broker::{
         EventKind, JobsProducer,
@@ -67,7 +68,7 @@ use crate::{
         report::RunReport,
         retry::{Attempts, RetryPolicy},
     },
-    store::{JobDB, JobsPage, ResultOutcome, RunsPage, StoreError, Unreadable, runs_of},
+    store::{JobDB, JobsPage, RunsPage, StoreError, Unreadable, runs_of},
     telemetry::{
         metrics::Metrics,
         propagation::{current_traceparent, set_parent_from_traceparent},

@@ -12,9 +12,9 @@
 //! recurring job retries the failed occurrence before its next one.
 
 use super::{JobService, job_span};
+use crate::domain::report::ResultOutcome;
 use crate::{
     domain::{Error, Job, JobId, report::RunReport},
-    store::ResultOutcome,
     telemetry::metrics::FailReason,
 };
 

@@ -34,6 +34,7 @@ use std::{
     thread::JoinHandle,
 };
 
+use crate::domain::report::ResultOutcome;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
@@ -41,8 +42,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 #[cfg(doc)]
 use super::event_log::EventLog;
 use super::{
-    ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, RunRetention, RunsPage, Scan,
-    StoreError, stored_time,
+    ClaimManyError, DueJob, JobDB, JobsPage, RunRetention, RunsPage, Scan, StoreError, stored_time,
 };
 use crate::domain::{
     Job, JobFilter, JobId, JobTally, LoggedEvent, PageRequest, PendingEvents,

@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::StoreError;
-use crate::domain::{EventFilter, LoggedEvent};
+use crate::domain::{AckOutcome, EventFilter, LoggedEvent};
 
 /// Where a named subscription resumes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,21 +29,6 @@ pub struct SubscriptionStart {
     /// Events the retention removed before this subscription acknowledged
     /// them, since it last learned of such a loss.
     pub missed: u64,
-}
-
-/// What an acknowledgement did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AckOutcome {
-    /// The event is now acknowledged: it is not delivered to this name again.
-    Acked,
-    /// It was acknowledged already (or passed over, or removed).
-    Duplicate,
-    /// No event has this sequence number yet; `last` is the latest one (0:
-    /// none yet).
-    Beyond {
-        /// The latest sequence number given out.
-        last: u64,
-    },
 }
 
 /// Job events kept in order, and the positions of named subscriptions.

@@ -9,9 +9,10 @@ use chrono::{DateTime, Utc};
 use tokio::sync::RwLock;
 
 use super::{
-    DueJob, JobDB, JobsPage, ResultOutcome, RunRetention, RunsPage, Scan, ShardLeases, StoreError,
+    DueJob, JobDB, JobsPage, RunRetention, RunsPage, Scan, ShardLeases, StoreError,
     leases::MemoryLeases, pruned, record_runs, runs_page, stored_job, stored_time,
 };
+use crate::domain::report::ResultOutcome;
 use crate::domain::{
     Job, JobFilter, JobId, JobStatus, JobTally, PageRequest, PendingEvents,
     history::{self, Run},

@@ -39,8 +39,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    self, Job, JobFilter, JobId, JobStatus, JobTally, PageRequest, PendingEvents, history::Run,
-    report::RunReport, shard::Shards,
+    self, Job, JobFilter, JobId, JobTally, PageRequest, PendingEvents,
+    history::Run,
+    report::{ResultOutcome, RunReport},
+    shard::Shards,
 };
 
 /// How many times a read-and-conditional-write step on a recurring job is
@@ -262,34 +264,6 @@ impl From<&Job> for DueJob {
             fire_token: job.fire_token,
         }
     }
-}
-
-/// What happened when a run result was offered to the store.
-///
-/// A result may name the firing it reports on, by that firing's fire token
-/// (the run event's `ScheduledKey`). A job keeps the token of its last
-/// firing until it is scheduled again (an update, or a run timed out and
-/// retried, draws a new one), so the token tells a late result of an
-/// earlier firing from a result of the current one:
-/// - a token other than the job's, whatever the job's status: `Stale`;
-/// - the job's token (or none) on a RUNNING job: `Stored`;
-/// - the job's token (or none) on a job that already holds this result:
-///   `Duplicate` (the same firing's result again);
-/// - the job's token (or none) on a job in any other state: `Ignored`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResultOutcome {
-    /// The job was RUNNING and now holds the result.
-    Stored,
-    /// The job already holds this very result: a duplicate, nothing changed.
-    Duplicate,
-    /// The job is in another state (scheduled again, or holds the other result).
-    Ignored(JobStatus),
-    /// The result names a firing that is not the job's current one (the job,
-    /// now in this status, was fired, retried or rescheduled since): nothing
-    /// changed.
-    Stale(JobStatus),
-    /// No job has this id.
-    UnknownJob,
 }
 
 /// Storage of jobs. Implementations must make each method one atomic step on

@@ -5,12 +5,11 @@
 
 use chrono::{DateTime, SubsecRound, Utc};
 
-use super::{JobDB, RECURRING_ATTEMPTS, ResultOutcome, RunRetention, RunsPage, StoreError};
+use super::{JobDB, RECURRING_ATTEMPTS, RunRetention, RunsPage, StoreError};
 use crate::domain::{
     self, Job, JobId, PageRequest,
     history::{self, Run},
-    recurrence::ResultDecision,
-    report::RunReport,
+    report::{ResultOutcome, RunReport},
 };
 
 /// `time` at the precision every store keeps: the millisecond.
@@ -94,18 +93,6 @@ pub(crate) async fn result_read<D: JobDB + ?Sized>(
         "job {} changed under its result {RECURRING_ATTEMPTS} times in a row",
         job.id
     )))
-}
-
-impl ResultOutcome {
-    /// The outcome of a result a recurring job refused.
-    pub(crate) fn refused(decision: ResultDecision) -> Self {
-        match decision {
-            ResultDecision::Take(_) => ResultOutcome::Stored,
-            ResultDecision::Duplicate => ResultOutcome::Duplicate,
-            ResultDecision::Ignored(status) => ResultOutcome::Ignored(status),
-            ResultDecision::Stale(status) => ResultOutcome::Stale(status),
-        }
-    }
 }
 
 /// `runs` (all of a job's) from the `offset`-th newest, at most `limit`:

@@ -12,9 +12,10 @@ use std::sync::Arc;
 use tracing::{Instrument, Span};
 
 use super::{
-    ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, RunRetention, RunsPage, Scan,
-    ShardLeases, StoreError, Unreadable,
+    ClaimManyError, DueJob, JobDB, JobsPage, RunRetention, RunsPage, Scan, ShardLeases, StoreError,
+    Unreadable,
 };
+use crate::domain::report::ResultOutcome;
 use crate::{
     domain::{
         Job, JobFilter, JobId, JobTally, PageRequest, PendingEvents, history::Run,

@@ -8,15 +8,13 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
+use scheduler_service::domain::report::ResultOutcome;
 use scheduler_service::{
     domain::{
         Job, JobFilter, JobId, JobTally, PageRequest, PendingEvents, history::Run,
         report::RunReport,
     },
-    store::{
-        ClaimManyError, DueJob, JobDB, JobsPage, ResultOutcome, RunRetention, RunsPage, Scan,
-        StoreError,
-    },
+    store::{ClaimManyError, DueJob, JobDB, JobsPage, RunRetention, RunsPage, Scan, StoreError},
 };
 
 /// The methods a hook can run before.

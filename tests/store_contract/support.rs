@@ -11,13 +11,13 @@ pub use scheduler_service::{
         Job, JobFilter, JobId, JobSpec, JobStatus, JobTally, JobType, PendingEvents, ResultStatus,
         ScheduleKind,
         history::{self, Run, RunCause, RunOutcome},
-        report::RunReport,
+        report::{ResultOutcome, RunReport},
         retry::{Attempts, RetryPolicy},
         shard::{ShardCount, Shards},
     },
     store::{
-        self, DueJob, JobDB, JobsPage, ResultOutcome, RunRetention, Scan, ShardLeases, StoreError,
-        Unreadable, leases::Renewal,
+        self, DueJob, JobDB, JobsPage, RunRetention, Scan, ShardLeases, StoreError, Unreadable,
+        leases::Renewal,
     },
 };
 

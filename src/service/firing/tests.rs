@@ -1,13 +1,14 @@
 use std::collections::HashSet;
 
 use super::*;
+use crate::domain::report::ResultOutcome;
 use crate::{
     broker::EventKind,
     clock::Clock,
     config::SchedulerSettings,
     domain::{Error, ResultStatus, report::RunReport},
     service::testing::{RecordingProducer, TestService},
-    store::{ResultOutcome, memory::MemoryJobDB},
+    store::memory::MemoryJobDB,
 };
 
 fn recording() -> (TestService, Arc<RecordingProducer>) {

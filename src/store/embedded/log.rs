@@ -17,11 +17,12 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefiniti
 use serde::{Deserialize, Serialize};
 
 use super::{EmbeddedJobDB, JobTables, decode, encode, id_of, other, storage};
+use crate::domain::AckOutcome;
 use crate::{
     domain::{EventFilter, EventKind, Job, JobId, JobType, LoggedEvent, PendingEvents},
     store::{
         StoreError, Unreadable,
-        event_log::{AckOutcome, EventLog, SubscriptionStart},
+        event_log::{EventLog, SubscriptionStart},
     },
 };
 

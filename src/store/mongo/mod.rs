@@ -33,9 +33,10 @@ use mongodb::{
 use tokio::sync::OnceCell;
 
 use super::{
-    DueJob, JobDB, JobsPage, ResultOutcome, RunRetention, RunsPage, Scan, ShardLeases, StoreError,
-    claim_read, result_read,
+    DueJob, JobDB, JobsPage, RunRetention, RunsPage, Scan, ShardLeases, StoreError, claim_read,
+    result_read,
 };
+use crate::domain::report::ResultOutcome;
 use crate::domain::{
     Job, JobFilter, JobId, JobStatus, JobTally, JobType, PageRequest, PendingEvents, ScheduleKind,
     history::Run, report::RunReport,

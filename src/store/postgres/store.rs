@@ -21,6 +21,7 @@ use super::{
     runs::{self, run_from_row},
     sql::CLIENT_KEY_INDEX,
 };
+use crate::domain::report::ResultOutcome;
 use crate::{
     domain::{
         Job, JobFilter, JobId, JobTally, PageRequest, PendingEvents, ScheduleKind,
@@ -29,8 +30,8 @@ use crate::{
         shard::Shards,
     },
     store::{
-        ClaimManyError, DueJob, JobDB, JobsPage, RECURRING_ATTEMPTS, ResultOutcome, RunRetention,
-        RunsPage, Scan, ShardLeases, StoreError, claim_read, result_read, stored_time,
+        ClaimManyError, DueJob, JobDB, JobsPage, RECURRING_ATTEMPTS, RunRetention, RunsPage, Scan,
+        ShardLeases, StoreError, claim_read, result_read, stored_time,
     },
 };
 
