@@ -109,7 +109,7 @@ struct Args {
     jobs: Option<usize>,
     /// fire: SCHEDULER_FIRE_CONCURRENCY values, one configuration each
     /// (the default is the service's).
-    #[arg(long, value_name = "C[,C..]", value_delimiter = ',', value_parser = at_least_one::<usize>, default_value = "2048")]
+    #[arg(long, value_name = "C[,C..]", value_delimiter = ',', value_parser = at_least_one::<usize>, default_value = "8192")]
     fire_concurrency: Vec<usize>,
     /// fire: TOPIC_JOB_RUN_PARTITIONS values, one configuration each.
     #[arg(long, value_name = "P[,P..]", value_delimiter = ',', value_parser = at_least_one::<i32>, default_value = "1")]

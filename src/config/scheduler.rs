@@ -70,7 +70,7 @@ pub struct SchedulerSettings {
     /// The most firings in flight at once, an upper bound: up to 4
     /// batches, each sized from the backlog (the firings queued when it
     /// starts, shared among the free batch slots) and at most a quarter of
-    /// it (and 512), see `JobService::run_firing`.
+    /// it (and 2048), see `JobService::run_firing`.
     pub fire_concurrency: usize,
     /// Late jobs after downtime.
     pub misfire: MisfirePolicy,
@@ -97,7 +97,7 @@ impl Default for SchedulerSettings {
         SchedulerSettings {
             max_page_size: 100,
             look_ahead: Duration::from_secs(60),
-            fire_concurrency: 2048,
+            fire_concurrency: 8192,
             misfire: MisfirePolicy::FireNow,
             run_timeout: Duration::from_secs(600),
             run_timeout_policy: RunTimeoutPolicy::Fail,
