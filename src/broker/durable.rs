@@ -40,9 +40,8 @@ use tokio_util::sync::CancellationToken;
 
 use self::group::{Group, Links};
 use super::hub::{EventHub, Outgoing};
-use crate::domain::AckOutcome;
 use crate::{
-    domain::EventFilter,
+    domain::{AckOutcome, EventFilter},
     duties::every,
     store::{StoreError, event_log::EventLog},
     telemetry::metrics::Metrics,

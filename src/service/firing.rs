@@ -50,12 +50,12 @@
 //! the embedded store they are as quick as before (p99 33 to 36 ms); on
 //! PostgreSQL their spread is wider (39 to 231 ms, median 57 against 53),
 //! a batch grown large in a hiccup taking longer to claim and deliver.
-//! What still limits 30,000 in one second
-//! here (issue 19's target is 150 ms) is the machine's two cores, shared
-//! with PostgreSQL and the broker: on PostgreSQL the server's CPU for the
-//! claims and outbox clears (two row versions and nine index entries a
-//! firing); on the embedded store its single writer, which commits each
-//! claim and each clear in turn.
+//! What still limits 30,000 in one second here (issue 19's target is
+//! 150 ms) is the machine's two cores, shared with PostgreSQL and the
+//! broker: on PostgreSQL the server's CPU for the claims and outbox clears
+//! (two row versions and nine index entries a firing); on the embedded
+//! store its single writer, which commits each claim and each clear in
+//! turn.
 //!
 //! [`delivery`]: super::delivery
 

@@ -53,7 +53,6 @@ pub use ownership::ShardKeeper;
 pub use recurring::{NewJob, PREVIEW_MAX, SchedulePreview};
 pub use retention::PRUNE_BATCH;
 
-use crate::domain::report::ResultOutcome;
 use crate::{
     broker::{
         EventKind, JobsProducer,
@@ -65,7 +64,7 @@ use crate::{
         Error, Job, JobFilter, JobId, JobSpec, JobStatus, JobTally, PageRequest, ResultStatus,
         history,
         recurrence::RecurrenceSpec,
-        report::RunReport,
+        report::{ResultOutcome, RunReport},
         retry::{Attempts, RetryPolicy},
     },
     store::{JobDB, JobsPage, RunsPage, StoreError, Unreadable, runs_of},

@@ -12,9 +12,11 @@
 //! recurring job retries the failed occurrence before its next one.
 
 use super::{JobService, job_span};
-use crate::domain::report::ResultOutcome;
 use crate::{
-    domain::{Error, Job, JobId, report::RunReport},
+    domain::{
+        Error, Job, JobId,
+        report::{ResultOutcome, RunReport},
+    },
     telemetry::metrics::FailReason,
 };
 

@@ -34,7 +34,6 @@ use std::{
     thread::JoinHandle,
 };
 
-use crate::domain::report::ResultOutcome;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
@@ -47,7 +46,7 @@ use super::{
 use crate::domain::{
     Job, JobFilter, JobId, JobTally, LoggedEvent, PageRequest, PendingEvents,
     history::{self, Run},
-    report::RunReport,
+    report::{ResultOutcome, RunReport},
 };
 use codec::{decode, decode_facets, encode, id_of};
 use errors::{other, storage};

@@ -12,11 +12,10 @@ use super::{
     DueJob, JobDB, JobsPage, RunRetention, RunsPage, Scan, ShardLeases, StoreError,
     leases::MemoryLeases, pruned, record_runs, runs_page, stored_job, stored_time,
 };
-use crate::domain::report::ResultOutcome;
 use crate::domain::{
     Job, JobFilter, JobId, JobStatus, JobTally, PageRequest, PendingEvents,
     history::{self, Run},
-    report::RunReport,
+    report::{ResultOutcome, RunReport},
 };
 
 /// The jobs and their runs, changed together under one lock.

@@ -15,11 +15,12 @@ use super::{
     ClaimManyError, DueJob, JobDB, JobsPage, RunRetention, RunsPage, Scan, ShardLeases, StoreError,
     Unreadable,
 };
-use crate::domain::report::ResultOutcome;
 use crate::{
     domain::{
-        Job, JobFilter, JobId, JobTally, PageRequest, PendingEvents, history::Run,
-        report::RunReport, shard::Shards,
+        Job, JobFilter, JobId, JobTally, PageRequest, PendingEvents,
+        history::Run,
+        report::{ResultOutcome, RunReport},
+        shard::Shards,
     },
     telemetry::metrics::Metrics,
 };

@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
-use scheduler_service::domain::report::ResultOutcome;
 use scheduler_service::{
     domain::{
-        Job, JobFilter, JobId, JobTally, PageRequest, PendingEvents, history::Run,
-        report::RunReport,
+        Job, JobFilter, JobId, JobTally, PageRequest, PendingEvents,
+        history::Run,
+        report::{ResultOutcome, RunReport},
     },
     store::{ClaimManyError, DueJob, JobDB, JobsPage, RunRetention, RunsPage, Scan, StoreError},
 };

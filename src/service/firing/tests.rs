@@ -1,12 +1,14 @@
 use std::collections::HashSet;
 
 use super::*;
-use crate::domain::report::ResultOutcome;
 use crate::{
     broker::EventKind,
     clock::Clock,
     config::SchedulerSettings,
-    domain::{Error, ResultStatus, report::RunReport},
+    domain::{
+        Error, ResultStatus,
+        report::{ResultOutcome, RunReport},
+    },
     service::testing::{RecordingProducer, TestService},
     store::memory::MemoryJobDB,
 };

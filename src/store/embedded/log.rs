@@ -17,9 +17,8 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefiniti
 use serde::{Deserialize, Serialize};
 
 use super::{EmbeddedJobDB, JobTables, decode, encode, id_of, other, storage};
-use crate::domain::AckOutcome;
 use crate::{
-    domain::{EventFilter, EventKind, Job, JobId, JobType, LoggedEvent, PendingEvents},
+    domain::{AckOutcome, EventFilter, EventKind, Job, JobId, JobType, LoggedEvent, PendingEvents},
     store::{
         StoreError, Unreadable,
         event_log::{EventLog, SubscriptionStart},

@@ -36,10 +36,10 @@ use super::{
     DueJob, JobDB, JobsPage, RunRetention, RunsPage, Scan, ShardLeases, StoreError, claim_read,
     result_read,
 };
-use crate::domain::report::ResultOutcome;
 use crate::domain::{
     Job, JobFilter, JobId, JobStatus, JobTally, JobType, PageRequest, PendingEvents, ScheduleKind,
-    history::Run, report::RunReport,
+    history::Run,
+    report::{ResultOutcome, RunReport},
 };
 
 mod codec;

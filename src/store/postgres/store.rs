@@ -21,12 +21,11 @@ use super::{
     runs::{self, run_from_row},
     sql::CLIENT_KEY_INDEX,
 };
-use crate::domain::report::ResultOutcome;
 use crate::{
     domain::{
         Job, JobFilter, JobId, JobTally, PageRequest, PendingEvents, ScheduleKind,
         history::{self, Run},
-        report::RunReport,
+        report::{ResultOutcome, RunReport},
         shard::Shards,
     },
     store::{
