@@ -107,13 +107,16 @@ async fn ensure_indexes_is_idempotent_and_safe_when_replicas_race() {
         "jobs_pkey",
         "jobs_running_updated_at",
         "jobs_schedule_time_id",
-        "jobs_status_schedule_time",
+        "jobs_scheduled_schedule_time",
     ];
     assert_eq!(names, expected);
     // A table made before dead letters or before retention has an outbox
-    // index without them; the next start replaces it.
+    // index without them, and one made before the loader's partial index
+    // an index on every job's status; the next start replaces them.
     let old = format!(
-        "CREATE INDEX jobs_pending_updated_at ON \"{schema}\".jobs (updated_at, id) \
+        "CREATE INDEX jobs_status_schedule_time ON \"{schema}\".jobs \
+         (status, schedule_time, id); \
+         CREATE INDEX jobs_pending_updated_at ON \"{schema}\".jobs (updated_at, id) \
          WHERE pending_create OR pending_update OR pending_run; \
          CREATE INDEX jobs_owing_updated_at ON \"{schema}\".jobs (updated_at, id) \
          WHERE pending_create OR pending_update OR pending_run OR pending_dead_letter",
@@ -126,7 +129,10 @@ async fn ensure_indexes_is_idempotent_and_safe_when_replicas_race() {
         .expect("old indexes");
     f.db.ensure_indexes().await.expect("upgrade");
     let names = index_names(&f.schema).await;
-    assert_eq!(names, expected, "the old outbox index is gone");
+    assert_eq!(
+        names, expected,
+        "the old outbox and status indexes are gone"
+    );
     f.drop_schema().await;
 }
 
