@@ -53,7 +53,7 @@
 //! What still limits 30,000 in one second here (issue 19's target is
 //! 150 ms) is the machine's two cores, shared with PostgreSQL and the
 //! broker: on PostgreSQL the server's CPU for the claims and outbox clears
-//! (two row versions and nine index entries a firing); on the embedded
+//! (two row versions and seven index entries a firing); on the embedded
 //! store its single writer, which commits each claim and each clear in
 //! turn.
 //!
