@@ -161,9 +161,11 @@ impl Drop for Delivering<'_> {
 impl JobService {
     /// Delivers what each job owes, each job's publishing in its span (jobs
     /// concurrently, each job's events in order), then clears the outbox
-    /// entries of those published in one store call, each only if its job is
-    /// still at the version published. Never fails: what cannot be published
-    /// now stays owed for the relay. Returns each job's delivery, in order.
+    /// entries of those published in one store call (shared with other
+    /// deliveries' clears, see [`super::outbox_clears`]), each only if its
+    /// job is still at the version published. Never fails: what cannot be
+    /// published now stays owed for the relay. Returns each job's delivery,
+    /// in order.
     pub async fn deliver<J: Borrow<Job>>(&self, jobs: &[(J, Span)]) -> Vec<Delivery> {
         if self.inner.broker_down.load(Ordering::Relaxed) {
             // The relay delivers them when the broker is back.
@@ -220,23 +222,10 @@ impl JobService {
         if published.is_empty() {
             return Some(Vec::new());
         }
-        match self.inner.db.clear_pending_many(published).await {
-            // A job not cleared changed after it was read (a result, a run
-            // timeout): its newer state owes its own events, which stay.
-            Ok(cleared) => {
-                tracing::debug!(
-                    published = published.len(),
-                    cleared = cleared.len(),
-                    "outbox entries cleared"
-                );
-                Some(cleared)
-            }
-            Err(err) => {
-                tracing::warn!(jobs = published.len(), error = %err,
-                    "published, but the outbox entries stay; they will be published again");
-                None
-            }
-        }
+        self.inner
+            .outbox_clears
+            .clear(&self.inner.db, published)
+            .await
     }
 
     /// Deletes each retired job whose delete event was just published, if

@@ -33,6 +33,7 @@
 mod arming;
 mod delivery;
 mod firing;
+mod outbox_clears;
 mod ownership;
 mod recurring;
 mod retention;
@@ -99,6 +100,8 @@ struct Inner {
     broker_down: AtomicBool,
     /// The deliveries under way, which the relay leaves alone.
     in_flight: delivery::InFlight,
+    /// The outbox clears of deliveries, grouped (see [`outbox_clears`]).
+    outbox_clears: outbox_clears::OutboxClears,
     /// The shards this replica owns (see [`ownership`]).
     ownership: ownership::Ownership,
     /// Where result notices go (see [`JobService::notify_results_to`]).
@@ -136,6 +139,7 @@ impl JobService {
                 relay_now: Notify::new(),
                 broker_down: AtomicBool::new(false),
                 in_flight: delivery::InFlight::default(),
+                outbox_clears: outbox_clears::OutboxClears::default(),
                 ownership: ownership::Ownership::default(),
                 result_notices: OnceLock::new(),
                 clock_jumps,

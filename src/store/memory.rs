@@ -42,6 +42,28 @@ pub struct MemoryJobDB {
     /// Unit tests of failure handling: how many more claims of a job fail.
     #[cfg(test)]
     failing_claims: std::sync::Mutex<HashMap<JobId, usize>>,
+    /// Unit tests of grouped clears: the clears made, and whether they wait.
+    #[cfg(test)]
+    clears: ClearsSeen,
+}
+
+/// The `clear_pending_many` calls a unit test sees, and a switch that
+/// holds them at their start until released.
+#[cfg(test)]
+#[derive(Debug)]
+struct ClearsSeen {
+    made: std::sync::atomic::AtomicUsize,
+    held: tokio::sync::watch::Sender<bool>,
+}
+
+#[cfg(test)]
+impl Default for ClearsSeen {
+    fn default() -> Self {
+        ClearsSeen {
+            made: std::sync::atomic::AtomicUsize::new(0),
+            held: tokio::sync::watch::Sender::new(false),
+        }
+    }
 }
 
 impl MemoryJobDB {
@@ -57,6 +79,19 @@ impl MemoryJobDB {
         if let Ok(mut failing) = self.failing_claims.lock() {
             failing.insert(id, times);
         }
+    }
+
+    /// Makes every `clear_pending_many` wait at its start (`true`) until
+    /// released (`false`).
+    #[cfg(test)]
+    pub fn hold_clears(&self, held: bool) {
+        self.clears.held.send_replace(held);
+    }
+
+    /// The `clear_pending_many` calls made so far (held ones included).
+    #[cfg(test)]
+    pub fn clears_made(&self) -> usize {
+        self.clears.made.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Whether this claim of `id` is one set to fail (and counts it).
@@ -264,6 +299,29 @@ impl JobDB for MemoryJobDB {
             }
             _ => Ok(false),
         }
+    }
+
+    async fn clear_pending_many(&self, jobs: &[(JobId, i64)]) -> Result<Vec<JobId>, StoreError> {
+        #[cfg(test)]
+        {
+            self.clears
+                .made
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut held = self.clears.held.subscribe();
+            // (The sender lives as long as the store.)
+            let _ = held.wait_for(|held| !*held).await;
+        }
+        let mut state = self.state.write().await;
+        let mut cleared = Vec::new();
+        for (id, version) in jobs {
+            if let Some(job) = state.jobs.get_mut(id)
+                && job.version == *version
+            {
+                job.pending = PendingEvents::NONE;
+                cleared.push(*id);
+            }
+        }
+        Ok(cleared)
     }
 
     async fn finished_before(

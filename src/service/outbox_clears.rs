@@ -1,0 +1,266 @@
+//! Outbox clears grouped: the deliveries that finish publishing while the
+//! store is busy clearing have their outbox entries cleared together, in
+//! one store call, the way a database groups commits.
+//!
+//! Every delivery ends with a clear of what it published (see
+//! [`super::delivery`]). A firing batch clears its whole batch in one call,
+//! but each CreateJob, UpdateJob or DeleteJob clears its one job, so on
+//! PostgreSQL a creation cost two commits (the insert, then the clear), and
+//! the commits were what limited CreateJob (BENCHMARKS.md, "Outbox clears
+//! grouped"). Here a clear asked while [`CLEARS_AT_ONCE`] are already in
+//! the store waits for a turn, and the turn clears every job queued by
+//! then, for all their callers: under load one statement clears for many
+//! calls; a lone clear goes to the store at once.
+//!
+//! A group never holds one job twice (two deliveries of one job at two
+//! versions): the later waits for the next turn, so that each caller
+//! learns whether its own version was cleared. A group's store call runs
+//! in a task of its own, so that a caller that gives up (a client that
+//! disconnects) does not cancel the others' clears.
+
+use std::{
+    collections::HashSet,
+    mem,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+};
+
+use tokio::sync::{Semaphore, oneshot};
+
+use crate::{domain::JobId, store::JobDB};
+
+/// Store calls that clear at once: more than one, so that a firing batch's
+/// large clear does not hold up the calls' small ones.
+const CLEARS_AT_ONCE: usize = 2;
+
+/// The clears waiting for a turn, and the turns.
+pub(super) struct OutboxClears {
+    queued: Mutex<Vec<Queued>>,
+    turns: Arc<Semaphore>,
+}
+
+/// One caller's clear: its jobs (id, version published) and where the ids
+/// cleared go (`None`: the store failed).
+struct Queued {
+    jobs: Vec<(JobId, i64)>,
+    answer: oneshot::Sender<Option<Vec<JobId>>>,
+}
+
+impl Default for OutboxClears {
+    fn default() -> Self {
+        OutboxClears {
+            queued: Mutex::new(Vec::new()),
+            turns: Arc::new(Semaphore::new(CLEARS_AT_ONCE)),
+        }
+    }
+}
+
+impl OutboxClears {
+    /// Clears the outbox entries of `jobs` still at their version, in one
+    /// store call with the clears queued meanwhile; the ids cleared, or
+    /// `None` if the store failed (the events stay owed).
+    pub(super) async fn clear(
+        &self,
+        db: &Arc<dyn JobDB>,
+        jobs: &[(JobId, i64)],
+    ) -> Option<Vec<JobId>> {
+        let (answer, mut cleared) = oneshot::channel();
+        self.lock().push(Queued {
+            jobs: jobs.to_vec(),
+            answer,
+        });
+        loop {
+            tokio::select! {
+                biased;
+                // (Dropped unanswered only if its group's task panicked.)
+                done = &mut cleared => return done.ok().flatten(),
+                turn = self.turns.clone().acquire_owned() => {
+                    let turn = turn.ok()?;
+                    let group = self.next_group();
+                    if group.is_empty() {
+                        // Another turn holds this clear: its answer comes.
+                        drop(turn);
+                        return cleared.await.ok().flatten();
+                    }
+                    let db = db.clone();
+                    // Joined here; the store call goes on if this caller goes.
+                    let _ = tokio::spawn(async move {
+                        clear_group(db.as_ref(), group).await;
+                        drop(turn);
+                    })
+                    .await;
+                }
+            }
+        }
+    }
+
+    /// The clears queued, in order, but for any that holds a job an earlier
+    /// one holds (they stay queued for the next turn).
+    fn next_group(&self) -> Vec<Queued> {
+        let mut queued = self.lock();
+        let mut held = HashSet::new();
+        let (group, later): (Vec<Queued>, Vec<Queued>) =
+            mem::take(&mut *queued).into_iter().partition(|clear| {
+                let free = clear.jobs.iter().all(|(id, _)| !held.contains(id));
+                if free {
+                    held.extend(clear.jobs.iter().map(|(id, _)| *id));
+                }
+                free
+            });
+        *queued = later;
+        group
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Queued>> {
+        self.queued.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Clears the jobs of `group` in one store call and answers each caller
+/// with those of its jobs cleared.
+async fn clear_group(db: &dyn JobDB, group: Vec<Queued>) {
+    let jobs: Vec<(JobId, i64)> = group.iter().flat_map(|c| c.jobs.clone()).collect();
+    let cleared: Option<HashSet<JobId>> = match db.clear_pending_many(&jobs).await {
+        // A job not cleared changed after it was read (a result, a run
+        // timeout): its newer state owes its own events, which stay.
+        Ok(cleared) => {
+            tracing::debug!(
+                published = jobs.len(),
+                cleared = cleared.len(),
+                deliveries = group.len(),
+                "outbox entries cleared"
+            );
+            Some(cleared.into_iter().collect())
+        }
+        Err(err) => {
+            tracing::warn!(jobs = jobs.len(), error = %err,
+                "published, but the outbox entries stay; they will be published again");
+            None
+        }
+    };
+    for clear in group {
+        let answer = cleared.as_ref().map(|cleared| {
+            clear
+                .jobs
+                .iter()
+                .map(|(id, _)| *id)
+                .filter(|id| cleared.contains(id))
+                .collect()
+        });
+        // A caller that gave up no longer listens.
+        let _ = clear.answer.send(answer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chrono::Utc;
+
+    use super::*;
+    use crate::{
+        domain::{Job, JobSpec, JobType, PendingEvents},
+        store::memory::MemoryJobDB,
+    };
+
+    /// A new job (owing its create event), stored.
+    async fn owing(db: &MemoryJobDB) -> Job {
+        let spec = JobSpec {
+            name: "n".into(),
+            description: String::new(),
+            schedule_time: Utc::now(),
+            job_type: JobType::Email,
+            job_data: "{}".into(),
+        };
+        let job = Job::new_scheduled(spec, Utc::now());
+        db.insert(&job).await.unwrap();
+        job
+    }
+
+    /// Waits until `ready` holds (a bound for a loaded machine).
+    async fn until(ready: impl Fn() -> bool) {
+        for _ in 0..500 {
+            if ready() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("not reached");
+    }
+
+    /// Starts a clear of `jobs` in a task of its own.
+    fn start(
+        clears: &Arc<OutboxClears>,
+        db: &Arc<dyn JobDB>,
+        jobs: Vec<(JobId, i64)>,
+    ) -> tokio::task::JoinHandle<Option<Vec<JobId>>> {
+        let (clears, db) = (clears.clone(), db.clone());
+        tokio::spawn(async move { clears.clear(&db, &jobs).await })
+    }
+
+    #[tokio::test]
+    async fn clears_asked_while_the_store_is_busy_go_in_one_call() {
+        let memory = Arc::new(MemoryJobDB::new());
+        let db: Arc<dyn JobDB> = memory.clone();
+        let clears = Arc::new(OutboxClears::default());
+        memory.hold_clears(true);
+        let mut busy = Vec::new();
+        for _ in 0..CLEARS_AT_ONCE {
+            let job = owing(&memory).await;
+            busy.push(start(&clears, &db, vec![(job.id, job.version)]));
+        }
+        until(|| memory.clears_made() == CLEARS_AT_ONCE).await;
+        let mut jobs = Vec::new();
+        let mut waiting = Vec::new();
+        for _ in 0..10 {
+            let job = owing(&memory).await;
+            waiting.push(start(&clears, &db, vec![(job.id, job.version)]));
+            jobs.push(job);
+        }
+        until(|| clears.lock().len() == 10).await;
+        memory.hold_clears(false);
+        for (clear, job) in waiting.into_iter().zip(&jobs) {
+            assert_eq!(clear.await.unwrap(), Some(vec![job.id]));
+        }
+        for clear in busy {
+            assert_eq!(clear.await.unwrap().map(|c| c.len()), Some(1));
+        }
+        assert_eq!(memory.clears_made(), CLEARS_AT_ONCE + 1, "the ten in one");
+        for job in &jobs {
+            let stored = memory.get(job.id).await.unwrap().unwrap();
+            assert_eq!(stored.pending, PendingEvents::NONE);
+        }
+    }
+
+    #[tokio::test]
+    async fn one_job_at_two_versions_is_cleared_in_two_calls_each_answered_for_its_own() {
+        let memory = Arc::new(MemoryJobDB::new());
+        let db: Arc<dyn JobDB> = memory.clone();
+        let clears = Arc::new(OutboxClears::default());
+        memory.hold_clears(true);
+        for _ in 0..CLEARS_AT_ONCE {
+            let job = owing(&memory).await;
+            start(&clears, &db, vec![(job.id, job.version)]);
+        }
+        until(|| memory.clears_made() == CLEARS_AT_ONCE).await;
+        let job = owing(&memory).await;
+        let stale = start(&clears, &db, vec![(job.id, job.version - 1)]);
+        let current = start(&clears, &db, vec![(job.id, job.version)]);
+        until(|| clears.lock().len() == 2).await;
+        memory.hold_clears(false);
+        assert_eq!(stale.await.unwrap(), Some(vec![]), "not its version");
+        assert_eq!(current.await.unwrap(), Some(vec![job.id]));
+        assert_eq!(memory.clears_made(), CLEARS_AT_ONCE + 2);
+    }
+
+    #[tokio::test]
+    async fn a_lone_clear_goes_to_the_store_at_once() {
+        let memory = Arc::new(MemoryJobDB::new());
+        let db: Arc<dyn JobDB> = memory.clone();
+        let clears = OutboxClears::default();
+        let job = owing(&memory).await;
+        let cleared = clears.clear(&db, &[(job.id, job.version)]).await;
+        assert_eq!(cleared, Some(vec![job.id]));
+        assert_eq!(memory.clears_made(), 1);
+    }
+}
