@@ -198,8 +198,14 @@ mod tests {
         tokio::spawn(async move { clears.clear(&db, &jobs).await })
     }
 
-    #[tokio::test]
-    async fn clears_asked_while_the_store_is_busy_go_in_one_call() {
+    /// A store whose clears are held, with [`CLEARS_AT_ONCE`] clears of a
+    /// job each already in it (every turn taken); those clears' tasks.
+    async fn busy_store() -> (
+        Arc<MemoryJobDB>,
+        Arc<dyn JobDB>,
+        Arc<OutboxClears>,
+        Vec<tokio::task::JoinHandle<Option<Vec<JobId>>>>,
+    ) {
         let memory = Arc::new(MemoryJobDB::new());
         let db: Arc<dyn JobDB> = memory.clone();
         let clears = Arc::new(OutboxClears::default());
@@ -210,6 +216,12 @@ mod tests {
             busy.push(start(&clears, &db, vec![(job.id, job.version)]));
         }
         until(|| memory.clears_made() == CLEARS_AT_ONCE).await;
+        (memory, db, clears, busy)
+    }
+
+    #[tokio::test]
+    async fn clears_asked_while_the_store_is_busy_go_in_one_call() {
+        let (memory, db, clears, busy) = busy_store().await;
         let mut jobs = Vec::new();
         let mut waiting = Vec::new();
         for _ in 0..10 {
@@ -234,15 +246,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_job_at_two_versions_is_cleared_in_two_calls_each_answered_for_its_own() {
-        let memory = Arc::new(MemoryJobDB::new());
-        let db: Arc<dyn JobDB> = memory.clone();
-        let clears = Arc::new(OutboxClears::default());
-        memory.hold_clears(true);
-        for _ in 0..CLEARS_AT_ONCE {
-            let job = owing(&memory).await;
-            start(&clears, &db, vec![(job.id, job.version)]);
-        }
-        until(|| memory.clears_made() == CLEARS_AT_ONCE).await;
+        let (memory, db, clears, _busy) = busy_store().await;
         let job = owing(&memory).await;
         let stale = start(&clears, &db, vec![(job.id, job.version - 1)]);
         let current = start(&clears, &db, vec![(job.id, job.version)]);

@@ -206,6 +206,31 @@ async fn cached_plan(db: &PgJobDB, query: &str) -> (String, String) {
     (name, plan.join("\n"))
 }
 
+/// A store of one pooled connection on a fresh schema, its table made,
+/// and the table's quoted name.
+async fn one_connection_store() -> (PgJobDB, String) {
+    let schema = format!("unit_{}", test_support::unique());
+    let uri = test_support::postgres_uri();
+    let db = PgJobDB::connect_with(&uri, &schema, Duration::from_secs(10), 1, NoTls)
+        .await
+        .unwrap();
+    db.ensure_indexes().await.unwrap();
+    (db, format!("\"{schema}\".{TABLE}"))
+}
+
+/// An insert of generated jobs into `table`, each of `status` with the job
+/// data `data` (an SQL expression), to be ended by `FROM
+/// generate_series(a, b) AS i`.
+fn insert_generated(table: &str, status: i16, data: &str) -> String {
+    format!(
+        "INSERT INTO {table} (id, name, description, schedule_time, created_at,
+             updated_at, status, job_type, job_data, scheduled_key, version,
+             pending_create, pending_update, pending_run)
+         SELECT substr(decode(md5(i::text), 'hex'), 1, 12), 'n', '', now(), now(),
+             now(), {status}, 1, {data}, 1, 1, false, false, false"
+    )
+}
+
 /// (On the test server.) A connection's statements are prepared again
 /// every `PLAN_REFRESH_USES` uses: a generic plan made on a table of 20
 /// rows, a sequential scan, gives way to the primary key's index once the
@@ -214,20 +239,8 @@ async fn cached_plan(db: &PgJobDB, query: &str) -> (String, String) {
 #[tokio::test]
 async fn a_connections_statements_are_prepared_again_as_the_table_grows() {
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
-    let schema = format!("unit_{}", test_support::unique());
-    let uri = test_support::postgres_uri();
-    let db = PgJobDB::connect_with(&uri, &schema, Duration::from_secs(10), 1, NoTls)
-        .await
-        .unwrap();
-    db.ensure_indexes().await.unwrap();
-    let table = format!("\"{schema}\".{TABLE}");
-    let insert = format!(
-        "INSERT INTO {table} (id, name, description, schedule_time, created_at,
-             updated_at, status, job_type, job_data, scheduled_key, version,
-             pending_create, pending_update, pending_run)
-         SELECT substr(decode(md5(i::text), 'hex'), 1, 12), 'n', '', now(), now(),
-             now(), 1, 1, repeat('x', 100), 1, 1, false, false, false"
-    );
+    let (db, table) = one_connection_store().await;
+    let insert = insert_generated(&table, 1, "repeat('x', 100)");
     let client = db.pool.get().await.unwrap();
     client
         .batch_execute(&format!(
@@ -282,20 +295,8 @@ async fn a_connections_statements_are_prepared_again_as_the_table_grows() {
 #[tokio::test]
 async fn claims_keep_to_the_primary_key_in_a_table_never_analyzed() {
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
-    let schema = format!("unit_{}", test_support::unique());
-    let uri = test_support::postgres_uri();
-    let db = PgJobDB::connect_with(&uri, &schema, Duration::from_secs(10), 1, NoTls)
-        .await
-        .unwrap();
-    db.ensure_indexes().await.unwrap();
-    let table = format!("\"{schema}\".{TABLE}");
-    let insert = format!(
-        "INSERT INTO {table} (id, name, description, schedule_time, created_at,
-             updated_at, status, job_type, job_data, scheduled_key, version,
-             pending_create, pending_update, pending_run)
-         SELECT substr(decode(md5(i::text), 'hex'), 1, 12), 'n', '', now(), now(),
-             now(), 2, 1, '{{}}', 1, 1, false, false, false"
-    );
+    let (db, table) = one_connection_store().await;
+    let insert = insert_generated(&table, 2, "'{}'");
     let client = db.pool.get().await.unwrap();
     client
         .batch_execute(&format!(
@@ -305,20 +306,21 @@ async fn claims_keep_to_the_primary_key_in_a_table_never_analyzed() {
         ))
         .await
         .unwrap();
-    let sql = Sql::new(&schema);
-    for (name, statement, types) in [
+    let sql = &db.sql;
+    for (name, statement, types, arguments) in [
         (
             "claim_many",
             &sql.claim_many,
             "bytea[], bigint[], timestamptz",
+            "'{}', '{}', now()",
         ),
-        ("claim", &sql.claim, "bytea, bigint, timestamptz"),
+        (
+            "claim",
+            &sql.claim,
+            "bytea, bigint, timestamptz",
+            "'\\x00', 1, now()",
+        ),
     ] {
-        let arguments = if name == "claim" {
-            "'\\x00', 1, now()"
-        } else {
-            "'{}', '{}', now()"
-        };
         client
             .batch_execute(&format!("PREPARE {name}({types}) AS {statement}"))
             .await
