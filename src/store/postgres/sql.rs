@@ -55,7 +55,7 @@ pub(super) const COLUMNS: &str = "id, name, description, schedule_time, created_
 /// The claims' test that a job is still SCHEDULED, written `status + 0`
 /// so that the planner cannot prove from it the condition of the loader's
 /// partial index (`jobs_scheduled_schedule_time`, see
-/// [`scheduled_one_shot`]): a claim that could would, while the table
+/// `scheduled_one_shot!`): a claim that could would, while the table
 /// has no statistics yet (a burst of creations autovacuum has not
 /// analyzed), take that index for cheaper than the primary key and scan
 /// all of it for each id (the index is on `schedule_time, id`). Seen in
