@@ -118,7 +118,7 @@ impl OutboxClears {
 /// Clears the jobs of `group` in one store call and answers each caller
 /// with those of its jobs cleared.
 async fn clear_group(db: &dyn JobDB, group: Vec<Queued>) {
-    let jobs: Vec<(JobId, i64)> = group.iter().flat_map(|c| c.jobs.clone()).collect();
+    let jobs: Vec<(JobId, i64)> = group.iter().flat_map(|c| c.jobs.iter().copied()).collect();
     let cleared: Option<HashSet<JobId>> = match db.clear_pending_many(&jobs).await {
         // A job not cleared changed after it was read (a result, a run
         // timeout): its newer state owes its own events, which stay.

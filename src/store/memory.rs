@@ -26,6 +26,18 @@ struct State {
 }
 
 impl State {
+    /// Sets the owed events of job `id` to `remaining` if it is still at
+    /// `version`; whether it was set.
+    fn set_pending_if(&mut self, id: JobId, version: i64, remaining: PendingEvents) -> bool {
+        match self.jobs.get_mut(&id) {
+            Some(job) if job.version == version => {
+                job.pending = remaining;
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn record(&mut self, id: JobId, ended: &[Run]) {
         if !ended.is_empty() {
             record_runs(self.runs.entry(id).or_default(), ended);
@@ -291,14 +303,11 @@ impl JobDB for MemoryJobDB {
         version: i64,
         remaining: PendingEvents,
     ) -> Result<bool, StoreError> {
-        let mut state = self.state.write().await;
-        match state.jobs.get_mut(&id) {
-            Some(job) if job.version == version => {
-                job.pending = remaining;
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
+        Ok(self
+            .state
+            .write()
+            .await
+            .set_pending_if(id, version, remaining))
     }
 
     async fn clear_pending_many(&self, jobs: &[(JobId, i64)]) -> Result<Vec<JobId>, StoreError> {
@@ -312,16 +321,11 @@ impl JobDB for MemoryJobDB {
             let _ = held.wait_for(|held| !*held).await;
         }
         let mut state = self.state.write().await;
-        let mut cleared = Vec::new();
-        for (id, version) in jobs {
-            if let Some(job) = state.jobs.get_mut(id)
-                && job.version == *version
-            {
-                job.pending = PendingEvents::NONE;
-                cleared.push(*id);
-            }
-        }
-        Ok(cleared)
+        Ok(jobs
+            .iter()
+            .filter(|(id, version)| state.set_pending_if(*id, *version, PendingEvents::NONE))
+            .map(|(id, _)| *id)
+            .collect())
     }
 
     async fn finished_before(
