@@ -45,7 +45,7 @@ pub(super) const CLIENT_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::ne
 pub(super) type Index = TableDefinition<'static, (i64, &'static [u8]), ()>;
 
 /// The index tables every write keeps in step with the jobs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum IndexTable {
     Listing,
     Due,
@@ -92,6 +92,18 @@ fn index_entries(job: &Job) -> impl Iterator<Item = (IndexTable, i64)> {
     ]
     .into_iter()
     .filter_map(|(table, ms, has)| has.then_some((table, ms)))
+}
+
+/// The index entries `job` has that `other` has not (all of them when
+/// there is no `other`; none when there is no `job`).
+fn entries_not_in<'a>(
+    job: Option<&'a Job>,
+    other: Option<&'a Job>,
+) -> impl Iterator<Item = (IndexTable, i64)> + 'a {
+    let shared = move |entry| other.is_some_and(|other| index_entries(other).any(|e| e == entry));
+    job.into_iter()
+        .flat_map(index_entries)
+        .filter(move |&entry| !shared(entry))
 }
 
 /// Fills [`FINISHED`] for the jobs of a file written before it, once
@@ -213,7 +225,10 @@ impl<'txn> JobTables<'txn> {
     }
 
     /// Writes `new` (or deletes the job when `None`) replacing `old`,
-    /// keeping the index tables in step.
+    /// keeping the index tables in step: only the entries that differ are
+    /// removed and inserted. A claim keeps the job's listing entry and an
+    /// outbox clear its listing and running entries; rewritten, they were
+    /// six of a firing's thirteen b-tree writes.
     pub(super) fn write(
         &mut self,
         id: JobId,
@@ -221,7 +236,7 @@ impl<'txn> JobTables<'txn> {
         new: Option<&Job>,
     ) -> Result<(), StoreError> {
         let key = id.bytes();
-        for (table, ms) in old.into_iter().flat_map(index_entries) {
+        for (table, ms) in entries_not_in(old, new) {
             self.index(table)?
                 .remove((ms, key.as_slice()))
                 .map_err(storage)?;
@@ -235,7 +250,7 @@ impl<'txn> JobTables<'txn> {
         self.jobs()?
             .insert(key.as_slice(), bytes.as_slice())
             .map_err(storage)?;
-        for (table, ms) in index_entries(job) {
+        for (table, ms) in entries_not_in(new, old) {
             self.index(table)?
                 .insert((ms, key.as_slice()), ())
                 .map_err(storage)?;
