@@ -37,10 +37,11 @@ use std::{
 };
 
 use futures::StreamExt;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 
-use super::{JobService, job_span, log_unreadable};
+use super::{JobService, job_span, log_unreadable, outbox_clears::ClearTurn};
 use crate::clock::span;
 use crate::{
     backoff::Backoff,
@@ -51,7 +52,7 @@ use crate::{
 /// Jobs read from the outbox per relay pass.
 const RELAY_BATCH: usize = 500;
 /// Jobs published at once by one delivery (each job's own events stay in
-/// order). A firing batch is at most 512 jobs.
+/// order). A firing batch is at most 2,048 jobs.
 const PUBLISH_CONCURRENCY: usize = 512;
 
 /// What became of a job's owed events.
@@ -64,6 +65,32 @@ pub enum Delivery {
     Superseded,
     /// The broker or store failed; the events stay owed for the relay.
     Deferred,
+}
+
+/// Whose delivery it is, which says how it ends.
+pub(super) enum Deliverer {
+    /// A caller waiting for it (an API call, the relay, a sweep): its
+    /// outbox clear goes at once.
+    Caller,
+    /// A firing batch: its places in the firing bound (`None` outside the
+    /// firing loop) are given back once its events are published, and its
+    /// outbox clear gives way to the claims under way (see
+    /// [`super::outbox_clears`]); unless the clear is itself a delivery
+    /// ([`crate::store::JobDB::clear_delivers`]): it then goes at once, and
+    /// the places are held until it ends.
+    Firing(Option<OwnedSemaphorePermit>),
+}
+
+impl Deliverer {
+    /// The events are published: when the clear goes, and the places held
+    /// until it ends (the others are given back).
+    fn published(self, clear_delivers: bool) -> (ClearTurn, Option<OwnedSemaphorePermit>) {
+        match self {
+            Deliverer::Caller => (ClearTurn::AtOnce, None),
+            Deliverer::Firing(places) if clear_delivers => (ClearTurn::AtOnce, places),
+            Deliverer::Firing(_) => (ClearTurn::AfterClaims, None),
+        }
+    }
 }
 
 /// The jobs this process's calls and firings are delivering, and, while
@@ -167,6 +194,15 @@ impl JobService {
     /// published now stays owed for the relay. Returns each job's delivery,
     /// in order.
     pub async fn deliver<J: Borrow<Job>>(&self, jobs: &[(J, Span)]) -> Vec<Delivery> {
+        self.deliver_for(jobs, Deliverer::Caller).await
+    }
+
+    /// Delivers as [`JobService::deliver`] does, for `deliverer`.
+    pub(super) async fn deliver_for<J: Borrow<Job>>(
+        &self,
+        jobs: &[(J, Span)],
+        deliverer: Deliverer,
+    ) -> Vec<Delivery> {
         if self.inner.broker_down.load(Ordering::Relaxed) {
             // The relay delivers them when the broker is back.
             return vec![Delivery::Deferred; jobs.len()];
@@ -175,12 +211,16 @@ impl JobService {
             .inner
             .in_flight
             .hold(jobs.iter().map(|(job, _)| job.borrow().id).collect());
-        self.deliver_now(jobs).await
+        self.deliver_now(jobs, deliverer).await
     }
 
-    /// Delivers as [`JobService::deliver`] does, even while the broker is
-    /// marked down (the relay's probe).
-    async fn deliver_now<J: Borrow<Job>>(&self, jobs: &[(J, Span)]) -> Vec<Delivery> {
+    /// Delivers as [`JobService::deliver_for`] does, even while the broker
+    /// is marked down (the relay's probe).
+    async fn deliver_now<J: Borrow<Job>>(
+        &self,
+        jobs: &[(J, Span)],
+        deliverer: Deliverer,
+    ) -> Vec<Delivery> {
         // (The futures are made before they are streamed: a closure over
         // borrowed jobs inside the stream would not be `Send`.)
         let publishes: Vec<_> = jobs
@@ -191,6 +231,7 @@ impl JobService {
             .buffered(PUBLISH_CONCURRENCY)
             .collect()
             .await;
+        let (turn, _places) = deliverer.published(self.inner.db.clear_delivers());
         let (to_delete, to_clear): (Vec<&Job>, Vec<&Job>) = jobs
             .iter()
             .zip(&published)
@@ -198,7 +239,7 @@ impl JobService {
             .map(|((job, _), _)| job.borrow())
             .partition(|job| job.pending.delete);
         let to_clear: Vec<(JobId, i64)> = to_clear.iter().map(|j| (j.id, j.version)).collect();
-        let mut cleared: HashSet<JobId> = match self.clear(&to_clear).await {
+        let mut cleared: HashSet<JobId> = match self.clear(&to_clear, turn).await {
             Some(cleared) => cleared.into_iter().collect(),
             None => return vec![Delivery::Deferred; jobs.len()],
         };
@@ -218,13 +259,13 @@ impl JobService {
     /// Clears the outbox entries of `published` jobs still at their
     /// version; the ids cleared, or `None` if the store failed (the events
     /// stay owed and will be published again).
-    async fn clear(&self, published: &[(JobId, i64)]) -> Option<Vec<JobId>> {
+    async fn clear(&self, published: &[(JobId, i64)], turn: ClearTurn) -> Option<Vec<JobId>> {
         if published.is_empty() {
             return Some(Vec::new());
         }
         self.inner
             .outbox_clears
-            .clear(&self.inner.db, published)
+            .clear(&self.inner.db, published, turn)
             .await
     }
 
@@ -354,7 +395,7 @@ impl JobService {
         if ready.is_empty() {
             return Ok(());
         }
-        let deliveries = self.deliver_now(&ready).await;
+        let deliveries = self.deliver_now(&ready, Deliverer::Caller).await;
         let deferred = deliveries
             .iter()
             .filter(|d| **d == Delivery::Deferred)
@@ -380,7 +421,7 @@ mod tests {
         config::SchedulerSettings,
         domain::JobStatus,
         service::{
-            firing::ClaimSlot,
+            firing::BatchPermits,
             testing::{RecordingProducer, TestService},
         },
         telemetry::metrics,
@@ -401,6 +442,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_firings_places_outlast_its_publishes_only_where_the_clear_delivers() {
+        let bound = Arc::new(tokio::sync::Semaphore::new(3));
+        let places = || Some(bound.clone().try_acquire_many_owned(3).unwrap());
+        let (turn, held) = Deliverer::Firing(places()).published(false);
+        assert_eq!(turn, ClearTurn::AfterClaims);
+        assert!(held.is_none());
+        assert_eq!(bound.available_permits(), 3, "given back once published");
+        let (turn, held) = Deliverer::Firing(places()).published(true);
+        assert_eq!(turn, ClearTurn::AtOnce, "the clear is the delivery");
+        assert_eq!(bound.available_permits(), 0, "held until it ends");
+        drop(held);
+        assert_eq!(Deliverer::Caller.published(false).0, ClearTurn::AtOnce);
+    }
+
+    #[tokio::test]
     async fn a_run_event_counts_how_late_the_broker_took_it() {
         let (mut t, _) = recording(Duration::ZERO);
         let svc = t.svc.clone();
@@ -408,7 +464,7 @@ mod tests {
         let firing = t.next_firings(1).await[0];
         svc.fire_batch(
             vec![firing],
-            ClaimSlot::default(),
+            BatchPermits::default(),
             &CancellationToken::new(),
         )
         .await;
@@ -430,7 +486,7 @@ mod tests {
         producer.set_down(true);
         let job = svc.create(t.spec(-1)).await.unwrap();
         let due = t.next_firings(1).await;
-        svc.fire_batch(due, ClaimSlot::default(), &CancellationToken::new())
+        svc.fire_batch(due, BatchPermits::default(), &CancellationToken::new())
             .await;
         let stored = svc.get(job.id).await.unwrap();
         assert_eq!(stored.status, JobStatus::Running);
@@ -465,7 +521,8 @@ mod tests {
         // Delivering the stale snapshot publishes it but must not clear the
         // update owed by the newer version.
         assert_eq!(
-            svc.deliver_now(&now_span(created.clone())).await,
+            svc.deliver_now(&now_span(created.clone()), Deliverer::Caller)
+                .await,
             [Delivery::Superseded]
         );
         let stored = svc.get(created.id).await.unwrap();
@@ -509,7 +566,7 @@ mod tests {
         let firing = tokio::spawn({
             let svc = svc.clone();
             async move {
-                svc.fire_batch(due, ClaimSlot::default(), &CancellationToken::new())
+                svc.fire_batch(due, BatchPermits::default(), &CancellationToken::new())
                     .await
             }
         });

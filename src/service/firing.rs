@@ -11,11 +11,12 @@
 //! Batching is what lets a store keep up when many jobs fall due together:
 //! one statement (one commit) claims a batch, and one more clears its
 //! outbox entries, instead of two per job. At most [`BATCHES_IN_FLIGHT`]
-//! batches claim at once, each in a claim slot ([`ClaimSlot`]) that it
+//! batches claim at once, each in a claim slot ([`BatchPermits`]) that it
 //! gives back as soon as its claim is answered, so that the next batch's
 //! claim overlaps this one's publishes and outbox clear; at most
 //! `fire_concurrency` firings are in flight, from their batch's start to
-//! the end of its delivery. Each batch is sized from the backlog when it
+//! the end of their publishes (to the end of the outbox clear where the
+//! clear is itself the delivery, on the embedded store). Each batch is sized from the backlog when it
 //! starts ([`batch_size`]): the firings queued in the channel, spread over
 //! the free claim slots (its own included), at least one and at most
 //! `fire_concurrency / BATCHES_IN_FLIGHT` (and [`BATCH_MAX`]). A batch
@@ -39,8 +40,8 @@
 //! light load keeps batches small.
 //!
 //! Why 8,192: a firing holds its place in the bound until its delivery
-//! ends (publish and outbox clear, 100 ms or more in a burst), so the
-//! bound caps the firing rate at about bound ÷ delivery time. At 2,048
+//! ends (then its publish and outbox clear, 100 ms or more in a burst), so
+//! the bound caps the firing rate at about bound ÷ delivery time. At 2,048
 //! (batches of up to 512) a burst of 30,000 due within one second waited
 //! for places: its claims started up to 250 to 740 ms late, p99 at the
 //! consumer 482 ms on PostgreSQL and 552 ms on the embedded store
@@ -50,12 +51,15 @@
 //! the embedded store they are as quick as before (p99 33 to 36 ms); on
 //! PostgreSQL their spread is wider (39 to 231 ms, median 57 against 53),
 //! a batch grown large in a hiccup taking longer to claim and deliver.
-//! What still limits 30,000 in one second here (issue 19's target is
-//! 150 ms) is the machine's two cores, shared with PostgreSQL and the
-//! broker: on PostgreSQL the server's CPU for the claims and outbox clears
-//! (two row versions and seven index entries a firing); on the embedded
-//! store its single writer, which commits each claim and each clear in
-//! turn.
+//! What still limited 30,000 in one second (issue 19's target is 150 ms)
+//! was the machine's two cores, shared with PostgreSQL and the broker: on
+//! PostgreSQL the server's CPU for the claims and outbox clears (two row
+//! versions and seven index entries a firing). A place now ends with the
+//! publishes and a firing's clear gives way to the claims under way
+//! ([`super::outbox_clears`]), so a burst's claims have the server to
+//! themselves until they pause. On the embedded store the clear is the
+//! delivery to live subscribers and keeps its place; its single writer,
+//! which commits each claim and each clear in turn, is the limit.
 //!
 //! [`delivery`]: super::delivery
 
@@ -68,7 +72,7 @@ use std::{
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc::UnboundedReceiver};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use super::{JobService, job_span};
+use super::{JobService, delivery::Deliverer, job_span};
 use crate::{
     backoff::Backoff,
     config::MisfirePolicy,
@@ -134,18 +138,32 @@ impl Drop for Settle {
     }
 }
 
-/// A batch's claim slot, one of [`BATCHES_IN_FLIGHT`]: held while the
-/// batch's claim is asked (and retried while the store fails), given back
-/// once every firing is answered, so that the next batch's claim overlaps
-/// this one's delivery (its publishes and its outbox clear). Empty for a
-/// claim outside the firing loop.
+/// What a batch holds of the firing loop's bounds (nothing for a batch
+/// fired outside the loop):
+/// - its claim slot, one of [`BATCHES_IN_FLIGHT`]: held while the batch's
+///   claim is asked (and retried while the store fails), given back once
+///   every firing is answered, so that the next batch's claim overlaps this
+///   one's delivery (its publishes and its outbox clear);
+/// - its firings' places in the `fire_concurrency` bound, each given back
+///   once its firing's events are published (the outbox clear may wait for
+///   the claims under way: see [`super::outbox_clears`]).
 #[derive(Default)]
-pub(crate) struct ClaimSlot(Option<OwnedSemaphorePermit>);
+pub(crate) struct BatchPermits {
+    slot: Option<OwnedSemaphorePermit>,
+    places: Option<OwnedSemaphorePermit>,
+}
 
-impl ClaimSlot {
-    /// Gives the slot back.
-    fn free(&mut self) {
-        self.0.take();
+impl BatchPermits {
+    /// Gives the claim slot back.
+    fn free_slot(&mut self) {
+        self.slot.take();
+    }
+
+    /// The places of `answered` firings, taken out for their delivery.
+    fn places_of(&mut self, answered: usize) -> Option<OwnedSemaphorePermit> {
+        self.places
+            .as_mut()
+            .and_then(|places| places.split(answered))
     }
 }
 
@@ -191,11 +209,13 @@ impl JobService {
                 timer: self.inner.timer.clone(),
                 ids: batch.iter().map(|f| f.id).collect(),
             };
+            let permits = BatchPermits {
+                slot: Some(slot),
+                places: Some(held),
+            };
             in_flight.spawn(async move {
-                service
-                    .fire_batch(batch, ClaimSlot(Some(slot)), &shutdown)
-                    .await;
-                drop((settle, held));
+                service.fire_batch(batch, permits, &shutdown).await;
+                drop(settle);
             });
         }
     }
@@ -207,7 +227,7 @@ impl JobService {
     pub(crate) async fn fire_batch(
         &self,
         firings: Vec<Firing>,
-        slot: ClaimSlot,
+        permits: BatchPermits,
         shutdown: &CancellationToken,
     ) {
         let mut to_claim = Vec::with_capacity(firings.len());
@@ -224,7 +244,7 @@ impl JobService {
             async {
                 futures::future::join_all(misfired).await;
             },
-            self.claim(to_claim, slot, shutdown)
+            self.claim(to_claim, permits, shutdown)
         );
     }
 
@@ -245,23 +265,26 @@ impl JobService {
     /// re-armed by the loader: their new arming fires them); the jobs claimed
     /// meanwhile (a store that claims job by job can fail part of a batch)
     /// are delivered at once. The claim slot is given back once every firing
-    /// is answered, before the delivery.
+    /// is answered, before the delivery; each answered firing's place goes
+    /// with its delivery.
     async fn claim(
         &self,
         mut firings: Vec<Firing>,
-        mut slot: ClaimSlot,
+        mut permits: BatchPermits,
         shutdown: &CancellationToken,
     ) {
         let mut backoff = Backoff::default();
         while !firings.is_empty() {
             let tokens: Vec<(JobId, i64)> = firings.iter().map(|f| (f.id, f.fire_token)).collect();
             self.inner.metrics.claims_asked(tokens.len());
-            let (claimed, failed) = match self
+            let claiming = self.inner.outbox_clears.claiming();
+            let answer = self
                 .inner
                 .db
                 .claim_many(&tokens, self.clock().now_ms())
-                .await
-            {
+                .await;
+            drop(claiming);
+            let (claimed, failed) = match answer {
                 Ok(claimed) => (claimed, Vec::new()),
                 Err(err) => {
                     tracing::warn!(error = %err.error, failed = err.failed.len(), jobs = firings.len(), retry_in = ?backoff.current(), "claims failed, retrying them");
@@ -276,9 +299,10 @@ impl JobService {
             // `rearm_if_stale` may arm the job under its newer token).
             self.inner.timer.settle(answered.iter().map(|f| f.id));
             if retry.is_empty() {
-                slot.free();
+                permits.free_slot();
             }
-            self.after_claim(answered, claimed).await;
+            let places = permits.places_of(answered.len());
+            self.after_claim(answered, claimed, places).await;
             firings = retry;
             if firings.is_empty() || !backoff.wait(shutdown).await {
                 return;
@@ -290,7 +314,12 @@ impl JobService {
     /// Counts and delivers the jobs a claim of `answered` returned. What the
     /// store did not claim was lost (deleted, updated, fired by another
     /// replica); what it claimed was asked for, under the same fire token.
-    async fn after_claim(&self, answered: Vec<Firing>, claimed: Vec<Job>) {
+    async fn after_claim(
+        &self,
+        answered: Vec<Firing>,
+        claimed: Vec<Job>,
+        places: Option<OwnedSemaphorePermit>,
+    ) {
         let mut asked: HashMap<(JobId, i64), Firing> = answered
             .into_iter()
             .map(|f| ((f.id, f.fire_token), f))
@@ -326,7 +355,10 @@ impl JobService {
             })
             .collect();
         let lost: Vec<Firing> = asked.into_values().collect();
-        let ((), _) = futures::join!(self.rearm_if_stale(lost), self.deliver(&fired));
+        let ((), _) = futures::join!(
+            self.rearm_if_stale(lost),
+            self.deliver_for(&fired, Deliverer::Firing(places))
+        );
         for job in &recurring {
             self.arm_held(job);
         }
@@ -343,7 +375,7 @@ impl JobService {
             match self.fail_misfired(firing).await {
                 Ok(Misfire::Recurring) => {
                     return self
-                        .claim(vec![firing], ClaimSlot::default(), shutdown)
+                        .claim(vec![firing], BatchPermits::default(), shutdown)
                         .await;
                 }
                 Ok(Misfire::Failed(failed)) => {

@@ -126,7 +126,7 @@ mod tests {
         config::SchedulerSettings,
         domain::retry::RetryPolicy,
         service::{
-            firing::ClaimSlot,
+            firing::BatchPermits,
             testing::{RecordingProducer, TestService},
         },
         timer::Firing,
@@ -148,7 +148,7 @@ mod tests {
         t.svc
             .fire_batch(
                 vec![firing],
-                ClaimSlot::default(),
+                BatchPermits::default(),
                 &CancellationToken::new(),
             )
             .await;
@@ -219,7 +219,7 @@ mod tests {
         let refired = t.next_firings(1).await[0];
         svc.fire_batch(
             vec![refired],
-            ClaimSlot::default(),
+            BatchPermits::default(),
             &CancellationToken::new(),
         )
         .await;
@@ -292,7 +292,7 @@ mod tests {
                 .unwrap();
             let due = t.next_firings(1).await;
             t.svc
-                .fire_batch(due, ClaimSlot::default(), &CancellationToken::new())
+                .fire_batch(due, BatchPermits::default(), &CancellationToken::new())
                 .await;
             let running = t.svc.get(job.id).await.unwrap();
             assert_eq!(running.status, JobStatus::Running);

@@ -248,6 +248,11 @@ impl EmbeddedJobDB {
 
 #[async_trait]
 impl JobDB for EmbeddedJobDB {
+    /// The events a clear settles go to the live subscribers from its log.
+    fn clear_delivers(&self) -> bool {
+        true
+    }
+
     async fn ensure_indexes(&self) -> Result<(), StoreError> {
         // The index tables are created by `open` and kept by every write.
         Ok(())

@@ -293,6 +293,13 @@ pub trait JobDB: Send + Sync + 'static {
         None
     }
 
+    /// Whether clearing a job's outbox entry is itself a delivery: the
+    /// store logs the events it clears for live subscribers (the embedded
+    /// store's event log), so a clear must never wait.
+    fn clear_delivers(&self) -> bool {
+        false
+    }
+
     /// Creates the indexes (and, for SQL stores, the tables) the queries need.
     /// A server that refuses an optional index is reported as an error; the
     /// caller decides whether that is fatal.

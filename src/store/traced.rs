@@ -147,6 +147,10 @@ impl<D: JobDB> JobDB for TracedJobDB<D> {
         self.inner.leases()
     }
 
+    fn clear_delivers(&self) -> bool {
+        self.inner.clear_delivers()
+    }
+
     async fn ensure_indexes(&self) -> Result<(), StoreError> {
         self.request("ensure_indexes", None, self.inner.ensure_indexes())
             .await

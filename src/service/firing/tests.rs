@@ -56,7 +56,7 @@ async fn a_firing_claims_once_and_a_stale_token_claims_nothing() {
     let job = svc.create(t.spec(-1)).await.unwrap();
     let firing = t.next_firings(1).await[0];
     let shutdown = CancellationToken::new();
-    svc.fire_batch(vec![firing], ClaimSlot::default(), &shutdown)
+    svc.fire_batch(vec![firing], BatchPermits::default(), &shutdown)
         .await;
     assert_eq!(svc.get(job.id).await.unwrap().status, JobStatus::Running);
     let err = svc.update(job.id, t.spec(1_000)).await.unwrap_err();
@@ -77,7 +77,7 @@ async fn a_firing_claims_once_and_a_stale_token_claims_nothing() {
     // firing no longer claims it.
     let again = svc.update(job.id, t.spec(60_000)).await.unwrap();
     assert_eq!(again.status, JobStatus::Scheduled);
-    svc.fire_batch(vec![firing], ClaimSlot::default(), &shutdown)
+    svc.fire_batch(vec![firing], BatchPermits::default(), &shutdown)
         .await;
     assert_eq!(svc.get(job.id).await.unwrap().status, JobStatus::Scheduled);
 }
@@ -92,8 +92,12 @@ async fn a_lost_claim_arms_the_job_under_its_newer_token() {
     // raced to arm it).
     let updated = svc.update(job.id, t.spec(5_000)).await.unwrap();
     svc.timer().cancel(&job.id);
-    svc.fire_batch(vec![stale], ClaimSlot::default(), &CancellationToken::new())
-        .await;
+    svc.fire_batch(
+        vec![stale],
+        BatchPermits::default(),
+        &CancellationToken::new(),
+    )
+    .await;
     assert_eq!(svc.get(job.id).await.unwrap().status, JobStatus::Scheduled);
     assert!(svc.timer().is_armed(&job.id), "armed again");
     t.advance_ms(5_000);
@@ -114,7 +118,7 @@ async fn a_partly_failed_batch_delivers_its_claims_at_once_and_retries_the_rest(
     // The middle job's claim fails twice (say, a connection dropped).
     db.fail_next_claims(jobs[1].id, 2);
     t.svc
-        .fire_batch(batch, ClaimSlot::default(), &CancellationToken::new())
+        .fire_batch(batch, BatchPermits::default(), &CancellationToken::new())
         .await;
 
     let runs = producer.runs();
@@ -160,7 +164,7 @@ async fn a_batch_claims_what_it_can_and_delivers_each_job_in_order() {
         fire_token: jobs[0].fire_token ^ 1,
         ..batch[0]
     });
-    svc.fire_batch(batch, ClaimSlot::default(), &CancellationToken::new())
+    svc.fire_batch(batch, BatchPermits::default(), &CancellationToken::new())
         .await;
 
     let events = producer.events();
@@ -199,7 +203,7 @@ async fn a_batch_published_while_the_broker_is_down_stays_owed() {
     producer.set_down(true);
     let due = t.next_firings(2).await;
     t.svc
-        .fire_batch(due, ClaimSlot::default(), &CancellationToken::new())
+        .fire_batch(due, BatchPermits::default(), &CancellationToken::new())
         .await;
     for id in [a.id, b.id] {
         let stored = t.svc.get(id).await.unwrap();
@@ -235,13 +239,13 @@ async fn too_late_jobs_are_skipped_and_the_rest_fire_alone_or_batched() {
         let edge = svc.create(t.spec(-5_000)).await.unwrap();
         let due = t.next_firings(3).await;
         if batched {
-            svc.fire_batch(due, ClaimSlot::default(), &CancellationToken::new())
+            svc.fire_batch(due, BatchPermits::default(), &CancellationToken::new())
                 .await;
         } else {
             for firing in due {
                 svc.fire_batch(
                     vec![firing],
-                    ClaimSlot::default(),
+                    BatchPermits::default(),
                     &CancellationToken::new(),
                 )
                 .await;
@@ -279,7 +283,7 @@ async fn a_firing_that_waited_past_the_misfire_limit_is_skipped() {
     t.svc
         .fire_batch(
             vec![firing],
-            ClaimSlot::default(),
+            BatchPermits::default(),
             &CancellationToken::new(),
         )
         .await;
@@ -354,6 +358,47 @@ async fn a_batch_gives_its_claim_slot_back_before_its_delivery() {
     let fired: HashSet<JobId> = producer.runs().into_iter().collect();
     assert_eq!(fired, first.iter().chain(&second).copied().collect());
     assert_eq!(producer.runs().len(), 2 * BATCHES_IN_FLIGHT, "each once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_firing_gives_its_place_back_once_published_before_its_clear() {
+    let producer = Arc::new(RecordingProducer::default());
+    let memory = Arc::new(MemoryJobDB::new());
+    // 4 places in all: 4 claim slots, batches of one.
+    let settings = SchedulerSettings {
+        fire_concurrency: BATCHES_IN_FLIGHT,
+        ..SchedulerSettings::default()
+    };
+    let t = TestService::on(memory.clone(), settings, producer.clone());
+    let svc = t.svc.clone();
+    let first = create_all(&svc, t.spec(20), BATCHES_IN_FLIGHT).await;
+    let second = create_all(&svc, t.spec(40), BATCHES_IN_FLIGHT).await;
+    let firing_loop = FiringLoop::start(&svc, t.firings);
+    // From now on no outbox clear ends: the first jobs' deliveries stay
+    // in their clears, every place taken if a place lasted until then.
+    memory.hold_clears(true);
+    t.clock.advance(chrono::Duration::milliseconds(20));
+    wait_until_published(&producer, BATCHES_IN_FLIGHT).await;
+    t.clock.advance(chrono::Duration::milliseconds(20));
+    wait_until_published(&producer, 2 * BATCHES_IN_FLIGHT).await;
+    memory.hold_clears(false);
+    firing_loop.drain_and_stop().await;
+    let fired: HashSet<JobId> = producer.runs().into_iter().collect();
+    assert_eq!(fired, first.iter().chain(&second).copied().collect());
+    let owing = svc.inner.db.with_pending_events(10).await.unwrap().found;
+    assert!(owing.is_empty(), "every clear went once released");
+}
+
+/// Waits until `runs` run events are published; a liveness bound, not a
+/// timing assertion.
+async fn wait_until_published(producer: &RecordingProducer, runs: usize) {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while producer.runs().len() < runs {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("published");
 }
 
 /// A service's firing loop, spawned for a test of its batches.
