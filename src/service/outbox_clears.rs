@@ -285,14 +285,15 @@ mod tests {
         panic!("not reached");
     }
 
-    /// Starts a clear of `jobs` in a task of its own.
+    /// Starts a clear of `jobs` for `turn` in a task of its own.
     fn start(
         clears: &Arc<OutboxClears>,
         db: &Arc<dyn JobDB>,
         jobs: Vec<(JobId, i64)>,
+        turn: ClearTurn,
     ) -> tokio::task::JoinHandle<Option<Vec<JobId>>> {
         let (clears, db) = (clears.clone(), db.clone());
-        tokio::spawn(async move { clears.clear(&db, &jobs, ClearTurn::AtOnce).await })
+        tokio::spawn(async move { clears.clear(&db, &jobs, turn).await })
     }
 
     /// A store whose clears are held, with [`CLEARS_AT_ONCE`] clears of a
@@ -310,7 +311,12 @@ mod tests {
         let mut busy = Vec::new();
         for _ in 0..CLEARS_AT_ONCE {
             let job = owing(memory.as_ref()).await;
-            busy.push(start(&clears, &db, vec![(job.id, job.version)]));
+            busy.push(start(
+                &clears,
+                &db,
+                vec![(job.id, job.version)],
+                ClearTurn::AtOnce,
+            ));
         }
         until(|| memory.clears_made() == CLEARS_AT_ONCE).await;
         (memory, db, clears, busy)
@@ -323,7 +329,12 @@ mod tests {
         let mut waiting = Vec::new();
         for _ in 0..10 {
             let job = owing(memory.as_ref()).await;
-            waiting.push(start(&clears, &db, vec![(job.id, job.version)]));
+            waiting.push(start(
+                &clears,
+                &db,
+                vec![(job.id, job.version)],
+                ClearTurn::AtOnce,
+            ));
             jobs.push(job);
         }
         until(|| clears.lock().len() == 10).await;
@@ -345,8 +356,13 @@ mod tests {
     async fn one_job_at_two_versions_is_cleared_in_two_calls_each_answered_for_its_own() {
         let (memory, db, clears, _busy) = busy_store().await;
         let job = owing(memory.as_ref()).await;
-        let stale = start(&clears, &db, vec![(job.id, job.version - 1)]);
-        let current = start(&clears, &db, vec![(job.id, job.version)]);
+        let stale = start(
+            &clears,
+            &db,
+            vec![(job.id, job.version - 1)],
+            ClearTurn::AtOnce,
+        );
+        let current = start(&clears, &db, vec![(job.id, job.version)], ClearTurn::AtOnce);
         until(|| clears.lock().len() == 2).await;
         memory.hold_clears(false);
         assert_eq!(stale.await.unwrap(), Some(vec![]), "not its version");
@@ -354,25 +370,42 @@ mod tests {
         assert_eq!(memory.clears_made(), CLEARS_AT_ONCE + 2);
     }
 
-    /// A clear of a new job of `db`, for `turn`, started in a task.
-    async fn clear_one(
+    /// A memory store with one job owing its event, and clears over it.
+    async fn one_owing() -> (Arc<MemoryJobDB>, Arc<dyn JobDB>, Arc<OutboxClears>, Job) {
+        let memory = Arc::new(MemoryJobDB::new());
+        let job = owing(memory.as_ref()).await;
+        let db: Arc<dyn JobDB> = memory.clone();
+        (memory, db, Arc::new(OutboxClears::default()), job)
+    }
+
+    /// Asserts that a firing's clear of `job` goes after
+    /// [`GIVE_WAY_AT_MOST`] exactly (on the paused clock), and clears it.
+    async fn clears_after_the_longest_wait(
         clears: &Arc<OutboxClears>,
         db: &Arc<dyn JobDB>,
         job: &Job,
-        turn: ClearTurn,
-    ) -> tokio::task::JoinHandle<Option<Vec<JobId>>> {
-        let (clears, db, jobs) = (clears.clone(), db.clone(), vec![(job.id, job.version)]);
-        tokio::spawn(async move { clears.clear(&db, &jobs, turn).await })
+    ) {
+        let asked = tokio::time::Instant::now();
+        let clear = start(
+            clears,
+            db,
+            vec![(job.id, job.version)],
+            ClearTurn::AfterClaims,
+        );
+        assert_eq!(clear.await.unwrap(), Some(vec![job.id]));
+        assert_eq!(asked.elapsed(), GIVE_WAY_AT_MOST, "(the paused clock)");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_firings_clear_waits_for_the_claims_under_way() {
-        let memory = Arc::new(MemoryJobDB::new());
-        let db: Arc<dyn JobDB> = memory.clone();
-        let clears = Arc::new(OutboxClears::default());
-        let job = owing(memory.as_ref()).await;
+        let (memory, db, clears, job) = one_owing().await;
         let claim = clears.claiming();
-        let clear = clear_one(&clears, &db, &job, ClearTurn::AfterClaims).await;
+        let clear = start(
+            &clears,
+            &db,
+            vec![(job.id, job.version)],
+            ClearTurn::AfterClaims,
+        );
         tokio::time::sleep(GIVE_WAY_AT_MOST / 2).await;
         assert_eq!(memory.clears_made(), 0, "waits while the claim is asked");
         drop(claim);
@@ -381,23 +414,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_firings_clear_waits_for_claims_only_so_long() {
-        let memory = Arc::new(MemoryJobDB::new());
-        let db: Arc<dyn JobDB> = memory.clone();
-        let clears = Arc::new(OutboxClears::default());
-        let job = owing(memory.as_ref()).await;
+        let (_, db, clears, job) = one_owing().await;
         let _claims_without_end = clears.claiming();
-        let asked = tokio::time::Instant::now();
-        let clear = clear_one(&clears, &db, &job, ClearTurn::AfterClaims).await;
-        assert_eq!(clear.await.unwrap(), Some(vec![job.id]));
-        assert_eq!(asked.elapsed(), GIVE_WAY_AT_MOST, "(the paused clock)");
+        clears_after_the_longest_wait(&clears, &db, &job).await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn claims_that_keep_coming_keep_a_firings_clear_waiting() {
-        let memory = Arc::new(MemoryJobDB::new());
-        let db: Arc<dyn JobDB> = memory.clone();
-        let clears = Arc::new(OutboxClears::default());
-        let job = owing(memory.as_ref()).await;
+        let (_, db, clears, job) = one_owing().await;
         let claimer = clears.clone();
         // A claim of 1 ms, then a gap shorter than the quiet period, again.
         let burst = tokio::spawn(async move {
@@ -408,22 +432,16 @@ mod tests {
                 tokio::time::sleep(CLAIMS_QUIET / 2).await;
             }
         });
-        let asked = tokio::time::Instant::now();
-        let clear = clear_one(&clears, &db, &job, ClearTurn::AfterClaims).await;
-        assert_eq!(clear.await.unwrap(), Some(vec![job.id]));
-        assert_eq!(asked.elapsed(), GIVE_WAY_AT_MOST, "(the paused clock)");
+        clears_after_the_longest_wait(&clears, &db, &job).await;
         burst.abort();
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_callers_clear_does_not_wait_for_claims() {
-        let memory = Arc::new(MemoryJobDB::new());
-        let db: Arc<dyn JobDB> = memory.clone();
-        let clears = Arc::new(OutboxClears::default());
+        let (_, db, clears, job) = one_owing().await;
         let _claims_without_end = clears.claiming();
         let asked = tokio::time::Instant::now();
-        let job = owing(memory.as_ref()).await;
-        let by_caller = clear_one(&clears, &db, &job, ClearTurn::AtOnce).await;
+        let by_caller = start(&clears, &db, vec![(job.id, job.version)], ClearTurn::AtOnce);
         assert_eq!(by_caller.await.unwrap(), Some(vec![job.id]));
         assert_eq!(asked.elapsed(), Duration::ZERO, "(the paused clock)");
     }
