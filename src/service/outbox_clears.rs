@@ -72,6 +72,11 @@ pub(super) struct OutboxClears {
     queued: Mutex<Vec<Queued>>,
     turns: Arc<Semaphore>,
     claims: watch::Sender<Claims>,
+    /// Held by the one waiting clear that watches the claims for a pause;
+    /// the others wait for its [`OutboxClears::released`].
+    watching: tokio::sync::Mutex<()>,
+    /// Counts the times the waiting clears were let go.
+    released: watch::Sender<u64>,
 }
 
 /// The firing claims: how many are in the store, and how many were ever
@@ -114,6 +119,8 @@ impl Default for OutboxClears {
             queued: Mutex::new(Vec::new()),
             turns: Arc::new(Semaphore::new(CLEARS_AT_ONCE)),
             claims: watch::Sender::new(Claims::default()),
+            watching: tokio::sync::Mutex::new(()),
+            released: watch::Sender::new(0),
         }
     }
 }
@@ -170,11 +177,29 @@ impl OutboxClears {
         }
     }
 
-    /// Waits until the firing claims pause (none in the store, none asked
-    /// for [`CLAIMS_QUIET`]), at most [`GIVE_WAY_AT_MOST`]. (Waiting before
-    /// it is queued, a firing's clear is not taken along by an API call's
-    /// meanwhile.)
+    /// Waits until the firing claims pause, at most [`GIVE_WAY_AT_MOST`].
+    /// One waiting clear watches the claims and then lets every other go
+    /// with it: a burst's many clears do not each poll the claims.
+    /// (Waiting before it is queued, a firing's clear is not taken along by
+    /// an API call's meanwhile.)
     async fn give_way(&self) {
+        let mut released = self.released.subscribe();
+        match self.watching.try_lock() {
+            Ok(_watching) => {
+                self.until_claims_pause().await;
+                self.released.send_modify(|times| *times += 1);
+            }
+            // (The watcher began earlier, so it lets go in time; a
+            // watcher whose caller gave up lets go of nobody.)
+            Err(_) => {
+                let _ = tokio::time::timeout(GIVE_WAY_AT_MOST, released.changed()).await;
+            }
+        }
+    }
+
+    /// Waits until the firing claims pause (none in the store, none asked
+    /// for [`CLAIMS_QUIET`]), at most [`GIVE_WAY_AT_MOST`].
+    async fn until_claims_pause(&self) {
         let deadline = Instant::now() + GIVE_WAY_AT_MOST;
         let mut claims = self.claims.subscribe();
         loop {
@@ -417,6 +442,34 @@ mod tests {
         let (_, db, clears, job) = one_owing().await;
         let _claims_without_end = clears.claiming();
         clears_after_the_longest_wait(&clears, &db, &job).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn clears_that_wait_behind_the_watching_one_go_with_it() {
+        let (memory, db, clears, first) = one_owing().await;
+        let second = owing(memory.as_ref()).await;
+        let _claims_without_end = clears.claiming();
+        let watching = start(
+            &clears,
+            &db,
+            vec![(first.id, first.version)],
+            ClearTurn::AfterClaims,
+        );
+        tokio::time::sleep(GIVE_WAY_AT_MOST / 2).await;
+        let asked = tokio::time::Instant::now();
+        let behind = start(
+            &clears,
+            &db,
+            vec![(second.id, second.version)],
+            ClearTurn::AfterClaims,
+        );
+        assert_eq!(behind.await.unwrap(), Some(vec![second.id]));
+        assert_eq!(
+            asked.elapsed(),
+            GIVE_WAY_AT_MOST / 2,
+            "let go with the first"
+        );
+        assert_eq!(watching.await.unwrap(), Some(vec![first.id]));
     }
 
     #[tokio::test(start_paused = true)]
