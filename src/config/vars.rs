@@ -141,7 +141,8 @@ pub const RUN_RESULT_RETRY_SECS: &str = "RUN_RESULT_RETRY_SECS";
 pub const LIST_MAX_PAGE_SIZE: &str = "LIST_MAX_PAGE_SIZE";
 /// How far ahead the timer holds jobs in memory, in seconds (default 60).
 pub const SCHEDULER_LOOK_AHEAD_SECS: &str = "SCHEDULER_LOOK_AHEAD_SECS";
-/// How many firings run at once (default 256).
+/// The most firings in flight at once (default 8192), from their claim to
+/// the end of their publishes.
 pub const SCHEDULER_FIRE_CONCURRENCY: &str = "SCHEDULER_FIRE_CONCURRENCY";
 /// How many shards the jobs fall into, the same on every replica (default
 /// 64, at most 1024).
