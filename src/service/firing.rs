@@ -277,12 +277,11 @@ impl JobService {
         while !firings.is_empty() {
             let tokens: Vec<(JobId, i64)> = firings.iter().map(|f| (f.id, f.fire_token)).collect();
             self.inner.metrics.claims_asked(tokens.len());
-            let claiming = self.inner.outbox_clears.claiming();
-            let answer = self
-                .inner
-                .db
-                .claim_many(&tokens, self.clock().now_ms())
-                .await;
+            let now = self.clock().now_ms();
+            let oldest_due = firings.iter().map(|f| f.due_ms).min().unwrap_or(i64::MAX);
+            let late_ms = now.timestamp_millis().saturating_sub(oldest_due);
+            let claiming = self.inner.outbox_clears.claiming_late(late_ms);
+            let answer = self.inner.db.claim_many(&tokens, now).await;
             drop(claiming);
             let (claimed, failed) = match answer {
                 Ok(claimed) => (claimed, Vec::new()),

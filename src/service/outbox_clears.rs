@@ -63,6 +63,12 @@ const CLEARS_AT_ONCE: usize = 2;
 /// under way alone).
 const GIVE_WAY_AT_MOST: Duration = Duration::from_secs(1);
 
+/// How late a firing claim's oldest firing must be for the clears to give
+/// way to it: a store whose claims keep up with the due times (a steady
+/// load) clears at once, so that a crash leaves few events published and
+/// not cleared (each published again by the relay).
+const CLAIMS_BEHIND_MS: i64 = 20;
+
 /// How long no firing claim must have been asked for the claims to count
 /// as paused: far longer than the gap between two claims of one burst
 /// (under a millisecond at 10,000 firings a second), far shorter than a
@@ -129,8 +135,15 @@ impl Default for OutboxClears {
 }
 
 impl OutboxClears {
+    /// Counts a firing claim whose oldest firing is `late_ms` late in the
+    /// store until the guard is dropped, if it is behind enough for the
+    /// clears to give way ([`CLAIMS_BEHIND_MS`]).
+    pub(super) fn claiming_late(&self, late_ms: i64) -> Option<ClaimUnderWay<'_>> {
+        (late_ms >= CLAIMS_BEHIND_MS).then(|| self.claiming())
+    }
+
     /// Counts a firing claim in the store until the guard is dropped.
-    pub(super) fn claiming(&self) -> ClaimUnderWay<'_> {
+    fn claiming(&self) -> ClaimUnderWay<'_> {
         self.claims.send_modify(|claims| {
             claims.under_way += 1;
             claims.asked += 1;
@@ -490,6 +503,22 @@ mod tests {
         });
         clears_after_the_longest_wait(&clears, &db, &job).await;
         burst.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_claim_on_time_does_not_hold_up_clears() {
+        let (_, db, clears, job) = one_owing().await;
+        assert!(clears.claiming_late(CLAIMS_BEHIND_MS).is_some());
+        let _on_time = clears.claiming_late(CLAIMS_BEHIND_MS - 1);
+        let asked = tokio::time::Instant::now();
+        let clear = start(
+            &clears,
+            &db,
+            vec![(job.id, job.version)],
+            ClearTurn::AfterClaims,
+        );
+        assert_eq!(clear.await.unwrap(), Some(vec![job.id]));
+        assert_eq!(asked.elapsed(), CLAIMS_QUIET, "(the paused clock)");
     }
 
     #[tokio::test(start_paused = true)]
