@@ -20,20 +20,21 @@
 //! disconnects) does not cancel the others' clears.
 //!
 //! A firing's clear ([`ClearTurn::AfterClaims`]) waits, before it is
-//! queued, until no firing claim is in the store, at most
-//! [`GIVE_WAY_AT_MOST`]. In a burst the claims are what a consumer waits
-//! for and the clears are bookkeeping (the event is already published),
-//! yet they cost the store as much: on PostgreSQL the clear was ~40 % of
-//! the server's CPU in a burst of 30,000 firings. Given way to, the clears
-//! of a burst go together once its claims pause, in a few large calls; a
-//! lone firing's clear goes at once (no claim under way). 30,000 firings
-//! due within one second on PostgreSQL reached a consumer with p99 179 ms
-//! (median of five runs) against 363 to 848 ms before, in turn with it
-//! (BENCHMARKS.md, "Clears give way to claims"). Places in the
-//! firing bound are given back when the events are published, not
-//! cleared, so waiting clears do not hold up the claims. A clear that is
-//! itself a delivery ([`JobDB::clear_delivers`]: the embedded store's
-//! event log feeds live subscribers) never waits, nor does a caller's.
+//! queued, until no firing claim behind its due times
+//! ([`CLAIMS_BEHIND_MS`]) is in the store, at most [`GIVE_WAY_AT_MOST`].
+//! In a burst the claims are what a consumer waits for and the clears are
+//! bookkeeping (the event is already published), yet they cost the store
+//! as much: on PostgreSQL the clear was ~40 % of the server's CPU in a
+//! burst of 30,000 firings. Given way to, the clears of a burst go
+//! together once its claims pause or catch up, in a few large calls;
+//! under a steady load that the claims keep up with, clears go at once.
+//! 30,000 firings due within one second on PostgreSQL reached a consumer
+//! with p99 97 to 263 ms against 363 to 848 ms before, in turn with it
+//! (BENCHMARKS.md, "Clears give way to claims"). Places in the firing
+//! bound are given back when the events are published, not cleared, so
+//! waiting clears do not hold up the claims. A clear that is itself a
+//! delivery ([`JobDB::clear_delivers`]: the embedded store's event log
+//! feeds live subscribers) never waits, nor does a caller's.
 //! A crash while a clear waits leaves its events owed: the relay publishes
 //! them again (at least once, as after any crash between a publish and its
 //! clear).
