@@ -16,10 +16,11 @@
 //! claim overlaps this one's publishes and outbox clear; at most
 //! `fire_concurrency` firings are in flight, from their batch's start to
 //! the end of their publishes (to the end of the outbox clear where the
-//! clear is itself the delivery, on the embedded store). Each batch is sized from the backlog when it
-//! starts ([`batch_size`]): the firings queued in the channel, spread over
-//! the free claim slots (its own included), at least one and at most
-//! `fire_concurrency / BATCHES_IN_FLIGHT` (and [`BATCH_MAX`]). A batch
+//! clear is itself the delivery, on the embedded store). Each batch is
+//! sized from the backlog when it starts ([`batch_size`]): the firings
+//! queued in the channel, spread over the free claim slots (its own
+//! included), at least one and at most `fire_concurrency /
+//! BATCHES_IN_FLIGHT` (and [`BATCH_MAX`]). A batch
 //! never waits to fill: a lone job fires at once in a batch of one, and a
 //! few due together go out in small batches side by side, for latency;
 //! while the store is busy, the firings due meanwhile wait in the channel
