@@ -27,7 +27,8 @@
 //! as much: on PostgreSQL the clear was ~40 % of the server's CPU in a
 //! burst of 30,000 firings. Given way to, the clears of a burst go
 //! together once its claims pause or catch up, in a few large calls;
-//! under a steady load that the claims keep up with, clears go at once.
+//! under a steady load that the claims keep up with, clears go after the
+//! quiet period ([`CLAIMS_QUIET`]).
 //! 30,000 firings due within one second on PostgreSQL reached a consumer
 //! with p99 97 to 263 ms against 363 to 848 ms before, in turn with it
 //! (BENCHMARKS.md, "Clears give way to claims"). Places in the firing
