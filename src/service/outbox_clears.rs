@@ -421,22 +421,19 @@ mod tests {
         (memory, db, Arc::new(OutboxClears::default()), job)
     }
 
-    /// Asserts that a firing's clear of `job` goes after
-    /// [`GIVE_WAY_AT_MOST`] exactly (on the paused clock), and clears it.
-    async fn clears_after_the_longest_wait(
+    /// Asserts that a clear of `job` for `turn`, asked now, clears it after
+    /// `waited` exactly (on the paused clock).
+    async fn cleared_after(
         clears: &Arc<OutboxClears>,
         db: &Arc<dyn JobDB>,
         job: &Job,
+        turn: ClearTurn,
+        waited: Duration,
     ) {
         let asked = tokio::time::Instant::now();
-        let clear = start(
-            clears,
-            db,
-            vec![(job.id, job.version)],
-            ClearTurn::AfterClaims,
-        );
+        let clear = start(clears, db, vec![(job.id, job.version)], turn);
         assert_eq!(clear.await.unwrap(), Some(vec![job.id]));
-        assert_eq!(asked.elapsed(), GIVE_WAY_AT_MOST, "(the paused clock)");
+        assert_eq!(asked.elapsed(), waited, "(the paused clock)");
     }
 
     #[tokio::test(start_paused = true)]
@@ -459,7 +456,7 @@ mod tests {
     async fn a_firings_clear_waits_for_claims_only_so_long() {
         let (_, db, clears, job) = one_owing().await;
         let _claims_without_end = clears.claiming();
-        clears_after_the_longest_wait(&clears, &db, &job).await;
+        cleared_after(&clears, &db, &job, ClearTurn::AfterClaims, GIVE_WAY_AT_MOST).await;
     }
 
     #[tokio::test(start_paused = true)]
@@ -474,19 +471,9 @@ mod tests {
             ClearTurn::AfterClaims,
         );
         tokio::time::sleep(GIVE_WAY_AT_MOST / 2).await;
-        let asked = tokio::time::Instant::now();
-        let behind = start(
-            &clears,
-            &db,
-            vec![(second.id, second.version)],
-            ClearTurn::AfterClaims,
-        );
-        assert_eq!(behind.await.unwrap(), Some(vec![second.id]));
-        assert_eq!(
-            asked.elapsed(),
-            GIVE_WAY_AT_MOST / 2,
-            "let go with the first"
-        );
+        // Let go with the first, half its wait later.
+        let half = GIVE_WAY_AT_MOST / 2;
+        cleared_after(&clears, &db, &second, ClearTurn::AfterClaims, half).await;
         assert_eq!(watching.await.unwrap(), Some(vec![first.id]));
     }
 
@@ -503,7 +490,7 @@ mod tests {
                 tokio::time::sleep(CLAIMS_QUIET / 2).await;
             }
         });
-        clears_after_the_longest_wait(&clears, &db, &job).await;
+        cleared_after(&clears, &db, &job, ClearTurn::AfterClaims, GIVE_WAY_AT_MOST).await;
         burst.abort();
     }
 
@@ -512,25 +499,14 @@ mod tests {
         let (_, db, clears, job) = one_owing().await;
         assert!(clears.claiming_late(CLAIMS_BEHIND_MS).is_some());
         let _on_time = clears.claiming_late(CLAIMS_BEHIND_MS - 1);
-        let asked = tokio::time::Instant::now();
-        let clear = start(
-            &clears,
-            &db,
-            vec![(job.id, job.version)],
-            ClearTurn::AfterClaims,
-        );
-        assert_eq!(clear.await.unwrap(), Some(vec![job.id]));
-        assert_eq!(asked.elapsed(), CLAIMS_QUIET, "(the paused clock)");
+        cleared_after(&clears, &db, &job, ClearTurn::AfterClaims, CLAIMS_QUIET).await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_callers_clear_does_not_wait_for_claims() {
         let (_, db, clears, job) = one_owing().await;
         let _claims_without_end = clears.claiming();
-        let asked = tokio::time::Instant::now();
-        let by_caller = start(&clears, &db, vec![(job.id, job.version)], ClearTurn::AtOnce);
-        assert_eq!(by_caller.await.unwrap(), Some(vec![job.id]));
-        assert_eq!(asked.elapsed(), Duration::ZERO, "(the paused clock)");
+        cleared_after(&clears, &db, &job, ClearTurn::AtOnce, Duration::ZERO).await;
     }
 
     #[tokio::test]
