@@ -66,9 +66,10 @@ const CLEARS_AT_ONCE: usize = 2;
 const GIVE_WAY_AT_MOST: Duration = Duration::from_secs(1);
 
 /// How late a firing claim's oldest firing must be for the clears to give
-/// way to it: a store whose claims keep up with the due times (a steady
-/// load) clears at once, so that a crash leaves few events published and
-/// not cleared (each published again by the relay).
+/// way to it: where the claims keep up with the due times (a steady
+/// load) clears do not wait for them (only for the quiet period), so that
+/// a crash leaves few events published and not cleared (each published
+/// again by the relay).
 const CLAIMS_BEHIND_MS: i64 = 20;
 
 /// How long no firing claim must have been asked for the claims to count
@@ -103,8 +104,8 @@ struct Claims {
 pub(super) enum ClearTurn {
     /// At once: a caller waits for it (an API call, the relay, a sweep).
     AtOnce,
-    /// A firing's: once the firing claims pause, or after
-    /// [`GIVE_WAY_AT_MOST`].
+    /// A firing's: once the firing claims behind their due times pause,
+    /// or after [`GIVE_WAY_AT_MOST`].
     AfterClaims,
 }
 
