@@ -36,7 +36,7 @@ const SUBSCRIPTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("subscr
 const ACKS: TableDefinition<(&str, u64), ()> = TableDefinition::new("subscription_acks");
 
 /// The fixed head of a stored event: kind (1 byte), job type (4), time
-/// logged in ms (8), job id (12); the job's JSON follows.
+/// logged in ms (8), job id (12); the job in its stored form follows.
 const HEAD: usize = 1 + 4 + 8 + 12;
 
 /// Creates the log's tables, so that reads never meet a missing one.
@@ -96,13 +96,13 @@ impl Head {
 }
 
 fn encode_event(kind: EventKind, job: &Job, logged_ms: i64) -> Result<Vec<u8>, StoreError> {
-    let json = encode(job)?;
-    let mut bytes = Vec::with_capacity(HEAD + json.len());
+    let stored = encode(job)?;
+    let mut bytes = Vec::with_capacity(HEAD + stored.len());
     bytes.push(kind_code(kind));
     bytes.extend_from_slice(&job.spec.job_type.as_i32().to_le_bytes());
     bytes.extend_from_slice(&logged_ms.to_le_bytes());
     bytes.extend_from_slice(&job.id.bytes());
-    bytes.extend_from_slice(&json);
+    bytes.extend_from_slice(&stored);
     Ok(bytes)
 }
 

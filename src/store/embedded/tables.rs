@@ -19,7 +19,7 @@ use crate::{
     store::{StoreError, Unreadable, stored_time},
 };
 
-/// Job id (12 bytes) → the job, as JSON.
+/// Job id (12 bytes) → the job, in its stored form (see `codec`).
 pub(super) const JOBS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("jobs");
 /// (schedule time in ms, id) of every job: the listing order.
 pub(super) const LISTING: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("listing");

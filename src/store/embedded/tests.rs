@@ -361,3 +361,86 @@ fn the_facets_read_alone_are_those_of_the_whole_job() {
         assert_eq!(facets, JobFacets::of(&job), "{job:?}");
     }
 }
+
+/// A job as an older version stored it: JSON, with the fields added later
+/// absent.
+fn stored_as_json(job: &Job) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "name": job.spec.name,
+        "description": job.spec.description,
+        "schedule_ms": job.spec.schedule_time.timestamp_millis(),
+        "created_ms": job.created_at.timestamp_millis(),
+        "updated_ms": job.updated_at.timestamp_millis(),
+        "status": job.status.as_i32(),
+        "job_type": job.spec.job_type.as_i32(),
+        "job_data": job.spec.job_data,
+        "fire_token": job.fire_token,
+        "version": job.version,
+        "pending_create": job.pending.create,
+        "pending_update": job.pending.update,
+        "pending_run": job.pending.run,
+    }))
+    .expect("JSON")
+}
+
+#[test]
+fn jobs_stored_as_json_read_as_they_were_and_are_written_binary_and_smaller() {
+    let mut quoted = job(60_000);
+    quoted.spec.name = "a \"quoted\" name".into();
+    quoted.spec.job_data = r#"{"To":"a@example.com","Subject":"s"}"#.into();
+    for job in [job(60_000), quoted] {
+        let json = stored_as_json(&job);
+        assert_eq!(codec::decode(job.id, &json).expect("read"), job);
+        assert_eq!(
+            codec::decode_facets(job.id, &json).expect("facets"),
+            crate::domain::JobFacets::of(&job)
+        );
+        let binary = codec::encode(&job).expect("encoded");
+        assert_eq!(binary.first(), Some(&codec::BINARY));
+        assert!(
+            binary.len() * 2 < json.len(),
+            "{} vs {}",
+            binary.len(),
+            json.len()
+        );
+        assert_eq!(codec::decode(job.id, &binary).expect("read"), job);
+    }
+}
+
+#[tokio::test]
+async fn a_job_stored_as_json_by_an_older_version_is_claimed_and_rewritten_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let due = job(-1_000);
+    {
+        let db = EmbeddedJobDB::open(dir.path()).unwrap();
+        db.insert(&due).await.unwrap();
+    }
+    {
+        let db = Database::create(dir.path().join("jobs.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        let json = stored_as_json(&due);
+        txn.open_table(JOBS)
+            .unwrap()
+            .insert(due.id.bytes().as_slice(), json.as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let db = EmbeddedJobDB::open(dir.path()).unwrap();
+    assert_eq!(db.get(due.id).await.unwrap(), Some(due.clone()));
+    let claimed = db.claim(due.id, due.fire_token, now()).await.unwrap();
+    assert_eq!(claimed.map(|job| job.status), Some(JobStatus::Running));
+    let stored = db
+        .blocking(move |db| {
+            let txn = db.begin_read().map_err(storage)?;
+            let jobs = txn.open_table(JOBS).map_err(storage)?;
+            let bytes = jobs.get(due.id.bytes().as_slice()).map_err(storage)?;
+            Ok(bytes.map(|bytes| bytes.value().first().copied()))
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        stored,
+        Some(Some(codec::BINARY)),
+        "rewritten in the binary form"
+    );
+}
