@@ -15,6 +15,12 @@
 //! commit (one fsync) then serves many calls instead of one each; a lone
 //! write is committed at once.
 //!
+//! A claim copies, as every write does, the b-tree pages it touches: the
+//! jobs are stored in a compact binary form (`codec`), and a clear that
+//! settles every event a job owes removes its outbox entry only, not
+//! rewriting the job (`tables::JobReader`), so that a burst of firings
+//! copies and syncs fewer pages of the jobs table.
+//!
 //! The store also keeps the event log ([`EventLog`], in [`log`]): each
 //! event is appended in the write that clears it from its job's outbox, and
 //! handed, once committed, to the sink set by [`EmbeddedJobDB::on_append`].
@@ -51,8 +57,8 @@ use crate::domain::{
 use codec::{decode, decode_facets, encode, id_of};
 use errors::{other, storage};
 use tables::{
-    CLIENT_KEYS, DUE, FINISHED, Index, IndexTable, JOBS, JobTables, LISTING, OUTBOX, RUNNING,
-    fill_finished, read_job, scanned_job,
+    CLIENT_KEYS, DUE, FINISHED, Index, IndexTable, JOBS, JobReader, JobTables, LISTING, OUTBOX,
+    RUNNING, fill_finished,
 };
 use writer::{OnCommit, QueuedWrite, Write, run_writer};
 
@@ -231,14 +237,14 @@ impl EmbeddedJobDB {
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(storage)?;
             let keys = txn.open_table(index).map_err(storage)?;
-            let jobs = txn.open_table(JOBS).map_err(storage)?;
+            let jobs = JobReader::open(&txn)?;
             let mut reads = Vec::new();
             for entry in keys.range(..(until_ms, &[][..])).map_err(storage)? {
                 if reads.len() >= limit {
                     break;
                 }
                 let (key, _) = entry.map_err(storage)?;
-                reads.extend(scanned_job(&jobs, key.value().1)?);
+                reads.extend(jobs.scanned(key.value().1)?);
             }
             Ok(reads.into_iter().collect())
         })
@@ -267,7 +273,7 @@ impl JobDB for EmbeddedJobDB {
     async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(storage)?;
-            read_job(&txn.open_table(JOBS).map_err(storage)?, id)
+            JobReader::open(&txn)?.read(id)
         })
         .await
     }
@@ -281,7 +287,7 @@ impl JobDB for EmbeddedJobDB {
                 return Ok(None);
             };
             let id = id_of(id.value())?;
-            read_job(&txn.open_table(JOBS).map_err(storage)?, id)
+            JobReader::open(&txn)?.read(id)
         })
         .await
     }
@@ -290,7 +296,8 @@ impl JobDB for EmbeddedJobDB {
         let filter = filter.clone();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(storage)?;
-            let jobs = txn.open_table(JOBS).map_err(storage)?;
+            let reader = JobReader::open(&txn)?;
+            let jobs = &reader.jobs;
             let listing = txn.open_table(LISTING).map_err(storage)?;
             let skip = usize::try_from(page.offset()).unwrap_or(usize::MAX);
             let take = usize::try_from(page.size).unwrap_or(usize::MAX);
@@ -299,7 +306,7 @@ impl JobDB for EmbeddedJobDB {
                 let mut reads = Vec::new();
                 for entry in listing.iter().map_err(storage)?.skip(skip).take(take) {
                     let (key, _) = entry.map_err(storage)?;
-                    reads.extend(scanned_job(&jobs, key.value().1)?);
+                    reads.extend(reader.scanned(key.value().1)?);
                 }
                 return Ok(page_of(reads.into_iter().collect(), total));
             }
@@ -319,7 +326,7 @@ impl JobDB for EmbeddedJobDB {
                     continue;
                 }
                 if (skip..skip.saturating_add(take)).contains(&total) {
-                    reads.push(id.and_then(|id| decode(id, record.value())));
+                    reads.extend(reader.scanned(key)?);
                 }
                 total += 1;
             }

@@ -407,7 +407,7 @@ async fn finished_jobs_that_owe_nothing_are_found_oldest_first(db: &Store) {
     let failed = finished(db, "failed", JobStatus::Failed, at, minutes(10), none).await;
     let succeeded = finished(db, "ok", JobStatus::Succeeded, at, minutes(5), none).await;
     finished(db, "recent", JobStatus::Succeeded, at, -minutes(1), none).await;
-    finished(db, "owing", JobStatus::Succeeded, at, minutes(20), UPDATE).await;
+    let owes = finished(db, "owing", JobStatus::Succeeded, at, minutes(3), UPDATE).await;
     finished(db, "waiting", JobStatus::Scheduled, at, minutes(20), none).await;
     finished(db, "running", JobStatus::Running, at, minutes(20), none).await;
     let retired = finished(db, "retired", JobStatus::Failed, at, minutes(30), none).await;
@@ -441,6 +441,22 @@ async fn finished_jobs_that_owe_nothing_are_found_oldest_first(db: &Store) {
         .all_readable();
     let retired_owing = owing.iter().find(|j| j.id == retired.id).expect("owed");
     assert!(retired_owing.pending.delete);
+
+    // Once its event is delivered, the job that owed it is found (last: it
+    // changed last the most recently), owing nothing.
+    assert!(
+        db.set_pending_if(owes.id, owes.version, PendingEvents::NONE)
+            .await
+            .expect("clear")
+    );
+    let found = db
+        .finished_before(at, 10)
+        .await
+        .expect("scan")
+        .all_readable();
+    let ids: Vec<JobId> = found.iter().map(|j| j.id).collect();
+    assert_eq!(ids, [failed.id, succeeded.id, owes.id]);
+    assert_eq!(found[2].pending, PendingEvents::NONE);
 }
 
 async fn delete_if_deletes_a_job_and_its_runs_only_at_its_version(db: &Store) {

@@ -215,7 +215,8 @@ pub(super) fn append(
 /// adds to `logged` each event this clears, in the order of publication,
 /// for [`append`] in the same transaction. The events are those the stored
 /// job owes, so a job cleared twice at one version (a call and the relay
-/// racing) logs its events once. Returns whether the job was set.
+/// racing) logs its events once. Settling all of them leaves the job's
+/// record alone ([`JobTables::settle`]). Returns whether the job was set.
 pub(super) fn settle_owed(
     tables: &mut JobTables<'_>,
     id: JobId,
@@ -239,11 +240,15 @@ pub(super) fn settle_owed(
         kind,
         job: current.clone(),
     }));
-    let updated = Job {
-        pending: remaining,
-        ..current.clone()
-    };
-    tables.write(id, Some(&current), Some(&updated))?;
+    if remaining.any() {
+        let updated = Job {
+            pending: remaining,
+            ..current.clone()
+        };
+        tables.write(id, Some(&current), Some(&updated))?;
+    } else {
+        tables.settle(&current)?;
+    }
     Ok(true)
 }
 

@@ -13,7 +13,7 @@ use super::{
 use crate::store::JobDB;
 use crate::{
     domain::{
-        Job, JobId, JobStatus,
+        Job, JobId, JobStatus, PendingEvents,
         history::{self, Run},
     },
     store::{StoreError, Unreadable, stored_time},
@@ -118,6 +118,8 @@ pub(super) fn fill_finished(txn: &redb::WriteTransaction) -> Result<(), StoreErr
     for entry in jobs.iter().map_err(storage)? {
         let (key, value) = entry.map_err(storage)?;
         // A record that is not a job is left to the scans that report it.
+        // (Records of files from before the index say what the job owes:
+        // clears rewrote them then.)
         let Ok(job) = id_of(key.value()).and_then(|id| decode(id, value.value())) else {
             continue;
         };
@@ -130,30 +132,88 @@ pub(super) fn fill_finished(txn: &redb::WriteTransaction) -> Result<(), StoreErr
     Ok(())
 }
 
-/// Reads one job inside a transaction.
-pub(super) fn read_job(
-    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+/// The jobs and the outbox, open for reading a job: a job owes the events
+/// its record names only while its [`OUTBOX`] entry is there. A clear that
+/// settles all of them removes the entry and leaves the record alone
+/// ([`JobTables::settle`]), so that it copies no page of the jobs table;
+/// the job's next write stores what it owes again.
+pub(super) struct JobReader<J, O> {
+    pub(super) jobs: J,
+    outbox: O,
+}
+
+/// [`JOBS`], open in a read transaction.
+type JobsRead = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
+
+impl JobReader<JobsRead, redb::ReadOnlyTable<(i64, &'static [u8]), ()>> {
+    /// Opens the tables of `txn`.
+    pub(super) fn open(txn: &redb::ReadTransaction) -> Result<Self, StoreError> {
+        Ok(JobReader {
+            jobs: txn.open_table(JOBS).map_err(storage)?,
+            outbox: txn.open_table(OUTBOX).map_err(storage)?,
+        })
+    }
+}
+
+impl<J, O> JobReader<J, O>
+where
+    J: ReadableTable<&'static [u8], &'static [u8]>,
+    O: ReadableTable<(i64, &'static [u8]), ()>,
+{
+    /// Reads one job.
+    pub(super) fn read(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        read_job(&self.jobs, &self.outbox, id)
+    }
+
+    /// Reads, for a scan, the job whose id `key` an index entry holds:
+    /// `None` if there is none, the reason if the entry or the record is
+    /// not a job. Only a failure of the file itself is an error.
+    pub(super) fn scanned(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<Result<Job, Unreadable>>, StoreError> {
+        let id = match id_of(key) {
+            Ok(id) => id,
+            Err(unreadable) => return Ok(Some(Err(unreadable))),
+        };
+        let Some(record) = self.jobs.get(id.bytes().as_slice()).map_err(storage)? else {
+            return Ok(None);
+        };
+        match decode(id, record.value()) {
+            Ok(job) => Ok(Some(Ok(owing(&self.outbox, job)?))),
+            Err(unreadable) => Ok(Some(Err(unreadable))),
+        }
+    }
+}
+
+/// Reads one job from `jobs`, owing what `outbox` says (see [`JobReader`]).
+fn read_job(
+    jobs: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    outbox: &impl ReadableTable<(i64, &'static [u8]), ()>,
     id: JobId,
 ) -> Result<Option<Job>, StoreError> {
-    match table.get(id.bytes().as_slice()).map_err(storage)? {
-        Some(bytes) => Ok(Some(decode(id, bytes.value())?)),
+    match jobs.get(id.bytes().as_slice()).map_err(storage)? {
+        Some(bytes) => Ok(Some(owing(outbox, decode(id, bytes.value())?)?)),
         None => Ok(None),
     }
 }
 
-/// Reads, for a scan, the job whose id `key` an index entry holds: `None`
-/// if there is none, the reason if the entry or the record is not a job.
-/// Only a failure of the file itself is an error.
-pub(super) fn scanned_job(
-    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
-    key: &[u8],
-) -> Result<Option<Result<Job, Unreadable>>, StoreError> {
-    let id = match id_of(key) {
-        Ok(id) => id,
-        Err(unreadable) => return Ok(Some(Err(unreadable))),
-    };
-    let record = table.get(id.bytes().as_slice()).map_err(storage)?;
-    Ok(record.map(|bytes| decode(id, bytes.value())))
+/// `job` as its record says, owing nothing once its outbox entry is gone.
+fn owing(
+    outbox: &impl ReadableTable<(i64, &'static [u8]), ()>,
+    job: Job,
+) -> Result<Job, StoreError> {
+    if !job.pending.any() {
+        return Ok(job);
+    }
+    let (ms, key) = (job.updated_at.timestamp_millis(), job.id.bytes());
+    if outbox.get((ms, key.as_slice())).map_err(storage)?.is_some() {
+        return Ok(job);
+    }
+    Ok(Job {
+        pending: PendingEvents::NONE,
+        ..job
+    })
 }
 
 /// The jobs, their index tables and the client keys inside one write
@@ -211,9 +271,15 @@ impl<'txn> JobTables<'txn> {
         )
     }
 
-    /// Reads one job.
+    /// Reads one job (see [`JobReader`]).
     pub(super) fn read(&mut self, id: JobId) -> Result<Option<Job>, StoreError> {
-        read_job(self.jobs()?, id)
+        let jobs = opened(self.txn, &mut self.jobs, JOBS)?;
+        let outbox = opened(
+            self.txn,
+            &mut self.indexes[IndexTable::Outbox as usize],
+            OUTBOX,
+        )?;
+        read_job(jobs, outbox, id)
     }
 
     /// Inserts a new job; an id already stored is refused.
@@ -225,10 +291,7 @@ impl<'txn> JobTables<'txn> {
     }
 
     /// Writes `new` (or deletes the job when `None`) replacing `old`,
-    /// keeping the index tables in step: only the entries that differ are
-    /// removed and inserted. A claim keeps the job's listing entry and an
-    /// outbox clear its listing and running entries; rewritten, they were
-    /// six of a firing's thirteen b-tree writes.
+    /// keeping the index tables in step.
     pub(super) fn write(
         &mut self,
         id: JobId,
@@ -236,24 +299,50 @@ impl<'txn> JobTables<'txn> {
         new: Option<&Job>,
     ) -> Result<(), StoreError> {
         let key = id.bytes();
-        for (table, ms) in entries_not_in(old, new) {
-            self.index(table)?
-                .remove((ms, key.as_slice()))
-                .map_err(storage)?;
-        }
+        self.move_entries(key.as_slice(), old, new)?;
         self.write_client_key(key.as_slice(), old, new)?;
-        let Some(job) = new else {
-            self.jobs()?.remove(key.as_slice()).map_err(storage)?;
-            return Ok(());
+        match new {
+            Some(job) => {
+                let bytes = encode(job)?;
+                self.jobs()?
+                    .insert(key.as_slice(), bytes.as_slice())
+                    .map_err(storage)?;
+            }
+            None => {
+                self.jobs()?.remove(key.as_slice()).map_err(storage)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Settles every event `current` owes: its outbox entry goes (and it
+    /// enters the finished index if it is now retirable), its record stays
+    /// as it is (see [`JobReader`]). In a burst, writing the record again
+    /// copied one page of the jobs table per clear, scattered by id.
+    pub(super) fn settle(&mut self, current: &Job) -> Result<(), StoreError> {
+        let settled = Job {
+            pending: PendingEvents::NONE,
+            ..current.clone()
         };
-        let bytes = encode(job)?;
-        self.jobs()?
-            .insert(key.as_slice(), bytes.as_slice())
-            .map_err(storage)?;
+        self.move_entries(current.id.bytes().as_slice(), Some(current), Some(&settled))
+    }
+
+    /// Moves the index entries of `old` to those of `new`: only the
+    /// entries that differ are removed and inserted. A claim keeps the
+    /// job's listing entry and an outbox clear its listing and running
+    /// entries; rewritten, they were six of a firing's thirteen b-tree
+    /// writes.
+    fn move_entries(
+        &mut self,
+        key: &[u8],
+        old: Option<&Job>,
+        new: Option<&Job>,
+    ) -> Result<(), StoreError> {
+        for (table, ms) in entries_not_in(old, new) {
+            self.index(table)?.remove((ms, key)).map_err(storage)?;
+        }
         for (table, ms) in entries_not_in(new, old) {
-            self.index(table)?
-                .insert((ms, key.as_slice()), ())
-                .map_err(storage)?;
+            self.index(table)?.insert((ms, key), ()).map_err(storage)?;
         }
         Ok(())
     }
