@@ -35,7 +35,7 @@ use tonic::transport::Channel;
 
 use crate::{
     args::{Options, Store},
-    support::proc::{cpu_seconds, status_kib},
+    support::proc::{cpu_seconds, status_kib, written_bytes},
 };
 
 /// Where the service logs go: one file per run.
@@ -121,6 +121,11 @@ impl Service {
     /// Its CPU time so far (user + system, s).
     pub fn cpu_seconds(&self) -> f64 {
         cpu_seconds(&self.child.id().to_string())
+    }
+
+    /// The bytes it has sent to storage so far, in MB.
+    pub fn written_mb(&self) -> f64 {
+        written_bytes(&self.child.id().to_string()) as f64 / 1e6
     }
 
     /// Its peak RSS (VmHWM) so far.

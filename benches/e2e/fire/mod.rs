@@ -65,6 +65,9 @@ struct FireOutcome {
     claimed_p50_ms: Option<f64>,
     claimed_p99_ms: Option<f64>,
     cpu_s: f64,
+    /// What the service sent to storage meanwhile (the embedded store's
+    /// pages; PostgreSQL writes in its own processes).
+    written_mb: f64,
     load: f64,
     note: String,
     run: usize,
@@ -74,8 +77,8 @@ struct FireOutcome {
     pg_waits: Vec<(String, f64)>,
 }
 
-const FIRE_HEADER: &str = "| store | fire concurrency | run partitions | jobs | created per s | arrived | dup | p50 (ms) | p99 (ms) | max (ms) | drain (ms) | claim start p50 / p99 (ms) | claimed p50 / p99 (ms) | service CPU (s) | load | note |\n\
-|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|";
+const FIRE_HEADER: &str = "| store | fire concurrency | run partitions | jobs | created per s | arrived | dup | p50 (ms) | p99 (ms) | max (ms) | drain (ms) | claim start p50 / p99 (ms) | claimed p50 / p99 (ms) | service CPU (s) | service wrote (MB) | load | note |\n\
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|";
 
 fn fire_row(f: &FireOutcome, note: &str) -> String {
     let mut notes = vec![joined_notes([note, &f.note])];
@@ -86,7 +89,7 @@ fn fire_row(f: &FireOutcome, note: &str) -> String {
         notes.push(format!("{} arrived early", f.early));
     }
     format!(
-        "| {} | {} | {} | {} | {:.0} | {} ({:.1} %) | {} | {} | {} | {} | {} | {} / {} | {} / {} | {:.2} | {:.2} | {} |",
+        "| {} | {} | {} | {} | {:.0} | {} ({:.1} %) | {} | {} | {} | {} | {} | {} / {} | {} / {} | {:.2} | {:.1} | {:.2} | {} |",
         f.config.store.name(),
         f.config.fire_concurrency,
         f.config.partitions,
@@ -104,6 +107,7 @@ fn fire_row(f: &FireOutcome, note: &str) -> String {
         ms(f.claimed_p50_ms),
         ms(f.claimed_p99_ms),
         f.cpu_s,
+        f.written_mb,
         f.load,
         joined_notes(notes.iter().map(String::as_str))
     )
@@ -211,6 +215,7 @@ fn median_outcome(config: FireConfig, runs: &[&FireOutcome]) -> FireOutcome {
         claimed_p50_ms: p(|r| r.claimed_p50_ms),
         claimed_p99_ms: p(|r| r.claimed_p99_ms),
         cpu_s: f(|r| r.cpu_s),
+        written_mb: f(|r| r.written_mb),
         load: f(|r| r.load),
         note: if overran > 0 {
             format!("{overran} of {} runs overran", runs.len())

@@ -45,6 +45,7 @@ struct FireRun<'a> {
 /// What the machine spent while the jobs fired.
 struct FiringCost {
     cpu_s: f64,
+    written_mb: f64,
     cpu_use: CpuUse,
     pg_waits: Vec<(String, f64)>,
 }
@@ -110,6 +111,7 @@ pub async fn fire_run(
         claimed_p50_ms: claimed.map(|p| p.p50_ms),
         claimed_p99_ms: claimed.map(|p| p.p99_ms),
         cpu_s: cost.cpu_s,
+        written_mb: cost.written_mb,
         load: load_avg,
         note,
         run,
@@ -198,6 +200,7 @@ impl FireRun<'_> {
         let wait = (window.open_ms - 200 - now_us() / 1000).max(0);
         tokio::time::sleep(Duration::from_millis(wait.unsigned_abs())).await;
         let cpu_before = service.cpu_seconds();
+        let written_before = service.written_mb();
         let groups_before = cpu_by_group();
         let cpu_from = Instant::now();
         let sampling = Arc::new(AtomicBool::new(true));
@@ -210,6 +213,7 @@ impl FireRun<'_> {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let cpu_s = service.cpu_seconds() - cpu_before;
+        let written_mb = service.written_mb() - written_before;
         let cpu_use = CpuUse::between(&groups_before, &cpu_by_group(), cpu_from.elapsed());
         if let Some(perf) = perf {
             stop_perf(perf).await;
@@ -221,6 +225,7 @@ impl FireRun<'_> {
         };
         FiringCost {
             cpu_s,
+            written_mb,
             cpu_use,
             pg_waits,
         }
