@@ -35,7 +35,7 @@ use tonic::transport::Channel;
 
 use crate::{
     args::{Options, Store},
-    support::proc::{cpu_seconds, status_kib, written_bytes},
+    support::proc::{cpu_seconds, status_kib},
 };
 
 /// Where the service logs go: one file per run.
@@ -380,4 +380,18 @@ pub async fn drop_namespace(store: Store, namespace: &str) {
             let _ = std::fs::remove_dir_all(embedded_dir(namespace));
         }
     }
+}
+
+/// The bytes a process (`pid` may be `self`) has sent to storage so far
+/// (`write_bytes` of /proc/<pid>/io: pages it dirtied in files, whether
+/// written back yet or not).
+fn written_bytes(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("write_bytes:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }

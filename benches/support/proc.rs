@@ -39,20 +39,6 @@ pub fn status_kib(pid: &str, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// The bytes a process (`pid` may be `self`) has sent to storage so far
-/// (`write_bytes` of /proc/<pid>/io: pages it dirtied in files, whether
-/// written back yet or not).
-pub fn written_bytes(pid: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/io"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("write_bytes:"))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// User + system CPU time of a process (`pid` may be `self`), in seconds.
 pub fn cpu_seconds(pid: &str) -> f64 {
     stat_cpu_seconds(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default())
