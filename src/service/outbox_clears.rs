@@ -21,7 +21,8 @@
 //!
 //! A firing's clear ([`ClearTurn::AfterClaims`]) waits, before it is
 //! queued, until no firing claim behind its due times
-//! ([`CLAIMS_BEHIND_MS`]) is in the store, at most [`GIVE_WAY_AT_MOST`].
+//! ([`CLAIMS_BEHIND_MS`]) is in the store, at most [`GIVE_WAY_AT_MOST`]
+//! (half the shard lease if that is shorter).
 //! In a burst the claims are what a consumer waits for and the clears are
 //! bookkeeping (the event is already published), yet they cost the store
 //! as much: on PostgreSQL the clear was ~40 % of the server's CPU in a
@@ -43,7 +44,7 @@
 use std::{
     collections::HashSet,
     mem,
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError},
     time::Duration,
 };
 
@@ -62,7 +63,8 @@ const CLEARS_AT_ONCE: usize = 2;
 /// inside the time after which the relay publishes an owed event again
 /// (the shard lease, 5 s by default, for the shard's owner; the relay
 /// grace, 11 s, for the others; this replica's relay leaves a delivery
-/// under way alone).
+/// under way alone). With a shorter lease, half of it
+/// ([`OutboxClears::lease_is`]).
 const GIVE_WAY_AT_MOST: Duration = Duration::from_secs(1);
 
 /// How late a firing claim's oldest firing must be for the clears to give
@@ -89,6 +91,9 @@ pub(super) struct OutboxClears {
     watching: tokio::sync::Mutex<()>,
     /// Counts the times the waiting clears were let go.
     released: watch::Sender<u64>,
+    /// The longest a firing's clear gives way ([`GIVE_WAY_AT_MOST`], or
+    /// half the shard lease if that is shorter).
+    give_way_at_most: OnceLock<Duration>,
 }
 
 /// The firing claims: how many are in the store, and how many were ever
@@ -133,11 +138,28 @@ impl Default for OutboxClears {
             claims: watch::Sender::new(Claims::default()),
             watching: tokio::sync::Mutex::new(()),
             released: watch::Sender::new(0),
+            give_way_at_most: OnceLock::new(),
         }
     }
 }
 
 impl OutboxClears {
+    /// Tells the clears this replica's shard lease, once: a firing's clear
+    /// then gives way at most half of it, so that a replica that takes the
+    /// shard over (and relays what its jobs owe a lease period after their
+    /// claims) finds the clears of this one's last burst done.
+    pub(super) fn lease_is(&self, lease: Duration) {
+        let _ = self.give_way_at_most.set(GIVE_WAY_AT_MOST.min(lease / 2));
+    }
+
+    /// The longest a firing's clear gives way.
+    pub(super) fn give_way_at_most(&self) -> Duration {
+        self.give_way_at_most
+            .get()
+            .copied()
+            .unwrap_or(GIVE_WAY_AT_MOST)
+    }
+
     /// Counts a firing claim whose oldest firing is `late_ms` late in the
     /// store until the guard is dropped, if it is behind enough for the
     /// clears to give way ([`CLAIMS_BEHIND_MS`]).
@@ -196,8 +218,8 @@ impl OutboxClears {
         }
     }
 
-    /// Waits until the firing claims pause, at most [`GIVE_WAY_AT_MOST`].
-    /// One waiting clear watches the claims and then lets every other go
+    /// Waits until the firing claims pause, at most
+    /// [`OutboxClears::give_way_at_most`]. One waiting clear watches the claims and then lets every other go
     /// with it: a burst's many clears do not each poll the claims.
     /// (Waiting before it is queued, a firing's clear is not taken along by
     /// an API call's meanwhile.)
@@ -211,15 +233,16 @@ impl OutboxClears {
             // (The watcher began earlier, so it lets go in time; a
             // watcher whose caller gave up lets go of nobody.)
             Err(_) => {
-                let _ = tokio::time::timeout(GIVE_WAY_AT_MOST, released.changed()).await;
+                let at_most = self.give_way_at_most();
+                let _ = tokio::time::timeout(at_most, released.changed()).await;
             }
         }
     }
 
     /// Waits until the firing claims pause (none in the store, none asked
-    /// for [`CLAIMS_QUIET`]), at most [`GIVE_WAY_AT_MOST`].
+    /// for [`CLAIMS_QUIET`]), at most [`OutboxClears::give_way_at_most`].
     async fn until_claims_pause(&self) {
-        let deadline = Instant::now() + GIVE_WAY_AT_MOST;
+        let deadline = Instant::now() + self.give_way_at_most();
         let mut claims = self.claims.subscribe();
         loop {
             let none_in_store = timeout_at(deadline, claims.wait_for(|c| c.under_way == 0))
@@ -456,6 +479,24 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_firings_clear_waits_for_claims_only_so_long() {
         let (_, db, clears, job) = one_owing().await;
+        let _claims_without_end = clears.claiming();
+        cleared_after(&clears, &db, &job, ClearTurn::AfterClaims, GIVE_WAY_AT_MOST).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_a_short_shard_lease_a_firings_clear_waits_half_of_it() {
+        let (_, db, clears, job) = one_owing().await;
+        let lease = Duration::from_millis(600);
+        clears.lease_is(lease);
+        clears.lease_is(Duration::from_secs(60));
+        let _claims_without_end = clears.claiming();
+        cleared_after(&clears, &db, &job, ClearTurn::AfterClaims, lease / 2).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_shard_lease_leaves_the_wait_as_it_is() {
+        let (_, db, clears, job) = one_owing().await;
+        clears.lease_is(Duration::from_secs(5));
         let _claims_without_end = clears.claiming();
         cleared_after(&clears, &db, &job, ClearTurn::AfterClaims, GIVE_WAY_AT_MOST).await;
     }

@@ -221,6 +221,7 @@ impl JobService {
     ) -> Result<ShardKeeper, StoreError> {
         self.set_owned(Shards::none(settings.shards), 0);
         let _ = self.inner.ownership.lease.set(settings.lease);
+        self.inner.outbox_clears.lease_is(settings.lease);
         let mut keeper = ShardKeeper {
             leases,
             settings,
@@ -436,9 +437,14 @@ mod tests {
 
     /// `t` joins the replicas as `name`, with 4 shards.
     async fn join(t: &TestService, name: &str) -> ShardKeeper {
+        join_for(t, name, LEASE).await
+    }
+
+    /// `t` joins the replicas as `name`, with 4 shards leased for `lease`.
+    async fn join_for(t: &TestService, name: &str, lease: Duration) -> ShardKeeper {
         let settings = ShardingSettings {
             shards: ShardCount::new(4).unwrap(),
-            lease: LEASE,
+            lease,
             replica_id: None,
         };
         let leases = t.svc.leases().expect("the memory store has leases");
@@ -641,6 +647,14 @@ mod tests {
         assert_eq!(other.svc.relay_grace_of(&job, grace), grace);
         let alone = TestService::with_look_ahead(Duration::from_secs(60));
         assert_eq!(alone.svc.relay_grace_of(&job, grace), grace, "no leases");
+    }
+
+    #[tokio::test]
+    async fn a_replica_that_joins_with_a_short_lease_has_its_clears_give_way_half_of_it() {
+        let t = replica(&Arc::new(MemoryJobDB::new()));
+        join_for(&t, "a", Duration::from_millis(800)).await;
+        let at_most = t.svc.inner.outbox_clears.give_way_at_most();
+        assert_eq!(at_most, Duration::from_millis(400));
     }
 
     #[tokio::test]
