@@ -493,12 +493,10 @@ async fn results_from_kafka_finish_jobs_and_poison_messages_are_skipped() {
 
     let ok_job = create_job(&mut app.client, create_request("ok", 0)).await;
     let failed_job = create_job(&mut app.client, create_request("fails", 0)).await;
-    for id in [&ok_job, &failed_job] {
-        assert!(
-            runs.next_for(id, EVENT_TIMEOUT).await.0.is_some(),
-            "{id} fired"
-        );
-    }
+    let unfired = runs
+        .missing_of(&[&ok_job, &failed_job], EVENT_TIMEOUT)
+        .await;
+    assert!(unfired.is_empty(), "{unfired:?} not fired");
     assert_eq!(
         wait_for_status(
             &mut app.client,
@@ -896,11 +894,9 @@ async fn results_through_kafka_change_only_a_running_job_and_each_is_counted() {
     .await;
     let running = create_job(&mut app.client, create_request_on(&clock, "running", 0)).await;
     let marker = create_job(&mut app.client, create_request_on(&clock, "marker", 0)).await;
+    let unfired = runs.missing_of(&[&running, &marker], EVENT_TIMEOUT).await;
+    assert!(unfired.is_empty(), "{unfired:?} not fired");
     for id in [&running, &marker] {
-        assert!(
-            runs.next_for(id, EVENT_TIMEOUT).await.0.is_some(),
-            "{id} fired"
-        );
         assert_eq!(
             wait_for_status(
                 &mut app.client,

@@ -656,6 +656,22 @@ impl EventReader {
         rest
     }
 
+    /// Reads events until one for each of `job_ids` arrived, in any order
+    /// (jobs due close together may fire in either), or `timeout` passes;
+    /// the ids none arrived for.
+    pub async fn missing_of(&self, job_ids: &[&str], timeout: Duration) -> Vec<String> {
+        let mut missing: Vec<String> = job_ids.iter().map(|id| id.to_string()).collect();
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !missing.is_empty() {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Some(received) = self.next(left).await else {
+                break;
+            };
+            missing.retain(|id| *id != received.key);
+        }
+        missing
+    }
+
     /// Reads events until one for `job_id` arrives (or `timeout`); returns it
     /// and the events for other jobs read on the way.
     pub async fn next_for(
