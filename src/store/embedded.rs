@@ -319,8 +319,7 @@ impl JobDB for EmbeddedJobDB {
                 let Some(record) = jobs.get(key).map_err(storage)? else {
                     continue;
                 };
-                let id = id_of(key);
-                let facets = id.clone().and_then(|id| decode_facets(id, record.value()));
+                let facets = id_of(key).and_then(|id| decode_facets(id, record.value()));
                 // (An unreadable job is listed, to be reported.)
                 if facets.is_ok_and(|facets| !filter.admits_facets(&facets)) {
                     continue;
