@@ -400,6 +400,14 @@ async fn finished(
     job
 }
 
+/// The finished jobs `finished_before(at, limit)` finds, all readable.
+async fn finished_found(db: &Store, at: DateTime<Utc>, limit: usize) -> Vec<Job> {
+    db.finished_before(at, limit)
+        .await
+        .expect("scan")
+        .all_readable()
+}
+
 async fn finished_jobs_that_owe_nothing_are_found_oldest_first(db: &Store) {
     let at = now();
     let none = PendingEvents::NONE;
@@ -418,18 +426,13 @@ async fn finished_jobs_that_owe_nothing_are_found_oldest_first(db: &Store) {
             .expect("retire")
     );
 
-    let found = db
-        .finished_before(at, 10)
+    let ids: Vec<JobId> = finished_found(db, at, 10)
         .await
-        .expect("scan")
-        .all_readable();
-    let ids: Vec<JobId> = found.iter().map(|j| j.id).collect();
+        .iter()
+        .map(|j| j.id)
+        .collect();
     assert_eq!(ids, [failed.id, succeeded.id], "oldest first, nothing owed");
-    let first = db
-        .finished_before(at, 1)
-        .await
-        .expect("scan")
-        .all_readable();
+    let first = finished_found(db, at, 1).await;
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].id, failed.id);
 
@@ -449,11 +452,7 @@ async fn finished_jobs_that_owe_nothing_are_found_oldest_first(db: &Store) {
             .await
             .expect("clear")
     );
-    let found = db
-        .finished_before(at, 10)
-        .await
-        .expect("scan")
-        .all_readable();
+    let found = finished_found(db, at, 10).await;
     let ids: Vec<JobId> = found.iter().map(|j| j.id).collect();
     assert_eq!(ids, [failed.id, succeeded.id, owes.id]);
     assert_eq!(found[2].pending, PendingEvents::NONE);
