@@ -219,8 +219,9 @@ impl OutboxClears {
     }
 
     /// Waits until the firing claims pause, at most
-    /// [`OutboxClears::give_way_at_most`]. One waiting clear watches the claims and then lets every other go
-    /// with it: a burst's many clears do not each poll the claims.
+    /// [`OutboxClears::give_way_at_most`]. One waiting clear watches the
+    /// claims and then lets every other go with it: a burst's many clears
+    /// do not each poll the claims.
     /// (Waiting before it is queued, a firing's clear is not taken along by
     /// an API call's meanwhile.)
     async fn give_way(&self) {

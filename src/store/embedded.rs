@@ -319,13 +319,17 @@ impl JobDB for EmbeddedJobDB {
                 let Some(record) = jobs.get(key).map_err(storage)? else {
                     continue;
                 };
-                let facets = id_of(key).and_then(|id| decode_facets(id, record.value()));
+                let id = id_of(key);
+                let facets = id.clone().and_then(|id| decode_facets(id, record.value()));
                 // (An unreadable job is listed, to be reported.)
                 if facets.is_ok_and(|facets| !filter.admits_facets(&facets)) {
                     continue;
                 }
                 if (skip..skip.saturating_add(take)).contains(&total) {
-                    reads.extend(reader.scanned(key)?);
+                    reads.push(match id {
+                        Ok(id) => reader.job_of(id, record.value())?,
+                        Err(unreadable) => Err(unreadable),
+                    });
                 }
                 total += 1;
             }

@@ -179,9 +179,19 @@ where
         let Some(record) = self.jobs.get(id.bytes().as_slice()).map_err(storage)? else {
             return Ok(None);
         };
-        match decode(id, record.value()) {
-            Ok(job) => Ok(Some(Ok(owing(&self.outbox, job)?))),
-            Err(unreadable) => Ok(Some(Err(unreadable))),
+        self.job_of(id, record.value()).map(Some)
+    }
+
+    /// The job `id` whose record, read already, is `bytes`; the reason if
+    /// it is not a job.
+    pub(super) fn job_of(
+        &self,
+        id: JobId,
+        bytes: &[u8],
+    ) -> Result<Result<Job, Unreadable>, StoreError> {
+        match decode(id, bytes) {
+            Ok(job) => Ok(Ok(owing(&self.outbox, job)?)),
+            Err(unreadable) => Ok(Err(unreadable)),
         }
     }
 }
