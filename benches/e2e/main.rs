@@ -21,9 +21,10 @@
 //!   records, per job, its arrival time minus the event's `ScheduleTime`.
 //!   Reports p50/p99/max lateness and the drain time (last arrival − first
 //!   due). Where the time goes: the event's `UpdatedAt` is the time the claim
-//!   started (claim-start lateness), and the service's "job fired" log line
-//!   gives the lateness when the claim returned (claimed lateness); arrival
-//!   minus that is publish plus consume. Configurations: `--fire-stores`,
+//!   started (claim-start lateness), and the service's "jobs fired" log
+//!   lines give the lateness when each batch's claim returned (claimed
+//!   lateness, each batch's latest); arrival minus that is publish plus
+//!   consume. Configurations: `--fire-stores`,
 //!   `--fire-concurrency` (SCHEDULER_FIRE_CONCURRENCY) × `--partitions`
 //!   (TOPIC_JOB_RUN_PARTITIONS); the service's KAFKA_FETCH_WAIT_MAX_MS is set
 //!   to `--fetch-wait-ms` too (it only paces the run-result consumer).

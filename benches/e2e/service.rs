@@ -57,7 +57,9 @@ pub struct LogState {
     pub first: Option<(Instant, DateTime<Utc>)>,
     /// When "armed scheduled jobs from the store" arrived, its timestamp and count.
     pub armed: Option<(Instant, DateTime<Utc>, usize)>,
-    /// `lateness_ms` of each "job fired" line.
+    /// Each job's lateness when its claim returned, from the "jobs fired"
+    /// lines: the batch's `max_lateness_ms` for each of its `jobs` (an upper
+    /// bound; the per-job "job fired" lines are DEBUG).
     pub fired_lateness_ms: Vec<i64>,
     /// WARN and ERROR lines (the first 1,000): when they arrived, and what.
     warnings: Vec<(Instant, String)>,
@@ -193,9 +195,11 @@ fn scan_line(line: &str, at: Instant, state: &Mutex<LogState>) {
         s.first = Some((at, ts));
     }
     match message {
-        "job fired" => {
-            if let Some(l) = value.get("lateness_ms").and_then(serde_json::Value::as_i64) {
-                s.fired_lateness_ms.push(l);
+        "jobs fired" => {
+            let field = |name| value.get(name).and_then(serde_json::Value::as_i64);
+            if let (Some(jobs), Some(l)) = (field("jobs"), field("max_lateness_ms")) {
+                let jobs = usize::try_from(jobs).unwrap_or(0);
+                s.fired_lateness_ms.extend(std::iter::repeat_n(l, jobs));
             }
         }
         "armed scheduled jobs from the store" => {

@@ -23,7 +23,10 @@ use super::{BrokerError, EventKind, JobEvent, JobsProducer, renewing::RenewingPr
 use crate::{
     config::{KafkaSettings, TopicSettings, TopicSpec},
     domain::Job,
-    telemetry::{metrics::Metrics, propagation::inject_current},
+    telemetry::{
+        metrics::Metrics,
+        propagation::{exporting, inject_current},
+    },
 };
 
 /// The base client configuration shared by producer, consumer and admin:
@@ -150,20 +153,30 @@ pub(super) fn map_err(err: &KafkaError) -> BrokerError {
     }
 }
 
+/// The producer span of one event, for the trace: made only while spans
+/// are exported, since there is one per event (see `firing_span` in the
+/// service).
+fn publish_span(topic: &str, kind: EventKind, job: &Job) -> tracing::Span {
+    if !exporting() {
+        return tracing::Span::none();
+    }
+    tracing::info_span!(
+        "publish",
+        otel.name = format_args!("{topic} publish"),
+        otel.kind = "producer",
+        otel.status_code = tracing::field::Empty,
+        messaging.system = "kafka",
+        messaging.destination.name = %topic,
+        job_id = %job.id,
+        event_kind = kind.as_str(),
+    )
+}
+
 #[async_trait]
 impl JobsProducer for KafkaJobsProducer {
     async fn publish(&self, kind: EventKind, job: &Job) -> Result<(), BrokerError> {
         let topic = self.topic(kind)?;
-        let span = tracing::info_span!(
-            "publish",
-            otel.name = format_args!("{topic} publish"),
-            otel.kind = "producer",
-            otel.status_code = tracing::field::Empty,
-            messaging.system = "kafka",
-            messaging.destination.name = %topic,
-            job_id = %job.id,
-            event_kind = kind.as_str(),
-        );
+        let span = publish_span(topic, kind, job);
         let published = self.send(topic, kind, job).instrument(span.clone()).await;
         match &published {
             Ok(()) => self.metrics.event_published(topic),

@@ -73,7 +73,7 @@ use std::{
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc::UnboundedReceiver};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use super::{JobService, delivery::Deliverer, job_span};
+use super::{JobService, delivery::Deliverer, firing_span, job_span};
 use crate::{
     backoff::Backoff,
     config::MisfirePolicy,
@@ -341,6 +341,7 @@ impl JobService {
             job_span("occurrence passed", &job)
                 .in_scope(|| tracing::info!("occurrence passed without a run (catch-up, overlap)"));
         }
+        let mut latest_ms = None;
         let fired: Vec<(Job, tracing::Span)> = fired
             .into_iter()
             .map(|job| {
@@ -348,12 +349,16 @@ impl JobService {
                     .remove(&(job.id, job.current_fire_token()))
                     .map_or(now_ms, |f| f.due_ms);
                 let lateness_ms = now_ms - due_ms;
+                latest_ms = latest_ms.max(Some(lateness_ms));
                 self.inner.metrics.job_fired(lateness_ms, job.attempt());
-                let span = job_span("fire job", &job);
-                span.in_scope(|| tracing::info!(lateness_ms, "job fired"));
+                let span = firing_span("fire job", &job);
+                span.in_scope(|| tracing::debug!(job_id = %job.id, lateness_ms, "job fired"));
                 (job, span)
             })
             .collect();
+        if let Some(max_lateness_ms) = latest_ms {
+            tracing::info!(jobs = fired.len(), max_lateness_ms, "jobs fired");
+        }
         let lost: Vec<Firing> = asked.into_values().collect();
         let ((), _) = futures::join!(
             self.rearm_if_stale(lost),

@@ -71,7 +71,7 @@ use crate::{
     store::{JobDB, JobsPage, RunsPage, StoreError, Unreadable, runs_of},
     telemetry::{
         metrics::Metrics,
-        propagation::{current_traceparent, set_parent_from_traceparent},
+        propagation::{current_traceparent, exporting, set_parent_from_traceparent},
     },
     timer::Timer,
 };
@@ -461,6 +461,19 @@ fn job_span(name: &'static str, job: &Job) -> Span {
     span
 }
 
+/// [`job_span`] for a step made once per firing, but only while spans are
+/// exported: the log layer formats every span's fields as it is made, and
+/// in a burst of 30,000 firings a second the spans of the firing path took
+/// about a quarter of the service's CPU (perf; BENCHMARKS.md, "Firings log
+/// in batches"). The step's log events name their job themselves.
+fn firing_span(name: &'static str, job: &Job) -> Span {
+    if exporting() {
+        job_span(name, job)
+    } else {
+        Span::none()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -515,5 +528,17 @@ mod tests {
         assert!(!svc.timer().is_armed(&job.id));
         assert!(matches!(svc.delete(job.id).await, Err(Error::NotFound(_))));
         assert!(matches!(svc.get(job.id).await, Err(Error::NotFound(_))));
+    }
+
+    #[tokio::test]
+    async fn the_firing_path_makes_no_span_while_spans_are_not_exported() {
+        let t = TestService::with_look_ahead(Duration::from_secs(10));
+        let job = t.svc.create(t.spec(1_000)).await.unwrap();
+        assert!(!exporting(), "no test process exports spans");
+        // A subscriber that records every span, as the log layer does.
+        tracing::subscriber::with_default(tracing_subscriber::registry(), || {
+            assert!(!job_span("relay events", &job).is_none(), "spans are made");
+            assert!(firing_span("fire job", &job).is_none());
+        });
     }
 }

@@ -24,6 +24,12 @@ pub(crate) fn enable() {
     EXPORTING.store(true, Ordering::Relaxed);
 }
 
+/// Whether spans are exported: the spans made once per firing are made
+/// only then (see `firing_span` in the service).
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
+
 /// The header that carries the trace and parent span ids.
 pub const TRACEPARENT: &str = "traceparent";
 
@@ -31,7 +37,7 @@ pub const TRACEPARENT: &str = "traceparent";
 /// created, not yet entered). No context in the carrier: `span` stays where
 /// it is (a new trace for a root span).
 pub fn set_parent_from(span: &Span, carrier: &dyn Extractor) {
-    if !EXPORTING.load(Ordering::Relaxed) {
+    if !exporting() {
         return;
     }
     let context =
@@ -42,7 +48,7 @@ pub fn set_parent_from(span: &Span, carrier: &dyn Extractor) {
 
 /// Writes the current span's context into `carrier`.
 pub fn inject_current(carrier: &mut dyn Injector) {
-    if !EXPORTING.load(Ordering::Relaxed) {
+    if !exporting() {
         return;
     }
     let context = Span::current().context();
@@ -53,7 +59,7 @@ pub fn inject_current(carrier: &mut dyn Injector) {
 
 /// The current span's context as a `traceparent` value, if it has one.
 pub fn current_traceparent() -> Option<String> {
-    if !EXPORTING.load(Ordering::Relaxed) {
+    if !exporting() {
         return None;
     }
     let mut carrier = HashMap::new();
@@ -64,7 +70,7 @@ pub fn current_traceparent() -> Option<String> {
 /// Makes `traceparent` (as [`current_traceparent`] gave it) the parent of
 /// `span`.
 pub fn set_parent_from_traceparent(span: &Span, traceparent: Option<&str>) {
-    if let Some(traceparent) = traceparent.filter(|_| EXPORTING.load(Ordering::Relaxed)) {
+    if let Some(traceparent) = traceparent.filter(|_| exporting()) {
         let carrier = HashMap::from([(TRACEPARENT.to_owned(), traceparent.to_owned())]);
         set_parent_from(span, &carrier);
     }

@@ -3,7 +3,7 @@
 //! every partition of the run topic records, per job, its arrival time minus
 //! the event's `ScheduleTime`. Reports p50/p99/max lateness and the drain
 //! time, where the time goes (claim start from the event's `UpdatedAt`,
-//! claim end from the service's "job fired" line), the CPU by process, and
+//! claim end from the service's "jobs fired" lines), the CPU by process, and
 //! the target (p99 ≤ 250 ms); with `--plot`, the chart of the lateness
 //! distributions. One configuration per store × fire concurrency ×
 //! partitions.
@@ -61,7 +61,8 @@ struct FireOutcome {
     /// UpdatedAt − ScheduleTime: lateness when the claim started.
     claim_start_p50_ms: Option<f64>,
     claim_start_p99_ms: Option<f64>,
-    /// The service's "job fired" lateness_ms: when the claim returned.
+    /// When the claim returned: each batch's latest (the service's "jobs
+    /// fired" `max_lateness_ms`).
     claimed_p50_ms: Option<f64>,
     claimed_p99_ms: Option<f64>,
     cpu_s: f64,
