@@ -306,3 +306,155 @@ async fn a_server_that_never_answers_is_unavailable_after_the_timeout() {
     every_call_is_unavailable(&db).await;
     silent.abort();
 }
+
+/// The row of job `id` in `schema` as its version, and the transaction
+/// that wrote it (`xmin`): a new row version has a new one.
+async fn row_writer(schema: &str, id: JobId) -> (i64, String) {
+    let row = raw_client()
+        .await
+        .query_one(
+            &format!("SELECT version, xmin::text FROM \"{schema}\".jobs WHERE id = $1"),
+            &[&id.bytes().as_slice()],
+        )
+        .await
+        .expect("job row");
+    (row.get(0), row.get(1))
+}
+
+/// The owed runs of `schema`, as (id, version).
+async fn owed_runs(schema: &str) -> Vec<(Vec<u8>, i64)> {
+    let rows = raw_client()
+        .await
+        .query(
+            &format!("SELECT id, version FROM \"{schema}\".owed_runs ORDER BY id"),
+            &[],
+        )
+        .await
+        .expect("owed runs");
+    rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
+/// Writes job `id` as a replica of a release before `owed_runs` does: a
+/// newer version in `status`, its run owed by the flag (`run_owed`) or not,
+/// changed an hour ago.
+async fn as_an_earlier_release(f: &Fixture, id: JobId, status: JobStatus, run_owed: bool) {
+    let written = raw_client()
+        .await
+        .execute(
+            &format!(
+                "UPDATE \"{}\".jobs SET version = version + 1, status = $2, \
+                 pending_run = $3, updated_at = $4 WHERE id = $1",
+                f.schema
+            ),
+            &[
+                &id.bytes().as_slice(),
+                &(status as i16),
+                &run_owed,
+                &(now() - TimeDelta::hours(1)),
+            ],
+        )
+        .await
+        .expect("an earlier release's write");
+    assert_eq!(written, 1);
+}
+
+/// The jobs the outbox relay would read.
+async fn relay_read(db: &PgJobDB) -> Vec<scheduler_service::domain::Job> {
+    db.with_pending_events(10).await.expect("relay read").found
+}
+
+/// A SCHEDULED one-shot job, due a second ago, that owes nothing yet.
+async fn settled_due_job(db: &PgJobDB, name: &str) -> scheduler_service::domain::Job {
+    let job = scheduler_service::domain::Job {
+        pending: PendingEvents::NONE,
+        ..job(name, now() - TimeDelta::seconds(1))
+    };
+    db.insert(&job).await.expect("insert");
+    job
+}
+
+#[tokio::test]
+async fn a_fired_jobs_run_is_owed_in_a_table_and_its_clear_leaves_the_job_row_unwritten() {
+    let f = Fixture::new().await;
+    let job = settled_due_job(&f.db, "fired").await;
+    let claimed =
+        f.db.claim_many(&[(job.id, job.fire_token)], now())
+            .await
+            .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    assert!(claimed[0].pending.run, "the claim reports the run owed");
+    let read = f.db.get(job.id).await.expect("get").expect("stored");
+    assert!(read.pending.run, "a read sees the run owed");
+    assert_eq!(
+        owed_runs(&f.schema).await,
+        vec![(job.id.bytes().to_vec(), read.version)]
+    );
+    let owing = relay_read(&f.db).await;
+    assert_eq!(owing, vec![read.clone()], "the relay finds it");
+
+    let before = row_writer(&f.schema, job.id).await;
+    let cleared =
+        f.db.clear_pending_many(&[(job.id, read.version)])
+            .await
+            .expect("clear");
+    assert_eq!(cleared, vec![job.id]);
+    assert_eq!(
+        row_writer(&f.schema, job.id).await,
+        before,
+        "the clear deleted the owed run, not wrote the job again"
+    );
+    assert!(owed_runs(&f.schema).await.is_empty());
+    let read = f.db.get(job.id).await.expect("get").expect("stored");
+    assert_eq!(read.pending, PendingEvents::NONE);
+    assert!(relay_read(&f.db).await.is_empty());
+    f.drop_schema().await;
+}
+
+#[tokio::test]
+async fn a_run_owed_at_an_older_version_counts_for_nothing() {
+    // A replica of an earlier release knows only the flags: it writes a
+    // fired job's result (a newer version, no run owed) over the owed run
+    // a new replica's claim recorded. Its write stands.
+    let f = Fixture::new().await;
+    let job = settled_due_job(&f.db, "overwritten").await;
+    f.db.claim_many(&[(job.id, job.fire_token)], now())
+        .await
+        .expect("claim");
+    as_an_earlier_release(&f, job.id, JobStatus::Succeeded, false).await;
+    let read = f.db.get(job.id).await.expect("get").expect("stored");
+    assert_eq!(read.pending, PendingEvents::NONE, "{read:?}");
+    assert!(relay_read(&f.db).await.is_empty());
+    let retired =
+        f.db.finished_before(now(), 10)
+            .await
+            .expect("retention")
+            .found;
+    assert_eq!(
+        retired,
+        vec![read],
+        "a finished job owing nothing is retired"
+    );
+    // Its delete takes the stale owed run with it.
+    assert!(f.db.delete(job.id).await.expect("delete"));
+    assert!(owed_runs(&f.schema).await.is_empty());
+    f.drop_schema().await;
+}
+
+#[tokio::test]
+async fn a_run_owed_through_the_flag_by_an_older_replica_is_relayed_and_cleared() {
+    let f = Fixture::new().await;
+    let job = settled_due_job(&f.db, "flagged").await;
+    // An earlier release's claim: the flag, no owed run.
+    as_an_earlier_release(&f, job.id, JobStatus::Running, true).await;
+    let owing = relay_read(&f.db).await;
+    assert_eq!(owing.len(), 1);
+    assert!(owing[0].pending.run);
+    let cleared =
+        f.db.clear_pending_many(&[(job.id, owing[0].version)])
+            .await
+            .expect("clear");
+    assert_eq!(cleared, vec![job.id]);
+    let read = f.db.get(job.id).await.expect("get").expect("stored");
+    assert_eq!(read.pending, PendingEvents::NONE);
+    f.drop_schema().await;
+}

@@ -91,6 +91,6 @@ BEGIN
   RAISE NOTICE 'owed in a table: claims % ms, clears % ms, last batch %', round(extract(epoch FROM t1 - t0) * 1000), round(extract(epoch FROM t2 - t1) * 1000), n;
 END $$;
 CHECKPOINT;
-SELECT CASE WHEN :'variant' = 'table' THEN 'CALL mb.fire_owed()' ELSE 'CALL mb.fire()' END AS call \gset
+SELECT CASE WHEN :'variant' = 'table' THEN 'CALL mb.fire_owed();' ELSE 'CALL mb.fire();' END AS call \gset
 :call
 DROP SCHEMA mb CASCADE;

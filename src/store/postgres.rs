@@ -8,8 +8,8 @@
 //! row if it no longer matches. A conditional `UPDATE` is therefore a
 //! compare-and-set: of any number of replicas claiming the same SCHEDULED job
 //! with the same fire token, exactly one gets the row back from `RETURNING`;
-//! the status, the owed run event (`pending_run`) and the version change in
-//! that one statement. This is how the job queues trusted on PostgreSQL claim
+//! the status and the version change, and the run event it owes is recorded
+//! (a row of `owed_runs`, see [`owed`]), in that one statement. This is how the job queues trusted on PostgreSQL claim
 //! work (they add `FOR UPDATE SKIP LOCKED` only to pick among many rows, which
 //! a claim by id does not need).
 //!
@@ -24,7 +24,8 @@
 //! OR armed`; `armed` is written from `Job::is_armable` by every write of a
 //! recurring job.
 //!
-//! Every change is one such statement on one row. Besides it, `store_result`
+//! Every change is one such statement on one row (and its owed run).
+//! Besides it, `store_result`
 //! reads the row only to tell why an update matched nothing; `list` reads the
 //! count and the page in one snapshot; `ensure_indexes` runs its DDL under an
 //! advisory lock, so that replicas starting together do not race on it.
@@ -34,8 +35,8 @@
 //! too, through `statement_timeout`, which also bounds lock waits). A call
 //! that times out reports [`StoreError::Unavailable`] and its connection is
 //! closed, not reused. Its statement may still have been applied, as with any
-//! database; the outbox (`pending_*`, written by the same statement as the
-//! change) makes that safe.
+//! database; the outbox (the `pending_*` flags and `owed_runs`, written by
+//! the same statement as the change) makes that safe.
 //!
 //! Times are kept at millisecond precision (`timestamptz(3)`, and truncated
 //! before they are sent), the precision of [`crate::domain::now`], so that a
@@ -46,6 +47,7 @@
 mod codec;
 mod errors;
 mod leases;
+mod owed;
 mod runs;
 mod sql;
 mod store;
@@ -75,6 +77,7 @@ use sql::Sql;
 /// Name of the table that holds the jobs, inside the store's schema.
 pub const TABLE: &str = "jobs";
 pub use leases::{LEASES_TABLE, REPLICAS_TABLE};
+pub use owed::OWED_RUNS_TABLE;
 pub use runs::RUNS_TABLE;
 
 /// Connections each [`PgJobDB`] made by [`PgJobDB::connect`] keeps at most.

@@ -4,6 +4,7 @@
 use super::{
     TABLE,
     leases::LeaseSql,
+    owed::{self, OWED_RUNS_TABLE},
     runs::{self, RUNS_TABLE, RunSql},
 };
 use crate::domain::JobStatus;
@@ -93,7 +94,8 @@ pub(super) const CLIENT_KEY_INDEX: &str = "jobs_client_key";
 /// The condition of a finished one-shot job (what `JOB_RETENTION` removes).
 pub(super) const FINISHED: &str = "(status IN (4, 5) AND recurrence IS NULL)";
 
-/// The condition of a job that owes events (the outbox).
+/// The condition of a job whose flags say it owes events (the outbox;
+/// a run may be owed in `owed_runs` too, see [`super::owed`]).
 pub(super) const OWING: &str =
     "(pending_create OR pending_update OR pending_run OR pending_dead_letter OR pending_delete)";
 
@@ -116,6 +118,8 @@ pub(super) struct Sql {
     pub(super) delete: String,
     pub(super) claim: String,
     pub(super) claim_many: String,
+    /// The armable jobs due before $1, their flags as stored (arming
+    /// needs none of them, and the owed runs are not read).
     pub(super) scheduled_before: String,
     /// `scheduled_before` of the jobs of some shards ($2 the shard count,
     /// $3 the shards: see [`SHARD_OF_ID`]).
@@ -140,44 +144,58 @@ impl Sql {
     pub(super) fn new(schema: &str) -> Self {
         let quoted = format!("\"{schema}\"");
         let t = format!("{quoted}.{TABLE}");
+        let owed = format!("{quoted}.{OWED_RUNS_TABLE}");
+        let read = owed::read_columns(&owed);
         let running = JobStatus::Running as i16;
-        let owing = OWING;
         let runs = format!("{quoted}.{RUNS_TABLE}");
         Sql {
             schema: schema.to_owned(),
-            create: create_statements(&quoted, &t) + &LeaseSql::new(&quoted).create,
+            create: create_statements(&quoted, &t)
+                + &owed::create_statement(&owed)
+                + &LeaseSql::new(&quoted).create,
             runs: RunSql::new(&runs),
             leases: LeaseSql::new(&quoted),
             finished_before: format!(
-                "SELECT {COLUMNS} FROM {t} WHERE {FINISHED} AND NOT {OWING} \
-                 AND updated_at < $1 ORDER BY updated_at, id LIMIT $2"
+                "SELECT {read} FROM {t} AS j WHERE {FINISHED} AND NOT {OWING} \
+                 AND NOT {owed_now} AND updated_at < $1 ORDER BY updated_at, id LIMIT $2",
+                owed_now = owed::owed_at_version(&owed)
             ),
-            delete_if: format!("DELETE FROM {t} WHERE id = $1 AND version = $2"),
+            delete_if: format!(
+                "WITH gone AS (DELETE FROM {owed} WHERE id = $1 AND version = $2) \
+                 DELETE FROM {t} WHERE id = $1 AND version = $2"
+            ),
             insert: format!(
                 "INSERT INTO {t} ({COLUMNS}) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
                  $16, $17, $18, $19, $20, $21)"
             ),
-            get: format!("SELECT {COLUMNS} FROM {t} WHERE id = $1"),
+            get: format!("SELECT {read} FROM {t} AS j WHERE id = $1"),
             count: format!("SELECT count(*) FROM {t}"),
             count_where: format!("SELECT count(*) FROM {t} WHERE {FILTER}"),
             tally: format!("SELECT {TALLY} FROM {t}"),
             page_where: format!(
-                "SELECT {COLUMNS} FROM {t} WHERE {FILTER} \
+                "SELECT {read} FROM {t} AS j WHERE {FILTER} \
                  ORDER BY schedule_time, id OFFSET $6 LIMIT $7"
             ),
             page: format!(
-                "SELECT {COLUMNS} FROM {t} ORDER BY schedule_time, id OFFSET $1 LIMIT $2"
+                "SELECT {read} FROM {t} AS j ORDER BY schedule_time, id OFFSET $1 LIMIT $2"
             ),
-            replace_if: replace_if_statement(&t),
-            delete: format!("DELETE FROM {t} WHERE id = $1"),
+            replace_if: replace_if_statement(&t, &owed),
+            delete: format!(
+                "WITH gone AS (DELETE FROM {owed} WHERE id = $1) DELETE FROM {t} WHERE id = $1"
+            ),
             claim: format!(
-                "UPDATE {t} SET status = {running}, pending_run = true, \
-                 version = version + 1, updated_at = $3 \
-                 WHERE id = $1 AND {STILL_SCHEDULED} AND scheduled_key = $2 \
-                 AND {ONE_SHOT} RETURNING {COLUMNS}"
+                "WITH claimed AS ( \
+                     UPDATE {t} AS j SET status = {running}, \
+                     version = version + 1, updated_at = $3 \
+                     WHERE id = $1 AND {STILL_SCHEDULED} AND scheduled_key = $2 \
+                     AND {ONE_SHOT} RETURNING {claimed}), \
+                 {record} \
+                 SELECT * FROM claimed",
+                claimed = owed::claimed_columns(),
+                record = owed::record_claimed(&owed),
             ),
-            claim_many: claim_many_statement(&t),
+            claim_many: claim_many_statement(&t, &owed),
             scheduled_before: format!(
                 "SELECT {COLUMNS} FROM {t} \
                  WHERE {ARMABLE} AND schedule_time < $1 \
@@ -188,33 +206,34 @@ impl Sql {
                  WHERE {ARMABLE} AND schedule_time < $1 AND {SHARD_OF_ID} % $2 = ANY($3) \
                  ORDER BY schedule_time, id"
             ),
-            with_pending_events: format!(
-                "SELECT {COLUMNS} FROM {t} WHERE {owing} ORDER BY updated_at, id LIMIT $1"
-            ),
+            with_pending_events: with_pending_events_statement(&t, &owed),
             set_pending_if: format!(
-                "UPDATE {t} SET pending_create = $3, pending_update = $4, pending_run = $5, \
+                "WITH gone AS (DELETE FROM {owed} WHERE id = $1 AND version = $2) \
+                 UPDATE {t} SET pending_create = $3, pending_update = $4, pending_run = $5, \
                  pending_dead_letter = $6, pending_delete = $7 WHERE id = $1 AND version = $2"
             ),
-            clear_pending_many: clear_pending_many_statement(&t),
-            by_client_key: format!("SELECT {COLUMNS} FROM {t} WHERE client_key = $1"),
-            recurring_of: recurring_of_statement(&t),
+            clear_pending_many: clear_pending_many_statement(&t, &owed),
+            by_client_key: format!("SELECT {read} FROM {t} AS j WHERE client_key = $1"),
+            recurring_of: recurring_of_statement(&t, &read),
             replace_many_if: replace_many_if_statement(&t),
             armable_of: format!(
                 "SELECT id, schedule_time, scheduled_key FROM {t} \
                  WHERE id = ANY($1) AND {ARMABLE}"
             ),
             running_before: format!(
-                "SELECT {COLUMNS} FROM {t} WHERE status = {running} AND updated_at < $1 \
+                "SELECT {read} FROM {t} AS j WHERE status = {running} AND updated_at < $1 \
                  ORDER BY updated_at, id"
             ),
         }
     }
 }
 
-/// One job written whole where its row is still at the version in $22.
-fn replace_if_statement(t: &str) -> String {
+/// One job written whole where its row is still at the version in $22;
+/// the run it owed at that version, if any, is its flag from now on.
+fn replace_if_statement(t: &str, owed: &str) -> String {
     format!(
-        "UPDATE {t} SET name = $2, description = $3, schedule_time = $4, \
+        "WITH gone AS (DELETE FROM {owed} WHERE id = $1 AND version = $22) \
+         UPDATE {t} SET name = $2, description = $3, schedule_time = $4, \
          created_at = $5, updated_at = $6, status = $7, job_type = $8, job_data = $9, \
          scheduled_key = $10, version = $11, pending_create = $12, \
          pending_update = $13, pending_run = $14, trace_parent = $15, \
@@ -224,25 +243,54 @@ fn replace_if_statement(t: &str) -> String {
     )
 }
 
-/// The outbox cleared for a batch of (id, version) pairs: rows locked in
-/// id order, as by every statement that writes many rows (claim_many,
-/// replace_many_if): replicas clear and claim the same recurring jobs in
-/// batches, and two batches locking in different orders could deadlock.
-/// Each row is found through the primary key, whatever the planner's
-/// statistics say (see `claim_many_statement`); the ids cleared.
-fn clear_pending_many_statement(t: &str) -> String {
+/// The outbox cleared for a batch of (id, version) pairs: the flags of
+/// the rows that have any set, then the owed runs, each locked in id
+/// order, as by every statement that writes many rows (claim_many,
+/// replace_many_if): replicas clear and claim the same jobs in batches,
+/// and two batches locking in different orders could deadlock; and the
+/// job rows before the owed runs, as a claim locks them. A row without
+/// flags set is only read (a fired job's usual case: its run is owed in
+/// `owed_runs`), so the clear does not write it again. Each row is found
+/// through its primary key, whatever the planner's statistics say (see
+/// `claim_many_statement`). The ids of the jobs still at their version.
+fn clear_pending_many_statement(t: &str, owed: &str) -> String {
     format!(
-        "WITH locked AS MATERIALIZED ( \
-             SELECT j.id AS locked_id \
-             FROM (SELECT * FROM unnest($1::bytea[], $2::bigint[]) AS f(id, version) \
-                   ORDER BY f.id) AS f \
-             CROSS JOIN LATERAL ( \
+        "WITH f AS MATERIALIZED ( \
+             SELECT * FROM unnest($1::bytea[], $2::bigint[]) AS f(id, version) ORDER BY id), \
+         flagged AS MATERIALIZED ( \
+             SELECT j.id AS flagged_id FROM f CROSS JOIN LATERAL ( \
                  SELECT j.id FROM {t} AS j \
-                 WHERE j.id = f.id AND j.version = f.version FOR UPDATE) AS j) \
-         UPDATE {t} AS j SET pending_create = false, pending_update = false, \
-         pending_run = false, pending_dead_letter = false, pending_delete = false \
-         WHERE j.id = ANY(ARRAY(SELECT locked_id FROM locked)) \
-         RETURNING j.id"
+                 WHERE j.id = f.id AND j.version = f.version AND {OWING} \
+                 FOR UPDATE) AS j), \
+         unflagged AS (UPDATE {t} AS j SET pending_create = false, pending_update = false, \
+             pending_run = false, pending_dead_letter = false, pending_delete = false \
+             WHERE j.id = ANY(ARRAY(SELECT flagged_id FROM flagged)) RETURNING j.id), \
+         paid AS MATERIALIZED ( \
+             SELECT o.id AS paid_id FROM f CROSS JOIN LATERAL ( \
+                 SELECT o.id FROM {owed} AS o \
+                 WHERE o.id = f.id AND o.version = f.version FOR UPDATE) AS o), \
+         gone AS (DELETE FROM {owed} AS o \
+             WHERE o.id = ANY(ARRAY(SELECT paid_id FROM paid)) RETURNING o.id) \
+         SELECT id FROM unflagged UNION SELECT id FROM gone \
+         UNION SELECT j.id FROM f CROSS JOIN LATERAL ( \
+             SELECT j.id FROM {t} AS j WHERE j.id = f.id AND j.version = f.version \
+             OFFSET 0) AS j"
+    )
+}
+
+/// The jobs that owe events, least recently changed first, at most $1:
+/// those whose flags say so (through the outbox index) and those with a
+/// run owed at their version (through `owed_runs`' own index).
+fn with_pending_events_statement(t: &str, owed: &str) -> String {
+    let read = owed::read_columns(owed);
+    format!(
+        "SELECT * FROM ( \
+             (SELECT {read} FROM {t} AS j WHERE {OWING} ORDER BY updated_at, id LIMIT $1) \
+             UNION \
+             (SELECT {read} FROM {owed} AS p \
+              JOIN {t} AS j ON j.id = p.id AND j.version = p.version \
+              ORDER BY p.updated_at, p.id LIMIT $1)) AS owing \
+         ORDER BY updated_at, id LIMIT $1"
     )
 }
 
@@ -301,13 +349,12 @@ fn replace_many_if_statement(t: &str) -> String {
 
 /// The recurring jobs among a batch's firings that the batch claim left
 /// out, still under the firing's token.
-fn recurring_of_statement(t: &str) -> String {
+fn recurring_of_statement(t: &str, read: &str) -> String {
     format!(
-        "SELECT {returning} FROM {t} AS j \
+        "SELECT {read} FROM {t} AS j \
          JOIN unnest($1::bytea[], $2::bigint[]) AS f(id, key) \
          ON j.id = f.id AND j.scheduled_key = f.key \
-         WHERE j.recurrence IS NOT NULL",
-        returning = qualified("j")
+         WHERE j.recurrence IS NOT NULL"
     )
 }
 
@@ -389,7 +436,7 @@ pub(super) fn create_statements(schema: &str, t: &str) -> String {
 /// the planner take the SCHEDULED jobs for a handful and scan all of them
 /// per batch, or per firing: 110 ms for a batch of 64 among 10,000
 /// scheduled jobs, against 1 ms this way.
-pub(super) fn claim_many_statement(t: &str) -> String {
+pub(super) fn claim_many_statement(t: &str, owed: &str) -> String {
     let running = JobStatus::Running as i16;
     format!(
         "WITH due AS MATERIALIZED ( \
@@ -400,12 +447,15 @@ pub(super) fn claim_many_statement(t: &str) -> String {
                  SELECT j.id FROM {t} AS j \
                  WHERE j.id = f.id AND j.scheduled_key = f.key \
                    AND j.{STILL_SCHEDULED} AND j.{ONE_SHOT} \
-                 FOR UPDATE) AS j) \
-         UPDATE {t} AS j SET status = {running}, pending_run = true, \
-         version = j.version + 1, updated_at = $3 \
-         WHERE j.id = ANY(ARRAY(SELECT due_id FROM due)) \
-         RETURNING {returning}",
-        returning = qualified("j")
+                 FOR UPDATE) AS j), \
+         claimed AS (UPDATE {t} AS j SET status = {running}, \
+             version = j.version + 1, updated_at = $3 \
+             WHERE j.id = ANY(ARRAY(SELECT due_id FROM due)) \
+             RETURNING {claimed}), \
+         {record} \
+         SELECT * FROM claimed",
+        claimed = owed::claimed_columns(),
+        record = owed::record_claimed(owed),
     )
 }
 

@@ -1,0 +1,78 @@
+//! The run events one-shot claims owe, in a table of their own
+//! (`owed_runs`: a job's id, the version its claim wrote, and when).
+//!
+//! Why a table: a claim that set the job's `pending_run` flag made the
+//! outbox clear after the publish a second rewrite of the row, a new row
+//! version with an entry in each of its indexes (5.7 WAL records a clear,
+//! the flags being in an index's condition). Deleting a row of this table
+//! instead takes about a third of the server's time (0.32×; the claims
+//! and clears of 30,000 jobs together 0.69×: BENCHMARKS.md, "Owed events
+//! in a table of their own"), which is what bounds a burst on PostgreSQL.
+//!
+//! What a job owes is its flags OR a row here at its current version
+//! ([`read_columns`]): any write that moves the job to a newer version
+//! makes the row stale, and a stale row counts for nothing. So a replica
+//! of an earlier release, which knows only the flags, cannot resurrect an
+//! event by writing the job, and what it writes through the flags is read
+//! and cleared as before. (What it cannot do is see a run owed here: during
+//! a rolling upgrade, an event owed by a new replica that dies before
+//! publishing it is published by another new replica, not by an old one.)
+//! Every other event stays a flag; the relay reads both, and a clear
+//! clears both. Writes of the job that rewrite its flags, and its
+//! deletes, delete its row here too, so that rows do not outlive their use.
+
+/// Name of the table of owed run events, inside the store's schema.
+pub const OWED_RUNS_TABLE: &str = "owed_runs";
+
+/// Whether the job of alias `j` owes a run event in `owed` (qualified) at
+/// its current version.
+pub(super) fn owed_at_version(owed: &str) -> String {
+    format!("EXISTS (SELECT 1 FROM {owed} AS o WHERE o.id = j.id AND o.version = j.version)")
+}
+
+/// The columns of a job as they are read, the table aliased `j`: each
+/// qualified, and `pending_run` set if its flag is or a row of `owed`
+/// (qualified) is at the job's version.
+pub(super) fn read_columns(owed: &str) -> String {
+    with_pending_run(&format!(
+        "(j.pending_run OR {}) AS pending_run",
+        owed_at_version(owed)
+    ))
+}
+
+/// The columns of a job a claim returns (alias `j`): it owes its run.
+pub(super) fn claimed_columns() -> String {
+    with_pending_run("true AS pending_run")
+}
+
+/// [`super::sql::COLUMNS`] qualified by the alias `j`, with `pending_run`
+/// read as `expression`.
+fn with_pending_run(expression: &str) -> String {
+    super::sql::qualified("j").replace("j.pending_run", expression)
+}
+
+/// The table, idempotent as the rest of the schema. No foreign key: its
+/// check would take a lock on the job row on every claim; the statements
+/// that delete a job delete its row here.
+pub(super) fn create_statement(owed: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {owed} (
+            id         bytea          PRIMARY KEY,
+            version    bigint         NOT NULL,
+            updated_at timestamptz(3) NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS owed_runs_updated_at ON {owed} (updated_at, id);"
+    )
+}
+
+/// After a claim that returned the rows of `claimed` (a CTE), the runs they
+/// owe, written after the job rows were (an unreferenced CTE runs last),
+/// so that every statement locks a job's row before its owed run.
+pub(super) fn record_claimed(owed: &str) -> String {
+    format!(
+        "owed AS (INSERT INTO {owed} (id, version, updated_at) \
+         SELECT id, version, updated_at FROM claimed \
+         ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, \
+         updated_at = EXCLUDED.updated_at)"
+    )
+}
