@@ -1,9 +1,12 @@
--- Owed events in the job row (today) against a table of their own (the
--- next step for PostgreSQL, docs/scaling.md): the claims and outbox clears
+-- Owed events in the job row (before 6e11596) against a table of their
+-- own (since, src/store/postgres/owed.rs): the claims and outbox clears
 -- of 30,000 one-shot jobs, in 150 batches of 200, one session, each batch
 -- its own transaction, the statements as src/store/postgres/sql.rs writes
--- them (rows locked in id order first). Prints the milliseconds of each.
---   psql -v variant=row -f benches/sql/outbox_clear.sql    (today)
+-- them (rows locked in id order first; in the table variant the whole
+-- clear, which also clears the flags of rows that have any and answers
+-- the jobs still at their version). Prints the
+-- milliseconds of each and the WAL it writes a job.
+--   psql -v variant=row -f benches/sql/outbox_clear.sql    (before)
 --   psql -v variant=table -f benches/sql/outbox_clear.sql  (the owed table)
 -- Works in a schema `mb` of its own, dropped before and after.
 DROP SCHEMA IF EXISTS mb CASCADE;
@@ -41,11 +44,11 @@ CREATE TABLE mb.batches AS
 SELECT b, array_agg(id ORDER BY id) AS ids, array_agg(scheduled_key ORDER BY id) AS keys, array_agg(version + 1 ORDER BY id) AS versions
 FROM (SELECT id, scheduled_key, version, (row_number() OVER (ORDER BY schedule_time) - 1) / 200 AS b FROM mb.jobs) s GROUP BY b;
 VACUUM ANALYZE mb.jobs;
-CREATE TABLE mb.owed (id bytea PRIMARY KEY, version bigint NOT NULL, run boolean NOT NULL, updated_at timestamptz(3) NOT NULL);
+CREATE TABLE mb.owed (id bytea NOT NULL, version bigint NOT NULL, updated_at timestamptz(3) NOT NULL, PRIMARY KEY (id, version));
 CREATE OR REPLACE PROCEDURE mb.fire() LANGUAGE plpgsql AS $$
-DECLARE r record; n int; t0 timestamptz; t1 timestamptz; t2 timestamptz;
+DECLARE r record; n int; t0 timestamptz; t1 timestamptz; t2 timestamptz; w0 pg_lsn; w1 pg_lsn; w2 pg_lsn;
 BEGIN
-  t0 := clock_timestamp();
+  t0 := clock_timestamp(); w0 := pg_current_wal_insert_lsn();
   FOR r IN SELECT * FROM mb.batches ORDER BY b LOOP
     WITH due AS MATERIALIZED (SELECT j.id AS due_id FROM (SELECT * FROM unnest(r.ids, r.keys) AS f(id, key) ORDER BY f.id) AS f
       CROSS JOIN LATERAL (SELECT j.id FROM mb.jobs AS j WHERE j.id = f.id AND j.scheduled_key = f.key AND j.status + 0 = 2 AND j.recurrence IS NULL FOR UPDATE) AS j),
@@ -54,7 +57,7 @@ BEGIN
     SELECT count(*) INTO n FROM upd;
     COMMIT;
   END LOOP;
-  t1 := clock_timestamp();
+  t1 := clock_timestamp(); w1 := pg_current_wal_insert_lsn();
   FOR r IN SELECT * FROM mb.batches ORDER BY b LOOP
     WITH locked AS MATERIALIZED (SELECT j.id AS locked_id FROM (SELECT * FROM unnest(r.ids, r.versions) AS f(id, version) ORDER BY f.id) AS f
       CROSS JOIN LATERAL (SELECT j.id FROM mb.jobs AS j WHERE j.id = f.id AND j.version = f.version FOR UPDATE) AS j),
@@ -63,32 +66,38 @@ BEGIN
     SELECT count(*) INTO n FROM upd;
     COMMIT;
   END LOOP;
-  t2 := clock_timestamp();
-  RAISE NOTICE 'owed in the row: claims % ms, clears % ms, last batch %', round(extract(epoch FROM t1 - t0) * 1000), round(extract(epoch FROM t2 - t1) * 1000), n;
+  t2 := clock_timestamp(); w2 := pg_current_wal_insert_lsn();
+  RAISE NOTICE 'owed in the row: claims % ms, clears % ms, WAL bytes a job: claim %, clear %; last batch %', round(extract(epoch FROM t1 - t0) * 1000), round(extract(epoch FROM t2 - t1) * 1000), round(pg_wal_lsn_diff(w1, w0) / 30000), round(pg_wal_lsn_diff(w2, w1) / 30000), n;
 END $$;
 CREATE OR REPLACE PROCEDURE mb.fire_owed() LANGUAGE plpgsql AS $$
-DECLARE r record; n int; t0 timestamptz; t1 timestamptz; t2 timestamptz;
+DECLARE r record; n int; t0 timestamptz; t1 timestamptz; t2 timestamptz; w0 pg_lsn; w1 pg_lsn; w2 pg_lsn;
 BEGIN
-  t0 := clock_timestamp();
+  t0 := clock_timestamp(); w0 := pg_current_wal_insert_lsn();
   FOR r IN SELECT * FROM mb.batches ORDER BY b LOOP
     WITH due AS MATERIALIZED (SELECT j.id AS due_id FROM (SELECT * FROM unnest(r.ids, r.keys) AS f(id, key) ORDER BY f.id) AS f
       CROSS JOIN LATERAL (SELECT j.id FROM mb.jobs AS j WHERE j.id = f.id AND j.scheduled_key = f.key AND j.status + 0 = 2 AND j.recurrence IS NULL FOR UPDATE) AS j),
     upd AS (UPDATE mb.jobs AS j SET status = 3, version = j.version + 1, updated_at = now()
       WHERE j.id = ANY(ARRAY(SELECT due_id FROM due)) RETURNING j.*),
-    ins AS (INSERT INTO mb.owed SELECT id, version, true, updated_at FROM upd RETURNING id)
+    ins AS (INSERT INTO mb.owed (id, version, updated_at) SELECT id, version, updated_at FROM upd)
     SELECT count(*) INTO n FROM upd;
     COMMIT;
   END LOOP;
-  t1 := clock_timestamp();
+  t1 := clock_timestamp(); w1 := pg_current_wal_insert_lsn();
   FOR r IN SELECT * FROM mb.batches ORDER BY b LOOP
-    WITH locked AS MATERIALIZED (SELECT o.id AS locked_id FROM (SELECT * FROM unnest(r.ids, r.versions) AS f(id, version) ORDER BY f.id) AS f
-      CROSS JOIN LATERAL (SELECT o.id FROM mb.owed AS o WHERE o.id = f.id AND o.version = f.version FOR UPDATE) AS o),
-    del AS (DELETE FROM mb.owed AS o WHERE o.id = ANY(ARRAY(SELECT locked_id FROM locked)) RETURNING o.id)
-    SELECT count(*) INTO n FROM del;
+    WITH f AS MATERIALIZED (SELECT * FROM unnest(r.ids, r.versions) AS f(id, version) ORDER BY id),
+    flagged AS MATERIALIZED (SELECT j.id AS flagged_id FROM f CROSS JOIN LATERAL (SELECT j.id FROM mb.jobs AS j
+      WHERE j.id = f.id AND j.version = f.version AND (pending_create OR pending_update OR pending_run OR pending_dead_letter OR pending_delete) FOR UPDATE) AS j),
+    unflagged AS (UPDATE mb.jobs AS j SET pending_create = false, pending_update = false, pending_run = false, pending_dead_letter = false, pending_delete = false
+      WHERE j.id = ANY(ARRAY(SELECT flagged_id FROM flagged)) RETURNING j.id),
+    paid AS MATERIALIZED (SELECT o.id AS paid_id FROM f CROSS JOIN LATERAL (SELECT o.id FROM mb.owed AS o WHERE o.id = f.id AND o.version = f.version FOR UPDATE) AS o),
+    gone AS (DELETE FROM mb.owed AS o WHERE o.id = ANY(ARRAY(SELECT paid_id FROM paid)) RETURNING o.id),
+    cleared AS (SELECT id FROM unflagged UNION SELECT id FROM gone
+      UNION SELECT j.id FROM f CROSS JOIN LATERAL (SELECT j.id FROM mb.jobs AS j WHERE j.id = f.id AND j.version = f.version OFFSET 0) AS j)
+    SELECT count(*) INTO n FROM cleared;
     COMMIT;
   END LOOP;
-  t2 := clock_timestamp();
-  RAISE NOTICE 'owed in a table: claims % ms, clears % ms, last batch %', round(extract(epoch FROM t1 - t0) * 1000), round(extract(epoch FROM t2 - t1) * 1000), n;
+  t2 := clock_timestamp(); w2 := pg_current_wal_insert_lsn();
+  RAISE NOTICE 'owed in a table: claims % ms, clears % ms, WAL bytes a job: claim %, clear %; last batch %', round(extract(epoch FROM t1 - t0) * 1000), round(extract(epoch FROM t2 - t1) * 1000), round(pg_wal_lsn_diff(w1, w0) / 30000), round(pg_wal_lsn_diff(w2, w1) / 30000), n;
 END $$;
 CHECKPOINT;
 SELECT CASE WHEN :'variant' = 'table' THEN 'CALL mb.fire_owed();' ELSE 'CALL mb.fire();' END AS call \gset

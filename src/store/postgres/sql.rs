@@ -135,6 +135,9 @@ pub(super) struct Sql {
     pub(super) runs: RunSql,
     pub(super) leases: LeaseSql,
     pub(super) finished_before: String,
+    /// The job deleted at version $2, with its owed runs up to that
+    /// version: the job's own, or stale ones (none is newer while it is
+    /// at $2; if it moved on, all are stale).
     pub(super) delete_if: String,
 }
 
@@ -161,7 +164,7 @@ impl Sql {
                 owed_now = owed::owed_at_version(&owed)
             ),
             delete_if: format!(
-                "WITH gone AS (DELETE FROM {owed} WHERE id = $1 AND version = $2) \
+                "WITH gone AS (DELETE FROM {owed} WHERE id = $1 AND version <= $2) \
                  DELETE FROM {t} WHERE id = $1 AND version = $2"
             ),
             insert: format!(
@@ -280,7 +283,8 @@ fn clear_pending_many_statement(t: &str, owed: &str) -> String {
 
 /// The jobs that owe events, least recently changed first, at most $1:
 /// those whose flags say so (through the outbox index) and those with a
-/// run owed at their version (through `owed_runs`' own index).
+/// run owed at their version (`owed_runs`, read whole: see
+/// [`owed::create_statement`]).
 fn with_pending_events_statement(t: &str, owed: &str) -> String {
     let read = owed::read_columns(owed);
     format!(
