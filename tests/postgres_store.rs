@@ -18,7 +18,7 @@ use std::time::Duration;
 use chrono::Duration as TimeDelta;
 use jobs::{job, now, page};
 use scheduler_service::{
-    domain::{JobFilter, JobId, JobStatus, PendingEvents, ResultStatus, report::RunReport},
+    domain::{Job, JobFilter, JobId, JobStatus, PendingEvents, ResultStatus, report::RunReport},
     store::{JobDB, StoreError, postgres::PgJobDB},
 };
 use tokio_postgres::NoTls;
@@ -359,13 +359,13 @@ async fn as_an_earlier_release(f: &Fixture, id: JobId, status: JobStatus, run_ow
 }
 
 /// The jobs the outbox relay would read.
-async fn relay_read(db: &PgJobDB) -> Vec<scheduler_service::domain::Job> {
+async fn relay_read(db: &PgJobDB) -> Vec<Job> {
     db.with_pending_events(10).await.expect("relay read").found
 }
 
 /// A SCHEDULED one-shot job, due a second ago, that owes nothing yet.
-async fn settled_due_job(db: &PgJobDB, name: &str) -> scheduler_service::domain::Job {
-    let job = scheduler_service::domain::Job {
+async fn settled_due_job(db: &PgJobDB, name: &str) -> Job {
+    let job = Job {
         pending: PendingEvents::NONE,
         ..job(name, now() - TimeDelta::seconds(1))
     };

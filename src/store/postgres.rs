@@ -9,9 +9,9 @@
 //! compare-and-set: of any number of replicas claiming the same SCHEDULED job
 //! with the same fire token, exactly one gets the row back from `RETURNING`;
 //! the status and the version change, and the run event it owes is recorded
-//! (a row of `owed_runs`, see [`owed`]), in that one statement. This is how the job queues trusted on PostgreSQL claim
-//! work (they add `FOR UPDATE SKIP LOCKED` only to pick among many rows, which
-//! a claim by id does not need).
+//! (a row of `owed_runs`, see [`owed`]), in that one statement. This is how
+//! the job queues trusted on PostgreSQL claim work (they add `FOR UPDATE SKIP
+//! LOCKED` only to pick among many rows, which a claim by id does not need).
 //!
 //! Recurring jobs are left out of the single-statement claim and result
 //! (`recurrence IS NULL`), so that a one-shot claim stays one statement: a
@@ -24,11 +24,11 @@
 //! OR armed`; `armed` is written from `Job::is_armable` by every write of a
 //! recurring job.
 //!
-//! Every change is one such statement on one row (and its owed run).
-//! Besides it, `store_result`
-//! reads the row only to tell why an update matched nothing; `list` reads the
-//! count and the page in one snapshot; `ensure_indexes` runs its DDL under an
-//! advisory lock, so that replicas starting together do not race on it.
+//! Every change is one such statement on one row (and its owed run). Besides
+//! it, `store_result` reads the row only to tell why an update matched
+//! nothing; `list` reads the count and the page in one snapshot;
+//! `ensure_indexes` runs its DDL under an advisory lock, so that replicas
+//! starting together do not race on it.
 //!
 //! Every call is bounded by the timeout given to [`PgJobDB::connect`]: waiting
 //! for a pooled connection, opening one, and its statements (on the server

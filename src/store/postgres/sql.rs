@@ -209,7 +209,7 @@ impl Sql {
                  WHERE {ARMABLE} AND schedule_time < $1 AND {SHARD_OF_ID} % $2 = ANY($3) \
                  ORDER BY schedule_time, id"
             ),
-            with_pending_events: with_pending_events_statement(&t, &owed),
+            with_pending_events: with_pending_events_statement(&t, &owed, &read),
             set_pending_if: format!(
                 "WITH gone AS (DELETE FROM {owed} WHERE id = $1 AND version = $2) \
                  UPDATE {t} SET pending_create = $3, pending_update = $4, pending_run = $5, \
@@ -285,8 +285,7 @@ fn clear_pending_many_statement(t: &str, owed: &str) -> String {
 /// those whose flags say so (through the outbox index) and those with a
 /// run owed at their version (`owed_runs`, read whole: see
 /// [`owed::create_statement`]).
-fn with_pending_events_statement(t: &str, owed: &str) -> String {
-    let read = owed::read_columns(owed);
+fn with_pending_events_statement(t: &str, owed: &str, read: &str) -> String {
     format!(
         "SELECT * FROM ( \
              (SELECT {read} FROM {t} AS j WHERE {OWING} ORDER BY updated_at, id LIMIT $1) \
