@@ -132,6 +132,10 @@ struct Args {
     /// fire: sample the service's PostgreSQL sessions while firing.
     #[arg(long)]
     pg_waits: bool,
+    /// fire: time a small write's sync to disk every 5 ms while firing
+    /// (what a commit waits for), beside the service's logs.
+    #[arg(long)]
+    disk_probe: bool,
     /// Server options of the service's PostgreSQL sessions, for experiments:
     /// e.g. "-c synchronous_commit=off".
     #[arg(long, value_name = "OPTS", allow_hyphen_values = true)]
@@ -282,6 +286,7 @@ pub struct Options {
     pub fetch_wait_ms: u64,
     pub grace_secs: f64,
     pub pg_waits: bool,
+    pub disk_probe: bool,
     pub pg_options: Option<String>,
     pub perf: Option<String>,
     pub recovery_stores: Vec<Store>,
@@ -336,6 +341,7 @@ pub fn parse() -> Options {
         fetch_wait_ms: a.fetch_wait_ms.max(1),
         grace_secs: a.grace_secs.unwrap_or(if smoke { 10.0 } else { 30.0 }),
         pg_waits: a.pg_waits,
+        disk_probe: a.disk_probe,
         pg_options: a.pg_options,
         perf: a.perf,
         recovery_stores: a.recovery_stores,

@@ -8,6 +8,7 @@
 //! distributions. One configuration per store × fire concurrency ×
 //! partitions.
 
+mod disk_probe;
 mod pg_waits;
 mod plot;
 pub mod reader;
@@ -76,6 +77,8 @@ struct FireOutcome {
     /// Shares of the samples of the service's PostgreSQL sessions, by
     /// state and wait event (`--pg-waits`).
     pg_waits: Vec<(String, f64)>,
+    /// What the disk's syncs took meanwhile (`--disk-probe`).
+    disk_syncs: Option<disk_probe::DiskSyncs>,
 }
 
 const FIRE_HEADER: &str = "| store | fire concurrency | run partitions | jobs | created per s | arrived | dup | p50 (ms) | p99 (ms) | max (ms) | drain (ms) | claim start p50 / p99 (ms) | claimed p50 / p99 (ms) | service CPU (s) | service wrote (MB) | load | note |\n\
@@ -183,6 +186,7 @@ pub async fn fire_part(o: &Options) -> bool {
             .filter_map(|r| Some((r.config.label(), r.run, r.cpu_use.as_ref()?))),
     );
     print_pg_waits(&results);
+    print_disk_syncs(&results);
     if let Some(dir) = &o.plot {
         ok &= write_chart(dir, &format!("e2e-fire-latency-{}.svg", o.jobs), |path| {
             plot::chart(o, &configs, &results).write(path)
@@ -226,6 +230,7 @@ fn median_outcome(config: FireConfig, runs: &[&FireOutcome]) -> FireOutcome {
         run: 0,
         cpu_use: None,
         pg_waits: Vec::new(),
+        disk_syncs: None,
     }
 }
 
@@ -265,5 +270,35 @@ fn print_pg_waits(results: &[FireOutcome]) {
             .map(|(k, v)| format!("{k} {:.0} %", v * 100.0))
             .collect();
         println!("- {} run {}: {}", r.config.label(), r.run, waits.join(", "));
+    }
+}
+
+/// `--disk-probe`: what a small write's sync took in each run, beside the
+/// run's p99, so that a run held up by the disk shows as one.
+fn print_disk_syncs(results: &[FireOutcome]) {
+    if results.iter().all(|r| r.disk_syncs.is_none()) {
+        return;
+    }
+    println!(
+        "\n### The disk during the firing (8 KiB written and synced every 5 ms)\n\n\
+         | configuration | run | p99 lateness (ms) | syncs | sync p50 (ms) | sync p99 (ms) | sync max (ms) | syncs over {} ms | their time (ms) |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        disk_probe::STALL_MS
+    );
+    for r in results {
+        if let Some(d) = r.disk_syncs {
+            println!(
+                "| {} | {} | {} | {} | {:.2} | {:.2} | {:.1} | {} | {:.0} |",
+                r.config.label(),
+                r.run,
+                ms(r.p99_ms),
+                d.syncs,
+                d.p50_ms,
+                d.p99_ms,
+                d.max_ms,
+                d.stalls,
+                d.stalled_ms
+            );
+        }
     }
 }

@@ -17,12 +17,17 @@ use scheduler_service::{config::vars, grpc::proto::jobs_service_client::JobsServ
 use test_support::unique;
 use tonic::transport::Channel;
 
-use super::{FireConfig, FireOutcome, pg_waits::sample_pg_waits, reader::Reader};
+use super::{
+    FireConfig, FireOutcome,
+    disk_probe::{self, DiskSyncs},
+    pg_waits::sample_pg_waits,
+    reader::Reader,
+};
 use crate::{
     accounting::{CpuUse, cpu_by_group},
     args::{Options, Store},
     load::{Load, create_load},
-    service::{Service, drop_namespace, service_env, set, var},
+    service::{Service, drop_namespace, log_dir, service_env, set, var},
     support::{now_us, proc::load_average, stats::Latencies},
 };
 
@@ -48,6 +53,7 @@ struct FiringCost {
     written_mb: f64,
     cpu_use: CpuUse,
     pg_waits: Vec<(String, f64)>,
+    disk_syncs: Option<DiskSyncs>,
 }
 
 /// Runs `config` once; the due times come from `seed`.
@@ -117,6 +123,7 @@ pub async fn fire_run(
         run,
         cpu_use: Some(cost.cpu_use),
         pg_waits: cost.pg_waits,
+        disk_syncs: cost.disk_syncs,
     })
 }
 
@@ -206,6 +213,9 @@ impl FireRun<'_> {
         let sampling = Arc::new(AtomicBool::new(true));
         let sampler = (o.pg_waits && config.store == Store::Postgres)
             .then(|| tokio::spawn(sample_pg_waits(self.namespace.clone(), sampling.clone())));
+        let disk = o
+            .disk_probe
+            .then(|| disk_probe::start(log_dir(), sampling.clone()));
         let perf = o.perf.as_ref().and_then(|file| start_perf(file, self.run));
         let deadline_ms =
             window.open_ms + o.window_ms + Duration::from_secs_f64(o.grace_secs).as_millis() as i64;
@@ -223,11 +233,20 @@ impl FireRun<'_> {
             Some(task) => task.await.unwrap_or_default(),
             None => Vec::new(),
         };
+        let disk_syncs = disk.and_then(|probe| match probe.join() {
+            Ok(Ok(syncs)) => Some(syncs),
+            Ok(Err(e)) => {
+                eprintln!("fire: the disk probe failed: {e}");
+                None
+            }
+            Err(_) => None,
+        });
         FiringCost {
             cpu_s,
             written_mb,
             cpu_use,
             pg_waits,
+            disk_syncs,
         }
     }
 }
