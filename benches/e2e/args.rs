@@ -133,7 +133,8 @@ struct Args {
     #[arg(long)]
     pg_waits: bool,
     /// fire: time a small write's sync to disk every 5 ms while firing
-    /// (what a commit waits for), beside the service's logs.
+    /// (what a commit waits for), beside the service's logs [always in a
+    /// smoke run, so that CI runs it].
     #[arg(long)]
     disk_probe: bool,
     /// Server options of the service's PostgreSQL sessions, for experiments:
@@ -341,7 +342,7 @@ pub fn parse() -> Options {
         fetch_wait_ms: a.fetch_wait_ms.max(1),
         grace_secs: a.grace_secs.unwrap_or(if smoke { 10.0 } else { 30.0 }),
         pg_waits: a.pg_waits,
-        disk_probe: a.disk_probe,
+        disk_probe: a.disk_probe || smoke,
         pg_options: a.pg_options,
         perf: a.perf,
         recovery_stores: a.recovery_stores,
