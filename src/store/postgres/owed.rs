@@ -44,11 +44,6 @@ pub(super) fn read_columns(owed: &str) -> String {
     ))
 }
 
-/// The columns of a job a claim returns (alias `j`): it owes its run.
-pub(super) fn claimed_columns() -> String {
-    with_pending_run("true AS pending_run")
-}
-
 /// [`super::sql::COLUMNS`] qualified by the alias `j`, with `pending_run`
 /// read as `expression`.
 fn with_pending_run(expression: &str) -> String {
@@ -75,12 +70,18 @@ pub(super) fn create_statement(owed: &str) -> String {
     )
 }
 
-/// After a claim that returned the rows of `claimed` (a CTE), the runs they
-/// owe, written after the job rows were (an unreferenced CTE runs last),
-/// so that every statement locks a job's row before its owed run.
-pub(super) fn record_claimed(owed: &str) -> String {
+/// The end of a claim statement, after `WITH` and any CTEs of its own:
+/// `update` (of the jobs aliased `j`, without `RETURNING`) as the CTE
+/// `claimed`, returning the claimed jobs, which owe their runs; and those
+/// runs recorded in `owed` (qualified), written after the job rows were
+/// (an unreferenced CTE runs last), so that every statement locks a job's
+/// row before its owed run.
+pub(super) fn claim_recording_runs(update: &str, owed: &str) -> String {
     format!(
-        "owed AS (INSERT INTO {owed} (id, version, updated_at) \
-         SELECT id, version, updated_at FROM claimed)"
+        "claimed AS ({update} RETURNING {claimed}), \
+         owed AS (INSERT INTO {owed} (id, version, updated_at) \
+         SELECT id, version, updated_at FROM claimed) \
+         SELECT * FROM claimed",
+        claimed = with_pending_run("true AS pending_run"),
     )
 }

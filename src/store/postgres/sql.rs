@@ -188,15 +188,16 @@ impl Sql {
                 "WITH gone AS (DELETE FROM {owed} WHERE id = $1) DELETE FROM {t} WHERE id = $1"
             ),
             claim: format!(
-                "WITH claimed AS ( \
-                     UPDATE {t} AS j SET status = {running}, \
-                     version = version + 1, updated_at = $3 \
-                     WHERE id = $1 AND {STILL_SCHEDULED} AND scheduled_key = $2 \
-                     AND {ONE_SHOT} RETURNING {claimed}), \
-                 {record} \
-                 SELECT * FROM claimed",
-                claimed = owed::claimed_columns(),
-                record = owed::record_claimed(&owed),
+                "WITH {}",
+                owed::claim_recording_runs(
+                    &format!(
+                        "UPDATE {t} AS j SET status = {running}, \
+                         version = version + 1, updated_at = $3 \
+                         WHERE id = $1 AND {STILL_SCHEDULED} AND scheduled_key = $2 \
+                         AND {ONE_SHOT}"
+                    ),
+                    &owed
+                )
             ),
             claim_many: claim_many_statement(&t, &owed),
             scheduled_before: format!(
@@ -451,14 +452,15 @@ pub(super) fn claim_many_statement(t: &str, owed: &str) -> String {
                  WHERE j.id = f.id AND j.scheduled_key = f.key \
                    AND j.{STILL_SCHEDULED} AND j.{ONE_SHOT} \
                  FOR UPDATE) AS j), \
-         claimed AS (UPDATE {t} AS j SET status = {running}, \
-             version = j.version + 1, updated_at = $3 \
-             WHERE j.id = ANY(ARRAY(SELECT due_id FROM due)) \
-             RETURNING {claimed}), \
-         {record} \
-         SELECT * FROM claimed",
-        claimed = owed::claimed_columns(),
-        record = owed::record_claimed(owed),
+         {claimed}",
+        claimed = owed::claim_recording_runs(
+            &format!(
+                "UPDATE {t} AS j SET status = {running}, \
+                 version = j.version + 1, updated_at = $3 \
+                 WHERE j.id = ANY(ARRAY(SELECT due_id FROM due))"
+            ),
+            owed
+        ),
     )
 }
 
