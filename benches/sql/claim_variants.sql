@@ -36,56 +36,41 @@ SELECT b, array_agg(id ORDER BY id) AS ids, array_agg(scheduled_key ORDER BY id)
 FROM (SELECT id, scheduled_key, (row_number() OVER (ORDER BY schedule_time) - 1) / 256 AS b FROM mc.jobs) s GROUP BY b;
 VACUUM ANALYZE mc.jobs;
 CREATE TABLE mc.owed (id bytea NOT NULL, version bigint NOT NULL, updated_at timestamptz(3) NOT NULL, PRIMARY KEY (id, version));
-CREATE OR REPLACE PROCEDURE mc.lock() LANGUAGE plpgsql AS $$
-DECLARE r record; n int; t0 timestamptz; w0 pg_lsn;
+CREATE OR REPLACE PROCEDURE mc.claim(variant text) LANGUAGE plpgsql AS $$
+DECLARE r record; n int; t0 timestamptz := clock_timestamp(); w0 pg_lsn := pg_current_wal_insert_lsn();
 BEGIN
-  t0 := clock_timestamp(); w0 := pg_current_wal_insert_lsn();
   FOR r IN SELECT * FROM mc.batches ORDER BY b LOOP
-    WITH due AS MATERIALIZED (SELECT j.id AS due_id FROM (SELECT * FROM unnest(r.ids, r.keys) AS f(id, key) ORDER BY f.id) AS f
-      CROSS JOIN LATERAL (SELECT j.id FROM mc.jobs AS j WHERE j.id = f.id AND j.scheduled_key = f.key AND j.status + 0 = 2 AND j.recurrence IS NULL FOR UPDATE) AS j),
-    upd AS (UPDATE mc.jobs AS j SET status = 3, version = j.version + 1, updated_at = now()
-      WHERE j.id = ANY(ARRAY(SELECT due_id FROM due)) RETURNING j.*),
-    ins AS (INSERT INTO mc.owed (id, version, updated_at) SELECT id, version, updated_at FROM upd)
-    SELECT count(*) INTO n FROM upd;
+    CASE variant
+    WHEN 'lock' THEN
+      WITH due AS MATERIALIZED (SELECT j.id AS due_id FROM (SELECT * FROM unnest(r.ids, r.keys) AS f(id, key) ORDER BY f.id) AS f
+        CROSS JOIN LATERAL (SELECT j.id FROM mc.jobs AS j WHERE j.id = f.id AND j.scheduled_key = f.key AND j.status + 0 = 2 AND j.recurrence IS NULL FOR UPDATE) AS j),
+      upd AS (UPDATE mc.jobs AS j SET status = 3, version = j.version + 1, updated_at = now()
+        WHERE j.id = ANY(ARRAY(SELECT due_id FROM due)) RETURNING j.*),
+      ins AS (INSERT INTO mc.owed (id, version, updated_at) SELECT id, version, updated_at FROM upd)
+      SELECT count(*) INTO n FROM upd;
+    WHEN 'nolock' THEN
+      WITH upd AS (UPDATE mc.jobs AS j SET status = 3, version = j.version + 1, updated_at = now()
+        FROM unnest(r.ids, r.keys) AS f(id, key)
+        WHERE j.id = f.id AND j.scheduled_key = f.key AND j.status + 0 = 2 AND j.recurrence IS NULL RETURNING j.*),
+      ins AS (INSERT INTO mc.owed (id, version, updated_at) SELECT id, version, updated_at FROM upd)
+      SELECT count(*) INTO n FROM upd;
+    WHEN 'tid' THEN
+      WITH due AS MATERIALIZED (SELECT j.ctid AS due_tid FROM (SELECT * FROM unnest(r.ids, r.keys) AS f(id, key) ORDER BY f.id) AS f
+        CROSS JOIN LATERAL (SELECT j.ctid FROM mc.jobs AS j WHERE j.id = f.id AND j.scheduled_key = f.key AND j.status + 0 = 2 AND j.recurrence IS NULL FOR UPDATE) AS j),
+      upd AS (UPDATE mc.jobs AS j SET status = 3, version = j.version + 1, updated_at = now()
+        WHERE j.ctid = ANY(ARRAY(SELECT due_tid FROM due)) RETURNING j.*),
+      ins AS (INSERT INTO mc.owed (id, version, updated_at) SELECT id, version, updated_at FROM upd)
+      SELECT count(*) INTO n FROM upd;
+    END CASE;
     COMMIT;
   END LOOP;
-  RAISE NOTICE 'lock: % ms, WAL % B/job, last %', round(extract(epoch FROM clock_timestamp() - t0) * 1000), round(pg_wal_lsn_diff(pg_current_wal_insert_lsn(), w0) / 30000), n;
-END $$;
-CREATE OR REPLACE PROCEDURE mc.nolock() LANGUAGE plpgsql AS $$
-DECLARE r record; n int; t0 timestamptz; w0 pg_lsn;
-BEGIN
-  t0 := clock_timestamp(); w0 := pg_current_wal_insert_lsn();
-  FOR r IN SELECT * FROM mc.batches ORDER BY b LOOP
-    WITH upd AS (UPDATE mc.jobs AS j SET status = 3, version = j.version + 1, updated_at = now()
-      FROM unnest(r.ids, r.keys) AS f(id, key)
-      WHERE j.id = f.id AND j.scheduled_key = f.key AND j.status + 0 = 2 AND j.recurrence IS NULL RETURNING j.*),
-    ins AS (INSERT INTO mc.owed (id, version, updated_at) SELECT id, version, updated_at FROM upd)
-    SELECT count(*) INTO n FROM upd;
-    COMMIT;
-  END LOOP;
-  RAISE NOTICE 'nolock: % ms, WAL % B/job, last %', round(extract(epoch FROM clock_timestamp() - t0) * 1000), round(pg_wal_lsn_diff(pg_current_wal_insert_lsn(), w0) / 30000), n;
-END $$;
-CREATE OR REPLACE PROCEDURE mc.tid() LANGUAGE plpgsql AS $$
-DECLARE r record; n int; t0 timestamptz; w0 pg_lsn;
-BEGIN
-  t0 := clock_timestamp(); w0 := pg_current_wal_insert_lsn();
-  FOR r IN SELECT * FROM mc.batches ORDER BY b LOOP
-    WITH due AS MATERIALIZED (SELECT j.ctid AS due_tid FROM (SELECT * FROM unnest(r.ids, r.keys) AS f(id, key) ORDER BY f.id) AS f
-      CROSS JOIN LATERAL (SELECT j.ctid FROM mc.jobs AS j WHERE j.id = f.id AND j.scheduled_key = f.key AND j.status + 0 = 2 AND j.recurrence IS NULL FOR UPDATE) AS j),
-    upd AS (UPDATE mc.jobs AS j SET status = 3, version = j.version + 1, updated_at = now()
-      WHERE j.ctid = ANY(ARRAY(SELECT due_tid FROM due)) RETURNING j.*),
-    ins AS (INSERT INTO mc.owed (id, version, updated_at) SELECT id, version, updated_at FROM upd)
-    SELECT count(*) INTO n FROM upd;
-    COMMIT;
-  END LOOP;
-  RAISE NOTICE 'tid: % ms, WAL % B/job, last %', round(extract(epoch FROM clock_timestamp() - t0) * 1000), round(pg_wal_lsn_diff(pg_current_wal_insert_lsn(), w0) / 30000), n;
+  RAISE NOTICE '%: % ms, WAL % B/job, last %', variant, round(extract(epoch FROM clock_timestamp() - t0) * 1000), round(pg_wal_lsn_diff(pg_current_wal_insert_lsn(), w0) / 30000), n;
 END $$;
 CHECKPOINT;
-SELECT 'CALL mc.' || :'variant' || '();' AS call \gset
 \if :{?pause}
 SELECT pg_sleep(:pause);
 \endif
-:call
+CALL mc.claim(:'variant');
 \if :{?pause}
 SELECT pg_sleep(:pause);
 \endif
