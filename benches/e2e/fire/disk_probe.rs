@@ -5,8 +5,8 @@
 //! other tenants. The probe writes 8 KiB (a WAL page) and syncs it every
 //! 5 ms, in a file beside the service's logs (same file system as the
 //! store's data on the machines this is run on), so that each run's
-//! lateness can be read against what the disk did in that run. It adds
-//! 200 syncs a second, a small share of a burst's commits.
+//! lateness can be read against what the disk did in that run. It adds at
+//! most 200 syncs a second, a small share of a burst's commits.
 
 use std::{
     fs::{File, OpenOptions},

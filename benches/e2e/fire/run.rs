@@ -233,14 +233,18 @@ impl FireRun<'_> {
             Some(task) => task.await.unwrap_or_default(),
             None => Vec::new(),
         };
-        let disk_syncs = disk.and_then(|probe| match probe.join() {
-            Ok(Ok(syncs)) => Some(syncs),
-            Ok(Err(e)) => {
-                eprintln!("fire: the disk probe failed: {e}");
-                None
-            }
-            Err(_) => None,
-        });
+        let disk_syncs = match disk {
+            // Joined off the runtime: the probe may be inside a sync.
+            Some(probe) => match tokio::task::spawn_blocking(move || probe.join()).await {
+                Ok(Ok(Ok(syncs))) => Some(syncs),
+                Ok(Ok(Err(e))) => {
+                    eprintln!("fire: the disk probe failed: {e}");
+                    None
+                }
+                _ => None,
+            },
+            None => None,
+        };
         FiringCost {
             cpu_s,
             written_mb,
